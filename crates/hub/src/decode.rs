@@ -1,0 +1,845 @@
+//! Decoding request bodies (NDJSON, CSV, Parquet) into validated Arrow columns.
+//!
+//! Every record is checked against the dataset's schema and every problem is kept, with the
+//! record's line (or row) number and the field at fault: a publisher fixes a whole batch in
+//! one round. Good records go straight into Arrow builders; a bad record is never half-added,
+//! because its values are parsed into a scratch row first and committed only when all fit.
+//! NDJSON bodies are split at line boundaries and decoded on all cores.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, BooleanArray, BooleanBufferBuilder, BooleanBuilder, Date32Builder,
+    Float64Array, Float64Builder, Int64Builder, RecordBatch, StringBuilder, StructArray,
+    TimestampMicrosecondBuilder,
+};
+use arrow::buffer::NullBuffer;
+use arrow::datatypes::SchemaRef;
+use citybrain_core::{Date, GeoPoint, Timestamp};
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+use crate::schema::{DatasetDef, FieldType, geo_fields};
+
+/// The formats a batch of records can arrive in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Ndjson,
+    Csv,
+    Parquet,
+}
+
+impl Format {
+    /// Picks the format from a `Content-Type` header value.
+    pub fn from_content_type(content_type: &str) -> Option<Format> {
+        let mime = content_type.split(';').next().unwrap_or("").trim();
+        match mime.to_ascii_lowercase().as_str() {
+            "application/x-ndjson"
+            | "application/ndjson"
+            | "application/jsonl"
+            | "application/json-seq"
+            | "application/json" => Some(Format::Ndjson),
+            "text/csv" | "application/csv" => Some(Format::Csv),
+            "application/vnd.apache.parquet" | "application/x-parquet" | "application/parquet" => {
+                Some(Format::Parquet)
+            }
+            _ => None,
+        }
+    }
+
+    /// Picks the format from a file name's extension.
+    pub fn from_path(path: &str) -> Option<Format> {
+        let lower = path.to_ascii_lowercase();
+        if lower.ends_with(".ndjson") || lower.ends_with(".jsonl") || lower.ends_with(".json") {
+            Some(Format::Ndjson)
+        } else if lower.ends_with(".csv") {
+            Some(Format::Csv)
+        } else if lower.ends_with(".parquet") {
+            Some(Format::Parquet)
+        } else {
+            None
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Ndjson => "application/x-ndjson",
+            Format::Csv => "text/csv",
+            Format::Parquet => "application/vnd.apache.parquet",
+        }
+    }
+}
+
+/// One problem with one record.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Problem {
+    /// 1-based line of the NDJSON body, line of the CSV file (the header is line 1), or
+    /// 1-based row of the Parquet file.
+    pub line: u64,
+    /// The field at fault; `None` when the record as a whole is malformed.
+    pub field: Option<String>,
+    pub reason: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.field {
+            Some(field) => write!(f, "line {}, field '{}': {}", self.line, field, self.reason),
+            None => write!(f, "line {}: {}", self.line, self.reason),
+        }
+    }
+}
+
+/// A record that did not fit the schema, with every reason why.
+#[derive(Debug, Clone)]
+pub struct Rejected {
+    pub line: u64,
+    pub problems: Vec<Problem>,
+    /// The record as received, cut at [`MAX_RAW_BYTES`].
+    pub raw: String,
+}
+
+/// How much of a refused record is kept for the dead-letter dataset.
+pub const MAX_RAW_BYTES: usize = 8 * 1024;
+
+/// The outcome of decoding a body: the good records as columns, and the refused ones.
+#[derive(Debug)]
+pub struct Decoded {
+    /// Good records in the dataset's field order (without `_ingested_at`).
+    pub batch: RecordBatch,
+    pub rejected: Vec<Rejected>,
+}
+
+impl Decoded {
+    pub fn total(&self) -> usize {
+        self.batch.num_rows() + self.rejected.len()
+    }
+}
+
+/// A body that could not be read at all (not a problem with one record).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("the CSV header is unusable: {0}")]
+    CsvHeader(String),
+    #[error("the Parquet body could not be read: {0}")]
+    Parquet(String),
+}
+
+/// Decodes a body in `format` against `def`.
+pub fn decode(def: &DatasetDef, format: Format, body: &[u8]) -> Result<Decoded, DecodeError> {
+    match format {
+        Format::Ndjson => Ok(decode_ndjson(def, body)),
+        Format::Csv => decode_csv(def, body),
+        Format::Parquet => crate::parquet_in::decode_parquet(def, body),
+    }
+}
+
+/// A value as found in the input, before it is checked against the field's type.
+#[derive(Debug)]
+enum Raw<'de> {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(Cow<'de, str>),
+    Point(f64, f64),
+    Other(&'static str),
+}
+
+/// A value checked against its field's type, ready for the column builder.
+#[derive(Debug, Clone, Copy, Default)]
+enum Value<'a> {
+    #[default]
+    Missing,
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(&'a str),
+    Micros(i64),
+    Days(i32),
+    Point(f64, f64),
+}
+
+fn describe(raw: &Raw) -> &'static str {
+    match raw {
+        Raw::Null => "null",
+        Raw::Bool(_) => "a boolean",
+        Raw::Int(_) => "an integer",
+        Raw::Float(_) => "a number with a fraction",
+        Raw::Str(_) => "a string",
+        Raw::Point(..) => "a point",
+        Raw::Other(what) => what,
+    }
+}
+
+/// Converts a JSON value to the field type. `text` says the input is CSV, where every cell
+/// is text and must be parsed.
+fn convert<'a>(raw: &'a Raw<'a>, ty: FieldType, text: bool) -> Result<Value<'a>, String> {
+    let wrong = |want: &str| Err(format!("expected {want}, got {}", describe(raw)));
+    match (ty, raw) {
+        (_, Raw::Null) => Ok(Value::Null),
+        (FieldType::String, Raw::Str(s)) => Ok(Value::Str(s)),
+        (FieldType::String, _) => wrong("a string"),
+        (FieldType::Int, Raw::Int(i)) => Ok(Value::Int(*i)),
+        (FieldType::Int, Raw::Str(s)) if text => s
+            .trim()
+            .parse()
+            .map(Value::Int)
+            .map_err(|_| format!("'{s}' is not an integer")),
+        (FieldType::Int, _) => wrong("an integer"),
+        (FieldType::Money, Raw::Int(i)) => Ok(Value::Int(*i)),
+        (FieldType::Money, Raw::Str(s)) if text => s
+            .trim()
+            .parse()
+            .map(Value::Int)
+            .map_err(|_| format!("'{s}' is not an amount in integer fen (1 yuan = 100 fen)")),
+        (FieldType::Money, _) => wrong("an amount in integer fen (1 yuan = 100 fen)"),
+        (FieldType::Float, Raw::Float(f)) => Ok(Value::Float(*f)),
+        (FieldType::Float, Raw::Int(i)) => Ok(Value::Float(*i as f64)),
+        (FieldType::Float, Raw::Str(s)) if text => match s.trim().parse::<f64>() {
+            Ok(f) if f.is_finite() => Ok(Value::Float(f)),
+            _ => Err(format!("'{s}' is not a finite number")),
+        },
+        (FieldType::Float, _) => wrong("a number"),
+        (FieldType::Bool, Raw::Bool(b)) => Ok(Value::Bool(*b)),
+        (FieldType::Bool, Raw::Str(s)) if text => match s.trim() {
+            "true" | "TRUE" | "True" | "1" => Ok(Value::Bool(true)),
+            "false" | "FALSE" | "False" | "0" => Ok(Value::Bool(false)),
+            _ => Err(format!("'{s}' is not a boolean (true/false)")),
+        },
+        (FieldType::Bool, _) => wrong("a boolean"),
+        (FieldType::Timestamp, Raw::Str(s)) => Timestamp::parse(s.trim())
+            .map(|t| Value::Micros(t.0))
+            .map_err(|e| e.to_string()),
+        (FieldType::Timestamp, _) => wrong("an RFC 3339 timestamp string"),
+        (FieldType::Date, Raw::Str(s)) => Date::parse(s.trim())
+            .map(|d| Value::Days(d.0))
+            .map_err(|e| e.to_string()),
+        (FieldType::Date, _) => wrong("a date string YYYY-MM-DD"),
+        (FieldType::Geo, Raw::Point(lon, lat)) => GeoPoint::new(*lon, *lat)
+            .map(|p| Value::Point(p.lon, p.lat))
+            .map_err(str::to_string),
+        (FieldType::Geo, Raw::Str(s)) => GeoPoint::parse_text(s)
+            .map(|p| Value::Point(p.lon, p.lat))
+            .map_err(str::to_string),
+        (FieldType::Geo, _) => wrong("a point {\"lon\": .., \"lat\": ..} or [lon, lat]"),
+    }
+}
+
+/// Column builders for one batch, in the dataset's field order.
+enum Builder {
+    Str(StringBuilder),
+    Int(Int64Builder),
+    Float(Float64Builder),
+    Bool(BooleanBuilder),
+    Micros(TimestampMicrosecondBuilder),
+    Days(Date32Builder),
+    Point {
+        lon: Vec<f64>,
+        lat: Vec<f64>,
+        valid: BooleanBufferBuilder,
+    },
+}
+
+struct Columns {
+    schema: SchemaRef,
+    builders: Vec<Builder>,
+}
+
+impl Columns {
+    fn new(def: &DatasetDef, capacity: usize) -> Self {
+        let builders = def
+            .fields
+            .iter()
+            .map(|f| match f.field_type {
+                FieldType::String => {
+                    Builder::Str(StringBuilder::with_capacity(capacity, capacity * 8))
+                }
+                FieldType::Int | FieldType::Money => {
+                    Builder::Int(Int64Builder::with_capacity(capacity))
+                }
+                FieldType::Float => Builder::Float(Float64Builder::with_capacity(capacity)),
+                FieldType::Bool => Builder::Bool(BooleanBuilder::with_capacity(capacity)),
+                FieldType::Timestamp => Builder::Micros(
+                    TimestampMicrosecondBuilder::with_capacity(capacity).with_timezone("UTC"),
+                ),
+                FieldType::Date => Builder::Days(Date32Builder::with_capacity(capacity)),
+                FieldType::Geo => Builder::Point {
+                    lon: Vec::with_capacity(capacity),
+                    lat: Vec::with_capacity(capacity),
+                    valid: BooleanBufferBuilder::new(capacity),
+                },
+            })
+            .collect();
+        Self {
+            schema: data_schema(def),
+            builders,
+        }
+    }
+
+    /// Appends one row whose values were all checked already.
+    fn push(&mut self, row: &[Value]) {
+        for (builder, value) in self.builders.iter_mut().zip(row) {
+            match (builder, *value) {
+                (Builder::Str(b), Value::Str(s)) => b.append_value(s),
+                (Builder::Str(b), _) => b.append_null(),
+                (Builder::Int(b), Value::Int(i)) => b.append_value(i),
+                (Builder::Int(b), _) => b.append_null(),
+                (Builder::Float(b), Value::Float(f)) => b.append_value(f),
+                (Builder::Float(b), _) => b.append_null(),
+                (Builder::Bool(b), Value::Bool(v)) => b.append_value(v),
+                (Builder::Bool(b), _) => b.append_null(),
+                (Builder::Micros(b), Value::Micros(t)) => b.append_value(t),
+                (Builder::Micros(b), _) => b.append_null(),
+                (Builder::Days(b), Value::Days(d)) => b.append_value(d),
+                (Builder::Days(b), _) => b.append_null(),
+                (Builder::Point { lon, lat, valid }, Value::Point(x, y)) => {
+                    lon.push(x);
+                    lat.push(y);
+                    valid.append(true);
+                }
+                (Builder::Point { lon, lat, valid }, _) => {
+                    lon.push(0.0);
+                    lat.push(0.0);
+                    valid.append(false);
+                }
+            }
+        }
+    }
+
+    fn finish(self) -> RecordBatch {
+        let arrays: Vec<ArrayRef> = self
+            .builders
+            .into_iter()
+            .map(|b| -> ArrayRef {
+                match b {
+                    Builder::Str(mut b) => Arc::new(b.finish()),
+                    Builder::Int(mut b) => Arc::new(b.finish()),
+                    Builder::Float(mut b) => Arc::new(b.finish()),
+                    Builder::Bool(mut b) => Arc::new(b.finish()),
+                    Builder::Micros(mut b) => Arc::new(b.finish()),
+                    Builder::Days(mut b) => Arc::new(b.finish()),
+                    Builder::Point {
+                        lon,
+                        lat,
+                        mut valid,
+                    } => {
+                        let nulls = NullBuffer::new(valid.finish());
+                        let nulls = (nulls.null_count() > 0).then_some(nulls);
+                        Arc::new(StructArray::new(
+                            geo_fields(),
+                            vec![
+                                Arc::new(Float64Array::from(lon)) as ArrayRef,
+                                Arc::new(Float64Array::from(lat)),
+                            ],
+                            nulls,
+                        ))
+                    }
+                }
+            })
+            .collect();
+        let options = arrow::array::RecordBatchOptions::new()
+            .with_row_count(Some(arrays.first().map_or(0, |a| a.len())));
+        RecordBatch::try_new_with_options(self.schema, arrays, &options)
+            .expect("columns are built from the schema they are checked against")
+    }
+}
+
+/// The schema of decoded records: the dataset's fields, without hub-added columns.
+pub fn data_schema(def: &DatasetDef) -> SchemaRef {
+    let full = def.arrow_schema();
+    let fields: Vec<_> = full
+        .fields()
+        .iter()
+        .take(def.fields.len())
+        .cloned()
+        .collect();
+    Arc::new(arrow::datatypes::Schema::new(fields))
+}
+
+/// Checks one record's raw values against the schema, filling `row` and `problems`.
+fn check_row<'a>(
+    def: &DatasetDef,
+    raws: &'a [Option<Raw<'a>>],
+    text: bool,
+    line: u64,
+    row: &mut [Value<'a>],
+    problems: &mut Vec<Problem>,
+) {
+    for (i, field) in def.fields.iter().enumerate() {
+        let value = match &raws[i] {
+            None => Value::Missing,
+            Some(raw) => match convert(raw, field.field_type, text) {
+                Ok(v) => v,
+                Err(reason) => {
+                    problems.push(Problem {
+                        line,
+                        field: Some(field.name.clone()),
+                        reason,
+                    });
+                    continue;
+                }
+            },
+        };
+        if matches!(value, Value::Missing | Value::Null) && !field.nullable {
+            problems.push(Problem {
+                line,
+                field: Some(field.name.clone()),
+                reason: "the field is required but missing or null".to_string(),
+            });
+        }
+        row[i] = value;
+    }
+}
+
+fn cut(raw: &[u8]) -> String {
+    let end = raw.len().min(MAX_RAW_BYTES);
+    String::from_utf8_lossy(&raw[..end]).into_owned()
+}
+
+// ---------------------------------------------------------------------------------------
+// NDJSON
+
+/// Reads one JSON object into `raws` by field position, noting unknown fields.
+struct RecordSeed<'s, 'de> {
+    def: &'s DatasetDef,
+    raws: &'s mut Vec<Option<Raw<'de>>>,
+    unknown: &'s mut Vec<String>,
+}
+
+impl<'de> DeserializeSeed<'de> for RecordSeed<'_, 'de> {
+    type Value = ();
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RecordSeed<'_, 'de> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            match self.def.fields.iter().position(|f| f.name == key) {
+                Some(i) => self.raws[i] = Some(map.next_value_seed(RawSeed)?),
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                    self.unknown.push(key.into_owned());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+struct RawSeed;
+
+impl<'de> DeserializeSeed<'de> for RawSeed {
+    type Value = Raw<'de>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Raw<'de>, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RawSeed {
+    type Value = Raw<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_unit<E>(self) -> Result<Raw<'de>, E> {
+        Ok(Raw::Null)
+    }
+    fn visit_none<E>(self) -> Result<Raw<'de>, E> {
+        Ok(Raw::Null)
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Raw<'de>, E> {
+        Ok(Raw::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Raw<'de>, E> {
+        Ok(Raw::Int(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Raw<'de>, E> {
+        Ok(i64::try_from(v).map_or(Raw::Other("an integer too large for 64 bits"), Raw::Int))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Raw<'de>, E> {
+        Ok(Raw::Float(v))
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Raw<'de>, E> {
+        Ok(Raw::Str(Cow::Borrowed(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Raw<'de>, E> {
+        Ok(Raw::Str(Cow::Owned(v.to_string())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Raw<'de>, E> {
+        Ok(Raw::Str(Cow::Owned(v)))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Raw<'de>, A::Error> {
+        let mut numbers = Vec::with_capacity(2);
+        let mut only_numbers = true;
+        while let Some(item) = seq.next_element_seed(RawSeed)? {
+            match item {
+                Raw::Int(i) => numbers.push(i as f64),
+                Raw::Float(f) => numbers.push(f),
+                _ => only_numbers = false,
+            }
+        }
+        Ok(match numbers.as_slice() {
+            [lon, lat] if only_numbers => Raw::Point(*lon, *lat),
+            _ => Raw::Other("an array"),
+        })
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Raw<'de>, A::Error> {
+        let (mut lon, mut lat, mut extra) = (None, None, false);
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            let value = map.next_value_seed(RawSeed)?;
+            let number = match value {
+                Raw::Int(i) => Some(i as f64),
+                Raw::Float(f) => Some(f),
+                _ => None,
+            };
+            match (key.as_ref(), number) {
+                ("lon" | "lng" | "longitude", Some(n)) => lon = Some(n),
+                ("lat" | "latitude", Some(n)) => lat = Some(n),
+                _ => extra = true,
+            }
+        }
+        Ok(match (lon, lat, extra) {
+            (Some(lon), Some(lat), false) => Raw::Point(lon, lat),
+            _ => Raw::Other("an object"),
+        })
+    }
+}
+
+/// Decodes a chunk of NDJSON whose first line is `first_line`.
+fn decode_ndjson_chunk(def: &DatasetDef, chunk: &[u8], first_line: u64) -> Decoded {
+    let n_fields = def.fields.len();
+    let estimate = chunk.len() / 64 + 1;
+    let mut columns = Columns::new(def, estimate);
+    let mut rejected = Vec::new();
+    let mut raws: Vec<Option<Raw>> = Vec::with_capacity(n_fields);
+    let mut unknown = Vec::new();
+    let mut problems = Vec::new();
+    for (offset, line) in chunk.split(|b| *b == b'\n').enumerate() {
+        let line_no = first_line + offset as u64;
+        let trimmed = line.strip_suffix(b"\r").unwrap_or(line);
+        if trimmed.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        raws.clear();
+        raws.resize_with(n_fields, || None);
+        unknown.clear();
+        problems.clear();
+        let mut de = serde_json::Deserializer::from_slice(trimmed);
+        let parsed = RecordSeed {
+            def,
+            raws: &mut raws,
+            unknown: &mut unknown,
+        }
+        .deserialize(&mut de)
+        .and_then(|()| de.end());
+        if let Err(error) = parsed {
+            rejected.push(Rejected {
+                line: line_no,
+                problems: vec![Problem {
+                    line: line_no,
+                    field: None,
+                    reason: format!("not a JSON object: {error}"),
+                }],
+                raw: cut(trimmed),
+            });
+            continue;
+        }
+        for name in unknown.drain(..) {
+            problems.push(Problem {
+                line: line_no,
+                field: Some(name),
+                reason: "the dataset has no such field".to_string(),
+            });
+        }
+        let mut row = [Value::Missing; 32];
+        let mut row_heap;
+        let row: &mut [Value] = if n_fields <= row.len() {
+            &mut row[..n_fields]
+        } else {
+            row_heap = vec![Value::Missing; n_fields];
+            &mut row_heap
+        };
+        check_row(def, &raws, false, line_no, row, &mut problems);
+        if problems.is_empty() {
+            columns.push(row);
+        } else {
+            rejected.push(Rejected {
+                line: line_no,
+                problems: std::mem::take(&mut problems),
+                raw: cut(trimmed),
+            });
+        }
+    }
+    Decoded {
+        batch: columns.finish(),
+        rejected,
+    }
+}
+
+/// Bodies below this size are decoded on one thread: splitting costs more than it saves.
+const PARALLEL_MIN_BYTES: usize = 256 * 1024;
+
+/// Decodes NDJSON on all available cores.
+pub fn decode_ndjson(def: &DatasetDef, body: &[u8]) -> Decoded {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if threads == 1 || body.len() < PARALLEL_MIN_BYTES {
+        return decode_ndjson_chunk(def, body, 1);
+    }
+    // Split at newlines into one chunk per core, remembering each chunk's first line number.
+    let mut chunks = Vec::with_capacity(threads);
+    let mut start = 0;
+    let mut first_line = 1u64;
+    for k in 1..=threads {
+        let mut end = if k == threads {
+            body.len()
+        } else {
+            (body.len() * k / threads).max(start)
+        };
+        while end < body.len() && body[end] != b'\n' {
+            end += 1;
+        }
+        let end = (end + 1).min(body.len());
+        let chunk = &body[start..end];
+        chunks.push((chunk, first_line));
+        first_line += chunk.iter().filter(|b| **b == b'\n').count() as u64;
+        start = end;
+    }
+    let parts: Vec<Decoded> = std::thread::scope(|scope| {
+        let handles: Vec<_> = chunks
+            .iter()
+            .map(|(chunk, line)| scope.spawn(move || decode_ndjson_chunk(def, chunk, *line)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("decoder thread panicked"))
+            .collect()
+    });
+    concat(def, parts)
+}
+
+fn concat(def: &DatasetDef, parts: Vec<Decoded>) -> Decoded {
+    let schema = data_schema(def);
+    let batches: Vec<RecordBatch> = parts.iter().map(|p| p.batch.clone()).collect();
+    let batch = arrow::compute::concat_batches(&schema, &batches)
+        .expect("parts share the dataset's schema");
+    let rejected = parts.into_iter().flat_map(|p| p.rejected).collect();
+    Decoded { batch, rejected }
+}
+
+// ---------------------------------------------------------------------------------------
+// CSV
+
+/// Decodes CSV with a header row; an empty cell is null.
+pub fn decode_csv(def: &DatasetDef, body: &[u8]) -> Result<Decoded, DecodeError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .from_reader(body);
+    let header = reader
+        .byte_headers()
+        .map_err(|e| DecodeError::CsvHeader(e.to_string()))?
+        .clone();
+    let mut position = Vec::with_capacity(header.len());
+    let mut header_problems = Vec::new();
+    for name in header.iter() {
+        let name = String::from_utf8_lossy(name).trim().to_string();
+        match def.fields.iter().position(|f| f.name == name) {
+            Some(i) => position.push(i),
+            None => header_problems.push(format!("column '{name}' is not a field of the dataset")),
+        }
+    }
+    for field in def.fields.iter().filter(|f| !f.nullable) {
+        if !header
+            .iter()
+            .any(|h| String::from_utf8_lossy(h).trim() == field.name)
+        {
+            header_problems.push(format!("required field '{}' has no column", field.name));
+        }
+    }
+    if !header_problems.is_empty() {
+        return Err(DecodeError::CsvHeader(header_problems.join("; ")));
+    }
+    let n_fields = def.fields.len();
+    let mut columns = Columns::new(def, body.len() / 64 + 1);
+    let mut rejected = Vec::new();
+    let mut record = csv::ByteRecord::new();
+    let mut problems = Vec::new();
+    loop {
+        let line = reader.position().line() + 1;
+        match reader.read_byte_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(error) => {
+                rejected.push(Rejected {
+                    line,
+                    problems: vec![Problem {
+                        line,
+                        field: None,
+                        reason: error.to_string(),
+                    }],
+                    raw: String::new(),
+                });
+                continue;
+            }
+        }
+        let line = record.position().map_or(line, |p| p.line());
+        problems.clear();
+        if record.len() != position.len() {
+            problems.push(Problem {
+                line,
+                field: None,
+                reason: format!(
+                    "{} cells, but the header has {}",
+                    record.len(),
+                    position.len()
+                ),
+            });
+        }
+        let mut raws: Vec<Option<Raw>> = (0..n_fields).map(|_| None).collect();
+        for (cell, &i) in record.iter().zip(&position) {
+            raws[i] = Some(match std::str::from_utf8(cell) {
+                Ok("") => Raw::Null,
+                Ok(text) => Raw::Str(Cow::Borrowed(text)),
+                Err(_) => Raw::Other("bytes that are not UTF-8"),
+            });
+        }
+        let mut row = vec![Value::Missing; n_fields];
+        check_row(def, &raws, true, line, &mut row, &mut problems);
+        if problems.is_empty() {
+            columns.push(&row);
+        } else {
+            let raw = record
+                .iter()
+                .map(|c| String::from_utf8_lossy(c).into_owned())
+                .collect::<Vec<_>>()
+                .join(",");
+            rejected.push(Rejected {
+                line,
+                problems: std::mem::take(&mut problems),
+                raw: cut(raw.as_bytes()),
+            });
+        }
+    }
+    Ok(Decoded {
+        batch: columns.finish(),
+        rejected,
+    })
+}
+
+/// Keeps the rows of `batch` where `keep` is true.
+pub(crate) fn filter_rows(batch: &RecordBatch, keep: &BooleanArray) -> RecordBatch {
+    arrow::compute::filter_record_batch(batch, keep).expect("mask has the batch's length")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::DatasetDef;
+
+    pub(crate) fn passages_def() -> DatasetDef {
+        DatasetDef::from_file_text(
+            "p.toml",
+            r#"
+name = "transport.anpr_passages"
+owner = "transport"
+event_time = "ts"
+[[fields]]
+name = "ts"
+type = "timestamp"
+[[fields]]
+name = "checkpoint_id"
+type = "int"
+[[fields]]
+name = "plate"
+type = "string"
+class = "personal"
+[[fields]]
+name = "speed_kmh"
+type = "float"
+nullable = true
+[[fields]]
+name = "loc"
+type = "geo"
+nullable = true
+"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn ndjson_good_and_bad_records() {
+        let body = br#"{"ts":"2026-11-22T08:00:00+08:00","checkpoint_id":7,"plate":"\u6d59A12345","speed_kmh":42,"loc":[120.1,30.2]}
+{"ts":"2026-11-22T08:00:00","checkpoint_id":"7","plate":"x"}
+
+{"ts":"2026-11-22T08:00:01Z","checkpoint_id":8,"plate":"A","colour":"red"}
+not json
+{"ts":"2026-11-22T08:00:02Z","checkpoint_id":9,"plate":"B","loc":{"lon":120.2,"lat":30.3}}
+"#;
+        let d = decode_ndjson(&passages_def(), body);
+        assert_eq!(d.batch.num_rows(), 2);
+        let lines: Vec<u64> = d.rejected.iter().map(|r| r.line).collect();
+        assert_eq!(lines, vec![2, 4, 5]);
+        let fields: Vec<_> = d.rejected[0]
+            .problems
+            .iter()
+            .map(|p| p.field.clone().unwrap())
+            .collect();
+        assert_eq!(fields, vec!["ts", "checkpoint_id"]);
+        assert_eq!(d.rejected[1].problems[0].field.as_deref(), Some("colour"));
+        assert!(d.rejected[2].problems[0].field.is_none());
+        let plates = d
+            .batch
+            .column(2)
+            .as_any()
+            .downcast_ref::<arrow::array::StringArray>()
+            .unwrap();
+        assert_eq!(plates.value(0), "浙A12345");
+    }
+
+    #[test]
+    fn ndjson_parallel_split_keeps_line_numbers() {
+        let mut body = Vec::new();
+        for i in 0..20_000 {
+            if i == 15_000 {
+                body.extend_from_slice(b"{\"ts\":\"bad\",\"checkpoint_id\":1,\"plate\":\"p\"}\n");
+            } else {
+                body.extend_from_slice(
+                    format!("{{\"ts\":\"2026-11-22T00:00:00Z\",\"checkpoint_id\":{i},\"plate\":\"p\"}}\n").as_bytes(),
+                );
+            }
+        }
+        let d = decode_ndjson(&passages_def(), &body);
+        assert_eq!(d.batch.num_rows(), 19_999);
+        assert_eq!(d.rejected.len(), 1);
+        assert_eq!(d.rejected[0].line, 15_001);
+    }
+
+    #[test]
+    fn csv_header_and_cells() {
+        let body = "ts,checkpoint_id,plate,speed_kmh,loc\n\
+                    2026-11-22T00:00:00Z,1,A,10.5,\"120.1,30.2\"\n\
+                    2026-11-22T00:00:00Z,x,B,,\n\
+                    2026-11-22T00:00:00Z,2,,,POINT(120.1 30.2)\n";
+        let d = decode_csv(&passages_def(), body.as_bytes()).unwrap();
+        assert_eq!(d.batch.num_rows(), 1);
+        assert_eq!(d.rejected.len(), 2);
+        assert_eq!(d.rejected[0].line, 3);
+        assert_eq!(
+            d.rejected[0].problems[0].field.as_deref(),
+            Some("checkpoint_id")
+        );
+        assert_eq!(d.rejected[1].line, 4);
+        assert_eq!(d.rejected[1].problems[0].field.as_deref(), Some("plate"));
+        let err = decode_csv(&passages_def(), b"ts,plate,wat\n").unwrap_err();
+        assert!(err.to_string().contains("wat"), "{err}");
+        assert!(err.to_string().contains("checkpoint_id"), "{err}");
+    }
+}

@@ -1,0 +1,448 @@
+//! The data hub: the catalog of datasets, validated durable ingest, and storage that
+//! queries read from.
+//!
+//! Key decision: an ingest call is acknowledged only after its records are in the
+//! dataset's append-only log and fsynced; sealing into Parquet happens later, in the
+//! background, and is committed by a manifest, so no crash loses or duplicates a record.
+//! The hub knows nothing about HTTP or SQL: the server crate calls [`Hub::ingest`], and
+//! the SQL crate reads [`store::Snapshot`]s. It never reads the clock: callers pass `now`.
+
+pub mod catalog;
+pub mod decode;
+pub mod log;
+mod parquet_in;
+pub mod schema;
+pub mod store;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use citybrain_core::{DatasetName, Timestamp};
+use serde::Serialize;
+
+pub use decode::{DecodeError, Format, Problem};
+pub use schema::{Classification, DatasetDef, FieldDef, FieldType, SchemaProblem, SharingClass};
+use store::{DatasetStore, Snapshot};
+
+/// At most this many problems are listed in a rejection; the count says how many in all.
+pub const MAX_LISTED_PROBLEMS: usize = 1_000;
+
+/// Everything that can go wrong in the hub, split by whose fault it is.
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    // The caller's fault (4xx).
+    #[error(
+        "dataset '{0}' does not exist; list datasets with GET /api/v1/datasets or `citybrain datasets list`"
+    )]
+    NotFound(DatasetName),
+    #[error("dataset '{0}' already exists; change its schema with PUT /api/v1/datasets/{0}")]
+    AlreadyExists(DatasetName),
+    #[error("the dataset definition is invalid: {}", join(.0))]
+    InvalidDefinition(Vec<SchemaProblem>),
+    #[error("the schema change would break stored data: {}", join(.0))]
+    BreakingChange(Vec<SchemaProblem>),
+    #[error("dataset '{0}' is derived by the hub and cannot be written directly")]
+    ReadOnly(DatasetName),
+    #[error("{} of {} records are invalid, so none were stored (send ?on_error=skip to store the valid ones)", .rejected.rejected, .rejected.total)]
+    BatchRejected { rejected: RejectionReport },
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    // The environment's fault (disk, database).
+    #[error("storage failed while {context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the catalog failed while {context}: {source}")]
+    Catalog {
+        context: &'static str,
+        #[source]
+        source: rusqlite::Error,
+    },
+    // A bug.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+fn join(problems: &[SchemaProblem]) -> String {
+    problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The problems of a refused batch: every bad record, up to [`MAX_LISTED_PROBLEMS`] listed.
+#[derive(Debug, Clone, Serialize)]
+pub struct RejectionReport {
+    pub total: usize,
+    pub rejected: usize,
+    pub problems: Vec<Problem>,
+    /// True when more problems exist than are listed.
+    pub truncated: bool,
+}
+
+/// What to do with a batch that has bad records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnError {
+    /// Store nothing and report every bad record.
+    #[default]
+    Reject,
+    /// Store the good records; keep the bad ones in the dead-letter dataset.
+    Skip,
+}
+
+/// The outcome of an accepted ingest call.
+#[derive(Debug, Clone, Serialize)]
+pub struct IngestReport {
+    pub accepted: usize,
+    pub rejected: usize,
+    /// Where the rejected records went, in skip mode.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dead_letters: Option<DatasetName>,
+    pub problems: Vec<Problem>,
+    pub truncated: bool,
+}
+
+/// Settings of the embedded hub.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    /// Seal a dataset's tail into Parquet once it holds this many rows.
+    pub seal_rows: usize,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self {
+            seal_rows: 1_000_000,
+        }
+    }
+}
+
+/// What the catalog and storage know of a dataset.
+#[derive(Debug, Clone, Serialize)]
+pub struct DatasetInfo {
+    #[serde(flatten)]
+    pub def: DatasetDef,
+    pub version: i64,
+    pub created_at: String,
+    pub updated_at: String,
+    pub rows: u64,
+    pub unsealed_rows: u64,
+    pub segments: usize,
+    pub segment_bytes: u64,
+    /// When the last batch was acknowledged since the server started.
+    pub last_ingest: Option<String>,
+}
+
+struct Entry {
+    def: DatasetDef,
+    store: Arc<DatasetStore>,
+}
+
+/// The hub over one data directory.
+pub struct Hub {
+    dir: PathBuf,
+    config: HubConfig,
+    catalog: Mutex<catalog::Catalog>,
+    datasets: RwLock<BTreeMap<DatasetName, Arc<Entry>>>,
+    sealers: Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Hub {
+    /// Opens the hub in `dir`, recovering every dataset's storage.
+    pub fn open(dir: &Path, config: HubConfig) -> Result<Self, HubError> {
+        std::fs::create_dir_all(dir.join("datasets")).map_err(|source| HubError::Io {
+            context: format!("creating {}", dir.display()),
+            source,
+        })?;
+        let catalog = catalog::Catalog::open(&dir.join("catalog.sqlite"))?;
+        let mut datasets = BTreeMap::new();
+        for entry in catalog.list()? {
+            let store = DatasetStore::open(&dataset_dir(dir, &entry.def.name), &entry.def)?;
+            datasets.insert(
+                entry.def.name.clone(),
+                Arc::new(Entry {
+                    def: entry.def,
+                    store: Arc::new(store),
+                }),
+            );
+        }
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            config,
+            catalog: Mutex::new(catalog),
+            datasets: RwLock::new(datasets),
+            sealers: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn entry(&self, name: &DatasetName) -> Result<Arc<Entry>, HubError> {
+        self.datasets
+            .read()
+            .expect("datasets lock")
+            .get(name)
+            .cloned()
+            .ok_or_else(|| HubError::NotFound(name.clone()))
+    }
+
+    /// Creates a dataset and its dead-letter dataset.
+    pub fn create_dataset(&self, def: DatasetDef, now: Timestamp) -> Result<DatasetInfo, HubError> {
+        if def.name.as_str().contains("__") {
+            return Err(HubError::InvalidDefinition(vec![SchemaProblem {
+                field: None,
+                message: "dataset names may not contain '__': it marks datasets the hub derives"
+                    .into(),
+            }]));
+        }
+        let problems = def.check();
+        if !problems.is_empty() {
+            return Err(HubError::InvalidDefinition(problems));
+        }
+        let rejected = def.rejected_def();
+        let mut catalog = self.catalog.lock().expect("catalog lock");
+        let mut datasets = self.datasets.write().expect("datasets lock");
+        if datasets.contains_key(&def.name) {
+            return Err(HubError::AlreadyExists(def.name));
+        }
+        catalog.insert(&[&def, &rejected], now)?;
+        for d in [def.clone(), rejected] {
+            let store = DatasetStore::open(&dataset_dir(&self.dir, &d.name), &d)?;
+            datasets.insert(
+                d.name.clone(),
+                Arc::new(Entry {
+                    def: d,
+                    store: Arc::new(store),
+                }),
+            );
+        }
+        drop(datasets);
+        drop(catalog);
+        self.info(&def.name)
+    }
+
+    /// Replaces a dataset's definition if the change keeps stored data readable.
+    pub fn update_dataset(&self, def: DatasetDef, now: Timestamp) -> Result<DatasetInfo, HubError> {
+        let mut catalog = self.catalog.lock().expect("catalog lock");
+        let old = self.entry(&def.name)?;
+        if def.name.is_rejected() {
+            return Err(HubError::ReadOnly(def.name));
+        }
+        let problems = def.check_change_from(&old.def);
+        if !problems.is_empty() {
+            return Err(HubError::BreakingChange(problems));
+        }
+        catalog.update(&def, now)?;
+        old.store.set_schema(def.arrow_schema())?;
+        let entry = Arc::new(Entry {
+            def: def.clone(),
+            store: old.store.clone(),
+        });
+        self.datasets
+            .write()
+            .expect("datasets lock")
+            .insert(def.name.clone(), entry);
+        drop(catalog);
+        self.info(&def.name)
+    }
+
+    pub fn definition(&self, name: &DatasetName) -> Result<DatasetDef, HubError> {
+        Ok(self.entry(name)?.def.clone())
+    }
+
+    pub fn names(&self) -> Vec<DatasetName> {
+        self.datasets
+            .read()
+            .expect("datasets lock")
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    pub fn info(&self, name: &DatasetName) -> Result<DatasetInfo, HubError> {
+        let entry = self.entry(name)?;
+        let catalog_entry = self
+            .catalog
+            .lock()
+            .expect("catalog lock")
+            .get(name)?
+            .ok_or_else(|| HubError::NotFound(name.clone()))?;
+        let snapshot = entry.store.snapshot();
+        Ok(DatasetInfo {
+            def: entry.def.clone(),
+            version: catalog_entry.version,
+            created_at: catalog_entry.created_at.to_string(),
+            updated_at: catalog_entry.updated_at.to_string(),
+            rows: snapshot.rows(),
+            unsealed_rows: snapshot.tail.iter().map(|b| b.num_rows() as u64).sum(),
+            segments: snapshot.segments.len(),
+            segment_bytes: snapshot.segments.iter().map(|s| s.bytes).sum(),
+            last_ingest: entry.store.last_ingest().map(|t| t.to_string()),
+        })
+    }
+
+    pub fn list(&self) -> Result<Vec<DatasetInfo>, HubError> {
+        self.names().iter().map(|n| self.info(n)).collect()
+    }
+
+    /// A consistent view of a dataset for a query.
+    pub fn snapshot(&self, name: &DatasetName) -> Result<Snapshot, HubError> {
+        Ok(self.entry(name)?.store.snapshot())
+    }
+
+    /// Validates a body and stores its records durably; see [`OnError`] for bad records.
+    /// Returns once every stored record is fsynced.
+    pub fn ingest(
+        &self,
+        name: &DatasetName,
+        format: Format,
+        body: &[u8],
+        on_error: OnError,
+        now: Timestamp,
+    ) -> Result<IngestReport, HubError> {
+        let entry = self.entry(name)?;
+        if name.is_rejected() {
+            return Err(HubError::ReadOnly(name.clone()));
+        }
+        let decoded = decode::decode(&entry.def, format, body)?;
+        let listed: Vec<Problem> = decoded
+            .rejected
+            .iter()
+            .flat_map(|r| r.problems.iter().cloned())
+            .take(MAX_LISTED_PROBLEMS + 1)
+            .collect();
+        let truncated = listed.len() > MAX_LISTED_PROBLEMS;
+        let listed: Vec<Problem> = listed.into_iter().take(MAX_LISTED_PROBLEMS).collect();
+        if !decoded.rejected.is_empty() && on_error == OnError::Reject {
+            return Err(HubError::BatchRejected {
+                rejected: RejectionReport {
+                    total: decoded.total(),
+                    rejected: decoded.rejected.len(),
+                    problems: listed,
+                    truncated,
+                },
+            });
+        }
+        let accepted = decoded.batch.num_rows();
+        let rejected = decoded.rejected.len();
+        let stored = with_ingested_at(&entry.def.arrow_schema(), decoded.batch, now)?;
+        entry.store.append(stored, now)?;
+        let mut dead_letters = None;
+        if rejected > 0 {
+            let dead = self.entry(&name.rejected())?;
+            let batch = rejected_batch(&dead.def, &decoded.rejected, now)?;
+            dead.store.append(batch, now)?;
+            dead_letters = Some(name.rejected());
+        }
+        self.maybe_seal(&entry.store);
+        Ok(IngestReport {
+            accepted,
+            rejected,
+            dead_letters,
+            problems: listed,
+            truncated,
+        })
+    }
+
+    fn maybe_seal(&self, store: &Arc<DatasetStore>) {
+        if store.tail_rows() < self.config.seal_rows {
+            return;
+        }
+        let store = store.clone();
+        let handle = std::thread::spawn(move || {
+            if let Err(error) = store.seal() {
+                tracing::error!(message = "Sealing failed; the records stay in the log.", %error);
+            }
+        });
+        let mut sealers = self.sealers.lock().expect("sealers lock");
+        sealers.retain(|h| !h.is_finished());
+        sealers.push(handle);
+    }
+
+    /// Seals every dataset's tail now (used by benchmarks and before backups).
+    pub fn seal_all(&self) -> Result<u64, HubError> {
+        let stores: Vec<_> = self
+            .datasets
+            .read()
+            .expect("datasets lock")
+            .values()
+            .map(|e| e.store.clone())
+            .collect();
+        let mut rows = 0;
+        for store in stores {
+            rows += store.seal()?;
+        }
+        Ok(rows)
+    }
+
+    /// Waits for background seals. Every acknowledged record is already durable in a log,
+    /// so this only spares the next start some replay.
+    pub fn close(&self) {
+        let handles = std::mem::take(&mut *self.sealers.lock().expect("sealers lock"));
+        for handle in handles {
+            let _ = handle.join();
+        }
+    }
+}
+
+fn dataset_dir(dir: &Path, name: &DatasetName) -> PathBuf {
+    dir.join("datasets").join(name.as_str())
+}
+
+fn with_ingested_at(
+    schema: &arrow::datatypes::SchemaRef,
+    batch: RecordBatch,
+    now: Timestamp,
+) -> Result<RecordBatch, HubError> {
+    let mut columns = batch.columns().to_vec();
+    let times = TimestampMicrosecondArray::from_value(now.0, batch.num_rows()).with_timezone("UTC");
+    columns.push(Arc::new(times));
+    RecordBatch::try_new(schema.clone(), columns)
+        .map_err(|e| HubError::Internal(format!("stored batch does not fit its schema: {e}")))
+}
+
+/// One dead-letter row per problem, so each can be queried by field and reason.
+fn rejected_batch(
+    def: &DatasetDef,
+    rejected: &[decode::Rejected],
+    now: Timestamp,
+) -> Result<RecordBatch, HubError> {
+    let rows: Vec<(&decode::Rejected, &Problem)> = rejected
+        .iter()
+        .flat_map(|r| r.problems.iter().map(move |p| (r, p)))
+        .collect();
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from_iter_values(
+            rows.iter().map(|(r, _)| r.line as i64),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            rows.iter()
+                .map(|(_, p)| p.field.clone().unwrap_or_default()),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|(_, p)| p.reason.as_str()),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|(r, _)| r.raw.as_str()),
+        )),
+    ];
+    let schema = decode::data_schema(def);
+    let batch = RecordBatch::try_new(schema, columns)
+        .map_err(|e| HubError::Internal(format!("dead-letter batch: {e}")))?;
+    with_ingested_at(&def.arrow_schema(), batch, now)
+}

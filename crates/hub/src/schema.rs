@@ -1,0 +1,401 @@
+//! Dataset definitions: typed fields, classifications, sharing class, and the rules for
+//! changing a schema without breaking what is already stored.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field as ArrowField, Fields, Schema, SchemaRef, TimeUnit};
+use citybrain_core::{DatasetName, DepartmentId};
+use serde::{Deserialize, Serialize};
+
+/// The value types a field can hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FieldType {
+    String,
+    Int,
+    Float,
+    Bool,
+    /// An instant, stored as microseconds since the epoch in UTC.
+    Timestamp,
+    /// A calendar date.
+    Date,
+    /// Money as integer fen (分); never floating point.
+    Money,
+    /// A WGS-84 point, stored as a struct `{lon, lat}`.
+    Geo,
+}
+
+impl FieldType {
+    pub fn arrow_type(self) -> DataType {
+        match self {
+            FieldType::String => DataType::Utf8,
+            FieldType::Int | FieldType::Money => DataType::Int64,
+            FieldType::Float => DataType::Float64,
+            FieldType::Bool => DataType::Boolean,
+            FieldType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            FieldType::Date => DataType::Date32,
+            FieldType::Geo => DataType::Struct(geo_fields()),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            FieldType::String => "string",
+            FieldType::Int => "int",
+            FieldType::Float => "float",
+            FieldType::Bool => "bool",
+            FieldType::Timestamp => "timestamp",
+            FieldType::Date => "date",
+            FieldType::Money => "money",
+            FieldType::Geo => "geo",
+        }
+    }
+}
+
+/// The struct fields of a geo point column.
+pub fn geo_fields() -> Fields {
+    Fields::from(vec![
+        ArrowField::new("lon", DataType::Float64, false),
+        ArrowField::new("lat", DataType::Float64, false),
+    ])
+}
+
+/// How sensitive a field is; `personal` fields are masked for readers without a grant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Classification {
+    Public,
+    #[default]
+    Internal,
+    Personal,
+}
+
+/// Who may read a dataset (Zhejiang's public data classes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SharingClass {
+    /// Any department may read.
+    Unconditional,
+    /// Readable with a grant approved by the owner.
+    #[default]
+    Conditional,
+    /// The owner only.
+    None,
+}
+
+/// One field of a dataset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldDef {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub field_type: FieldType,
+    #[serde(default)]
+    pub class: Classification,
+    /// Whether a record may omit the field (or give null). Defaults to false: required.
+    #[serde(default)]
+    pub nullable: bool,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+}
+
+/// A dataset's definition, as written in a TOML/JSON file or sent to the API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetDef {
+    pub name: DatasetName,
+    pub owner: DepartmentId,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    #[serde(default)]
+    pub sharing: SharingClass,
+    /// The field holding each record's event time; segments are partitioned by its day.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_time: Option<String>,
+    pub fields: Vec<FieldDef>,
+}
+
+/// A problem with a definition, or with a change to one.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SchemaProblem {
+    /// The field concerned, if any.
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl std::fmt::Display for SchemaProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.field {
+            Some(field) => write!(f, "field '{field}': {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+fn problem(field: Option<&str>, message: impl Into<String>) -> SchemaProblem {
+    SchemaProblem {
+        field: field.map(str::to_string),
+        message: message.into(),
+    }
+}
+
+/// Columns every stored record gets from the hub, not from the publisher.
+pub const INGESTED_AT: &str = "_ingested_at";
+
+impl DatasetDef {
+    /// Parses a definition file; the format follows the extension (`.toml` or `.json`).
+    pub fn from_file_text(path_hint: &str, text: &str) -> Result<Self, String> {
+        if path_hint.ends_with(".json") {
+            serde_json::from_str(text).map_err(|e| format!("{path_hint}: {e}"))
+        } else {
+            toml::from_str(text).map_err(|e| format!("{path_hint}: {e}"))
+        }
+    }
+
+    /// Checks the definition on its own; returns every problem, not the first.
+    pub fn check(&self) -> Vec<SchemaProblem> {
+        let mut problems = Vec::new();
+        if self.fields.is_empty() {
+            problems.push(problem(None, "a dataset needs at least one field"));
+        }
+        let mut seen = HashSet::new();
+        for field in &self.fields {
+            let name = field.name.as_str();
+            let valid = name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                && name.len() <= 63;
+            if !valid {
+                problems.push(problem(
+                    Some(name),
+                    "field names use lowercase letters, digits and '_', starting with a letter",
+                ));
+            }
+            if !seen.insert(name) {
+                problems.push(problem(Some(name), "the field is defined twice"));
+            }
+        }
+        if let Some(event_time) = &self.event_time {
+            match self.field(event_time) {
+                None => problems.push(problem(
+                    Some(event_time),
+                    "event_time names a field the dataset does not have",
+                )),
+                Some(f) if f.field_type != FieldType::Timestamp => problems.push(problem(
+                    Some(event_time),
+                    format!(
+                        "event_time must be a timestamp field, not {}",
+                        f.field_type.name()
+                    ),
+                )),
+                Some(f) if f.nullable => problems.push(problem(
+                    Some(event_time),
+                    "the event_time field cannot be nullable",
+                )),
+                Some(_) => {}
+            }
+        }
+        problems
+    }
+
+    /// Checks that `self` may replace `old` without breaking stored data: fields may be
+    /// added as nullable; descriptions, classifications and sharing may change; nothing
+    /// stored may be removed, retyped or made required. Returns every breaking change.
+    pub fn check_change_from(&self, old: &DatasetDef) -> Vec<SchemaProblem> {
+        let mut problems = self.check();
+        if self.owner != old.owner {
+            problems.push(problem(
+                None,
+                format!(
+                    "the owner cannot change (was {}, now {})",
+                    old.owner, self.owner
+                ),
+            ));
+        }
+        if self.event_time != old.event_time {
+            problems.push(problem(
+                None,
+                "the event_time field cannot change: stored segments are partitioned by it",
+            ));
+        }
+        for old_field in &old.fields {
+            match self.field(&old_field.name) {
+                None => problems.push(problem(
+                    Some(&old_field.name),
+                    "removing a field would drop stored data; create a new dataset instead",
+                )),
+                Some(new) if new.field_type != old_field.field_type => problems.push(problem(
+                    Some(&old_field.name),
+                    format!(
+                        "the type cannot change from {} to {}: stored values would no longer fit",
+                        old_field.field_type.name(),
+                        new.field_type.name()
+                    ),
+                )),
+                Some(new) if old_field.nullable && !new.nullable => problems.push(problem(
+                    Some(&old_field.name),
+                    "a nullable field cannot become required: stored records may lack it",
+                )),
+                Some(_) => {}
+            }
+        }
+        for (i, new_field) in self.fields.iter().enumerate() {
+            match old.fields.iter().position(|f| f.name == new_field.name) {
+                None if !new_field.nullable => problems.push(problem(
+                    Some(&new_field.name),
+                    "a field added to a dataset must be nullable: stored records lack it",
+                )),
+                Some(pos) if pos != i => problems.push(problem(
+                    Some(&new_field.name),
+                    "fields keep their order; add new fields at the end",
+                )),
+                _ => {}
+            }
+        }
+        problems
+    }
+
+    pub fn field(&self, name: &str) -> Option<&FieldDef> {
+        self.fields.iter().find(|f| f.name == name)
+    }
+
+    /// The Arrow schema of stored records: the defined fields plus `_ingested_at`.
+    pub fn arrow_schema(&self) -> SchemaRef {
+        let mut fields: Vec<ArrowField> = self
+            .fields
+            .iter()
+            .map(|f| ArrowField::new(&f.name, f.field_type.arrow_type(), f.nullable))
+            .collect();
+        fields.push(ArrowField::new(
+            INGESTED_AT,
+            FieldType::Timestamp.arrow_type(),
+            false,
+        ));
+        Arc::new(Schema::new(fields))
+    }
+
+    /// The definition of the dead-letter dataset that keeps this dataset's refused records.
+    pub fn rejected_def(&self) -> DatasetDef {
+        let field = |name: &str, field_type, class, description: &str| FieldDef {
+            name: name.to_string(),
+            field_type,
+            class,
+            nullable: false,
+            description: description.to_string(),
+        };
+        DatasetDef {
+            name: self.name.rejected(),
+            owner: self.owner.clone(),
+            description: format!(
+                "Records refused by {} in skip mode, with the reasons",
+                self.name
+            ),
+            sharing: SharingClass::None,
+            event_time: None,
+            fields: vec![
+                field(
+                    "line",
+                    FieldType::Int,
+                    Classification::Internal,
+                    "line or row number in the batch",
+                ),
+                field(
+                    "field",
+                    FieldType::String,
+                    Classification::Internal,
+                    "the field at fault, or empty",
+                ),
+                field(
+                    "reason",
+                    FieldType::String,
+                    Classification::Internal,
+                    "why the record was refused",
+                ),
+                // The raw record may carry personal data of any kind, so it is personal.
+                field(
+                    "record",
+                    FieldType::String,
+                    Classification::Personal,
+                    "the record as received",
+                ),
+            ],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn def(toml_text: &str) -> DatasetDef {
+        DatasetDef::from_file_text("x.toml", toml_text).unwrap()
+    }
+
+    const BASE: &str = r#"
+name = "transport.anpr_passages"
+owner = "transport"
+sharing = "conditional"
+event_time = "ts"
+[[fields]]
+name = "ts"
+type = "timestamp"
+[[fields]]
+name = "plate"
+type = "string"
+class = "personal"
+"#;
+
+    #[test]
+    fn good_definition_has_no_problems() {
+        assert!(def(BASE).check().is_empty());
+    }
+
+    #[test]
+    fn every_problem_is_reported() {
+        let mut d = def(BASE);
+        d.event_time = Some("plate".into());
+        d.fields.push(d.fields[1].clone());
+        d.fields.push(FieldDef {
+            name: "Bad-Name".into(),
+            ..d.fields[1].clone()
+        });
+        let problems = d.check();
+        assert_eq!(problems.len(), 3, "{problems:?}");
+    }
+
+    #[test]
+    fn breaking_changes_are_refused() {
+        let old = def(BASE);
+        let mut retyped = old.clone();
+        retyped.fields[1].field_type = FieldType::Int;
+        retyped.fields.remove(0);
+        retyped.event_time = None;
+        let problems = retyped.check_change_from(&old);
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.message.contains("removing a field"))
+        );
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.message.contains("type cannot change"))
+        );
+        assert!(problems.iter().any(|p| p.message.contains("event_time")));
+
+        let mut added = old.clone();
+        added.fields.push(FieldDef {
+            name: "lane".into(),
+            field_type: FieldType::Int,
+            class: Classification::Public,
+            nullable: false,
+            description: String::new(),
+        });
+        assert_eq!(added.check_change_from(&old).len(), 1);
+        added.fields[2].nullable = true;
+        added.fields[1].class = Classification::Internal;
+        assert!(added.check_change_from(&old).is_empty());
+    }
+}

@@ -1,0 +1,418 @@
+//! One dataset's durable storage: a log of unsealed batches plus sealed Parquet segments.
+//!
+//! Layout under the dataset's directory:
+//! ```text
+//! log/000000000007.log              the active log (generation 7), appended and fsynced
+//! segments/date=2026-11-22/000000000006-0.parquet    sealed segments, by event day
+//! sealed/000000000006.json          manifest: which generations a seal covered, which files
+//! ```
+//! A seal is committed by its manifest: segment files without one are leftovers of a seal
+//! that crashed and are deleted on open; logs that a manifest covers are deleted too. So
+//! every acknowledged record is in exactly one place at any moment a crash can happen.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use arrow::array::{ArrayRef, AsArray, RecordBatch, TimestampMicrosecondArray};
+use arrow::datatypes::{SchemaRef, TimestampMicrosecondType};
+use citybrain_core::time::MICROS_PER_DAY;
+use citybrain_core::{Date, Timestamp};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+use serde::{Deserialize, Serialize};
+
+use crate::HubError;
+use crate::log::{self, LogWriter};
+use crate::schema::DatasetDef;
+
+/// A sealed Parquet file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Segment {
+    /// Path relative to the dataset directory.
+    pub path: String,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Manifest {
+    generations: Vec<u64>,
+    segments: Vec<Segment>,
+}
+
+/// What a query sees: sealed segments plus the in-memory copy of the unsealed tail.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub schema: SchemaRef,
+    pub dir: PathBuf,
+    pub segments: Vec<Segment>,
+    pub tail: Vec<RecordBatch>,
+}
+
+impl Snapshot {
+    pub fn rows(&self) -> u64 {
+        self.segments.iter().map(|s| s.rows).sum::<u64>()
+            + self.tail.iter().map(|b| b.num_rows() as u64).sum::<u64>()
+    }
+}
+
+#[derive(Debug)]
+struct State {
+    schema: SchemaRef,
+    active_generation: u64,
+    log: LogWriter,
+    /// Unsealed batches with the log generation that holds them.
+    tail: Vec<(u64, RecordBatch)>,
+    segments: Vec<Segment>,
+    sealing: bool,
+    last_ingest: Option<Timestamp>,
+}
+
+/// A dataset's storage. Appends are serialised; reads take a snapshot and never block on I/O.
+#[derive(Debug)]
+pub struct DatasetStore {
+    dir: PathBuf,
+    event_time: Option<usize>,
+    state: Mutex<State>,
+}
+
+fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> HubError {
+    let context = context.into();
+    move |source| HubError::Io { context, source }
+}
+
+fn log_path(dir: &Path, generation: u64) -> PathBuf {
+    dir.join("log").join(format!("{generation:012}.log"))
+}
+
+fn parse_generation(path: &Path) -> Option<u64> {
+    path.file_stem()?.to_str()?.split('-').next()?.parse().ok()
+}
+
+impl DatasetStore {
+    /// Opens (or creates) the storage, recovering from any crash: torn log tails are cut,
+    /// half-written seals are rolled back, and unsealed logs become the tail again.
+    pub fn open(dir: &Path, def: &DatasetDef) -> Result<Self, HubError> {
+        let schema = def.arrow_schema();
+        for sub in ["log", "segments", "sealed"] {
+            fs::create_dir_all(dir.join(sub))
+                .map_err(io_err(format!("creating {}", dir.display())))?;
+        }
+        // Committed seals.
+        let mut sealed_generations = std::collections::BTreeSet::new();
+        let mut segments = Vec::new();
+        let mut manifests: Vec<PathBuf> = read_dir_sorted(&dir.join("sealed"))?;
+        manifests.retain(|p| p.extension().is_some_and(|e| e == "json"));
+        for path in manifests {
+            let text =
+                fs::read_to_string(&path).map_err(io_err(format!("reading {}", path.display())))?;
+            let manifest: Manifest = serde_json::from_str(&text).map_err(|e| {
+                HubError::Internal(format!("manifest {} is unreadable: {e}", path.display()))
+            })?;
+            sealed_generations.extend(manifest.generations);
+            segments.extend(manifest.segments);
+        }
+        // Segment files no manifest names come from a seal that crashed: its logs still hold
+        // the records, so the files are removed.
+        let referenced: std::collections::HashSet<&str> =
+            segments.iter().map(|s| s.path.as_str()).collect();
+        for partition in read_dir_sorted(&dir.join("segments"))? {
+            for file in read_dir_sorted(&partition)? {
+                let relative = file
+                    .strip_prefix(dir)
+                    .unwrap_or(&file)
+                    .to_string_lossy()
+                    .into_owned();
+                if !referenced.contains(relative.as_str()) {
+                    tracing::warn!(message = "Removing segment of an unfinished seal.", file = %file.display());
+                    fs::remove_file(&file)
+                        .map_err(io_err(format!("removing {}", file.display())))?;
+                }
+            }
+        }
+        // Logs: sealed ones are deleted, the others are replayed into the tail.
+        let mut tail = Vec::new();
+        let mut max_generation = sealed_generations.iter().copied().max().unwrap_or(0);
+        for path in read_dir_sorted(&dir.join("log"))? {
+            let Some(generation) = parse_generation(&path) else {
+                continue;
+            };
+            max_generation = max_generation.max(generation);
+            if sealed_generations.contains(&generation) {
+                fs::remove_file(&path).map_err(io_err(format!("removing {}", path.display())))?;
+                continue;
+            }
+            let contents =
+                log::read_log(&path).map_err(io_err(format!("reading {}", path.display())))?;
+            if contents.valid_len < contents.file_len {
+                tracing::warn!(
+                    message = "Dropping torn tail of log.",
+                    log = %path.display(),
+                    bytes = contents.file_len - contents.valid_len
+                );
+                log::truncate(&path, contents.valid_len)
+                    .map_err(io_err(format!("truncating {}", path.display())))?;
+            }
+            for batch in contents.batches {
+                let batch = conform(&schema, batch)?;
+                tail.push((generation, batch));
+            }
+        }
+        let active_generation = max_generation + 1;
+        let log = LogWriter::create(&log_path(dir, active_generation))
+            .map_err(io_err(format!("creating a log in {}", dir.display())))?;
+        let event_time = def
+            .event_time
+            .as_ref()
+            .and_then(|name| def.fields.iter().position(|f| &f.name == name));
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            event_time,
+            state: Mutex::new(State {
+                schema,
+                active_generation,
+                log,
+                tail,
+                segments,
+                sealing: false,
+                last_ingest: None,
+            }),
+        })
+    }
+
+    /// Appends a batch (already in the stored schema) and returns once it is on disk.
+    pub fn append(&self, batch: RecordBatch, now: Timestamp) -> Result<(), HubError> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let frame = log::encode_frame(&batch).map_err(io_err("encoding a batch"))?;
+        let mut state = self.state.lock().expect("store lock");
+        state.log.append_durable(&frame).map_err(io_err(format!(
+            "appending to the log of {}",
+            self.dir.display()
+        )))?;
+        let generation = state.active_generation;
+        state.tail.push((generation, batch));
+        state.last_ingest = Some(now);
+        Ok(())
+    }
+
+    /// A consistent view for a query.
+    pub fn snapshot(&self) -> Snapshot {
+        let state = self.state.lock().expect("store lock");
+        Snapshot {
+            schema: state.schema.clone(),
+            dir: self.dir.clone(),
+            segments: state.segments.clone(),
+            tail: state.tail.iter().map(|(_, b)| b.clone()).collect(),
+        }
+    }
+
+    pub fn tail_rows(&self) -> usize {
+        let state = self.state.lock().expect("store lock");
+        state.tail.iter().map(|(_, b)| b.num_rows()).sum()
+    }
+
+    pub fn last_ingest(&self) -> Option<Timestamp> {
+        self.state.lock().expect("store lock").last_ingest
+    }
+
+    /// Replaces the schema after a compatible change (new nullable fields at the end).
+    /// Batches already in the tail are widened with nulls.
+    pub fn set_schema(&self, schema: SchemaRef) -> Result<(), HubError> {
+        let mut state = self.state.lock().expect("store lock");
+        let tail = std::mem::take(&mut state.tail);
+        state.tail = tail
+            .into_iter()
+            .map(|(g, b)| conform(&schema, b).map(|b| (g, b)))
+            .collect::<Result<_, _>>()?;
+        state.schema = schema;
+        Ok(())
+    }
+
+    /// Seals the whole unsealed tail into Parquet segments. Appends continue meanwhile
+    /// (they go to a fresh log), and queries keep seeing the tail until the seal commits.
+    /// Returns the number of rows sealed.
+    pub fn seal(&self) -> Result<u64, HubError> {
+        let (generations, batches, schema) = {
+            let mut state = self.state.lock().expect("store lock");
+            if state.sealing || state.tail.is_empty() {
+                return Ok(0);
+            }
+            if !state.log.is_empty() {
+                let next = state.active_generation + 1;
+                state.log = LogWriter::create(&log_path(&self.dir, next))
+                    .map_err(io_err(format!("creating a log in {}", self.dir.display())))?;
+                state.active_generation = next;
+            }
+            let active = state.active_generation;
+            state.sealing = true;
+            let mut generations: Vec<u64> = state
+                .tail
+                .iter()
+                .map(|(g, _)| *g)
+                .filter(|g| *g < active)
+                .collect();
+            generations.dedup();
+            let batches: Vec<RecordBatch> = state
+                .tail
+                .iter()
+                .filter(|(g, _)| *g < active)
+                .map(|(_, b)| b.clone())
+                .collect();
+            (generations, batches, state.schema.clone())
+        };
+        let result = self.write_seal(&generations, &batches, &schema);
+        let mut state = self.state.lock().expect("store lock");
+        state.sealing = false;
+        let segments = result?;
+        let sealed_rows = segments.iter().map(|s| s.rows).sum();
+        state.tail.retain(|(g, _)| !generations.contains(g));
+        state.segments.extend(segments);
+        Ok(sealed_rows)
+    }
+
+    fn write_seal(
+        &self,
+        generations: &[u64],
+        batches: &[RecordBatch],
+        schema: &SchemaRef,
+    ) -> Result<Vec<Segment>, HubError> {
+        let last = *generations
+            .last()
+            .expect("a seal covers at least one generation");
+        let mut by_day: BTreeMap<Option<i32>, Vec<RecordBatch>> = BTreeMap::new();
+        for batch in batches {
+            for (day, part) in split_by_day(batch, self.event_time) {
+                by_day.entry(day).or_default().push(part);
+            }
+        }
+        let props = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .set_max_row_group_row_count(Some(1 << 20))
+            .build();
+        let mut segments = Vec::new();
+        for (k, (day, parts)) in by_day.into_iter().enumerate() {
+            let partition = match day {
+                Some(day) => format!("date={}", Date(day)),
+                None => "all".to_string(),
+            };
+            let relative = format!("segments/{partition}/{last:012}-{k}.parquet");
+            let path = self.dir.join(&relative);
+            let partition_dir = path.parent().expect("segment has a directory");
+            fs::create_dir_all(partition_dir)
+                .map_err(io_err(format!("creating {}", partition_dir.display())))?;
+            let file =
+                fs::File::create(&path).map_err(io_err(format!("creating {}", path.display())))?;
+            let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props.clone()))
+                .map_err(|e| HubError::Internal(format!("parquet writer: {e}")))?;
+            let mut rows = 0;
+            for part in &parts {
+                rows += part.num_rows() as u64;
+                writer
+                    .write(part)
+                    .map_err(|e| HubError::Internal(format!("writing {}: {e}", path.display())))?;
+            }
+            let file = writer
+                .into_inner()
+                .map_err(|e| HubError::Internal(format!("closing {}: {e}", path.display())))?;
+            file.sync_all()
+                .map_err(io_err(format!("syncing {}", path.display())))?;
+            log::sync_dir(partition_dir).map_err(io_err("syncing a partition"))?;
+            let bytes = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            segments.push(Segment {
+                path: relative,
+                rows,
+                bytes,
+            });
+        }
+        // The manifest's rename is the commit point of the seal.
+        let manifest = Manifest {
+            generations: generations.to_vec(),
+            segments: segments.clone(),
+        };
+        let sealed = self.dir.join("sealed");
+        let tmp = sealed.join(format!("{last:012}.json.tmp"));
+        let text = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
+        fs::write(&tmp, text).map_err(io_err("writing a seal manifest"))?;
+        fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(io_err("syncing a seal manifest"))?;
+        fs::rename(&tmp, sealed.join(format!("{last:012}.json")))
+            .map_err(io_err("committing a seal"))?;
+        log::sync_dir(&sealed).map_err(io_err("syncing the seal directory"))?;
+        for generation in generations {
+            let path = log_path(&self.dir, *generation);
+            if let Err(error) = fs::remove_file(&path) {
+                // Harmless: the next open deletes logs a manifest covers.
+                tracing::warn!(message = "Could not delete a sealed log.", log = %path.display(), %error);
+            }
+        }
+        Ok(segments)
+    }
+}
+
+fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>, HubError> {
+    if !dir.exists() {
+        return Ok(Vec::new());
+    }
+    let mut paths: Vec<PathBuf> = fs::read_dir(dir)
+        .map_err(io_err(format!("listing {}", dir.display())))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| !p.to_string_lossy().ends_with(".tmp"))
+        .collect();
+    paths.sort();
+    Ok(paths)
+}
+
+/// Brings a logged batch to the current schema: fields added since are null.
+fn conform(schema: &SchemaRef, batch: RecordBatch) -> Result<RecordBatch, HubError> {
+    if batch.schema().fields() == schema.fields() {
+        return Ok(batch);
+    }
+    let columns: Vec<ArrayRef> = schema
+        .fields()
+        .iter()
+        .map(|f| match batch.column_by_name(f.name()) {
+            Some(c) => c.clone(),
+            None => arrow::array::new_null_array(f.data_type(), batch.num_rows()),
+        })
+        .collect();
+    RecordBatch::try_new(schema.clone(), columns)
+        .map_err(|e| HubError::Internal(format!("logged batch does not fit the schema: {e}")))
+}
+
+/// Splits a batch by the UTC day of its event time (or keeps it whole without one).
+fn split_by_day(batch: &RecordBatch, event_time: Option<usize>) -> Vec<(Option<i32>, RecordBatch)> {
+    let Some(column) = event_time else {
+        return vec![(None, batch.clone())];
+    };
+    let times: &TimestampMicrosecondArray = batch
+        .column(column)
+        .as_primitive::<TimestampMicrosecondType>();
+    let days: Vec<i32> = times
+        .values()
+        .iter()
+        .map(|t| t.div_euclid(MICROS_PER_DAY) as i32)
+        .collect();
+    let first = days.first().copied();
+    if days.iter().all(|d| Some(*d) == first) {
+        return vec![(first, batch.clone())];
+    }
+    let mut distinct = days.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    distinct
+        .into_iter()
+        .map(|day| {
+            let mask = arrow::array::BooleanArray::from_iter(days.iter().map(|d| Some(*d == day)));
+            (Some(day), crate::decode::filter_rows(batch, &mask))
+        })
+        .collect()
+}
+
+/// A store shared between the hub and the threads that seal it.
+pub type SharedStore = Arc<DatasetStore>;
