@@ -1,1 +1,516 @@
-fn main() {}
+//! `citybrain`: the one binary. Each subcommand is a thin shell over the library crates.
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use citybrain_core::DatasetName;
+use citybrain_hub::{DatasetDef, Format, Hub, HubConfig, OnError};
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// citybrain: a city's data hub, live indices and scenes, in one binary.
+#[derive(Debug, Parser)]
+#[command(name = "citybrain", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start the server with the demo city loaded (creates it on first start).
+    Up {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Data directory.
+        #[arg(long, default_value = "./citybrain-data")]
+        data: PathBuf,
+        /// Do not create or load the demo city.
+        #[arg(long)]
+        no_demo: bool,
+        /// Size of the demo city (1.0 = 20,000 vehicles).
+        #[arg(long, default_value_t = 1.0)]
+        scale: f64,
+        /// Largest accepted request body in MiB.
+        #[arg(long, default_value_t = 256)]
+        body_limit_mib: usize,
+    },
+    /// Write a deterministic synthetic city with ground truth.
+    Gen {
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// 1.0 = 20,000 vehicles, about half a million passages.
+        #[arg(long, default_value_t = 1.0)]
+        scale: f64,
+        #[arg(long)]
+        out: PathBuf,
+        /// Probability a camera misses a vehicle.
+        #[arg(long, default_value_t = 0.03)]
+        miss_rate: f64,
+        /// Probability a camera misreads one plate character.
+        #[arg(long, default_value_t = 0.02)]
+        misread_rate: f64,
+        /// A CBEngine road network file (default: the embedded real Hangzhou network).
+        #[arg(long)]
+        network: Option<PathBuf>,
+    },
+    /// Run read-only SQL on a running server and print the result.
+    Sql {
+        /// The statement, e.g. "SELECT count(*) FROM transport.anpr_passages".
+        sql: String,
+        /// Why you read the data (recorded in the audit trail).
+        #[arg(long, default_value = "ad-hoc query")]
+        purpose: String,
+        /// json, csv or arrow.
+        #[arg(long, default_value = "csv")]
+        format: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Send a file of records (NDJSON, CSV or Parquet) to a dataset on a running server.
+    Ingest {
+        dataset: String,
+        file: PathBuf,
+        /// Records per request (NDJSON and CSV are split; Parquet is sent whole).
+        #[arg(long, default_value_t = 10_000)]
+        batch: usize,
+        /// Store the valid records and dead-letter the rest.
+        #[arg(long)]
+        skip_bad: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Manage datasets on a running server.
+    Datasets {
+        #[command(subcommand)]
+        command: DatasetsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DatasetsCommand {
+    /// List datasets with their size.
+    List {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Create a dataset from a TOML or JSON definition file.
+    Create {
+        file: PathBuf,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Change a dataset's schema from a definition file (breaking changes are refused).
+    Update {
+        file: PathBuf,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct ServerArgs {
+    /// The citybrain server.
+    #[arg(
+        long,
+        default_value = "http://127.0.0.1:8080",
+        env = "CITYBRAIN_SERVER"
+    )]
+    server: String,
+    /// File holding the bearer token.
+    #[arg(
+        long,
+        default_value = "./citybrain-data/admin.token",
+        env = "CITYBRAIN_TOKEN_FILE"
+    )]
+    token_file: PathBuf,
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CITYBRAIN_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    if let Err(error) = run(cli) {
+        eprintln!("error: {error:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Up {
+            listen,
+            data,
+            no_demo,
+            scale,
+            body_limit_mib,
+        } => up(&listen, &data, !no_demo, scale, body_limit_mib),
+        Command::Gen {
+            seed,
+            scale,
+            out,
+            miss_rate,
+            misread_rate,
+            network,
+        } => {
+            let config = citybrain_gen::GenConfig {
+                seed,
+                scale,
+                miss_rate,
+                misread_rate,
+                network,
+                day: citybrain_core::Date::parse("2026-11-22").expect("a valid date"),
+            };
+            let truth = gen_with_progress(&config, &out)?;
+            println!("{}", serde_json::to_string_pretty(&truth)?);
+            println!("wrote the demo city to {}", out.display());
+            Ok(())
+        }
+        Command::Sql {
+            sql,
+            purpose,
+            format,
+            server,
+        } => {
+            let body = serde_json::json!({"sql": sql, "purpose": purpose, "format": format});
+            let bytes = request(
+                &server,
+                "POST",
+                "/api/v1/sql",
+                Some(("application/json", body.to_string().into_bytes())),
+            )?;
+            std::io::stdout().write_all(&bytes)?;
+            if format == "json" {
+                println!();
+            }
+            Ok(())
+        }
+        Command::Ingest {
+            dataset,
+            file,
+            batch,
+            skip_bad,
+            server,
+        } => ingest_file(&server, &dataset, &file, batch, skip_bad),
+        Command::Datasets { command } => match command {
+            DatasetsCommand::List { server } => {
+                let bytes = request(&server, "GET", "/api/v1/datasets", None)?;
+                let list: serde_json::Value = serde_json::from_slice(&bytes)?;
+                println!(
+                    "{:<40} {:<14} {:<14} {:>12} {:>9}",
+                    "dataset", "owner", "sharing", "rows", "segments"
+                );
+                for d in list["datasets"].as_array().into_iter().flatten() {
+                    println!(
+                        "{:<40} {:<14} {:<14} {:>12} {:>9}",
+                        d["name"].as_str().unwrap_or(""),
+                        d["owner"].as_str().unwrap_or(""),
+                        d["sharing"].as_str().unwrap_or(""),
+                        d["rows"].as_u64().unwrap_or(0),
+                        d["segments"].as_u64().unwrap_or(0)
+                    );
+                }
+                Ok(())
+            }
+            DatasetsCommand::Create { file, server } | DatasetsCommand::Update { file, server } => {
+                let text = std::fs::read_to_string(&file)
+                    .with_context(|| format!("reading {}", file.display()))?;
+                let def = DatasetDef::from_file_text(&file.to_string_lossy(), &text)
+                    .map_err(anyhow::Error::msg)?;
+                let body = serde_json::to_vec(&def)?;
+                let creating = std::env::args().any(|a| a == "create");
+                let (method, path) = if creating {
+                    ("POST", "/api/v1/datasets".to_string())
+                } else {
+                    ("PUT", format!("/api/v1/datasets/{}", def.name))
+                };
+                request(&server, method, &path, Some(("application/json", body)))?;
+                println!(
+                    "{} {}",
+                    if creating { "created" } else { "updated" },
+                    def.name
+                );
+                Ok(())
+            }
+        },
+    }
+}
+
+fn gen_with_progress(
+    config: &citybrain_gen::GenConfig,
+    out: &Path,
+) -> Result<citybrain_gen::Truth> {
+    let bar = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template("generating vehicles {bar:40} {pos}/{len} {eta}")
+            .expect("valid template"),
+    );
+    let truth = citybrain_gen::generate(config, out, &mut |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    })
+    .with_context(|| {
+        format!(
+            "generating the city into {} (pass --network PATH if the road network is elsewhere)",
+            out.display()
+        )
+    })?;
+    bar.finish_and_clear();
+    Ok(truth)
+}
+
+/// One HTTP call with the bearer token; API errors are shown with their message.
+fn request(
+    server: &ServerArgs,
+    method: &str,
+    path: &str,
+    body: Option<(&str, Vec<u8>)>,
+) -> Result<Vec<u8>> {
+    let token = std::fs::read_to_string(&server.token_file)
+        .with_context(|| {
+            format!(
+                "reading the token from {} (start the server with `citybrain up`, or pass --token-file)",
+                server.token_file.display()
+            )
+        })?
+        .trim()
+        .to_string();
+    let url = format!("{}{}", server.server.trim_end_matches('/'), path);
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let auth = format!("Bearer {token}");
+    let response = match (method, body) {
+        ("GET", _) => agent.get(&url).header("Authorization", &auth).call(),
+        (m, Some((content_type, bytes))) => {
+            let req = if m == "PUT" {
+                agent.put(&url)
+            } else {
+                agent.post(&url)
+            };
+            req.header("Authorization", &auth)
+                .header("Content-Type", content_type)
+                .send(&bytes[..])
+        }
+        (m, None) => bail!("{m} needs a body"),
+    }
+    .with_context(|| {
+        format!(
+            "could not reach citybrain at {}; is `citybrain up` running?",
+            server.server
+        )
+    })?;
+    let status = response.status();
+    let bytes = response
+        .into_body()
+        .with_config()
+        .limit(u64::MAX)
+        .read_to_vec()?;
+    if !status.is_success() {
+        let message = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| {
+                v.get("message")
+                    .and_then(|m| m.as_str())
+                    .map(str::to_string)
+            })
+            .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
+        bail!("the server answered {status}: {message}");
+    }
+    Ok(bytes)
+}
+
+fn ingest_file(
+    server: &ServerArgs,
+    dataset: &str,
+    file: &Path,
+    batch: usize,
+    skip_bad: bool,
+) -> Result<()> {
+    let name = DatasetName::parse(dataset)?;
+    let format = Format::from_path(&file.to_string_lossy()).with_context(|| {
+        format!(
+            "cannot tell the format of {}: name it .ndjson, .csv or .parquet",
+            file.display()
+        )
+    })?;
+    let path = format!(
+        "/api/v1/datasets/{name}/records{}",
+        if skip_bad { "?on_error=skip" } else { "" }
+    );
+    let total_bytes = std::fs::metadata(file)
+        .with_context(|| format!("reading {}", file.display()))?
+        .len();
+    let bar = ProgressBar::new(total_bytes).with_style(
+        ProgressStyle::with_template(
+            "ingesting {bar:40} {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+        )
+        .expect("valid template"),
+    );
+    let (mut accepted, mut rejected) = (0u64, 0u64);
+    let mut send = |chunk: Vec<u8>| -> Result<()> {
+        let len = chunk.len() as u64;
+        let bytes = request(server, "POST", &path, Some((format.content_type(), chunk)))?;
+        let report: serde_json::Value = serde_json::from_slice(&bytes)?;
+        accepted += report["accepted"].as_u64().unwrap_or(0);
+        rejected += report["rejected"].as_u64().unwrap_or(0);
+        bar.inc(len);
+        Ok(())
+    };
+    if format == Format::Parquet {
+        send(std::fs::read(file)?)?;
+    } else {
+        let mut reader = std::io::BufReader::new(std::fs::File::open(file)?);
+        let mut header = Vec::new();
+        if format == Format::Csv {
+            reader.read_until(b'\n', &mut header)?;
+            bar.inc(header.len() as u64);
+        }
+        loop {
+            let mut chunk = header.clone();
+            let mut lines = 0;
+            while lines < batch && reader.read_until(b'\n', &mut chunk)? > 0 {
+                lines += 1;
+            }
+            if lines == 0 {
+                break;
+            }
+            send(chunk)?;
+        }
+    }
+    bar.finish_and_clear();
+    println!("{name}: {accepted} records accepted, {rejected} rejected");
+    Ok(())
+}
+
+/// Creates the admin token on first start (mode 0600) and returns it.
+fn admin_token(data: &Path) -> Result<String> {
+    let path = data.join("admin.token");
+    if let Ok(token) = std::fs::read_to_string(&path) {
+        return Ok(token.trim().to_string());
+    }
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness for the token: {e}"))?;
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.write_all(token.as_bytes())?;
+    file.sync_all()?;
+    Ok(token)
+}
+
+/// Creates the demo datasets and loads the generated city, unless already loaded.
+fn load_demo(hub: &Hub, data: &Path, scale: f64) -> Result<()> {
+    let passages = DatasetName::parse("transport.anpr_passages").expect("valid name");
+    if hub.names().contains(&passages) && hub.snapshot(&passages)?.rows() > 0 {
+        return Ok(());
+    }
+    let demo = data.join("demo");
+    if !demo.join("truth.json").exists() {
+        let config = citybrain_gen::GenConfig {
+            seed: 1,
+            scale,
+            miss_rate: 0.03,
+            misread_rate: 0.02,
+            network: None,
+            day: citybrain_core::Date::parse("2026-11-22").expect("a valid date"),
+        };
+        gen_with_progress(&config, &demo)?;
+    }
+    let now = citybrain_server::now();
+    for (file, text) in citybrain_gen::DEFINITIONS {
+        let def = DatasetDef::from_file_text(file, text).map_err(anyhow::Error::msg)?;
+        if !hub.names().contains(&def.name) {
+            hub.create_dataset(def, now)?;
+        }
+    }
+    for (dataset, file) in citybrain_gen::DATA_FILES {
+        let name = DatasetName::parse(dataset)?;
+        let path = demo.join(file);
+        let body = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        let bar = ProgressBar::new(body.len() as u64).with_style(
+            ProgressStyle::with_template(&format!(
+                "loading {dataset:<26} {{bar:40}} {{bytes}}/{{total_bytes}}"
+            ))
+            .expect("valid template"),
+        );
+        // Replay in batches of about 10,000 records, as a publisher would send them.
+        let mut start = 0;
+        while start < body.len() {
+            let mut end = (start + 1_500_000).min(body.len());
+            while end < body.len() && body[end - 1] != b'\n' {
+                end += 1;
+            }
+            hub.ingest(
+                &name,
+                Format::Ndjson,
+                &body[start..end],
+                OnError::Reject,
+                citybrain_server::now(),
+            )?;
+            bar.set_position(end as u64);
+            start = end;
+        }
+        bar.finish_and_clear();
+    }
+    Ok(())
+}
+
+fn up(listen: &str, data: &Path, demo: bool, scale: f64, body_limit_mib: usize) -> Result<()> {
+    let started = std::time::Instant::now();
+    std::fs::create_dir_all(data)
+        .with_context(|| format!("creating the data directory {}", data.display()))?;
+    let hub =
+        Arc::new(Hub::open(data, HubConfig::default()).context("opening the data directory")?);
+    let token = admin_token(data)?;
+    if demo {
+        load_demo(&hub, data, scale).context("loading the demo city (or start with --no-demo)")?;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("listening on {listen} (is another server running? pass --listen ADDR)"))?;
+        let address = listener.local_addr()?;
+        let state = citybrain_server::AppState {
+            sql: citybrain_sql::SqlEngine::new(hub.clone(), citybrain_sql::SqlLimits::default()),
+            hub: hub.clone(),
+            admin_token: token.into(),
+            body_limit: body_limit_mib << 20,
+        };
+        let datasets = hub.names().len();
+        println!("citybrain is up on http://{address}/ (ready in {:.1} s)", started.elapsed().as_secs_f64());
+        println!("  data directory: {}  ({datasets} datasets)", data.display());
+        println!("  admin token:    {} (send it as 'Authorization: Bearer ...')", data.join("admin.token").display());
+        println!("  API:            http://{address}/api/v1/openapi.json   health: http://{address}/health");
+        println!("  try:            citybrain sql \"SELECT count(*) FROM transport.anpr_passages\"");
+        citybrain_server::run(listener, state, shutdown_signal()).await?;
+        println!("citybrain stopped cleanly");
+        anyhow::Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
+    }
+    tracing::info!(message = "Shutting down: finishing in-flight requests.");
+}

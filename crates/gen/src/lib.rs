@@ -1,1 +1,338 @@
-//! placeholder
+//! The demo city: a deterministic synthetic day of ANPR checkpoint passages on the real
+//! Hangzhou road network, with the ground truth written beside it.
+//!
+//! Key decision: the generator owns the truth (every vehicle, every true link travel time),
+//! so index operators can be scored against it; the camera model then degrades the truth
+//! the way real cameras do: missed reads and misread plates. Same seed, same bytes.
+//! Later scenes add their datasets as further `write_*` steps (parking lots and sessions,
+//! enterprises, residents, hospitals) called from [`generate`].
+
+pub mod network;
+mod rng;
+
+use std::collections::HashSet;
+use std::fs;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use citybrain_core::Timestamp;
+use serde::Serialize;
+
+pub use network::Network;
+use rng::Rng;
+
+/// What to generate.
+#[derive(Debug, Clone)]
+pub struct GenConfig {
+    pub seed: u64,
+    /// 1.0 is 20,000 vehicles (about half a million passages).
+    pub scale: f64,
+    /// Probability that a camera misses a passing vehicle.
+    pub miss_rate: f64,
+    /// Probability that a camera misreads one character of a plate.
+    pub misread_rate: f64,
+    /// A CBEngine road network file; `None` uses the embedded Hangzhou network.
+    pub network: Option<PathBuf>,
+    /// The generated day (UTC date of local midnight +08:00 is the day before).
+    pub day: citybrain_core::Date,
+}
+
+/// Ground truth of a generated day.
+#[derive(Debug, Serialize)]
+pub struct Truth {
+    pub seed: u64,
+    pub scale: f64,
+    pub day: String,
+    pub vehicles: u64,
+    pub local_vehicles: u64,
+    pub non_local_vehicles: u64,
+    pub trips: u64,
+    pub passages_true: u64,
+    pub passages_recorded: u64,
+    pub missed_reads: u64,
+    pub misread_plates: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GenError {
+    #[error("the road network is unusable: {0}")]
+    Network(String),
+    #[error("writing {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> GenError + '_ {
+    move |source| GenError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+const LOCAL: &str = "浙A";
+const OTHER_PREFIXES: &[&str] = &[
+    "浙B", "浙C", "浙D", "浙F", "沪A", "苏E", "皖A", "赣A", "京N",
+];
+const PLATE_CHARS: &[u8] = b"0123456789ABCDEFGHJKLMNPQRSTUVWXYZ";
+
+/// The real Hangzhou road network (see `data/README.md` for its provenance).
+pub const HANGZHOU_NETWORK: &str = include_str!("../data/hangzhou.txt");
+
+/// Hangzhou is UTC+8: local hour h is UTC hour h-8.
+const LOCAL_OFFSET_SECS: i64 = 8 * 3600;
+
+/// Dataset definitions for what [`generate`] writes, as TOML files.
+pub const DEFINITIONS: &[(&str, &str)] = &[
+    (
+        "transport.checkpoints.toml",
+        include_str!("../definitions/transport.checkpoints.toml"),
+    ),
+    (
+        "transport.links.toml",
+        include_str!("../definitions/transport.links.toml"),
+    ),
+    (
+        "transport.anpr_passages.toml",
+        include_str!("../definitions/transport.anpr_passages.toml"),
+    ),
+];
+
+/// The data files [`generate`] writes, with the dataset each belongs in.
+pub const DATA_FILES: &[(&str, &str)] = &[
+    ("transport.checkpoints", "checkpoints.ndjson"),
+    ("transport.links", "links.ndjson"),
+    ("transport.anpr_passages", "anpr_passages.ndjson"),
+];
+
+/// Local departure hour, drawn from a day with morning and evening peaks.
+fn departure_secs(rng: &mut Rng) -> i64 {
+    let u = rng.f64();
+    let hour = if u < 0.3 {
+        8.0 + rng.normal() * 0.8
+    } else if u < 0.55 {
+        18.0 + rng.normal() * 1.0
+    } else {
+        6.0 + rng.f64() * 16.0
+    };
+    (hour.clamp(0.0, 23.9) * 3600.0) as i64
+}
+
+/// How much slower than free flow a link is at a local time: peaks at 8:00 and 18:00.
+pub fn congestion(local_secs: i64, sensitivity: f64) -> f64 {
+    let h = local_secs as f64 / 3600.0;
+    let peak = (-((h - 8.0) / 1.0).powi(2)).exp() + 0.9 * (-((h - 18.0) / 1.2).powi(2)).exp();
+    1.0 + sensitivity * peak
+}
+
+fn plate(rng: &mut Rng, local: bool) -> String {
+    let prefix = if local {
+        LOCAL
+    } else {
+        OTHER_PREFIXES[rng.below(OTHER_PREFIXES.len() as u64) as usize]
+    };
+    let mut p = String::from(prefix);
+    for _ in 0..5 {
+        p.push(PLATE_CHARS[rng.below(PLATE_CHARS.len() as u64) as usize] as char);
+    }
+    p
+}
+
+fn misread(rng: &mut Rng, plate: &str) -> String {
+    let mut chars: Vec<char> = plate.chars().collect();
+    let at = chars.len() - 1 - rng.below(5) as usize;
+    let original = chars[at];
+    loop {
+        let c = PLATE_CHARS[rng.below(PLATE_CHARS.len() as u64) as usize] as char;
+        if c != original {
+            chars[at] = c;
+            break;
+        }
+    }
+    chars.into_iter().collect()
+}
+
+struct Passage {
+    ts: i64,
+    checkpoint: u64,
+    plate: String,
+    lane: u8,
+    speed_kmh: f32,
+}
+
+/// Generates the demo city into `out`; `progress(done, total)` is called as vehicles are made.
+pub fn generate(
+    config: &GenConfig,
+    out: &Path,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Truth, GenError> {
+    let text = match &config.network {
+        Some(path) => fs::read_to_string(path).map_err(io(path))?,
+        None => HANGZHOU_NETWORK.to_string(),
+    };
+    let network = Network::parse(&text).map_err(GenError::Network)?;
+    fs::create_dir_all(out).map_err(io(out))?;
+    let defs = out.join("definitions");
+    fs::create_dir_all(&defs).map_err(io(&defs))?;
+    for (file, text) in DEFINITIONS {
+        let path = defs.join(file);
+        fs::write(&path, text).map_err(io(&path))?;
+    }
+    network
+        .write_checkpoints(&out.join("checkpoints.ndjson"))
+        .map_err(io(out))?;
+    network
+        .write_links(&out.join("links.ndjson"))
+        .map_err(io(out))?;
+
+    let mut rng = Rng::new(config.seed);
+    let vehicles = (20_000.0 * config.scale).round().max(1.0) as u64;
+    let day_start_utc = config.day.start().as_secs() - LOCAL_OFFSET_SECS;
+    let sensitivity: Vec<f64> = (0..network.roads.len())
+        .map(|_| 0.3 + rng.f64() * 1.2)
+        .collect();
+    let mut passages = Vec::new();
+    let mut truth = Truth {
+        seed: config.seed,
+        scale: config.scale,
+        day: config.day.to_string(),
+        vehicles,
+        local_vehicles: 0,
+        non_local_vehicles: 0,
+        trips: 0,
+        passages_true: 0,
+        passages_recorded: 0,
+        missed_reads: 0,
+        misread_plates: 0,
+    };
+    // True travel time sums per (road, 15-minute window) for the truth file.
+    let mut travel: std::collections::BTreeMap<(usize, i64), (f64, u32)> = Default::default();
+    let mut seen_plates = HashSet::new();
+    for v in 0..vehicles {
+        if v % 1000 == 0 {
+            progress(v, vehicles);
+        }
+        let local = rng.f64() < 0.8;
+        let mut vehicle_plate = plate(&mut rng, local);
+        while !seen_plates.insert(vehicle_plate.clone()) {
+            vehicle_plate = plate(&mut rng, local);
+        }
+        if local {
+            truth.local_vehicles += 1;
+        } else {
+            truth.non_local_vehicles += 1;
+        }
+        let trips = 1 + rng.below(3);
+        for _ in 0..trips {
+            truth.trips += 1;
+            let mut t = departure_secs(&mut rng) as f64;
+            let mut at = rng.below(network.intersections.len() as u64) as usize;
+            let hops = 4 + rng.below(12);
+            let mut came_from = usize::MAX;
+            let mut record =
+                |rng: &mut Rng, at: usize, t: f64, lanes: u8, speed: f64, truth: &mut Truth| {
+                    truth.passages_true += 1;
+                    if rng.f64() < config.miss_rate {
+                        truth.missed_reads += 1;
+                        return;
+                    }
+                    let plate = if rng.f64() < config.misread_rate {
+                        truth.misread_plates += 1;
+                        misread(rng, &vehicle_plate)
+                    } else {
+                        vehicle_plate.clone()
+                    };
+                    passages.push(Passage {
+                        ts: (day_start_utc as f64 * 1e6 + t * 1e6) as i64,
+                        checkpoint: network.intersections[at].id,
+                        plate,
+                        lane: 1 + rng.below(u64::from(lanes.max(1))) as u8,
+                        speed_kmh: (speed * 3.6) as f32,
+                    });
+                };
+            record(&mut rng, at, t, 2, 30.0 / 3.6, &mut truth);
+            for _ in 0..hops {
+                let outs = &network.out_roads[at];
+                let choices: Vec<usize> = outs
+                    .iter()
+                    .copied()
+                    .filter(|r| network.roads[*r].to != came_from || outs.len() == 1)
+                    .collect();
+                if choices.is_empty() {
+                    break;
+                }
+                let road_index = choices[rng.below(choices.len() as u64) as usize];
+                let road = &network.roads[road_index];
+                let factor = congestion(t as i64, sensitivity[road_index])
+                    * (1.0 + 0.1 * rng.normal()).max(0.7);
+                let travel_s = road.freeflow_s() * factor;
+                let window = (t as i64) / 900;
+                let entry = travel.entry((road_index, window)).or_insert((0.0, 0));
+                entry.0 += travel_s;
+                entry.1 += 1;
+                t += travel_s;
+                if t >= 86_400.0 {
+                    break;
+                }
+                came_from = at;
+                at = road.to;
+                record(
+                    &mut rng,
+                    at,
+                    t,
+                    road.lanes,
+                    road.length_m / travel_s,
+                    &mut truth,
+                );
+            }
+        }
+    }
+    progress(vehicles, vehicles);
+    passages.sort_by_key(|p| p.ts);
+    truth.passages_recorded = passages.len() as u64;
+    let path = out.join("anpr_passages.ndjson");
+    let file = fs::File::create(&path).map_err(io(&path))?;
+    let mut w = BufWriter::with_capacity(1 << 20, file);
+    for p in &passages {
+        writeln!(
+            w,
+            "{{\"ts\":\"{}\",\"checkpoint_id\":{},\"plate\":\"{}\",\"lane\":{},\"speed_kmh\":{:.1}}}",
+            Timestamp(p.ts),
+            p.checkpoint,
+            p.plate,
+            p.lane,
+            p.speed_kmh
+        )
+        .map_err(io(&path))?;
+    }
+    w.flush().map_err(io(&path))?;
+    let path = out.join("truth_link_travel_times.csv");
+    let mut w = BufWriter::new(fs::File::create(&path).map_err(io(&path))?);
+    writeln!(
+        w,
+        "from_checkpoint,to_checkpoint,window_start,mean_travel_s,vehicles"
+    )
+    .map_err(io(&path))?;
+    for ((road_index, window), (sum, n)) in &travel {
+        let road = &network.roads[*road_index];
+        writeln!(
+            w,
+            "{},{},{},{:.1},{}",
+            network.intersections[road.from].id,
+            network.intersections[road.to].id,
+            Timestamp::from_secs(day_start_utc + window * 900),
+            sum / f64::from(*n),
+            n
+        )
+        .map_err(io(&path))?;
+    }
+    w.flush().map_err(io(&path))?;
+    let path = out.join("truth.json");
+    fs::write(
+        &path,
+        serde_json::to_vec_pretty(&truth).expect("truth serialises"),
+    )
+    .map_err(io(&path))?;
+    Ok(truth)
+}

@@ -1,1 +1,234 @@
-//! placeholder
+//! Read-only SQL over every dataset, with Apache DataFusion.
+//!
+//! Key decision: each query plans against a fresh snapshot of each dataset it may read
+//! (sealed Parquet segments plus the in-memory unsealed tail), so a record is visible as
+//! soon as its ingest call returned, and a seal running meanwhile changes nothing. This is
+//! the only crate that depends on DataFusion; the hub knows nothing about SQL.
+
+mod table;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::RecordBatch;
+use citybrain_hub::Hub;
+use datafusion::catalog::MemorySchemaProvider;
+use datafusion::error::DataFusionError;
+use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+
+/// Limits applied to every statement.
+#[derive(Debug, Clone)]
+pub struct SqlLimits {
+    pub timeout: Duration,
+    pub memory_bytes: usize,
+}
+
+impl Default for SqlLimits {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(60),
+            memory_bytes: 2 << 30,
+        }
+    }
+}
+
+/// Why a statement did not produce a result.
+#[derive(Debug, thiserror::Error)]
+pub enum SqlError {
+    // The caller's fault.
+    #[error("only read-only queries are allowed: {0}")]
+    NotReadOnly(String),
+    #[error("the query is invalid: {0}")]
+    Invalid(String),
+    #[error("the statement timeout of {0:?} was hit; add filters or raise the timeout")]
+    Timeout(Duration),
+    #[error("the memory limit of {limit_mib} MiB was hit: {detail}")]
+    MemoryLimit { limit_mib: usize, detail: String },
+    // Ours or the environment's.
+    #[error("the query failed while running: {0}")]
+    Execution(String),
+}
+
+/// A query's result: batches and their schema (kept even when there are no rows).
+#[derive(Debug)]
+pub struct QueryResult {
+    pub schema: arrow::datatypes::SchemaRef,
+    pub batches: Vec<RecordBatch>,
+}
+
+impl QueryResult {
+    pub fn rows(&self) -> usize {
+        self.batches.iter().map(|b| b.num_rows()).sum()
+    }
+}
+
+/// Runs SQL over a hub.
+#[derive(Debug, Clone)]
+pub struct SqlEngine {
+    hub: Arc<Hub>,
+    limits: SqlLimits,
+}
+
+fn classify(error: DataFusionError, limits: &SqlLimits) -> SqlError {
+    match error.find_root() {
+        DataFusionError::ResourcesExhausted(detail) => SqlError::MemoryLimit {
+            limit_mib: limits.memory_bytes >> 20,
+            detail: detail.clone(),
+        },
+        DataFusionError::SQL(..) | DataFusionError::Plan(..) | DataFusionError::SchemaError(..) => {
+            SqlError::Invalid(error.find_root().to_string())
+        }
+        DataFusionError::Execution(m) if m.contains("not supported") => {
+            SqlError::NotReadOnly(m.clone())
+        }
+        _ => SqlError::Execution(error.to_string()),
+    }
+}
+
+impl SqlEngine {
+    pub fn new(hub: Arc<Hub>, limits: SqlLimits) -> Self {
+        Self { hub, limits }
+    }
+
+    fn context(&self) -> Result<SessionContext, SqlError> {
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_limit(self.limits.memory_bytes, 1.0)
+            .build_arc()
+            .map_err(|e| SqlError::Execution(e.to_string()))?;
+        let config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()));
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        let catalog = ctx
+            .catalog("datafusion")
+            .expect("the default catalog exists");
+        for name in self.hub.names() {
+            let schema = match catalog.schema(name.namespace()) {
+                Some(schema) => schema,
+                None => {
+                    let schema = Arc::new(MemorySchemaProvider::new());
+                    catalog
+                        .register_schema(name.namespace(), schema.clone())
+                        .map_err(|e| SqlError::Execution(e.to_string()))?;
+                    schema
+                }
+            };
+            let snapshot = self
+                .hub
+                .snapshot(&name)
+                .map_err(|e| SqlError::Execution(e.to_string()))?;
+            schema
+                .register_table(
+                    name.table().to_string(),
+                    Arc::new(table::HubTable::new(snapshot)),
+                )
+                .map_err(|e| SqlError::Execution(e.to_string()))?;
+        }
+        Ok(ctx)
+    }
+
+    /// Runs one read-only statement within the limits.
+    pub async fn query(&self, sql: &str) -> Result<QueryResult, SqlError> {
+        let ctx = self.context()?;
+        let options = SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false);
+        let run = async {
+            let frame = ctx.sql_with_options(sql, options).await.map_err(|e| {
+                let text = e.to_string();
+                if text.contains("not supported") || text.contains("Only") {
+                    SqlError::NotReadOnly(e.find_root().to_string())
+                } else {
+                    classify(e, &self.limits)
+                }
+            })?;
+            let schema = Arc::new(frame.schema().as_arrow().clone());
+            let batches = frame
+                .collect()
+                .await
+                .map_err(|e| classify(e, &self.limits))?;
+            Ok(QueryResult { schema, batches })
+        };
+        match tokio::time::timeout(self.limits.timeout, run).await {
+            Ok(result) => result,
+            Err(_) => Err(SqlError::Timeout(self.limits.timeout)),
+        }
+    }
+}
+
+/// Result encodings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResultFormat {
+    Json,
+    Csv,
+    ArrowIpc,
+}
+
+impl ResultFormat {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "json" | "application/json" => Some(Self::Json),
+            "csv" | "text/csv" => Some(Self::Csv),
+            "arrow" | "application/vnd.apache.arrow.stream" => Some(Self::ArrowIpc),
+            _ => None,
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Self::Json => "application/json",
+            Self::Csv => "text/csv",
+            Self::ArrowIpc => "application/vnd.apache.arrow.stream",
+        }
+    }
+}
+
+/// Encodes a result: JSON as an array of row objects, CSV with a header, or an Arrow IPC stream.
+pub fn encode(result: &QueryResult, format: ResultFormat) -> Result<Vec<u8>, SqlError> {
+    let err =
+        |e: arrow::error::ArrowError| SqlError::Execution(format!("encoding the result: {e}"));
+    let mut out = Vec::new();
+    match format {
+        ResultFormat::Json => {
+            let mut writer = arrow::json::ArrayWriter::new(&mut out);
+            for batch in &result.batches {
+                writer.write(batch).map_err(err)?;
+            }
+            writer.finish().map_err(err)?;
+            if out.is_empty() {
+                out.extend_from_slice(b"[]");
+            }
+        }
+        ResultFormat::Csv => {
+            let mut writer = arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(&mut out);
+            if result.batches.is_empty() {
+                let header: Vec<&str> = result
+                    .schema
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().as_str())
+                    .collect();
+                drop(writer);
+                out.extend_from_slice(header.join(",").as_bytes());
+                out.push(b'\n');
+            } else {
+                for batch in &result.batches {
+                    writer.write(batch).map_err(err)?;
+                }
+            }
+        }
+        ResultFormat::ArrowIpc => {
+            let mut writer =
+                arrow::ipc::writer::StreamWriter::try_new(&mut out, &result.schema).map_err(err)?;
+            for batch in &result.batches {
+                writer.write(batch).map_err(err)?;
+            }
+            writer.finish().map_err(err)?;
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,123 @@
+//! The one table of API errors: code, type, HTTP status. JSON errors are
+//! `{code, type, message}` (plus `problems` for refused batches); internals are logged,
+//! never returned.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use citybrain_hub::HubError;
+use citybrain_sql::SqlError;
+use serde_json::json;
+
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    kind: &'static str,
+    message: String,
+    details: Option<serde_json::Value>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        let kind = if status.is_server_error() {
+            "internal"
+        } else if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            "auth"
+        } else {
+            "invalid_request"
+        };
+        Self {
+            status,
+            code,
+            kind,
+            message: message.into(),
+            details: None,
+        }
+    }
+
+    pub fn unauthorized() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "missing_or_invalid_token",
+            "send 'Authorization: Bearer TOKEN'; the admin token is in DATA/admin.token",
+        )
+    }
+
+    pub fn too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!(
+                "the request body exceeds the limit of {limit} bytes; split it into smaller batches"
+            ),
+        )
+    }
+
+    fn internal(message: String) -> Self {
+        tracing::error!(message = "Internal error.", error = %message);
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error; see the server log",
+        )
+    }
+}
+
+impl From<HubError> for ApiError {
+    fn from(error: HubError) -> Self {
+        let message = error.to_string();
+        match error {
+            HubError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, "dataset_not_found", message),
+            HubError::AlreadyExists(_) => {
+                Self::new(StatusCode::CONFLICT, "dataset_exists", message)
+            }
+            HubError::InvalidDefinition(problems) => Self {
+                details: Some(json!(problems)),
+                ..Self::new(StatusCode::BAD_REQUEST, "invalid_definition", message)
+            },
+            HubError::BreakingChange(problems) => Self {
+                details: Some(json!(problems)),
+                ..Self::new(StatusCode::CONFLICT, "breaking_schema_change", message)
+            },
+            HubError::ReadOnly(_) => Self::new(StatusCode::FORBIDDEN, "dataset_read_only", message),
+            HubError::BatchRejected { rejected } => Self {
+                details: Some(json!(rejected)),
+                ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "batch_rejected", message)
+            },
+            HubError::Decode(_) => Self::new(StatusCode::BAD_REQUEST, "unreadable_body", message),
+            HubError::Io { .. } | HubError::Catalog { .. } | HubError::Internal(_) => {
+                Self::internal(message)
+            }
+        }
+    }
+}
+
+impl From<SqlError> for ApiError {
+    fn from(error: SqlError) -> Self {
+        let message = error.to_string();
+        match error {
+            SqlError::NotReadOnly(_) => {
+                Self::new(StatusCode::FORBIDDEN, "sql_not_read_only", message)
+            }
+            SqlError::Invalid(_) => Self::new(StatusCode::BAD_REQUEST, "sql_invalid", message),
+            SqlError::Timeout(_) => Self::new(StatusCode::REQUEST_TIMEOUT, "sql_timeout", message),
+            SqlError::MemoryLimit { .. } => Self::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "sql_memory_limit",
+                message,
+            ),
+            SqlError::Execution(_) => Self::internal(message),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({"code": self.code, "type": self.kind, "message": self.message});
+        if let Some(details) = self.details {
+            body["details"] = details;
+        }
+        (self.status, Json(body)).into_response()
+    }
+}
