@@ -137,22 +137,38 @@ async fn get_dataset(
     Ok(Json(blocking(move || Ok(hub.info(&name)?)).await?).into_response())
 }
 
-/// Reads a body up to the limit; the stream is cut off as soon as it passes the limit.
+/// How much of an over-limit body is still read (and discarded) so the client, which is
+/// usually still sending, gets the 413 instead of a reset connection.
+const DRAIN_CAP: usize = 64 << 20;
+
+/// Reads a body as a stream, up to the limit; past it, answers 413 naming the limit.
 async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let too_large = std::error::Error::source(&e)
-            .is_some_and(|s| s.to_string().contains("length limit"))
-            || e.to_string().contains("length limit");
-        if too_large {
-            ApiError::too_large(limit)
-        } else {
+    use futures::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut buffer = bytes::BytesMut::new();
+    let mut seen = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "body_unreadable",
                 format!("the body could not be read: {e}"),
             )
+        })?;
+        seen += chunk.len();
+        if seen > limit {
+            if seen > limit + DRAIN_CAP {
+                break;
+            }
+            buffer.clear();
+            continue;
         }
-    })
+        buffer.extend_from_slice(&chunk);
+    }
+    if seen > limit {
+        return Err(ApiError::too_large(limit));
+    }
+    Ok(buffer.freeze())
 }
 
 fn parse_definition(headers: &HeaderMap, body: &[u8]) -> Result<DatasetDef, ApiError> {
@@ -243,15 +259,6 @@ async fn ingest(
             ),
         )
     })?;
-    // Refuse early when the client announces a body over the limit.
-    if let Some(length) = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-        && length > state.body_limit
-    {
-        return Err(ApiError::too_large(state.body_limit));
-    }
     let body = read_body(body, state.body_limit).await?;
     let hub = state.hub.clone();
     let started = std::time::Instant::now();

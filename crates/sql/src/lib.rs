@@ -130,6 +130,21 @@ impl SqlEngine {
 
     /// Runs one read-only statement within the limits.
     pub async fn query(&self, sql: &str) -> Result<QueryResult, SqlError> {
+        // DataFusion's SQLOptions below are the enforcement; this gives the clearer error.
+        let first_word = sql
+            .trim_start()
+            .split(|c: char| !c.is_ascii_alphabetic())
+            .next()
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        if !matches!(
+            first_word.as_str(),
+            "select" | "with" | "values" | "explain" | "show" | "describe" | ""
+        ) {
+            return Err(SqlError::NotReadOnly(format!(
+                "'{first_word}' statements are refused; citybrain's SQL is read-only (SELECT, WITH, VALUES, EXPLAIN, SHOW, DESCRIBE)"
+            )));
+        }
         let ctx = self.context()?;
         let options = SQLOptions::new()
             .with_allow_ddl(false)

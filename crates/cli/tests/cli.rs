@@ -1,0 +1,402 @@
+//! The real `citybrain` binary, end to end: a server on port 0 over a temporary data
+//! directory, driven over HTTP, killed and restarted.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+struct Server {
+    child: Child,
+    base: String,
+    token: String,
+    data: PathBuf,
+}
+
+fn start(data: &Path, extra: &[&str]) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_citybrain"))
+        .args(["up", "--no-demo", "--listen", "127.0.0.1:0", "--data"])
+        .arg(data)
+        .args(extra)
+        .env("CITYBRAIN_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("the binary starts");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let base = loop {
+        let line = lines.next().expect("server printed its address").unwrap();
+        if let Some(rest) = line.strip_prefix("citybrain is up on ") {
+            break rest
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .trim_end_matches('/')
+                .to_string();
+        }
+    };
+    // Keep draining stdout so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    let token = std::fs::read_to_string(data.join("admin.token")).unwrap();
+    Server {
+        child,
+        base,
+        token,
+        data: data.to_path_buf(),
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+impl Server {
+    fn post(&self, path: &str, content_type: &str, body: &[u8]) -> (u16, String) {
+        let response = agent()
+            .post(&format!("{}{path}", self.base))
+            .header("Authorization", &format!("Bearer {}", self.token))
+            .header("Content-Type", content_type)
+            .send(body)
+            .unwrap();
+        let status = response.status().as_u16();
+        (
+            status,
+            response.into_body().read_to_string().unwrap_or_default(),
+        )
+    }
+
+    fn get(&self, path: &str, token: Option<&str>) -> (u16, String) {
+        let mut request = agent().get(&format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.header("Authorization", &format!("Bearer {token}"));
+        }
+        let response = request.call().unwrap();
+        let status = response.status().as_u16();
+        (
+            status,
+            response.into_body().read_to_string().unwrap_or_default(),
+        )
+    }
+
+    fn sql(&self, sql: &str) -> serde_json::Value {
+        let body = serde_json::json!({"sql": sql, "purpose": "test"}).to_string();
+        let (status, text) = self.post("/api/v1/sql", "application/json", body.as_bytes());
+        assert_eq!(status, 200, "{text}");
+        serde_json::from_str(&text).unwrap()
+    }
+
+    fn count(&self, table: &str) -> i64 {
+        self.sql(&format!("SELECT count(*) AS n FROM {table}"))[0]["n"]
+            .as_i64()
+            .unwrap()
+    }
+
+    fn create_passages(&self) {
+        let def = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../gen/definitions/transport.anpr_passages.toml"
+        ))
+        .unwrap();
+        let (status, text) = self.post("/api/v1/datasets", "application/toml", &def);
+        assert_eq!(status, 201, "{text}");
+    }
+
+    fn stop(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        self.child.wait().unwrap()
+    }
+
+    fn kill9(mut self) {
+        self.child.kill().unwrap(); // SIGKILL
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Server {
+    /// A failed test must not leave its server running (it would hold the test's pipes).
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn passages(from: usize, n: usize) -> Vec<u8> {
+    let mut body = Vec::new();
+    for i in from..from + n {
+        body.extend_from_slice(
+            format!(
+                "{{\"ts\":\"2026-11-22T08:{:02}:00+08:00\",\"checkpoint_id\":{},\"plate\":\"浙A{:05}\",\"lane\":1,\"speed_kmh\":31.5}}\n",
+                i % 60,
+                i % 50,
+                i
+            )
+            .as_bytes(),
+        );
+    }
+    body
+}
+
+#[test]
+fn auth_is_required_under_api_v1_and_health_is_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), &[]);
+    assert_eq!(server.get("/health", None).0, 200);
+    let (status, text) = server.get("/api/v1/datasets", None);
+    assert_eq!(status, 401);
+    assert!(text.contains("admin.token"), "{text}");
+    assert_eq!(server.get("/api/v1/datasets", Some("wrong")).0, 401);
+    assert_eq!(
+        server
+            .get("/api/v1/datasets", Some(&server.token.clone()))
+            .0,
+        200
+    );
+    // Every documented route exists (answers something other than 404/405 with a token).
+    let (status, text) = server.get("/api/v1/openapi.json", Some(&server.token.clone()));
+    assert_eq!(status, 200);
+    let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let paths = doc["paths"].as_object().unwrap();
+    assert_eq!(paths.len(), 6);
+    for (path, item) in paths {
+        let path = path.replace("{name}", "transport.anpr_passages");
+        for method in item.as_object().unwrap().keys() {
+            let request = agent()
+                .run(
+                    ureq::http::Request::builder()
+                        .method(method.to_uppercase().as_str())
+                        .uri(format!("{}{path}", server.base))
+                        .header("Authorization", format!("Bearer {}", server.token))
+                        .body(Vec::<u8>::new())
+                        .unwrap(),
+                )
+                .unwrap();
+            let status = request.status().as_u16();
+            assert!(
+                status != 405 && !(status == 404 && !path.contains("datasets/")),
+                "{method} {path}: {status}"
+            );
+        }
+    }
+    assert!(server.stop().success());
+}
+
+#[test]
+fn every_format_is_ingested_and_visible_to_sql_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), &[]);
+    server.create_passages();
+    let table = "transport.anpr_passages";
+    let path = "/api/v1/datasets/transport.anpr_passages/records";
+    let (status, text) = server.post(path, "application/x-ndjson", &passages(0, 100));
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(
+        server.count(table),
+        100,
+        "visible as soon as the call returned"
+    );
+
+    let csv = "ts,checkpoint_id,plate,lane,speed_kmh\n2026-11-22T01:00:00Z,7,浙B00001,2,\n2026-11-22T01:00:01Z,8,浙B00002,,40\n";
+    let (status, text) = server.post(path, "text/csv", csv.as_bytes());
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(server.count(table), 102);
+
+    // Parquet written by an independent writer (the parquet crate from Arrow arrays).
+    let parquet = {
+        use arrow::array::{Int64Array, StringArray, TimestampMillisecondArray};
+        let batch = arrow::record_batch::RecordBatch::try_from_iter(vec![
+            (
+                "ts",
+                std::sync::Arc::new(TimestampMillisecondArray::from(vec![
+                    1_795_305_600_000i64;
+                    3
+                ])) as _,
+            ),
+            (
+                "checkpoint_id",
+                std::sync::Arc::new(Int64Array::from(vec![1, 2, 3])) as _,
+            ),
+            (
+                "plate",
+                std::sync::Arc::new(StringArray::from(vec!["浙C1", "浙C2", "浙C3"])) as _,
+            ),
+        ])
+        .unwrap();
+        let mut out = Vec::new();
+        let mut writer =
+            parquet::arrow::ArrowWriter::try_new(&mut out, batch.schema(), None).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        out
+    };
+    let (status, text) = server.post(path, "application/vnd.apache.parquet", &parquet);
+    assert_eq!(status, 200, "{text}");
+    let rows = server.sql(
+        "SELECT plate, ts FROM transport.anpr_passages WHERE plate LIKE '浙C%' ORDER BY plate",
+    );
+    assert_eq!(rows.as_array().unwrap().len(), 3);
+    assert_eq!(rows[0]["ts"], "2026-11-22T00:00:00Z");
+
+    // Results as CSV and Arrow IPC too.
+    let body = serde_json::json!({"sql": "SELECT count(*) AS n FROM transport.anpr_passages", "format": "csv"}).to_string();
+    let (_, text) = server.post("/api/v1/sql", "application/json", body.as_bytes());
+    assert_eq!(text, "n\n105\n");
+    let body = serde_json::json!({"sql": "SELECT checkpoint_id FROM transport.anpr_passages", "format": "arrow"}).to_string();
+    let response = agent()
+        .post(&format!("{}/api/v1/sql", server.base))
+        .header("Authorization", &format!("Bearer {}", server.token))
+        .send(body.as_bytes())
+        .unwrap();
+    let bytes = response.into_body().read_to_vec().unwrap();
+    let reader = arrow::ipc::reader::StreamReader::try_new(&bytes[..], None).unwrap();
+    let n: usize = reader.map(|b| b.unwrap().num_rows()).sum();
+    assert_eq!(n, 105);
+
+    // Unsupported content type and writes through SQL are refused.
+    assert_eq!(server.post(path, "text/plain", b"x").0, 415);
+    let body =
+        serde_json::json!({"sql": "INSERT INTO transport.anpr_passages VALUES (1)"}).to_string();
+    let (status, text) = server.post("/api/v1/sql", "application/json", body.as_bytes());
+    assert_eq!(status, 403, "{text}");
+    assert!(server.stop().success());
+}
+
+#[test]
+fn bad_records_reject_the_batch_or_go_to_dead_letters() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), &[]);
+    server.create_passages();
+    let path = "/api/v1/datasets/transport.anpr_passages/records";
+    let mut body = passages(0, 3);
+    body.extend_from_slice(
+        b"{\"ts\":\"2026-11-22T08:00:00\",\"checkpoint_id\":1,\"plate\":\"x\"}\n",
+    );
+    body.extend_from_slice(&passages(3, 2));
+    body.extend_from_slice(b"{\"ts\":\"2026-11-22T08:00:00Z\",\"checkpoint_id\":\"one\"}\n");
+    let (status, text) = server.post(path, "application/x-ndjson", &body);
+    assert_eq!(status, 422, "{text}");
+    let error: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let problems = error["details"]["problems"].as_array().unwrap();
+    let found: Vec<(i64, &str)> = problems
+        .iter()
+        .map(|p| (p["line"].as_i64().unwrap(), p["field"].as_str().unwrap()))
+        .collect();
+    assert_eq!(found, vec![(4, "ts"), (7, "checkpoint_id"), (7, "plate")]);
+    assert!(
+        problems[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("UTC offset")
+    );
+    assert_eq!(server.count("transport.anpr_passages"), 0, "nothing stored");
+
+    let (status, text) = server.post(
+        &format!("{path}?on_error=skip"),
+        "application/x-ndjson",
+        &body,
+    );
+    assert_eq!(status, 200, "{text}");
+    let report: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        (report["accepted"].as_i64(), report["rejected"].as_i64()),
+        (Some(5), Some(2))
+    );
+    assert_eq!(server.count("transport.anpr_passages"), 5);
+    let dead = server
+        .sql("SELECT line, field FROM transport.anpr_passages__rejected ORDER BY line, field");
+    assert_eq!(dead.as_array().unwrap().len(), 3);
+    assert_eq!(dead[0]["line"], 4);
+    assert!(server.stop().success());
+}
+
+#[test]
+fn a_body_over_the_cap_gets_413_with_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), &["--body-limit-mib", "1"]);
+    server.create_passages();
+    let body = passages(0, 15_000); // about 1.6 MB
+    assert!(body.len() > 1 << 20);
+    let (status, text) = server.post(
+        "/api/v1/datasets/transport.anpr_passages/records",
+        "application/x-ndjson",
+        &body,
+    );
+    assert_eq!(status, 413, "{text}");
+    assert!(text.contains("1048576 bytes"), "{text}");
+    assert_eq!(server.count("transport.anpr_passages"), 0);
+    assert!(server.stop().success());
+}
+
+#[test]
+fn kill_9_during_ingest_loses_no_acknowledged_record_and_keeps_no_partial_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), &[]);
+    server.create_passages();
+    let (base, token) = (server.base.clone(), server.token.clone());
+    const BATCH: usize = 2_000;
+    let acknowledged = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let writer = {
+        let acknowledged = acknowledged.clone();
+        std::thread::spawn(move || {
+            for k in 0.. {
+                let body = passages(k * BATCH, BATCH);
+                let result = agent()
+                    .post(&format!(
+                        "{base}/api/v1/datasets/transport.anpr_passages/records"
+                    ))
+                    .header("Authorization", &format!("Bearer {token}"))
+                    .header("Content-Type", "application/x-ndjson")
+                    .send(&body[..]);
+                match result {
+                    Ok(r) if r.status().as_u16() == 200 => {
+                        acknowledged.fetch_add(BATCH, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    _ => break,
+                }
+            }
+        })
+    };
+    // Kill once a few batches are in, while the writer is mid-stream.
+    while acknowledged.load(std::sync::atomic::Ordering::SeqCst) < 10 * BATCH {
+        std::thread::yield_now();
+    }
+    let data = server.data.clone();
+    server.kill9();
+    writer.join().unwrap();
+    let acked = acknowledged.load(std::sync::atomic::Ordering::SeqCst);
+    let server = start(&data, &[]);
+    let stored = server.count("transport.anpr_passages") as usize;
+    assert!(stored >= acked, "stored {stored} < acknowledged {acked}");
+    assert!(
+        stored <= acked + BATCH,
+        "at most the in-flight batch may also have landed"
+    );
+    assert_eq!(stored % BATCH, 0, "no partial batch: {stored}");
+    let distinct = server.sql("SELECT count(DISTINCT plate) AS n FROM transport.anpr_passages")[0]
+        ["n"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(distinct as usize, stored, "no record twice");
+    assert!(server.stop().success());
+}
+
+#[test]
+fn graceful_shutdown_exits_zero_and_keeps_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), &[]);
+    server.create_passages();
+    let (status, _) = server.post(
+        "/api/v1/datasets/transport.anpr_passages/records",
+        "application/x-ndjson",
+        &passages(0, 500),
+    );
+    assert_eq!(status, 200);
+    let status = server.stop();
+    assert_eq!(status.code(), Some(0));
+    let server = start(dir.path(), &[]);
+    assert_eq!(server.count("transport.anpr_passages"), 500);
+    assert!(server.stop().success());
+}
