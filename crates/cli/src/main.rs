@@ -37,6 +37,9 @@ enum Command {
         /// Largest accepted request body in MiB.
         #[arg(long, default_value_t = 256)]
         body_limit_mib: usize,
+        /// Seal a dataset's unsealed records into Parquet once they number this many.
+        #[arg(long, default_value_t = 1_000_000)]
+        seal_rows: usize,
     },
     /// Write a deterministic synthetic city with ground truth.
     Gen {
@@ -469,12 +472,18 @@ fn load_demo(hub: &Hub, data: &Path, scale: f64) -> Result<()> {
     Ok(())
 }
 
-fn up(listen: &str, data: &Path, demo: bool, scale: f64, body_limit_mib: usize) -> Result<()> {
+fn up(
+    listen: &str,
+    data: &Path,
+    demo: bool,
+    scale: f64,
+    body_limit_mib: usize,
+    config: HubConfig,
+) -> Result<()> {
     let started = std::time::Instant::now();
     std::fs::create_dir_all(data)
         .with_context(|| format!("creating the data directory {}", data.display()))?;
-    let hub =
-        Arc::new(Hub::open(data, HubConfig::default()).context("opening the data directory")?);
+    let hub = Arc::new(Hub::open(data, config).context("opening the data directory")?);
     let token = admin_token(data)?;
     if demo {
         load_demo(&hub, data, scale).context("loading the demo city (or start with --no-demo)")?;
