@@ -43,8 +43,10 @@ pub enum SqlError {
     Invalid(String),
     #[error("the statement timeout of {0:?} was hit; add filters or raise the timeout")]
     Timeout(Duration),
-    #[error("the memory limit of {limit_mib} MiB was hit: {detail}")]
-    MemoryLimit { limit_mib: usize, detail: String },
+    #[error(
+        "the memory limit of {limit_bytes} bytes was hit; aggregate or filter more, or raise the limit: {detail}"
+    )]
+    MemoryLimit { limit_bytes: usize, detail: String },
     // Ours or the environment's.
     #[error("the query failed while running: {0}")]
     Execution(String),
@@ -73,7 +75,7 @@ pub struct SqlEngine {
 fn classify(error: DataFusionError, limits: &SqlLimits) -> SqlError {
     match error.find_root() {
         DataFusionError::ResourcesExhausted(detail) => SqlError::MemoryLimit {
-            limit_mib: limits.memory_bytes >> 20,
+            limit_bytes: limits.memory_bytes,
             detail: detail.clone(),
         },
         DataFusionError::SQL(..) | DataFusionError::Plan(..) | DataFusionError::SchemaError(..) => {
