@@ -254,3 +254,19 @@ fn breaking_schema_changes_are_refused_and_additions_accepted() {
             .all(|b| b.schema().field_with_name("lane").is_ok())
     );
 }
+
+/// The layering rule of ARCHITECTURE.md, checked: the pure crates take no async runtime,
+/// HTTP stack or query engine.
+#[test]
+fn pure_crates_do_not_depend_on_io_frameworks() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    for krate in ["core", "hub", "gen"] {
+        let manifest = std::fs::read_to_string(format!("{root}/{krate}/Cargo.toml")).unwrap();
+        for forbidden in ["tokio", "axum", "datafusion", "hyper", "ureq"] {
+            assert!(
+                !manifest.lines().any(|l| l.trim_start().starts_with(forbidden)),
+                "crates/{krate} must not depend on {forbidden}"
+            );
+        }
+    }
+}
