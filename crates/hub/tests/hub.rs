@@ -264,7 +264,9 @@ fn pure_crates_do_not_depend_on_io_frameworks() {
         let manifest = std::fs::read_to_string(format!("{root}/{krate}/Cargo.toml")).unwrap();
         for forbidden in ["tokio", "axum", "datafusion", "hyper", "ureq"] {
             assert!(
-                !manifest.lines().any(|l| l.trim_start().starts_with(forbidden)),
+                !manifest
+                    .lines()
+                    .any(|l| l.trim_start().starts_with(forbidden)),
                 "crates/{krate} must not depend on {forbidden}"
             );
         }
