@@ -155,7 +155,15 @@ fn run(cli: Cli) -> Result<()> {
             no_demo,
             scale,
             body_limit_mib,
-        } => up(&listen, &data, !no_demo, scale, body_limit_mib),
+            seal_rows,
+        } => up(
+            &listen,
+            &data,
+            !no_demo,
+            scale,
+            body_limit_mib,
+            HubConfig { seal_rows },
+        ),
         Command::Gen {
             seed,
             scale,
