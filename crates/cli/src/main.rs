@@ -231,28 +231,31 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 Ok(())
             }
-            DatasetsCommand::Create { file, server } | DatasetsCommand::Update { file, server } => {
-                let text = std::fs::read_to_string(&file)
-                    .with_context(|| format!("reading {}", file.display()))?;
-                let def = DatasetDef::from_file_text(&file.to_string_lossy(), &text)
-                    .map_err(anyhow::Error::msg)?;
-                let body = serde_json::to_vec(&def)?;
-                let creating = std::env::args().any(|a| a == "create");
-                let (method, path) = if creating {
-                    ("POST", "/api/v1/datasets".to_string())
-                } else {
-                    ("PUT", format!("/api/v1/datasets/{}", def.name))
-                };
-                request(&server, method, &path, Some(("application/json", body)))?;
-                println!(
-                    "{} {}",
-                    if creating { "created" } else { "updated" },
-                    def.name
-                );
-                Ok(())
-            }
+            DatasetsCommand::Create { file, server } => send_definition(&server, &file, true),
+            DatasetsCommand::Update { file, server } => send_definition(&server, &file, false),
         },
     }
+}
+
+/// Creates (POST) or updates (PUT) a dataset from a definition file.
+fn send_definition(server: &ServerArgs, file: &Path, creating: bool) -> Result<()> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let def =
+        DatasetDef::from_file_text(&file.to_string_lossy(), &text).map_err(anyhow::Error::msg)?;
+    let body = serde_json::to_vec(&def)?;
+    let (method, path) = if creating {
+        ("POST", "/api/v1/datasets".to_string())
+    } else {
+        ("PUT", format!("/api/v1/datasets/{}", def.name))
+    };
+    request(server, method, &path, Some(("application/json", body)))?;
+    println!(
+        "{} {}",
+        if creating { "created" } else { "updated" },
+        def.name
+    );
+    Ok(())
 }
 
 fn gen_with_progress(

@@ -400,3 +400,53 @@ fn graceful_shutdown_exits_zero_and_keeps_everything() {
     assert_eq!(server.count("transport.anpr_passages"), 500);
     assert!(server.stop().success());
 }
+
+#[test]
+fn the_cli_creates_ingests_and_queries_through_a_running_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), &[]);
+    let base = server.base.clone();
+    let cli = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_citybrain"))
+            .args(args)
+            .env("CITYBRAIN_SERVER", &base)
+            .env("CITYBRAIN_TOKEN_FILE", dir.path().join("admin.token"))
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let definition = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../gen/definitions/transport.anpr_passages.toml"
+    );
+    let (ok, out, err) = cli(&["datasets", "create", definition]);
+    assert!(ok, "{err}");
+    assert!(out.contains("created transport.anpr_passages"), "{out}");
+    let (ok, _, err) = cli(&["datasets", "create", definition]);
+    assert!(!ok);
+    assert!(err.contains("already exists"), "{err}");
+    let file = dir.path().join("p.ndjson");
+    std::fs::write(&file, passages(0, 25_000)).unwrap();
+    let (ok, out, err) = cli(&["ingest", "transport.anpr_passages", file.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(out.contains("25000 records accepted, 0 rejected"), "{out}");
+    let (ok, out, _) = cli(&["sql", "SELECT count(*) AS n FROM transport.anpr_passages"]);
+    assert!(ok);
+    assert_eq!(out, "n\n25000\n");
+    let (ok, out, _) = cli(&["datasets", "list"]);
+    assert!(ok);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("transport.anpr_passages ") && l.contains("25000")),
+        "{out}"
+    );
+    // Without a server, the error says what to do.
+    drop(server);
+    let (ok, _, err) = cli(&["sql", "SELECT 1"]);
+    assert!(!ok);
+    assert!(err.contains("is `citybrain up` running?"), "{err}");
+}
