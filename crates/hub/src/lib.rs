@@ -340,7 +340,7 @@ impl Hub {
         }
         let accepted = decoded.batch.num_rows();
         let rejected = decoded.rejected.len();
-        let stored = with_ingested_at(&entry.def.arrow_schema(), decoded.batch, now)?;
+        let stored = with_ingested_at(&entry.store.schema(), decoded.batch, now)?;
         entry.store.append(stored, now)?;
         let mut dead_letters = None;
         if rejected > 0 {

@@ -211,6 +211,11 @@ impl DatasetStore {
         }
     }
 
+    /// The schema batches are stored in (the dataset's fields plus `_ingested_at`).
+    pub fn schema(&self) -> SchemaRef {
+        self.state.lock().expect("store lock").schema.clone()
+    }
+
     pub fn tail_rows(&self) -> usize {
         let state = self.state.lock().expect("store lock");
         state.tail.iter().map(|(_, b)| b.num_rows()).sum()

@@ -3,21 +3,8 @@
 use citybrain_core::{DatasetName, Timestamp};
 use citybrain_hub::{DatasetDef, Format, Hub, HubConfig, HubError, OnError};
 
-const DEF: &str = r#"
-name = "transport.anpr_passages"
-owner = "transport"
-event_time = "ts"
-[[fields]]
-name = "ts"
-type = "timestamp"
-[[fields]]
-name = "checkpoint_id"
-type = "int"
-[[fields]]
-name = "plate"
-type = "string"
-class = "personal"
-"#;
+/// A minimal passages dataset, shared with the SQL crate's tests.
+const DEF: &str = include_str!("data/passages.toml");
 
 fn name() -> DatasetName {
     DatasetName::parse("transport.anpr_passages").unwrap()

@@ -137,6 +137,9 @@ async fn get_dataset(
     Ok(Json(blocking(move || Ok(hub.info(&name)?)).await?).into_response())
 }
 
+/// Cap for request bodies that carry a definition or a query, not records.
+const SMALL_BODY_LIMIT: usize = 1 << 20;
+
 /// How much of an over-limit body is still read (and discarded) so the client, which is
 /// usually still sending, gets the 413 instead of a reset connection.
 const DRAIN_CAP: usize = 64 << 20;
@@ -192,7 +195,7 @@ async fn create_dataset(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let body = read_body(body, 1 << 20).await?;
+    let body = read_body(body, SMALL_BODY_LIMIT).await?;
     let def = parse_definition(&headers, &body)?;
     let hub = state.hub.clone();
     let info = blocking(move || Ok(hub.create_dataset(def, now())?)).await?;
@@ -206,7 +209,7 @@ async fn update_dataset(
     body: Body,
 ) -> Result<Response, ApiError> {
     let name = dataset_name(&name)?;
-    let body = read_body(body, 1 << 20).await?;
+    let body = read_body(body, SMALL_BODY_LIMIT).await?;
     let def = parse_definition(&headers, &body)?;
     if def.name != name {
         return Err(ApiError::new(
@@ -286,7 +289,7 @@ async fn sql(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let body = read_body(body, 1 << 20).await?;
+    let body = read_body(body, SMALL_BODY_LIMIT).await?;
     let request: SqlRequest = serde_json::from_slice(&body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,

@@ -7,20 +7,7 @@ use citybrain_core::{DatasetName, Timestamp};
 use citybrain_hub::{DatasetDef, Format, Hub, HubConfig, OnError};
 use citybrain_sql::{SqlEngine, SqlError, SqlLimits};
 
-const DEF: &str = r#"
-name = "transport.anpr_passages"
-owner = "transport"
-event_time = "ts"
-[[fields]]
-name = "ts"
-type = "timestamp"
-[[fields]]
-name = "checkpoint_id"
-type = "int"
-[[fields]]
-name = "plate"
-type = "string"
-"#;
+const DEF: &str = include_str!("../../hub/tests/data/passages.toml");
 
 fn hub_with(rows: usize, dir: &std::path::Path) -> Arc<Hub> {
     let hub = Hub::open(
