@@ -1,4 +1,4 @@
-//! Identifiers: dataset names and department ids, validated on construction.
+//! Identifiers: dataset names, department and principal ids, validated on construction.
 
 use std::fmt;
 
@@ -48,6 +48,22 @@ pub struct DepartmentId(String);
 impl DepartmentId {
     pub fn parse(value: &str) -> Result<Self, IdError> {
         check_word("department", value, value)?;
+        Ok(Self(value.to_string()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A principal (a person or a service) that calls the API on behalf of one department
+/// (`transport_ops`, `cockpit`). Unique across the hub.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct PrincipalName(String);
+
+impl PrincipalName {
+    pub fn parse(value: &str) -> Result<Self, IdError> {
+        check_word("principal", value, value)?;
         Ok(Self(value.to_string()))
     }
     pub fn as_str(&self) -> &str {
@@ -140,6 +156,7 @@ macro_rules! string_id_impls {
     };
 }
 string_id_impls!(DepartmentId);
+string_id_impls!(PrincipalName);
 string_id_impls!(DatasetName);
 
 #[cfg(test)]

@@ -23,7 +23,9 @@ use citybrain_core::{DatasetName, Timestamp};
 use serde::Serialize;
 
 pub use decode::{DecodeError, Format, Problem};
-pub use schema::{Classification, DatasetDef, FieldDef, FieldType, SchemaProblem, SharingClass};
+pub use schema::{
+    Classification, DatasetDef, FieldDef, FieldType, MaskKind, SchemaProblem, SharingClass,
+};
 use store::{DatasetStore, Snapshot};
 
 /// At most this many problems are listed in a rejection; the count says how many in all.

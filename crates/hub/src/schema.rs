@@ -84,6 +84,29 @@ pub enum SharingClass {
     None,
 }
 
+/// How a `personal` field is shown to a reader whose grant does not include it raw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MaskKind {
+    /// A licence plate shown as `浙A·***45`: province, city letter and last two characters.
+    Plate,
+    /// A keyed, stable pseudonym (`ps_…`): the same value gets the same pseudonym in every
+    /// dataset, so joins and distinct counts still work, but the value cannot be recovered.
+    Pseudonym,
+    /// Replaced by null.
+    Redact,
+}
+
+impl MaskKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            MaskKind::Plate => "plate",
+            MaskKind::Pseudonym => "pseudonym",
+            MaskKind::Redact => "redact",
+        }
+    }
+}
+
 /// One field of a dataset.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -98,6 +121,23 @@ pub struct FieldDef {
     pub nullable: bool,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
+    /// How the field is masked when `personal`; defaults to a pseudonym for strings and
+    /// null for every other type (see [`FieldDef::mask_kind`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mask: Option<MaskKind>,
+}
+
+impl FieldDef {
+    /// The mask applied to this field for readers without it raw, or None if it is not personal.
+    pub fn mask_kind(&self) -> Option<MaskKind> {
+        if self.class != Classification::Personal {
+            return None;
+        }
+        Some(self.mask.unwrap_or(match self.field_type {
+            FieldType::String => MaskKind::Pseudonym,
+            _ => MaskKind::Redact,
+        }))
+    }
 }
 
 /// A dataset's definition, as written in a TOML/JSON file or sent to the API.
@@ -175,6 +215,24 @@ impl DatasetDef {
             }
             if !seen.insert(name) {
                 problems.push(problem(Some(name), "the field is defined twice"));
+            }
+            match field.mask {
+                Some(_) if field.class != Classification::Personal => problems.push(problem(
+                    Some(name),
+                    "only personal fields are masked; set class = \"personal\" or drop mask",
+                )),
+                Some(MaskKind::Plate | MaskKind::Pseudonym)
+                    if field.field_type != FieldType::String =>
+                {
+                    problems.push(problem(
+                        Some(name),
+                        format!(
+                            "plate and pseudonym masks apply to string fields, not {}; use mask = \"redact\"",
+                            field.field_type.name()
+                        ),
+                    ))
+                }
+                _ => {}
             }
         }
         if let Some(event_time) = &self.event_time {
@@ -284,6 +342,7 @@ impl DatasetDef {
             class,
             nullable: false,
             description: description.to_string(),
+            mask: None,
         };
         DatasetDef {
             name: self.name.rejected(),
@@ -392,6 +451,7 @@ class = "personal"
             class: Classification::Public,
             nullable: false,
             description: String::new(),
+            mask: None,
         });
         assert_eq!(added.check_change_from(&old).len(), 1);
         added.fields[2].nullable = true;

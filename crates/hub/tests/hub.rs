@@ -223,6 +223,7 @@ fn breaking_schema_changes_are_refused_and_additions_accepted() {
         class: citybrain_hub::Classification::Public,
         nullable: true,
         description: String::new(),
+        mask: None,
     });
     let info = hub.update_dataset(added, now()).unwrap();
     assert_eq!(info.version, 2);

@@ -1,0 +1,519 @@
+//! Governance: who calls (departments, principals, tokens), what they may read (sharing
+//! classes, grants, masks), and the record of every data call (a hash-chained audit trail
+//! and per-department counters).
+//!
+//! Key decision: access is decided once per dataset per call by the pure [`access::decide`],
+//! which returns a [`View`]: the columns the caller sees, each raw or masked. The SQL crate
+//! applies the view where the dataset is scanned, at the leaves of the query plan, so every
+//! expression, join, aggregate and predicate above sees only masked values. This crate knows
+//! nothing of SQL.
+
+pub mod access;
+pub mod audit;
+pub mod mask;
+pub mod model;
+pub mod store;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use citybrain_core::{DatasetName, DepartmentId, PrincipalName, Timestamp};
+use citybrain_hub::DatasetDef;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+pub use access::{Denial, View, ViewColumn};
+pub use audit::{AuditLog, Call, CallKind, Outcome, Touch};
+pub use mask::Masker;
+pub use model::{
+    Department, Grant, GrantId, GrantRequest, GrantState, HUB_DEPARTMENT, IssuedToken, Principal,
+    Role, TokenInfo,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum GovError {
+    #[error("a valid bearer token is required")]
+    Unauthorized,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error(transparent)]
+    Denied(#[from] Denial),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{context}: {source}")]
+    Storage {
+        context: &'static str,
+        source: rusqlite::Error,
+    },
+    #[error("{context}: {source}")]
+    Io {
+        context: &'static str,
+        source: std::io::Error,
+    },
+    #[error("audit trail: {0}")]
+    Audit(String),
+}
+
+/// File holding the hub's secret (32 random bytes); pseudonym and audit keys derive from it.
+pub const SECRET_FILE: &str = "secret.key";
+/// Directory of the audit trail inside the data directory.
+pub const AUDIT_DIR: &str = "audit";
+
+/// Reads the hub's secret, creating it (mode 0600) on first start.
+pub fn load_secret(data_dir: &Path) -> Result<Vec<u8>, GovError> {
+    let path = data_dir.join(SECRET_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) if bytes.len() >= 32 => Ok(bytes),
+        Ok(_) => Err(GovError::Invalid(format!(
+            "{} is shorter than 32 bytes; restore it from backup",
+            path.display()
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut secret = vec![0u8; 32];
+            getrandom::fill(&mut secret).expect("the operating system provides randomness");
+            write_private(&path, &secret).map_err(|source| GovError::Io {
+                context: "writing the hub secret",
+                source,
+            })?;
+            Ok(secret)
+        }
+        Err(source) => Err(GovError::Io {
+            context: "reading the hub secret",
+            source,
+        }),
+    }
+}
+
+/// Writes a file only its owner can read.
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// A key for one purpose, derived from the hub secret, so one leaked key exposes one use.
+pub fn derive_key(secret: &[u8], purpose: &str) -> Vec<u8> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
+    mac.update(purpose.as_bytes());
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// Counters of data calls, exported on `/metrics`.
+type CounterKey = (String, String, CallKind, Outcome);
+
+/// The governance state of one hub.
+#[derive(Debug)]
+pub struct Gov {
+    store: Mutex<store::Store>,
+    audit: AuditLog,
+    masker: Masker,
+    counters: Mutex<BTreeMap<CounterKey, u64>>,
+    dir: PathBuf,
+}
+
+fn who(principal: &Principal) -> (&str, &str) {
+    (principal.name.as_str(), principal.department.as_str())
+}
+
+impl Gov {
+    /// Opens governance in the data directory; creates the `hub` department and its
+    /// `admin` principal on first start.
+    pub fn open(data_dir: &Path, now: Timestamp) -> Result<Self, GovError> {
+        let secret = load_secret(data_dir)?;
+        let store = store::Store::open(&data_dir.join("governance.sqlite"))?;
+        let hub = DepartmentId::parse(HUB_DEPARTMENT).expect("valid id");
+        if store.department(&hub)?.is_none() {
+            store.create_department(&hub, "City Brain hub operators", now)?;
+            store.create_principal(&Self::admin_principal(), now)?;
+        }
+        let audit = AuditLog::open(
+            &data_dir.join(AUDIT_DIR),
+            &derive_key(&secret, "citybrain audit v1"),
+        )?;
+        Ok(Self {
+            store: Mutex::new(store),
+            audit,
+            masker: Masker::new(&derive_key(&secret, "citybrain pseudonym v1")),
+            counters: Mutex::new(BTreeMap::new()),
+            dir: data_dir.to_path_buf(),
+        })
+    }
+
+    /// The hub's first administrator.
+    pub fn admin_principal() -> Principal {
+        Principal {
+            name: PrincipalName::parse("admin").expect("valid id"),
+            department: DepartmentId::parse(HUB_DEPARTMENT).expect("valid id"),
+            role: Role::Admin,
+        }
+    }
+
+    /// The audit key for `dir`'s hub (for `citybrain audit verify`, which runs offline).
+    pub fn audit_key(data_dir: &Path) -> Result<Vec<u8>, GovError> {
+        Ok(derive_key(&load_secret(data_dir)?, "citybrain audit v1"))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn store(&self) -> std::sync::MutexGuard<'_, store::Store> {
+        self.store.lock().expect("governance store lock")
+    }
+
+    pub fn masker(&self) -> &Masker {
+        &self.masker
+    }
+
+    pub fn audit(&self) -> &AuditLog {
+        &self.audit
+    }
+
+    pub fn authenticate(&self, token: &str, now: Timestamp) -> Result<Principal, GovError> {
+        self.store()
+            .authenticate(token, now)?
+            .ok_or(GovError::Unauthorized)
+    }
+
+    // ---- departments, principals, tokens ----
+
+    pub fn create_department(
+        &self,
+        by: &Principal,
+        id: &DepartmentId,
+        name: &str,
+        now: Timestamp,
+    ) -> Result<Department, GovError> {
+        if !by.is_hub_admin() {
+            return Err(GovError::Forbidden(
+                "only the hub's admins create departments".into(),
+            ));
+        }
+        self.manage(by, now, format!("create department {id}"), || {
+            self.store().create_department(id, name, now)
+        })
+    }
+
+    pub fn departments(&self) -> Result<Vec<Department>, GovError> {
+        self.store().departments()
+    }
+
+    pub fn department_exists(&self, id: &DepartmentId) -> Result<bool, GovError> {
+        Ok(self.store().department(id)?.is_some())
+    }
+
+    pub fn create_principal(
+        &self,
+        by: &Principal,
+        principal: &Principal,
+        now: Timestamp,
+    ) -> Result<(), GovError> {
+        if !by.administers(&principal.department) {
+            return Err(GovError::Forbidden(format!(
+                "only admins of {} (or of the hub) add its principals",
+                principal.department
+            )));
+        }
+        self.manage(
+            by,
+            now,
+            format!(
+                "create principal {} ({} in {})",
+                principal.name,
+                principal.role.name(),
+                principal.department
+            ),
+            || self.store().create_principal(principal, now),
+        )
+    }
+
+    pub fn principals(&self, by: &Principal) -> Result<Vec<Principal>, GovError> {
+        let all = self.store().principals()?;
+        Ok(all
+            .into_iter()
+            .filter(|p| by.is_hub_admin() || p.department == by.department)
+            .collect())
+    }
+
+    /// Issues a token for `principal`: its department's admins, the hub's, or the
+    /// principal itself (to rotate its own token).
+    pub fn issue_token(
+        &self,
+        by: &Principal,
+        principal: &PrincipalName,
+        expires_at: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Result<IssuedToken, GovError> {
+        let target = self
+            .store()
+            .principal(principal)?
+            .ok_or_else(|| GovError::NotFound(format!("principal {principal} does not exist")))?;
+        if !(by.administers(&target.department) || &by.name == principal) {
+            return Err(GovError::Forbidden(format!(
+                "only admins of {} issue tokens for {principal}",
+                target.department
+            )));
+        }
+        self.manage(by, now, format!("issue a token for {principal}"), || {
+            self.store().issue_token(principal, expires_at, now)
+        })
+    }
+
+    /// Issues the hub admin's token without a caller (first start).
+    pub fn issue_admin_token(&self, now: Timestamp) -> Result<IssuedToken, GovError> {
+        self.store()
+            .issue_token(&Self::admin_principal().name, None, now)
+    }
+
+    pub fn tokens(&self, by: &Principal) -> Result<Vec<TokenInfo>, GovError> {
+        let store = self.store();
+        let tokens = store.tokens()?;
+        let mut visible = Vec::new();
+        for t in tokens {
+            let owner = store.principal(&t.principal)?;
+            if by.name == t.principal || owner.is_some_and(|p| by.administers(&p.department)) {
+                visible.push(t);
+            }
+        }
+        Ok(visible)
+    }
+
+    pub fn revoke_token(&self, by: &Principal, id: &str, now: Timestamp) -> Result<(), GovError> {
+        let info = self
+            .store()
+            .token(id)?
+            .ok_or_else(|| GovError::NotFound(format!("token {id} does not exist")))?;
+        let owner = self.store().principal(&info.principal)?;
+        if !(by.name == info.principal || owner.is_some_and(|p| by.administers(&p.department))) {
+            return Err(GovError::Forbidden(format!(
+                "only admins of {}'s department revoke its tokens",
+                info.principal
+            )));
+        }
+        self.manage(by, now, format!("revoke token {id}"), || {
+            self.store().revoke_token(id, now)
+        })
+    }
+
+    // ---- grants ----
+
+    /// A department asks the owner of `def` for a grant.
+    pub fn request_grant(
+        &self,
+        by: &Principal,
+        def: &DatasetDef,
+        request: &GrantRequest,
+        now: Timestamp,
+    ) -> Result<Grant, GovError> {
+        // A dataset shared with no one is unknown to others: no requests either.
+        if def.sharing == citybrain_hub::SharingClass::None && by.department != def.owner {
+            return Err(Denial::Unknown(def.name.clone()).into());
+        }
+        let problems = access::check_request(def, request);
+        if !problems.is_empty() {
+            return Err(GovError::Invalid(format!(
+                "the grant request has problems: {}",
+                problems.join("; ")
+            )));
+        }
+        let mut call = Call::new(now, by.name.as_str(), by.department.as_str(), CallKind::Manage);
+        call.datasets.push(Touch {
+            dataset: def.name.clone(),
+            fields: request.fields.clone(),
+        });
+        call.purpose = request.purpose.clone();
+        let result = self
+            .store()
+            .insert_grant(request, &by.department, &by.name, now);
+        call.detail = match &result {
+            Ok(g) => format!("request grant #{}", g.id),
+            Err(e) => format!("request grant: {e}"),
+        };
+        call.outcome = if result.is_ok() {
+            Outcome::Ok
+        } else {
+            Outcome::Failed
+        };
+        self.record(call)?;
+        result
+    }
+
+    pub fn grant(&self, id: GrantId) -> Result<Grant, GovError> {
+        self.store()
+            .grant(id)?
+            .ok_or_else(|| GovError::NotFound(format!("grant #{id} does not exist")))
+    }
+
+    /// Approves, refuses or revokes a grant. `owner` is the owner of the grant's dataset.
+    /// Owners' admins decide; the grantee's admins may also give a grant up (revoke).
+    pub fn decide_grant(
+        &self,
+        by: &Principal,
+        id: GrantId,
+        owner: &DepartmentId,
+        decision: GrantState,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<Grant, GovError> {
+        let grant = self.grant(id)?;
+        let owner_admin = by.role == Role::Admin && &by.department == owner;
+        let allowed = match decision {
+            GrantState::Approved | GrantState::Refused => owner_admin,
+            GrantState::Revoked => owner_admin || by.administers(&grant.department),
+            GrantState::Requested => false,
+        };
+        if !allowed {
+            return Err(GovError::Forbidden(format!(
+                "only admins of {owner}, which owns {}, decide on its grants",
+                grant.dataset
+            )));
+        }
+        let valid = match decision {
+            GrantState::Approved | GrantState::Refused => grant.state == GrantState::Requested,
+            GrantState::Revoked => grant.state == GrantState::Approved,
+            GrantState::Requested => false,
+        };
+        if !valid {
+            return Err(GovError::Conflict(format!(
+                "grant #{id} is {}; it cannot become {}",
+                grant.status(now),
+                decision.name()
+            )));
+        }
+        if decision == GrantState::Refused && reason.trim().is_empty() {
+            return Err(GovError::Invalid(
+                "a refusal needs a reason the requester can act on".into(),
+            ));
+        }
+        let expires_at = (decision == GrantState::Approved)
+            .then(|| Timestamp(now.0 + i64::from(grant.days) * 86_400_000_000));
+        let mut call = Call::new(now, by.name.as_str(), by.department.as_str(), CallKind::Manage);
+        call.datasets.push(Touch {
+            dataset: grant.dataset.clone(),
+            fields: grant.fields.clone(),
+        });
+        call.detail = format!("grant #{id} {}: {reason}", decision.name());
+        self.record(call)?;
+        self.store()
+            .set_grant_state(id, decision, reason, &by.name, now, expires_at)?;
+        self.grant(id)
+    }
+
+    /// Grants the caller may see: its department's, and those on datasets it owns.
+    pub fn grants_for(
+        &self,
+        by: &Principal,
+        owner_of: impl Fn(&DatasetName) -> Option<DepartmentId>,
+    ) -> Result<Vec<Grant>, GovError> {
+        let all = self.store().grants()?;
+        Ok(all
+            .into_iter()
+            .filter(|g| {
+                by.is_hub_admin()
+                    || g.department == by.department
+                    || owner_of(&g.dataset).as_ref() == Some(&by.department)
+            })
+            .collect())
+    }
+
+    /// What `caller` sees of `def` now.
+    pub fn view(
+        &self,
+        def: &DatasetDef,
+        caller: &Principal,
+        now: Timestamp,
+    ) -> Result<View, GovError> {
+        if caller.department == def.owner {
+            return Ok(View::full(def));
+        }
+        let grants = self.store().grants_on(&def.name)?;
+        Ok(access::decide(def, caller, &grants, now)?)
+    }
+
+    // ---- audit and counters ----
+
+    /// Records one call in the trail (durably) and in the counters.
+    pub fn record(&self, call: Call) -> Result<u64, GovError> {
+        {
+            let mut counters = self.counters.lock().expect("counters lock");
+            let datasets: Vec<String> = if call.datasets.is_empty() {
+                vec![String::new()]
+            } else {
+                call.datasets
+                    .iter()
+                    .map(|t| t.dataset.to_string())
+                    .collect()
+            };
+            for dataset in datasets {
+                *counters
+                    .entry((call.department.clone(), dataset, call.kind, call.outcome))
+                    .or_default() += 1;
+            }
+        }
+        self.audit.append(call)
+    }
+
+    fn manage<T>(
+        &self,
+        by: &Principal,
+        now: Timestamp,
+        detail: String,
+        action: impl FnOnce() -> Result<T, GovError>,
+    ) -> Result<T, GovError> {
+        let (name, department) = who(by);
+        let mut call = Call::new(now, name, department, CallKind::Manage);
+        let result = action();
+        call.outcome = if result.is_ok() {
+            Outcome::Ok
+        } else {
+            Outcome::Failed
+        };
+        call.detail = detail;
+        self.record(call)?;
+        result
+    }
+
+    /// Calls that touched `dataset`: for its owner's admins and publishers, and the hub's admins.
+    pub fn calls_on(
+        &self,
+        by: &Principal,
+        def: &DatasetDef,
+        limit: usize,
+    ) -> Result<Vec<audit::Entry>, GovError> {
+        if !(by.publishes_for(&def.owner)) {
+            return Err(GovError::Forbidden(format!(
+                "only {}'s admins and publishers see who read {}",
+                def.owner, def.name
+            )));
+        }
+        self.audit.calls_on(&def.name, limit)
+    }
+
+    /// The counters in Prometheus text format.
+    pub fn metrics_text(&self) -> String {
+        let counters = self.counters.lock().expect("counters lock");
+        let mut out = String::from(
+            "# HELP citybrain_data_calls_total Data calls by calling department, dataset, kind and outcome.\n# TYPE citybrain_data_calls_total counter\n",
+        );
+        for ((department, dataset, kind, outcome), n) in counters.iter() {
+            out.push_str(&format!(
+                "citybrain_data_calls_total{{department=\"{department}\",dataset=\"{dataset}\",kind=\"{}\",outcome=\"{}\"}} {n}\n",
+                kind.name(),
+                outcome.name()
+            ));
+        }
+        out
+    }
+}
