@@ -254,7 +254,7 @@ type = "float"
         let view = decide(&d, &caller("market"), &[], Timestamp(5)).unwrap();
         assert_eq!(names(&view)[1], ("plate".into(), Some(MaskKind::Plate)));
         let g = grant(GrantState::Approved, &[], &["plate"], 10);
-        let view = decide(&d, &caller("market"), &[g.clone()], Timestamp(5)).unwrap();
+        let view = decide(&d, &caller("market"), std::slice::from_ref(&g), Timestamp(5)).unwrap();
         assert!(!view.is_masked());
         // Expired: masked again.
         let view = decide(&d, &caller("market"), &[g], Timestamp(10)).unwrap();

@@ -5,14 +5,18 @@
 //! soon as its ingest call returned, and a seal running meanwhile changes nothing. This is
 //! the only crate that depends on DataFusion; the hub knows nothing about SQL.
 
+mod governed;
 mod table;
+
+pub use governed::{MaskExec, Reader, Touched};
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::array::RecordBatch;
+use citybrain_core::Timestamp;
+use citybrain_gov::{Call, CallKind, Gov, Outcome, Touch};
 use citybrain_hub::Hub;
-use datafusion::catalog::MemorySchemaProvider;
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
@@ -37,6 +41,8 @@ impl Default for SqlLimits {
 #[derive(Debug, thiserror::Error)]
 pub enum SqlError {
     // The caller's fault.
+    #[error("{0}")]
+    Denied(String),
     #[error("only read-only queries are allowed: {0}")]
     NotReadOnly(String),
     #[error("the query is invalid: {0}")]
@@ -69,11 +75,24 @@ impl QueryResult {
 #[derive(Debug, Clone)]
 pub struct SqlEngine {
     hub: Arc<Hub>,
+    gov: Option<Arc<Gov>>,
     limits: SqlLimits,
+}
+
+/// One governed data call: who reads, why, and as what kind of call it is audited.
+#[derive(Debug, Clone)]
+pub struct DataCall {
+    pub reader: Reader,
+    pub purpose: String,
+    pub kind: CallKind,
+    pub now: Timestamp,
 }
 
 fn classify(error: DataFusionError, limits: &SqlLimits) -> SqlError {
     match error.find_root() {
+        DataFusionError::External(e) if e.downcast_ref::<governed::DeniedError>().is_some() => {
+            SqlError::Denied(e.to_string())
+        }
         DataFusionError::ResourcesExhausted(detail) => SqlError::MemoryLimit {
             limit_bytes: limits.memory_bytes,
             detail: detail.clone(),
@@ -90,10 +109,24 @@ fn classify(error: DataFusionError, limits: &SqlLimits) -> SqlError {
 
 impl SqlEngine {
     pub fn new(hub: Arc<Hub>, limits: SqlLimits) -> Self {
-        Self { hub, limits }
+        Self {
+            hub,
+            gov: None,
+            limits,
+        }
     }
 
-    fn context(&self) -> Result<SessionContext, SqlError> {
+    /// Governs principals' queries with `gov` (grants, masks, audit).
+    pub fn with_gov(mut self, gov: Arc<Gov>) -> Self {
+        self.gov = Some(gov);
+        self
+    }
+
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.hub
+    }
+
+    fn context(&self, scope: Arc<governed::QueryScope>) -> Result<SessionContext, SqlError> {
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_limit(self.limits.memory_bytes, 1.0)
             .build_arc()
@@ -102,36 +135,84 @@ impl SqlEngine {
             .with_information_schema(true)
             .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()));
         let ctx = SessionContext::new_with_config_rt(config, runtime);
-        let catalog = ctx
-            .catalog("datafusion")
-            .expect("the default catalog exists");
-        for name in self.hub.names() {
-            let schema = match catalog.schema(name.namespace()) {
-                Some(schema) => schema,
-                None => {
-                    let schema = Arc::new(MemorySchemaProvider::new());
-                    catalog
-                        .register_schema(name.namespace(), schema.clone())
-                        .map_err(|e| SqlError::Execution(e.to_string()))?;
-                    schema
-                }
-            };
-            let snapshot = self
-                .hub
-                .snapshot(&name)
-                .map_err(|e| SqlError::Execution(e.to_string()))?;
-            schema
-                .register_table(
-                    name.table().to_string(),
-                    Arc::new(table::HubTable::new(snapshot)),
-                )
-                .map_err(|e| SqlError::Execution(e.to_string()))?;
-        }
+        // Tables resolve lazily through governance: only the datasets a query names are
+        // looked up and snapshotted.
+        ctx.register_catalog("datafusion", Arc::new(governed::GovernedCatalog { scope }));
         Ok(ctx)
     }
 
-    /// Runs one read-only statement within the limits.
+    /// Runs one statement as citybrain itself: everything raw, nothing audited. For the
+    /// platform's own computations and for benchmarks of the ungoverned baseline.
     pub async fn query(&self, sql: &str) -> Result<QueryResult, SqlError> {
+        self.run(sql, Reader::System, Timestamp(0)).await.0
+    }
+
+    /// Runs one statement for a caller: through its grants and masks, and recorded in the
+    /// audit trail (durably, before the result is returned) whatever the outcome.
+    pub async fn query_as(&self, sql: &str, call: &DataCall) -> Result<QueryResult, SqlError> {
+        let (result, touched) = self.run(sql, call.reader.clone(), call.now).await;
+        let (Reader::Principal(principal), Some(gov)) = (&call.reader, &self.gov) else {
+            return result;
+        };
+        let mut record = Call::new(
+            call.now,
+            principal.name.as_str(),
+            principal.department.as_str(),
+            call.kind,
+        );
+        record.datasets = touched
+            .fields
+            .into_iter()
+            .map(|(dataset, fields)| Touch {
+                dataset,
+                fields: fields.into_iter().collect(),
+            })
+            .collect();
+        record.purpose = if call.purpose.is_empty() {
+            touched.purposes.into_iter().collect::<Vec<_>>().join("; ")
+        } else {
+            call.purpose.clone()
+        };
+        record.detail = sql.to_string();
+        match &result {
+            Ok(r) => record.rows = r.rows() as u64,
+            Err(e) => {
+                record.outcome = match e {
+                    SqlError::Denied(_) => Outcome::Denied,
+                    _ => Outcome::Failed,
+                };
+                record.detail = format!("{sql}\n-- {e}");
+            }
+        }
+        // Fail closed: a read that cannot be recorded is not served.
+        gov.record(record)
+            .map_err(|e| SqlError::Execution(format!("the call could not be audited: {e}")))?;
+        result
+    }
+
+    async fn run(
+        &self,
+        sql: &str,
+        reader: Reader,
+        now: Timestamp,
+    ) -> (Result<QueryResult, SqlError>, Touched) {
+        let scope = Arc::new(governed::QueryScope {
+            hub: self.hub.clone(),
+            gov: self.gov.clone(),
+            reader,
+            now,
+            touched: Default::default(),
+        });
+        let result = self.execute(sql, scope.clone()).await;
+        let touched = std::mem::take(&mut *scope.touched.lock().expect("touched lock"));
+        (result, touched)
+    }
+
+    async fn execute(
+        &self,
+        sql: &str,
+        scope: Arc<governed::QueryScope>,
+    ) -> Result<QueryResult, SqlError> {
         // DataFusion's SQLOptions below are the enforcement; this gives the clearer error.
         let first_word = sql
             .trim_start()
@@ -147,7 +228,7 @@ impl SqlEngine {
                 "'{first_word}' statements are refused; citybrain's SQL is read-only (SELECT, WITH, VALUES, EXPLAIN, SHOW, DESCRIBE)"
             )));
         }
-        let ctx = self.context()?;
+        let ctx = self.context(scope)?;
         let options = SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)
@@ -155,7 +236,9 @@ impl SqlEngine {
         let run = async {
             let frame = ctx.sql_with_options(sql, options).await.map_err(|e| {
                 let text = e.to_string();
-                if text.contains("not supported") || text.contains("Only") {
+                if matches!(e.find_root(), DataFusionError::External(_)) {
+                    classify(e, &self.limits)
+                } else if text.contains("not supported") || text.contains("Only") {
                     SqlError::NotReadOnly(e.find_root().to_string())
                 } else {
                     classify(e, &self.limits)

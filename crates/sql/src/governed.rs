@@ -1,0 +1,435 @@
+//! Governance inside the query plan.
+//!
+//! Tables are resolved lazily, per query, through [`GovernedCatalog`]: a dataset the caller
+//! may not know about resolves to nothing (the same "not found" as a dataset that does not
+//! exist), one that needs a missing grant fails planning with the grant named, and any
+//! other becomes a [`GovernedTable`] exposing only the view's columns. Its scan wraps the
+//! dataset's scan in [`MaskExec`], so masked values replace raw ones at the leaves of the
+//! physical plan: every projection, predicate, join key, aggregate, sort and subquery above
+//! operates on masked values only. Filters on masked columns are never pushed into the
+//! Parquet scan (where they would compare raw values), and MaskExec reports no statistics
+//! for masked columns, so MIN/MAX cannot be answered from raw Parquet statistics.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use arrow::array::{Array, ArrayRef, RecordBatch, StringArray, StringBuilder, new_null_array};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use citybrain_core::{DatasetName, Timestamp};
+use citybrain_gov::{Denial, Gov, GovError, Masker, Principal, View, mask};
+use citybrain_hub::{Hub, MaskKind};
+use datafusion::catalog::{CatalogProvider, SchemaProvider, Session, TableProvider};
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, Partitioning,
+    PlanProperties,
+};
+use futures::StreamExt;
+
+use crate::table::HubTable;
+
+/// Who reads: a principal through governance, or citybrain itself (index computations,
+/// benchmarks of the ungoverned baseline), which sees everything raw and is not audited.
+#[derive(Debug, Clone)]
+pub enum Reader {
+    System,
+    Principal(Principal),
+}
+
+/// What one query touched, gathered while it is planned, for the audit trail.
+#[derive(Debug, Default)]
+pub struct Touched {
+    pub fields: BTreeMap<DatasetName, BTreeSet<String>>,
+    pub purposes: BTreeSet<String>,
+}
+
+/// Per-query state shared by the catalog, its schemas and its tables.
+#[derive(Debug)]
+pub struct QueryScope {
+    pub hub: Arc<Hub>,
+    pub gov: Option<Arc<Gov>>,
+    pub reader: Reader,
+    pub now: Timestamp,
+    pub touched: Mutex<Touched>,
+}
+
+/// A denial carried through DataFusion's error type back to the caller.
+#[derive(Debug)]
+pub struct DeniedError(pub Denial);
+
+impl fmt::Display for DeniedError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for DeniedError {}
+
+impl QueryScope {
+    /// The view of `name` for this reader: None when the reader may not know it exists.
+    fn view(&self, name: &DatasetName) -> Result<Option<View>> {
+        let Ok(def) = self.hub.definition(name) else {
+            return Ok(None);
+        };
+        match (&self.reader, &self.gov) {
+            (Reader::System, _) => Ok(Some(View::full(&def))),
+            (Reader::Principal(_), None) => Err(DataFusionError::Execution(
+                "governance is not configured".into(),
+            )),
+            (Reader::Principal(p), Some(gov)) => match gov.view(&def, p, self.now) {
+                Ok(view) => Ok(Some(view)),
+                Err(GovError::Denied(Denial::Unknown(_))) => Ok(None),
+                Err(GovError::Denied(denial)) => {
+                    // Recorded so the audit trail names what was refused.
+                    self.touched
+                        .lock()
+                        .expect("touched lock")
+                        .fields
+                        .entry(name.clone())
+                        .or_default();
+                    Err(DataFusionError::External(Box::new(DeniedError(denial))))
+                }
+                Err(other) => Err(DataFusionError::External(Box::new(other))),
+            },
+        }
+    }
+}
+
+/// The `datafusion` catalog: every schema name resolves, so an unknown namespace and a
+/// hidden one give the same "table not found".
+#[derive(Debug)]
+pub struct GovernedCatalog {
+    pub scope: Arc<QueryScope>,
+}
+
+impl CatalogProvider for GovernedCatalog {
+    fn schema_names(&self) -> Vec<String> {
+        let names: BTreeSet<String> = self
+            .scope
+            .hub
+            .names()
+            .iter()
+            .map(|n| n.namespace().to_string())
+            .collect();
+        names.into_iter().collect()
+    }
+
+    fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        Some(Arc::new(GovernedSchema {
+            scope: self.scope.clone(),
+            namespace: name.to_string(),
+        }))
+    }
+}
+
+#[derive(Debug)]
+struct GovernedSchema {
+    scope: Arc<QueryScope>,
+    namespace: String,
+}
+
+#[async_trait::async_trait]
+impl SchemaProvider for GovernedSchema {
+    fn table_names(&self) -> Vec<String> {
+        self.scope
+            .hub
+            .names()
+            .into_iter()
+            .filter(|n| n.namespace() == self.namespace)
+            .filter(|n| matches!(self.scope.view(n), Ok(Some(_))))
+            .map(|n| n.table().to_string())
+            .collect()
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        let Ok(dataset) = DatasetName::parse(&format!("{}.{name}", self.namespace)) else {
+            return Ok(None);
+        };
+        let Some(view) = self.scope.view(&dataset)? else {
+            return Ok(None);
+        };
+        let snapshot = self
+            .scope
+            .hub
+            .snapshot(&dataset)
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let inner = HubTable::new(snapshot);
+        Ok(Some(Arc::new(GovernedTable::new(
+            inner,
+            view,
+            self.scope.gov.as_ref().map(|g| g.masker().clone()),
+            self.scope.clone(),
+        )?)))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        DatasetName::parse(&format!("{}.{name}", self.namespace))
+            .is_ok_and(|d| matches!(self.scope.view(&d), Ok(Some(_))))
+    }
+}
+
+/// One dataset as one reader sees it.
+#[derive(Debug)]
+pub struct GovernedTable {
+    inner: HubTable,
+    view: View,
+    /// For each of our columns, its index in the dataset's schema.
+    source: Vec<usize>,
+    schema: SchemaRef,
+    masker: Option<Masker>,
+    scope: Arc<QueryScope>,
+}
+
+/// The type a masked column has: masks turn any string encoding into plain strings.
+fn masked_field(field: &Field, mask: Option<MaskKind>) -> Field {
+    match mask {
+        None => field.clone(),
+        Some(MaskKind::Plate | MaskKind::Pseudonym) => {
+            Field::new(field.name(), DataType::Utf8, field.is_nullable())
+        }
+        Some(MaskKind::Redact) => Field::new(field.name(), field.data_type().clone(), true),
+    }
+}
+
+impl GovernedTable {
+    fn new(
+        inner: HubTable,
+        view: View,
+        masker: Option<Masker>,
+        scope: Arc<QueryScope>,
+    ) -> Result<Self> {
+        let full = inner.schema();
+        let mut source = Vec::new();
+        let mut fields = Vec::new();
+        for column in &view.columns {
+            let index = full.index_of(&column.name)?;
+            source.push(index);
+            fields.push(masked_field(full.field(index), column.mask));
+        }
+        Ok(Self {
+            inner,
+            schema: Arc::new(Schema::new(fields)),
+            source,
+            view,
+            masker,
+            scope,
+        })
+    }
+
+    fn is_masked(&self, column: &str) -> bool {
+        self.view
+            .columns
+            .iter()
+            .any(|c| c.name == column && c.mask.is_some())
+    }
+}
+
+#[async_trait::async_trait]
+impl TableProvider for GovernedTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        // A filter on a masked column must see masked values, so it stays above the mask.
+        Ok(filters
+            .iter()
+            .map(|f| {
+                if f.column_refs().iter().any(|c| self.is_masked(&c.name)) {
+                    TableProviderFilterPushDown::Unsupported
+                } else {
+                    TableProviderFilterPushDown::Inexact
+                }
+            })
+            .collect())
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let ours: Vec<usize> = match projection {
+            Some(p) => p.clone(),
+            None => (0..self.source.len()).collect(),
+        };
+        {
+            let mut touched = self.scope.touched.lock().expect("touched lock");
+            let fields = touched
+                .fields
+                .entry(self.view.dataset.clone())
+                .or_default();
+            for &i in &ours {
+                fields.insert(self.view.columns[i].name.clone());
+            }
+            touched.purposes.extend(self.view.purposes.iter().cloned());
+        }
+        let inner_projection: Vec<usize> = ours.iter().map(|&i| self.source[i]).collect();
+        let plan = self
+            .inner
+            .scan(state, Some(&inner_projection), filters, limit)
+            .await?;
+        let masks: Vec<Option<MaskKind>> = ours.iter().map(|&i| self.view.columns[i].mask).collect();
+        if masks.iter().all(Option::is_none) {
+            return Ok(plan);
+        }
+        let masker = self.masker.clone().ok_or_else(|| {
+            DataFusionError::Execution("masking needs governance to be configured".into())
+        })?;
+        let schema = Arc::new(self.schema.project(&ours)?);
+        Ok(Arc::new(MaskExec::new(plan, masks, masker, schema)))
+    }
+}
+
+/// Replaces personal columns by their masks, batch by batch.
+#[derive(Debug)]
+pub struct MaskExec {
+    input: Arc<dyn ExecutionPlan>,
+    masks: Arc<Vec<Option<MaskKind>>>,
+    masker: Masker,
+    schema: SchemaRef,
+    properties: Arc<PlanProperties>,
+}
+
+impl MaskExec {
+    fn new(
+        input: Arc<dyn ExecutionPlan>,
+        masks: Vec<Option<MaskKind>>,
+        masker: Masker,
+        schema: SchemaRef,
+    ) -> Self {
+        // No ordering or partitioning of the raw input holds for masked values.
+        let properties = PlanProperties::new(
+            EquivalenceProperties::new(schema.clone()),
+            Partitioning::UnknownPartitioning(input.output_partitioning().partition_count()),
+            input.pipeline_behavior(),
+            input.boundedness(),
+        );
+        Self {
+            input,
+            masks: Arc::new(masks),
+            masker,
+            schema,
+            properties: Arc::new(properties),
+        }
+    }
+}
+
+impl DisplayAs for MaskExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let masked: Vec<String> = self
+            .schema
+            .fields()
+            .iter()
+            .zip(self.masks.iter())
+            .filter_map(|(field, m)| m.map(|m| format!("{}={}", field.name(), m.name())))
+            .collect();
+        write!(f, "MaskExec: {}", masked.join(", "))
+    }
+}
+
+/// Masks one string column.
+fn mask_strings(column: &ArrayRef, kind: MaskKind, masker: &Masker) -> Result<ArrayRef> {
+    let strings = arrow::compute::cast(column, &DataType::Utf8)?;
+    let strings = strings
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .ok_or_else(|| DataFusionError::Internal("a masked column is not text".into()))?;
+    let mut out = StringBuilder::with_capacity(strings.len(), strings.len() * 20);
+    let mut buffer = String::with_capacity(32);
+    for value in strings.iter() {
+        match value {
+            None => out.append_null(),
+            Some(value) => {
+                buffer.clear();
+                match kind {
+                    MaskKind::Plate => mask::plate_into(value, &mut buffer),
+                    _ => masker.pseudonym_into(value, &mut buffer),
+                }
+                out.append_value(&buffer);
+            }
+        }
+    }
+    Ok(Arc::new(out.finish()))
+}
+
+fn mask_batch(
+    batch: RecordBatch,
+    masks: &[Option<MaskKind>],
+    masker: &Masker,
+    schema: &SchemaRef,
+) -> Result<RecordBatch> {
+    let mut columns = Vec::with_capacity(batch.num_columns());
+    for (column, mask) in batch.columns().iter().zip(masks) {
+        columns.push(match mask {
+            None => column.clone(),
+            Some(MaskKind::Redact) => new_null_array(column.data_type(), column.len()),
+            Some(kind) => mask_strings(column, *kind, masker)?,
+        });
+    }
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
+}
+
+impl ExecutionPlan for MaskExec {
+    fn name(&self) -> &str {
+        "MaskExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let [input] = <[_; 1]>::try_from(children)
+            .map_err(|_| DataFusionError::Internal("MaskExec has one child".into()))?;
+        Ok(Arc::new(MaskExec::new(
+            input,
+            self.masks.as_ref().clone(),
+            self.masker.clone(),
+            self.schema.clone(),
+        )))
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        let input = self.input.execute(partition, context)?;
+        let masks = self.masks.clone();
+        let masker = self.masker.clone();
+        let schema = self.schema.clone();
+        let out_schema = schema.clone();
+        let stream = input.map(move |batch| mask_batch(batch?, &masks, &masker, &schema));
+        Ok(Box::pin(RecordBatchStreamAdapter::new(out_schema, stream)))
+    }
+}

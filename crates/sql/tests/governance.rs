@@ -1,0 +1,514 @@
+//! The governance matrix: sharing class × grant state × field classification × SQL shape.
+//!
+//! Every personal value in the data is distinctive; for each combination the test runs
+//! each SQL shape and checks that no raw personal value appears in the result unless the
+//! caller owns the data or holds a grant naming the field raw, that predicates on masked
+//! fields cannot probe raw values, and that every permitted query works.
+
+use std::sync::Arc;
+
+use citybrain_core::{DatasetName, DepartmentId, PrincipalName, Timestamp};
+use citybrain_gov::{CallKind, Gov, GrantId, GrantRequest, GrantState, Principal, Role};
+use citybrain_hub::{DatasetDef, Format, Hub, HubConfig, OnError, SharingClass};
+use citybrain_sql::{DataCall, Reader, SqlEngine, SqlError, SqlLimits};
+
+const PEOPLE: usize = 12;
+
+fn plate(i: usize) -> String {
+    format!("浙A{}K{}{}", 10 + i, i % 10, (i * 7) % 10)
+}
+fn id_number(i: usize) -> String {
+    format!("33010219{:02}0101{:04}", 60 + i, 1000 + i * 37)
+}
+fn phone(i: usize) -> String {
+    format!("1380571{:04}", 2000 + i * 13)
+}
+
+fn people_def(name: &str, sharing: SharingClass) -> DatasetDef {
+    let mut def = DatasetDef::from_file_text(
+        "people.toml",
+        &format!(
+            r#"
+name = "{name}"
+owner = "transport"
+event_time = "ts"
+[[fields]]
+name = "ts"
+type = "timestamp"
+[[fields]]
+name = "plate"
+type = "string"
+class = "personal"
+mask = "plate"
+[[fields]]
+name = "id_number"
+type = "string"
+class = "personal"
+[[fields]]
+name = "phone"
+type = "string"
+class = "personal"
+nullable = true
+[[fields]]
+name = "age"
+type = "int"
+class = "personal"
+[[fields]]
+name = "district"
+type = "string"
+class = "public"
+"#
+        ),
+    )
+    .unwrap();
+    def.sharing = sharing;
+    def
+}
+
+const VISITS: &str = r#"
+name = "health.visits"
+owner = "health"
+sharing = "unconditional"
+[[fields]]
+name = "id_number"
+type = "string"
+class = "personal"
+[[fields]]
+name = "clinic"
+type = "string"
+class = "public"
+"#;
+
+struct City {
+    hub: Arc<Hub>,
+    gov: Arc<Gov>,
+    engine: SqlEngine,
+    now: Timestamp,
+    rt: tokio::runtime::Runtime,
+    _dir: tempfile::TempDir,
+}
+
+fn principal(name: &str, department: &str, role: Role) -> Principal {
+    Principal {
+        name: PrincipalName::parse(name).unwrap(),
+        department: DepartmentId::parse(department).unwrap(),
+        role,
+    }
+}
+
+fn city() -> City {
+    let dir = tempfile::tempdir().unwrap();
+    let now = Timestamp::parse("2026-11-22T12:00:00Z").unwrap();
+    let hub = Arc::new(
+        Hub::open(
+            dir.path(),
+            HubConfig {
+                seal_rows: usize::MAX,
+            },
+        )
+        .unwrap(),
+    );
+    let gov = Arc::new(Gov::open(dir.path(), now).unwrap());
+    let admin = Gov::admin_principal();
+    for d in ["transport", "market", "health"] {
+        gov.create_department(&admin, &DepartmentId::parse(d).unwrap(), d, now)
+            .unwrap();
+        gov.create_principal(&admin, &principal(&format!("{d}_admin"), d, Role::Admin), now)
+            .unwrap();
+    }
+    for (name, sharing) in [
+        ("transport.people_u", SharingClass::Unconditional),
+        ("transport.people_c", SharingClass::Conditional),
+        ("transport.people_n", SharingClass::None),
+    ] {
+        hub.create_dataset(people_def(name, sharing), now).unwrap();
+        let dataset = DatasetName::parse(name).unwrap();
+        // Half sealed into Parquet (statistics, pushdown), half in the unsealed tail.
+        for half in 0..2 {
+            let body: String = (0..PEOPLE)
+                .filter(|i| i % 2 == half)
+                .map(|i| {
+                    format!(
+                        "{{\"ts\":\"2026-11-22T0{}:00:00Z\",\"plate\":\"{}\",\"id_number\":\"{}\",\"phone\":\"{}\",\"age\":{},\"district\":\"d{}\"}}\n",
+                        i % 9,
+                        plate(i),
+                        id_number(i),
+                        phone(i),
+                        20 + i * 3,
+                        i % 3
+                    )
+                })
+                .collect();
+            hub.ingest(&dataset, Format::Ndjson, body.as_bytes(), OnError::Reject, now)
+                .unwrap();
+            if half == 0 {
+                hub.seal_all().unwrap();
+            }
+        }
+    }
+    hub.create_dataset(DatasetDef::from_file_text("v.toml", VISITS).unwrap(), now)
+        .unwrap();
+    let visits: String = (0..PEOPLE)
+        .step_by(2)
+        .map(|i| format!("{{\"id_number\":\"{}\",\"clinic\":\"c{i}\"}}\n", id_number(i)))
+        .collect();
+    hub.ingest(
+        &DatasetName::parse("health.visits").unwrap(),
+        Format::Ndjson,
+        visits.as_bytes(),
+        OnError::Reject,
+        now,
+    )
+    .unwrap();
+    let engine = SqlEngine::new(hub.clone(), SqlLimits::default()).with_gov(gov.clone());
+    City {
+        hub,
+        gov,
+        engine,
+        now,
+        rt: tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap(),
+        _dir: dir,
+    }
+}
+
+impl City {
+    fn sql(&self, who: &Principal, sql: &str) -> Result<String, SqlError> {
+        self.sql_at(who, sql, self.now)
+    }
+
+    fn sql_at(&self, who: &Principal, sql: &str, now: Timestamp) -> Result<String, SqlError> {
+        let call = DataCall {
+            reader: Reader::Principal(who.clone()),
+            purpose: "matrix test".into(),
+            kind: CallKind::Sql,
+            now,
+        };
+        let result = self.rt.block_on(self.engine.query_as(sql, &call))?;
+        // A table as people see it (handles lists, keeps every character as is).
+        Ok(arrow::util::pretty::pretty_format_batches(&result.batches)
+            .unwrap()
+            .to_string())
+    }
+
+    fn def(&self, name: &str) -> DatasetDef {
+        self.hub
+            .definition(&DatasetName::parse(name).unwrap())
+            .unwrap()
+    }
+
+    /// Requests a grant for market and drives it to `state`.
+    fn grant(&self, dataset: &str, fields: &[&str], raw: &[&str], state: &str) -> GrantId {
+        let market = principal("market_admin", "market", Role::Admin);
+        let owner = principal("transport_admin", "transport", Role::Admin);
+        let request = GrantRequest {
+            dataset: DatasetName::parse(dataset).unwrap(),
+            purpose: "enterprise parking study".into(),
+            fields: fields.iter().map(|s| s.to_string()).collect(),
+            raw: raw.iter().map(|s| s.to_string()).collect(),
+            days: 1,
+        };
+        // An expired grant was approved two days ago for one day.
+        let at = if state == "expired" {
+            Timestamp(self.now.0 - 2 * 86_400_000_000)
+        } else {
+            self.now
+        };
+        let g = self
+            .gov
+            .request_grant(&market, &self.def(dataset), &request, at)
+            .unwrap();
+        let transport = DepartmentId::parse("transport").unwrap();
+        let decide = |s, reason| {
+            self.gov
+                .decide_grant(&owner, g.id, &transport, s, reason, at)
+                .unwrap()
+        };
+        match state {
+            "requested" => {}
+            "approved" | "expired" => {
+                decide(GrantState::Approved, "");
+            }
+            "refused" => {
+                decide(GrantState::Refused, "purpose too broad");
+            }
+            "revoked" => {
+                decide(GrantState::Approved, "");
+                decide(GrantState::Revoked, "study over");
+            }
+            other => panic!("unknown state {other}"),
+        }
+        g.id
+    }
+}
+
+/// The SQL shapes, each with the columns it needs. `T` is replaced by the table.
+const SHAPES: &[(&str, &[&str])] = &[
+    ("SELECT * FROM {T}", &[]),
+    (
+        "SELECT plate, upper(id_number) || '-' || phone AS x, age + 1 AS a FROM {T}",
+        &["plate", "id_number", "phone", "age"],
+    ),
+    (
+        "SELECT t.plate, t.id_number, v.clinic FROM {T} t JOIN health.visits v ON t.id_number = v.id_number",
+        &["plate", "id_number"],
+    ),
+    (
+        "SELECT id_number, count(*) AS n, max(age) AS oldest FROM {T} GROUP BY id_number",
+        &["id_number", "age"],
+    ),
+    ("SELECT DISTINCT plate FROM {T}", &["plate"]),
+    (
+        "SELECT min(id_number) AS a, max(plate) AS b, min(phone) AS c FROM {T}",
+        &["id_number", "plate", "phone"],
+    ),
+    (
+        "SELECT plate FROM {T} WHERE id_number IN (SELECT id_number FROM {T} WHERE district = 'd1')",
+        &["plate", "id_number"],
+    ),
+    (
+        "WITH x AS (SELECT plate, id_number FROM {T}) SELECT * FROM x ORDER BY id_number DESC LIMIT 5",
+        &["plate", "id_number"],
+    ),
+    (
+        "SELECT plate FROM {T} ORDER BY phone LIMIT 3",
+        &["plate", "phone"],
+    ),
+    (
+        "SELECT array_agg(plate) AS all_plates, string_agg(id_number, ',') AS ids FROM {T}",
+        &["plate", "id_number"],
+    ),
+    (
+        "SELECT district, count(DISTINCT id_number) AS people FROM {T} GROUP BY district ORDER BY district",
+        &["id_number"],
+    ),
+];
+
+/// Probes that would reveal membership of a raw value if predicates saw raw data.
+fn probes() -> Vec<(String, &'static str)> {
+    vec![
+        (
+            format!(
+                "SELECT count(*) AS n FROM {{T}} WHERE id_number = '{}'",
+                id_number(3)
+            ),
+            "id_number",
+        ),
+        (
+            format!("SELECT count(*) AS n FROM {{T}} WHERE plate = '{}'", plate(3)),
+            "plate",
+        ),
+        (
+            format!(
+                "SELECT count(*) AS n FROM {{T}} WHERE phone LIKE '{}%'",
+                &phone(3)[..8]
+            ),
+            "phone",
+        ),
+        ("SELECT count(*) AS n FROM {T} WHERE age = 29".to_string(), "age"),
+    ]
+}
+
+fn raw_values(field: &str) -> Vec<String> {
+    (0..PEOPLE)
+        .map(|i| match field {
+            "plate" => plate(i),
+            "id_number" => id_number(i),
+            "phone" => phone(i),
+            _ => unreachable!(),
+        })
+        .collect()
+}
+
+/// Checks one caller against one table: which fields must come out masked, which raw.
+fn check(city: &City, who: &Principal, table: &str, visible: &[&str], raw: &[&str]) {
+    let masked_text: Vec<&str> = ["plate", "id_number", "phone"]
+        .into_iter()
+        .filter(|f| visible.contains(f) && !raw.contains(f))
+        .collect();
+    for (shape, needs) in SHAPES {
+        let sql = shape.replace("{T}", table);
+        let permitted = needs.iter().all(|f| visible.contains(f));
+        let result = city.sql(who, &sql);
+        if !permitted {
+            assert!(
+                matches!(result, Err(SqlError::Invalid(_))),
+                "{table} as {}: {sql} should fail on an ungranted field: {result:?}",
+                who.name
+            );
+            continue;
+        }
+        let text = result.unwrap_or_else(|e| panic!("{table} as {}: {sql}: {e}", who.name));
+        // Header frame plus at least one row; except that a caller joining its raw ids
+        // with another department's pseudonyms rightly matches nothing.
+        let raw_meets_masked = sql.contains("JOIN") && raw.contains(&"id_number");
+        assert!(raw_meets_masked || text.lines().count() > 4, "{sql}: {text}");
+        for field in &masked_text {
+            for value in raw_values(field) {
+                assert!(
+                    !text.contains(&value),
+                    "{table} as {}: raw {field} '{value}' leaked by {sql}:\n{text}",
+                    who.name
+                );
+            }
+        }
+        for field in raw {
+            if field != &"age" && visible.contains(field) && shape.starts_with("SELECT * ") {
+                assert!(
+                    raw_values(field).iter().any(|v| text.contains(v)),
+                    "{field} should be raw in {sql}:\n{text}"
+                );
+            }
+        }
+    }
+    for (sql, field) in probes() {
+        if !visible.contains(&field) {
+            continue;
+        }
+        let sql = sql.replace("{T}", table);
+        let text = city.sql(who, &sql).unwrap();
+        let n: u64 = text.lines().nth(3).unwrap().trim_matches(|c| c == '|' || c == ' ').parse().unwrap();
+        if raw.contains(&field) {
+            assert!(n > 0, "{sql} should match raw data: {text}");
+        } else {
+            assert_eq!(n, 0, "{table} as {}: {sql} probed a masked field", who.name);
+        }
+    }
+}
+
+const PERSONAL: &[&str] = &["plate", "id_number", "phone", "age"];
+
+#[test]
+fn the_owner_reads_raw() {
+    let city = city();
+    let owner = principal("transport_admin", "transport", Role::Admin);
+    for table in [
+        "transport.people_u",
+        "transport.people_c",
+        "transport.people_n",
+    ] {
+        check(&city, &owner, table, PERSONAL, PERSONAL);
+    }
+}
+
+#[test]
+fn unconditional_data_is_masked_without_a_raw_grant() {
+    let city = city();
+    let market = principal("market_admin", "market", Role::Admin);
+    check(&city, &market, "transport.people_u", PERSONAL, &[]);
+    // Distinct counts and joins still work on pseudonyms: same answers as on raw data.
+    for sql in [
+        "SELECT count(DISTINCT id_number) AS n FROM transport.people_u",
+        "SELECT count(*) AS n FROM transport.people_u t JOIN health.visits v ON t.id_number = v.id_number",
+    ] {
+        let raw = city.rt.block_on(city.engine.query(sql)).unwrap();
+        let raw = arrow::util::pretty::pretty_format_batches(&raw.batches)
+            .unwrap()
+            .to_string();
+        assert_eq!(city.sql(&market, sql).unwrap(), raw, "{sql}");
+    }
+    // Non-raw grants change nothing; a raw grant on plate unmasks plate only.
+    city.grant("transport.people_u", &[], &["plate"], "requested");
+    check(&city, &market, "transport.people_u", PERSONAL, &[]);
+    city.grant("transport.people_u", &[], &["plate"], "approved");
+    check(&city, &market, "transport.people_u", PERSONAL, &["plate"]);
+}
+
+#[test]
+fn conditional_data_needs_an_active_grant() {
+    let city = city();
+    let market = principal("market_admin", "market", Role::Admin);
+    let table = "transport.people_c";
+    for state in ["none", "requested", "refused", "revoked", "expired"] {
+        if state != "none" {
+            city.grant(table, &["plate", "district"], &[], state);
+        }
+        let err = city
+            .sql(&market, &format!("SELECT district FROM {table}"))
+            .unwrap_err();
+        let expected = if state == "none" { "has none" } else { state };
+        match err {
+            SqlError::Denied(m) => {
+                assert!(m.contains("needs a grant") && m.contains(expected), "{m}")
+            }
+            other => panic!("{state}: expected a denial, got {other:?}"),
+        }
+    }
+    // An approved grant shows its fields only, masked unless raw.
+    city.grant(table, &["ts", "plate", "id_number", "district"], &[], "approved");
+    check(&city, &market, table, &["plate", "id_number"], &[]);
+    let grant = city.grant(table, &["phone"], &["phone"], "approved");
+    check(&city, &market, table, &["plate", "id_number", "phone"], &["phone"]);
+    // Revoked: stops at once.
+    let owner = principal("transport_admin", "transport", Role::Admin);
+    city.gov
+        .decide_grant(
+            &owner,
+            grant,
+            &DepartmentId::parse("transport").unwrap(),
+            GrantState::Revoked,
+            "done",
+            city.now,
+        )
+        .unwrap();
+    check(&city, &market, table, &["plate", "id_number"], &[]);
+    // Expiry: the same grants stop working once their day is over.
+    let later = Timestamp(city.now.0 + 86_400_000_000);
+    assert!(matches!(
+        city.sql_at(&market, &format!("SELECT plate FROM {table}"), later),
+        Err(SqlError::Denied(_))
+    ));
+}
+
+#[test]
+fn none_is_invisible_to_other_departments() {
+    let city = city();
+    let market = principal("market_admin", "market", Role::Admin);
+    let hidden = city
+        .sql(&market, "SELECT * FROM transport.people_n")
+        .unwrap_err()
+        .to_string();
+    let missing = city
+        .sql(&market, "SELECT * FROM transport.no_such_table")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        hidden.replace("people_n", "X"),
+        missing.replace("no_such_table", "X")
+    );
+    let tables = city
+        .sql(&market, "SELECT table_name FROM information_schema.tables WHERE table_schema = 'transport' ORDER BY table_name")
+        .unwrap();
+    assert!(tables.contains("people_u") && !tables.contains("people_n") && !tables.contains("people_c"), "{tables}");
+}
+
+#[test]
+fn every_call_is_audited_with_fields_and_outcome() {
+    let city = city();
+    let market = principal("market_admin", "market", Role::Admin);
+    city.sql(&market, "SELECT plate FROM transport.people_u WHERE district = 'd1'")
+        .unwrap();
+    city.sql(&market, "SELECT * FROM transport.people_c").unwrap_err();
+    let calls = city
+        .gov
+        .audit()
+        .calls_on(&DatasetName::parse("transport.people_u").unwrap(), 10)
+        .unwrap();
+    let last = calls.last().unwrap();
+    assert_eq!(last.call.principal, "market_admin");
+    assert_eq!(last.call.purpose, "matrix test");
+    assert_eq!(last.call.rows, 4);
+    assert_eq!(
+        last.call.datasets[0].fields,
+        vec!["district".to_string(), "plate".into()]
+    );
+    let denied = city.gov.metrics_text();
+    assert!(
+        denied.contains(
+            "department=\"market\",dataset=\"transport.people_c\",kind=\"sql\",outcome=\"denied\"} 1"
+        ),
+        "{denied}"
+    );
+}
