@@ -5,10 +5,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
-use citybrain_core::DatasetName;
+use citybrain_core::{DatasetName, DepartmentId, PrincipalName};
+use citybrain_gov::{Gov, GrantRequest, GrantState, Principal, Role};
 use citybrain_hub::{DatasetDef, Format, Hub, HubConfig, OnError};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+
+mod governance_cli;
 
 /// citybrain: a city's data hub, live indices and scenes, in one binary.
 #[derive(Debug, Parser)]
@@ -90,6 +93,171 @@ enum Command {
     Datasets {
         #[command(subcommand)]
         command: DatasetsCommand,
+    },
+    /// Manage departments (hub admins create them).
+    Departments {
+        #[command(subcommand)]
+        command: DepartmentsCommand,
+    },
+    /// Manage principals: the people and services that call the API for a department.
+    Principals {
+        #[command(subcommand)]
+        command: PrincipalsCommand,
+    },
+    /// Issue, list and revoke bearer tokens.
+    Tokens {
+        #[command(subcommand)]
+        command: TokensCommand,
+    },
+    /// Request, approve, refuse, revoke and list grants to read datasets.
+    Grants {
+        #[command(subcommand)]
+        command: GrantsCommand,
+    },
+    /// Check the audit trail, or see who touched a dataset.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Show who the token belongs to.
+    Whoami {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DepartmentsCommand {
+    /// List departments.
+    List {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Create a department (hub admins only).
+    Create {
+        /// Its id: lowercase letters, digits and '_' (e.g. civil_affairs).
+        id: String,
+        /// Its full name.
+        #[arg(long, default_value = "")]
+        name: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PrincipalsCommand {
+    /// List the principals you may see (your department's; all for hub admins).
+    List {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Add a principal to a department (its admins, or hub admins).
+    Create {
+        name: String,
+        #[arg(long)]
+        department: String,
+        /// reader, publisher or admin.
+        #[arg(long, default_value = "reader")]
+        role: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokensCommand {
+    /// Issue a token for a principal; it is printed once and stored only hashed.
+    Issue {
+        principal: String,
+        /// Days until it expires (default: until revoked).
+        #[arg(long)]
+        expires_in_days: Option<u32>,
+        /// Write the token to this file (mode 0600) instead of printing it.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// List tokens you may manage (never their secrets).
+    List {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Revoke a token by its id; it stops working at once.
+    Revoke {
+        id: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum GrantsCommand {
+    /// List your department's grants and the grants on its datasets.
+    List {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Ask a dataset's owner for a grant.
+    Request {
+        dataset: String,
+        /// What the data is for; the owner decides on it and the audit trail keeps it.
+        #[arg(long)]
+        purpose: String,
+        /// Fields needed, comma-separated (default: all).
+        #[arg(long, value_delimiter = ',')]
+        fields: Vec<String>,
+        /// Personal fields needed unmasked, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        raw: Vec<String>,
+        /// How long the grant lasts once approved.
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Approve a grant on one of your department's datasets.
+    Approve {
+        id: i64,
+        #[arg(long, default_value = "")]
+        reason: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Refuse a grant, with a reason the requester can act on.
+    Refuse {
+        id: i64,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Revoke an approved grant; it stops working at once.
+    Revoke {
+        id: i64,
+        #[arg(long, default_value = "")]
+        reason: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Check the whole trail (offline, on the data directory): any edited, deleted,
+    /// reordered or cut-off record is reported. Exits 1 if the trail is not intact.
+    Verify {
+        #[arg(long, default_value = "./citybrain-data")]
+        data: PathBuf,
+    },
+    /// Who touched a dataset, when and for what (for its owner).
+    WhoRead {
+        dataset: String,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[command(flatten)]
+        server: ServerArgs,
     },
 }
 
@@ -234,6 +402,22 @@ fn run(cli: Cli) -> Result<()> {
             DatasetsCommand::Create { file, server } => send_definition(&server, &file, true),
             DatasetsCommand::Update { file, server } => send_definition(&server, &file, false),
         },
+        Command::Departments { command } => governance_cli::departments(command),
+        Command::Principals { command } => governance_cli::principals(command),
+        Command::Tokens { command } => governance_cli::tokens(command),
+        Command::Grants { command } => governance_cli::grants(command),
+        Command::Audit { command } => governance_cli::audit(command),
+        Command::Whoami { server } => {
+            let me: serde_json::Value =
+                serde_json::from_slice(&request(&server, "GET", "/api/v1/whoami", None)?)?;
+            println!(
+                "{} ({} in {})",
+                me["name"].as_str().unwrap_or("?"),
+                me["role"].as_str().unwrap_or("?"),
+                me["department"].as_str().unwrap_or("?")
+            );
+            Ok(())
+        }
     }
 }
 
@@ -304,6 +488,11 @@ fn request(
     let auth = format!("Bearer {token}");
     let response = match (method, body) {
         ("GET", _) => agent.get(&url).header("Authorization", &auth).call(),
+        ("DELETE", _) => agent.delete(&url).header("Authorization", &auth).call(),
+        ("POST", None) => agent
+            .post(&url)
+            .header("Authorization", &auth)
+            .send_empty(),
         (m, Some((content_type, bytes))) => {
             let req = if m == "PUT" {
                 agent.put(&url)
@@ -405,25 +594,86 @@ fn ingest_file(
     Ok(())
 }
 
-/// Creates the admin token on first start (mode 0600) and returns it.
-fn admin_token(data: &Path) -> Result<String> {
-    let path = data.join("admin.token");
-    if let Ok(token) = std::fs::read_to_string(&path) {
-        return Ok(token.trim().to_string());
+/// The hub admin's token, in DATA/admin.token (mode 0600): issued on first start, and
+/// again whenever the file is missing or no longer valid.
+fn ensure_token_file(
+    gov: &Gov,
+    path: &Path,
+    issue: impl FnOnce() -> Result<citybrain_gov::IssuedToken>,
+) -> Result<()> {
+    if let Ok(token) = std::fs::read_to_string(path)
+        && gov.authenticate(token.trim(), citybrain_server::now()).is_ok()
+    {
+        return Ok(());
     }
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness for the token: {e}"))?;
-    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    file.write_all(token.as_bytes())?;
-    file.sync_all()?;
-    Ok(token)
+    let issued = issue()?;
+    citybrain_gov::write_private(path, issued.token.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// The demo city's departments, its principals, and the grant the cockpit reads through.
+fn demo_governance(gov: &Gov, hub: &Hub, data: &Path) -> Result<()> {
+    let admin = Gov::admin_principal();
+    let now = citybrain_server::now();
+    for (id, name) in [
+        ("transport", "Transport Bureau 交通运输局"),
+        ("market", "Market Supervision Bureau 市场监管局"),
+        ("health", "Health Commission 卫生健康委"),
+        ("civil_affairs", "Civil Affairs Bureau 民政局"),
+        ("community", "Community grid workers 社区网格"),
+        ("city_office", "City Operations Office 城市运行管理中心"),
+    ] {
+        let id = DepartmentId::parse(id)?;
+        if !gov.department_exists(&id)? {
+            gov.create_department(&admin, &id, name, now)?;
+        }
+    }
+    let existing: Vec<PrincipalName> = gov
+        .principals(&admin)?
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    let person = |name: &str, department: &str, role| -> Result<Principal> {
+        let p = Principal {
+            name: PrincipalName::parse(name)?,
+            department: DepartmentId::parse(department)?,
+            role,
+        };
+        if !existing.contains(&p.name) {
+            gov.create_principal(&admin, &p, now)?;
+        }
+        Ok(p)
+    };
+    let transport_admin = person("transport_admin", "transport", Role::Admin)?;
+    let office_admin = person("city_office_admin", "city_office", Role::Admin)?;
+    let cockpit = person("cockpit", "city_office", Role::Reader)?;
+    let passages = DatasetName::parse("transport.anpr_passages")?;
+    let def = hub.definition(&passages)?;
+    let has_grant = gov
+        .grants_for(&office_admin, |_| None)?
+        .iter()
+        .any(|g| g.dataset == passages && g.is_active(now));
+    if !has_grant {
+        let request = GrantRequest {
+            dataset: passages.clone(),
+            purpose: "city cockpit: live traffic indices for the operations centre".into(),
+            fields: Vec::new(),
+            raw: Vec::new(),
+            days: 365,
+        };
+        let grant = gov.request_grant(&office_admin, &def, &request, now)?;
+        gov.decide_grant(
+            &transport_admin,
+            grant.id,
+            &def.owner,
+            GrantState::Approved,
+            "plates stay masked",
+            now,
+        )?;
+    }
+    ensure_token_file(gov, &data.join("cockpit.token"), || {
+        Ok(gov.issue_token(&admin, &cockpit.name, None, now)?)
+    })
 }
 
 /// Creates the demo datasets and loads the generated city, unless already loaded.
@@ -495,9 +745,15 @@ fn up(
     std::fs::create_dir_all(data)
         .with_context(|| format!("creating the data directory {}", data.display()))?;
     let hub = Arc::new(Hub::open(data, config).context("opening the data directory")?);
-    let token = admin_token(data)?;
+    let gov = Arc::new(
+        Gov::open(data, citybrain_server::now()).context("opening governance in the data directory")?,
+    );
+    ensure_token_file(&gov, &data.join("admin.token"), || {
+        Ok(gov.issue_admin_token(citybrain_server::now())?)
+    })?;
     if demo {
         load_demo(&hub, data, scale).context("loading the demo city (or start with --no-demo)")?;
+        demo_governance(&gov, &hub, data).context("setting up the demo city's departments")?;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -508,15 +764,19 @@ fn up(
             .with_context(|| format!("listening on {listen} (is another server running? pass --listen ADDR)"))?;
         let address = listener.local_addr()?;
         let state = citybrain_server::AppState {
-            sql: citybrain_sql::SqlEngine::new(hub.clone(), citybrain_sql::SqlLimits::default()),
+            sql: citybrain_sql::SqlEngine::new(hub.clone(), citybrain_sql::SqlLimits::default())
+                .with_gov(gov.clone()),
             hub: hub.clone(),
-            admin_token: token.into(),
+            gov,
             body_limit: body_limit_mib << 20,
         };
         let datasets = hub.names().len();
         println!("citybrain is up on http://{address}/ (ready in {:.1} s)", started.elapsed().as_secs_f64());
         println!("  data directory: {}  ({datasets} datasets)", data.display());
         println!("  admin token:    {} (send it as 'Authorization: Bearer ...')", data.join("admin.token").display());
+        if demo {
+            println!("  cockpit token:  {} (reader in city_office: plates masked by its grant)", data.join("cockpit.token").display());
+        }
         println!("  API:            http://{address}/api/v1/openapi.json   health: http://{address}/health");
         println!("  try:            citybrain sql \"SELECT count(*) FROM transport.anpr_passages\"");
         citybrain_server::run(listener, state, shutdown_signal()).await?;

@@ -8,7 +8,11 @@ use std::process::{Child, Command, Stdio};
 struct Server {
     child: Child,
     base: String,
+    /// A token of `transport_ops`, admin of the transport department (owner of the
+    /// passages), set up by `start` through the API.
     token: String,
+    /// The hub admin's token.
+    admin: String,
     data: PathBuf,
 }
 
@@ -37,13 +41,36 @@ fn start(data: &Path, extra: &[&str]) -> Server {
     };
     // Keep draining stdout so the server never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-    let token = std::fs::read_to_string(data.join("admin.token")).unwrap();
-    Server {
+    let admin = std::fs::read_to_string(data.join("admin.token")).unwrap();
+    let mut server = Server {
         child,
         base,
-        token,
+        token: admin.clone(),
+        admin,
         data: data.to_path_buf(),
-    }
+    };
+    // The transport department and its admin principal (already there after a restart).
+    let (status, text) = server.post(
+        "/api/v1/departments",
+        "application/json",
+        br#"{"id": "transport", "name": "Transport Bureau"}"#,
+    );
+    assert!(status == 201 || status == 409, "{status} {text}");
+    let (status, text) = server.post(
+        "/api/v1/principals",
+        "application/json",
+        br#"{"name": "transport_ops", "department": "transport", "role": "admin"}"#,
+    );
+    assert!(status == 201 || status == 409, "{status} {text}");
+    let (status, text) = server.post(
+        "/api/v1/principals/transport_ops/tokens",
+        "application/json",
+        b"{}",
+    );
+    assert_eq!(status, 201, "{text}");
+    let issued: serde_json::Value = serde_json::from_str(&text).unwrap();
+    server.token = issued["token"].as_str().unwrap().to_string();
+    server
 }
 
 fn agent() -> ureq::Agent {
@@ -160,9 +187,14 @@ fn auth_is_required_under_api_v1_and_health_is_open() {
     assert_eq!(status, 200);
     let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
     let paths = doc["paths"].as_object().unwrap();
-    assert_eq!(paths.len(), 6);
+    for expected in ["/api/v1/grants", "/api/v1/tokens/{id}", "/metrics", "/api/v1/sql"] {
+        assert!(paths.contains_key(expected), "{expected} undocumented");
+    }
     for (path, item) in paths {
-        let path = path.replace("{name}", "transport.anpr_passages");
+        let path = path
+            .replace("{name}", "transport.anpr_passages")
+            .replace("{id}", "1")
+            .replace("{decision}", "approve");
         for method in item.as_object().unwrap().keys() {
             let request = agent()
                 .run(
@@ -175,9 +207,11 @@ fn auth_is_required_under_api_v1_and_health_is_open() {
                 )
                 .unwrap();
             let status = request.status().as_u16();
+            let body = request.into_body().read_to_string().unwrap_or_default();
+            // A 404 from a handler says what was not found; the router's own 404 is empty.
             assert!(
-                status != 405 && (status != 404 || path.contains("datasets/")),
-                "{method} {path}: {status}"
+                status != 405 && (status != 404 || body.contains("\"code\"")),
+                "{method} {path}: {status} {body}"
             );
         }
     }
@@ -406,11 +440,12 @@ fn the_cli_creates_ingests_and_queries_through_a_running_server() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), &[]);
     let base = server.base.clone();
-    let cli = |args: &[&str]| {
+    let token_file = |name: &str| dir.path().join(format!("{name}.token"));
+    let cli = |token: &str, args: &[&str]| {
         let output = Command::new(env!("CARGO_BIN_EXE_citybrain"))
             .args(args)
             .env("CITYBRAIN_SERVER", &base)
-            .env("CITYBRAIN_TOKEN_FILE", dir.path().join("admin.token"))
+            .env("CITYBRAIN_TOKEN_FILE", token_file(token))
             .output()
             .unwrap();
         (
@@ -419,34 +454,120 @@ fn the_cli_creates_ingests_and_queries_through_a_running_server() {
             String::from_utf8_lossy(&output.stderr).into_owned(),
         )
     };
+    // The hub admin sets up a publisher for transport and an analyst in market.
+    let (ok, _, err) = cli("admin", &["departments", "create", "market", "--name", "Market Supervision"]);
+    assert!(ok, "{err}");
+    let (ok, out, _) = cli("admin", &["departments", "list"]);
+    assert!(ok && out.contains("market") && out.contains("transport"), "{out}");
+    for (name, department, role) in [
+        ("transport_cli", "transport", "admin"),
+        ("market_analyst", "market", "reader"),
+    ] {
+        let (ok, _, err) = cli(
+            "admin",
+            &["principals", "create", name, "--department", department, "--role", role],
+        );
+        assert!(ok, "{err}");
+        let out_file = token_file(name);
+        let (ok, out, err) = cli(
+            "admin",
+            &["tokens", "issue", name, "--out", out_file.to_str().unwrap()],
+        );
+        assert!(ok, "{err}");
+        assert!(!out.contains("cbt_"), "the secret went to the file, not the screen: {out}");
+    }
+    let (ok, out, _) = cli("market_analyst", &["whoami"]);
+    assert!(ok);
+    assert_eq!(out.trim(), "market_analyst (reader in market)");
+
     let definition = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../gen/definitions/transport.anpr_passages.toml"
     );
-    let (ok, out, err) = cli(&["datasets", "create", definition]);
+    // A reader cannot publish.
+    let (ok, _, err) = cli("market_analyst", &["datasets", "create", definition]);
+    assert!(!ok && err.contains("may not publish"), "{err}");
+    let (ok, out, err) = cli("transport_cli", &["datasets", "create", definition]);
     assert!(ok, "{err}");
     assert!(out.contains("created transport.anpr_passages"), "{out}");
-    let (ok, _, err) = cli(&["datasets", "create", definition]);
+    let (ok, _, err) = cli("transport_cli", &["datasets", "create", definition]);
     assert!(!ok);
     assert!(err.contains("already exists"), "{err}");
     let file = dir.path().join("p.ndjson");
     std::fs::write(&file, passages(0, 25_000)).unwrap();
-    let (ok, out, err) = cli(&["ingest", "transport.anpr_passages", file.to_str().unwrap()]);
+    let (ok, out, err) = cli(
+        "transport_cli",
+        &["ingest", "transport.anpr_passages", file.to_str().unwrap()],
+    );
     assert!(ok, "{err}");
     assert!(out.contains("25000 records accepted, 0 rejected"), "{out}");
-    let (ok, out, _) = cli(&["sql", "SELECT count(*) AS n FROM transport.anpr_passages"]);
+    let (ok, out, _) = cli(
+        "transport_cli",
+        &["sql", "SELECT count(*) AS n FROM transport.anpr_passages"],
+    );
     assert!(ok);
     assert_eq!(out, "n\n25000\n");
-    let (ok, out, _) = cli(&["datasets", "list"]);
+    let (ok, out, _) = cli("transport_cli", &["datasets", "list"]);
     assert!(ok);
     assert!(
         out.lines()
             .any(|l| l.starts_with("transport.anpr_passages ") && l.contains("25000")),
         "{out}"
     );
+
+    // Market needs a grant (the passages are conditional), then sees plates masked.
+    let plate_sql = "SELECT plate FROM transport.anpr_passages ORDER BY plate LIMIT 2";
+    let (ok, _, err) = cli("market_analyst", &["sql", plate_sql]);
+    assert!(!ok && err.contains("403") && err.contains("needs a grant"), "{err}");
+    let (ok, out, err) = cli(
+        "market_analyst",
+        &["grants", "request", "transport.anpr_passages", "--purpose", "study of deliveries",
+          "--fields", "ts,checkpoint_id,plate", "--days", "7"],
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("requested grant #1"), "{out}");
+    let (ok, _, err) = cli("market_analyst", &["grants", "approve", "1"]);
+    assert!(!ok && err.contains("only admins of transport"), "{err}");
+    let (ok, out, err) = cli("transport_cli", &["grants", "approve", "1"]);
+    assert!(ok && out.contains("approved"), "{out} {err}");
+    let (ok, out, err) = cli("market_analyst", &["sql", plate_sql, "--purpose", "delivery study"]);
+    assert!(ok, "{err}");
+    assert_eq!(out, "plate\n浙A·***00\n浙A·***00\n");
+    let (ok, out, _) = cli("market_analyst", &["grants", "list"]);
+    assert!(ok && out.contains("approved") && out.contains("study of deliveries"), "{out}");
+
+    // The owner sees who read its data and for what; the trail verifies.
+    let (ok, out, err) = cli("transport_cli", &["audit", "who-read", "transport.anpr_passages"]);
+    assert!(ok, "{err}");
+    let reads: Vec<&str> = out.lines().filter(|l| l.contains("market_analyst")).collect();
+    assert!(reads.iter().any(|l| l.contains("denied")), "{out}");
+    assert!(
+        reads.iter().any(|l| l.contains(" ok ") && l.contains("plate") && l.contains("delivery study")),
+        "{out}"
+    );
+    let (ok, _, err) = cli("market_analyst", &["audit", "who-read", "transport.anpr_passages"]);
+    assert!(!ok && err.contains("403"), "{err}");
+    let data = dir.path().to_str().unwrap();
+    let (ok, out, err) = cli("admin", &["audit", "verify", "--data", data]);
+    assert!(ok && out.contains("audit trail intact"), "{out} {err}");
+
+    // Revoking the token stops it at once.
+    let (ok, out, _) = cli("admin", &["tokens", "list"]);
+    assert!(ok);
+    let id = out
+        .lines()
+        .find(|l| l.contains("market_analyst"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    let (ok, _, err) = cli("admin", &["tokens", "revoke", &id]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = cli("market_analyst", &["whoami"]);
+    assert!(!ok && err.contains("401"), "{err}");
+
     // Without a server, the error says what to do.
     drop(server);
-    let (ok, _, err) = cli(&["sql", "SELECT 1"]);
+    let (ok, _, err) = cli("transport_cli", &["sql", "SELECT 1"]);
     assert!(!ok);
     assert!(err.contains("is `citybrain up` running?"), "{err}");
 }

@@ -5,6 +5,7 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use citybrain_gov::{Denial, GovError};
 use citybrain_hub::HubError;
 use citybrain_sql::SqlError;
 use serde_json::json;
@@ -36,11 +37,15 @@ impl ApiError {
         }
     }
 
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
     pub fn unauthorized() -> Self {
         Self::new(
             StatusCode::UNAUTHORIZED,
             "missing_or_invalid_token",
-            "send 'Authorization: Bearer TOKEN'; the admin token is in DATA/admin.token",
+            "send 'Authorization: Bearer TOKEN' with a valid, unexpired, unrevoked token; the hub admin's is in DATA/admin.token",
         )
     }
 
@@ -100,6 +105,7 @@ impl From<SqlError> for ApiError {
             SqlError::NotReadOnly(_) => {
                 Self::new(StatusCode::FORBIDDEN, "sql_not_read_only", message)
             }
+            SqlError::Denied(_) => Self::new(StatusCode::FORBIDDEN, "grant_required", message),
             SqlError::Invalid(_) => Self::new(StatusCode::BAD_REQUEST, "sql_invalid", message),
             SqlError::Timeout(_) => Self::new(StatusCode::REQUEST_TIMEOUT, "sql_timeout", message),
             SqlError::MemoryLimit { .. } => Self::new(
@@ -108,6 +114,28 @@ impl From<SqlError> for ApiError {
                 message,
             ),
             SqlError::Execution(_) => Self::internal(message),
+        }
+    }
+}
+
+impl From<GovError> for ApiError {
+    fn from(error: GovError) -> Self {
+        let message = error.to_string();
+        match error {
+            GovError::Unauthorized => Self::unauthorized(),
+            GovError::Forbidden(_) => Self::new(StatusCode::FORBIDDEN, "forbidden", message),
+            GovError::Denied(Denial::Unknown(_)) => {
+                Self::new(StatusCode::NOT_FOUND, "dataset_not_found", message)
+            }
+            GovError::Denied(Denial::GrantRequired { .. }) => {
+                Self::new(StatusCode::FORBIDDEN, "grant_required", message)
+            }
+            GovError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, "not_found", message),
+            GovError::Invalid(_) => Self::new(StatusCode::BAD_REQUEST, "invalid_request", message),
+            GovError::Conflict(_) => Self::new(StatusCode::CONFLICT, "conflict", message),
+            GovError::Storage { .. } | GovError::Io { .. } | GovError::Audit(_) => {
+                Self::internal(message)
+            }
         }
     }
 }

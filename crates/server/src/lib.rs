@@ -6,21 +6,23 @@
 //! port 0 and stop it the same way SIGTERM does.
 
 mod error;
+mod governance;
 pub mod openapi;
 
 use std::future::Future;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Extension, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use citybrain_core::{DatasetName, Timestamp};
-use citybrain_hub::{DatasetDef, Format, Hub, OnError};
-use citybrain_sql::{ResultFormat, SqlEngine};
+use citybrain_gov::{Call, CallKind, Denial, Gov, GovError, Outcome, Principal, Touch};
+use citybrain_hub::{DatasetDef, Format, Hub, OnError, SharingClass};
+use citybrain_sql::{DataCall, Reader, ResultFormat, SqlEngine};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -31,8 +33,7 @@ pub use error::ApiError;
 pub struct AppState {
     pub hub: Arc<Hub>,
     pub sql: SqlEngine,
-    /// The admin bearer token (the governance issue brings per-department tokens).
-    pub admin_token: Arc<str>,
+    pub gov: Arc<Gov>,
     /// Largest accepted request body, in bytes.
     pub body_limit: usize,
 }
@@ -51,12 +52,36 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(|| async { Json(openapi::document()) }))
         .route("/datasets", get(list_datasets).post(create_dataset))
         .route("/datasets/{name}", get(get_dataset).put(update_dataset))
-        .route("/datasets/{name}/records", post(ingest))
+        .route("/datasets/{name}/records", post(ingest).get(read_records))
+        .route("/datasets/{name}/audit", get(governance::dataset_audit))
         .route("/sql", post(sql))
+        .route("/whoami", get(governance::whoami))
+        .route(
+            "/departments",
+            get(governance::list_departments).post(governance::create_department),
+        )
+        .route(
+            "/principals",
+            get(governance::list_principals).post(governance::create_principal),
+        )
+        .route(
+            "/principals/{name}/tokens",
+            post(governance::issue_token),
+        )
+        .route("/tokens", get(governance::list_tokens))
+        .route("/tokens/{id}", delete(governance::revoke_token))
+        .route(
+            "/grants",
+            get(governance::list_grants).post(governance::request_grant),
+        )
+        .route("/grants/{id}/{decision}", post(governance::decide_grant));
+    let authenticated = Router::new()
+        .nest("/api/v1", api)
+        .route("/metrics", get(governance::metrics))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
-        .nest("/api/v1", api)
+        .merge(authenticated)
         .with_state(state)
 }
 
@@ -75,32 +100,32 @@ pub async fn run(
     Ok(())
 }
 
-/// Constant-time comparison, so response timing reveals nothing about the token.
-fn same_token(given: &[u8], expected: &[u8]) -> bool {
-    given.len() == expected.len()
-        && given
-            .iter()
-            .zip(expected)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
-}
-
-async fn authenticate(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// Establishes the calling principal from the bearer token. Tokens are looked up by
+/// their SHA-256 hash, so the comparison never touches the secret itself.
+async fn authenticate(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let token = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
-    match token {
-        Some(token) if same_token(token.as_bytes(), state.admin_token.as_bytes()) => {
+    let Some(token) = token else {
+        return ApiError::unauthorized().into_response();
+    };
+    match state.gov.authenticate(token, now()) {
+        Ok(principal) => {
+            request.extensions_mut().insert(principal);
             next.run(request).await
         }
-        _ => ApiError::unauthorized().into_response(),
+        Err(e) => ApiError::from(e).into_response(),
     }
 }
 
-fn dataset_name(text: &str) -> Result<DatasetName, ApiError> {
+pub(crate) fn dataset_name(text: &str) -> Result<DatasetName, ApiError> {
     DatasetName::parse(text).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -110,7 +135,7 @@ fn dataset_name(text: &str) -> Result<DatasetName, ApiError> {
     })
 }
 
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(work).await.map_err(|e| {
@@ -122,30 +147,105 @@ async fn blocking<T: Send + 'static>(
     })?
 }
 
-async fn list_datasets(State(state): State<AppState>) -> Result<Response, ApiError> {
+/// The definition of a dataset the caller may know exists; 404 otherwise, the same as
+/// for a dataset that does not exist.
+pub(crate) fn known_definition(
+    state: &AppState,
+    me: &Principal,
+    name: &DatasetName,
+) -> Result<DatasetDef, ApiError> {
+    let def = state.hub.definition(name)?;
+    if def.sharing == SharingClass::None && def.owner != me.department && !me.is_hub_admin() {
+        return Err(GovError::Denied(Denial::Unknown(name.clone())).into());
+    }
+    Ok(def)
+}
+
+async fn list_datasets(
+    State(state): State<AppState>,
+    Extension(me): Extension<Principal>,
+) -> Result<Response, ApiError> {
     let hub = state.hub.clone();
     let list = blocking(move || Ok(hub.list()?)).await?;
-    Ok(Json(json!({ "datasets": list })).into_response())
+    let visible: Vec<_> = list
+        .into_iter()
+        .filter(|d| {
+            d.def.sharing != SharingClass::None
+                || d.def.owner == me.department
+                || me.is_hub_admin()
+        })
+        .collect();
+    Ok(Json(json!({ "datasets": visible })).into_response())
 }
 
 async fn get_dataset(
     State(state): State<AppState>,
+    Extension(me): Extension<Principal>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     let name = dataset_name(&name)?;
+    known_definition(&state, &me, &name)?;
     let hub = state.hub.clone();
     Ok(Json(blocking(move || Ok(hub.info(&name)?)).await?).into_response())
 }
 
+/// Records a management or ingest call in the audit trail.
+fn audit(
+    state: &AppState,
+    me: &Principal,
+    kind: CallKind,
+    dataset: &DatasetDef,
+    rows: u64,
+    outcome: Outcome,
+    detail: String,
+) -> Result<(), ApiError> {
+    let mut call = Call::new(now(), me.name.as_str(), me.department.as_str(), kind);
+    call.datasets.push(Touch {
+        dataset: dataset.name.clone(),
+        fields: dataset.fields.iter().map(|f| f.name.clone()).collect(),
+    });
+    call.rows = rows;
+    call.outcome = outcome;
+    call.detail = detail;
+    state.gov.record(call)?;
+    Ok(())
+}
+
+/// Checks that the caller may define or write the datasets of `owner`.
+fn check_publisher(state: &AppState, me: &Principal, def: &DatasetDef) -> Result<(), ApiError> {
+    if !me.publishes_for(&def.owner) {
+        return Err(GovError::Forbidden(format!(
+            "{} ({} in {}) may not publish for {}; publishers and admins of {} may",
+            me.name,
+            me.role.name(),
+            me.department,
+            def.owner,
+            def.owner
+        ))
+        .into());
+    }
+    if !state.gov.department_exists(&def.owner)? {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "unknown_department",
+            format!(
+                "department {} does not exist; a hub admin creates it with `citybrain departments create {}`",
+                def.owner, def.owner
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Cap for request bodies that carry a definition or a query, not records.
-const SMALL_BODY_LIMIT: usize = 1 << 20;
+pub(crate) const SMALL_BODY_LIMIT: usize = 1 << 20;
 
 /// How much of an over-limit body is still read (and discarded) so the client, which is
 /// usually still sending, gets the 413 instead of a reset connection.
 const DRAIN_CAP: usize = 64 << 20;
 
 /// Reads a body as a stream, up to the limit; past it, answers 413 naming the limit.
-async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
+pub(crate) async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
     use futures::StreamExt;
     let mut stream = body.into_data_stream();
     let mut buffer = bytes::BytesMut::new();
@@ -192,18 +292,23 @@ fn parse_definition(headers: &HeaderMap, body: &[u8]) -> Result<DatasetDef, ApiE
 
 async fn create_dataset(
     State(state): State<AppState>,
+    Extension(me): Extension<Principal>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let body = read_body(body, SMALL_BODY_LIMIT).await?;
     let def = parse_definition(&headers, &body)?;
+    check_publisher(&state, &me, &def)?;
     let hub = state.hub.clone();
-    let info = blocking(move || Ok(hub.create_dataset(def, now())?)).await?;
+    let created = def.clone();
+    let info = blocking(move || Ok(hub.create_dataset(created, now())?)).await?;
+    audit(&state, &me, CallKind::Manage, &def, 0, Outcome::Ok, "create dataset".into())?;
     Ok((StatusCode::CREATED, Json(info)).into_response())
 }
 
 async fn update_dataset(
     State(state): State<AppState>,
+    Extension(me): Extension<Principal>,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Body,
@@ -221,8 +326,13 @@ async fn update_dataset(
             ),
         ));
     }
+    let old = known_definition(&state, &me, &name)?;
+    check_publisher(&state, &me, &old)?;
     let hub = state.hub.clone();
-    Ok(Json(blocking(move || Ok(hub.update_dataset(def, now())?)).await?).into_response())
+    let updated = def.clone();
+    let info = blocking(move || Ok(hub.update_dataset(updated, now())?)).await?;
+    audit(&state, &me, CallKind::Manage, &def, 0, Outcome::Ok, "update dataset".into())?;
+    Ok(Json(info).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -232,6 +342,7 @@ struct IngestParams {
 
 async fn ingest(
     State(state): State<AppState>,
+    Extension(me): Extension<Principal>,
     Path(name): Path<String>,
     Query(params): Query<IngestParams>,
     headers: HeaderMap,
@@ -262,10 +373,22 @@ async fn ingest(
             ),
         )
     })?;
+    let def = known_definition(&state, &me, &name)?;
+    check_publisher(&state, &me, &def)?;
     let body = read_body(body, state.body_limit).await?;
     let hub = state.hub.clone();
     let started = std::time::Instant::now();
-    let report = blocking(move || Ok(hub.ingest(&name, format, &body, on_error, now())?)).await?;
+    let result = blocking(move || Ok(hub.ingest(&name, format, &body, on_error, now())?)).await;
+    let (rows, outcome, detail) = match &result {
+        Ok(r) => (
+            r.accepted as u64,
+            Outcome::Ok,
+            format!("{} records accepted, {} rejected", r.accepted, r.rejected),
+        ),
+        Err(e) => (0, Outcome::Failed, format!("batch refused: {}", e.message())),
+    };
+    audit(&state, &me, CallKind::Ingest, &def, rows, outcome, detail)?;
+    let report = result?;
     tracing::debug!(
         message = "Batch stored.",
         accepted = report.accepted,
@@ -286,6 +409,7 @@ struct SqlRequest {
 
 async fn sql(
     State(state): State<AppState>,
+    Extension(me): Extension<Principal>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -311,8 +435,69 @@ async fn sql(
         })?,
         None => accept.unwrap_or(ResultFormat::Json),
     };
-    tracing::info!(message = "SQL query.", purpose = %request.purpose);
-    let result = state.sql.query(&request.sql).await?;
+    let call = DataCall {
+        reader: Reader::Principal(me),
+        purpose: request.purpose,
+        kind: CallKind::Sql,
+        now: now(),
+    };
+    let result = state.sql.query_as(&request.sql, &call).await?;
+    let bytes = citybrain_sql::encode(&result, format)?;
+    Ok(([(header::CONTENT_TYPE, format.content_type())], bytes).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct ReadParams {
+    /// At most this many records (default 100 for JSON; every record for CSV and Arrow).
+    limit: Option<u64>,
+    /// json (a read), csv or arrow (an export).
+    format: Option<String>,
+    #[serde(default)]
+    purpose: String,
+}
+
+/// Reads or exports a dataset's records, through the same grants, masks and audit as SQL.
+async fn read_records(
+    State(state): State<AppState>,
+    Extension(me): Extension<Principal>,
+    Path(name): Path<String>,
+    Query(params): Query<ReadParams>,
+) -> Result<Response, ApiError> {
+    let name = dataset_name(&name)?;
+    let format = match params.format.as_deref() {
+        None => ResultFormat::Json,
+        Some(text) => ResultFormat::parse(text).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_format",
+                "format must be json, csv or arrow",
+            )
+        })?,
+    };
+    let (kind, limit) = match format {
+        ResultFormat::Json => (CallKind::Read, Some(params.limit.unwrap_or(100))),
+        _ => (CallKind::Export, params.limit),
+    };
+    // The name is a validated `namespace.table`, so it is safe to place in SQL.
+    let mut sql = format!("SELECT * FROM {name}");
+    if let Some(limit) = limit {
+        sql.push_str(&format!(" LIMIT {limit}"));
+    }
+    let call = DataCall {
+        reader: Reader::Principal(me),
+        purpose: params.purpose,
+        kind,
+        now: now(),
+    };
+    let result = state.sql.query_as(&sql, &call).await.map_err(|e| match e {
+        // Through SQL an unknown table is "invalid"; as a resource it is not found.
+        citybrain_sql::SqlError::Invalid(m) if m.contains("not found") => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "dataset_not_found",
+            format!("dataset {name} does not exist"),
+        ),
+        other => other.into(),
+    })?;
     let bytes = citybrain_sql::encode(&result, format)?;
     Ok(([(header::CONTENT_TYPE, format.content_type())], bytes).into_response())
 }

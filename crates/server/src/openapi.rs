@@ -34,7 +34,69 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     (
         "post",
         "/api/v1/sql",
-        "Run read-only SQL: {\"sql\", \"purpose\", \"format\": json|csv|arrow}.",
+        "Run read-only SQL: {\"sql\", \"purpose\", \"format\": json|csv|arrow}. Through grants and masks; audited.",
+    ),
+    (
+        "get",
+        "/api/v1/datasets/{name}/records",
+        "Read records (?limit=100, JSON) or export them (?format=csv|arrow); through grants and masks; audited.",
+    ),
+    (
+        "get",
+        "/api/v1/datasets/{name}/audit",
+        "Who touched the dataset, when, which fields, for what purpose (its owner's admins and publishers).",
+    ),
+    ("get", "/api/v1/whoami", "The calling principal."),
+    ("get", "/api/v1/departments", "List departments."),
+    (
+        "post",
+        "/api/v1/departments",
+        "Create a department: {\"id\", \"name\"} (hub admins).",
+    ),
+    (
+        "get",
+        "/api/v1/principals",
+        "List principals (own department; all for hub admins).",
+    ),
+    (
+        "post",
+        "/api/v1/principals",
+        "Create a principal: {\"name\", \"department\", \"role\": reader|publisher|admin}.",
+    ),
+    (
+        "post",
+        "/api/v1/principals/{name}/tokens",
+        "Issue a token {\"expires_in_days\"}; the secret is in this response only.",
+    ),
+    (
+        "get",
+        "/api/v1/tokens",
+        "List tokens you manage (ids, never secrets).",
+    ),
+    (
+        "delete",
+        "/api/v1/tokens/{id}",
+        "Revoke a token; it stops working at once.",
+    ),
+    (
+        "get",
+        "/api/v1/grants",
+        "Grants of your department and on its datasets, with status (requested, approved, refused, revoked, expired).",
+    ),
+    (
+        "post",
+        "/api/v1/grants",
+        "Request a grant: {\"dataset\", \"purpose\", \"fields\", \"raw\", \"days\"}.",
+    ),
+    (
+        "post",
+        "/api/v1/grants/{id}/{decision}",
+        "approve, refuse (with {\"reason\"}) or revoke a grant (the dataset owner's admins).",
+    ),
+    (
+        "get",
+        "/metrics",
+        "Prometheus counters of data calls by department, dataset, kind and outcome.",
     ),
 ];
 
@@ -45,9 +107,13 @@ pub fn document() -> Value {
         if *path != "/health" {
             op["security"] = json!([{"bearer": []}]);
         }
-        if path.contains("{name}") {
-            op["parameters"] = json!([{"name": "name", "in": "path", "required": true,
-                "schema": {"type": "string"}, "example": "transport.anpr_passages"}]);
+        let parameters: Vec<Value> = path
+            .split('/')
+            .filter_map(|part| part.strip_prefix('{')?.strip_suffix('}'))
+            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+            .collect();
+        if !parameters.is_empty() {
+            op["parameters"] = Value::Array(parameters);
         }
         paths
             .entry(path.to_string())

@@ -1,0 +1,247 @@
+//! Routes that manage governance: departments, principals, tokens, grants, the audit
+//! trail and the call counters. Every rule lives in `citybrain-gov`; these only translate.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Extension, Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use citybrain_core::{DepartmentId, PrincipalName, Timestamp};
+use citybrain_gov::{GrantId, GrantRequest, GrantState, Principal, Role};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use crate::{ApiError, AppState, SMALL_BODY_LIMIT, dataset_name, known_definition, now, read_body};
+
+async fn json_body<T: DeserializeOwned>(body: Body, shape: &str) -> Result<T, ApiError> {
+    let bytes = read_body(body, SMALL_BODY_LIMIT).await?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            format!("expected {shape}: {e}"),
+        )
+    })
+}
+
+fn bad(code: &'static str, e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, code, e.to_string())
+}
+
+pub async fn whoami(Extension(me): Extension<Principal>) -> Response {
+    Json(me).into_response()
+}
+
+pub async fn list_departments(State(state): State<AppState>) -> Result<Response, ApiError> {
+    Ok(Json(json!({ "departments": state.gov.departments()? })).into_response())
+}
+
+#[derive(Deserialize)]
+struct NewDepartment {
+    id: String,
+    #[serde(default)]
+    name: String,
+}
+
+pub async fn create_department(
+    State(state): State<AppState>,
+    Extension(me): Extension<Principal>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let new: NewDepartment = json_body(body, "{\"id\": .., \"name\": ..}").await?;
+    let id = DepartmentId::parse(&new.id).map_err(|e| bad("invalid_department", e))?;
+    let department = state.gov.create_department(&me, &id, &new.name, now())?;
+    Ok((StatusCode::CREATED, Json(department)).into_response())
+}
+
+pub async fn list_principals(
+    State(state): State<AppState>,
+    Extension(me): Extension<Principal>,
+) -> Result<Response, ApiError> {
+    Ok(Json(json!({ "principals": state.gov.principals(&me)? })).into_response())
+}
+
+#[derive(Deserialize)]
+struct NewPrincipal {
+    name: String,
+    department: String,
+    role: String,
+}
+
+pub async fn create_principal(
+    State(state): State<AppState>,
+    Extension(me): Extension<Principal>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let new: NewPrincipal = json_body(
+        body,
+        "{\"name\": .., \"department\": .., \"role\": \"reader|publisher|admin\"}",
+    )
+    .await?;
+    let principal = Principal {
+        name: PrincipalName::parse(&new.name).map_err(|e| bad("invalid_principal", e))?,
+        department: DepartmentId::parse(&new.department)
+            .map_err(|e| bad("invalid_department", e))?,
+        role: Role::parse(&new.role).ok_or_else(|| {
+            bad(
+                "invalid_role",
+                format!("role must be reader, publisher or admin, not '{}'", new.role),
+            )
+        })?,
+    };
+    state.gov.create_principal(&me, &principal, now())?;
+    Ok((StatusCode::CREATED, Json(principal)).into_response())
+}
+
+#[derive(Deserialize, Default)]
+struct NewToken {
+    /// Days until the token expires; none: it lasts until revoked.
+    expires_in_days: Option<u32>,
+}
+
+/// Issues a token; the secret is in this response and nowhere else.
+pub async fn issue_token(
+    State(state): State<AppState>,
+    Extension(me): Extension<Principal>,
+    Path(name): Path<String>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let name = PrincipalName::parse(&name).map_err(|e| bad("invalid_principal", e))?;
+    let bytes = read_body(body, SMALL_BODY_LIMIT).await?;
+    let new: NewToken = if bytes.is_empty() {
+        NewToken::default()
+    } else {
+        serde_json::from_slice(&bytes).map_err(|e| bad("invalid_body", e))?
+    };
+    let at = now();
+    let expires_at = new
+        .expires_in_days
+        .map(|d| Timestamp(at.0 + i64::from(d) * 86_400_000_000));
+    let issued = state.gov.issue_token(&me, &name, expires_at, at)?;
+    Ok((
+        StatusCode::CREATED,
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(issued),
+    )
+        .into_response())
+}
+
+pub async fn list_tokens(
+    State(state): State<AppState>,
+    Extension(me): Extension<Principal>,
+) -> Result<Response, ApiError> {
+    Ok(Json(json!({ "tokens": state.gov.tokens(&me)? })).into_response())
+}
+
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    Extension(me): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    state.gov.revoke_token(&me, &id, now())?;
+    Ok(Json(json!({ "revoked": id })).into_response())
+}
+
+pub async fn list_grants(
+    State(state): State<AppState>,
+    Extension(me): Extension<Principal>,
+) -> Result<Response, ApiError> {
+    let hub = state.hub.clone();
+    let at = now();
+    let grants = state
+        .gov
+        .grants_for(&me, |d| hub.definition(d).ok().map(|def| def.owner))?;
+    let grants: Vec<_> = grants
+        .into_iter()
+        .map(|g| {
+            let status = g.status(at);
+            let mut v = serde_json::to_value(&g).expect("grants serialize");
+            v["status"] = json!(status);
+            v
+        })
+        .collect();
+    Ok(Json(json!({ "grants": grants })).into_response())
+}
+
+pub async fn request_grant(
+    State(state): State<AppState>,
+    Extension(me): Extension<Principal>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let request: GrantRequest = json_body(
+        body,
+        "{\"dataset\": .., \"purpose\": .., \"fields\": [..], \"raw\": [..], \"days\": N}",
+    )
+    .await?;
+    let def = known_definition(&state, &me, &request.dataset)?;
+    let grant = state.gov.request_grant(&me, &def, &request, now())?;
+    Ok((StatusCode::CREATED, Json(grant)).into_response())
+}
+
+#[derive(Deserialize, Default)]
+struct Decision {
+    #[serde(default)]
+    reason: String,
+}
+
+pub async fn decide_grant(
+    State(state): State<AppState>,
+    Extension(me): Extension<Principal>,
+    Path((id, decision)): Path<(i64, String)>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let decision = match decision.as_str() {
+        "approve" => GrantState::Approved,
+        "refuse" => GrantState::Refused,
+        "revoke" => GrantState::Revoked,
+        other => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_decision",
+                format!("'{other}' is not a decision; use approve, refuse or revoke"),
+            ));
+        }
+    };
+    let bytes = read_body(body, SMALL_BODY_LIMIT).await?;
+    let Decision { reason } = if bytes.is_empty() {
+        Decision::default()
+    } else {
+        serde_json::from_slice(&bytes).map_err(|e| bad("invalid_body", e))?
+    };
+    let grant = state.gov.grant(GrantId(id))?;
+    let owner = state.hub.definition(&grant.dataset)?.owner;
+    let grant = state
+        .gov
+        .decide_grant(&me, GrantId(id), &owner, decision, &reason, now())?;
+    Ok(Json(grant).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct AuditParams {
+    limit: Option<usize>,
+}
+
+/// Who touched a dataset, for what: for its owner.
+pub async fn dataset_audit(
+    State(state): State<AppState>,
+    Extension(me): Extension<Principal>,
+    Path(name): Path<String>,
+    Query(params): Query<AuditParams>,
+) -> Result<Response, ApiError> {
+    let name = dataset_name(&name)?;
+    let def = known_definition(&state, &me, &name)?;
+    let gov = state.gov.clone();
+    let limit = params.limit.unwrap_or(1000).min(100_000);
+    let calls = crate::blocking(move || Ok(gov.calls_on(&me, &def, limit)?)).await?;
+    Ok(Json(json!({ "dataset": name, "calls": calls })).into_response())
+}
+
+/// Prometheus text exposition of the data-call counters.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.gov.metrics_text(),
+    )
+        .into_response()
+}
