@@ -7,7 +7,9 @@ use super::{AuditCommand, DepartmentsCommand, GrantsCommand, PrincipalsCommand, 
 use super::{ServerArgs, request};
 
 fn get(server: &ServerArgs, path: &str) -> Result<Value> {
-    Ok(serde_json::from_slice(&request(server, "GET", path, None)?)?)
+    Ok(serde_json::from_slice(&request(
+        server, "GET", path, None,
+    )?)?)
 }
 
 fn post(server: &ServerArgs, path: &str, body: Value) -> Result<Value> {
@@ -30,8 +32,9 @@ fn list<'a>(v: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> {
 
 /// A timestamp field (microseconds) as RFC 3339, or `-`.
 fn when(v: &Value) -> String {
-    v.as_i64()
-        .map_or("-".to_string(), |us| citybrain_core::Timestamp(us).to_string())
+    v.as_i64().map_or("-".to_string(), |us| {
+        citybrain_core::Timestamp(us).to_string()
+    })
 }
 
 pub fn departments(command: DepartmentsCommand) -> Result<()> {
@@ -166,7 +169,7 @@ pub fn grants(command: GrantsCommand) -> Result<()> {
             for g in list(&get(&server, "/api/v1/grants")?, "grants") {
                 println!(
                     "{:>4} {:<32} {:<16} {:<10} {:<28} {}",
-                    g["id"],
+                    g["id"].as_i64().unwrap_or(0),
                     text(g, "dataset"),
                     text(g, "department"),
                     text(g, "status"),
@@ -204,8 +207,7 @@ pub fn audit(command: AuditCommand) -> Result<()> {
     match command {
         AuditCommand::Verify { data } => {
             let key = citybrain_gov::Gov::audit_key(&data)?;
-            let report =
-                citybrain_gov::audit::verify(&data.join(citybrain_gov::AUDIT_DIR), &key)?;
+            let report = citybrain_gov::audit::verify(&data.join(citybrain_gov::AUDIT_DIR), &key)?;
             if report.is_intact() {
                 println!(
                     "audit trail intact: {} records, chain and MACs check out{}",

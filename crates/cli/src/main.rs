@@ -489,10 +489,7 @@ fn request(
     let response = match (method, body) {
         ("GET", _) => agent.get(&url).header("Authorization", &auth).call(),
         ("DELETE", _) => agent.delete(&url).header("Authorization", &auth).call(),
-        ("POST", None) => agent
-            .post(&url)
-            .header("Authorization", &auth)
-            .send_empty(),
+        ("POST", None) => agent.post(&url).header("Authorization", &auth).send_empty(),
         (m, Some((content_type, bytes))) => {
             let req = if m == "PUT" {
                 agent.put(&url)
@@ -602,7 +599,9 @@ fn ensure_token_file(
     issue: impl FnOnce() -> Result<citybrain_gov::IssuedToken>,
 ) -> Result<()> {
     if let Ok(token) = std::fs::read_to_string(path)
-        && gov.authenticate(token.trim(), citybrain_server::now()).is_ok()
+        && gov
+            .authenticate(token.trim(), citybrain_server::now())
+            .is_ok()
     {
         return Ok(());
     }
@@ -746,7 +745,8 @@ fn up(
         .with_context(|| format!("creating the data directory {}", data.display()))?;
     let hub = Arc::new(Hub::open(data, config).context("opening the data directory")?);
     let gov = Arc::new(
-        Gov::open(data, citybrain_server::now()).context("opening governance in the data directory")?,
+        Gov::open(data, citybrain_server::now())
+            .context("opening governance in the data directory")?,
     );
     ensure_token_file(&gov, &data.join("admin.token"), || {
         Ok(gov.issue_admin_token(citybrain_server::now())?)
@@ -778,7 +778,14 @@ fn up(
             println!("  cockpit token:  {} (reader in city_office: plates masked by its grant)", data.join("cockpit.token").display());
         }
         println!("  API:            http://{address}/api/v1/openapi.json   health: http://{address}/health");
-        println!("  try:            citybrain sql \"SELECT count(*) FROM transport.anpr_passages\"");
+        if demo {
+            println!(
+                "  try:            CITYBRAIN_TOKEN_FILE={} citybrain sql \"SELECT plate, count(*) FROM transport.anpr_passages GROUP BY plate LIMIT 5\"",
+                data.join("cockpit.token").display()
+            );
+        } else {
+            println!("  next:           citybrain departments create transport   (then principals, tokens, datasets)");
+        }
         citybrain_server::run(listener, state, shutdown_signal()).await?;
         println!("citybrain stopped cleanly");
         anyhow::Ok(())

@@ -14,16 +14,22 @@ struct Server {
     /// The hub admin's token.
     admin: String,
     data: PathBuf,
+    /// What the server printed on stdout.
+    printed: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 fn start(data: &Path, extra: &[&str]) -> Server {
+    start_with(data, extra, "warn", Stdio::inherit())
+}
+
+fn start_with(data: &Path, extra: &[&str], log_level: &str, stderr: Stdio) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_citybrain"))
         .args(["up", "--no-demo", "--listen", "127.0.0.1:0", "--data"])
         .arg(data)
         .args(extra)
-        .env("CITYBRAIN_LOG", "warn")
+        .env("CITYBRAIN_LOG", log_level)
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(stderr)
         .spawn()
         .expect("the binary starts");
     let stdout = child.stdout.take().unwrap();
@@ -40,7 +46,15 @@ fn start(data: &Path, extra: &[&str]) -> Server {
         }
     };
     // Keep draining stdout so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
+    let printed = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = printed.clone();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            let mut sink = sink.lock().unwrap();
+            sink.push_str(&line);
+            sink.push('\n');
+        }
+    });
     let admin = std::fs::read_to_string(data.join("admin.token")).unwrap();
     let mut server = Server {
         child,
@@ -48,6 +62,7 @@ fn start(data: &Path, extra: &[&str]) -> Server {
         token: admin.clone(),
         admin,
         data: data.to_path_buf(),
+        printed,
     };
     // The transport department and its admin principal (already there after a restart).
     let (status, text) = server.post(
@@ -187,7 +202,12 @@ fn auth_is_required_under_api_v1_and_health_is_open() {
     assert_eq!(status, 200);
     let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
     let paths = doc["paths"].as_object().unwrap();
-    for expected in ["/api/v1/grants", "/api/v1/tokens/{id}", "/metrics", "/api/v1/sql"] {
+    for expected in [
+        "/api/v1/grants",
+        "/api/v1/tokens/{id}",
+        "/metrics",
+        "/api/v1/sql",
+    ] {
         assert!(paths.contains_key(expected), "{expected} undocumented");
     }
     for (path, item) in paths {
@@ -455,17 +475,37 @@ fn the_cli_creates_ingests_and_queries_through_a_running_server() {
         )
     };
     // The hub admin sets up a publisher for transport and an analyst in market.
-    let (ok, _, err) = cli("admin", &["departments", "create", "market", "--name", "Market Supervision"]);
+    let (ok, _, err) = cli(
+        "admin",
+        &[
+            "departments",
+            "create",
+            "market",
+            "--name",
+            "Market Supervision",
+        ],
+    );
     assert!(ok, "{err}");
     let (ok, out, _) = cli("admin", &["departments", "list"]);
-    assert!(ok && out.contains("market") && out.contains("transport"), "{out}");
+    assert!(
+        ok && out.contains("market") && out.contains("transport"),
+        "{out}"
+    );
     for (name, department, role) in [
         ("transport_cli", "transport", "admin"),
         ("market_analyst", "market", "reader"),
     ] {
         let (ok, _, err) = cli(
             "admin",
-            &["principals", "create", name, "--department", department, "--role", role],
+            &[
+                "principals",
+                "create",
+                name,
+                "--department",
+                department,
+                "--role",
+                role,
+            ],
         );
         assert!(ok, "{err}");
         let out_file = token_file(name);
@@ -474,7 +514,10 @@ fn the_cli_creates_ingests_and_queries_through_a_running_server() {
             &["tokens", "issue", name, "--out", out_file.to_str().unwrap()],
         );
         assert!(ok, "{err}");
-        assert!(!out.contains("cbt_"), "the secret went to the file, not the screen: {out}");
+        assert!(
+            !out.contains("cbt_"),
+            "the secret went to the file, not the screen: {out}"
+        );
     }
     let (ok, out, _) = cli("market_analyst", &["whoami"]);
     assert!(ok);
@@ -518,11 +561,23 @@ fn the_cli_creates_ingests_and_queries_through_a_running_server() {
     // Market needs a grant (the passages are conditional), then sees plates masked.
     let plate_sql = "SELECT plate FROM transport.anpr_passages ORDER BY plate LIMIT 2";
     let (ok, _, err) = cli("market_analyst", &["sql", plate_sql]);
-    assert!(!ok && err.contains("403") && err.contains("needs a grant"), "{err}");
+    assert!(
+        !ok && err.contains("403") && err.contains("needs a grant"),
+        "{err}"
+    );
     let (ok, out, err) = cli(
         "market_analyst",
-        &["grants", "request", "transport.anpr_passages", "--purpose", "study of deliveries",
-          "--fields", "ts,checkpoint_id,plate", "--days", "7"],
+        &[
+            "grants",
+            "request",
+            "transport.anpr_passages",
+            "--purpose",
+            "study of deliveries",
+            "--fields",
+            "ts,checkpoint_id,plate",
+            "--days",
+            "7",
+        ],
     );
     assert!(ok, "{err}");
     assert!(out.contains("requested grant #1"), "{out}");
@@ -530,22 +585,39 @@ fn the_cli_creates_ingests_and_queries_through_a_running_server() {
     assert!(!ok && err.contains("only admins of transport"), "{err}");
     let (ok, out, err) = cli("transport_cli", &["grants", "approve", "1"]);
     assert!(ok && out.contains("approved"), "{out} {err}");
-    let (ok, out, err) = cli("market_analyst", &["sql", plate_sql, "--purpose", "delivery study"]);
+    let (ok, out, err) = cli(
+        "market_analyst",
+        &["sql", plate_sql, "--purpose", "delivery study"],
+    );
     assert!(ok, "{err}");
     assert_eq!(out, "plate\n浙A·***00\n浙A·***00\n");
     let (ok, out, _) = cli("market_analyst", &["grants", "list"]);
-    assert!(ok && out.contains("approved") && out.contains("study of deliveries"), "{out}");
-
-    // The owner sees who read its data and for what; the trail verifies.
-    let (ok, out, err) = cli("transport_cli", &["audit", "who-read", "transport.anpr_passages"]);
-    assert!(ok, "{err}");
-    let reads: Vec<&str> = out.lines().filter(|l| l.contains("market_analyst")).collect();
-    assert!(reads.iter().any(|l| l.contains("denied")), "{out}");
     assert!(
-        reads.iter().any(|l| l.contains(" ok ") && l.contains("plate") && l.contains("delivery study")),
+        ok && out.contains("approved") && out.contains("study of deliveries"),
         "{out}"
     );
-    let (ok, _, err) = cli("market_analyst", &["audit", "who-read", "transport.anpr_passages"]);
+
+    // The owner sees who read its data and for what; the trail verifies.
+    let (ok, out, err) = cli(
+        "transport_cli",
+        &["audit", "who-read", "transport.anpr_passages"],
+    );
+    assert!(ok, "{err}");
+    let reads: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains("market_analyst"))
+        .collect();
+    assert!(reads.iter().any(|l| l.contains("denied")), "{out}");
+    assert!(
+        reads
+            .iter()
+            .any(|l| l.contains(" ok ") && l.contains("plate") && l.contains("delivery study")),
+        "{out}"
+    );
+    let (ok, _, err) = cli(
+        "market_analyst",
+        &["audit", "who-read", "transport.anpr_passages"],
+    );
     assert!(!ok && err.contains("403"), "{err}");
     let data = dir.path().to_str().unwrap();
     let (ok, out, err) = cli("admin", &["audit", "verify", "--data", data]);
@@ -570,4 +642,122 @@ fn the_cli_creates_ingests_and_queries_through_a_running_server() {
     let (ok, _, err) = cli("transport_cli", &["sql", "SELECT 1"]);
     assert!(!ok);
     assert!(err.contains("is `citybrain up` running?"), "{err}");
+}
+
+#[test]
+fn secrets_never_reach_the_logs_and_the_trail_catches_tampering() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("server.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let server = start_with(&data, &[], "debug", Stdio::from(log));
+    server.create_passages();
+    let mut secrets = vec![server.admin.trim().to_string(), server.token.clone()];
+    // A full run: a reader with an expiring token, reads, a revocation, a denied call.
+    let (status, text) = server.post(
+        "/api/v1/principals",
+        "application/json",
+        br#"{"name": "analyst", "department": "transport", "role": "reader"}"#,
+    );
+    assert_eq!(status, 201, "{text}");
+    let (status, text) = server.post(
+        "/api/v1/principals/analyst/tokens",
+        "application/json",
+        br#"{"expires_in_days": 1}"#,
+    );
+    assert_eq!(status, 201, "{text}");
+    let issued: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let analyst = issued["token"].as_str().unwrap().to_string();
+    secrets.push(analyst.clone());
+    let path = "/api/v1/datasets/transport.anpr_passages/records";
+    assert_eq!(
+        server
+            .post(path, "application/x-ndjson", &passages(0, 50))
+            .0,
+        200
+    );
+    let (status, text) = server.get(&format!("{path}?limit=3&purpose=check"), Some(&analyst));
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&text)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    let (status, csv) = server.get(&format!("{path}?format=csv"), Some(&analyst));
+    assert_eq!(status, 200);
+    assert_eq!(csv.lines().count(), 51);
+    // Readers cannot ingest; unknown datasets are 404.
+    let response = agent()
+        .post(&format!("{}{path}", server.base))
+        .header("Authorization", &format!("Bearer {analyst}"))
+        .header("Content-Type", "application/x-ndjson")
+        .send(&passages(0, 1)[..])
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 403);
+    assert_eq!(
+        server
+            .get("/api/v1/datasets/transport.nope", Some(&analyst))
+            .0,
+        404
+    );
+    let (status, metrics) = server.get("/metrics", Some(&analyst));
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("citybrain_data_calls_total{department=\"transport\",dataset=\"transport.anpr_passages\",kind=\"export\",outcome=\"ok\"} 1"),
+        "{metrics}"
+    );
+    let id = issued["id"].as_str().unwrap();
+    let response = agent()
+        .delete(&format!("{}/api/v1/tokens/{id}", server.base))
+        .header("Authorization", &format!("Bearer {}", server.admin.trim()))
+        .call()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(server.get("/api/v1/whoami", Some(&analyst)).0, 401);
+    let printed = server.printed.lock().unwrap().clone();
+    assert!(server.stop().success());
+
+    let logged = std::fs::read_to_string(&log_path).unwrap();
+    assert!(
+        logged.contains("DEBUG") || logged.contains("INFO"),
+        "the log was captured: {logged}"
+    );
+    for secret in &secrets {
+        assert!(!logged.contains(secret.as_str()), "a token reached the log");
+        assert!(!printed.contains(secret.as_str()), "a token was printed");
+        // Nor any recognisable part of it.
+        assert!(!logged.contains(&secret[secret.len() - 16..]));
+    }
+    let trail = std::fs::read_to_string(data.join("audit/calls.ndjson")).unwrap();
+    for secret in &secrets {
+        assert!(
+            !trail.contains(secret.as_str()),
+            "a token reached the audit trail"
+        );
+    }
+
+    // The trail verifies, and an edit is caught (exit status 1, what was altered).
+    let verify = || {
+        Command::new(env!("CARGO_BIN_EXE_citybrain"))
+            .args(["audit", "verify", "--data"])
+            .arg(&data)
+            .output()
+            .unwrap()
+    };
+    let out = verify();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let edited = trail.replacen("\"rows\":3", "\"rows\":0", 1);
+    assert_ne!(edited, trail);
+    std::fs::write(data.join("audit/calls.ndjson"), edited).unwrap();
+    let out = verify();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("was altered"));
 }

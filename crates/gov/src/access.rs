@@ -233,7 +233,13 @@ type = "float"
 
     #[test]
     fn the_owner_reads_everything_raw() {
-        let view = decide(&def(SharingClass::None), &caller("transport"), &[], Timestamp(5)).unwrap();
+        let view = decide(
+            &def(SharingClass::None),
+            &caller("transport"),
+            &[],
+            Timestamp(5),
+        )
+        .unwrap();
         assert!(!view.is_masked());
         assert_eq!(view.columns.len(), 4);
     }
@@ -241,10 +247,17 @@ type = "float"
     #[test]
     fn none_is_unknown_to_others_even_with_a_grant() {
         let g = grant(GrantState::Approved, &[], &["plate"], 10);
-        let err = decide(&def(SharingClass::None), &caller("market"), &[g], Timestamp(5));
+        let err = decide(
+            &def(SharingClass::None),
+            &caller("market"),
+            &[g],
+            Timestamp(5),
+        );
         assert_eq!(
             err,
-            Err(Denial::Unknown(DatasetName::parse("transport.anpr").unwrap()))
+            Err(Denial::Unknown(
+                DatasetName::parse("transport.anpr").unwrap()
+            ))
         );
     }
 
@@ -254,7 +267,13 @@ type = "float"
         let view = decide(&d, &caller("market"), &[], Timestamp(5)).unwrap();
         assert_eq!(names(&view)[1], ("plate".into(), Some(MaskKind::Plate)));
         let g = grant(GrantState::Approved, &[], &["plate"], 10);
-        let view = decide(&d, &caller("market"), std::slice::from_ref(&g), Timestamp(5)).unwrap();
+        let view = decide(
+            &d,
+            &caller("market"),
+            std::slice::from_ref(&g),
+            Timestamp(5),
+        )
+        .unwrap();
         assert!(!view.is_masked());
         // Expired: masked again.
         let view = decide(&d, &caller("market"), &[g], Timestamp(10)).unwrap();

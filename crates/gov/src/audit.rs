@@ -237,7 +237,8 @@ impl AuditLog {
                 message = "Cutting a torn audit record left by a crash.",
                 bytes = tail.len() - complete
             );
-            file.set_len(keep).map_err(io("cutting a torn audit record"))?;
+            file.set_len(keep)
+                .map_err(io("cutting a torn audit record"))?;
             file.sync_all().map_err(io("cutting a torn audit record"))?;
         }
         let last_line = tail[..complete]

@@ -328,7 +328,12 @@ impl Gov {
                 problems.join("; ")
             )));
         }
-        let mut call = Call::new(now, by.name.as_str(), by.department.as_str(), CallKind::Manage);
+        let mut call = Call::new(
+            now,
+            by.name.as_str(),
+            by.department.as_str(),
+            CallKind::Manage,
+        );
         call.datasets.push(Touch {
             dataset: def.name.clone(),
             fields: request.fields.clone(),
@@ -399,7 +404,12 @@ impl Gov {
         }
         let expires_at = (decision == GrantState::Approved)
             .then(|| Timestamp(now.0 + i64::from(grant.days) * 86_400_000_000));
-        let mut call = Call::new(now, by.name.as_str(), by.department.as_str(), CallKind::Manage);
+        let mut call = Call::new(
+            now,
+            by.name.as_str(),
+            by.department.as_str(),
+            CallKind::Manage,
+        );
         call.datasets.push(Touch {
             dataset: grant.dataset.clone(),
             fields: grant.fields.clone(),

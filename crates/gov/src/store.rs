@@ -34,10 +34,7 @@ fn random_hex(bytes: usize) -> String {
     hex::encode(buf)
 }
 
-fn parse_col<T, E: std::fmt::Display>(
-    index: usize,
-    result: Result<T, E>,
-) -> rusqlite::Result<T> {
+fn parse_col<T, E: std::fmt::Display>(index: usize, result: Result<T, E>) -> rusqlite::Result<T> {
     result.map_err(|e| {
         rusqlite::Error::FromSqlConversionFailure(
             index,
@@ -120,7 +117,9 @@ impl Store {
             )
             .map_err(db("creating a department"))?;
         if inserted == 0 {
-            return Err(GovError::Conflict(format!("department {id} already exists")));
+            return Err(GovError::Conflict(format!(
+                "department {id} already exists"
+            )));
         }
         Ok(Department {
             id: id.clone(),
@@ -194,7 +193,10 @@ impl Store {
         Ok(Principal {
             name: parse_col(0, PrincipalName::parse(&row.get::<_, String>(0)?))?,
             department: parse_col(1, DepartmentId::parse(&row.get::<_, String>(1)?))?,
-            role: parse_col(2, Role::parse(&row.get::<_, String>(2)?).ok_or("unknown role"))?,
+            role: parse_col(
+                2,
+                Role::parse(&row.get::<_, String>(2)?).ok_or("unknown role"),
+            )?,
         })
     }
 

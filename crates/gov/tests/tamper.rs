@@ -11,7 +11,12 @@ const KEY: &[u8] = b"test audit key";
 fn trail(dir: &Path, n: u64) {
     let log = AuditLog::open(dir, KEY).unwrap();
     for i in 1..=n {
-        let mut call = Call::new(Timestamp(i as i64 * 1_000_000), "market_analyst", "market", CallKind::Sql);
+        let mut call = Call::new(
+            Timestamp(i as i64 * 1_000_000),
+            "market_analyst",
+            "market",
+            CallKind::Sql,
+        );
         call.datasets.push(Touch {
             dataset: DatasetName::parse("transport.anpr_passages").unwrap(),
             fields: vec!["plate".into()],
@@ -75,7 +80,12 @@ fn a_deleted_record_is_detected() {
         l.remove(4);
         write_lines(dir, &l);
     });
-    assert!(problems.iter().any(|p| p.contains("record 6 where 5 should be")), "{problems:?}");
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("record 6 where 5 should be")),
+        "{problems:?}"
+    );
 }
 
 #[test]
@@ -85,7 +95,10 @@ fn reordered_records_are_detected() {
         l.swap(3, 4);
         write_lines(dir, &l);
     });
-    assert!(problems.iter().any(|p| p.contains("deleted or reordered")), "{problems:?}");
+    assert!(
+        problems.iter().any(|p| p.contains("deleted or reordered")),
+        "{problems:?}"
+    );
 }
 
 #[test]
@@ -94,7 +107,10 @@ fn records_cut_off_the_end_are_detected() {
         let l = lines(dir);
         write_lines(dir, &l[..7]);
     });
-    assert!(problems.iter().any(|p| p.contains("cut off the end")), "{problems:?}");
+    assert!(
+        problems.iter().any(|p| p.contains("cut off the end")),
+        "{problems:?}"
+    );
 }
 
 #[test]
@@ -105,7 +121,10 @@ fn a_file_truncated_mid_record_is_detected() {
         let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
         file.set_len(len - 40).unwrap();
     });
-    assert!(problems.iter().any(|p| p.contains("truncated")), "{problems:?}");
+    assert!(
+        problems.iter().any(|p| p.contains("truncated")),
+        "{problems:?}"
+    );
 }
 
 #[test]
@@ -113,7 +132,10 @@ fn a_removed_head_is_detected() {
     let problems = problems_after(|dir| {
         std::fs::remove_file(dir.join(audit::HEAD_FILE)).unwrap();
     });
-    assert!(problems.iter().any(|p| p.contains("head.json")), "{problems:?}");
+    assert!(
+        problems.iter().any(|p| p.contains("head.json")),
+        "{problems:?}"
+    );
 }
 
 #[test]
@@ -123,7 +145,13 @@ fn a_rewritten_chain_without_the_key_is_detected() {
         let other = tempfile::tempdir().unwrap();
         let log = AuditLog::open(other.path(), b"forger's key").unwrap();
         for i in 1..=10u64 {
-            log.append(Call::new(Timestamp(i as i64), "nobody", "market", CallKind::Sql)).unwrap();
+            log.append(Call::new(
+                Timestamp(i as i64),
+                "nobody",
+                "market",
+                CallKind::Sql,
+            ))
+            .unwrap();
         }
         drop(log);
         std::fs::copy(other.path().join(LOG_FILE), dir.join(LOG_FILE)).unwrap();

@@ -86,7 +86,10 @@ pub async fn create_principal(
         role: Role::parse(&new.role).ok_or_else(|| {
             bad(
                 "invalid_role",
-                format!("role must be reader, publisher or admin, not '{}'", new.role),
+                format!(
+                    "role must be reader, publisher or admin, not '{}'",
+                    new.role
+                ),
             )
         })?,
     };

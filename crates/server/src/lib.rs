@@ -64,10 +64,7 @@ pub fn router(state: AppState) -> Router {
             "/principals",
             get(governance::list_principals).post(governance::create_principal),
         )
-        .route(
-            "/principals/{name}/tokens",
-            post(governance::issue_token),
-        )
+        .route("/principals/{name}/tokens", post(governance::issue_token))
         .route("/tokens", get(governance::list_tokens))
         .route("/tokens/{id}", delete(governance::revoke_token))
         .route(
@@ -102,11 +99,7 @@ pub async fn run(
 
 /// Establishes the calling principal from the bearer token. Tokens are looked up by
 /// their SHA-256 hash, so the comparison never touches the secret itself.
-async fn authenticate(
-    State(state): State<AppState>,
-    mut request: Request,
-    next: Next,
-) -> Response {
+async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let token = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -118,6 +111,12 @@ async fn authenticate(
     };
     match state.gov.authenticate(token, now()) {
         Ok(principal) => {
+            tracing::debug!(
+                message = "Request.",
+                principal = %principal.name,
+                method = %request.method(),
+                path = %request.uri().path()
+            );
             request.extensions_mut().insert(principal);
             next.run(request).await
         }
@@ -170,9 +169,7 @@ async fn list_datasets(
     let visible: Vec<_> = list
         .into_iter()
         .filter(|d| {
-            d.def.sharing != SharingClass::None
-                || d.def.owner == me.department
-                || me.is_hub_admin()
+            d.def.sharing != SharingClass::None || d.def.owner == me.department || me.is_hub_admin()
         })
         .collect();
     Ok(Json(json!({ "datasets": visible })).into_response())
@@ -302,7 +299,15 @@ async fn create_dataset(
     let hub = state.hub.clone();
     let created = def.clone();
     let info = blocking(move || Ok(hub.create_dataset(created, now())?)).await?;
-    audit(&state, &me, CallKind::Manage, &def, 0, Outcome::Ok, "create dataset".into())?;
+    audit(
+        &state,
+        &me,
+        CallKind::Manage,
+        &def,
+        0,
+        Outcome::Ok,
+        "create dataset".into(),
+    )?;
     Ok((StatusCode::CREATED, Json(info)).into_response())
 }
 
@@ -331,7 +336,15 @@ async fn update_dataset(
     let hub = state.hub.clone();
     let updated = def.clone();
     let info = blocking(move || Ok(hub.update_dataset(updated, now())?)).await?;
-    audit(&state, &me, CallKind::Manage, &def, 0, Outcome::Ok, "update dataset".into())?;
+    audit(
+        &state,
+        &me,
+        CallKind::Manage,
+        &def,
+        0,
+        Outcome::Ok,
+        "update dataset".into(),
+    )?;
     Ok(Json(info).into_response())
 }
 
@@ -385,7 +398,11 @@ async fn ingest(
             Outcome::Ok,
             format!("{} records accepted, {} rejected", r.accepted, r.rejected),
         ),
-        Err(e) => (0, Outcome::Failed, format!("batch refused: {}", e.message())),
+        Err(e) => (
+            0,
+            Outcome::Failed,
+            format!("batch refused: {}", e.message()),
+        ),
     };
     audit(&state, &me, CallKind::Ingest, &def, rows, outcome, detail)?;
     let report = result?;

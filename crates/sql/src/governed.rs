@@ -15,6 +15,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use arrow::array::{Array, ArrayRef, RecordBatch, StringArray, StringBuilder, new_null_array};
+use arrow::buffer::{Buffer, OffsetBuffer, ScalarBuffer};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use citybrain_core::{DatasetName, Timestamp};
 use citybrain_gov::{Denial, Gov, GovError, Masker, Principal, View, mask};
@@ -270,10 +271,7 @@ impl TableProvider for GovernedTable {
         };
         {
             let mut touched = self.scope.touched.lock().expect("touched lock");
-            let fields = touched
-                .fields
-                .entry(self.view.dataset.clone())
-                .or_default();
+            let fields = touched.fields.entry(self.view.dataset.clone()).or_default();
             for &i in &ours {
                 fields.insert(self.view.columns[i].name.clone());
             }
@@ -284,7 +282,8 @@ impl TableProvider for GovernedTable {
             .inner
             .scan(state, Some(&inner_projection), filters, limit)
             .await?;
-        let masks: Vec<Option<MaskKind>> = ours.iter().map(|&i| self.view.columns[i].mask).collect();
+        let masks: Vec<Option<MaskKind>> =
+            ours.iter().map(|&i| self.view.columns[i].mask).collect();
         if masks.iter().all(Option::is_none) {
             return Ok(plan);
         }
@@ -350,6 +349,9 @@ fn mask_strings(column: &ArrayRef, kind: MaskKind, masker: &Masker) -> Result<Ar
         .as_any()
         .downcast_ref::<StringArray>()
         .ok_or_else(|| DataFusionError::Internal("a masked column is not text".into()))?;
+    if kind == MaskKind::Pseudonym {
+        return Ok(pseudonym_column(strings, masker));
+    }
     let mut out = StringBuilder::with_capacity(strings.len(), strings.len() * 20);
     let mut buffer = String::with_capacity(32);
     for value in strings.iter() {
@@ -357,15 +359,34 @@ fn mask_strings(column: &ArrayRef, kind: MaskKind, masker: &Masker) -> Result<Ar
             None => out.append_null(),
             Some(value) => {
                 buffer.clear();
-                match kind {
-                    MaskKind::Plate => mask::plate_into(value, &mut buffer),
-                    _ => masker.pseudonym_into(value, &mut buffer),
-                }
+                mask::plate_into(value, &mut buffer);
                 out.append_value(&buffer);
             }
         }
     }
     Ok(Arc::new(out.finish()))
+}
+
+/// Pseudonyms are fixed-length, so the column is built directly: one values buffer, offsets
+/// stepping by the pseudonym length, the input's null mask.
+fn pseudonym_column(strings: &StringArray, masker: &Masker) -> ArrayRef {
+    let present: Vec<&[u8]> = strings.iter().flatten().map(str::as_bytes).collect();
+    let mut values = Vec::with_capacity(present.len() * mask::PSEUDONYM_LEN);
+    masker.pseudonyms_into(&present, &mut values);
+    let mut offsets = Vec::with_capacity(strings.len() + 1);
+    let mut end = 0i32;
+    offsets.push(end);
+    for i in 0..strings.len() {
+        if strings.is_valid(i) {
+            end += mask::PSEUDONYM_LEN as i32;
+        }
+        offsets.push(end);
+    }
+    Arc::new(StringArray::new(
+        OffsetBuffer::new(ScalarBuffer::from(offsets)),
+        Buffer::from_vec(values),
+        strings.nulls().cloned(),
+    ))
 }
 
 fn mask_batch(

@@ -113,8 +113,12 @@ fn city() -> City {
     for d in ["transport", "market", "health"] {
         gov.create_department(&admin, &DepartmentId::parse(d).unwrap(), d, now)
             .unwrap();
-        gov.create_principal(&admin, &principal(&format!("{d}_admin"), d, Role::Admin), now)
-            .unwrap();
+        gov.create_principal(
+            &admin,
+            &principal(&format!("{d}_admin"), d, Role::Admin),
+            now,
+        )
+        .unwrap();
     }
     for (name, sharing) in [
         ("transport.people_u", SharingClass::Unconditional),
@@ -139,8 +143,14 @@ fn city() -> City {
                     )
                 })
                 .collect();
-            hub.ingest(&dataset, Format::Ndjson, body.as_bytes(), OnError::Reject, now)
-                .unwrap();
+            hub.ingest(
+                &dataset,
+                Format::Ndjson,
+                body.as_bytes(),
+                OnError::Reject,
+                now,
+            )
+            .unwrap();
             if half == 0 {
                 hub.seal_all().unwrap();
             }
@@ -150,7 +160,12 @@ fn city() -> City {
         .unwrap();
     let visits: String = (0..PEOPLE)
         .step_by(2)
-        .map(|i| format!("{{\"id_number\":\"{}\",\"clinic\":\"c{i}\"}}\n", id_number(i)))
+        .map(|i| {
+            format!(
+                "{{\"id_number\":\"{}\",\"clinic\":\"c{i}\"}}\n",
+                id_number(i)
+            )
+        })
         .collect();
     hub.ingest(
         &DatasetName::parse("health.visits").unwrap(),
@@ -297,7 +312,10 @@ fn probes() -> Vec<(String, &'static str)> {
             "id_number",
         ),
         (
-            format!("SELECT count(*) AS n FROM {{T}} WHERE plate = '{}'", plate(3)),
+            format!(
+                "SELECT count(*) AS n FROM {{T}} WHERE plate = '{}'",
+                plate(3)
+            ),
             "plate",
         ),
         (
@@ -307,7 +325,10 @@ fn probes() -> Vec<(String, &'static str)> {
             ),
             "phone",
         ),
-        ("SELECT count(*) AS n FROM {T} WHERE age = 29".to_string(), "age"),
+        (
+            "SELECT count(*) AS n FROM {T} WHERE age = 29".to_string(),
+            "age",
+        ),
     ]
 }
 
@@ -344,7 +365,10 @@ fn check(city: &City, who: &Principal, table: &str, visible: &[&str], raw: &[&st
         // Header frame plus at least one row; except that a caller joining its raw ids
         // with another department's pseudonyms rightly matches nothing.
         let raw_meets_masked = sql.contains("JOIN") && raw.contains(&"id_number");
-        assert!(raw_meets_masked || text.lines().count() > 4, "{sql}: {text}");
+        assert!(
+            raw_meets_masked || text.lines().count() > 4,
+            "{sql}: {text}"
+        );
         for field in &masked_text {
             for value in raw_values(field) {
                 assert!(
@@ -369,7 +393,13 @@ fn check(city: &City, who: &Principal, table: &str, visible: &[&str], raw: &[&st
         }
         let sql = sql.replace("{T}", table);
         let text = city.sql(who, &sql).unwrap();
-        let n: u64 = text.lines().nth(3).unwrap().trim_matches(|c| c == '|' || c == ' ').parse().unwrap();
+        let n: u64 = text
+            .lines()
+            .nth(3)
+            .unwrap()
+            .trim_matches(|c| c == '|' || c == ' ')
+            .parse()
+            .unwrap();
         if raw.contains(&field) {
             assert!(n > 0, "{sql} should match raw data: {text}");
         } else {
@@ -437,10 +467,21 @@ fn conditional_data_needs_an_active_grant() {
         }
     }
     // An approved grant shows its fields only, masked unless raw.
-    city.grant(table, &["ts", "plate", "id_number", "district"], &[], "approved");
+    city.grant(
+        table,
+        &["ts", "plate", "id_number", "district"],
+        &[],
+        "approved",
+    );
     check(&city, &market, table, &["plate", "id_number"], &[]);
     let grant = city.grant(table, &["phone"], &["phone"], "approved");
-    check(&city, &market, table, &["plate", "id_number", "phone"], &["phone"]);
+    check(
+        &city,
+        &market,
+        table,
+        &["plate", "id_number", "phone"],
+        &["phone"],
+    );
     // Revoked: stops at once.
     let owner = principal("transport_admin", "transport", Role::Admin);
     city.gov
@@ -481,16 +522,23 @@ fn none_is_invisible_to_other_departments() {
     let tables = city
         .sql(&market, "SELECT table_name FROM information_schema.tables WHERE table_schema = 'transport' ORDER BY table_name")
         .unwrap();
-    assert!(tables.contains("people_u") && !tables.contains("people_n") && !tables.contains("people_c"), "{tables}");
+    assert!(
+        tables.contains("people_u") && !tables.contains("people_n") && !tables.contains("people_c"),
+        "{tables}"
+    );
 }
 
 #[test]
 fn every_call_is_audited_with_fields_and_outcome() {
     let city = city();
     let market = principal("market_admin", "market", Role::Admin);
-    city.sql(&market, "SELECT plate FROM transport.people_u WHERE district = 'd1'")
-        .unwrap();
-    city.sql(&market, "SELECT * FROM transport.people_c").unwrap_err();
+    city.sql(
+        &market,
+        "SELECT plate FROM transport.people_u WHERE district = 'd1'",
+    )
+    .unwrap();
+    city.sql(&market, "SELECT * FROM transport.people_c")
+        .unwrap_err();
     let calls = city
         .gov
         .audit()
