@@ -34,6 +34,16 @@ def start(data):
     raise SystemExit("server did not start")
 
 
+def publisher_env(data, base):
+    """Sets up the transport department and a publisher token; returns the CLI environment."""
+    admin = {**os.environ, "CITYBRAIN_SERVER": base, "CITYBRAIN_TOKEN_FILE": os.path.join(data, "admin.token")}
+    token_file = os.path.join(data, "transport.token")
+    run("departments", "create", "transport", env=admin)
+    run("principals", "create", "bench", "--department", "transport", "--role", "publisher", env=admin)
+    run("tokens", "issue", "bench", "--out", token_file, env=admin)
+    return {**os.environ, "CITYBRAIN_SERVER": base, "CITYBRAIN_TOKEN_FILE": token_file}
+
+
 def sql(base, token, query):
     req = urllib.request.Request(base + "/api/v1/sql", data=json.dumps({"sql": query, "purpose": "benchmark"}).encode(),
                                  headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"})
@@ -62,7 +72,7 @@ def main():
     # 1. NDJSON over HTTP.
     data = os.path.join(work, "data")
     proc, base = start(data)
-    env = {**os.environ, "CITYBRAIN_SERVER": base, "CITYBRAIN_TOKEN_FILE": os.path.join(data, "admin.token")}
+    env = publisher_env(data, base)
     run("datasets", "create", definition, env=env)
     t = time.perf_counter()
     run("ingest", "transport.anpr_passages", ndjson, "--batch", "10000", env=env)
@@ -82,7 +92,7 @@ def main():
     con.execute(f"COPY p TO '{parquet}' (FORMAT parquet)")
     data2 = os.path.join(work, "data2")
     proc2, base2 = start(data2)
-    env2 = {**os.environ, "CITYBRAIN_SERVER": base2, "CITYBRAIN_TOKEN_FILE": os.path.join(data2, "admin.token")}
+    env2 = publisher_env(data2, base2)
     run("datasets", "create", definition, env=env2)
     t = time.perf_counter()
     run("ingest", "transport.anpr_passages", parquet, env=env2)
@@ -96,7 +106,8 @@ def main():
     results.append(("Parquet ingest, %d records" % rows, rows / cb_parquet, rows / duck_parquet, "records/s"))
 
     # 3. SQL over the same Parquet data.
-    token = open(os.path.join(data, "admin.token")).read().strip()
+    # As the owner department (raw data, audited like any call).
+    token = open(os.path.join(data, "transport.token")).read().strip()
     segments = os.path.join(data, "datasets", "transport.anpr_passages", "segments", "*", "*.parquet")
     for label, q_cb, q_duck in [
         ("COUNT(*) GROUP BY checkpoint", "SELECT checkpoint_id, count(*) FROM transport.anpr_passages GROUP BY 1",
