@@ -51,6 +51,8 @@ pub struct Truth {
     pub passages_recorded: u64,
     pub missed_reads: u64,
     pub misread_plates: u64,
+    /// Vehicles with at least one true passage (recorded or missed) in each local hour.
+    pub vehicles_by_hour: Vec<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -205,9 +207,10 @@ pub fn generate(
         passages_recorded: 0,
         missed_reads: 0,
         misread_plates: 0,
+        vehicles_by_hour: vec![0; 24],
     };
-    // True travel time sums per (road, 15-minute window) for the truth file.
-    let mut travel: std::collections::BTreeMap<(usize, i64), (f64, u32)> = Default::default();
+    // True travel times per (road, 15-minute window of entry) for the truth file.
+    let mut travel: std::collections::BTreeMap<(usize, i64), Vec<f32>> = Default::default();
     let mut seen_plates = HashSet::new();
     for v in 0..vehicles {
         if v % 1000 == 0 {
@@ -224,6 +227,7 @@ pub fn generate(
             truth.non_local_vehicles += 1;
         }
         let trips = 1 + rng.below(3);
+        let mut hours = [false; 24];
         for _ in 0..trips {
             truth.trips += 1;
             let mut t = departure_secs(&mut rng) as f64;
@@ -233,6 +237,7 @@ pub fn generate(
             let mut record =
                 |rng: &mut Rng, at: usize, t: f64, lanes: u8, speed: f64, truth: &mut Truth| {
                     truth.passages_true += 1;
+                    hours[((t as usize) / 3600).min(23)] = true;
                     if rng.f64() < config.miss_rate {
                         truth.missed_reads += 1;
                         return;
@@ -268,9 +273,10 @@ pub fn generate(
                     * (1.0 + 0.1 * rng.normal()).max(0.7);
                 let travel_s = road.freeflow_s() * factor;
                 let window = (t as i64) / 900;
-                let entry = travel.entry((road_index, window)).or_insert((0.0, 0));
-                entry.0 += travel_s;
-                entry.1 += 1;
+                travel
+                    .entry((road_index, window))
+                    .or_default()
+                    .push(travel_s as f32);
                 t += travel_s;
                 if t >= 86_400.0 {
                     break;
@@ -286,6 +292,9 @@ pub fn generate(
                     &mut truth,
                 );
             }
+        }
+        for (h, seen) in hours.iter().enumerate() {
+            truth.vehicles_by_hour[h] += u64::from(*seen);
         }
     }
     progress(vehicles, vehicles);
@@ -311,18 +320,28 @@ pub fn generate(
     let mut w = BufWriter::new(fs::File::create(&path).map_err(io(&path))?);
     writeln!(
         w,
-        "from_checkpoint,to_checkpoint,window_start,mean_travel_s,vehicles"
+        "from_checkpoint,to_checkpoint,window_start,median_travel_s,mean_travel_s,vehicles"
     )
     .map_err(io(&path))?;
-    for ((road_index, window), (sum, n)) in &travel {
+    for ((road_index, window), times) in &mut travel {
         let road = &network.roads[*road_index];
+        times.sort_by(f32::total_cmp);
+        let n = times.len();
+        // The median as the indices compute it: the mean of the two middle values if even.
+        let median = if n % 2 == 1 {
+            f64::from(times[n / 2])
+        } else {
+            (f64::from(times[n / 2 - 1]) + f64::from(times[n / 2])) / 2.0
+        };
+        let mean = times.iter().map(|t| f64::from(*t)).sum::<f64>() / n as f64;
         writeln!(
             w,
-            "{},{},{},{:.1},{}",
+            "{},{},{},{:.1},{:.1},{}",
             network.intersections[road.from].id,
             network.intersections[road.to].id,
             Timestamp::from_secs(day_start_utc + window * 900),
-            sum / f64::from(*n),
+            median,
+            mean,
             n
         )
         .map_err(io(&path))?;

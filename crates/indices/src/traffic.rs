@@ -1,0 +1,642 @@
+//! The traffic indices, computed incrementally from ANPR passages in one pass.
+//!
+//! Records go through a reorder buffer that holds them for the allowed lateness, so the
+//! operators below see them in time order without the whole day ever being sorted. Every
+//! operator keeps state per key (plate, link, 15-minute bin, 5-minute bucket) and emits a
+//! window's rows as soon as the stream's time has passed it. One hash lookup per passage
+//! serves the census, vehicles on the road and link travel times.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use citybrain_core::Timestamp;
+use serde::Serialize;
+
+use crate::plate::{FastMap, PlateKey};
+
+const SECOND: i64 = 1_000_000;
+
+/// A road link between two adjacent checkpoints.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Link {
+    pub link_id: i64,
+    pub from: i64,
+    pub to: i64,
+    pub length_m: f64,
+    pub freeflow_s: f64,
+    pub district: String,
+}
+
+/// One camera read.
+#[derive(Debug, Clone, Copy)]
+pub struct Passage<'a> {
+    /// Microseconds since the epoch, UTC.
+    pub ts: i64,
+    pub checkpoint: i64,
+    pub plate: &'a str,
+}
+
+/// How the indices are computed. The defaults are the documented definitions.
+#[derive(Debug, Clone)]
+pub struct TrafficConfig {
+    /// Plates starting with this are local (`浙A`: Hangzhou).
+    pub local_prefix: String,
+    /// The city's offset from UTC, for local days and hours.
+    pub utc_offset_s: i64,
+    /// Passages a plate needs in a day before the census counts it: misreads make plates
+    /// seen once, and real vehicles almost never pass a single camera in a whole day.
+    pub corroboration: u32,
+    /// Vehicles on the road at t: a passage in [t − window, t).
+    pub on_road_window_s: i64,
+    /// On-road instants are every `step` seconds.
+    pub on_road_step_s: i64,
+    /// Link travel time bins (by the time a vehicle entered the link).
+    pub bin_s: i64,
+    /// Records up to this much older than the newest seen are put in order and applied;
+    /// older ones are counted and dropped.
+    pub lateness_s: i64,
+    /// A traversal slower than this many free-flow times is a stop, not travel.
+    pub max_delay_factor: f64,
+    /// Links and districts need this many traversals in the window to be ranked.
+    pub ranking_min_traversals: u64,
+}
+
+impl Default for TrafficConfig {
+    fn default() -> Self {
+        Self {
+            local_prefix: "浙A".into(),
+            utc_offset_s: 8 * 3600,
+            corroboration: 2,
+            on_road_window_s: 900,
+            on_road_step_s: 300,
+            bin_s: 900,
+            lateness_s: 60,
+            max_delay_factor: 8.0,
+            ranking_min_traversals: 20,
+        }
+    }
+}
+
+/// Distinct vehicles in one local day.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CensusDay {
+    /// Local date, `YYYY-MM-DD`.
+    pub day: String,
+    /// Corroborated plates: seen in at least `corroboration` passages.
+    pub vehicles: u64,
+    pub local: u64,
+    pub non_local: u64,
+    /// Every distinct plate read, misreads included (the naive count).
+    pub plates_read: u64,
+}
+
+/// Distinct corroborated vehicles seen in one hour.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CensusHour {
+    pub hour: String,
+    pub vehicles: u64,
+    pub local: u64,
+    pub non_local: u64,
+}
+
+/// Vehicles on the road at an instant, city-wide (`district` empty) or per district.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OnRoad {
+    pub at: String,
+    pub district: String,
+    pub vehicles: u64,
+}
+
+/// Travel times over one link for vehicles entering it in one bin.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LinkTravel {
+    pub bin: String,
+    pub link_id: i64,
+    pub from_checkpoint: i64,
+    pub to_checkpoint: i64,
+    pub district: String,
+    pub traversals: u64,
+    pub median_s: f64,
+    pub p25_s: f64,
+    pub p75_s: f64,
+    pub freeflow_s: f64,
+    /// median / free-flow.
+    pub delay_index: f64,
+}
+
+/// The traversal-weighted mean delay index of the city (`district` empty) or a district.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DelayIndex {
+    pub bin: String,
+    pub district: String,
+    pub delay_index: f64,
+    pub traversals: u64,
+}
+
+/// One place in a congestion ranking.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RankEntry {
+    pub from: String,
+    pub to: String,
+    /// `link` or `district`.
+    pub kind: String,
+    pub rank: u32,
+    /// The link id, or the district name.
+    pub id: String,
+    pub delay_index: f64,
+    pub traversals: u64,
+}
+
+/// Rows produced as windows close.
+#[derive(Debug, Default, Clone, PartialEq, Serialize)]
+pub struct Outputs {
+    pub census_days: Vec<CensusDay>,
+    pub census_hours: Vec<CensusHour>,
+    pub on_road: Vec<OnRoad>,
+    pub link_travel: Vec<LinkTravel>,
+    pub delay: Vec<DelayIndex>,
+}
+
+impl Outputs {
+    pub fn append(&mut self, mut other: Outputs) {
+        self.census_days.append(&mut other.census_days);
+        self.census_hours.append(&mut other.census_hours);
+        self.on_road.append(&mut other.on_road);
+        self.link_travel.append(&mut other.link_travel);
+        self.delay.append(&mut other.delay);
+    }
+}
+
+/// What happened to the input.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Counters {
+    pub applied: u64,
+    /// Older than the lateness allows when they arrived.
+    pub late_dropped: u64,
+    /// The same plate at the same checkpoint at the same instant again.
+    pub duplicates: u64,
+    /// Arrived out of order but within the lateness, and put in order.
+    pub reordered: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Record {
+    ts: i64,
+    checkpoint: i64,
+    plate: PlateKey,
+    local: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct PlateState {
+    day: i64,
+    passages: u32,
+    hours: u32,
+    local: bool,
+    last_ts: i64,
+    last_checkpoint: i64,
+    /// On-road bucket and district of the last passage (absolute bucket number).
+    bucket: i64,
+    district: u16,
+}
+
+#[derive(Debug, Default)]
+struct DayCensus {
+    vehicles: u64,
+    local: u64,
+    plates_read: u64,
+    hours: [u64; 24],
+    hours_local: [u64; 24],
+}
+
+/// The incremental operator set. Push passages, then `finish` (or read `take_outputs`
+/// between pushes for live use).
+#[derive(Debug)]
+pub struct TrafficIndices {
+    config: TrafficConfig,
+    links: Vec<Link>,
+    link_of: FastMap<(i64, i64), u32>,
+    district_names: Vec<String>,
+    district_of_checkpoint: FastMap<i64, u16>,
+    /// The longest traversal accepted, over all links, in µs: bins close after it.
+    max_travel: i64,
+    // The reorder buffer and the stream's clock.
+    buffer: VecDeque<Record>,
+    newest: i64,
+    /// Time of the last record released to the operators.
+    clock: i64,
+    plates: FastMap<PlateKey, PlateState>,
+    days: BTreeMap<i64, DayCensus>,
+    /// On-road vehicles per (absolute bucket) per district.
+    buckets: BTreeMap<i64, Vec<i64>>,
+    next_instant: Option<i64>,
+    /// Open link-travel bins: bin number → link → travel times (s).
+    bins: BTreeMap<i64, FastMap<u32, Vec<f32>>>,
+    counters: Counters,
+    out: Outputs,
+}
+
+fn rfc3339(micros: i64) -> String {
+    Timestamp(micros).to_string()
+}
+
+/// The median and quartiles of unsorted values (interpolated, as the truth is written).
+fn quantiles(values: &mut [f32]) -> (f64, f64, f64) {
+    values.sort_unstable_by(f32::total_cmp);
+    let at = |q: f64| {
+        let pos = q * (values.len() - 1) as f64;
+        let lo = pos.floor() as usize;
+        let hi = pos.ceil() as usize;
+        let frac = pos - lo as f64;
+        f64::from(values[lo]) * (1.0 - frac) + f64::from(values[hi]) * frac
+    };
+    (at(0.5), at(0.25), at(0.75))
+}
+
+impl TrafficIndices {
+    pub fn new(config: TrafficConfig, links: Vec<Link>) -> Self {
+        let mut district_names = vec![String::new()];
+        let mut district_of_checkpoint = FastMap::default();
+        let mut link_of = FastMap::default();
+        let mut max_freeflow: f64 = 0.0;
+        for (i, link) in links.iter().enumerate() {
+            link_of.insert((link.from, link.to), i as u32);
+            max_freeflow = max_freeflow.max(link.freeflow_s);
+            let d = match district_names.iter().position(|n| n == &link.district) {
+                Some(d) => d,
+                None => {
+                    district_names.push(link.district.clone());
+                    district_names.len() - 1
+                }
+            };
+            district_of_checkpoint.entry(link.from).or_insert(d as u16);
+        }
+        let max_travel = (max_freeflow * config.max_delay_factor * SECOND as f64) as i64;
+        Self {
+            config,
+            links,
+            link_of,
+            district_names,
+            district_of_checkpoint,
+            max_travel,
+            buffer: VecDeque::new(),
+            newest: i64::MIN,
+            clock: i64::MIN,
+            plates: FastMap::default(),
+            days: BTreeMap::new(),
+            buckets: BTreeMap::new(),
+            next_instant: None,
+            bins: BTreeMap::new(),
+            counters: Counters::default(),
+            out: Outputs::default(),
+        }
+    }
+
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// Accepts one passage: late beyond the lateness → counted and dropped; otherwise held
+    /// until the lateness has passed, then applied in time order.
+    pub fn push(&mut self, passage: Passage<'_>) {
+        let lateness = self.config.lateness_s * SECOND;
+        if self.newest != i64::MIN && passage.ts < self.newest - lateness
+            || passage.ts < self.clock
+        {
+            self.counters.late_dropped += 1;
+            return;
+        }
+        let record = Record {
+            ts: passage.ts,
+            checkpoint: passage.checkpoint,
+            plate: PlateKey::new(passage.plate),
+            local: passage.plate.starts_with(&self.config.local_prefix),
+        };
+        match self.buffer.back() {
+            Some(last) if last.ts > record.ts => {
+                self.counters.reordered += 1;
+                let at = self.buffer.partition_point(|r| r.ts <= record.ts);
+                self.buffer.insert(at, record);
+            }
+            _ => self.buffer.push_back(record),
+        }
+        self.newest = self.newest.max(passage.ts);
+        let watermark = self.newest - lateness;
+        while let Some(front) = self.buffer.front() {
+            if front.ts > watermark {
+                break;
+            }
+            let record = self.buffer.pop_front().expect("front exists");
+            self.apply(record);
+        }
+    }
+
+    /// Moves the stream's clock to `now` (µs) without a record, closing what ends before it.
+    /// Live use calls this on a timer so quiet minutes still produce rows.
+    pub fn advance_to(&mut self, now: i64) {
+        let watermark = now - self.config.lateness_s * SECOND;
+        while let Some(front) = self.buffer.front() {
+            if front.ts > watermark {
+                break;
+            }
+            let record = self.buffer.pop_front().expect("front exists");
+            self.apply(record);
+        }
+        self.tick(watermark);
+    }
+
+    /// The rows produced since the last call.
+    pub fn take_outputs(&mut self) -> Outputs {
+        std::mem::take(&mut self.out)
+    }
+
+    /// Applies everything buffered, closes every window, and returns all remaining rows.
+    pub fn finish(mut self) -> (Outputs, Counters) {
+        while let Some(record) = self.buffer.pop_front() {
+            self.apply(record);
+        }
+        let end = self.clock.saturating_add(1);
+        self.emit_on_road_until(end.saturating_add(self.config.on_road_step_s * SECOND));
+        self.close_bins(i64::MAX);
+        let days: Vec<i64> = self.days.keys().copied().collect();
+        let now = self.clock;
+        for day in days {
+            self.close_day(day, now);
+        }
+        (self.out, self.counters)
+    }
+
+    fn local_day(&self, ts: i64) -> i64 {
+        (ts / SECOND + self.config.utc_offset_s).div_euclid(86_400)
+    }
+
+    /// Closes windows the clock has passed.
+    fn tick(&mut self, now: i64) {
+        if now <= self.clock {
+            return;
+        }
+        self.emit_on_road_until(now);
+        self.close_bins(now);
+        let today = self.local_day(now);
+        let old: Vec<i64> = self.days.range(..today).map(|(d, _)| *d).collect();
+        for day in old {
+            self.close_day(day, now);
+        }
+        self.clock = now;
+    }
+
+    fn apply(&mut self, r: Record) {
+        self.tick(r.ts);
+        let day = self.local_day(r.ts);
+        let hour = ((r.ts / SECOND + self.config.utc_offset_s).div_euclid(3600)).rem_euclid(24) as usize;
+        let bucket = r.ts.div_euclid(self.config.on_road_step_s * SECOND);
+        let district = self
+            .district_of_checkpoint
+            .get(&r.checkpoint)
+            .copied()
+            .unwrap_or(0);
+        let fresh = PlateState {
+            day,
+            passages: 0,
+            hours: 0,
+            local: r.local,
+            last_ts: i64::MIN,
+            last_checkpoint: i64::MIN,
+            bucket: i64::MIN,
+            district,
+        };
+        let state = self.plates.entry(r.plate).or_insert(fresh);
+        if state.last_ts == r.ts && state.last_checkpoint == r.checkpoint {
+            self.counters.duplicates += 1;
+            return;
+        }
+        self.counters.applied += 1;
+
+        // Link travel: the previous passage of this plate, at the link's upstream end.
+        if let Some(&link) = self.link_of.get(&(state.last_checkpoint, r.checkpoint)) {
+            let dt = (r.ts - state.last_ts) as f64 / SECOND as f64;
+            let freeflow = self.links[link as usize].freeflow_s;
+            if dt > 0.0 && dt <= freeflow * self.config.max_delay_factor {
+                let bin = state.last_ts.div_euclid(self.config.bin_s * SECOND);
+                self.bins
+                    .entry(bin)
+                    .or_default()
+                    .entry(link)
+                    .or_default()
+                    .push(dt as f32);
+            }
+        }
+
+        // On the road: move the plate from its old bucket to this one.
+        if state.bucket != bucket || state.district != district {
+            if let Some(counts) = self.buckets.get_mut(&state.bucket) {
+                counts[state.district as usize] -= 1;
+            }
+            let n = self.district_names.len();
+            self.buckets.entry(bucket).or_insert_with(|| vec![0; n])[district as usize] += 1;
+            state.bucket = bucket;
+            state.district = district;
+        }
+        state.last_ts = r.ts;
+        state.last_checkpoint = r.checkpoint;
+
+        // Census: per local day, counted once corroborated.
+        if state.day != day {
+            state.day = day;
+            state.passages = 0;
+            state.hours = 0;
+        }
+        let census = self.days.entry(day).or_default();
+        if state.passages == 0 {
+            census.plates_read += 1;
+        }
+        state.passages = state.passages.saturating_add(1);
+        let bit = 1u32 << hour;
+        let corroboration = self.config.corroboration.max(1);
+        if state.passages == corroboration {
+            census.vehicles += 1;
+            census.local += u64::from(state.local);
+            let hours = state.hours | bit;
+            for h in 0..24 {
+                if hours & (1 << h) != 0 {
+                    census.hours[h] += 1;
+                    census.hours_local[h] += u64::from(state.local);
+                }
+            }
+        } else if state.passages > corroboration && state.hours & bit == 0 {
+            census.hours[hour] += 1;
+            census.hours_local[hour] += u64::from(state.local);
+        }
+        state.hours |= bit;
+    }
+
+    /// Emits on-road rows for every instant up to and including `now`.
+    fn emit_on_road_until(&mut self, now: i64) {
+        let step = self.config.on_road_step_s * SECOND;
+        let window = self.config.on_road_window_s * SECOND;
+        let Some(first) = self.buckets.keys().next().copied() else {
+            return;
+        };
+        let mut t = self
+            .next_instant
+            .unwrap_or_else(|| (first + 1) * step);
+        while t <= now {
+            let from = (t - window).div_euclid(step);
+            let to = t.div_euclid(step); // exclusive
+            let mut per_district = vec![0i64; self.district_names.len()];
+            for (_, counts) in self.buckets.range(from..to) {
+                for (d, n) in counts.iter().enumerate() {
+                    per_district[d] += n;
+                }
+            }
+            let at = rfc3339(t);
+            self.out.on_road.push(OnRoad {
+                at: at.clone(),
+                district: String::new(),
+                vehicles: per_district.iter().sum::<i64>().max(0) as u64,
+            });
+            for (d, name) in self.district_names.iter().enumerate().skip(1) {
+                self.out.on_road.push(OnRoad {
+                    at: at.clone(),
+                    district: name.clone(),
+                    vehicles: per_district[d].max(0) as u64,
+                });
+            }
+            // Buckets before the next window can go.
+            let keep_from = (t + step - window).div_euclid(step);
+            self.buckets = self.buckets.split_off(&keep_from);
+            t += step;
+        }
+        self.next_instant = Some(t);
+    }
+
+    /// Closes bins whose vehicles can no longer arrive at the far end.
+    fn close_bins(&mut self, now: i64) {
+        let bin_len = self.config.bin_s * SECOND;
+        while let Some((&bin, _)) = self.bins.first_key_value() {
+            if now != i64::MAX && (bin + 1) * bin_len + self.max_travel > now {
+                break;
+            }
+            let links = self.bins.remove(&bin).expect("first bin exists");
+            let start = rfc3339(bin * bin_len);
+            let mut sums = vec![(0.0f64, 0u64); self.district_names.len()];
+            let mut rows: Vec<LinkTravel> = links
+                .into_iter()
+                .map(|(link, mut times)| {
+                    let l = &self.links[link as usize];
+                    let (median, p25, p75) = quantiles(&mut times);
+                    let n = times.len() as u64;
+                    let di = median / l.freeflow_s;
+                    let d = self
+                        .district_names
+                        .iter()
+                        .position(|x| x == &l.district)
+                        .unwrap_or(0);
+                    sums[0].0 += di * n as f64;
+                    sums[0].1 += n;
+                    if d != 0 {
+                        sums[d].0 += di * n as f64;
+                        sums[d].1 += n;
+                    }
+                    LinkTravel {
+                        bin: start.clone(),
+                        link_id: l.link_id,
+                        from_checkpoint: l.from,
+                        to_checkpoint: l.to,
+                        district: l.district.clone(),
+                        traversals: n,
+                        median_s: median,
+                        p25_s: p25,
+                        p75_s: p75,
+                        freeflow_s: l.freeflow_s,
+                        delay_index: di,
+                    }
+                })
+                .collect();
+            rows.sort_by_key(|r| r.link_id);
+            self.out.link_travel.extend(rows);
+            for (d, (sum, n)) in sums.into_iter().enumerate() {
+                if n > 0 {
+                    self.out.delay.push(DelayIndex {
+                        bin: start.clone(),
+                        district: self.district_names[d].clone(),
+                        delay_index: sum / n as f64,
+                        traversals: n,
+                    });
+                }
+            }
+        }
+    }
+
+    fn close_day(&mut self, day: i64, now: i64) {
+        let Some(c) = self.days.remove(&day) else {
+            return;
+        };
+        let offset = self.config.utc_offset_s * SECOND;
+        let start = day * 86_400 * SECOND - offset;
+        self.out.census_days.push(CensusDay {
+            day: citybrain_core::Date(day as i32).to_string(),
+            vehicles: c.vehicles,
+            local: c.local,
+            non_local: c.vehicles - c.local,
+            plates_read: c.plates_read,
+        });
+        for h in 0..24 {
+            self.out.census_hours.push(CensusHour {
+                hour: rfc3339(start + h as i64 * 3600 * SECOND),
+                vehicles: c.hours[h],
+                local: c.hours_local[h],
+                non_local: c.hours[h] - c.hours_local[h],
+            });
+        }
+        // Forget plates whose last passage can matter to no open window (on the road, link
+        // travel): that bounds memory to about a day's vehicles.
+        let horizon = now - (self.config.on_road_window_s * SECOND).max(self.max_travel);
+        self.plates.retain(|_, s| s.last_ts > horizon);
+    }
+}
+
+/// Ranks links and districts by traversal-weighted delay index over `[from, to)` (RFC 3339
+/// bin starts compare as text), keeping those with at least `min_traversals`.
+pub fn rank(rows: &[LinkTravel], from: &str, to: &str, min_traversals: u64) -> Vec<RankEntry> {
+    let mut links: BTreeMap<i64, (f64, u64)> = BTreeMap::new();
+    let mut districts: BTreeMap<&str, (f64, u64)> = BTreeMap::new();
+    for r in rows.iter().filter(|r| r.bin.as_str() >= from && r.bin.as_str() < to) {
+        let e = links.entry(r.link_id).or_default();
+        e.0 += r.delay_index * r.traversals as f64;
+        e.1 += r.traversals;
+        let e = districts.entry(&r.district).or_default();
+        e.0 += r.delay_index * r.traversals as f64;
+        e.1 += r.traversals;
+    }
+    let mut out = Vec::new();
+    let mut push = |kind: &str, items: Vec<(String, f64, u64)>| {
+        let mut items: Vec<_> = items.into_iter().filter(|i| i.2 >= min_traversals).collect();
+        items.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        for (i, (id, di, n)) in items.into_iter().enumerate() {
+            out.push(RankEntry {
+                from: from.to_string(),
+                to: to.to_string(),
+                kind: kind.to_string(),
+                rank: i as u32 + 1,
+                id,
+                delay_index: di,
+                traversals: n,
+            });
+        }
+    };
+    push(
+        "link",
+        links
+            .into_iter()
+            .map(|(id, (s, n))| (id.to_string(), s / n as f64, n))
+            .collect(),
+    );
+    push(
+        "district",
+        districts
+            .into_iter()
+            .map(|(id, (s, n))| (id.to_string(), s / n as f64, n))
+            .collect(),
+    );
+    out
+}
