@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
 mod governance_cli;
+mod indices_cli;
 
 /// citybrain: a city's data hub, live indices and scenes, in one binary.
 #[derive(Debug, Parser)]
@@ -119,10 +120,37 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Compute city indices over recorded files.
+    Indices {
+        #[command(subcommand)]
+        command: IndicesCommand,
+    },
     /// Show who the token belongs to.
     Whoami {
         #[command(flatten)]
         server: ServerArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum IndicesCommand {
+    /// Every traffic index (census, vehicles on the road, link travel times, delay index,
+    /// congestion ranking) over a recorded day of ANPR passages, in one pass; written as
+    /// Parquet files in --out, with a summary printed.
+    Traffic {
+        /// ANPR passages (ts, checkpoint_id, plate, ...) as NDJSON, CSV or Parquet, in
+        /// roughly time order (out of order up to --lateness-s is put right).
+        #[arg(long)]
+        passages: PathBuf,
+        /// The link table (link_id, from_checkpoint, to_checkpoint, length_m, freeflow_s,
+        /// lanes, district) as NDJSON, CSV or Parquet.
+        #[arg(long)]
+        links: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// Records older than the newest by more than this are counted and dropped.
+        #[arg(long, default_value_t = 60)]
+        lateness_s: i64,
     },
 }
 
@@ -407,6 +435,15 @@ fn run(cli: Cli) -> Result<()> {
         Command::Tokens { command } => governance_cli::tokens(command),
         Command::Grants { command } => governance_cli::grants(command),
         Command::Audit { command } => governance_cli::audit(command),
+        Command::Indices {
+            command:
+                IndicesCommand::Traffic {
+                    passages,
+                    links,
+                    out,
+                    lateness_s,
+                },
+        } => indices_cli::traffic(&passages, &links, &out, lateness_s),
         Command::Whoami { server } => {
             let me: serde_json::Value =
                 serde_json::from_slice(&request(&server, "GET", "/api/v1/whoami", None)?)?;

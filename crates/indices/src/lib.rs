@@ -8,6 +8,44 @@ pub mod plate;
 pub mod traffic;
 
 pub use traffic::{
-    CensusDay, CensusHour, Counters, DelayIndex, Link, LinkTravel, OnRoad, Outputs, Passage,
+    CITY, CensusDay, CensusHour, Counters, DelayIndex, Link, LinkTravel, OnRoad, Outputs, Passage,
     RankEntry, TrafficConfig, TrafficIndices, rank,
 };
+
+/// The index datasets' definitions (file name, TOML), as `citybrain-hub` reads them.
+pub const DEFINITIONS: &[(&str, &str)] = &[
+    (
+        "indices.census_daily.toml",
+        include_str!("../definitions/indices.census_daily.toml"),
+    ),
+    (
+        "indices.census_hourly.toml",
+        include_str!("../definitions/indices.census_hourly.toml"),
+    ),
+    (
+        "indices.on_road.toml",
+        include_str!("../definitions/indices.on_road.toml"),
+    ),
+    (
+        "indices.link_travel.toml",
+        include_str!("../definitions/indices.link_travel.toml"),
+    ),
+    (
+        "indices.delay.toml",
+        include_str!("../definitions/indices.delay.toml"),
+    ),
+    (
+        "indices.ranking.toml",
+        include_str!("../definitions/indices.ranking.toml"),
+    ),
+];
+
+/// Rows as NDJSON, the form every ingest path accepts.
+pub fn to_ndjson<T: serde::Serialize>(rows: &[T]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for row in rows {
+        serde_json::to_writer(&mut out, row).expect("rows serialize");
+        out.push(b'\n');
+    }
+    out
+}

@@ -15,6 +15,9 @@ use crate::plate::{FastMap, PlateKey};
 
 const SECOND: i64 = 1_000_000;
 
+/// The `district` of rows about the whole city.
+pub const CITY: &str = "city";
+
 /// A road link between two adjacent checkpoints.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Link {
@@ -98,7 +101,7 @@ pub struct CensusHour {
     pub non_local: u64,
 }
 
-/// Vehicles on the road at an instant, city-wide (`district` empty) or per district.
+/// Vehicles on the road at an instant, city-wide (`district` = `city`) or per district.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct OnRoad {
     pub at: String,
@@ -123,7 +126,7 @@ pub struct LinkTravel {
     pub delay_index: f64,
 }
 
-/// The traversal-weighted mean delay index of the city (`district` empty) or a district.
+/// The traversal-weighted mean delay index of the city (`district` = `city`) or a district.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DelayIndex {
     pub bin: String,
@@ -254,7 +257,7 @@ fn quantiles(values: &mut [f32]) -> (f64, f64, f64) {
 
 impl TrafficIndices {
     pub fn new(config: TrafficConfig, links: Vec<Link>) -> Self {
-        let mut district_names = vec![String::new()];
+        let mut district_names = vec![CITY.to_string()];
         let mut district_of_checkpoint = FastMap::default();
         let mut link_of = FastMap::default();
         let mut max_freeflow: f64 = 0.0;
@@ -299,8 +302,7 @@ impl TrafficIndices {
     /// until the lateness has passed, then applied in time order.
     pub fn push(&mut self, passage: Passage<'_>) {
         let lateness = self.config.lateness_s * SECOND;
-        if self.newest != i64::MIN && passage.ts < self.newest - lateness
-            || passage.ts < self.clock
+        if self.newest != i64::MIN && passage.ts < self.newest - lateness || passage.ts < self.clock
         {
             self.counters.late_dropped += 1;
             return;
@@ -387,7 +389,8 @@ impl TrafficIndices {
     fn apply(&mut self, r: Record) {
         self.tick(r.ts);
         let day = self.local_day(r.ts);
-        let hour = ((r.ts / SECOND + self.config.utc_offset_s).div_euclid(3600)).rem_euclid(24) as usize;
+        let hour =
+            ((r.ts / SECOND + self.config.utc_offset_s).div_euclid(3600)).rem_euclid(24) as usize;
         let bucket = r.ts.div_euclid(self.config.on_road_step_s * SECOND);
         let district = self
             .district_of_checkpoint
@@ -476,9 +479,7 @@ impl TrafficIndices {
         let Some(first) = self.buckets.keys().next().copied() else {
             return;
         };
-        let mut t = self
-            .next_instant
-            .unwrap_or_else(|| (first + 1) * step);
+        let mut t = self.next_instant.unwrap_or_else(|| (first + 1) * step);
         while t <= now {
             let from = (t - window).div_euclid(step);
             let to = t.div_euclid(step); // exclusive
@@ -491,7 +492,7 @@ impl TrafficIndices {
             let at = rfc3339(t);
             self.out.on_road.push(OnRoad {
                 at: at.clone(),
-                district: String::new(),
+                district: CITY.to_string(),
                 vehicles: per_district.iter().sum::<i64>().max(0) as u64,
             });
             for (d, name) in self.district_names.iter().enumerate().skip(1) {
@@ -600,7 +601,10 @@ impl TrafficIndices {
 pub fn rank(rows: &[LinkTravel], from: &str, to: &str, min_traversals: u64) -> Vec<RankEntry> {
     let mut links: BTreeMap<i64, (f64, u64)> = BTreeMap::new();
     let mut districts: BTreeMap<&str, (f64, u64)> = BTreeMap::new();
-    for r in rows.iter().filter(|r| r.bin.as_str() >= from && r.bin.as_str() < to) {
+    for r in rows
+        .iter()
+        .filter(|r| r.bin.as_str() >= from && r.bin.as_str() < to)
+    {
         let e = links.entry(r.link_id).or_default();
         e.0 += r.delay_index * r.traversals as f64;
         e.1 += r.traversals;
@@ -610,7 +614,10 @@ pub fn rank(rows: &[LinkTravel], from: &str, to: &str, min_traversals: u64) -> V
     }
     let mut out = Vec::new();
     let mut push = |kind: &str, items: Vec<(String, f64, u64)>| {
-        let mut items: Vec<_> = items.into_iter().filter(|i| i.2 >= min_traversals).collect();
+        let mut items: Vec<_> = items
+            .into_iter()
+            .filter(|i| i.2 >= min_traversals)
+            .collect();
         items.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         for (i, (id, di, n)) in items.into_iter().enumerate() {
             out.push(RankEntry {

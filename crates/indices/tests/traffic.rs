@@ -59,7 +59,8 @@ fn assert_close(actual: &Value, expected: &Value, path: &str) {
 fn run(dir: &str, order: impl Fn(&mut Vec<(i64, i64, String)>)) -> Value {
     let base = format!("{}/tests/data/{dir}", env!("CARGO_MANIFEST_DIR"));
     let links = links(&std::fs::read_to_string(format!("{base}/links.ndjson")).unwrap());
-    let mut records = passages(&std::fs::read_to_string(format!("{base}/passages.ndjson")).unwrap());
+    let mut records =
+        passages(&std::fs::read_to_string(format!("{base}/passages.ndjson")).unwrap());
     order(&mut records);
     let mut indices = TrafficIndices::new(TrafficConfig::default(), links);
     for (ts, checkpoint, plate) in &records {
@@ -111,8 +112,17 @@ fn arrival_order_within_the_lateness_does_not_change_the_rows() {
             }
         }
     });
-    for key in ["census_days", "census_hours", "link_travel", "delay", "on_road"] {
+    for key in [
+        "census_days",
+        "census_hours",
+        "link_travel",
+        "delay",
+        "on_road",
+    ] {
         assert_eq!(sorted[key], shuffled[key], "{key}");
     }
-    assert_eq!(sorted["counters"]["applied"], shuffled["counters"]["applied"]);
+    assert_eq!(
+        sorted["counters"]["applied"],
+        shuffled["counters"]["applied"]
+    );
 }

@@ -1,0 +1,273 @@
+//! `citybrain indices traffic`: every traffic index over a recorded file, in one pass.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{DataType, Int64Type, TimeUnit, TimestampMicrosecondType};
+use citybrain_hub::{DatasetDef, Format};
+use citybrain_indices::{Link, Outputs, Passage, TrafficConfig, TrafficIndices};
+use indicatif::{ProgressBar, ProgressStyle};
+
+fn definition(name: &str) -> DatasetDef {
+    let (file, text) = citybrain_gen::DEFINITIONS
+        .iter()
+        .chain(citybrain_indices::DEFINITIONS)
+        .find(|(f, _)| f.trim_end_matches(".toml") == name)
+        .expect("a built-in definition");
+    DatasetDef::from_file_text(file, text).expect("built-in definitions are valid")
+}
+
+fn format_of(path: &Path) -> Result<Format> {
+    Format::from_path(&path.to_string_lossy()).with_context(|| {
+        format!(
+            "cannot tell the format of {}: name it .ndjson, .csv or .parquet",
+            path.display()
+        )
+    })
+}
+
+/// Reads a whole (small) file of `dataset` records into one batch; bad records are an error
+/// naming the line and field.
+fn read_small(path: &Path, dataset: &str) -> Result<RecordBatch> {
+    let body = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let decoded = citybrain_hub::decode::decode(&definition(dataset), format_of(path)?, &body)
+        .with_context(|| format!("reading {}", path.display()))?;
+    if let Some(bad) = decoded.rejected.first() {
+        bail!(
+            "{} line {}: {}",
+            path.display(),
+            bad.line,
+            bad.problems
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+    }
+    Ok(decoded.batch)
+}
+
+fn read_links(path: &Path) -> Result<Vec<Link>> {
+    let batch = read_small(path, "transport.links")?;
+    let col = |name: &str| batch.column_by_name(name).expect("defined column").clone();
+    let (ids, from, to) = (col("link_id"), col("from_checkpoint"), col("to_checkpoint"));
+    let (length, freeflow, district) = (col("length_m"), col("freeflow_s"), col("district"));
+    let ints = |a: &arrow::array::ArrayRef| a.as_primitive::<Int64Type>().clone();
+    let floats =
+        |a: &arrow::array::ArrayRef| a.as_primitive::<arrow::datatypes::Float64Type>().clone();
+    let (ids, from, to) = (ints(&ids), ints(&from), ints(&to));
+    let (length, freeflow) = (floats(&length), floats(&freeflow));
+    let district = district.as_string::<i32>().clone();
+    Ok((0..batch.num_rows())
+        .map(|i| Link {
+            link_id: ids.value(i),
+            from: from.value(i),
+            to: to.value(i),
+            length_m: length.value(i),
+            freeflow_s: freeflow.value(i),
+            district: district.value(i).to_string(),
+        })
+        .collect())
+}
+
+/// Feeds one batch of passages (ts, checkpoint_id, plate by name) to the operators.
+fn feed(indices: &mut TrafficIndices, batch: &RecordBatch) -> Result<()> {
+    let ts = batch
+        .column_by_name("ts")
+        .context("the passages have no ts column")?;
+    let ts = match ts.data_type() {
+        DataType::Timestamp(TimeUnit::Microsecond, _) => ts.clone(),
+        _ => arrow::compute::cast(
+            ts,
+            &DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        )?,
+    };
+    let ts = ts.as_primitive::<TimestampMicrosecondType>();
+    let checkpoint = arrow::compute::cast(
+        batch
+            .column_by_name("checkpoint_id")
+            .context("the passages have no checkpoint_id column")?,
+        &DataType::Int64,
+    )?;
+    let checkpoint = checkpoint.as_primitive::<Int64Type>();
+    let plate = arrow::compute::cast(
+        batch
+            .column_by_name("plate")
+            .context("the passages have no plate column")?,
+        &DataType::Utf8,
+    )?;
+    let plate = plate.as_string::<i32>();
+    for i in 0..batch.num_rows() {
+        if ts.is_null(i) || checkpoint.is_null(i) || plate.is_null(i) {
+            continue;
+        }
+        indices.push(Passage {
+            ts: ts.value(i),
+            checkpoint: checkpoint.value(i),
+            plate: plate.value(i),
+        });
+    }
+    Ok(())
+}
+
+/// Streams the passages file through the operators with a progress bar over its bytes.
+fn run_passages(indices: &mut TrafficIndices, path: &Path) -> Result<u64> {
+    let size = std::fs::metadata(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .len();
+    let bar = ProgressBar::new(size).with_style(
+        ProgressStyle::with_template("computing indices {bar:40} {bytes}/{total_bytes} {eta}")
+            .expect("valid template"),
+    );
+    let mut rows = 0u64;
+    match format_of(path)? {
+        Format::Parquet => {
+            let file = File::open(path)?;
+            let builder =
+                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)?;
+            let mask = parquet::arrow::ProjectionMask::columns(
+                builder.parquet_schema(),
+                ["ts", "checkpoint_id", "plate"],
+            );
+            let reader = builder
+                .with_projection(mask)
+                .with_batch_size(65_536)
+                .build()?;
+            let total = builder_rows_hint(path)?;
+            for batch in reader {
+                let batch = batch?;
+                rows += batch.num_rows() as u64;
+                feed(indices, &batch)?;
+                bar.set_position(size * rows / total.max(1));
+            }
+        }
+        format => {
+            let def = definition("transport.anpr_passages");
+            let mut reader = BufReader::with_capacity(1 << 20, File::open(path)?);
+            let mut header = Vec::new();
+            if format == Format::Csv {
+                reader.read_until(b'\n', &mut header)?;
+            }
+            let mut line_base = 0u64;
+            loop {
+                // About 32 MiB per chunk, cut at a line end.
+                let mut chunk = header.clone();
+                (&mut reader).take(32 << 20).read_to_end(&mut chunk)?;
+                if chunk.len() == header.len() {
+                    break;
+                }
+                reader.read_until(b'\n', &mut chunk)?;
+                bar.inc((chunk.len() - header.len()) as u64);
+                let decoded = citybrain_hub::decode::decode(&def, format, &chunk)?;
+                if let Some(bad) = decoded.rejected.first() {
+                    bail!(
+                        "{} line {}: {}",
+                        path.display(),
+                        line_base + bad.line,
+                        bad.problems
+                            .iter()
+                            .map(|p| p.to_string())
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    );
+                }
+                line_base += decoded.total() as u64;
+                rows += decoded.batch.num_rows() as u64;
+                feed(indices, &decoded.batch)?;
+            }
+        }
+    }
+    bar.finish_and_clear();
+    Ok(rows)
+}
+
+fn builder_rows_hint(path: &Path) -> Result<u64> {
+    let file = File::open(path)?;
+    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)?;
+    Ok(builder.metadata().file_metadata().num_rows() as u64)
+}
+
+/// Writes rows as a Parquet file typed by the index dataset's definition.
+fn write_parquet<T: serde::Serialize>(dir: &Path, dataset: &str, rows: &[T]) -> Result<()> {
+    let def = definition(dataset);
+    let decoded =
+        citybrain_hub::decode::decode(&def, Format::Ndjson, &citybrain_indices::to_ndjson(rows))?;
+    if let Some(bad) = decoded.rejected.first() {
+        bail!(
+            "internal: an index row does not fit {dataset}: {:?}",
+            bad.problems
+        );
+    }
+    let path = dir.join(format!(
+        "{}.parquet",
+        dataset.trim_start_matches("indices.")
+    ));
+    let file = File::create(&path).with_context(|| format!("writing {}", path.display()))?;
+    let mut writer = parquet::arrow::ArrowWriter::try_new(file, decoded.batch.schema(), None)?;
+    writer.write(&decoded.batch)?;
+    writer.close()?;
+    Ok(())
+}
+
+pub fn traffic(passages: &Path, links: &Path, out: &Path, lateness_s: i64) -> Result<()> {
+    let started = Instant::now();
+    let config = TrafficConfig {
+        lateness_s,
+        ..TrafficConfig::default()
+    };
+    let min = config.ranking_min_traversals;
+    let bin_s = config.bin_s;
+    let mut indices = TrafficIndices::new(config, read_links(links)?);
+    let rows = run_passages(&mut indices, passages)?;
+    let (outputs, counters): (Outputs, _) = indices.finish();
+    let computed = started.elapsed();
+    // The ranking covers everything computed: first bin to the end of the last.
+    let bins = outputs.link_travel.iter().map(|r| r.bin.as_str());
+    let ranking = match (bins.clone().min(), bins.max()) {
+        (Some(first), Some(last)) => {
+            let end = citybrain_core::Timestamp(
+                citybrain_core::Timestamp::parse(last)?.0 + bin_s * 1_000_000,
+            );
+            citybrain_indices::rank(&outputs.link_travel, first, &end.to_string(), min)
+        }
+        _ => Vec::new(),
+    };
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    write_parquet(out, "indices.census_daily", &outputs.census_days)?;
+    write_parquet(out, "indices.census_hourly", &outputs.census_hours)?;
+    write_parquet(out, "indices.on_road", &outputs.on_road)?;
+    write_parquet(out, "indices.link_travel", &outputs.link_travel)?;
+    write_parquet(out, "indices.delay", &outputs.delay)?;
+    write_parquet(out, "indices.ranking", &ranking)?;
+    let city: Vec<_> = outputs
+        .delay
+        .iter()
+        .filter(|d| d.district == citybrain_indices::CITY)
+        .collect();
+    let traversals: u64 = city.iter().map(|d| d.traversals).sum();
+    let day_delay = city
+        .iter()
+        .map(|d| d.delay_index * d.traversals as f64)
+        .sum::<f64>()
+        / traversals.max(1) as f64;
+    let summary = serde_json::json!({
+        "passages": rows,
+        "counters": counters,
+        "census": outputs.census_days,
+        "city_delay_index": day_delay,
+        "link_bins": outputs.link_travel.len(),
+        "most_congested_links": ranking.iter().filter(|r| r.kind == "link").take(5).collect::<Vec<_>>(),
+        "seconds": computed.as_secs_f64(),
+    });
+    println!("{}", serde_json::to_string_pretty(&summary)?);
+    eprintln!(
+        "{rows} passages in {:.2} s; indices written to {}",
+        computed.as_secs_f64(),
+        out.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,152 @@
+//! Accuracy against the generator's truth (3% missed reads, 0.5% misreads) on a 20,000-vehicle
+//! day. The census (within 0.1%) and the city delay index (within 0.5%) are held to the issue's
+//! targets here. Link medians and the top-20 ranking are sampling-limited at this size: a
+//! link-bin has 20–60 traversals, so dropping the ~6% that lose a read moves a median by about
+//! one order statistic (~1–2%), and the 20th and 21st links differ by less than that noise.
+//! Here they must be within 2% for 85% of link-bins and overlap 16/20; the targets (90%,
+//! 19/20) are checked by `bench/indices.py` at benchmark size, where bins hold hundreds.
+
+use std::collections::{BTreeMap, HashSet};
+
+use citybrain_core::Timestamp;
+use citybrain_gen::{GenConfig, generate};
+use citybrain_indices::{CITY, Link, Passage, TrafficConfig, TrafficIndices, rank};
+use serde_json::Value;
+
+#[test]
+fn indices_match_the_generated_truth() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = GenConfig {
+        seed: 11,
+        scale: 1.0,
+        miss_rate: 0.03,
+        misread_rate: 0.005,
+        network: None,
+        day: citybrain_core::Date::parse("2026-11-22").unwrap(),
+    };
+    let truth = generate(&config, dir.path(), &mut |_, _| {}).unwrap();
+    let links: Vec<Link> = std::fs::read_to_string(dir.path().join("links.ndjson"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            Link {
+                link_id: v["link_id"].as_i64().unwrap(),
+                from: v["from_checkpoint"].as_i64().unwrap(),
+                to: v["to_checkpoint"].as_i64().unwrap(),
+                length_m: v["length_m"].as_f64().unwrap(),
+                freeflow_s: v["freeflow_s"].as_f64().unwrap(),
+                district: v["district"].as_str().unwrap().to_string(),
+            }
+        })
+        .collect();
+    let freeflow: BTreeMap<(i64, i64), (i64, f64)> = links
+        .iter()
+        .map(|l| ((l.from, l.to), (l.link_id, l.freeflow_s)))
+        .collect();
+    let mut indices = TrafficIndices::new(TrafficConfig::default(), links);
+    for line in std::fs::read_to_string(dir.path().join("anpr_passages.ndjson"))
+        .unwrap()
+        .lines()
+    {
+        let v: Value = serde_json::from_str(line).unwrap();
+        indices.push(Passage {
+            ts: Timestamp::parse(v["ts"].as_str().unwrap()).unwrap().0,
+            checkpoint: v["checkpoint_id"].as_i64().unwrap(),
+            plate: v["plate"].as_str().unwrap(),
+        });
+    }
+    let (out, _) = indices.finish();
+
+    // Census.
+    let census = &out.census_days[0];
+    let error = (census.vehicles as f64 / truth.vehicles as f64 - 1.0).abs();
+    let naive = census.plates_read as f64 / truth.vehicles as f64 - 1.0;
+    assert!(
+        error <= 0.001,
+        "census {} vs truth {} ({error:.4})",
+        census.vehicles,
+        truth.vehicles
+    );
+    assert!(
+        naive > 0.02,
+        "the naive count should be visibly off: {naive:.4}"
+    );
+
+    // Truth per link-bin: (median, vehicles).
+    let mut true_bins: BTreeMap<(i64, String), (f64, u64)> = BTreeMap::new();
+    for line in std::fs::read_to_string(dir.path().join("truth_link_travel_times.csv"))
+        .unwrap()
+        .lines()
+        .skip(1)
+    {
+        let f: Vec<&str> = line.split(',').collect();
+        let key = (f[0].parse().unwrap(), f[1].parse().unwrap());
+        let (link, _) = freeflow[&key];
+        true_bins.insert(
+            (link, f[2].to_string()),
+            (f[3].parse().unwrap(), f[5].parse().unwrap()),
+        );
+    }
+    let (mut within, mut judged) = (0, 0);
+    for row in out.link_travel.iter().filter(|r| r.traversals >= 20) {
+        let (median, _) = true_bins[&(row.link_id, row.bin.clone())];
+        judged += 1;
+        if (row.median_s / median - 1.0).abs() <= 0.02 {
+            within += 1;
+        }
+    }
+    let share = within as f64 / judged as f64;
+    assert!(judged > 100, "too few link-bins to judge: {judged}");
+    assert!(share >= 0.85, "{within}/{judged} link medians within 2%");
+
+    // City delay index over the day: traversal-weighted, the same definition on both sides.
+    let ff: BTreeMap<i64, f64> = freeflow.values().copied().collect();
+    let (mut s, mut n) = (0.0, 0.0);
+    for ((link, _), (median, vehicles)) in &true_bins {
+        s += median / ff[link] * *vehicles as f64;
+        n += *vehicles as f64;
+    }
+    let true_city = s / n;
+    let (mut s, mut n) = (0.0, 0.0);
+    for d in out.delay.iter().filter(|d| d.district == CITY) {
+        s += d.delay_index * d.traversals as f64;
+        n += d.traversals as f64;
+    }
+    let city = s / n;
+    assert!(
+        (city / true_city - 1.0).abs() <= 0.005,
+        "city delay index {city:.4} vs truth {true_city:.4}"
+    );
+
+    // Top-20 congested links over the day.
+    let ours: Vec<String> = rank(&out.link_travel, "", "~", 20)
+        .into_iter()
+        .filter(|r| r.kind == "link")
+        .take(20)
+        .map(|r| r.id)
+        .collect();
+    let mut per_link: BTreeMap<i64, (f64, u64)> = BTreeMap::new();
+    for ((link, _), (median, vehicles)) in &true_bins {
+        let e = per_link.entry(*link).or_default();
+        e.0 += median / ff[link] * *vehicles as f64;
+        e.1 += vehicles;
+    }
+    let mut truth_rank: Vec<(i64, f64)> = per_link
+        .into_iter()
+        .filter(|(_, (_, n))| *n >= 20)
+        .map(|(l, (s, n))| (l, s / n as f64))
+        .collect();
+    truth_rank.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let top: HashSet<String> = truth_rank
+        .iter()
+        .take(20)
+        .map(|(l, _)| l.to_string())
+        .collect();
+    let overlap = ours.iter().filter(|l| top.contains(*l)).count();
+    eprintln!(
+        "census {} vs {} ({error:.5}); naive +{naive:.4}; link medians {within}/{judged}; city DI {city:.4} vs {true_city:.4}; top-20 overlap {overlap}",
+        census.vehicles, truth.vehicles
+    );
+    assert!(overlap >= 16, "top-20 overlap {overlap}: ours {ours:?}");
+}
