@@ -213,6 +213,14 @@ fn write_parquet<T: serde::Serialize>(dir: &Path, dataset: &str, rows: &[T]) -> 
     Ok(())
 }
 
+/// This process's peak resident memory (Linux `VmHWM`), in MiB; None elsewhere.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
 pub fn traffic(passages: &Path, links: &Path, out: &Path, lateness_s: i64) -> Result<()> {
     let started = Instant::now();
     let config = TrafficConfig {
@@ -262,6 +270,7 @@ pub fn traffic(passages: &Path, links: &Path, out: &Path, lateness_s: i64) -> Re
         "link_bins": outputs.link_travel.len(),
         "most_congested_links": ranking.iter().filter(|r| r.kind == "link").take(5).collect::<Vec<_>>(),
         "seconds": computed.as_secs_f64(),
+        "peak_rss_mib": peak_rss_mib(),
     });
     println!("{}", serde_json::to_string_pretty(&summary)?);
     eprintln!(
