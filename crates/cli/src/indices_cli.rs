@@ -6,10 +6,9 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::{DataType, Int64Type, TimeUnit, TimestampMicrosecondType};
+use arrow::array::RecordBatch;
 use citybrain_hub::{DatasetDef, Format};
-use citybrain_indices::{Link, Outputs, Passage, TrafficConfig, TrafficIndices};
+use citybrain_indices::{Link, Outputs, TrafficConfig, TrafficIndices};
 use indicatif::{ProgressBar, ProgressStyle};
 
 fn definition(name: &str) -> DatasetDef {
@@ -53,65 +52,11 @@ fn read_small(path: &Path, dataset: &str) -> Result<RecordBatch> {
 
 fn read_links(path: &Path) -> Result<Vec<Link>> {
     let batch = read_small(path, "transport.links")?;
-    let col = |name: &str| batch.column_by_name(name).expect("defined column").clone();
-    let (ids, from, to) = (col("link_id"), col("from_checkpoint"), col("to_checkpoint"));
-    let (length, freeflow, district) = (col("length_m"), col("freeflow_s"), col("district"));
-    let ints = |a: &arrow::array::ArrayRef| a.as_primitive::<Int64Type>().clone();
-    let floats =
-        |a: &arrow::array::ArrayRef| a.as_primitive::<arrow::datatypes::Float64Type>().clone();
-    let (ids, from, to) = (ints(&ids), ints(&from), ints(&to));
-    let (length, freeflow) = (floats(&length), floats(&freeflow));
-    let district = district.as_string::<i32>().clone();
-    Ok((0..batch.num_rows())
-        .map(|i| Link {
-            link_id: ids.value(i),
-            from: from.value(i),
-            to: to.value(i),
-            length_m: length.value(i),
-            freeflow_s: freeflow.value(i),
-            district: district.value(i).to_string(),
-        })
-        .collect())
+    citybrain_indices::links_from_batch(&batch).map_err(anyhow::Error::msg)
 }
 
-/// Feeds one batch of passages (ts, checkpoint_id, plate by name) to the operators.
 fn feed(indices: &mut TrafficIndices, batch: &RecordBatch) -> Result<()> {
-    let ts = batch
-        .column_by_name("ts")
-        .context("the passages have no ts column")?;
-    let ts = match ts.data_type() {
-        DataType::Timestamp(TimeUnit::Microsecond, _) => ts.clone(),
-        _ => arrow::compute::cast(
-            ts,
-            &DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-        )?,
-    };
-    let ts = ts.as_primitive::<TimestampMicrosecondType>();
-    let checkpoint = arrow::compute::cast(
-        batch
-            .column_by_name("checkpoint_id")
-            .context("the passages have no checkpoint_id column")?,
-        &DataType::Int64,
-    )?;
-    let checkpoint = checkpoint.as_primitive::<Int64Type>();
-    let plate = arrow::compute::cast(
-        batch
-            .column_by_name("plate")
-            .context("the passages have no plate column")?,
-        &DataType::Utf8,
-    )?;
-    let plate = plate.as_string::<i32>();
-    for i in 0..batch.num_rows() {
-        if ts.is_null(i) || checkpoint.is_null(i) || plate.is_null(i) {
-            continue;
-        }
-        indices.push(Passage {
-            ts: ts.value(i),
-            checkpoint: checkpoint.value(i),
-            plate: plate.value(i),
-        });
-    }
-    Ok(())
+    indices.push_batch(batch).map_err(anyhow::Error::msg)
 }
 
 /// Streams the passages file through the operators with a progress bar over its bytes.

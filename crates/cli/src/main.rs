@@ -120,6 +120,19 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Replay a recorded file of passages (NDJSON, in time order) into a running server at a
+    /// chosen speed, as cameras would send it; the live indices follow.
+    Replay {
+        file: PathBuf,
+        /// The dataset to send to.
+        #[arg(long, default_value = "transport.anpr_passages")]
+        dataset: String,
+        /// Data seconds per wall second, e.g. 60 (or 60x): an hour of data in a minute.
+        #[arg(long, default_value = "60")]
+        speed: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// Compute city indices over recorded files.
     Indices {
         #[command(subcommand)]
@@ -435,6 +448,22 @@ fn run(cli: Cli) -> Result<()> {
         Command::Tokens { command } => governance_cli::tokens(command),
         Command::Grants { command } => governance_cli::grants(command),
         Command::Audit { command } => governance_cli::audit(command),
+        Command::Replay {
+            file,
+            dataset,
+            speed,
+            server,
+        } => {
+            let speed: f64 = speed
+                .trim_end_matches('x')
+                .parse()
+                .ok()
+                .filter(|s: &f64| *s > 0.0)
+                .with_context(|| {
+                    format!("--speed '{speed}' is not a positive number like 60 or 60x")
+                })?;
+            replay(&server, &dataset, &file, speed)
+        }
         Command::Indices {
             command:
                 IndicesCommand::Traffic {
@@ -456,6 +485,76 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// The `ts` of an NDJSON passage line, found without parsing the whole record.
+fn line_ts(line: &[u8]) -> Option<i64> {
+    let text = std::str::from_utf8(line).ok()?;
+    let start = text.find("\"ts\":\"")? + 6;
+    let end = start + text[start..].find('"')?;
+    citybrain_core::Timestamp::parse(&text[start..end])
+        .ok()
+        .map(|t| t.0)
+}
+
+/// Sends the file in one batch per wall-clock tick of data time, paced by `speed`.
+fn replay(server: &ServerArgs, dataset: &str, file: &Path, speed: f64) -> Result<()> {
+    let name = DatasetName::parse(dataset)?;
+    let path = format!("/api/v1/datasets/{name}/records");
+    let text = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let lines: Vec<&[u8]> = text
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
+    let Some(first) = lines.iter().find_map(|l| line_ts(l)) else {
+        bail!("{} has no records with a \"ts\" field", file.display());
+    };
+    let last = lines.iter().rev().find_map(|l| line_ts(l)).unwrap_or(first);
+    let bar = ProgressBar::new(((last - first) / 1_000_000).max(1) as u64).with_style(
+        ProgressStyle::with_template("replaying {bar:40} {msg} data time, {pos}/{len} s")
+            .expect("valid template"),
+    );
+    let started = std::time::Instant::now();
+    // One request per 200 ms of wall time.
+    let tick_us = (0.2 * speed * 1e6) as i64;
+    let mut batch: Vec<u8> = Vec::new();
+    let mut window_end = first + tick_us;
+    let mut sent = 0u64;
+    let send = |batch: &mut Vec<u8>, data_time: i64| -> Result<()> {
+        if !batch.is_empty() {
+            request(
+                server,
+                "POST",
+                &path,
+                Some(("application/x-ndjson", std::mem::take(batch))),
+            )?;
+        }
+        let due = (data_time - first) as f64 / 1e6 / speed;
+        let wait = due - started.elapsed().as_secs_f64();
+        if wait > 0.0 {
+            std::thread::sleep(std::time::Duration::from_secs_f64(wait));
+        }
+        bar.set_position(((data_time - first) / 1_000_000).max(0) as u64);
+        bar.set_message(citybrain_core::Timestamp(data_time).to_string());
+        Ok(())
+    };
+    for line in lines {
+        let ts = line_ts(line).unwrap_or(window_end);
+        while ts >= window_end {
+            send(&mut batch, window_end)?;
+            window_end += tick_us;
+        }
+        batch.extend_from_slice(line);
+        batch.push(b'\n');
+        sent += 1;
+    }
+    send(&mut batch, window_end)?;
+    bar.finish_and_clear();
+    println!(
+        "replayed {sent} records into {name} in {:.1} s ({speed}x)",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 /// Creates (POST) or updates (PUT) a dataset from a definition file.
@@ -800,11 +899,14 @@ fn up(
             .await
             .with_context(|| format!("listening on {listen} (is another server running? pass --listen ADDR)"))?;
         let address = listener.local_addr()?;
+        let sql = citybrain_sql::SqlEngine::new(hub.clone(), citybrain_sql::SqlLimits::default())
+            .with_gov(gov.clone());
+        let live = start_live(&hub, &sql).await.context("starting the live indices")?;
         let state = citybrain_server::AppState {
-            sql: citybrain_sql::SqlEngine::new(hub.clone(), citybrain_sql::SqlLimits::default())
-                .with_gov(gov.clone()),
+            sql,
             hub: hub.clone(),
             gov,
+            live: Some(live),
             body_limit: body_limit_mib << 20,
         };
         let datasets = hub.names().len();
@@ -815,6 +917,7 @@ fn up(
             println!("  cockpit token:  {} (reader in city_office: plates masked by its grant)", data.join("cockpit.token").display());
         }
         println!("  API:            http://{address}/api/v1/openapi.json   health: http://{address}/health");
+        println!("  live indices:   http://{address}/api/v1/indices/traffic/live  (SSE: /api/v1/indices/stream; tables: indices.*)");
         if demo {
             println!(
                 "  try:            CITYBRAIN_TOKEN_FILE={} citybrain sql \"SELECT plate, count(*) FROM transport.anpr_passages GROUP BY plate LIMIT 5\"",
@@ -827,6 +930,44 @@ fn up(
         println!("citybrain stopped cleanly");
         anyhow::Ok(())
     })
+}
+
+/// Creates the index datasets, starts the live indices over the link table, and on a hub
+/// whose indices are still empty computes them from the passages already stored.
+async fn start_live(
+    hub: &Arc<Hub>,
+    sql: &citybrain_sql::SqlEngine,
+) -> Result<citybrain_server::live::LiveIndices> {
+    let now = citybrain_server::now();
+    for (file, text) in citybrain_indices::DEFINITIONS {
+        let def = DatasetDef::from_file_text(file, text).map_err(anyhow::Error::msg)?;
+        if !hub.names().contains(&def.name) {
+            hub.create_dataset(def, now)?;
+        }
+    }
+    let has = |name: &str| {
+        DatasetName::parse(name)
+            .map(|n| hub.names().contains(&n))
+            .unwrap_or(false)
+    };
+    let mut links = Vec::new();
+    if has("transport.links") {
+        for batch in sql.query("SELECT * FROM transport.links").await?.batches {
+            links.extend(citybrain_indices::links_from_batch(&batch).map_err(anyhow::Error::msg)?);
+        }
+    }
+    let live = citybrain_server::live::LiveIndices::start(hub.clone(), links);
+    let on_road = DatasetName::parse("indices.on_road")?;
+    if has(citybrain_server::live::PASSAGES) && hub.snapshot(&on_road)?.rows() == 0 {
+        // A one-off catch-up over what is stored; afterwards each ingest feeds the operators.
+        let stored = sql
+            .query("SELECT ts, checkpoint_id, plate FROM transport.anpr_passages ORDER BY ts")
+            .await?;
+        for batch in stored.batches {
+            live.feed(batch);
+        }
+    }
+    Ok(live)
 }
 
 async fn shutdown_signal() {

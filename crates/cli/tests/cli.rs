@@ -227,6 +227,11 @@ fn auth_is_required_under_api_v1_and_health_is_open() {
                 )
                 .unwrap();
             let status = request.status().as_u16();
+            if path.ends_with("/stream") {
+                // An event stream never ends; its status is the answer.
+                assert_eq!(status, 200, "{path}");
+                continue;
+            }
             let body = request.into_body().read_to_string().unwrap_or_default();
             // A 404 from a handler says what was not found; the router's own 404 is empty.
             assert!(
@@ -760,4 +765,105 @@ fn secrets_never_reach_the_logs_and_the_trail_catches_tampering() {
     let out = verify();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("was altered"));
+}
+
+/// Passages of `plates` vehicles, each read at checkpoints 1 and 2 a minute apart, starting
+/// `minute` minutes after 08:00 local.
+fn two_reads(plates: usize, minute: usize) -> Vec<u8> {
+    let mut body = Vec::new();
+    for i in 0..plates {
+        for (checkpoint, offset) in [(1, 0), (2, 1)] {
+            body.extend_from_slice(
+                format!(
+                    "{{\"ts\":\"2026-11-22T08:{:02}:{:02}+08:00\",\"checkpoint_id\":{checkpoint},\"plate\":\"浙B{i:05}\"}}\n",
+                    minute + offset,
+                    i % 60
+                )
+                .as_bytes(),
+            );
+        }
+    }
+    body
+}
+
+#[test]
+fn ingested_passages_reach_the_live_indices_and_their_event_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), &[]);
+    server.create_passages();
+    // Subscribe first; the handler has subscribed once the response headers are back.
+    let (events_tx, events) = std::sync::mpsc::channel::<String>();
+    let (url, token) = (
+        format!("{}/api/v1/indices/stream", server.base),
+        server.token.clone(),
+    );
+    let (ready_tx, ready) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let response = agent()
+            .get(&url)
+            .header("Authorization", &format!("Bearer {token}"))
+            .call()
+            .unwrap();
+        ready_tx.send(response.status().as_u16()).unwrap();
+        let reader = BufReader::new(response.into_body().into_reader());
+        for line in reader.lines().map_while(Result::ok) {
+            if let Some(data) = line.strip_prefix("data: ")
+                && events_tx.send(data.to_string()).is_err()
+            {
+                return;
+            }
+        }
+    });
+    assert_eq!(ready.recv().unwrap(), 200);
+    let path = "/api/v1/datasets/transport.anpr_passages/records";
+    let (status, text) = server.post(path, "application/x-ndjson", &two_reads(30, 0));
+    assert_eq!(status, 200, "{text}");
+    let sent = std::time::Instant::now();
+    let live = loop {
+        let event = events
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("a live event after the ingest");
+        let v: serde_json::Value = serde_json::from_str(&event).unwrap();
+        if v["type"] == "live" {
+            break v["live"].clone();
+        }
+    };
+    eprintln!(
+        "live event {} ms after the ingest returned",
+        sent.elapsed().as_millis()
+    );
+    assert_eq!(live["counters"]["late_dropped"], 0);
+    assert!(live["counters"]["applied"].as_u64().unwrap() > 0, "{live}");
+    // The same view over HTTP: 30 vehicles corroborated by their two reads.
+    let (status, text) = server.get("/api/v1/indices/traffic/live", Some(&server.token));
+    assert_eq!(status, 200, "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["live"]["vehicles_today"], 30, "{text}");
+
+    // A later hour replayed at speed closes the first hour's on-road windows into indices.*.
+    let file = dir.path().join("later.ndjson");
+    std::fs::write(&file, two_reads(10, 40)).unwrap();
+    let token_file = dir.path().join("transport.token");
+    std::fs::write(&token_file, &server.token).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_citybrain"))
+        .args(["replay", file.to_str().unwrap(), "--speed", "3600x"])
+        .env("CITYBRAIN_SERVER", &server.base)
+        .env("CITYBRAIN_TOKEN_FILE", &token_file)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("replayed 20 records"));
+    let rows = loop {
+        let n = server.sql("SELECT count(*) AS n, max(vehicles) AS top FROM indices.on_road WHERE district = 'city'");
+        if n[0]["n"].as_i64().unwrap() > 0 || sent.elapsed().as_secs() > 10 {
+            break n;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(rows[0]["n"].as_i64().unwrap() >= 6, "{rows}");
+    assert_eq!(rows[0]["top"], 30, "{rows}");
 }

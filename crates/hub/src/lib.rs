@@ -107,6 +107,9 @@ pub struct IngestReport {
     pub dead_letters: Option<DatasetName>,
     pub problems: Vec<Problem>,
     pub truncated: bool,
+    /// The records as stored (for live consumers such as the indices); not part of the API.
+    #[serde(skip)]
+    pub stored: Option<arrow::array::RecordBatch>,
 }
 
 /// Settings of the embedded hub.
@@ -343,7 +346,7 @@ impl Hub {
         let accepted = decoded.batch.num_rows();
         let rejected = decoded.rejected.len();
         let stored = with_ingested_at(&entry.store.schema(), decoded.batch, now)?;
-        entry.store.append(stored, now)?;
+        entry.store.append(stored.clone(), now)?;
         let mut dead_letters = None;
         if rejected > 0 {
             let dead = self.entry(&name.rejected())?;
@@ -358,6 +361,7 @@ impl Hub {
             dead_letters,
             problems: listed,
             truncated,
+            stored: Some(stored),
         })
     }
 

@@ -8,8 +8,8 @@ pub mod plate;
 pub mod traffic;
 
 pub use traffic::{
-    CITY, CensusDay, CensusHour, Counters, DelayIndex, Link, LinkTravel, OnRoad, Outputs, Passage,
-    RankEntry, TrafficConfig, TrafficIndices, rank,
+    CITY, CensusDay, CensusHour, Counters, DelayIndex, Link, LinkTravel, Live, OnRoad, Outputs,
+    Passage, RankEntry, TrafficConfig, TrafficIndices, links_from_batch, rank,
 };
 
 /// The index datasets' definitions (file name, TOML), as `citybrain-hub` reads them.

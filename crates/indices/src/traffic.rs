@@ -29,6 +29,44 @@ pub struct Link {
     pub district: String,
 }
 
+/// Reads a link table from an Arrow batch (columns by name, as in `transport.links`).
+pub fn links_from_batch(batch: &arrow::array::RecordBatch) -> Result<Vec<Link>, String> {
+    use arrow::array::AsArray;
+    use arrow::datatypes::{DataType, Float64Type, Int64Type};
+    let column = |name: &str, t: &DataType| {
+        let c = batch
+            .column_by_name(name)
+            .ok_or_else(|| format!("the link table has no {name} column"))?;
+        arrow::compute::cast(c, t).map_err(|e| format!("{name}: {e}"))
+    };
+    let ids = column("link_id", &DataType::Int64)?;
+    let from = column("from_checkpoint", &DataType::Int64)?;
+    let to = column("to_checkpoint", &DataType::Int64)?;
+    let length = column("length_m", &DataType::Float64)?;
+    let freeflow = column("freeflow_s", &DataType::Float64)?;
+    let district = column("district", &DataType::Utf8)?;
+    let (ids, from, to) = (
+        ids.as_primitive::<Int64Type>(),
+        from.as_primitive::<Int64Type>(),
+        to.as_primitive::<Int64Type>(),
+    );
+    let (length, freeflow) = (
+        length.as_primitive::<Float64Type>(),
+        freeflow.as_primitive::<Float64Type>(),
+    );
+    let district = district.as_string::<i32>();
+    Ok((0..batch.num_rows())
+        .map(|i| Link {
+            link_id: ids.value(i),
+            from: from.value(i),
+            to: to.value(i),
+            length_m: length.value(i),
+            freeflow_s: freeflow.value(i),
+            district: district.value(i).to_string(),
+        })
+        .collect())
+}
+
 /// One camera read.
 #[derive(Debug, Clone, Copy)]
 pub struct Passage<'a> {
@@ -147,6 +185,19 @@ pub struct RankEntry {
     pub id: String,
     pub delay_index: f64,
     pub traversals: u64,
+}
+
+/// The state of the stream right now, before windows close: for live displays.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Live {
+    /// The newest record's time (the stream's "now").
+    pub at: String,
+    /// Vehicles with a passage in the on-road window before `at` (provisional: records within
+    /// the lateness may still arrive).
+    pub on_road: u64,
+    /// Corroborated vehicles so far in the current local day.
+    pub vehicles_today: u64,
+    pub counters: Counters,
 }
 
 /// Rows produced as windows close.
@@ -344,6 +395,80 @@ impl TrafficIndices {
             self.apply(record);
         }
         self.tick(watermark);
+    }
+
+    /// Feeds an Arrow batch of passages (columns `ts`, `checkpoint_id`, `plate`, by name).
+    pub fn push_batch(&mut self, batch: &arrow::array::RecordBatch) -> Result<(), String> {
+        use arrow::array::{Array, AsArray};
+        use arrow::datatypes::{DataType, Int64Type, TimeUnit, TimestampMicrosecondType};
+        let column = |name: &str| {
+            batch
+                .column_by_name(name)
+                .ok_or_else(|| format!("the passages have no {name} column"))
+        };
+        let cast = |a: &arrow::array::ArrayRef, t: &DataType| {
+            arrow::compute::cast(a, t).map_err(|e| e.to_string())
+        };
+        let ts = cast(
+            column("ts")?,
+            &DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        )?;
+        let ts = ts.as_primitive::<TimestampMicrosecondType>();
+        let checkpoint = cast(column("checkpoint_id")?, &DataType::Int64)?;
+        let checkpoint = checkpoint.as_primitive::<Int64Type>();
+        let plate = cast(column("plate")?, &DataType::Utf8)?;
+        let plate = plate.as_string::<i32>();
+        for i in 0..batch.num_rows() {
+            if ts.is_null(i) || checkpoint.is_null(i) || plate.is_null(i) {
+                continue;
+            }
+            self.push(Passage {
+                ts: ts.value(i),
+                checkpoint: checkpoint.value(i),
+                plate: plate.value(i),
+            });
+        }
+        Ok(())
+    }
+
+    /// The live view: vehicles on the road and today's census so far, provisional: records
+    /// still held for the lateness are counted as if applied, so an ingested record shows at
+    /// once rather than a lateness later.
+    pub fn live(&self) -> Live {
+        let step = self.config.on_road_step_s * SECOND;
+        let now = self.newest.max(0);
+        let from = (now - self.config.on_road_window_s * SECOND).div_euclid(step);
+        let mut on_road: i64 = self
+            .buckets
+            .range(from..)
+            .map(|(_, counts)| counts.iter().sum::<i64>())
+            .sum();
+        let today = self.local_day(now);
+        let corroboration = self.config.corroboration.max(1);
+        let mut vehicles = self.days.get(&today).map_or(0, |d| d.vehicles);
+        let mut held: FastMap<PlateKey, u32> = FastMap::default();
+        for r in &self.buffer {
+            *held.entry(r.plate).or_default() += 1;
+        }
+        for (plate, n) in held {
+            let (counted, passages) = match self.plates.get(&plate) {
+                Some(s) => (
+                    s.bucket >= from,
+                    if s.day == today { s.passages } else { 0 },
+                ),
+                None => (false, 0),
+            };
+            on_road += i64::from(!counted);
+            if passages < corroboration && passages + n >= corroboration {
+                vehicles += 1;
+            }
+        }
+        Live {
+            at: rfc3339(now),
+            on_road: on_road.max(0) as u64,
+            vehicles_today: vehicles,
+            counters: self.counters,
+        }
     }
 
     /// The rows produced since the last call.

@@ -126,3 +126,24 @@ fn arrival_order_within_the_lateness_does_not_change_the_rows() {
         shuffled["counters"]["applied"]
     );
 }
+
+#[test]
+fn the_live_view_counts_records_still_held_for_the_lateness() {
+    let base = format!("{}/tests/data/small", env!("CARGO_MANIFEST_DIR"));
+    let links = links(&std::fs::read_to_string(format!("{base}/links.ndjson")).unwrap());
+    let records = passages(&std::fs::read_to_string(format!("{base}/passages.ndjson")).unwrap());
+    let mut indices = TrafficIndices::new(TrafficConfig::default(), links);
+    for (ts, checkpoint, plate) in &records {
+        indices.push(Passage {
+            ts: *ts,
+            checkpoint: *checkpoint,
+            plate,
+        });
+    }
+    // Newest 00:22:00; g's second read (00:22:00) is still held, yet g counts: a, b, c, d, g.
+    let live = indices.live();
+    assert_eq!(live.at, "2026-11-22T00:22:00Z");
+    assert_eq!(live.vehicles_today, 5);
+    // On the road in the 15 minutes before 00:22: d (00:10:30) and g.
+    assert_eq!(live.on_road, 2);
+}

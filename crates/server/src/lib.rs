@@ -7,6 +7,7 @@
 
 mod error;
 mod governance;
+pub mod live;
 pub mod openapi;
 
 use std::future::Future;
@@ -34,6 +35,8 @@ pub struct AppState {
     pub hub: Arc<Hub>,
     pub sql: SqlEngine,
     pub gov: Arc<Gov>,
+    /// The live traffic indices, when the hub has passages to compute them from.
+    pub live: Option<live::LiveIndices>,
     /// Largest accepted request body, in bytes.
     pub body_limit: usize,
 }
@@ -56,6 +59,8 @@ pub fn router(state: AppState) -> Router {
         .route("/datasets/{name}/audit", get(governance::dataset_audit))
         .route("/sql", post(sql))
         .route("/whoami", get(governance::whoami))
+        .route("/indices/traffic/live", get(traffic_live))
+        .route("/indices/stream", get(indices_stream))
         .route(
             "/departments",
             get(governance::list_departments).post(governance::create_department),
@@ -405,7 +410,12 @@ async fn ingest(
         ),
     };
     audit(&state, &me, CallKind::Ingest, &def, rows, outcome, detail)?;
-    let report = result?;
+    let mut report = result?;
+    if let (Some(live), Some(stored)) = (&state.live, report.stored.take())
+        && def.name.as_str() == live::PASSAGES
+    {
+        live.feed(stored);
+    }
     tracing::debug!(
         message = "Batch stored.",
         accepted = report.accepted,
@@ -517,4 +527,74 @@ async fn read_records(
     })?;
     let bytes = citybrain_sql::encode(&result, format)?;
     Ok(([(header::CONTENT_TYPE, format.content_type())], bytes).into_response())
+}
+
+/// Records a read of the live indices (aggregates, no personal data) in the audit trail.
+fn audit_index_read(state: &AppState, me: &Principal, detail: &str) -> Result<(), ApiError> {
+    let mut call = Call::new(
+        now(),
+        me.name.as_str(),
+        me.department.as_str(),
+        CallKind::Read,
+    );
+    for name in ["indices.on_road", "indices.census_daily"] {
+        call.datasets.push(Touch {
+            dataset: DatasetName::parse(name).expect("valid name"),
+            fields: Vec::new(),
+        });
+    }
+    call.detail = detail.to_string();
+    state.gov.record(call)?;
+    Ok(())
+}
+
+fn live_of(state: &AppState) -> Result<&live::LiveIndices, ApiError> {
+    state.live.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "indices_unavailable",
+            "live indices are not running (start `citybrain up` with the transport datasets)",
+        )
+    })
+}
+
+/// The live traffic view: the stream's time, vehicles on the road, today's census so far.
+async fn traffic_live(
+    State(state): State<AppState>,
+    Extension(me): Extension<Principal>,
+) -> Result<Response, ApiError> {
+    let live = live_of(&state)?;
+    audit_index_read(&state, &me, "GET /api/v1/indices/traffic/live")?;
+    Ok(Json(json!({ "live": live.latest() })).into_response())
+}
+
+/// Server-Sent Events: `live` after every ingested batch, `rows` as index windows close.
+async fn indices_stream(
+    State(state): State<AppState>,
+    Extension(me): Extension<Principal>,
+) -> Result<Response, ApiError> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    let live = live_of(&state)?;
+    audit_index_read(&state, &me, "GET /api/v1/indices/stream")?;
+    let first = live
+        .latest()
+        .map(|l| json!({"type": "live", "live": l}).to_string());
+    let receiver = live.subscribe();
+    let updates = futures::stream::unfold(receiver, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(text) => return Some((text.to_string(), rx)),
+                // A slow client skips what it missed; the datasets keep everything.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    use futures::StreamExt;
+    let stream = futures::stream::iter(first)
+        .chain(updates)
+        .map(|text| Ok::<_, std::convert::Infallible>(Event::default().data(text)));
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
 }

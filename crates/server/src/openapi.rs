@@ -47,6 +47,16 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
         "Who touched the dataset, when, which fields, for what purpose (its owner's admins and publishers).",
     ),
     ("get", "/api/v1/whoami", "The calling principal."),
+    (
+        "get",
+        "/api/v1/indices/traffic/live",
+        "Live traffic view: the stream's time, vehicles on the road (provisional), today's census so far.",
+    ),
+    (
+        "get",
+        "/api/v1/indices/stream",
+        "Server-Sent Events: `live` after each ingested batch of passages, `rows` as index windows close (also stored in indices.*).",
+    ),
     ("get", "/api/v1/departments", "List departments."),
     (
         "post",
