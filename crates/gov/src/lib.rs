@@ -123,6 +123,21 @@ pub struct Gov {
     dir: PathBuf,
 }
 
+/// A management call by `by` about `dataset` (grant requests and decisions).
+fn manage_call(by: &Principal, now: Timestamp, dataset: &DatasetName, fields: &[String]) -> Call {
+    let mut call = Call::new(
+        now,
+        by.name.as_str(),
+        by.department.as_str(),
+        CallKind::Manage,
+    );
+    call.datasets.push(Touch {
+        dataset: dataset.clone(),
+        fields: fields.to_vec(),
+    });
+    call
+}
+
 fn who(principal: &Principal) -> (&str, &str) {
     (principal.name.as_str(), principal.department.as_str())
 }
@@ -328,16 +343,7 @@ impl Gov {
                 problems.join("; ")
             )));
         }
-        let mut call = Call::new(
-            now,
-            by.name.as_str(),
-            by.department.as_str(),
-            CallKind::Manage,
-        );
-        call.datasets.push(Touch {
-            dataset: def.name.clone(),
-            fields: request.fields.clone(),
-        });
+        let mut call = manage_call(by, now, &def.name, &request.fields);
         call.purpose = request.purpose.clone();
         let result = self
             .store()
@@ -404,16 +410,7 @@ impl Gov {
         }
         let expires_at = (decision == GrantState::Approved)
             .then(|| Timestamp(now.0 + i64::from(grant.days) * 86_400_000_000));
-        let mut call = Call::new(
-            now,
-            by.name.as_str(),
-            by.department.as_str(),
-            CallKind::Manage,
-        );
-        call.datasets.push(Touch {
-            dataset: grant.dataset.clone(),
-            fields: grant.fields.clone(),
-        });
+        let mut call = manage_call(by, now, &grant.dataset, &grant.fields);
         call.detail = format!("grant #{id} {}: {reason}", decision.name());
         self.record(call)?;
         self.store()

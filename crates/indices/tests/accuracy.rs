@@ -6,12 +6,12 @@
 //! Here they must be within 2% for 85% of link-bins and overlap 16/20; the targets (90%,
 //! 19/20) are checked by `bench/indices.py` at benchmark size, where bins hold hundreds.
 
+mod common;
+
 use std::collections::{BTreeMap, HashSet};
 
-use citybrain_core::Timestamp;
 use citybrain_gen::{GenConfig, generate};
-use citybrain_indices::{CITY, Link, Passage, TrafficConfig, TrafficIndices, rank};
-use serde_json::Value;
+use citybrain_indices::{CITY, TrafficConfig, TrafficIndices, rank};
 
 #[test]
 fn indices_match_the_generated_truth() {
@@ -25,37 +25,16 @@ fn indices_match_the_generated_truth() {
         day: citybrain_core::Date::parse("2026-11-22").unwrap(),
     };
     let truth = generate(&config, dir.path(), &mut |_, _| {}).unwrap();
-    let links: Vec<Link> = std::fs::read_to_string(dir.path().join("links.ndjson"))
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let v: Value = serde_json::from_str(l).unwrap();
-            Link {
-                link_id: v["link_id"].as_i64().unwrap(),
-                from: v["from_checkpoint"].as_i64().unwrap(),
-                to: v["to_checkpoint"].as_i64().unwrap(),
-                length_m: v["length_m"].as_f64().unwrap(),
-                freeflow_s: v["freeflow_s"].as_f64().unwrap(),
-                district: v["district"].as_str().unwrap().to_string(),
-            }
-        })
-        .collect();
+    let links = common::links(&std::fs::read_to_string(dir.path().join("links.ndjson")).unwrap());
     let freeflow: BTreeMap<(i64, i64), (i64, f64)> = links
         .iter()
         .map(|l| ((l.from, l.to), (l.link_id, l.freeflow_s)))
         .collect();
     let mut indices = TrafficIndices::new(TrafficConfig::default(), links);
-    for line in std::fs::read_to_string(dir.path().join("anpr_passages.ndjson"))
-        .unwrap()
-        .lines()
-    {
-        let v: Value = serde_json::from_str(line).unwrap();
-        indices.push(Passage {
-            ts: Timestamp::parse(v["ts"].as_str().unwrap()).unwrap().0,
-            checkpoint: v["checkpoint_id"].as_i64().unwrap(),
-            plate: v["plate"].as_str().unwrap(),
-        });
-    }
+    let records = common::passages(
+        &std::fs::read_to_string(dir.path().join("anpr_passages.ndjson")).unwrap(),
+    );
+    common::push_all(&mut indices, &records);
     let (out, _) = indices.finish();
 
     // Census.

@@ -1,37 +1,10 @@
 //! Data-driven tests: small hand-worked inputs with expected index rows.
 
-use citybrain_core::Timestamp;
-use citybrain_indices::{Link, Passage, TrafficConfig, TrafficIndices};
+mod common;
+
+use citybrain_indices::{TrafficConfig, TrafficIndices};
+use common::{links, passages, push_all};
 use serde_json::Value;
-
-fn links(text: &str) -> Vec<Link> {
-    text.lines()
-        .map(|l| {
-            let v: Value = serde_json::from_str(l).unwrap();
-            Link {
-                link_id: v["link_id"].as_i64().unwrap(),
-                from: v["from_checkpoint"].as_i64().unwrap(),
-                to: v["to_checkpoint"].as_i64().unwrap(),
-                length_m: v["length_m"].as_f64().unwrap(),
-                freeflow_s: v["freeflow_s"].as_f64().unwrap(),
-                district: v["district"].as_str().unwrap().to_string(),
-            }
-        })
-        .collect()
-}
-
-fn passages(text: &str) -> Vec<(i64, i64, String)> {
-    text.lines()
-        .map(|l| {
-            let v: Value = serde_json::from_str(l).unwrap();
-            (
-                Timestamp::parse(v["ts"].as_str().unwrap()).unwrap().0,
-                v["checkpoint_id"].as_i64().unwrap(),
-                v["plate"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
-}
 
 /// Equal JSON, numbers within 1e-9.
 fn assert_close(actual: &Value, expected: &Value, path: &str) {
@@ -63,13 +36,7 @@ fn run(dir: &str, order: impl Fn(&mut Vec<(i64, i64, String)>)) -> Value {
         passages(&std::fs::read_to_string(format!("{base}/passages.ndjson")).unwrap());
     order(&mut records);
     let mut indices = TrafficIndices::new(TrafficConfig::default(), links);
-    for (ts, checkpoint, plate) in &records {
-        indices.push(Passage {
-            ts: *ts,
-            checkpoint: *checkpoint,
-            plate,
-        });
-    }
+    push_all(&mut indices, &records);
     let (out, counters) = indices.finish();
     let mut v = serde_json::to_value(&out).unwrap();
     v["counters"] = serde_json::to_value(counters).unwrap();
@@ -133,13 +100,7 @@ fn the_live_view_counts_records_still_held_for_the_lateness() {
     let links = links(&std::fs::read_to_string(format!("{base}/links.ndjson")).unwrap());
     let records = passages(&std::fs::read_to_string(format!("{base}/passages.ndjson")).unwrap());
     let mut indices = TrafficIndices::new(TrafficConfig::default(), links);
-    for (ts, checkpoint, plate) in &records {
-        indices.push(Passage {
-            ts: *ts,
-            checkpoint: *checkpoint,
-            plate,
-        });
-    }
+    push_all(&mut indices, &records);
     // Newest 00:22:00; g's second read (00:22:00) is still held, yet g counts: a, b, c, d, g.
     let live = indices.live();
     assert_eq!(live.at, "2026-11-22T00:22:00Z");
