@@ -55,12 +55,11 @@ fn read_links(path: &Path) -> Result<Vec<Link>> {
     citybrain_indices::links_from_batch(&batch).map_err(anyhow::Error::msg)
 }
 
-fn feed(indices: &mut TrafficIndices, batch: &RecordBatch) -> Result<()> {
-    indices.push_batch(batch).map_err(anyhow::Error::msg)
-}
+/// Where decoded batches of passages go.
+type Sink<'a> = dyn FnMut(&RecordBatch) -> Result<()> + 'a;
 
 /// Streams the passages file through the operators with a progress bar over its bytes.
-fn run_passages(indices: &mut TrafficIndices, path: &Path) -> Result<u64> {
+fn run_passages(feed: &mut Sink<'_>, path: &Path) -> Result<u64> {
     let size = std::fs::metadata(path)
         .with_context(|| format!("reading {}", path.display()))?
         .len();
@@ -86,7 +85,7 @@ fn run_passages(indices: &mut TrafficIndices, path: &Path) -> Result<u64> {
             for batch in reader {
                 let batch = batch?;
                 rows += batch.num_rows() as u64;
-                feed(indices, &batch)?;
+                feed(&batch)?;
                 bar.set_position(size * rows / total.max(1));
             }
         }
@@ -122,7 +121,7 @@ fn run_passages(indices: &mut TrafficIndices, path: &Path) -> Result<u64> {
                 }
                 line_base += decoded.total() as u64;
                 rows += decoded.batch.num_rows() as u64;
-                feed(indices, &decoded.batch)?;
+                feed(&decoded.batch)?;
             }
         }
     }
@@ -166,7 +165,91 @@ fn peak_rss_mib() -> Option<f64> {
     Some(kib / 1024.0)
 }
 
-pub fn traffic(passages: &Path, links: &Path, out: &Path, lateness_s: i64) -> Result<()> {
+/// One pass split across `threads` partitions of plates: this thread decodes, applies the
+/// lateness rule once for the whole stream and routes each passage to its plate's partition;
+/// the partitions' rows are merged at the end (exactly the single-pass rows).
+fn run_parallel(
+    config: &TrafficConfig,
+    links: Vec<Link>,
+    passages: &Path,
+    threads: usize,
+) -> Result<(u64, Outputs, citybrain_indices::Counters)> {
+    use arrow::array::{Array, AsArray, BooleanArray};
+    use arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
+    let mut admission = citybrain_indices::Admission::new(config);
+    let (rows, partitions) = std::thread::scope(|scope| -> Result<_> {
+        let mut senders = Vec::new();
+        let mut workers = Vec::new();
+        for _ in 0..threads {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<RecordBatch>(4);
+            let (config, links) = (config.clone(), links.clone());
+            senders.push(tx);
+            workers.push(scope.spawn(move || -> Result<TrafficIndices> {
+                let mut part = TrafficIndices::partition(config, links);
+                for batch in rx {
+                    part.push_batch(&batch).map_err(anyhow::Error::msg)?;
+                }
+                Ok(part)
+            }));
+        }
+        let mut route = |batch: &RecordBatch| -> Result<()> {
+            let ts = arrow::compute::cast(
+                batch
+                    .column_by_name("ts")
+                    .context("the passages have no ts column")?,
+                &DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            )?;
+            let ts = ts.as_primitive::<TimestampMicrosecondType>();
+            let plate = arrow::compute::cast(
+                batch
+                    .column_by_name("plate")
+                    .context("the passages have no plate column")?,
+                &DataType::Utf8,
+            )?;
+            let plate = plate.as_string::<i32>();
+            let mut target = vec![u8::MAX; batch.num_rows()];
+            for (i, t) in target.iter_mut().enumerate() {
+                if ts.is_null(i) || plate.is_null(i) || !admission.admit(ts.value(i)) {
+                    continue;
+                }
+                *t = citybrain_indices::partition_of(plate.value(i), threads) as u8;
+            }
+            for (p, tx) in senders.iter().enumerate() {
+                let mask: BooleanArray = target.iter().map(|t| Some(*t as usize == p)).collect();
+                let part = arrow::compute::filter_record_batch(batch, &mask)?;
+                if part.num_rows() > 0 {
+                    tx.send(part).context("a partition stopped")?;
+                }
+            }
+            Ok(())
+        };
+        let rows = run_passages(&mut route, passages)?;
+        drop(senders);
+        let partitions = workers
+            .into_iter()
+            .map(|w| w.join().expect("a partition panicked"))
+            .collect::<Result<Vec<_>>>()?;
+        Ok((rows, partitions))
+    })?;
+    let end = partitions
+        .first()
+        .map_or(0, |p| p.end_for(admission.newest()));
+    let partials = partitions
+        .into_iter()
+        .map(|p| p.finish_partial(end))
+        .collect();
+    let (outputs, mut counters) = citybrain_indices::merge(config.clone(), links, partials);
+    counters.late_dropped += admission.late_dropped;
+    Ok((rows, outputs, counters))
+}
+
+pub fn traffic(
+    passages: &Path,
+    links: &Path,
+    out: &Path,
+    lateness_s: i64,
+    threads: usize,
+) -> Result<()> {
     let started = Instant::now();
     let config = TrafficConfig {
         lateness_s,
@@ -174,9 +257,18 @@ pub fn traffic(passages: &Path, links: &Path, out: &Path, lateness_s: i64) -> Re
     };
     let min = config.ranking_min_traversals;
     let bin_s = config.bin_s;
-    let mut indices = TrafficIndices::new(config, read_links(links)?);
-    let rows = run_passages(&mut indices, passages)?;
-    let (outputs, counters): (Outputs, _) = indices.finish();
+    let links = read_links(links)?;
+    let (rows, outputs, counters) = if threads > 1 {
+        run_parallel(&config, links, passages, threads)?
+    } else {
+        let mut indices = TrafficIndices::new(config, links);
+        let rows = run_passages(
+            &mut |batch| indices.push_batch(batch).map_err(anyhow::Error::msg),
+            passages,
+        )?;
+        let (outputs, counters) = indices.finish();
+        (rows, outputs, counters)
+    };
     let computed = started.elapsed();
     // The ranking covers everything computed: first bin to the end of the last.
     let bins = outputs.link_travel.iter().map(|r| r.bin.as_str());

@@ -164,6 +164,9 @@ enum IndicesCommand {
         /// Records older than the newest by more than this are counted and dropped.
         #[arg(long, default_value_t = 60)]
         lateness_s: i64,
+        /// Partitions of plates computed in parallel (default: one per core).
+        #[arg(long)]
+        threads: Option<usize>,
     },
 }
 
@@ -471,8 +474,14 @@ fn run(cli: Cli) -> Result<()> {
                     links,
                     out,
                     lateness_s,
+                    threads,
                 },
-        } => indices_cli::traffic(&passages, &links, &out, lateness_s),
+        } => {
+            let threads = threads
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+                .clamp(1, 64);
+            indices_cli::traffic(&passages, &links, &out, lateness_s, threads)
+        }
         Command::Whoami { server } => {
             let me: serde_json::Value =
                 serde_json::from_slice(&request(&server, "GET", "/api/v1/whoami", None)?)?;

@@ -8,8 +8,9 @@ pub mod plate;
 pub mod traffic;
 
 pub use traffic::{
-    CITY, CensusDay, CensusHour, Counters, DelayIndex, Link, LinkTravel, Live, OnRoad, Outputs,
-    Passage, RankEntry, TrafficConfig, TrafficIndices, links_from_batch, rank,
+    Admission, CITY, CensusDay, CensusHour, Counters, DelayIndex, Link, LinkTravel, Live, OnRoad,
+    Outputs, Partial, Passage, RankEntry, TrafficConfig, TrafficIndices, links_from_batch, merge,
+    partition_of, rank,
 };
 
 /// The index datasets' definitions (file name, TOML), as `citybrain-hub` reads them.

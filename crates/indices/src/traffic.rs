@@ -290,6 +290,17 @@ pub struct TrafficIndices {
     bins: BTreeMap<i64, FastMap<u32, Vec<f32>>>,
     counters: Counters,
     out: Outputs,
+    /// In a partition of a parallel pass: closed link bins kept as raw travel times, since
+    /// medians of partitions do not combine (see [`merge`]).
+    raw_travel: Option<Vec<(i64, u32, Vec<f32>)>>,
+}
+
+/// One partition's result in a parallel pass, combined by [`merge`].
+#[derive(Debug)]
+pub struct Partial {
+    out: Outputs,
+    counters: Counters,
+    raw_travel: Vec<(i64, u32, Vec<f32>)>,
 }
 
 fn rfc3339(micros: i64) -> String {
@@ -345,7 +356,41 @@ impl TrafficIndices {
             bins: BTreeMap::new(),
             counters: Counters::default(),
             out: Outputs::default(),
+            raw_travel: None,
         }
+    }
+
+    /// A partition of a parallel pass: feed it the passages of a subset of plates (every
+    /// passage of those plates), then [`TrafficIndices::finish_partial`] and [`merge`].
+    pub fn partition(config: TrafficConfig, links: Vec<Link>) -> Self {
+        let mut indices = Self::new(config, links);
+        indices.raw_travel = Some(Vec::new());
+        indices
+    }
+
+    /// Ends a partition: applies everything, closes every window, emits on-road instants up
+    /// to `end` (the same for every partition), and hands over the rows and raw bins.
+    pub fn finish_partial(mut self, end: i64) -> Partial {
+        self.release(self.buffer.len());
+        self.close_all(end);
+        Partial {
+            out: self.out,
+            counters: self.counters,
+            raw_travel: self.raw_travel.unwrap_or_default(),
+        }
+    }
+
+    /// The instant a parallel pass's partitions end their on-road series at, given the
+    /// newest passage of the whole input: the same as [`TrafficIndices::finish`] uses.
+    /// The newest passage applied so far.
+    pub fn clock(&self) -> i64 {
+        self.clock
+    }
+
+    pub fn end_for(&self, newest: i64) -> i64 {
+        newest
+            .saturating_add(1)
+            .saturating_add(self.config.on_road_step_s * SECOND)
     }
 
     pub fn counters(&self) -> Counters {
@@ -503,15 +548,20 @@ impl TrafficIndices {
     /// Applies everything buffered, closes every window, and returns all remaining rows.
     pub fn finish(mut self) -> (Outputs, Counters) {
         self.release(self.buffer.len());
-        let end = self.clock.saturating_add(1);
-        self.emit_on_road_until(end.saturating_add(self.config.on_road_step_s * SECOND));
+        let end = self.end_for(self.clock);
+        self.close_all(end);
+        (self.out, self.counters)
+    }
+
+    /// Closes every window; on-road instants up to `end`.
+    fn close_all(&mut self, end: i64) {
+        self.emit_on_road_until(end);
         self.close_bins(i64::MAX);
         let days: Vec<i64> = self.days.keys().copied().collect();
         let now = self.clock;
         for day in days {
             self.close_day(day, now);
         }
-        (self.out, self.counters)
     }
 
     fn local_day(&self, ts: i64) -> i64 {
@@ -665,6 +715,10 @@ impl TrafficIndices {
                 break;
             }
             let links = self.bins.remove(&bin).expect("first bin exists");
+            if let Some(raw) = &mut self.raw_travel {
+                raw.extend(links.into_iter().map(|(link, times)| (bin, link, times)));
+                continue;
+            }
             let start = rfc3339(bin * bin_len);
             let mut sums = vec![(0.0f64, 0u64); self.district_names.len()];
             let mut rows: Vec<LinkTravel> = links
@@ -793,4 +847,116 @@ pub fn rank(rows: &[LinkTravel], from: &str, to: &str, min_traversals: u64) -> V
             .collect(),
     );
     out
+}
+
+/// Combines the partitions of a parallel pass (plates split between them) into the rows one
+/// pass over everything would give: counts add up per window, and each link bin's travel
+/// times are pooled before its median is taken.
+pub fn merge(config: TrafficConfig, links: Vec<Link>, parts: Vec<Partial>) -> (Outputs, Counters) {
+    let mut whole = TrafficIndices::new(config, links);
+    let mut days: BTreeMap<String, CensusDay> = BTreeMap::new();
+    let mut hours: BTreeMap<String, CensusHour> = BTreeMap::new();
+    let mut on_road: BTreeMap<(String, usize), u64> = BTreeMap::new();
+    let mut counters = Counters::default();
+    for part in parts {
+        for d in part.out.census_days {
+            let e = days.entry(d.day.clone()).or_insert(CensusDay {
+                vehicles: 0,
+                local: 0,
+                non_local: 0,
+                plates_read: 0,
+                ..d.clone()
+            });
+            e.vehicles += d.vehicles;
+            e.local += d.local;
+            e.non_local += d.non_local;
+            e.plates_read += d.plates_read;
+        }
+        for h in part.out.census_hours {
+            let e = hours.entry(h.hour.clone()).or_insert(CensusHour {
+                vehicles: 0,
+                local: 0,
+                non_local: 0,
+                ..h.clone()
+            });
+            e.vehicles += h.vehicles;
+            e.local += h.local;
+            e.non_local += h.non_local;
+        }
+        for r in part.out.on_road {
+            let d = whole
+                .district_names
+                .iter()
+                .position(|n| n == &r.district)
+                .unwrap_or(0);
+            *on_road.entry((r.at, d)).or_default() += r.vehicles;
+        }
+        for (bin, link, mut times) in part.raw_travel {
+            whole
+                .bins
+                .entry(bin)
+                .or_default()
+                .entry(link)
+                .or_default()
+                .append(&mut times);
+        }
+        counters.applied += part.counters.applied;
+        counters.late_dropped += part.counters.late_dropped;
+        counters.duplicates += part.counters.duplicates;
+        counters.reordered += part.counters.reordered;
+    }
+    whole.close_bins(i64::MAX);
+    let mut out = whole.take_outputs();
+    out.census_days = days.into_values().collect();
+    out.census_hours = hours.into_values().collect();
+    out.on_road = on_road
+        .into_iter()
+        .map(|((at, d), vehicles)| OnRoad {
+            at,
+            district: whole.district_names[d].clone(),
+            vehicles,
+        })
+        .collect();
+    (out, counters)
+}
+
+/// Which of `parts` partitions a plate belongs to in a parallel pass.
+pub fn partition_of(plate: &str, parts: usize) -> usize {
+    let key = PlateKey::new(plate).0;
+    let mixed = (key as u64 ^ (key >> 64) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    ((mixed >> 32) % parts.max(1) as u64) as usize
+}
+
+/// The lateness rule applied once, ahead of the partitions of a parallel pass: lateness is
+/// relative to the newest record of the whole stream, which no single partition sees.
+#[derive(Debug, Clone)]
+pub struct Admission {
+    newest: i64,
+    lateness: i64,
+    /// Records refused as later than the lateness allows.
+    pub late_dropped: u64,
+}
+
+impl Admission {
+    pub fn new(config: &TrafficConfig) -> Self {
+        Self {
+            newest: i64::MIN,
+            lateness: config.lateness_s * SECOND,
+            late_dropped: 0,
+        }
+    }
+
+    /// Whether a record at `ts` may go on to its partition.
+    pub fn admit(&mut self, ts: i64) -> bool {
+        if self.newest != i64::MIN && ts < self.newest - self.lateness {
+            self.late_dropped += 1;
+            return false;
+        }
+        self.newest = self.newest.max(ts);
+        true
+    }
+
+    pub fn newest(&self) -> i64 {
+        self.newest
+    }
 }

@@ -108,3 +108,40 @@ fn the_live_view_counts_records_still_held_for_the_lateness() {
     // On the road in the 15 minutes before 00:22: d (00:10:30) and g.
     assert_eq!(live.on_road, 2);
 }
+
+#[test]
+fn a_pass_split_by_plate_and_merged_gives_the_same_rows() {
+    use citybrain_indices::{Admission, merge, partition_of};
+    let base = format!("{}/tests/data/small", env!("CARGO_MANIFEST_DIR"));
+    let links = links(&std::fs::read_to_string(format!("{base}/links.ndjson")).unwrap());
+    let records = passages(&std::fs::read_to_string(format!("{base}/passages.ndjson")).unwrap());
+    let mut whole = TrafficIndices::new(TrafficConfig::default(), links.clone());
+    push_all(&mut whole, &records);
+    let (expected, expected_counters) = whole.finish();
+    for parts in [2, 3] {
+        let mut partitions: Vec<TrafficIndices> = (0..parts)
+            .map(|_| TrafficIndices::partition(TrafficConfig::default(), links.clone()))
+            .collect();
+        let mut admission = Admission::new(&TrafficConfig::default());
+        for record in &records {
+            if !admission.admit(record.0) {
+                continue;
+            }
+            push_all(
+                &mut partitions[partition_of(&record.2, parts)],
+                std::slice::from_ref(record),
+            );
+        }
+        let end = partitions[0].end_for(admission.newest());
+        let partials = partitions
+            .into_iter()
+            .map(|p| p.finish_partial(end))
+            .collect();
+        let (merged, mut counters) = merge(TrafficConfig::default(), links.clone(), partials);
+        counters.late_dropped += admission.late_dropped;
+        assert_eq!(counters.late_dropped, expected_counters.late_dropped);
+        assert_eq!(merged, expected, "{parts} partitions");
+        assert_eq!(counters.applied, expected_counters.applied);
+        assert_eq!(counters.duplicates, expected_counters.duplicates);
+    }
+}
