@@ -429,9 +429,16 @@ impl TrafficIndices {
             .get(RELEASE_GROUP - 1)
             .is_some_and(|r| r.ts <= watermark)
         {
-            let ready = self.buffer.partition_point(|r| r.ts <= watermark);
+            let ready = self.ready(watermark);
             self.release(ready);
         }
+    }
+
+    /// How many buffered records are due at `watermark`. A scan from the front, not a binary
+    /// search: the records it passes are applied next, so it touches memory about to be used
+    /// (a binary search over a lateness-worth of records missed the cache at every step).
+    fn ready(&self, watermark: i64) -> usize {
+        self.buffer.iter().take_while(|r| r.ts <= watermark).count()
     }
 
     /// Applies the first `n` buffered records. The plate table (millions of entries) misses
@@ -454,7 +461,7 @@ impl TrafficIndices {
     /// Live use calls this on a timer so quiet minutes still produce rows.
     pub fn advance_to(&mut self, now: i64) {
         let watermark = now - self.config.lateness_s * SECOND;
-        let ready = self.buffer.partition_point(|r| r.ts <= watermark);
+        let ready = self.ready(watermark);
         self.release(ready);
         self.tick(watermark);
     }
@@ -492,7 +499,7 @@ impl TrafficIndices {
         }
         // Whatever the lateness allows is applied before the batch call returns, however few.
         let watermark = self.newest - self.config.lateness_s * SECOND;
-        let ready = self.buffer.partition_point(|r| r.ts <= watermark);
+        let ready = self.ready(watermark);
         self.release(ready);
         Ok(())
     }
