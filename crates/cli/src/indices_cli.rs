@@ -73,6 +73,7 @@ fn run_passages(feed: &mut Sink<'_>, path: &Path) -> Result<u64> {
             let file = File::open(path)?;
             let builder =
                 parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)?;
+            let total = builder.metadata().file_metadata().num_rows() as u64;
             let mask = parquet::arrow::ProjectionMask::columns(
                 builder.parquet_schema(),
                 ["ts", "checkpoint_id", "plate"],
@@ -81,7 +82,6 @@ fn run_passages(feed: &mut Sink<'_>, path: &Path) -> Result<u64> {
                 .with_projection(mask)
                 .with_batch_size(65_536)
                 .build()?;
-            let total = builder_rows_hint(path)?;
             for batch in reader {
                 let batch = batch?;
                 rows += batch.num_rows() as u64;
@@ -127,12 +127,6 @@ fn run_passages(feed: &mut Sink<'_>, path: &Path) -> Result<u64> {
     }
     bar.finish_and_clear();
     Ok(rows)
-}
-
-fn builder_rows_hint(path: &Path) -> Result<u64> {
-    let file = File::open(path)?;
-    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)?;
-    Ok(builder.metadata().file_metadata().num_rows() as u64)
 }
 
 /// Writes rows as a Parquet file typed by the index dataset's definition.

@@ -74,6 +74,18 @@ fn grant_from_row(row: &Row<'_>) -> rusqlite::Result<Grant> {
     })
 }
 
+const TOKEN_COLUMNS: &str = "id, principal, created_at, expires_at, revoked_at";
+
+fn token_from_row(row: &Row<'_>) -> rusqlite::Result<TokenInfo> {
+    Ok(TokenInfo {
+        id: row.get(0)?,
+        principal: parse_col(1, PrincipalName::parse(&row.get::<_, String>(1)?))?,
+        created_at: Timestamp(row.get(2)?),
+        expires_at: opt_ts(row.get(3)?),
+        revoked_at: opt_ts(row.get(4)?),
+    })
+}
+
 const GRANT_COLUMNS: &str = "id, dataset, department, purpose, fields, raw, days, state, reason, requested_by, requested_at, decided_by, decided_at, expires_at";
 
 impl Store {
@@ -259,25 +271,26 @@ impl Store {
     }
 
     pub fn token(&self, id: &str) -> Result<Option<TokenInfo>, GovError> {
-        Ok(self.tokens()?.into_iter().find(|t| t.id == id))
+        self.conn
+            .query_row(
+                &format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = ?1"),
+                [id],
+                token_from_row,
+            )
+            .optional()
+            .map_err(db("reading a token"))
     }
 
     pub fn tokens(&self) -> Result<Vec<TokenInfo>, GovError> {
         let mut stmt = self
             .conn
-            .prepare("SELECT id, principal, created_at, expires_at, revoked_at FROM tokens ORDER BY created_at, id")
+            .prepare(&format!(
+                "SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY created_at, id"
+            ))
             .map_err(db("listing tokens"))?;
-        stmt.query_map([], |row| {
-            Ok(TokenInfo {
-                id: row.get(0)?,
-                principal: parse_col(1, PrincipalName::parse(&row.get::<_, String>(1)?))?,
-                created_at: Timestamp(row.get(2)?),
-                expires_at: opt_ts(row.get(3)?),
-                revoked_at: opt_ts(row.get(4)?),
-            })
-        })
-        .and_then(|rows| rows.collect())
-        .map_err(db("listing tokens"))
+        stmt.query_map([], token_from_row)
+            .and_then(|rows| rows.collect())
+            .map_err(db("listing tokens"))
     }
 
     pub fn revoke_token(&self, id: &str, now: Timestamp) -> Result<(), GovError> {

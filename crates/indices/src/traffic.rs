@@ -235,6 +235,15 @@ pub struct Counters {
     pub reordered: u64,
 }
 
+impl std::ops::AddAssign for Counters {
+    fn add_assign(&mut self, other: Counters) {
+        self.applied += other.applied;
+        self.late_dropped += other.late_dropped;
+        self.duplicates += other.duplicates;
+        self.reordered += other.reordered;
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Record {
     ts: i64,
@@ -272,6 +281,8 @@ pub struct TrafficIndices {
     config: TrafficConfig,
     links: Vec<Link>,
     link_of: FastMap<(i64, i64), u32>,
+    /// Each link's district, as an index into `district_names`.
+    link_district: Vec<u16>,
     district_names: Vec<String>,
     district_of_checkpoint: FastMap<i64, u16>,
     /// The longest traversal accepted, over all links, in µs: bins close after it.
@@ -325,6 +336,7 @@ impl TrafficIndices {
         let mut district_names = vec![CITY.to_string()];
         let mut district_of_checkpoint = FastMap::default();
         let mut link_of = FastMap::default();
+        let mut link_district = Vec::with_capacity(links.len());
         let mut max_freeflow: f64 = 0.0;
         for (i, link) in links.iter().enumerate() {
             link_of.insert((link.from, link.to), i as u32);
@@ -337,12 +349,14 @@ impl TrafficIndices {
                 }
             };
             district_of_checkpoint.entry(link.from).or_insert(d as u16);
+            link_district.push(d as u16);
         }
         let max_travel = (max_freeflow * config.max_delay_factor * SECOND as f64) as i64;
         Self {
             config,
             links,
             link_of,
+            link_district,
             district_names,
             district_of_checkpoint,
             max_travel,
@@ -735,11 +749,7 @@ impl TrafficIndices {
                     let (median, p25, p75) = quantiles(&mut times);
                     let n = times.len() as u64;
                     let di = median / l.freeflow_s;
-                    let d = self
-                        .district_names
-                        .iter()
-                        .position(|x| x == &l.district)
-                        .unwrap_or(0);
+                    let d = self.link_district[link as usize] as usize;
                     sums[0].0 += di * n as f64;
                     sums[0].1 += n;
                     if d != 0 {
@@ -907,10 +917,7 @@ pub fn merge(config: TrafficConfig, links: Vec<Link>, parts: Vec<Partial>) -> (O
                 .or_default()
                 .append(&mut times);
         }
-        counters.applied += part.counters.applied;
-        counters.late_dropped += part.counters.late_dropped;
-        counters.duplicates += part.counters.duplicates;
-        counters.reordered += part.counters.reordered;
+        counters += part.counters;
     }
     whole.close_bins(i64::MAX);
     let mut out = whole.take_outputs();
