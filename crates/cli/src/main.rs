@@ -921,6 +921,18 @@ fn up(
         let datasets = hub.names().len();
         println!("citybrain is up on http://{address}/ (ready in {:.1} s)", started.elapsed().as_secs_f64());
         println!("  data directory: {}  ({datasets} datasets)", data.display());
+        if !citybrain_server::cockpit_built() {
+            println!("  cockpit:        not built into this binary (start with scripts/up, or run cockpit/build and rebuild)");
+        } else if demo {
+            // The token goes in the URL's fragment, which browsers never send to the server;
+            // it is read from its file by the shell so it is never printed here.
+            println!(
+                "  cockpit:        http://{address}/   signed in as the demo reader: xdg-open \"http://{address}/#token=$(cat {})\"",
+                data.join("cockpit.token").display()
+            );
+        } else {
+            println!("  cockpit:        http://{address}/  (sign in with a token)");
+        }
         println!("  admin token:    {} (send it as 'Authorization: Bearer ...')", data.join("admin.token").display());
         if demo {
             println!("  cockpit token:  {} (reader in city_office: plates masked by its grant)", data.join("cockpit.token").display());
@@ -974,6 +986,19 @@ async fn start_live(
             .await?;
         for batch in stored.batches {
             live.feed(batch);
+        }
+    } else if has(citybrain_server::live::PASSAGES) {
+        // After a restart: the last day and a bit (today's census, the on-road window and
+        // the open link windows) rebuilds the operators' state without storing rows twice.
+        let stored = sql
+            .query(
+                "SELECT ts, checkpoint_id, plate FROM transport.anpr_passages \
+                 WHERE ts > (SELECT max(ts) FROM transport.anpr_passages) - INTERVAL '26 hours' \
+                 ORDER BY ts",
+            )
+            .await?;
+        for batch in stored.batches {
+            live.warm(batch);
         }
     }
     Ok(live)

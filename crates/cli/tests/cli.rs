@@ -869,4 +869,29 @@ fn ingested_passages_reach_the_live_indices_and_their_event_stream() {
     };
     assert!(rows[0]["n"].as_i64().unwrap() >= 6, "{rows}");
     assert_eq!(rows[0]["top"], 30, "{rows}");
+
+    // A restart rebuilds the live view from the stored passages and stores nothing twice.
+    let stored =
+        |server: &Server| server.sql("SELECT count(*) AS n FROM indices.on_road")[0]["n"].clone();
+    let before = stored(&server);
+    let (_, text) = server.get("/api/v1/indices/traffic/live", Some(&server.token));
+    let was: serde_json::Value = serde_json::from_str(&text).unwrap();
+    // The event stream opened above is still connected: shutdown must end it, not wait.
+    assert!(server.stop().success());
+    let server = start(dir.path(), &[]);
+    let restarted = std::time::Instant::now();
+    let live = loop {
+        let (status, text) = server.get("/api/v1/indices/traffic/live", Some(&server.token));
+        assert_eq!(status, 200, "{text}");
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        if !v["live"].is_null() || restarted.elapsed().as_secs() > 10 {
+            break v["live"].clone();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(live["vehicles_today"], 30, "{live}");
+    assert_eq!(live["vehicles_today"], was["live"]["vehicles_today"]);
+    assert_eq!(live["on_road"], was["live"]["on_road"]);
+    assert_eq!(live["at"], was["live"]["at"]);
+    assert_eq!(stored(&server), before);
 }

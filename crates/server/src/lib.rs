@@ -5,6 +5,7 @@
 //! bytes. [`run`] takes its listener and shutdown signal, so tests run the real server on
 //! port 0 and stop it the same way SIGTERM does.
 
+mod cockpit;
 mod error;
 mod governance;
 pub mod live;
@@ -27,6 +28,7 @@ use citybrain_sql::{DataCall, Reader, ResultFormat, SqlEngine};
 use serde::Deserialize;
 use serde_json::json;
 
+pub use cockpit::built as cockpit_built;
 pub use error::ApiError;
 
 /// What every handler shares.
@@ -83,6 +85,8 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/", get(cockpit::index))
+        .route("/assets/{*path}", get(cockpit::asset))
         .merge(authenticated)
         .with_state(state)
 }
@@ -95,6 +99,13 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let hub = state.hub.clone();
+    let live = state.live.clone();
+    let shutdown = async move {
+        shutdown.await;
+        if let Some(live) = live {
+            live.close_streams();
+        }
+    };
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await?;
@@ -593,6 +604,7 @@ async fn indices_stream(
     use futures::StreamExt;
     let stream = futures::stream::iter(first)
         .chain(updates)
+        .take_until(live.closed())
         .map(|text| Ok::<_, std::convert::Infallible>(Event::default().data(text)));
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::default())

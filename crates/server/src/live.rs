@@ -20,11 +20,24 @@ pub const PASSAGES: &str = "transport.anpr_passages";
 /// Rows per SSE event at most; the full rows are in the datasets.
 const EVENT_ROWS: usize = 500;
 
+/// What the operators' thread is handed.
+#[derive(Debug)]
+enum Input {
+    /// Newly ingested passages: closed windows are stored and broadcast.
+    Feed(RecordBatch),
+    /// Passages already processed before a restart, replayed to rebuild the operators'
+    /// state; the windows they close were stored then, so their rows are dropped.
+    Warm(RecordBatch),
+}
+
 #[derive(Debug, Clone)]
 pub struct LiveIndices {
-    tx: mpsc::Sender<RecordBatch>,
+    tx: mpsc::Sender<Input>,
     events: broadcast::Sender<Arc<str>>,
     latest: Arc<Mutex<Option<Live>>>,
+    /// Set when the server shuts down, so open event streams end and the graceful
+    /// shutdown (which waits for every response to finish) completes.
+    closing: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 fn store<T: serde::Serialize>(
@@ -60,7 +73,7 @@ fn publish(hub: &Hub, out: Outputs, events: &broadcast::Sender<Arc<str>>) {
 impl LiveIndices {
     /// Starts the operators' thread over `links`.
     pub fn start(hub: Arc<Hub>, links: Vec<Link>) -> Self {
-        let (tx, rx) = mpsc::channel::<RecordBatch>();
+        let (tx, rx) = mpsc::channel::<Input>();
         let (events, _) = broadcast::channel(1024);
         let latest = Arc::new(Mutex::new(None));
         let (events_out, latest_out) = (events.clone(), latest.clone());
@@ -70,9 +83,16 @@ impl LiveIndices {
                 let mut indices = TrafficIndices::new(TrafficConfig::default(), links);
                 while let Ok(first) = rx.recv() {
                     // Take whatever else is queued too, then publish once.
-                    for batch in std::iter::once(first).chain(rx.try_iter()) {
-                        if let Err(error) = indices.push_batch(&batch) {
+                    for input in std::iter::once(first).chain(rx.try_iter()) {
+                        let (batch, warm) = match &input {
+                            Input::Feed(batch) => (batch, false),
+                            Input::Warm(batch) => (batch, true),
+                        };
+                        if let Err(error) = indices.push_batch(batch) {
                             tracing::error!(message = "A passage batch was unusable for the indices.", %error);
+                        }
+                        if warm {
+                            drop(indices.take_outputs());
                         }
                     }
                     publish(&hub, indices.take_outputs(), &events_out);
@@ -83,12 +103,37 @@ impl LiveIndices {
                 }
             })
             .expect("the indices thread starts");
-        Self { tx, events, latest }
+        let closing = Arc::new(tokio::sync::watch::Sender::new(false));
+        Self {
+            tx,
+            events,
+            latest,
+            closing,
+        }
     }
 
     /// Hands stored passages to the operators (never blocks the ingest call).
     pub fn feed(&self, batch: RecordBatch) {
-        let _ = self.tx.send(batch);
+        let _ = self.tx.send(Input::Feed(batch));
+    }
+
+    /// Replays passages processed before a restart so the live view (vehicles today, on the
+    /// road now) and open windows continue where they were; nothing is stored twice.
+    pub fn warm(&self, batch: RecordBatch) {
+        let _ = self.tx.send(Input::Warm(batch));
+    }
+
+    /// Ends every open event stream (at shutdown).
+    pub fn close_streams(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Resolves when the streams are to end.
+    pub fn closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut receiver = self.closing.subscribe();
+        async move {
+            let _ = receiver.wait_for(|closing| *closing).await;
+        }
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<str>> {

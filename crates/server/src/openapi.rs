@@ -5,6 +5,11 @@ use serde_json::{Value, json};
 /// Every route: method, path, summary. The router test checks each one answers.
 pub const ROUTES: &[(&str, &str, &str)] = &[
     ("get", "/health", "Liveness; needs no token."),
+    (
+        "get",
+        "/",
+        "The web cockpit (needs no token to load; it asks for one).",
+    ),
     ("get", "/api/v1/openapi.json", "This document."),
     (
         "get",
@@ -114,7 +119,7 @@ pub fn document() -> Value {
     let mut paths = serde_json::Map::new();
     for (method, path, summary) in ROUTES {
         let mut op = json!({"summary": summary, "responses": {"200": {"description": "OK"}}});
-        if *path != "/health" {
+        if *path != "/health" && *path != "/" {
             op["security"] = json!([{"bearer": []}]);
         }
         let parameters: Vec<Value> = path

@@ -1,0 +1,9 @@
+// The cockpit's pages, in navigation order. A new scene's page is one folder under
+// pages/ and one line here.
+import type { Page } from './page';
+import overview from './pages/overview';
+import traffic from './pages/traffic';
+import parking from './pages/parking';
+import data from './pages/data';
+
+export const pages: Page[] = [overview, traffic, parking, data];

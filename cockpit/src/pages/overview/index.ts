@@ -1,0 +1,230 @@
+// Overview: the map with links coloured by delay index, the headline indices with their
+// day as sparklines, and the congestion ranking; all following the live feed.
+
+import { cityMap } from '../../map';
+import { CITY_TZ, diColor, DI_STEPS, el, fixed, hhmm, int, dateTime, NO_DATA_COLOR } from '../../format';
+import { lang, t } from '../../i18n';
+import { linkPanel } from '../../linkpanel';
+import { network } from '../../network';
+import type { Context, Page } from '../../page';
+import { sparkline } from '../../sparkline';
+import { atParam, delaySeries, type LinkDelay, linkDelays, ranking } from '../../traffic';
+import type { IndexEvent } from '../../live';
+
+const PURPOSE = 'cockpit: overview';
+
+function kpi(id: string, label: string) {
+  const value = el('div', { class: 'kpi-value' }, '…');
+  const note = el('div', { class: 'kpi-note' });
+  const spark = el('div', { class: 'kpi-spark' });
+  const node = el('div', { class: 'kpi', 'data-kpi': id }, el('div', { class: 'kpi-label' }, t(label)), value, spark, note);
+  return { node, value, note, spark };
+}
+
+function legend(): HTMLElement {
+  const items = DI_STEPS.map((s) =>
+    el('span', { class: 'legend-item' }, el('i', { style: `background:${s.color}` }), lang() === 'zh' ? s.zh : s.en),
+  );
+  items.push(el('span', { class: 'legend-item' }, el('i', { style: `background:${NO_DATA_COLOR}` }), t('map.nodata')));
+  return el('div', { class: 'legend' }, el('strong', {}, t('map.legend')), ...items);
+}
+
+const page: Page = {
+  id: 'overview',
+  label: 'nav.overview',
+  mount(root: HTMLElement, ctx: Context) {
+    const { api } = ctx;
+    const mapNode = el('div', { class: 'map', id: 'map' });
+    const vehicles = kpi('vehicles_today', 'kpi.vehicles_today');
+    const onRoad = kpi('on_road', 'kpi.on_road');
+    const delay = kpi('delay', 'kpi.delay');
+    const parking = kpi('parking', 'kpi.parking');
+    parking.value.textContent = '—';
+    parking.note.textContent = t('kpi.parking_none');
+    const rankingBody = el('tbody');
+    const rankingTable = el(
+      'table',
+      { class: 'ranking', id: 'ranking' },
+      el(
+        'thead',
+        {},
+        el('tr', {}, el('th', {}, '#'), el('th', {}, t('ranking.link')), el('th', {}, t('ranking.district')), el('th', {}, t('ranking.di')), el('th', {}, t('ranking.n'))),
+      ),
+      rankingBody,
+    );
+    const alerts = el('div', { class: 'alerts' }, t('alerts.none'));
+    // Live by default; `?at=` looks back at a moment (the morning peak, an incident).
+    const at = atParam(ctx.params);
+    const when = el('input', { type: 'time', id: 'at', step: '900' });
+    if (at) when.value = hhmm(at.toISOString());
+    const liveButton = el('button', { type: 'button', class: at ? 'ghost' : '', id: 'live' }, t('time.live'));
+    const timeBar = el('div', { class: 'time-bar' }, el('span', {}, at ? t('time.as_of') : t('time.live_now')), when, liveButton);
+    when.addEventListener('change', () => {
+      const day = at?.toISOString() ?? ctx.live.latest?.at ?? new Date().toISOString();
+      // The chosen time on the day being shown, in the city's time zone (UTC+8).
+      const date = new Date(day).toLocaleDateString('en-CA', { timeZone: CITY_TZ });
+      if (when.value) ctx.navigate(`overview?at=${encodeURIComponent(`${date}T${when.value}:00+08:00`)}`);
+    });
+    liveButton.addEventListener('click', () => ctx.navigate('overview'));
+    const side = el(
+      'aside',
+      { class: 'side' },
+      timeBar,
+      el('div', { class: 'kpis' }, vehicles.node, onRoad.node, delay.node, parking.node),
+      el('h2', {}, t('ranking.title')),
+      rankingTable,
+      alerts,
+    );
+    const mapWrap = el('div', { class: 'map-wrap' }, mapNode, legend());
+    root.append(el('div', { class: 'overview' }, mapWrap, side));
+
+    const abort = new AbortController();
+    let delays: LinkDelay[] = [];
+    let onRoadSeries: number[] = [];
+    let delayValues: number[] = [];
+    let map: ReturnType<typeof cityMap> | null = null;
+    let panel: ReturnType<typeof linkPanel> | null = null;
+
+    const showLive = (live: { at: string; on_road: number; vehicles_today: number }) => {
+      onRoad.value.textContent = int(live.on_road);
+      onRoad.note.textContent = `${t('kpi.at')} ${dateTime(live.at)}`;
+      vehicles.value.textContent = int(live.vehicles_today);
+      vehicles.note.textContent = `${t('kpi.at')} ${dateTime(live.at)}`;
+    };
+
+    const drawRanking = () => {
+      const top = ranking(delays).slice(0, 10);
+      rankingBody.replaceChildren(
+        ...top.map((d, i) => {
+          const row = el(
+            'tr',
+            { 'data-link': String(d.link_id) },
+            el('td', {}, String(i + 1)),
+            el('td', {}, String(d.link_id)),
+            el('td', {}, d.district),
+            el('td', {}, el('span', { class: 'di-chip', style: `background:${diColor(d.di)}` }, fixed(d.di))),
+            el('td', {}, int(d.n)),
+          );
+          row.addEventListener('click', () => void panel?.show(d.link_id, delays));
+          return row;
+        }),
+      );
+      if (top.length === 0) rankingBody.append(el('tr', {}, el('td', { colspan: '5', class: 'muted' }, t('ranking.empty'))));
+    };
+
+    const refreshLinks = async () => {
+      delays = await linkDelays(api, PURPOSE, at);
+      map?.setDelays(new Map(delays.map((d) => [d.link_id, d.di])));
+      drawRanking();
+      root.dataset.linksColoured = String(delays.length);
+    };
+
+    const refreshDelay = async () => {
+      const series = await delaySeries(api, PURPOSE, true);
+      delayValues = series.map((p) => Number(p.delay_index));
+      const last = at ? series.filter((p) => new Date(p.bin) <= at).at(-1) : series.at(-1);
+      delay.value.textContent = last ? fixed(Number(last.delay_index)) : t('kpi.no_data');
+      delay.value.style.color = last ? diColor(Number(last.delay_index)) : '';
+      delay.note.textContent = last ? `${t('kpi.at')} ${hhmm(last.bin)}` : '';
+      delay.spark.replaceChildren(sparkline(delayValues, '#f2c14e'));
+    };
+
+    const refreshOnRoad = async () => {
+      const rows = await api.sql<{ at: string; vehicles: number }>(
+        `SELECT at, vehicles FROM indices.on_road
+          WHERE district = 'city' AND at > (SELECT max(at) FROM indices.on_road) - INTERVAL '24 hours'
+          ORDER BY at`,
+        PURPOSE,
+      );
+      onRoadSeries = rows.map((r) => Number(r.vehicles));
+      onRoad.spark.replaceChildren(sparkline(onRoadSeries, '#60a5fa'));
+      const shown = at ? rows.filter((r) => new Date(r.at) <= at).at(-1) : rows.at(-1);
+      if ((at || !ctx.live.latest) && shown) {
+        onRoad.value.textContent = int(shown.vehicles);
+        onRoad.note.textContent = `${t('kpi.at')} ${dateTime(shown.at)}`;
+      }
+    };
+
+    const refreshCensus = async () => {
+      const hours = await api.sql<{ hour: string; vehicles: number }>(
+        `SELECT hour, vehicles FROM indices.census_hourly
+          WHERE hour > (SELECT max(hour) FROM indices.census_hourly) - INTERVAL '24 hours'
+          ORDER BY hour`,
+        PURPOSE,
+      );
+      vehicles.spark.replaceChildren(sparkline(hours.map((h) => Number(h.vehicles)), '#a78bfa'));
+      if (at) {
+        // How far a day's distinct count had got by a past moment is not stored; the hour
+        // that ended then is.
+        const hour = hours.filter((h) => new Date(h.hour).getTime() + 3600_000 <= at.getTime()).at(-1);
+        vehicles.value.textContent = hour ? int(hour.vehicles) : t('kpi.no_data');
+        vehicles.note.textContent = hour
+          ? `${t('kpi.in_hour')} ${hhmm(hour.hour)}–${hhmm(new Date(new Date(hour.hour).getTime() + 3600_000).toISOString())}`
+          : '';
+      } else if (!ctx.live.latest) {
+        // A closed day's census; a day still open is known only to the live view.
+        const days = await api.sql<{ day: string; vehicles: number }>(
+          'SELECT day, vehicles FROM indices.census_daily ORDER BY day DESC LIMIT 1',
+          PURPOSE,
+        );
+        vehicles.value.textContent = days.length ? int(days[0].vehicles) : t('kpi.no_data');
+        vehicles.note.textContent = days.length ? String(days[0].day) : '';
+      }
+    };
+
+    let linkTimer: number | undefined;
+    const unsubscribe = ctx.live.on((event: IndexEvent) => {
+      if (at) return; // a past moment does not move
+      if (event.type === 'live') {
+        showLive(event.live);
+      } else if (event.dataset === 'indices.link_travel') {
+        // Windows close in bursts; one query after the burst.
+        clearTimeout(linkTimer);
+        linkTimer = window.setTimeout(() => void refreshLinks().catch(console.error), 300);
+      } else if (event.dataset === 'indices.delay') {
+        void refreshDelay().catch(console.error);
+      } else if (event.dataset === 'indices.on_road') {
+        void refreshOnRoad().catch(console.error);
+      } else if (event.dataset === 'indices.census_hourly') {
+        void refreshCensus().catch(console.error);
+      }
+    });
+    if (ctx.live.latest && !at) showLive(ctx.live.latest);
+
+    void (async () => {
+      const net = await network(api);
+      if (abort.signal.aborted) return;
+      map = cityMap(mapNode, net);
+      panel = linkPanel(api, net);
+      mapWrap.append(panel.node);
+      map.onLinkClick((id) => void panel?.show(id, delays));
+      (window as unknown as { cockpit: unknown }).cockpit = { map: map.map, linkAt: map.linkAt, network: net, page: 'overview' };
+      await Promise.all([
+        refreshLinks(),
+        refreshDelay(),
+        refreshOnRoad(),
+        refreshCensus(),
+        map.ready,
+      ]);
+      const params = ctx.params.get('link');
+      if (params) void panel.show(Number(params), delays);
+      map.map.once('idle', () => {
+        root.dataset.ready = 'true';
+        performance.mark('cockpit-map-ready');
+      });
+      map.map.triggerRepaint();
+    })().catch((e) => {
+      root.append(el('div', { class: 'error' }, `${t('error')}: ${e.message ?? e}`));
+    });
+
+    return () => {
+      abort.abort();
+      clearTimeout(linkTimer);
+      unsubscribe();
+      panel?.dispose();
+      map?.destroy();
+    };
+  },
+};
+
+export default page;

@@ -1,0 +1,131 @@
+// Traffic: the delay index over the day for the city and each district, the full
+// congestion ranking, and any link's travel-time history.
+
+import { AXIS, chart } from '../../charts';
+import { diColor, el, fixed, hhmm, int } from '../../format';
+import { t } from '../../i18n';
+import type { IndexEvent } from '../../live';
+import { linkPanel } from '../../linkpanel';
+import { network } from '../../network';
+import type { Context, Page } from '../../page';
+import { delaySeries, type LinkDelay, linkDelays, ranking } from '../../traffic';
+
+const PURPOSE = 'cockpit: traffic';
+
+const page: Page = {
+  id: 'traffic',
+  label: 'nav.traffic',
+  mount(root: HTMLElement, ctx: Context) {
+    const { api } = ctx;
+    const plot = el('div', { class: 'day-chart', id: 'delay-chart' });
+    const rankingBody = el('tbody');
+    const panelSlot = el('div');
+    root.append(
+      el(
+        'div',
+        { class: 'traffic' },
+        el('section', { class: 'card wide' }, el('h2', {}, t('traffic.title')), plot),
+        el(
+          'section',
+          { class: 'card' },
+          el('h2', {}, t('ranking.title')),
+          el('p', { class: 'muted' }, t('traffic.hint')),
+          el(
+            'table',
+            { class: 'ranking', id: 'ranking' },
+            el(
+              'thead',
+              {},
+              el('tr', {}, el('th', {}, '#'), el('th', {}, t('ranking.link')), el('th', {}, t('ranking.district')), el('th', {}, t('ranking.di')), el('th', {}, t('ranking.n'))),
+            ),
+            rankingBody,
+          ),
+        ),
+        el('section', { class: 'card' }, panelSlot),
+      ),
+    );
+    const day = chart(plot);
+    let delays: LinkDelay[] = [];
+    let panel: ReturnType<typeof linkPanel> | null = null;
+
+    const drawDay = async () => {
+      const points = await delaySeries(api, PURPOSE);
+      const bins = [...new Set(points.map((p) => p.bin))];
+      const index = new Map(bins.map((b, i) => [b, i]));
+      const districts = [...new Set(points.map((p) => p.district))].sort((a, b) =>
+        a === 'city' ? -1 : b === 'city' ? 1 : a.localeCompare(b),
+      );
+      const series = districts.map((d) => {
+        const data: (number | null)[] = bins.map(() => null);
+        for (const p of points) if (p.district === d) data[index.get(p.bin)!] = Number(p.delay_index);
+        return {
+          name: d === 'city' ? t('traffic.city') : d,
+          type: 'line' as const,
+          data,
+          showSymbol: false,
+          connectNulls: true,
+          lineStyle: { width: d === 'city' ? 3.5 : 1.2 },
+          z: d === 'city' ? 10 : 2,
+        };
+      });
+      plot.dataset.series = String(series.length);
+      day.chart.setOption(
+        {
+          animation: false,
+          grid: { left: 48, right: 24, top: 48, bottom: 32 },
+          legend: { type: 'scroll', textStyle: { color: '#cbd5e1' }, top: 0 },
+          tooltip: { trigger: 'axis', valueFormatter: (v: unknown) => (typeof v === 'number' ? fixed(v) : '—') },
+          xAxis: { type: 'category', data: bins.map(hhmm), ...AXIS },
+          yAxis: { type: 'value', min: 1, ...AXIS },
+          series,
+        },
+        { notMerge: true },
+      );
+    };
+
+    const drawRanking = async () => {
+      delays = await linkDelays(api, PURPOSE);
+      const top = ranking(delays).slice(0, 20);
+      rankingBody.replaceChildren(
+        ...top.map((d, i) => {
+          const row = el(
+            'tr',
+            { 'data-link': String(d.link_id) },
+            el('td', {}, String(i + 1)),
+            el('td', {}, String(d.link_id)),
+            el('td', {}, d.district),
+            el('td', {}, el('span', { class: 'di-chip', style: `background:${diColor(d.di)}` }, fixed(d.di))),
+            el('td', {}, int(d.n)),
+          );
+          row.addEventListener('click', () => void panel?.show(d.link_id, delays));
+          return row;
+        }),
+      );
+      if (top.length === 0) rankingBody.append(el('tr', {}, el('td', { colspan: '5', class: 'muted' }, t('ranking.empty'))));
+    };
+
+    const unsubscribe = ctx.live.on((event: IndexEvent) => {
+      if (event.type !== 'rows') return;
+      if (event.dataset === 'indices.delay') void drawDay().catch(console.error);
+      if (event.dataset === 'indices.link_travel') void drawRanking().catch(console.error);
+    });
+
+    void (async () => {
+      const net = await network(api);
+      panel = linkPanel(api, net);
+      panelSlot.append(panel.node);
+      await Promise.all([drawDay(), drawRanking()]);
+      const link = Number(ctx.params.get('link'));
+      if (ctx.params.has('link') && Number.isInteger(link)) await panel.show(link, delays);
+      root.dataset.ready = 'true';
+    })().catch((e) => root.append(el('div', { class: 'error' }, `${t('error')}: ${e.message ?? e}`)));
+
+    return () => {
+      unsubscribe();
+      panel?.dispose();
+      day.dispose();
+    };
+  },
+};
+
+export default page;

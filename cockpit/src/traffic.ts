@@ -1,0 +1,70 @@
+// The traffic queries the pages share. Windows are in the data's time (the newest bin),
+// not the wall clock, so a replayed or historical day reads the same as a live one.
+
+import type { Api } from './api';
+
+export interface LinkDelay {
+  link_id: number;
+  district: string;
+  di: number;
+  n: number;
+}
+
+/** Links ranked over the last hour need this many traversals (as indices.ranking). */
+export const RANK_MIN_TRAVERSALS = 20;
+
+/** A point in time as a SQL literal; `null` means "the newest data" (`max` of `column`). */
+export function asOf(at: Date | null, table: string, column: string): string {
+  return at ? `TIMESTAMP '${at.toISOString()}'` : `(SELECT max(${column}) FROM ${table})`;
+}
+
+/** The time a page should show: `?at=` in its route (a past moment), or null for live. */
+export function atParam(params: URLSearchParams): Date | null {
+  const text = params.get('at');
+  if (!text) return null;
+  const at = new Date(text);
+  return Number.isNaN(at.getTime()) ? null : at;
+}
+
+/**
+ * Each link's traversal-weighted delay index over the hour up to `at` (default: the newest
+ * data; the four 15-minute bins that end by then), most delayed first.
+ */
+export async function linkDelays(api: Api, purpose: string, at: Date | null = null): Promise<LinkDelay[]> {
+  const end = asOf(at, 'indices.link_travel', 'bin');
+  const rows = await api.sql<LinkDelay>(
+    `SELECT link_id, district,
+            sum(delay_index * traversals) / sum(traversals) AS di,
+            sum(traversals) AS n
+       FROM indices.link_travel
+      WHERE bin > ${end} - INTERVAL '1 hour' AND bin <= ${end}
+      GROUP BY link_id, district
+      ORDER BY di DESC`,
+    purpose,
+  );
+  return rows.map((r) => ({ ...r, link_id: Number(r.link_id), di: Number(r.di), n: Number(r.n) }));
+}
+
+/** The congestion ranking: links with enough traversals, most delayed first. */
+export function ranking(delays: LinkDelay[]): LinkDelay[] {
+  return delays.filter((d) => d.n >= RANK_MIN_TRAVERSALS).sort((a, b) => b.di - a.di);
+}
+
+export interface DelayPoint {
+  bin: string;
+  district: string;
+  delay_index: number;
+  traversals: number;
+}
+
+/** The delay index per 15 minutes over the newest day of data, city and districts. */
+export async function delaySeries(api: Api, purpose: string, cityOnly = false): Promise<DelayPoint[]> {
+  return api.sql<DelayPoint>(
+    `SELECT bin, district, delay_index, traversals
+       FROM indices.delay
+      WHERE bin > (SELECT max(bin) FROM indices.delay) - INTERVAL '24 hours'
+        ${cityOnly ? "AND district = 'city'" : ''}
+      ORDER BY bin`,
+    purpose,
+  );
+}

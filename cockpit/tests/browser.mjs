@@ -1,0 +1,391 @@
+// Real-browser tests of the cockpit: Debian's Chromium, driven by playwright-core, against a
+// real `citybrain up` on the demo city. Run by `cargo test --workspace` (crates/cli/tests/
+// cockpit.rs) or directly: `node cockpit/tests/browser.mjs` with CITYBRAIN_BIN set.
+//
+// Writes screenshots and the measured figures (first paint, update latency, frames per
+// second while panning 5,000 links) to cockpit/tests/out/.
+
+import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const out = join(here, 'out');
+mkdirSync(out, { recursive: true });
+const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
+const BIN = process.env.CITYBRAIN_BIN ?? join(here, '../../target/release/citybrain');
+const results = {};
+
+function fail(message) {
+  throw new Error(message);
+}
+
+function check(condition, message) {
+  if (!condition) fail(message);
+}
+
+/** Starts `citybrain up` with the demo city; resolves with its address once it serves. */
+async function startServer(data) {
+  const child = spawn(BIN, ['up', '--listen', '127.0.0.1:0', '--data', data], {
+    env: { ...process.env, CITYBRAIN_LOG: 'warn' },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const lines = createInterface({ input: child.stdout });
+  const base = await new Promise((resolve, reject) => {
+    child.on('exit', (code) => reject(new Error(`citybrain up exited with ${code} before serving`)));
+    lines.on('line', (line) => {
+      const m = line.match(/^citybrain is up on (http:\/\/\S+?)\/? /);
+      if (m) resolve(m[1]);
+    });
+  });
+  lines.on('line', () => {}); // keep draining
+  return { child, base };
+}
+
+async function api(base, token, path, init = {}) {
+  const response = await fetch(base + path, {
+    ...init,
+    headers: { Authorization: `Bearer ${token}`, ...(init.headers ?? {}) },
+  });
+  const text = await response.text();
+  if (!response.ok) fail(`${init.method ?? 'GET'} ${path}: ${response.status} ${text}`);
+  return text ? JSON.parse(text) : null;
+}
+
+/** Counts a screenshot's pixels by delay-index class, decoding the PNG in the page. */
+async function colourCounts(page, png) {
+  return page.evaluate(async (b64) => {
+    const img = new Image();
+    img.src = `data:image/png;base64,${b64}`;
+    await img.decode();
+    const canvas = document.createElement('canvas');
+    canvas.width = img.width;
+    canvas.height = img.height;
+    const g = canvas.getContext('2d');
+    g.drawImage(img, 0, 0);
+    const { data } = g.getImageData(0, 0, img.width, img.height);
+    const palette = {
+      free: [0x2f, 0xbf, 0x71],
+      slow: [0xf2, 0xc1, 0x4e],
+      congested: [0xf0, 0x8a, 0x24],
+      severe: [0xe0, 0x3e, 0x3e],
+      nodata: [0x4b, 0x55, 0x63],
+    };
+    const counts = Object.fromEntries(Object.keys(palette).map((k) => [k, 0]));
+    for (let i = 0; i < data.length; i += 4) {
+      for (const [name, [r, gg, b]] of Object.entries(palette)) {
+        if (Math.abs(data[i] - r) < 12 && Math.abs(data[i + 1] - gg) < 12 && Math.abs(data[i + 2] - b) < 12) {
+          counts[name]++;
+          break;
+        }
+      }
+    }
+    return counts;
+  }, png.toString('base64'));
+}
+
+const steps = [];
+function step(name, fn) {
+  steps.push({ name, fn });
+}
+
+const data = mkdtempSync(join(tmpdir(), 'citybrain-cockpit-'));
+let server;
+let browser;
+let context;
+let token;
+let admin;
+
+step('the server serves the embedded cockpit without a token', async () => {
+  const response = await fetch(server.base + '/');
+  const html = await response.text();
+  check(response.ok, `GET / answered ${response.status}`);
+  check(
+    html.includes('/assets/'),
+    'GET / is not the built cockpit: build it with cockpit/build, then rebuild citybrain (scripts/test does both)',
+  );
+  check(response.headers.get('content-security-policy')?.includes("default-src 'self'"), 'no CSP header');
+  const api401 = await fetch(server.base + '/api/v1/datasets');
+  check(api401.status === 401, 'the API answered without a token');
+});
+
+step('a wrong token is refused on the sign-in page', async () => {
+  const page = await context.newPage();
+  await page.goto(server.base + '/');
+  await page.fill('#token', 'cbt_1_not-a-real-secret');
+  await page.click('form.login button[type=submit]');
+  await page.waitForSelector('form.login .error', { timeout: 5000 });
+  await page.close();
+});
+
+let page;
+step('the overview paints fast and draws the network with coloured links', async () => {
+  page = await context.newPage();
+  page.on('pageerror', (e) => console.error('page error:', e.message));
+  const started = Date.now();
+  await page.goto(`${server.base}/#token=${token}`);
+  await page.waitForSelector('main[data-ready=true]', { timeout: 20000 });
+  const timing = await page.evaluate(() => ({
+    fcp: performance.getEntriesByName('first-contentful-paint')[0]?.startTime ?? null,
+    mapReady: performance.getEntriesByName('cockpit-map-ready')[0]?.startTime ?? null,
+  }));
+  results.first_contentful_paint_ms = Math.round(timing.fcp);
+  results.map_ready_ms = Math.round(timing.mapReady);
+  results.overview_wall_ms = Date.now() - started;
+  check(!page.url().includes('token='), 'the token stayed in the address bar');
+  const coloured = Number(await page.getAttribute('main', 'data-links-coloured'));
+  check(coloured > 100, `only ${coloured} links have a delay index`);
+  const counts = await colourCounts(page, await page.locator('#map').screenshot());
+  results.map_pixels = counts;
+  const withData = counts.free + counts.slow + counts.congested + counts.severe;
+  check(withData > 5000, `the map shows only ${withData} pixels of delay-index colours: ${JSON.stringify(counts)}`);
+  const rows = await page.locator('#ranking tbody tr[data-link]').count();
+  check(rows > 0, 'the congestion ranking is empty');
+  const onRoad = await page.textContent('[data-kpi=on_road] .kpi-value');
+  check(/\d/.test(onRoad), `on the road shows ${onRoad}`);
+  const vehicles = await page.textContent('[data-kpi=vehicles_today] .kpi-value');
+  check(/\d/.test(vehicles), `vehicles today shows ${vehicles}`);
+  const sparkPoints = Number(await page.getAttribute('[data-kpi=delay] svg', 'data-points'));
+  check(sparkPoints > 10, `the delay sparkline has ${sparkPoints} points`);
+  await page.screenshot({ path: join(out, 'overview.png') });
+});
+
+step('looking back at the morning peak shows the jams on the map', async () => {
+  const { live } = await api(server.base, token, '/api/v1/indices/traffic/live');
+  const day = new Date(live.at).toLocaleDateString('en-CA', { timeZone: 'Asia/Shanghai' });
+  const morning = await context.newPage();
+  await morning.goto(`${server.base}/#/overview?at=${encodeURIComponent(`${day}T08:00:00+08:00`)}`);
+  await morning.waitForSelector('main[data-ready=true]', { timeout: 20000 });
+  const counts = await colourCounts(morning, await morning.locator('#map').screenshot());
+  results.map_pixels_0800 = counts;
+  // The legend holds about 100 pixels of each colour; jammed links add thousands.
+  const jammed = counts.slow + counts.congested + counts.severe;
+  check(jammed > 3000, `at 08:00 the map shows only ${jammed} pixels of slow or congested links`);
+  const top = Number(await morning.textContent('#ranking tbody tr[data-link] .di-chip'));
+  check(top >= 1.2, `the top of the 08:00 ranking has a delay index of ${top}`);
+  check((await morning.inputValue('#at')) === '08:00', 'the time control does not show 08:00');
+  await morning.screenshot({ path: join(out, 'overview-0800.png') });
+  // Back to live from the page itself.
+  await morning.click('#live');
+  await morning.waitForFunction(() => !location.hash.includes('at='));
+  await morning.close();
+});
+
+step('indices change on the page as records are ingested', async () => {
+  // The stream's time is the newest passage's; the hub admin may write but not read them.
+  const { live } = await api(server.base, admin, '/api/v1/indices/traffic/live');
+  const max = live.at;
+  const [cp1, cp2] = (
+    await api(server.base, admin, '/api/v1/sql', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ sql: 'SELECT checkpoint_id FROM transport.checkpoints ORDER BY 1 LIMIT 2', purpose: 'browser test' }),
+    })
+  ).map((r) => r.checkpoint_id);
+  // 37 new vehicles, each read at two checkpoints, an hour after the demo's last passage.
+  const at = new Date(new Date(max).getTime() + 3600_000);
+  let body = '';
+  for (let i = 0; i < 37; i++) {
+    for (const [cp, s] of [[cp1, 0], [cp2, 60]]) {
+      const ts = new Date(at.getTime() + (i + s) * 1000).toISOString();
+      body += JSON.stringify({ ts, checkpoint_id: cp, plate: `浙A${String(90000 + i)}` }) + '\n';
+    }
+  }
+  const before = await page.textContent('[data-kpi=on_road] .kpi-value');
+  await page.evaluate(() => {
+    window.__changed = null;
+    const node = document.querySelector('[data-kpi=on_road] .kpi-value');
+    new MutationObserver(() => {
+      window.__changed ??= Date.now();
+    }).observe(node, { childList: true, characterData: true, subtree: true });
+  });
+  const sent = Date.now();
+  await api(server.base, admin, '/api/v1/datasets/transport.anpr_passages/records', {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/x-ndjson' },
+    body,
+  });
+  const acknowledged = Date.now();
+  await page.waitForFunction(() => window.__changed !== null, null, { timeout: 10000 });
+  const changed = await page.evaluate(() => window.__changed);
+  const after = await page.textContent('[data-kpi=on_road] .kpi-value');
+  check(after !== before, `on the road still shows ${before}`);
+  check(after.replace(/\D/g, '') === '37', `on the road shows ${after}, expected the 37 new vehicles`);
+  results.update_ms_from_post = changed - sent;
+  results.update_ms_from_ack = changed - acknowledged;
+});
+
+step('a click on a link opens its travel-time history and rank', async () => {
+  const target = await page.evaluate(() => {
+    const { map } = window.cockpit;
+    const first = document.querySelector('#ranking tbody tr[data-link]');
+    const id = Number(first.dataset.link);
+    const feature = window.cockpit.network.links.features.find((f) => f.id === id);
+    const [[x1, y1], [x2, y2]] = feature.geometry.coordinates;
+    const p = map.project([(x1 + x2) / 2, (y1 + y2) / 2]);
+    const box = map.getCanvas().getBoundingClientRect();
+    return { x: box.left + p.x, y: box.top + p.y, expected: window.cockpit.linkAt(p) };
+  });
+  check(Number.isInteger(target.expected), 'no link under the ranked link midpoint');
+  await page.mouse.click(target.x, target.y);
+  await page.waitForSelector(`.link-panel[data-link="${target.expected}"] .link-chart[data-points]`, { timeout: 10000 });
+  const points = Number(await page.getAttribute('.link-panel .link-chart', 'data-points'));
+  check(points > 10, `the link history has ${points} points`);
+  const rank = await page.textContent('.link-panel .link-rank');
+  check(/#\d+ \/ \d+|not ranked/.test(rank), `rank shows ${rank}`);
+  await page.screenshot({ path: join(out, 'overview-link.png') });
+});
+
+step('the language switch turns the labels to Chinese and back', async () => {
+  await page.click('#lang');
+  await page.waitForSelector('main[data-ready=true]', { timeout: 20000 });
+  check((await page.textContent('nav a[data-page=overview]')) === '总览', 'nav is not in Chinese');
+  check((await page.textContent('[data-kpi=on_road] .kpi-label')) === '在途量', 'KPI label is not in Chinese');
+  check((await page.getAttribute('html', 'lang')) === 'zh-CN', 'html lang is not zh-CN');
+  await page.screenshot({ path: join(out, 'overview-zh.png') });
+  await page.click('#lang');
+  await page.waitForSelector('main[data-ready=true]', { timeout: 20000 });
+  check((await page.textContent('nav a[data-page=overview]')) === 'Overview', 'nav is not back in English');
+});
+
+step('the map keeps its frame rate while panning 5,000 links', async () => {
+  const measure = (extra) =>
+    page.evaluate(async (extra) => {
+      const { map, network } = window.cockpit;
+      if (extra > 0) {
+        // Copies of the real links, shifted a little, until 5,000 links are drawn.
+        const base = network.links.features;
+        const features = [];
+        for (let i = 0; features.length < extra; i++) {
+          const f = base[i % base.length];
+          const k = Math.floor(i / base.length) + 1;
+          const d = 0.0006 * k;
+          features.push({
+            type: 'Feature',
+            id: 1_000_000 + i,
+            properties: { di: 0.8 + (i % 17) / 10 },
+            geometry: { type: 'LineString', coordinates: f.geometry.coordinates.map(([x, y]) => [x + d, y + d]) },
+          });
+        }
+        map.addSource('load', { type: 'geojson', data: { type: 'FeatureCollection', features } });
+        map.addLayer({
+          id: 'load',
+          type: 'line',
+          source: 'load',
+          paint: {
+            'line-color': ['step', ['get', 'di'], '#2fbf71', 1.2, '#f2c14e', 1.5, '#f08a24', 2, '#e03e3e'],
+            'line-width': 2,
+          },
+        }, 'checkpoints');
+        await new Promise((r) => map.once('idle', r));
+      }
+      const drawn = map.queryRenderedFeatures({ layers: ['links', ...(extra > 0 ? ['load'] : [])] }).length;
+      let frames = 0;
+      let running = true;
+      const tick = () => {
+        frames++;
+        if (running) requestAnimationFrame(tick);
+      };
+      requestAnimationFrame(tick);
+      const started = performance.now();
+      for (const dx of [300, -300, 300, -300]) {
+        map.panBy([dx, dx / 3], { duration: 1000, easing: (t) => t });
+        await new Promise((r) => map.once('moveend', r));
+      }
+      running = false;
+      const seconds = (performance.now() - started) / 1000;
+      if (extra > 0) {
+        map.removeLayer('load');
+        map.removeSource('load');
+      }
+      return { drawn, fps: frames / seconds };
+    }, extra);
+  const plain = await measure(0);
+  const loaded = await measure(5000 - (await page.evaluate(() => window.cockpit.network.links.features.length)));
+  results.pan_fps_network = Math.round(plain.fps * 10) / 10;
+  results.pan_fps_5000_links = Math.round(loaded.fps * 10) / 10;
+  results.links_drawn = loaded.drawn;
+  check(loaded.drawn >= 4500, `only ${loaded.drawn} links were drawn`);
+  check(loaded.fps > 0, 'no frames while panning');
+});
+
+step('traffic: the delay index over the day by district, and a link from the ranking', async () => {
+  await page.click('nav a[data-page=traffic]');
+  await page.waitForSelector('main[data-page=traffic][data-ready=true]', { timeout: 20000 });
+  const series = Number(await page.getAttribute('#delay-chart', 'data-series'));
+  check(series >= 3, `the delay chart has ${series} series (city and districts expected)`);
+  await page.click('#ranking tbody tr[data-link]');
+  await page.waitForSelector('.link-panel .link-chart[data-points]', { timeout: 10000 });
+  await page.screenshot({ path: join(out, 'traffic.png') });
+});
+
+step('parking: says what it needs rather than inventing berths', async () => {
+  await page.click('nav a[data-page=parking]');
+  await page.waitForSelector('main[data-page=parking][data-ready=true]', { timeout: 10000 });
+  check(await page.isVisible('#parking-none'), 'no explanation on the parking page');
+});
+
+step('data: catalog, grants and data calls per department', async () => {
+  await page.click('nav a[data-page=data]');
+  await page.waitForSelector('main[data-page=data][data-ready=true]', { timeout: 10000 });
+  const datasets = await page.locator('#catalog tbody tr').count();
+  const { datasets: visible } = await api(server.base, token, '/api/v1/datasets');
+  check(datasets === visible.length, `the catalog lists ${datasets} of ${visible.length} datasets`);
+  const grants = await page.textContent('#grants');
+  check(grants.includes('transport.anpr_passages'), 'the cockpit grant is not listed');
+  const departments = Number(await page.getAttribute('#calls-chart', 'data-departments'));
+  check(departments >= 2, `data calls shown for ${departments} departments`);
+  await page.screenshot({ path: join(out, 'data.png') });
+});
+
+let failed = 0;
+try {
+  server = await startServer(data);
+  token = readFileSync(join(data, 'cockpit.token'), 'utf8').trim();
+  admin = readFileSync(join(data, 'admin.token'), 'utf8').trim();
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    // A closed network: no background connections; WebGL through SwiftShader.
+    args: [
+      '--headless=new',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--enable-unsafe-swiftshader',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      ...(process.env.COCKPIT_TEST_FLAGS ?? '').split(' ').filter(Boolean),
+    ],
+  });
+  // A wall screen's size unless COCKPIT_VIEWPORT (e.g. 1366x768) says otherwise.
+  const [width, height] = (process.env.COCKPIT_VIEWPORT ?? '1920x1080').split('x').map(Number);
+  context = await browser.newContext({ viewport: { width, height } });
+  for (const { name, fn } of steps) {
+    const t0 = Date.now();
+    try {
+      await fn();
+      console.log(`ok   ${name} (${Date.now() - t0} ms)`);
+    } catch (e) {
+      failed++;
+      console.log(`FAIL ${name}: ${e.message}`);
+      if (page) await page.screenshot({ path: join(out, `failed-${failed}.png`) }).catch(() => {});
+    }
+  }
+} catch (e) {
+  failed++;
+  console.log(`FAIL setup: ${e.message}`);
+} finally {
+  await browser?.close();
+  server?.child.kill('SIGTERM');
+  rmSync(data, { recursive: true, force: true });
+}
+writeFileSync(join(out, 'results.json'), JSON.stringify(results, null, 2) + '\n');
+console.log('measured:', JSON.stringify(results));
+console.log(`browser tests: ${steps.length - failed} passed, ${failed} failed`);
+process.exit(failed ? 1 : 0);

@@ -1,0 +1,41 @@
+//! The web cockpit in a real browser: runs `cockpit/tests/browser.mjs` (playwright-core
+//! driving Debian's Chromium) against this build's `citybrain up` on the demo city.
+//!
+//! Needs Node.js, the cockpit's npm packages and Chromium; `scripts/test` installs them and
+//! builds the cockpit before `cargo test`. Without them this test fails and says so: a
+//! browser test that skips itself would pass without testing anything.
+
+use std::path::Path;
+use std::process::Command;
+
+#[test]
+fn the_cockpit_works_in_a_real_browser() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let cockpit = root.join("cockpit");
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let missing = [
+        (
+            cockpit.join("node_modules/playwright-core").exists(),
+            "the cockpit's npm packages (cockpit/build installs them)",
+        ),
+        (
+            Path::new(&chromium).exists(),
+            "Chromium (apt-get install chromium)",
+        ),
+    ];
+    for (present, what) in missing {
+        assert!(
+            present,
+            "missing {what}; scripts/test installs everything the tests need"
+        );
+    }
+    let output = Command::new("node")
+        .arg(cockpit.join("tests/browser.mjs"))
+        .env("CITYBRAIN_BIN", env!("CARGO_BIN_EXE_citybrain"))
+        .env("CHROMIUM", &chromium)
+        .output()
+        .expect("node runs (install Node.js >= 20; scripts/test checks)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    eprintln!("{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "browser tests failed:\n{stdout}");
+}
