@@ -18,6 +18,12 @@ struct Server {
     printed: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
+/// This crate's folder, read when the test runs: a path baked in at compile time can name an
+/// old checkout when a shared target directory reuses the build.
+fn manifest_dir() -> String {
+    std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR")
+}
+
 fn start(data: &Path, extra: &[&str]) -> Server {
     start_with(data, extra, "warn", Stdio::inherit())
 }
@@ -137,9 +143,9 @@ impl Server {
     }
 
     fn create_passages(&self) {
-        let def = std::fs::read(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../gen/definitions/transport.anpr_passages.toml"
+        let def = std::fs::read(format!(
+            "{}/../gen/definitions/transport.anpr_passages.toml",
+            manifest_dir()
         ))
         .unwrap();
         let (status, text) = self.post("/api/v1/datasets", "application/toml", &def);
@@ -528,9 +534,9 @@ fn the_cli_creates_ingests_and_queries_through_a_running_server() {
     assert!(ok);
     assert_eq!(out.trim(), "market_analyst (reader in market)");
 
-    let definition = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../gen/definitions/transport.anpr_passages.toml"
+    let definition = &format!(
+        "{}/../gen/definitions/transport.anpr_passages.toml",
+        manifest_dir()
     );
     // A reader cannot publish.
     let (ok, _, err) = cli("market_analyst", &["datasets", "create", definition]);

@@ -10,7 +10,9 @@ use std::process::Command;
 
 #[test]
 fn the_cockpit_works_in_a_real_browser() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    // Read at run time: a compile-time path can name an old checkout (shared target dir).
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets it");
+    let root = Path::new(&manifest).join("../..");
     let cockpit = root.join("cockpit");
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     let missing = [
