@@ -13,6 +13,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 mod governance_cli;
 mod indices_cli;
+mod parking_cli;
 
 /// citybrain: a city's data hub, live indices and scenes, in one binary.
 #[derive(Debug, Parser)]
@@ -138,6 +139,11 @@ enum Command {
         #[command(subcommand)]
         command: IndicesCommand,
     },
+    /// The parking scene's offline commands.
+    Parking {
+        #[command(subcommand)]
+        command: ParkingCommand,
+    },
     /// Show who the token belongs to.
     Whoami {
         #[command(flatten)]
@@ -167,6 +173,22 @@ enum IndicesCommand {
         /// Partitions of plates computed in parallel (default: one per core).
         #[arg(long)]
         threads: Option<usize>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ParkingCommand {
+    /// Scores the free-berth forecast against "same as now" 15, 30 and 60 minutes ahead on
+    /// a car-park occupancy series (timestamp,poiID,capacity,free; '-' reads stdin, e.g.
+    /// `zcat malaga_carparks_occupancy.csv.gz | citybrain parking forecast-eval -`).
+    ForecastEval {
+        occupancy: PathBuf,
+        /// Days at the start of each car park's series used only to learn.
+        #[arg(long, default_value_t = 28)]
+        warmup_days: i64,
+        /// Also print each car park's errors.
+        #[arg(long)]
+        per_lot: bool,
     },
 }
 
@@ -482,6 +504,14 @@ fn run(cli: Cli) -> Result<()> {
                 .clamp(1, 64);
             indices_cli::traffic(&passages, &links, &out, lateness_s, threads)
         }
+        Command::Parking {
+            command:
+                ParkingCommand::ForecastEval {
+                    occupancy,
+                    warmup_days,
+                    per_lot,
+                },
+        } => parking_cli::forecast_eval(&occupancy, warmup_days, per_lot),
         Command::Whoami { server } => {
             let me: serde_json::Value =
                 serde_json::from_slice(&request(&server, "GET", "/api/v1/whoami", None)?)?;
