@@ -941,11 +941,13 @@ fn up(
         let sql = citybrain_sql::SqlEngine::new(hub.clone(), citybrain_sql::SqlLimits::default())
             .with_gov(gov.clone());
         let live = start_live(&hub, &sql).await.context("starting the live indices")?;
+        let parking = start_parking(&hub, &sql, &live).await.context("starting the parking scene")?;
         let state = citybrain_server::AppState {
             sql,
             hub: hub.clone(),
             gov,
             live: Some(live),
+            parking,
             body_limit: body_limit_mib << 20,
         };
         let datasets = hub.names().len();
@@ -1032,6 +1034,83 @@ async fn start_live(
         }
     }
     Ok(live)
+}
+
+/// Creates the parking scene's datasets and, when `parking.lots` has lots, starts the scene:
+/// a hub whose `parking.index` is still empty computes it from the stored reads; otherwise
+/// the last two days of reads are replayed so sessions open before a restart close with a
+/// bill (and bills lost in a crash are issued, once).
+async fn start_parking(
+    hub: &Arc<Hub>,
+    sql: &citybrain_sql::SqlEngine,
+    live: &citybrain_server::live::LiveIndices,
+) -> Result<Option<citybrain_server::live_parking::LiveParking>> {
+    use citybrain_server::live_parking::{GATE_EVENTS, SENSOR_EVENTS};
+    let now = citybrain_server::now();
+    let has = |name: &str| {
+        DatasetName::parse(name)
+            .map(|n| hub.names().contains(&n))
+            .unwrap_or(false)
+    };
+    if !has("parking.lots") {
+        return Ok(None);
+    }
+    for (file, text) in citybrain_parking::DEFINITIONS {
+        let def = DatasetDef::from_file_text(file, text).map_err(anyhow::Error::msg)?;
+        if !hub.names().contains(&def.name) {
+            hub.create_dataset(def, now)?;
+        }
+    }
+    let mut lots = Vec::new();
+    for batch in sql.query("SELECT * FROM parking.lots").await?.batches {
+        lots.extend(
+            citybrain_server::live_parking::lots_from_batch(&batch).map_err(anyhow::Error::msg)?,
+        );
+    }
+    if lots.is_empty() {
+        return Ok(None);
+    }
+    let parking = citybrain_parking::Parking::new(lots, citybrain_parking::SessionConfig::default())
+        .map_err(|e| anyhow::anyhow!("parking.lots: {e}"))?;
+    let mut billed = std::collections::HashSet::new();
+    for batch in sql.query("SELECT bill_id FROM parking.bills").await?.batches {
+        use arrow::array::AsArray;
+        let ids = batch.column(0).as_primitive::<arrow::datatypes::Int64Type>();
+        billed.extend(ids.iter().flatten());
+    }
+    let scene = citybrain_server::live_parking::LiveParking::start(
+        hub.clone(),
+        parking,
+        billed,
+        live.sender(),
+    );
+    if has(GATE_EVENTS) && has(SENSOR_EVENTS) {
+        let index = DatasetName::parse("parking.index")?;
+        let fresh = hub.snapshot(&index)?.rows() == 0;
+        let since = if fresh {
+            String::new()
+        } else {
+            "WHERE ts > (SELECT max(ts) FROM parking.gate_events) - INTERVAL '2 days'".into()
+        };
+        // Gate reads and sensor readings in one time order, as they happened.
+        let stored = sql
+            .query(&format!(
+                "SELECT * FROM (\
+                   SELECT ts, lot_id, plate, direction, CAST(NULL AS VARCHAR) AS spot, CAST(NULL AS VARCHAR) AS status FROM {GATE_EVENTS} \
+                   UNION ALL \
+                   SELECT ts, lot_id, CAST(NULL AS VARCHAR), CAST(NULL AS VARCHAR), spot, status FROM {SENSOR_EVENTS}) \
+                 {since} ORDER BY ts"
+            ))
+            .await?;
+        for batch in stored.batches {
+            if fresh {
+                scene.feed(batch);
+            } else {
+                scene.warm(batch);
+            }
+        }
+    }
+    Ok(Some(scene))
 }
 
 async fn shutdown_signal() {

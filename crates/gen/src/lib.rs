@@ -8,6 +8,7 @@
 //! enterprises, residents, hospitals) called from [`generate`].
 
 pub mod network;
+pub mod parking;
 mod rng;
 
 use std::collections::HashSet;
@@ -53,6 +54,7 @@ pub struct Truth {
     pub misread_plates: u64,
     /// Vehicles with at least one true passage (recorded or missed) in each local hour.
     pub vehicles_by_hour: Vec<u64>,
+    pub parking: parking::ParkingTruth,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +101,18 @@ pub const DEFINITIONS: &[(&str, &str)] = &[
         "transport.anpr_passages.toml",
         include_str!("../definitions/transport.anpr_passages.toml"),
     ),
+    (
+        "parking.lots.toml",
+        include_str!("../definitions/parking.lots.toml"),
+    ),
+    (
+        "parking.gate_events.toml",
+        include_str!("../definitions/parking.gate_events.toml"),
+    ),
+    (
+        "parking.sensor_events.toml",
+        include_str!("../definitions/parking.sensor_events.toml"),
+    ),
 ];
 
 /// The data files [`generate`] writes, with the dataset each belongs in.
@@ -106,6 +120,9 @@ pub const DATA_FILES: &[(&str, &str)] = &[
     ("transport.checkpoints", "checkpoints.ndjson"),
     ("transport.links", "links.ndjson"),
     ("transport.anpr_passages", "anpr_passages.ndjson"),
+    ("parking.lots", "parking_lots.ndjson"),
+    ("parking.gate_events", "parking_gate_events.ndjson"),
+    ("parking.sensor_events", "parking_sensor_events.ndjson"),
 ];
 
 /// Local departure hour, drawn from a day with morning and evening peaks.
@@ -208,6 +225,7 @@ pub fn generate(
         missed_reads: 0,
         misread_plates: 0,
         vehicles_by_hour: vec![0; 24],
+        parking: parking::ParkingTruth::default(),
     };
     // True travel times per (road, 15-minute window of entry) for the truth file.
     let mut travel: std::collections::BTreeMap<(usize, i64), Vec<f32>> = Default::default();
@@ -347,6 +365,8 @@ pub fn generate(
         .map_err(io(&path))?;
     }
     w.flush().map_err(io(&path))?;
+    truth.parking = parking::generate(&network, config.seed, config.scale, day_start_utc, out)
+        .map_err(io(out))?;
     let path = out.join("truth.json");
     fs::write(
         &path,

@@ -16,6 +16,22 @@ use std::collections::{BTreeMap, HashMap};
 use citybrain_core::{Fen, GeoPoint, Timestamp};
 use serde::{Deserialize, Serialize};
 
+/// The scene's own datasets (outputs), created by `citybrain up`.
+pub const DEFINITIONS: &[(&str, &str)] = &[
+    (
+        "parking.index.toml",
+        include_str!("../definitions/parking.index.toml"),
+    ),
+    (
+        "parking.bills.toml",
+        include_str!("../definitions/parking.bills.toml"),
+    ),
+    (
+        "parking.anomalies.toml",
+        include_str!("../definitions/parking.anomalies.toml"),
+    ),
+];
+
 pub use forecast::{Evaluation, Forecaster, chance_of_a_berth, evaluate};
 pub use sensors::{SensorError, SensorReading, parse_fiware};
 pub use sessions::{

@@ -9,6 +9,7 @@ mod cockpit;
 mod error;
 mod governance;
 pub mod live;
+pub mod live_parking;
 pub mod openapi;
 
 use std::future::Future;
@@ -39,6 +40,8 @@ pub struct AppState {
     pub gov: Arc<Gov>,
     /// The live traffic indices, when the hub has passages to compute them from.
     pub live: Option<live::LiveIndices>,
+    /// The live parking scene, when the hub has lots.
+    pub parking: Option<live_parking::LiveParking>,
     /// Largest accepted request body, in bytes.
     pub body_limit: usize,
 }
@@ -63,6 +66,7 @@ pub fn router(state: AppState) -> Router {
         .route("/whoami", get(governance::whoami))
         .route("/indices/traffic/live", get(traffic_live))
         .route("/indices/stream", get(indices_stream))
+        .route("/parking/guide", get(parking_guide))
         .route(
             "/departments",
             get(governance::list_departments).post(governance::create_department),
@@ -422,10 +426,20 @@ async fn ingest(
     };
     audit(&state, &me, CallKind::Ingest, &def, rows, outcome, detail)?;
     let mut report = result?;
-    if let (Some(live), Some(stored)) = (&state.live, report.stored.take())
-        && def.name.as_str() == live::PASSAGES
-    {
-        live.feed(stored);
+    if let Some(stored) = report.stored.take() {
+        match def.name.as_str() {
+            live::PASSAGES => {
+                if let Some(live) = &state.live {
+                    live.feed(stored);
+                }
+            }
+            live_parking::GATE_EVENTS | live_parking::SENSOR_EVENTS => {
+                if let Some(parking) = &state.parking {
+                    parking.feed(stored);
+                }
+            }
+            _ => {}
+        }
     }
     tracing::debug!(
         message = "Batch stored.",
@@ -609,4 +623,67 @@ async fn indices_stream(
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct GuideParams {
+    lat: f64,
+    lon: f64,
+    #[serde(default = "default_radius")]
+    radius_m: f64,
+    #[serde(default)]
+    arrive_in_min: u32,
+    #[serde(default = "default_limit")]
+    limit: usize,
+}
+
+fn default_radius() -> f64 {
+    2_500.0
+}
+
+fn default_limit() -> usize {
+    10
+}
+
+/// Lots near a place, most likely to have a free berth on arrival first.
+async fn parking_guide(
+    State(state): State<AppState>,
+    Extension(me): Extension<Principal>,
+    Query(params): Query<GuideParams>,
+) -> Result<Response, ApiError> {
+    let parking = state.parking.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "parking_unavailable",
+            "the parking scene is not running (it starts with `citybrain up` when parking.lots has lots)",
+        )
+    })?;
+    let at = citybrain_core::GeoPoint::new(params.lon, params.lat).map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_location", format!("lat/lon: {e}"))
+    })?;
+    if !(params.radius_m > 0.0 && params.radius_m <= 20_000.0) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_radius",
+            "radius_m must be above 0 and at most 20000",
+        ));
+    }
+    let query = citybrain_parking::GuideQuery {
+        at,
+        radius_m: params.radius_m,
+        arrive_in_min: params.arrive_in_min.min(24 * 60),
+        limit: params.limit.clamp(1, 100),
+    };
+    let lots = parking.guide(&query);
+    let mut call = Call::new(now(), me.name.as_str(), me.department.as_str(), CallKind::Read);
+    for name in ["parking.lots", "parking.index"] {
+        call.datasets.push(Touch {
+            dataset: DatasetName::parse(name).expect("valid name"),
+            fields: Vec::new(),
+        });
+    }
+    call.rows = lots.len() as u64;
+    call.detail = "GET /api/v1/parking/guide".into();
+    state.gov.record(call)?;
+    Ok(Json(json!({ "lots": lots })).into_response())
 }

@@ -40,7 +40,7 @@ pub struct LiveIndices {
     closing: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
-fn store<T: serde::Serialize>(
+pub(crate) fn store<T: serde::Serialize>(
     hub: &Hub,
     dataset: &str,
     rows: &[T],
@@ -134,6 +134,11 @@ impl LiveIndices {
         async move {
             let _ = receiver.wait_for(|closing| *closing).await;
         }
+    }
+
+    /// The event stream's sender, for other live scenes to publish on.
+    pub fn sender(&self) -> broadcast::Sender<Arc<str>> {
+        self.events.clone()
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<str>> {

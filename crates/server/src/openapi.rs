@@ -62,6 +62,11 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
         "/api/v1/indices/stream",
         "Server-Sent Events: `live` after each ingested batch of passages, `rows` as index windows close (also stored in indices.*).",
     ),
+    (
+        "get",
+        "/api/v1/parking/guide",
+        "Lots near ?lat=&lon= within radius_m (2500) ranked by the chance of a free berth on arrival (arrive_in_min), then walk, then price.",
+    ),
     ("get", "/api/v1/departments", "List departments."),
     (
         "post",

@@ -10,6 +10,12 @@ import type { Context, Page } from '../../page';
 import { sparkline } from '../../sparkline';
 import { atParam, delaySeries, type LinkDelay, linkDelays, ranking } from '../../traffic';
 import type { IndexEvent } from '../../live';
+import { cityParking, hasParking, lots as parkingLots, lotsNow } from '../../parking';
+
+/** Parking index colours: plenty, filling, nearly full. */
+function parkingColor(index: number): string {
+  return index >= 0.9 ? '#e03e3e' : index >= 0.7 ? '#f08a24' : '#2fbf71';
+}
 
 const PURPOSE = 'cockpit: overview';
 
@@ -39,8 +45,7 @@ const page: Page = {
     const onRoad = kpi('on_road', 'kpi.on_road');
     const delay = kpi('delay', 'kpi.delay');
     const parking = kpi('parking', 'kpi.parking');
-    parking.value.textContent = '—';
-    parking.note.textContent = t('kpi.parking_none');
+    parking.value.textContent = '…';
     const rankingBody = el('tbody');
     const rankingTable = el(
       'table',
@@ -172,7 +177,62 @@ const page: Page = {
       }
     };
 
+    let parkingOn = false;
+    const refreshParking = async () => {
+      parkingOn = await hasParking(api);
+      if (!parkingOn) {
+        parking.value.textContent = '—';
+        parking.note.textContent = t('kpi.parking_none');
+        return;
+      }
+      const series = await cityParking(api, PURPOSE);
+      const last = at ? series.filter((r) => new Date(r.at) <= at).at(-1) : series.at(-1);
+      parking.value.textContent = last ? `${Math.round(Number(last.parking_index) * 100)}%` : t('kpi.no_data');
+      parking.value.style.color = last ? parkingColor(Number(last.parking_index)) : '';
+      parking.note.textContent = last ? `${t('kpi.parking_free')} ${int(last.free)} · ${hhmm(last.at)}` : '';
+      parking.spark.replaceChildren(sparkline(series.map((r) => Number(r.parking_index)), '#34d399'));
+      // Lots on the map, coloured by how full they are.
+      const [all, now] = await Promise.all([parkingLots(api, PURPOSE), lotsNow(api, PURPOSE, at)]);
+      if (!map) return;
+      const m = map.map;
+      await map.ready;
+      const data: GeoJSON.FeatureCollection = {
+        type: 'FeatureCollection',
+        features: all.map((l) => ({
+          type: 'Feature',
+          id: Number(l.lot_id),
+          properties: {
+            lot_id: Number(l.lot_id),
+            name: l.name,
+            color: parkingColor(Number(now.get(Number(l.lot_id))?.parking_index ?? 0)),
+            radius: 3 + Math.sqrt(Number(l.capacity)) / 3,
+          },
+          geometry: { type: 'Point', coordinates: [l.loc.lon, l.loc.lat] },
+        })),
+      };
+      const source = m.getSource('lots') as { setData(d: GeoJSON.FeatureCollection): void } | undefined;
+      if (source) {
+        source.setData(data);
+      } else {
+        m.addSource('lots', { type: 'geojson', data });
+        m.addLayer({
+          id: 'lots',
+          type: 'circle',
+          source: 'lots',
+          paint: {
+            'circle-color': ['get', 'color'],
+            'circle-radius': ['get', 'radius'],
+            'circle-opacity': 0.85,
+            'circle-stroke-color': '#0b1220',
+            'circle-stroke-width': 1.5,
+          },
+        });
+      }
+      root.dataset.lots = String(all.length);
+    };
+
     let linkTimer: number | undefined;
+    let parkingTimer: number | undefined;
     const unsubscribe = ctx.live.on((event: IndexEvent) => {
       if (at) return; // a past moment does not move
       if (event.type === 'live') {
@@ -185,6 +245,9 @@ const page: Page = {
         void refreshDelay().catch(console.error);
       } else if (event.dataset === 'indices.on_road') {
         void refreshOnRoad().catch(console.error);
+      } else if (event.dataset === 'parking.index') {
+        clearTimeout(parkingTimer);
+        parkingTimer = window.setTimeout(() => void refreshParking().catch(console.error), 300);
       } else if (event.dataset === 'indices.census_hourly') {
         void refreshCensus().catch(console.error);
       }
@@ -206,6 +269,7 @@ const page: Page = {
         refreshCensus(),
         map.ready,
       ]);
+      await refreshParking();
       const params = ctx.params.get('link');
       if (params) void panel.show(Number(params), delays);
       map.map.once('idle', () => {
@@ -220,6 +284,7 @@ const page: Page = {
     return () => {
       abort.abort();
       clearTimeout(linkTimer);
+      clearTimeout(parkingTimer);
       unsubscribe();
       panel?.dispose();
       map?.destroy();

@@ -1,0 +1,222 @@
+//! The live parking scene: gate reads and berth sensor readings ingested into
+//! `parking.gate_events` and `parking.sensor_events` flow, after their fsync, through
+//! [`Parking`] on its own thread. Indices land in `parking.index`, bills in `parking.bills`,
+//! anomalies in `parking.anomalies`, and all of them on the indices' event stream.
+//!
+//! Bills are issued exactly once: a bill's id is fixed by its stay, the ids already stored
+//! are loaded at start, and a bill whose id is stored is never stored again. After a crash
+//! the stored gate reads are replayed (`warm`), so a bill whose stay ended before the crash
+//! but was not yet stored is issued then, and no other twice.
+
+use std::collections::HashSet;
+use std::sync::{Arc, RwLock, mpsc};
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{Int64Type, TimestampMicrosecondType};
+use citybrain_core::{Fen, GeoPoint, Timestamp};
+use citybrain_hub::Hub;
+use citybrain_parking::{
+    Direction, GateEvent, GuideEntry, GuideQuery, Lot, LotId, LotKind, Parking, SensorReading,
+    Tariff,
+};
+use serde_json::json;
+use tokio::sync::broadcast;
+
+pub const GATE_EVENTS: &str = "parking.gate_events";
+pub const SENSOR_EVENTS: &str = "parking.sensor_events";
+
+/// A batch of gate reads, sensor readings or both (a catch-up's union, in time order), and
+/// whether it is a replay from before a restart.
+#[derive(Debug)]
+struct Input(RecordBatch, bool);
+
+/// One read of either kind.
+enum Event {
+    Gate(GateEvent),
+    Sensor(SensorReading),
+}
+
+#[derive(Debug, Clone)]
+pub struct LiveParking {
+    tx: mpsc::Sender<Input>,
+    state: Arc<RwLock<Parking>>,
+}
+
+fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a dyn Array, String> {
+    batch
+        .column_by_name(name)
+        .map(|c| c.as_ref())
+        .ok_or_else(|| format!("no column {name}"))
+}
+
+/// A string column as plain UTF-8 (SQL results may carry string views).
+fn utf8(column: &dyn Array) -> Result<arrow::array::StringArray, String> {
+    let cast = arrow::compute::cast(column, &arrow::datatypes::DataType::Utf8)
+        .map_err(|e| format!("not a string column: {e}"))?;
+    Ok(cast.as_string::<i32>().clone())
+}
+
+/// The batch's rows as events: a row with a `direction` is a gate read, one with a
+/// `status` a sensor reading.
+fn read_events(batch: &RecordBatch) -> Result<Vec<Event>, String> {
+    let ts = column(batch, "ts")?.as_primitive::<TimestampMicrosecondType>();
+    let lot = column(batch, "lot_id")?.as_primitive::<Int64Type>();
+    let text = |name: &str| batch.column_by_name(name).and_then(|c| utf8(c.as_ref()).ok());
+    let (plate, direction, spot, status) = (text("plate"), text("direction"), text("spot"), text("status"));
+    let mut out = Vec::with_capacity(batch.num_rows());
+    for i in 0..batch.num_rows() {
+        let (ts, lot) = (Timestamp(ts.value(i)), LotId(lot.value(i) as u32));
+        let value = |c: &Option<arrow::array::StringArray>| {
+            c.as_ref().filter(|c| c.is_valid(i)).map(|c| c.value(i).to_string())
+        };
+        if let (Some(direction), Some(plate)) = (value(&direction), value(&plate)) {
+            let direction = match direction.as_str() {
+                "in" => Direction::In,
+                "out" => Direction::Out,
+                other => return Err(format!("row {i}: direction '{other}' is not in or out")),
+            };
+            out.push(Event::Gate(GateEvent { ts, lot, plate, direction }));
+        } else if let (Some(status), Some(spot)) = (value(&status), value(&spot)) {
+            let occupied = match status.as_str() {
+                "occupied" => Some(true),
+                "free" => Some(false),
+                _ => None,
+            };
+            out.push(Event::Sensor(SensorReading::Spot { lot, spot, occupied, ts }));
+        } else {
+            return Err(format!("row {i}: neither a gate read nor a sensor reading"));
+        }
+    }
+    Ok(out)
+}
+
+/// Lots from `parking.lots` rows.
+pub fn lots_from_batch(batch: &RecordBatch) -> Result<Vec<Lot>, String> {
+    let int = |name: &str| -> Result<_, String> { Ok(column(batch, name)?.as_primitive::<Int64Type>().clone()) };
+    let string = |name: &str| -> Result<_, String> { utf8(column(batch, name)?) };
+    let (id, capacity, free, unit) = (int("lot_id")?, int("capacity")?, int("free_minutes")?, int("unit_minutes")?);
+    let (day, night, start, end, cap) = (int("day_unit")?, int("night_unit")?, int("day_start_min")?, int("day_end_min")?, int("daily_cap")?);
+    let (name, kind, district) = (string("name")?, string("kind")?, string("district")?);
+    let loc = column(batch, "loc")?.as_struct();
+    let lon = loc.column_by_name("lon").ok_or("loc has no lon")?.as_primitive::<arrow::datatypes::Float64Type>();
+    let lat = loc.column_by_name("lat").ok_or("loc has no lat")?.as_primitive::<arrow::datatypes::Float64Type>();
+    let mut out = Vec::with_capacity(batch.num_rows());
+    for i in 0..batch.num_rows() {
+        let kind = match kind.value(i) {
+            "on_street" => LotKind::OnStreet,
+            "garage" => LotKind::Garage,
+            "hospital_pool" => LotKind::HospitalPool,
+            other => return Err(format!("lot {}: kind '{other}' is not on_street, garage or hospital_pool", id.value(i))),
+        };
+        out.push(Lot {
+            id: LotId(id.value(i) as u32),
+            name: name.value(i).to_string(),
+            loc: GeoPoint { lon: lon.value(i), lat: lat.value(i) },
+            capacity: capacity.value(i).max(0) as u32,
+            kind,
+            district: district.value(i).to_string(),
+            tariff: Tariff {
+                id: format!("lot-{}", id.value(i)),
+                free_minutes: free.value(i).max(0) as u32,
+                unit_minutes: unit.value(i).max(0) as u32,
+                day_unit: Fen(day.value(i)),
+                night_unit: Fen(night.value(i)),
+                day_start_min: start.value(i).max(0) as u32,
+                day_end_min: end.value(i).max(0) as u32,
+                daily_cap: cap.is_valid(i).then(|| Fen(cap.value(i))),
+                utc_offset_s: 8 * 3600,
+            },
+        });
+    }
+    Ok(out)
+}
+
+impl LiveParking {
+    /// Starts the scene's thread over `parking` (its lots), with the ids of the bills already
+    /// stored, publishing on `events`.
+    pub fn start(
+        hub: Arc<Hub>,
+        parking: Parking,
+        mut billed: HashSet<i64>,
+        events: broadcast::Sender<Arc<str>>,
+    ) -> Self {
+        let (tx, rx) = mpsc::channel::<Input>();
+        let state = Arc::new(RwLock::new(parking));
+        let shared = state.clone();
+        std::thread::Builder::new()
+            .name("live-parking".into())
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let mut warm_only = true;
+                    {
+                        let mut parking = shared.write().expect("parking lock");
+                        for Input(batch, warm) in std::iter::once(first).chain(rx.try_iter()) {
+                            warm_only &= warm;
+                            match read_events(&batch) {
+                                Ok(events) => {
+                                    for event in events {
+                                        // An unknown lot's reads are dropped: lots come from
+                                        // parking.lots at start.
+                                        let _ = match event {
+                                            Event::Gate(e) => parking.push_gate(e),
+                                            Event::Sensor(r) => parking.push_sensor(r),
+                                        };
+                                    }
+                                }
+                                Err(error) => {
+                                    tracing::error!(message = "A parking batch was unusable.", %error);
+                                }
+                            }
+                        }
+                    }
+                    let mut out = shared.write().expect("parking lock").take();
+                    out.bills.retain(|b| billed.insert(b.id.0 as i64));
+                    let bills: Vec<_> = out
+                        .bills
+                        .iter()
+                        .map(|b| {
+                            json!({"bill_id": b.id.0, "lot_id": b.lot.0, "plate": b.plate,
+                                   "entry": b.entry.to_string(), "exit": b.exit.to_string(),
+                                   "minutes": b.charge.minutes, "amount": b.amount.0,
+                                   "due": b.due.to_string()})
+                        })
+                        .collect();
+                    crate::live::store(&hub, "parking.bills", &bills, &events);
+                    if warm_only {
+                        // Rows from before the restart are stored already.
+                        continue;
+                    }
+                    let anomalies: Vec<_> = out
+                        .anomalies
+                        .iter()
+                        .map(|a| {
+                            json!({"ts": a.ts.to_string(), "lot_id": a.lot.0, "plate": a.plate,
+                                   "kind": a.kind.name(), "detail": a.detail})
+                        })
+                        .collect();
+                    crate::live::store(&hub, "parking.anomalies", &anomalies, &events);
+                    crate::live::store(&hub, "parking.index", &out.index, &events);
+                }
+            })
+            .expect("the parking thread starts");
+        Self { tx, state }
+    }
+
+    /// Hands a stored batch of reads to the scene (never blocks the ingest call).
+    pub fn feed(&self, batch: RecordBatch) {
+        let _ = self.tx.send(Input(batch, false));
+    }
+
+    /// Replays reads stored before a restart: bills not yet stored are issued, nothing else.
+    pub fn warm(&self, batch: RecordBatch) {
+        let _ = self.tx.send(Input(batch, true));
+    }
+
+    pub fn guide(&self, query: &GuideQuery) -> Vec<GuideEntry> {
+        // A reader never leaves the state half-changed, so a poisoned lock is still usable.
+        self.state
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .guide(query)
+    }
+}
