@@ -149,6 +149,9 @@ step('the overview paints fast and draws the network with coloured links', async
   check(/\d/.test(onRoad), `on the road shows ${onRoad}`);
   const vehicles = await page.textContent('[data-kpi=vehicles_today] .kpi-value');
   check(/\d/.test(vehicles), `vehicles today shows ${vehicles}`);
+  const parkingKpi = await page.textContent('[data-kpi=parking] .kpi-value');
+  check(/^\d+%$/.test(parkingKpi), `the parking index shows ${parkingKpi}`);
+  check(Number(await page.getAttribute('main', 'data-lots')) > 10, 'no parking lots on the map');
   const sparkPoints = Number(await page.getAttribute('[data-kpi=delay] svg', 'data-points'));
   check(sparkPoints > 10, `the delay sparkline has ${sparkPoints} points`);
   await page.screenshot({ path: join(out, 'overview.png') });
@@ -329,10 +332,19 @@ step('traffic: the delay index over the day by district, and a link from the ran
   await page.screenshot({ path: join(out, 'traffic.png') });
 });
 
-step('parking: says what it needs rather than inventing berths', async () => {
+step('parking: lots near a hospital ranked by the chance of a berth on arrival', async () => {
   await page.click('nav a[data-page=parking]');
   await page.waitForSelector('main[data-page=parking][data-ready=true]', { timeout: 10000 });
-  check(await page.isVisible('#parking-none'), 'no explanation on the parking page');
+  const rows = await page.locator('#guide tbody tr[data-lot]').count();
+  check(rows >= 5, `the guide lists ${rows} lots`);
+  await page.selectOption('#arrive', '30');
+  await page.waitForFunction(() => document.querySelectorAll('#guide tbody tr[data-lot]').length > 0);
+  const chances = (await page.locator('#guide tbody tr td:nth-child(7)').allTextContents()).map((c) => parseInt(c, 10));
+  check(chances.every((c) => c >= 0 && c <= 100), `chances ${chances}`);
+  check(chances.every((c, i) => i === 0 || chances[i - 1] >= c), `not ranked by chance: ${chances}`);
+  const points = Number(await page.getAttribute('#pool-chart', 'data-points'));
+  check(points > 100, `the pool's day has ${points} points`);
+  await page.screenshot({ path: join(out, 'parking.png') });
 });
 
 step('data: catalog, grants and data calls per department', async () => {

@@ -28,10 +28,13 @@ fn start(data: &Path, extra: &[&str]) -> Server {
     start_with(data, extra, "warn", Stdio::inherit())
 }
 
+/// Starts the server; without the demo city unless `extra` asks for one (`--scale`).
 fn start_with(data: &Path, extra: &[&str], log_level: &str, stderr: Stdio) -> Server {
+    let demo = extra.contains(&"--scale");
     let mut child = Command::new(env!("CARGO_BIN_EXE_citybrain"))
-        .args(["up", "--no-demo", "--listen", "127.0.0.1:0", "--data"])
+        .args(["up", "--listen", "127.0.0.1:0", "--data"])
         .arg(data)
+        .args(if demo { &[][..] } else { &["--no-demo"][..] })
         .args(extra)
         .env("CITYBRAIN_LOG", log_level)
         .stdout(Stdio::piped())
@@ -900,4 +903,85 @@ fn ingested_passages_reach_the_live_indices_and_their_event_stream() {
     assert_eq!(live["on_road"], was["live"]["on_road"]);
     assert_eq!(live["at"], was["live"]["at"]);
     assert_eq!(stored(&server), before);
+}
+
+/// Waits until `sql` returns rows whose first value stops changing (the scene has caught up).
+fn settled(server: &Server, sql: &str) -> serde_json::Value {
+    let started = std::time::Instant::now();
+    let mut last = serde_json::Value::Null;
+    loop {
+        let now = server.sql(sql);
+        if now == last || started.elapsed().as_secs() > 30 {
+            return now;
+        }
+        last = now;
+        std::thread::sleep(std::time::Duration::from_millis(700));
+    }
+}
+
+#[test]
+fn the_demo_parking_day_bills_each_clean_stay_once_and_records_every_anomaly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(dir.path(), &["--scale", "0.05"]);
+    // Gate reads carry plates: read them as the owning department's admin.
+    let (status, text) = server.post("/api/v1/principals/transport_admin/tokens", "application/json", b"{}");
+    assert_eq!(status, 201, "{text}");
+    let issued: serde_json::Value = serde_json::from_str(&text).unwrap();
+    server.token = issued["token"].as_str().unwrap().to_string();
+    let truth: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("demo/truth.json")).unwrap()).unwrap();
+    let truth = &truth["parking"];
+    // A read the next morning moves the clock past the day, so every held read is applied.
+    let late = "{\"ts\":\"2026-11-23T09:00:00+08:00\",\"lot_id\":1,\"plate\":\"浙A00000\",\"direction\":\"in\"}\n";
+    let (status, text) = server.post(
+        "/api/v1/datasets/parking.gate_events/records",
+        "application/x-ndjson",
+        late.as_bytes(),
+    );
+    assert_eq!(status, 200, "{text}");
+    let count = "SELECT (SELECT count(*) FROM parking.bills) AS bills, (SELECT count(DISTINCT bill_id) FROM parking.bills) AS ids";
+    let bills = settled(&server, count);
+    assert_eq!(bills[0]["bills"], truth["clean_stays_ended"], "{bills} vs {truth}");
+    assert_eq!(bills[0]["bills"], bills[0]["ids"]);
+    let kinds = server.sql("SELECT kind, count(*) AS n FROM parking.anomalies GROUP BY kind ORDER BY kind");
+    let n = |kind: &str| {
+        kinds.as_array().unwrap().iter().find(|r| r["kind"] == kind).map_or(0, |r| r["n"].as_i64().unwrap())
+    };
+    assert_eq!(
+        n("duplicate_entry") + n("duplicate_exit"),
+        truth["duplicate_reads"].as_i64().unwrap(),
+        "{kinds}"
+    );
+    let missed_entries = truth["missed_entries"].as_i64().unwrap();
+    assert!(n("exit_without_entry") > 0 && n("exit_without_entry") <= missed_entries, "{kinds}");
+    // Every bill is priced by its lot's tariff: a stay within the free minutes costs nothing,
+    // a longer one at least one unit.
+    let priced = server.sql(
+        "SELECT count(*) AS wrong FROM parking.bills b JOIN parking.lots l ON b.lot_id = l.lot_id \
+         WHERE (b.minutes <= l.free_minutes AND b.amount <> 0) \
+            OR (b.minutes > l.free_minutes AND b.amount < least(l.day_unit, l.night_unit))",
+    );
+    assert_eq!(priced[0]["wrong"], 0, "{priced}");
+    // Guidance near the first hospital: its own pool is among the lots, ranked by chance.
+    let (status, text) = server.get(
+        "/api/v1/parking/guide?lat=30.2563&lon=120.1625&arrive_in_min=30",
+        Some(&server.token),
+    );
+    assert_eq!(status, 200, "{text}");
+    let guide: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let lots = guide["lots"].as_array().unwrap();
+    assert!(!lots.is_empty(), "{guide}");
+    let chances: Vec<f64> = lots.iter().map(|l| l["chance"].as_f64().unwrap()).collect();
+    assert!(chances.windows(2).all(|w| (w[0] * 100.0).round() >= (w[1] * 100.0).round()), "{chances:?}");
+    let (status, _) = server.get("/api/v1/parking/guide?lat=95&lon=120", Some(&server.token));
+    assert_eq!(status, 400);
+
+    // After a crash, the replayed reads issue no bill twice.
+    let token = server.token.clone();
+    server.kill9();
+    let mut server = start(dir.path(), &["--scale", "0.05"]);
+    server.token = token;
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let again = settled(&server, count);
+    assert_eq!(again, bills);
 }
