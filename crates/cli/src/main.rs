@@ -1070,12 +1070,19 @@ async fn start_parking(
     if lots.is_empty() {
         return Ok(None);
     }
-    let parking = citybrain_parking::Parking::new(lots, citybrain_parking::SessionConfig::default())
-        .map_err(|e| anyhow::anyhow!("parking.lots: {e}"))?;
+    let parking =
+        citybrain_parking::Parking::new(lots, citybrain_parking::SessionConfig::default())
+            .map_err(|e| anyhow::anyhow!("parking.lots: {e}"))?;
     let mut billed = std::collections::HashSet::new();
-    for batch in sql.query("SELECT bill_id FROM parking.bills").await?.batches {
+    for batch in sql
+        .query("SELECT bill_id FROM parking.bills")
+        .await?
+        .batches
+    {
         use arrow::array::AsArray;
-        let ids = batch.column(0).as_primitive::<arrow::datatypes::Int64Type>();
+        let ids = batch
+            .column(0)
+            .as_primitive::<arrow::datatypes::Int64Type>();
         billed.extend(ids.iter().flatten());
     }
     let scene = citybrain_server::live_parking::LiveParking::start(

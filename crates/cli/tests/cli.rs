@@ -924,12 +924,17 @@ fn the_demo_parking_day_bills_each_clean_stay_once_and_records_every_anomaly() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = start(dir.path(), &["--scale", "0.05"]);
     // Gate reads carry plates: read them as the owning department's admin.
-    let (status, text) = server.post("/api/v1/principals/transport_admin/tokens", "application/json", b"{}");
+    let (status, text) = server.post(
+        "/api/v1/principals/transport_admin/tokens",
+        "application/json",
+        b"{}",
+    );
     assert_eq!(status, 201, "{text}");
     let issued: serde_json::Value = serde_json::from_str(&text).unwrap();
     server.token = issued["token"].as_str().unwrap().to_string();
     let truth: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("demo/truth.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(dir.path().join("demo/truth.json")).unwrap())
+            .unwrap();
     let truth = &truth["parking"];
     // A read the next morning moves the clock past the day, so every held read is applied.
     let late = "{\"ts\":\"2026-11-23T09:00:00+08:00\",\"lot_id\":1,\"plate\":\"浙A00000\",\"direction\":\"in\"}\n";
@@ -941,11 +946,20 @@ fn the_demo_parking_day_bills_each_clean_stay_once_and_records_every_anomaly() {
     assert_eq!(status, 200, "{text}");
     let count = "SELECT (SELECT count(*) FROM parking.bills) AS bills, (SELECT count(DISTINCT bill_id) FROM parking.bills) AS ids";
     let bills = settled(&server, count);
-    assert_eq!(bills[0]["bills"], truth["clean_stays_ended"], "{bills} vs {truth}");
+    assert_eq!(
+        bills[0]["bills"], truth["clean_stays_ended"],
+        "{bills} vs {truth}"
+    );
     assert_eq!(bills[0]["bills"], bills[0]["ids"]);
-    let kinds = server.sql("SELECT kind, count(*) AS n FROM parking.anomalies GROUP BY kind ORDER BY kind");
+    let kinds =
+        server.sql("SELECT kind, count(*) AS n FROM parking.anomalies GROUP BY kind ORDER BY kind");
     let n = |kind: &str| {
-        kinds.as_array().unwrap().iter().find(|r| r["kind"] == kind).map_or(0, |r| r["n"].as_i64().unwrap())
+        kinds
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["kind"] == kind)
+            .map_or(0, |r| r["n"].as_i64().unwrap())
     };
     assert_eq!(
         n("duplicate_entry") + n("duplicate_exit"),
@@ -953,7 +967,10 @@ fn the_demo_parking_day_bills_each_clean_stay_once_and_records_every_anomaly() {
         "{kinds}"
     );
     let missed_entries = truth["missed_entries"].as_i64().unwrap();
-    assert!(n("exit_without_entry") > 0 && n("exit_without_entry") <= missed_entries, "{kinds}");
+    assert!(
+        n("exit_without_entry") > 0 && n("exit_without_entry") <= missed_entries,
+        "{kinds}"
+    );
     // Every bill is priced by its lot's tariff: a stay within the free minutes costs nothing,
     // a longer one at least one unit.
     let priced = server.sql(
@@ -972,7 +989,12 @@ fn the_demo_parking_day_bills_each_clean_stay_once_and_records_every_anomaly() {
     let lots = guide["lots"].as_array().unwrap();
     assert!(!lots.is_empty(), "{guide}");
     let chances: Vec<f64> = lots.iter().map(|l| l["chance"].as_f64().unwrap()).collect();
-    assert!(chances.windows(2).all(|w| (w[0] * 100.0).round() >= (w[1] * 100.0).round()), "{chances:?}");
+    assert!(
+        chances
+            .windows(2)
+            .all(|w| (w[0] * 100.0).round() >= (w[1] * 100.0).round()),
+        "{chances:?}"
+    );
     let (status, _) = server.get("/api/v1/parking/guide?lat=95&lon=120", Some(&server.token));
     assert_eq!(status, 400);
 

@@ -55,7 +55,10 @@ struct LotPlan {
 const HOSPITALS: [(&str, &str); 3] = [
     ("City First People's Hospital 市一医院", "First Hospital"),
     ("Children's Hospital 儿童医院", "Children's Hospital"),
-    ("Hospital of Traditional Chinese Medicine 中医院", "TCM Hospital"),
+    (
+        "Hospital of Traditional Chinese Medicine 中医院",
+        "TCM Hospital",
+    ),
 ];
 
 fn tariff_fields(kind: Kind) -> String {
@@ -96,7 +99,13 @@ fn plan(network: &Network, rng: &mut Rng) -> Vec<LotPlan> {
     };
     for (h, (hospital, short)) in HOSPITALS.iter().enumerate() {
         let at = (n * (2 * h + 1)) / 6;
-        add(&mut lots, at, Kind::HospitalPool, format!("{hospital} pool"), rng);
+        add(
+            &mut lots,
+            at,
+            Kind::HospitalPool,
+            format!("{hospital} pool"),
+            rng,
+        );
         // The berths within 2.5 km that the pool guides to: the nearest intersections.
         let here = &network.intersections[at];
         let mut near: Vec<(f64, usize)> = (0..n)
@@ -110,15 +119,37 @@ fn plan(network: &Network, rng: &mut Rng) -> Vec<LotPlan> {
             .collect();
         near.sort_by(|a, b| a.0.total_cmp(&b.0));
         for (k, (_, j)) in near.iter().step_by(3).take(6).enumerate() {
-            let kind = if k % 2 == 0 { Kind::Garage } else { Kind::OnStreet };
-            let label = if kind == Kind::Garage { "garage" } else { "street berths" };
-            add(&mut lots, *j, kind, format!("{short} {label} {}", k + 1), rng);
+            let kind = if k % 2 == 0 {
+                Kind::Garage
+            } else {
+                Kind::OnStreet
+            };
+            let label = if kind == Kind::Garage {
+                "garage"
+            } else {
+                "street berths"
+            };
+            add(
+                &mut lots,
+                *j,
+                kind,
+                format!("{short} {label} {}", k + 1),
+                rng,
+            );
         }
     }
     for k in 0..20 {
         let at = rng.below(n as u64) as usize;
-        let kind = if k % 3 == 0 { Kind::OnStreet } else { Kind::Garage };
-        let label = if kind == Kind::Garage { "Garage" } else { "Street berths" };
+        let kind = if k % 3 == 0 {
+            Kind::OnStreet
+        } else {
+            Kind::Garage
+        };
+        let label = if kind == Kind::Garage {
+            "Garage"
+        } else {
+            "Street berths"
+        };
         add(&mut lots, at, kind, format!("{label} {}", k + 1), rng);
     }
     lots
@@ -189,7 +220,13 @@ pub fn generate(
         writeln!(
             w,
             "{{\"lot_id\":{},\"name\":{:?},\"loc\":{{\"lon\":{:.6},\"lat\":{:.6}}},\"capacity\":{},\"kind\":\"{kind}\",\"district\":\"{}\",{}}}",
-            lot.id, lot.name, lot.lon, lot.lat, lot.capacity, lot.district, tariff_fields(lot.kind)
+            lot.id,
+            lot.name,
+            lot.lon,
+            lot.lat,
+            lot.capacity,
+            lot.district,
+            tariff_fields(lot.kind)
         )?;
     }
     w.flush()?;
@@ -200,7 +237,9 @@ pub fn generate(
     let at = |secs: f64| (day_start_utc as f64 * 1e6 + secs * 1e6) as i64;
     for lot in &lots {
         let wanted = (f64::from(lot.capacity) * lot.turnover * scale.max(0.05)).round() as u64;
-        let mut arrivals: Vec<f64> = (0..wanted).map(|_| arrival_secs(lot.kind, &mut rng)).collect();
+        let mut arrivals: Vec<f64> = (0..wanted)
+            .map(|_| arrival_secs(lot.kind, &mut rng))
+            .collect();
         arrivals.sort_by(f64::total_cmp);
         // Departure times of the cars inside, and which berths are free (sensor lots).
         let mut inside: Vec<(f64, u32)> = Vec::new();
@@ -240,10 +279,14 @@ pub fn generate(
                 continue;
             }
             let gate = |secs: f64, direction: &str| {
-                (at(secs), format!(
-                    "{{\"ts\":\"{}\",\"lot_id\":{},\"plate\":\"{car}\",\"direction\":\"{direction}\"}}",
-                    Timestamp(at(secs)), lot.id
-                ))
+                (
+                    at(secs),
+                    format!(
+                        "{{\"ts\":\"{}\",\"lot_id\":{},\"plate\":\"{car}\",\"direction\":\"{direction}\"}}",
+                        Timestamp(at(secs)),
+                        lot.id
+                    ),
+                )
             };
             let (mut entry_read, mut exit_read) = (true, ends);
             if rng.f64() < 0.004 {
@@ -275,7 +318,11 @@ pub fn generate(
     }
     for (name, mut lines, count) in [
         ("parking_gate_events.ndjson", gates, &mut truth.gate_events),
-        ("parking_sensor_events.ndjson", sensors, &mut truth.sensor_events),
+        (
+            "parking_sensor_events.ndjson",
+            sensors,
+            &mut truth.sensor_events,
+        ),
     ] {
         lines.sort_by_key(|(ts, _)| *ts);
         *count = lines.len() as u64;

@@ -659,7 +659,11 @@ async fn parking_guide(
         )
     })?;
     let at = citybrain_core::GeoPoint::new(params.lon, params.lat).map_err(|e| {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_location", format!("lat/lon: {e}"))
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_location",
+            format!("lat/lon: {e}"),
+        )
     })?;
     if !(params.radius_m > 0.0 && params.radius_m <= 20_000.0) {
         return Err(ApiError::new(
@@ -675,7 +679,12 @@ async fn parking_guide(
         limit: params.limit.clamp(1, 100),
     };
     let lots = parking.guide(&query);
-    let mut call = Call::new(now(), me.name.as_str(), me.department.as_str(), CallKind::Read);
+    let mut call = Call::new(
+        now(),
+        me.name.as_str(),
+        me.department.as_str(),
+        CallKind::Read,
+    );
     for name in ["parking.lots", "parking.index"] {
         call.datasets.push(Touch {
             dataset: DatasetName::parse(name).expect("valid name"),

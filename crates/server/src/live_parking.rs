@@ -61,13 +61,24 @@ fn utf8(column: &dyn Array) -> Result<arrow::array::StringArray, String> {
 fn read_events(batch: &RecordBatch) -> Result<Vec<Event>, String> {
     let ts = column(batch, "ts")?.as_primitive::<TimestampMicrosecondType>();
     let lot = column(batch, "lot_id")?.as_primitive::<Int64Type>();
-    let text = |name: &str| batch.column_by_name(name).and_then(|c| utf8(c.as_ref()).ok());
-    let (plate, direction, spot, status) = (text("plate"), text("direction"), text("spot"), text("status"));
+    let text = |name: &str| {
+        batch
+            .column_by_name(name)
+            .and_then(|c| utf8(c.as_ref()).ok())
+    };
+    let (plate, direction, spot, status) = (
+        text("plate"),
+        text("direction"),
+        text("spot"),
+        text("status"),
+    );
     let mut out = Vec::with_capacity(batch.num_rows());
     for i in 0..batch.num_rows() {
         let (ts, lot) = (Timestamp(ts.value(i)), LotId(lot.value(i) as u32));
         let value = |c: &Option<arrow::array::StringArray>| {
-            c.as_ref().filter(|c| c.is_valid(i)).map(|c| c.value(i).to_string())
+            c.as_ref()
+                .filter(|c| c.is_valid(i))
+                .map(|c| c.value(i).to_string())
         };
         if let (Some(direction), Some(plate)) = (value(&direction), value(&plate)) {
             let direction = match direction.as_str() {
@@ -75,14 +86,24 @@ fn read_events(batch: &RecordBatch) -> Result<Vec<Event>, String> {
                 "out" => Direction::Out,
                 other => return Err(format!("row {i}: direction '{other}' is not in or out")),
             };
-            out.push(Event::Gate(GateEvent { ts, lot, plate, direction }));
+            out.push(Event::Gate(GateEvent {
+                ts,
+                lot,
+                plate,
+                direction,
+            }));
         } else if let (Some(status), Some(spot)) = (value(&status), value(&spot)) {
             let occupied = match status.as_str() {
                 "occupied" => Some(true),
                 "free" => Some(false),
                 _ => None,
             };
-            out.push(Event::Sensor(SensorReading::Spot { lot, spot, occupied, ts }));
+            out.push(Event::Sensor(SensorReading::Spot {
+                lot,
+                spot,
+                occupied,
+                ts,
+            }));
         } else {
             return Err(format!("row {i}: neither a gate read nor a sensor reading"));
         }
@@ -92,26 +113,53 @@ fn read_events(batch: &RecordBatch) -> Result<Vec<Event>, String> {
 
 /// Lots from `parking.lots` rows.
 pub fn lots_from_batch(batch: &RecordBatch) -> Result<Vec<Lot>, String> {
-    let int = |name: &str| -> Result<_, String> { Ok(column(batch, name)?.as_primitive::<Int64Type>().clone()) };
+    let int = |name: &str| -> Result<_, String> {
+        Ok(column(batch, name)?.as_primitive::<Int64Type>().clone())
+    };
     let string = |name: &str| -> Result<_, String> { utf8(column(batch, name)?) };
-    let (id, capacity, free, unit) = (int("lot_id")?, int("capacity")?, int("free_minutes")?, int("unit_minutes")?);
-    let (day, night, start, end, cap) = (int("day_unit")?, int("night_unit")?, int("day_start_min")?, int("day_end_min")?, int("daily_cap")?);
+    let (id, capacity, free, unit) = (
+        int("lot_id")?,
+        int("capacity")?,
+        int("free_minutes")?,
+        int("unit_minutes")?,
+    );
+    let (day, night, start, end, cap) = (
+        int("day_unit")?,
+        int("night_unit")?,
+        int("day_start_min")?,
+        int("day_end_min")?,
+        int("daily_cap")?,
+    );
     let (name, kind, district) = (string("name")?, string("kind")?, string("district")?);
     let loc = column(batch, "loc")?.as_struct();
-    let lon = loc.column_by_name("lon").ok_or("loc has no lon")?.as_primitive::<arrow::datatypes::Float64Type>();
-    let lat = loc.column_by_name("lat").ok_or("loc has no lat")?.as_primitive::<arrow::datatypes::Float64Type>();
+    let lon = loc
+        .column_by_name("lon")
+        .ok_or("loc has no lon")?
+        .as_primitive::<arrow::datatypes::Float64Type>();
+    let lat = loc
+        .column_by_name("lat")
+        .ok_or("loc has no lat")?
+        .as_primitive::<arrow::datatypes::Float64Type>();
     let mut out = Vec::with_capacity(batch.num_rows());
     for i in 0..batch.num_rows() {
         let kind = match kind.value(i) {
             "on_street" => LotKind::OnStreet,
             "garage" => LotKind::Garage,
             "hospital_pool" => LotKind::HospitalPool,
-            other => return Err(format!("lot {}: kind '{other}' is not on_street, garage or hospital_pool", id.value(i))),
+            other => {
+                return Err(format!(
+                    "lot {}: kind '{other}' is not on_street, garage or hospital_pool",
+                    id.value(i)
+                ));
+            }
         };
         out.push(Lot {
             id: LotId(id.value(i) as u32),
             name: name.value(i).to_string(),
-            loc: GeoPoint { lon: lon.value(i), lat: lat.value(i) },
+            loc: GeoPoint {
+                lon: lon.value(i),
+                lat: lat.value(i),
+            },
             capacity: capacity.value(i).max(0) as u32,
             kind,
             district: district.value(i).to_string(),
