@@ -45,6 +45,14 @@ enum Command {
         /// Seal a dataset's unsealed records into Parquet once they number this many.
         #[arg(long, default_value_t = 1_000_000)]
         seal_rows: usize,
+        /// Take berth sensor messages (FIWARE ParkingSpot/OffStreetParking) over MQTT from a
+        /// Mosquitto that citybrain starts on a free loopback port (Debian: apt-get install
+        /// mosquitto).
+        #[arg(long)]
+        mqtt: bool,
+        /// Take them from this broker (HOST:PORT) instead of starting one.
+        #[arg(long, value_name = "HOST:PORT")]
+        mqtt_broker: Option<String>,
     },
     /// Write a deterministic synthetic city with ground truth.
     Gen {
@@ -390,6 +398,8 @@ fn run(cli: Cli) -> Result<()> {
             scale,
             body_limit_mib,
             seal_rows,
+            mqtt,
+            mqtt_broker,
         } => up(
             &listen,
             &data,
@@ -397,6 +407,7 @@ fn run(cli: Cli) -> Result<()> {
             scale,
             body_limit_mib,
             HubConfig { seal_rows },
+            Mqtt::choose(mqtt, mqtt_broker)?,
         ),
         Command::Gen {
             seed,
@@ -907,6 +918,76 @@ fn load_demo(hub: &Hub, data: &Path, scale: f64) -> Result<()> {
     Ok(())
 }
 
+/// Where berth sensor messages come from, if anywhere.
+#[derive(Debug)]
+enum Mqtt {
+    Off,
+    /// Start a Mosquitto of our own.
+    Local,
+    Broker(String, u16),
+}
+
+impl Mqtt {
+    fn choose(local: bool, broker: Option<String>) -> Result<Self> {
+        Ok(match (local, broker) {
+            (_, Some(address)) => {
+                let (host, port) = address
+                    .rsplit_once(':')
+                    .and_then(|(h, p)| Some((h.to_string(), p.parse().ok()?)))
+                    .with_context(|| format!("--mqtt-broker '{address}' is not HOST:PORT"))?;
+                Self::Broker(host, port)
+            }
+            (true, None) => Self::Local,
+            (false, None) => Self::Off,
+        })
+    }
+}
+
+/// Starts Mosquitto on a free loopback port with its state in `DATA/mqtt`; it ends with us.
+fn start_mosquitto(data: &Path) -> Result<(std::process::Child, u16)> {
+    let dir = data.join("mqtt");
+    std::fs::create_dir_all(&dir)?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let conf = dir.join("mosquitto.conf");
+    // Loopback only, so anonymous sensors are the machine's own gateways. No limit on
+    // messages in flight: citybrain acknowledges a whole fsynced batch at once.
+    std::fs::write(
+        &conf,
+        format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\nmax_inflight_messages 0\nmax_queued_messages 0\npersistence true\npersistence_location {}/\n",
+            dir.display()
+        ),
+    )?;
+    let binary = ["mosquitto", "/usr/sbin/mosquitto"]
+        .into_iter()
+        .find(|b| {
+            std::process::Command::new(b)
+                .arg("-h")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok()
+        })
+        .context("Mosquitto is not installed: apt-get install mosquitto (or pass --mqtt-broker HOST:PORT)")?;
+    let child = std::process::Command::new(binary)
+        .arg("-c")
+        .arg(&conf)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .context("starting mosquitto")?;
+    let started = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if started.elapsed().as_secs() > 10 {
+            bail!("mosquitto did not listen on port {port} within 10 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Ok((child, port))
+}
+
 fn up(
     listen: &str,
     data: &Path,
@@ -914,6 +995,7 @@ fn up(
     scale: f64,
     body_limit_mib: usize,
     config: HubConfig,
+    mqtt: Mqtt,
 ) -> Result<()> {
     let started = std::time::Instant::now();
     std::fs::create_dir_all(data)
@@ -950,6 +1032,27 @@ fn up(
             parking,
             body_limit: body_limit_mib << 20,
         };
+        let (mut mosquitto, broker) = match mqtt {
+            Mqtt::Off => (None, None),
+            Mqtt::Local => {
+                let (child, port) = start_mosquitto(data)?;
+                (Some(child), Some(("127.0.0.1".to_string(), port)))
+            }
+            Mqtt::Broker(host, port) => (None, Some((host, port))),
+        };
+        if let Some((host, port)) = &broker {
+            if state.parking.is_none() {
+                bail!("--mqtt needs the parking scene: load parking.lots first (the demo city has them)");
+            }
+            citybrain_server::mqtt::spawn(
+                state.clone(),
+                citybrain_server::mqtt::MqttSource {
+                    host: host.clone(),
+                    port: *port,
+                    topic: "citybrain/parking/#".into(),
+                },
+            );
+        }
         let datasets = hub.names().len();
         println!("citybrain is up on http://{address}/ (ready in {:.1} s)", started.elapsed().as_secs_f64());
         println!("  data directory: {}  ({datasets} datasets)", data.display());
@@ -971,6 +1074,9 @@ fn up(
         }
         println!("  API:            http://{address}/api/v1/openapi.json   health: http://{address}/health");
         println!("  live indices:   http://{address}/api/v1/indices/traffic/live  (SSE: /api/v1/indices/stream; tables: indices.*)");
+        if let Some((host, port)) = &broker {
+            println!("  MQTT sensors:   mqtt://{host}:{port}  topic citybrain/parking/# (FIWARE ParkingSpot or OffStreetParking, QoS 1)");
+        }
         if demo {
             println!(
                 "  try:            CITYBRAIN_TOKEN_FILE={} citybrain sql \"SELECT plate, count(*) FROM transport.anpr_passages GROUP BY plate LIMIT 5\"",
@@ -980,6 +1086,10 @@ fn up(
             println!("  next:           citybrain departments create transport   (then principals, tokens, datasets)");
         }
         citybrain_server::run(listener, state, shutdown_signal()).await?;
+        if let Some(mut child) = mosquitto.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
         println!("citybrain stopped cleanly");
         anyhow::Ok(())
     })
@@ -1103,9 +1213,9 @@ async fn start_parking(
         let stored = sql
             .query(&format!(
                 "SELECT * FROM (\
-                   SELECT ts, lot_id, plate, direction, CAST(NULL AS VARCHAR) AS spot, CAST(NULL AS VARCHAR) AS status FROM {GATE_EVENTS} \
+                   SELECT ts, lot_id, plate, direction, CAST(NULL AS VARCHAR) AS spot, CAST(NULL AS VARCHAR) AS status, CAST(NULL AS BIGINT) AS available FROM {GATE_EVENTS} \
                    UNION ALL \
-                   SELECT ts, lot_id, CAST(NULL AS VARCHAR), CAST(NULL AS VARCHAR), spot, status FROM {SENSOR_EVENTS}) \
+                   SELECT ts, lot_id, CAST(NULL AS VARCHAR), CAST(NULL AS VARCHAR), spot, status, available FROM {SENSOR_EVENTS}) \
                  {since} ORDER BY ts"
             ))
             .await?;

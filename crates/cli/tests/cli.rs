@@ -1,7 +1,7 @@
 //! The real `citybrain` binary, end to end: a server on port 0 over a temporary data
 //! directory, driven over HTTP, killed and restarted.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -1006,4 +1006,84 @@ fn the_demo_parking_day_bills_each_clean_stay_once_and_records_every_anomaly() {
     std::thread::sleep(std::time::Duration::from_secs(2));
     let again = settled(&server, count);
     assert_eq!(again, bills);
+}
+
+#[test]
+fn berth_sensor_messages_over_mqtt_reach_the_parking_indices() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(dir.path(), &["--scale", "0.05", "--mqtt"]);
+    // The broker's port, from the line `up` printed.
+    let port = loop {
+        let text = server.printed.lock().unwrap().clone();
+        if let Some(line) = text.lines().find(|l| l.contains("MQTT sensors:")) {
+            let address = line
+                .split("mqtt://")
+                .nth(1)
+                .unwrap()
+                .split_whitespace()
+                .next()
+                .unwrap();
+            break address.rsplit(':').next().unwrap().to_string();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let before = server.sql("SELECT count(*) AS n FROM parking.sensor_events")[0]["n"]
+        .as_i64()
+        .unwrap();
+    // Key-value and normalised messages, a lot-level count that empties lot 1 at 09:01 the
+    // next day, one unreadable message, and a reading at 09:06 that closes the 09:05 instant.
+    let messages = [
+        r#"{"id":"urn:ngsi-ld:ParkingSpot:34:900","type":"ParkingSpot","status":"occupied","refParkingSite":"urn:ngsi-ld:OffStreetParking:34","dateObserved":"2026-11-23T09:00:00+08:00"}"#,
+        r#"{"id":"urn:ngsi-ld:ParkingSpot:34:901","type":"ParkingSpot","status":{"type":"Property","value":"free","observedAt":"2026-11-23T01:00:30Z"},"refParkingSite":{"type":"Relationship","object":"urn:ngsi-ld:OffStreetParking:34"}}"#,
+        r#"{"id":"urn:ngsi-ld:OffStreetParking:1","type":"OffStreetParking","availableSpotNumber":0,"dateObserved":"2026-11-23T09:01:00+08:00"}"#,
+        r#"{"id":"urn:ngsi-ld:ParkingSpot:34:902","type":"ParkingSpot","status":"parked","refParkingSite":"urn:ngsi-ld:OffStreetParking:34","dateObserved":"2026-11-23T09:02:00+08:00"}"#,
+        r#"{"id":"urn:ngsi-ld:ParkingSpot:34:903","type":"ParkingSpot","status":"occupied","refParkingSite":"urn:ngsi-ld:OffStreetParking:34","dateObserved":"2026-11-23T09:06:00+08:00"}"#,
+    ];
+    let mut publisher = Command::new("mosquitto_pub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-q",
+            "1",
+            "-t",
+            "citybrain/parking/sensors",
+            "-l",
+        ])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("mosquitto_pub runs (apt-get install mosquitto-clients; scripts/test installs it)");
+    publisher
+        .stdin
+        .take()
+        .unwrap()
+        .write_all((messages.join("\n") + "\n").as_bytes())
+        .unwrap();
+    assert!(publisher.wait().unwrap().success());
+    let started = std::time::Instant::now();
+    let stored = loop {
+        let n = server.sql("SELECT count(*) AS n FROM parking.sensor_events")[0]["n"]
+            .as_i64()
+            .unwrap();
+        if n >= before + 4 || started.elapsed().as_secs() > 15 {
+            break n;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    // Four readable messages stored, the unreadable one not.
+    assert_eq!(stored, before + 4);
+    let lot1 = settled(
+        &server,
+        "SELECT free, occupied, capacity FROM parking.index WHERE scope = 'lot' AND id = '1' AND at = TIMESTAMP '2026-11-23T01:05:00Z'",
+    );
+    assert_eq!(lot1[0]["free"], 0, "{lot1}");
+    assert_eq!(lot1[0]["occupied"], lot1[0]["capacity"], "{lot1}");
+    server.token = server.admin.clone();
+    let status = server.stop();
+    assert!(status.success());
+    // The broker ends with citybrain.
+    let _ = Command::new("pkill")
+        .args(["-f", &dir.path().join("mqtt").display().to_string()])
+        .status();
 }

@@ -10,6 +10,7 @@ mod error;
 mod governance;
 pub mod live;
 pub mod live_parking;
+pub mod mqtt;
 pub mod openapi;
 
 use std::future::Future;

@@ -72,6 +72,10 @@ fn read_events(batch: &RecordBatch) -> Result<Vec<Event>, String> {
         text("spot"),
         text("status"),
     );
+    let available = batch
+        .column_by_name("available")
+        .and_then(|c| arrow::compute::cast(c, &arrow::datatypes::DataType::Int64).ok())
+        .map(|c| c.as_primitive::<Int64Type>().clone());
     let mut out = Vec::with_capacity(batch.num_rows());
     for i in 0..batch.num_rows() {
         let (ts, lot) = (Timestamp(ts.value(i)), LotId(lot.value(i) as u32));
@@ -91,6 +95,17 @@ fn read_events(batch: &RecordBatch) -> Result<Vec<Event>, String> {
                 lot,
                 plate,
                 direction,
+            }));
+        } else if value(&status).as_deref() == Some("count") {
+            let free = available
+                .as_ref()
+                .filter(|c| c.is_valid(i))
+                .map(|c| c.value(i))
+                .ok_or_else(|| format!("row {i}: a count without 'available'"))?;
+            out.push(Event::Sensor(SensorReading::Lot {
+                lot,
+                free: free.max(0) as u32,
+                ts,
             }));
         } else if let (Some(status), Some(spot)) = (value(&status), value(&spot)) {
             let occupied = match status.as_str() {

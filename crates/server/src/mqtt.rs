@@ -1,0 +1,190 @@
+//! Berth sensors over MQTT: citybrain subscribes to a broker (Mosquitto), reads FIWARE
+//! `ParkingSpot` / `OffStreetParking` messages, stores them in `parking.sensor_events` and
+//! hands them to the parking scene.
+//!
+//! Delivery is at least once and nothing acknowledged is lost: the subscription is QoS 1 on
+//! a persistent session, and a message is acknowledged to the broker only after the batch it
+//! is in has been fsynced. A crash before that leaves the messages with the broker, which
+//! delivers them again; a reading applied twice sets the same state. A message that cannot
+//! be read is logged with its topic and the field at fault, counted, and acknowledged (a
+//! second delivery would not mend it).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use citybrain_core::DatasetName;
+use citybrain_gov::{Call, CallKind, Outcome, Touch};
+use citybrain_hub::{Format, OnError};
+use citybrain_parking::{SensorReading, parse_fiware};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
+use serde_json::json;
+
+use crate::AppState;
+use crate::live_parking::SENSOR_EVENTS;
+
+/// Messages per stored batch at most; a batch also closes after [`BATCH_WAIT`].
+const BATCH: usize = 5_000;
+const BATCH_WAIT: Duration = Duration::from_millis(20);
+
+/// Where the sensors publish.
+#[derive(Debug, Clone)]
+pub struct MqttSource {
+    pub host: String,
+    pub port: u16,
+    /// e.g. `citybrain/parking/#`
+    pub topic: String,
+}
+
+/// Counts the MQTT path keeps (shown on `/metrics` by the caller if wanted).
+#[derive(Debug, Default)]
+pub struct MqttStats {
+    pub stored: AtomicU64,
+    pub unreadable: AtomicU64,
+}
+
+fn row(reading: &SensorReading) -> serde_json::Value {
+    match reading {
+        SensorReading::Spot {
+            lot,
+            spot,
+            occupied,
+            ts,
+        } => json!({
+            "ts": ts.to_string(), "lot_id": lot.0, "spot": spot,
+            "status": match occupied { Some(true) => "occupied", Some(false) => "free", None => "unknown" },
+        }),
+        SensorReading::Lot { lot, free, ts } => json!({
+            "ts": ts.to_string(), "lot_id": lot.0,
+            "spot": format!("urn:ngsi-ld:OffStreetParking:{}", lot.0),
+            "status": "count", "available": free,
+        }),
+    }
+}
+
+/// Subscribes and keeps ingesting until the process ends; returns the counters.
+pub fn spawn(state: AppState, source: MqttSource) -> Arc<MqttStats> {
+    let stats = Arc::new(MqttStats::default());
+    let mut options = MqttOptions::new("citybrain-parking", source.host.clone(), source.port);
+    options
+        .set_keep_alive(Duration::from_secs(30))
+        .set_manual_acks(true)
+        // A persistent session: the broker keeps our subscription and queues QoS 1
+        // messages while citybrain is down.
+        .set_clean_session(false)
+        .set_max_packet_size(1 << 20, 1 << 20);
+    let (client, mut eventloop) = AsyncClient::new(options, 4 * BATCH);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Publish>(8 * BATCH);
+    let subscriber = client.clone();
+    let topic = source.topic.clone();
+    tokio::spawn(async move {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    tracing::info!(message = "Connected to the MQTT broker.", topic = %topic);
+                    if let Err(error) = subscriber.subscribe(topic.clone(), QoS::AtLeastOnce).await
+                    {
+                        tracing::error!(message = "MQTT subscribe failed.", %error);
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(publish))) => {
+                    if tx.send(publish).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(message = "MQTT connection lost; reconnecting.", %error);
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    });
+    let counters = stats.clone();
+    tokio::spawn(async move {
+        let name = DatasetName::parse(SENSOR_EVENTS).expect("a valid name");
+        while let Some(first) = rx.recv().await {
+            let mut batch = vec![first];
+            let deadline = tokio::time::Instant::now() + BATCH_WAIT;
+            while batch.len() < BATCH {
+                match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(Some(p)) => batch.push(p),
+                    _ => break,
+                }
+            }
+            let mut body = Vec::with_capacity(batch.len() * 160);
+            let mut readable = 0u64;
+            for publish in &batch {
+                match parse_fiware(&publish.payload) {
+                    Ok(reading) => {
+                        body.extend_from_slice(row(&reading).to_string().as_bytes());
+                        body.push(b'\n');
+                        readable += 1;
+                    }
+                    Err(error) => {
+                        counters.unreadable.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(
+                            message = "An MQTT sensor message was unreadable.",
+                            topic = %publish.topic,
+                            field = error.field,
+                            reason = %error.reason
+                        );
+                    }
+                }
+            }
+            // Store (fsync) until it succeeds; only then acknowledge.
+            let mut pending = readable > 0;
+            while pending {
+                let (hub, body_now, name_now) = (state.hub.clone(), body.clone(), name.clone());
+                let result = tokio::task::spawn_blocking(move || {
+                    hub.ingest(
+                        &name_now,
+                        Format::Ndjson,
+                        &body_now,
+                        OnError::Reject,
+                        crate::now(),
+                    )
+                })
+                .await;
+                match result {
+                    Ok(Ok(mut report)) => {
+                        counters
+                            .stored
+                            .fetch_add(report.accepted as u64, Ordering::Relaxed);
+                        let mut call = Call::new(crate::now(), "mqtt", "hub", CallKind::Ingest);
+                        call.datasets.push(Touch {
+                            dataset: name.clone(),
+                            fields: Vec::new(),
+                        });
+                        call.rows = report.accepted as u64;
+                        call.outcome = Outcome::Ok;
+                        call.detail = format!("MQTT {} messages", batch.len());
+                        if let Err(error) = state.gov.record(call) {
+                            tracing::error!(message = "Auditing an MQTT batch failed.", %error);
+                        }
+                        if let (Some(parking), Some(stored)) =
+                            (&state.parking, report.stored.take())
+                        {
+                            parking.feed(stored);
+                        }
+                        pending = false;
+                        continue;
+                    }
+                    Ok(Err(error)) => {
+                        tracing::error!(message = "Storing MQTT sensor messages failed; retrying.", %error);
+                    }
+                    Err(error) => {
+                        tracing::error!(message = "Storing MQTT sensor messages failed; retrying.", %error);
+                    }
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            for publish in &batch {
+                if let Err(error) = client.ack(publish).await {
+                    tracing::warn!(message = "An MQTT acknowledgement failed.", %error);
+                }
+            }
+        }
+    });
+    stats
+}
