@@ -943,51 +943,6 @@ impl Mqtt {
     }
 }
 
-/// Starts Mosquitto on a free loopback port with its state in `DATA/mqtt`; it ends with us.
-fn start_mosquitto(data: &Path) -> Result<(std::process::Child, u16)> {
-    let dir = data.join("mqtt");
-    std::fs::create_dir_all(&dir)?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let conf = dir.join("mosquitto.conf");
-    // Loopback only, so anonymous sensors are the machine's own gateways. No limit on
-    // messages in flight: citybrain acknowledges a whole fsynced batch at once.
-    std::fs::write(
-        &conf,
-        format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\nmax_inflight_messages 0\nmax_queued_messages 0\npersistence true\npersistence_location {}/\n",
-            dir.display()
-        ),
-    )?;
-    let binary = ["mosquitto", "/usr/sbin/mosquitto"]
-        .into_iter()
-        .find(|b| {
-            std::process::Command::new(b)
-                .arg("-h")
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .status()
-                .is_ok()
-        })
-        .context("Mosquitto is not installed: apt-get install mosquitto (or pass --mqtt-broker HOST:PORT)")?;
-    let child = std::process::Command::new(binary)
-        .arg("-c")
-        .arg(&conf)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .context("starting mosquitto")?;
-    let started = std::time::Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if started.elapsed().as_secs() > 10 {
-            bail!("mosquitto did not listen on port {port} within 10 s");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    Ok((child, port))
-}
-
 fn up(
     listen: &str,
     data: &Path,
@@ -1035,7 +990,7 @@ fn up(
         let (mut mosquitto, broker) = match mqtt {
             Mqtt::Off => (None, None),
             Mqtt::Local => {
-                let (child, port) = start_mosquitto(data)?;
+                let (child, port) = citybrain_server::mqtt::start_mosquitto(data).map_err(anyhow::Error::msg)?;
                 (Some(child), Some(("127.0.0.1".to_string(), port)))
             }
             Mqtt::Broker(host, port) => (None, Some((host, port))),

@@ -40,6 +40,8 @@ enum Event {
 pub struct LiveParking {
     tx: mpsc::Sender<Input>,
     state: Arc<RwLock<Parking>>,
+    /// Reads applied to the scene so far (for benchmarks and health).
+    applied: Arc<std::sync::atomic::AtomicU64>,
 }
 
 fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a dyn Array, String> {
@@ -206,6 +208,8 @@ impl LiveParking {
         let (tx, rx) = mpsc::channel::<Input>();
         let state = Arc::new(RwLock::new(parking));
         let shared = state.clone();
+        let applied = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = applied.clone();
         std::thread::Builder::new()
             .name("live-parking".into())
             .spawn(move || {
@@ -217,6 +221,7 @@ impl LiveParking {
                             warm_only &= warm;
                             match read_events(&batch) {
                                 Ok(events) => {
+                                    counter.fetch_add(events.len() as u64, std::sync::atomic::Ordering::Relaxed);
                                     for event in events {
                                         // An unknown lot's reads are dropped: lots come from
                                         // parking.lots at start.
@@ -262,7 +267,11 @@ impl LiveParking {
                 }
             })
             .expect("the parking thread starts");
-        Self { tx, state }
+        Self {
+            tx,
+            state,
+            applied,
+        }
     }
 
     /// Hands a stored batch of reads to the scene (never blocks the ingest call).
@@ -273,6 +282,11 @@ impl LiveParking {
     /// Replays reads stored before a restart: bills not yet stored are issued, nothing else.
     pub fn warm(&self, batch: RecordBatch) {
         let _ = self.tx.send(Input(batch, true));
+    }
+
+    /// Reads applied so far.
+    pub fn applied(&self) -> u64 {
+        self.applied.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn guide(&self, query: &GuideQuery) -> Vec<GuideEntry> {

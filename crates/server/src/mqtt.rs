@@ -36,6 +36,53 @@ pub struct MqttSource {
     pub topic: String,
 }
 
+/// Starts Mosquitto on a free loopback port with its state in `DATA/mqtt`; it ends with us.
+pub fn start_mosquitto(data: &std::path::Path) -> Result<(std::process::Child, u16), String> {
+    let dir = data.join("mqtt");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| format!("finding a free port: {e}"))?
+        .port();
+    let conf = dir.join("mosquitto.conf");
+    // Loopback only, so anonymous sensors are the machine's own gateways. No limit on
+    // messages in flight: citybrain acknowledges a whole fsynced batch at once.
+    std::fs::write(
+        &conf,
+        format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\nmax_inflight_messages 0\nmax_queued_messages 0\npersistence true\npersistence_location {}/\n",
+            dir.display()
+        ),
+    )
+    .map_err(|e| format!("writing {}: {e}", conf.display()))?;
+    let binary = ["mosquitto", "/usr/sbin/mosquitto"]
+        .into_iter()
+        .find(|b| {
+            std::process::Command::new(b)
+                .arg("-h")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok()
+        })
+        .ok_or("Mosquitto is not installed: apt-get install mosquitto (or pass --mqtt-broker HOST:PORT)")?;
+    let child = std::process::Command::new(binary)
+        .arg("-c")
+        .arg(&conf)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("starting mosquitto: {e}"))?;
+    let started = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if started.elapsed().as_secs() > 10 {
+            return Err(format!("mosquitto did not listen on port {port} within 10 s"));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Ok((child, port))
+}
+
 /// Counts the MQTT path keeps (shown on `/metrics` by the caller if wanted).
 #[derive(Debug, Default)]
 pub struct MqttStats {
