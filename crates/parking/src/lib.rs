@@ -392,7 +392,15 @@ impl Parking {
         let arrival = Timestamp(self.newest.max(0) + i64::from(query.arrive_in_min) * 60 * MICROS);
         let two_hours = Timestamp(arrival.0 + 2 * 3600 * MICROS);
         let mut out: Vec<GuideEntry> = Vec::new();
+        // A box around the circle first: a comparison per lot instead of a haversine.
+        let dlat = query.radius_m / 110_574.0 * 1.01;
+        let dlon = query.radius_m / (111_320.0 * query.at.lat.to_radians().cos().max(0.01)) * 1.01;
         for (i, lot) in self.lots.iter().enumerate() {
+            if (lot.loc.lat - query.at.lat).abs() > dlat
+                || (lot.loc.lon - query.at.lon).abs() > dlon
+            {
+                continue;
+            }
             let distance_m = lot.loc.distance_m(&query.at);
             if distance_m > query.radius_m {
                 continue;

@@ -267,11 +267,7 @@ impl LiveParking {
                 }
             })
             .expect("the parking thread starts");
-        Self {
-            tx,
-            state,
-            applied,
-        }
+        Self { tx, state, applied }
     }
 
     /// Hands a stored batch of reads to the scene (never blocks the ingest call).

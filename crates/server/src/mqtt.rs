@@ -76,7 +76,9 @@ pub fn start_mosquitto(data: &std::path::Path) -> Result<(std::process::Child, u
     let started = std::time::Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         if started.elapsed().as_secs() > 10 {
-            return Err(format!("mosquitto did not listen on port {port} within 10 s"));
+            return Err(format!(
+                "mosquitto did not listen on port {port} within 10 s"
+            ));
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
