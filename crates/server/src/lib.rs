@@ -572,7 +572,11 @@ async fn audit_index_read(state: &AppState, me: &Principal, detail: &str) -> Res
     call.detail = detail.to_string();
     // The append waits for its fsync: off the async workers.
     let gov = state.gov.clone();
-    blocking(move || Ok(gov.record(call)?)).await
+    blocking(move || {
+        gov.record(call)?;
+        Ok(())
+    })
+    .await
 }
 
 fn live_of(state: &AppState) -> Result<&live::LiveIndices, ApiError> {
