@@ -998,6 +998,29 @@ fn the_demo_parking_day_bills_each_clean_stay_once_and_records_every_anomaly() {
     let (status, _) = server.get("/api/v1/parking/guide?lat=95&lon=120", Some(&server.token));
     assert_eq!(status, 400);
 
+    // Bills unpaid past the grace are flagged; a paid one is not. The demo day is in the
+    // past, so with one hour's grace every bill but the paid one is overdue.
+    let first = server.sql("SELECT bill_id, amount FROM parking.bills ORDER BY bill_id LIMIT 1");
+    let payment = format!(
+        "{{\"bill_id\":{},\"paid_at\":\"2026-11-22T23:00:00+08:00\",\"amount\":{}}}\n",
+        first[0]["bill_id"], first[0]["amount"]
+    );
+    let (status, text) = server.post(
+        "/api/v1/datasets/parking.payments/records",
+        "application/x-ndjson",
+        payment.as_bytes(),
+    );
+    assert_eq!(status, 200, "{text}");
+    let (status, text) = server.get("/api/v1/parking/overdue?grace_hours=1", Some(&server.token));
+    assert_eq!(status, 200, "{text}");
+    let overdue: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let overdue = overdue.as_array().unwrap();
+    assert_eq!(
+        overdue.len() as i64,
+        bills[0]["bills"].as_i64().unwrap() - 1
+    );
+    assert!(overdue.iter().all(|b| b["bill_id"] != first[0]["bill_id"]));
+
     // After a crash, the replayed reads issue no bill twice.
     let token = server.token.clone();
     server.kill9();

@@ -30,6 +30,10 @@ pub const DEFINITIONS: &[(&str, &str)] = &[
         "parking.anomalies.toml",
         include_str!("../definitions/parking.anomalies.toml"),
     ),
+    (
+        "parking.payments.toml",
+        include_str!("../definitions/parking.payments.toml"),
+    ),
 ];
 
 pub use forecast::{Evaluation, Forecaster, chance_of_a_berth, evaluate};

@@ -68,6 +68,7 @@ pub fn router(state: AppState) -> Router {
         .route("/indices/traffic/live", get(traffic_live))
         .route("/indices/stream", get(indices_stream))
         .route("/parking/guide", get(parking_guide))
+        .route("/parking/overdue", get(parking_overdue))
         .route(
             "/departments",
             get(governance::list_departments).post(governance::create_department),
@@ -708,4 +709,48 @@ async fn parking_guide(
     })
     .await?;
     Ok(Json(json!({ "lots": lots })).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct OverdueParams {
+    /// Hours a driver has to pay after leaving (default 48).
+    #[serde(default = "default_grace")]
+    grace_hours: u32,
+    #[serde(default)]
+    purpose: String,
+}
+
+fn default_grace() -> u32 {
+    48
+}
+
+/// Bills with no payment once the grace period after the exit has passed: the follow-up
+/// list. A governed SQL call as the caller, so plates are masked unless a grant says
+/// otherwise, and the call is audited.
+async fn parking_overdue(
+    State(state): State<AppState>,
+    Extension(me): Extension<Principal>,
+    Query(params): Query<OverdueParams>,
+) -> Result<Response, ApiError> {
+    let grace = params.grace_hours.min(24 * 365);
+    let at = now();
+    let sql = format!(
+        "SELECT b.bill_id, b.lot_id, b.plate, b.entry, b.exit, b.amount \
+           FROM parking.bills b LEFT JOIN parking.payments p ON b.bill_id = p.bill_id \
+          WHERE p.bill_id IS NULL AND b.exit + INTERVAL '{grace} hours' < TIMESTAMP '{at}' \
+          ORDER BY b.exit"
+    );
+    let call = DataCall {
+        reader: Reader::Principal(me),
+        purpose: if params.purpose.is_empty() {
+            format!("parking bills unpaid {grace} hours after exit")
+        } else {
+            params.purpose
+        },
+        kind: CallKind::Read,
+        now: at,
+    };
+    let result = state.sql.query_as(&sql, &call).await?;
+    let bytes = citybrain_sql::encode(&result, ResultFormat::Json)?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response())
 }

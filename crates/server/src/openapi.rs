@@ -67,6 +67,11 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
         "/api/v1/parking/guide",
         "Lots near ?lat=&lon= within radius_m (2500) ranked by the chance of a free berth on arrival (arrive_in_min), then walk, then price.",
     ),
+    (
+        "get",
+        "/api/v1/parking/overdue",
+        "Bills with no payment in parking.payments once grace_hours (48) after the exit have passed: the follow-up list (through grants and masks; audited).",
+    ),
     ("get", "/api/v1/departments", "List departments."),
     (
         "post",
