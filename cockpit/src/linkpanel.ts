@@ -16,6 +16,27 @@ interface TravelRow {
   delay_index: number;
 }
 
+/** The congestion ranking's top `limit` rows into `body`; a click on a row opens its link. */
+export function fillRanking(body: HTMLElement, delays: LinkDelay[], limit: number, open: (linkId: number) => void): void {
+  const top = ranking(delays).slice(0, limit);
+  body.replaceChildren(
+    ...top.map((d, i) => {
+      const row = el(
+        'tr',
+        { 'data-link': String(d.link_id) },
+        el('td', {}, String(i + 1)),
+        el('td', {}, String(d.link_id)),
+        el('td', {}, d.district),
+        el('td', {}, el('span', { class: 'di-chip', style: `background:${diColor(d.di)}` }, fixed(d.di))),
+        el('td', {}, int(d.n)),
+      );
+      row.addEventListener('click', () => open(d.link_id));
+      return row;
+    }),
+  );
+  if (top.length === 0) body.append(el('tr', {}, el('td', { colspan: '5', class: 'muted' }, t('ranking.empty'))));
+}
+
 export interface LinkPanel {
   node: HTMLElement;
   show(linkId: number, delays: LinkDelay[]): Promise<void>;

@@ -4,11 +4,11 @@
 import { cityMap } from '../../map';
 import { CITY_TZ, diColor, DI_STEPS, el, fixed, hhmm, int, dateTime, NO_DATA_COLOR } from '../../format';
 import { lang, t } from '../../i18n';
-import { linkPanel } from '../../linkpanel';
+import { fillRanking, linkPanel } from '../../linkpanel';
 import { network } from '../../network';
 import type { Context, Page } from '../../page';
 import { sparkline } from '../../sparkline';
-import { atParam, delaySeries, type LinkDelay, linkDelays, ranking } from '../../traffic';
+import { atParam, delaySeries, type LinkDelay, linkDelays } from '../../traffic';
 import type { IndexEvent } from '../../live';
 import { cityParking, hasParking, lots as parkingLots, lotsNow } from '../../parking';
 
@@ -98,23 +98,7 @@ const page: Page = {
     };
 
     const drawRanking = () => {
-      const top = ranking(delays).slice(0, 10);
-      rankingBody.replaceChildren(
-        ...top.map((d, i) => {
-          const row = el(
-            'tr',
-            { 'data-link': String(d.link_id) },
-            el('td', {}, String(i + 1)),
-            el('td', {}, String(d.link_id)),
-            el('td', {}, d.district),
-            el('td', {}, el('span', { class: 'di-chip', style: `background:${diColor(d.di)}` }, fixed(d.di))),
-            el('td', {}, int(d.n)),
-          );
-          row.addEventListener('click', () => void panel?.show(d.link_id, delays));
-          return row;
-        }),
-      );
-      if (top.length === 0) rankingBody.append(el('tr', {}, el('td', { colspan: '5', class: 'muted' }, t('ranking.empty'))));
+      fillRanking(rankingBody, delays, 10, (id) => void panel?.show(id, delays));
     };
 
     const refreshLinks = async () => {

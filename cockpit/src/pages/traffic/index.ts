@@ -2,13 +2,13 @@
 // congestion ranking, and any link's travel-time history.
 
 import { AXIS, chart } from '../../charts';
-import { diColor, el, fixed, hhmm, int } from '../../format';
+import { el, fixed, hhmm } from '../../format';
 import { t } from '../../i18n';
 import type { IndexEvent } from '../../live';
-import { linkPanel } from '../../linkpanel';
+import { fillRanking, linkPanel } from '../../linkpanel';
 import { network } from '../../network';
 import type { Context, Page } from '../../page';
-import { delaySeries, type LinkDelay, linkDelays, ranking } from '../../traffic';
+import { delaySeries, type LinkDelay, linkDelays } from '../../traffic';
 
 const PURPOSE = 'cockpit: traffic';
 
@@ -85,23 +85,7 @@ const page: Page = {
 
     const drawRanking = async () => {
       delays = await linkDelays(api, PURPOSE);
-      const top = ranking(delays).slice(0, 20);
-      rankingBody.replaceChildren(
-        ...top.map((d, i) => {
-          const row = el(
-            'tr',
-            { 'data-link': String(d.link_id) },
-            el('td', {}, String(i + 1)),
-            el('td', {}, String(d.link_id)),
-            el('td', {}, d.district),
-            el('td', {}, el('span', { class: 'di-chip', style: `background:${diColor(d.di)}` }, fixed(d.di))),
-            el('td', {}, int(d.n)),
-          );
-          row.addEventListener('click', () => void panel?.show(d.link_id, delays));
-          return row;
-        }),
-      );
-      if (top.length === 0) rankingBody.append(el('tr', {}, el('td', { colspan: '5', class: 'muted' }, t('ranking.empty'))));
+      fillRanking(rankingBody, delays, 20, (id) => void panel?.show(id, delays));
     };
 
     const unsubscribe = ctx.live.on((event: IndexEvent) => {
