@@ -557,20 +557,26 @@ async fn read_records(
 }
 
 /// Records a read of the live indices (aggregates, no personal data) in the audit trail.
-async fn audit_index_read(state: &AppState, me: &Principal, detail: &str) -> Result<(), ApiError> {
+/// A read of aggregate datasets (no personal fields) by `me`, for the audit trail.
+fn read_call(me: &Principal, datasets: &[&str], detail: &str) -> Call {
     let mut call = Call::new(
         now(),
         me.name.as_str(),
         me.department.as_str(),
         CallKind::Read,
     );
-    for name in ["indices.on_road", "indices.census_daily"] {
+    for name in datasets {
         call.datasets.push(Touch {
             dataset: DatasetName::parse(name).expect("valid name"),
             fields: Vec::new(),
         });
     }
     call.detail = detail.to_string();
+    call
+}
+
+async fn audit_index_read(state: &AppState, me: &Principal, detail: &str) -> Result<(), ApiError> {
+    let call = read_call(me, &["indices.on_road", "indices.census_daily"], detail);
     // The append waits for its fsync: off the async workers.
     let gov = state.gov.clone();
     blocking(move || {
@@ -690,20 +696,12 @@ async fn parking_guide(
     let (parking, gov) = (parking.clone(), state.gov.clone());
     let lots = blocking(move || {
         let lots = parking.guide(&query);
-        let mut call = Call::new(
-            now(),
-            me.name.as_str(),
-            me.department.as_str(),
-            CallKind::Read,
+        let mut call = read_call(
+            &me,
+            &["parking.lots", "parking.index"],
+            "GET /api/v1/parking/guide",
         );
-        for name in ["parking.lots", "parking.index"] {
-            call.datasets.push(Touch {
-                dataset: DatasetName::parse(name).expect("valid name"),
-                fields: Vec::new(),
-            });
-        }
         call.rows = lots.len() as u64;
-        call.detail = "GET /api/v1/parking/guide".into();
         gov.record(call)?;
         Ok(lots)
     })
