@@ -16,6 +16,19 @@ interface TravelRow {
   delay_index: number;
 }
 
+/** An empty congestion-ranking table (`#ranking`) and its body, for [`fillRanking`]. */
+export function rankingTable(): { table: HTMLTableElement; body: HTMLTableSectionElement } {
+  const body = el('tbody');
+  const head = ['#', t('ranking.link'), t('ranking.district'), t('ranking.di'), t('ranking.n')];
+  const table = el(
+    'table',
+    { class: 'ranking', id: 'ranking' },
+    el('thead', {}, el('tr', {}, ...head.map((h) => el('th', {}, h)))),
+    body,
+  );
+  return { table, body };
+}
+
 /** The congestion ranking's top `limit` rows into `body`; a click on a row opens its link. */
 export function fillRanking(body: HTMLElement, delays: LinkDelay[], limit: number, open: (linkId: number) => void): void {
   const top = ranking(delays).slice(0, limit);

@@ -4,7 +4,7 @@
 import { cityMap } from '../../map';
 import { CITY_TZ, diColor, DI_STEPS, el, fixed, hhmm, int, dateTime, NO_DATA_COLOR } from '../../format';
 import { lang, t } from '../../i18n';
-import { fillRanking, linkPanel } from '../../linkpanel';
+import { fillRanking, linkPanel, rankingTable } from '../../linkpanel';
 import { network } from '../../network';
 import type { Context, Page } from '../../page';
 import { sparkline } from '../../sparkline';
@@ -46,17 +46,7 @@ const page: Page = {
     const delay = kpi('delay', 'kpi.delay');
     const parking = kpi('parking', 'kpi.parking');
     parking.value.textContent = '…';
-    const rankingBody = el('tbody');
-    const rankingTable = el(
-      'table',
-      { class: 'ranking', id: 'ranking' },
-      el(
-        'thead',
-        {},
-        el('tr', {}, el('th', {}, '#'), el('th', {}, t('ranking.link')), el('th', {}, t('ranking.district')), el('th', {}, t('ranking.di')), el('th', {}, t('ranking.n'))),
-      ),
-      rankingBody,
-    );
+    const { table: rankingEl, body: rankingBody } = rankingTable();
     const alerts = el('div', { class: 'alerts' }, t('alerts.none'));
     // Live by default; `?at=` looks back at a moment (the morning peak, an incident).
     const at = atParam(ctx.params);
@@ -77,7 +67,7 @@ const page: Page = {
       timeBar,
       el('div', { class: 'kpis' }, vehicles.node, onRoad.node, delay.node, parking.node),
       el('h2', {}, t('ranking.title')),
-      rankingTable,
+      rankingEl,
       alerts,
     );
     const mapWrap = el('div', { class: 'map-wrap' }, mapNode, legend());

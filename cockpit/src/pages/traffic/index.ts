@@ -5,7 +5,7 @@ import { AXIS, chart } from '../../charts';
 import { el, fixed, hhmm } from '../../format';
 import { t } from '../../i18n';
 import type { IndexEvent } from '../../live';
-import { fillRanking, linkPanel } from '../../linkpanel';
+import { fillRanking, linkPanel, rankingTable } from '../../linkpanel';
 import { network } from '../../network';
 import type { Context, Page } from '../../page';
 import { delaySeries, type LinkDelay, linkDelays } from '../../traffic';
@@ -18,7 +18,7 @@ const page: Page = {
   mount(root: HTMLElement, ctx: Context) {
     const { api } = ctx;
     const plot = el('div', { class: 'day-chart', id: 'delay-chart' });
-    const rankingBody = el('tbody');
+    const { table, body: rankingBody } = rankingTable();
     const panelSlot = el('div');
     root.append(
       el(
@@ -30,16 +30,7 @@ const page: Page = {
           { class: 'card' },
           el('h2', {}, t('ranking.title')),
           el('p', { class: 'muted' }, t('traffic.hint')),
-          el(
-            'table',
-            { class: 'ranking', id: 'ranking' },
-            el(
-              'thead',
-              {},
-              el('tr', {}, el('th', {}, '#'), el('th', {}, t('ranking.link')), el('th', {}, t('ranking.district')), el('th', {}, t('ranking.di')), el('th', {}, t('ranking.n'))),
-            ),
-            rankingBody,
-          ),
+          table,
         ),
         el('section', { class: 'card' }, panelSlot),
       ),
