@@ -147,6 +147,11 @@ step('the overview paints fast and draws the network with coloured links', async
   check(rows > 0, 'the congestion ranking is empty');
   const onRoad = await page.textContent('[data-kpi=on_road] .kpi-value');
   check(/\d/.test(onRoad), `on the road shows ${onRoad}`);
+  // Right after start the live view may still be catching up on the stored day (the page
+  // says "no data yet" meanwhile); the figure must arrive from the live feed.
+  await page
+    .waitForFunction(() => /\d/.test(document.querySelector('[data-kpi=vehicles_today] .kpi-value').textContent), null, { timeout: 20000 })
+    .catch(() => {});
   const vehicles = await page.textContent('[data-kpi=vehicles_today] .kpi-value');
   check(/\d/.test(vehicles), `vehicles today shows ${vehicles}`);
   const parkingKpi = await page.textContent('[data-kpi=parking] .kpi-value');
