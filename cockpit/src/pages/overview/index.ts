@@ -146,8 +146,11 @@ const page: Page = {
           'SELECT day, vehicles FROM indices.census_daily ORDER BY day DESC LIMIT 1',
           PURPOSE,
         );
-        vehicles.value.textContent = days.length ? int(days[0].vehicles) : t('kpi.no_data');
-        vehicles.note.textContent = days.length ? String(days[0].day) : '';
+        // The live view may have arrived while the query ran; it is newer.
+        if (!ctx.live.latest) {
+          vehicles.value.textContent = days.length ? int(days[0].vehicles) : t('kpi.no_data');
+          vehicles.note.textContent = days.length ? String(days[0].day) : '';
+        }
       }
     };
 
