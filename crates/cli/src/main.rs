@@ -1138,31 +1138,70 @@ async fn start_parking(
     let parking =
         citybrain_parking::Parking::new(lots, citybrain_parking::SessionConfig::default())
             .map_err(|e| anyhow::anyhow!("parking.lots: {e}"))?;
-    let mut billed = std::collections::HashSet::new();
+    use arrow::array::AsArray;
+    use arrow::datatypes::{Int64Type, TimestampMicrosecondType};
+    let mut stored = citybrain_server::live_parking::Stored::default();
     for batch in sql
         .query("SELECT bill_id FROM parking.bills")
         .await?
         .batches
     {
-        use arrow::array::AsArray;
-        let ids = batch
-            .column(0)
-            .as_primitive::<arrow::datatypes::Int64Type>();
-        billed.extend(ids.iter().flatten());
+        stored
+            .bills
+            .extend(batch.column(0).as_primitive::<Int64Type>().iter().flatten());
+    }
+    let index = DatasetName::parse("parking.index")?;
+    let fresh = hub.snapshot(&index)?.rows() == 0;
+    // A restart replays the last two days of reads: what they yield was mostly stored.
+    let window = "ts > (SELECT max(ts) FROM parking.gate_events) - INTERVAL '2 days'";
+    if !fresh {
+        let up_to = sql.query("SELECT max(at) FROM parking.index").await?;
+        stored.index_up_to = up_to
+            .batches
+            .first()
+            .and_then(|b| {
+                b.column(0)
+                    .as_primitive_opt::<TimestampMicrosecondType>()
+                    .map(|c| c.iter().flatten().next())
+            })
+            .flatten()
+            .map(citybrain_core::Timestamp);
+        if has(GATE_EVENTS) {
+            let rows = sql
+                .query(&format!(
+                    "SELECT ts, lot_id, plate, kind FROM parking.anomalies WHERE {window}"
+                ))
+                .await?;
+            for batch in rows.batches {
+                let ts = batch.column(0).as_primitive::<TimestampMicrosecondType>();
+                let lot = batch.column(1).as_primitive::<Int64Type>();
+                let plate =
+                    arrow::compute::cast(batch.column(2), &arrow::datatypes::DataType::Utf8)?;
+                let kind =
+                    arrow::compute::cast(batch.column(3), &arrow::datatypes::DataType::Utf8)?;
+                let (plate, kind) = (plate.as_string::<i32>(), kind.as_string::<i32>());
+                for i in 0..batch.num_rows() {
+                    stored.anomalies.insert((
+                        ts.value(i),
+                        lot.value(i),
+                        plate.value(i).to_string(),
+                        kind.value(i).to_string(),
+                    ));
+                }
+            }
+        }
     }
     let scene = citybrain_server::live_parking::LiveParking::start(
         hub.clone(),
         parking,
-        billed,
+        stored,
         live.sender(),
     );
     if has(GATE_EVENTS) && has(SENSOR_EVENTS) {
-        let index = DatasetName::parse("parking.index")?;
-        let fresh = hub.snapshot(&index)?.rows() == 0;
         let since = if fresh {
             String::new()
         } else {
-            "WHERE ts > (SELECT max(ts) FROM parking.gate_events) - INTERVAL '2 days'".into()
+            format!("WHERE {window}")
         };
         // Gate reads and sensor readings in one time order, as they happened.
         let stored = sql

@@ -936,15 +936,16 @@ fn the_demo_parking_day_bills_each_clean_stay_once_and_records_every_anomaly() {
         serde_json::from_slice(&std::fs::read(dir.path().join("demo/truth.json")).unwrap())
             .unwrap();
     let truth = &truth["parking"];
-    // A read the next morning moves the clock past the day, so every held read is applied.
-    let late = "{\"ts\":\"2026-11-23T09:00:00+08:00\",\"lot_id\":1,\"plate\":\"浙A00000\",\"direction\":\"in\"}\n";
+    // A read two days on moves the gates' clock past the day, so every held read is applied
+    // and every stay still open a day after its entry is recorded as having no exit.
+    let late = "{\"ts\":\"2026-11-24T01:00:00+08:00\",\"lot_id\":1,\"plate\":\"浙A00000\",\"direction\":\"in\"}\n";
     let (status, text) = server.post(
         "/api/v1/datasets/parking.gate_events/records",
         "application/x-ndjson",
         late.as_bytes(),
     );
     assert_eq!(status, 200, "{text}");
-    let count = "SELECT (SELECT count(*) FROM parking.bills) AS bills, (SELECT count(DISTINCT bill_id) FROM parking.bills) AS ids";
+    let count = "SELECT (SELECT count(*) FROM parking.bills) AS bills, (SELECT count(DISTINCT bill_id) FROM parking.bills) AS ids, (SELECT count(*) FROM parking.anomalies) AS anomalies";
     let bills = settled(&server, count);
     assert_eq!(
         bills[0]["bills"], truth["clean_stays_ended"],
@@ -964,6 +965,11 @@ fn the_demo_parking_day_bills_each_clean_stay_once_and_records_every_anomaly() {
     assert_eq!(
         n("duplicate_entry") + n("duplicate_exit"),
         truth["duplicate_reads"].as_i64().unwrap(),
+        "{kinds}"
+    );
+    assert_eq!(
+        n("no_exit"),
+        truth["open_without_exit"].as_i64().unwrap(),
         "{kinds}"
     );
     let missed_entries = truth["missed_entries"].as_i64().unwrap();

@@ -26,6 +26,9 @@ pub struct ParkingTruth {
     pub duplicate_reads: u64,
     pub missed_exits: u64,
     pub missed_entries: u64,
+    /// Gate-lot stays whose entry was read and whose exit was not (missed, or after the
+    /// day): each is a `no_exit` anomaly once the gates' clock passes a day after the entry.
+    pub open_without_exit: u64,
     /// Drivers who found a lot full and went elsewhere.
     pub turned_away: u64,
 }
@@ -313,6 +316,9 @@ pub fn generate(
             }
             if entry_read && exit_read {
                 truth.clean_stays_ended += 1;
+            }
+            if entry_read && !exit_read {
+                truth.open_without_exit += 1;
             }
         }
     }

@@ -274,6 +274,11 @@ impl Parking {
         Ok(())
     }
 
+    /// The scene's clock: the newest read's time (µs), `i64::MIN` before any.
+    pub fn clock(&self) -> i64 {
+        self.newest
+    }
+
     /// Moves the scene's clock to `now` (the newest event's time): emits the 5-minute
     /// instants it passes and, every 15 minutes, teaches each lot's forecaster.
     pub fn advance(&mut self, now: i64) {

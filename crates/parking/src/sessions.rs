@@ -8,7 +8,11 @@
 //! - an exit closes the open session, which is priced and billed;
 //! - an exit with no open session is a duplicate (within the window after the last exit) or
 //!   an exit without entry; either way an anomaly, never a bill;
-//! - an event older than what was already applied is recorded as late and not applied.
+//! - an event older than what was already applied is recorded as late and not applied;
+//! - a session still open a day after its entry (configurable) is recorded once as having no
+//!   exit: its exit read was missed and no later entry showed it. It stays open, so an exit
+//!   read after all is still billed. The check runs on the gates' own clock (the newest
+//!   applied read), not the sensors', so a gate feed that lags never loses reads as late.
 //!
 //! A bill's id is derived from the lot, the plate and the entry time, so replaying the same
 //! events (after a crash) yields the same ids and a ledger keyed by id bills each stay once.
@@ -48,6 +52,8 @@ pub enum AnomalyKind {
     ExitWithoutEntry,
     /// A second entry while a session was open: the first session's exit was missed.
     EntryWithoutExit,
+    /// A session still open long after its entry: no exit read and no later entry.
+    NoExit,
     /// Older than the events already applied (beyond the lateness).
     Late,
     UnknownLot,
@@ -61,6 +67,7 @@ impl AnomalyKind {
             Self::DuplicateExit => "duplicate_exit",
             Self::ExitWithoutEntry => "exit_without_entry",
             Self::EntryWithoutExit => "entry_without_exit",
+            Self::NoExit => "no_exit",
             Self::Late => "late",
             Self::UnknownLot => "unknown_lot",
             Self::Unpriceable => "unpriceable",
@@ -124,6 +131,8 @@ pub struct SessionConfig {
     pub duplicate_window_s: i64,
     /// How long a driver has to pay, in seconds.
     pub grace_s: i64,
+    /// A session open this long, in seconds, is recorded as having no exit.
+    pub no_exit_after_s: i64,
 }
 
 impl Default for SessionConfig {
@@ -132,6 +141,7 @@ impl Default for SessionConfig {
             lateness_s: 300,
             duplicate_window_s: 120,
             grace_s: 48 * 3600,
+            no_exit_after_s: 24 * 3600,
         }
     }
 }
@@ -160,6 +170,8 @@ pub struct Sessions {
     last_entry: HashMap<Key, Timestamp>,
     last_exit: HashMap<Key, Timestamp>,
     open_per_lot: HashMap<LotId, u32>,
+    /// When each opened session is due a `NoExit` check, earliest first.
+    no_exit_checks: BinaryHeap<Reverse<(i64, LotId, String, Timestamp)>>,
     out: SessionOutputs,
 }
 
@@ -177,6 +189,7 @@ impl Sessions {
             last_entry: HashMap::new(),
             last_exit: HashMap::new(),
             open_per_lot: HashMap::new(),
+            no_exit_checks: BinaryHeap::new(),
             out: SessionOutputs::default(),
         }
     }
@@ -222,6 +235,47 @@ impl Sessions {
             self.applied_up_to = self.applied_up_to.max(ts);
             self.apply(event);
         }
+        // Everything up to the watermark is applied: a read older than it comes too late,
+        // and the no-exit checks may run up to it even when no read fell just before it.
+        if up_to < i64::MAX {
+            self.applied_up_to = self.applied_up_to.max(up_to);
+        }
+        self.check_no_exit();
+    }
+
+    /// Records the sessions whose check is due by the gates' clock and are still open.
+    fn check_no_exit(&mut self) {
+        while let Some(Reverse((due, ..))) = self.no_exit_checks.peek() {
+            if *due > self.applied_up_to {
+                break;
+            }
+            let Some(Reverse((_, lot, plate, entry))) = self.no_exit_checks.pop() else {
+                break;
+            };
+            let key = (lot, plate);
+            if self.open.get(&key) == Some(&entry) {
+                let hours = self.config.no_exit_after_s as f64 / 3600.0;
+                self.out.anomalies.push(Anomaly {
+                    ts: entry,
+                    lot,
+                    plate: key.1,
+                    kind: AnomalyKind::NoExit,
+                    detail: format!(
+                        "entered at {entry}; no exit read within {hours} h; not billed unless an exit is read"
+                    ),
+                });
+            }
+        }
+    }
+
+    fn open_session(&mut self, key: Key, entry: Timestamp) {
+        self.no_exit_checks.push(Reverse((
+            entry.0 + self.config.no_exit_after_s * MICROS,
+            key.0,
+            key.1.clone(),
+            entry,
+        )));
+        self.open.insert(key, entry);
     }
 
     fn anomaly(&mut self, event: &GateEvent, kind: AnomalyKind, detail: impl Into<String>) {
@@ -263,7 +317,7 @@ impl Sessions {
                         ),
                     );
                     self.last_entry.insert(key.clone(), event.ts);
-                    self.open.insert(key, event.ts);
+                    self.open_session(key, event.ts);
                     return;
                 }
                 if self.within_window(self.last_entry.get(&key), event.ts)
@@ -278,7 +332,7 @@ impl Sessions {
                     return;
                 }
                 self.last_entry.insert(key.clone(), event.ts);
-                self.open.insert(key, event.ts);
+                self.open_session(key, event.ts);
                 *self.open_per_lot.entry(event.lot).or_default() += 1;
             }
             Direction::Out => {
@@ -394,6 +448,38 @@ mod tests {
         assert_eq!(kinds(&out), vec![AnomalyKind::EntryWithoutExit]);
         assert_eq!(out.bills.len(), 1);
         assert_eq!(out.bills[0].entry, ev(300, "C", In).ts);
+    }
+
+    #[test]
+    fn a_stay_with_no_exit_and_no_later_entry_is_recorded_once_by_the_gates_clock() {
+        let day = 24 * 60;
+        // F enters and is never read again. Nothing is said of F while the gates' clock is
+        // within a day of its entry ...
+        let out = run(vec![
+            ev(0, "F", In),
+            ev(10, "G", In),
+            ev(day - 10, "G", Out),
+        ]);
+        assert!(out.anomalies.is_empty(), "{:?}", out.anomalies);
+        // ... then exactly once, however long the clock runs on; G and H, who left, never.
+        let out = run(vec![
+            ev(0, "F", In),
+            ev(10, "G", In),
+            ev(40, "G", Out),
+            ev(day + 1, "H", In),
+            ev(day + 2, "H", Out),
+            ev(3 * day, "K", In),
+        ]);
+        assert_eq!(kinds(&out), vec![AnomalyKind::NoExit]);
+        assert_eq!(
+            (out.anomalies[0].plate.as_str(), out.anomalies[0].ts),
+            ("F", ev(0, "F", In).ts)
+        );
+        assert_eq!(out.bills.len(), 2);
+        // An exit read after all still bills the stay (the record stays for review).
+        let out = run(vec![ev(0, "F", In), ev(day + 30, "F", Out)]);
+        assert_eq!(kinds(&out), vec![AnomalyKind::NoExit]);
+        assert_eq!(out.bills.len(), 1);
     }
 
     #[test]

@@ -6,7 +6,6 @@
 //! `cargo bench --workspace --bench mqtt` (needs `mosquitto`; CITYBRAIN_BENCH_MESSAGES sets
 //! how many, default 300,000).
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -63,7 +62,7 @@ fn main() {
         .unwrap();
     let (mut mosquitto, port) = start_mosquitto(dir.path()).unwrap();
     runtime.block_on(async {
-        let scene = LiveParking::start(hub.clone(), parking, HashSet::new(), events);
+        let scene = LiveParking::start(hub.clone(), parking, Default::default(), events);
         let sql = citybrain_sql::SqlEngine::new(hub.clone(), citybrain_sql::SqlLimits::default())
             .with_gov(gov.clone());
         let state = AppState {

@@ -6,7 +6,8 @@
 //! Bills are issued exactly once: a bill's id is fixed by its stay, the ids already stored
 //! are loaded at start, and a bill whose id is stored is never stored again. After a crash
 //! the stored gate reads are replayed (`warm`), so a bill whose stay ended before the crash
-//! but was not yet stored is issued then, and no other twice.
+//! but was not yet stored is issued then, and no other twice. Anomalies and index rows of the
+//! crash window are recovered the same way (see [`Stored`]).
 
 use std::collections::HashSet;
 use std::sync::{Arc, RwLock, mpsc};
@@ -16,8 +17,8 @@ use arrow::datatypes::{Int64Type, TimestampMicrosecondType};
 use citybrain_core::{Fen, GeoPoint, Timestamp};
 use citybrain_hub::Hub;
 use citybrain_parking::{
-    Direction, GateEvent, GuideEntry, GuideQuery, Lot, LotId, LotKind, Parking, SensorReading,
-    Tariff,
+    Anomaly, Direction, GateEvent, GuideEntry, GuideQuery, Lot, LotId, LotKind, Parking,
+    SensorReading, Tariff,
 };
 use serde_json::json;
 use tokio::sync::broadcast;
@@ -196,76 +197,154 @@ pub fn lots_from_batch(batch: &RecordBatch) -> Result<Vec<Lot>, String> {
     Ok(out)
 }
 
+/// What a scene stored before a restart, so that replaying the stored reads (`warm`) stores
+/// each bill, anomaly and index row once.
+#[derive(Debug, Default)]
+pub struct Stored {
+    /// Ids of the bills stored (all of them: a bill must never be issued twice).
+    pub bills: HashSet<i64>,
+    /// The anomalies stored within the replayed window.
+    pub anomalies: HashSet<AnomalyKey>,
+    /// The newest index instant stored. Outputs are stored bills, then anomalies, then
+    /// index rows, one batch after another, so everything the scene yielded by the time its
+    /// clock reached this instant was stored.
+    pub index_up_to: Option<Timestamp>,
+}
+
+/// An anomaly as stored: time, lot, plate and kind.
+pub type AnomalyKey = (i64, i64, String, String);
+
+fn anomaly_key(a: &Anomaly) -> AnomalyKey {
+    (
+        a.ts.0,
+        i64::from(a.lot.0),
+        a.plate.clone(),
+        a.kind.name().to_string(),
+    )
+}
+
+/// The scene's thread: applies inputs, stores what they yield.
+struct Worker {
+    hub: Arc<Hub>,
+    state: Arc<RwLock<Parking>>,
+    stored: Stored,
+    events: broadcast::Sender<Arc<str>>,
+    applied: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Worker {
+    fn run(mut self, rx: mpsc::Receiver<Input>) {
+        while let Ok(first) = rx.recv() {
+            // Live batches that queued up are applied together and stored once; a replayed
+            // batch is stored on its own, so what it yields is judged by the clock at its end.
+            let mut live_pending = false;
+            for Input(batch, warm) in std::iter::once(first).chain(rx.try_iter()) {
+                if warm && live_pending {
+                    self.store(false);
+                    live_pending = false;
+                }
+                self.apply(&batch);
+                if warm {
+                    self.store(true);
+                } else {
+                    live_pending = true;
+                }
+            }
+            if live_pending {
+                self.store(false);
+            }
+        }
+    }
+
+    fn apply(&self, batch: &RecordBatch) {
+        match read_events(batch) {
+            Ok(events) => {
+                self.applied
+                    .fetch_add(events.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                let mut parking = self.state.write().expect("parking lock");
+                for event in events {
+                    // An unknown lot's reads are dropped: lots come from parking.lots at start.
+                    let _ = match event {
+                        Event::Gate(e) => parking.push_gate(e),
+                        Event::Sensor(r) => parking.push_sensor(r),
+                    };
+                }
+            }
+            Err(error) => {
+                tracing::error!(message = "A parking batch was unusable.", %error);
+            }
+        }
+    }
+
+    /// Stores what the scene yielded since the last call. In a replay, only what was not
+    /// stored before the restart: bills by id; anomalies and index rows yielded after the
+    /// clock passed the newest stored instant (earlier ones were stored, and a replay that
+    /// starts mid-stay yields exits without entries that never happened), anomalies also
+    /// checked against those stored.
+    fn store(&mut self, warm: bool) {
+        let (mut out, clock) = {
+            let mut parking = self.state.write().expect("parking lock");
+            (parking.take(), parking.clock())
+        };
+        let bills = &mut self.stored.bills;
+        out.bills.retain(|b| bills.insert(b.id.0 as i64));
+        if warm {
+            let up_to = self.stored.index_up_to.map_or(i64::MIN, |t| t.0);
+            if clock <= up_to {
+                out.anomalies.clear();
+                out.index.clear();
+            }
+            let seen = &self.stored.anomalies;
+            out.anomalies.retain(|a| !seen.contains(&anomaly_key(a)));
+            out.index
+                .retain(|r| Timestamp::parse(&r.at).is_ok_and(|t| t.0 > up_to));
+        }
+        let bills: Vec<_> = out
+            .bills
+            .iter()
+            .map(|b| {
+                json!({"bill_id": b.id.0, "lot_id": b.lot.0, "plate": b.plate,
+                       "entry": b.entry.to_string(), "exit": b.exit.to_string(),
+                       "minutes": b.charge.minutes, "amount": b.amount.0,
+                       "due": b.due.to_string()})
+            })
+            .collect();
+        crate::live::store(&self.hub, "parking.bills", &bills, &self.events);
+        let anomalies: Vec<_> = out
+            .anomalies
+            .iter()
+            .map(|a| {
+                json!({"ts": a.ts.to_string(), "lot_id": a.lot.0, "plate": a.plate,
+                       "kind": a.kind.name(), "detail": a.detail})
+            })
+            .collect();
+        crate::live::store(&self.hub, "parking.anomalies", &anomalies, &self.events);
+        crate::live::store(&self.hub, "parking.index", &out.index, &self.events);
+    }
+}
+
 impl LiveParking {
-    /// Starts the scene's thread over `parking` (its lots), with the ids of the bills already
-    /// stored, publishing on `events`.
+    /// Starts the scene's thread over `parking` (its lots), with what was stored before,
+    /// publishing on `events`.
     pub fn start(
         hub: Arc<Hub>,
         parking: Parking,
-        mut billed: HashSet<i64>,
+        stored: Stored,
         events: broadcast::Sender<Arc<str>>,
     ) -> Self {
         let (tx, rx) = mpsc::channel::<Input>();
         let state = Arc::new(RwLock::new(parking));
-        let shared = state.clone();
         let applied = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let counter = applied.clone();
+        let worker = Worker {
+            hub,
+            state: state.clone(),
+            stored,
+            events,
+            applied: applied.clone(),
+        };
         std::thread::Builder::new()
             .name("live-parking".into())
-            .spawn(move || {
-                while let Ok(first) = rx.recv() {
-                    let mut warm_only = true;
-                    {
-                        let mut parking = shared.write().expect("parking lock");
-                        for Input(batch, warm) in std::iter::once(first).chain(rx.try_iter()) {
-                            warm_only &= warm;
-                            match read_events(&batch) {
-                                Ok(events) => {
-                                    counter.fetch_add(events.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                                    for event in events {
-                                        // An unknown lot's reads are dropped: lots come from
-                                        // parking.lots at start.
-                                        let _ = match event {
-                                            Event::Gate(e) => parking.push_gate(e),
-                                            Event::Sensor(r) => parking.push_sensor(r),
-                                        };
-                                    }
-                                }
-                                Err(error) => {
-                                    tracing::error!(message = "A parking batch was unusable.", %error);
-                                }
-                            }
-                        }
-                    }
-                    let mut out = shared.write().expect("parking lock").take();
-                    out.bills.retain(|b| billed.insert(b.id.0 as i64));
-                    let bills: Vec<_> = out
-                        .bills
-                        .iter()
-                        .map(|b| {
-                            json!({"bill_id": b.id.0, "lot_id": b.lot.0, "plate": b.plate,
-                                   "entry": b.entry.to_string(), "exit": b.exit.to_string(),
-                                   "minutes": b.charge.minutes, "amount": b.amount.0,
-                                   "due": b.due.to_string()})
-                        })
-                        .collect();
-                    crate::live::store(&hub, "parking.bills", &bills, &events);
-                    if warm_only {
-                        // Rows from before the restart are stored already.
-                        continue;
-                    }
-                    let anomalies: Vec<_> = out
-                        .anomalies
-                        .iter()
-                        .map(|a| {
-                            json!({"ts": a.ts.to_string(), "lot_id": a.lot.0, "plate": a.plate,
-                                   "kind": a.kind.name(), "detail": a.detail})
-                        })
-                        .collect();
-                    crate::live::store(&hub, "parking.anomalies", &anomalies, &events);
-                    crate::live::store(&hub, "parking.index", &out.index, &events);
-                }
-            })
+            .spawn(move || worker.run(rx))
             .expect("the parking thread starts");
         Self { tx, state, applied }
     }
@@ -275,7 +354,7 @@ impl LiveParking {
         let _ = self.tx.send(Input(batch, false));
     }
 
-    /// Replays reads stored before a restart: bills not yet stored are issued, nothing else.
+    /// Replays reads stored before a restart: only what was not stored yet is stored.
     pub fn warm(&self, batch: RecordBatch) {
         let _ = self.tx.send(Input(batch, true));
     }
