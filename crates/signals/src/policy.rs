@@ -1,0 +1,315 @@
+//! Policies: which green phase an intersection should show next. They only propose; the
+//! [`crate::Controller`] and [`crate::Signal`] decide what is safe.
+//!
+//! - [`FixedTime`]: the plan in the field: each phase in turn for a fixed green.
+//! - [`MaxPressure`]: plain max-pressure (Varaiya 2013, as the signal-control literature
+//!   runs it): every `interval` seconds, the phase with the largest Σ over its green links of
+//!   (vehicles on the incoming lane − vehicles on the outgoing lane).
+//! - [`Adaptive`]: citybrain's controller. Three changes to max-pressure, each answering a
+//!   known weakness:
+//!   1. *Serve a queue until it is gone* (exhaustive service with gap-out): switching costs
+//!      the clearance time (5 s of nobody moving), so the current green is kept while its
+//!      queue is still discharging or a vehicle is about to reach the stop line, and left as
+//!      soon as it runs dry; a fixed decision interval either cuts a platoon or idles.
+//!   2. *Count what a green can serve*: vehicles queued or close enough to cross within the
+//!      next green, capped at what a lane can discharge, instead of every vehicle on a long
+//!      link (a platoon 500 m away gains nothing from green now).
+//!   3. *No green into a full link*: a movement whose outgoing lane has no room counts for
+//!      nothing, which is what makes plain max-pressure gridlock on short links.
+
+use crate::{HALTING, Intersection, LaneId, Network, Observation};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyKind {
+    FixedTime,
+    MaxPressure,
+    Adaptive,
+}
+
+impl PolicyKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::FixedTime => "fixed-time",
+            Self::MaxPressure => "max-pressure",
+            Self::Adaptive => "citybrain",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::FixedTime, Self::MaxPressure, Self::Adaptive]
+            .into_iter()
+            .find(|k| k.name() == s)
+    }
+
+    /// The policy with its default settings.
+    pub fn build(self, _network: &Network) -> Box<dyn Policy> {
+        match self {
+            Self::FixedTime => Box::new(FixedTime { green_s: 30 }),
+            Self::MaxPressure => Box::new(MaxPressure { interval_s: 10 }),
+            Self::Adaptive => Box::new(Adaptive::default()),
+        }
+    }
+}
+
+/// What a policy proposes for one intersection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Choice {
+    pub phase: usize,
+    pub score: f64,
+    /// The best other phase and its score (where the controller goes if it must leave).
+    pub runner_up_phase: Option<usize>,
+    pub runner_up: f64,
+}
+
+impl Choice {
+    fn keep(phase: usize) -> Self {
+        Self {
+            phase,
+            score: 0.0,
+            runner_up_phase: None,
+            runner_up: 0.0,
+        }
+    }
+}
+
+pub trait Policy: std::fmt::Debug + Send {
+    fn kind(&self) -> PolicyKind;
+
+    /// Proposes a phase for intersection `i`, now showing `current` for `green_for` seconds.
+    /// `must_leave`: the maximum green is up; the runner-up will be taken.
+    #[allow(clippy::too_many_arguments)]
+    fn choose(
+        &mut self,
+        network: &Network,
+        i: usize,
+        obs: &Observation,
+        current: usize,
+        green_for: u32,
+        now: u32,
+        must_leave: bool,
+    ) -> Choice;
+}
+
+/// Best and runner-up by score, ties to the current phase, then the lower index.
+fn rank(scores: &[f64], current: usize) -> Choice {
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| {
+        scores[b]
+            .total_cmp(&scores[a])
+            .then((b == current).cmp(&(a == current)))
+            .then(a.cmp(&b))
+    });
+    let best = order[0];
+    let runner = order.iter().copied().find(|&p| p != current);
+    Choice {
+        phase: best,
+        score: scores[best],
+        runner_up_phase: runner,
+        runner_up: runner.map_or(0.0, |p| scores[p]),
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct FixedTime {
+    pub green_s: u32,
+}
+
+impl Policy for FixedTime {
+    fn kind(&self) -> PolicyKind {
+        PolicyKind::FixedTime
+    }
+
+    fn choose(
+        &mut self,
+        network: &Network,
+        i: usize,
+        _obs: &Observation,
+        current: usize,
+        green_for: u32,
+        _now: u32,
+        _must_leave: bool,
+    ) -> Choice {
+        if green_for >= self.green_s {
+            Choice::keep((current + 1) % network.intersections[i].phases.len())
+        } else {
+            Choice::keep(current)
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct MaxPressure {
+    /// Seconds between decisions (the green's minimum length in the literature's runs).
+    pub interval_s: u32,
+}
+
+/// Plain max-pressure scores: Σ over green links of (count in − count out).
+pub fn pressures(ix: &Intersection, obs: &Observation) -> Vec<f64> {
+    let link_pressure: Vec<f64> = ix
+        .links
+        .iter()
+        .map(|l| obs.count(l.from) as f64 - obs.count(l.to) as f64)
+        .collect();
+    ix.phases
+        .iter()
+        .map(|p| {
+            (0..ix.links.len())
+                .filter(|&l| p.is_green(l))
+                .map(|l| link_pressure[l])
+                .sum()
+        })
+        .collect()
+}
+
+impl Policy for MaxPressure {
+    fn kind(&self) -> PolicyKind {
+        PolicyKind::MaxPressure
+    }
+
+    fn choose(
+        &mut self,
+        network: &Network,
+        i: usize,
+        obs: &Observation,
+        current: usize,
+        green_for: u32,
+        _now: u32,
+        must_leave: bool,
+    ) -> Choice {
+        if !must_leave && green_for % self.interval_s != 0 {
+            return Choice::keep(current);
+        }
+        rank(&pressures(&network.intersections[i], obs), current)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Adaptive {
+    /// How far ahead a green is worth planning for, seconds.
+    pub horizon_s: f64,
+    /// Saturation headway: seconds per vehicle leaving a queue, per lane.
+    pub headway_s: f64,
+    /// A vehicle this many seconds from the stop line keeps the green (gap-out).
+    pub gap_s: f64,
+    /// Leave a green with demand left only if a rival is this many times heavier.
+    pub rival_ratio: f64,
+    /// Vehicle length plus gap, metres (room on a lane).
+    pub spacing_m: f64,
+}
+
+impl Default for Adaptive {
+    fn default() -> Self {
+        Self {
+            horizon_s: 20.0,
+            headway_s: 2.0,
+            gap_s: 3.0,
+            rival_ratio: 3.0,
+            spacing_m: 7.5,
+        }
+    }
+}
+
+impl Adaptive {
+    /// Vehicles on `lane` a green starting now could serve within the horizon.
+    fn servable(&self, network: &Network, obs: &Observation, lane: LaneId) -> f64 {
+        let speed = network.lanes[lane.0 as usize].speed.max(1.0);
+        let reach = speed * self.horizon_s;
+        let n = obs.lanes[lane.0 as usize]
+            .iter()
+            .filter(|v| v.speed < HALTING || v.to_stop <= reach)
+            .count() as f64;
+        n.min(self.horizon_s / self.headway_s)
+    }
+
+    /// Free room on `lane`, in vehicles.
+    fn room(&self, network: &Network, obs: &Observation, lane: LaneId) -> f64 {
+        let length = network.lanes[lane.0 as usize].length;
+        length / self.spacing_m - obs.count(lane) as f64
+    }
+
+    /// Whether a green lane still has a vehicle discharging or about to arrive.
+    fn active(&self, obs: &Observation, lane: LaneId) -> bool {
+        obs.lanes[lane.0 as usize].iter().any(|v| {
+            (v.speed < HALTING && v.to_stop < 60.0)
+                || v.to_stop <= v.speed.max(HALTING) * self.gap_s
+        })
+    }
+
+    /// Per phase: what its green would serve; the incoming lanes it serves (distinct).
+    fn scores(&self, network: &Network, ix: &Intersection, obs: &Observation) -> Vec<f64> {
+        ix.phases
+            .iter()
+            .map(|p| {
+                let mut lanes: Vec<(LaneId, Vec<LaneId>)> = Vec::new();
+                for (l, link) in ix.links.iter().enumerate() {
+                    if !p.is_green(l) {
+                        continue;
+                    }
+                    match lanes.iter_mut().find(|(from, _)| *from == link.from) {
+                        Some((_, outs)) => outs.push(link.to),
+                        None => lanes.push((link.from, vec![link.to])),
+                    }
+                }
+                lanes
+                    .iter()
+                    .map(|(from, outs)| {
+                        let room = outs
+                            .iter()
+                            .map(|o| self.room(network, obs, *o))
+                            .fold(f64::MIN, f64::max);
+                        if room < 2.0 {
+                            return 0.0;
+                        }
+                        let queued_out = outs.iter().map(|o| obs.halting(*o) as f64).sum::<f64>()
+                            / outs.len() as f64;
+                        (self.servable(network, obs, *from) - queued_out).max(0.0)
+                    })
+                    .sum()
+            })
+            .collect()
+    }
+}
+
+impl Policy for Adaptive {
+    fn kind(&self) -> PolicyKind {
+        PolicyKind::Adaptive
+    }
+
+    fn choose(
+        &mut self,
+        network: &Network,
+        i: usize,
+        obs: &Observation,
+        current: usize,
+        _green_for: u32,
+        _now: u32,
+        must_leave: bool,
+    ) -> Choice {
+        let ix = &network.intersections[i];
+        let scores = self.scores(network, ix, obs);
+        let mut choice = rank(&scores, current);
+        if must_leave {
+            return choice;
+        }
+        // Lanes only this phase serves (a lane green in every phase never gaps out).
+        let own_active = ix.links.iter().enumerate().any(|(l, link)| {
+            ix.phases[current].is_green(l)
+                && !ix.phases.iter().all(|p| p.is_green(l))
+                && self.active(obs, link.from)
+        });
+        let rival = choice.runner_up;
+        let keep = if own_active {
+            rival <= self.rival_ratio * scores[current].max(1.0)
+        } else {
+            rival <= 0.0
+        };
+        if keep {
+            choice.phase = current;
+            choice.score = scores[current];
+        } else if let Some(p) = choice.runner_up_phase {
+            choice.phase = p;
+            choice.score = scores[p];
+        }
+        choice
+    }
+}
