@@ -14,6 +14,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 mod governance_cli;
 mod indices_cli;
 mod parking_cli;
+mod signals_cli;
 
 /// citybrain: a city's data hub, live indices and scenes, in one binary.
 #[derive(Debug, Parser)]
@@ -152,6 +153,12 @@ enum Command {
         #[command(subcommand)]
         command: ParkingCommand,
     },
+    /// Signal control: citybrain's controller against fixed-time plans and max-pressure,
+    /// in SUMO.
+    Signals {
+        #[command(subcommand)]
+        command: SignalsCommand,
+    },
     /// Show who the token belongs to.
     Whoami {
         #[command(flatten)]
@@ -182,6 +189,48 @@ enum IndicesCommand {
         #[arg(long)]
         threads: Option<usize>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum SignalsCommand {
+    /// Runs a SUMO scenario under the network's own fixed-time plans, plain max-pressure and
+    /// citybrain's controller (and, with --ambulances, emergency runs with and without
+    /// preemption) and prints average delay (SUMO timeLoss), travel time, completion and
+    /// teleports. SUMO comes from PyPI: `bench/signals/run` installs it.
+    Compare {
+        /// A SUMO network (.net.xml) with traffic lights.
+        #[arg(long)]
+        net: PathBuf,
+        /// A SUMO route file (.rou.xml); convert CityFlow flows with `cityflow-routes`.
+        #[arg(long)]
+        routes: PathBuf,
+        /// Emergency runs to add (in pairs leaving together, from different origins).
+        #[arg(long, default_value_t = 0)]
+        ambulances: usize,
+        /// The sumo binary (default: $SUMO_HOME/bin/sumo, the venv bench/signals/run makes,
+        /// or sumo on the PATH).
+        #[arg(long)]
+        sumo: Option<PathBuf>,
+        /// Where SUMO's outputs and results.json go.
+        #[arg(long, default_value = "target/signals")]
+        out: PathBuf,
+        /// Stop a run here even with vehicles left (a gridlock shows as vehicles not arrived).
+        #[arg(long, default_value_t = 10_800)]
+        max_end_s: u32,
+        #[arg(long, default_value_t = 5)]
+        min_green_s: u32,
+        #[arg(long, default_value_t = 60)]
+        max_green_s: u32,
+        #[arg(long, default_value_t = 3)]
+        yellow_s: u32,
+        #[arg(long, default_value_t = 2)]
+        all_red_s: u32,
+        /// The longest a movement with a vehicle waiting may stay red.
+        #[arg(long, default_value_t = 120)]
+        max_wait_s: u32,
+    },
+    /// Converts a CityFlow flow file (JSON) to a SUMO route file.
+    CityflowRoutes { flow: PathBuf, out: PathBuf },
 }
 
 #[derive(Debug, Subcommand)]
@@ -523,6 +572,38 @@ fn run(cli: Cli) -> Result<()> {
                     per_lot,
                 },
         } => parking_cli::forecast_eval(&occupancy, warmup_days, per_lot),
+        Command::Signals { command } => match command {
+            SignalsCommand::Compare {
+                net,
+                routes,
+                ambulances,
+                sumo,
+                out,
+                max_end_s,
+                min_green_s,
+                max_green_s,
+                yellow_s,
+                all_red_s,
+                max_wait_s,
+            } => signals_cli::compare(&signals_cli::Compare {
+                sumo: signals_cli::find_sumo(sumo),
+                net,
+                routes,
+                ambulances,
+                out,
+                max_end_s,
+                timing: citybrain_signals::Timing {
+                    min_green_s,
+                    max_green_s,
+                    yellow_s,
+                    all_red_s,
+                    max_wait_s,
+                },
+            }),
+            SignalsCommand::CityflowRoutes { flow, out } => {
+                signals_cli::cityflow_routes(&flow, &out)
+            }
+        },
         Command::Whoami { server } => {
             let me: serde_json::Value =
                 serde_json::from_slice(&request(&server, "GET", "/api/v1/whoami", None)?)?;

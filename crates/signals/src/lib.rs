@@ -275,20 +275,19 @@ impl Controller {
             if !signal.may_switch(now) {
                 continue;
             }
-            if self.bounded {
-                if let Some((link, since)) = self.most_starved(i, now) {
-                    let waited_s = now - since;
-                    if waited_s >= signal.timing().max_wait_s {
-                        let to = starved_phase(ix, link, &self.waiting_since[i]);
-                        if to != phase && self.signals[i].switch(now, to) {
-                            decisions.push(Decision {
-                                intersection: i,
-                                phase: to,
-                                reason: Reason::Starvation { link, waited_s },
-                            });
-                            continue;
-                        }
-                    }
+            if self.bounded
+                && let Some((link, since)) = self.most_starved(i, now)
+                && now - since >= signal.timing().max_wait_s
+            {
+                let waited_s = now - since;
+                let to = starved_phase(ix, link, &self.waiting_since[i]);
+                if to != phase && self.signals[i].switch(now, to) {
+                    decisions.push(Decision {
+                        intersection: i,
+                        phase: to,
+                        reason: Reason::Starvation { link, waited_s },
+                    });
+                    continue;
                 }
             }
             let must_leave = self.bounded && signal.green_for(now) >= signal.timing().max_green_s;

@@ -176,7 +176,7 @@ impl Policy for MaxPressure {
         _now: u32,
         must_leave: bool,
     ) -> Choice {
-        if !must_leave && green_for % self.interval_s != 0 {
+        if !must_leave && !green_for.is_multiple_of(self.interval_s) {
             return Choice::keep(current);
         }
         rank(&pressures(&network.intersections[i], obs), current)
