@@ -1,15 +1,17 @@
 //! Emergency preemption (一键护航): the lights ahead of an emergency vehicle turn green in
 //! time for it to pass without stopping.
 //!
-//! For every signal on the vehicle's route ahead, a [`Preempt`] is issued once the vehicle's
-//! free-flow arrival is within the time needed to get there safely: finishing the minimum
-//! green, the clearance, and flushing the queue standing in front of it on its lanes, plus a
-//! margin. The request holds the phase green until the vehicle has left the approach; then
-//! it lapses and normal control resumes through the usual clearance. Several vehicles at
+//! For every signal on the vehicle's route ahead (within a horizon) a [`Preempt`] says which
+//! phase it needs, its free-flow arrival time and how long the queue standing in front of it
+//! on its lanes takes to leave. The [`crate::Controller`] acts on it only when it must: once
+//! the arrival is within the time to get the phase green (what is left of the minimum
+//! green, the clearance) plus the queue's flush and a margin; a phase already shown is held
+//! once leaving and coming back could no longer be done in time. When the vehicle has left
+//! the approach, the request lapses and normal control resumes through the usual clearance. Several vehicles at
 //! one intersection: the higher priority, then the earlier arrival, wins
 //! ([`crate::Controller::step`]).
 
-use crate::{EdgeId, Network, Observation, Timing};
+use crate::{EdgeId, Network, Observation};
 
 /// An emergency run: the vehicle, its route (edges in order) and its priority.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,12 +33,14 @@ pub struct Position {
     pub lane_pos: f64,
 }
 
-/// A request to show `phase` at `intersection` for `vehicle`, arriving in `eta_s`.
+/// A request to show `phase` at `intersection` for `vehicle`, arriving in `eta_s`, with
+/// `flush_s` needed to clear the queue standing ahead of it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Preempt {
     pub intersection: usize,
     pub phase: usize,
     pub eta_s: f64,
+    pub flush_s: f64,
     pub priority: u8,
     pub vehicle: String,
 }
@@ -45,15 +49,15 @@ pub struct Preempt {
 pub struct EmergencyPlan {
     /// Seconds per queued vehicle to leave the stop line.
     pub headway_s: f64,
-    /// Extra lead, seconds.
-    pub margin_s: f64,
+    /// Signals further ahead than this (free-flow seconds) are not told yet.
+    pub horizon_s: f64,
 }
 
 impl Default for EmergencyPlan {
     fn default() -> Self {
         Self {
             headway_s: 2.0,
-            margin_s: 6.0,
+            horizon_s: 90.0,
         }
     }
 }
@@ -63,7 +67,6 @@ impl EmergencyPlan {
     pub fn requests(
         &self,
         network: &Network,
-        timing: &Timing,
         run: &Emergency,
         at: Position,
         obs: &Observation,
@@ -98,12 +101,36 @@ impl EmergencyPlan {
                 })
                 .map(|(i, _)| i)
                 .collect();
-            let Some(phase) = (0..intersection.phases.len()).max_by_key(|&p| {
+            // A plan phase giving all its links protected green (`G`), the one that lets
+            // most other traffic go too; else its approach's own phase (nothing opposing: a
+            // yielding `g` turn would stop it); else the plan phase serving it best.
+            let protected = |p: usize| {
+                !links.is_empty()
+                    && links
+                        .iter()
+                        .all(|&l| intersection.phases[p].green[l] == Some('G'))
+            };
+            let green_links = |p: usize| {
+                intersection.phases[p]
+                    .green
+                    .iter()
+                    .filter(|g| g.is_some())
+                    .count()
+            };
+            let serves = |p: usize| {
                 links
                     .iter()
                     .filter(|&&l| intersection.phases[p].is_green(l))
                     .count()
-            }) else {
+            };
+            let Some(phase) = (0..intersection.plan_phases)
+                .filter(|&p| protected(p))
+                .max_by_key(|&p| green_links(p))
+                .or_else(|| {
+                    (intersection.plan_phases..intersection.phases.len()).find(|&p| protected(p))
+                })
+                .or_else(|| (0..intersection.plan_phases).max_by_key(|&p| serves(p)))
+            else {
                 continue;
             };
             // Vehicles standing ahead of it on the lanes it may use.
@@ -118,18 +145,21 @@ impl EmergencyPlan {
                         .count(),
                 );
             }
-            let lead = f64::from(timing.min_green_s + timing.yellow_s + timing.all_red_s)
-                + self.headway_s * queued as f64
-                + self.margin_s;
-            if eta <= lead {
-                out.push(Preempt {
-                    intersection: ix,
-                    phase,
-                    eta_s: eta,
-                    priority: run.priority,
-                    vehicle: run.vehicle.clone(),
-                });
+            if eta > self.horizon_s {
+                break;
             }
+            out.push(Preempt {
+                intersection: ix,
+                phase,
+                eta_s: eta,
+                flush_s: if queued > 0 {
+                    self.headway_s * (queued as f64 + 1.0)
+                } else {
+                    0.0
+                },
+                priority: run.priority,
+                vehicle: run.vehicle.clone(),
+            });
         }
         out
     }
@@ -141,9 +171,8 @@ mod tests {
     use crate::testnet::*;
 
     #[test]
-    fn a_request_comes_in_time_and_lapses_once_past() {
+    fn requests_name_the_phase_the_arrival_and_the_queue_and_lapse_once_past() {
         let net = crossing();
-        let timing = Timing::default();
         let run = Emergency {
             vehicle: "amb".into(),
             route: vec![EdgeId(1), EdgeId(3)],
@@ -151,38 +180,35 @@ mod tests {
         };
         let plan = EmergencyPlan::default();
         let mut obs = Observation::empty(&net);
-        // 190 m out at 13.9 m/s: 13.7 s, beyond the 16 s lead? No: within it.
         let far = Position {
             route_index: 0,
             in_junction: false,
             lane_pos: 0.0,
         };
-        // Lead with no queue: 5 + 3 + 2 + 6 = 16 s; 200 m at 13.9 m/s is 14.4 s.
-        let r = plan.requests(&net, &timing, &run, far, &obs);
+        let r = plan.requests(&net, &run, far, &obs);
         assert_eq!(r.len(), 1);
         assert_eq!((r[0].intersection, r[0].phase), (0, 1));
-        // A longer edge puts it out of range until it comes closer.
+        assert!((r[0].eta_s - 200.0 / 13.9).abs() < 0.01);
+        assert_eq!(r[0].flush_s, 0.0);
+        // Beyond the horizon: nothing yet.
         let mut long = net.clone();
-        long.lanes[1].length = 1000.0;
-        assert!(plan.requests(&long, &timing, &run, far, &obs).is_empty());
-        // A queue ahead of it brings the request forward: 30 cars = 60 s more lead.
-        queue(&mut obs, 1, 30);
-        assert_eq!(plan.requests(&long, &timing, &run, far, &obs).len(), 1);
+        long.lanes[1].length = 2000.0;
+        assert!(plan.requests(&long, &run, far, &obs).is_empty());
+        // A queue ahead of it: time to flush it.
+        queue(&mut obs, 1, 5);
+        assert_eq!(plan.requests(&net, &run, far, &obs)[0].flush_s, 12.0);
         // Inside the junction it still holds; on the next edge (no signal) nothing.
         let crossing_now = Position {
             route_index: 0,
             in_junction: true,
             lane_pos: 0.0,
         };
-        assert_eq!(
-            plan.requests(&net, &timing, &run, crossing_now, &obs).len(),
-            1
-        );
+        assert_eq!(plan.requests(&net, &run, crossing_now, &obs)[0].eta_s, 0.0);
         let past = Position {
             route_index: 1,
             in_junction: false,
             lane_pos: 5.0,
         };
-        assert!(plan.requests(&net, &timing, &run, past, &obs).is_empty());
+        assert!(plan.requests(&net, &run, past, &obs).is_empty());
     }
 }

@@ -70,7 +70,17 @@ impl Phase {
 pub struct Intersection {
     pub name: String,
     pub links: Vec<Link>,
+    /// The plan's green phases, then (from `plan_phases` on) one approach-only phase per
+    /// incoming road, shown only for an emergency vehicle (see [`Network::add_approach_phases`]).
     pub phases: Vec<Phase>,
+    pub plan_phases: usize,
+}
+
+impl Intersection {
+    /// The phases a policy may choose from.
+    pub fn plan(&self) -> &[Phase] {
+        &self.phases[..self.plan_phases]
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -100,7 +110,7 @@ impl Network {
                 intersection: ix.name.clone(),
                 reason,
             };
-            if ix.phases.is_empty() {
+            if ix.plan_phases == 0 || ix.plan_phases > ix.phases.len() {
                 return Err(bad("no green phase".into()));
             }
             for (p, phase) in ix.phases.iter().enumerate() {
@@ -121,6 +131,32 @@ impl Network {
             }
         }
         Ok(())
+    }
+
+    /// Adds to every intersection one phase per incoming road giving all its links
+    /// protected green (`G`) and every other link red. An emergency vehicle gets this phase:
+    /// a left turn that only yields (`g`) in the plan's phases would stop it for oncoming
+    /// traffic, and links of one approach never conflict with each other.
+    pub fn add_approach_phases(&mut self) {
+        for ix in &mut self.intersections {
+            ix.phases.truncate(ix.plan_phases);
+            let mut edges: Vec<EdgeId> = Vec::new();
+            for link in &ix.links {
+                let edge = self.lanes[link.from.0 as usize].edge;
+                if !edges.contains(&edge) {
+                    edges.push(edge);
+                }
+            }
+            for edge in edges {
+                ix.phases.push(Phase {
+                    green: ix
+                        .links
+                        .iter()
+                        .map(|l| (self.lanes[l.from.0 as usize].edge == edge).then_some('G'))
+                        .collect(),
+                });
+            }
+        }
     }
 
     pub fn edge_by_name(&self, name: &str) -> Option<EdgeId> {
@@ -145,6 +181,10 @@ pub struct Seen {
 pub struct Observation {
     pub lanes: Vec<Vec<Seen>>,
 }
+
+/// Seconds of slack when calling a phase for an emergency vehicle: drivers start braking
+/// for a red a few seconds before the stop line.
+pub const PREEMPT_MARGIN_S: f64 = 4.0;
 
 /// Below this speed a vehicle counts as queued (SUMO's halting threshold).
 pub const HALTING: f64 = 0.1;
@@ -251,16 +291,45 @@ impl Controller {
             let Stage::Green { phase, .. } = signal.stage() else {
                 continue;
             };
-            // An emergency vehicle first: the most urgent request here.
-            if let Some(p) = preempts
+            // An emergency vehicle first. One the current green serves and that is already
+            // too close to stop (within the clearance time) keeps it. Otherwise the earlier
+            // arrival, since the later one can be served after it (one clearance later);
+            // arrivals closer than that go by priority.
+            let t = signal.timing();
+            let clearance = f64::from(t.yellow_s + t.all_red_s);
+            // Act only when needed: a shown phase is held once leaving and coming back
+            // (a minimum green and two clearances) would be too late; another is called
+            // once what is left of this green and the clearance would only just do.
+            let to_leave_and_return = f64::from(t.min_green_s) + 2.0 * clearance;
+            let to_switch =
+                f64::from(t.min_green_s.saturating_sub(signal.green_for(now))) + clearance;
+            let here: Vec<&Preempt> = preempts
                 .iter()
                 .filter(|p| p.intersection == i)
-                .min_by(|a, b| {
-                    b.priority
-                        .cmp(&a.priority)
-                        .then(a.eta_s.total_cmp(&b.eta_s))
+                .filter(|p| {
+                    let needed = if p.phase == phase {
+                        to_leave_and_return
+                    } else {
+                        to_switch
+                    };
+                    p.eta_s <= needed + p.flush_s + PREEMPT_MARGIN_S
                 })
-            {
+                .collect();
+            let committed = here
+                .iter()
+                .filter(|p| p.phase == phase && p.eta_s <= clearance)
+                .min_by(|a, b| a.eta_s.total_cmp(&b.eta_s));
+            let first = committed.or_else(|| {
+                let earliest = here.iter().map(|p| p.eta_s).fold(f64::INFINITY, f64::min);
+                here.iter()
+                    .filter(|p| p.eta_s <= earliest + clearance)
+                    .min_by(|a, b| {
+                        b.priority
+                            .cmp(&a.priority)
+                            .then(a.eta_s.total_cmp(&b.eta_s))
+                    })
+            });
+            if let Some(p) = first {
                 if p.phase != phase && self.signals[i].switch(now, p.phase) {
                     decisions.push(Decision {
                         intersection: i,
@@ -352,7 +421,7 @@ impl Controller {
 
 /// The phase serving a starved link that also serves the most other waiting links.
 fn starved_phase(ix: &Intersection, link: usize, waiting: &[Option<u32>]) -> usize {
-    ix.phases
+    ix.plan()
         .iter()
         .enumerate()
         .filter(|(_, p)| p.is_green(link))
@@ -418,6 +487,7 @@ pub(crate) mod testnet {
                         green: vec![None, Some('G')],
                     },
                 ],
+                plan_phases: 2,
             }],
         }
     }
@@ -591,18 +661,23 @@ mod tests {
         let mut c = Controller::new(&net, timing(), PolicyKind::Adaptive.build(&net));
         let mut obs = Observation::empty(&net);
         queue(&mut obs, 0, 10);
-        let _ = run(&mut c, &net, &obs, 0, 20);
+        let _ = run(&mut c, &net, &obs, 0, 19);
         assert_eq!(c.states(&net)[0], "Gr");
         // An ambulance comes from the east: its phase is 1.
-        let p = Preempt {
+        let mut p = Preempt {
             intersection: 0,
             phase: 1,
-            eta_s: 12.0,
+            eta_s: 30.0,
+            flush_s: 0.0,
             priority: 1,
             vehicle: "amb".into(),
         };
+        // Far off, it is not acted on yet: the clearance and the margin are enough.
+        assert!(c.step(&net, 19, &obs, std::slice::from_ref(&p)).is_empty());
         let mut states = Vec::new();
         for t in 20..40 {
+            // Arriving in 8 s (the clearance, 5 s, and the 4 s margin: now), then crossing.
+            p.eta_s = (8.0 - f64::from(t - 20)).max(0.0);
             let d = c.step(&net, t, &obs, std::slice::from_ref(&p));
             if t == 20 {
                 assert!(matches!(d[0].reason, Reason::Emergency { .. }));

@@ -130,7 +130,7 @@ impl Policy for FixedTime {
         _must_leave: bool,
     ) -> Choice {
         if green_for >= self.green_s {
-            Choice::keep((current + 1) % network.intersections[i].phases.len())
+            Choice::keep((current + 1) % network.intersections[i].plan_phases)
         } else {
             Choice::keep(current)
         }
@@ -150,7 +150,7 @@ pub fn pressures(ix: &Intersection, obs: &Observation) -> Vec<f64> {
         .iter()
         .map(|l| obs.count(l.from) as f64 - obs.count(l.to) as f64)
         .collect();
-    ix.phases
+    ix.plan()
         .iter()
         .map(|p| {
             (0..ix.links.len())
@@ -237,7 +237,7 @@ impl Adaptive {
 
     /// Per phase: what its green would serve; the incoming lanes it serves (distinct).
     fn scores(&self, network: &Network, ix: &Intersection, obs: &Observation) -> Vec<f64> {
-        ix.phases
+        ix.plan()
             .iter()
             .map(|p| {
                 let mut lanes: Vec<(LaneId, Vec<LaneId>)> = Vec::new();
@@ -288,13 +288,14 @@ impl Policy for Adaptive {
         let ix = &network.intersections[i];
         let scores = self.scores(network, ix, obs);
         let mut choice = rank(&scores, current);
-        if must_leave {
+        if must_leave || current >= ix.plan_phases {
+            // Out of an emergency's approach phase: back to the plan's best.
             return choice;
         }
         // Lanes only this phase serves (a lane green in every phase never gaps out).
         let own_active = ix.links.iter().enumerate().any(|(l, link)| {
             ix.phases[current].is_green(l)
-                && !ix.phases.iter().all(|p| p.is_green(l))
+                && !ix.plan().iter().all(|p| p.is_green(l))
                 && self.active(obs, link.from)
         });
         let rival = choice.runner_up;

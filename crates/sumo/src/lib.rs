@@ -99,6 +99,11 @@ pub fn run(config: &RunConfig) -> Result<RunResult, SumoError> {
     std::fs::create_dir_all(&config.out_dir)?;
     let trips_path = config.out_dir.join("tripinfo.xml");
     let log_path = config.out_dir.join("sumo.log");
+    // One run at a time between picking a free port and connecting to the SUMO listening on
+    // it: two runs picking the same port would connect to one SUMO and leave the other
+    // waiting forever.
+    static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let starting = STARTING.lock().unwrap_or_else(|e| e.into_inner());
     let port = free_port()?;
     let routes: Vec<String> = config
         .routes
@@ -121,7 +126,10 @@ pub fn run(config: &RunConfig) -> Result<RunResult, SumoError> {
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| SumoError::Start(format!("{}: {e}", config.sumo.display())))?;
-    let result = drive(config, &network, port);
+    let result = Traci::connect(port, Duration::from_secs(30)).and_then(|sumo| {
+        drop(starting);
+        drive(config, &network, sumo)
+    });
     let status = child.wait()?;
     let mut result = result.map_err(|e| match e {
         SumoError::Io(_) | SumoError::Connect(_) => SumoError::Start(format!(
@@ -173,8 +181,7 @@ const VEHICLE_VARS: [u8; 4] = [
     traci::VAR_ROUTE_INDEX,
 ];
 
-fn drive(config: &RunConfig, network: &Network, port: u16) -> Result<RunResult, SumoError> {
-    let mut sumo = Traci::connect(port, Duration::from_secs(30))?;
+fn drive(config: &RunConfig, network: &Network, mut sumo: Traci) -> Result<RunResult, SumoError> {
     let lanes: HashMap<&str, usize> = network
         .lanes
         .iter()
@@ -246,7 +253,7 @@ fn drive(config: &RunConfig, network: &Network, port: u16) -> Result<RunResult, 
             let preempts: Vec<_> = if config.preempt {
                 runs.iter()
                     .filter_map(|r| positions.get(&r.vehicle).map(|p| (r, *p)))
-                    .flat_map(|(r, p)| plan.requests(network, c.signals[0].timing(), r, p, &obs))
+                    .flat_map(|(r, p)| plan.requests(network, r, p, &obs))
                     .collect()
             } else {
                 Vec::new()

@@ -78,6 +78,7 @@ pub fn parse(text: &str) -> Result<Network, SumoError> {
         net.intersections.push(Intersection {
             name: name.to_string(),
             links: Vec::new(),
+            plan_phases: phases.len(),
             phases,
         });
     }
@@ -117,5 +118,6 @@ pub fn parse(text: &str) -> Result<Network, SumoError> {
             .collect::<Result<_, _>>()?;
     }
     net.validate().map_err(|e| bad(e.to_string()))?;
+    net.add_approach_phases();
     Ok(net)
 }

@@ -273,6 +273,10 @@ impl Traci {
             }
         };
         stream.set_nodelay(true).map_err(SumoError::Io)?;
+        // A SUMO that stops answering is an error, not a hang.
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(300)))
+            .map_err(SumoError::Io)?;
         Ok(Self {
             reader: BufReader::new(stream.try_clone().map_err(SumoError::Io)?),
             writer: BufWriter::new(stream),
