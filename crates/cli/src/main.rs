@@ -54,6 +54,19 @@ enum Command {
         /// Take them from this broker (HOST:PORT) instead of starting one.
         #[arg(long, value_name = "HOST:PORT")]
         mqtt_broker: Option<String>,
+        /// Control the signals of this SUMO network (.net.xml), co-simulated in SUMO as the
+        /// city's field (with --signals-routes); emergency runs via POST /api/v1/signals/emergency.
+        #[arg(long, requires = "signals_routes")]
+        signals_net: Option<PathBuf>,
+        /// The demand for the co-simulation (a SUMO .rou.xml).
+        #[arg(long, requires = "signals_net")]
+        signals_routes: Option<PathBuf>,
+        /// Simulated seconds per second.
+        #[arg(long, default_value_t = 1.0)]
+        signals_speed: f64,
+        /// The sumo binary (default: $SUMO_HOME/bin/sumo, scripts/install-sumo's venv, or PATH).
+        #[arg(long)]
+        sumo: Option<PathBuf>,
     },
     /// Write a deterministic synthetic city with ground truth.
     Gen {
@@ -449,6 +462,10 @@ fn run(cli: Cli) -> Result<()> {
             seal_rows,
             mqtt,
             mqtt_broker,
+            signals_net,
+            signals_routes,
+            signals_speed,
+            sumo,
         } => up(
             &listen,
             &data,
@@ -457,6 +474,14 @@ fn run(cli: Cli) -> Result<()> {
             body_limit_mib,
             HubConfig { seal_rows },
             Mqtt::choose(mqtt, mqtt_broker)?,
+            signals_net
+                .zip(signals_routes)
+                .map(|(net, routes)| SignalsArgs {
+                    net,
+                    routes,
+                    speed: signals_speed,
+                    sumo: signals_cli::find_sumo(sumo),
+                }),
         ),
         Command::Gen {
             seed,
@@ -1024,6 +1049,15 @@ impl Mqtt {
     }
 }
 
+/// The live signal scene's settings (`up --signals-net ... --signals-routes ...`).
+struct SignalsArgs {
+    net: PathBuf,
+    routes: PathBuf,
+    speed: f64,
+    sumo: PathBuf,
+}
+
+#[allow(clippy::too_many_arguments)]
 fn up(
     listen: &str,
     data: &Path,
@@ -1032,8 +1066,12 @@ fn up(
     body_limit_mib: usize,
     config: HubConfig,
     mqtt: Mqtt,
+    signals: Option<SignalsArgs>,
 ) -> Result<()> {
     let started = std::time::Instant::now();
+    let signals_args_shown = signals
+        .as_ref()
+        .map(|a| (a.net.display().to_string(), a.speed));
     std::fs::create_dir_all(data)
         .with_context(|| format!("creating the data directory {}", data.display()))?;
     let hub = Arc::new(Hub::open(data, config).context("opening the data directory")?);
@@ -1060,12 +1098,17 @@ fn up(
             .with_gov(gov.clone());
         let live = start_live(&hub, &sql).await.context("starting the live indices")?;
         let parking = start_parking(&hub, &sql, &live).await.context("starting the parking scene")?;
+        let signals = match &signals {
+            Some(args) => Some(start_signals(&hub, data, args, live.sender()).context("starting the signal scene")?),
+            None => None,
+        };
         let state = citybrain_server::AppState {
             sql,
             hub: hub.clone(),
             gov,
             live: Some(live),
             parking,
+            signals: signals.clone(),
             body_limit: body_limit_mib << 20,
         };
         let (mut mosquitto, broker) = match mqtt {
@@ -1110,6 +1153,9 @@ fn up(
         }
         println!("  API:            http://{address}/api/v1/openapi.json   health: http://{address}/health");
         println!("  live indices:   http://{address}/api/v1/indices/traffic/live  (SSE: /api/v1/indices/stream; tables: indices.*)");
+        if let Some(args) = &signals_args_shown {
+            println!("  signals:        {} under citybrain's control in SUMO at {}× (emergency runs: POST /api/v1/signals/emergency; tables: signals.*)", args.0, args.1);
+        }
         if let Some((host, port)) = &broker {
             println!("  MQTT sensors:   mqtt://{host}:{port}  topic citybrain/parking/# (FIWARE ParkingSpot or OffStreetParking, QoS 1)");
         }
@@ -1122,6 +1168,9 @@ fn up(
             println!("  next:           citybrain departments create transport   (then principals, tokens, datasets)");
         }
         citybrain_server::run(listener, state, shutdown_signal()).await?;
+        if let Some(signals) = &signals {
+            signals.stop();
+        }
         if let Some(mut child) = mosquitto.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -1303,6 +1352,45 @@ async fn start_parking(
         }
     }
     Ok(Some(scene))
+}
+
+/// Creates the signal scene's datasets and starts SUMO under citybrain's controller.
+fn start_signals(
+    hub: &Arc<Hub>,
+    data: &Path,
+    args: &SignalsArgs,
+    events: tokio::sync::broadcast::Sender<Arc<str>>,
+) -> Result<citybrain_server::live_signals::LiveSignals> {
+    let now = citybrain_server::now();
+    for (file, text) in citybrain_server::live_signals::DEFINITIONS {
+        let def = DatasetDef::from_file_text(file, text).map_err(anyhow::Error::msg)?;
+        if !hub.names().contains(&def.name) {
+            hub.create_dataset(def, now)?;
+        }
+    }
+    for path in [&args.net, &args.routes] {
+        if !path.exists() {
+            bail!("{} does not exist", path.display());
+        }
+    }
+    let config = citybrain_sumo::RunConfig {
+        sumo: args.sumo.clone(),
+        net: args.net.clone(),
+        routes: vec![args.routes.clone()],
+        policy: Some(citybrain_signals::PolicyKind::Adaptive),
+        timing: citybrain_signals::Timing::default(),
+        ambulances: Vec::new(),
+        preempt: true,
+        max_end_s: u32::MAX,
+        out_dir: data.join("signals"),
+    };
+    Ok(citybrain_server::live_signals::LiveSignals::start(
+        hub.clone(),
+        config,
+        args.speed,
+        now,
+        events,
+    )?)
 }
 
 async fn shutdown_signal() {

@@ -19,11 +19,9 @@ pub fn find_sumo(flag: Option<PathBuf>) -> PathBuf {
             return p;
         }
     }
-    if let Ok(home) = std::env::var("HOME") {
-        let p = Path::new(&home).join(".cache/citybrain-sumo/venv/bin/sumo");
-        if p.exists() {
-            return p;
-        }
+    let p = citybrain_sumo::scenario::venv().join("bin/sumo");
+    if p.exists() {
+        return p;
     }
     PathBuf::from("sumo")
 }

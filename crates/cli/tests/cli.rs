@@ -1116,3 +1116,102 @@ fn berth_sensor_messages_over_mqtt_reach_the_parking_indices() {
         .args(["-f", &dir.path().join("mqtt").display().to_string()])
         .status();
 }
+
+/// 一键护航 over the API: `up` co-simulates a SUMO grid under citybrain's control, an
+/// emergency run started with POST /api/v1/signals/emergency crosses every light without
+/// stopping, and the run and the phase decisions (with their reasons) land in datasets.
+#[test]
+fn an_emergency_run_started_over_the_api_crosses_every_light_without_stopping() {
+    let venv = citybrain_sumo::scenario::venv();
+    assert!(
+        venv.join("bin/sumo").exists(),
+        "SUMO is not installed at {}: run scripts/test (or scripts/install-sumo)",
+        venv.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (net, routes) = citybrain_sumo::scenario::grid(&venv, dir.path(), 600).unwrap();
+    let sumo = venv.join("bin/sumo");
+    let data = dir.path().join("data");
+    let server = start(
+        &data,
+        &[
+            "--signals-net",
+            net.to_str().unwrap(),
+            "--signals-routes",
+            routes.to_str().unwrap(),
+            "--signals-speed",
+            "20",
+            "--sumo",
+            sumo.to_str().unwrap(),
+        ],
+    );
+    // A reader may watch, not dispatch.
+    let (status, _) = server.post(
+        "/api/v1/principals",
+        "application/json",
+        br#"{"name": "transport_viewer", "department": "transport", "role": "reader"}"#,
+    );
+    assert_eq!(status, 201);
+    let (_, text) = server.post(
+        "/api/v1/principals/transport_viewer/tokens",
+        "application/json",
+        b"{}",
+    );
+    let reader: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let mut as_reader = agent().post(&format!("{}/api/v1/signals/emergency", server.base));
+    as_reader = as_reader.header(
+        "Authorization",
+        &format!("Bearer {}", reader["token"].as_str().unwrap()),
+    );
+    let refused = as_reader
+        .header("Content-Type", "application/json")
+        .send(br#"{"route": ["bottom3D0", "D0D1"]}"#.as_slice())
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 403);
+    // A route SUMO does not know is refused, naming the edge.
+    let (status, text) = server.post(
+        "/api/v1/signals/emergency",
+        "application/json",
+        br#"{"route": ["no_such_road", "D0D1"]}"#,
+    );
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("no_such_road"), "{text}");
+    // Across the grid: bottom to left, through four lights.
+    let route = r#"{"route": ["bottom3D0", "D0D1", "D1C1", "C1B1", "B1A1", "A1left1"]}"#;
+    let (status, text) = server.post(
+        "/api/v1/signals/emergency",
+        "application/json",
+        route.as_bytes(),
+    );
+    assert_eq!(status, 202, "{text}");
+    let run: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let run_id = run["run_id"].as_str().unwrap().to_string();
+    let started = std::time::Instant::now();
+    let row = loop {
+        let rows = server.sql(&format!(
+            "SELECT run_id, stops, travel_s, requested_by FROM signals.emergency_runs WHERE run_id = '{run_id}'"
+        ));
+        if let Some(row) = rows.as_array().unwrap().first() {
+            break row.clone();
+        }
+        assert!(started.elapsed().as_secs() < 90, "the run never arrived");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
+    assert_eq!(row["stops"], 0, "{row}");
+    assert_eq!(row["requested_by"], "transport_ops");
+    assert!(row["travel_s"].as_f64().unwrap() > 30.0, "{row}");
+    let reasons = server.sql(&format!(
+        "SELECT count(*) AS n FROM signals.decisions WHERE reason = 'emergency vehicle {run_id}'"
+    ));
+    assert!(reasons[0]["n"].as_i64().unwrap() > 0, "{reasons}");
+    let policy =
+        server.sql("SELECT count(*) AS n FROM signals.decisions WHERE reason LIKE 'policy:%'");
+    assert!(policy[0]["n"].as_i64().unwrap() > 10, "{policy}");
+    // The dispatch is a data call on record.
+    let (status, text) = server.get(
+        "/api/v1/datasets/signals.emergency_runs/audit",
+        Some(&server.admin),
+    );
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("POST /api/v1/signals/emergency"), "{text}");
+}

@@ -71,6 +71,7 @@ fn main() {
             gov,
             live: None,
             parking: Some(scene.clone()),
+            signals: None,
             body_limit: 1 << 20,
         };
         let stats = spawn(

@@ -10,6 +10,7 @@ mod error;
 mod governance;
 pub mod live;
 pub mod live_parking;
+pub mod live_signals;
 pub mod mqtt;
 pub mod openapi;
 
@@ -43,6 +44,8 @@ pub struct AppState {
     pub live: Option<live::LiveIndices>,
     /// The live parking scene, when the hub has lots.
     pub parking: Option<live_parking::LiveParking>,
+    /// The live signal scene, when `up` was given a network to control.
+    pub signals: Option<live_signals::LiveSignals>,
     /// Largest accepted request body, in bytes.
     pub body_limit: usize,
 }
@@ -69,6 +72,7 @@ pub fn router(state: AppState) -> Router {
         .route("/indices/stream", get(indices_stream))
         .route("/parking/guide", get(parking_guide))
         .route("/parking/overdue", get(parking_overdue))
+        .route("/signals/emergency", post(signals_emergency))
         .route(
             "/departments",
             get(governance::list_departments).post(governance::create_department),
@@ -707,6 +711,78 @@ async fn parking_guide(
     })
     .await?;
     Ok(Json(json!({ "lots": lots })).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct EmergencyRequest {
+    /// The edges the emergency vehicle will take, in order.
+    route: Vec<String>,
+    #[serde(default = "default_priority")]
+    priority: u8,
+}
+
+fn default_priority() -> u8 {
+    1
+}
+
+/// Starts an emergency run (一键护航): the vehicle leaves now along `route` and every light
+/// ahead turns green for it in time. Its progress streams on `/api/v1/indices/stream`
+/// (`type: "emergency"`); the finished run lands in `signals.emergency_runs`.
+async fn signals_emergency(
+    State(state): State<AppState>,
+    Extension(me): Extension<Principal>,
+    Json(request): Json<EmergencyRequest>,
+) -> Result<Response, ApiError> {
+    let signals = state.signals.clone().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "signals_unavailable",
+            "the signal scene is not running (start `citybrain up --signals-net NET --signals-routes ROUTES`)",
+        )
+    })?;
+    if me.role == citybrain_gov::Role::Reader {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "starting an emergency run needs a publisher or admin role (a reader may only watch)",
+        ));
+    }
+    if request.route.len() < 2 {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_route",
+            "route: give at least two edges, in driving order",
+        ));
+    }
+    let gov = state.gov.clone();
+    let who = me.name.as_str().to_string();
+    let run_id = blocking(move || {
+        let outcome = signals.emergency(request.route, request.priority, &who);
+        let mut call = Call::new(
+            now(),
+            me.name.as_str(),
+            me.department.as_str(),
+            CallKind::Ingest,
+        );
+        call.datasets.push(Touch {
+            dataset: DatasetName::parse("signals.emergency_runs").expect("valid name"),
+            fields: Vec::new(),
+        });
+        call.detail = "POST /api/v1/signals/emergency".into();
+        if outcome.is_err() {
+            call.outcome = Outcome::Failed;
+        }
+        gov.record(call)?;
+        outcome.map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_route",
+                format!("route: {e}"),
+            )
+        })
+    })
+    .await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "run_id": run_id }))).into_response())
 }
 
 #[derive(Debug, Deserialize)]

@@ -72,6 +72,11 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
         "/api/v1/parking/overdue",
         "Bills with no payment in parking.payments once grace_hours (48) after the exit have passed: the follow-up list (through grants and masks; audited).",
     ),
+    (
+        "post",
+        "/api/v1/signals/emergency",
+        "Start an emergency run (一键护航) in the live signal scene: {\"route\": [edges in order], \"priority\": 1} → 202 {\"run_id\"}; progress on /api/v1/indices/stream (type emergency), the finished run in signals.emergency_runs (publishers and admins; audited).",
+    ),
     ("get", "/api/v1/departments", "List departments."),
     (
         "post",

@@ -9,6 +9,7 @@
 
 pub mod net;
 pub mod routes;
+pub mod scenario;
 pub mod traci;
 
 use std::collections::HashMap;
@@ -88,6 +89,85 @@ pub struct AmbulanceResult {
     pub stops: u32,
 }
 
+/// A run driven while it goes (the live signal scene): emergency runs come in, events go
+/// out, and the simulation keeps to the wall clock.
+pub struct Live<'a> {
+    pub inbox: &'a std::sync::mpsc::Receiver<LiveCommand>,
+    pub on_event: &'a mut dyn FnMut(LiveEvent),
+    /// Simulated seconds per wall-clock second.
+    pub speed: f64,
+    pub stop: &'a std::sync::atomic::AtomicBool,
+}
+
+impl std::fmt::Debug for Live<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Live").field("speed", &self.speed).finish()
+    }
+}
+
+#[derive(Debug)]
+pub enum LiveCommand {
+    /// Send an emergency vehicle along `edges` now; the reply says whether SUMO took it.
+    Emergency {
+        id: String,
+        edges: Vec<String>,
+        priority: u8,
+        reply: std::sync::mpsc::Sender<Result<(), String>>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum LiveEvent {
+    /// A phase change and why.
+    Decision {
+        t: u32,
+        intersection: String,
+        phase: usize,
+        reason: String,
+    },
+    /// An emergency vehicle's second: where it is, the next light and its arrival there.
+    Progress {
+        id: String,
+        t: u32,
+        edge: String,
+        speed: f64,
+        next_light: Option<String>,
+        eta_s: Option<f64>,
+        stops: u32,
+    },
+    /// It has arrived.
+    Arrived {
+        id: String,
+        t: u32,
+        departed: u32,
+        stops: u32,
+    },
+}
+
+/// An emergency run being followed live.
+#[derive(Debug)]
+struct Following {
+    departed: Option<u32>,
+    stopped: bool,
+    stops: u32,
+}
+
+fn describe(reason: &citybrain_signals::Reason) -> String {
+    use citybrain_signals::Reason;
+    match reason {
+        Reason::Policy { score, runner_up } => {
+            format!("policy: this phase's demand {score:.1} against the next best {runner_up:.1}")
+        }
+        Reason::MinGreen => "minimum green".into(),
+        Reason::MaxGreen => "maximum green reached".into(),
+        Reason::Starvation { link, waited_s } => {
+            format!("starvation bound: link {link} waited {waited_s} s")
+        }
+        Reason::Emergency { vehicle } => format!("emergency vehicle {vehicle}"),
+        Reason::Clearance => "clearance".into(),
+    }
+}
+
 fn free_port() -> Result<u16, SumoError> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(l.local_addr()?.port())
@@ -95,6 +175,11 @@ fn free_port() -> Result<u16, SumoError> {
 
 /// Runs SUMO once under the given control.
 pub fn run(config: &RunConfig) -> Result<RunResult, SumoError> {
+    run_with(config, None)
+}
+
+/// Runs SUMO under the given control, live if `live` is given (until its stop flag).
+pub fn run_with(config: &RunConfig, live: Option<Live<'_>>) -> Result<RunResult, SumoError> {
     let network = net::parse(&std::fs::read_to_string(&config.net)?)?;
     std::fs::create_dir_all(&config.out_dir)?;
     let trips_path = config.out_dir.join("tripinfo.xml");
@@ -128,7 +213,7 @@ pub fn run(config: &RunConfig) -> Result<RunResult, SumoError> {
         .map_err(|e| SumoError::Start(format!("{}: {e}", config.sumo.display())))?;
     let result = Traci::connect(port, Duration::from_secs(30)).and_then(|sumo| {
         drop(starting);
-        drive(config, &network, sumo)
+        drive(config, &network, sumo, live)
     });
     let status = child.wait()?;
     let mut result = result.map_err(|e| match e {
@@ -181,7 +266,14 @@ const VEHICLE_VARS: [u8; 4] = [
     traci::VAR_ROUTE_INDEX,
 ];
 
-fn drive(config: &RunConfig, network: &Network, mut sumo: Traci) -> Result<RunResult, SumoError> {
+fn drive(
+    config: &RunConfig,
+    network: &Network,
+    mut sumo: Traci,
+    mut live: Option<Live<'_>>,
+) -> Result<RunResult, SumoError> {
+    let started = Instant::now();
+    let mut following: HashMap<String, Following> = HashMap::new();
     let lanes: HashMap<&str, usize> = network
         .lanes
         .iter()
@@ -201,7 +293,7 @@ fn drive(config: &RunConfig, network: &Network, mut sumo: Traci) -> Result<RunRe
         };
         Controller::new(network, timing, kind.build(network))
     });
-    let runs: Vec<Emergency> = config
+    let mut runs: Vec<Emergency> = config
         .ambulances
         .iter()
         .map(|a| {
@@ -242,8 +334,43 @@ fn drive(config: &RunConfig, network: &Network, mut sumo: Traci) -> Result<RunRe
     let mut decide: Vec<f64> = Vec::new();
     let mut obs = Observation::empty(network);
     let mut positions: HashMap<String, Position> = HashMap::new();
+    let mut speeds: HashMap<String, f64> = HashMap::new();
     let mut now: u32 = 0;
     loop {
+        if let Some(live) = live.as_mut() {
+            if live.stop.load(std::sync::atomic::Ordering::Relaxed) {
+                break;
+            }
+            // Keep to the wall clock.
+            let due = started + Duration::from_secs_f64(f64::from(now) / live.speed.max(0.01));
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            while let Ok(LiveCommand::Emergency {
+                id,
+                edges,
+                priority,
+                reply,
+            }) = live.inbox.try_recv()
+            {
+                let outcome = add_emergency(&mut sumo, network, &id, &edges).map(|route| {
+                    runs.push(Emergency {
+                        vehicle: id.clone(),
+                        route,
+                        priority,
+                    });
+                    following.insert(
+                        id,
+                        Following {
+                            departed: None,
+                            stopped: false,
+                            stops: 0,
+                        },
+                    );
+                });
+                let _ = reply.send(outcome);
+            }
+        }
         let mut commands: Vec<Command> = departed
             .drain(..)
             .map(|v| traci::subscribe(traci::CMD_SUBSCRIBE_VEHICLE_VARIABLE, &v, &VEHICLE_VARS))
@@ -258,7 +385,48 @@ fn drive(config: &RunConfig, network: &Network, mut sumo: Traci) -> Result<RunRe
             } else {
                 Vec::new()
             };
-            result.phase_changes += c.step(network, now, &obs, &preempts).len() as u64;
+            let decisions = c.step(network, now, &obs, &preempts);
+            result.phase_changes += decisions.len() as u64;
+            if let Some(live) = live.as_mut() {
+                for d in &decisions {
+                    (live.on_event)(LiveEvent::Decision {
+                        t: now,
+                        intersection: network.intersections[d.intersection].name.clone(),
+                        phase: d.phase,
+                        reason: describe(&d.reason),
+                    });
+                }
+                for (id, f) in following.iter_mut() {
+                    let Some(run) = runs.iter().find(|r| &r.vehicle == id) else {
+                        continue;
+                    };
+                    let Some(at) = positions.get(id) else {
+                        continue;
+                    };
+                    let next = plan.requests(network, run, *at, &obs).into_iter().next();
+                    let speed = speeds.get(id).copied().unwrap_or(0.0);
+                    if f.departed.is_some() {
+                        if speed < citybrain_signals::HALTING && !f.stopped {
+                            f.stops += 1;
+                        }
+                        f.stopped = speed < citybrain_signals::HALTING;
+                    }
+                    (live.on_event)(LiveEvent::Progress {
+                        id: id.clone(),
+                        t: now,
+                        edge: network.edges
+                            [run.route[at.route_index.min(run.route.len() - 1)].0 as usize]
+                            .name
+                            .clone(),
+                        speed,
+                        next_light: next
+                            .as_ref()
+                            .map(|p| network.intersections[p.intersection].name.clone()),
+                        eta_s: next.map(|p| p.eta_s),
+                        stops: f.stops,
+                    });
+                }
+            }
             decide.push(started.elapsed().as_secs_f64() * 1e6);
             let states = c.states(network);
             for (i, state) in states.iter().enumerate() {
@@ -274,6 +442,7 @@ fn drive(config: &RunConfig, network: &Network, mut sumo: Traci) -> Result<RunRe
             l.clear();
         }
         positions.clear();
+        speeds.clear();
         let mut expected = 1;
         for s in subs {
             match s.response {
@@ -289,10 +458,37 @@ fn drive(config: &RunConfig, network: &Network, mut sumo: Traci) -> Result<RunRe
                     }
                 }
                 traci::RESPONSE_SUBSCRIBE_VEHICLE_VARIABLE => {
-                    observe(&s, network, &lanes, &mut obs, &mut positions, &runs)
+                    observe(&s, network, &lanes, &mut obs, &mut positions, &runs);
+                    if following.contains_key(&s.object)
+                        && let Some(v) = s.get(traci::VAR_SPEED)
+                    {
+                        speeds.insert(s.object.clone(), v.as_f64());
+                    }
                 }
                 _ => {}
             }
+        }
+        if let Some(live) = live.as_mut() {
+            // Departures and arrivals of the emergency runs being followed.
+            let mut arrived = Vec::new();
+            for (id, f) in following.iter_mut() {
+                match (f.departed, positions.contains_key(id)) {
+                    (None, true) => f.departed = Some(now),
+                    (Some(departed), false) => arrived.push((id.clone(), departed, f.stops)),
+                    _ => {}
+                }
+            }
+            for (id, departed, stops) in arrived {
+                following.remove(&id);
+                runs.retain(|r| r.vehicle != id);
+                (live.on_event)(LiveEvent::Arrived {
+                    id,
+                    t: now,
+                    departed,
+                    stops,
+                });
+            }
+            continue;
         }
         if expected == 0 || now >= config.max_end_s {
             break;
@@ -307,6 +503,64 @@ fn drive(config: &RunConfig, network: &Network, mut sumo: Traci) -> Result<RunRe
         result.decide_p99_us = decide[(decide.len() * 99 / 100).min(decide.len() - 1)];
     }
     Ok(result)
+}
+
+/// Adds a route and an emergency vehicle on it, leaving now at full speed.
+fn add_emergency(
+    sumo: &mut Traci,
+    network: &Network,
+    id: &str,
+    edges: &[String],
+) -> Result<Vec<citybrain_signals::EdgeId>, String> {
+    let route = edges
+        .iter()
+        .map(|e| {
+            network
+                .edge_by_name(e)
+                .ok_or_else(|| format!("unknown edge {e:?}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if route.is_empty() {
+        return Err("the route has no edges".into());
+    }
+    let route_id = format!("route_{id}");
+    let mut vehicle = Command::new(traci::CMD_SET_VEHICLE_VARIABLE)
+        .u8(traci::ADD_FULL)
+        .string(id)
+        .u8(traci::TYPE_COMPOUND)
+        .i32(14);
+    for value in [
+        route_id.as_str(),
+        "ambulance",
+        "now",
+        "best",
+        "base",
+        "max",
+        "current",
+        "max",
+        "current",
+        "",
+        "",
+        "",
+    ] {
+        vehicle = vehicle.typed_string(value);
+    }
+    vehicle = vehicle
+        .u8(traci::TYPE_INTEGER)
+        .i32(0)
+        .u8(traci::TYPE_INTEGER)
+        .i32(0);
+    let mut add_route = Command::new(traci::CMD_SET_ROUTE_VARIABLE)
+        .u8(traci::ADD)
+        .string(&route_id)
+        .u8(traci::TYPE_STRINGLIST)
+        .i32(edges.len() as i32);
+    for e in edges {
+        add_route = add_route.string(e);
+    }
+    sumo.send(&[add_route, vehicle])
+        .map_err(|e| e.to_string())?;
+    Ok(route)
 }
 
 fn observe(

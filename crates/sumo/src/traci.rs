@@ -14,6 +14,10 @@ pub const CMD_GETVERSION: u8 = 0x00;
 pub const CMD_SIMSTEP: u8 = 0x02;
 pub const CMD_CLOSE: u8 = 0x7f;
 pub const CMD_SET_TL_VARIABLE: u8 = 0xc2;
+pub const CMD_SET_VEHICLE_VARIABLE: u8 = 0xc4;
+pub const CMD_SET_ROUTE_VARIABLE: u8 = 0xc6;
+pub const ADD: u8 = 0x80;
+pub const ADD_FULL: u8 = 0x85;
 pub const CMD_SUBSCRIBE_VEHICLE_VARIABLE: u8 = 0xd4;
 pub const CMD_SUBSCRIBE_SIM_VARIABLE: u8 = 0xdb;
 pub const RESPONSE_SUBSCRIBE_VEHICLE_VARIABLE: u8 = 0xe4;
@@ -31,11 +35,11 @@ pub const VAR_MIN_EXPECTED_VEHICLES: u8 = 0x7d;
 
 const TYPE_UBYTE: u8 = 0x07;
 const TYPE_BYTE: u8 = 0x08;
-const TYPE_INTEGER: u8 = 0x09;
+pub const TYPE_INTEGER: u8 = 0x09;
 const TYPE_DOUBLE: u8 = 0x0b;
 const TYPE_STRING: u8 = 0x0c;
-const TYPE_STRINGLIST: u8 = 0x0e;
-const TYPE_COMPOUND: u8 = 0x0f;
+pub const TYPE_STRINGLIST: u8 = 0x0e;
+pub const TYPE_COMPOUND: u8 = 0x0f;
 const POSITION_2D: u8 = 0x01;
 const TYPE_COLOR: u8 = 0x11;
 

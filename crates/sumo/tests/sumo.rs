@@ -4,17 +4,12 @@
 //! max-pressure there too, and emergency runs cross every light without stopping.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use citybrain_signals::{PolicyKind, Timing};
 use citybrain_sumo::{RunConfig, RunResult, routes};
 
 fn venv() -> PathBuf {
-    let venv = std::env::var("CITYBRAIN_SUMO_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            Path::new(&std::env::var("HOME").unwrap()).join(".cache/citybrain-sumo/venv")
-        });
+    let venv = citybrain_sumo::scenario::venv();
     assert!(
         venv.join("bin/sumo").exists(),
         "SUMO is not installed at {}: run scripts/test (or scripts/install-sumo)",
@@ -25,58 +20,7 @@ fn venv() -> PathBuf {
 
 /// A 4×4 grid of signalised crossings (200 m blocks, two lanes) and ten minutes of trips.
 fn scenario(dir: &Path) -> (PathBuf, PathBuf) {
-    let venv = venv();
-    let net = dir.join("grid.net.xml");
-    let routes = dir.join("grid.rou.xml");
-    let ok = Command::new(venv.join("bin/netgenerate"))
-        .args(["--grid", "--grid.number", "4", "--grid.length", "200"])
-        .args(["--grid.attach-length", "150", "--default.lanenumber", "2"])
-        .args(["--tls.guess", "true", "--no-turnarounds", "true", "-o"])
-        .arg(&net)
-        .output()
-        .unwrap();
-    assert!(
-        ok.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ok.stderr)
-    );
-    let tools = std::fs::read_dir(venv.join("lib"))
-        .unwrap()
-        .flatten()
-        .map(|p| p.path().join("site-packages/sumo/tools/randomTrips.py"))
-        .find(|p| p.exists())
-        .expect("randomTrips.py in the venv");
-    let ok = Command::new(venv.join("bin/python"))
-        .arg(tools)
-        .arg("-n")
-        .arg(&net)
-        .arg("-r")
-        .arg(&routes)
-        .args(["--seed", "7", "--end", "600", "--period", "1.2"])
-        .args([
-            "--fringe-factor",
-            "20",
-            "--min-distance",
-            "500",
-            "--validate",
-        ])
-        .current_dir(dir)
-        .env(
-            "PATH",
-            format!(
-                "{}:{}",
-                venv.join("bin").display(),
-                std::env::var("PATH").unwrap()
-            ),
-        )
-        .output()
-        .unwrap();
-    assert!(
-        ok.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ok.stderr)
-    );
-    (net, routes)
+    citybrain_sumo::scenario::grid(&venv(), dir, 600).unwrap()
 }
 
 fn run(

@@ -1,0 +1,233 @@
+//! The live signal scene: citybrain's controller driving the city's signals, here a SUMO
+//! co-simulation standing in for the field (`citybrain up --signals-net ... --signals-routes
+//! ...`). Phase decisions land in `signals.decisions` with their reason, emergency runs in
+//! `signals.emergency_runs`; an emergency run is started by `POST /api/v1/signals/emergency`
+//! and its progress streams on the indices' event stream (`type: "emergency"`).
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, mpsc};
+
+use citybrain_core::Timestamp;
+use citybrain_hub::Hub;
+use citybrain_sumo::{LiveCommand, LiveEvent, RunConfig};
+use serde_json::json;
+use tokio::sync::broadcast;
+
+/// Dataset definitions the scene writes (created at start when missing).
+pub const DEFINITIONS: &[(&str, &str)] = &[
+    (
+        "signals.decisions.toml",
+        r#"name = "signals.decisions"
+owner = "transport"
+sharing = "unconditional"
+description = "Every phase change of the signal controller, with the reason it gave."
+event_time = "ts"
+
+[[fields]]
+name = "ts"
+type = "timestamp"
+
+[[fields]]
+name = "intersection"
+type = "string"
+
+[[fields]]
+name = "phase"
+type = "int"
+
+[[fields]]
+name = "reason"
+type = "string"
+"#,
+    ),
+    (
+        "signals.emergency_runs.toml",
+        r#"name = "signals.emergency_runs"
+owner = "transport"
+sharing = "unconditional"
+description = "Emergency runs (一键护航): route, departure, arrival and stops at signals."
+event_time = "arrived"
+
+[[fields]]
+name = "run_id"
+type = "string"
+
+[[fields]]
+name = "requested_by"
+type = "string"
+
+[[fields]]
+name = "route"
+type = "string"
+
+[[fields]]
+name = "departed"
+type = "timestamp"
+
+[[fields]]
+name = "arrived"
+type = "timestamp"
+
+[[fields]]
+name = "travel_s"
+type = "float"
+
+[[fields]]
+name = "stops"
+type = "int"
+"#,
+    ),
+];
+
+#[derive(Debug, Clone)]
+pub struct LiveSignals {
+    tx: mpsc::Sender<LiveCommand>,
+    stop: Arc<AtomicBool>,
+    thread: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
+    requested_by: Arc<Mutex<std::collections::HashMap<String, (String, String)>>>,
+    next_id: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl LiveSignals {
+    /// Starts SUMO under citybrain's controller on its own thread, `speed` simulated seconds
+    /// per second, from `start` (the wall-clock time of simulated second 0).
+    pub fn start(
+        hub: Arc<Hub>,
+        mut config: RunConfig,
+        speed: f64,
+        start: Timestamp,
+        events: broadcast::Sender<Arc<str>>,
+    ) -> std::io::Result<Self> {
+        // Emergency vehicles need their type in the simulation.
+        std::fs::create_dir_all(&config.out_dir)?;
+        let types: PathBuf = config.out_dir.join("ambulance.type.xml");
+        std::fs::write(&types, citybrain_sumo::routes::ambulances_xml(&[]))?;
+        config.routes.push(types);
+        let (tx, rx) = mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let requested_by: Arc<Mutex<std::collections::HashMap<String, (String, String)>>> =
+            Arc::default();
+        let (flag, who) = (stop.clone(), requested_by.clone());
+        let thread = std::thread::Builder::new()
+            .name("live-signals".into())
+            .spawn(move || {
+                let at = |t: u32| Timestamp(start.0 + i64::from(t) * 1_000_000);
+                let mut decisions = Vec::new();
+                let mut last_flush = 0;
+                let mut on_event = |event: LiveEvent| match event {
+                    LiveEvent::Decision {
+                        t,
+                        intersection,
+                        phase,
+                        reason,
+                    } => {
+                        decisions.push(
+                            json!({"ts": at(t).to_string(), "intersection": intersection,
+                                              "phase": phase, "reason": reason}),
+                        );
+                        if t >= last_flush + 5 {
+                            last_flush = t;
+                            crate::live::store(&hub, "signals.decisions", &decisions, &events);
+                            decisions.clear();
+                        }
+                    }
+                    LiveEvent::Progress {
+                        id,
+                        t,
+                        edge,
+                        speed,
+                        next_light,
+                        eta_s,
+                        stops,
+                    } => {
+                        let e = json!({"type": "emergency", "run_id": id, "ts": at(t).to_string(),
+                                       "state": "driving", "edge": edge, "speed": speed,
+                                       "next_light": next_light, "eta_s": eta_s, "stops": stops});
+                        let _ = events.send(e.to_string().into());
+                    }
+                    LiveEvent::Arrived {
+                        id,
+                        t,
+                        departed,
+                        stops,
+                    } => {
+                        let (by, route) = who
+                            .lock()
+                            .ok()
+                            .and_then(|m| m.get(&id).cloned())
+                            .unwrap_or_default();
+                        let row = json!({"run_id": id, "requested_by": by, "route": route,
+                                         "departed": at(departed).to_string(),
+                                         "arrived": at(t).to_string(),
+                                         "travel_s": f64::from(t - departed), "stops": stops});
+                        crate::live::store(
+                            &hub,
+                            "signals.emergency_runs",
+                            std::slice::from_ref(&row),
+                            &events,
+                        );
+                        let mut e = row;
+                        e["type"] = json!("emergency");
+                        e["state"] = json!("arrived");
+                        let _ = events.send(e.to_string().into());
+                    }
+                };
+                let live = citybrain_sumo::Live {
+                    inbox: &rx,
+                    on_event: &mut on_event,
+                    speed,
+                    stop: &flag,
+                };
+                if let Err(error) = citybrain_sumo::run_with(&config, Some(live)) {
+                    tracing::error!(message = "The live signal scene stopped.", %error);
+                }
+                crate::live::store(&hub, "signals.decisions", &decisions, &events);
+            })?;
+        Ok(Self {
+            tx,
+            stop,
+            thread: Arc::new(Mutex::new(Some(thread))),
+            requested_by,
+            next_id: Arc::default(),
+        })
+    }
+
+    /// Sends an emergency vehicle along `edges`; returns its run id once SUMO has taken it.
+    pub fn emergency(
+        &self,
+        edges: Vec<String>,
+        priority: u8,
+        requested_by: &str,
+    ) -> Result<String, String> {
+        let n = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = format!("emergency_{n}");
+        if let Ok(mut m) = self.requested_by.lock() {
+            m.insert(id.clone(), (requested_by.to_string(), edges.join(" ")));
+        }
+        let (reply, answer) = mpsc::channel();
+        self.tx
+            .send(LiveCommand::Emergency {
+                id: id.clone(),
+                edges,
+                priority,
+                reply,
+            })
+            .map_err(|_| "the signal scene has stopped".to_string())?;
+        answer
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .map_err(|_| "the signal scene did not answer".to_string())??;
+        Ok(id)
+    }
+
+    /// Stops the co-simulation and waits until SUMO has been closed (its trip file written).
+    pub fn stop(&self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let thread = self.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+    }
+}
