@@ -1204,9 +1204,12 @@ fn an_emergency_run_started_over_the_api_crosses_every_light_without_stopping() 
         "SELECT count(*) AS n FROM signals.decisions WHERE reason = 'emergency vehicle {run_id}'"
     ));
     assert!(reasons[0]["n"].as_i64().unwrap() > 0, "{reasons}");
-    let policy =
-        server.sql("SELECT count(*) AS n FROM signals.decisions WHERE reason LIKE 'policy:%'");
+    let policy = server.sql(
+        "SELECT count(*) AS n, min(length(state)) AS shortest FROM signals.decisions WHERE reason LIKE 'policy:%'",
+    );
     assert!(policy[0]["n"].as_i64().unwrap() > 10, "{policy}");
+    // Each decision names the state it shows, a signal for every link.
+    assert!(policy[0]["shortest"].as_i64().unwrap() >= 8, "{policy}");
     // The dispatch is a data call on record.
     let (status, text) = server.get(
         "/api/v1/datasets/signals.emergency_runs/audit",

@@ -21,7 +21,7 @@ pub const DEFINITIONS: &[(&str, &str)] = &[
         r#"name = "signals.decisions"
 owner = "transport"
 sharing = "unconditional"
-description = "Every phase change of the signal controller, with the reason it gave."
+description = "Every phase change of the signal controller: the phase, the signal state it shows (one character per link), and the reason it gave."
 event_time = "ts"
 
 [[fields]]
@@ -35,6 +35,10 @@ type = "string"
 [[fields]]
 name = "phase"
 type = "int"
+
+[[fields]]
+name = "state"
+type = "string"
 
 [[fields]]
 name = "reason"
@@ -120,12 +124,12 @@ impl LiveSignals {
                         t,
                         intersection,
                         phase,
+                        state,
                         reason,
                     } => {
-                        decisions.push(
-                            json!({"ts": at(t).to_string(), "intersection": intersection,
-                                              "phase": phase, "reason": reason}),
-                        );
+                        decisions.push(json!({"ts": at(t).to_string(),
+                            "intersection": intersection, "phase": phase, "state": state,
+                            "reason": reason}));
                         if t >= last_flush + 5 {
                             last_flush = t;
                             crate::live::store(&hub, "signals.decisions", &decisions, &events);

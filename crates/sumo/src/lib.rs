@@ -123,6 +123,8 @@ pub enum LiveEvent {
         t: u32,
         intersection: String,
         phase: usize,
+        /// The phase's signal state, one character per link (`G`, `g`, `r`).
+        state: String,
         reason: String,
     },
     /// An emergency vehicle's second: where it is, the next light and its arrival there.
@@ -393,6 +395,11 @@ fn drive(
                         t: now,
                         intersection: network.intersections[d.intersection].name.clone(),
                         phase: d.phase,
+                        state: network.intersections[d.intersection].phases[d.phase]
+                            .green
+                            .iter()
+                            .map(|g| g.unwrap_or('r'))
+                            .collect(),
                         reason: describe(&d.reason),
                     });
                 }
