@@ -14,6 +14,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 mod governance_cli;
 mod indices_cli;
 mod parking_cli;
+mod policy_cli;
 mod signals_cli;
 
 /// citybrain: a city's data hub, live indices and scenes, in one binary.
@@ -166,6 +167,11 @@ enum Command {
         #[command(subcommand)]
         command: ParkingCommand,
     },
+    /// Policy delivery (亲清在线): rules as code.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
     /// Signal control: citybrain's controller against fixed-time plans and max-pressure,
     /// in SUMO.
     Signals {
@@ -202,6 +208,13 @@ enum IndicesCommand {
         #[arg(long)]
         threads: Option<usize>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Loads policy files (a directory of .policy files, or one), type-checks them and runs
+    /// their in-file tests; every problem is printed as FILE:LINE:COL: message.
+    Check { path: PathBuf },
 }
 
 #[derive(Debug, Subcommand)]
@@ -597,6 +610,9 @@ fn run(cli: Cli) -> Result<()> {
                     per_lot,
                 },
         } => parking_cli::forecast_eval(&occupancy, warmup_days, per_lot),
+        Command::Policy {
+            command: PolicyCommand::Check { path },
+        } => policy_cli::check(&path),
         Command::Signals { command } => match command {
             SignalsCommand::Compare {
                 net,

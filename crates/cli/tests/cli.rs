@@ -1218,3 +1218,35 @@ fn an_emergency_run_started_over_the_api_crosses_every_light_without_stopping() 
     assert_eq!(status, 200, "{text}");
     assert!(text.contains("POST /api/v1/signals/emergency"), "{text}");
 }
+
+/// `citybrain policy check`: the shipped policies pass; a broken file fails with every
+/// problem named by file, line and column.
+#[test]
+fn policy_check_passes_the_shipped_policies_and_names_every_problem() {
+    let root = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
+    let policies = root.join("../rules/policies");
+    let out = Command::new(env!("CARGO_BIN_EXE_citybrain"))
+        .args(["policy", "check"])
+        .arg(&policies)
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{printed}");
+    assert!(printed.contains("0 problems") && printed.contains("0 failed"), "{printed}");
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.policy");
+    std::fs::write(
+        &bad,
+        "policy bad\ntitle \"B\"\ndepartment market\nbasis \"none\"\neffective 2025-01-01 to 2025-12-31\ninput paid: money\nclause early: paid < 2025-06-01\namount: paid * 10%\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_citybrain"))
+        .args(["policy", "check"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(printed.contains("bad.policy:7:20: cannot order money against date"), "{printed}");
+    assert!(printed.contains("bad.policy:8:14: the amount may fall between fen"), "{printed}");
+}

@@ -1,0 +1,337 @@
+//! The interpreter for one enterprise: the decision and its explanation (which clauses held,
+//! which failed and why, every amount along the way), for the enterprise-facing page and for
+//! auditors. Arithmetic is exact (rationals over i128); rounding happens only where the
+//! policy says.
+
+use std::collections::HashMap;
+
+use citybrain_core::{Date, Fen};
+
+use crate::syntax::{Expr, ExprKind, Lit, PolicyAst};
+
+/// An exact rational, denominator positive, reduced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ratio {
+    pub num: i128,
+    pub den: i128,
+}
+
+fn gcd(mut a: i128, mut b: i128) -> i128 {
+    a = a.abs();
+    b = b.abs();
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a.max(1)
+}
+
+impl Ratio {
+    pub fn new(num: i128, den: i128) -> Self {
+        let (num, den) = if den < 0 { (-num, -den) } else { (num, den) };
+        let g = gcd(num, den);
+        Self {
+            num: num / g,
+            den: den / g,
+        }
+    }
+    pub fn int(n: i128) -> Self {
+        Self { num: n, den: 1 }
+    }
+    fn add(self, o: Self) -> Self {
+        Self::new(self.num * o.den + o.num * self.den, self.den * o.den)
+    }
+    fn sub(self, o: Self) -> Self {
+        Self::new(self.num * o.den - o.num * self.den, self.den * o.den)
+    }
+    fn mul(self, o: Self) -> Self {
+        Self::new(self.num * o.num, self.den * o.den)
+    }
+    fn div(self, o: Self) -> Option<Self> {
+        (o.num != 0).then(|| Self::new(self.num * o.den, self.den * o.num))
+    }
+    fn cmp(self, o: Self) -> std::cmp::Ordering {
+        (self.num * o.den).cmp(&(o.num * self.den))
+    }
+    fn floor(self) -> i128 {
+        self.num.div_euclid(self.den)
+    }
+    fn round(self, how: &str) -> i128 {
+        let floor = self.floor();
+        let rest = self.sub(Self::int(floor));
+        match how {
+            "round_down" => floor,
+            "round_up" => floor + i128::from(rest.num != 0),
+            _ => match rest.cmp(Self::new(1, 2)) {
+                std::cmp::Ordering::Less => floor,
+                std::cmp::Ordering::Greater => floor + 1,
+                std::cmp::Ordering::Equal => floor + floor.rem_euclid(2),
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// Int, money (in fen) and rate alike: the checker has made sure they are not mixed up.
+    Num(Ratio),
+    Bool(bool),
+    Text(String),
+    Date(Date),
+}
+
+impl std::fmt::Display for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Num(r) if r.den == 1 => write!(f, "{}", r.num),
+            Self::Num(r) => write!(f, "{}/{}", r.num, r.den),
+            Self::Bool(b) => write!(f, "{b}"),
+            Self::Text(t) => write!(f, "{t:?}"),
+            Self::Date(d) => write!(f, "{d}"),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum EvalError {
+    #[error("no value for input {0}")]
+    MissingInput(String),
+    #[error("division by zero")]
+    DivisionByZero,
+    #[error("{0} has no value on {1}")]
+    NoParamValue(String, Date),
+}
+
+/// One clause's outcome, for the explanation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClauseOutcome {
+    pub name: String,
+    pub held: bool,
+    /// The names the clause reads and their values.
+    pub values: Vec<(String, String)>,
+}
+
+/// A decision with its explanation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub eligible: bool,
+    pub clauses: Vec<ClauseOutcome>,
+    /// The amount from the base rule, then the exception that overrode it, if any.
+    pub base_amount: Option<Fen>,
+    pub exception: Option<String>,
+    pub amount: Option<Fen>,
+}
+
+impl Decision {
+    pub fn failed(&self) -> impl Iterator<Item = &str> {
+        self.clauses
+            .iter()
+            .filter(|c| !c.held)
+            .map(|c| c.name.as_str())
+    }
+}
+
+struct Env<'a> {
+    values: HashMap<&'a str, Value>,
+}
+
+fn names_in<'a>(e: &'a Expr, out: &mut Vec<&'a str>) {
+    match &e.kind {
+        ExprKind::Name(n) => {
+            if !out.contains(&n.as_str()) {
+                out.push(n);
+            }
+        }
+        ExprKind::Lit(_) => {}
+        ExprKind::Unary(_, x) => names_in(x, out),
+        ExprKind::Binary(_, a, b) => {
+            names_in(a, out);
+            names_in(b, out);
+        }
+        ExprKind::Call(_, args) => args.iter().for_each(|a| names_in(a, out)),
+        ExprKind::If(c, a, b) => {
+            names_in(c, out);
+            names_in(a, out);
+            names_in(b, out);
+        }
+    }
+}
+
+impl Env<'_> {
+    fn eval(&self, e: &Expr) -> Result<Value, EvalError> {
+        use Value::*;
+        Ok(match &e.kind {
+            ExprKind::Lit(l) => match l {
+                Lit::Int(n) | Lit::Money(n) => Num(Ratio::int(*n)),
+                Lit::Rate(d) => Num(Ratio::new(d.num, 10i128.pow(d.scale))),
+                Lit::Bool(b) => Bool(*b),
+                Lit::Text(t) => Text(t.clone()),
+                Lit::Date(d) => Date(*d),
+            },
+            ExprKind::Name(n) => self
+                .values
+                .get(n.as_str())
+                .cloned()
+                .ok_or_else(|| EvalError::MissingInput(n.clone()))?,
+            ExprKind::Unary(op, x) => match (*op, self.eval(x)?) {
+                ("not", Bool(b)) => Bool(!b),
+                (_, Num(r)) => Num(Ratio::new(-r.num, r.den)),
+                (_, v) => v,
+            },
+            ExprKind::Binary(op, a, b) => {
+                if *op == "and" || *op == "or" {
+                    let a = self.eval(a)? == Bool(true);
+                    if (*op == "and" && !a) || (*op == "or" && a) {
+                        return Ok(Bool(a));
+                    }
+                    return Ok(Bool(self.eval(b)? == Bool(true)));
+                }
+                let (x, y) = (self.eval(a)?, self.eval(b)?);
+                let order = match (&x, &y) {
+                    (Num(p), Num(q)) => Some(p.cmp(*q)),
+                    (Date(p), Date(q)) => Some(p.cmp(q)),
+                    _ => None,
+                };
+                match *op {
+                    "==" => Bool(x == y),
+                    "!=" => Bool(x != y),
+                    "<" => Bool(order == Some(std::cmp::Ordering::Less)),
+                    "<=" => Bool(order.is_some_and(|o| o.is_le())),
+                    ">" => Bool(order == Some(std::cmp::Ordering::Greater)),
+                    ">=" => Bool(order.is_some_and(|o| o.is_ge())),
+                    _ => match (x, y) {
+                        (Num(p), Num(q)) => Num(match *op {
+                            "+" => p.add(q),
+                            "-" => p.sub(q),
+                            "*" => p.mul(q),
+                            _ => p.div(q).ok_or(EvalError::DivisionByZero)?,
+                        }),
+                        (Date(p), Date(q)) => Num(Ratio::int(i128::from(p.0 - q.0))),
+                        (Date(p), Num(q)) => {
+                            let days = q.floor() as i32;
+                            Date(citybrain_core::Date(if *op == "+" {
+                                p.0 + days
+                            } else {
+                                p.0 - days
+                            }))
+                        }
+                        (x, _) => x,
+                    },
+                }
+            }
+            ExprKind::Call(f, args) => {
+                let vals: Vec<Value> = args
+                    .iter()
+                    .map(|a| self.eval(a))
+                    .collect::<Result<_, _>>()?;
+                match f.as_str() {
+                    "min" | "max" => {
+                        let mut best = vals[0].clone();
+                        for v in &vals[1..] {
+                            if let (Num(b), Num(x)) = (&best, v) {
+                                let better = if f == "min" {
+                                    x.cmp(*b).is_lt()
+                                } else {
+                                    x.cmp(*b).is_gt()
+                                };
+                                if better {
+                                    best = v.clone();
+                                }
+                            }
+                        }
+                        best
+                    }
+                    how => match &vals[0] {
+                        Num(r) => Num(Ratio::int(r.round(how))),
+                        v => v.clone(),
+                    },
+                }
+            }
+            ExprKind::If(c, a, b) => {
+                if self.eval(c)? == Bool(true) {
+                    self.eval(a)?
+                } else {
+                    self.eval(b)?
+                }
+            }
+        })
+    }
+}
+
+fn fen(v: Value) -> Option<Fen> {
+    match v {
+        Value::Num(r) if r.den == 1 => i64::try_from(r.num).ok().map(Fen),
+        _ => None,
+    }
+}
+
+/// Decides for one enterprise (`facts`: input name → value) on `on`, explaining.
+pub fn decide(
+    policy: &PolicyAst,
+    facts: &HashMap<String, Value>,
+    on: Date,
+) -> Result<Decision, EvalError> {
+    let mut env = Env {
+        values: HashMap::new(),
+    };
+    for input in &policy.inputs {
+        let v = facts
+            .get(&input.name)
+            .cloned()
+            .ok_or_else(|| EvalError::MissingInput(input.name.clone()))?;
+        env.values.insert(&input.name, v);
+    }
+    for param in &policy.params {
+        let value = param
+            .values
+            .iter()
+            .rfind(|v| v.from.is_none_or(|d| d <= on))
+            .ok_or_else(|| EvalError::NoParamValue(param.name.clone(), on))?;
+        let v = env.eval(&value.value)?;
+        env.values.insert(&param.name, v);
+    }
+    let mut clauses = Vec::new();
+    for clause in &policy.clauses {
+        let held = env.eval(&clause.expr)? == Value::Bool(true);
+        let mut names = Vec::new();
+        names_in(&clause.expr, &mut names);
+        let values = names
+            .iter()
+            .filter_map(|n| env.values.get(n).map(|v| (n.to_string(), v.to_string())))
+            .collect();
+        env.values.insert(&clause.name, Value::Bool(held));
+        clauses.push(ClauseOutcome {
+            name: clause.name.clone(),
+            held,
+            values,
+        });
+    }
+    let eligible = clauses.iter().all(|c| c.held);
+    let mut decision = Decision {
+        eligible,
+        clauses,
+        base_amount: None,
+        exception: None,
+        amount: None,
+    };
+    if eligible && let Some(amount) = &policy.amount {
+        decision.base_amount = fen(env.eval(amount)?);
+        decision.amount = decision.base_amount;
+        // An exception overrides the base rule (the first that applies).
+        for ex in &policy.exceptions {
+            if env.eval(&ex.when)? == Value::Bool(true) {
+                decision.exception = Some(ex.name.clone());
+                decision.amount = fen(env.eval(&ex.amount)?);
+                break;
+            }
+        }
+    }
+    Ok(decision)
+}
+
+/// The value of a literal-only expression (test facts and expectations).
+pub fn constant(e: &Expr) -> Result<Value, EvalError> {
+    Env {
+        values: HashMap::new(),
+    }
+    .eval(e)
+}
