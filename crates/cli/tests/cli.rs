@@ -1232,7 +1232,10 @@ fn policy_check_passes_the_shipped_policies_and_names_every_problem() {
         .unwrap();
     let printed = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{printed}");
-    assert!(printed.contains("0 problems") && printed.contains("0 failed"), "{printed}");
+    assert!(
+        printed.contains("0 problems") && printed.contains("0 failed"),
+        "{printed}"
+    );
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.policy");
     std::fs::write(
@@ -1247,6 +1250,12 @@ fn policy_check_passes_the_shipped_policies_and_names_every_problem() {
         .unwrap();
     let printed = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success());
-    assert!(printed.contains("bad.policy:7:20: cannot order money against date"), "{printed}");
-    assert!(printed.contains("bad.policy:8:14: the amount may fall between fen"), "{printed}");
+    assert!(
+        printed.contains("bad.policy:7:20: cannot order money against date"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("bad.policy:8:14: the amount may fall between fen"),
+        "{printed}"
+    );
 }

@@ -26,42 +26,70 @@ fn gcd(mut a: i128, mut b: i128) -> i128 {
 }
 
 impl Ratio {
-    pub fn new(num: i128, den: i128) -> Self {
-        let (num, den) = if den < 0 { (-num, -den) } else { (num, den) };
+    /// `num / den` reduced; `None` for a zero denominator or on overflow.
+    pub fn checked(num: i128, den: i128) -> Option<Self> {
+        if den == 0 {
+            return None;
+        }
+        let (num, den) = if den < 0 {
+            (num.checked_neg()?, den.checked_neg()?)
+        } else {
+            (num, den)
+        };
         let g = gcd(num, den);
-        Self {
+        Some(Self {
             num: num / g,
             den: den / g,
-        }
+        })
     }
     pub fn int(n: i128) -> Self {
         Self { num: n, den: 1 }
     }
-    fn add(self, o: Self) -> Self {
-        Self::new(self.num * o.den + o.num * self.den, self.den * o.den)
+    // Every operation is checked: a value too large for exact arithmetic is an error,
+    // never a silently wrapped amount.
+    fn add(self, o: Self) -> Option<Self> {
+        let a = self.num.checked_mul(o.den)?;
+        let b = o.num.checked_mul(self.den)?;
+        Self::checked(a.checked_add(b)?, self.den.checked_mul(o.den)?)
     }
-    fn sub(self, o: Self) -> Self {
-        Self::new(self.num * o.den - o.num * self.den, self.den * o.den)
+    fn sub(self, o: Self) -> Option<Self> {
+        self.add(Self {
+            num: o.num.checked_neg()?,
+            den: o.den,
+        })
     }
-    fn mul(self, o: Self) -> Self {
-        Self::new(self.num * o.num, self.den * o.den)
+    fn mul(self, o: Self) -> Option<Self> {
+        // Cross-reduce first to keep the numbers small.
+        let g1 = gcd(self.num, o.den);
+        let g2 = gcd(o.num, self.den);
+        Self::checked(
+            (self.num / g1).checked_mul(o.num / g2)?,
+            (self.den / g2).checked_mul(o.den / g1)?,
+        )
     }
     fn div(self, o: Self) -> Option<Self> {
-        (o.num != 0).then(|| Self::new(self.num * o.den, self.den * o.num))
+        if o.num == 0 {
+            return None;
+        }
+        self.mul(Self::checked(o.den, o.num)?)
     }
     fn cmp(self, o: Self) -> std::cmp::Ordering {
-        (self.num * o.den).cmp(&(o.num * self.den))
+        match (self.num.checked_mul(o.den), o.num.checked_mul(self.den)) {
+            (Some(a), Some(b)) => a.cmp(&b),
+            // Too large to cross-multiply: compare as floats (only ever for huge values).
+            _ => (self.num as f64 / self.den as f64).total_cmp(&(o.num as f64 / o.den as f64)),
+        }
     }
     fn floor(self) -> i128 {
         self.num.div_euclid(self.den)
     }
     fn round(self, how: &str) -> i128 {
         let floor = self.floor();
-        let rest = self.sub(Self::int(floor));
+        let rest_num = self.num.rem_euclid(self.den);
         match how {
             "round_down" => floor,
-            "round_up" => floor + i128::from(rest.num != 0),
-            _ => match rest.cmp(Self::new(1, 2)) {
+            "round_up" => floor + i128::from(rest_num != 0),
+            _ => match (rest_num * 2).cmp(&self.den) {
                 std::cmp::Ordering::Less => floor,
                 std::cmp::Ordering::Greater => floor + 1,
                 std::cmp::Ordering::Equal => floor + floor.rem_euclid(2),
@@ -97,6 +125,8 @@ pub enum EvalError {
     MissingInput(String),
     #[error("division by zero")]
     DivisionByZero,
+    #[error("a value too large for exact arithmetic")]
+    Overflow,
     #[error("{0} has no value on {1}")]
     NoParamValue(String, Date),
 }
@@ -162,7 +192,11 @@ impl Env<'_> {
         Ok(match &e.kind {
             ExprKind::Lit(l) => match l {
                 Lit::Int(n) | Lit::Money(n) => Num(Ratio::int(*n)),
-                Lit::Rate(d) => Num(Ratio::new(d.num, 10i128.pow(d.scale))),
+                Lit::Rate(d) => Num(Ratio::checked(
+                    d.num,
+                    10i128.checked_pow(d.scale).ok_or(EvalError::Overflow)?,
+                )
+                .ok_or(EvalError::Overflow)?),
                 Lit::Bool(b) => Bool(*b),
                 Lit::Text(t) => Text(t.clone()),
                 Lit::Date(d) => Date(*d),
@@ -174,7 +208,10 @@ impl Env<'_> {
                 .ok_or_else(|| EvalError::MissingInput(n.clone()))?,
             ExprKind::Unary(op, x) => match (*op, self.eval(x)?) {
                 ("not", Bool(b)) => Bool(!b),
-                (_, Num(r)) => Num(Ratio::new(-r.num, r.den)),
+                (_, Num(r)) => Num(Ratio {
+                    num: r.num.checked_neg().ok_or(EvalError::Overflow)?,
+                    den: r.den,
+                }),
                 (_, v) => v,
             },
             ExprKind::Binary(op, a, b) => {
@@ -200,10 +237,11 @@ impl Env<'_> {
                     ">=" => Bool(order.is_some_and(|o| o.is_ge())),
                     _ => match (x, y) {
                         (Num(p), Num(q)) => Num(match *op {
-                            "+" => p.add(q),
-                            "-" => p.sub(q),
-                            "*" => p.mul(q),
-                            _ => p.div(q).ok_or(EvalError::DivisionByZero)?,
+                            "+" => p.add(q).ok_or(EvalError::Overflow)?,
+                            "-" => p.sub(q).ok_or(EvalError::Overflow)?,
+                            "*" => p.mul(q).ok_or(EvalError::Overflow)?,
+                            _ if q.num == 0 => return Err(EvalError::DivisionByZero),
+                            _ => p.div(q).ok_or(EvalError::Overflow)?,
                         }),
                         (Date(p), Date(q)) => Num(Ratio::int(i128::from(p.0 - q.0))),
                         (Date(p), Num(q)) => {
@@ -257,10 +295,12 @@ impl Env<'_> {
     }
 }
 
-fn fen(v: Value) -> Option<Fen> {
+fn fen(v: Value) -> Result<Option<Fen>, EvalError> {
     match v {
-        Value::Num(r) if r.den == 1 => i64::try_from(r.num).ok().map(Fen),
-        _ => None,
+        Value::Num(r) if r.den == 1 => i64::try_from(r.num)
+            .map(|n| Some(Fen(n)))
+            .map_err(|_| EvalError::Overflow),
+        _ => Ok(None),
     }
 }
 
@@ -314,13 +354,13 @@ pub fn decide(
         amount: None,
     };
     if eligible && let Some(amount) = &policy.amount {
-        decision.base_amount = fen(env.eval(amount)?);
+        decision.base_amount = fen(env.eval(amount)?)?;
         decision.amount = decision.base_amount;
         // An exception overrides the base rule (the first that applies).
         for ex in &policy.exceptions {
             if env.eval(&ex.when)? == Value::Bool(true) {
                 decision.exception = Some(ex.name.clone());
-                decision.amount = fen(env.eval(&ex.amount)?);
+                decision.amount = fen(env.eval(&ex.amount)?)?;
                 break;
             }
         }
@@ -334,4 +374,29 @@ pub fn constant(e: &Expr) -> Result<Value, EvalError> {
         values: HashMap::new(),
     }
     .eval(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounding_is_exact_and_as_named() {
+        let r = |n, d| Ratio::checked(n, d).unwrap();
+        assert_eq!(r(7, 2).round("round_down"), 3);
+        assert_eq!(r(7, 2).round("round_up"), 4);
+        assert_eq!(r(7, 2).round("round_half_even"), 4);
+        assert_eq!(r(5, 2).round("round_half_even"), 2);
+        assert_eq!(r(-7, 2).round("round_down"), -4);
+        assert_eq!(r(10, 5).round("round_up"), 2);
+        // 0.1 + 0.2 == 0.3 exactly.
+        assert_eq!(r(1, 10).add(r(2, 10)), Some(r(3, 10)));
+    }
+
+    #[test]
+    fn overflow_is_an_error_never_a_wrapped_amount() {
+        let big = Ratio::int(i128::MAX / 2);
+        assert_eq!(big.mul(Ratio::int(4)), None);
+        assert_eq!(big.add(big).and_then(|x| x.add(big)), None);
+    }
 }
