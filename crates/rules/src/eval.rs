@@ -83,6 +83,27 @@ impl Ratio {
     fn floor(self) -> i128 {
         self.num.div_euclid(self.den)
     }
+    pub(crate) fn add_checked(self, o: Self) -> Option<Self> {
+        self.add(o)
+    }
+    pub(crate) fn sub_checked(self, o: Self) -> Option<Self> {
+        self.sub(o)
+    }
+    pub(crate) fn mul_checked(self, o: Self) -> Option<Self> {
+        self.mul(o)
+    }
+    pub(crate) fn div_checked(self, o: Self) -> Option<Self> {
+        self.div(o)
+    }
+    pub(crate) fn cmp_exact(self, o: Self) -> std::cmp::Ordering {
+        self.cmp(o)
+    }
+    pub(crate) fn floor_exact(self) -> i128 {
+        self.floor()
+    }
+    pub(crate) fn round_as(self, how: &str) -> i128 {
+        self.round(how)
+    }
     fn round(self, how: &str) -> i128 {
         let floor = self.floor();
         let rest_num = self.num.rem_euclid(self.den);
@@ -119,7 +140,7 @@ impl std::fmt::Display for Value {
     }
 }
 
-#[derive(Debug, thiserror::Error, PartialEq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
 pub enum EvalError {
     #[error("no value for input {0}")]
     MissingInput(String),

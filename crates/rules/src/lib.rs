@@ -9,6 +9,7 @@
 //! itself clause by clause; an exception overrides the base amount when its condition holds
 //! (default logic, as in Catala). Tests live in the file. See docs/adr/2026-11-23-rule-language.md.
 
+pub mod batch;
 pub mod check;
 pub mod eval;
 pub mod syntax;
