@@ -192,12 +192,9 @@ impl<'a> Batch<'a> {
                                 .map(|(a, b)| Ratio::int(i128::from(a - b)))
                                 .collect(),
                         ),
-                        _ => Vals::Bool(
-                            p.iter()
-                                .zip(&q)
-                                .map(|(a, b)| order(op, a.cmp(b)))
-                                .collect(),
-                        ),
+                        _ => {
+                            Vals::Bool(p.iter().zip(&q).map(|(a, b)| order(op, a.cmp(b))).collect())
+                        }
                     },
                     (Vals::Date(p), Vals::Num(q)) => Vals::Date(
                         p.iter()

@@ -23,7 +23,8 @@ fn the_shipped_policies_check_and_pass_their_tests() {
         assert!(failures.is_empty(), "{}: {failures:?}", path.display());
         n += 1;
     }
-    assert!(n >= 3);
+    // The issue asks for at least twenty, each with tests.
+    assert!(n >= 20, "{n} policies");
 }
 
 #[test]
