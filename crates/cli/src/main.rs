@@ -215,6 +215,16 @@ enum PolicyCommand {
     /// Loads policy files (a directory of .policy files, or one), type-checks them and runs
     /// their in-file tests; every problem is printed as FILE:LINE:COL: message.
     Check { path: PathBuf },
+    /// One enterprise against every policy in a directory: eligible or not, clause by
+    /// clause with the values read, the amount and any exception. FACTS is a JSON object
+    /// of input values (money in yuan as strings, e.g. "1234.56"; dates YYYY-MM-DD).
+    Explain {
+        dir: PathBuf,
+        facts: PathBuf,
+        /// The day to decide on (default: each policy's first effective day).
+        #[arg(long)]
+        on: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -610,9 +620,12 @@ fn run(cli: Cli) -> Result<()> {
                     per_lot,
                 },
         } => parking_cli::forecast_eval(&occupancy, warmup_days, per_lot),
-        Command::Policy {
-            command: PolicyCommand::Check { path },
-        } => policy_cli::check(&path),
+        Command::Policy { command } => match command {
+            PolicyCommand::Check { path } => policy_cli::check(&path),
+            PolicyCommand::Explain { dir, facts, on } => {
+                policy_cli::explain(&dir, &facts, on.as_deref())
+            }
+        },
         Command::Signals { command } => match command {
             SignalsCommand::Compare {
                 net,

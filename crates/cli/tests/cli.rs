@@ -1259,3 +1259,60 @@ fn policy_check_passes_the_shipped_policies_and_names_every_problem() {
         "{printed}"
     );
 }
+
+/// `citybrain policy explain`: one enterprise against every shipped policy, clause by clause,
+/// amounts in yuan, exceptions named; a fact of the wrong type names the field.
+#[test]
+fn policy_explain_shows_each_decision_clause_by_clause() {
+    let root = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
+    let policies = root.join("../rules/policies");
+    let dir = tempfile::tempdir().unwrap();
+    let facts = dir.path().join("firm.json");
+    std::fs::write(
+        &facts,
+        r#"{"district": "西湖区", "employees": 48, "high_tech": true, "rd_expense": "1234567.89",
+            "industry": "tea", "tea_kg_from_farmers": 180000, "small_business": true,
+            "rent_paid": "240000.00", "tax_paid": "950000.00", "credit_rating": "A"}"#,
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_citybrain"))
+        .args(["policy", "explain"])
+        .arg(&policies)
+        .arg(&facts)
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{printed}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        printed.contains(
+            "✓ eligible: ¥185,185.18 (exception high_tech_rate; the base rule gave ¥123,456.78)"
+        ),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("✗ large_contributor: tax_paid = ¥950,000.00, threshold = ¥10,000,000.00"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("? not assessed: the facts lack"),
+        "{printed}"
+    );
+    assert!(printed.contains("20 policies: eligible for"), "{printed}");
+    std::fs::write(&facts, r#"{"district": "西湖区", "employees": "many"}"#).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_citybrain"))
+        .args(["policy", "explain"])
+        .arg(&policies)
+        .arg(&facts)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("employees: \"many\" is not a whole number"),
+        "{err}"
+    );
+}

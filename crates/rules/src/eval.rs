@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use citybrain_core::{Date, Fen};
 
-use crate::syntax::{Expr, ExprKind, Lit, PolicyAst};
+use crate::syntax::{Expr, ExprKind, Lit, PolicyAst, Type};
 
 /// An exact rational, denominator positive, reduced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -316,6 +316,38 @@ impl Env<'_> {
     }
 }
 
+/// Yuan with two decimals and thousands separators, e.g. `¥1,234,567.89`.
+pub fn yuan(f: Fen) -> String {
+    let (sign, abs) = if f.0 < 0 {
+        ("-", -(f.0 as i128))
+    } else {
+        ("", f.0 as i128)
+    };
+    let whole = (abs / 100).to_string();
+    let mut grouped = String::new();
+    for (i, c) in whole.chars().enumerate() {
+        if i > 0 && (whole.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(c);
+    }
+    format!("{sign}¥{grouped}.{:02}", abs % 100)
+}
+
+/// A value as an official reads it: money in yuan, rates in percent.
+fn show(v: &Value, ty: Option<Type>) -> String {
+    match (v, ty) {
+        (Value::Num(r), Some(Type::Money)) if r.den == 1 => {
+            i64::try_from(r.num).map_or_else(|_| v.to_string(), |n| yuan(Fen(n)))
+        }
+        (Value::Num(r), Some(Type::Rate)) => {
+            let pct = r.num as f64 * 100.0 / r.den as f64;
+            format!("{pct}%")
+        }
+        _ => v.to_string(),
+    }
+}
+
 fn fen(v: Value) -> Result<Option<Fen>, EvalError> {
     match v {
         Value::Num(r) if r.den == 1 => i64::try_from(r.num)
@@ -334,6 +366,12 @@ pub fn decide(
     let mut env = Env {
         values: HashMap::new(),
     };
+    let types: HashMap<&str, Type> = policy
+        .inputs
+        .iter()
+        .map(|i| (i.name.as_str(), i.ty))
+        .chain(policy.params.iter().map(|p| (p.name.as_str(), p.ty)))
+        .collect();
     for input in &policy.inputs {
         let v = facts
             .get(&input.name)
@@ -357,7 +395,11 @@ pub fn decide(
         names_in(&clause.expr, &mut names);
         let values = names
             .iter()
-            .filter_map(|n| env.values.get(n).map(|v| (n.to_string(), v.to_string())))
+            .filter_map(|n| {
+                env.values
+                    .get(n)
+                    .map(|v| (n.to_string(), show(v, types.get(n).copied())))
+            })
             .collect();
         env.values.insert(&clause.name, Value::Bool(held));
         clauses.push(ClauseOutcome {
@@ -412,6 +454,13 @@ mod tests {
         assert_eq!(r(10, 5).round("round_up"), 2);
         // 0.1 + 0.2 == 0.3 exactly.
         assert_eq!(r(1, 10).add(r(2, 10)), Some(r(3, 10)));
+    }
+
+    #[test]
+    fn yuan_reads_as_an_official_writes_it() {
+        assert_eq!(yuan(Fen(123_456_789)), "¥1,234,567.89");
+        assert_eq!(yuan(Fen(5)), "¥0.05");
+        assert_eq!(yuan(Fen(-100_000)), "-¥1,000.00");
     }
 
     #[test]

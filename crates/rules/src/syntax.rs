@@ -174,7 +174,8 @@ pub fn lex(text: &str, diags: &mut Vec<Diagnostic>) -> Vec<Token> {
     out
 }
 
-fn parse_decimal(word: &str) -> Option<Decimal> {
+/// Parses `123` or `123.45` exactly.
+pub fn parse_decimal(word: &str) -> Option<Decimal> {
     let (int, frac) = word.split_once('.').unwrap_or((word, ""));
     if int.is_empty()
         || !int.bytes().all(|b| b.is_ascii_digit())
