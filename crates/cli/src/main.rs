@@ -225,6 +225,28 @@ enum PolicyCommand {
         #[arg(long)]
         on: Option<String>,
     },
+    /// Every policy in DIR against every enterprise in TABLE (CSV: enterprise_id and the
+    /// facts), with the batch evaluator: per policy, how many qualify and how much they
+    /// would get, against its budget. (No payouts yet: this is a dry run.)
+    Run {
+        dir: PathBuf,
+        table: PathBuf,
+        /// Write the decisions to pay as NDJSON here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+    },
+    /// Writes a synthetic economy (678,000 enterprises at scale 1) as CSV, deterministic
+    /// for a seed.
+    GenEconomy {
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long, default_value_t = 1.0)]
+        scale: f64,
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -624,6 +646,15 @@ fn run(cli: Cli) -> Result<()> {
             PolicyCommand::Check { path } => policy_cli::check(&path),
             PolicyCommand::Explain { dir, facts, on } => {
                 policy_cli::explain(&dir, &facts, on.as_deref())
+            }
+            PolicyCommand::Run {
+                dir,
+                table,
+                out,
+                threads,
+            } => policy_cli::run(&dir, &table, out.as_deref(), threads),
+            PolicyCommand::GenEconomy { seed, scale, out } => {
+                policy_cli::gen_economy(seed, scale, &out)
             }
         },
         Command::Signals { command } => match command {

@@ -1316,3 +1316,79 @@ fn policy_explain_shows_each_decision_clause_by_clause() {
         "{err}"
     );
 }
+
+/// `citybrain policy gen-economy` and `policy run`: a deterministic economy, every shipped
+/// policy decided over it with the batch evaluator, the decisions written out and summed.
+#[test]
+fn policy_run_decides_every_policy_over_a_generated_economy() {
+    let root = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
+    let policies = root.join("../rules/policies");
+    let dir = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_citybrain");
+    let table = dir.path().join("economy.csv");
+    let again = dir.path().join("again.csv");
+    for path in [&table, &again] {
+        let out = Command::new(bin)
+            .args(["policy", "gen-economy", "--scale", "0.002", "--out"])
+            .arg(path)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+    }
+    // Deterministic for a seed.
+    assert_eq!(
+        std::fs::read(&table).unwrap(),
+        std::fs::read(&again).unwrap()
+    );
+    let decisions = dir.path().join("decisions.ndjson");
+    let out = Command::new(bin)
+        .args(["policy", "run"])
+        .arg(&policies)
+        .arg(&table)
+        .arg("--out")
+        .arg(&decisions)
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{printed}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        printed.contains("20 policies × 1356 enterprises"),
+        "{printed}"
+    );
+    // The summary's count of decisions to pay is the file's.
+    let written = std::fs::read_to_string(&decisions).unwrap().lines().count();
+    let summary = printed.lines().last().unwrap();
+    let counted: usize = summary
+        .split("enterprises: ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(written, counted, "{summary}");
+    assert!(counted > 100, "{summary}");
+    // A bad cell is named by row and column.
+    let text = std::fs::read_to_string(&table).unwrap();
+    let broken = text.replacen(",18,", ",eighteen,", 1);
+    assert_ne!(broken, text);
+    std::fs::write(&table, broken).unwrap();
+    let out = Command::new(bin)
+        .args(["policy", "run"])
+        .arg(&policies)
+        .arg(&table)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("is not a whole number"), "{err}");
+    assert!(
+        err.contains(", employees:") || err.contains(", trainees:") || err.contains(", laid_off:"),
+        "{err}"
+    );
+}

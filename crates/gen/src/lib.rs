@@ -7,6 +7,7 @@
 //! Later scenes add their datasets as further `write_*` steps (parking lots and sessions,
 //! enterprises, residents, hospitals) called from [`generate`].
 
+pub mod economy;
 pub mod network;
 pub mod parking;
 mod rng;
