@@ -362,8 +362,8 @@ pub fn run(dir: &Path, table: &Path, out: Option<&Path>, threads: usize) -> Resu
     };
     let mut decide_time = std::time::Duration::ZERO;
     println!(
-        "{:<26} {:>10} {:>18} {:>18}  errors",
-        "policy", "eligible", "total", "budget"
+        "{:<26} {:>10} {:>20} {:>20} {:>18}  errors",
+        "policy", "eligible", "qualified for", "paid", "budget"
     );
     let (mut all_eligible, mut all_total) = (0u64, 0i64);
     for (_, policy) in &policies {
@@ -376,23 +376,12 @@ pub fn run(dir: &Path, table: &Path, out: Option<&Path>, threads: usize) -> Resu
         let t = std::time::Instant::now();
         let outcomes = decide_all(ast, &columns, on, threads)?;
         decide_time += t.elapsed();
-        let (mut eligible, mut total, mut errors) = (0u64, 0i64, 0u64);
+        let (mut claims, mut rows_paid, mut errors) = (Vec::new(), Vec::new(), 0u64);
         for (i, o) in outcomes.iter().enumerate() {
             match o {
                 Ok(o) if o.eligible => {
-                    eligible += 1;
-                    total += o.amount.map_or(0, |f| f.0);
-                    if let Some(w) = sink.as_mut() {
-                        std::io::Write::write_fmt(
-                            w,
-                            format_args!(
-                                "{{\"enterprise_id\":{},\"policy\":\"{}\",\"amount_fen\":{}}}\n",
-                                raw[ids_at][i],
-                                ast.id,
-                                o.amount.map_or(0, |f| f.0)
-                            ),
-                        )?;
-                    }
+                    claims.push(o.amount.unwrap_or(citybrain_core::Fen(0)));
+                    rows_paid.push(i);
                 }
                 Ok(_) => {}
                 Err(_) => errors += 1,
@@ -406,20 +395,42 @@ pub fn run(dir: &Path, table: &Path, out: Option<&Path>, threads: usize) -> Resu
                 citybrain_rules::Value::Num(r) if r.den == 1 => i64::try_from(r.num).ok(),
                 _ => None,
             });
+        // Rows are in application order: the table's order.
+        let paid = match budget {
+            Some(b) => {
+                citybrain_rules::budget::allocate(&claims, citybrain_core::Fen(b), ast.budget_rule)
+            }
+            None => claims.clone(),
+        };
+        let eligible = claims.len() as u64;
+        let asked: i64 = claims.iter().map(|c| c.0).sum();
+        let total: i64 = paid.iter().map(|c| c.0).sum();
+        if let Some(w) = sink.as_mut() {
+            for ((row, claim), pay) in rows_paid.iter().zip(&claims).zip(&paid) {
+                std::io::Write::write_fmt(
+                    w,
+                    format_args!(
+                        "{{\"enterprise_id\":{},\"policy\":\"{}\",\"qualified_fen\":{},\"paid_fen\":{}}}\n",
+                        raw[ids_at][*row], ast.id, claim.0, pay.0
+                    ),
+                )?;
+            }
+        }
         println!(
-            "{:<26} {:>10} {:>18} {:>18}  {}{}",
+            "{:<26} {:>10} {:>20} {:>20} {:>18}  {}",
             ast.id,
             eligible,
+            citybrain_rules::eval::yuan(citybrain_core::Fen(asked)),
             citybrain_rules::eval::yuan(citybrain_core::Fen(total)),
-            budget.map_or("-".to_string(), |b| citybrain_rules::eval::yuan(
-                citybrain_core::Fen(b)
+            budget.map_or("-".to_string(), |b| format!(
+                "{} {}",
+                citybrain_rules::eval::yuan(citybrain_core::Fen(b)),
+                match ast.budget_rule {
+                    citybrain_rules::syntax::BudgetRule::ProRata => "pro rata",
+                    citybrain_rules::syntax::BudgetRule::FirstCome => "first come",
+                }
             )),
             errors,
-            if budget.is_some_and(|b| total > b) {
-                "  over budget"
-            } else {
-                ""
-            }
         );
         all_eligible += eligible;
         all_total += total;

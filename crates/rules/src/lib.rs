@@ -10,6 +10,7 @@
 //! (default logic, as in Catala). Tests live in the file. See docs/adr/2026-11-23-rule-language.md.
 
 pub mod batch;
+pub mod budget;
 pub mod check;
 pub mod eval;
 pub mod syntax;

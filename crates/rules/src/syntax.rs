@@ -312,6 +312,16 @@ pub struct Test {
     pub pos: Pos,
 }
 
+/// How a budget is shared when the eligible amounts exceed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BudgetRule {
+    /// Every amount scaled down alike, to the fen, so the budget is paid out exactly.
+    #[default]
+    ProRata,
+    /// In order of application: in full while the budget lasts.
+    FirstCome,
+}
+
 /// A policy as written.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct PolicyAst {
@@ -321,6 +331,8 @@ pub struct PolicyAst {
     pub basis: String,
     pub effective: Option<(Date, Date)>,
     pub budget: Option<Expr>,
+    /// How the budget is shared when the eligible amounts exceed it.
+    pub budget_rule: BudgetRule,
     pub inputs: Vec<Input>,
     pub params: Vec<Param>,
     pub clauses: Vec<Clause>,
@@ -620,7 +632,18 @@ impl Parser<'_> {
                 let to = self.date()?;
                 p.effective = Some((from, to));
             }
-            "budget" => p.budget = Some(self.expr()?),
+            "budget" => {
+                p.budget = Some(self.expr()?);
+                if self.is_word("pro_rata") {
+                    self.bump();
+                    p.budget_rule = BudgetRule::ProRata;
+                } else if self.is_word("first_come") {
+                    self.bump();
+                    p.budget_rule = BudgetRule::FirstCome;
+                } else if !matches!(self.peek(), Tok::Newline) {
+                    return self.error("after the budget: pro_rata or first_come (how it is shared when claims exceed it)");
+                }
+            }
             "input" => {
                 let name = self.ident("the input's name")?;
                 self.expect_sym(":")?;

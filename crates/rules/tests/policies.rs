@@ -113,3 +113,23 @@ test "wrong"
         "{failures:?}"
     );
 }
+
+#[test]
+fn a_budget_says_how_it_is_shared() {
+    let head = "policy p\ntitle \"P\"\ndepartment market\nbasis \"none\"\neffective 2025-01-01 to 2025-12-31\ninput paid: money\namount: paid\n";
+    for (rule, want) in [
+        ("pro_rata", citybrain_rules::syntax::BudgetRule::ProRata),
+        ("first_come", citybrain_rules::syntax::BudgetRule::FirstCome),
+        ("", citybrain_rules::syntax::BudgetRule::ProRata),
+    ] {
+        let p = load(&format!("{head}budget 100.00 yuan {rule}\n")).unwrap();
+        assert_eq!(p.ast.budget_rule, want);
+    }
+    let diags = load(&format!("{head}budget 100.00 yuan sideways\n")).unwrap_err();
+    assert!(
+        diags
+            .iter()
+            .any(|d| d.message.contains("pro_rata or first_come")),
+        "{diags:?}"
+    );
+}
