@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use citybrain_core::Fen;
 
-use crate::eval::{EvalError, Ratio};
+use crate::eval::{EvalError, Ratio, param_on};
 use crate::syntax::{Expr, ExprKind, Lit, PolicyAst};
 
 /// A column of input values, one per enterprise.
@@ -348,11 +348,7 @@ fn run_chunk(
     }
     let mut err: Errors = vec![None; rows];
     for param in &policy.params {
-        let value = param
-            .values
-            .iter()
-            .rfind(|v| v.from.is_none_or(|d| d <= on))
-            .ok_or_else(|| EvalError::NoParamValue(param.name.clone(), on))?;
+        let value = param_on(param, on)?;
         let col = batch.eval(&value.value);
         // The interpreter computes every parameter first: an error there is every row's.
         err = merge(&err, &col.err);

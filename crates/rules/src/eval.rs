@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use citybrain_core::{Date, Fen};
 
-use crate::syntax::{Expr, ExprKind, Lit, PolicyAst, Type};
+use crate::syntax::{Expr, ExprKind, Lit, Param, ParamValue, PolicyAst, Type};
 
 /// An exact rational, denominator positive, reduced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -357,6 +357,15 @@ fn fen(v: Value) -> Result<Option<Fen>, EvalError> {
     }
 }
 
+/// The value a parameter has on `on`: its latest dated value from on or before that day.
+pub(crate) fn param_on(param: &Param, on: Date) -> Result<&ParamValue, EvalError> {
+    param
+        .values
+        .iter()
+        .rfind(|v| v.from.is_none_or(|d| d <= on))
+        .ok_or_else(|| EvalError::NoParamValue(param.name.clone(), on))
+}
+
 /// Decides for one enterprise (`facts`: input name → value) on `on`, explaining.
 pub fn decide(
     policy: &PolicyAst,
@@ -380,11 +389,7 @@ pub fn decide(
         env.values.insert(&input.name, v);
     }
     for param in &policy.params {
-        let value = param
-            .values
-            .iter()
-            .rfind(|v| v.from.is_none_or(|d| d <= on))
-            .ok_or_else(|| EvalError::NoParamValue(param.name.clone(), on))?;
+        let value = param_on(param, on)?;
         let v = env.eval(&value.value)?;
         env.values.insert(&param.name, v);
     }

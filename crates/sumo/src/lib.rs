@@ -13,7 +13,7 @@ pub mod scenario;
 pub mod traci;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command as Process, Stdio};
 use std::time::{Duration, Instant};
 
@@ -606,20 +606,4 @@ fn observe(
             },
         );
     }
-}
-
-/// The bundled scenario's files, if `dir` holds a SUMO network and one route file.
-pub fn find_scenario(dir: &Path) -> Option<(PathBuf, PathBuf)> {
-    let mut net = None;
-    let mut rou = None;
-    for e in std::fs::read_dir(dir).ok()?.flatten() {
-        let p = e.path();
-        let name = p.file_name()?.to_string_lossy().to_string();
-        if name.ends_with(".net.xml") {
-            net = Some(p);
-        } else if name.ends_with(".rou.xml") {
-            rou = Some(p);
-        }
-    }
-    Some((net?, rou?))
 }
