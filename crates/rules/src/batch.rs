@@ -27,7 +27,10 @@ pub enum Column {
 }
 
 impl Column {
-    fn len(&self) -> usize {
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    pub fn len(&self) -> usize {
         match self {
             Self::Int(v) | Self::Money(v) => v.len(),
             Self::Rate(v) => v.len(),

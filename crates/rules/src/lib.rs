@@ -13,6 +13,7 @@ pub mod batch;
 pub mod budget;
 pub mod check;
 pub mod eval;
+pub mod fast;
 pub mod syntax;
 
 use std::collections::HashMap;

@@ -1,12 +1,14 @@
 //! The two evaluators agree exactly: random well-typed rules over random enterprises, every
 //! decision (eligibility, amount to the fen, or the error) the same from the interpreter and
-//! from the batch evaluator on two threads.
+//! from the batch evaluator on two threads, and from the fast evaluator (fixed-point, in
+//! blocks, with the interpreter for the rows it flags).
 
 use std::collections::HashMap;
 
 use citybrain_core::Date;
 use citybrain_rules::batch::{Column, Outcome, decide_all};
 use citybrain_rules::eval::{Ratio, Value};
+use citybrain_rules::fast;
 use citybrain_rules::syntax::{
     Clause, Decimal, Exception, Expr, ExprKind, Input, Lit, PolicyAst, Pos, Type,
 };
@@ -202,7 +204,9 @@ fn policy(r: &mut Rng) -> PolicyAst {
 #[test]
 fn the_interpreter_and_the_batch_evaluator_agree_on_every_decision() {
     let mut r = Rng(0x9e37_79b9_7f4a_7c15);
-    let rows = 400;
+    // More than one block of the fast evaluator, the last one partial.
+    let rows = fast::BLOCK + 300;
+    let mut compiled = 0;
     let (mut decisions, mut eligible, mut errors) = (0, 0, 0);
     for _ in 0..150 {
         let p = policy(&mut r);
@@ -258,6 +262,15 @@ fn the_interpreter_and_the_batch_evaluator_agree_on_every_decision() {
         );
         let on = Date(19_500);
         let batch = decide_all(&p, &columns, on, 2).unwrap();
+        let table = fast::Table::from_columns(&columns).unwrap();
+        let plan = fast::Plan::new([(&p, on)], &table);
+        compiled += usize::from(plan.not_compiled().is_empty());
+        let mut quick: Vec<_> = fast::run(&plan, &table, 2, fast::Collect::default)
+            .into_iter()
+            .flat_map(|c| c.decisions)
+            .collect();
+        quick.sort_by_key(|d| d.1);
+        assert_eq!(quick.len(), rows);
         for (i, got) in batch.iter().enumerate() {
             let mut facts = HashMap::new();
             for (k, c) in &columns {
@@ -275,6 +288,12 @@ fn the_interpreter_and_the_batch_evaluator_agree_on_every_decision() {
                 amount: d.amount,
             });
             assert_eq!(got, &want, "row {i} of rule {p:#?}");
+            assert_eq!(
+                quick[i].2,
+                want,
+                "fast evaluator, row {i} of rule {p:#?} ({:?})",
+                plan.not_compiled()
+            );
             decisions += 1;
             match want {
                 Ok(o) if o.eligible => eligible += 1,
@@ -283,6 +302,8 @@ fn the_interpreter_and_the_batch_evaluator_agree_on_every_decision() {
             }
         }
     }
+    // The fast evaluator compiled the rules itself (rather than handing them on).
+    assert!(compiled >= 140, "only {compiled} of 150 rules compiled");
     // The generator exercised all three outcomes.
     assert!(eligible > decisions / 20, "{eligible} of {decisions}");
     assert!(decisions - eligible - errors > decisions / 20);

@@ -133,3 +133,58 @@ fn a_budget_says_how_it_is_shared() {
         "{diags:?}"
     );
 }
+
+#[test]
+fn the_shipped_policies_compile_for_the_fast_evaluator_and_decide_their_tests_alike() {
+    use citybrain_rules::Value;
+    use citybrain_rules::batch::Outcome;
+    use citybrain_rules::fast::{Collect, Plan, Table, run};
+    use citybrain_rules::syntax::Type;
+    let mut checked = 0;
+    for entry in std::fs::read_dir(policies_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "policy") {
+            continue;
+        }
+        let policy = load(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let ast = &policy.ast;
+        for test in &ast.tests {
+            // Each test's facts as a one-row table.
+            let mut table = Table::new(1);
+            let mut facts = std::collections::HashMap::new();
+            for (name, expr) in &test.given {
+                let v = citybrain_rules::eval::constant(expr).unwrap();
+                let ty = ast.inputs.iter().find(|i| &i.name == name).unwrap().ty;
+                match (&v, ty) {
+                    (Value::Num(r), Type::Int) => table.add_int(name, vec![r.num as i64]),
+                    (Value::Num(r), Type::Rate) => table.add_rate(name, vec![*r]),
+                    (Value::Num(r), _) => table.add_money(name, vec![r.num as i64]),
+                    (Value::Bool(b), _) => table.add_bool(name, vec![*b]),
+                    (Value::Text(t), _) => table.add_text(name, std::slice::from_ref(t)),
+                    (Value::Date(d), _) => table.add_date(name, vec![d.0]),
+                }
+                .unwrap();
+                facts.insert(name.clone(), v);
+            }
+            let on = test.on.or(ast.effective.map(|e| e.0)).unwrap();
+            let plan = Plan::new([(ast, on)], &table);
+            assert!(
+                plan.not_compiled().is_empty(),
+                "{}: {:?}",
+                path.display(),
+                plan.not_compiled()
+            );
+            let got = run(&plan, &table, 1, Collect::default)
+                .pop()
+                .unwrap()
+                .decisions;
+            let want = citybrain_rules::decide(ast, &facts, on).map(|d| Outcome {
+                eligible: d.eligible,
+                amount: d.amount,
+            });
+            assert_eq!(got[0].2, want, "{} test {:?}", path.display(), test.name);
+            checked += 1;
+        }
+    }
+    assert!(checked >= 60, "{checked} tests");
+}

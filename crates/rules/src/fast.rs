@@ -1,0 +1,1609 @@
+//! The fast evaluator: many policies over a whole economy in one pass, for matching runs.
+//!
+//! Three ideas make it fast without giving up a single fen:
+//! - **Fixed-point integers.** Every number a policy computes without dividing is a decimal:
+//!   fen, counts, rates such as `5.5%`. Each expression node gets a scale when compiled
+//!   (`5.5%` is 55 at scale 3, fen times a rate at scale 2 is fen at scale 2), so a row's
+//!   value is one `i64` and add, multiply and compare are plain checked integer operations.
+//!   A division is kept as a fraction and only ever compared (by cross-multiplying, with the
+//!   divisor's sign) or rounded, so it stays exact too.
+//! - **Blocks that stay in cache.** Rows are taken 1,024 at a time and every policy runs over
+//!   the block before the next one, so the columns a block needs are read from memory once
+//!   for all policies. A clause that cannot fail is skipped for a block where no row is still
+//!   eligible, and so is the amount.
+//! - **The exact evaluator decides the hard rows.** Any row where a fixed-point step would
+//!   overflow, or a divisor is zero, is flagged instead of guessed; `and`, `or` and `if` keep
+//!   a flag only on the branch a row takes, as the interpreter's short-circuits do. Flagged
+//!   rows are decided by the interpreter ([`crate::eval::decide`]) one by one, and a policy the
+//!   compiler does not handle runs through the batch evaluator. Either way the result is
+//!   the interpreter's, exactly; a property test checks it on random rules and tables.
+//!
+//! Text columns are dictionary codes, so comparing a district is comparing integers.
+
+use std::collections::HashMap;
+
+use citybrain_core::{Date, Fen};
+
+use crate::batch::{Column, Outcome};
+use crate::eval::{self, EvalError, Ratio, Value};
+use crate::syntax::{Expr, ExprKind, Lit, PolicyAst, Type};
+
+/// Rows per block: a few columns of a block fit in the first-level cache.
+pub const BLOCK: usize = 1024;
+/// The largest scale a fixed-point value may have (10^18 fits an i64).
+const MAX_SCALE: u32 = 18;
+/// Rate columns are stored at this scale when every value is a decimal that fits it.
+const RATE_SCALE: u32 = 9;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ColKind {
+    Int,
+    Money,
+    Rate,
+    Bool,
+    Date,
+    Text,
+}
+
+#[derive(Debug, Clone)]
+struct TCol {
+    kind: ColKind,
+    /// Decimal scale (rates only; everything else is whole).
+    scale: u32,
+    vals: Vec<i64>,
+    /// Rates that are not decimals at [`RATE_SCALE`] keep their exact values (rare): policies
+    /// that read them go through the batch evaluator.
+    exact: Option<Vec<Ratio>>,
+}
+
+/// The enterprises as typed integer columns (text dictionary-encoded).
+#[derive(Debug, Clone, Default)]
+pub struct Table {
+    rows: usize,
+    cols: Vec<TCol>,
+    index: HashMap<String, usize>,
+    codes: HashMap<String, i64>,
+    words: Vec<String>,
+}
+
+/// A column whose length differs from the table's.
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+#[error("column {name} has {got} rows, the table has {want}")]
+pub struct LengthMismatch {
+    pub name: String,
+    pub got: usize,
+    pub want: usize,
+}
+
+impl Table {
+    pub fn new(rows: usize) -> Self {
+        Self {
+            rows,
+            ..Self::default()
+        }
+    }
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+    /// The text values, in code order.
+    pub fn words(&self) -> &[String] {
+        &self.words
+    }
+
+    fn push(&mut self, name: &str, col: TCol) -> Result<(), LengthMismatch> {
+        let got = col.vals.len();
+        if got != self.rows {
+            return Err(LengthMismatch {
+                name: name.into(),
+                got,
+                want: self.rows,
+            });
+        }
+        self.index.insert(name.into(), self.cols.len());
+        self.cols.push(col);
+        Ok(())
+    }
+
+    fn plain(kind: ColKind, vals: Vec<i64>) -> TCol {
+        TCol {
+            kind,
+            scale: 0,
+            vals,
+            exact: None,
+        }
+    }
+
+    /// The code of a text value (new values get the next code).
+    pub fn code(&mut self, word: &str) -> i64 {
+        if let Some(c) = self.codes.get(word) {
+            return *c;
+        }
+        let c = self.words.len() as i64;
+        self.codes.insert(word.to_string(), c);
+        self.words.push(word.to_string());
+        c
+    }
+
+    pub fn add_int(&mut self, name: &str, vals: Vec<i64>) -> Result<(), LengthMismatch> {
+        self.push(name, Self::plain(ColKind::Int, vals))
+    }
+    /// Money in fen.
+    pub fn add_money(&mut self, name: &str, vals: Vec<i64>) -> Result<(), LengthMismatch> {
+        self.push(name, Self::plain(ColKind::Money, vals))
+    }
+    pub fn add_bool(&mut self, name: &str, vals: Vec<bool>) -> Result<(), LengthMismatch> {
+        let v = vals.into_iter().map(i64::from).collect();
+        self.push(name, Self::plain(ColKind::Bool, v))
+    }
+    /// Days since 1970-01-01.
+    pub fn add_date(&mut self, name: &str, vals: Vec<i32>) -> Result<(), LengthMismatch> {
+        let v = vals.into_iter().map(i64::from).collect();
+        self.push(name, Self::plain(ColKind::Date, v))
+    }
+    /// Text already encoded with [`Table::code`].
+    pub fn add_text_codes(&mut self, name: &str, codes: Vec<i64>) -> Result<(), LengthMismatch> {
+        self.push(name, Self::plain(ColKind::Text, codes))
+    }
+    pub fn add_text(&mut self, name: &str, vals: &[String]) -> Result<(), LengthMismatch> {
+        let codes = vals.iter().map(|w| self.code(w)).collect();
+        self.add_text_codes(name, codes)
+    }
+    pub fn add_rate(&mut self, name: &str, vals: Vec<Ratio>) -> Result<(), LengthMismatch> {
+        let p = 10i128.pow(RATE_SCALE);
+        let fixed: Option<Vec<i64>> = vals
+            .iter()
+            .map(|r| {
+                let scaled = r.num.checked_mul(p)?;
+                (scaled % r.den == 0)
+                    .then(|| i64::try_from(scaled / r.den).ok())
+                    .flatten()
+            })
+            .collect();
+        let col = match fixed {
+            Some(v) => TCol {
+                kind: ColKind::Rate,
+                scale: RATE_SCALE,
+                vals: v,
+                exact: None,
+            },
+            None => TCol {
+                kind: ColKind::Rate,
+                scale: RATE_SCALE,
+                vals: vec![0; vals.len()],
+                exact: Some(vals),
+            },
+        };
+        self.push(name, col)
+    }
+
+    /// A table from the batch evaluator's columns.
+    pub fn from_columns(columns: &HashMap<String, Column>) -> Result<Self, LengthMismatch> {
+        let rows = columns.values().next().map_or(0, Column::len);
+        let mut t = Self::new(rows);
+        let mut names: Vec<&String> = columns.keys().collect();
+        names.sort();
+        for name in names {
+            match &columns[name] {
+                Column::Int(v) => t.add_int(name, v.clone())?,
+                Column::Money(v) => t.add_money(name, v.clone())?,
+                Column::Rate(v) => t.add_rate(name, v.clone())?,
+                Column::Bool(v) => t.add_bool(name, v.clone())?,
+                Column::Text(v) => t.add_text(name, v)?,
+                Column::Date(v) => t.add_date(name, v.clone())?,
+            }
+        }
+        Ok(t)
+    }
+
+    /// One row's value of a column, as the interpreter takes it.
+    fn value(&self, col: usize, row: usize) -> Value {
+        let c = &self.cols[col];
+        let v = c.vals[row];
+        match c.kind {
+            ColKind::Int | ColKind::Money => Value::Num(Ratio::int(i128::from(v))),
+            ColKind::Rate => match &c.exact {
+                Some(e) => Value::Num(e[row]),
+                None => Value::Num(
+                    Ratio::checked(i128::from(v), 10i128.pow(c.scale)).unwrap_or(Ratio::int(0)),
+                ),
+            },
+            ColKind::Bool => Value::Bool(v != 0),
+            ColKind::Date => Value::Date(Date(v as i32)),
+            ColKind::Text => Value::Text(self.words[v as usize].clone()),
+        }
+    }
+
+    /// Rows `from..to` of some columns, for the batch evaluator.
+    fn slice(&self, names: &[(String, usize)], from: usize, to: usize) -> HashMap<String, Column> {
+        names
+            .iter()
+            .map(|(name, i)| {
+                let c = &self.cols[*i];
+                let v = &c.vals[from..to];
+                let col = match c.kind {
+                    ColKind::Int => Column::Int(v.to_vec()),
+                    ColKind::Money => Column::Money(v.to_vec()),
+                    ColKind::Rate => Column::Rate(
+                        (from..to)
+                            .map(|r| match self.value(*i, r) {
+                                Value::Num(x) => x,
+                                _ => Ratio::int(0),
+                            })
+                            .collect(),
+                    ),
+                    ColKind::Bool => Column::Bool(v.iter().map(|x| *x != 0).collect()),
+                    ColKind::Date => Column::Date(v.iter().map(|x| *x as i32).collect()),
+                    ColKind::Text => {
+                        Column::Text(v.iter().map(|x| self.words[*x as usize].clone()).collect())
+                    }
+                };
+                (name.clone(), col)
+            })
+            .collect()
+    }
+}
+
+// ---- Compiling --------------------------------------------------------------------------
+
+/// What a compiled node yields per row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum K {
+    /// A decimal: the integer is the value times 10^scale.
+    Num(u32),
+    /// A quotient of two decimals (only compared or rounded).
+    Frac(u32, u32),
+    Bool,
+    Date,
+    Text,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cmp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+impl Cmp {
+    fn parse(op: &str) -> Option<Self> {
+        Some(match op {
+            "==" => Self::Eq,
+            "!=" => Self::Ne,
+            "<" => Self::Lt,
+            "<=" => Self::Le,
+            ">" => Self::Gt,
+            ">=" => Self::Ge,
+            _ => return None,
+        })
+    }
+    /// `b OP' a` when `a OP b`.
+    fn swap(self) -> Self {
+        match self {
+            Self::Lt => Self::Gt,
+            Self::Le => Self::Ge,
+            Self::Gt => Self::Lt,
+            Self::Ge => Self::Le,
+            x => x,
+        }
+    }
+    #[inline(always)]
+    fn test<T: Ord>(self, a: T, b: T) -> bool {
+        match self {
+            Self::Eq => a == b,
+            Self::Ne => a != b,
+            Self::Lt => a < b,
+            Self::Le => a <= b,
+            Self::Gt => a > b,
+            Self::Ge => a >= b,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Round {
+    Down,
+    Up,
+    HalfEven,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Arith {
+    Add,
+    Sub,
+    Mul,
+}
+
+#[derive(Debug, Clone)]
+enum Node {
+    Col(usize),
+    Const(i64),
+    Neg(Box<Node>),
+    Not(Box<Node>),
+    /// `and` (true) or `or` (false).
+    Logic(bool, Box<Node>, Box<Node>),
+    /// Times a power of ten (aligning scales).
+    Scale(Box<Node>, i64),
+    Arith(Arith, Box<Node>, Box<Node>),
+    Cmp(Cmp, Box<Node>, Box<Node>),
+    /// `(n / 10^sn) / (d / 10^sd)  OP  c / 10^sc`, as `n·10^(sd+sc)  OP  c·d·10^sn` with the
+    /// comparison turned round when `d` is negative.
+    CmpFrac {
+        op: Cmp,
+        /// A quotient-valued node.
+        f: Box<Node>,
+        c: Box<Node>,
+        n_mul: i128,
+        cd_mul: i128,
+    },
+    MinMax(bool, Vec<Node>),
+    /// Rounds `v / den` to a whole number.
+    Round(Round, Box<Node>, i64),
+    /// Rounds `(n·n_mul) / (d·d_mul)` to a whole number.
+    RoundFrac {
+        how: Round,
+        f: Box<Node>,
+        n_mul: i128,
+        d_mul: i128,
+    },
+    If(Box<Node>, Box<Node>, Box<Node>),
+    /// A date plus (or minus) `floor(v / den)` days.
+    DateShift(bool, Box<Node>, Box<Node>, i64),
+    DateDiff(Box<Node>, Box<Node>),
+    /// Numerator and denominator of a division (only inside `CmpFrac` / `RoundFrac`, or an
+    /// `If` of quotients inside them); a decimal taking part is over `Const(1)`.
+    Frac(Box<Node>, Box<Node>),
+}
+
+impl Node {
+    /// Whether evaluating the node may flag a row (overflow, zero divisor).
+    fn may_flag(&self) -> bool {
+        match self {
+            Node::Col(_) | Node::Const(_) => false,
+            Node::Not(x) => x.may_flag(),
+            Node::Logic(_, a, b) | Node::Cmp(_, a, b) | Node::DateDiff(a, b) => {
+                a.may_flag() || b.may_flag()
+            }
+            Node::MinMax(_, xs) => xs.iter().any(Node::may_flag),
+            Node::If(c, a, b) => c.may_flag() || a.may_flag() || b.may_flag(),
+            Node::Round(_, x, _) => x.may_flag(),
+            _ => true,
+        }
+    }
+}
+
+/// Why a policy runs through the batch evaluator instead.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NotCompiled(pub String);
+
+struct Compiler<'a> {
+    table: &'a Table,
+    types: HashMap<&'a str, Type>,
+    /// Parameters and clauses by name, already compiled.
+    known: HashMap<String, (Node, K)>,
+}
+
+fn pow10(k: u32) -> Option<i64> {
+    10i64.checked_pow(k)
+}
+
+fn nc<T>(why: impl Into<String>) -> Result<T, NotCompiled> {
+    Err(NotCompiled(why.into()))
+}
+
+/// The smallest scale at which an exact ratio is a whole i64, if any.
+fn fixed(r: Ratio) -> Option<(i64, u32)> {
+    for s in 0..=MAX_SCALE {
+        let scaled = r.num.checked_mul(10i128.pow(s))?;
+        if scaled % r.den == 0 {
+            return i64::try_from(scaled / r.den).ok().map(|v| (v, s));
+        }
+    }
+    None
+}
+
+/// `x` times 10^k, folded when `x` is a constant.
+fn scale_by(x: Node, k: u32) -> Result<Node, NotCompiled> {
+    if k == 0 {
+        return Ok(x);
+    }
+    let m = pow10(k).ok_or_else(|| NotCompiled("a scale beyond 10^18".into()))?;
+    Ok(match x {
+        Node::Const(c) => match c.checked_mul(m) {
+            Some(v) => Node::Const(v),
+            None => Node::Scale(Box::new(Node::Const(c)), m),
+        },
+        x => Node::Scale(Box::new(x), m),
+    })
+}
+
+/// A decimal or a quotient as a quotient (a decimal over one), with its scales.
+fn as_frac(x: Node, k: K) -> Result<(Node, u32, u32), NotCompiled> {
+    match k {
+        K::Num(s) => Ok((Node::Frac(Box::new(x), Box::new(Node::Const(1))), s, 0)),
+        K::Frac(sn, sd) => Ok((x, sn, sd)),
+        _ => nc("a quotient beside a value that is not a number"),
+    }
+}
+
+/// A quotient-valued node with its numerator times 10^dn and denominator times 10^dd.
+fn frac_rescale(x: Node, dn: u32, dd: u32) -> Result<Node, NotCompiled> {
+    Ok(match x {
+        Node::Frac(n, d) => Node::Frac(Box::new(scale_by(*n, dn)?), Box::new(scale_by(*d, dd)?)),
+        Node::If(c, a, b) => Node::If(
+            c,
+            Box::new(frac_rescale(*a, dn, dd)?),
+            Box::new(frac_rescale(*b, dn, dd)?),
+        ),
+        _ => return nc("an unexpected quotient"),
+    })
+}
+
+/// Brings two decimals to one scale.
+fn align(a: (Node, u32), b: (Node, u32)) -> Result<(Node, Node, u32), NotCompiled> {
+    let s = a.1.max(b.1);
+    Ok((scale_by(a.0, s - a.1)?, scale_by(b.0, s - b.1)?, s))
+}
+
+impl Compiler<'_> {
+    fn num(&self, e: &Expr) -> Result<(Node, u32), NotCompiled> {
+        match self.expr(e)? {
+            (n, K::Num(s)) => Ok((n, s)),
+            _ => nc("a number that is a quotient where a decimal is needed"),
+        }
+    }
+
+    fn constant(v: &Value) -> Result<(Node, K), NotCompiled> {
+        Ok(match v {
+            Value::Num(r) => match fixed(*r) {
+                Some((v, s)) => (Node::Const(v), K::Num(s)),
+                None => return nc("a constant that is not a decimal"),
+            },
+            Value::Bool(b) => (Node::Const(i64::from(*b)), K::Bool),
+            Value::Date(d) => (Node::Const(i64::from(d.0)), K::Date),
+            Value::Text(_) => return nc("a text constant outside a comparison"),
+        })
+    }
+
+    fn expr(&self, e: &Expr) -> Result<(Node, K), NotCompiled> {
+        Ok(match &e.kind {
+            ExprKind::Lit(Lit::Int(x) | Lit::Money(x)) => match i64::try_from(*x) {
+                Ok(v) => (Node::Const(v), K::Num(0)),
+                Err(_) => return nc("a literal beyond i64"),
+            },
+            ExprKind::Lit(Lit::Rate(d)) => match i64::try_from(d.num) {
+                Ok(v) if d.scale <= MAX_SCALE => (Node::Const(v), K::Num(d.scale)),
+                _ => return nc("a rate literal beyond i64"),
+            },
+            ExprKind::Lit(Lit::Bool(b)) => (Node::Const(i64::from(*b)), K::Bool),
+            ExprKind::Lit(Lit::Date(d)) => (Node::Const(i64::from(d.0)), K::Date),
+            ExprKind::Lit(Lit::Text(t)) => {
+                // A word no enterprise has gets a code none has.
+                let c = self.table.codes.get(t).copied().unwrap_or(-1);
+                (Node::Const(c), K::Text)
+            }
+            ExprKind::Name(n) => {
+                if let Some(k) = self.known.get(n) {
+                    return Ok(k.clone());
+                }
+                let Some(&i) = self.table.index.get(n) else {
+                    return nc(format!("no column {n}"));
+                };
+                let c = &self.table.cols[i];
+                let want = self.types.get(n.as_str()).copied();
+                let k = match (c.kind, want) {
+                    (ColKind::Int, Some(Type::Int))
+                    | (ColKind::Money, Some(Type::Money | Type::MoneyExact)) => K::Num(0),
+                    (ColKind::Rate, Some(Type::Rate)) if c.exact.is_none() => K::Num(c.scale),
+                    (ColKind::Bool, Some(Type::Bool)) => K::Bool,
+                    (ColKind::Date, Some(Type::Date)) => K::Date,
+                    (ColKind::Text, Some(Type::Text)) => K::Text,
+                    _ => return nc(format!("column {n} does not have the input's type")),
+                };
+                (Node::Col(i), k)
+            }
+            ExprKind::Unary(op, x) => {
+                let (n, k) = self.expr(x)?;
+                match (*op, k) {
+                    ("not", K::Bool) => (Node::Not(Box::new(n)), K::Bool),
+                    (_, K::Num(s)) => (Node::Neg(Box::new(n)), K::Num(s)),
+                    _ => return nc("an unsupported unary operation"),
+                }
+            }
+            ExprKind::Binary(op, a, b) if *op == "and" || *op == "or" => {
+                let (x, _) = self.expr(a)?;
+                let (y, _) = self.expr(b)?;
+                (Node::Logic(*op == "and", Box::new(x), Box::new(y)), K::Bool)
+            }
+            ExprKind::Binary(op, a, b) => {
+                let (x, kx) = self.expr(a)?;
+                let (y, ky) = self.expr(b)?;
+                self.binary(op, (x, kx), (y, ky))?
+            }
+            ExprKind::Call(f, args) => match f.as_str() {
+                "min" | "max" => {
+                    let mut parts = Vec::new();
+                    for a in args {
+                        parts.push(self.num(a)?);
+                    }
+                    let s = parts.iter().map(|p| p.1).max().unwrap_or(0);
+                    let nodes = parts
+                        .into_iter()
+                        .map(|(n, k)| scale_by(n, s - k))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    (Node::MinMax(f == "min", nodes), K::Num(s))
+                }
+                "round_down" | "round_up" | "round_half_even" => {
+                    let how = match f.as_str() {
+                        "round_down" => Round::Down,
+                        "round_up" => Round::Up,
+                        _ => Round::HalfEven,
+                    };
+                    let Some(a) = args.first() else {
+                        return nc("a rounding with no argument");
+                    };
+                    match self.expr(a)? {
+                        (n, K::Num(s)) => (
+                            Node::Round(how, Box::new(n), pow10(s).unwrap_or(1)),
+                            K::Num(0),
+                        ),
+                        (f, K::Frac(sn, sd)) => (
+                            Node::RoundFrac {
+                                how,
+                                f: Box::new(f),
+                                n_mul: 10i128.pow(sd),
+                                d_mul: 10i128.pow(sn),
+                            },
+                            K::Num(0),
+                        ),
+                        _ => return nc("rounding something other than a number"),
+                    }
+                }
+                other => return nc(format!("function {other}")),
+            },
+            ExprKind::If(c, a, b) => {
+                let (cn, _) = self.expr(c)?;
+                let (x, kx) = self.expr(a)?;
+                let (y, ky) = self.expr(b)?;
+                match (kx, ky) {
+                    (K::Num(sx), K::Num(sy)) => {
+                        let (x, y, s) = align((x, sx), (y, sy))?;
+                        (Node::If(Box::new(cn), Box::new(x), Box::new(y)), K::Num(s))
+                    }
+                    (K::Frac(..), _) | (_, K::Frac(..)) => {
+                        let ((x, xn, xd), (y, yn, yd)) = (as_frac(x, kx)?, as_frac(y, ky)?);
+                        let (sn, sd) = (xn.max(yn), xd.max(yd));
+                        let x = frac_rescale(x, sn - xn, sd - xd)?;
+                        let y = frac_rescale(y, sn - yn, sd - yd)?;
+                        (
+                            Node::If(Box::new(cn), Box::new(x), Box::new(y)),
+                            K::Frac(sn, sd),
+                        )
+                    }
+                    _ if kx == ky => (Node::If(Box::new(cn), Box::new(x), Box::new(y)), kx),
+                    _ => return nc("if branches of different kinds"),
+                }
+            }
+        })
+    }
+
+    fn binary(&self, op: &str, a: (Node, K), b: (Node, K)) -> Result<(Node, K), NotCompiled> {
+        if let Some(cmp) = Cmp::parse(op) {
+            return Ok((self.compare(cmp, a, b)?, K::Bool));
+        }
+        Ok(match (a, b) {
+            ((x, K::Num(sx)), (y, K::Num(sy))) => match op {
+                "+" | "-" => {
+                    let (x, y, s) = align((x, sx), (y, sy))?;
+                    let o = if op == "+" { Arith::Add } else { Arith::Sub };
+                    (Node::Arith(o, Box::new(x), Box::new(y)), K::Num(s))
+                }
+                "*" => {
+                    let s = sx + sy;
+                    if s > MAX_SCALE {
+                        return nc("a product with more than 18 decimals");
+                    }
+                    (Node::Arith(Arith::Mul, Box::new(x), Box::new(y)), K::Num(s))
+                }
+                "/" => (Node::Frac(Box::new(x), Box::new(y)), K::Frac(sx, sy)),
+                _ => return nc(format!("operator {op}")),
+            },
+            ((x, K::Date), (y, K::Date)) if op == "-" => {
+                (Node::DateDiff(Box::new(x), Box::new(y)), K::Num(0))
+            }
+            ((x, K::Date), (y, K::Num(s))) if op == "+" || op == "-" => (
+                Node::DateShift(op == "+", Box::new(x), Box::new(y), pow10(s).unwrap_or(1)),
+                K::Date,
+            ),
+            _ => return nc(format!("operator {op} on these kinds")),
+        })
+    }
+
+    fn compare(&self, op: Cmp, a: (Node, K), b: (Node, K)) -> Result<Node, NotCompiled> {
+        Ok(match (a, b) {
+            ((x, K::Num(sx)), (y, K::Num(sy))) => {
+                let (x, y, _) = align((x, sx), (y, sy))?;
+                Node::Cmp(op, Box::new(x), Box::new(y))
+            }
+            ((f, K::Frac(sn, sd)), (c, K::Num(sc))) => {
+                if sd + sc > 36 || sn > 36 {
+                    return nc("a comparison with too many decimals");
+                }
+                Node::CmpFrac {
+                    op,
+                    f: Box::new(f),
+                    c: Box::new(c),
+                    n_mul: 10i128.pow(sd + sc),
+                    cd_mul: 10i128.pow(sn),
+                }
+            }
+            ((c, K::Num(sc)), f @ (_, K::Frac(..))) => {
+                return self.compare(op.swap(), f, (c, K::Num(sc)));
+            }
+            ((x, kx), (y, ky)) if kx == ky && !matches!(kx, K::Frac(..)) => {
+                Node::Cmp(op, Box::new(x), Box::new(y))
+            }
+            _ => return nc("a comparison of these kinds"),
+        })
+    }
+}
+
+/// A policy ready to run over one table on one day.
+#[derive(Debug, Clone)]
+enum Program {
+    Fast {
+        clauses: Vec<(Node, bool)>,
+        amount: Option<Node>,
+        /// Scale of the amount (its integer is fen times 10^scale).
+        amount_scale: u32,
+        exceptions: Vec<(Node, Node)>,
+        /// Input columns, for the interpreter on flagged rows.
+        inputs: Vec<(String, usize)>,
+    },
+    Batch {
+        why: NotCompiled,
+        inputs: Vec<(String, usize)>,
+    },
+    /// The policy cannot run over this table at all (every row gets this error).
+    Fails(EvalError),
+}
+
+/// Policies compiled for one table, each for its own day.
+pub struct Plan<'p> {
+    policies: Vec<(&'p PolicyAst, Program, Date)>,
+}
+
+fn compile(p: &PolicyAst, table: &Table, on: Date) -> Program {
+    let mut inputs = Vec::new();
+    for i in &p.inputs {
+        match table.index.get(&i.name) {
+            Some(c) => inputs.push((i.name.clone(), *c)),
+            None => return Program::Fails(EvalError::MissingInput(i.name.clone())),
+        }
+    }
+    match compile_fast(p, table, on, &inputs) {
+        Ok(prog) => prog,
+        Err(why) => Program::Batch { why, inputs },
+    }
+}
+
+fn compile_fast(
+    p: &PolicyAst,
+    table: &Table,
+    on: Date,
+    inputs: &[(String, usize)],
+) -> Result<Program, NotCompiled> {
+    let mut c = Compiler {
+        table,
+        types: p
+            .inputs
+            .iter()
+            .map(|i| (i.name.as_str(), i.ty))
+            .chain(p.params.iter().map(|x| (x.name.as_str(), x.ty)))
+            .collect(),
+        known: HashMap::new(),
+    };
+    for param in &p.params {
+        // A parameter is the same for every row: computed once, exactly, here.
+        let value = eval::param_on(param, on).map_err(|e| NotCompiled(e.to_string()))?;
+        let v = eval::constant(&value.value).map_err(|e| NotCompiled(e.to_string()))?;
+        let node = match &v {
+            Value::Text(t) => (
+                Node::Const(table.codes.get(t).copied().unwrap_or(-1)),
+                K::Text,
+            ),
+            v => Compiler::constant(v)?,
+        };
+        c.known.insert(param.name.clone(), node);
+    }
+    let mut clauses = Vec::new();
+    for clause in &p.clauses {
+        let (n, k) = c.expr(&clause.expr)?;
+        if k != K::Bool {
+            return nc("a clause that is not a condition");
+        }
+        let may_flag = n.may_flag();
+        c.known.insert(clause.name.clone(), (n.clone(), K::Bool));
+        clauses.push((n, may_flag));
+    }
+    let mut amount = None;
+    let mut amount_scale = 0;
+    let mut exceptions = Vec::new();
+    if let Some(e) = &p.amount {
+        let mut parts = vec![c.num(e)?];
+        let mut whens = Vec::new();
+        for ex in &p.exceptions {
+            let (w, k) = c.expr(&ex.when)?;
+            if k != K::Bool {
+                return nc("an exception condition that is not a condition");
+            }
+            whens.push(w);
+            parts.push(c.num(&ex.amount)?);
+        }
+        amount_scale = parts.iter().map(|p| p.1).max().unwrap_or(0);
+        let mut aligned = parts
+            .into_iter()
+            .map(|(n, s)| scale_by(n, amount_scale - s))
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter();
+        amount = aligned.next();
+        exceptions = whens.into_iter().zip(aligned).collect();
+    }
+    Ok(Program::Fast {
+        clauses,
+        amount,
+        amount_scale,
+        exceptions,
+        inputs: inputs.to_vec(),
+    })
+}
+
+impl<'p> Plan<'p> {
+    /// Compiles every policy for `table`, each to be decided as on its day.
+    pub fn new(policies: impl IntoIterator<Item = (&'p PolicyAst, Date)>, table: &Table) -> Self {
+        Self {
+            policies: policies
+                .into_iter()
+                .map(|(p, on)| (p, compile(p, table, on), on))
+                .collect(),
+        }
+    }
+    /// Policies that run through the batch evaluator, and why.
+    pub fn not_compiled(&self) -> Vec<(&str, &str)> {
+        self.policies
+            .iter()
+            .filter_map(|(p, prog, _)| match prog {
+                Program::Batch { why, .. } => Some((p.id.as_str(), why.0.as_str())),
+                _ => None,
+            })
+            .collect()
+    }
+    pub fn len(&self) -> usize {
+        self.policies.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.policies.is_empty()
+    }
+}
+
+// ---- Running ----------------------------------------------------------------------------
+
+/// One policy's decisions for one block of rows.
+pub struct BlockResult<'a> {
+    /// The policy's position in the plan.
+    pub policy: usize,
+    pub first_row: usize,
+    pub rows: usize,
+    /// Per row, whether eligible; `None` when no row of the block is.
+    pub eligible: Option<&'a [bool]>,
+    /// Per eligible row, the amount in fen (`None`: the policy has no amount).
+    pub amount: &'a [Option<Fen>],
+    /// Rows whose decision is an error (they are not eligible above).
+    pub errors: &'a [(usize, EvalError)],
+}
+
+/// Receives decisions block by block (one per thread).
+pub trait Sink {
+    fn block(&mut self, result: &BlockResult<'_>);
+}
+
+/// A value per row of a block, or one for all rows.
+enum V<'a> {
+    Const(i64),
+    Slice(&'a [i64]),
+    Buf(Vec<i64>),
+}
+
+impl V<'_> {
+    #[inline(always)]
+    fn at(&self, i: usize) -> i64 {
+        match self {
+            V::Const(c) => *c,
+            V::Slice(s) => s[i],
+            V::Buf(b) => b[i],
+        }
+    }
+}
+
+/// Values and, where any row was flagged, the flags.
+struct R<'a> {
+    v: V<'a>,
+    f: Option<Vec<bool>>,
+}
+
+/// Reusable buffers, so a block allocates nothing once warm.
+#[derive(Default)]
+struct Pool {
+    vals: Vec<Vec<i64>>,
+    flags: Vec<Vec<bool>>,
+}
+
+impl Pool {
+    fn vals(&mut self, n: usize) -> Vec<i64> {
+        let mut v = self.vals.pop().unwrap_or_default();
+        v.clear();
+        v.resize(n, 0);
+        v
+    }
+    fn flags(&mut self, n: usize) -> Vec<bool> {
+        let mut v = self.flags.pop().unwrap_or_default();
+        v.clear();
+        v.resize(n, false);
+        v
+    }
+    fn give(&mut self, r: R<'_>) {
+        if let V::Buf(b) = r.v {
+            self.vals.push(b);
+        }
+        if let Some(f) = r.f {
+            self.flags.push(f);
+        }
+    }
+    fn give_flags(&mut self, f: Option<Vec<bool>>) {
+        if let Some(f) = f {
+            self.flags.push(f);
+        }
+    }
+    /// Flags of either side.
+    fn union(&mut self, a: Option<Vec<bool>>, b: Option<Vec<bool>>) -> Option<Vec<bool>> {
+        match (a, b) {
+            (None, x) | (x, None) => x,
+            (Some(mut x), Some(y)) => {
+                x.iter_mut().zip(&y).for_each(|(p, q)| *p |= *q);
+                self.flags.push(y);
+                Some(x)
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn round_div(n: i128, d: i128, how: Round) -> i128 {
+    // d > 0
+    let floor = n.div_euclid(d);
+    let rest = n.rem_euclid(d);
+    match how {
+        Round::Down => floor,
+        Round::Up => floor + i128::from(rest != 0),
+        Round::HalfEven => match (rest * 2).cmp(&d) {
+            std::cmp::Ordering::Less => floor,
+            std::cmp::Ordering::Greater => floor + 1,
+            std::cmp::Ordering::Equal => floor + floor.rem_euclid(2),
+        },
+    }
+}
+
+struct Block<'a> {
+    table: &'a Table,
+    from: usize,
+    n: usize,
+}
+
+impl<'a> Block<'a> {
+    /// Applies `f` to every row; `None` flags the row.
+    fn map1(&self, pool: &mut Pool, x: R<'a>, f: impl Fn(i64) -> Option<i64>) -> R<'a> {
+        if let V::Const(c) = x.v
+            && let Some(v) = f(c)
+        {
+            return R {
+                v: V::Const(v),
+                f: x.f,
+            };
+        }
+        let mut out = pool.vals(self.n);
+        let mut flags = x.f;
+        for (i, o) in out.iter_mut().enumerate() {
+            match f(x.v.at(i)) {
+                Some(v) => *o = v,
+                None => flags.get_or_insert_with(|| pool.flags(self.n))[i] = true,
+            }
+        }
+        if let V::Buf(b) = x.v {
+            pool.vals.push(b);
+        }
+        R {
+            v: V::Buf(out),
+            f: flags,
+        }
+    }
+
+    fn map2(
+        &self,
+        pool: &mut Pool,
+        x: R<'a>,
+        y: R<'a>,
+        f: impl Fn(i64, i64) -> Option<i64>,
+    ) -> R<'a> {
+        let flags = pool.union(x.f, y.f);
+        if let (V::Const(a), V::Const(b)) = (&x.v, &y.v)
+            && let Some(v) = f(*a, *b)
+        {
+            return R {
+                v: V::Const(v),
+                f: flags,
+            };
+        }
+        let mut out = pool.vals(self.n);
+        let mut flags = flags;
+        // The common shapes get their own loops so the compiler can vectorise them.
+        let mut bad = false;
+        match (&x.v, &y.v) {
+            (V::Const(a), _) => {
+                for (i, o) in out.iter_mut().enumerate() {
+                    match f(*a, y.v.at(i)) {
+                        Some(v) => *o = v,
+                        None => bad = true,
+                    }
+                }
+            }
+            (_, V::Const(b)) => {
+                let xs = match &x.v {
+                    V::Slice(s) => *s,
+                    V::Buf(b) => b.as_slice(),
+                    V::Const(_) => unreachable!(),
+                };
+                for (o, a) in out.iter_mut().zip(xs) {
+                    match f(*a, *b) {
+                        Some(v) => *o = v,
+                        None => bad = true,
+                    }
+                }
+            }
+            _ => {
+                for (i, o) in out.iter_mut().enumerate() {
+                    match f(x.v.at(i), y.v.at(i)) {
+                        Some(v) => *o = v,
+                        None => bad = true,
+                    }
+                }
+            }
+        }
+        if bad {
+            // Rare: find the rows again and flag them.
+            let fl = flags.get_or_insert_with(|| pool.flags(self.n));
+            for (i, fl) in fl.iter_mut().enumerate() {
+                if f(x.v.at(i), y.v.at(i)).is_none() {
+                    *fl = true;
+                }
+            }
+        }
+        pool.give(R { v: x.v, f: None });
+        pool.give(R { v: y.v, f: None });
+        R {
+            v: V::Buf(out),
+            f: flags,
+        }
+    }
+
+    /// A quotient's numerator and denominator; a zero denominator flags its row (the
+    /// interpreter fails at the division itself).
+    fn eval_frac(&self, pool: &mut Pool, node: &Node) -> (R<'a>, R<'a>) {
+        let n = self.n;
+        match node {
+            Node::Frac(a, b) => {
+                let x = self.eval(pool, a);
+                let mut y = self.eval(pool, b);
+                if (0..n).any(|i| y.v.at(i) == 0) {
+                    let fl = y.f.get_or_insert_with(|| pool.flags(n));
+                    for (i, f) in fl.iter_mut().enumerate() {
+                        *f |= y.v.at(i) == 0;
+                    }
+                }
+                (x, y)
+            }
+            Node::If(c, a, b) => {
+                let cond = self.eval(pool, c);
+                let (xn, xd) = self.eval_frac(pool, a);
+                let (yn, yd) = self.eval_frac(pool, b);
+                let pick = |pool: &mut Pool, x: R<'a>, y: R<'a>| {
+                    let mut out = pool.vals(n);
+                    for (i, o) in out.iter_mut().enumerate() {
+                        *o = if cond.v.at(i) != 0 {
+                            x.v.at(i)
+                        } else {
+                            y.v.at(i)
+                        };
+                    }
+                    let flags = match (cond.f.as_ref(), x.f.as_ref(), y.f.as_ref()) {
+                        (None, None, None) => None,
+                        (cf, xf, yf) => {
+                            let mut fl = pool.flags(n);
+                            for (i, f) in fl.iter_mut().enumerate() {
+                                let taken = if cond.v.at(i) != 0 { xf } else { yf };
+                                *f = cf.is_some_and(|v| v[i]) || taken.is_some_and(|v| v[i]);
+                            }
+                            Some(fl)
+                        }
+                    };
+                    pool.give(x);
+                    pool.give(y);
+                    R {
+                        v: V::Buf(out),
+                        f: flags,
+                    }
+                };
+                let num = pick(pool, xn, yn);
+                let den = pick(pool, xd, yd);
+                pool.give(cond);
+                (num, den)
+            }
+            _ => unreachable!("only quotients reach eval_frac"),
+        }
+    }
+
+    fn eval(&self, pool: &mut Pool, node: &Node) -> R<'a> {
+        let n = self.n;
+        match node {
+            Node::Const(c) => R {
+                v: V::Const(*c),
+                f: None,
+            },
+            Node::Col(i) => R {
+                v: V::Slice(&self.table.cols[*i].vals[self.from..self.from + n]),
+                f: None,
+            },
+            Node::Neg(x) => {
+                let x = self.eval(pool, x);
+                self.map1(pool, x, i64::checked_neg)
+            }
+            Node::Not(x) => {
+                let x = self.eval(pool, x);
+                self.map1(pool, x, |v| Some(i64::from(v == 0)))
+            }
+            Node::Scale(x, m) => {
+                let m = *m;
+                let x = self.eval(pool, x);
+                self.map1(pool, x, |v| v.checked_mul(m))
+            }
+            Node::Arith(op, a, b) => {
+                let (x, y) = (self.eval(pool, a), self.eval(pool, b));
+                match op {
+                    Arith::Add => self.map2(pool, x, y, i64::checked_add),
+                    Arith::Sub => self.map2(pool, x, y, i64::checked_sub),
+                    Arith::Mul => self.map2(pool, x, y, i64::checked_mul),
+                }
+            }
+            Node::Cmp(op, a, b) => {
+                let (x, y) = (self.eval(pool, a), self.eval(pool, b));
+                let op = *op;
+                self.map2(pool, x, y, move |p, q| Some(i64::from(op.test(p, q))))
+            }
+            Node::DateDiff(a, b) => {
+                let (x, y) = (self.eval(pool, a), self.eval(pool, b));
+                self.map2(pool, x, y, i64::checked_sub)
+            }
+            Node::DateShift(plus, d, k, den) => {
+                let (x, y) = (self.eval(pool, d), self.eval(pool, k));
+                let (plus, den) = (*plus, *den);
+                self.map2(pool, x, y, move |d, k| {
+                    let days = k.div_euclid(den);
+                    // The interpreter keeps dates as i32 days.
+                    let r = if plus {
+                        d.checked_add(days)
+                    } else {
+                        d.checked_sub(days)
+                    }?;
+                    i32::try_from(r).ok().map(i64::from)
+                })
+            }
+            Node::MinMax(min, xs) => {
+                let mut acc = self.eval(pool, &xs[0]);
+                for x in &xs[1..] {
+                    let y = self.eval(pool, x);
+                    acc = if *min {
+                        self.map2(pool, acc, y, |a, b| Some(a.min(b)))
+                    } else {
+                        self.map2(pool, acc, y, |a, b| Some(a.max(b)))
+                    };
+                }
+                acc
+            }
+            Node::Round(how, x, den) => {
+                let (how, den) = (*how, *den);
+                let x = self.eval(pool, x);
+                if den == 1 {
+                    return x;
+                }
+                self.map1(pool, x, move |v| {
+                    i64::try_from(round_div(i128::from(v), i128::from(den), how)).ok()
+                })
+            }
+            Node::RoundFrac {
+                how,
+                f,
+                n_mul,
+                d_mul,
+            } => {
+                let (x, y) = self.eval_frac(pool, f);
+                let (how, nm, dm) = (*how, *n_mul, *d_mul);
+                self.map2(pool, x, y, move |p, q| {
+                    if q == 0 {
+                        return None;
+                    }
+                    let mut num = i128::from(p).checked_mul(nm)?;
+                    let mut den = i128::from(q).checked_mul(dm)?;
+                    if den < 0 {
+                        num = num.checked_neg()?;
+                        den = -den;
+                    }
+                    i64::try_from(round_div(num, den, how)).ok()
+                })
+            }
+            Node::CmpFrac {
+                op,
+                f,
+                c,
+                n_mul,
+                cd_mul,
+            } => {
+                let (x, y) = self.eval_frac(pool, f);
+                let z = self.eval(pool, c);
+                let (op, nm, cm) = (*op, *n_mul, *cd_mul);
+                let mut flags = pool.union(x.f, y.f);
+                flags = pool.union(flags, z.f);
+                let mut out = pool.vals(n);
+                for (i, o) in out.iter_mut().enumerate() {
+                    let (p, q, r) = (x.v.at(i), y.v.at(i), z.v.at(i));
+                    let lhs = i128::from(p).checked_mul(nm);
+                    let rhs = i128::from(r)
+                        .checked_mul(i128::from(q))
+                        .and_then(|v| v.checked_mul(cm));
+                    match (lhs, rhs) {
+                        (Some(l), Some(rr)) if q != 0 => {
+                            let held = if q > 0 {
+                                op.test(l, rr)
+                            } else {
+                                op.test(rr, l)
+                            };
+                            *o = i64::from(held);
+                        }
+                        _ => flags.get_or_insert_with(|| pool.flags(n))[i] = true,
+                    }
+                }
+                pool.give(R { v: x.v, f: None });
+                pool.give(R { v: y.v, f: None });
+                pool.give(R { v: z.v, f: None });
+                R {
+                    v: V::Buf(out),
+                    f: flags,
+                }
+            }
+            Node::Logic(and, a, b) => {
+                let x = self.eval(pool, a);
+                let y = self.eval(pool, b);
+                let and = *and;
+                let xv = &x.v;
+                let yv = &y.v;
+                let mut out = pool.vals(n);
+                for (i, o) in out.iter_mut().enumerate() {
+                    let l = xv.at(i) != 0;
+                    *o = i64::from(if and {
+                        l && yv.at(i) != 0
+                    } else {
+                        l || yv.at(i) != 0
+                    });
+                }
+                // A row keeps the right side's flag only where the left did not decide.
+                let flags = match (x.f.as_ref(), y.f.as_ref()) {
+                    (None, None) => None,
+                    (xf, yf) => {
+                        let mut fl = pool.flags(n);
+                        for (i, f) in fl.iter_mut().enumerate() {
+                            let xflag = xf.is_some_and(|v| v[i]);
+                            let decided = (xv.at(i) != 0) != and;
+                            *f = xflag || (!decided && yf.is_some_and(|v| v[i]));
+                        }
+                        Some(fl)
+                    }
+                };
+                pool.give(x);
+                pool.give(y);
+                R {
+                    v: V::Buf(out),
+                    f: flags,
+                }
+            }
+            Node::If(c, a, b) => {
+                let cond = self.eval(pool, c);
+                let x = self.eval(pool, a);
+                let y = self.eval(pool, b);
+                let mut out = pool.vals(n);
+                for (i, o) in out.iter_mut().enumerate() {
+                    *o = if cond.v.at(i) != 0 {
+                        x.v.at(i)
+                    } else {
+                        y.v.at(i)
+                    };
+                }
+                let flags = match (cond.f.as_ref(), x.f.as_ref(), y.f.as_ref()) {
+                    (None, None, None) => None,
+                    (cf, xf, yf) => {
+                        let mut fl = pool.flags(n);
+                        for (i, f) in fl.iter_mut().enumerate() {
+                            let taken = if cond.v.at(i) != 0 { xf } else { yf };
+                            *f = cf.is_some_and(|v| v[i]) || taken.is_some_and(|v| v[i]);
+                        }
+                        Some(fl)
+                    }
+                };
+                pool.give(cond);
+                pool.give(x);
+                pool.give(y);
+                R {
+                    v: V::Buf(out),
+                    f: flags,
+                }
+            }
+            Node::Frac(..) => unreachable!("a quotient is only compared or rounded"),
+        }
+    }
+}
+
+/// Per-thread scratch space for one block.
+#[derive(Default)]
+struct Scratch {
+    pool: Pool,
+    eligible: Vec<bool>,
+    flagged: Vec<bool>,
+    amount: Vec<Option<Fen>>,
+    errors: Vec<(usize, EvalError)>,
+}
+
+fn run_policy<S: Sink>(
+    plan: &Plan<'_>,
+    index: usize,
+    block: &Block<'_>,
+    s: &mut Scratch,
+    sink: &mut S,
+) {
+    let (policy, program, on) = &plan.policies[index];
+    let on = *on;
+    let n = block.n;
+    s.eligible.clear();
+    s.eligible.resize(n, true);
+    s.flagged.clear();
+    s.flagged.resize(n, false);
+    s.amount.clear();
+    s.amount.resize(n, None);
+    s.errors.clear();
+    let mut any_flag = false;
+    match program {
+        Program::Fails(e) => {
+            s.errors.extend((0..n).map(|i| (block.from + i, e.clone())));
+            s.eligible.iter_mut().for_each(|e| *e = false);
+        }
+        Program::Batch { inputs, .. } => {
+            let cols = block.table.slice(inputs, block.from, block.from + n);
+            match crate::batch::decide_all(policy, &cols, on, 1) {
+                Ok(outcomes) => {
+                    for (i, o) in outcomes.into_iter().enumerate() {
+                        match o {
+                            Ok(Outcome { eligible, amount }) => {
+                                s.eligible[i] = eligible;
+                                s.amount[i] = amount;
+                            }
+                            Err(e) => {
+                                s.eligible[i] = false;
+                                s.errors.push((block.from + i, e));
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    s.eligible.iter_mut().for_each(|x| *x = false);
+                    s.errors.extend((0..n).map(|i| (block.from + i, e.clone())));
+                }
+            }
+        }
+        Program::Fast {
+            clauses,
+            amount,
+            amount_scale,
+            exceptions,
+            inputs,
+        } => {
+            let mut any = true;
+            for (node, may_flag) in clauses {
+                if !any && !may_flag {
+                    continue;
+                }
+                let r = block.eval(&mut s.pool, node);
+                match &r.v {
+                    V::Const(c) => {
+                        if *c == 0 {
+                            s.eligible.iter_mut().for_each(|e| *e = false);
+                        }
+                    }
+                    v => {
+                        let vs = match v {
+                            V::Slice(x) => *x,
+                            V::Buf(b) => b.as_slice(),
+                            V::Const(_) => unreachable!(),
+                        };
+                        s.eligible
+                            .iter_mut()
+                            .zip(vs)
+                            .for_each(|(e, v)| *e &= *v != 0);
+                    }
+                }
+                if let Some(f) = &r.f {
+                    s.flagged.iter_mut().zip(f).for_each(|(a, b)| *a |= *b);
+                    any_flag = true;
+                }
+                s.pool.give(r);
+                any = s.eligible.iter().any(|e| *e);
+            }
+            let live = s.eligible.iter().zip(&s.flagged).any(|(e, f)| *e && !*f);
+            if let (Some(base), true) = (amount, live) {
+                let den = 10i64.pow(*amount_scale);
+                let r = block.eval(&mut s.pool, base);
+                let mut vals: Vec<i64> = s.pool.vals(n);
+                for (i, v) in vals.iter_mut().enumerate() {
+                    *v = r.v.at(i);
+                }
+                let mut flags = r.f;
+                if let V::Buf(b) = r.v {
+                    s.pool.vals.push(b);
+                }
+                let mut decided = s.pool.flags(n);
+                for (when, value) in exceptions {
+                    let w = block.eval(&mut s.pool, when);
+                    let x = block.eval(&mut s.pool, value);
+                    for i in 0..n {
+                        if !decided[i] && w.v.at(i) != 0 {
+                            decided[i] = true;
+                            vals[i] = x.v.at(i);
+                        }
+                    }
+                    // Conservative: any flag of an exception sends the row to the
+                    // interpreter, which knows which exceptions it reached.
+                    flags = s.pool.union(flags, w.f);
+                    flags = s.pool.union(flags, x.f);
+                    s.pool.give(R { v: w.v, f: None });
+                    s.pool.give(R { v: x.v, f: None });
+                }
+                s.pool.flags.push(decided);
+                for ((amount, eligible), v) in s.amount.iter_mut().zip(&s.eligible).zip(&vals) {
+                    if *eligible {
+                        let v = *v;
+                        *amount = if v % den == 0 {
+                            Some(Fen(v / den))
+                        } else {
+                            // Between fen: as the interpreter, no amount.
+                            None
+                        };
+                    }
+                }
+                if let Some(f) = &flags {
+                    for ((flagged, eligible), f) in s.flagged.iter_mut().zip(&s.eligible).zip(f) {
+                        if *f && *eligible {
+                            *flagged = true;
+                            any_flag = true;
+                        }
+                    }
+                }
+                s.pool.give_flags(flags);
+                s.pool.vals.push(vals);
+            }
+            if any_flag {
+                for i in 0..n {
+                    if !s.flagged[i] {
+                        continue;
+                    }
+                    let row = block.from + i;
+                    let facts: HashMap<String, Value> = inputs
+                        .iter()
+                        .map(|(name, c)| (name.clone(), block.table.value(*c, row)))
+                        .collect();
+                    match eval::decide(policy, &facts, on) {
+                        Ok(d) => {
+                            s.eligible[i] = d.eligible;
+                            s.amount[i] = if d.eligible { d.amount } else { None };
+                        }
+                        Err(e) => {
+                            s.eligible[i] = false;
+                            s.amount[i] = None;
+                            s.errors.push((row, e));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let any = s.eligible.iter().any(|e| *e);
+    sink.block(&BlockResult {
+        policy: index,
+        first_row: block.from,
+        rows: n,
+        eligible: any.then_some(s.eligible.as_slice()),
+        amount: &s.amount,
+        errors: &s.errors,
+    });
+}
+
+/// Runs every policy of `plan` over every row of `table`, block by block, on `threads`
+/// threads (each with its own sink from `make_sink`; returned in thread order).
+pub fn run<S: Sink + Send>(
+    plan: &Plan<'_>,
+    table: &Table,
+    threads: usize,
+    make_sink: impl Fn() -> S + Sync,
+) -> Vec<S> {
+    let blocks = table.rows.div_ceil(BLOCK);
+    let threads = threads.clamp(1, 64).min(blocks.max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|sc| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                let next = &next;
+                let make_sink = &make_sink;
+                sc.spawn(move || {
+                    let mut sink = make_sink();
+                    let mut scratch = Scratch::default();
+                    loop {
+                        // Blocks are handed out one at a time, so a slow block (many
+                        // flagged rows) does not leave the other thread idle.
+                        let b = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if b >= blocks {
+                            break;
+                        }
+                        let from = b * BLOCK;
+                        let block = Block {
+                            table,
+                            from,
+                            n: BLOCK.min(table.rows - from),
+                        };
+                        for p in 0..plan.policies.len() {
+                            run_policy(plan, p, &block, &mut scratch, &mut sink);
+                        }
+                    }
+                    sink
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a matching thread panicked"))
+            .collect()
+    })
+}
+
+/// A sink that keeps every decision (tests and small tables).
+#[derive(Debug, Default)]
+pub struct Collect {
+    /// (policy, row) → outcome, in no particular order.
+    pub decisions: Vec<(usize, usize, Result<Outcome, EvalError>)>,
+}
+
+impl Sink for Collect {
+    fn block(&mut self, r: &BlockResult<'_>) {
+        let errors: HashMap<usize, &EvalError> = r.errors.iter().map(|(i, e)| (*i, e)).collect();
+        for i in 0..r.rows {
+            let row = r.first_row + i;
+            let o = match errors.get(&row) {
+                Some(e) => Err((*e).clone()),
+                None => {
+                    let eligible = r.eligible.is_some_and(|e| e[i]);
+                    Ok(Outcome {
+                        eligible,
+                        amount: if eligible { r.amount[i] } else { None },
+                    })
+                }
+            };
+            self.decisions.push((r.policy, row, o));
+        }
+    }
+}
+
+/// One policy's decisions, summed, with the claims kept where asked for.
+#[derive(Debug, Default, Clone)]
+pub struct PolicyClaims {
+    pub eligible: u64,
+    /// Sum of the eligible amounts, in fen.
+    pub asked: i128,
+    pub errors: u64,
+    /// Σ (row + 1) · amount over the eligible rows, modulo 2³¹ − 1: two runs (or two
+    /// engines) that agree on it agree on every amount but with odds of about 1 in 2³¹.
+    pub checksum: u64,
+    /// The first error, with its row (for the message).
+    pub first_error: Option<(usize, EvalError)>,
+    /// (row, amount) of each eligible row, when kept; rows in order after [`Claims::merge`].
+    pub claims: Vec<(u32, Fen)>,
+}
+
+const CHECKSUM_MODULUS: u64 = (1 << 31) - 1;
+
+/// A sink that counts and totals per policy, keeping the claims of the policies asked for
+/// (to share a budget or write payouts): the rest cost no memory per enterprise.
+#[derive(Debug, Default, Clone)]
+pub struct Claims {
+    pub keep: Vec<bool>,
+    pub per_policy: Vec<PolicyClaims>,
+}
+
+impl Claims {
+    pub fn new(keep: Vec<bool>) -> Self {
+        let per_policy = vec![PolicyClaims::default(); keep.len()];
+        Self { keep, per_policy }
+    }
+
+    /// Adds up the per-thread parts; claims end up in row order.
+    pub fn merge(parts: Vec<Claims>) -> Claims {
+        let mut parts = parts.into_iter();
+        let Some(mut out) = parts.next() else {
+            return Claims::default();
+        };
+        for p in parts {
+            for (o, x) in out.per_policy.iter_mut().zip(p.per_policy) {
+                o.eligible += x.eligible;
+                o.asked += x.asked;
+                o.errors += x.errors;
+                o.checksum = (o.checksum + x.checksum) % CHECKSUM_MODULUS;
+                o.first_error = match (o.first_error.take(), x.first_error) {
+                    (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
+                    (a, b) => a.or(b),
+                };
+                o.claims.extend(x.claims);
+            }
+        }
+        for o in &mut out.per_policy {
+            o.claims.sort_unstable_by_key(|c| c.0);
+        }
+        out
+    }
+}
+
+impl Sink for Claims {
+    fn block(&mut self, r: &BlockResult<'_>) {
+        let keep = self.keep.get(r.policy).copied().unwrap_or(false);
+        let t = &mut self.per_policy[r.policy];
+        t.errors += r.errors.len() as u64;
+        if let Some(first) = r.errors.first()
+            && t.first_error.as_ref().is_none_or(|f| f.0 > first.0)
+        {
+            t.first_error = Some(first.clone());
+        }
+        let Some(e) = r.eligible else {
+            return;
+        };
+        let mut asked = 0i128;
+        let mut count = 0u64;
+        let m = CHECKSUM_MODULUS as i64;
+        for (i, (ok, a)) in e.iter().zip(r.amount).enumerate() {
+            if *ok {
+                count += 1;
+                let fen = a.unwrap_or(Fen(0));
+                asked += i128::from(fen.0);
+                let w = ((r.first_row + i + 1) as u64) % CHECKSUM_MODULUS;
+                t.checksum = (t.checksum + w * fen.0.rem_euclid(m) as u64) % CHECKSUM_MODULUS;
+                if keep {
+                    t.claims.push(((r.first_row + i) as u32, fen));
+                }
+            }
+        }
+        t.eligible += count;
+        t.asked += asked;
+    }
+}
