@@ -226,7 +226,7 @@ enum PolicyCommand {
         on: Option<String>,
     },
     /// Every policy in DIR against every enterprise in TABLE (CSV: enterprise_id and the
-    /// facts), with the batch evaluator: per policy, how many qualify and how much they
+    /// facts), with the fast evaluator: per policy, how many qualify and how much they
     /// would get, against its budget. (No payouts yet: this is a dry run.)
     Run {
         dir: PathBuf,
@@ -234,6 +234,10 @@ enum PolicyCommand {
         /// Write the decisions to pay as NDJSON here.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Write per policy the count, totals and a checksum of every amount as JSON here
+        /// (the benchmark compares it with an independent computation).
+        #[arg(long)]
+        summary: Option<PathBuf>,
         #[arg(long, default_value_t = 2)]
         threads: usize,
     },
@@ -244,6 +248,18 @@ enum PolicyCommand {
         seed: u64,
         #[arg(long, default_value_t = 1.0)]
         scale: f64,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Makes COUNT policies from the templates in FROM (the templates, then copies with
+    /// parameters and budgets varied under new ids), for matching at a real programme's
+    /// scale: `citybrain policy variants crates/rules/policies --count 467 --out /tmp/p`.
+    Variants {
+        from: PathBuf,
+        #[arg(long, default_value_t = 467)]
+        count: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
         #[arg(long)]
         out: PathBuf,
     },
@@ -651,11 +667,18 @@ fn run(cli: Cli) -> Result<()> {
                 dir,
                 table,
                 out,
+                summary,
                 threads,
-            } => policy_cli::run(&dir, &table, out.as_deref(), threads),
+            } => policy_cli::run(&dir, &table, out.as_deref(), summary.as_deref(), threads),
             PolicyCommand::GenEconomy { seed, scale, out } => {
                 policy_cli::gen_economy(seed, scale, &out)
             }
+            PolicyCommand::Variants {
+                from,
+                count,
+                seed,
+                out,
+            } => policy_cli::variants(&from, count, seed, &out),
         },
         Command::Signals { command } => match command {
             SignalsCommand::Compare {

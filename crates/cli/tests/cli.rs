@@ -1318,7 +1318,7 @@ fn policy_explain_shows_each_decision_clause_by_clause() {
 }
 
 /// `citybrain policy gen-economy` and `policy run`: a deterministic economy, every shipped
-/// policy decided over it with the batch evaluator, the decisions written out and summed.
+/// policy decided over it with the fast evaluator, the decisions written out and summed.
 #[test]
 fn policy_run_decides_every_policy_over_a_generated_economy() {
     let root = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
@@ -1347,9 +1347,17 @@ fn policy_run_decides_every_policy_over_a_generated_economy() {
         .arg(&table)
         .arg("--out")
         .arg(&decisions)
+        .arg("--summary")
+        .arg(dir.path().join("summary.json"))
         .output()
         .unwrap();
     let printed = String::from_utf8_lossy(&out.stdout);
+    // Every shipped policy compiles for the fast evaluator.
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("batch evaluator"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(
         out.status.success(),
         "{printed}{}",
@@ -1373,6 +1381,16 @@ fn policy_run_decides_every_policy_over_a_generated_economy() {
         .unwrap();
     assert_eq!(written, counted, "{summary}");
     assert!(counted > 100, "{summary}");
+    // The JSON summary agrees with the file, policy by policy.
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("summary.json")).unwrap()).unwrap();
+    let per_policy = json["policies"].as_array().unwrap();
+    assert_eq!(per_policy.len(), 20);
+    let eligible: u64 = per_policy
+        .iter()
+        .map(|p| p["eligible"].as_u64().unwrap())
+        .sum();
+    assert_eq!(eligible as usize, written);
     // A bad cell is named by row and column.
     let text = std::fs::read_to_string(&table).unwrap();
     let broken = text.replacen(",18,", ",eighteen,", 1);

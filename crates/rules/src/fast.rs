@@ -895,6 +895,39 @@ fn round_div(n: i128, d: i128, how: Round) -> i128 {
     }
 }
 
+/// `out[i] = test(x[i], y[i])` as 0 or 1 (not both constant).
+#[inline(always)]
+fn compare(x: &V<'_>, y: &V<'_>, out: &mut [i64], test: impl Fn(i64, i64) -> bool) {
+    match (x, y) {
+        (V::Const(a), y) => {
+            let ys = values(y);
+            for (o, b) in out.iter_mut().zip(ys) {
+                *o = i64::from(test(*a, *b));
+            }
+        }
+        (x, V::Const(b)) => {
+            let xs = values(x);
+            for (o, a) in out.iter_mut().zip(xs) {
+                *o = i64::from(test(*a, *b));
+            }
+        }
+        (x, y) => {
+            for ((o, a), b) in out.iter_mut().zip(values(x)).zip(values(y)) {
+                *o = i64::from(test(*a, *b));
+            }
+        }
+    }
+}
+
+/// A non-constant value's rows.
+fn values<'v>(v: &'v V<'_>) -> &'v [i64] {
+    match v {
+        V::Slice(s) => s,
+        V::Buf(b) => b,
+        V::Const(_) => &[],
+    }
+}
+
 struct Block<'a> {
     table: &'a Table,
     from: usize,
@@ -1087,8 +1120,25 @@ impl<'a> Block<'a> {
             }
             Node::Cmp(op, a, b) => {
                 let (x, y) = (self.eval(pool, a), self.eval(pool, b));
-                let op = *op;
-                self.map2(pool, x, y, move |p, q| Some(i64::from(op.test(p, q))))
+                if let (V::Const(p), V::Const(q)) = (&x.v, &y.v) {
+                    let v = i64::from(op.test(*p, *q));
+                    let f = pool.union(x.f, y.f);
+                    return R { v: V::Const(v), f };
+                }
+                let mut out = pool.vals(n);
+                // One loop per operator, so each is a plain vectorisable comparison.
+                match op {
+                    Cmp::Eq => compare(&x.v, &y.v, &mut out, |p, q| p == q),
+                    Cmp::Ne => compare(&x.v, &y.v, &mut out, |p, q| p != q),
+                    Cmp::Lt => compare(&x.v, &y.v, &mut out, |p, q| p < q),
+                    Cmp::Le => compare(&x.v, &y.v, &mut out, |p, q| p <= q),
+                    Cmp::Gt => compare(&x.v, &y.v, &mut out, |p, q| p > q),
+                    Cmp::Ge => compare(&x.v, &y.v, &mut out, |p, q| p >= q),
+                }
+                let f = pool.union(x.f, y.f);
+                pool.give(R { v: x.v, f: None });
+                pool.give(R { v: y.v, f: None });
+                R { v: V::Buf(out), f }
             }
             Node::DateDiff(a, b) => {
                 let (x, y) = (self.eval(pool, a), self.eval(pool, b));

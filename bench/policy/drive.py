@@ -1,0 +1,60 @@
+"""Runs bench/policy/run's measurements: citybrain (RUNS times, median) and the peer, for the
+20 template policies and for their variants. See bench/policy/run."""
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+cb, economy, templates, variants, work, runs = sys.argv[1:7]
+runs = int(runs)
+here = os.path.dirname(os.path.abspath(__file__))
+python = sys.executable
+results = []
+for label, policies in (("20 policies", templates), ("variants", variants)):
+    n = len([f for f in os.listdir(policies) if f.endswith(".policy")])
+    summary = os.path.join(work, f"citybrain-{n}.json")
+    times, rss = [], []
+    for _ in range(runs):
+        out = subprocess.run(
+            ["/usr/bin/time", "-f", "%M", cb, "policy", "run", policies, economy,
+             "--summary", summary],
+            check=True, capture_output=True, text=True,
+        )
+        rss.append(int(out.stderr.strip().splitlines()[-1]) / 1024)
+        times.append(json.load(open(summary))["decide_seconds"])
+    ours = json.load(open(summary))
+    peer_out = os.path.join(work, f"peer-{n}.json")
+    subprocess.run([python, os.path.join(here, "peer.py"), economy, policies, summary, peer_out],
+                   check=True)
+    peer = json.load(open(peer_out))
+    row = {
+        "policies": n,
+        "enterprises": ours["enterprises"],
+        "citybrain_decide_seconds_median": statistics.median(times),
+        "citybrain_decide_seconds_all": times,
+        "citybrain_peak_rss_mb": max(rss),
+        "citybrain_not_compiled": ours["not_compiled"],
+        "openfisca_seconds": peer["openfisca_seconds"],
+        "openfisca_rss_mb_before": peer["openfisca_rss_mb_before_calculation"],
+        "openfisca_peak_rss_mb": peer["openfisca_peak_rss_mb_during_calculation"],
+        "speedup": peer["openfisca_seconds"] / statistics.median(times),
+        "citybrain_vs_exact_reference_mismatches": peer["citybrain_vs_reference_mismatches"],
+        "openfisca_policies_with_amounts_off_by_a_fen": len(peer["openfisca_amounts_off_by_a_fen"]),
+        "openfisca_worst_policy_off_by_a_fen": max(
+            ([p, d[0], d[1]] for p, d in peer["openfisca_amounts_off_by_a_fen"].items()),
+            key=lambda x: x[1] / max(x[2], 1), default=None),
+        "openfisca_eligibility_differences": peer["openfisca_eligibility_differences"],
+    }
+    results.append(row)
+    print(
+        f"{n} policies × {row['enterprises']} enterprises: citybrain {row['citybrain_decide_seconds_median']:.3f} s "
+        f"(peak RSS {row['citybrain_peak_rss_mb']:.0f} MB, whole process), OpenFisca {row['openfisca_seconds']:.2f} s "
+        f"(RSS {row['openfisca_rss_mb_before']}→{row['openfisca_peak_rss_mb']} MB) = {row['speedup']:.1f}×; "
+        f"citybrain vs exact reference: {len(row['citybrain_vs_exact_reference_mismatches'])} policies differ; "
+        f"OpenFisca off by ≥1 fen in {row['openfisca_policies_with_amounts_off_by_a_fen']} policies "
+        f"(worst: {row['openfisca_worst_policy_off_by_a_fen']})",
+        flush=True,
+    )
+json.dump(results, open(os.path.join(work, "results.json"), "w"), indent=1, ensure_ascii=False)
