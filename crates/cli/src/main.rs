@@ -68,6 +68,10 @@ enum Command {
         /// The sumo binary (default: $SUMO_HOME/bin/sumo, scripts/install-sumo's venv, or PATH).
         #[arg(long)]
         sumo: Option<PathBuf>,
+        /// Deliver the policies in this directory (.policy files) through
+        /// POST /api/v1/policy/runs (default: the twenty shipped with citybrain).
+        #[arg(long)]
+        policies: Option<PathBuf>,
     },
     /// Write a deterministic synthetic city with ground truth.
     Gen {
@@ -250,6 +254,23 @@ enum PolicyCommand {
         scale: f64,
         #[arg(long)]
         out: PathBuf,
+        /// Write money in integer fen, as the hub's market.enterprises takes it (default:
+        /// yuan with two decimals, as `policy run` and people read it).
+        #[arg(long)]
+        fen: bool,
+    },
+    /// A payout run on a running server: every policy it delivers against every enterprise
+    /// in market.enterprises, payouts written to policy.payouts exactly once (rerun after
+    /// an interruption: it pays only who is left).
+    Pay {
+        /// The run's name, e.g. 2025-annual (recorded with each payout).
+        #[arg(long)]
+        run: String,
+        /// Why (recorded in the audit trail).
+        #[arg(long, default_value = "")]
+        purpose: String,
+        #[command(flatten)]
+        server: ServerArgs,
     },
     /// Makes COUNT policies from the templates in FROM (the templates, then copies with
     /// parameters and budgets varied under new ids), for matching at a real programme's
@@ -527,6 +548,7 @@ fn run(cli: Cli) -> Result<()> {
             signals_routes,
             signals_speed,
             sumo,
+            policies,
         } => up(
             &listen,
             &data,
@@ -543,6 +565,7 @@ fn run(cli: Cli) -> Result<()> {
                     speed: signals_speed,
                     sumo: signals_cli::find_sumo(sumo),
                 }),
+            policies.as_deref(),
         ),
         Command::Gen {
             seed,
@@ -670,8 +693,25 @@ fn run(cli: Cli) -> Result<()> {
                 summary,
                 threads,
             } => policy_cli::run(&dir, &table, out.as_deref(), summary.as_deref(), threads),
-            PolicyCommand::GenEconomy { seed, scale, out } => {
-                policy_cli::gen_economy(seed, scale, &out)
+            PolicyCommand::GenEconomy {
+                seed,
+                scale,
+                out,
+                fen,
+            } => policy_cli::gen_economy(seed, scale, &out, fen),
+            PolicyCommand::Pay {
+                run,
+                purpose,
+                server,
+            } => {
+                let body = serde_json::json!({"run": run, "purpose": purpose});
+                let bytes = request(
+                    &server,
+                    "POST",
+                    "/api/v1/policy/runs",
+                    Some(("application/json", body.to_string().into_bytes())),
+                )?;
+                policy_cli::print_pay_report(&bytes)
             }
             PolicyCommand::Variants {
                 from,
@@ -1051,6 +1091,63 @@ fn demo_governance(gov: &Gov, hub: &Hub, data: &Path) -> Result<()> {
 }
 
 /// Creates the demo datasets and loads the generated city, unless already loaded.
+/// The policies `up` delivers (a directory's, or the shipped ones), and the datasets policy
+/// delivery reads and writes.
+fn policy_scene(hub: &Hub, dir: Option<&Path>) -> Result<citybrain_server::policy::PolicyScene> {
+    let now = citybrain_server::now();
+    for (file, text) in std::iter::once(citybrain_gen::economy::DEFINITION)
+        .chain(citybrain_server::policy::DEFINITIONS.iter().copied())
+    {
+        let def = DatasetDef::from_file_text(file, text).map_err(anyhow::Error::msg)?;
+        if !hub.names().contains(&def.name) {
+            hub.create_dataset(def, now)?;
+        }
+    }
+    let scene = match dir {
+        None => citybrain_server::policy::PolicyScene::load(
+            citybrain_rules::shipped::POLICIES.iter().copied(),
+        ),
+        Some(dir) => {
+            let mut files = Vec::new();
+            for entry in std::fs::read_dir(dir)
+                .with_context(|| format!("reading --policies {}", dir.display()))?
+            {
+                let path = entry?.path();
+                if path.extension().is_some_and(|e| e == "policy") {
+                    files.push((path.display().to_string(), std::fs::read_to_string(&path)?));
+                }
+            }
+            files.sort();
+            citybrain_server::policy::PolicyScene::load(
+                files.iter().map(|(n, t)| (n.as_str(), t.as_str())),
+            )
+        }
+    };
+    scene.map_err(anyhow::Error::msg)
+}
+
+/// The demo city's economy in `market.enterprises`: 6,780 enterprises at scale 1 (a
+/// hundredth of Hangzhou's), written once.
+fn load_demo_economy(hub: &Hub, scale: f64) -> Result<()> {
+    let name = DatasetName::parse("market.enterprises")?;
+    if hub.snapshot(&name)?.rows() > 0 {
+        return Ok(());
+    }
+    let firms = ((citybrain_gen::economy::FIRMS_AT_SCALE_1 as f64) * scale / 100.0)
+        .round()
+        .max(1.0) as u64;
+    let mut body = Vec::new();
+    citybrain_gen::economy::write_csv_in(1, firms, citybrain_gen::economy::Unit::Fen, &mut body)?;
+    hub.ingest(
+        &name,
+        Format::Csv,
+        &body,
+        OnError::Reject,
+        citybrain_server::now(),
+    )?;
+    Ok(())
+}
+
 fn load_demo(hub: &Hub, data: &Path, scale: f64) -> Result<()> {
     let passages = DatasetName::parse("transport.anpr_passages").expect("valid name");
     if hub.names().contains(&passages) && hub.snapshot(&passages)?.rows() > 0 {
@@ -1150,6 +1247,7 @@ fn up(
     config: HubConfig,
     mqtt: Mqtt,
     signals: Option<SignalsArgs>,
+    policies: Option<&Path>,
 ) -> Result<()> {
     let started = std::time::Instant::now();
     let signals_args_shown = signals
@@ -1165,8 +1263,11 @@ fn up(
     ensure_token_file(&gov, &data.join("admin.token"), || {
         Ok(gov.issue_admin_token(citybrain_server::now())?)
     })?;
+    let policy = Arc::new(policy_scene(&hub, policies)?);
     if demo {
         load_demo(&hub, data, scale).context("loading the demo city (or start with --no-demo)")?;
+        load_demo_economy(&hub, scale)
+            .context("loading the demo economy (or start with --no-demo)")?;
         demo_governance(&gov, &hub, data).context("setting up the demo city's departments")?;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -1192,6 +1293,7 @@ fn up(
             live: Some(live),
             parking,
             signals: signals.clone(),
+            policy: Some(policy),
             body_limit: body_limit_mib << 20,
         };
         let (mut mosquitto, broker) = match mqtt {

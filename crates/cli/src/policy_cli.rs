@@ -239,13 +239,15 @@ pub fn explain(dir: &Path, facts_file: &Path, on: Option<&str>) -> Result<()> {
 }
 
 /// Writes a synthetic economy (enterprises and their facts) as CSV.
-pub fn gen_economy(seed: u64, scale: f64, out: &Path) -> Result<()> {
+pub fn gen_economy(seed: u64, scale: f64, out: &Path, fen: bool) -> Result<()> {
+    use citybrain_gen::economy::Unit;
     let firms = ((citybrain_gen::economy::FIRMS_AT_SCALE_1 as f64) * scale)
         .round()
         .max(1.0) as u64;
     let file = std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
     let mut w = std::io::BufWriter::new(file);
-    citybrain_gen::economy::write_csv(seed, firms, &mut w)?;
+    let unit = if fen { Unit::Fen } else { Unit::Yuan };
+    citybrain_gen::economy::write_csv_in(seed, firms, unit, &mut w)?;
     std::io::Write::flush(&mut w)?;
     println!("{firms} enterprises written to {}", out.display());
     Ok(())
@@ -394,7 +396,7 @@ pub fn run(
     summary: Option<&Path>,
     threads: usize,
 ) -> Result<()> {
-    use citybrain_rules::fast;
+    use citybrain_rules::matching::run_all;
     let policies = load_dir(dir)?;
     let asts: Vec<&citybrain_rules::syntax::PolicyAst> =
         policies.iter().map(|(_, p)| &p.ast).collect();
@@ -402,32 +404,13 @@ pub fn run(
     let (ids, table) = load_table(table, &asts)?;
     let rows = table.rows();
     let loaded = started.elapsed();
-    let plan = fast::Plan::new(
-        asts.iter()
-            .map(|a| (*a, a.effective.map_or(citybrain_core::Date(0), |e| e.0))),
-        &table,
-    );
-    for (id, why) in plan.not_compiled() {
+    let t = std::time::Instant::now();
+    // Payouts are kept only where needed: to share a budget (always), or to write them.
+    let (results, not_compiled) = run_all(&asts, &table, threads, |_| out.is_some());
+    let decided = t.elapsed();
+    for (id, why) in &not_compiled {
         eprintln!("note: {id} runs through the (slower) batch evaluator: {why}");
     }
-    let budget_of = |ast: &citybrain_rules::syntax::PolicyAst| {
-        ast.budget
-            .as_ref()
-            .and_then(|b| citybrain_rules::eval::constant(b).ok())
-            .and_then(|v| match v {
-                citybrain_rules::Value::Num(r) if r.den == 1 => i64::try_from(r.num).ok(),
-                _ => None,
-            })
-    };
-    // Claims are kept only where they are needed: to share a budget, or to write them.
-    let keep: Vec<bool> = asts
-        .iter()
-        .map(|a| out.is_some() || budget_of(a).is_some())
-        .collect();
-    let t = std::time::Instant::now();
-    let parts = fast::run(&plan, &table, threads, || fast::Claims::new(keep.clone()));
-    let decided = t.elapsed();
-    let results = fast::Claims::merge(parts);
     let mut sink = match out {
         Some(path) => Some(std::io::BufWriter::new(
             std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
@@ -438,25 +421,12 @@ pub fn run(
         "{:<26} {:>10} {:>20} {:>20} {:>18}  errors",
         "policy", "eligible", "qualified for", "paid", "budget"
     );
+    let fen = |x: i128| citybrain_rules::eval::yuan(citybrain_core::Fen(x as i64));
     let (mut all_eligible, mut all_total) = (0u64, 0i128);
     let mut lines = Vec::new();
-    for (ast, r) in asts.iter().zip(&results.per_policy) {
-        let budget = budget_of(ast);
-        let claims: Vec<citybrain_core::Fen> = r.claims.iter().map(|c| c.1).collect();
-        // Rows are in application order: the table's order.
-        let paid = match budget {
-            Some(b) => {
-                citybrain_rules::budget::allocate(&claims, citybrain_core::Fen(b), ast.budget_rule)
-            }
-            None => claims.clone(),
-        };
-        let total: i128 = if budget.is_some() || out.is_some() {
-            paid.iter().map(|c| i128::from(c.0)).sum()
-        } else {
-            r.asked
-        };
+    for (ast, r) in asts.iter().zip(&results) {
         if let Some(w) = sink.as_mut() {
-            for ((row, claim), pay) in r.claims.iter().zip(&paid) {
+            for (row, claim, pay) in &r.payouts {
                 std::io::Write::write_fmt(
                     w,
                     format_args!(
@@ -469,17 +439,16 @@ pub fn run(
                 )?;
             }
         }
-        let fen = |x: i128| citybrain_rules::eval::yuan(citybrain_core::Fen(x as i64));
         println!(
             "{:<26} {:>10} {:>20} {:>20} {:>18}  {}",
             ast.id,
             r.eligible,
             fen(r.asked),
-            fen(total),
-            budget.map_or("-".to_string(), |b| format!(
+            fen(r.paid),
+            r.budget.map_or("-".to_string(), |(b, rule)| format!(
                 "{} {}",
-                fen(i128::from(b)),
-                match ast.budget_rule {
+                fen(i128::from(b.0)),
+                match rule {
                     citybrain_rules::syntax::BudgetRule::ProRata => "pro rata",
                     citybrain_rules::syntax::BudgetRule::FirstCome => "first come",
                 }
@@ -490,15 +459,18 @@ pub fn run(
             },
         );
         all_eligible += r.eligible;
-        all_total += total;
+        all_total += r.paid;
         lines.push(serde_json::json!({
             "id": ast.id,
             "eligible": r.eligible,
             "asked_fen": r.asked as i64,
-            "paid_fen": total as i64,
+            "paid_fen": r.paid as i64,
             "errors": r.errors,
             "checksum": r.checksum,
         }));
+    }
+    if let Some(mut w) = sink {
+        std::io::Write::flush(&mut w)?;
     }
     if let Some(path) = summary {
         let doc = serde_json::json!({
@@ -506,19 +478,16 @@ pub fn run(
             "threads": threads,
             "load_seconds": loaded.as_secs_f64(),
             "decide_seconds": decided.as_secs_f64(),
-            "not_compiled": plan.not_compiled(),
+            "not_compiled": not_compiled,
             "policies": lines,
         });
         std::fs::write(path, serde_json::to_string_pretty(&doc)?)
             .with_context(|| format!("writing {}", path.display()))?;
     }
-    if let Some(mut w) = sink {
-        std::io::Write::flush(&mut w)?;
-    }
     println!(
         "{} policies × {rows} enterprises: {all_eligible} decisions to pay, {} in all; read the table in {:.2} s, decided in {:.3} s on {threads} threads",
         policies.len(),
-        citybrain_rules::eval::yuan(citybrain_core::Fen(all_total as i64)),
+        fen(all_total),
         loaded.as_secs_f64(),
         decided.as_secs_f64()
     );
@@ -623,4 +592,38 @@ fn vary(line: &str, f: f64) -> String {
         return line.to_string();
     };
     format!("{head}{varied}{tail}")
+}
+
+/// Prints a payout run's report (the server's JSON) as a table.
+pub fn print_pay_report(bytes: &[u8]) -> Result<()> {
+    let r: serde_json::Value =
+        serde_json::from_slice(bytes).context("reading the server's report")?;
+    let fen = |v: &serde_json::Value| {
+        citybrain_rules::eval::yuan(citybrain_core::Fen(v.as_i64().unwrap_or(0)))
+    };
+    println!(
+        "{:<26} {:>10} {:>20} {:>20}  errors",
+        "policy", "eligible", "qualified for", "paid"
+    );
+    for p in r["per_policy"].as_array().into_iter().flatten() {
+        println!(
+            "{:<26} {:>10} {:>20} {:>20}  {}",
+            p["policy"].as_str().unwrap_or(""),
+            p["eligible"],
+            fen(&p["qualified_fen"]),
+            fen(&p["paid_fen"]),
+            p["errors"]
+        );
+    }
+    println!(
+        "run {}: {} policies × {} enterprises, {} to pay ({} in all): {} paid now, {} already paid before",
+        r["run"].as_str().unwrap_or(""),
+        r["policies"],
+        r["enterprises"],
+        r["eligible"],
+        fen(&r["total_paid_fen"]),
+        r["paid_now"],
+        r["already_paid"]
+    );
+    Ok(())
 }

@@ -1410,3 +1410,224 @@ fn policy_run_decides_every_policy_over_a_generated_economy() {
         "{err}"
     );
 }
+
+/// A department's admin token (the department and principal created if need be), issued
+/// with the platform admin's token.
+fn department_admin(server: &Server, department: &str) -> String {
+    let post = |path: &str, body: String| -> (u16, String) {
+        let response = agent()
+            .post(&format!("{}{path}", server.base))
+            .header("Authorization", &format!("Bearer {}", server.admin))
+            .header("Content-Type", "application/json")
+            .send(body.as_bytes())
+            .unwrap();
+        let status = response.status().as_u16();
+        (
+            status,
+            response.into_body().read_to_string().unwrap_or_default(),
+        )
+    };
+    let (status, text) = post(
+        "/api/v1/departments",
+        format!(r#"{{"id": "{department}", "name": "{department}"}}"#),
+    );
+    assert!(status == 201 || status == 409, "{status} {text}");
+    let (status, text) = post(
+        "/api/v1/principals",
+        format!(r#"{{"name": "{department}_ops", "department": "{department}", "role": "admin"}}"#),
+    );
+    assert!(status == 201 || status == 409, "{status} {text}");
+    let (status, text) = post(
+        &format!("/api/v1/principals/{department}_ops/tokens"),
+        "{}".to_string(),
+    );
+    assert_eq!(status, 201, "{text}");
+    let issued: serde_json::Value = serde_json::from_str(&text).unwrap();
+    issued["token"].as_str().unwrap().to_string()
+}
+
+/// Issue 6: a payout run over the hub's enterprises, killed (SIGKILL) at random points and
+/// run again, pays every eligible enterprise exactly once and exactly what the dry run
+/// over the same economy says; a further run pays nobody.
+#[test]
+fn a_payout_run_killed_at_random_points_pays_everyone_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_citybrain");
+    let data = dir.path().join("data");
+    let (yuan_csv, fen_csv) = (dir.path().join("yuan.csv"), dir.path().join("fen.csv"));
+    for (path, fen) in [(&yuan_csv, false), (&fen_csv, true)] {
+        let mut cmd = Command::new(bin);
+        cmd.args(["policy", "gen-economy", "--scale", "0.01", "--out"])
+            .arg(path);
+        if fen {
+            cmd.arg("--fen");
+        }
+        assert!(cmd.output().unwrap().status.success());
+    }
+    // What a complete run must pay: the dry run over the same economy.
+    let expected_file = dir.path().join("expected.ndjson");
+    let policies = format!("{}/../rules/policies", manifest_dir());
+    let out = Command::new(bin)
+        .args(["policy", "run", &policies])
+        .arg(&yuan_csv)
+        .arg("--out")
+        .arg(&expected_file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut expected = std::collections::BTreeMap::new();
+    for line in std::fs::read_to_string(&expected_file).unwrap().lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let key = (
+            v["policy"].as_str().unwrap().to_string(),
+            v["enterprise_id"].as_str().unwrap().to_string(),
+        );
+        assert!(
+            expected
+                .insert(key, v["paid_fen"].as_i64().unwrap())
+                .is_none()
+        );
+    }
+    assert!(expected.len() > 5_000, "{} payouts", expected.len());
+
+    let mut server = start(&data, &[]);
+    let market = department_admin(&server, "market");
+    server.token = market.clone();
+    let (status, text) = server.post(
+        "/api/v1/datasets/market.enterprises/records",
+        "text/csv",
+        &std::fs::read(&fen_csv).unwrap(),
+    );
+    assert_eq!(status, 200, "{text}");
+    let run = |base: &str, token: &str| {
+        agent()
+            .post(&format!("{base}/api/v1/policy/runs"))
+            .header("Authorization", &format!("Bearer {token}"))
+            .header("Content-Type", "application/json")
+            .send(br#"{"run": "2025-annual", "purpose": "test payouts"}"#.as_slice())
+    };
+    // Kill the server at pseudo-random moments of runs in progress, restarting it each time.
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let (mut partial, mut before) = (0, 0);
+    for round in 0..10 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let wait = std::time::Duration::from_millis(30 + seed % 900);
+        let (base, token) = (server.base.clone(), market.clone());
+        let caller = std::thread::spawn(move || {
+            let _ = run(&base, &token);
+        });
+        std::thread::sleep(wait);
+        server.kill9();
+        caller.join().unwrap();
+        server = start(&data, &[]);
+        server.token = market.clone();
+        let stored = server.count("policy.payouts") as usize;
+        assert!(
+            stored >= before,
+            "round {round}: payouts lost ({stored} < {before})"
+        );
+        assert!(
+            stored <= expected.len(),
+            "round {round}: {stored} payouts, more than due"
+        );
+        if stored > before && stored < expected.len() {
+            partial += 1;
+        }
+        println!(
+            "kill {round} after {wait:?}: {stored} of {} payouts stored",
+            expected.len()
+        );
+        before = stored;
+    }
+    assert!(partial > 0, "no kill landed in the middle of a run");
+    // Run to the end: it pays who is left; then once more: nobody.
+    let finish = |server: &Server| -> serde_json::Value {
+        let (status, text) = server.post(
+            "/api/v1/policy/runs",
+            "application/json",
+            br#"{"run": "2025-annual"}"#,
+        );
+        assert_eq!(status, 200, "{text}");
+        serde_json::from_str(&text).unwrap()
+    };
+    let report = finish(&server);
+    assert_eq!(
+        report["paid_now"].as_u64().unwrap() as usize,
+        expected.len() - before,
+        "{report}"
+    );
+    assert_eq!(
+        report["already_paid"].as_u64().unwrap() as usize,
+        before,
+        "{report}"
+    );
+    let again = finish(&server);
+    assert_eq!(again["paid_now"], 0, "{again}");
+    // Every payout once, each exactly as the dry run says.
+    let rows = server.sql(
+        "SELECT policy, enterprise_id, paid, payout_id FROM policy.payouts ORDER BY payout_id",
+    );
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), expected.len());
+    let mut seen = std::collections::HashSet::new();
+    for r in rows {
+        assert!(
+            seen.insert(r["payout_id"].as_str().unwrap().to_string()),
+            "{r} twice"
+        );
+        let key = (
+            r["policy"].as_str().unwrap().to_string(),
+            r["enterprise_id"].as_str().unwrap().to_string(),
+        );
+        assert_eq!(
+            Some(&r["paid"].as_i64().unwrap()),
+            expected.get(&key),
+            "{r}"
+        );
+    }
+    // One enterprise explained over the API: the decision the run paid, clause by clause.
+    let ((_, enterprise), paid) = expected
+        .iter()
+        .find(|((p, _), _)| p == "job_retention")
+        .unwrap();
+    let body = serde_json::json!({"enterprise_id": enterprise}).to_string();
+    let (status, text) = server.post(
+        "/api/v1/policy/explain",
+        "application/json",
+        body.as_bytes(),
+    );
+    assert_eq!(status, 200, "{text}");
+    let explained: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let decisions = explained["decisions"].as_array().unwrap();
+    assert_eq!(decisions.len(), 20);
+    let d = decisions
+        .iter()
+        .find(|d| d["policy"] == "job_retention")
+        .unwrap();
+    assert_eq!(d["eligible"], true, "{d}");
+    assert_eq!(d["amount_fen"].as_i64(), Some(*paid), "{d}");
+    assert!(d["clauses"].as_array().unwrap().len() >= 3, "{d}");
+    let (status, _) = server.post(
+        "/api/v1/policy/explain",
+        "application/json",
+        br#"{"enterprise_id": "no-such-firm"}"#,
+    );
+    assert_eq!(status, 404);
+    // A run's name is checked; the run was audited.
+    let (status, _) = server.post(
+        "/api/v1/policy/runs",
+        "application/json",
+        b"{\"run\": \"x y\"}",
+    );
+    assert_eq!(status, 400);
+    let audit = server.get("/api/v1/datasets/policy.payouts/audit", Some(&market));
+    assert_eq!(audit.0, 200, "{}", audit.1);
+    assert!(audit.1.contains("policy/runs"), "{}", audit.1);
+    assert!(server.stop().success());
+}

@@ -39,16 +39,40 @@ const INDUSTRIES: [(&str, f64); 7] = [
 /// The CSV header: `enterprise_id` and every fact, money in yuan with two decimals.
 pub const HEADER: &str = "enterprise_id,district,industry,employees,founded,small_business,high_tech,high_tech_since,revenue,revenue_prev,tax_paid,credit_rating,rd_expense,patents_granted,insurance_paid,insurance_arrears,laid_off,graduates_hired,new_hires_local,disabled_employees,training_hours,trainees,rent_paid,exports,exports_prev,energy_saving_investment,equipment_investment,digital_investment,tea_kg_from_farmers,first_listing";
 
-fn yuan(fen: i64) -> String {
-    format!("{}.{:02}", fen / 100, fen % 100)
+/// How amounts are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    /// Yuan with two decimals (`1234.56`), as people write them.
+    Yuan,
+    /// Integer fen (`123456`), as the hub's money fields take them.
+    Fen,
 }
+
+fn amount(fen: i64, unit: Unit) -> String {
+    match unit {
+        Unit::Yuan => format!("{}.{:02}", fen / 100, fen % 100),
+        Unit::Fen => fen.to_string(),
+    }
+}
+
+/// The hub dataset the economy is published as (money in fen).
+pub const DEFINITION: (&str, &str) = (
+    "market.enterprises.toml",
+    include_str!("../definitions/market.enterprises.toml"),
+);
 
 fn date(days: i64) -> String {
     citybrain_core::Date(days as i32).to_string()
 }
 
-/// Writes `firms` enterprises as CSV.
+/// Writes `firms` enterprises as CSV, money in yuan.
 pub fn write_csv(seed: u64, firms: u64, out: &mut dyn Write) -> std::io::Result<()> {
+    write_csv_in(seed, firms, Unit::Yuan, out)
+}
+
+/// Writes `firms` enterprises as CSV, money in `unit`.
+pub fn write_csv_in(seed: u64, firms: u64, unit: Unit, out: &mut dyn Write) -> std::io::Result<()> {
+    let yuan = |fen: i64| amount(fen, unit);
     let mut r = Rng::new(seed ^ 0x4543_4f4e);
     writeln!(out, "{HEADER}")?;
     let today = i64::from(citybrain_core::Date::from_ymd(2025, 1, 1).0);

@@ -14,6 +14,8 @@ pub mod budget;
 pub mod check;
 pub mod eval;
 pub mod fast;
+pub mod matching;
+pub mod shipped;
 pub mod syntax;
 
 use std::collections::HashMap;

@@ -72,6 +72,7 @@ fn main() {
             live: None,
             parking: Some(scene.clone()),
             signals: None,
+            policy: None,
             body_limit: 1 << 20,
         };
         let stats = spawn(

@@ -13,6 +13,7 @@ pub mod live_parking;
 pub mod live_signals;
 pub mod mqtt;
 pub mod openapi;
+pub mod policy;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -46,6 +47,8 @@ pub struct AppState {
     pub parking: Option<live_parking::LiveParking>,
     /// The live signal scene, when `up` was given a network to control.
     pub signals: Option<live_signals::LiveSignals>,
+    /// Policy delivery: the loaded policies, when there are any.
+    pub policy: Option<Arc<policy::PolicyScene>>,
     /// Largest accepted request body, in bytes.
     pub body_limit: usize,
 }
@@ -73,6 +76,8 @@ pub fn router(state: AppState) -> Router {
         .route("/parking/guide", get(parking_guide))
         .route("/parking/overdue", get(parking_overdue))
         .route("/signals/emergency", post(signals_emergency))
+        .route("/policy/runs", post(policy_run))
+        .route("/policy/explain", post(policy_explain))
         .route(
             "/departments",
             get(governance::list_departments).post(governance::create_department),
@@ -783,6 +788,171 @@ async fn signals_emergency(
     })
     .await?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "run_id": run_id }))).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct ExplainRequest {
+    enterprise_id: String,
+    #[serde(default)]
+    purpose: String,
+}
+
+/// One enterprise against every loaded policy (the enterprise-facing page, an auditor's
+/// question): eligible or not, clause by clause with the values read, the amount and any
+/// exception. The enterprise's row is read with the caller's grants and audited.
+async fn policy_explain(
+    State(state): State<AppState>,
+    Extension(me): Extension<Principal>,
+    Json(request): Json<ExplainRequest>,
+) -> Result<Response, ApiError> {
+    let scene = state.policy.clone().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "policy_unavailable",
+            "no policies are loaded (start `citybrain up --policies DIR`)",
+        )
+    })?;
+    let call = DataCall {
+        reader: Reader::Principal(me),
+        purpose: if request.purpose.is_empty() {
+            format!("explain policies for {}", request.enterprise_id)
+        } else {
+            request.purpose.clone()
+        },
+        kind: CallKind::Sql,
+        now: now(),
+    };
+    let sql = format!(
+        "SELECT * FROM market.enterprises WHERE enterprise_id = '{}' LIMIT 1",
+        request.enterprise_id.replace('\'', "''")
+    );
+    let row = state.sql.query_as(&sql, &call).await?;
+    let id = request.enterprise_id.clone();
+    let decisions = blocking(move || {
+        let policies: Vec<&citybrain_rules::syntax::PolicyAst> = scene.policies.iter().collect();
+        let facts = policy::facts_from_row(&row.batches, &policies).map_err(|e| {
+            let status = if e == "no such enterprise" {
+                StatusCode::NOT_FOUND
+            } else {
+                StatusCode::UNPROCESSABLE_ENTITY
+            };
+            ApiError::new(status, "cannot_explain", format!("enterprise {id}: {e}"))
+        })?;
+        Ok(policy::explain(&scene, &facts))
+    })
+    .await?;
+    Ok(Json(json!({
+        "enterprise_id": request.enterprise_id,
+        "decisions": decisions,
+    }))
+    .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct PolicyRunRequest {
+    /// The run's name (e.g. "2025-annual"): recorded with each payout.
+    run: String,
+    #[serde(default)]
+    purpose: String,
+}
+
+/// A matching run (亲清在线): every loaded policy against every enterprise in
+/// `market.enterprises` (read with the caller's grants, audited), payouts written to
+/// `policy.payouts` exactly once per policy, period and enterprise (see [`policy`]).
+async fn policy_run(
+    State(state): State<AppState>,
+    Extension(me): Extension<Principal>,
+    Json(request): Json<PolicyRunRequest>,
+) -> Result<Response, ApiError> {
+    let scene = state.policy.clone().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "policy_unavailable",
+            "no policies are loaded (start `citybrain up --policies DIR`)",
+        )
+    })?;
+    if me.role == citybrain_gov::Role::Reader {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "a payout run needs a publisher or admin role",
+        ));
+    }
+    let run = request.run.trim().to_string();
+    if run.is_empty()
+        || run.len() > 100
+        || !run
+            .chars()
+            .all(|c| c.is_alphanumeric() || "-_.:/".contains(c))
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_run",
+            "run: give a name of 1 to 100 letters, digits and - _ . : / (e.g. 2025-annual)",
+        ));
+    }
+    let _one_at_a_time = scene.running.try_lock().map_err(|_| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "run_in_progress",
+            "a payout run is in progress; run again when it has finished (it will pay only who is left)",
+        )
+    })?;
+    let call = DataCall {
+        reader: Reader::Principal(me.clone()),
+        purpose: if request.purpose.is_empty() {
+            format!("policy payout run {run}")
+        } else {
+            request.purpose.clone()
+        },
+        kind: CallKind::Sql,
+        now: now(),
+    };
+    let enterprises = state
+        .sql
+        .query_as("SELECT * FROM market.enterprises", &call)
+        .await?;
+    // The ledger reads itself: every id ever paid.
+    let mut paid = std::collections::HashSet::new();
+    for batch in state
+        .sql
+        .query("SELECT payout_id FROM policy.payouts")
+        .await?
+        .batches
+    {
+        use arrow::array::{Array, AsArray};
+        let col = arrow::compute::cast(batch.column(0), &arrow::datatypes::DataType::Utf8)
+            .map_err(|e| {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+            })?;
+        let s = col.as_string::<i32>();
+        paid.extend((0..s.len()).map(|i| s.value(i).to_string()));
+    }
+    let (hub, gov, worker) = (state.hub.clone(), state.gov.clone(), scene.clone());
+    let report = blocking(move || {
+        let policies: Vec<&citybrain_rules::syntax::PolicyAst> = worker.policies.iter().collect();
+        let outcome = policy::table_from_batches(&enterprises.batches, &policies)
+            .and_then(|(ids, table)| policy::pay(&hub, &worker, &run, &ids, &table, &paid, now()));
+        let mut call = Call::new(
+            now(),
+            me.name.as_str(),
+            me.department.as_str(),
+            CallKind::Ingest,
+        );
+        call.datasets.push(Touch {
+            dataset: DatasetName::parse("policy.payouts").expect("valid name"),
+            fields: Vec::new(),
+        });
+        call.detail = format!("POST /api/v1/policy/runs {run}");
+        match &outcome {
+            Ok(r) => call.rows = r.paid_now,
+            Err(_) => call.outcome = Outcome::Failed,
+        }
+        gov.record(call)?;
+        outcome.map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "run_failed", e))
+    })
+    .await?;
+    Ok(Json(report).into_response())
 }
 
 #[derive(Debug, Deserialize)]
