@@ -796,9 +796,9 @@ pub struct BlockResult<'a> {
     pub policy: usize,
     pub first_row: usize,
     pub rows: usize,
-    /// Per row, whether eligible; `None` when no row of the block is.
-    pub eligible: Option<&'a [bool]>,
-    /// Per eligible row, the amount in fen (`None`: the policy has no amount).
+    /// The eligible rows (offsets from `first_row`, increasing).
+    pub eligible: &'a [u32],
+    /// Their amounts in fen, in the same order (`None`: the policy has no amount).
     pub amount: &'a [Option<Fen>],
     /// Rows whose decision is an error (they are not eligible above).
     pub errors: &'a [(usize, EvalError)],
@@ -841,9 +841,10 @@ struct Pool {
 }
 
 impl Pool {
+    /// A buffer of `n` values, not cleared: every operation writes each row it yields
+    /// (a flagged row's value is never read).
     fn vals(&mut self, n: usize) -> Vec<i64> {
         let mut v = self.vals.pop().unwrap_or_default();
-        v.clear();
         v.resize(n, 0);
         v
     }
@@ -928,13 +929,41 @@ fn values<'v>(v: &'v V<'_>) -> &'v [i64] {
     }
 }
 
-struct Block<'a> {
+/// Rows `from..from + n` of the table, or, with a selection, the rows `from + sel[i]`
+/// (`n` of them): nodes then see the selected rows only, in order.
+struct Block<'a, 's> {
     table: &'a Table,
     from: usize,
     n: usize,
+    sel: Option<&'s [u32]>,
 }
 
-impl<'a> Block<'a> {
+impl<'a> Block<'a, '_> {
+    /// `r` with a constant spelled out per row, so loops run over plain slices.
+    fn full(&self, pool: &mut Pool, r: R<'a>) -> R<'a> {
+        match r.v {
+            V::Const(c) => {
+                let mut b = pool.vals(self.n);
+                b.iter_mut().for_each(|v| *v = c);
+                R {
+                    v: V::Buf(b),
+                    f: r.f,
+                }
+            }
+            _ => r,
+        }
+    }
+
+    /// The same block's rows `sel` (indices into the block).
+    fn select<'t>(&self, sel: &'t [u32]) -> Block<'a, 't> {
+        Block {
+            table: self.table,
+            from: self.from,
+            n: sel.len(),
+            sel: Some(sel),
+        }
+    }
+
     /// Applies `f` to every row; `None` flags the row.
     fn map1(&self, pool: &mut Pool, x: R<'a>, f: impl Fn(i64) -> Option<i64>) -> R<'a> {
         if let V::Const(c) = x.v
@@ -1037,8 +1066,9 @@ impl<'a> Block<'a> {
         match node {
             Node::Frac(a, b) => {
                 let x = self.eval(pool, a);
-                let mut y = self.eval(pool, b);
-                if (0..n).any(|i| y.v.at(i) == 0) {
+                let y = self.eval(pool, b);
+                let mut y = self.full(pool, y);
+                if values(&y.v).contains(&0) {
                     let fl = y.f.get_or_insert_with(|| pool.flags(n));
                     for (i, f) in fl.iter_mut().enumerate() {
                         *f |= y.v.at(i) == 0;
@@ -1050,14 +1080,18 @@ impl<'a> Block<'a> {
                 let cond = self.eval(pool, c);
                 let (xn, xd) = self.eval_frac(pool, a);
                 let (yn, yd) = self.eval_frac(pool, b);
+                let cond = self.full(pool, cond);
                 let pick = |pool: &mut Pool, x: R<'a>, y: R<'a>| {
+                    let x = self.full(pool, x);
+                    let y = self.full(pool, y);
                     let mut out = pool.vals(n);
-                    for (i, o) in out.iter_mut().enumerate() {
-                        *o = if cond.v.at(i) != 0 {
-                            x.v.at(i)
-                        } else {
-                            y.v.at(i)
-                        };
+                    for (((o, c), p), q) in out
+                        .iter_mut()
+                        .zip(values(&cond.v))
+                        .zip(values(&x.v))
+                        .zip(values(&y.v))
+                    {
+                        *o = if *c != 0 { *p } else { *q };
                     }
                     let flags = match (cond.f.as_ref(), x.f.as_ref(), y.f.as_ref()) {
                         (None, None, None) => None,
@@ -1093,10 +1127,25 @@ impl<'a> Block<'a> {
                 v: V::Const(*c),
                 f: None,
             },
-            Node::Col(i) => R {
-                v: V::Slice(&self.table.cols[*i].vals[self.from..self.from + n]),
-                f: None,
-            },
+            Node::Col(i) => {
+                let col = &self.table.cols[*i].vals[self.from..];
+                match self.sel {
+                    None => R {
+                        v: V::Slice(&col[..n]),
+                        f: None,
+                    },
+                    Some(sel) => {
+                        let mut out = pool.vals(n);
+                        for (o, j) in out.iter_mut().zip(sel) {
+                            *o = col[*j as usize];
+                        }
+                        R {
+                            v: V::Buf(out),
+                            f: None,
+                        }
+                    }
+                }
+            }
             Node::Neg(x) => {
                 let x = self.eval(pool, x);
                 self.map1(pool, x, i64::checked_neg)
@@ -1176,8 +1225,20 @@ impl<'a> Block<'a> {
                 if den == 1 {
                     return x;
                 }
+                // In i64: the quotient is never larger than `v`, and twice a remainder
+                // below den ≤ 10^18 fits.
                 self.map1(pool, x, move |v| {
-                    i64::try_from(round_div(i128::from(v), i128::from(den), how)).ok()
+                    let floor = v.div_euclid(den);
+                    let rest = v.rem_euclid(den);
+                    Some(match how {
+                        Round::Down => floor,
+                        Round::Up => floor + i64::from(rest != 0),
+                        Round::HalfEven => match (rest * 2).cmp(&den) {
+                            std::cmp::Ordering::Less => floor,
+                            std::cmp::Ordering::Greater => floor + 1,
+                            std::cmp::Ordering::Equal => floor + floor.rem_euclid(2),
+                        },
+                    })
                 })
             }
             Node::RoundFrac {
@@ -1211,25 +1272,50 @@ impl<'a> Block<'a> {
                 let (x, y) = self.eval_frac(pool, f);
                 let z = self.eval(pool, c);
                 let (op, nm, cm) = (*op, *n_mul, *cd_mul);
+                let (x, y, z) = (self.full(pool, x), self.full(pool, y), self.full(pool, z));
                 let mut flags = pool.union(x.f, y.f);
                 flags = pool.union(flags, z.f);
                 let mut out = pool.vals(n);
-                for (i, o) in out.iter_mut().enumerate() {
-                    let (p, q, r) = (x.v.at(i), y.v.at(i), z.v.at(i));
-                    let lhs = i128::from(p).checked_mul(nm);
-                    let rhs = i128::from(r)
+                // Mostly in i64 (counts and fen times small powers of ten); i128 where
+                // that overflows; a flag where even that does or the divisor is zero.
+                let (nm64, cm64) = (i64::try_from(nm).ok(), i64::try_from(cm).ok());
+                let slow = |p: i64, q: i64, r: i64| -> Option<bool> {
+                    let l = i128::from(p).checked_mul(nm)?;
+                    let rr = i128::from(r)
                         .checked_mul(i128::from(q))
-                        .and_then(|v| v.checked_mul(cm));
-                    match (lhs, rhs) {
-                        (Some(l), Some(rr)) if q != 0 => {
-                            let held = if q > 0 {
-                                op.test(l, rr)
-                            } else {
-                                op.test(rr, l)
-                            };
-                            *o = i64::from(held);
-                        }
-                        _ => flags.get_or_insert_with(|| pool.flags(n))[i] = true,
+                        .and_then(|v| v.checked_mul(cm))?;
+                    Some(if q > 0 {
+                        op.test(l, rr)
+                    } else {
+                        op.test(rr, l)
+                    })
+                };
+                for (i, (((o, p), q), r)) in out
+                    .iter_mut()
+                    .zip(values(&x.v))
+                    .zip(values(&y.v))
+                    .zip(values(&z.v))
+                    .enumerate()
+                {
+                    let (p, q, r) = (*p, *q, *r);
+                    let fast = match (nm64, cm64) {
+                        (Some(a), Some(b)) => p
+                            .checked_mul(a)
+                            .zip(r.checked_mul(q).and_then(|v| v.checked_mul(b))),
+                        _ => None,
+                    };
+                    let held = match fast {
+                        _ if q == 0 => None,
+                        Some((l, rr)) => Some(if q > 0 {
+                            op.test(l, rr)
+                        } else {
+                            op.test(rr, l)
+                        }),
+                        None => slow(p, q, r),
+                    };
+                    match held {
+                        Some(h) => *o = i64::from(h),
+                        None => flags.get_or_insert_with(|| pool.flags(n))[i] = true,
                     }
                 }
                 pool.give(R { v: x.v, f: None });
@@ -1242,18 +1328,21 @@ impl<'a> Block<'a> {
             }
             Node::Logic(and, a, b) => {
                 let x = self.eval(pool, a);
+                let x = self.full(pool, x);
                 let y = self.eval(pool, b);
+                let y = self.full(pool, y);
                 let and = *and;
                 let xv = &x.v;
-                let yv = &y.v;
                 let mut out = pool.vals(n);
-                for (i, o) in out.iter_mut().enumerate() {
-                    let l = xv.at(i) != 0;
-                    *o = i64::from(if and {
-                        l && yv.at(i) != 0
-                    } else {
-                        l || yv.at(i) != 0
-                    });
+                let (xs, ys) = (values(&x.v), values(&y.v));
+                if and {
+                    for ((o, p), q) in out.iter_mut().zip(xs).zip(ys) {
+                        *o = i64::from((*p != 0) & (*q != 0));
+                    }
+                } else {
+                    for ((o, p), q) in out.iter_mut().zip(xs).zip(ys) {
+                        *o = i64::from((*p != 0) | (*q != 0));
+                    }
                 }
                 // A row keeps the right side's flag only where the left did not decide.
                 let flags = match (x.f.as_ref(), y.f.as_ref()) {
@@ -1277,15 +1366,19 @@ impl<'a> Block<'a> {
             }
             Node::If(c, a, b) => {
                 let cond = self.eval(pool, c);
+                let cond = self.full(pool, cond);
                 let x = self.eval(pool, a);
+                let x = self.full(pool, x);
                 let y = self.eval(pool, b);
+                let y = self.full(pool, y);
                 let mut out = pool.vals(n);
-                for (i, o) in out.iter_mut().enumerate() {
-                    *o = if cond.v.at(i) != 0 {
-                        x.v.at(i)
-                    } else {
-                        y.v.at(i)
-                    };
+                for (((o, c), p), q) in out
+                    .iter_mut()
+                    .zip(values(&cond.v))
+                    .zip(values(&x.v))
+                    .zip(values(&y.v))
+                {
+                    *o = if *c != 0 { *p } else { *q };
                 }
                 let flags = match (cond.f.as_ref(), x.f.as_ref(), y.f.as_ref()) {
                     (None, None, None) => None,
@@ -1315,34 +1408,57 @@ impl<'a> Block<'a> {
 #[derive(Default)]
 struct Scratch {
     pool: Pool,
-    eligible: Vec<bool>,
-    flagged: Vec<bool>,
+    /// Block rows eligible so far (increasing), then eligible.
+    sel: Vec<u32>,
+    /// Block rows flagged for the interpreter (increasing, no repeats once sorted).
+    flagged: Vec<u32>,
+    /// Amounts of the rows in `sel`.
     amount: Vec<Option<Fen>>,
     errors: Vec<(usize, EvalError)>,
+    /// Merging the interpreter's decisions in.
+    merged: Vec<(u32, Option<Fen>)>,
+}
+
+/// Keeps the rows of `sel` whose value in `vs` (aligned with `sel`, or with the whole block
+/// when `dense`) is not zero.
+#[inline]
+fn narrow(sel: &mut Vec<u32>, vs: &[i64], dense: bool, n: usize) {
+    if dense {
+        sel.resize(n, 0);
+        let mut k = 0;
+        for (j, v) in vs.iter().enumerate().take(n) {
+            sel[k] = j as u32;
+            k += usize::from(*v != 0);
+        }
+        sel.truncate(k);
+    } else {
+        let mut k = 0;
+        for j in 0..sel.len() {
+            let keep = vs[j] != 0;
+            sel[k] = sel[j];
+            k += usize::from(keep);
+        }
+        sel.truncate(k);
+    }
 }
 
 fn run_policy<S: Sink>(
     plan: &Plan<'_>,
     index: usize,
-    block: &Block<'_>,
+    block: &Block<'_, '_>,
     s: &mut Scratch,
     sink: &mut S,
 ) {
     let (policy, program, on) = &plan.policies[index];
     let on = *on;
     let n = block.n;
-    s.eligible.clear();
-    s.eligible.resize(n, true);
+    s.sel.clear();
     s.flagged.clear();
-    s.flagged.resize(n, false);
     s.amount.clear();
-    s.amount.resize(n, None);
     s.errors.clear();
-    let mut any_flag = false;
     match program {
         Program::Fails(e) => {
             s.errors.extend((0..n).map(|i| (block.from + i, e.clone())));
-            s.eligible.iter_mut().for_each(|e| *e = false);
         }
         Program::Batch { inputs, .. } => {
             let cols = block.table.slice(inputs, block.from, block.from + n);
@@ -1351,18 +1467,16 @@ fn run_policy<S: Sink>(
                     for (i, o) in outcomes.into_iter().enumerate() {
                         match o {
                             Ok(Outcome { eligible, amount }) => {
-                                s.eligible[i] = eligible;
-                                s.amount[i] = amount;
+                                if eligible {
+                                    s.sel.push(i as u32);
+                                    s.amount.push(amount);
+                                }
                             }
-                            Err(e) => {
-                                s.eligible[i] = false;
-                                s.errors.push((block.from + i, e));
-                            }
+                            Err(e) => s.errors.push((block.from + i, e)),
                         }
                     }
                 }
                 Err(e) => {
-                    s.eligible.iter_mut().for_each(|x| *x = false);
                     s.errors.extend((0..n).map(|i| (block.from + i, e.clone())));
                 }
             }
@@ -1374,120 +1488,163 @@ fn run_policy<S: Sink>(
             exceptions,
             inputs,
         } => {
-            let mut any = true;
-            for (node, may_flag) in clauses {
-                if !any && !may_flag {
-                    continue;
+            // Clauses that cannot fail run on the rows still eligible only (a selection
+            // that narrows clause by clause); a clause that can fail runs on every row,
+            // since its error decides even a row another clause rules out. The order of
+            // clauses does not change a decision, so the narrowing ones go first. All the
+            // bookkeeping is per selected row, so a selective policy costs little.
+            let mut sel = std::mem::take(&mut s.sel);
+            let mut dense = true;
+            for (node, _) in clauses.iter().filter(|c| !c.1) {
+                if !dense && sel.is_empty() {
+                    break;
                 }
+                let r = if dense {
+                    block.eval(&mut s.pool, node)
+                } else {
+                    block.select(&sel).eval(&mut s.pool, node)
+                };
+                debug_assert!(r.f.is_none(), "a clause that cannot fail flagged a row");
+                match &r.v {
+                    V::Const(c) => {
+                        if *c == 0 {
+                            sel.clear();
+                            dense = false;
+                        }
+                    }
+                    v => {
+                        narrow(&mut sel, values(v), dense, n);
+                        dense = false;
+                    }
+                }
+                s.pool.give(r);
+            }
+            if dense {
+                sel.clear();
+                sel.extend(0..n as u32);
+            }
+            for (node, _) in clauses.iter().filter(|c| c.1) {
                 let r = block.eval(&mut s.pool, node);
                 match &r.v {
                     V::Const(c) => {
                         if *c == 0 {
-                            s.eligible.iter_mut().for_each(|e| *e = false);
+                            sel.clear();
                         }
                     }
                     v => {
-                        let vs = match v {
-                            V::Slice(x) => *x,
-                            V::Buf(b) => b.as_slice(),
-                            V::Const(_) => unreachable!(),
-                        };
-                        s.eligible
-                            .iter_mut()
-                            .zip(vs)
-                            .for_each(|(e, v)| *e &= *v != 0);
+                        let vs = values(v);
+                        sel.retain(|i| vs[*i as usize] != 0);
                     }
                 }
                 if let Some(f) = &r.f {
-                    s.flagged.iter_mut().zip(f).for_each(|(a, b)| *a |= *b);
-                    any_flag = true;
+                    s.flagged.extend((0..n as u32).filter(|i| f[*i as usize]));
                 }
                 s.pool.give(r);
-                any = s.eligible.iter().any(|e| *e);
             }
-            let live = s.eligible.iter().zip(&s.flagged).any(|(e, f)| *e && !*f);
-            if let (Some(base), true) = (amount, live) {
-                let den = 10i64.pow(*amount_scale);
-                let r = block.eval(&mut s.pool, base);
-                let mut vals: Vec<i64> = s.pool.vals(n);
-                for (i, v) in vals.iter_mut().enumerate() {
-                    *v = r.v.at(i);
-                }
-                let mut flags = r.f;
-                if let V::Buf(b) = r.v {
-                    s.pool.vals.push(b);
-                }
-                let mut decided = s.pool.flags(n);
-                for (when, value) in exceptions {
-                    let w = block.eval(&mut s.pool, when);
-                    let x = block.eval(&mut s.pool, value);
-                    for i in 0..n {
-                        if !decided[i] && w.v.at(i) != 0 {
-                            decided[i] = true;
-                            vals[i] = x.v.at(i);
-                        }
-                    }
-                    // Conservative: any flag of an exception sends the row to the
-                    // interpreter, which knows which exceptions it reached.
-                    flags = s.pool.union(flags, w.f);
-                    flags = s.pool.union(flags, x.f);
-                    s.pool.give(R { v: w.v, f: None });
-                    s.pool.give(R { v: x.v, f: None });
-                }
-                s.pool.flags.push(decided);
-                for ((amount, eligible), v) in s.amount.iter_mut().zip(&s.eligible).zip(&vals) {
-                    if *eligible {
-                        let v = *v;
-                        *amount = if v % den == 0 {
-                            Some(Fen(v / den))
-                        } else {
-                            // Between fen: as the interpreter, no amount.
-                            None
-                        };
-                    }
-                }
-                if let Some(f) = &flags {
-                    for ((flagged, eligible), f) in s.flagged.iter_mut().zip(&s.eligible).zip(f) {
-                        if *f && *eligible {
-                            *flagged = true;
-                            any_flag = true;
-                        }
-                    }
-                }
-                s.pool.give_flags(flags);
-                s.pool.vals.push(vals);
+            if !s.flagged.is_empty() {
+                s.flagged.sort_unstable();
+                s.flagged.dedup();
+                let flagged = &s.flagged;
+                sel.retain(|i| flagged.binary_search(i).is_err());
             }
-            if any_flag {
-                for i in 0..n {
-                    if !s.flagged[i] {
-                        continue;
+            // The amount, for the rows eligible and not flagged only.
+            match amount {
+                None => s.amount.resize(sel.len(), None),
+                Some(_) if sel.is_empty() => {}
+                Some(base) => {
+                    let m = sel.len();
+                    let sub = block.select(&sel);
+                    let den = 10i64.pow(*amount_scale);
+                    let r = sub.eval(&mut s.pool, base);
+                    let mut vals: Vec<i64> = s.pool.vals(m);
+                    for (i, v) in vals.iter_mut().enumerate() {
+                        *v = r.v.at(i);
                     }
-                    let row = block.from + i;
+                    let mut flags = r.f;
+                    if let V::Buf(b) = r.v {
+                        s.pool.vals.push(b);
+                    }
+                    if !exceptions.is_empty() {
+                        let mut decided = s.pool.flags(m);
+                        for (when, value) in exceptions {
+                            let w = sub.eval(&mut s.pool, when);
+                            let x = sub.eval(&mut s.pool, value);
+                            for i in 0..m {
+                                if !decided[i] && w.v.at(i) != 0 {
+                                    decided[i] = true;
+                                    vals[i] = x.v.at(i);
+                                }
+                            }
+                            // Conservative: any flag of an exception sends the row to the
+                            // interpreter, which knows which exceptions it reached.
+                            flags = s.pool.union(flags, w.f);
+                            flags = s.pool.union(flags, x.f);
+                            s.pool.give(R { v: w.v, f: None });
+                            s.pool.give(R { v: x.v, f: None });
+                        }
+                        s.pool.flags.push(decided);
+                    }
+                    if den == 1 {
+                        s.amount.extend(vals.iter().map(|v| Some(Fen(*v))));
+                    } else {
+                        // Between fen: as the interpreter, no amount.
+                        s.amount
+                            .extend(vals.iter().map(|v| (v % den == 0).then(|| Fen(v / den))));
+                    }
+                    if let Some(f) = &flags {
+                        // Rows whose amount could not be computed go to the interpreter.
+                        let mut k = 0;
+                        for j in 0..m {
+                            if f[j] {
+                                s.flagged.push(sel[j]);
+                            } else {
+                                sel[k] = sel[j];
+                                s.amount[k] = s.amount[j];
+                                k += 1;
+                            }
+                        }
+                        sel.truncate(k);
+                        s.amount.truncate(k);
+                        s.flagged.sort_unstable();
+                        s.flagged.dedup();
+                    }
+                    s.pool.give_flags(flags);
+                    s.pool.vals.push(vals);
+                }
+            }
+            if !s.flagged.is_empty() {
+                // The interpreter decides the flagged rows; merge them in, in row order.
+                s.merged.clear();
+                s.merged
+                    .extend(sel.iter().copied().zip(s.amount.iter().copied()));
+                for i in &s.flagged {
+                    let row = block.from + *i as usize;
                     let facts: HashMap<String, Value> = inputs
                         .iter()
                         .map(|(name, c)| (name.clone(), block.table.value(*c, row)))
                         .collect();
                     match eval::decide(policy, &facts, on) {
-                        Ok(d) => {
-                            s.eligible[i] = d.eligible;
-                            s.amount[i] = if d.eligible { d.amount } else { None };
-                        }
-                        Err(e) => {
-                            s.eligible[i] = false;
-                            s.amount[i] = None;
-                            s.errors.push((row, e));
-                        }
+                        Ok(d) if d.eligible => s.merged.push((*i, d.amount)),
+                        Ok(_) => {}
+                        Err(e) => s.errors.push((row, e)),
                     }
                 }
+                s.merged.sort_unstable_by_key(|m| m.0);
+                sel.clear();
+                s.amount.clear();
+                for (i, a) in &s.merged {
+                    sel.push(*i);
+                    s.amount.push(*a);
+                }
             }
+            s.sel = sel;
         }
     }
-    let any = s.eligible.iter().any(|e| *e);
     sink.block(&BlockResult {
         policy: index,
         first_row: block.from,
         rows: n,
-        eligible: any.then_some(s.eligible.as_slice()),
+        eligible: &s.sel,
         amount: &s.amount,
         errors: &s.errors,
     });
@@ -1524,6 +1681,7 @@ pub fn run<S: Sink + Send>(
                             table,
                             from,
                             n: BLOCK.min(table.rows - from),
+                            sel: None,
                         };
                         for p in 0..plan.policies.len() {
                             run_policy(plan, p, &block, &mut scratch, &mut sink);
@@ -1550,17 +1708,26 @@ pub struct Collect {
 impl Sink for Collect {
     fn block(&mut self, r: &BlockResult<'_>) {
         let errors: HashMap<usize, &EvalError> = r.errors.iter().map(|(i, e)| (*i, e)).collect();
+        let eligible: HashMap<usize, Option<Fen>> = r
+            .eligible
+            .iter()
+            .zip(r.amount)
+            .map(|(i, a)| (*i as usize, *a))
+            .collect();
         for i in 0..r.rows {
             let row = r.first_row + i;
             let o = match errors.get(&row) {
                 Some(e) => Err((*e).clone()),
-                None => {
-                    let eligible = r.eligible.is_some_and(|e| e[i]);
-                    Ok(Outcome {
-                        eligible,
-                        amount: if eligible { r.amount[i] } else { None },
-                    })
-                }
+                None => Ok(match eligible.get(&i) {
+                    Some(a) => Outcome {
+                        eligible: true,
+                        amount: *a,
+                    },
+                    None => Outcome {
+                        eligible: false,
+                        amount: None,
+                    },
+                }),
             };
             self.decisions.push((r.policy, row, o));
         }
@@ -1635,25 +1802,21 @@ impl Sink for Claims {
         {
             t.first_error = Some(first.clone());
         }
-        let Some(e) = r.eligible else {
-            return;
-        };
         let mut asked = 0i128;
-        let mut count = 0u64;
-        let m = CHECKSUM_MODULUS as i64;
-        for (i, (ok, a)) in e.iter().zip(r.amount).enumerate() {
-            if *ok {
-                count += 1;
-                let fen = a.unwrap_or(Fen(0));
-                asked += i128::from(fen.0);
-                let w = ((r.first_row + i + 1) as u64) % CHECKSUM_MODULUS;
-                t.checksum = (t.checksum + w * fen.0.rem_euclid(m) as u64) % CHECKSUM_MODULUS;
-                if keep {
-                    t.claims.push(((r.first_row + i) as u32, fen));
-                }
+        let count = r.eligible.len() as u64;
+        // Exact within a block (|row · fen| < 2^95, 1,024 of them), reduced once.
+        let mut weighted = 0i128;
+        for (i, a) in r.eligible.iter().zip(r.amount) {
+            let fen = a.unwrap_or(Fen(0));
+            asked += i128::from(fen.0);
+            weighted += (r.first_row + *i as usize + 1) as i128 * i128::from(fen.0);
+            if keep {
+                t.claims.push(((r.first_row + *i as usize) as u32, fen));
             }
         }
         t.eligible += count;
         t.asked += asked;
+        let m = i128::from(CHECKSUM_MODULUS);
+        t.checksum = ((i128::from(t.checksum) + weighted.rem_euclid(m)) % m) as u64;
     }
 }
