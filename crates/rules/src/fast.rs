@@ -54,6 +54,8 @@ struct TCol {
     /// Rates that are not decimals at [`RATE_SCALE`] keep their exact values (rare): policies
     /// that read them go through the batch evaluator.
     exact: Option<Vec<Ratio>>,
+    /// The smallest and largest value, for proving an operation cannot overflow.
+    range: (i64, i64),
 }
 
 /// The enterprises as typed integer columns (text dictionary-encoded).
@@ -90,7 +92,14 @@ impl Table {
         &self.words
     }
 
-    fn push(&mut self, name: &str, col: TCol) -> Result<(), LengthMismatch> {
+    fn push(&mut self, name: &str, mut col: TCol) -> Result<(), LengthMismatch> {
+        col.range = col
+            .vals
+            .iter()
+            .fold((i64::MAX, i64::MIN), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
+        if col.vals.is_empty() {
+            col.range = (0, 0);
+        }
         let got = col.vals.len();
         if got != self.rows {
             return Err(LengthMismatch {
@@ -110,6 +119,7 @@ impl Table {
             scale: 0,
             vals,
             exact: None,
+            range: (0, 0),
         }
     }
 
@@ -165,12 +175,14 @@ impl Table {
                 scale: RATE_SCALE,
                 vals: v,
                 exact: None,
+                range: (0, 0),
             },
             None => TCol {
                 kind: ColKind::Rate,
                 scale: RATE_SCALE,
                 vals: vec![0; vals.len()],
                 exact: Some(vals),
+                range: (0, 0),
             },
         };
         self.push(name, col)
@@ -316,7 +328,7 @@ enum Arith {
     Mul,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 enum Node {
     Col(usize),
     Const(i64),
@@ -357,20 +369,141 @@ enum Node {
     Frac(Box<Node>, Box<Node>),
 }
 
-impl Node {
-    /// Whether evaluating the node may flag a row (overflow, zero divisor).
-    fn may_flag(&self) -> bool {
-        match self {
-            Node::Col(_) | Node::Const(_) => false,
-            Node::Not(x) => x.may_flag(),
-            Node::Logic(_, a, b) | Node::Cmp(_, a, b) | Node::DateDiff(a, b) => {
-                a.may_flag() || b.may_flag()
-            }
-            Node::MinMax(_, xs) => xs.iter().any(Node::may_flag),
-            Node::If(c, a, b) => c.may_flag() || a.may_flag() || b.may_flag(),
-            Node::Round(_, x, _) => x.may_flag(),
-            _ => true,
+/// What the values of a node can be, from the columns' actual ranges: `None` when unknown
+/// or beyond i128. Sound for any rows of the table (a selection only narrows it).
+fn interval(node: &Node, table: &Table) -> Option<(i128, i128)> {
+    let both = |a: &Node, b: &Node| Some((interval(a, table)?, interval(b, table)?));
+    Some(match node {
+        Node::Col(i) => {
+            let (lo, hi) = table.cols[*i].range;
+            (i128::from(lo), i128::from(hi))
         }
+        Node::Const(c) => (i128::from(*c), i128::from(*c)),
+        Node::Neg(x) => {
+            let (lo, hi) = interval(x, table)?;
+            (-hi, -lo)
+        }
+        Node::Not(_) | Node::Logic(..) | Node::Cmp(..) | Node::CmpFrac { .. } => (0, 1),
+        Node::Scale(x, m) => {
+            let (lo, hi) = interval(x, table)?;
+            let m = i128::from(*m);
+            (lo.checked_mul(m)?, hi.checked_mul(m)?)
+        }
+        Node::Arith(op, a, b) => {
+            let ((al, ah), (bl, bh)) = both(a, b)?;
+            match op {
+                Arith::Add => (al.checked_add(bl)?, ah.checked_add(bh)?),
+                Arith::Sub => (al.checked_sub(bh)?, ah.checked_sub(bl)?),
+                Arith::Mul => {
+                    let p = [
+                        al.checked_mul(bl)?,
+                        al.checked_mul(bh)?,
+                        ah.checked_mul(bl)?,
+                        ah.checked_mul(bh)?,
+                    ];
+                    (*p.iter().min()?, *p.iter().max()?)
+                }
+            }
+        }
+        Node::DateDiff(a, b) => {
+            let ((al, ah), (bl, bh)) = both(a, b)?;
+            (al - bh, ah - bl)
+        }
+        Node::MinMax(_, xs) => {
+            let mut out = interval(&xs[0], table)?;
+            for x in &xs[1..] {
+                let (lo, hi) = interval(x, table)?;
+                out = (out.0.min(lo), out.1.max(hi));
+            }
+            out
+        }
+        Node::Round(_, x, den) => {
+            let (lo, hi) = interval(x, table)?;
+            let d = i128::from(*den);
+            (lo.div_euclid(d), hi.div_euclid(d) + 1)
+        }
+        Node::If(_, a, b) => {
+            let ((al, ah), (bl, bh)) = both(a, b)?;
+            (al.min(bl), ah.max(bh))
+        }
+        _ => return None,
+    })
+}
+
+fn fits_i64(r: Option<(i128, i128)>) -> bool {
+    r.is_some_and(|(lo, hi)| lo >= i128::from(i64::MIN) && hi <= i128::from(i64::MAX))
+}
+
+/// Whether evaluating `node` may flag a row (an overflow, a zero divisor), over `table`.
+/// `nonzero` holds the nodes an enclosing `if` has checked to be above (or not) zero, so a
+/// guarded division (`if n > 0 then x / n else ...`) is known not to fail.
+fn may_flag(node: &Node, table: &Table, nonzero: &mut Vec<Node>) -> bool {
+    let mut rec = |n: &Node| may_flag(n, table, nonzero);
+    match node {
+        Node::Col(_) | Node::Const(_) => false,
+        Node::Not(x) => rec(x),
+        Node::Logic(_, a, b) | Node::Cmp(_, a, b) | Node::DateDiff(a, b) => rec(a) || rec(b),
+        Node::MinMax(_, xs) => xs.iter().any(rec),
+        Node::Round(_, x, _) => rec(x),
+        Node::Neg(_) | Node::Scale(..) | Node::Arith(..) => {
+            let children = match node {
+                Node::Neg(x) | Node::Scale(x, _) => rec(x),
+                Node::Arith(_, a, b) => rec(a) || rec(b),
+                _ => unreachable!(),
+            };
+            children || !fits_i64(interval(node, table))
+        }
+        Node::If(c, a, b) => {
+            if rec(c) || rec(b) {
+                return true;
+            }
+            let guard = match &**c {
+                Node::Cmp(Cmp::Gt | Cmp::Ne, d, z) if **z == Node::Const(0) => Some((**d).clone()),
+                Node::Cmp(Cmp::Lt | Cmp::Ne, z, d) if **z == Node::Const(0) => Some((**d).clone()),
+                _ => None,
+            };
+            let pushed = guard.is_some();
+            nonzero.extend(guard);
+            let then = may_flag(a, table, nonzero);
+            if pushed {
+                nonzero.pop();
+            }
+            then
+        }
+        Node::CmpFrac {
+            f,
+            c,
+            n_mul,
+            cd_mul,
+            ..
+        } => {
+            let Node::Frac(num, den) = &**f else {
+                return true;
+            };
+            if rec(num) || rec(den) || rec(c) {
+                return true;
+            }
+            let d_range = interval(den, table);
+            let nonzero_den =
+                nonzero.contains(den) || d_range.is_some_and(|(lo, hi)| lo > 0 || hi < 0);
+            // Both sides of the cross-multiplication must fit i128 (the evaluator flags
+            // a row where they do not).
+            let abs = |r: (i128, i128)| r.0.unsigned_abs().max(r.1.unsigned_abs());
+            let fits = match (interval(num, table), d_range, interval(c, table)) {
+                (Some(n), Some(d), Some(cc)) => {
+                    abs(n)
+                        .checked_mul(n_mul.unsigned_abs())
+                        .is_some_and(|v| v < i128::MAX as u128)
+                        && abs(cc)
+                            .checked_mul(abs(d))
+                            .and_then(|v| v.checked_mul(cd_mul.unsigned_abs()))
+                            .is_some_and(|v| v < i128::MAX as u128)
+                }
+                _ => false,
+            };
+            !(nonzero_den && fits)
+        }
+        _ => true,
     }
 }
 
@@ -724,7 +857,7 @@ fn compile_fast(
         if k != K::Bool {
             return nc("a clause that is not a condition");
         }
-        let may_flag = n.may_flag();
+        let may_flag = may_flag(&n, table, &mut Vec::new());
         c.known.insert(clause.name.clone(), (n.clone(), K::Bool));
         clauses.push((n, may_flag));
     }
@@ -889,6 +1022,22 @@ fn round_div(n: i128, d: i128, how: Round) -> i128 {
         Round::Down => floor,
         Round::Up => floor + i128::from(rest != 0),
         Round::HalfEven => match (rest * 2).cmp(&d) {
+            std::cmp::Ordering::Less => floor,
+            std::cmp::Ordering::Greater => floor + 1,
+            std::cmp::Ordering::Equal => floor + floor.rem_euclid(2),
+        },
+    }
+}
+
+/// `v / den` (den > 0) rounded to a whole number.
+#[inline(always)]
+fn round_by(v: i64, den: i64, how: Round) -> i64 {
+    let floor = v.div_euclid(den);
+    let rest = v.rem_euclid(den);
+    match how {
+        Round::Down => floor,
+        Round::Up => floor + i64::from(rest != 0),
+        Round::HalfEven => match (rest * 2).cmp(&den) {
             std::cmp::Ordering::Less => floor,
             std::cmp::Ordering::Greater => floor + 1,
             std::cmp::Ordering::Equal => floor + floor.rem_euclid(2),
@@ -1226,20 +1375,15 @@ impl<'a> Block<'a, '_> {
                     return x;
                 }
                 // In i64: the quotient is never larger than `v`, and twice a remainder
-                // below den ≤ 10^18 fits.
-                self.map1(pool, x, move |v| {
-                    let floor = v.div_euclid(den);
-                    let rest = v.rem_euclid(den);
-                    Some(match how {
-                        Round::Down => floor,
-                        Round::Up => floor + i64::from(rest != 0),
-                        Round::HalfEven => match (rest * 2).cmp(&den) {
-                            std::cmp::Ordering::Less => floor,
-                            std::cmp::Ordering::Greater => floor + 1,
-                            std::cmp::Ordering::Equal => floor + floor.rem_euclid(2),
-                        },
-                    })
-                })
+                // below den ≤ 10^18 fits. The usual denominators get their own loops, so
+                // the division by a constant becomes a multiplication.
+                match den {
+                    10 => self.map1(pool, x, move |v| Some(round_by(v, 10, how))),
+                    100 => self.map1(pool, x, move |v| Some(round_by(v, 100, how))),
+                    1000 => self.map1(pool, x, move |v| Some(round_by(v, 1000, how))),
+                    10000 => self.map1(pool, x, move |v| Some(round_by(v, 10000, how))),
+                    _ => self.map1(pool, x, move |v| Some(round_by(v, den, how))),
+                }
             }
             Node::RoundFrac {
                 how,
@@ -1499,18 +1643,41 @@ fn run_policy<S: Sink>(
                 if !dense && sel.is_empty() {
                     break;
                 }
-                let r = if dense {
+                // Gathering the selected rows pays only when it leaves out many: a
+                // selection of more than half the block is evaluated whole, then picked.
+                let whole = dense || sel.len() * 2 > n;
+                let r = if whole {
                     block.eval(&mut s.pool, node)
                 } else {
                     block.select(&sel).eval(&mut s.pool, node)
                 };
-                debug_assert!(r.f.is_none(), "a clause that cannot fail flagged a row");
+                // The analysis proved no row can be flagged here (the property test checks
+                // it); were one flagged anyway, the interpreter still decides it.
+                debug_assert!(
+                    r.f.as_ref().is_none_or(|f| !f.contains(&true)),
+                    "a clause that cannot fail flagged a row: {node:?}"
+                );
+                if let Some(f) = &r.f {
+                    if dense {
+                        s.flagged.extend((0..n as u32).filter(|j| f[*j as usize]));
+                    } else {
+                        for (j, row) in sel.iter().enumerate() {
+                            if f[if whole { *row as usize } else { j }] {
+                                s.flagged.push(*row);
+                            }
+                        }
+                    }
+                }
                 match &r.v {
                     V::Const(c) => {
                         if *c == 0 {
                             sel.clear();
                             dense = false;
                         }
+                    }
+                    v if whole && !dense => {
+                        let vs = values(v);
+                        sel.retain(|i| vs[*i as usize] != 0);
                     }
                     v => {
                         narrow(&mut sel, values(v), dense, n);
@@ -1553,12 +1720,20 @@ fn run_policy<S: Sink>(
                 Some(_) if sel.is_empty() => {}
                 Some(base) => {
                     let m = sel.len();
-                    let sub = block.select(&sel);
+                    // As for clauses: a dense selection is evaluated whole, then picked.
+                    let whole = m * 2 > n;
+                    let sub = if whole {
+                        block.select(&[])
+                    } else {
+                        block.select(&sel)
+                    };
+                    let on_rows = if whole { block } else { &sub };
+                    let at = |j: usize| if whole { sel[j] as usize } else { j };
                     let den = 10i64.pow(*amount_scale);
-                    let r = sub.eval(&mut s.pool, base);
+                    let r = on_rows.eval(&mut s.pool, base);
                     let mut vals: Vec<i64> = s.pool.vals(m);
-                    for (i, v) in vals.iter_mut().enumerate() {
-                        *v = r.v.at(i);
+                    for (j, v) in vals.iter_mut().enumerate() {
+                        *v = r.v.at(at(j));
                     }
                     let mut flags = r.f;
                     if let V::Buf(b) = r.v {
@@ -1567,12 +1742,12 @@ fn run_policy<S: Sink>(
                     if !exceptions.is_empty() {
                         let mut decided = s.pool.flags(m);
                         for (when, value) in exceptions {
-                            let w = sub.eval(&mut s.pool, when);
-                            let x = sub.eval(&mut s.pool, value);
-                            for i in 0..m {
-                                if !decided[i] && w.v.at(i) != 0 {
-                                    decided[i] = true;
-                                    vals[i] = x.v.at(i);
+                            let w = on_rows.eval(&mut s.pool, when);
+                            let x = on_rows.eval(&mut s.pool, value);
+                            for j in 0..m {
+                                if !decided[j] && w.v.at(at(j)) != 0 {
+                                    decided[j] = true;
+                                    vals[j] = x.v.at(at(j));
                                 }
                             }
                             // Conservative: any flag of an exception sends the row to the
@@ -1593,9 +1768,10 @@ fn run_policy<S: Sink>(
                     }
                     if let Some(f) = &flags {
                         // Rows whose amount could not be computed go to the interpreter.
+                        let bad: Vec<bool> = (0..m).map(|j| f[at(j)]).collect();
                         let mut k = 0;
                         for j in 0..m {
-                            if f[j] {
+                            if bad[j] {
                                 s.flagged.push(sel[j]);
                             } else {
                                 sel[k] = sel[j];

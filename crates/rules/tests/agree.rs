@@ -150,7 +150,26 @@ fn boolean(r: &mut Rng, d: u32) -> Expr {
             ),
         };
     }
-    match r.below(4) {
+    match r.below(6) {
+        // Guarded divisions, as policies write them (a share of staff, a growth rate).
+        4 => iff(
+            bin(">", name("k"), e(ExprKind::Lit(Lit::Int(0)))),
+            bin(
+                ["<=", ">="][r.below(2) as usize],
+                bin("/", int(r, 1), name("k")),
+                rate(r, 0),
+            ),
+            e(ExprKind::Lit(Lit::Bool(false))),
+        ),
+        5 => iff(
+            bin(">", name("b"), e(ExprKind::Lit(Lit::Money(0)))),
+            bin(
+                ">=",
+                bin("/", bin("-", name("a"), name("b")), name("b")),
+                rate(r, 0),
+            ),
+            e(ExprKind::Lit(Lit::Bool(r.below(2) == 0))),
+        ),
         0 => bin("and", boolean(r, d - 1), boolean(r, d - 1)),
         1 => bin("or", boolean(r, d - 1), boolean(r, d - 1)),
         2 => e(ExprKind::Unary("not", Box::new(boolean(r, d - 1)))),
