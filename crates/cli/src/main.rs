@@ -269,6 +269,11 @@ enum PolicyCommand {
         /// Why (recorded in the audit trail).
         #[arg(long, default_value = "")]
         purpose: String,
+        /// A file with the SQL that gives the facts, one row per enterprise with
+        /// enterprise_id (joins and aggregations over the hub's datasets, read with your
+        /// grants); default: SELECT * FROM market.enterprises.
+        #[arg(long)]
+        inputs: Option<PathBuf>,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -702,9 +707,16 @@ fn run(cli: Cli) -> Result<()> {
             PolicyCommand::Pay {
                 run,
                 purpose,
+                inputs,
                 server,
             } => {
-                let body = serde_json::json!({"run": run, "purpose": purpose});
+                let inputs = inputs
+                    .map(|p| {
+                        std::fs::read_to_string(&p)
+                            .with_context(|| format!("reading --inputs {}", p.display()))
+                    })
+                    .transpose()?;
+                let body = serde_json::json!({"run": run, "purpose": purpose, "inputs": inputs});
                 let bytes = request(
                     &server,
                     "POST",

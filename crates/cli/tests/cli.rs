@@ -1631,3 +1631,112 @@ fn a_payout_run_killed_at_random_points_pays_everyone_exactly_once() {
     assert!(audit.1.contains("policy/runs"), "{}", audit.1);
     assert!(server.stop().success());
 }
+
+/// Issue 6: a policy's inputs may join and aggregate other datasets: here the kilograms of
+/// tea each firm bought from farmers, summed from purchase records, decide the tea subsidy.
+#[test]
+fn a_payout_run_takes_its_facts_from_sql_joining_other_datasets() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_citybrain");
+    let csv = dir.path().join("fen.csv");
+    let out = Command::new(bin)
+        .args([
+            "policy",
+            "gen-economy",
+            "--scale",
+            "0.002",
+            "--fen",
+            "--out",
+        ])
+        .arg(&csv)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
+    let industry = header.iter().position(|h| *h == "industry").unwrap();
+    let tea: Vec<String> = text
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .filter(|f| f[industry] == "tea")
+        .map(|f| f[0].to_string())
+        .collect();
+    assert!(tea.len() >= 2, "{} tea firms", tea.len());
+    let mut server = start(&dir.path().join("data"), &[]);
+    server.token = department_admin(&server, "market");
+    let (status, body) = server.post(
+        "/api/v1/datasets/market.enterprises/records",
+        "text/csv",
+        text.as_bytes(),
+    );
+    assert_eq!(status, 200, "{body}");
+    let def = br#"{"name": "market.tea_purchases", "owner": "market", "sharing": "conditional",
+        "description": "Tea bought from farmers, one row per purchase",
+        "fields": [{"name": "enterprise_id", "type": "string"},
+                   {"name": "farmer_id", "type": "string", "class": "personal"},
+                   {"name": "kg", "type": "int"}]}"#;
+    let (status, body) = server.post("/api/v1/datasets", "application/json", def);
+    assert_eq!(status, 201, "{body}");
+    // The first firm bought 60,000 kg from three farmers; the second 10,000 kg.
+    let purchases = format!(
+        "{{\"enterprise_id\":\"{a}\",\"farmer_id\":\"330102199001011234\",\"kg\":25000}}\n\
+         {{\"enterprise_id\":\"{a}\",\"farmer_id\":\"330102199202022345\",\"kg\":20000}}\n\
+         {{\"enterprise_id\":\"{a}\",\"farmer_id\":\"330102199303033456\",\"kg\":15000}}\n\
+         {{\"enterprise_id\":\"{b}\",\"farmer_id\":\"330102199404044567\",\"kg\":10000}}\n",
+        a = tea[0],
+        b = tea[1]
+    );
+    let (status, body) = server.post(
+        "/api/v1/datasets/market.tea_purchases/records",
+        "application/x-ndjson",
+        purchases.as_bytes(),
+    );
+    assert_eq!(status, 200, "{body}");
+    let columns: Vec<String> = header
+        .iter()
+        .filter(|h| **h != "tea_kg_from_farmers")
+        .map(|h| format!("e.{h}"))
+        .collect();
+    let inputs = format!(
+        "SELECT {}, coalesce(t.kg, 0) AS tea_kg_from_farmers FROM market.enterprises e \
+         LEFT JOIN (SELECT enterprise_id, sum(kg) AS kg FROM market.tea_purchases GROUP BY enterprise_id) t \
+         ON e.enterprise_id = t.enterprise_id",
+        columns.join(", ")
+    );
+    let request = serde_json::json!({"run": "2025-tea", "inputs": inputs}).to_string();
+    let (status, body) = server.post(
+        "/api/v1/policy/runs",
+        "application/json",
+        request.as_bytes(),
+    );
+    assert_eq!(status, 200, "{body}");
+    let paid = server.sql(
+        "SELECT enterprise_id, paid FROM policy.payouts WHERE policy = 'tea_purchase' ORDER BY enterprise_id",
+    );
+    // 60,000 kg at 0.20 yuan: 12,000 yuan; 10,000 kg is under the 50,000 kg minimum.
+    assert_eq!(
+        paid,
+        serde_json::json!([{"enterprise_id": tea[0], "paid": 1_200_000}]),
+        "{body}"
+    );
+    // The same facts explain the decision.
+    let request = serde_json::json!({"enterprise_id": tea[1], "inputs": inputs}).to_string();
+    let (status, body) = server.post(
+        "/api/v1/policy/explain",
+        "application/json",
+        request.as_bytes(),
+    );
+    assert_eq!(status, 200, "{body}");
+    let explained: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let tea_decision = explained["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["policy"] == "tea_purchase")
+        .unwrap()
+        .clone();
+    assert_eq!(tea_decision["eligible"], false, "{tea_decision}");
+    assert!(tea_decision.to_string().contains("10000"), "{tea_decision}");
+    assert!(server.stop().success());
+}

@@ -795,6 +795,9 @@ struct ExplainRequest {
     enterprise_id: String,
     #[serde(default)]
     purpose: String,
+    /// As for a run (default: `market.enterprises`).
+    #[serde(default)]
+    inputs: Option<String>,
 }
 
 /// One enterprise against every loaded policy (the enterprise-facing page, an auditor's
@@ -823,7 +826,8 @@ async fn policy_explain(
         now: now(),
     };
     let sql = format!(
-        "SELECT * FROM market.enterprises WHERE enterprise_id = '{}' LIMIT 1",
+        "SELECT * FROM ({}) AS facts WHERE enterprise_id = '{}' LIMIT 1",
+        policy_inputs(request.inputs.as_deref()),
         request.enterprise_id.replace('\'', "''")
     );
     let row = state.sql.query_as(&sql, &call).await?;
@@ -854,6 +858,19 @@ struct PolicyRunRequest {
     run: String,
     #[serde(default)]
     purpose: String,
+    /// The facts as SQL over the hub (joins, aggregations: kilograms of tea bought from
+    /// farmers last year), one row per enterprise with `enterprise_id`; read with the
+    /// caller's grants. Default: `SELECT * FROM market.enterprises`.
+    #[serde(default)]
+    inputs: Option<String>,
+}
+
+/// The facts policies read, as SQL: the request's, or `market.enterprises`.
+fn policy_inputs(inputs: Option<&str>) -> String {
+    inputs.map_or_else(
+        || "SELECT * FROM market.enterprises".to_string(),
+        |sql| sql.trim().trim_end_matches(';').to_string(),
+    )
 }
 
 /// A matching run (亲清在线): every loaded policy against every enterprise in
@@ -910,7 +927,7 @@ async fn policy_run(
     };
     let enterprises = state
         .sql
-        .query_as("SELECT * FROM market.enterprises", &call)
+        .query_as(&policy_inputs(request.inputs.as_deref()), &call)
         .await?;
     // The ledger reads itself: every id ever paid.
     let mut paid = std::collections::HashSet::new();

@@ -131,7 +131,7 @@ pub fn table_from_batches(
         for b in batches {
             let col = b
                 .column_by_name(name)
-                .ok_or_else(|| format!("market.enterprises has no column {name}"))?;
+                .ok_or_else(|| format!("the inputs have no column {name}"))?;
             let col = arrow::compute::cast(col, &DataType::Utf8).map_err(|e| e.to_string())?;
             let s = col.as_string::<i32>();
             out.extend((0..s.len()).map(|i| s.value(i).to_string()));
@@ -151,17 +151,17 @@ pub fn table_from_batches(
                     .iter()
                     .map(|b| {
                         let c = b.column_by_name(name).ok_or_else(|| {
-                            format!("market.enterprises has no column {name} (policy {})", p.id)
+                            format!("the inputs have no column {name} (policy {})", p.id)
                         })?;
                         if c.null_count() > 0 {
                             return Err(format!(
-                                "market.enterprises.{name} has missing values (policy {} needs every one)",
+                                "the inputs' {name} has missing values (policy {} needs every one)",
                                 p.id
                             ));
                         }
                         if c.data_type() != want {
                             return Err(format!(
-                                "market.enterprises.{name} is {}, policy {} reads it as {}",
+                                "the inputs' {name} is {}, policy {} reads it as {}",
                                 c.data_type(),
                                 p.id,
                                 input.ty.name()
@@ -330,7 +330,7 @@ pub fn facts_from_row(
             }
             let col = batch
                 .column_by_name(name)
-                .ok_or_else(|| format!("market.enterprises has no column {name}"))?;
+                .ok_or_else(|| format!("the inputs have no column {name}"))?;
             let v = match input.ty {
                 Type::Int | Type::Money | Type::MoneyExact => Value::Num(Ratio::int(i128::from(
                     col.as_primitive::<Int64Type>().value(0),
