@@ -1103,6 +1103,41 @@ impl<'a> Block<'a, '_> {
         }
     }
 
+    /// Per row, `x` where `cond` (spelled out, see [`Block::full`]) holds, else `y`; a row
+    /// keeps the flags of the condition and of the branch it takes, as the interpreter
+    /// evaluates only that branch.
+    fn choose(&self, pool: &mut Pool, cond: &R<'a>, x: R<'a>, y: R<'a>) -> R<'a> {
+        let n = self.n;
+        let x = self.full(pool, x);
+        let y = self.full(pool, y);
+        let mut out = pool.vals(n);
+        for (((o, c), p), q) in out
+            .iter_mut()
+            .zip(values(&cond.v))
+            .zip(values(&x.v))
+            .zip(values(&y.v))
+        {
+            *o = if *c != 0 { *p } else { *q };
+        }
+        let flags = match (cond.f.as_ref(), x.f.as_ref(), y.f.as_ref()) {
+            (None, None, None) => None,
+            (cf, xf, yf) => {
+                let mut fl = pool.flags(n);
+                for (i, (f, c)) in fl.iter_mut().zip(values(&cond.v)).enumerate() {
+                    let taken = if *c != 0 { xf } else { yf };
+                    *f = cf.is_some_and(|v| v[i]) || taken.is_some_and(|v| v[i]);
+                }
+                Some(fl)
+            }
+        };
+        pool.give(x);
+        pool.give(y);
+        R {
+            v: V::Buf(out),
+            f: flags,
+        }
+    }
+
     /// The same block's rows `sel` (indices into the block).
     fn select<'t>(&self, sel: &'t [u32]) -> Block<'a, 't> {
         Block {
@@ -1230,38 +1265,8 @@ impl<'a> Block<'a, '_> {
                 let (xn, xd) = self.eval_frac(pool, a);
                 let (yn, yd) = self.eval_frac(pool, b);
                 let cond = self.full(pool, cond);
-                let pick = |pool: &mut Pool, x: R<'a>, y: R<'a>| {
-                    let x = self.full(pool, x);
-                    let y = self.full(pool, y);
-                    let mut out = pool.vals(n);
-                    for (((o, c), p), q) in out
-                        .iter_mut()
-                        .zip(values(&cond.v))
-                        .zip(values(&x.v))
-                        .zip(values(&y.v))
-                    {
-                        *o = if *c != 0 { *p } else { *q };
-                    }
-                    let flags = match (cond.f.as_ref(), x.f.as_ref(), y.f.as_ref()) {
-                        (None, None, None) => None,
-                        (cf, xf, yf) => {
-                            let mut fl = pool.flags(n);
-                            for (i, f) in fl.iter_mut().enumerate() {
-                                let taken = if cond.v.at(i) != 0 { xf } else { yf };
-                                *f = cf.is_some_and(|v| v[i]) || taken.is_some_and(|v| v[i]);
-                            }
-                            Some(fl)
-                        }
-                    };
-                    pool.give(x);
-                    pool.give(y);
-                    R {
-                        v: V::Buf(out),
-                        f: flags,
-                    }
-                };
-                let num = pick(pool, xn, yn);
-                let den = pick(pool, xd, yd);
+                let num = self.choose(pool, &cond, xn, yn);
+                let den = self.choose(pool, &cond, xd, yd);
                 pool.give(cond);
                 (num, den)
             }
@@ -1512,36 +1517,10 @@ impl<'a> Block<'a, '_> {
                 let cond = self.eval(pool, c);
                 let cond = self.full(pool, cond);
                 let x = self.eval(pool, a);
-                let x = self.full(pool, x);
                 let y = self.eval(pool, b);
-                let y = self.full(pool, y);
-                let mut out = pool.vals(n);
-                for (((o, c), p), q) in out
-                    .iter_mut()
-                    .zip(values(&cond.v))
-                    .zip(values(&x.v))
-                    .zip(values(&y.v))
-                {
-                    *o = if *c != 0 { *p } else { *q };
-                }
-                let flags = match (cond.f.as_ref(), x.f.as_ref(), y.f.as_ref()) {
-                    (None, None, None) => None,
-                    (cf, xf, yf) => {
-                        let mut fl = pool.flags(n);
-                        for (i, f) in fl.iter_mut().enumerate() {
-                            let taken = if cond.v.at(i) != 0 { xf } else { yf };
-                            *f = cf.is_some_and(|v| v[i]) || taken.is_some_and(|v| v[i]);
-                        }
-                        Some(fl)
-                    }
-                };
+                let r = self.choose(pool, &cond, x, y);
                 pool.give(cond);
-                pool.give(x);
-                pool.give(y);
-                R {
-                    v: V::Buf(out),
-                    f: flags,
-                }
+                r
             }
             Node::Frac(..) => unreachable!("a quotient is only compared or rounded"),
         }

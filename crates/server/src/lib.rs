@@ -745,13 +745,10 @@ async fn signals_emergency(
             "the signal scene is not running (start `citybrain up --signals-net NET --signals-routes ROUTES`)",
         )
     })?;
-    if me.role == citybrain_gov::Role::Reader {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "starting an emergency run needs a publisher or admin role (a reader may only watch)",
-        ));
-    }
+    needs_writer(
+        &me,
+        "starting an emergency run needs a publisher or admin role (a reader may only watch)",
+    )?;
     if request.route.len() < 2 {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -790,6 +787,24 @@ async fn signals_emergency(
     Ok((StatusCode::ACCEPTED, Json(json!({ "run_id": run_id }))).into_response())
 }
 
+/// Actions that change the city (start a run, pay) are for publishers and admins.
+fn needs_writer(me: &Principal, message: &str) -> Result<(), ApiError> {
+    if me.role == citybrain_gov::Role::Reader {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", message));
+    }
+    Ok(())
+}
+
+fn policy_scene(state: &AppState) -> Result<Arc<policy::PolicyScene>, ApiError> {
+    state.policy.clone().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "policy_unavailable",
+            "no policies are loaded (start `citybrain up --policies DIR`)",
+        )
+    })
+}
+
 #[derive(Debug, Deserialize)]
 struct ExplainRequest {
     enterprise_id: String,
@@ -808,13 +823,7 @@ async fn policy_explain(
     Extension(me): Extension<Principal>,
     Json(request): Json<ExplainRequest>,
 ) -> Result<Response, ApiError> {
-    let scene = state.policy.clone().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "policy_unavailable",
-            "no policies are loaded (start `citybrain up --policies DIR`)",
-        )
-    })?;
+    let scene = policy_scene(&state)?;
     let call = DataCall {
         reader: Reader::Principal(me),
         purpose: if request.purpose.is_empty() {
@@ -881,20 +890,8 @@ async fn policy_run(
     Extension(me): Extension<Principal>,
     Json(request): Json<PolicyRunRequest>,
 ) -> Result<Response, ApiError> {
-    let scene = state.policy.clone().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "policy_unavailable",
-            "no policies are loaded (start `citybrain up --policies DIR`)",
-        )
-    })?;
-    if me.role == citybrain_gov::Role::Reader {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "a payout run needs a publisher or admin role",
-        ));
-    }
+    let scene = policy_scene(&state)?;
+    needs_writer(&me, "a payout run needs a publisher or admin role")?;
     let run = request.run.trim().to_string();
     if run.is_empty()
         || run.len() > 100
