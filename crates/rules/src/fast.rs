@@ -806,6 +806,18 @@ enum Program {
 /// Policies compiled for one table, each for its own day.
 pub struct Plan<'p> {
     policies: Vec<(&'p PolicyAst, Program, Date)>,
+    /// Per policy, how many of its first narrowing clauses are the previous policy's (a
+    /// programme's variants of one template differ only in some parameters): within a
+    /// block, their selection is taken from the previous policy instead of computed again.
+    shared: Vec<usize>,
+}
+
+/// The clauses that narrow a selection (those that cannot fail), in order.
+fn narrowing(p: &Program) -> Option<impl Iterator<Item = &Node>> {
+    match p {
+        Program::Fast { clauses, .. } => Some(clauses.iter().filter(|c| !c.1).map(|c| &c.0)),
+        _ => None,
+    }
 }
 
 fn compile(p: &PolicyAst, table: &Table, on: Date) -> Program {
@@ -896,12 +908,20 @@ fn compile_fast(
 impl<'p> Plan<'p> {
     /// Compiles every policy for `table`, each to be decided as on its day.
     pub fn new(policies: impl IntoIterator<Item = (&'p PolicyAst, Date)>, table: &Table) -> Self {
-        Self {
-            policies: policies
-                .into_iter()
-                .map(|(p, on)| (p, compile(p, table, on), on))
-                .collect(),
-        }
+        let policies: Vec<_> = policies
+            .into_iter()
+            .map(|(p, on)| (p, compile(p, table, on), on))
+            .collect();
+        let shared = (0..policies.len())
+            .map(|i| {
+                let prev = i.checked_sub(1).and_then(|j| narrowing(&policies[j].1));
+                match (prev, narrowing(&policies[i].1)) {
+                    (Some(a), Some(b)) => a.zip(b).take_while(|(x, y)| x == y).count(),
+                    _ => 0,
+                }
+            })
+            .collect();
+        Self { policies, shared }
     }
     /// Policies that run through the batch evaluator, and why.
     pub fn not_compiled(&self) -> Vec<(&str, &str)> {
@@ -1540,6 +1560,18 @@ struct Scratch {
     errors: Vec<(usize, EvalError)>,
     /// Merging the interpreter's decisions in.
     merged: Vec<(u32, Option<Fen>)>,
+    /// The selection (and whether it is still every row) after each narrowing clause of
+    /// the previous policy, for the next to start from (see [`Plan`]'s `shared`).
+    prefix: Vec<(Vec<u32>, bool)>,
+}
+
+fn save_prefix(prefix: &mut Vec<(Vec<u32>, bool)>, k: usize, sel: &[u32], dense: bool) {
+    if prefix.len() <= k {
+        prefix.resize_with(k + 1, Default::default);
+    }
+    prefix[k].0.clear();
+    prefix[k].0.extend_from_slice(sel);
+    prefix[k].1 = dense;
 }
 
 /// Keeps the rows of `sel` whose value in `vs` (aligned with `sel`, or with the whole block
@@ -1618,8 +1650,22 @@ fn run_policy<S: Sink>(
             // bookkeeping is per selected row, so a selective policy costs little.
             let mut sel = std::mem::take(&mut s.sel);
             let mut dense = true;
-            for (node, _) in clauses.iter().filter(|c| !c.1) {
+            let share = plan.shared[index];
+            let next_shares = plan.shared.get(index + 1).copied().unwrap_or(0);
+            if share > 0 {
+                let (from, was_dense) = &s.prefix[share - 1];
+                sel.clear();
+                sel.extend_from_slice(from);
+                dense = *was_dense;
+            }
+            for (k, (node, _)) in clauses.iter().filter(|c| !c.1).enumerate() {
+                if k < share {
+                    continue;
+                }
                 if !dense && sel.is_empty() {
+                    for k2 in k..next_shares {
+                        save_prefix(&mut s.prefix, k2, &sel, dense);
+                    }
                     break;
                 }
                 // Gathering the selected rows pays only when it leaves out many: a
@@ -1664,6 +1710,9 @@ fn run_policy<S: Sink>(
                     }
                 }
                 s.pool.give(r);
+                if k < next_shares {
+                    save_prefix(&mut s.prefix, k, &sel, dense);
+                }
             }
             if dense {
                 sel.clear();

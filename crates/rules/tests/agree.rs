@@ -320,6 +320,49 @@ fn the_interpreter_and_the_batch_evaluator_agree_on_every_decision() {
                 _ => {}
             }
         }
+        // Several policies in one plan, as a programme's variants: the same first clauses,
+        // then one more, a different amount; and the first again. Each decides as alone.
+        let mut variant = p.clone();
+        variant.clauses.push(Clause {
+            name: "extra".into(),
+            expr: boolean(&mut r, 2),
+            pos: Pos::default(),
+        });
+        variant.amount = Some(money(&mut r, 3));
+        let programme = [&p, &variant, &p];
+        let plan = fast::Plan::new(programme.iter().map(|x| (*x, on)), &table);
+        let mut all: Vec<_> = fast::run(&plan, &table, 2, fast::Collect::default)
+            .into_iter()
+            .flat_map(|c| c.decisions)
+            .collect();
+        all.sort_by_key(|d| (d.0, d.1));
+        assert_eq!(all.len(), 3 * rows);
+        for (k, policy) in programme.iter().enumerate() {
+            for i in 0..rows {
+                let mut facts = HashMap::new();
+                for (name, c) in &columns {
+                    let v = match c {
+                        Column::Int(v) | Column::Money(v) => {
+                            Value::Num(Ratio::int(i128::from(v[i])))
+                        }
+                        Column::Rate(v) => Value::Num(v[i]),
+                        Column::Bool(v) => Value::Bool(v[i]),
+                        Column::Text(v) => Value::Text(v[i].clone()),
+                        Column::Date(v) => Value::Date(Date(v[i])),
+                    };
+                    facts.insert(name.clone(), v);
+                }
+                let want = citybrain_rules::decide(policy, &facts, on).map(|d| Outcome {
+                    eligible: d.eligible,
+                    amount: d.amount,
+                });
+                assert_eq!(
+                    all[k * rows + i].2,
+                    want,
+                    "policy {k} of a programme, row {i}"
+                );
+            }
+        }
     }
     // The fast evaluator compiled the rules itself (rather than handing them on).
     assert!(compiled >= 140, "only {compiled} of 150 rules compiled");
