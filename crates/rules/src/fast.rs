@@ -1565,6 +1565,55 @@ struct Scratch {
     prefix: Vec<(Vec<u32>, bool)>,
 }
 
+/// Narrows `sel` by a clause of the shape `column OP constant`, `column` or `not column`
+/// in one pass over the column; false (and nothing done) for any other clause.
+fn narrow_direct(node: &Node, block: &Block<'_, '_>, sel: &mut Vec<u32>, dense: bool) -> bool {
+    let (col, op, c) = match node {
+        Node::Cmp(op, a, b) => match (&**a, &**b) {
+            (Node::Col(i), Node::Const(c)) => (*i, *op, *c),
+            (Node::Const(c), Node::Col(i)) => (*i, op.swap(), *c),
+            _ => return false,
+        },
+        Node::Col(i) => (*i, Cmp::Ne, 0),
+        Node::Not(x) => match &**x {
+            Node::Col(i) => (*i, Cmp::Eq, 0),
+            _ => return false,
+        },
+        _ => return false,
+    };
+    let vals = &block.table.cols[col].vals[block.from..block.from + block.n];
+    match op {
+        Cmp::Eq => narrow_by(vals, sel, dense, |v| v == c),
+        Cmp::Ne => narrow_by(vals, sel, dense, |v| v != c),
+        Cmp::Lt => narrow_by(vals, sel, dense, |v| v < c),
+        Cmp::Le => narrow_by(vals, sel, dense, |v| v <= c),
+        Cmp::Gt => narrow_by(vals, sel, dense, |v| v > c),
+        Cmp::Ge => narrow_by(vals, sel, dense, |v| v >= c),
+    }
+    true
+}
+
+#[inline(always)]
+fn narrow_by(vals: &[i64], sel: &mut Vec<u32>, dense: bool, keep: impl Fn(i64) -> bool) {
+    if dense {
+        sel.resize(vals.len(), 0);
+        let mut k = 0;
+        for (j, v) in vals.iter().enumerate() {
+            sel[k] = j as u32;
+            k += usize::from(keep(*v));
+        }
+        sel.truncate(k);
+    } else {
+        let mut k = 0;
+        for j in 0..sel.len() {
+            let row = sel[j];
+            sel[k] = row;
+            k += usize::from(keep(vals[row as usize]));
+        }
+        sel.truncate(k);
+    }
+}
+
 fn save_prefix(prefix: &mut Vec<(Vec<u32>, bool)>, k: usize, sel: &[u32], dense: bool) {
     if prefix.len() <= k {
         prefix.resize_with(k + 1, Default::default);
@@ -1667,6 +1716,15 @@ fn run_policy<S: Sink>(
                         save_prefix(&mut s.prefix, k2, &sel, dense);
                     }
                     break;
+                }
+                // The commonest clauses (a column against a constant, a yes/no column)
+                // narrow the selection directly, in one pass.
+                if narrow_direct(node, block, &mut sel, dense) {
+                    dense = false;
+                    if k < next_shares {
+                        save_prefix(&mut s.prefix, k, &sel, dense);
+                    }
+                    continue;
                 }
                 // Gathering the selected rows pays only when it leaves out many: a
                 // selection of more than half the block is evaluated whole, then picked.
