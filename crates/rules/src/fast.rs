@@ -908,10 +908,33 @@ fn compile_fast(
 impl<'p> Plan<'p> {
     /// Compiles every policy for `table`, each to be decided as on its day.
     pub fn new(policies: impl IntoIterator<Item = (&'p PolicyAst, Date)>, table: &Table) -> Self {
-        let policies: Vec<_> = policies
+        let mut policies: Vec<_> = policies
             .into_iter()
             .map(|(p, on)| (p, compile(p, table, on), on))
             .collect();
+        // A decision does not depend on the order of clauses that cannot fail, so each
+        // policy takes first the ones the previous policy also has, in its order: the
+        // longer the common start, the more a block shares (see `shared`).
+        for i in 1..policies.len() {
+            let (before, after) = policies.split_at_mut(i);
+            let prev: Vec<&Node> = match narrowing(&before[i - 1].1) {
+                Some(it) => it.collect(),
+                None => continue,
+            };
+            if let Program::Fast { clauses, .. } = &mut after[0].1 {
+                let rank = |c: &(Node, bool)| {
+                    if c.1 {
+                        usize::MAX
+                    } else {
+                        prev.iter()
+                            .position(|p| **p == c.0)
+                            .unwrap_or(usize::MAX - 1)
+                    }
+                };
+                // Stable: clauses not in the previous policy keep their order.
+                clauses.sort_by_key(rank);
+            }
+        }
         let shared = (0..policies.len())
             .map(|i| {
                 let prev = i.checked_sub(1).and_then(|j| narrowing(&policies[j].1));
