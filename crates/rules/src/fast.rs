@@ -349,6 +349,9 @@ enum Node {
         c: Box<Node>,
         n_mul: i128,
         cd_mul: i128,
+        /// Proven (see [`mark_safe`]) never to flag a row whose result is used: computed
+        /// without checks.
+        safe: bool,
     },
     MinMax(bool, Vec<Node>),
     /// Rounds `v / den` to a whole number.
@@ -430,6 +433,55 @@ fn interval(node: &Node, table: &Table) -> Option<(i128, i128)> {
     })
 }
 
+/// The node an `if` condition proves is not zero in its `then` branch (`d > 0`, `d != 0`,
+/// `0 < d`).
+fn nonzero_by(condition: &Node) -> Option<Node> {
+    match condition {
+        Node::Cmp(Cmp::Gt | Cmp::Ne, d, z) if **z == Node::Const(0) => Some((**d).clone()),
+        Node::Cmp(Cmp::Lt | Cmp::Ne, z, d) if **z == Node::Const(0) => Some((**d).clone()),
+        _ => None,
+    }
+}
+
+/// Marks the quotient comparisons that [`may_flag`] proves cannot fail where their result
+/// is used (a zero divisor only in rows an enclosing `if` discards), so they run unchecked.
+fn mark_safe(node: &mut Node, table: &Table, nonzero: &mut Vec<Node>) {
+    if matches!(node, Node::CmpFrac { f, .. } if matches!(**f, Node::Frac(..))) {
+        let ok = !may_flag(node, table, nonzero);
+        if let Node::CmpFrac { safe, .. } = node {
+            *safe = ok;
+        }
+        return;
+    }
+    match node {
+        Node::If(c, a, b) => {
+            mark_safe(c, table, nonzero);
+            mark_safe(b, table, nonzero);
+            let guard = nonzero_by(c);
+            let pushed = guard.is_some();
+            nonzero.extend(guard);
+            mark_safe(a, table, nonzero);
+            if pushed {
+                nonzero.pop();
+            }
+        }
+        Node::Not(x) | Node::Neg(x) | Node::Scale(x, _) | Node::Round(_, x, _) => {
+            mark_safe(x, table, nonzero)
+        }
+        Node::Logic(_, a, b)
+        | Node::Arith(_, a, b)
+        | Node::Cmp(_, a, b)
+        | Node::DateDiff(a, b)
+        | Node::DateShift(_, a, b, _)
+        | Node::Frac(a, b) => {
+            mark_safe(a, table, nonzero);
+            mark_safe(b, table, nonzero);
+        }
+        Node::MinMax(_, xs) => xs.iter_mut().for_each(|x| mark_safe(x, table, nonzero)),
+        _ => {}
+    }
+}
+
 fn fits_i64(r: Option<(i128, i128)>) -> bool {
     r.is_some_and(|(lo, hi)| lo >= i128::from(i64::MIN) && hi <= i128::from(i64::MAX))
 }
@@ -457,11 +509,7 @@ fn may_flag(node: &Node, table: &Table, nonzero: &mut Vec<Node>) -> bool {
             if rec(c) || rec(b) {
                 return true;
             }
-            let guard = match &**c {
-                Node::Cmp(Cmp::Gt | Cmp::Ne, d, z) if **z == Node::Const(0) => Some((**d).clone()),
-                Node::Cmp(Cmp::Lt | Cmp::Ne, z, d) if **z == Node::Const(0) => Some((**d).clone()),
-                _ => None,
-            };
+            let guard = nonzero_by(c);
             let pushed = guard.is_some();
             nonzero.extend(guard);
             let then = may_flag(a, table, nonzero);
@@ -770,6 +818,7 @@ impl Compiler<'_> {
                     c: Box::new(c),
                     n_mul: 10i128.pow(sd + sc),
                     cd_mul: 10i128.pow(sn),
+                    safe: false,
                 }
             }
             ((c, K::Num(sc)), f @ (_, K::Frac(..))) => {
@@ -870,6 +919,8 @@ fn compile_fast(
             return nc("a clause that is not a condition");
         }
         let may_flag = may_flag(&n, table, &mut Vec::new());
+        let mut n = n;
+        mark_safe(&mut n, table, &mut Vec::new());
         c.known.insert(clause.name.clone(), (n.clone(), K::Bool));
         clauses.push((n, may_flag));
     }
@@ -1191,6 +1242,28 @@ impl<'a> Block<'a, '_> {
         }
     }
 
+    /// Applies `f`, which cannot fail, to every row.
+    fn map_total(&self, pool: &mut Pool, x: R<'a>, f: impl Fn(i64) -> i64) -> R<'a> {
+        if let V::Const(c) = x.v {
+            return R {
+                v: V::Const(f(c)),
+                f: x.f,
+            };
+        }
+        let mut out = pool.vals(self.n);
+        for (o, v) in out.iter_mut().zip(values(&x.v)) {
+            *o = f(*v);
+        }
+        let flags = x.f;
+        if let V::Buf(b) = x.v {
+            pool.vals.push(b);
+        }
+        R {
+            v: V::Buf(out),
+            f: flags,
+        }
+    }
+
     /// Applies `f` to every row; `None` flags the row.
     fn map1(&self, pool: &mut Pool, x: R<'a>, f: impl Fn(i64) -> Option<i64>) -> R<'a> {
         if let V::Const(c) = x.v
@@ -1423,14 +1496,28 @@ impl<'a> Block<'a, '_> {
                     return x;
                 }
                 // In i64: the quotient is never larger than `v`, and twice a remainder
-                // below den ≤ 10^18 fits. The usual denominators get their own loops, so
-                // the division by a constant becomes a multiplication.
+                // below den ≤ 10^18 fits. The usual denominators and each way of rounding
+                // get their own loop, so the division by a constant becomes a
+                // multiplication and nothing is decided per row.
+                macro_rules! by {
+                    ($den:expr) => {
+                        match how {
+                            Round::Down => {
+                                self.map_total(pool, x, |v| round_by(v, $den, Round::Down))
+                            }
+                            Round::Up => self.map_total(pool, x, |v| round_by(v, $den, Round::Up)),
+                            Round::HalfEven => {
+                                self.map_total(pool, x, |v| round_by(v, $den, Round::HalfEven))
+                            }
+                        }
+                    };
+                }
                 match den {
-                    10 => self.map1(pool, x, move |v| Some(round_by(v, 10, how))),
-                    100 => self.map1(pool, x, move |v| Some(round_by(v, 100, how))),
-                    1000 => self.map1(pool, x, move |v| Some(round_by(v, 1000, how))),
-                    10000 => self.map1(pool, x, move |v| Some(round_by(v, 10000, how))),
-                    _ => self.map1(pool, x, move |v| Some(round_by(v, den, how))),
+                    10 => by!(10),
+                    100 => by!(100),
+                    1000 => by!(1000),
+                    10000 => by!(10000),
+                    _ => by!(den),
                 }
             }
             Node::RoundFrac {
@@ -1460,6 +1547,54 @@ impl<'a> Block<'a, '_> {
                 c,
                 n_mul,
                 cd_mul,
+                safe: true,
+            } => {
+                let Node::Frac(a, b) = &**f else {
+                    unreachable!("only a plain quotient is marked safe")
+                };
+                let (x, y, z) = (self.eval(pool, a), self.eval(pool, b), self.eval(pool, c));
+                let (x, y, z) = (self.full(pool, x), self.full(pool, y), self.full(pool, z));
+                let (nm, cm) = (*n_mul, *cd_mul);
+                let mut out = pool.vals(n);
+                // Both sides fit i128 for every row (the value ranges say so); a row with a
+                // zero divisor is one the guard discards. Multiplying both sides by the
+                // divisor's sign turns the comparison round where it is negative.
+                let go = |out: &mut [i64], test: fn(i128, i128) -> bool| {
+                    for (((o, p), q), r) in out
+                        .iter_mut()
+                        .zip(values(&x.v))
+                        .zip(values(&y.v))
+                        .zip(values(&z.v))
+                    {
+                        let sign = i128::from((*q >> 63) | 1);
+                        let l = i128::from(*p) * nm * sign;
+                        let rr = i128::from(*r) * i128::from(*q) * cm * sign;
+                        *o = i64::from(test(l, rr));
+                    }
+                };
+                match op {
+                    Cmp::Eq => go(&mut out, |a, b| a == b),
+                    Cmp::Ne => go(&mut out, |a, b| a != b),
+                    Cmp::Lt => go(&mut out, |a, b| a < b),
+                    Cmp::Le => go(&mut out, |a, b| a <= b),
+                    Cmp::Gt => go(&mut out, |a, b| a > b),
+                    Cmp::Ge => go(&mut out, |a, b| a >= b),
+                }
+                pool.give(x);
+                pool.give(y);
+                pool.give(z);
+                R {
+                    v: V::Buf(out),
+                    f: None,
+                }
+            }
+            Node::CmpFrac {
+                op,
+                f,
+                c,
+                n_mul,
+                cd_mul,
+                safe: false,
             } => {
                 let (x, y) = self.eval_frac(pool, f);
                 let z = self.eval(pool, c);
