@@ -531,8 +531,30 @@ fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
+    // `citybrain ... | head` closes the pipe before the output ends: stop quietly, as Unix
+    // tools do, instead of a panic from println! or an error from a write.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default_hook(info);
+    }));
     let cli = Cli::parse();
     if let Err(error) = run(cli) {
+        let broken_pipe = error.chain().any(|e| {
+            e.downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+        });
+        if broken_pipe {
+            std::process::exit(0);
+        }
         eprintln!("error: {error:#}");
         std::process::exit(1);
     }

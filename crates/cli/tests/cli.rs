@@ -1747,3 +1747,42 @@ fn a_payout_run_takes_its_facts_from_sql_joining_other_datasets() {
     assert!(tea_decision.to_string().contains("10000"), "{tea_decision}");
     assert!(server.stop().success());
 }
+
+/// `citybrain ... | head`: a reader that stops early ends the command quietly, without a
+/// panic message.
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_citybrain");
+    let policies = dir.path().join("policies");
+    let out = Command::new(bin)
+        .args(["policy", "variants"])
+        .arg(format!("{}/../rules/policies", manifest_dir()))
+        .args(["--count", "400", "--out"])
+        .arg(&policies)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let facts = dir.path().join("facts.json");
+    std::fs::write(
+        &facts,
+        r#"{"district": "西湖区", "industry": "tea", "employees": 25, "credit_rating": "A"}"#,
+    )
+    .unwrap();
+    // Far more than a pipe holds (about 64 KiB), and the reader takes only the start.
+    let mut child = Command::new(bin)
+        .args(["policy", "explain"])
+        .arg(&policies)
+        .arg(&facts)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut start = [0u8; 100];
+    std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut start).unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?} {err}", out.status);
+    assert!(!err.contains("panicked"), "{err}");
+}
