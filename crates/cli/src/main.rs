@@ -1121,10 +1121,15 @@ fn demo_governance(gov: &Gov, hub: &Hub, data: &Path) -> Result<()> {
     }
     ensure_token_file(gov, &data.join("cockpit.token"), || {
         Ok(gov.issue_token(&admin, &cockpit.name, None, now)?)
+    })?;
+    // Policy delivery runs in the market department, which owns the enterprises and the
+    // payouts.
+    let market_admin = person("market_admin", "market", Role::Admin)?;
+    ensure_token_file(gov, &data.join("market.token"), || {
+        Ok(gov.issue_token(&admin, &market_admin.name, None, now)?)
     })
 }
 
-/// Creates the demo datasets and loads the generated city, unless already loaded.
 /// The policies `up` delivers (a directory's, or the shipped ones), and the datasets policy
 /// delivery reads and writes.
 fn policy_scene(hub: &Hub, dir: Option<&Path>) -> Result<citybrain_server::policy::PolicyScene> {
@@ -1182,6 +1187,7 @@ fn load_demo_economy(hub: &Hub, scale: f64) -> Result<()> {
     Ok(())
 }
 
+/// Creates the demo datasets and loads the generated city, unless already loaded.
 fn load_demo(hub: &Hub, data: &Path, scale: f64) -> Result<()> {
     let passages = DatasetName::parse("transport.anpr_passages").expect("valid name");
     if hub.names().contains(&passages) && hub.snapshot(&passages)?.rows() > 0 {
@@ -1369,6 +1375,7 @@ fn up(
         println!("  admin token:    {} (send it as 'Authorization: Bearer ...')", data.join("admin.token").display());
         if demo {
             println!("  cockpit token:  {} (reader in city_office: plates masked by its grant)", data.join("cockpit.token").display());
+            println!("  market token:   {} (admin in market: `citybrain policy pay --run 2025-annual`)", data.join("market.token").display());
         }
         println!("  API:            http://{address}/api/v1/openapi.json   health: http://{address}/health");
         println!("  live indices:   http://{address}/api/v1/indices/traffic/live  (SSE: /api/v1/indices/stream; tables: indices.*)");
