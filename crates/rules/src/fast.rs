@@ -1107,37 +1107,28 @@ impl Pool {
     }
 }
 
-#[inline(always)]
-fn round_div(n: i128, d: i128, how: Round) -> i128 {
-    // d > 0
-    let floor = n.div_euclid(d);
-    let rest = n.rem_euclid(d);
-    match how {
-        Round::Down => floor,
-        Round::Up => floor + i128::from(rest != 0),
-        Round::HalfEven => match (rest * 2).cmp(&d) {
-            std::cmp::Ordering::Less => floor,
-            std::cmp::Ordering::Greater => floor + 1,
-            std::cmp::Ordering::Equal => floor + floor.rem_euclid(2),
-        },
-    }
+/// `n / d` (d > 0) rounded to a whole number, in the integer type named: i128 for
+/// quotients, i64 for decimals (where the division by a constant becomes a multiplication).
+macro_rules! rounding {
+    ($name:ident, $t:ty) => {
+        #[inline(always)]
+        fn $name(n: $t, d: $t, how: Round) -> $t {
+            let floor = n.div_euclid(d);
+            let rest = n.rem_euclid(d);
+            match how {
+                Round::Down => floor,
+                Round::Up => floor + <$t>::from(rest != 0),
+                Round::HalfEven => match (rest * 2).cmp(&d) {
+                    std::cmp::Ordering::Less => floor,
+                    std::cmp::Ordering::Greater => floor + 1,
+                    std::cmp::Ordering::Equal => floor + floor.rem_euclid(2),
+                },
+            }
+        }
+    };
 }
-
-/// `v / den` (den > 0) rounded to a whole number.
-#[inline(always)]
-fn round_by(v: i64, den: i64, how: Round) -> i64 {
-    let floor = v.div_euclid(den);
-    let rest = v.rem_euclid(den);
-    match how {
-        Round::Down => floor,
-        Round::Up => floor + i64::from(rest != 0),
-        Round::HalfEven => match (rest * 2).cmp(&den) {
-            std::cmp::Ordering::Less => floor,
-            std::cmp::Ordering::Greater => floor + 1,
-            std::cmp::Ordering::Equal => floor + floor.rem_euclid(2),
-        },
-    }
-}
+rounding!(round_div, i128);
+rounding!(round_by, i64);
 
 /// `out[i] = test(x[i], y[i])` as 0 or 1 (not both constant).
 #[inline(always)]

@@ -760,21 +760,14 @@ async fn signals_emergency(
     let who = me.name.as_str().to_string();
     let run_id = blocking(move || {
         let outcome = signals.emergency(request.route, request.priority, &who);
-        let mut call = Call::new(
-            now(),
-            me.name.as_str(),
-            me.department.as_str(),
-            CallKind::Ingest,
-        );
-        call.datasets.push(Touch {
-            dataset: DatasetName::parse("signals.emergency_runs").expect("valid name"),
-            fields: Vec::new(),
-        });
-        call.detail = "POST /api/v1/signals/emergency".into();
-        if outcome.is_err() {
-            call.outcome = Outcome::Failed;
-        }
-        gov.record(call)?;
+        record_write(
+            &gov,
+            &me,
+            "signals.emergency_runs",
+            "POST /api/v1/signals/emergency".into(),
+            0,
+            outcome.is_ok(),
+        )?;
         outcome.map_err(|e| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
@@ -785,6 +778,35 @@ async fn signals_emergency(
     })
     .await?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "run_id": run_id }))).into_response())
+}
+
+/// Records a scene's write into one of its datasets as a data call of the principal who
+/// asked for it.
+fn record_write(
+    gov: &Gov,
+    me: &Principal,
+    dataset: &str,
+    detail: String,
+    rows: u64,
+    succeeded: bool,
+) -> Result<(), ApiError> {
+    let mut call = Call::new(
+        now(),
+        me.name.as_str(),
+        me.department.as_str(),
+        CallKind::Ingest,
+    );
+    call.datasets.push(Touch {
+        dataset: DatasetName::parse(dataset).expect("scene dataset names are valid"),
+        fields: Vec::new(),
+    });
+    call.detail = detail;
+    call.rows = rows;
+    if !succeeded {
+        call.outcome = Outcome::Failed;
+    }
+    gov.record(call)?;
+    Ok(())
 }
 
 /// Actions that change the city (start a run, pay) are for publishers and admins.
@@ -947,22 +969,14 @@ async fn policy_run(
         let policies: Vec<&citybrain_rules::syntax::PolicyAst> = worker.policies.iter().collect();
         let outcome = policy::table_from_batches(&enterprises.batches, &policies)
             .and_then(|(ids, table)| policy::pay(&hub, &worker, &run, &ids, &table, &paid, now()));
-        let mut call = Call::new(
-            now(),
-            me.name.as_str(),
-            me.department.as_str(),
-            CallKind::Ingest,
-        );
-        call.datasets.push(Touch {
-            dataset: DatasetName::parse("policy.payouts").expect("valid name"),
-            fields: Vec::new(),
-        });
-        call.detail = format!("POST /api/v1/policy/runs {run}");
-        match &outcome {
-            Ok(r) => call.rows = r.paid_now,
-            Err(_) => call.outcome = Outcome::Failed,
-        }
-        gov.record(call)?;
+        record_write(
+            &gov,
+            &me,
+            "policy.payouts",
+            format!("POST /api/v1/policy/runs {run}"),
+            outcome.as_ref().map_or(0, |r| r.paid_now),
+            outcome.is_ok(),
+        )?;
         outcome.map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "run_failed", e))
     })
     .await?;
