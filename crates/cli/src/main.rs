@@ -1430,7 +1430,55 @@ async fn start_live(
             links.extend(citybrain_indices::links_from_batch(&batch).map_err(anyhow::Error::msg)?);
         }
     }
-    let live = citybrain_server::live::LiveIndices::start(hub.clone(), links);
+    let (alerts_file, alerts_text) = citybrain_alerts::DEFINITION;
+    let alerts_def =
+        DatasetDef::from_file_text(alerts_file, alerts_text).map_err(anyhow::Error::msg)?;
+    let alerts_fresh = !hub.names().contains(&alerts_def.name);
+    if alerts_fresh {
+        hub.create_dataset(alerts_def, now)?;
+    }
+    // Links' midpoints, so congestion alerts carry a place.
+    let mut places = std::collections::HashMap::new();
+    if has("transport.checkpoints") {
+        use arrow::array::{Array, AsArray};
+        use arrow::datatypes::{Float64Type, Int64Type};
+        let rows = sql
+            .query("SELECT checkpoint_id, loc FROM transport.checkpoints")
+            .await?;
+        for batch in rows.batches {
+            let id = batch.column(0).as_primitive::<Int64Type>();
+            let loc = batch.column(1).as_struct();
+            let (lon, lat) = (
+                loc.column(0).as_primitive::<Float64Type>(),
+                loc.column(1).as_primitive::<Float64Type>(),
+            );
+            for i in (0..batch.num_rows()).filter(|&i| loc.is_valid(i)) {
+                places.insert(id.value(i), (lon.value(i), lat.value(i)));
+            }
+        }
+    }
+    let live = citybrain_server::live::LiveIndices::start(hub.clone(), links.clone());
+    for link in &links {
+        if let (Some(a), Some(b)) = (places.get(&link.from), places.get(&link.to)) {
+            live.alerts().set_place(
+                citybrain_alerts::AlertKind::Congestion,
+                link.link_id,
+                citybrain_core::GeoPoint {
+                    lon: (a.0 + b.0) / 2.0,
+                    lat: (a.1 + b.1) / 2.0,
+                },
+            );
+        }
+    }
+    if !alerts_fresh {
+        for batch in sql
+            .query(citybrain_server::live_alerts::STORED_OPEN_SQL)
+            .await?
+            .batches
+        {
+            live.alerts().restore(&batch).map_err(anyhow::Error::msg)?;
+        }
+    }
     let on_road = DatasetName::parse("indices.on_road")?;
     if has(citybrain_server::live::PASSAGES) && hub.snapshot(&on_road)?.rows() == 0 {
         // A one-off catch-up over what is stored; afterwards each ingest feeds the operators.
@@ -1491,6 +1539,8 @@ async fn start_parking(
     if lots.is_empty() {
         return Ok(None);
     }
+    let lots_placed: Vec<(i64, citybrain_core::GeoPoint)> =
+        lots.iter().map(|l| (i64::from(l.id.0), l.loc)).collect();
     let parking =
         citybrain_parking::Parking::new(lots, citybrain_parking::SessionConfig::default())
             .map_err(|e| anyhow::anyhow!("parking.lots: {e}"))?;
@@ -1547,11 +1597,16 @@ async fn start_parking(
             }
         }
     }
+    for lot in &lots_placed {
+        live.alerts()
+            .set_place(citybrain_alerts::AlertKind::LotFull, lot.0, lot.1);
+    }
     let scene = citybrain_server::live_parking::LiveParking::start(
         hub.clone(),
         parking,
         stored,
         live.sender(),
+        live.alerts().clone(),
     );
     if has(GATE_EVENTS) && has(SENSOR_EVENTS) {
         let since = if fresh {

@@ -1786,3 +1786,171 @@ fn output_into_a_closed_pipe_ends_quietly() {
     assert!(out.status.success(), "{:?} {err}", out.status);
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// Reads of 25 vehicles over one link: each passes `from` in the first minutes after
+/// `minute` (minutes after midnight, local time, 2026-11-23) and `to` `travel_s` later.
+fn link_traversals(from: i64, to: i64, minute: u32, travel_s: f64, tag: &str) -> Vec<u8> {
+    let mut reads = Vec::new();
+    for i in 0..25u32 {
+        let start = minute * 60 + i * 4;
+        for (checkpoint, t) in [(from, start as f64), (to, start as f64 + travel_s)] {
+            reads.push((t.round() as u32, checkpoint, i));
+        }
+    }
+    // In time order, as cameras send them (a read over a minute late is dropped).
+    reads.sort();
+    let mut body = Vec::new();
+    for (t, checkpoint, i) in reads {
+        body.extend_from_slice(
+            format!(
+                "{{\"ts\":\"2026-11-23T{:02}:{:02}:{:02}+08:00\",\"checkpoint_id\":{checkpoint},\"plate\":\"浙C{tag}{i:03}\"}}\n",
+                t / 3600,
+                t / 60 % 60,
+                t % 60
+            )
+            .as_bytes(),
+        );
+    }
+    body
+}
+
+/// Waits until `GET /api/v1/alerts` satisfies `done`.
+fn alerts_until(server: &Server, done: impl Fn(&[serde_json::Value]) -> bool) -> serde_json::Value {
+    let started = std::time::Instant::now();
+    loop {
+        let (status, text) = server.get("/api/v1/alerts", Some(&server.token));
+        assert_eq!(status, 200, "{text}");
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        if done(v["alerts"].as_array().unwrap()) {
+            return v;
+        }
+        assert!(
+            started.elapsed().as_secs() < 30,
+            "alerts never as expected: {v}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn a_link_slow_for_half_an_hour_opens_one_congestion_alert_that_a_crash_neither_loses_nor_repeats()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), &["--scale", "0.05"]);
+    let link = server.sql(
+        "SELECT link_id, from_checkpoint, to_checkpoint, freeflow_s FROM transport.links \
+         WHERE freeflow_s BETWEEN 30 AND 120 ORDER BY link_id LIMIT 1",
+    );
+    let (id, from, to, freeflow) = (
+        link[0]["link_id"].as_i64().unwrap(),
+        link[0]["from_checkpoint"].as_i64().unwrap(),
+        link[0]["to_checkpoint"].as_i64().unwrap(),
+        link[0]["freeflow_s"].as_f64().unwrap(),
+    );
+    // A link's quarter of an hour closes once no traversal that started in it can still
+    // arrive: 8 free-flow times of the longest link after its end (and a minute's lateness).
+    let longest = server.sql("SELECT max(freeflow_s) AS s FROM transport.links")[0]["s"]
+        .as_f64()
+        .unwrap();
+    let gap = ((longest * 8.0 / 60.0).ceil() as u32 + 15 + 2).div_ceil(15) * 15;
+    let path = "/api/v1/datasets/transport.anpr_passages/records";
+    let post = |body: Vec<u8>| {
+        let (status, text) = server.post(path, "application/x-ndjson", &body);
+        assert_eq!(status, 200, "{text}");
+    };
+    let slow = 3.0 * freeflow;
+    // One slow quarter of an hour (three times free flow) is not yet an alert.
+    post(link_traversals(from, to, 6 * 60, slow, "a"));
+    post(link_traversals(from, to, 6 * 60 + 15, freeflow, "b"));
+    let flush1 = 6 * 60 + 30 + gap;
+    post(link_traversals(from, to, flush1, freeflow, "c"));
+    let closed = settled(
+        &server,
+        &format!(
+            "SELECT count(*) AS n FROM indices.link_travel WHERE link_id = {id} AND bin >= '2026-11-22T22:00:00Z'"
+        ),
+    );
+    assert_eq!(
+        closed[0]["n"], 2,
+        "the two quarters before the read at minute {flush1} are closed"
+    );
+    let (_, text) = server.get("/api/v1/alerts", Some(&server.token));
+    assert!(!text.contains(&format!("\"subject_id\":{id},")), "{text}");
+    // Two in a row are: the alert opens when the second quarter closes.
+    let first_slow = (flush1 + 15).div_ceil(15) * 15;
+    post(link_traversals(from, to, first_slow, slow, "d"));
+    post(link_traversals(from, to, first_slow + 15, slow, "e"));
+    let flush2 = first_slow + 30 + gap;
+    post(link_traversals(from, to, flush2, freeflow, "f"));
+    let v = alerts_until(&server, |alerts| {
+        alerts
+            .iter()
+            .any(|a| a["kind"] == "congestion" && a["subject_id"] == id)
+    });
+    let alert = v["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["subject_id"] == id)
+        .unwrap()
+        .clone();
+    assert!(alert["value"].as_f64().unwrap() >= 2.0, "{alert}");
+    assert!(
+        alert["loc"]["lon"].as_f64().is_some(),
+        "an alert has a place: {alert}"
+    );
+    let since = first_slow as i64 * 60 - 8 * 3600; // local minutes to UTC seconds
+    assert_eq!(
+        alert["since"].as_str().unwrap(),
+        format!(
+            "2026-11-22T{:02}:{:02}:00Z",
+            since.rem_euclid(86400) / 3600,
+            since.rem_euclid(3600) / 60
+        ),
+        "{alert}"
+    );
+    let alert_id = alert["alert_id"].as_str().unwrap().to_string();
+    let rows_of = |server: &Server| {
+        server.sql(&format!(
+            "SELECT state, count(*) AS n FROM alerts.events WHERE alert_id = '{alert_id}' \
+             GROUP BY state ORDER BY state"
+        ))
+    };
+    assert_eq!(
+        rows_of(&server),
+        serde_json::json!([{"state": "open", "n": 1}])
+    );
+
+    // A crash: the restarted hub rebuilds the board from the stored passages, still shows
+    // the alert, and stores nothing twice.
+    let token = server.token.clone();
+    server.kill9();
+    let mut server = start(dir.path(), &["--scale", "0.05"]);
+    server.token = token;
+    alerts_until(&server, |alerts| {
+        alerts.iter().any(|a| a["alert_id"] == alert_id.as_str())
+    });
+    // Back to free flow: the quarter of the last reads closes it, once.
+    let (status, text) = server.post(
+        path,
+        "application/x-ndjson",
+        &link_traversals(from, to, flush2 + 15 + gap, freeflow, "g"),
+    );
+    assert_eq!(status, 200, "{text}");
+    alerts_until(&server, |alerts| {
+        alerts.iter().all(|a| a["alert_id"] != alert_id.as_str())
+    });
+    let rows = settled(
+        &server,
+        &format!("SELECT count(*) AS n FROM alerts.events WHERE alert_id = '{alert_id}'"),
+    );
+    assert_eq!(rows[0]["n"], 2, "{rows}");
+    assert_eq!(
+        rows_of(&server),
+        serde_json::json!([{"state": "closed", "n": 1}, {"state": "open", "n": 1}])
+    );
+    let dupes = server.sql(
+        "SELECT alert_id, state FROM alerts.events GROUP BY alert_id, state HAVING count(*) > 1",
+    );
+    assert_eq!(dupes, serde_json::json!([]));
+}

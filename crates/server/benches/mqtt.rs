@@ -62,7 +62,12 @@ fn main() {
         .unwrap();
     let (mut mosquitto, port) = start_mosquitto(dir.path()).unwrap();
     runtime.block_on(async {
-        let scene = LiveParking::start(hub.clone(), parking, Default::default(), events);
+        let alerts = citybrain_server::live_alerts::LiveAlerts::new(
+            hub.clone(),
+            events.clone(),
+            Default::default(),
+        );
+        let scene = LiveParking::start(hub.clone(), parking, Default::default(), events, alerts);
         let sql = citybrain_sql::SqlEngine::new(hub.clone(), citybrain_sql::SqlLimits::default())
             .with_gov(gov.clone());
         let state = AppState {

@@ -9,6 +9,7 @@ mod cockpit;
 mod error;
 mod governance;
 pub mod live;
+pub mod live_alerts;
 pub mod live_parking;
 pub mod live_signals;
 pub mod mqtt;
@@ -73,6 +74,7 @@ pub fn router(state: AppState) -> Router {
         .route("/whoami", get(governance::whoami))
         .route("/indices/traffic/live", get(traffic_live))
         .route("/indices/stream", get(indices_stream))
+        .route("/alerts", get(alerts_active))
         .route("/parking/guide", get(parking_guide))
         .route("/parking/overdue", get(parking_overdue))
         .route("/signals/emergency", post(signals_emergency))
@@ -613,6 +615,36 @@ async fn traffic_live(
     let live = live_of(&state)?;
     audit_index_read(&state, &me, "GET /api/v1/indices/traffic/live").await?;
     Ok(Json(json!({ "live": live.latest() })).into_response())
+}
+
+/// The open alerts (worst first per kind) with the rules that open and close them; their
+/// history is the dataset `alerts.events`.
+async fn alerts_active(
+    State(state): State<AppState>,
+    Extension(me): Extension<Principal>,
+) -> Result<Response, ApiError> {
+    let live = live_of(&state)?;
+    let call = read_call(&me, &[citybrain_alerts::DATASET], "GET /api/v1/alerts");
+    let gov = state.gov.clone();
+    blocking(move || {
+        gov.record(call)?;
+        Ok(())
+    })
+    .await?;
+    let alerts = live.alerts().active();
+    let rules = live.alerts().rules();
+    Ok(Json(json!({
+        "at": live.latest().map(|l| l.at),
+        "alerts": alerts,
+        "rules": {
+            "congestion": format!(
+                "delay index >= {} for {} bins of 15 minutes with >= {} traversals each; closes under {}",
+                rules.congestion_open, rules.congestion_bins, rules.min_traversals, rules.congestion_close
+            ),
+            "lot_full": format!("parking index >= {}; closes under {}", rules.lot_open, rules.lot_close),
+        },
+    }))
+    .into_response())
 }
 
 /// Server-Sent Events: `live` after every ingested batch, `rows` as index windows close.

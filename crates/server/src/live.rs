@@ -33,6 +33,7 @@ enum Input {
 #[derive(Debug, Clone)]
 pub struct LiveIndices {
     tx: mpsc::Sender<Input>,
+    alerts: crate::live_alerts::LiveAlerts,
     events: broadcast::Sender<Arc<str>>,
     latest: Arc<Mutex<Option<Live>>>,
     /// Set when the server shuts down, so open event streams end and the graceful
@@ -76,7 +77,12 @@ impl LiveIndices {
         let (tx, rx) = mpsc::channel::<Input>();
         let (events, _) = broadcast::channel(1024);
         let latest = Arc::new(Mutex::new(None));
-        let (events_out, latest_out) = (events.clone(), latest.clone());
+        let alerts = crate::live_alerts::LiveAlerts::new(
+            hub.clone(),
+            events.clone(),
+            citybrain_alerts::AlertRules::default(),
+        );
+        let (events_out, latest_out, alerts_out) = (events.clone(), latest.clone(), alerts.clone());
         std::thread::Builder::new()
             .name("live-indices".into())
             .spawn(move || {
@@ -92,11 +98,17 @@ impl LiveIndices {
                             tracing::error!(message = "A passage batch was unusable for the indices.", %error);
                         }
                         if warm {
-                            drop(indices.take_outputs());
+                            // Stored before the restart; the alert board still learns from it.
+                            let out = indices.take_outputs();
+                            let now = citybrain_core::Timestamp::parse(&indices.live().at).ok();
+                            alerts_out.links(&out.link_travel, now, false);
                         }
                     }
-                    publish(&hub, indices.take_outputs(), &events_out);
+                    let out = indices.take_outputs();
                     let live = indices.live();
+                    let now = citybrain_core::Timestamp::parse(&live.at).ok();
+                    alerts_out.links(&out.link_travel, now, true);
+                    publish(&hub, out, &events_out);
                     let event = json!({"type": "live", "live": &live});
                     *latest_out.lock().expect("latest lock") = Some(live);
                     let _ = events_out.send(event.to_string().into());
@@ -106,6 +118,7 @@ impl LiveIndices {
         let closing = Arc::new(tokio::sync::watch::Sender::new(false));
         Self {
             tx,
+            alerts,
             events,
             latest,
             closing,
@@ -121,6 +134,11 @@ impl LiveIndices {
     /// road now) and open windows continue where they were; nothing is stored twice.
     pub fn warm(&self, batch: RecordBatch) {
         let _ = self.tx.send(Input::Warm(batch));
+    }
+
+    /// The alert board the traffic indices feed (the parking scene feeds it too).
+    pub fn alerts(&self) -> &crate::live_alerts::LiveAlerts {
+        &self.alerts
     }
 
     /// Ends every open event stream (at shutdown).

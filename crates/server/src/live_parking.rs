@@ -226,6 +226,7 @@ fn anomaly_key(a: &Anomaly) -> AnomalyKey {
 /// The scene's thread: applies inputs, stores what they yield.
 struct Worker {
     hub: Arc<Hub>,
+    alerts: crate::live_alerts::LiveAlerts,
     state: Arc<RwLock<Parking>>,
     stored: Stored,
     events: broadcast::Sender<Arc<str>>,
@@ -290,6 +291,12 @@ impl Worker {
         out.bills.retain(|b| bills.insert(b.id.0 as i64));
         if warm {
             let up_to = self.stored.index_up_to.map_or(i64::MIN, |t| t.0);
+            // The alert board learns from the replay; what was stored then is not stored again.
+            let (old, new): (Vec<_>, Vec<_>) = out.index.iter().cloned().partition(|r| {
+                clock <= up_to || Timestamp::parse(&r.at).is_ok_and(|t| t.0 <= up_to)
+            });
+            self.alerts.lots(&old, false);
+            self.alerts.lots(&new, true);
             if clock <= up_to {
                 out.anomalies.clear();
                 out.index.clear();
@@ -320,6 +327,9 @@ impl Worker {
             .collect();
         crate::live::store(&self.hub, "parking.anomalies", &anomalies, &self.events);
         crate::live::store(&self.hub, "parking.index", &out.index, &self.events);
+        if !warm {
+            self.alerts.lots(&out.index, true);
+        }
     }
 }
 
@@ -331,12 +341,14 @@ impl LiveParking {
         parking: Parking,
         stored: Stored,
         events: broadcast::Sender<Arc<str>>,
+        alerts: crate::live_alerts::LiveAlerts,
     ) -> Self {
         let (tx, rx) = mpsc::channel::<Input>();
         let state = Arc::new(RwLock::new(parking));
         let applied = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let worker = Worker {
             hub,
+            alerts,
             state: state.clone(),
             stored,
             events,

@@ -64,6 +64,11 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ),
     (
         "get",
+        "/api/v1/alerts",
+        "Open alerts (congestion on a link, a lot nearly full), worst first, with the rules that open and close them; every change is a row of alerts.events (also on /api/v1/indices/stream).",
+    ),
+    (
+        "get",
         "/api/v1/parking/guide",
         "Lots near ?lat=&lon= within radius_m (2500) ranked by the chance of a free berth on arrival (arrive_in_min), then walk, then price.",
     ),

@@ -285,6 +285,68 @@ impl ResultFormat {
     }
 }
 
+/// CSV has no nested values: a point (`{lon, lat}`) becomes `POINT(lon lat)`, the text form
+/// ingest takes back; any other nested column becomes Arrow's display text.
+fn csv_cells(batch: &RecordBatch) -> Result<RecordBatch, SqlError> {
+    use arrow::array::{Array, AsArray, StringBuilder};
+    use arrow::datatypes::{DataType, Field, Float64Type, Schema};
+    if !batch.columns().iter().any(|c| c.data_type().is_nested()) {
+        return Ok(batch.clone());
+    }
+    let err =
+        |e: arrow::error::ArrowError| SqlError::Execution(format!("encoding the result: {e}"));
+    let mut fields = Vec::new();
+    let mut columns = Vec::new();
+    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+        if !column.data_type().is_nested() {
+            fields.push(field.as_ref().clone());
+            columns.push(column.clone());
+            continue;
+        }
+        let mut text = StringBuilder::new();
+        let point = match column.data_type() {
+            DataType::Struct(members)
+                if members.len() == 2
+                    && members[0].name() == "lon"
+                    && members[1].name() == "lat"
+                    && members.iter().all(|m| m.data_type() == &DataType::Float64) =>
+            {
+                let s = column.as_struct();
+                Some((
+                    s.column(0).as_primitive::<Float64Type>().clone(),
+                    s.column(1).as_primitive::<Float64Type>().clone(),
+                ))
+            }
+            _ => None,
+        };
+        if let Some((lon, lat)) = point {
+            for i in 0..column.len() {
+                if column.is_valid(i) {
+                    text.append_value(format!("POINT({} {})", lon.value(i), lat.value(i)));
+                } else {
+                    text.append_null();
+                }
+            }
+        } else {
+            let display = arrow::util::display::ArrayFormatter::try_new(
+                column.as_ref(),
+                &arrow::util::display::FormatOptions::default(),
+            )
+            .map_err(err)?;
+            for i in 0..column.len() {
+                if column.is_valid(i) {
+                    text.append_value(display.value(i).to_string());
+                } else {
+                    text.append_null();
+                }
+            }
+        }
+        fields.push(Field::new(field.name(), DataType::Utf8, true));
+        columns.push(Arc::new(text.finish()));
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(err)
+}
+
 /// Encodes a result: JSON as an array of row objects, CSV with a header, or an Arrow IPC stream.
 pub fn encode(result: &QueryResult, format: ResultFormat) -> Result<Vec<u8>, SqlError> {
     let err =
@@ -317,7 +379,7 @@ pub fn encode(result: &QueryResult, format: ResultFormat) -> Result<Vec<u8>, Sql
                 out.push(b'\n');
             } else {
                 for batch in &result.batches {
-                    writer.write(batch).map_err(err)?;
+                    writer.write(&csv_cells(batch)?).map_err(err)?;
                 }
             }
         }

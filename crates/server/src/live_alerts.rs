@@ -1,0 +1,214 @@
+//! Live alerts: the traffic and parking threads hand the board what they compute (closed
+//! link bins, lot occupancy); its changes land in `alerts.events` and on the indices' event
+//! stream, and `GET /api/v1/alerts` lists the open ones.
+//!
+//! After a restart each scene replays what it had stored; the board is rebuilt from that
+//! replay without storing its changes again. The first live batch of each kind then
+//! reconciles the board with what the dataset says is open, so an alert a crash kept from
+//! being stored is stored then, and none is stored twice.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{Float64Type, Int64Type, TimestampMicrosecondType};
+use citybrain_alerts::{
+    Active, AlertBoard, AlertEvent, AlertKind, AlertRules, LinkBin, LotReading, State, Subject,
+};
+use citybrain_core::{GeoPoint, Timestamp};
+use citybrain_hub::Hub;
+use citybrain_indices::LinkTravel;
+use citybrain_parking::ParkingIndexRow;
+use tokio::sync::broadcast;
+
+/// The SQL that finds the alerts the dataset says are open (the last change of each).
+pub const STORED_OPEN_SQL: &str = "SELECT at, alert_id, kind, subject_id, district, loc, value, since, detail FROM \
+     (SELECT *, row_number() OVER (PARTITION BY alert_id ORDER BY at DESC, state = 'closed' DESC) AS rn \
+      FROM alerts.events) WHERE rn = 1 AND state = 'open'";
+
+#[derive(Debug)]
+struct Inner {
+    board: AlertBoard,
+    /// Per kind, the open alerts stored before a restart, until the first live batch.
+    to_reconcile: HashMap<AlertKind, Vec<AlertEvent>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LiveAlerts {
+    inner: Arc<Mutex<Inner>>,
+    hub: Arc<Hub>,
+    events: broadcast::Sender<Arc<str>>,
+}
+
+impl LiveAlerts {
+    pub fn new(hub: Arc<Hub>, events: broadcast::Sender<Arc<str>>, rules: AlertRules) -> Self {
+        Self {
+            inner: Arc::new(Mutex::new(Inner {
+                board: AlertBoard::new(rules),
+                to_reconcile: HashMap::new(),
+            })),
+            hub,
+            events,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // The board is never left half-changed by a panic elsewhere: keep using it.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn set_place(&self, kind: AlertKind, id: i64, at: GeoPoint) {
+        self.lock().board.set_place(Subject { kind, id }, at);
+    }
+
+    /// The alerts stored as open before a restart (rows of [`STORED_OPEN_SQL`]).
+    pub fn restore(&self, batch: &RecordBatch) -> Result<(), String> {
+        let events = stored_open_from_batch(batch)?;
+        let mut inner = self.lock();
+        for e in events {
+            if let Some(kind) = AlertKind::parse(e.kind) {
+                inner.to_reconcile.entry(kind).or_default().push(e);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn rules(&self) -> AlertRules {
+        self.lock().board.rules().clone()
+    }
+
+    pub fn active(&self) -> Vec<Active> {
+        self.lock().board.active()
+    }
+
+    /// Stores and broadcasts `changes` (nothing when `emit` is false: a replay).
+    fn emit(&self, changes: Vec<AlertEvent>) {
+        crate::live::store(&self.hub, citybrain_alerts::DATASET, &changes, &self.events);
+    }
+
+    fn reconciled(&self, inner: &mut Inner, kind: AlertKind, now: Timestamp) -> Vec<AlertEvent> {
+        match inner.to_reconcile.remove(&kind) {
+            Some(stored) => inner.board.reconcile(kind, &stored, now),
+            None => Vec::new(),
+        }
+    }
+
+    /// Closed link bins from the traffic indices; `emit` is false while replaying. `now` (the
+    /// stream's time) dates the changes a reconciliation after a restart makes.
+    pub fn links(&self, rows: &[LinkTravel], now: Option<Timestamp>, emit: bool) {
+        let bins: Vec<LinkBin> = rows
+            .iter()
+            .filter_map(|r| {
+                Some(LinkBin {
+                    bin: Timestamp::parse(&r.bin).ok()?,
+                    link_id: r.link_id,
+                    district: r.district.clone(),
+                    delay_index: r.delay_index,
+                    traversals: r.traversals,
+                })
+            })
+            .collect();
+        let mut changes = {
+            let mut inner = self.lock();
+            let mut changes = inner.board.links(&bins);
+            if emit && let Some(now) = now {
+                let mut fixes = self.reconciled(&mut inner, AlertKind::Congestion, now);
+                fixes.append(&mut changes);
+                fixes
+            } else {
+                changes
+            }
+        };
+        if emit {
+            changes.sort_by_key(|c| c.at);
+            self.emit(changes);
+        }
+    }
+
+    /// Lot occupancy from the parking scene (rows of other scopes are ignored).
+    pub fn lots(&self, rows: &[ParkingIndexRow], emit: bool) {
+        let readings: Vec<LotReading> = rows
+            .iter()
+            .filter(|r| r.scope == "lot")
+            .filter_map(|r| {
+                Some(LotReading {
+                    at: Timestamp::parse(&r.at).ok()?,
+                    lot_id: r.id.parse().ok()?,
+                    district: None,
+                    parking_index: r.parking_index,
+                    free: r.free,
+                    capacity: r.capacity,
+                })
+            })
+            .collect();
+        let Some(now) = readings.iter().map(|r| r.at).max() else {
+            return;
+        };
+        let changes = {
+            let mut inner = self.lock();
+            let changes = inner.board.lots(&readings);
+            if emit {
+                let mut fixes = self.reconciled(&mut inner, AlertKind::LotFull, now);
+                fixes.extend(changes);
+                fixes
+            } else {
+                changes
+            }
+        };
+        if emit {
+            self.emit(changes);
+        }
+    }
+}
+
+/// Parses rows of [`STORED_OPEN_SQL`].
+fn stored_open_from_batch(batch: &RecordBatch) -> Result<Vec<AlertEvent>, String> {
+    let col = |name: &str| {
+        batch
+            .column_by_name(name)
+            .ok_or_else(|| format!("alerts.events: no column {name}"))
+    };
+    let text = |name: &str| -> Result<arrow::array::StringArray, String> {
+        let c = arrow::compute::cast(col(name)?, &arrow::datatypes::DataType::Utf8)
+            .map_err(|e| e.to_string())?;
+        Ok(c.as_string::<i32>().clone())
+    };
+    let (alert_id, kind, district, detail) = (
+        text("alert_id")?,
+        text("kind")?,
+        text("district")?,
+        text("detail")?,
+    );
+    let at = col("at")?.as_primitive::<TimestampMicrosecondType>();
+    let since = col("since")?.as_primitive::<TimestampMicrosecondType>();
+    let subject_id = col("subject_id")?.as_primitive::<Int64Type>();
+    let value = col("value")?.as_primitive::<Float64Type>();
+    let loc = col("loc")?.as_struct();
+    let (lon, lat) = (
+        loc.column(0).as_primitive::<Float64Type>(),
+        loc.column(1).as_primitive::<Float64Type>(),
+    );
+    let mut out = Vec::with_capacity(batch.num_rows());
+    for i in 0..batch.num_rows() {
+        let Some(kind) = AlertKind::parse(kind.value(i)) else {
+            continue;
+        };
+        out.push(AlertEvent {
+            at: Timestamp(at.value(i)),
+            alert_id: alert_id.value(i).to_string(),
+            kind: kind.name(),
+            state: State::Open,
+            subject: kind.subject_word(),
+            subject_id: subject_id.value(i),
+            district: district.is_valid(i).then(|| district.value(i).to_string()),
+            loc: loc.is_valid(i).then(|| GeoPoint {
+                lon: lon.value(i),
+                lat: lat.value(i),
+            }),
+            value: value.value(i),
+            since: Timestamp(since.value(i)),
+            detail: detail.value(i).to_string(),
+        });
+    }
+    Ok(out)
+}
