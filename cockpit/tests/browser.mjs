@@ -176,6 +176,27 @@ step('looking back at the morning peak shows the jams on the map', async () => {
   const top = Number(await morning.textContent('#ranking tbody tr[data-link] .di-chip'));
   check(top >= 1.2, `the top of the 08:00 ranking has a delay index of ${top}`);
   check((await morning.inputValue('#at')) === '08:00', 'the time control does not show 08:00');
+  // The alerts open at 08:00: as many as the events say (opened by then, not yet closed),
+  // each with a ring on the map; a click on a congestion alert opens its link.
+  const at = new Date(`${day}T08:00:00+08:00`).toISOString();
+  const expected = await api(server.base, token, '/api/v1/sql', {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({
+      purpose: 'browser test',
+      sql: `SELECT count(*) AS n FROM alerts.events o WHERE o.state = 'open' AND o.at <= TIMESTAMP '${at}'
+              AND NOT EXISTS (SELECT 1 FROM alerts.events c WHERE c.alert_id = o.alert_id
+                                AND c.state = 'closed' AND c.at <= TIMESTAMP '${at}')`,
+    }),
+  });
+  const shown = Number(await morning.getAttribute('main', 'data-alerts'));
+  results.alerts_open_0800 = shown;
+  check(shown > 0 && shown === Number(expected[0].n), `the page lists ${shown} open alerts at 08:00, the events say ${expected[0].n}`);
+  check(Number(await morning.getAttribute('main', 'data-alerts-drawn')) === shown, 'not every open alert is ringed on the map');
+  const firstAlert = morning.locator('.alert-congestion').first();
+  const alertLink = Number((await firstAlert.getAttribute('data-alert')).split('/')[1]);
+  await firstAlert.click();
+  await morning.waitForSelector(`.link-panel[data-link="${alertLink}"]`, { timeout: 10000 });
   await morning.screenshot({ path: join(out, 'overview-0800.png') });
   // Back to live from the page itself.
   await morning.click('#live');

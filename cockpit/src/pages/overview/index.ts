@@ -11,6 +11,7 @@ import { sparkline } from '../../sparkline';
 import { atParam, delaySeries, type LinkDelay, linkDelays } from '../../traffic';
 import type { IndexEvent } from '../../live';
 import { cityParking, hasParking, lots as parkingLots, lotsNow } from '../../parking';
+import { alertFeatures, alertList, type AlertRow, hasAlerts, openAlerts, openedInDay } from '../../alerts';
 
 /** Parking index colours: plenty, filling, nearly full. */
 function parkingColor(index: number): string {
@@ -47,7 +48,7 @@ const page: Page = {
     const parking = kpi('parking', 'kpi.parking');
     parking.value.textContent = '…';
     const { table: rankingEl, body: rankingBody } = rankingTable();
-    const alerts = el('div', { class: 'alerts' }, t('alerts.none'));
+    const alerts = el('div', { class: 'alerts-box' });
     // Live by default; `?at=` looks back at a moment (the morning peak, an incident).
     const at = atParam(ctx.params);
     const when = el('input', { type: 'time', id: 'at', step: '900' });
@@ -66,9 +67,9 @@ const page: Page = {
       { class: 'side' },
       timeBar,
       el('div', { class: 'kpis' }, vehicles.node, onRoad.node, delay.node, parking.node),
+      alerts,
       el('h2', {}, t('ranking.title')),
       rankingEl,
-      alerts,
     );
     const mapWrap = el('div', { class: 'map-wrap' }, mapNode, legend());
     root.append(el('div', { class: 'overview' }, mapWrap, side));
@@ -208,7 +209,47 @@ const page: Page = {
       root.dataset.lots = String(all.length);
     };
 
+    // Alerts: the list beside the map and rings on it; a click goes to the place.
+    const pickAlert = (a: AlertRow) => {
+      if (map && a.loc) map.map.flyTo({ center: [a.loc.lon, a.loc.lat], zoom: Math.max(map.map.getZoom(), 14) });
+      if (a.kind === 'congestion') void panel?.show(Number(a.subject_id), delays);
+    };
+    let alertsOn = false;
+    const refreshAlerts = async () => {
+      alertsOn = alertsOn || (await hasAlerts(api));
+      if (!alertsOn) {
+        alerts.replaceChildren(el('div', { class: 'alerts' }, el('div', { class: 'alerts-none' }, t('alerts.none'))));
+        return;
+      }
+      const [open, day] = await Promise.all([openAlerts(api, PURPOSE, at), openedInDay(api, PURPOSE, at)]);
+      alerts.replaceChildren(alertList(open, day, pickAlert));
+      root.dataset.alerts = String(open.length);
+      if (!map) return;
+      const m = map.map;
+      await map.ready;
+      const data = alertFeatures(open);
+      const source = m.getSource('alerts') as { setData(d: GeoJSON.FeatureCollection): void } | undefined;
+      if (source) {
+        source.setData(data);
+      } else {
+        m.addSource('alerts', { type: 'geojson', data });
+        m.addLayer({
+          id: 'alerts',
+          type: 'circle',
+          source: 'alerts',
+          paint: {
+            'circle-radius': 11,
+            'circle-color': 'rgba(0,0,0,0)',
+            'circle-stroke-width': 3,
+            'circle-stroke-color': ['match', ['get', 'kind'], 'lot_full', '#f08a24', '#e03e3e'],
+          },
+        });
+      }
+      root.dataset.alertsDrawn = String(data.features.length);
+    };
+
     let linkTimer: number | undefined;
+    let alertTimer: number | undefined;
     let parkingTimer: number | undefined;
     const unsubscribe = ctx.live.on((event: IndexEvent) => {
       if (at) return; // a past moment does not move
@@ -225,6 +266,9 @@ const page: Page = {
       } else if (event.dataset === 'parking.index') {
         clearTimeout(parkingTimer);
         parkingTimer = window.setTimeout(() => void refreshParking().catch(console.error), 300);
+      } else if (event.dataset === 'alerts.events') {
+        clearTimeout(alertTimer);
+        alertTimer = window.setTimeout(() => void refreshAlerts().catch(console.error), 300);
       } else if (event.dataset === 'indices.census_hourly') {
         void refreshCensus().catch(console.error);
       }
@@ -247,6 +291,7 @@ const page: Page = {
         map.ready,
       ]);
       await refreshParking();
+      await refreshAlerts();
       const params = ctx.params.get('link');
       if (params) void panel.show(Number(params), delays);
       map.map.once('idle', () => {
@@ -262,6 +307,7 @@ const page: Page = {
       abort.abort();
       clearTimeout(linkTimer);
       clearTimeout(parkingTimer);
+      clearTimeout(alertTimer);
       unsubscribe();
       panel?.dispose();
       map?.destroy();
