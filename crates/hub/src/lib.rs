@@ -346,7 +346,11 @@ impl Hub {
         let accepted = decoded.batch.num_rows();
         let rejected = decoded.rejected.len();
         let stored = with_ingested_at(&entry.store.schema(), decoded.batch, now)?;
-        entry.store.append(stored.clone(), now)?;
+        if format == Format::Parquet && rejected == 0 {
+            entry.store.append_parquet(stored.clone(), body, now)?;
+        } else {
+            entry.store.append(stored.clone(), now)?;
+        }
         let mut dead_letters = None;
         if rejected > 0 {
             let dead = self.entry(&name.rejected())?;
@@ -415,8 +419,18 @@ fn with_ingested_at(
     batch: RecordBatch,
     now: Timestamp,
 ) -> Result<RecordBatch, HubError> {
+    with_ingested_at_of(schema, batch, now.0)
+}
+
+/// The same, for a time read back from the log (microseconds).
+pub(crate) fn with_ingested_at_of(
+    schema: &arrow::datatypes::SchemaRef,
+    batch: RecordBatch,
+    now_us: i64,
+) -> Result<RecordBatch, HubError> {
     let mut columns = batch.columns().to_vec();
-    let times = TimestampMicrosecondArray::from_value(now.0, batch.num_rows()).with_timezone("UTC");
+    let times =
+        TimestampMicrosecondArray::from_value(now_us, batch.num_rows()).with_timezone("UTC");
     columns.push(Arc::new(times));
     RecordBatch::try_new(schema.clone(), columns)
         .map_err(|e| HubError::Internal(format!("stored batch does not fit its schema: {e}")))

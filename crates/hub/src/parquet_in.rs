@@ -45,19 +45,38 @@ fn cast_column(column: &ArrayRef, to: FieldType) -> Result<ArrayRef, String> {
         return Ok(column.clone());
     }
     if let (FieldType::Timestamp, DataType::Timestamp(unit, _)) = (to, column.data_type()) {
-        // Re-label as UTC first, then change unit: a zone-less column means UTC.
-        let utc = DataType::Timestamp(*unit, Some("UTC".into()));
-        let relabelled =
-            cast_with_options(column, &utc, &CastOptions::default()).map_err(|e| e.to_string())?;
-        return cast_with_options(
-            &relabelled,
-            &target,
+        // The values count from the epoch in UTC whether or not the column names a zone
+        // (a zone-less Parquet timestamp is UTC by the format's convention): change the unit
+        // with overflow checks, then label the result UTC. (A cast from zone-less to a named
+        // zone would instead read the values as that zone's wall clock.)
+        let naive = DataType::Timestamp(*unit, None);
+        let column = if column.data_type() == &naive {
+            column.clone()
+        } else {
+            arrow::array::make_array(
+                column
+                    .to_data()
+                    .into_builder()
+                    .data_type(naive)
+                    .build()
+                    .map_err(|e| e.to_string())?,
+            )
+        };
+        let micros = cast_with_options(
+            &column,
+            &DataType::Timestamp(TimeUnit::Microsecond, None),
             &CastOptions {
                 safe: false,
                 ..Default::default()
             },
         )
-        .map_err(|e| e.to_string());
+        .map_err(|e| e.to_string())?;
+        return Ok(Arc::new(
+            micros
+                .as_primitive::<arrow::datatypes::TimestampMicrosecondType>()
+                .clone()
+                .with_timezone("UTC"),
+        ));
     }
     if let FieldType::Geo = to {
         let s = column.as_struct();
@@ -90,12 +109,21 @@ fn cast_column(column: &ArrayRef, to: FieldType) -> Result<ArrayRef, String> {
     .map_err(|e| e.to_string())
 }
 
+/// Rows decoded in one go: a body up to this size becomes one batch without a copy to join
+/// pieces (string offsets are 32-bit, so a far larger batch could overflow them).
+const ONE_BATCH_ROWS: usize = 4 << 20;
+
 /// Decodes a whole Parquet file held in memory.
 pub fn decode_parquet(def: &DatasetDef, body: &[u8]) -> Result<Decoded, DecodeError> {
-    let bytes = bytes::Bytes::copy_from_slice(body);
+    decode_parquet_bytes(def, bytes::Bytes::copy_from_slice(body))
+}
+
+/// The same over bytes already owned (a log read back).
+pub fn decode_parquet_bytes(def: &DatasetDef, bytes: bytes::Bytes) -> Result<Decoded, DecodeError> {
     let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)
-        .map_err(|e| DecodeError::Parquet(e.to_string()))?
-        .with_batch_size(65_536);
+        .map_err(|e| DecodeError::Parquet(e.to_string()))?;
+    let rows = usize::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0);
+    let builder = builder.with_batch_size(rows.clamp(1, ONE_BATCH_ROWS));
     let file_schema = builder.schema().clone();
     let mut header_problems = Vec::new();
     for field in file_schema.fields() {
@@ -207,7 +235,11 @@ pub fn decode_parquet(def: &DatasetDef, body: &[u8]) -> Result<Decoded, DecodeEr
         }
         row_base += n as u64;
     }
-    let batch = arrow::compute::concat_batches(&schema, &good)
-        .map_err(|e| DecodeError::Parquet(e.to_string()))?;
+    let batch = if good.len() == 1 {
+        good.pop().expect("one batch")
+    } else {
+        arrow::compute::concat_batches(&schema, &good)
+            .map_err(|e| DecodeError::Parquet(e.to_string()))?
+    };
     Ok(Decoded { batch, rejected })
 }

@@ -156,7 +156,31 @@ impl DatasetStore {
                 log::truncate(&path, contents.valid_len)
                     .map_err(io_err(format!("truncating {}", path.display())))?;
             }
-            for batch in contents.batches {
+            for entry in contents.entries {
+                let batch = match entry {
+                    log::Entry::Batch(batch) => batch,
+                    log::Entry::Parquet {
+                        ingested_at_us,
+                        body,
+                    } => {
+                        // Accepted whole at ingest; decoded the same way again.
+                        let decoded =
+                            crate::parquet_in::decode_parquet_bytes(def, body).map_err(|e| {
+                                HubError::Internal(format!(
+                                    "a logged Parquet body of {} no longer decodes: {e}",
+                                    dir.display()
+                                ))
+                            })?;
+                        if !decoded.rejected.is_empty() {
+                            tracing::warn!(
+                                message = "Records of a logged Parquet body no longer fit the definition; they stay in the log file only.",
+                                log = %path.display(),
+                                records = decoded.rejected.len()
+                            );
+                        }
+                        crate::with_ingested_at_of(&schema, decoded.batch, ingested_at_us)?
+                    }
+                };
                 let batch = conform(&schema, batch)?;
                 tail.push((generation, batch));
             }
@@ -194,6 +218,33 @@ impl DatasetStore {
             "appending to the log of {}",
             self.dir.display()
         )))?;
+        let generation = state.active_generation;
+        state.tail.push((generation, batch));
+        state.last_ingest = Some(now);
+        Ok(())
+    }
+
+    /// Appends a batch decoded from a Parquet body accepted whole, logging the body as it
+    /// came (see [`log`]), and returns once it is on disk.
+    pub fn append_parquet(
+        &self,
+        batch: RecordBatch,
+        body: &[u8],
+        now: Timestamp,
+    ) -> Result<(), HubError> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let head =
+            log::parquet_frame_head(body, now.0).map_err(io_err("logging a Parquet body"))?;
+        let mut state = self.state.lock().expect("store lock");
+        state
+            .log
+            .append_parts_durable(&[&head, body])
+            .map_err(io_err(format!(
+                "appending to the log of {}",
+                self.dir.display()
+            )))?;
         let generation = state.active_generation;
         state.tail.push((generation, batch));
         state.last_ingest = Some(now);

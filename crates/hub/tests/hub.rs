@@ -68,14 +68,77 @@ fn every_format_is_stored_and_survives_restart() {
         .unwrap();
     assert_eq!(report.accepted, 10);
     assert_eq!(rows(&hub), 22);
+    // Parquet from another writer, with columns that need casting (32-bit ids, timestamps
+    // in milliseconds without a zone), ingested later: the log keeps the body as it came and
+    // must give back the same records and ingest time.
+    let other = {
+        use arrow::array::{Int32Array, StringArray, TimestampMillisecondArray};
+        let schema = std::sync::Arc::new(arrow::datatypes::Schema::new(vec![
+            arrow::datatypes::Field::new(
+                "ts",
+                arrow::datatypes::DataType::Timestamp(
+                    arrow::datatypes::TimeUnit::Millisecond,
+                    None,
+                ),
+                false,
+            ),
+            arrow::datatypes::Field::new("checkpoint_id", arrow::datatypes::DataType::Int32, false),
+            arrow::datatypes::Field::new("plate", arrow::datatypes::DataType::Utf8, false),
+        ]));
+        let batch = arrow::array::RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                std::sync::Arc::new(TimestampMillisecondArray::from(vec![
+                    1_763_800_000_123,
+                    1_763_800_001_456,
+                ])),
+                std::sync::Arc::new(Int32Array::from(vec![7, 8])),
+                std::sync::Arc::new(StringArray::from(vec!["浙C00001", "浙C00002"])),
+            ],
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        let mut writer = parquet::arrow::ArrowWriter::try_new(&mut out, schema, None).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        out
+    };
+    let later = Timestamp::parse("2026-11-22T11:30:00.5Z").unwrap();
+    hub.ingest(&name(), Format::Parquet, &other, OnError::Reject, later)
+        .unwrap();
+    let before = hub.snapshot(&name()).unwrap().tail;
+    {
+        use arrow::array::AsArray;
+        let last = before.last().unwrap();
+        let ts = last
+            .column(0)
+            .as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
+        assert_eq!(
+            ts.value(0),
+            1_763_800_000_123_000,
+            "milliseconds become micros, UTC"
+        );
+        let ingested = last
+            .column(last.num_columns() - 1)
+            .as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
+        assert_eq!(ingested.value(1), later.0);
+    }
     hub.close();
     drop(hub);
     let hub = open(dir.path(), 1_000_000);
     assert_eq!(
         rows(&hub),
-        22,
+        24,
         "every acknowledged record is back after a restart"
     );
+    let after = hub.snapshot(&name()).unwrap().tail;
+    assert_eq!(after.len(), before.len());
+    for (a, b) in after.iter().zip(&before) {
+        assert_eq!(
+            a, b,
+            "a batch read back from the log differs from the one ingested"
+        );
+    }
 }
 
 #[test]
