@@ -115,6 +115,9 @@ enum Command {
         /// Store the valid records and dead-letter the rest.
         #[arg(long)]
         skip_bad: bool,
+        /// Requests in flight at once (the hub decodes one while another waits for its fsync).
+        #[arg(long, default_value_t = 2)]
+        in_flight: usize,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -639,8 +642,9 @@ fn run(cli: Cli) -> Result<()> {
             file,
             batch,
             skip_bad,
+            in_flight,
             server,
-        } => ingest_file(&server, &dataset, &file, batch, skip_bad),
+        } => ingest_file(&server, &dataset, &file, batch, skip_bad, in_flight),
         Command::Datasets { command } => match command {
             DatasetsCommand::List { server } => {
                 let bytes = request(&server, "GET", "/api/v1/datasets", None)?;
@@ -964,14 +968,33 @@ fn request(
         .limit(u64::MAX)
         .read_to_vec()?;
     if !status.is_success() {
-        let message = serde_json::from_slice::<serde_json::Value>(&bytes)
-            .ok()
+        let answer = serde_json::from_slice::<serde_json::Value>(&bytes).ok();
+        let mut message = answer
+            .as_ref()
             .and_then(|v| {
                 v.get("message")
                     .and_then(|m| m.as_str())
                     .map(str::to_string)
             })
             .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
+        // A refused batch lists its bad records: show the first few.
+        if let Some(problems) = answer
+            .as_ref()
+            .and_then(|v| v.pointer("/details/problems"))
+            .and_then(|p| p.as_array())
+        {
+            for p in problems.iter().take(5) {
+                message.push_str(&format!(
+                    "\n  line {} of the request, field '{}': {}",
+                    p["line"],
+                    p["field"].as_str().unwrap_or("-"),
+                    p["reason"].as_str().unwrap_or("")
+                ));
+            }
+            if problems.len() > 5 {
+                message.push_str(&format!("\n  … and {} more", problems.len() - 5));
+            }
+        }
         bail!("the server answered {status}: {message}");
     }
     Ok(bytes)
@@ -983,6 +1006,7 @@ fn ingest_file(
     file: &Path,
     batch: usize,
     skip_bad: bool,
+    in_flight: usize,
 ) -> Result<()> {
     let name = DatasetName::parse(dataset)?;
     let format = Format::from_path(&file.to_string_lossy()).with_context(|| {
@@ -1004,36 +1028,100 @@ fn ingest_file(
         )
         .expect("valid template"),
     );
-    let (mut accepted, mut rejected) = (0u64, 0u64);
-    let mut send = |chunk: Vec<u8>| -> Result<()> {
+    let accepted = std::sync::atomic::AtomicU64::new(0);
+    let rejected = std::sync::atomic::AtomicU64::new(0);
+    // Batches whose request failed: (first line, last line, error).
+    let failed = std::sync::Mutex::new(Vec::<(u64, u64, anyhow::Error)>::new());
+    let send = |chunk: Vec<u8>, lines: (u64, u64)| {
         let len = chunk.len() as u64;
-        let bytes = request(server, "POST", &path, Some((format.content_type(), chunk)))?;
-        let report: serde_json::Value = serde_json::from_slice(&bytes)?;
-        accepted += report["accepted"].as_u64().unwrap_or(0);
-        rejected += report["rejected"].as_u64().unwrap_or(0);
-        bar.inc(len);
-        Ok(())
+        let outcome = request(server, "POST", &path, Some((format.content_type(), chunk)))
+            .and_then(|bytes| Ok(serde_json::from_slice::<serde_json::Value>(&bytes)?));
+        match outcome {
+            Ok(report) => {
+                use std::sync::atomic::Ordering::Relaxed;
+                accepted.fetch_add(report["accepted"].as_u64().unwrap_or(0), Relaxed);
+                rejected.fetch_add(report["rejected"].as_u64().unwrap_or(0), Relaxed);
+                bar.inc(len);
+            }
+            Err(error) => failed
+                .lock()
+                .expect("failed lock")
+                .push((lines.0, lines.1, error)),
+        }
     };
     if format == Format::Parquet {
-        send(std::fs::read(file)?)?;
+        send(std::fs::read(file)?, (1, 0));
     } else {
-        let mut reader = std::io::BufReader::new(std::fs::File::open(file)?);
-        let mut header = Vec::new();
-        if format == Format::Csv {
-            reader.read_until(b'\n', &mut header)?;
-            bar.inc(header.len() as u64);
-        }
-        loop {
-            let mut chunk = header.clone();
-            let mut lines = 0;
-            while lines < batch && reader.read_until(b'\n', &mut chunk)? > 0 {
-                lines += 1;
+        // Requests in flight at once: while the hub decodes one batch (on both cores) and
+        // waits for its fsync, the next is already on its way.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(Vec<u8>, (u64, u64))>(in_flight);
+        let rx = std::sync::Mutex::new(rx);
+        std::thread::scope(|scope| -> Result<()> {
+            for _ in 0..in_flight.max(1) {
+                scope.spawn(|| {
+                    loop {
+                        let next = rx.lock().expect("queue lock").recv();
+                        let Ok((chunk, lines)) = next else { return };
+                        send(chunk, lines);
+                    }
+                });
             }
-            if lines == 0 {
-                break;
+            let mut reader = std::io::BufReader::new(std::fs::File::open(file)?);
+            let mut header = Vec::new();
+            let mut line = 1u64;
+            if format == Format::Csv {
+                reader.read_until(b'\n', &mut header)?;
+                bar.inc(header.len() as u64);
+                line += 1;
             }
-            send(chunk)?;
-        }
+            loop {
+                // After a refused batch no more are sent; those in flight finish.
+                if !failed.lock().expect("failed lock").is_empty() {
+                    break;
+                }
+                let mut chunk = header.clone();
+                let mut lines = 0;
+                while lines < batch && reader.read_until(b'\n', &mut chunk)? > 0 {
+                    lines += 1;
+                }
+                if lines == 0 {
+                    break;
+                }
+                let range = (line, line + lines as u64 - 1);
+                line += lines as u64;
+                if tx.send((chunk, range)).is_err() {
+                    break;
+                }
+            }
+            drop(tx);
+            Ok(())
+        })?;
+    }
+    let (accepted, rejected) = (accepted.into_inner(), rejected.into_inner());
+    let mut failed = failed.into_inner().expect("failed lock");
+    if !failed.is_empty() {
+        bar.finish_and_clear();
+        failed.sort_by_key(|f| f.0);
+        let (first, last, error) = failed.remove(0);
+        let which = if format == Format::Parquet {
+            "the file".to_string()
+        } else {
+            format!("the batch of lines {first}–{last}")
+        };
+        let others = failed
+            .iter()
+            .map(|(a, b, _)| format!("{a}–{b}"))
+            .collect::<Vec<_>>();
+        let also = if others.is_empty() {
+            String::new()
+        } else {
+            format!(" (also refused: lines {})", others.join(", "))
+        };
+        return Err(error.context(format!(
+            "{which} of {} was refused{also}; every other batch sent was stored ({accepted} records). \
+             Fix those lines and send just them, or use --skip-bad to store the valid records and dead-letter the rest",
+            file.display()
+        )));
     }
     bar.finish_and_clear();
     println!("{name}: {accepted} records accepted, {rejected} rejected");

@@ -564,11 +564,55 @@ fn the_cli_creates_ingests_and_queries_through_a_running_server() {
     );
     assert!(ok);
     assert_eq!(out, "n\n25000\n");
+    // A bad record in the second batch: that batch is refused whole and named by its lines;
+    // the batches sent with it (two in flight) are stored and counted in the message.
+    let mut bad = passages(100_000, 25_000);
+    let line = bad.split(|b| *b == b'\n').nth(15_002).unwrap().to_vec();
+    let broken = String::from_utf8(line.clone())
+        .unwrap()
+        .replace("\"lane\":1", "\"lane\":\"one\"");
+    let at = bad.windows(line.len()).position(|w| w == line).unwrap();
+    bad.splice(at..at + line.len(), broken.into_bytes());
+    let bad_file = dir.path().join("bad.ndjson");
+    std::fs::write(&bad_file, bad).unwrap();
+    let (ok, _, err) = cli(
+        "transport_cli",
+        &[
+            "ingest",
+            "transport.anpr_passages",
+            bad_file.to_str().unwrap(),
+        ],
+    );
+    assert!(!ok);
+    assert!(err.contains("the batch of lines 10001–20000"), "{err}");
+    assert!(err.contains("lane"), "the server's reason is shown: {err}");
+    let told: i64 = err
+        .split("every other batch sent was stored (")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count in: {err}"));
+    assert!(told == 10_000 || told == 15_000, "{err}");
+    let (_, out, _) = cli(
+        "transport_cli",
+        &["sql", "SELECT count(*) AS n FROM transport.anpr_passages"],
+    );
+    assert_eq!(out, format!("n\n{}\n", 25_000 + told));
+    let (ok, out, _) = cli(
+        "transport_cli",
+        &[
+            "sql",
+            "SELECT count(*) AS n FROM transport.anpr_passages WHERE plate = '浙A115002'",
+        ],
+    );
+    assert!(ok);
+    assert_eq!(out, "n\n0\n", "nothing of the refused batch is stored");
     let (ok, out, _) = cli("transport_cli", &["datasets", "list"]);
     assert!(ok);
     assert!(
         out.lines()
-            .any(|l| l.starts_with("transport.anpr_passages ") && l.contains("25000")),
+            .any(|l| l.starts_with("transport.anpr_passages ")
+                && l.contains(&(25_000 + told).to_string())),
         "{out}"
     );
 

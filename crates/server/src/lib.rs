@@ -276,9 +276,19 @@ const DRAIN_CAP: usize = 64 << 20;
 
 /// Reads a body as a stream, up to the limit; past it, answers 413 naming the limit.
 pub(crate) async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
+    read_body_sized(body, limit, None).await
+}
+
+/// [`read_body`] with the length the client announced, so a large body is received into
+/// one buffer instead of one that doubles (copying what came so far) as it grows.
+pub(crate) async fn read_body_sized(
+    body: Body,
+    limit: usize,
+    announced: Option<usize>,
+) -> Result<bytes::Bytes, ApiError> {
     use futures::StreamExt;
     let mut stream = body.into_data_stream();
-    let mut buffer = bytes::BytesMut::new();
+    let mut buffer = bytes::BytesMut::with_capacity(announced.unwrap_or(0).min(limit));
     let mut seen = 0usize;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| {
@@ -421,7 +431,11 @@ async fn ingest(
     })?;
     let def = known_definition(&state, &me, &name)?;
     check_publisher(&state, &me, &def)?;
-    let body = read_body(body, state.body_limit).await?;
+    let announced = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let body = read_body_sized(body, state.body_limit, announced).await?;
     let hub = state.hub.clone();
     let started = std::time::Instant::now();
     let result = blocking(move || Ok(hub.ingest(&name, format, &body, on_error, now())?)).await;
