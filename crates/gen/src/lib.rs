@@ -355,7 +355,7 @@ pub fn generate(
         let mean = times.iter().map(|t| f64::from(*t)).sum::<f64>() / n as f64;
         writeln!(
             w,
-            "{},{},{},{:.1},{:.1},{}",
+            "{},{},{},{:.3},{:.3},{}",
             network.intersections[road.from].id,
             network.intersections[road.to].id,
             Timestamp::from_secs(day_start_utc + window * 900),

@@ -77,7 +77,10 @@ fn indices_match_the_generated_truth() {
     }
     let share = within as f64 / judged as f64;
     assert!(judged > 100, "too few link-bins to judge: {judged}");
-    assert!(share >= 0.85, "{within}/{judged} link medians within 2%");
+    eprintln!("{within}/{judged} link medians within 2% of the truth");
+    // The target is 90%. (The truth file once rounded medians to 0.1 s, which on the
+    // shortest links is more than 2% by itself; it now keeps milliseconds.)
+    assert!(share >= 0.90, "{within}/{judged} link medians within 2%");
 
     // City delay index over the day: traversal-weighted, the same definition on both sides.
     let ff: BTreeMap<i64, f64> = freeflow.values().copied().collect();
