@@ -282,9 +282,11 @@ impl TableProvider for GovernedTable {
             .inner
             .scan(state, Some(&inner_projection), filters, limit)
             .await?;
-        let masks: Vec<Option<MaskKind>> =
-            ours.iter().map(|&i| self.view.columns[i].mask).collect();
-        if masks.iter().all(Option::is_none) {
+        let masks: Vec<Apply> = ours
+            .iter()
+            .map(|&i| self.view.columns[i].mask.map_or(Apply::Keep, Apply::Mask))
+            .collect();
+        if masks.iter().all(|m| matches!(m, Apply::Keep)) {
             return Ok(plan);
         }
         let masker = self.masker.clone().ok_or_else(|| {
@@ -295,20 +297,82 @@ impl TableProvider for GovernedTable {
     }
 }
 
+/// What [`MaskExec`] does to one column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Apply {
+    Keep,
+    Mask(MaskKind),
+    /// The raw value as text: only below an aggregation that groups by it and whose output
+    /// keys are pseudonymised (see [`crate::lift`]).
+    RawText,
+}
+
 /// Replaces personal columns by their masks, batch by batch.
 #[derive(Debug)]
 pub struct MaskExec {
     input: Arc<dyn ExecutionPlan>,
-    masks: Arc<Vec<Option<MaskKind>>>,
+    masks: Arc<Vec<Apply>>,
     masker: Masker,
     schema: SchemaRef,
     properties: Arc<PlanProperties>,
 }
 
 impl MaskExec {
+    /// What is done to each column.
+    pub fn applies(&self) -> &[Apply] {
+        &self.masks
+    }
+
+    /// The same scan with the pseudonyms of `columns` left raw (as text, the type the
+    /// masks give), for an aggregation that pseudonymises its keys instead.
+    pub fn with_raw_text(
+        &self,
+        columns: impl IntoIterator<Item = usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let mut masks = self.masks.as_ref().clone();
+        for c in columns {
+            if masks.get(c) != Some(&Apply::Mask(MaskKind::Pseudonym)) {
+                return Err(DataFusionError::Internal(format!(
+                    "column {c} is not pseudonymised; it cannot be left raw"
+                )));
+            }
+            masks[c] = Apply::RawText;
+        }
+        Ok(Arc::new(MaskExec::new(
+            self.input.clone(),
+            masks,
+            self.masker.clone(),
+            self.schema.clone(),
+        )))
+    }
+
+    /// Pseudonymises the `columns` of `plan`'s output with this mask's key.
+    pub fn pseudonymise_output(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        columns: impl IntoIterator<Item = usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let schema = plan.schema();
+        let mut masks = vec![Apply::Keep; schema.fields().len()];
+        for c in columns {
+            if schema.field(c).data_type() != &DataType::Utf8 {
+                return Err(DataFusionError::Internal(format!(
+                    "output column {c} is not text; it cannot be pseudonymised"
+                )));
+            }
+            masks[c] = Apply::Mask(MaskKind::Pseudonym);
+        }
+        Ok(Arc::new(MaskExec::new(
+            plan,
+            masks,
+            self.masker.clone(),
+            schema,
+        )))
+    }
+
     fn new(
         input: Arc<dyn ExecutionPlan>,
-        masks: Vec<Option<MaskKind>>,
+        masks: Vec<Apply>,
         masker: Masker,
         schema: SchemaRef,
     ) -> Self {
@@ -336,7 +400,11 @@ impl DisplayAs for MaskExec {
             .fields()
             .iter()
             .zip(self.masks.iter())
-            .filter_map(|(field, m)| m.map(|m| format!("{}={}", field.name(), m.name())))
+            .filter_map(|(field, m)| match m {
+                Apply::Keep => None,
+                Apply::Mask(m) => Some(format!("{}={}", field.name(), m.name())),
+                Apply::RawText => Some(format!("{}=raw until grouped", field.name())),
+            })
             .collect();
         write!(f, "MaskExec: {}", masked.join(", "))
     }
@@ -391,16 +459,17 @@ fn pseudonym_column(strings: &StringArray, masker: &Masker) -> ArrayRef {
 
 fn mask_batch(
     batch: RecordBatch,
-    masks: &[Option<MaskKind>],
+    masks: &[Apply],
     masker: &Masker,
     schema: &SchemaRef,
 ) -> Result<RecordBatch> {
     let mut columns = Vec::with_capacity(batch.num_columns());
     for (column, mask) in batch.columns().iter().zip(masks) {
         columns.push(match mask {
-            None => column.clone(),
-            Some(MaskKind::Redact) => new_null_array(column.data_type(), column.len()),
-            Some(kind) => mask_strings(column, *kind, masker)?,
+            Apply::Keep => column.clone(),
+            Apply::RawText => arrow::compute::cast(column, &DataType::Utf8)?,
+            Apply::Mask(MaskKind::Redact) => new_null_array(column.data_type(), column.len()),
+            Apply::Mask(kind) => mask_strings(column, *kind, masker)?,
         });
     }
     Ok(RecordBatch::try_new(schema.clone(), columns)?)

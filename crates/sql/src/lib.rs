@@ -6,6 +6,7 @@
 //! the only crate that depends on DataFusion; the hub knows nothing about SQL.
 
 mod governed;
+mod lift;
 mod table;
 
 pub use governed::{MaskExec, Reader, Touched};
@@ -20,6 +21,9 @@ use citybrain_hub::Hub;
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
 
 /// Limits applied to every statement.
 #[derive(Debug, Clone)]
@@ -134,7 +138,18 @@ impl SqlEngine {
         let config = SessionConfig::new()
             .with_information_schema(true)
             .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()));
-        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        // Pseudonyms are computed after grouping where that is safe (see `lift`): the rule
+        // goes first, before DataFusion places its repartitions.
+        let mut rules: Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> =
+            vec![Arc::new(lift::LiftPseudonyms)];
+        rules.extend(PhysicalOptimizer::new().rules);
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(runtime)
+            .with_default_features()
+            .with_physical_optimizer_rules(rules)
+            .build();
+        let ctx = SessionContext::new_with_state(state);
         // Tables resolve lazily through governance: only the datasets a query names are
         // looked up and snapshotted.
         ctx.register_catalog("datafusion", Arc::new(governed::GovernedCatalog { scope }));
