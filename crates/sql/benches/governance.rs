@@ -3,7 +3,9 @@
 //! masking at the scan, audit record fsynced before the answer); and how many audit
 //! appends per second the trail sustains with concurrent callers.
 //!
-//! Run: `cargo bench -p citybrain-sql --bench governance` (CITYBRAIN_BENCH_ROWS=N to resize).
+//! Run: `cargo bench --workspace --bench governance` (CITYBRAIN_BENCH_ROWS=N to resize; with
+//! `--workspace` it reuses the build the workspace shares instead of building DataFusion
+//! again with one crate's features).
 //! Prints a Markdown table for docs/benchmarks.md.
 
 use std::sync::Arc;
