@@ -121,3 +121,20 @@ export function cityMap(container: HTMLElement, net: Network): CityMap {
     },
   };
 }
+
+/** Sets a GeoJSON source's data, or adds the source and its one layer (named alike) the
+ * first time. */
+export function upsertGeoJson(
+  map: maplibregl.Map,
+  id: string,
+  data: GeoJSON.FeatureCollection,
+  layer: { type: 'circle'; paint: maplibregl.CircleLayerSpecification['paint'] },
+): void {
+  const source = map.getSource(id) as maplibregl.GeoJSONSource | undefined;
+  if (source) {
+    source.setData(data);
+    return;
+  }
+  map.addSource(id, { type: 'geojson', data });
+  map.addLayer({ id, source: id, ...layer });
+}

@@ -196,6 +196,16 @@ mod tests {
         RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(values.to_vec()))]).unwrap()
     }
 
+    /// Cuts a two-frame log at every byte of its second frame: only the first survives.
+    fn only_the_first_frame_survives_any_cut(path: &Path, full: &[u8], first_len: u64) {
+        for cut in first_len as usize..full.len() {
+            std::fs::write(path, &full[..cut]).unwrap();
+            let contents = read_log(path).unwrap();
+            assert_eq!(contents.entries.len(), 1, "cut at {cut}");
+            assert_eq!(contents.valid_len, first_len);
+        }
+    }
+
     #[test]
     fn torn_tail_is_dropped_at_every_cut() {
         let dir = tempfile::tempdir().unwrap();
@@ -207,13 +217,7 @@ mod tests {
         log.append_durable(&encode_frame(&batch(&[3])).unwrap())
             .unwrap();
         let full = std::fs::read(&path).unwrap();
-        // Cut the file at every byte of the second frame: only the first batch survives.
-        for cut in first_len as usize..full.len() {
-            std::fs::write(&path, &full[..cut]).unwrap();
-            let contents = read_log(&path).unwrap();
-            assert_eq!(contents.entries.len(), 1, "cut at {cut}");
-            assert_eq!(contents.valid_len, first_len);
-        }
+        only_the_first_frame_survives_any_cut(&path, &full, first_len);
         // A flipped bit in the last frame is caught by the checksum.
         let mut corrupt = full.clone();
         *corrupt.last_mut().unwrap() ^= 1;
@@ -247,11 +251,6 @@ mod tests {
             other => panic!("not a Parquet entry: {other:?}"),
         }
         let full = std::fs::read(&path).unwrap();
-        for cut in first_len as usize..full.len() {
-            std::fs::write(&path, &full[..cut]).unwrap();
-            let contents = read_log(&path).unwrap();
-            assert_eq!(contents.entries.len(), 1, "cut at {cut}");
-            assert_eq!(contents.valid_len, first_len);
-        }
+        only_the_first_frame_survives_any_cut(&path, &full, first_len);
     }
 }

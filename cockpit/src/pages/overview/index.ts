@@ -1,7 +1,7 @@
 // Overview: the map with links coloured by delay index, the headline indices with their
 // day as sparklines, and the congestion ranking; all following the live feed.
 
-import { cityMap } from '../../map';
+import { cityMap, upsertGeoJson } from '../../map';
 import { CITY_TZ, diColor, DI_STEPS, el, fixed, hhmm, int, dateTime, NO_DATA_COLOR } from '../../format';
 import { lang, t } from '../../i18n';
 import { fillRanking, linkPanel, rankingTable } from '../../linkpanel';
@@ -188,24 +188,16 @@ const page: Page = {
           geometry: { type: 'Point', coordinates: [l.loc.lon, l.loc.lat] },
         })),
       };
-      const source = m.getSource('lots') as { setData(d: GeoJSON.FeatureCollection): void } | undefined;
-      if (source) {
-        source.setData(data);
-      } else {
-        m.addSource('lots', { type: 'geojson', data });
-        m.addLayer({
-          id: 'lots',
-          type: 'circle',
-          source: 'lots',
-          paint: {
-            'circle-color': ['get', 'color'],
-            'circle-radius': ['get', 'radius'],
-            'circle-opacity': 0.85,
-            'circle-stroke-color': '#0b1220',
-            'circle-stroke-width': 1.5,
-          },
-        });
-      }
+      upsertGeoJson(m, 'lots', data, {
+        type: 'circle',
+        paint: {
+          'circle-color': ['get', 'color'],
+          'circle-radius': ['get', 'radius'],
+          'circle-opacity': 0.85,
+          'circle-stroke-color': '#0b1220',
+          'circle-stroke-width': 1.5,
+        },
+      });
       root.dataset.lots = String(all.length);
     };
 
@@ -228,23 +220,15 @@ const page: Page = {
       const m = map.map;
       await map.ready;
       const data = alertFeatures(open);
-      const source = m.getSource('alerts') as { setData(d: GeoJSON.FeatureCollection): void } | undefined;
-      if (source) {
-        source.setData(data);
-      } else {
-        m.addSource('alerts', { type: 'geojson', data });
-        m.addLayer({
-          id: 'alerts',
-          type: 'circle',
-          source: 'alerts',
-          paint: {
-            'circle-radius': 11,
-            'circle-color': 'rgba(0,0,0,0)',
-            'circle-stroke-width': 3,
-            'circle-stroke-color': ['match', ['get', 'kind'], 'lot_full', '#f08a24', '#e03e3e'],
-          },
-        });
-      }
+      upsertGeoJson(m, 'alerts', data, {
+        type: 'circle',
+        paint: {
+          'circle-radius': 11,
+          'circle-color': 'rgba(0,0,0,0)',
+          'circle-stroke-width': 3,
+          'circle-stroke-color': ['match', ['get', 'kind'], 'lot_full', '#f08a24', '#e03e3e'],
+        },
+      });
       root.dataset.alertsDrawn = String(data.features.length);
     };
 
