@@ -320,11 +320,41 @@ impl Hub {
         on_error: OnError,
         now: Timestamp,
     ) -> Result<IngestReport, HubError> {
+        self.ingest_from(name, format, body, None, on_error, now)
+    }
+
+    /// [`Hub::ingest`] of a body already held as [`bytes::Bytes`] (as a server receives
+    /// one): a Parquet body is decoded in place instead of copied first.
+    pub fn ingest_bytes(
+        &self,
+        name: &DatasetName,
+        format: Format,
+        body: bytes::Bytes,
+        on_error: OnError,
+        now: Timestamp,
+    ) -> Result<IngestReport, HubError> {
+        self.ingest_from(name, format, &body, Some(&body), on_error, now)
+    }
+
+    fn ingest_from(
+        &self,
+        name: &DatasetName,
+        format: Format,
+        body: &[u8],
+        owned: Option<&bytes::Bytes>,
+        on_error: OnError,
+        now: Timestamp,
+    ) -> Result<IngestReport, HubError> {
         let entry = self.entry(name)?;
         if name.is_rejected() {
             return Err(HubError::ReadOnly(name.clone()));
         }
-        let decoded = decode::decode(&entry.def, format, body)?;
+        let decoded = match (format, owned) {
+            (Format::Parquet, Some(bytes)) => {
+                parquet_in::decode_parquet_bytes(&entry.def, bytes.clone())?
+            }
+            _ => decode::decode(&entry.def, format, body)?,
+        };
         let listed: Vec<Problem> = decoded
             .rejected
             .iter()

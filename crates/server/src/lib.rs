@@ -438,7 +438,8 @@ async fn ingest(
     let body = read_body_sized(body, state.body_limit, announced).await?;
     let hub = state.hub.clone();
     let started = std::time::Instant::now();
-    let result = blocking(move || Ok(hub.ingest(&name, format, &body, on_error, now())?)).await;
+    let result =
+        blocking(move || Ok(hub.ingest_bytes(&name, format, body, on_error, now())?)).await;
     let (rows, outcome, detail) = match &result {
         Ok(r) => (
             r.accepted as u64,
