@@ -5,5 +5,6 @@ import overview from './pages/overview';
 import traffic from './pages/traffic';
 import parking from './pages/parking';
 import data from './pages/data';
+import policy from './pages/policy';
 
-export const pages: Page[] = [overview, traffic, parking, data];
+export const pages: Page[] = [overview, traffic, parking, policy, data];

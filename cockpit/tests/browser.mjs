@@ -373,6 +373,26 @@ step('parking: lots near a hospital ranked by the chance of a berth on arrival',
   await page.screenshot({ path: join(out, 'parking.png') });
 });
 
+step('policies: a payout run shows per policy, to the fen, through the office grant', async () => {
+  const market = readFileSync(join(data, 'market.token'), 'utf8').trim();
+  const run = await api(server.base, market, '/api/v1/policy/runs', {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ run: 'browser-test', purpose: 'browser test: a payout run' }),
+  });
+  const { policies } = await api(server.base, token, '/api/v1/policy/policies');
+  await page.click('nav a[data-page=policy]');
+  await page.waitForSelector('main[data-page=policy][data-ready=true]', { timeout: 20000 });
+  const total = Number(await page.getAttribute('main', 'data-total'));
+  results.policy_run_total_fen = run.total_paid_fen;
+  check(total === run.total_paid_fen && total > 0, `the page shows ${total} fen paid, the run paid ${run.total_paid_fen}`);
+  const rows = await page.locator('#policy-table tbody tr[data-policy]').count();
+  check(rows === policies.length, `the table lists ${rows} of ${policies.length} policies`);
+  const bars = Number(await page.getAttribute('#policy-chart', 'data-bars'));
+  check(bars > 0, 'no bars in the paid-per-policy chart');
+  await page.screenshot({ path: join(out, 'policy.png') });
+});
+
 step('data: catalog, grants and data calls per department', async () => {
   await page.click('nav a[data-page=data]');
   await page.waitForSelector('main[data-page=data][data-ready=true]', { timeout: 10000 });

@@ -1183,36 +1183,47 @@ fn demo_governance(gov: &Gov, hub: &Hub, data: &Path) -> Result<()> {
     let transport_admin = person("transport_admin", "transport", Role::Admin)?;
     let office_admin = person("city_office_admin", "city_office", Role::Admin)?;
     let cockpit = person("cockpit", "city_office", Role::Reader)?;
-    let passages = DatasetName::parse("transport.anpr_passages")?;
-    let def = hub.definition(&passages)?;
-    let has_grant = gov
-        .grants_for(&office_admin, |_| None)?
-        .iter()
-        .any(|g| g.dataset == passages && g.is_active(now));
-    if !has_grant {
-        let request = GrantRequest {
-            dataset: passages.clone(),
-            purpose: "city cockpit: live traffic indices for the operations centre".into(),
-            fields: Vec::new(),
-            raw: Vec::new(),
-            days: 365,
-        };
-        let grant = gov.request_grant(&office_admin, &def, &request, now)?;
-        gov.decide_grant(
-            &transport_admin,
-            grant.id,
-            &def.owner,
-            GrantState::Approved,
-            "plates stay masked",
-            now,
+    // The cockpit reads through the operations office's grants, each approved by the owner.
+    let grant = |dataset: &str, owner: &Principal, purpose: &str, why: &str| -> Result<()> {
+        let dataset = DatasetName::parse(dataset)?;
+        let def = hub.definition(&dataset)?;
+        let has_grant = gov
+            .grants_for(&office_admin, |_| None)?
+            .iter()
+            .any(|g| g.dataset == dataset && g.is_active(now));
+        if !has_grant {
+            let request = GrantRequest {
+                dataset: dataset.clone(),
+                purpose: purpose.into(),
+                fields: Vec::new(),
+                raw: Vec::new(),
+                days: 365,
+            };
+            let grant = gov.request_grant(&office_admin, &def, &request, now)?;
+            gov.decide_grant(owner, grant.id, &def.owner, GrantState::Approved, why, now)?;
+        }
+        Ok(())
+    };
+    grant(
+        "transport.anpr_passages",
+        &transport_admin,
+        "city cockpit: live traffic indices for the operations centre",
+        "plates stay masked",
+    )?;
+    // Policy delivery runs in the market department, which owns the enterprises and the
+    // payouts.
+    let market_admin = person("market_admin", "market", Role::Admin)?;
+    if hub.names().contains(&DatasetName::parse("policy.payouts")?) {
+        grant(
+            "policy.payouts",
+            &market_admin,
+            "city cockpit: what policy delivery has paid, per policy",
+            "enterprise ids only; no personal fields",
         )?;
     }
     ensure_token_file(gov, &data.join("cockpit.token"), || {
         Ok(gov.issue_token(&admin, &cockpit.name, None, now)?)
     })?;
-    // Policy delivery runs in the market department, which owns the enterprises and the
-    // payouts.
-    let market_admin = person("market_admin", "market", Role::Admin)?;
     ensure_token_file(gov, &data.join("market.token"), || {
         Ok(gov.issue_token(&admin, &market_admin.name, None, now)?)
     })

@@ -79,6 +79,7 @@ pub fn router(state: AppState) -> Router {
         .route("/parking/overdue", get(parking_overdue))
         .route("/signals/emergency", post(signals_emergency))
         .route("/policy/runs", post(policy_run))
+        .route("/policy/policies", get(policy_list))
         .route("/policy/explain", post(policy_explain))
         .route(
             "/departments",
@@ -872,6 +873,26 @@ fn policy_scene(state: &AppState) -> Result<Arc<policy::PolicyScene>, ApiError> 
             "no policies are loaded (start `citybrain up --policies DIR`)",
         )
     })
+}
+
+/// The loaded policies: id, title, issuing department, legal basis, effective dates (the
+/// texts are published rules, so any authenticated caller may list them).
+async fn policy_list(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let scene = policy_scene(&state)?;
+    let policies: Vec<_> = scene
+        .policies
+        .iter()
+        .map(|p| {
+            json!({
+                "id": p.id,
+                "title": p.title,
+                "department": p.department,
+                "basis": p.basis,
+                "effective": p.effective.map(|(from, to)| json!({"from": from.to_string(), "to": to.to_string()})),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "policies": policies })).into_response())
 }
 
 #[derive(Debug, Deserialize)]

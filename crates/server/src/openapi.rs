@@ -83,6 +83,11 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
         "Start an emergency run (一键护航) in the live signal scene: {\"route\": [edges in order], \"priority\": 1} → 202 {\"run_id\"}; progress on /api/v1/indices/stream (type emergency), the finished run in signals.emergency_runs (publishers and admins; audited).",
     ),
     (
+        "get",
+        "/api/v1/policy/policies",
+        "The loaded policies: id, title, issuing department, legal basis, effective dates.",
+    ),
+    (
         "post",
         "/api/v1/policy/runs",
         "A payout run (亲清在线): {\"run\": name, \"purpose\"} decides every loaded policy for every enterprise in market.enterprises (read with your grants) and writes policy.payouts exactly once per policy, period and enterprise; rerun an interrupted run to finish it. 409 while another runs (publishers and admins; audited).",
