@@ -125,56 +125,62 @@ fn liftable(agg: &AggregateExec, mask: &MaskExec) -> Option<Vec<(usize, usize)>>
     (!lifted.is_empty()).then_some(lifted)
 }
 
+/// If `node` is an aggregation that reads a mask (through row movers) and may group raw
+/// values: `node` rebuilt over the scan with those keys raw, the mask, and the positions of
+/// the keys in the aggregation's output.
+type OverRaw = (Arc<dyn ExecutionPlan>, Arc<dyn ExecutionPlan>, Vec<usize>);
+
+fn over_raw(node: &Arc<dyn ExecutionPlan>) -> Result<Option<OverRaw>> {
+    let Some(agg) = node.downcast_ref::<AggregateExec>() else {
+        return Ok(None);
+    };
+    let (chain, bottom) = through_movers(agg.input());
+    let Some(mask) = bottom.downcast_ref::<MaskExec>() else {
+        return Ok(None);
+    };
+    let Some(lifted) = liftable(agg, mask) else {
+        return Ok(None);
+    };
+    let raw = mask.with_raw_text(lifted.iter().map(|(_, c)| *c))?;
+    let rebuilt = replace_child(node, rebuild(&chain, raw)?)?;
+    Ok(Some((
+        rebuilt,
+        bottom,
+        lifted.into_iter().map(|(p, _)| p).collect(),
+    )))
+}
+
 impl LiftPseudonyms {
     /// Rewrites one final (or single-step) aggregation, if it qualifies.
     fn lift(&self, plan: &Arc<dyn ExecutionPlan>) -> Result<Option<Arc<dyn ExecutionPlan>>> {
         let Some(top) = plan.downcast_ref::<AggregateExec>() else {
             return Ok(None);
         };
-        let (upper, below) = through_movers(top.input());
-        match top.mode() {
-            AggregateMode::Single | AggregateMode::SinglePartitioned => {
-                let Some(mask) = below.downcast_ref::<MaskExec>() else {
-                    return Ok(None);
-                };
-                let Some(lifted) = liftable(top, mask) else {
-                    return Ok(None);
-                };
-                let raw = mask.with_raw_text(lifted.iter().map(|(_, c)| *c))?;
-                let input = rebuild(&upper, raw)?;
-                let aggregate = replace_child(plan, input)?;
-                Ok(Some(mask.pseudonymise_output(
-                    aggregate,
-                    lifted.iter().map(|(p, _)| *p),
-                )?))
-            }
+        let (aggregate, mask, keys) = match top.mode() {
+            AggregateMode::Single | AggregateMode::SinglePartitioned => match over_raw(plan)? {
+                Some(found) => found,
+                None => return Ok(None),
+            },
             AggregateMode::Final | AggregateMode::FinalPartitioned => {
-                let Some(partial) = below.downcast_ref::<AggregateExec>() else {
-                    return Ok(None);
-                };
-                if !matches!(partial.mode(), AggregateMode::Partial) {
+                let (upper, below) = through_movers(top.input());
+                let partial_step = below
+                    .downcast_ref::<AggregateExec>()
+                    .is_some_and(|p| matches!(p.mode(), AggregateMode::Partial));
+                if !partial_step {
                     return Ok(None);
                 }
-                let (lower, bottom) = through_movers(partial.input());
-                let Some(mask) = bottom.downcast_ref::<MaskExec>() else {
+                let Some((partial, mask, keys)) = over_raw(&below)? else {
                     return Ok(None);
                 };
-                let Some(lifted) = liftable(partial, mask) else {
-                    return Ok(None);
-                };
-                let raw = mask.with_raw_text(lifted.iter().map(|(_, c)| *c))?;
-                let partial_input = rebuild(&lower, raw)?;
-                let partial = replace_child(&below, partial_input)?;
-                let input = rebuild(&upper, partial)?;
-                let aggregate = replace_child(plan, input)?;
                 // The final step's keys come first in its output, in the partial's order.
-                Ok(Some(mask.pseudonymise_output(
-                    aggregate,
-                    lifted.iter().map(|(p, _)| *p),
-                )?))
+                (replace_child(plan, rebuild(&upper, partial)?)?, mask, keys)
             }
-            _ => Ok(None),
-        }
+            _ => return Ok(None),
+        };
+        let Some(mask) = mask.downcast_ref::<MaskExec>() else {
+            return Ok(None);
+        };
+        Ok(Some(mask.pseudonymise_output(aggregate, keys)?))
     }
 }
 
