@@ -292,6 +292,9 @@ pub struct TrafficIndices {
     newest: i64,
     /// Time of the last record released to the operators.
     clock: i64,
+    /// The earliest time at which a window can close (an on-road instant, a link bin, a
+    /// day): until then `tick` has nothing to do, and most records arrive before it.
+    due: i64,
     plates: FastMap<PlateKey, PlateState>,
     days: BTreeMap<i64, DayCensus>,
     /// On-road vehicles per (absolute bucket) per district.
@@ -363,6 +366,7 @@ impl TrafficIndices {
             buffer: VecDeque::new(),
             newest: i64::MIN,
             clock: i64::MIN,
+            due: i64::MIN,
             plates: FastMap::default(),
             days: BTreeMap::new(),
             buckets: BTreeMap::new(),
@@ -594,6 +598,10 @@ impl TrafficIndices {
         if now <= self.clock {
             return;
         }
+        if now < self.due {
+            self.clock = now;
+            return;
+        }
         self.emit_on_road_until(now);
         self.close_bins(now);
         let today = self.local_day(now);
@@ -602,6 +610,35 @@ impl TrafficIndices {
             self.close_day(day, now);
         }
         self.clock = now;
+        // What can close next: the next local midnight, the next on-road instant (once
+        // there is a bucket), the first open bin.
+        let mut due = ((today + 1) * 86_400 - self.config.utc_offset_s) * SECOND;
+        if !self.buckets.is_empty() {
+            due = due.min(self.next_on_road_instant());
+        }
+        if let Some(&bin) = self.bins.keys().next() {
+            due = due.min(self.bin_closes_at(bin));
+        }
+        self.due = due;
+    }
+
+    /// When `emit_on_road_until` next has an instant to emit (there being a bucket).
+    fn next_on_road_instant(&self) -> i64 {
+        let step = self.config.on_road_step_s * SECOND;
+        self.next_instant.unwrap_or_else(|| {
+            let first = self
+                .buckets
+                .keys()
+                .next()
+                .copied()
+                .unwrap_or(i64::MAX / step - 1);
+            (first + 1) * step
+        })
+    }
+
+    /// When a link bin closes: no traversal that started in it can still arrive.
+    fn bin_closes_at(&self, bin: i64) -> i64 {
+        (bin + 1) * self.config.bin_s * SECOND + self.max_travel
     }
 
     fn apply(&mut self, r: Record) {
@@ -638,6 +675,9 @@ impl TrafficIndices {
             let freeflow = self.links[link as usize].freeflow_s;
             if dt > 0.0 && dt <= freeflow * self.config.max_delay_factor {
                 let bin = state.last_ts.div_euclid(self.config.bin_s * SECOND);
+                self.due = self
+                    .due
+                    .min((bin + 1) * self.config.bin_s * SECOND + self.max_travel);
                 self.bins
                     .entry(bin)
                     .or_default()
@@ -653,7 +693,15 @@ impl TrafficIndices {
                 counts[state.district as usize] -= 1;
             }
             let n = self.district_names.len();
+            let first_bucket = self.buckets.is_empty();
             self.buckets.entry(bucket).or_insert_with(|| vec![0; n])[district as usize] += 1;
+            if first_bucket {
+                // As `next_on_road_instant`, this bucket being the first (fields borrowed
+                // one by one: the plate's state is borrowed too).
+                let step = self.config.on_road_step_s * SECOND;
+                let next = self.next_instant.unwrap_or((bucket + 1) * step);
+                self.due = self.due.min(next);
+            }
             state.bucket = bucket;
             state.district = district;
         }
