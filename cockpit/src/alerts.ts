@@ -1,7 +1,7 @@
 // Alerts: what needs a decision now (or at a past moment), from alerts.events. An alert is
 // open from its 'open' row to its 'closed' row; the newest row of each says which it is.
 
-import type { Api } from './api';
+import { type Api, hasDataset } from './api';
 import { el, fixed, hhmm } from './format';
 import { t } from './i18n';
 
@@ -18,8 +18,7 @@ export interface AlertRow {
 
 /** Whether this hub keeps alerts. */
 export async function hasAlerts(api: Api): Promise<boolean> {
-  const { datasets } = await api.get<{ datasets: { name: string }[] }>('/api/v1/datasets');
-  return datasets.some((d) => d.name === 'alerts.events');
+  return hasDataset(api, 'alerts.events');
 }
 
 /** The alerts open at `at` (now when null), worst first within each kind. */

@@ -123,3 +123,9 @@ export class Api {
     }
   }
 }
+
+/** Whether the hub has a dataset of this name (visible to the signed-in principal). */
+export async function hasDataset(api: Api, name: string): Promise<boolean> {
+  const { datasets } = await api.get<{ datasets: { name: string }[] }>('/api/v1/datasets');
+  return datasets.some((d) => d.name === name);
+}

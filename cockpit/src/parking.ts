@@ -1,6 +1,6 @@
 // The parking queries the pages share.
 
-import type { Api } from './api';
+import { type Api, hasDataset } from './api';
 
 export interface ParkingRow {
   at: string;
@@ -38,8 +38,7 @@ export interface GuideLot {
 
 /** Whether this hub has the parking scene's datasets. */
 export async function hasParking(api: Api): Promise<boolean> {
-  const { datasets } = await api.get<{ datasets: { name: string }[] }>('/api/v1/datasets');
-  return datasets.some((d) => d.name === 'parking.index');
+  return hasDataset(api, 'parking.index');
 }
 
 /** The city's parking index over the newest day (5-minute instants). */

@@ -1539,20 +1539,19 @@ async fn start_live(
     // Links' midpoints, so congestion alerts carry a place.
     let mut places = std::collections::HashMap::new();
     if has("transport.checkpoints") {
-        use arrow::array::{Array, AsArray};
-        use arrow::datatypes::{Float64Type, Int64Type};
+        use arrow::array::AsArray;
         let rows = sql
             .query("SELECT checkpoint_id, loc FROM transport.checkpoints")
             .await?;
         for batch in rows.batches {
-            let id = batch.column(0).as_primitive::<Int64Type>();
-            let loc = batch.column(1).as_struct();
-            let (lon, lat) = (
-                loc.column(0).as_primitive::<Float64Type>(),
-                loc.column(1).as_primitive::<Float64Type>(),
-            );
-            for i in (0..batch.num_rows()).filter(|&i| loc.is_valid(i)) {
-                places.insert(id.value(i), (lon.value(i), lat.value(i)));
+            let id = batch
+                .column(0)
+                .as_primitive::<arrow::datatypes::Int64Type>();
+            let loc = citybrain_hub::geo_points(batch.column(1)).map_err(anyhow::Error::msg)?;
+            for (i, point) in loc.into_iter().enumerate() {
+                if let Some(point) = point {
+                    places.insert(id.value(i), point);
+                }
             }
         }
     }
@@ -1563,8 +1562,8 @@ async fn start_live(
                 citybrain_alerts::AlertKind::Congestion,
                 link.link_id,
                 citybrain_core::GeoPoint {
-                    lon: (a.0 + b.0) / 2.0,
-                    lat: (a.1 + b.1) / 2.0,
+                    lon: (a.lon + b.lon) / 2.0,
+                    lat: (a.lat + b.lat) / 2.0,
                 },
             );
         }

@@ -25,6 +25,7 @@ use serde::Serialize;
 pub use decode::{DecodeError, Format, Problem};
 pub use schema::{
     Classification, DatasetDef, FieldDef, FieldType, MaskKind, SchemaProblem, SharingClass,
+    geo_points,
 };
 use store::{DatasetStore, Snapshot};
 

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field as ArrowField, Fields, Schema, SchemaRef, TimeUnit};
-use citybrain_core::{DatasetName, DepartmentId};
+use citybrain_core::{DatasetName, DepartmentId, GeoPoint};
 use serde::{Deserialize, Serialize};
 
 /// The value types a field can hold.
@@ -59,6 +59,33 @@ pub fn geo_fields() -> Fields {
         ArrowField::new("lon", DataType::Float64, false),
         ArrowField::new("lat", DataType::Float64, false),
     ])
+}
+
+/// The points of a geo column (a `{lon, lat}` struct, as stored and as SQL returns it);
+/// None where the value is null.
+pub fn geo_points(column: &dyn arrow::array::Array) -> Result<Vec<Option<GeoPoint>>, String> {
+    use arrow::array::{Array, AsArray};
+    let points = column.as_struct_opt().ok_or_else(|| {
+        format!(
+            "a geo column is a {{lon, lat}} struct, not {}",
+            column.data_type()
+        )
+    })?;
+    let part = |name: &str| {
+        points
+            .column_by_name(name)
+            .and_then(|c| c.as_primitive_opt::<arrow::datatypes::Float64Type>())
+            .ok_or_else(|| format!("a geo column has no float '{name}'"))
+    };
+    let (lon, lat) = (part("lon")?, part("lat")?);
+    Ok((0..points.len())
+        .map(|i| {
+            points.is_valid(i).then(|| GeoPoint {
+                lon: lon.value(i),
+                lat: lat.value(i),
+            })
+        })
+        .collect())
 }
 
 /// How sensitive a field is; `personal` fields are masked for readers without a grant.

@@ -183,13 +183,9 @@ fn stored_open_from_batch(batch: &RecordBatch) -> Result<Vec<AlertEvent>, String
     let since = col("since")?.as_primitive::<TimestampMicrosecondType>();
     let subject_id = col("subject_id")?.as_primitive::<Int64Type>();
     let value = col("value")?.as_primitive::<Float64Type>();
-    let loc = col("loc")?.as_struct();
-    let (lon, lat) = (
-        loc.column(0).as_primitive::<Float64Type>(),
-        loc.column(1).as_primitive::<Float64Type>(),
-    );
+    let loc = citybrain_hub::geo_points(col("loc")?)?;
     let mut out = Vec::with_capacity(batch.num_rows());
-    for i in 0..batch.num_rows() {
+    for (i, loc) in loc.into_iter().enumerate() {
         let Some(kind) = AlertKind::parse(kind.value(i)) else {
             continue;
         };
@@ -201,10 +197,7 @@ fn stored_open_from_batch(batch: &RecordBatch) -> Result<Vec<AlertEvent>, String
             subject: kind.subject_word(),
             subject_id: subject_id.value(i),
             district: district.is_valid(i).then(|| district.value(i).to_string()),
-            loc: loc.is_valid(i).then(|| GeoPoint {
-                lon: lon.value(i),
-                lat: lat.value(i),
-            }),
+            loc,
             value: value.value(i),
             since: Timestamp(since.value(i)),
             detail: detail.value(i).to_string(),

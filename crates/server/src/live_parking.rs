@@ -14,7 +14,7 @@ use std::sync::{Arc, RwLock, mpsc};
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Int64Type, TimestampMicrosecondType};
-use citybrain_core::{Fen, GeoPoint, Timestamp};
+use citybrain_core::{Fen, Timestamp};
 use citybrain_hub::Hub;
 use citybrain_parking::{
     Anomaly, Direction, GateEvent, GuideEntry, GuideQuery, Lot, LotId, LotKind, Parking,
@@ -149,17 +149,9 @@ pub fn lots_from_batch(batch: &RecordBatch) -> Result<Vec<Lot>, String> {
         int("daily_cap")?,
     );
     let (name, kind, district) = (string("name")?, string("kind")?, string("district")?);
-    let loc = column(batch, "loc")?.as_struct();
-    let lon = loc
-        .column_by_name("lon")
-        .ok_or("loc has no lon")?
-        .as_primitive::<arrow::datatypes::Float64Type>();
-    let lat = loc
-        .column_by_name("lat")
-        .ok_or("loc has no lat")?
-        .as_primitive::<arrow::datatypes::Float64Type>();
+    let loc = citybrain_hub::geo_points(column(batch, "loc")?)?;
     let mut out = Vec::with_capacity(batch.num_rows());
-    for i in 0..batch.num_rows() {
+    for (i, loc) in loc.into_iter().enumerate() {
         let kind = match kind.value(i) {
             "on_street" => LotKind::OnStreet,
             "garage" => LotKind::Garage,
@@ -174,10 +166,7 @@ pub fn lots_from_batch(batch: &RecordBatch) -> Result<Vec<Lot>, String> {
         out.push(Lot {
             id: LotId(id.value(i) as u32),
             name: name.value(i).to_string(),
-            loc: GeoPoint {
-                lon: lon.value(i),
-                lat: lat.value(i),
-            },
+            loc: loc.ok_or_else(|| format!("lot {}: no location", id.value(i)))?,
             capacity: capacity.value(i).max(0) as u32,
             kind,
             district: district.value(i).to_string(),
