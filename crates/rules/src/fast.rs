@@ -269,7 +269,7 @@ enum K {
     Text,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Cmp {
     Eq,
     Ne,
@@ -314,21 +314,32 @@ impl Cmp {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Round {
     Down,
     Up,
     HalfEven,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Arith {
     Add,
     Sub,
     Mul,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+/// How a quotient comparison is computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum FracCheck {
+    /// A row whose products overflow i128, or whose divisor is zero, is flagged.
+    Checked,
+    /// Proven never to flag a row whose result is used; the products fit i128.
+    Wide,
+    /// As `Wide`, and the products fit i64 (counts against a percentage, mostly).
+    Narrow,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Node {
     Col(usize),
     Const(i64),
@@ -349,9 +360,8 @@ enum Node {
         c: Box<Node>,
         n_mul: i128,
         cd_mul: i128,
-        /// Proven (see [`mark_safe`]) never to flag a row whose result is used: computed
-        /// without checks.
-        safe: bool,
+        /// Checked, or proven (see [`mark_safe`]) never to flag a row whose result is used.
+        check: FracCheck,
     },
     MinMax(bool, Vec<Node>),
     /// Rounds `v / den` to a whole number.
@@ -370,6 +380,124 @@ enum Node {
     /// Numerator and denominator of a division (only inside `CmpFrac` / `RoundFrac`, or an
     /// `If` of quotients inside them); a decimal taking part is over `Const(1)`.
     Frac(Box<Node>, Box<Node>),
+    /// A value that more than one place in the plan computes (see [`share_subtrees`]):
+    /// computed once per block, then handed out from the thread's memo.
+    Memo(usize, Box<Node>),
+}
+
+/// Calls `f` on each child of `node`, with whether the child is a quotient's place (`Frac`
+/// or an `If` of quotients) rather than a value.
+fn children_mut(node: &mut Node, frac: bool, f: &mut impl FnMut(&mut Node, bool)) {
+    match node {
+        Node::Col(_) | Node::Const(_) => {}
+        Node::Neg(x) | Node::Not(x) | Node::Scale(x, _) | Node::Round(_, x, _) => f(x, false),
+        Node::Logic(_, a, b)
+        | Node::Arith(_, a, b)
+        | Node::Cmp(_, a, b)
+        | Node::DateShift(_, a, b, _)
+        | Node::DateDiff(a, b)
+        | Node::Frac(a, b) => {
+            f(a, false);
+            f(b, false);
+        }
+        Node::CmpFrac { f: q, c, .. } => {
+            f(q, true);
+            f(c, false);
+        }
+        Node::RoundFrac { f: q, .. } => f(q, true),
+        Node::MinMax(_, xs) => xs.iter_mut().for_each(|x| f(x, false)),
+        Node::If(c, a, b) => {
+            f(c, false);
+            f(a, frac);
+            f(b, frac);
+        }
+        Node::Memo(_, x) => f(x, frac),
+    }
+}
+
+/// Operations in `node` (leaves are free).
+fn cost(node: &Node) -> usize {
+    let all = |xs: &[&Node]| xs.iter().map(|x| cost(x)).sum::<usize>();
+    1 + match node {
+        Node::Col(_) | Node::Const(_) => return 0,
+        Node::Neg(x)
+        | Node::Not(x)
+        | Node::Scale(x, _)
+        | Node::Round(_, x, _)
+        | Node::RoundFrac { f: x, .. }
+        | Node::Memo(_, x) => cost(x),
+        Node::Logic(_, a, b)
+        | Node::Arith(_, a, b)
+        | Node::Cmp(_, a, b)
+        | Node::DateShift(_, a, b, _)
+        | Node::DateDiff(a, b)
+        | Node::Frac(a, b)
+        | Node::CmpFrac { f: a, c: b, .. } => all(&[a, b]),
+        Node::If(c, a, b) => all(&[c, a, b]),
+        Node::MinMax(_, xs) => xs.iter().map(cost).sum(),
+    }
+}
+
+/// A value worth computing once for several places: two operations or more (one is as cheap
+/// as copying its result).
+const MEMO_COST: usize = 2;
+
+/// Cross-policy common subexpressions: a programme's policies are mostly variants of a few
+/// templates that differ in some parameters, so most of what a variant computes (a layoff
+/// rate compared with 5.5%, insurance paid times 60%) another policy has computed for the
+/// same block already. Every value subtree found in two places or more (of any policies) is
+/// wrapped in a [`Node::Memo`] at its largest; returns how many distinct ones.
+fn share_subtrees(policies: &mut [(&PolicyAst, Program, Date)]) -> usize {
+    fn roots(p: &mut Program) -> Vec<&mut Node> {
+        match p {
+            Program::Fast {
+                clauses,
+                amount,
+                exceptions,
+                ..
+            } => clauses
+                .iter_mut()
+                .map(|c| &mut c.0)
+                .chain(amount.iter_mut())
+                .chain(exceptions.iter_mut().flat_map(|(w, x)| [w, x]))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+    fn count(node: &mut Node, frac: bool, seen: &mut HashMap<Node, usize>) {
+        if !frac && cost(node) >= MEMO_COST {
+            *seen.entry(node.clone()).or_default() += 1;
+        }
+        children_mut(node, frac, &mut |c, fr| count(c, fr, seen));
+    }
+    fn wrap(
+        node: &mut Node,
+        frac: bool,
+        seen: &HashMap<Node, usize>,
+        ids: &mut HashMap<Node, usize>,
+    ) {
+        if !frac && seen.get(node).is_some_and(|n| *n >= 2) {
+            let next = ids.len();
+            let id = *ids.entry(node.clone()).or_insert(next);
+            let inner = std::mem::replace(node, Node::Const(0));
+            *node = Node::Memo(id, Box::new(inner));
+            return;
+        }
+        children_mut(node, frac, &mut |c, fr| wrap(c, fr, seen, ids));
+    }
+    let mut seen = HashMap::new();
+    for (_, p, _) in policies.iter_mut() {
+        for r in roots(p) {
+            count(r, false, &mut seen);
+        }
+    }
+    let mut ids = HashMap::new();
+    for (_, p, _) in policies.iter_mut() {
+        for r in roots(p) {
+            wrap(r, false, &seen, &mut ids);
+        }
+    }
+    ids.len()
 }
 
 /// What the values of a node can be, from the columns' actual ranges: `None` when unknown
@@ -429,6 +557,7 @@ fn interval(node: &Node, table: &Table) -> Option<(i128, i128)> {
             let ((al, ah), (bl, bh)) = both(a, b)?;
             (al.min(bl), ah.max(bh))
         }
+        Node::Memo(_, x) => interval(x, table)?,
         _ => return None,
     })
 }
@@ -448,8 +577,13 @@ fn nonzero_by(condition: &Node) -> Option<Node> {
 fn mark_safe(node: &mut Node, table: &Table, nonzero: &mut Vec<Node>) {
     if matches!(node, Node::CmpFrac { f, .. } if matches!(**f, Node::Frac(..))) {
         let ok = !may_flag(node, table, nonzero);
-        if let Node::CmpFrac { safe, .. } = node {
-            *safe = ok;
+        let narrow = ok && cross_fits_i64(node, table);
+        if let Node::CmpFrac { check, .. } = node {
+            *check = match (ok, narrow) {
+                (false, _) => FracCheck::Checked,
+                (true, false) => FracCheck::Wide,
+                (true, true) => FracCheck::Narrow,
+            };
         }
         return;
     }
@@ -478,7 +612,45 @@ fn mark_safe(node: &mut Node, table: &Table, nonzero: &mut Vec<Node>) {
             mark_safe(b, table, nonzero);
         }
         Node::MinMax(_, xs) => xs.iter_mut().for_each(|x| mark_safe(x, table, nonzero)),
+        Node::Memo(_, x) => mark_safe(x, table, nonzero),
         _ => {}
+    }
+}
+
+/// Whether both sides of a quotient comparison's cross-multiplication fit i64 in every row
+/// (with room to change their sign), by the value ranges.
+fn cross_fits_i64(node: &Node, table: &Table) -> bool {
+    let Node::CmpFrac {
+        f,
+        c,
+        n_mul,
+        cd_mul,
+        ..
+    } = node
+    else {
+        return false;
+    };
+    let Node::Frac(num, den) = &**f else {
+        return false;
+    };
+    let abs = |r: (i128, i128)| r.0.unsigned_abs().max(r.1.unsigned_abs());
+    let limit = i64::MAX as u128;
+    match (
+        interval(num, table),
+        interval(den, table),
+        interval(c, table),
+    ) {
+        (Some(n), Some(d), Some(cc)) => {
+            let cm = abs(cc).checked_mul(cd_mul.unsigned_abs());
+            abs(n)
+                .checked_mul(n_mul.unsigned_abs())
+                .is_some_and(|v| v < limit)
+                && cm.is_some_and(|v| v < limit)
+                && cm
+                    .and_then(|v| v.checked_mul(abs(d)))
+                    .is_some_and(|v| v < limit)
+        }
+        _ => false,
     }
 }
 
@@ -493,7 +665,7 @@ fn may_flag(node: &Node, table: &Table, nonzero: &mut Vec<Node>) -> bool {
     let mut rec = |n: &Node| may_flag(n, table, nonzero);
     match node {
         Node::Col(_) | Node::Const(_) => false,
-        Node::Not(x) => rec(x),
+        Node::Not(x) | Node::Memo(_, x) => rec(x),
         Node::Logic(_, a, b) | Node::Cmp(_, a, b) | Node::DateDiff(a, b) => rec(a) || rec(b),
         Node::MinMax(_, xs) => xs.iter().any(rec),
         Node::Round(_, x, _) => rec(x),
@@ -818,7 +990,7 @@ impl Compiler<'_> {
                     c: Box::new(c),
                     n_mul: 10i128.pow(sd + sc),
                     cd_mul: 10i128.pow(sn),
-                    safe: false,
+                    check: FracCheck::Checked,
                 }
             }
             ((c, K::Num(sc)), f @ (_, K::Frac(..))) => {
@@ -859,6 +1031,8 @@ pub struct Plan<'p> {
     /// programme's variants of one template differ only in some parameters): within a
     /// block, their selection is taken from the previous policy instead of computed again.
     shared: Vec<usize>,
+    /// How many values several places compute, each once per block (see [`share_subtrees`]).
+    memos: usize,
 }
 
 /// The clauses that narrow a selection (those that cannot fail), in order.
@@ -963,6 +1137,7 @@ impl<'p> Plan<'p> {
             .into_iter()
             .map(|(p, on)| (p, compile(p, table, on), on))
             .collect();
+        let memos = share_subtrees(&mut policies);
         // A decision does not depend on the order of clauses that cannot fail, so each
         // policy takes first the ones the previous policy also has, in its order: the
         // longer the common start, the more a block shares (see `shared`).
@@ -995,7 +1170,15 @@ impl<'p> Plan<'p> {
                 }
             })
             .collect();
-        Self { policies, shared }
+        Self {
+            policies,
+            shared,
+            memos,
+        }
+    }
+    /// How many distinct values the plan computes once per block for several places.
+    pub fn shared_values(&self) -> usize {
+        self.memos
     }
     /// Policies that run through the batch evaluator, and why.
     pub fn not_compiled(&self) -> Vec<(&str, &str)> {
@@ -1065,6 +1248,18 @@ struct R<'a> {
 struct Pool {
     vals: Vec<Vec<i64>>,
     flags: Vec<Vec<bool>>,
+    /// Per [`Node::Memo`] id, its values over the whole of one block.
+    memo: Vec<MemoSlot>,
+}
+
+#[derive(Default)]
+struct MemoSlot {
+    /// The block's first row + 1 (0: nothing yet).
+    block: usize,
+    /// The value for every row, when it is the same for all.
+    constant: Option<i64>,
+    vals: Vec<i64>,
+    flags: Option<Vec<bool>>,
 }
 
 impl Pool {
@@ -1129,6 +1324,52 @@ macro_rules! rounding {
 }
 rounding!(round_div, i128);
 rounding!(round_by, i64);
+
+/// Per row, `p·nm OP r·q·cm` with both sides times the sign of `q` (so a negative divisor
+/// turns the comparison round): `p / q OP r` cross-multiplied, in `T` (i64 or i128), where
+/// the value ranges prove every product fits.
+#[inline(always)]
+fn cross_compare<T>(op: Cmp, out: &mut [i64], xs: &[i64], ys: &[i64], z: &V<'_>, nm: T, cm: T)
+where
+    T: Copy + Ord + From<i64> + std::ops::Mul<Output = T>,
+{
+    #[inline(always)]
+    fn go<T: Copy + From<i64> + std::ops::Mul<Output = T>>(
+        out: &mut [i64],
+        xs: &[i64],
+        ys: &[i64],
+        z: &V<'_>,
+        nm: T,
+        cm: T,
+        test: impl Fn(T, T) -> bool,
+    ) {
+        match z {
+            // Only in i64, where `c·cm` is proven to fit by itself.
+            V::Const(c) => {
+                let zc = T::from(*c) * cm;
+                for ((o, p), q) in out.iter_mut().zip(xs).zip(ys) {
+                    let sign = T::from((*q >> 63) | 1);
+                    *o = i64::from(test(T::from(*p) * nm * sign, zc * T::from(*q) * sign));
+                }
+            }
+            z => {
+                for (((o, p), q), r) in out.iter_mut().zip(xs).zip(ys).zip(values(z)) {
+                    let sign = T::from((*q >> 63) | 1);
+                    let rr = T::from(*r) * T::from(*q) * cm * sign;
+                    *o = i64::from(test(T::from(*p) * nm * sign, rr));
+                }
+            }
+        }
+    }
+    match op {
+        Cmp::Eq => go(out, xs, ys, z, nm, cm, |a, b| a == b),
+        Cmp::Ne => go(out, xs, ys, z, nm, cm, |a, b| a != b),
+        Cmp::Lt => go(out, xs, ys, z, nm, cm, |a, b| a < b),
+        Cmp::Le => go(out, xs, ys, z, nm, cm, |a, b| a <= b),
+        Cmp::Gt => go(out, xs, ys, z, nm, cm, |a, b| a > b),
+        Cmp::Ge => go(out, xs, ys, z, nm, cm, |a, b| a >= b),
+    }
+}
 
 /// `out[i] = test(x[i], y[i])` as 0 or 1 (not both constant).
 #[inline(always)]
@@ -1538,38 +1779,31 @@ impl<'a> Block<'a, '_> {
                 c,
                 n_mul,
                 cd_mul,
-                safe: true,
+                check: check @ (FracCheck::Wide | FracCheck::Narrow),
             } => {
                 let Node::Frac(a, b) = &**f else {
                     unreachable!("only a plain quotient is marked safe")
                 };
                 let (x, y, z) = (self.eval(pool, a), self.eval(pool, b), self.eval(pool, c));
-                let (x, y, z) = (self.full(pool, x), self.full(pool, y), self.full(pool, z));
-                let (nm, cm) = (*n_mul, *cd_mul);
-                let mut out = pool.vals(n);
-                // Both sides fit i128 for every row (the value ranges say so); a row with a
-                // zero divisor is one the guard discards. Multiplying both sides by the
-                // divisor's sign turns the comparison round where it is negative.
-                let go = |out: &mut [i64], test: fn(i128, i128) -> bool| {
-                    for (((o, p), q), r) in out
-                        .iter_mut()
-                        .zip(values(&x.v))
-                        .zip(values(&y.v))
-                        .zip(values(&z.v))
-                    {
-                        let sign = i128::from((*q >> 63) | 1);
-                        let l = i128::from(*p) * nm * sign;
-                        let rr = i128::from(*r) * i128::from(*q) * cm * sign;
-                        *o = i64::from(test(l, rr));
-                    }
+                let (x, y) = (self.full(pool, x), self.full(pool, y));
+                let narrow = match (check, i64::try_from(*n_mul), i64::try_from(*cd_mul)) {
+                    (FracCheck::Narrow, Ok(nm), Ok(cm)) => Some((nm, cm)),
+                    _ => None,
                 };
-                match op {
-                    Cmp::Eq => go(&mut out, |a, b| a == b),
-                    Cmp::Ne => go(&mut out, |a, b| a != b),
-                    Cmp::Lt => go(&mut out, |a, b| a < b),
-                    Cmp::Le => go(&mut out, |a, b| a <= b),
-                    Cmp::Gt => go(&mut out, |a, b| a > b),
-                    Cmp::Ge => go(&mut out, |a, b| a >= b),
+                // In i128 a constant times `cd_mul` alone need not fit (only with the
+                // divisor), so it is spelled out and multiplied in the proven order.
+                let z = if narrow.is_some() {
+                    z
+                } else {
+                    self.full(pool, z)
+                };
+                let mut out = pool.vals(n);
+                // Both sides fit (the value ranges say so); a row with a zero divisor is
+                // one the guard discards.
+                let (xs, ys) = (values(&x.v), values(&y.v));
+                match narrow {
+                    Some((nm, cm)) => cross_compare(*op, &mut out, xs, ys, &z.v, nm, cm),
+                    None => cross_compare(*op, &mut out, xs, ys, &z.v, *n_mul, *cd_mul),
                 }
                 pool.give(x);
                 pool.give(y);
@@ -1585,7 +1819,7 @@ impl<'a> Block<'a, '_> {
                 c,
                 n_mul,
                 cd_mul,
-                safe: false,
+                check: FracCheck::Checked,
             } => {
                 let (x, y) = self.eval_frac(pool, f);
                 let z = self.eval(pool, c);
@@ -1692,7 +1926,86 @@ impl<'a> Block<'a, '_> {
                 r
             }
             Node::Frac(..) => unreachable!("a quotient is only compared or rounded"),
+            Node::Memo(id, x) => {
+                let key = self.from + 1;
+                if pool.memo.get(*id).is_some_and(|m| m.block == key) {
+                    return self.recall(pool, *id);
+                }
+                let r = self.eval(pool, x);
+                // Only a whole block's values are kept: a selection is one policy's.
+                if self.sel.is_none() {
+                    if pool.memo.len() <= *id {
+                        pool.memo.resize_with(*id + 1, MemoSlot::default);
+                    }
+                    let m = &mut pool.memo[*id];
+                    m.block = key;
+                    m.constant = match &r.v {
+                        V::Const(c) => Some(*c),
+                        v => {
+                            m.vals.clear();
+                            m.vals.extend_from_slice(values(v));
+                            None
+                        }
+                    };
+                    match (&r.f, &mut m.flags) {
+                        (None, kept) => *kept = None,
+                        (Some(f), Some(kept)) => {
+                            kept.clear();
+                            kept.extend_from_slice(f);
+                        }
+                        (Some(f), kept) => *kept = Some(f.clone()),
+                    }
+                }
+                r
+            }
         }
+    }
+
+    /// A memoised value of this block (whole, or the selected rows).
+    fn recall(&self, pool: &mut Pool, id: usize) -> R<'a> {
+        let m = std::mem::take(&mut pool.memo[id]);
+        let f = m.flags.as_ref().map(|kept| {
+            let mut f = pool.flags(self.n);
+            match self.sel {
+                None => f.copy_from_slice(&kept[..self.n]),
+                Some(sel) => f
+                    .iter_mut()
+                    .zip(sel)
+                    .for_each(|(o, j)| *o = kept[*j as usize]),
+            }
+            f
+        });
+        let v = match m.constant {
+            Some(c) => V::Const(c),
+            None => {
+                let mut out = pool.vals(self.n);
+                match self.sel {
+                    None => out.copy_from_slice(&m.vals[..self.n]),
+                    Some(sel) => out
+                        .iter_mut()
+                        .zip(sel)
+                        .for_each(|(o, j)| *o = m.vals[*j as usize]),
+                }
+                V::Buf(out)
+            }
+        };
+        pool.memo[id] = m;
+        R { v, f }
+    }
+}
+
+/// `v`'s values for the eligible rows, into `out`: the rows `sel` of a whole block's values,
+/// or (no `sel`) the values as they come, already one per eligible row.
+fn pick(v: &V<'_>, sel: Option<&[u32]>, out: &mut [i64]) {
+    match (v, sel) {
+        (V::Const(c), _) => out.fill(*c),
+        (v, Some(sel)) => {
+            let xs = values(v);
+            out.iter_mut()
+                .zip(sel)
+                .for_each(|(o, j)| *o = xs[*j as usize]);
+        }
+        (v, None) => out.copy_from_slice(&values(v)[..out.len()]),
     }
 }
 
@@ -1965,25 +2278,26 @@ fn run_policy<S: Sink>(
                     let on_rows = if whole { block } else { &sub };
                     let at = |j: usize| if whole { sel[j] as usize } else { j };
                     let den = 10i64.pow(*amount_scale);
+                    let picked = whole.then_some(&sel[..]);
                     let r = on_rows.eval(&mut s.pool, base);
                     let mut vals: Vec<i64> = s.pool.vals(m);
-                    for (j, v) in vals.iter_mut().enumerate() {
-                        *v = r.v.at(at(j));
-                    }
+                    pick(&r.v, picked, &mut vals);
                     let mut flags = r.f;
                     if let V::Buf(b) = r.v {
                         s.pool.vals.push(b);
                     }
                     if !exceptions.is_empty() {
                         let mut decided = s.pool.flags(m);
+                        let (mut wv, mut xv) = (s.pool.vals(m), s.pool.vals(m));
                         for (when, value) in exceptions {
                             let w = on_rows.eval(&mut s.pool, when);
                             let x = on_rows.eval(&mut s.pool, value);
+                            pick(&w.v, picked, &mut wv);
+                            pick(&x.v, picked, &mut xv);
                             for j in 0..m {
-                                if !decided[j] && w.v.at(at(j)) != 0 {
-                                    decided[j] = true;
-                                    vals[j] = x.v.at(at(j));
-                                }
+                                let take = !decided[j] & (wv[j] != 0);
+                                decided[j] |= take;
+                                vals[j] = if take { xv[j] } else { vals[j] };
                             }
                             // Conservative: any flag of an exception sends the row to the
                             // interpreter, which knows which exceptions it reached.
@@ -1993,6 +2307,8 @@ fn run_policy<S: Sink>(
                             s.pool.give(R { v: x.v, f: None });
                         }
                         s.pool.flags.push(decided);
+                        s.pool.vals.push(wv);
+                        s.pool.vals.push(xv);
                     }
                     if den == 1 {
                         s.amount.extend(vals.iter().map(|v| Some(Fen(*v))));

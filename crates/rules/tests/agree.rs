@@ -227,6 +227,7 @@ fn the_interpreter_and_the_batch_evaluator_agree_on_every_decision() {
     let rows = fast::BLOCK + 300;
     let mut compiled = 0;
     let (mut decisions, mut eligible, mut errors) = (0, 0, 0);
+    let mut shared_values = 0;
     for _ in 0..150 {
         let p = policy(&mut r);
         let diags = citybrain_rules::check::check(&p);
@@ -331,6 +332,7 @@ fn the_interpreter_and_the_batch_evaluator_agree_on_every_decision() {
         variant.amount = Some(money(&mut r, 3));
         let programme = [&p, &variant, &p];
         let plan = fast::Plan::new(programme.iter().map(|x| (*x, on)), &table);
+        shared_values += plan.shared_values();
         let mut all: Vec<_> = fast::run(&plan, &table, 2, fast::Collect::default)
             .into_iter()
             .flat_map(|c| c.decisions)
@@ -364,6 +366,8 @@ fn the_interpreter_and_the_batch_evaluator_agree_on_every_decision() {
             }
         }
     }
+    // The programmes computed values once for several places (the first policy twice).
+    assert!(shared_values >= 150, "{shared_values} values shared");
     // The fast evaluator compiled the rules itself (rather than handing them on).
     assert!(compiled >= 140, "only {compiled} of 150 rules compiled");
     // The generator exercised all three outcomes.
