@@ -223,8 +223,10 @@ fn policy(r: &mut Rng) -> PolicyAst {
 #[test]
 fn the_interpreter_and_the_batch_evaluator_agree_on_every_decision() {
     let mut r = Rng(0x9e37_79b9_7f4a_7c15);
-    // More than one block of the fast evaluator, the last one partial.
-    let rows = fast::BLOCK + 300;
+    // More than one block of the fast evaluator, the last one partial (blocks of 1,024 rows
+    // keep the interpreter's share of the test small).
+    let block = 1024;
+    let rows = block + 300;
     let mut compiled = 0;
     let (mut decisions, mut eligible, mut errors) = (0, 0, 0);
     let mut shared_values = 0;
@@ -283,7 +285,7 @@ fn the_interpreter_and_the_batch_evaluator_agree_on_every_decision() {
         let on = Date(19_500);
         let batch = decide_all(&p, &columns, on, 2).unwrap();
         let table = fast::Table::from_columns(&columns).unwrap();
-        let plan = fast::Plan::new([(&p, on)], &table);
+        let plan = fast::Plan::new([(&p, on)], &table).with_block_rows(block);
         compiled += usize::from(plan.not_compiled().is_empty());
         let mut quick: Vec<_> = fast::run(&plan, &table, 2, fast::Collect::default)
             .into_iter()
@@ -331,7 +333,8 @@ fn the_interpreter_and_the_batch_evaluator_agree_on_every_decision() {
         });
         variant.amount = Some(money(&mut r, 3));
         let programme = [&p, &variant, &p];
-        let plan = fast::Plan::new(programme.iter().map(|x| (*x, on)), &table);
+        let plan =
+            fast::Plan::new(programme.iter().map(|x| (*x, on)), &table).with_block_rows(block);
         shared_values += plan.shared_values();
         let mut all: Vec<_> = fast::run(&plan, &table, 2, fast::Collect::default)
             .into_iter()
