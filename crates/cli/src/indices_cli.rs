@@ -160,59 +160,73 @@ fn peak_rss_mib() -> Option<f64> {
 }
 
 /// One pass split across `threads` partitions of plates: this thread decodes, applies the
-/// lateness rule once for the whole stream and routes each passage to its plate's partition;
-/// the partitions' rows are merged at the end (exactly the single-pass rows).
+/// lateness rule once for the whole stream, makes each passage a compact record (plate
+/// packed, local or not) and routes it to its plate's partition; the partitions' rows are
+/// merged at the end (exactly the single-pass rows).
 fn run_parallel(
     config: &TrafficConfig,
     links: Vec<Link>,
     passages: &Path,
     threads: usize,
 ) -> Result<(u64, Outputs, citybrain_indices::Counters)> {
-    use arrow::array::{Array, AsArray, BooleanArray};
-    use arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::{DataType, Int64Type, TimeUnit, TimestampMicrosecondType};
+    use citybrain_indices::{Passage, Record};
     let mut admission = citybrain_indices::Admission::new(config);
     let (rows, partitions) = std::thread::scope(|scope| -> Result<_> {
         let mut senders = Vec::new();
         let mut workers = Vec::new();
         for _ in 0..threads {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<RecordBatch>(4);
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Record>>(4);
             let (config, links) = (config.clone(), links.clone());
             senders.push(tx);
             workers.push(scope.spawn(move || -> Result<TrafficIndices> {
                 let mut part = TrafficIndices::partition(config, links);
-                for batch in rx {
-                    part.push_batch(&batch).map_err(anyhow::Error::msg)?;
+                for records in rx {
+                    part.push_records(&records);
                 }
                 Ok(part)
             }));
         }
         let mut route = |batch: &RecordBatch| -> Result<()> {
-            let ts = arrow::compute::cast(
+            let column = |name: &str| {
                 batch
-                    .column_by_name("ts")
-                    .context("the passages have no ts column")?,
+                    .column_by_name(name)
+                    .with_context(|| format!("the passages have no {name} column"))
+            };
+            let ts = arrow::compute::cast(
+                column("ts")?,
                 &DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
             )?;
             let ts = ts.as_primitive::<TimestampMicrosecondType>();
-            let plate = arrow::compute::cast(
-                batch
-                    .column_by_name("plate")
-                    .context("the passages have no plate column")?,
-                &DataType::Utf8,
-            )?;
+            let checkpoint = arrow::compute::cast(column("checkpoint_id")?, &DataType::Int64)?;
+            let checkpoint = checkpoint.as_primitive::<Int64Type>();
+            let plate = arrow::compute::cast(column("plate")?, &DataType::Utf8)?;
             let plate = plate.as_string::<i32>();
-            let mut target = vec![u8::MAX; batch.num_rows()];
-            for (i, t) in target.iter_mut().enumerate() {
-                if ts.is_null(i) || plate.is_null(i) || !admission.admit(ts.value(i)) {
+            let mut parts: Vec<Vec<Record>> = (0..threads)
+                .map(|_| Vec::with_capacity(batch.num_rows() / threads + 64))
+                .collect();
+            for i in 0..batch.num_rows() {
+                if ts.is_null(i)
+                    || checkpoint.is_null(i)
+                    || plate.is_null(i)
+                    || !admission.admit(ts.value(i))
+                {
                     continue;
                 }
-                *t = citybrain_indices::partition_of(plate.value(i), threads) as u8;
+                let record = Record::new(
+                    Passage {
+                        ts: ts.value(i),
+                        checkpoint: checkpoint.value(i),
+                        plate: plate.value(i),
+                    },
+                    config,
+                );
+                parts[citybrain_indices::partition_of_key(record.plate, threads)].push(record);
             }
-            for (p, tx) in senders.iter().enumerate() {
-                let mask: BooleanArray = target.iter().map(|t| Some(*t as usize == p)).collect();
-                let part = arrow::compute::filter_record_batch(batch, &mask)?;
-                if part.num_rows() > 0 {
-                    tx.send(part).context("a partition stopped")?;
+            for (records, tx) in parts.into_iter().zip(&senders) {
+                if !records.is_empty() {
+                    tx.send(records).context("a partition stopped")?;
                 }
             }
             Ok(())

@@ -244,12 +244,26 @@ impl std::ops::AddAssign for Counters {
     }
 }
 
+/// A passage as the operators keep it: the plate packed into a fixed-size key and whether it
+/// is local, worked out once (a parallel pass does it while routing).
 #[derive(Debug, Clone, Copy)]
-struct Record {
-    ts: i64,
-    checkpoint: i64,
-    plate: PlateKey,
-    local: bool,
+pub struct Record {
+    /// Microseconds since the epoch, UTC.
+    pub ts: i64,
+    pub checkpoint: i64,
+    pub plate: PlateKey,
+    pub local: bool,
+}
+
+impl Record {
+    pub fn new(passage: Passage<'_>, config: &TrafficConfig) -> Self {
+        Self {
+            ts: passage.ts,
+            checkpoint: passage.checkpoint,
+            plate: PlateKey::new(passage.plate),
+            local: passage.plate.starts_with(&config.local_prefix),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -322,6 +336,7 @@ fn rfc3339(micros: i64) -> String {
 }
 
 /// The median and quartiles of unsorted values (interpolated, as the truth is written).
+/// Values already in order cost one pass (the sort checks for a sorted run first).
 fn quantiles(values: &mut [f32]) -> (f64, f64, f64) {
     values.sort_unstable_by(f32::total_cmp);
     let at = |q: f64| {
@@ -419,18 +434,17 @@ impl TrafficIndices {
     /// until the lateness has passed, then applied in time order (in groups of 32; a batch
     /// call, `advance_to` and `finish` apply everything due).
     pub fn push(&mut self, passage: Passage<'_>) {
+        let record = Record::new(passage, &self.config);
+        self.push_record(record);
+    }
+
+    /// As [`TrafficIndices::push`], for a passage already made a [`Record`].
+    pub fn push_record(&mut self, record: Record) {
         let lateness = self.config.lateness_s * SECOND;
-        if self.newest != i64::MIN && passage.ts < self.newest - lateness || passage.ts < self.clock
-        {
+        if self.newest != i64::MIN && record.ts < self.newest - lateness || record.ts < self.clock {
             self.counters.late_dropped += 1;
             return;
         }
-        let record = Record {
-            ts: passage.ts,
-            checkpoint: passage.checkpoint,
-            plate: PlateKey::new(passage.plate),
-            local: passage.plate.starts_with(&self.config.local_prefix),
-        };
         match self.buffer.back() {
             Some(last) if last.ts > record.ts => {
                 self.counters.reordered += 1;
@@ -439,7 +453,7 @@ impl TrafficIndices {
             }
             _ => self.buffer.push_back(record),
         }
-        self.newest = self.newest.max(passage.ts);
+        self.newest = self.newest.max(record.ts);
         let watermark = self.newest - lateness;
         // Release in groups, so the group's plate lookups can be started together.
         if self
@@ -515,11 +529,24 @@ impl TrafficIndices {
                 plate: plate.value(i),
             });
         }
-        // Whatever the lateness allows is applied before the batch call returns, however few.
+        self.release_due();
+        Ok(())
+    }
+
+    /// Pushes records in turn, then applies whatever the lateness allows.
+    pub fn push_records(&mut self, records: &[Record]) {
+        for r in records {
+            self.push_record(*r);
+        }
+        self.release_due();
+    }
+
+    /// Applies every buffered record the lateness allows, however few: what a batch call
+    /// does before it returns.
+    fn release_due(&mut self) {
         let watermark = self.newest - self.config.lateness_s * SECOND;
         let ready = self.ready(watermark);
         self.release(ready);
-        Ok(())
     }
 
     /// The live view: vehicles on the road and today's census so far, provisional: records
@@ -785,7 +812,12 @@ impl TrafficIndices {
             }
             let links = self.bins.remove(&bin).expect("first bin exists");
             if let Some(raw) = &mut self.raw_travel {
-                raw.extend(links.into_iter().map(|(link, times)| (bin, link, times)));
+                // Sorted here, on the partition's thread: the merge then only interleaves
+                // sorted runs, and `quantiles` finds its input already in order.
+                raw.extend(links.into_iter().map(|(link, mut times)| {
+                    times.sort_unstable_by(f32::total_cmp);
+                    (bin, link, times)
+                }));
                 continue;
             }
             let start = rfc3339(bin * bin_len);
@@ -956,14 +988,9 @@ pub fn merge(config: TrafficConfig, links: Vec<Link>, parts: Vec<Partial>) -> (O
                 .unwrap_or(0);
             *on_road.entry((r.at, d)).or_default() += r.vehicles;
         }
-        for (bin, link, mut times) in part.raw_travel {
-            whole
-                .bins
-                .entry(bin)
-                .or_default()
-                .entry(link)
-                .or_default()
-                .append(&mut times);
+        for (bin, link, times) in part.raw_travel {
+            let pooled = whole.bins.entry(bin).or_default().entry(link).or_default();
+            *pooled = merge_sorted(std::mem::take(pooled), times);
         }
         counters += part.counters;
     }
@@ -982,9 +1009,38 @@ pub fn merge(config: TrafficConfig, links: Vec<Link>, parts: Vec<Partial>) -> (O
     (out, counters)
 }
 
+/// Two ascending runs as one (the order `quantiles` sorts by).
+fn merge_sorted(a: Vec<f32>, b: Vec<f32>) -> Vec<f32> {
+    if a.is_empty() {
+        return b;
+    }
+    if b.is_empty() {
+        return a;
+    }
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        if a[i].total_cmp(&b[j]).is_le() {
+            out.push(a[i]);
+            i += 1;
+        } else {
+            out.push(b[j]);
+            j += 1;
+        }
+    }
+    out.extend_from_slice(&a[i..]);
+    out.extend_from_slice(&b[j..]);
+    out
+}
+
 /// Which of `parts` partitions a plate belongs to in a parallel pass.
 pub fn partition_of(plate: &str, parts: usize) -> usize {
-    let key = PlateKey::new(plate).0;
+    partition_of_key(PlateKey::new(plate), parts)
+}
+
+/// As [`partition_of`], for a plate already packed.
+pub fn partition_of_key(plate: PlateKey, parts: usize) -> usize {
+    let key = plate.0;
     let mixed = (key as u64 ^ (key >> 64) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     ((mixed >> 32) % parts.max(1) as u64) as usize
 }
