@@ -66,6 +66,139 @@ impl Hasher for FastHasher {
 
 pub type FastMap<K, V> = std::collections::HashMap<K, V, BuildHasherDefault<FastHasher>>;
 
+/// A key no plate packs to (top byte 0xFE: packed plates have a length there, hashed ones
+/// 0xFF): marks a free slot.
+const FREE: PlateKey = PlateKey(0xFEu128 << 120);
+
+/// One cache line: the plate and its state together.
+#[derive(Debug, Clone, Copy)]
+#[repr(align(64))]
+struct Slot<V> {
+    key: PlateKey,
+    value: V,
+}
+
+/// State per plate in an open-addressing table (linear probing, at most 70% full).
+///
+/// Why not a `HashMap`: a city's plates are millions of entries, so nearly every passage's
+/// lookup misses the CPU cache, and in a general map each miss waits on the one before
+/// (control bytes, then the slot). Here a plate's first slot follows from the plate alone,
+/// so [`PlateTable::touch`] can start the loads for the next records before they are
+/// applied, and they overlap.
+#[derive(Debug, Clone)]
+pub struct PlateTable<V> {
+    slots: Vec<Slot<V>>,
+    len: usize,
+}
+
+impl<V: Copy + Default> Default for PlateTable<V> {
+    fn default() -> Self {
+        Self::with_capacity(0)
+    }
+}
+
+impl<V: Copy + Default> PlateTable<V> {
+    /// Room for `n` plates before the table grows.
+    pub fn with_capacity(n: usize) -> Self {
+        let slots = (n * 10 / 7 + 1).next_power_of_two().max(16);
+        Self {
+            slots: vec![
+                Slot {
+                    key: FREE,
+                    value: V::default(),
+                };
+                slots
+            ],
+            len: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The first slot to look in: the top bits of a product (Fibonacci hashing), which
+    /// depend on every bit of the plate, unlike the low bits.
+    #[inline]
+    fn home(&self, key: PlateKey) -> usize {
+        let k = key.0;
+        let x = (k as u64) ^ ((k >> 64) as u64).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        let h = x.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        (h >> (64 - self.slots.len().trailing_zeros())) as usize
+    }
+
+    /// Reads the first slot `key` would be in, so a lookup soon after finds it in cache.
+    #[inline]
+    pub fn touch(&self, key: PlateKey) {
+        std::hint::black_box(self.slots[self.home(key)].key);
+    }
+
+    pub fn get(&self, key: PlateKey) -> Option<&V> {
+        let mask = self.slots.len() - 1;
+        let mut i = self.home(key);
+        loop {
+            let slot = &self.slots[i];
+            if slot.key == key {
+                return Some(&slot.value);
+            }
+            if slot.key == FREE {
+                return None;
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// The plate's state, made with `fresh` if the plate is new.
+    #[inline]
+    pub fn get_or_insert(&mut self, key: PlateKey, fresh: V) -> &mut V {
+        debug_assert!(key != FREE);
+        if (self.len + 1) * 10 > self.slots.len() * 7 {
+            self.grow();
+        }
+        let mask = self.slots.len() - 1;
+        let mut i = self.home(key);
+        loop {
+            if self.slots[i].key == key {
+                break;
+            }
+            if self.slots[i].key == FREE {
+                self.slots[i] = Slot { key, value: fresh };
+                self.len += 1;
+                break;
+            }
+            i = (i + 1) & mask;
+        }
+        &mut self.slots[i].value
+    }
+
+    /// Keeps the plates for which `keep` holds (rebuilds the table: called once a day).
+    pub fn retain(&mut self, mut keep: impl FnMut(&V) -> bool) {
+        let kept: Vec<Slot<V>> = self
+            .slots
+            .iter()
+            .filter(|s| s.key != FREE && keep(&s.value))
+            .copied()
+            .collect();
+        *self = Self::with_capacity(kept.len());
+        for s in kept {
+            *self.get_or_insert(s.key, s.value) = s.value;
+        }
+    }
+
+    fn grow(&mut self) {
+        let old = std::mem::take(&mut self.slots);
+        let mut bigger = Self::with_capacity(old.len() * 2 * 7 / 10);
+        for s in old.into_iter().filter(|s| s.key != FREE) {
+            bigger.get_or_insert(s.key, s.value);
+        }
+        *self = bigger;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,5 +211,29 @@ mod tests {
         assert_ne!(PlateKey::new("浙A1"), PlateKey::new("浙A1\0"));
         let long = PlateKey::new("a plate far longer than fifteen bytes");
         assert_eq!(long.0 >> 120, 0xFF);
+        assert_ne!(PlateKey::new(""), FREE);
+    }
+
+    #[test]
+    fn the_table_finds_inserts_grows_and_forgets() {
+        let mut t: PlateTable<u32> = PlateTable::default();
+        let plate = |i: u32| PlateKey::new(&format!("浙A{i:05}"));
+        for i in 0..10_000 {
+            *t.get_or_insert(plate(i), 0) += i;
+        }
+        // A second insert finds the first.
+        *t.get_or_insert(plate(7), 100) += 1;
+        assert_eq!(t.len(), 10_000);
+        assert_eq!(t.get(plate(7)), Some(&8));
+        assert_eq!(t.get(plate(9_999)), Some(&9_999));
+        assert_eq!(t.get(plate(10_000)), None);
+        // Even values stay: plates 0, 2, …, 9,998 and plate 7 (now 8).
+        t.retain(|v| v % 2 == 0);
+        assert_eq!(t.len(), 5_001);
+        assert_eq!(t.get(plate(8)), Some(&8));
+        assert_eq!(t.get(plate(7)), Some(&8));
+        assert_eq!(t.get(plate(9)), None);
+        *t.get_or_insert(plate(9), 1) += 1;
+        assert_eq!(t.get(plate(9)), Some(&2));
     }
 }

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, VecDeque};
 use citybrain_core::Timestamp;
 use serde::Serialize;
 
-use crate::plate::{FastMap, PlateKey};
+use crate::plate::{FastMap, PlateKey, PlateTable};
 
 const SECOND: i64 = 1_000_000;
 
@@ -266,7 +266,7 @@ impl Record {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 struct PlateState {
     day: i64,
     passages: u32,
@@ -309,7 +309,7 @@ pub struct TrafficIndices {
     /// The earliest time at which a window can close (an on-road instant, a link bin, a
     /// day): until then `tick` has nothing to do, and most records arrive before it.
     due: i64,
-    plates: FastMap<PlateKey, PlateState>,
+    plates: PlateTable<PlateState>,
     days: BTreeMap<i64, DayCensus>,
     /// On-road vehicles per (absolute bucket) per district.
     buckets: BTreeMap<i64, Vec<i64>>,
@@ -382,7 +382,7 @@ impl TrafficIndices {
             newest: i64::MIN,
             clock: i64::MIN,
             due: i64::MIN,
-            plates: FastMap::default(),
+            plates: PlateTable::default(),
             days: BTreeMap::new(),
             buckets: BTreeMap::new(),
             next_instant: None,
@@ -480,7 +480,7 @@ impl TrafficIndices {
         for chunk_start in (0..n).step_by(RELEASE_GROUP) {
             let end = (chunk_start + RELEASE_GROUP).min(n);
             for r in self.buffer.range(..end - chunk_start) {
-                std::hint::black_box(self.plates.get(&r.plate).map(|s| s.last_ts));
+                self.plates.touch(r.plate);
             }
             for _ in chunk_start..end {
                 let record = self.buffer.pop_front().expect("n records are buffered");
@@ -572,7 +572,7 @@ impl TrafficIndices {
             e.1 |= r.ts >= from * step;
         }
         for (plate, (n, in_window)) in held {
-            let (counted, passages) = match self.plates.get(&plate) {
+            let (counted, passages) = match self.plates.get(plate) {
                 Some(s) => (
                     s.bucket >= from,
                     if s.day == today { s.passages } else { 0 },
@@ -689,7 +689,7 @@ impl TrafficIndices {
             bucket: i64::MIN,
             district,
         };
-        let state = self.plates.entry(r.plate).or_insert(fresh);
+        let state = self.plates.get_or_insert(r.plate, fresh);
         if state.last_ts == r.ts && state.last_checkpoint == r.checkpoint {
             self.counters.duplicates += 1;
             return;
@@ -890,7 +890,7 @@ impl TrafficIndices {
         // Forget plates whose last passage can matter to no open window (on the road, link
         // travel): that bounds memory to about a day's vehicles.
         let horizon = now - (self.config.on_road_window_s * SECOND).max(self.max_travel);
-        self.plates.retain(|_, s| s.last_ts > horizon);
+        self.plates.retain(|s| s.last_ts > horizon);
     }
 }
 
