@@ -821,8 +821,7 @@ impl TrafficIndices {
                 continue;
             }
             let start = rfc3339(bin * bin_len);
-            let mut sums = vec![(0.0f64, 0u64); self.district_names.len()];
-            let mut rows: Vec<LinkTravel> = links
+            let mut rows: Vec<(usize, LinkTravel)> = links
                 .into_iter()
                 .map(|(link, mut times)| {
                     let l = &self.links[link as usize];
@@ -830,13 +829,7 @@ impl TrafficIndices {
                     let n = times.len() as u64;
                     let di = median / l.freeflow_s;
                     let d = self.link_district[link as usize] as usize;
-                    sums[0].0 += di * n as f64;
-                    sums[0].1 += n;
-                    if d != 0 {
-                        sums[d].0 += di * n as f64;
-                        sums[d].1 += n;
-                    }
-                    LinkTravel {
+                    let row = LinkTravel {
                         bin: start.clone(),
                         link_id: l.link_id,
                         from_checkpoint: l.from,
@@ -848,11 +841,24 @@ impl TrafficIndices {
                         p75_s: p75,
                         freeflow_s: l.freeflow_s,
                         delay_index: di,
-                    }
+                    };
+                    (d, row)
                 })
                 .collect();
-            rows.sort_by_key(|r| r.link_id);
-            self.out.link_travel.extend(rows);
+            rows.sort_by_key(|r| r.1.link_id);
+            // Summed in link order, so the floating-point result does not depend on the
+            // order the links came in (one pass, or partitions merged).
+            let mut sums = vec![(0.0f64, 0u64); self.district_names.len()];
+            for (d, r) in &rows {
+                let n = r.traversals;
+                sums[0].0 += r.delay_index * n as f64;
+                sums[0].1 += n;
+                if *d != 0 {
+                    sums[*d].0 += r.delay_index * n as f64;
+                    sums[*d].1 += n;
+                }
+            }
+            self.out.link_travel.extend(rows.into_iter().map(|r| r.1));
             for (d, (sum, n)) in sums.into_iter().enumerate() {
                 if n > 0 {
                     self.out.delay.push(DelayIndex {
@@ -948,13 +954,16 @@ pub fn rank(rows: &[LinkTravel], from: &str, to: &str, min_traversals: u64) -> V
 
 /// Combines the partitions of a parallel pass (plates split between them) into the rows one
 /// pass over everything would give: counts add up per window, and each link bin's travel
-/// times are pooled before its median is taken.
+/// times are pooled before its median is taken (on as many threads as there are
+/// partitions, each closing a range of bins).
 pub fn merge(config: TrafficConfig, links: Vec<Link>, parts: Vec<Partial>) -> (Outputs, Counters) {
-    let mut whole = TrafficIndices::new(config, links);
+    let whole = TrafficIndices::new(config, links);
     let mut days: BTreeMap<String, CensusDay> = BTreeMap::new();
     let mut hours: BTreeMap<String, CensusHour> = BTreeMap::new();
     let mut on_road: BTreeMap<(String, usize), u64> = BTreeMap::new();
     let mut counters = Counters::default();
+    let threads = parts.len().max(1);
+    let mut raw = Vec::new();
     for part in parts {
         for d in part.out.census_days {
             let e = days.entry(d.day.clone()).or_insert(CensusDay {
@@ -988,14 +997,53 @@ pub fn merge(config: TrafficConfig, links: Vec<Link>, parts: Vec<Partial>) -> (O
                 .unwrap_or(0);
             *on_road.entry((r.at, d)).or_default() += r.vehicles;
         }
-        for (bin, link, times) in part.raw_travel {
-            let pooled = whole.bins.entry(bin).or_default().entry(link).or_default();
-            *pooled = merge_sorted(std::mem::take(pooled), times);
-        }
+        raw.extend(part.raw_travel);
         counters += part.counters;
     }
-    whole.close_bins(i64::MAX);
-    let mut out = whole.take_outputs();
+    // Link bins: pooled and closed in ranges of whole bins, one per partition's thread (the
+    // bulk of the merge); the ranges' rows, concatenated in order, are the rows one closer
+    // would give.
+    raw.sort_unstable_by_key(|r| (r.0, r.1));
+    let total: usize = raw.iter().map(|r| r.2.len()).sum();
+    let mut ranges: Vec<Vec<(i64, u32, Vec<f32>)>> = Vec::new();
+    let mut filled = 0;
+    for r in raw {
+        let starts_bin = ranges
+            .last()
+            .and_then(|g| g.last())
+            .is_none_or(|last| last.0 != r.0);
+        if starts_bin && filled * threads >= total * ranges.len() {
+            ranges.push(Vec::new());
+        }
+        filled += r.2.len();
+        ranges.last_mut().expect("a range is open").push(r);
+    }
+    let closed: Vec<Outputs> = std::thread::scope(|scope| {
+        let handles: Vec<_> = ranges
+            .into_iter()
+            .map(|range| {
+                let (config, links) = (whole.config.clone(), whole.links.clone());
+                scope.spawn(move || {
+                    let mut closer = TrafficIndices::new(config, links);
+                    for (bin, link, times) in range {
+                        let pooled = closer.bins.entry(bin).or_default().entry(link).or_default();
+                        *pooled = merge_sorted(std::mem::take(pooled), times);
+                    }
+                    closer.close_bins(i64::MAX);
+                    closer.take_outputs()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("closing link bins panicked"))
+            .collect()
+    });
+    let mut out = Outputs::default();
+    for part in closed {
+        out.link_travel.extend(part.link_travel);
+        out.delay.extend(part.delay);
+    }
     out.census_days = days.into_values().collect();
     out.census_hours = hours.into_values().collect();
     out.on_road = on_road
