@@ -169,9 +169,7 @@ fn run_parallel(
     passages: &Path,
     threads: usize,
 ) -> Result<(u64, Outputs, citybrain_indices::Counters)> {
-    use arrow::array::{Array, AsArray};
-    use arrow::datatypes::{DataType, Int64Type, TimeUnit, TimestampMicrosecondType};
-    use citybrain_indices::{Passage, Record};
+    use citybrain_indices::Record;
     let mut admission = citybrain_indices::Admission::new(config);
     let (rows, partitions) = std::thread::scope(|scope| -> Result<_> {
         let mut senders = Vec::new();
@@ -189,41 +187,16 @@ fn run_parallel(
             }));
         }
         let mut route = |batch: &RecordBatch| -> Result<()> {
-            let column = |name: &str| {
-                batch
-                    .column_by_name(name)
-                    .with_context(|| format!("the passages have no {name} column"))
-            };
-            let ts = arrow::compute::cast(
-                column("ts")?,
-                &DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-            )?;
-            let ts = ts.as_primitive::<TimestampMicrosecondType>();
-            let checkpoint = arrow::compute::cast(column("checkpoint_id")?, &DataType::Int64)?;
-            let checkpoint = checkpoint.as_primitive::<Int64Type>();
-            let plate = arrow::compute::cast(column("plate")?, &DataType::Utf8)?;
-            let plate = plate.as_string::<i32>();
             let mut parts: Vec<Vec<Record>> = (0..threads)
                 .map(|_| Vec::with_capacity(batch.num_rows() / threads + 64))
                 .collect();
-            for i in 0..batch.num_rows() {
-                if ts.is_null(i)
-                    || checkpoint.is_null(i)
-                    || plate.is_null(i)
-                    || !admission.admit(ts.value(i))
-                {
-                    continue;
+            citybrain_indices::for_each_passage(batch, |passage| {
+                if admission.admit(passage.ts) {
+                    let record = Record::new(passage, config);
+                    parts[citybrain_indices::partition_of_key(record.plate, threads)].push(record);
                 }
-                let record = Record::new(
-                    Passage {
-                        ts: ts.value(i),
-                        checkpoint: checkpoint.value(i),
-                        plate: plate.value(i),
-                    },
-                    config,
-                );
-                parts[citybrain_indices::partition_of_key(record.plate, threads)].push(record);
-            }
+            })
+            .map_err(anyhow::Error::msg)?;
             for (records, tx) in parts.into_iter().zip(&senders) {
                 if !records.is_empty() {
                     tx.send(records).context("a partition stopped")?;

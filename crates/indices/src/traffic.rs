@@ -500,35 +500,7 @@ impl TrafficIndices {
 
     /// Feeds an Arrow batch of passages (columns `ts`, `checkpoint_id`, `plate`, by name).
     pub fn push_batch(&mut self, batch: &arrow::array::RecordBatch) -> Result<(), String> {
-        use arrow::array::{Array, AsArray};
-        use arrow::datatypes::{DataType, Int64Type, TimeUnit, TimestampMicrosecondType};
-        let column = |name: &str| {
-            batch
-                .column_by_name(name)
-                .ok_or_else(|| format!("the passages have no {name} column"))
-        };
-        let cast = |a: &arrow::array::ArrayRef, t: &DataType| {
-            arrow::compute::cast(a, t).map_err(|e| e.to_string())
-        };
-        let ts = cast(
-            column("ts")?,
-            &DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-        )?;
-        let ts = ts.as_primitive::<TimestampMicrosecondType>();
-        let checkpoint = cast(column("checkpoint_id")?, &DataType::Int64)?;
-        let checkpoint = checkpoint.as_primitive::<Int64Type>();
-        let plate = cast(column("plate")?, &DataType::Utf8)?;
-        let plate = plate.as_string::<i32>();
-        for i in 0..batch.num_rows() {
-            if ts.is_null(i) || checkpoint.is_null(i) || plate.is_null(i) {
-                continue;
-            }
-            self.push(Passage {
-                ts: ts.value(i),
-                checkpoint: checkpoint.value(i),
-                plate: plate.value(i),
-            });
-        }
+        for_each_passage(batch, |p| self.push(p))?;
         self.release_due();
         Ok(())
     }
@@ -1055,6 +1027,44 @@ pub fn merge(config: TrafficConfig, links: Vec<Link>, parts: Vec<Partial>) -> (O
         })
         .collect();
     (out, counters)
+}
+
+/// Calls `f` with each passage of an Arrow batch (columns `ts`, `checkpoint_id`, `plate`, by
+/// name, cast as needed); rows missing one of them are skipped.
+pub fn for_each_passage(
+    batch: &arrow::array::RecordBatch,
+    mut f: impl FnMut(Passage<'_>),
+) -> Result<(), String> {
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::{DataType, Int64Type, TimeUnit, TimestampMicrosecondType};
+    let column = |name: &str| {
+        batch
+            .column_by_name(name)
+            .ok_or_else(|| format!("the passages have no {name} column"))
+    };
+    let cast = |a: &arrow::array::ArrayRef, t: &DataType| {
+        arrow::compute::cast(a, t).map_err(|e| e.to_string())
+    };
+    let ts = cast(
+        column("ts")?,
+        &DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+    )?;
+    let ts = ts.as_primitive::<TimestampMicrosecondType>();
+    let checkpoint = cast(column("checkpoint_id")?, &DataType::Int64)?;
+    let checkpoint = checkpoint.as_primitive::<Int64Type>();
+    let plate = cast(column("plate")?, &DataType::Utf8)?;
+    let plate = plate.as_string::<i32>();
+    for i in 0..batch.num_rows() {
+        if ts.is_null(i) || checkpoint.is_null(i) || plate.is_null(i) {
+            continue;
+        }
+        f(Passage {
+            ts: ts.value(i),
+            checkpoint: checkpoint.value(i),
+            plate: plate.value(i),
+        });
+    }
+    Ok(())
 }
 
 /// Two ascending runs as one (the order `quantiles` sorts by).
