@@ -70,9 +70,10 @@ pub type FastMap<K, V> = std::collections::HashMap<K, V, BuildHasherDefault<Fast
 /// 0xFF): marks a free slot.
 const FREE: PlateKey = PlateKey(0xFEu128 << 120);
 
-/// One cache line: the plate and its state together.
+/// The plate and its state together, aligned so that a slot never straddles two cache
+/// lines (32 bytes for the traffic operators' state: two slots per line).
 #[derive(Debug, Clone, Copy)]
-#[repr(align(64))]
+#[repr(align(32))]
 struct Slot<V> {
     key: PlateKey,
     value: V,

@@ -88,6 +88,7 @@ pub struct TrafficConfig {
     pub utc_offset_s: i64,
     /// Passages a plate needs in a day before the census counts it: misreads make plates
     /// seen once, and real vehicles almost never pass a single camera in a whole day.
+    /// At most 255 (more is taken as 255).
     pub corroboration: u32,
     /// Vehicles on the road at t: a passage in [t − window, t).
     pub on_road_window_s: i64,
@@ -266,17 +267,38 @@ impl Record {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default)]
+/// What the operators remember of a plate: its last passage, and its census of that
+/// passage's local day. 16 bytes, so a plate and its state take half a cache line: the
+/// plate table is the one structure every passage touches at random. The last passage's
+/// on-road bucket, district and local day follow from its time and checkpoint.
+#[derive(Debug, Clone, Copy)]
 struct PlateState {
-    day: i64,
-    passages: u32,
-    hours: u32,
-    local: bool,
+    /// Time of the last passage (µs), `i64::MIN` before the first.
     last_ts: i64,
-    last_checkpoint: i64,
-    /// On-road bucket and district of the last passage (absolute bucket number).
-    bucket: i64,
-    district: u16,
+    /// Its checkpoint, as an index into `TrafficIndices::checkpoint_ids`.
+    last_checkpoint: u32,
+    /// Hours of that local day with a passage (bits 0–23), and in the top byte how many
+    /// passages that day (saturating at 255; `corroboration` is at most 255).
+    hours_passages: u32,
+}
+
+impl Default for PlateState {
+    fn default() -> Self {
+        Self {
+            last_ts: i64::MIN,
+            last_checkpoint: 0,
+            hours_passages: 0,
+        }
+    }
+}
+
+impl PlateState {
+    fn hours(&self) -> u32 {
+        self.hours_passages & 0x00FF_FFFF
+    }
+    fn passages(&self) -> u32 {
+        self.hours_passages >> 24
+    }
 }
 
 #[derive(Debug, Default)]
@@ -298,7 +320,11 @@ pub struct TrafficIndices {
     /// Each link's district, as an index into `district_names`.
     link_district: Vec<u16>,
     district_names: Vec<String>,
-    district_of_checkpoint: FastMap<i64, u16>,
+    /// Every checkpoint seen (those of the links first) → its index, its id and district
+    /// (the district of a link leaving it; the city's for others).
+    checkpoint_index: FastMap<i64, u32>,
+    checkpoint_ids: Vec<i64>,
+    checkpoint_district: Vec<u16>,
     /// The longest traversal accepted, over all links, in µs: bins close after it.
     max_travel: i64,
     // The reorder buffer and the stream's clock.
@@ -369,6 +395,18 @@ impl TrafficIndices {
             district_of_checkpoint.entry(link.from).or_insert(d as u16);
             link_district.push(d as u16);
         }
+        let mut checkpoint_index = FastMap::default();
+        let mut checkpoint_ids = Vec::new();
+        let mut checkpoint_district = Vec::new();
+        for link in &links {
+            for cp in [link.from, link.to] {
+                checkpoint_index.entry(cp).or_insert_with(|| {
+                    checkpoint_ids.push(cp);
+                    checkpoint_district.push(district_of_checkpoint.get(&cp).copied().unwrap_or(0));
+                    checkpoint_ids.len() as u32 - 1
+                });
+            }
+        }
         let max_travel = (max_freeflow * config.max_delay_factor * SECOND as f64) as i64;
         Self {
             config,
@@ -376,7 +414,9 @@ impl TrafficIndices {
             link_of,
             link_district,
             district_names,
-            district_of_checkpoint,
+            checkpoint_index,
+            checkpoint_ids,
+            checkpoint_district,
             max_travel,
             buffer: VecDeque::new(),
             newest: i64::MIN,
@@ -534,7 +574,7 @@ impl TrafficIndices {
             .map(|(_, counts)| counts.iter().sum::<i64>())
             .sum();
         let today = self.local_day(now);
-        let corroboration = self.config.corroboration.max(1);
+        let corroboration = self.config.corroboration.clamp(1, 255);
         let mut vehicles = self.days.get(&today).map_or(0, |d| d.vehicles);
         // Held records: (passages, whether one falls in the on-road window) per plate.
         let mut held: FastMap<PlateKey, (u32, bool)> = FastMap::default();
@@ -545,11 +585,15 @@ impl TrafficIndices {
         }
         for (plate, (n, in_window)) in held {
             let (counted, passages) = match self.plates.get(plate) {
-                Some(s) => (
-                    s.bucket >= from,
-                    if s.day == today { s.passages } else { 0 },
+                Some(s) if s.last_ts != i64::MIN => (
+                    s.last_ts.div_euclid(step) >= from,
+                    if self.local_day(s.last_ts) == today {
+                        s.passages()
+                    } else {
+                        0
+                    },
                 ),
-                None => (false, 0),
+                _ => (false, 0),
             };
             on_road += i64::from(in_window && !counted);
             if passages < corroboration && passages + n >= corroboration {
@@ -645,96 +689,99 @@ impl TrafficIndices {
         let day = self.local_day(r.ts);
         let hour =
             ((r.ts / SECOND + self.config.utc_offset_s).div_euclid(3600)).rem_euclid(24) as usize;
-        let bucket = r.ts.div_euclid(self.config.on_road_step_s * SECOND);
-        let district = self
-            .district_of_checkpoint
-            .get(&r.checkpoint)
-            .copied()
-            .unwrap_or(0);
-        let fresh = PlateState {
-            day,
-            passages: 0,
-            hours: 0,
-            local: r.local,
-            last_ts: i64::MIN,
-            last_checkpoint: i64::MIN,
-            bucket: i64::MIN,
-            district,
+        let step = self.config.on_road_step_s * SECOND;
+        let bucket = r.ts.div_euclid(step);
+        let checkpoint = match self.checkpoint_index.get(&r.checkpoint) {
+            Some(i) => *i,
+            None => {
+                // A checkpoint on no link: counted in the city's census and on-road only.
+                let i = self.checkpoint_ids.len() as u32;
+                self.checkpoint_index.insert(r.checkpoint, i);
+                self.checkpoint_ids.push(r.checkpoint);
+                self.checkpoint_district.push(0);
+                i
+            }
         };
-        let state = self.plates.get_or_insert(r.plate, fresh);
-        if state.last_ts == r.ts && state.last_checkpoint == r.checkpoint {
+        let district = self.checkpoint_district[checkpoint as usize];
+        let utc_offset = self.config.utc_offset_s;
+        let state = self.plates.get_or_insert(r.plate, PlateState::default());
+        let seen = state.last_ts != i64::MIN;
+        if seen && state.last_ts == r.ts && state.last_checkpoint == checkpoint {
             self.counters.duplicates += 1;
             return;
         }
         self.counters.applied += 1;
+        let (last_ts, last_checkpoint) = (state.last_ts, state.last_checkpoint);
+        state.last_ts = r.ts;
+        state.last_checkpoint = checkpoint;
+        // The previous passage's day (None before the first), for the census below.
+        let last_day = seen.then(|| (last_ts / SECOND + utc_offset).div_euclid(86_400));
+        if last_day != Some(day) {
+            state.hours_passages = 0;
+        }
+        let (passages_before, hours_before) = (state.passages(), state.hours());
+        let bit = 1u32 << hour;
+        state.hours_passages = ((passages_before + 1).min(255) << 24) | hours_before | bit;
 
         // Link travel: the previous passage of this plate, at the link's upstream end.
-        if let Some(&link) = self.link_of.get(&(state.last_checkpoint, r.checkpoint)) {
-            let dt = (r.ts - state.last_ts) as f64 / SECOND as f64;
-            let freeflow = self.links[link as usize].freeflow_s;
-            if dt > 0.0 && dt <= freeflow * self.config.max_delay_factor {
-                let bin = state.last_ts.div_euclid(self.config.bin_s * SECOND);
-                self.due = self
-                    .due
-                    .min((bin + 1) * self.config.bin_s * SECOND + self.max_travel);
-                self.bins
-                    .entry(bin)
-                    .or_default()
-                    .entry(link)
-                    .or_default()
-                    .push(dt as f32);
+        if seen {
+            let from = self.checkpoint_ids[last_checkpoint as usize];
+            if let Some(&link) = self.link_of.get(&(from, r.checkpoint)) {
+                let dt = (r.ts - last_ts) as f64 / SECOND as f64;
+                let freeflow = self.links[link as usize].freeflow_s;
+                if dt > 0.0 && dt <= freeflow * self.config.max_delay_factor {
+                    let bin = last_ts.div_euclid(self.config.bin_s * SECOND);
+                    self.due = self
+                        .due
+                        .min((bin + 1) * self.config.bin_s * SECOND + self.max_travel);
+                    self.bins
+                        .entry(bin)
+                        .or_default()
+                        .entry(link)
+                        .or_default()
+                        .push(dt as f32);
+                }
             }
         }
 
-        // On the road: move the plate from its old bucket to this one.
-        if state.bucket != bucket || state.district != district {
-            if let Some(counts) = self.buckets.get_mut(&state.bucket) {
-                counts[state.district as usize] -= 1;
+        // On the road: move the plate from its old bucket (and district) to this one.
+        let last_district = self.checkpoint_district[last_checkpoint as usize];
+        let last_bucket = last_ts.div_euclid(step);
+        if !seen || last_bucket != bucket || last_district != district {
+            if seen && let Some(counts) = self.buckets.get_mut(&last_bucket) {
+                counts[last_district as usize] -= 1;
             }
             let n = self.district_names.len();
             let first_bucket = self.buckets.is_empty();
             self.buckets.entry(bucket).or_insert_with(|| vec![0; n])[district as usize] += 1;
             if first_bucket {
-                // As `next_on_road_instant`, this bucket being the first (fields borrowed
-                // one by one: the plate's state is borrowed too).
-                let step = self.config.on_road_step_s * SECOND;
+                // As `next_on_road_instant`, this bucket being the first.
                 let next = self.next_instant.unwrap_or((bucket + 1) * step);
                 self.due = self.due.min(next);
             }
-            state.bucket = bucket;
-            state.district = district;
         }
-        state.last_ts = r.ts;
-        state.last_checkpoint = r.checkpoint;
 
         // Census: per local day, counted once corroborated.
-        if state.day != day {
-            state.day = day;
-            state.passages = 0;
-            state.hours = 0;
-        }
         let census = self.days.entry(day).or_default();
-        if state.passages == 0 {
+        if passages_before == 0 {
             census.plates_read += 1;
         }
-        state.passages = state.passages.saturating_add(1);
-        let bit = 1u32 << hour;
-        let corroboration = self.config.corroboration.max(1);
-        if state.passages == corroboration {
+        let passages = passages_before + 1;
+        let corroboration = self.config.corroboration.clamp(1, 255);
+        if passages == corroboration {
             census.vehicles += 1;
-            census.local += u64::from(state.local);
-            let hours = state.hours | bit;
+            census.local += u64::from(r.local);
+            let hours = hours_before | bit;
             for h in 0..24 {
                 if hours & (1 << h) != 0 {
                     census.hours[h] += 1;
-                    census.hours_local[h] += u64::from(state.local);
+                    census.hours_local[h] += u64::from(r.local);
                 }
             }
-        } else if state.passages > corroboration && state.hours & bit == 0 {
+        } else if passages > corroboration && hours_before & bit == 0 {
             census.hours[hour] += 1;
-            census.hours_local[hour] += u64::from(state.local);
+            census.hours_local[hour] += u64::from(r.local);
         }
-        state.hours |= bit;
     }
 
     /// Emits on-road rows for every instant up to and including `now`.
