@@ -316,7 +316,9 @@ struct DayCensus {
 pub struct TrafficIndices {
     config: TrafficConfig,
     links: Vec<Link>,
-    link_of: FastMap<(i64, i64), u32>,
+    /// Per checkpoint index, the links leaving it: (the index of the checkpoint they lead
+    /// to, link). A handful each, so a scan beats hashing the pair.
+    links_from: Vec<Vec<(u32, u32)>>,
     /// Each link's district, as an index into `district_names`.
     link_district: Vec<u16>,
     district_names: Vec<String>,
@@ -340,8 +342,8 @@ pub struct TrafficIndices {
     /// On-road vehicles per (absolute bucket) per district.
     buckets: BTreeMap<i64, Vec<i64>>,
     next_instant: Option<i64>,
-    /// Open link-travel bins: bin number → link → travel times (s).
-    bins: BTreeMap<i64, FastMap<u32, Vec<f32>>>,
+    /// Open link-travel bins: bin number → per link (by index) the travel times (s).
+    bins: BTreeMap<i64, Vec<Vec<f32>>>,
     counters: Counters,
     out: Outputs,
     /// In a partition of a parallel pass: closed link bins kept as raw travel times, since
@@ -407,11 +409,18 @@ impl TrafficIndices {
                 });
             }
         }
+        // Two links between the same checkpoints: the later one counts (as it always has).
+        let mut links_from = vec![Vec::new(); checkpoint_ids.len()];
+        let mut pairs: Vec<_> = link_of.into_iter().collect();
+        pairs.sort_unstable();
+        for ((from, to), link) in pairs {
+            links_from[checkpoint_index[&from] as usize].push((checkpoint_index[&to], link));
+        }
         let max_travel = (max_freeflow * config.max_delay_factor * SECOND as f64) as i64;
         Self {
             config,
             links,
-            link_of,
+            links_from,
             link_district,
             district_names,
             checkpoint_index,
@@ -724,23 +733,23 @@ impl TrafficIndices {
         state.hours_passages = ((passages_before + 1).min(255) << 24) | hours_before | bit;
 
         // Link travel: the previous passage of this plate, at the link's upstream end.
-        if seen {
-            let from = self.checkpoint_ids[last_checkpoint as usize];
-            if let Some(&link) = self.link_of.get(&(from, r.checkpoint)) {
-                let dt = (r.ts - last_ts) as f64 / SECOND as f64;
-                let freeflow = self.links[link as usize].freeflow_s;
-                if dt > 0.0 && dt <= freeflow * self.config.max_delay_factor {
-                    let bin = last_ts.div_euclid(self.config.bin_s * SECOND);
-                    self.due = self
-                        .due
-                        .min((bin + 1) * self.config.bin_s * SECOND + self.max_travel);
-                    self.bins
-                        .entry(bin)
-                        .or_default()
-                        .entry(link)
-                        .or_default()
-                        .push(dt as f32);
-                }
+        let link = match self.links_from.get(last_checkpoint as usize) {
+            Some(out) if seen => out.iter().find(|l| l.0 == checkpoint).map(|l| l.1),
+            _ => None,
+        };
+        if let Some(link) = link {
+            let dt = (r.ts - last_ts) as f64 / SECOND as f64;
+            let freeflow = self.links[link as usize].freeflow_s;
+            if dt > 0.0 && dt <= freeflow * self.config.max_delay_factor {
+                let bin = last_ts.div_euclid(self.config.bin_s * SECOND);
+                self.due = self
+                    .due
+                    .min((bin + 1) * self.config.bin_s * SECOND + self.max_travel);
+                let links = self.links.len();
+                self.bins
+                    .entry(bin)
+                    .or_insert_with(|| vec![Vec::new(); links])[link as usize]
+                    .push(dt as f32);
             }
         }
 
@@ -829,7 +838,14 @@ impl TrafficIndices {
             if now != i64::MAX && (bin + 1) * bin_len + self.max_travel > now {
                 break;
             }
-            let links = self.bins.remove(&bin).expect("first bin exists");
+            let links = self
+                .bins
+                .remove(&bin)
+                .expect("first bin exists")
+                .into_iter()
+                .enumerate()
+                .filter(|(_, times)| !times.is_empty())
+                .map(|(link, times)| (link as u32, times));
             if let Some(raw) = &mut self.raw_travel {
                 // Sorted here, on the partition's thread: the merge then only interleaves
                 // sorted runs, and `quantiles` finds its input already in order.
@@ -1045,7 +1061,11 @@ pub fn merge(config: TrafficConfig, links: Vec<Link>, parts: Vec<Partial>) -> (O
                 scope.spawn(move || {
                     let mut closer = TrafficIndices::new(config, links);
                     for (bin, link, times) in range {
-                        let pooled = closer.bins.entry(bin).or_default().entry(link).or_default();
+                        let n = closer.links.len();
+                        let pooled = &mut closer
+                            .bins
+                            .entry(bin)
+                            .or_insert_with(|| vec![Vec::new(); n])[link as usize];
                         *pooled = merge_sorted(std::mem::take(pooled), times);
                     }
                     closer.close_bins(i64::MAX);
