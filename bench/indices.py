@@ -2,10 +2,13 @@
 """Traffic indices: citybrain's one streaming pass against DuckDB SQL and Polars lazy queries,
 on the same Parquet file of ANPR passages, in the same run; then accuracy against the truth.
 
-Usage: python3 bench/indices.py [--scale S] [--network FILE]
+Usage: python3 bench/indices.py [--scale S] [--network FILE] [--runs N]
   needs `pip install duckdb polars` and `cargo build --release -p citybrain`.
   Scale 1 ≈ 20,000 vehicles and 0.4 M passages on the embedded Hangzhou network; the issue's
   size (50 M passages) is about --scale 125. Prints a Markdown table for docs/benchmarks.md.
+  With --runs N (default 3) each engine runs N times, the three taking turns, and the table
+  shows each one's median run (by total): this machine's timings vary by a quarter from run
+  to run, for every engine.
 
 The peers compute the same definitions (docs/indices.md): census = plates with ≥ 2 passages;
 on the road at t = distinct plates with a passage in [t−15 min, t), t every 5 min; link travel
@@ -106,6 +109,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--scale", type=float, default=10)
     ap.add_argument("--network")
+    ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="citybrain-indices-")
     city = os.path.join(work, "city")
@@ -124,8 +128,16 @@ def main():
     vehicles = truth["vehicles"]
 
     out_dir = os.path.join(work, "indices")
-    cb_time, proc = timed(lambda: subprocess.run([BIN, "indices", "traffic", "--passages", passages, "--links", links,
-                                                  "--out", out_dir], check=True, capture_output=True, text=True))
+    cb_runs, d_runs, p_runs = [], [], []
+    for _ in range(max(args.runs, 1)):
+        cb_runs.append(timed(lambda: subprocess.run([BIN, "indices", "traffic", "--passages", passages, "--links", links,
+                                                     "--out", out_dir], check=True, capture_output=True, text=True)))
+        d_runs.append(duck_indices(con, passages, links))
+        p_runs.append(polars_indices(passages, links))
+    median = lambda runs, total: sorted(runs, key=total)[len(runs) // 2]
+    cb_time, proc = median(cb_runs, lambda r: r[0])
+    d_times, d = median(d_runs, lambda r: sum(r[0].values()))
+    p_times, pq = median(p_runs, lambda r: sum(r[0].values()))
     summary = json.loads(proc.stdout)
     peak_mib = summary["peak_rss_mib"]
     cb_travel = {(r[0], r[1]): (r[2], r[3]) for r in con.execute(
@@ -135,8 +147,6 @@ def main():
     cb_top = [int(r[0]) for r in con.execute(
         f"SELECT id FROM read_parquet('{out_dir}/ranking.parquet') WHERE kind = 'link' ORDER BY rank LIMIT 20").fetchall()]
 
-    d_times, d = duck_indices(con, passages, links)
-    p_times, pq = polars_indices(passages, links)
 
     # Agreement where the definitions coincide.
     def agree(peer):
@@ -165,12 +175,16 @@ def main():
     census = summary["census"][0]
 
     print(f"\n{rows:,} passages, {vehicles:,} vehicles, {len(ff)} links; {os.cpu_count()} cores; "
-          f"DuckDB {duckdb.__version__}, Polars {pl.__version__}\n")
+          f"DuckDB {duckdb.__version__}, Polars {pl.__version__}; median of {len(cb_runs)} runs each\n")
     print("| index | citybrain (one pass) | DuckDB | Polars |")
     print("|---|---:|---:|---:|")
     for k, label in [("census", "census"), ("on_road", "vehicles on the road"), ("travel", "link travel + delay index"), ("ranking", "ranking")]:
         print(f"| {label} | | {d_times[k]:.2f} s | {p_times[k]:.2f} s |")
     print(f"| **all four** | **{cb_time:.2f} s** (peak {peak_mib:.0f} MiB) | **{sum(d_times.values()):.2f} s** | **{sum(p_times.values()):.2f} s** |")
+    totals = lambda runs, f: ", ".join(f"{f(r):.2f}" for r in runs)
+    print(f"\nall runs (s): citybrain {totals(cb_runs, lambda r: r[0])}; DuckDB {totals(d_runs, lambda r: sum(r[0].values()))}; "
+          f"Polars {totals(p_runs, lambda r: sum(r[0].values()))}; citybrain vs Polars (medians) "
+          f"{sum(p_times.values()) / cb_time:.1f}×")
     print(f"\nagreement with DuckDB: {agree(d)}")
     print(f"agreement with Polars: {agree(pq)}")
     print(f"\naccuracy: census {census['vehicles']:,} vs truth {vehicles:,} ({census['vehicles'] / vehicles - 1:+.4%}; "
