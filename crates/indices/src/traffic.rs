@@ -275,7 +275,7 @@ impl Record {
 struct PlateState {
     /// Time of the last passage (µs), `i64::MIN` before the first.
     last_ts: i64,
-    /// Its checkpoint, as an index into `TrafficIndices::checkpoint_ids`.
+    /// Its checkpoint, as an index (see `TrafficIndices::checkpoint_index`).
     last_checkpoint: u32,
     /// Hours of that local day with a passage (bits 0–23), and in the top byte how many
     /// passages that day (saturating at 255; `corroboration` is at most 255).
@@ -322,10 +322,9 @@ pub struct TrafficIndices {
     /// Each link's district, as an index into `district_names`.
     link_district: Vec<u16>,
     district_names: Vec<String>,
-    /// Every checkpoint seen (those of the links first) → its index, its id and district
-    /// (the district of a link leaving it; the city's for others).
+    /// Every checkpoint seen (those of the links first) → its index, and by index its
+    /// district (the district of a link leaving it; the city's for others).
     checkpoint_index: FastMap<i64, u32>,
-    checkpoint_ids: Vec<i64>,
     checkpoint_district: Vec<u16>,
     /// The longest traversal accepted, over all links, in µs: bins close after it.
     max_travel: i64,
@@ -357,6 +356,11 @@ pub struct Partial {
     out: Outputs,
     counters: Counters,
     raw_travel: Vec<(i64, u32, Vec<f32>)>,
+}
+
+/// The local day (days since the epoch) of a time in µs.
+fn local_day(ts: i64, utc_offset_s: i64) -> i64 {
+    (ts / SECOND + utc_offset_s).div_euclid(86_400)
 }
 
 fn rfc3339(micros: i64) -> String {
@@ -398,19 +402,17 @@ impl TrafficIndices {
             link_district.push(d as u16);
         }
         let mut checkpoint_index = FastMap::default();
-        let mut checkpoint_ids = Vec::new();
         let mut checkpoint_district = Vec::new();
         for link in &links {
             for cp in [link.from, link.to] {
                 checkpoint_index.entry(cp).or_insert_with(|| {
-                    checkpoint_ids.push(cp);
                     checkpoint_district.push(district_of_checkpoint.get(&cp).copied().unwrap_or(0));
-                    checkpoint_ids.len() as u32 - 1
+                    checkpoint_district.len() as u32 - 1
                 });
             }
         }
         // Two links between the same checkpoints: the later one counts (as it always has).
-        let mut links_from = vec![Vec::new(); checkpoint_ids.len()];
+        let mut links_from = vec![Vec::new(); checkpoint_district.len()];
         let mut pairs: Vec<_> = link_of.into_iter().collect();
         pairs.sort_unstable();
         for ((from, to), link) in pairs {
@@ -424,7 +426,6 @@ impl TrafficIndices {
             link_district,
             district_names,
             checkpoint_index,
-            checkpoint_ids,
             checkpoint_district,
             max_travel,
             buffer: VecDeque::new(),
@@ -642,7 +643,7 @@ impl TrafficIndices {
     }
 
     fn local_day(&self, ts: i64) -> i64 {
-        (ts / SECOND + self.config.utc_offset_s).div_euclid(86_400)
+        local_day(ts, self.config.utc_offset_s)
     }
 
     /// Closes windows the clock has passed.
@@ -689,6 +690,14 @@ impl TrafficIndices {
     }
 
     /// When a link bin closes: no traversal that started in it can still arrive.
+    /// A link-travel bin's travel times per link, the bin opened if new.
+    fn open_bin(&mut self, bin: i64) -> &mut Vec<Vec<f32>> {
+        let links = self.links.len();
+        self.bins
+            .entry(bin)
+            .or_insert_with(|| vec![Vec::new(); links])
+    }
+
     fn bin_closes_at(&self, bin: i64) -> i64 {
         (bin + 1) * self.config.bin_s * SECOND + self.max_travel
     }
@@ -704,9 +713,8 @@ impl TrafficIndices {
             Some(i) => *i,
             None => {
                 // A checkpoint on no link: counted in the city's census and on-road only.
-                let i = self.checkpoint_ids.len() as u32;
+                let i = self.checkpoint_district.len() as u32;
                 self.checkpoint_index.insert(r.checkpoint, i);
-                self.checkpoint_ids.push(r.checkpoint);
                 self.checkpoint_district.push(0);
                 i
             }
@@ -724,7 +732,7 @@ impl TrafficIndices {
         state.last_ts = r.ts;
         state.last_checkpoint = checkpoint;
         // The previous passage's day (None before the first), for the census below.
-        let last_day = seen.then(|| (last_ts / SECOND + utc_offset).div_euclid(86_400));
+        let last_day = seen.then(|| local_day(last_ts, utc_offset));
         if last_day != Some(day) {
             state.hours_passages = 0;
         }
@@ -745,11 +753,7 @@ impl TrafficIndices {
                 self.due = self
                     .due
                     .min((bin + 1) * self.config.bin_s * SECOND + self.max_travel);
-                let links = self.links.len();
-                self.bins
-                    .entry(bin)
-                    .or_insert_with(|| vec![Vec::new(); links])[link as usize]
-                    .push(dt as f32);
+                self.open_bin(bin)[link as usize].push(dt as f32);
             }
         }
 
@@ -1061,11 +1065,7 @@ pub fn merge(config: TrafficConfig, links: Vec<Link>, parts: Vec<Partial>) -> (O
                 scope.spawn(move || {
                     let mut closer = TrafficIndices::new(config, links);
                     for (bin, link, times) in range {
-                        let n = closer.links.len();
-                        let pooled = &mut closer
-                            .bins
-                            .entry(bin)
-                            .or_insert_with(|| vec![Vec::new(); n])[link as usize];
+                        let pooled = &mut closer.open_bin(bin)[link as usize];
                         *pooled = merge_sorted(std::mem::take(pooled), times);
                     }
                     closer.close_bins(i64::MAX);

@@ -422,29 +422,6 @@ fn children_mut(node: &mut Node, frac: bool, f: &mut impl FnMut(&mut Node, bool)
     }
 }
 
-/// Operations in `node` (leaves are free).
-fn cost(node: &Node) -> usize {
-    let all = |xs: &[&Node]| xs.iter().map(|x| cost(x)).sum::<usize>();
-    1 + match node {
-        Node::Col(_) | Node::Const(_) => return 0,
-        Node::Neg(x)
-        | Node::Not(x)
-        | Node::Scale(x, _)
-        | Node::Round(_, x, _)
-        | Node::RoundFrac { f: x, .. }
-        | Node::Memo(_, x) => cost(x),
-        Node::Logic(_, a, b)
-        | Node::Arith(_, a, b, _)
-        | Node::Cmp(_, a, b)
-        | Node::DateShift(_, a, b, _)
-        | Node::DateDiff(a, b)
-        | Node::Frac(a, b)
-        | Node::CmpFrac { f: a, c: b, .. } => all(&[a, b]),
-        Node::If(c, a, b) => all(&[c, a, b]),
-        Node::MinMax(_, xs) => xs.iter().map(cost).sum(),
-    }
-}
-
 /// A value worth computing once for several places: two operations or more (one is as cheap
 /// as copying its result).
 const MEMO_COST: usize = 2;
@@ -471,11 +448,14 @@ fn share_subtrees(policies: &mut [(&PolicyAst, Program, Date)]) -> usize {
             _ => Vec::new(),
         }
     }
-    fn count(node: &mut Node, frac: bool, seen: &mut HashMap<Node, usize>) {
-        if !frac && cost(node) >= MEMO_COST {
+    /// Counts the subtrees worth sharing; returns the operations in `node` (leaves are free).
+    fn count(node: &mut Node, frac: bool, seen: &mut HashMap<Node, usize>) -> usize {
+        let mut cost = usize::from(!matches!(node, Node::Col(_) | Node::Const(_)));
+        children_mut(node, frac, &mut |c, fr| cost += count(c, fr, seen));
+        if !frac && cost >= MEMO_COST {
             *seen.entry(node.clone()).or_default() += 1;
         }
-        children_mut(node, frac, &mut |c, fr| count(c, fr, seen));
+        cost
     }
     fn wrap(
         node: &mut Node,
