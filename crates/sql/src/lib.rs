@@ -6,6 +6,7 @@
 //! the only crate that depends on DataFusion; the hub knows nothing about SQL.
 
 mod governed;
+mod int_key;
 mod lift;
 mod table;
 
@@ -19,6 +20,7 @@ use citybrain_core::Timestamp;
 use citybrain_gov::{Call, CallKind, Gov, Outcome, Touch};
 use citybrain_hub::Hub;
 use datafusion::error::DataFusionError;
+use datafusion::execution::cache::cache_manager::{CacheManager, CacheManagerConfig};
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionStateBuilder;
@@ -81,6 +83,10 @@ pub struct SqlEngine {
     hub: Arc<Hub>,
     gov: Option<Arc<Gov>>,
     limits: SqlLimits,
+    int_key_grouping: bool,
+    /// Segment footers and statistics, read once and kept across statements (a segment is
+    /// never rewritten; an entry is checked against the file's size and time anyway).
+    caches: Arc<CacheManager>,
 }
 
 /// One governed data call: who reads, why, and as what kind of call it is audited.
@@ -117,7 +123,17 @@ impl SqlEngine {
             hub,
             gov: None,
             limits,
+            int_key_grouping: true,
+            caches: CacheManager::try_new(&CacheManagerConfig::default())
+                .expect("the default caches build"),
         }
+    }
+
+    /// Leaves every aggregation to DataFusion's own grouping (see `int_key`): for tests that
+    /// compare the two, and for measuring what the integer-key operator gains.
+    pub fn without_int_key_grouping(mut self) -> Self {
+        self.int_key_grouping = false;
+        self
     }
 
     /// Governs principals' queries with `gov` (grants, masks, audit).
@@ -131,7 +147,11 @@ impl SqlEngine {
     }
 
     fn context(&self, scope: Arc<governed::QueryScope>) -> Result<SessionContext, SqlError> {
+        let caches = CacheManagerConfig::default()
+            .with_file_statistics_cache(self.caches.get_file_statistic_cache())
+            .with_file_metadata_cache(Some(self.caches.get_file_metadata_cache()));
         let runtime = RuntimeEnvBuilder::new()
+            .with_cache_manager(caches)
             .with_memory_limit(self.limits.memory_bytes, 1.0)
             .build_arc()
             .map_err(|e| SqlError::Execution(e.to_string()))?;
@@ -143,6 +163,15 @@ impl SqlEngine {
         let mut rules: Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> =
             vec![Arc::new(lift::LiftPseudonyms)];
         rules.extend(PhysicalOptimizer::new().rules);
+        // Integer-key grouping replaces aggregations in place once repartitions are placed, and
+        // before the final sanity check looks the plan over.
+        if self.int_key_grouping {
+            let at = rules
+                .iter()
+                .position(|r| r.name() == "SanityCheckPlan")
+                .unwrap_or(rules.len());
+            rules.insert(at, Arc::new(int_key::IntegerKeyGrouping));
+        }
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(runtime)

@@ -71,7 +71,9 @@ impl TableProvider for HubTable {
             let config = ListingTableConfig::new_with_multi_paths(urls)
                 .with_listing_options(options)
                 .with_schema(schema.clone());
-            let segments = ListingTable::try_new(config)?;
+            // Segment statistics come from the engine's cache, kept across statements.
+            let segments = ListingTable::try_new(config)?
+                .with_cache(state.runtime_env().cache_manager.get_file_statistic_cache());
             inputs.push(segments.scan(state, projection, filters, limit).await?);
         }
         if !self.snapshot.tail.is_empty() {
