@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::array::RecordBatch;
+use arrow::datatypes::{DataType, Field};
 use citybrain_core::Timestamp;
 use citybrain_gov::{Call, CallKind, Gov, Outcome, Touch};
 use citybrain_hub::Hub;
@@ -72,6 +73,48 @@ pub struct QueryResult {
 }
 
 impl QueryResult {
+    /// A result with text as `Utf8`, whatever view types the plan used inside
+    /// (`table::sql_schema`): clients and encoders get the dataset's own types.
+    fn plain(
+        schema: &arrow::datatypes::Schema,
+        batches: Vec<RecordBatch>,
+    ) -> Result<Self, SqlError> {
+        let plain = |t: &DataType| match t {
+            DataType::Utf8View => DataType::Utf8,
+            DataType::BinaryView => DataType::Binary,
+            other => other.clone(),
+        };
+        let fields: Vec<Field> = schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_data_type(plain(f.data_type())))
+            .collect();
+        let schema = Arc::new(arrow::datatypes::Schema::new_with_metadata(
+            fields,
+            schema.metadata().clone(),
+        ));
+        let err = |e: arrow::error::ArrowError| SqlError::Execution(e.to_string());
+        let batches = batches
+            .into_iter()
+            .map(|batch| {
+                let columns = batch
+                    .columns()
+                    .iter()
+                    .zip(schema.fields())
+                    .map(|(c, f)| {
+                        if c.data_type() == f.data_type() {
+                            Ok(c.clone())
+                        } else {
+                            arrow::compute::cast(c, f.data_type()).map_err(err)
+                        }
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                RecordBatch::try_new(schema.clone(), columns).map_err(err)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self { schema, batches })
+    }
+
     pub fn rows(&self) -> usize {
         self.batches.iter().map(|b| b.num_rows()).sum()
     }
@@ -288,12 +331,12 @@ impl SqlEngine {
                     classify(e, &self.limits)
                 }
             })?;
-            let schema = Arc::new(frame.schema().as_arrow().clone());
+            let schema = frame.schema().as_arrow().clone();
             let batches = frame
                 .collect()
                 .await
                 .map_err(|e| classify(e, &self.limits))?;
-            Ok(QueryResult { schema, batches })
+            QueryResult::plain(&schema, batches)
         };
         match tokio::time::timeout(self.limits.timeout, run).await {
             Ok(result) => result,
