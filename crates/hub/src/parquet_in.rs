@@ -122,8 +122,16 @@ pub fn decode_parquet(def: &DatasetDef, body: &[u8]) -> Result<Decoded, DecodeEr
 pub fn decode_parquet_bytes(def: &DatasetDef, bytes: bytes::Bytes) -> Result<Decoded, DecodeError> {
     let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)
         .map_err(|e| DecodeError::Parquet(e.to_string()))?;
-    let rows = usize::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0);
-    let builder = builder.with_batch_size(rows.clamp(1, ONE_BATCH_ROWS));
+    // A batch per row group, joined once at the end: growing one batch across row groups
+    // reallocates (and the kernel zeroes) its buffers again and again.
+    let group_rows = builder
+        .metadata()
+        .row_groups()
+        .iter()
+        .map(|g| usize::try_from(g.num_rows()).unwrap_or(0))
+        .max()
+        .unwrap_or(0);
+    let builder = builder.with_batch_size(group_rows.clamp(1, ONE_BATCH_ROWS));
     let file_schema = builder.schema().clone();
     let mut header_problems = Vec::new();
     for field in file_schema.fields() {
