@@ -108,9 +108,10 @@ pub struct IngestReport {
     pub dead_letters: Option<DatasetName>,
     pub problems: Vec<Problem>,
     pub truncated: bool,
-    /// The records as stored (for live consumers such as the indices); not part of the API.
+    /// The records as stored, in one batch or more (for live consumers such as the
+    /// indices); not part of the API.
     #[serde(skip)]
-    pub stored: Option<arrow::array::RecordBatch>,
+    pub stored: Vec<arrow::array::RecordBatch>,
 }
 
 /// Settings of the embedded hub.
@@ -350,42 +351,54 @@ impl Hub {
         if name.is_rejected() {
             return Err(HubError::ReadOnly(name.clone()));
         }
-        let decoded = match (format, owned) {
+        let (batches, rejected_records) = match (format, owned) {
             (Format::Parquet, Some(bytes)) => {
-                parquet_in::decode_parquet_bytes(&entry.def, bytes.clone())?
+                let parts = parquet_in::decode_parquet_parts(&entry.def, bytes.clone())?;
+                (parts.batches, parts.rejected)
             }
-            _ => decode::decode(&entry.def, format, body)?,
+            _ => {
+                let decoded = decode::decode(&entry.def, format, body)?;
+                (vec![decoded.batch], decoded.rejected)
+            }
         };
-        let listed: Vec<Problem> = decoded
-            .rejected
+        let accepted: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        let listed: Vec<Problem> = rejected_records
             .iter()
             .flat_map(|r| r.problems.iter().cloned())
             .take(MAX_LISTED_PROBLEMS + 1)
             .collect();
         let truncated = listed.len() > MAX_LISTED_PROBLEMS;
         let listed: Vec<Problem> = listed.into_iter().take(MAX_LISTED_PROBLEMS).collect();
-        if !decoded.rejected.is_empty() && on_error == OnError::Reject {
+        if !rejected_records.is_empty() && on_error == OnError::Reject {
             return Err(HubError::BatchRejected {
                 rejected: RejectionReport {
-                    total: decoded.total(),
-                    rejected: decoded.rejected.len(),
+                    total: accepted + rejected_records.len(),
+                    rejected: rejected_records.len(),
                     problems: listed,
                     truncated,
                 },
             });
         }
-        let accepted = decoded.batch.num_rows();
-        let rejected = decoded.rejected.len();
-        let stored = with_ingested_at(&entry.store.schema(), decoded.batch, now)?;
+        let rejected = rejected_records.len();
+        let schema = entry.store.schema();
+        let stored = batches
+            .into_iter()
+            .map(|b| with_ingested_at(&schema, b, now))
+            .collect::<Result<Vec<_>, _>>()?;
         if format == Format::Parquet && rejected == 0 {
             entry.store.append_parquet(stored.clone(), body, now)?;
         } else {
-            entry.store.append(stored.clone(), now)?;
+            let one = match stored.as_slice() {
+                [one] => one.clone(),
+                _ => arrow::compute::concat_batches(&schema, &stored)
+                    .map_err(|e| HubError::Internal(format!("joining decoded batches: {e}")))?,
+            };
+            entry.store.append(one, now)?;
         }
         let mut dead_letters = None;
         if rejected > 0 {
             let dead = self.entry(&name.rejected())?;
-            let batch = rejected_batch(&dead.def, &decoded.rejected, now)?;
+            let batch = rejected_batch(&dead.def, &rejected_records, now)?;
             dead.store.append(batch, now)?;
             dead_letters = Some(name.rejected());
         }
@@ -396,7 +409,7 @@ impl Hub {
             dead_letters,
             problems: listed,
             truncated,
-            stored: Some(stored),
+            stored,
         })
     }
 

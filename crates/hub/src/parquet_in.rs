@@ -109,17 +109,38 @@ fn cast_column(column: &ArrayRef, to: FieldType) -> Result<ArrayRef, String> {
     .map_err(|e| e.to_string())
 }
 
-/// Rows decoded in one go: a body up to this size becomes one batch without a copy to join
-/// pieces (string offsets are 32-bit, so a far larger batch could overflow them).
+/// The most rows decoded into one batch (string offsets are 32-bit, so a far larger batch
+/// could overflow them); batches are a row group each below that.
 const ONE_BATCH_ROWS: usize = 4 << 20;
+
+/// A Parquet body's records, a batch per row group: joining them into one batch would need
+/// their memory twice over, fresh pages the kernel zeroes first.
+pub struct DecodedParts {
+    pub batches: Vec<RecordBatch>,
+    pub rejected: Vec<Rejected>,
+}
 
 /// Decodes a whole Parquet file held in memory.
 pub fn decode_parquet(def: &DatasetDef, body: &[u8]) -> Result<Decoded, DecodeError> {
     decode_parquet_bytes(def, bytes::Bytes::copy_from_slice(body))
 }
 
-/// The same over bytes already owned (a log read back).
+/// The same over bytes already owned (a log read back), as one batch.
 pub fn decode_parquet_bytes(def: &DatasetDef, bytes: bytes::Bytes) -> Result<Decoded, DecodeError> {
+    let parts = decode_parquet_parts(def, bytes)?;
+    let batch = arrow::compute::concat_batches(&data_schema(def), &parts.batches)
+        .map_err(|e| DecodeError::Parquet(e.to_string()))?;
+    Ok(Decoded {
+        batch,
+        rejected: parts.rejected,
+    })
+}
+
+/// Decodes a Parquet body held in memory, a batch per row group.
+pub fn decode_parquet_parts(
+    def: &DatasetDef,
+    bytes: bytes::Bytes,
+) -> Result<DecodedParts, DecodeError> {
     let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)
         .map_err(|e| DecodeError::Parquet(e.to_string()))?;
     // A batch per row group, joined once at the end: growing one batch across row groups
@@ -243,11 +264,8 @@ pub fn decode_parquet_bytes(def: &DatasetDef, bytes: bytes::Bytes) -> Result<Dec
         }
         row_base += n as u64;
     }
-    let batch = if good.len() == 1 {
-        good.pop().expect("one batch")
-    } else {
-        arrow::compute::concat_batches(&schema, &good)
-            .map_err(|e| DecodeError::Parquet(e.to_string()))?
-    };
-    Ok(Decoded { batch, rejected })
+    Ok(DecodedParts {
+        batches: good,
+        rejected,
+    })
 }

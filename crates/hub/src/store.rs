@@ -157,15 +157,16 @@ impl DatasetStore {
                     .map_err(io_err(format!("truncating {}", path.display())))?;
             }
             for entry in contents.entries {
-                let batch = match entry {
-                    log::Entry::Batch(batch) => batch,
+                let batches = match entry {
+                    log::Entry::Batch(batch) => vec![batch],
                     log::Entry::Parquet {
                         ingested_at_us,
                         body,
                     } => {
-                        // Accepted whole at ingest; decoded the same way again.
+                        // Accepted whole at ingest; decoded the same way again, a batch per
+                        // row group as at ingest.
                         let decoded =
-                            crate::parquet_in::decode_parquet_bytes(def, body).map_err(|e| {
+                            crate::parquet_in::decode_parquet_parts(def, body).map_err(|e| {
                                 HubError::Internal(format!(
                                     "a logged Parquet body of {} no longer decodes: {e}",
                                     dir.display()
@@ -178,11 +179,17 @@ impl DatasetStore {
                                 records = decoded.rejected.len()
                             );
                         }
-                        crate::with_ingested_at_of(&schema, decoded.batch, ingested_at_us)?
+                        decoded
+                            .batches
+                            .into_iter()
+                            .filter(|b| b.num_rows() > 0)
+                            .map(|b| crate::with_ingested_at_of(&schema, b, ingested_at_us))
+                            .collect::<Result<Vec<_>, _>>()?
                     }
                 };
-                let batch = conform(&schema, batch)?;
-                tail.push((generation, batch));
+                for batch in batches {
+                    tail.push((generation, conform(&schema, batch)?));
+                }
             }
         }
         let active_generation = max_generation + 1;
@@ -228,11 +235,11 @@ impl DatasetStore {
     /// came (see [`log`]), and returns once it is on disk.
     pub fn append_parquet(
         &self,
-        batch: RecordBatch,
+        batches: Vec<RecordBatch>,
         body: &[u8],
         now: Timestamp,
     ) -> Result<(), HubError> {
-        if batch.num_rows() == 0 {
+        if batches.iter().all(|b| b.num_rows() == 0) {
             return Ok(());
         }
         let head =
@@ -246,7 +253,12 @@ impl DatasetStore {
                 self.dir.display()
             )))?;
         let generation = state.active_generation;
-        state.tail.push((generation, batch));
+        state.tail.extend(
+            batches
+                .into_iter()
+                .filter(|b| b.num_rows() > 0)
+                .map(|b| (generation, b)),
+        );
         state.last_ingest = Some(now);
         Ok(())
     }

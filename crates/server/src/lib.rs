@@ -455,7 +455,7 @@ async fn ingest(
     };
     audit(&state, &me, CallKind::Ingest, &def, rows, outcome, detail)?;
     let mut report = result?;
-    if let Some(stored) = report.stored.take() {
+    for stored in std::mem::take(&mut report.stored) {
         match def.name.as_str() {
             live::PASSAGES => {
                 if let Some(live) = &state.live {

@@ -211,10 +211,10 @@ pub fn spawn(state: AppState, source: MqttSource) -> Arc<MqttStats> {
                         if let Err(error) = state.gov.record(call) {
                             tracing::error!(message = "Auditing an MQTT batch failed.", %error);
                         }
-                        if let (Some(parking), Some(stored)) =
-                            (&state.parking, report.stored.take())
-                        {
-                            parking.feed(stored);
+                        if let Some(parking) = &state.parking {
+                            for stored in std::mem::take(&mut report.stored) {
+                                parking.feed(stored);
+                            }
                         }
                         pending = false;
                         continue;
