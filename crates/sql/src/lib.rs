@@ -93,25 +93,11 @@ impl QueryResult {
             fields,
             schema.metadata().clone(),
         ));
-        let err = |e: arrow::error::ArrowError| SqlError::Execution(e.to_string());
         let batches = batches
-            .into_iter()
-            .map(|batch| {
-                let columns = batch
-                    .columns()
-                    .iter()
-                    .zip(schema.fields())
-                    .map(|(c, f)| {
-                        if c.data_type() == f.data_type() {
-                            Ok(c.clone())
-                        } else {
-                            arrow::compute::cast(c, f.data_type()).map_err(err)
-                        }
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                RecordBatch::try_new(schema.clone(), columns).map_err(err)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+            .iter()
+            .map(|batch| table::cast_to(batch, &schema))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| SqlError::Execution(e.to_string()))?;
         Ok(Self { schema, batches })
     }
 

@@ -102,7 +102,7 @@ impl TableProvider for HubTable {
             let n = state.config().target_partitions().max(1);
             let mut partitions = vec![Vec::new(); n];
             for (i, batch) in self.snapshot.tail.iter().enumerate() {
-                partitions[i % n].push(as_views(batch, &schema)?);
+                partitions[i % n].push(cast_to(batch, &schema)?);
             }
             partitions.retain(|p| !p.is_empty());
             let tail = MemTable::try_new(schema.clone(), partitions)?;
@@ -119,8 +119,9 @@ impl TableProvider for HubTable {
     }
 }
 
-/// A tail batch in the SQL types (`sql_schema`).
-fn as_views(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+/// `batch` with each column cast to `schema`'s type for it (the same columns, other
+/// encodings): tail batches into the SQL types, results back out of them.
+pub(crate) fn cast_to(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
     let columns = batch
         .columns()
         .iter()
