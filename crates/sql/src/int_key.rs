@@ -371,8 +371,9 @@ impl Column {
         }
     }
 
-    fn counts_values(&self) -> bool {
-        !matches!(self.fold, Fold::Rows | Fold::Count)
+    /// Whether the fold keeps a count of non-null values (sum, min, max).
+    fn folds_values(fold: Fold) -> bool {
+        !matches!(fold, Fold::Rows | Fold::Count)
     }
 }
 
@@ -512,12 +513,6 @@ impl Layout {
     }
 }
 
-/// What a batch's keys need before they have slots.
-enum Needs {
-    Nothing,
-    Layout(Layout),
-}
-
 /// The groups seen so far: a row count and one column per fold, by slot. A slot with no
 /// rows holds no group.
 struct Groups {
@@ -532,10 +527,10 @@ impl Groups {
         let column = |fold| Column {
             fold,
             values: vec![Column::start(fold); 1],
-            seen: if matches!(fold, Fold::Rows | Fold::Count) {
-                Vec::new()
-            } else {
+            seen: if Column::folds_values(fold) {
                 vec![0]
+            } else {
+                Vec::new()
             },
         };
         Self {
@@ -564,7 +559,7 @@ impl Groups {
         self.rows = moved(&self.rows, &moves, slots, 0);
         for c in &mut self.columns {
             c.values = moved(&c.values, &moves, slots, Column::start(c.fold));
-            if c.counts_values() {
+            if Column::folds_values(c.fold) {
                 c.seen = moved(&c.seen, &moves, slots, 0);
             }
         }
@@ -579,9 +574,9 @@ impl Groups {
 
     /// The layout a batch with keys in `lo..=hi` needs, if the dense one does not cover
     /// them: a wider dense one, or a table once the range is too wide.
-    fn dense_for(&self, lo: i64, hi: i64) -> Needs {
+    fn dense_for(&self, lo: i64, hi: i64) -> Option<Layout> {
         let Layout::Dense { base, span } = self.layout else {
-            return Needs::Nothing;
+            return None;
         };
         let (lo, hi) = if span == 0 {
             (lo, hi)
@@ -589,10 +584,10 @@ impl Groups {
             (lo.min(base), hi.max(base + (span as i64 - 1)))
         };
         if span != 0 && lo == base && hi == base + (span as i64 - 1) {
-            return Needs::Nothing;
+            return None;
         }
         let wide = i128::from(hi) - i128::from(lo) + 1;
-        Needs::Layout(if wide <= MAX_SPAN as i128 {
+        Some(if wide <= MAX_SPAN as i128 {
             Layout::Dense {
                 base: lo,
                 span: wide as usize,
@@ -609,7 +604,7 @@ impl Groups {
             return Ok(());
         }
         if let (Some(lo), Some(hi)) = (min(keys), max(keys))
-            && let Needs::Layout(layout) = self.dense_for(lo, hi)
+            && let Some(layout) = self.dense_for(lo, hi)
         {
             self.relayout(layout)?;
         }
