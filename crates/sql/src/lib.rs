@@ -16,7 +16,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::{DataType, Field};
 use citybrain_core::Timestamp;
 use citybrain_gov::{Call, CallKind, Gov, Outcome, Touch};
 use citybrain_hub::Hub;
@@ -79,20 +78,7 @@ impl QueryResult {
         schema: &arrow::datatypes::Schema,
         batches: Vec<RecordBatch>,
     ) -> Result<Self, SqlError> {
-        let plain = |t: &DataType| match t {
-            DataType::Utf8View => DataType::Utf8,
-            DataType::BinaryView => DataType::Binary,
-            other => other.clone(),
-        };
-        let fields: Vec<Field> = schema
-            .fields()
-            .iter()
-            .map(|f| f.as_ref().clone().with_data_type(plain(f.data_type())))
-            .collect();
-        let schema = Arc::new(arrow::datatypes::Schema::new_with_metadata(
-            fields,
-            schema.metadata().clone(),
-        ));
+        let schema = table::plain_schema(schema);
         let batches = batches
             .iter()
             .map(|batch| table::cast_to(batch, &schema))

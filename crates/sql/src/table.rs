@@ -31,13 +31,27 @@ pub struct HubTable {
 /// passages took 5.3–5.7 s with `Utf8` and 2.9–3.3 s with views. Results leave as `Utf8`
 /// (`SqlEngine::run`), so clients see the dataset's own types.
 pub fn sql_schema(schema: &Schema) -> SchemaRef {
+    retyped(schema, |t| match t {
+        DataType::Utf8 => DataType::Utf8View,
+        other => other.clone(),
+    })
+}
+
+/// The types results leave in: text back as `Utf8` (and binary as `Binary`).
+pub fn plain_schema(schema: &Schema) -> SchemaRef {
+    retyped(schema, |t| match t {
+        DataType::Utf8View => DataType::Utf8,
+        DataType::BinaryView => DataType::Binary,
+        other => other.clone(),
+    })
+}
+
+/// `schema` with each field's type mapped by `to`, names, nullability and metadata kept.
+fn retyped(schema: &Schema, to: impl Fn(&DataType) -> DataType) -> SchemaRef {
     let fields: Vec<Field> = schema
         .fields()
         .iter()
-        .map(|f| match f.data_type() {
-            DataType::Utf8 => f.as_ref().clone().with_data_type(DataType::Utf8View),
-            _ => f.as_ref().clone(),
-        })
+        .map(|f| f.as_ref().clone().with_data_type(to(f.data_type())))
         .collect();
     Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
 }

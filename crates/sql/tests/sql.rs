@@ -9,7 +9,9 @@ use citybrain_sql::{SqlEngine, SqlError, SqlLimits};
 
 const DEF: &str = include_str!("../../hub/tests/data/passages.toml");
 
-fn hub_with(rows: usize, dir: &std::path::Path) -> Arc<Hub> {
+/// A hub in `dir` that seals only when asked, with the dataset `definition` created; its
+/// name and the time the tests call now.
+fn hub_of(dir: &std::path::Path, definition: &str) -> (Hub, DatasetName, Timestamp) {
     let hub = Hub::open(
         dir,
         HubConfig {
@@ -18,9 +20,14 @@ fn hub_with(rows: usize, dir: &std::path::Path) -> Arc<Hub> {
     )
     .unwrap();
     let now = Timestamp::parse("2026-11-22T10:00:00Z").unwrap();
-    hub.create_dataset(DatasetDef::from_file_text("d.toml", DEF).unwrap(), now)
-        .unwrap();
-    let name = DatasetName::parse("transport.anpr_passages").unwrap();
+    let def = DatasetDef::from_file_text("d.toml", definition).unwrap();
+    let name = def.name.clone();
+    hub.create_dataset(def, now).unwrap();
+    (hub, name, now)
+}
+
+fn hub_with(rows: usize, dir: &std::path::Path) -> Arc<Hub> {
+    let (hub, name, now) = hub_of(dir, DEF);
     let body: String = (0..rows)
         .map(|i| {
             format!(
@@ -151,17 +158,7 @@ type = "int"
 /// a small range for the first 15,000 rows of each 20,000 and then spread over billions (so
 /// grouping by it starts dense and must move to a hash table midway), `v` values with nulls.
 fn readings(dir: &std::path::Path) -> Arc<Hub> {
-    let hub = Hub::open(
-        dir,
-        HubConfig {
-            seal_rows: usize::MAX,
-        },
-    )
-    .unwrap();
-    let now = Timestamp::parse("2026-11-22T10:00:00Z").unwrap();
-    hub.create_dataset(DatasetDef::from_file_text("r.toml", READINGS).unwrap(), now)
-        .unwrap();
-    let name = DatasetName::parse("test.readings").unwrap();
+    let (hub, name, now) = hub_of(dir, READINGS);
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
     let mut next = move || {
         state ^= state << 13;
