@@ -159,68 +159,19 @@ fn peak_rss_mib() -> Option<f64> {
     Some(kib / 1024.0)
 }
 
-/// One pass split across `threads` partitions of plates: this thread decodes, applies the
-/// lateness rule once for the whole stream, makes each passage a compact record (plate
-/// packed, local or not) and routes it to its plate's partition; the partitions' rows are
-/// merged at the end (exactly the single-pass rows).
+/// One pass split across `threads` partitions of plates (see `citybrain_indices::split`).
 fn run_parallel(
     config: &TrafficConfig,
     links: Vec<Link>,
     passages: &Path,
     threads: usize,
 ) -> Result<(u64, Outputs, citybrain_indices::Counters)> {
-    use citybrain_indices::Record;
-    let mut admission = citybrain_indices::Admission::new(config);
-    let (rows, partitions) = std::thread::scope(|scope| -> Result<_> {
-        let mut senders = Vec::new();
-        let mut workers = Vec::new();
-        for _ in 0..threads {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Record>>(4);
-            let (config, links) = (config.clone(), links.clone());
-            senders.push(tx);
-            workers.push(scope.spawn(move || -> Result<TrafficIndices> {
-                let mut part = TrafficIndices::partition(config, links);
-                for records in rx {
-                    part.push_records(&records);
-                }
-                Ok(part)
-            }));
-        }
-        let mut route = |batch: &RecordBatch| -> Result<()> {
-            let mut parts: Vec<Vec<Record>> = (0..threads)
-                .map(|_| Vec::with_capacity(batch.num_rows() / threads + 64))
-                .collect();
-            citybrain_indices::for_each_passage(batch, |passage| {
-                if admission.admit(passage.ts) {
-                    let record = Record::new(passage, config);
-                    parts[citybrain_indices::partition_of_key(record.plate, threads)].push(record);
-                }
-            })
-            .map_err(anyhow::Error::msg)?;
-            for (records, tx) in parts.into_iter().zip(&senders) {
-                if !records.is_empty() {
-                    tx.send(records).context("a partition stopped")?;
-                }
-            }
-            Ok(())
-        };
-        let rows = run_passages(&mut route, passages)?;
-        drop(senders);
-        let partitions = workers
-            .into_iter()
-            .map(|w| w.join().expect("a partition panicked"))
-            .collect::<Result<Vec<_>>>()?;
-        Ok((rows, partitions))
-    })?;
-    let end = partitions
-        .first()
-        .map_or(0, |p| p.end_for(admission.newest()));
-    let partials = partitions
-        .into_iter()
-        .map(|p| p.finish_partial(end))
-        .collect();
-    let (outputs, mut counters) = citybrain_indices::merge(config.clone(), links, partials);
-    counters.late_dropped += admission.late_dropped;
+    let mut pass = citybrain_indices::SplitPass::new(config.clone(), links, threads);
+    let rows = run_passages(
+        &mut |batch| pass.push_batch(batch).map_err(anyhow::Error::msg),
+        passages,
+    )?;
+    let (outputs, counters) = pass.finish();
     Ok((rows, outputs, counters))
 }
 

@@ -5,7 +5,10 @@
 //! the delay index (延误指数) and congestion rankings, all from ANPR passages in one pass.
 
 pub mod plate;
+pub mod split;
 pub mod traffic;
+
+pub use split::SplitPass;
 
 pub use traffic::{
     Admission, CITY, CensusDay, CensusHour, Counters, DelayIndex, Link, LinkTravel, Live, OnRoad,

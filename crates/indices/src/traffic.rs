@@ -367,18 +367,48 @@ fn rfc3339(micros: i64) -> String {
     Timestamp(micros).to_string()
 }
 
-/// The median and quartiles of unsorted values (interpolated, as the truth is written).
-/// Values already in order cost one pass (the sort checks for a sorted run first).
+/// The median and quartiles of unsorted values (interpolated, as the truth is written), by
+/// selection rather than a sort: a bin holds tens to thousands of travel times and only five
+/// of their order statistics matter. Leaves `values` partly reordered.
 fn quantiles(values: &mut [f32]) -> (f64, f64, f64) {
-    values.sort_unstable_by(f32::total_cmp);
-    let at = |q: f64| {
-        let pos = q * (values.len() - 1) as f64;
+    let last = values.len() - 1;
+    if last < 2 {
+        // One or two values: the lower quartile's upper neighbour would lie past the median.
+        values.sort_unstable_by(f32::total_cmp);
+        let at = |q: f64| {
+            let pos = q * last as f64;
+            let (lo, frac) = (pos.floor() as usize, pos - pos.floor());
+            let hi = (lo + 1).min(last);
+            f64::from(values[lo]) * (1.0 - frac) + f64::from(values[hi]) * frac
+        };
+        return (at(0.5), at(0.25), at(0.75));
+    }
+    // The order statistic at a position's floor, and the one after it when needed: after
+    // `select_nth_unstable_by` puts rank `lo` in place, rank `lo + 1` is the least of what
+    // follows it.
+    let interpolate = |values: &mut [f32], offset: usize, q: f64| {
+        let pos = q * last as f64;
         let lo = pos.floor() as usize;
-        let hi = pos.ceil() as usize;
         let frac = pos - lo as f64;
-        f64::from(values[lo]) * (1.0 - frac) + f64::from(values[hi]) * frac
+        let (_, at, above) = values.select_nth_unstable_by(lo - offset, f32::total_cmp);
+        let low = f64::from(*at);
+        if frac == 0.0 {
+            return low;
+        }
+        let high = above
+            .iter()
+            .copied()
+            .min_by(f32::total_cmp)
+            .map_or(low, f64::from);
+        low * (1.0 - frac) + high * frac
     };
-    (at(0.5), at(0.25), at(0.75))
+    let median = interpolate(values, 0, 0.5);
+    // The median's rank splits the values: with three or more, the lower quartile's two
+    // ranks lie at or below it, the upper quartile's at or above it.
+    let mid = (0.5 * last as f64).floor() as usize;
+    let p25 = interpolate(&mut values[..=mid], 0, 0.25);
+    let p75 = interpolate(&mut values[mid..], mid, 0.75);
+    (median, p25, p75)
 }
 
 impl TrafficIndices {
@@ -555,10 +585,29 @@ impl TrafficIndices {
         Ok(())
     }
 
-    /// Pushes records in turn, then applies whatever the lateness allows.
+    /// Pushes records in turn, then applies whatever the lateness allows. A run of records
+    /// in time order from the newest seen on (a recorded day, most live batches) joins the
+    /// buffer in one copy: none of them can be late or need reordering.
     pub fn push_records(&mut self, records: &[Record]) {
-        for r in records {
-            self.push_record(*r);
+        let mut rest = records;
+        while let Some(first) = rest.first() {
+            let mut newest = self.newest.max(self.clock);
+            let run = rest
+                .iter()
+                .take_while(|r| {
+                    let in_order = r.ts >= newest;
+                    newest = r.ts;
+                    in_order
+                })
+                .count();
+            if run == 0 {
+                self.push_record(*first);
+                rest = &rest[1..];
+                continue;
+            }
+            self.buffer.extend(&rest[..run]);
+            self.newest = rest[run - 1].ts;
+            rest = &rest[run..];
         }
         self.release_due();
     }
@@ -851,12 +900,7 @@ impl TrafficIndices {
                 .filter(|(_, times)| !times.is_empty())
                 .map(|(link, times)| (link as u32, times));
             if let Some(raw) = &mut self.raw_travel {
-                // Sorted here, on the partition's thread: the merge then only interleaves
-                // sorted runs, and `quantiles` finds its input already in order.
-                raw.extend(links.into_iter().map(|(link, mut times)| {
-                    times.sort_unstable_by(f32::total_cmp);
-                    (bin, link, times)
-                }));
+                raw.extend(links.into_iter().map(|(link, times)| (bin, link, times)));
                 continue;
             }
             let start = rfc3339(bin * bin_len);
@@ -1066,7 +1110,11 @@ pub fn merge(config: TrafficConfig, links: Vec<Link>, parts: Vec<Partial>) -> (O
                     let mut closer = TrafficIndices::new(config, links);
                     for (bin, link, times) in range {
                         let pooled = &mut closer.open_bin(bin)[link as usize];
-                        *pooled = merge_sorted(std::mem::take(pooled), times);
+                        if pooled.is_empty() {
+                            *pooled = times;
+                        } else {
+                            pooled.extend_from_slice(&times);
+                        }
                     }
                     closer.close_bins(i64::MAX);
                     closer.take_outputs()
@@ -1134,30 +1182,6 @@ pub fn for_each_passage(
     Ok(())
 }
 
-/// Two ascending runs as one (the order `quantiles` sorts by).
-fn merge_sorted(a: Vec<f32>, b: Vec<f32>) -> Vec<f32> {
-    if a.is_empty() {
-        return b;
-    }
-    if b.is_empty() {
-        return a;
-    }
-    let mut out = Vec::with_capacity(a.len() + b.len());
-    let (mut i, mut j) = (0, 0);
-    while i < a.len() && j < b.len() {
-        if a[i].total_cmp(&b[j]).is_le() {
-            out.push(a[i]);
-            i += 1;
-        } else {
-            out.push(b[j]);
-            j += 1;
-        }
-    }
-    out.extend_from_slice(&a[i..]);
-    out.extend_from_slice(&b[j..]);
-    out
-}
-
 /// Which of `parts` partitions a plate belongs to in a parallel pass.
 pub fn partition_of(plate: &str, parts: usize) -> usize {
     partition_of_key(PlateKey::new(plate), parts)
@@ -1201,5 +1225,47 @@ impl Admission {
 
     pub fn newest(&self) -> i64 {
         self.newest
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quantiles;
+
+    /// The order statistics as a full sort gives them.
+    fn by_sorting(values: &[f32]) -> (f64, f64, f64) {
+        let mut v = values.to_vec();
+        v.sort_unstable_by(f32::total_cmp);
+        let at = |q: f64| {
+            let pos = q * (v.len() - 1) as f64;
+            let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+            let frac = pos - lo as f64;
+            f64::from(v[lo]) * (1.0 - frac) + f64::from(v[hi]) * frac
+        };
+        (at(0.5), at(0.25), at(0.75))
+    }
+
+    #[test]
+    fn quantiles_by_selection_equal_those_of_a_sort() {
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        for n in 1..300 {
+            for repeats in [1_u64, 3, 1000] {
+                let values: Vec<f32> = (0..n)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        // About n, n / 3 and one distinct value: ties at the ranks that matter.
+                        (x % (n as u64).div_ceil(repeats)) as f32 * 0.37
+                    })
+                    .collect();
+                let mut shuffled = values.clone();
+                assert_eq!(
+                    quantiles(&mut shuffled),
+                    by_sorting(&values),
+                    "{n} values: {values:?}"
+                );
+            }
+        }
     }
 }

@@ -30,12 +30,20 @@ fn indices_match_the_generated_truth() {
         .iter()
         .map(|l| ((l.from, l.to), (l.link_id, l.freeflow_s)))
         .collect();
-    let mut indices = TrafficIndices::new(TrafficConfig::default(), links);
+    let mut indices = TrafficIndices::new(TrafficConfig::default(), links.clone());
     let records = common::passages(
         &std::fs::read_to_string(dir.path().join("anpr_passages.ndjson")).unwrap(),
     );
     common::push_all(&mut indices, &records);
     let (out, _) = indices.finish();
+
+    // The pass split by plate across threads, fed in batches as a file is read, gives the
+    // same rows (the benchmark's and the CLI's way).
+    let mut split = citybrain_indices::SplitPass::new(TrafficConfig::default(), links.clone(), 2);
+    for chunk in records.chunks(10_000) {
+        split.push_batch(&common::batch(chunk)).unwrap();
+    }
+    assert!(split.finish().0 == out, "the split pass's rows differ");
 
     // Census.
     let census = &out.census_days[0];

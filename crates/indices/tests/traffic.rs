@@ -2,7 +2,7 @@
 
 mod common;
 
-use citybrain_indices::{TrafficConfig, TrafficIndices};
+use citybrain_indices::{SplitPass, TrafficConfig, TrafficIndices};
 use common::{links, passages, push_all};
 use serde_json::Value;
 
@@ -120,7 +120,6 @@ fn the_live_view_counts_records_still_held_for_the_lateness() {
 
 #[test]
 fn a_pass_split_by_plate_and_merged_gives_the_same_rows() {
-    use citybrain_indices::{Admission, merge, partition_of};
     let base = format!(
         "{}/tests/data/small",
         std::env::var("CARGO_MANIFEST_DIR").unwrap()
@@ -130,30 +129,54 @@ fn a_pass_split_by_plate_and_merged_gives_the_same_rows() {
     let mut whole = TrafficIndices::new(TrafficConfig::default(), links.clone());
     push_all(&mut whole, &records);
     let (expected, expected_counters) = whole.finish();
-    for parts in [2, 3] {
-        let mut partitions: Vec<TrafficIndices> = (0..parts)
-            .map(|_| TrafficIndices::partition(TrafficConfig::default(), links.clone()))
-            .collect();
-        let mut admission = Admission::new(&TrafficConfig::default());
-        for record in &records {
-            if !admission.admit(record.0) {
-                continue;
-            }
-            push_all(
-                &mut partitions[partition_of(&record.2, parts)],
-                std::slice::from_ref(record),
-            );
+    // Batches of one record, a few, and all of them: late, duplicate and out-of-order
+    // records fall inside and across batch boundaries.
+    for (parts, batch_rows) in [(2, 1), (2, 3), (3, 4), (3, records.len())] {
+        let mut pass = SplitPass::new(TrafficConfig::default(), links.clone(), parts);
+        for chunk in records.chunks(batch_rows) {
+            pass.push_batch(&common::batch(chunk)).unwrap();
         }
-        let end = partitions[0].end_for(admission.newest());
-        let partials = partitions
-            .into_iter()
-            .map(|p| p.finish_partial(end))
-            .collect();
-        let (merged, mut counters) = merge(TrafficConfig::default(), links.clone(), partials);
-        counters.late_dropped += admission.late_dropped;
-        assert_eq!(counters.late_dropped, expected_counters.late_dropped);
-        assert_eq!(merged, expected, "{parts} partitions");
-        assert_eq!(counters.applied, expected_counters.applied);
-        assert_eq!(counters.duplicates, expected_counters.duplicates);
+        let (merged, counters) = pass.finish();
+        let case = format!("{parts} partitions, batches of {batch_rows}");
+        assert_eq!(merged, expected, "{case}");
+        assert_eq!(
+            counters.late_dropped, expected_counters.late_dropped,
+            "{case}"
+        );
+        assert_eq!(counters.applied, expected_counters.applied, "{case}");
+        assert_eq!(counters.duplicates, expected_counters.duplicates, "{case}");
     }
+}
+
+#[test]
+fn records_pushed_together_keep_the_lateness_of_one_by_one() {
+    use citybrain_indices::{Passage, Record};
+    let config = TrafficConfig::default();
+    let record = |s: i64, plate: &str| {
+        let passage = Passage {
+            ts: 1_795_000_000_000_000 + s * 1_000_000,
+            checkpoint: 1,
+            plate,
+        };
+        Record::new(passage, &config)
+    };
+    // An in-order run, then one 80 s older than the run's newest (beyond the 60 s lateness,
+    // though not older than its first), then one 30 s out of order (within it).
+    let records = [
+        record(0, "浙A00001"),
+        record(100, "浙A00002"),
+        record(200, "浙A00003"),
+        record(120, "浙A00004"),
+        record(170, "浙A00005"),
+    ];
+    let mut together = TrafficIndices::new(config.clone(), Vec::new());
+    together.push_records(&records);
+    let mut one_by_one = TrafficIndices::new(config.clone(), Vec::new());
+    for r in records {
+        one_by_one.push_record(r);
+    }
+    let (a, b) = (together.counters(), one_by_one.counters());
+    assert_eq!((a.late_dropped, a.reordered), (1, 1));
+    assert_eq!((b.late_dropped, b.reordered), (1, 1));
+    assert_eq!(together.finish(), one_by_one.finish());
 }

@@ -43,3 +43,20 @@ pub fn push_all(indices: &mut TrafficIndices, records: &[(i64, i64, String)]) {
         });
     }
 }
+
+/// Records as an Arrow batch of `transport.anpr_passages` columns, as a file or ingest gives
+/// them to a pass.
+pub fn batch(records: &[(i64, i64, String)]) -> arrow::array::RecordBatch {
+    use arrow::array::{Int64Array, StringArray, TimestampMicrosecondArray};
+    use std::sync::Arc;
+    let ts = TimestampMicrosecondArray::from_iter_values(records.iter().map(|r| r.0))
+        .with_timezone("UTC");
+    let checkpoints = Int64Array::from_iter_values(records.iter().map(|r| r.1));
+    let plates = StringArray::from_iter_values(records.iter().map(|r| r.2.as_str()));
+    arrow::array::RecordBatch::try_from_iter([
+        ("ts", Arc::new(ts) as arrow::array::ArrayRef),
+        ("checkpoint_id", Arc::new(checkpoints)),
+        ("plate", Arc::new(plates)),
+    ])
+    .unwrap()
+}
