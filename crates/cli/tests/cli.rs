@@ -1998,3 +1998,72 @@ fn a_link_slow_for_half_an_hour_opens_one_congestion_alert_that_a_crash_neither_
     );
     assert_eq!(dupes, serde_json::json!([]));
 }
+
+#[test]
+fn indices_over_a_recorded_day_are_the_same_on_one_thread_or_two() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_citybrain");
+    let city = dir.path().join("city");
+    let gen_out = Command::new(bin)
+        .args([
+            "gen",
+            "--seed",
+            "5",
+            "--scale",
+            "0.25",
+            "--misread-rate",
+            "0.005",
+            "--out",
+        ])
+        .arg(&city)
+        .output()
+        .unwrap();
+    assert!(
+        gen_out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&gen_out.stderr)
+    );
+    let passages = city.join("anpr_passages.ndjson");
+    let lines = std::fs::read_to_string(&passages).unwrap().lines().count() as u64;
+    let run = |threads: &str| {
+        let out = dir.path().join(format!("indices-{threads}"));
+        let result = Command::new(bin)
+            .args(["indices", "traffic", "--passages"])
+            .arg(&passages)
+            .arg("--links")
+            .arg(city.join("links.ndjson"))
+            .arg("--out")
+            .arg(&out)
+            .args(["--threads", threads])
+            .output()
+            .unwrap();
+        assert!(
+            result.status.success(),
+            "{}",
+            String::from_utf8_lossy(&result.stderr)
+        );
+        let summary: serde_json::Value = serde_json::from_slice(&result.stdout).unwrap();
+        (out, summary)
+    };
+    let (one, summary) = run("1");
+    let (two, summary_two) = run("2");
+    assert_eq!(summary["passages"], lines);
+    assert_eq!(summary["census"], summary_two["census"]);
+    assert!(summary["link_bins"].as_u64().unwrap() > 100, "{summary}");
+    for index in [
+        "census_daily",
+        "census_hourly",
+        "on_road",
+        "link_travel",
+        "delay",
+        "ranking",
+    ] {
+        let file = format!("{index}.parquet");
+        let (a, b) = (
+            std::fs::read(one.join(&file)).unwrap(),
+            std::fs::read(two.join(&file)).unwrap(),
+        );
+        assert!(a.len() > 100, "{file} is empty");
+        assert!(a == b, "{file} differs between one thread and two");
+    }
+}
