@@ -341,8 +341,10 @@ pub struct TrafficIndices {
     /// On-road vehicles per (absolute bucket) per district.
     buckets: BTreeMap<i64, Vec<i64>>,
     next_instant: Option<i64>,
-    /// Open link-travel bins: bin number → per link (by index) the travel times (s).
-    bins: BTreeMap<i64, Vec<Vec<f32>>>,
+    /// Open link-travel bins: bin number → its traversals as (link index, travel time s) in
+    /// the order they ended. Appending to one list per bin writes memory in sequence; a list
+    /// per link scattered every traversal's write over a thousand lists' tails.
+    bins: BTreeMap<i64, Vec<(u32, f32)>>,
     counters: Counters,
     out: Outputs,
     /// In a partition of a parallel pass: closed link bins kept as raw travel times, since
@@ -739,14 +741,6 @@ impl TrafficIndices {
     }
 
     /// When a link bin closes: no traversal that started in it can still arrive.
-    /// A link-travel bin's travel times per link, the bin opened if new.
-    fn open_bin(&mut self, bin: i64) -> &mut Vec<Vec<f32>> {
-        let links = self.links.len();
-        self.bins
-            .entry(bin)
-            .or_insert_with(|| vec![Vec::new(); links])
-    }
-
     fn bin_closes_at(&self, bin: i64) -> i64 {
         (bin + 1) * self.config.bin_s * SECOND + self.max_travel
     }
@@ -802,7 +796,7 @@ impl TrafficIndices {
                 self.due = self
                     .due
                     .min((bin + 1) * self.config.bin_s * SECOND + self.max_travel);
-                self.open_bin(bin)[link as usize].push(dt as f32);
+                self.bins.entry(bin).or_default().push((link, dt as f32));
             }
         }
 
@@ -886,71 +880,70 @@ impl TrafficIndices {
 
     /// Closes bins whose vehicles can no longer arrive at the far end.
     fn close_bins(&mut self, now: i64) {
-        let bin_len = self.config.bin_s * SECOND;
-        while let Some((&bin, _)) = self.bins.first_key_value() {
-            if now != i64::MAX && (bin + 1) * bin_len + self.max_travel > now {
+        while let Some(&bin) = self.bins.keys().next() {
+            if now != i64::MAX && self.bin_closes_at(bin) > now {
                 break;
             }
-            let links = self
-                .bins
-                .remove(&bin)
-                .expect("first bin exists")
-                .into_iter()
-                .enumerate()
-                .filter(|(_, times)| !times.is_empty())
-                .map(|(link, times)| (link as u32, times));
-            if let Some(raw) = &mut self.raw_travel {
-                raw.extend(links.into_iter().map(|(link, times)| (bin, link, times)));
-                continue;
+            let traversals = self.bins.remove(&bin).expect("the first bin exists");
+            self.close_bin(bin, by_link(traversals, self.links.len()));
+        }
+    }
+
+    /// Emits a closed bin's rows from its travel times per link (in link order, links with
+    /// none left out); in a partition, keeps the times for the merge instead.
+    fn close_bin(&mut self, bin: i64, links: PerLink) {
+        let bin_len = self.config.bin_s * SECOND;
+        if let Some(raw) = &mut self.raw_travel {
+            raw.extend(links.into_iter().map(|(link, times)| (bin, link, times)));
+            return;
+        }
+        let start = rfc3339(bin * bin_len);
+        let mut rows: Vec<(usize, LinkTravel)> = links
+            .into_iter()
+            .map(|(link, mut times)| {
+                let l = &self.links[link as usize];
+                let (median, p25, p75) = quantiles(&mut times);
+                let n = times.len() as u64;
+                let di = median / l.freeflow_s;
+                let d = self.link_district[link as usize] as usize;
+                let row = LinkTravel {
+                    bin: start.clone(),
+                    link_id: l.link_id,
+                    from_checkpoint: l.from,
+                    to_checkpoint: l.to,
+                    district: l.district.clone(),
+                    traversals: n,
+                    median_s: median,
+                    p25_s: p25,
+                    p75_s: p75,
+                    freeflow_s: l.freeflow_s,
+                    delay_index: di,
+                };
+                (d, row)
+            })
+            .collect();
+        rows.sort_by_key(|r| r.1.link_id);
+        // Summed in link order, so the floating-point result does not depend on the
+        // order the links came in (one pass, or partitions merged).
+        let mut sums = vec![(0.0f64, 0u64); self.district_names.len()];
+        for (d, r) in &rows {
+            let n = r.traversals;
+            sums[0].0 += r.delay_index * n as f64;
+            sums[0].1 += n;
+            if *d != 0 {
+                sums[*d].0 += r.delay_index * n as f64;
+                sums[*d].1 += n;
             }
-            let start = rfc3339(bin * bin_len);
-            let mut rows: Vec<(usize, LinkTravel)> = links
-                .into_iter()
-                .map(|(link, mut times)| {
-                    let l = &self.links[link as usize];
-                    let (median, p25, p75) = quantiles(&mut times);
-                    let n = times.len() as u64;
-                    let di = median / l.freeflow_s;
-                    let d = self.link_district[link as usize] as usize;
-                    let row = LinkTravel {
-                        bin: start.clone(),
-                        link_id: l.link_id,
-                        from_checkpoint: l.from,
-                        to_checkpoint: l.to,
-                        district: l.district.clone(),
-                        traversals: n,
-                        median_s: median,
-                        p25_s: p25,
-                        p75_s: p75,
-                        freeflow_s: l.freeflow_s,
-                        delay_index: di,
-                    };
-                    (d, row)
-                })
-                .collect();
-            rows.sort_by_key(|r| r.1.link_id);
-            // Summed in link order, so the floating-point result does not depend on the
-            // order the links came in (one pass, or partitions merged).
-            let mut sums = vec![(0.0f64, 0u64); self.district_names.len()];
-            for (d, r) in &rows {
-                let n = r.traversals;
-                sums[0].0 += r.delay_index * n as f64;
-                sums[0].1 += n;
-                if *d != 0 {
-                    sums[*d].0 += r.delay_index * n as f64;
-                    sums[*d].1 += n;
-                }
-            }
-            self.out.link_travel.extend(rows.into_iter().map(|r| r.1));
-            for (d, (sum, n)) in sums.into_iter().enumerate() {
-                if n > 0 {
-                    self.out.delay.push(DelayIndex {
-                        bin: start.clone(),
-                        district: self.district_names[d].clone(),
-                        delay_index: sum / n as f64,
-                        traversals: n,
-                    });
-                }
+        }
+        self.out.link_travel.extend(rows.into_iter().map(|r| r.1));
+        for (d, (sum, n)) in sums.into_iter().enumerate() {
+            if n > 0 {
+                self.out.delay.push(DelayIndex {
+                    bin: start.clone(),
+                    district: self.district_names[d].clone(),
+                    delay_index: sum / n as f64,
+                    traversals: n,
+                });
             }
         }
     }
@@ -1035,6 +1028,29 @@ pub fn rank(rows: &[LinkTravel], from: &str, to: &str, min_traversals: u64) -> V
     out
 }
 
+/// A link bin's travel times per link: (link index, times), in link order.
+type PerLink = Vec<(u32, Vec<f32>)>;
+
+/// A bin's traversals grouped by link, in link order (a counting sort: two passes).
+fn by_link(traversals: Vec<(u32, f32)>, links: usize) -> PerLink {
+    let mut counts = vec![0u32; links];
+    for (link, _) in &traversals {
+        counts[*link as usize] += 1;
+    }
+    let mut slot = vec![usize::MAX; links];
+    let mut out: PerLink = Vec::new();
+    for (link, n) in counts.into_iter().enumerate() {
+        if n > 0 {
+            slot[link] = out.len();
+            out.push((link as u32, Vec::with_capacity(n as usize)));
+        }
+    }
+    for (link, dt) in traversals {
+        out[slot[link as usize]].1.push(dt);
+    }
+    out
+}
+
 /// Combines the partitions of a parallel pass (plates split between them) into the rows one
 /// pass over everything would give: counts add up per window, and each link bin's travel
 /// times are pooled before its median is taken (on as many threads as there are
@@ -1108,15 +1124,27 @@ pub fn merge(config: TrafficConfig, links: Vec<Link>, parts: Vec<Partial>) -> (O
                 let (config, links) = (whole.config.clone(), whole.links.clone());
                 scope.spawn(move || {
                     let mut closer = TrafficIndices::new(config, links);
+                    // The range is in (bin, link) order: a bin's partitions' times for a
+                    // link are pooled, and a bin closes when the next one starts.
+                    let mut open: Option<(i64, PerLink)> = None;
                     for (bin, link, times) in range {
-                        let pooled = &mut closer.open_bin(bin)[link as usize];
-                        if pooled.is_empty() {
-                            *pooled = times;
-                        } else {
-                            pooled.extend_from_slice(&times);
+                        match &mut open {
+                            Some((b, per_link)) if *b == bin => match per_link.last_mut() {
+                                Some((l, pooled)) if *l == link => pooled.extend_from_slice(&times),
+                                _ => per_link.push((link, times)),
+                            },
+                            _ => {
+                                if let Some((b, per_link)) =
+                                    open.replace((bin, vec![(link, times)]))
+                                {
+                                    closer.close_bin(b, per_link);
+                                }
+                            }
                         }
                     }
-                    closer.close_bins(i64::MAX);
+                    if let Some((b, per_link)) = open {
+                        closer.close_bin(b, per_link);
+                    }
                     closer.take_outputs()
                 })
             })
