@@ -12,11 +12,16 @@ pub struct PlateKey(pub u128);
 impl PlateKey {
     pub fn new(plate: &str) -> Self {
         let bytes = plate.as_bytes();
-        if bytes.len() <= 15 {
-            let mut buf = [0u8; 16];
-            buf[..bytes.len()].copy_from_slice(bytes);
-            buf[15] = bytes.len() as u8;
-            Self(u128::from_le_bytes(buf))
+        let len = bytes.len();
+        if len <= 15 {
+            // Whole words, not a copy into a buffer read back as one: the bytes stored one by
+            // one could not be forwarded to the wide load, which then waited on memory order.
+            let (lo, hi) = if len >= 8 {
+                (le_u64(&bytes[..8]), le_u64(&bytes[8..]))
+            } else {
+                (le_u64(bytes), 0)
+            };
+            Self(u128::from(lo) | (u128::from(hi) << 64) | ((len as u128) << 120))
         } else {
             // FNV-1a over 128 bits: long "plates" are garbage input, kept apart, not trusted.
             let mut h: u128 = 0x6c62272e07bb014262b821756295c58d;
@@ -26,6 +31,28 @@ impl PlateKey {
             }
             Self(h | (0xFFu128 << 120))
         }
+    }
+}
+
+/// Up to 8 bytes as a little-endian integer (missing high bytes zero), by at most two
+/// overlapping loads rather than a byte loop.
+#[inline]
+fn le_u64(b: &[u8]) -> u64 {
+    let n = b.len();
+    match n {
+        0 => 0,
+        // First, middle and last byte cover one to three bytes.
+        1..=3 => {
+            u64::from(b[0])
+                | u64::from(b[n / 2]) << (8 * (n / 2))
+                | u64::from(b[n - 1]) << (8 * (n - 1))
+        }
+        4..=7 => {
+            let low = u32::from_le_bytes(b[..4].try_into().expect("4 bytes"));
+            let high = u32::from_le_bytes(b[n - 4..].try_into().expect("4 bytes"));
+            u64::from(low) | u64::from(high) << (8 * (n - 4))
+        }
+        _ => u64::from_le_bytes(b[..8].try_into().expect("8 bytes")),
     }
 }
 
@@ -215,6 +242,35 @@ mod tests {
         let long = PlateKey::new("a plate far longer than fifteen bytes");
         assert_eq!(long.0 >> 120, 0xFF);
         assert_ne!(PlateKey::new(""), FREE);
+    }
+
+    #[test]
+    fn plates_pack_as_their_bytes_and_length() {
+        let text = "浙AD12345xyzw";
+        for end in 0..=text.len() {
+            let Some(plate) = text.get(..end) else {
+                continue;
+            };
+            let mut buf = [0u8; 16];
+            buf[..end].copy_from_slice(plate.as_bytes());
+            buf[15] = end as u8;
+            assert_eq!(
+                PlateKey::new(plate).0,
+                u128::from_le_bytes(buf),
+                "{plate:?}"
+            );
+        }
+        for n in 0..=15 {
+            let plate: String = "0123456789abcdef"[..n].into();
+            let mut buf = [0u8; 16];
+            buf[..n].copy_from_slice(plate.as_bytes());
+            buf[15] = n as u8;
+            assert_eq!(
+                PlateKey::new(&plate).0,
+                u128::from_le_bytes(buf),
+                "{plate:?}"
+            );
+        }
     }
 
     #[test]

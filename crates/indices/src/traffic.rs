@@ -1219,7 +1219,8 @@ pub fn partition_of(plate: &str, parts: usize) -> usize {
 pub fn partition_of_key(plate: PlateKey, parts: usize) -> usize {
     let key = plate.0;
     let mixed = (key as u64 ^ (key >> 64) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    ((mixed >> 32) % parts.max(1) as u64) as usize
+    // The top 32 bits scaled to [0, parts): a multiply, where `%` would divide.
+    (((mixed >> 32) * parts.max(1) as u64) >> 32) as usize
 }
 
 /// The lateness rule applied once, ahead of the partitions of a parallel pass: lateness is
