@@ -247,9 +247,21 @@ pub fn generate(
         }
         let trips = 1 + rng.below(3);
         let mut hours = [false; 24];
-        for _ in 0..trips {
+        // A vehicle makes its trips one after another: each leaves at its drawn time or a
+        // minute after the one before arrived, whichever is later. (Drawn independently,
+        // trips overlapped in the peaks: one plate in two places, whose passages interleave
+        // and pair into no link, so the truth counted traversals no camera could see.)
+        let mut departures: Vec<f64> = (0..trips)
+            .map(|_| departure_secs(&mut rng) as f64)
+            .collect();
+        departures.sort_by(f64::total_cmp);
+        let mut arrived = f64::MIN;
+        for departure in departures {
+            let mut t = departure.max(arrived + 60.0);
+            if t >= 86_400.0 {
+                break;
+            }
             truth.trips += 1;
-            let mut t = departure_secs(&mut rng) as f64;
             let mut at = rng.below(network.intersections.len() as u64) as usize;
             let hops = 4 + rng.below(12);
             let mut came_from = usize::MAX;
@@ -291,15 +303,16 @@ pub fn generate(
                 let factor = congestion(t as i64, sensitivity[road_index])
                     * (1.0 + 0.1 * rng.normal()).max(0.7);
                 let travel_s = road.freeflow_s() * factor;
+                if t + travel_s >= 86_400.0 {
+                    // Arrives after the day: no passage, so no traversal in the truth either.
+                    break;
+                }
                 let window = (t as i64) / 900;
                 travel
                     .entry((road_index, window))
                     .or_default()
                     .push(travel_s as f32);
                 t += travel_s;
-                if t >= 86_400.0 {
-                    break;
-                }
                 came_from = at;
                 at = road.to;
                 record(
@@ -311,6 +324,7 @@ pub fn generate(
                     &mut truth,
                 );
             }
+            arrived = t;
         }
         for (h, seen) in hours.iter().enumerate() {
             truth.vehicles_by_hour[h] += u64::from(*seen);

@@ -11,9 +11,10 @@ pub mod traffic;
 pub use split::SplitPass;
 
 pub use traffic::{
-    Admission, CITY, CensusDay, CensusHour, Counters, DelayIndex, Link, LinkTravel, Live, OnRoad,
-    Outputs, Partial, Passage, RankEntry, Record, TrafficConfig, TrafficIndices, for_each_passage,
-    links_from_batch, merge, partition_of, partition_of_key, rank,
+    Admission, CITY, CensusDay, CensusHour, Counters, DelayIndex, Link, LinkTravel, Live,
+    LocalPrefix, OnRoad, Outputs, Partial, Passage, RankEntry, Record, TrafficConfig,
+    TrafficIndices, for_each_passage, links_from_batch, merge, partition_of, partition_of_key,
+    rank,
 };
 
 /// The index datasets' definitions (file name, TOML), as `citybrain-hub` reads them.

@@ -11,8 +11,8 @@ use std::sync::mpsc::{SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
 use crate::traffic::{
-    Admission, Counters, Link, Outputs, Record, TrafficConfig, TrafficIndices, for_each_passage,
-    merge, partition_of_key,
+    Admission, Counters, Link, LocalPrefix, Outputs, Record, TrafficConfig, TrafficIndices,
+    for_each_passage, merge, partition_of_key,
 };
 
 /// Batches of records in flight to a partition before the router waits for it.
@@ -22,6 +22,7 @@ const IN_FLIGHT: usize = 4;
 #[derive(Debug)]
 pub struct SplitPass {
     config: TrafficConfig,
+    local: LocalPrefix,
     links: Vec<Link>,
     admission: Admission,
     senders: Vec<SyncSender<Vec<Record>>>,
@@ -46,6 +47,7 @@ impl SplitPass {
             .unzip();
         Self {
             admission: Admission::new(&config),
+            local: LocalPrefix::new(&config.local_prefix),
             config,
             links,
             senders,
@@ -59,10 +61,10 @@ impl SplitPass {
         let mut routed: Vec<Vec<Record>> = (0..parts)
             .map(|_| Vec::with_capacity(batch.num_rows() / parts + 64))
             .collect();
-        let (admission, config) = (&mut self.admission, &self.config);
+        let (admission, local) = (&mut self.admission, &self.local);
         for_each_passage(batch, |passage| {
             if admission.admit(passage.ts) {
-                let record = Record::new(passage, config);
+                let record = Record::new(passage, local);
                 routed[partition_of_key(record.plate, parts)].push(record);
             }
         })?;

@@ -257,12 +257,45 @@ pub struct Record {
 }
 
 impl Record {
-    pub fn new(passage: Passage<'_>, config: &TrafficConfig) -> Self {
+    pub fn new(passage: Passage<'_>, local: &LocalPrefix) -> Self {
+        let plate = PlateKey::new(passage.plate);
         Self {
             ts: passage.ts,
             checkpoint: passage.checkpoint,
-            plate: PlateKey::new(passage.plate),
-            local: passage.plate.starts_with(&config.local_prefix),
+            plate,
+            local: local.is_local(passage.plate, plate),
+        }
+    }
+}
+
+/// Tells local plates (`TrafficConfig::local_prefix`) by their packed key: the prefix's
+/// bytes under a mask, an AND and a compare per passage instead of a string comparison.
+#[derive(Debug, Clone)]
+pub struct LocalPrefix {
+    prefix: String,
+    bits: u128,
+    mask: u128,
+}
+
+impl LocalPrefix {
+    pub fn new(prefix: &str) -> Self {
+        let len = prefix.len().min(15);
+        let mask = (1u128 << (8 * len)) - 1;
+        Self {
+            prefix: prefix.to_string(),
+            bits: PlateKey::new(prefix).0 & mask,
+            mask,
+        }
+    }
+
+    /// Whether `plate` (packed as `key`) starts with the prefix.
+    #[inline]
+    pub fn is_local(&self, plate: &str, key: PlateKey) -> bool {
+        if plate.len() <= 15 && self.prefix.len() <= 15 {
+            // Packed plates keep their bytes verbatim; longer ones are hashed.
+            plate.len() >= self.prefix.len() && key.0 & self.mask == self.bits
+        } else {
+            plate.starts_with(&self.prefix)
         }
     }
 }
@@ -315,6 +348,7 @@ struct DayCensus {
 #[derive(Debug)]
 pub struct TrafficIndices {
     config: TrafficConfig,
+    local: LocalPrefix,
     links: Vec<Link>,
     /// Per checkpoint index, the links leaving it: (the index of the checkpoint they lead
     /// to, link). A handful each, so a scan beats hashing the pair.
@@ -452,6 +486,7 @@ impl TrafficIndices {
         }
         let max_travel = (max_freeflow * config.max_delay_factor * SECOND as f64) as i64;
         Self {
+            local: LocalPrefix::new(&config.local_prefix),
             config,
             links,
             links_from,
@@ -516,7 +551,7 @@ impl TrafficIndices {
     /// until the lateness has passed, then applied in time order (in groups of 32; a batch
     /// call, `advance_to` and `finish` apply everything due).
     pub fn push(&mut self, passage: Passage<'_>) {
-        let record = Record::new(passage, &self.config);
+        let record = Record::new(passage, &self.local);
         self.push_record(record);
     }
 
@@ -1259,7 +1294,28 @@ impl Admission {
 
 #[cfg(test)]
 mod tests {
-    use super::quantiles;
+    use super::{LocalPrefix, PlateKey, quantiles};
+
+    #[test]
+    fn local_plates_are_told_by_their_packed_prefix() {
+        let local = LocalPrefix::new("浙A");
+        let is_local = |plate: &str| local.is_local(plate, PlateKey::new(plate));
+        assert!(is_local("浙A12345"));
+        assert!(is_local("浙AD12345"));
+        assert!(is_local("浙A"));
+        assert!(!is_local("浙B12345"));
+        assert!(!is_local("沪A12345"));
+        assert!(!is_local("浙"));
+        assert!(!is_local(""));
+        assert!(is_local("浙A and far more than fifteen bytes"));
+        assert!(!is_local("沪A and far more than fifteen bytes"));
+        let everyone = LocalPrefix::new("");
+        assert!(everyone.is_local("沪A12345", PlateKey::new("沪A12345")));
+        let long = LocalPrefix::new("a prefix of over fifteen bytes");
+        let plate = "a prefix of over fifteen bytes 1";
+        assert!(long.is_local(plate, PlateKey::new(plate)));
+        assert!(!long.is_local("a prefix", PlateKey::new("a prefix")));
+    }
 
     /// The order statistics as a full sort gives them.
     fn by_sorting(values: &[f32]) -> (f64, f64, f64) {

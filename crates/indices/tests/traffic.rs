@@ -150,15 +150,16 @@ fn a_pass_split_by_plate_and_merged_gives_the_same_rows() {
 
 #[test]
 fn records_pushed_together_keep_the_lateness_of_one_by_one() {
-    use citybrain_indices::{Passage, Record};
+    use citybrain_indices::{LocalPrefix, Passage, Record};
     let config = TrafficConfig::default();
+    let local = LocalPrefix::new(&config.local_prefix);
     let record = |s: i64, plate: &str| {
         let passage = Passage {
             ts: 1_795_000_000_000_000 + s * 1_000_000,
             checkpoint: 1,
             plate,
         };
-        Record::new(passage, &config)
+        Record::new(passage, &local)
     };
     // An in-order run, then one 80 s older than the run's newest (beyond the 60 s lateness,
     // though not older than its first), then one 30 s out of order (within it).
