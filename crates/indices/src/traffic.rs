@@ -828,9 +828,7 @@ impl TrafficIndices {
             let freeflow = self.links[link as usize].freeflow_s;
             if dt > 0.0 && dt <= freeflow * self.config.max_delay_factor {
                 let bin = last_ts.div_euclid(self.config.bin_s * SECOND);
-                self.due = self
-                    .due
-                    .min((bin + 1) * self.config.bin_s * SECOND + self.max_travel);
+                self.due = self.due.min(self.bin_closes_at(bin));
                 self.bins.entry(bin).or_default().push((link, dt as f32));
             }
         }
