@@ -53,8 +53,8 @@ const labels: Record<string, { en: string; zh: string }> = {
   'ranking.di': { en: 'Delay index', zh: '延误指数' },
   'ranking.n': { en: 'Traversals', zh: '通行次数' },
   'ranking.empty': {
-    en: 'No link has 20 traversals in the last hour yet.',
-    zh: '近一小时内暂无通行次数达到 20 的路段。',
+    en: 'No link had 20 traversals in this hour; pick a busier time above.',
+    zh: '该小时内没有通行次数达到 20 的路段；可在上方选择更繁忙的时刻。',
   },
   'map.legend': { en: 'Delay index', zh: '延误指数' },
   'map.nodata': { en: 'no data', zh: '无数据' },

@@ -2,6 +2,9 @@
 // not the wall clock, so a replayed or historical day reads the same as a live one.
 
 import type { Api } from './api';
+import { CITY_TZ, el, hhmm } from './format';
+import { t } from './i18n';
+import type { Context } from './page';
 
 export interface LinkDelay {
   link_id: number;
@@ -24,6 +27,25 @@ export function atParam(params: URLSearchParams): Date | null {
   if (!text) return null;
   const at = new Date(text);
   return Number.isNaN(at.getTime()) ? null : at;
+}
+
+/**
+ * The control that picks the moment a page shows: a time of day on the day being shown
+ * (`#at`) and a button back to live (`#live`). Choosing a time navigates to
+ * `<page>?at=<that time, UTC+8>`.
+ */
+export function timeBar(ctx: Context, page: string, at: Date | null): HTMLElement {
+  const when = el('input', { type: 'time', id: 'at', step: '900' });
+  if (at) when.value = hhmm(at.toISOString());
+  const liveButton = el('button', { type: 'button', class: at ? 'ghost' : '', id: 'live' }, t('time.live'));
+  when.addEventListener('change', () => {
+    const day = at?.toISOString() ?? ctx.live.latest?.at ?? new Date().toISOString();
+    // The chosen time on the day being shown, in the city's time zone (UTC+8).
+    const date = new Date(day).toLocaleDateString('en-CA', { timeZone: CITY_TZ });
+    if (when.value) ctx.navigate(`${page}?at=${encodeURIComponent(`${date}T${when.value}:00+08:00`)}`);
+  });
+  liveButton.addEventListener('click', () => ctx.navigate(page));
+  return el('div', { class: 'time-bar' }, el('span', {}, at ? t('time.as_of') : t('time.live_now')), when, liveButton);
 }
 
 /**

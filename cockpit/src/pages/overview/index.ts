@@ -2,13 +2,13 @@
 // day as sparklines, and the congestion ranking; all following the live feed.
 
 import { cityMap, upsertGeoJson } from '../../map';
-import { CITY_TZ, diColor, DI_STEPS, el, fixed, hhmm, int, dateTime, NO_DATA_COLOR } from '../../format';
+import { diColor, DI_STEPS, el, fixed, hhmm, int, dateTime, NO_DATA_COLOR } from '../../format';
 import { lang, t } from '../../i18n';
 import { fillRanking, linkPanel, rankingTable } from '../../linkpanel';
 import { network } from '../../network';
 import type { Context, Page } from '../../page';
 import { sparkline } from '../../sparkline';
-import { atParam, delaySeries, type LinkDelay, linkDelays } from '../../traffic';
+import { atParam, delaySeries, type LinkDelay, linkDelays, timeBar } from '../../traffic';
 import type { IndexEvent } from '../../live';
 import { cityParking, hasParking, lots as parkingLots, lotsNow } from '../../parking';
 import { alertFeatures, alertList, type AlertRow, hasAlerts, openAlerts, openedInDay } from '../../alerts';
@@ -51,21 +51,10 @@ const page: Page = {
     const alerts = el('div', { class: 'alerts-box' });
     // Live by default; `?at=` looks back at a moment (the morning peak, an incident).
     const at = atParam(ctx.params);
-    const when = el('input', { type: 'time', id: 'at', step: '900' });
-    if (at) when.value = hhmm(at.toISOString());
-    const liveButton = el('button', { type: 'button', class: at ? 'ghost' : '', id: 'live' }, t('time.live'));
-    const timeBar = el('div', { class: 'time-bar' }, el('span', {}, at ? t('time.as_of') : t('time.live_now')), when, liveButton);
-    when.addEventListener('change', () => {
-      const day = at?.toISOString() ?? ctx.live.latest?.at ?? new Date().toISOString();
-      // The chosen time on the day being shown, in the city's time zone (UTC+8).
-      const date = new Date(day).toLocaleDateString('en-CA', { timeZone: CITY_TZ });
-      if (when.value) ctx.navigate(`overview?at=${encodeURIComponent(`${date}T${when.value}:00+08:00`)}`);
-    });
-    liveButton.addEventListener('click', () => ctx.navigate('overview'));
     const side = el(
       'aside',
       { class: 'side' },
-      timeBar,
+      timeBar(ctx, 'overview', at),
       el('div', { class: 'kpis' }, vehicles.node, onRoad.node, delay.node, parking.node),
       alerts,
       el('h2', {}, t('ranking.title')),

@@ -8,15 +8,23 @@ import type { IndexEvent } from '../../live';
 import { fillRanking, linkPanel, rankingTable } from '../../linkpanel';
 import { network } from '../../network';
 import type { Context, Page } from '../../page';
-import { delaySeries, type LinkDelay, linkDelays } from '../../traffic';
+import { atParam, delaySeries, type LinkDelay, linkDelays, timeBar } from '../../traffic';
 
 const PURPOSE = 'cockpit: traffic';
+
+/** The bin (as the axis labels it) of the last 15 minutes that ended by `at`, if any. */
+function markAt(bins: string[], at: Date): { xAxis: string }[] {
+  const last = bins.filter((b) => new Date(b) <= at).at(-1);
+  return last ? [{ xAxis: hhmm(last) }] : [];
+}
 
 const page: Page = {
   id: 'traffic',
   label: 'nav.traffic',
   mount(root: HTMLElement, ctx: Context) {
     const { api } = ctx;
+    // Live by default; `?at=` ranks the hour up to a past moment (the morning peak).
+    const at = atParam(ctx.params);
     const plot = el('div', { class: 'day-chart', id: 'delay-chart' });
     const { table, body: rankingBody } = rankingTable();
     const panelSlot = el('div');
@@ -29,6 +37,7 @@ const page: Page = {
           'section',
           { class: 'card' },
           el('h2', {}, t('ranking.title')),
+          timeBar(ctx, 'traffic', at),
           el('p', { class: 'muted' }, t('traffic.hint')),
           table,
         ),
@@ -57,6 +66,18 @@ const page: Page = {
           connectNulls: true,
           lineStyle: { width: d === 'city' ? 3.5 : 1.2 },
           z: d === 'city' ? 10 : 2,
+          // The moment being looked back at, on the city's line.
+          ...(at && d === 'city'
+            ? {
+                markLine: {
+                  symbol: 'none',
+                  silent: true,
+                  label: { color: '#cbd5e1', formatter: hhmm(at.toISOString()) },
+                  lineStyle: { color: '#cbd5e1', type: 'dashed' as const },
+                  data: markAt(bins, at),
+                },
+              }
+            : {}),
         };
       });
       plot.dataset.series = String(series.length);
@@ -75,14 +96,15 @@ const page: Page = {
     };
 
     const drawRanking = async () => {
-      delays = await linkDelays(api, PURPOSE);
+      delays = await linkDelays(api, PURPOSE, at);
       fillRanking(rankingBody, delays, 20, (id) => void panel?.show(id, delays));
     };
 
     const unsubscribe = ctx.live.on((event: IndexEvent) => {
       if (event.type !== 'rows') return;
       if (event.dataset === 'indices.delay') void drawDay().catch(console.error);
-      if (event.dataset === 'indices.link_travel') void drawRanking().catch(console.error);
+      // A past moment's ranking does not move.
+      if (event.dataset === 'indices.link_travel' && !at) void drawRanking().catch(console.error);
     });
 
     void (async () => {
