@@ -140,3 +140,75 @@ fn indices_match_the_generated_truth() {
     );
     assert!(overlap >= 16, "top-20 overlap {overlap}: ours {ours:?}");
 }
+
+/// With cameras that never miss or misread, the indices must see exactly the traversals the
+/// generator drove: every link-bin, its count, and its median (to the truth file's ms).
+/// (A vehicle's next trip starts at a random checkpoint; were it next to where the last trip
+/// ended, and the wait short enough to pass for travel, the indices would see one traversal
+/// the truth lacks, as they would on a real road. This seed has none.)
+#[test]
+fn perfect_cameras_see_every_true_traversal() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = GenConfig {
+        seed: 5,
+        scale: 0.5,
+        miss_rate: 0.0,
+        misread_rate: 0.0,
+        network: None,
+        day: citybrain_core::Date::parse("2026-11-22").unwrap(),
+    };
+    generate(&config, dir.path(), &mut |_, _| {}).unwrap();
+    let links = common::links(&std::fs::read_to_string(dir.path().join("links.ndjson")).unwrap());
+    let by_ends: BTreeMap<(i64, i64), i64> =
+        links.iter().map(|l| ((l.from, l.to), l.link_id)).collect();
+    let mut indices = TrafficIndices::new(TrafficConfig::default(), links);
+    let records = common::passages(
+        &std::fs::read_to_string(dir.path().join("anpr_passages.ndjson")).unwrap(),
+    );
+    common::push_all(&mut indices, &records);
+    let (out, _) = indices.finish();
+
+    let mut truth: BTreeMap<(i64, String), (f64, u64)> = BTreeMap::new();
+    for line in std::fs::read_to_string(dir.path().join("truth_link_travel_times.csv"))
+        .unwrap()
+        .lines()
+        .skip(1)
+    {
+        let f: Vec<&str> = line.split(',').collect();
+        let link = by_ends[&(f[0].parse().unwrap(), f[1].parse().unwrap())];
+        truth.insert(
+            (link, f[2].to_string()),
+            (f[3].parse().unwrap(), f[5].parse().unwrap()),
+        );
+    }
+    let ours: BTreeMap<(i64, String), (f64, u64)> = out
+        .link_travel
+        .iter()
+        .map(|r| ((r.link_id, r.bin.clone()), (r.median_s, r.traversals)))
+        .collect();
+    let only_truth: Vec<_> = truth
+        .iter()
+        .filter(|(k, _)| !ours.contains_key(k))
+        .take(10)
+        .collect();
+    let only_ours: Vec<_> = ours
+        .iter()
+        .filter(|(k, _)| !truth.contains_key(k))
+        .take(10)
+        .collect();
+    let differ: Vec<_> = truth
+        .iter()
+        .filter_map(|(k, t)| ours.get(k).map(|o| (k, t, o)))
+        .filter(|(_, t, o)| t.1 != o.1 || (t.0 - o.0).abs() > 0.002)
+        .take(10)
+        .collect();
+    let n_only_truth = truth.keys().filter(|k| !ours.contains_key(*k)).count();
+    let n_only_ours = ours.keys().filter(|k| !truth.contains_key(*k)).count();
+    eprintln!(
+        "truth {} bins, ours {}; only truth {n_only_truth} {only_truth:?}; only ours {n_only_ours} {only_ours:?}; differ {differ:?}",
+        truth.len(),
+        ours.len()
+    );
+    assert!(truth.len() > 1000, "too few link-bins: {}", truth.len());
+    assert!(only_truth.is_empty() && only_ours.is_empty() && differ.is_empty());
+}
