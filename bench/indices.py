@@ -2,10 +2,13 @@
 """Traffic indices: citybrain's one streaming pass against DuckDB SQL and Polars lazy queries,
 on the same Parquet file of ANPR passages, in the same run; then accuracy against the truth.
 
-Usage: python3 bench/indices.py [--scale S] [--network FILE] [--runs N] [--work DIR] [--duckdb-spill-gb G]
+Usage: python3 bench/indices.py [--scale S] [--network FILE] [--max-trips N] [--runs N] [--work DIR] [--duckdb-spill-gb G]
   needs `pip install duckdb polars` and `cargo build --release -p citybrain`.
-  Scale 1 ≈ 20,000 vehicles and 0.4 M passages on the embedded Hangzhou network; the issue's
-  size (50 M passages) is about --scale 125. Prints a Markdown table for docs/benchmarks.md.
+  Scale 1 ≈ 20,000 vehicles and 0.4 M passages on the embedded Hangzhou network (269
+  checkpoints). The issue's file (50 M passages, 5.2 M vehicles, 2,000 checkpoints) is
+  `--scale 260 --max-trips 1 --network ../shared/data/traffic/nanchang_kddcup2021/roadnet_round3.txt`
+  (one trip a vehicle, 2,067 checkpoints); `--scale 125` is 50 M passages of 2.5 M vehicles
+  on the Hangzhou network. Prints a Markdown table for docs/benchmarks.md.
   With --runs N (default 3) each engine runs N times, the three taking turns, and the table
   shows each one's median run (by total): this machine's timings vary by a quarter from run
   to run, for every engine. With --work DIR the generated day is kept there and reused by the
@@ -112,6 +115,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--scale", type=float, default=10)
     ap.add_argument("--network")
+    ap.add_argument("--max-trips", type=int, default=3)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--work")
     ap.add_argument("--duckdb-spill-gb", type=float, default=20)
@@ -126,6 +130,7 @@ def main():
         gen = [BIN, "gen", "--seed", "7", "--scale", str(args.scale), "--misread-rate", "0.005", "--out", city]
         if args.network:
             gen += ["--network", args.network]
+        gen += ["--max-trips", str(args.max_trips)]
         subprocess.run(gen, check=True, capture_output=True, text=True)
         con.execute(f"""COPY (SELECT * FROM read_json('{city}/anpr_passages.ndjson',
             columns={{ts:'TIMESTAMPTZ', checkpoint_id:'BIGINT', plate:'VARCHAR', lane:'BIGINT', speed_kmh:'DOUBLE'}}))

@@ -91,6 +91,9 @@ enum Command {
         /// A CBEngine road network file (default: the embedded real Hangzhou network).
         #[arg(long)]
         network: Option<PathBuf>,
+        /// Each vehicle makes 1 to this many trips in the day (about 10 passages a trip).
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+        max_trips: u64,
     },
     /// Run read-only SQL on a running server and print the result.
     Sql {
@@ -604,6 +607,7 @@ fn run(cli: Cli) -> Result<()> {
             miss_rate,
             misread_rate,
             network,
+            max_trips,
         } => {
             let config = citybrain_gen::GenConfig {
                 seed,
@@ -611,6 +615,7 @@ fn run(cli: Cli) -> Result<()> {
                 miss_rate,
                 misread_rate,
                 network,
+                max_trips,
                 day: citybrain_core::Date::parse("2026-11-22").expect("a valid date"),
             };
             let truth = gen_with_progress(&config, &out)?;
@@ -1300,6 +1305,7 @@ fn load_demo(hub: &Hub, data: &Path, scale: f64) -> Result<()> {
             miss_rate: 0.03,
             misread_rate: 0.02,
             network: None,
+            max_trips: 3,
             day: citybrain_core::Date::parse("2026-11-22").expect("a valid date"),
         };
         gen_with_progress(&config, &demo)?;

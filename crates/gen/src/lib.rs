@@ -35,6 +35,9 @@ pub struct GenConfig {
     pub misread_rate: f64,
     /// A CBEngine road network file; `None` uses the embedded Hangzhou network.
     pub network: Option<PathBuf>,
+    /// Each vehicle makes 1 to this many trips (3 by default; 1 gives a day of many
+    /// vehicles and few passages each, like a city's through traffic).
+    pub max_trips: u64,
     /// The generated day (UTC date of local midnight +08:00 is the day before).
     pub day: citybrain_core::Date,
 }
@@ -245,7 +248,7 @@ pub fn generate(
         } else {
             truth.non_local_vehicles += 1;
         }
-        let trips = 1 + rng.below(3);
+        let trips = 1 + rng.below(config.max_trips.max(1));
         let mut hours = [false; 24];
         // A vehicle makes its trips one after another: each leaves at its drawn time or a
         // minute after the one before arrived, whichever is later. (Drawn independently,

@@ -9,6 +9,7 @@ fn config(seed: u64) -> GenConfig {
         miss_rate: 0.03,
         misread_rate: 0.02,
         network: None,
+        max_trips: 3,
         day: citybrain_core::Date::parse("2026-11-22").unwrap(),
     }
 }
@@ -44,4 +45,20 @@ fn same_seed_same_bytes_and_truth_adds_up() {
     // Every link joins two checkpoints that exist.
     let checkpoints = std::fs::read_to_string(a.path().join("checkpoints.ndjson")).unwrap();
     assert_eq!(checkpoints.lines().count(), 269);
+}
+
+#[test]
+fn one_trip_each_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut one = config(3);
+    one.max_trips = 1;
+    let truth = generate(&one, dir.path(), &mut |_, _| {}).unwrap();
+    assert_eq!(truth.trips, truth.vehicles);
+    let dir = tempfile::tempdir().unwrap();
+    let truth = generate(&config(3), dir.path(), &mut |_, _| {}).unwrap();
+    assert!(
+        truth.trips > truth.vehicles * 3 / 2,
+        "{} trips",
+        truth.trips
+    );
 }

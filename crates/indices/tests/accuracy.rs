@@ -22,6 +22,7 @@ fn indices_match_the_generated_truth() {
         miss_rate: 0.03,
         misread_rate: 0.005,
         network: None,
+        max_trips: 3,
         day: citybrain_core::Date::parse("2026-11-22").unwrap(),
     };
     let truth = generate(&config, dir.path(), &mut |_, _| {}).unwrap();
@@ -155,6 +156,7 @@ fn perfect_cameras_see_every_true_traversal() {
         miss_rate: 0.0,
         misread_rate: 0.0,
         network: None,
+        max_trips: 3,
         day: citybrain_core::Date::parse("2026-11-22").unwrap(),
     };
     generate(&config, dir.path(), &mut |_, _| {}).unwrap();
