@@ -130,7 +130,13 @@ impl<V: Copy + Default> Default for PlateTable<V> {
 impl<V: Copy + Default> PlateTable<V> {
     /// Room for `n` plates before the table grows.
     pub fn with_capacity(n: usize) -> Self {
-        let slots = (n * 2 + 1).next_power_of_two().max(16);
+        Self::with_slots((n * 2 + 1).next_power_of_two())
+    }
+
+    /// An empty table of `slots` slots (a power of two).
+    fn with_slots(slots: usize) -> Self {
+        let slots = slots.max(16);
+        debug_assert!(slots.is_power_of_two());
         Self {
             slots: vec![
                 Slot {
@@ -219,9 +225,11 @@ impl<V: Copy + Default> PlateTable<V> {
         }
     }
 
+    /// Twice the slots. (Sized by capacity, `with_capacity(slots)`, it grew fourfold: a city
+    /// of 5.2 M plates took 16 M slots per partition, 1.5 GiB over two partitions.)
     fn grow(&mut self) {
         let old = std::mem::take(&mut self.slots);
-        let mut bigger = Self::with_capacity(old.len());
+        let mut bigger = Self::with_slots(old.len() * 2);
         for s in old.into_iter().filter(|s| s.key != FREE) {
             bigger.get_or_insert(s.key, s.value);
         }
@@ -279,6 +287,9 @@ mod tests {
         let plate = |i: u32| PlateKey::new(&format!("浙A{i:05}"));
         for i in 0..10_000 {
             *t.get_or_insert(plate(i), 0) += i;
+            // Growth doubles: at most half full, and never under a quarter once grown.
+            assert!(t.len() * 2 <= t.slots.len(), "{} in {}", t.len(), t.slots.len());
+            assert!(t.slots.len() == 16 || t.len() * 4 > t.slots.len());
         }
         // A second insert finds the first.
         *t.get_or_insert(plate(7), 100) += 1;
