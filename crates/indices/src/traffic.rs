@@ -343,6 +343,52 @@ struct DayCensus {
     hours_local: [u64; 24],
 }
 
+/// A link leaving a checkpoint, with what a traversal of it is checked against.
+#[derive(Debug, Clone, Copy)]
+struct Outgoing {
+    /// The index of the checkpoint it leads to.
+    to: u32,
+    link: u32,
+    /// The longest traversal accepted (free flow × the delay factor), in µs.
+    max_travel: i64,
+}
+
+/// The links leaving each checkpoint, all in one array: checkpoint `c`'s are
+/// `out[start[c]..start[c + 1]]`. A traversal reads a few adjacent entries (a handful per
+/// checkpoint, so a scan beats hashing the pair) and nothing else: no per-checkpoint
+/// allocation or link row to fetch from memory the city's plates keep evicting.
+#[derive(Debug)]
+struct Adjacency {
+    start: Vec<u32>,
+    out: Vec<Outgoing>,
+}
+
+impl Adjacency {
+    /// From (checkpoint index, link leaving it) sorted by checkpoint, for `checkpoints`.
+    fn new(checkpoints: usize, sorted: Vec<(u32, Outgoing)>) -> Self {
+        let mut start = vec![0u32; checkpoints + 1];
+        for (from, _) in &sorted {
+            start[*from as usize + 1] += 1;
+        }
+        for c in 0..checkpoints {
+            start[c + 1] += start[c];
+        }
+        let out = sorted.into_iter().map(|(_, o)| o).collect();
+        Self { start, out }
+    }
+
+    /// The link from checkpoint `from` to `to`, if there is one.
+    #[inline]
+    fn find(&self, from: u32, to: u32) -> Option<Outgoing> {
+        let from = from as usize;
+        if from + 1 >= self.start.len() {
+            return None; // a checkpoint no link leaves or enters
+        }
+        let (a, b) = (self.start[from] as usize, self.start[from + 1] as usize);
+        self.out[a..b].iter().find(|o| o.to == to).copied()
+    }
+}
+
 /// The incremental operator set. Push passages, then `finish` (or read `take_outputs`
 /// between pushes for live use).
 #[derive(Debug)]
@@ -350,9 +396,8 @@ pub struct TrafficIndices {
     config: TrafficConfig,
     local: LocalPrefix,
     links: Vec<Link>,
-    /// Per checkpoint index, the links leaving it: (the index of the checkpoint they lead
-    /// to, link). A handful each, so a scan beats hashing the pair.
-    links_from: Vec<Vec<(u32, u32)>>,
+    /// Per checkpoint index, the links leaving it.
+    links_from: Adjacency,
     /// Each link's district, as an index into `district_names`.
     link_district: Vec<u16>,
     district_names: Vec<String>,
@@ -478,12 +523,22 @@ impl TrafficIndices {
             }
         }
         // Two links between the same checkpoints: the later one counts (as it always has).
-        let mut links_from = vec![Vec::new(); checkpoint_district.len()];
-        let mut pairs: Vec<_> = link_of.into_iter().collect();
-        pairs.sort_unstable();
-        for ((from, to), link) in pairs {
-            links_from[checkpoint_index[&from] as usize].push((checkpoint_index[&to], link));
-        }
+        let mut pairs: Vec<_> = link_of
+            .into_iter()
+            .map(|((from, to), link)| {
+                let longest = links[link as usize].freeflow_s * config.max_delay_factor;
+                (
+                    checkpoint_index[&from],
+                    Outgoing {
+                        to: checkpoint_index[&to],
+                        link,
+                        max_travel: (longest * SECOND as f64) as i64,
+                    },
+                )
+            })
+            .collect();
+        pairs.sort_unstable_by_key(|(from, o)| (*from, o.to));
+        let links_from = Adjacency::new(checkpoint_district.len(), pairs);
         let max_travel = (max_freeflow * config.max_delay_factor * SECOND as f64) as i64;
         Self {
             local: LocalPrefix::new(&config.local_prefix),
@@ -819,17 +874,18 @@ impl TrafficIndices {
         state.hours_passages = ((passages_before + 1).min(255) << 24) | hours_before | bit;
 
         // Link travel: the previous passage of this plate, at the link's upstream end.
-        let link = match self.links_from.get(last_checkpoint as usize) {
-            Some(out) if seen => out.iter().find(|l| l.0 == checkpoint).map(|l| l.1),
-            _ => None,
+        let link = if seen {
+            self.links_from.find(last_checkpoint, checkpoint)
+        } else {
+            None
         };
         if let Some(link) = link {
-            let dt = (r.ts - last_ts) as f64 / SECOND as f64;
-            let freeflow = self.links[link as usize].freeflow_s;
-            if dt > 0.0 && dt <= freeflow * self.config.max_delay_factor {
+            let dt = r.ts - last_ts;
+            if dt > 0 && dt <= link.max_travel {
                 let bin = last_ts.div_euclid(self.config.bin_s * SECOND);
                 self.due = self.due.min(self.bin_closes_at(bin));
-                self.bins.entry(bin).or_default().push((link, dt as f32));
+                let seconds = (dt as f64 / SECOND as f64) as f32;
+                self.bins.entry(bin).or_default().push((link.link, seconds));
             }
         }
 
