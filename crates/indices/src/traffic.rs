@@ -16,7 +16,7 @@ use crate::plate::{FastMap, PlateKey, PlateTable};
 const SECOND: i64 = 1_000_000;
 
 /// Records released to the operators together (see `release`).
-const RELEASE_GROUP: usize = 32;
+const RELEASE_GROUP: usize = 64;
 
 /// The `district` of rows about the whole city.
 pub const CITY: &str = "city";
@@ -646,18 +646,24 @@ impl TrafficIndices {
     }
 
     /// Applies the first `n` buffered records. The plate table (millions of entries) misses
-    /// the CPU cache on almost every lookup; touching the group's entries first lets those
-    /// memory loads overlap instead of waiting for each in turn.
+    /// the CPU cache on almost every lookup; touching a group's entries a group ahead lets
+    /// those memory loads overlap each other and the work on the group before.
     fn release(&mut self, n: usize) {
-        for chunk_start in (0..n).step_by(RELEASE_GROUP) {
-            let end = (chunk_start + RELEASE_GROUP).min(n);
-            for r in self.buffer.range(..end - chunk_start) {
-                self.plates.touch(r.plate);
+        let touch = |this: &Self, range: std::ops::Range<usize>| {
+            for r in this.buffer.range(range) {
+                this.plates.touch(r.plate);
             }
-            for _ in chunk_start..end {
+        };
+        touch(self, 0..RELEASE_GROUP.min(n));
+        let mut left = n;
+        while left > 0 {
+            let now = RELEASE_GROUP.min(left);
+            touch(self, now..(2 * RELEASE_GROUP).min(left));
+            for _ in 0..now {
                 let record = self.buffer.pop_front().expect("n records are buffered");
                 self.apply(record);
             }
+            left -= now;
         }
     }
 
