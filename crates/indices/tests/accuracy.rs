@@ -1,10 +1,9 @@
 //! Accuracy against the generator's truth (3% missed reads, 0.5% misreads) on a 20,000-vehicle
-//! day. The census (within 0.1%) and the city delay index (within 0.5%) are held to the issue's
-//! targets here. Link medians and the top-20 ranking are sampling-limited at this size: a
-//! link-bin has 20–60 traversals, so dropping the ~6% that lose a read moves a median by about
-//! one order statistic (~1–2%), and the 20th and 21st links differ by less than that noise.
-//! Here they must be within 2% for 85% of link-bins and overlap 16/20; the targets (90%,
-//! 19/20) are checked by `bench/indices.py` at benchmark size, where bins hold hundreds.
+//! day, held to the targets: census within 0.1%, link medians within 2% for 90% of
+//! link-bins with at least 20 traversals, city delay index within 0.5%, top-20 overlap 19/20.
+//! (A link-bin here holds 20–60 traversals, so dropping the ~6% that lose a read moves a median
+//! by about one order statistic; `bench/indices.py` checks the same at benchmark size, where
+//! bins hold hundreds.)
 
 mod common;
 
@@ -139,7 +138,7 @@ fn indices_match_the_generated_truth() {
         "census {} vs {} ({error:.5}); naive +{naive:.4}; link medians {within}/{judged}; city DI {city:.4} vs {true_city:.4}; top-20 overlap {overlap}",
         census.vehicles, truth.vehicles
     );
-    assert!(overlap >= 16, "top-20 overlap {overlap}: ours {ours:?}");
+    assert!(overlap >= 19, "top-20 overlap {overlap}: ours {ours:?}");
 }
 
 /// With cameras that never miss or misread, the indices must see exactly the traversals the
