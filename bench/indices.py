@@ -158,7 +158,10 @@ def main():
             except duckdb.Error as e:
                 reason = str(e).splitlines()[0][:160]
                 duck_failed = f"did not finish: {reason} (after {time.perf_counter() - started:.0f} s)"
+            # Clear what a failed run left behind, but keep the directory: DuckDB remembers it
+            # exists and fails the next query if it is gone.
             shutil.rmtree(spill, ignore_errors=True)
+            os.makedirs(spill, exist_ok=True)
         p_runs.append(polars_indices(passages, links))
     median = lambda runs, total: sorted(runs, key=total)[len(runs) // 2]
     cb_time, proc = median(cb_runs, lambda r: r[0])
