@@ -804,6 +804,32 @@ not json
         assert_eq!(plates.value(0), "浙A12345");
     }
 
+    /// A float comes back as the same f64 it was written as (serde_json's default parser can
+    /// be one unit in the last place off: 1.2193417358398437 read as …435).
+    #[test]
+    fn ndjson_floats_round_trip_exactly() {
+        let values = [
+            1.2193417358398437,
+            1.1538491130812703,
+            0.9908371501498753,
+            0.1 + 0.2,
+        ];
+        let body: String = values
+            .iter()
+            .map(|v| {
+                format!("{{\"ts\":\"2026-11-22T00:00:00Z\",\"checkpoint_id\":1,\"plate\":\"p\",\"speed_kmh\":{v}}}\n")
+            })
+            .collect();
+        let d = decode_ndjson(&passages_def(), body.as_bytes());
+        let speeds = d
+            .batch
+            .column(3)
+            .as_any()
+            .downcast_ref::<arrow::array::Float64Array>()
+            .unwrap();
+        assert_eq!(speeds.values().to_vec(), values.to_vec());
+    }
+
     #[test]
     fn ndjson_parallel_split_keeps_line_numbers() {
         let mut body = Vec::new();
