@@ -3,12 +3,14 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use arrow::array::RecordBatch;
+use citybrain_core::Timestamp;
 use citybrain_hub::{DatasetDef, Format};
-use citybrain_indices::{Link, Outputs, TrafficConfig, TrafficIndices};
+use citybrain_indices::{Link, LinkTravel, Outputs, TrafficConfig, TrafficIndices};
 use indicatif::{ProgressBar, ProgressStyle};
 
 fn definition(name: &str) -> DatasetDef {
@@ -129,8 +131,9 @@ fn run_passages(feed: &mut Sink<'_>, path: &Path) -> Result<u64> {
     Ok(rows)
 }
 
-/// Writes rows as a Parquet file typed by the index dataset's definition.
-fn write_parquet<T: serde::Serialize>(dir: &Path, dataset: &str, rows: &[T]) -> Result<()> {
+/// Rows as a batch typed by the index dataset's definition, through the hub's own decoder (so
+/// the rows are checked against it).
+fn rows_batch<T: serde::Serialize>(dataset: &str, rows: &[T]) -> Result<RecordBatch> {
     let def = definition(dataset);
     let decoded =
         citybrain_hub::decode::decode(&def, Format::Ndjson, &citybrain_indices::to_ndjson(rows))?;
@@ -140,13 +143,53 @@ fn write_parquet<T: serde::Serialize>(dir: &Path, dataset: &str, rows: &[T]) -> 
             bad.problems
         );
     }
+    Ok(decoded.batch)
+}
+
+/// The link bins, column by column. They are most of the output (400,000 rows for a city of
+/// 6,000 links): through text, as [`rows_batch`] goes, they took half a second more.
+fn link_travel_batch(rows: &[LinkTravel]) -> Result<RecordBatch> {
+    use arrow::array::{
+        ArrayRef, Float64Array, Int64Array, StringArray, TimestampMicrosecondArray,
+    };
+    let schema = citybrain_hub::decode::data_schema(&definition("indices.link_travel"));
+    let bins = rows
+        .iter()
+        .map(|r| Ok(Timestamp::parse(&r.bin)?.0))
+        .collect::<Result<Vec<i64>>>()?;
+    let ints = |f: fn(&LinkTravel) -> i64| -> ArrayRef {
+        Arc::new(rows.iter().map(f).collect::<Int64Array>())
+    };
+    let floats = |f: fn(&LinkTravel) -> f64| -> ArrayRef {
+        Arc::new(rows.iter().map(f).collect::<Float64Array>())
+    };
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(TimestampMicrosecondArray::from(bins).with_timezone("UTC")),
+        ints(|r| r.link_id),
+        ints(|r| r.from_checkpoint),
+        ints(|r| r.to_checkpoint),
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|r| &r.district),
+        )),
+        ints(|r| r.traversals as i64),
+        floats(|r| r.median_s),
+        floats(|r| r.p25_s),
+        floats(|r| r.p75_s),
+        floats(|r| r.freeflow_s),
+        floats(|r| r.delay_index),
+    ];
+    Ok(RecordBatch::try_new(schema, columns)?)
+}
+
+/// Writes a batch of `dataset` as `<dir>/<name without "indices.">.parquet`.
+fn write_parquet(dir: &Path, dataset: &str, batch: &RecordBatch) -> Result<()> {
     let path = dir.join(format!(
         "{}.parquet",
         dataset.trim_start_matches("indices.")
     ));
     let file = File::create(&path).with_context(|| format!("writing {}", path.display()))?;
-    let mut writer = parquet::arrow::ArrowWriter::try_new(file, decoded.batch.schema(), None)?;
-    writer.write(&decoded.batch)?;
+    let mut writer = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None)?;
+    writer.write(batch)?;
     writer.close()?;
     Ok(())
 }
@@ -216,13 +259,31 @@ pub fn traffic(
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     // The link bins are most of the bytes: written on their own thread, the rest on this one.
     std::thread::scope(|scope| -> Result<()> {
-        let travel =
-            scope.spawn(|| write_parquet(out, "indices.link_travel", &outputs.link_travel));
-        write_parquet(out, "indices.census_daily", &outputs.census_days)?;
-        write_parquet(out, "indices.census_hourly", &outputs.census_hours)?;
-        write_parquet(out, "indices.on_road", &outputs.on_road)?;
-        write_parquet(out, "indices.delay", &outputs.delay)?;
-        write_parquet(out, "indices.ranking", &ranking)?;
+        let travel = scope.spawn(|| {
+            let batch = link_travel_batch(&outputs.link_travel)?;
+            write_parquet(out, "indices.link_travel", &batch)
+        });
+        for (dataset, batch) in [
+            (
+                "indices.census_daily",
+                rows_batch("indices.census_daily", &outputs.census_days)?,
+            ),
+            (
+                "indices.census_hourly",
+                rows_batch("indices.census_hourly", &outputs.census_hours)?,
+            ),
+            (
+                "indices.on_road",
+                rows_batch("indices.on_road", &outputs.on_road)?,
+            ),
+            (
+                "indices.delay",
+                rows_batch("indices.delay", &outputs.delay)?,
+            ),
+            ("indices.ranking", rows_batch("indices.ranking", &ranking)?),
+        ] {
+            write_parquet(out, dataset, &batch)?;
+        }
         travel.join().expect("writing link bins panicked")
     })?;
     let city: Vec<_> = outputs
@@ -253,4 +314,37 @@ pub fn traffic(
         out.display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The direct path writes exactly what the definition-checked text path would.
+    #[test]
+    fn link_bins_batch_equals_the_decoded_rows() {
+        let row = |link_id: i64, bin: &str, district: &str| LinkTravel {
+            bin: bin.into(),
+            link_id,
+            from_checkpoint: link_id * 10,
+            to_checkpoint: link_id * 10 + 1,
+            district: district.into(),
+            traversals: 42,
+            median_s: 61.5,
+            p25_s: 50.25,
+            p75_s: 80.0,
+            freeflow_s: 45.0,
+            delay_index: 61.5 / 45.0,
+        };
+        let rows = vec![
+            row(1, "2026-11-22T08:00:00+08:00", "上城区"),
+            row(2, "2026-11-22T00:15:00Z", "西湖区"),
+        ];
+        assert_eq!(
+            link_travel_batch(&rows).unwrap(),
+            rows_batch("indices.link_travel", &rows).unwrap()
+        );
+        let bad = vec![row(3, "8 o'clock", "西湖区")];
+        assert!(link_travel_batch(&bad).is_err());
+    }
 }
