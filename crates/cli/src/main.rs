@@ -75,11 +75,13 @@ enum Command {
     },
     /// Write a deterministic synthetic city with ground truth.
     Gen {
+        /// The same seed gives the same city, byte for byte.
         #[arg(long, default_value_t = 1)]
         seed: u64,
         /// 1.0 = 20,000 vehicles, about half a million passages.
         #[arg(long, default_value_t = 1.0)]
         scale: f64,
+        /// The directory to write the city to (created if missing).
         #[arg(long)]
         out: PathBuf,
         /// Probability a camera misses a vehicle.
@@ -110,7 +112,9 @@ enum Command {
     },
     /// Send a file of records (NDJSON, CSV or Parquet) to a dataset on a running server.
     Ingest {
+        /// The dataset to add to, e.g. transport.anpr_passages.
         dataset: String,
+        /// The records; the format follows the name's ending (.ndjson, .csv, .parquet).
         file: PathBuf,
         /// Records per request (NDJSON and CSV are split; Parquet is sent whole).
         #[arg(long, default_value_t = 10_000)]
@@ -157,6 +161,7 @@ enum Command {
     /// Replay a recorded file of passages (NDJSON, in time order) into a running server at a
     /// chosen speed, as cameras would send it; the live indices follow.
     Replay {
+        /// The recorded passages (NDJSON, one record a line, in time order).
         file: PathBuf,
         /// The dataset to send to.
         #[arg(long, default_value = "transport.anpr_passages")]
@@ -209,6 +214,7 @@ enum IndicesCommand {
         /// lanes, district) as NDJSON, CSV or Parquet.
         #[arg(long)]
         links: PathBuf,
+        /// The directory the index files (Parquet) go to (created if missing).
         #[arg(long)]
         out: PathBuf,
         /// Records older than the newest by more than this are counted and dropped.
@@ -224,12 +230,17 @@ enum IndicesCommand {
 enum PolicyCommand {
     /// Loads policy files (a directory of .policy files, or one), type-checks them and runs
     /// their in-file tests; every problem is printed as FILE:LINE:COL: message.
-    Check { path: PathBuf },
+    Check {
+        /// A .policy file or a directory of them.
+        path: PathBuf,
+    },
     /// One enterprise against every policy in a directory: eligible or not, clause by
     /// clause with the values read, the amount and any exception. FACTS is a JSON object
     /// of input values (money in yuan as strings, e.g. "1234.56"; dates YYYY-MM-DD).
     Explain {
+        /// The directory of .policy files.
         dir: PathBuf,
+        /// The enterprise's facts (a JSON object).
         facts: PathBuf,
         /// The day to decide on (default: each policy's first effective day).
         #[arg(long)]
@@ -239,7 +250,9 @@ enum PolicyCommand {
     /// facts), with the fast evaluator: per policy, how many qualify and how much they
     /// would get, against its budget. (No payouts yet: this is a dry run.)
     Run {
+        /// The directory of .policy files.
         dir: PathBuf,
+        /// The enterprises (CSV with a header: enterprise_id, then one column per fact).
         table: PathBuf,
         /// Write the decisions to pay as NDJSON here.
         #[arg(long)]
@@ -248,16 +261,20 @@ enum PolicyCommand {
         /// (the benchmark compares it with an independent computation).
         #[arg(long)]
         summary: Option<PathBuf>,
+        /// Threads evaluating enterprises in parallel.
         #[arg(long, default_value_t = 2)]
         threads: usize,
     },
     /// Writes a synthetic economy (678,000 enterprises at scale 1) as CSV, deterministic
     /// for a seed.
     GenEconomy {
+        /// The same seed gives the same enterprises.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// 1.0 = 678,000 enterprises.
         #[arg(long, default_value_t = 1.0)]
         scale: f64,
+        /// The CSV file to write.
         #[arg(long)]
         out: PathBuf,
         /// Write money in integer fen, as the hub's market.enterprises takes it (default:
@@ -287,11 +304,15 @@ enum PolicyCommand {
     /// parameters and budgets varied under new ids), for matching at a real programme's
     /// scale: `citybrain policy variants crates/rules/policies --count 467 --out /tmp/p`.
     Variants {
+        /// The directory of template .policy files.
         from: PathBuf,
+        /// How many policies to make in all.
         #[arg(long, default_value_t = 467)]
         count: usize,
+        /// The same seed gives the same variants.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// The directory to write the policies to (created if missing).
         #[arg(long)]
         out: PathBuf,
     },
@@ -323,12 +344,16 @@ enum SignalsCommand {
         /// Stop a run here even with vehicles left (a gridlock shows as vehicles not arrived).
         #[arg(long, default_value_t = 10_800)]
         max_end_s: u32,
+        /// The shortest green citybrain's controller gives a phase.
         #[arg(long, default_value_t = 5)]
         min_green_s: u32,
+        /// The longest green before it must serve another phase.
         #[arg(long, default_value_t = 60)]
         max_green_s: u32,
+        /// Yellow after every green.
         #[arg(long, default_value_t = 3)]
         yellow_s: u32,
+        /// All-red after the yellow, before the next green.
         #[arg(long, default_value_t = 2)]
         all_red_s: u32,
         /// The longest a movement with a vehicle waiting may stay red.
@@ -336,7 +361,12 @@ enum SignalsCommand {
         max_wait_s: u32,
     },
     /// Converts a CityFlow flow file (JSON) to a SUMO route file.
-    CityflowRoutes { flow: PathBuf, out: PathBuf },
+    CityflowRoutes {
+        /// The CityFlow flow file (JSON).
+        flow: PathBuf,
+        /// The SUMO route file to write (.rou.xml).
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -345,6 +375,7 @@ enum ParkingCommand {
     /// a car-park occupancy series (timestamp,poiID,capacity,free; '-' reads stdin, e.g.
     /// `zcat malaga_carparks_occupancy.csv.gz | citybrain parking forecast-eval -`).
     ForecastEval {
+        /// The occupancy series (CSV), or '-' for stdin.
         occupancy: PathBuf,
         /// Days at the start of each car park's series used only to learn.
         #[arg(long, default_value_t = 28)]
@@ -383,7 +414,9 @@ enum PrincipalsCommand {
     },
     /// Add a principal to a department (its admins, or hub admins).
     Create {
+        /// Its name: a person's login or a service's name, e.g. traffic_police_bot.
         name: String,
+        /// The department it acts for (an id, e.g. transport).
         #[arg(long)]
         department: String,
         /// reader, publisher or admin.
@@ -398,6 +431,7 @@ enum PrincipalsCommand {
 enum TokensCommand {
     /// Issue a token for a principal; it is printed once and stored only hashed.
     Issue {
+        /// The principal the token authenticates as.
         principal: String,
         /// Days until it expires (default: until revoked).
         #[arg(long)]
@@ -415,6 +449,7 @@ enum TokensCommand {
     },
     /// Revoke a token by its id; it stops working at once.
     Revoke {
+        /// The token's id (from `tokens list`).
         id: String,
         #[command(flatten)]
         server: ServerArgs,
@@ -430,6 +465,7 @@ enum GrantsCommand {
     },
     /// Ask a dataset's owner for a grant.
     Request {
+        /// The dataset to read, e.g. transport.anpr_passages.
         dataset: String,
         /// What the data is for; the owner decides on it and the audit trail keeps it.
         #[arg(long)]
@@ -448,7 +484,9 @@ enum GrantsCommand {
     },
     /// Approve a grant on one of your department's datasets.
     Approve {
+        /// The grant's id (from `grants list`).
         id: i64,
+        /// Why (kept in the audit trail).
         #[arg(long, default_value = "")]
         reason: String,
         #[command(flatten)]
@@ -456,7 +494,9 @@ enum GrantsCommand {
     },
     /// Refuse a grant, with a reason the requester can act on.
     Refuse {
+        /// The grant's id (from `grants list`).
         id: i64,
+        /// Why, so the requester can ask again with what is missing.
         #[arg(long)]
         reason: String,
         #[command(flatten)]
@@ -464,7 +504,9 @@ enum GrantsCommand {
     },
     /// Revoke an approved grant; it stops working at once.
     Revoke {
+        /// The grant's id (from `grants list`).
         id: i64,
+        /// Why (kept in the audit trail).
         #[arg(long, default_value = "")]
         reason: String,
         #[command(flatten)]
@@ -477,12 +519,15 @@ enum AuditCommand {
     /// Check the whole trail (offline, on the data directory): any edited, deleted,
     /// reordered or cut-off record is reported. Exits 1 if the trail is not intact.
     Verify {
+        /// The server's data directory.
         #[arg(long, default_value = "./citybrain-data")]
         data: PathBuf,
     },
     /// Who touched a dataset, when and for what (for its owner).
     WhoRead {
+        /// The dataset, e.g. transport.anpr_passages.
         dataset: String,
+        /// The most recent this many calls.
         #[arg(long, default_value_t = 50)]
         limit: usize,
         #[command(flatten)]
@@ -499,12 +544,14 @@ enum DatasetsCommand {
     },
     /// Create a dataset from a TOML or JSON definition file.
     Create {
+        /// The definition (.toml or .json).
         file: PathBuf,
         #[command(flatten)]
         server: ServerArgs,
     },
     /// Change a dataset's schema from a definition file (breaking changes are refused).
     Update {
+        /// The new definition (.toml or .json).
         file: PathBuf,
         #[command(flatten)]
         server: ServerArgs,
@@ -1786,4 +1833,32 @@ async fn shutdown_signal() {
         _ = term.recv() => {},
     }
     tracing::info!(message = "Shutting down: finishing in-flight requests.");
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// `--help` explains every command, argument and option (clap's own help flag aside).
+    #[test]
+    fn every_command_and_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            let path = format!("{path} {}", cmd.get_name());
+            if cmd.get_about().is_none() {
+                missing.push(path.clone());
+            }
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id != "help" && id != "version" && arg.get_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &path, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::Cli::command(), "", &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:#?}");
+    }
 }
