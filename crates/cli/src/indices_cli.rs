@@ -181,6 +181,11 @@ fn link_travel_batch(rows: &[LinkTravel]) -> Result<RecordBatch> {
     Ok(RecordBatch::try_new(schema, columns)?)
 }
 
+/// Writes rows of `dataset` through [`rows_batch`] and [`write_parquet`].
+fn write_rows<T: serde::Serialize>(dir: &Path, dataset: &str, rows: &[T]) -> Result<()> {
+    write_parquet(dir, dataset, &rows_batch(dataset, rows)?)
+}
+
 /// Writes a batch of `dataset` as `<dir>/<name without "indices.">.parquet`.
 fn write_parquet(dir: &Path, dataset: &str, batch: &RecordBatch) -> Result<()> {
     let path = dir.join(format!(
@@ -263,27 +268,11 @@ pub fn traffic(
             let batch = link_travel_batch(&outputs.link_travel)?;
             write_parquet(out, "indices.link_travel", &batch)
         });
-        for (dataset, batch) in [
-            (
-                "indices.census_daily",
-                rows_batch("indices.census_daily", &outputs.census_days)?,
-            ),
-            (
-                "indices.census_hourly",
-                rows_batch("indices.census_hourly", &outputs.census_hours)?,
-            ),
-            (
-                "indices.on_road",
-                rows_batch("indices.on_road", &outputs.on_road)?,
-            ),
-            (
-                "indices.delay",
-                rows_batch("indices.delay", &outputs.delay)?,
-            ),
-            ("indices.ranking", rows_batch("indices.ranking", &ranking)?),
-        ] {
-            write_parquet(out, dataset, &batch)?;
-        }
+        write_rows(out, "indices.census_daily", &outputs.census_days)?;
+        write_rows(out, "indices.census_hourly", &outputs.census_hours)?;
+        write_rows(out, "indices.on_road", &outputs.on_road)?;
+        write_rows(out, "indices.delay", &outputs.delay)?;
+        write_rows(out, "indices.ranking", &ranking)?;
         travel.join().expect("writing link bins panicked")
     })?;
     let city: Vec<_> = outputs
