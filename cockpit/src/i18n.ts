@@ -44,7 +44,6 @@ const labels: Record<string, { en: string; zh: string }> = {
   'kpi.parking': { en: 'Parking index', zh: '停车指数' },
   'kpi.no_data': { en: 'no data yet', zh: '暂无数据' },
   'kpi.parking_none': { en: 'no parking data in the hub', zh: '数据中枢暂无停车数据' },
-  'kpi.in_hour': { en: 'vehicles in the hour', zh: '该小时车辆' },
   'kpi.parking_free': { en: 'free berths', zh: '空余泊位' },
   'kpi.at': { en: 'stream time', zh: '数据时间' },
   'ranking.title': { en: 'Congestion ranking (last hour)', zh: '拥堵排行（近一小时）' },

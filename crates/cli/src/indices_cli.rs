@@ -270,6 +270,7 @@ pub fn traffic(
         });
         write_rows(out, "indices.census_daily", &outputs.census_days)?;
         write_rows(out, "indices.census_hourly", &outputs.census_hours)?;
+        write_rows(out, "indices.census_so_far", &outputs.census_so_far)?;
         write_rows(out, "indices.on_road", &outputs.on_road)?;
         write_rows(out, "indices.delay", &outputs.delay)?;
         write_rows(out, "indices.ranking", &ranking)?;

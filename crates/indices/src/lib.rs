@@ -11,8 +11,8 @@ pub mod traffic;
 pub use split::SplitPass;
 
 pub use traffic::{
-    Admission, CITY, CensusDay, CensusHour, Counters, DelayIndex, Link, LinkTravel, Live,
-    LocalPrefix, OnRoad, Outputs, Partial, Passage, RankEntry, Record, TrafficConfig,
+    Admission, CITY, CensusDay, CensusHour, CensusSoFar, Counters, DelayIndex, Link, LinkTravel,
+    Live, LocalPrefix, OnRoad, Outputs, Partial, Passage, RankEntry, Record, TrafficConfig,
     TrafficIndices, for_each_passage, links_from_batch, merge, partition_of, partition_of_key,
     rank,
 };
@@ -26,6 +26,10 @@ pub const DEFINITIONS: &[(&str, &str)] = &[
     (
         "indices.census_hourly.toml",
         include_str!("../definitions/indices.census_hourly.toml"),
+    ),
+    (
+        "indices.census_so_far.toml",
+        include_str!("../definitions/indices.census_so_far.toml"),
     ),
     (
         "indices.on_road.toml",

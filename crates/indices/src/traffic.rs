@@ -143,6 +143,19 @@ pub struct CensusHour {
     pub non_local: u64,
 }
 
+/// The census of a day so far: vehicles corroborated in the local day `day` before the
+/// instant `at` (every on-road instant, city-wide). What "vehicles in the city today" read at
+/// `at`; the day's row in `census_daily` is the last word once the day closes.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CensusSoFar {
+    pub at: String,
+    /// The local date of `at`, `YYYY-MM-DD`.
+    pub day: String,
+    pub vehicles: u64,
+    pub local: u64,
+    pub non_local: u64,
+}
+
 /// Vehicles on the road at an instant, city-wide (`district` = `city`) or per district.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct OnRoad {
@@ -209,6 +222,7 @@ pub struct Live {
 pub struct Outputs {
     pub census_days: Vec<CensusDay>,
     pub census_hours: Vec<CensusHour>,
+    pub census_so_far: Vec<CensusSoFar>,
     pub on_road: Vec<OnRoad>,
     pub link_travel: Vec<LinkTravel>,
     pub delay: Vec<DelayIndex>,
@@ -218,6 +232,7 @@ impl Outputs {
     pub fn append(&mut self, mut other: Outputs) {
         self.census_days.append(&mut other.census_days);
         self.census_hours.append(&mut other.census_hours);
+        self.census_so_far.append(&mut other.census_so_far);
         self.on_road.append(&mut other.on_road);
         self.link_travel.append(&mut other.link_travel);
         self.delay.append(&mut other.delay);
@@ -420,6 +435,12 @@ pub struct TrafficIndices {
     /// On-road vehicles per (absolute bucket) per district.
     buckets: BTreeMap<i64, Vec<i64>>,
     next_instant: Option<i64>,
+    /// Plates corroborated per on-road bucket (of the corroborating passage), as (vehicles,
+    /// local), not yet folded into `so_far`: keyed by the passage's time, so the census at an
+    /// instant counts exactly the passages before it, whenever the instant is emitted.
+    corroborated: BTreeMap<i64, (u64, u64)>,
+    /// The census so far of the latest local day folded: (day, vehicles, local).
+    so_far: (i64, u64, u64),
     /// Open link-travel bins: bin number → its traversals as (link index, travel time s) in
     /// the order they ended. Appending to one list per bin writes memory in sequence; a list
     /// per link scattered every traversal's write over a thousand lists' tails.
@@ -558,6 +579,8 @@ impl TrafficIndices {
             days: BTreeMap::new(),
             buckets: BTreeMap::new(),
             next_instant: None,
+            corroborated: BTreeMap::new(),
+            so_far: (i64::MIN, 0, 0),
             bins: BTreeMap::new(),
             counters: Counters::default(),
             out: Outputs::default(),
@@ -922,6 +945,9 @@ impl TrafficIndices {
         if passages == corroboration {
             census.vehicles += 1;
             census.local += u64::from(r.local);
+            let e = self.corroborated.entry(bucket).or_default();
+            e.0 += 1;
+            e.1 += u64::from(r.local);
             let hours = hours_before | bit;
             for h in 0..24 {
                 if hours & (1 << h) != 0 {
@@ -965,12 +991,40 @@ impl TrafficIndices {
                     vehicles: per_district[d].max(0) as u64,
                 });
             }
+            self.emit_census_so_far(t);
             // Buckets before the next window can go.
             let keep_from = (t + step - window).div_euclid(step);
             self.buckets = self.buckets.split_off(&keep_from);
             t += step;
         }
         self.next_instant = Some(t);
+    }
+
+    /// The census so far at instant `t`: folds the corroborations of passages before `t`.
+    fn emit_census_so_far(&mut self, t: i64) {
+        let step = self.config.on_road_step_s * SECOND;
+        let rest = self.corroborated.split_off(&t.div_euclid(step));
+        for (bucket, (vehicles, local)) in std::mem::replace(&mut self.corroborated, rest) {
+            let day = self.local_day(bucket * step);
+            if day != self.so_far.0 {
+                self.so_far = (day, 0, 0);
+            }
+            self.so_far.1 += vehicles;
+            self.so_far.2 += local;
+        }
+        let day = self.local_day(t);
+        let (vehicles, local) = if day == self.so_far.0 {
+            (self.so_far.1, self.so_far.2)
+        } else {
+            (0, 0)
+        };
+        self.out.census_so_far.push(CensusSoFar {
+            at: rfc3339(t),
+            day: citybrain_core::Date(day as i32).to_string(),
+            vehicles,
+            local,
+            non_local: vehicles - local,
+        });
     }
 
     /// Closes bins whose vehicles can no longer arrive at the far end.
@@ -1158,7 +1212,9 @@ pub fn merge(config: TrafficConfig, links: Vec<Link>, parts: Vec<Partial>) -> (O
     let mut counters = Counters::default();
     let threads = parts.len().max(1);
     let mut raw = Vec::new();
-    for part in parts {
+    let mut so_far_parts = Vec::new();
+    for mut part in parts {
+        so_far_parts.push(std::mem::take(&mut part.out.census_so_far));
         for d in part.out.census_days {
             let e = days.entry(d.day.clone()).or_insert(CensusDay {
                 vehicles: 0,
@@ -1256,6 +1312,7 @@ pub fn merge(config: TrafficConfig, links: Vec<Link>, parts: Vec<Partial>) -> (O
     }
     out.census_days = days.into_values().collect();
     out.census_hours = hours.into_values().collect();
+    out.census_so_far = merge_so_far(so_far_parts);
     out.on_road = on_road
         .into_iter()
         .map(|((at, d), vehicles)| OnRoad {
@@ -1265,6 +1322,42 @@ pub fn merge(config: TrafficConfig, links: Vec<Link>, parts: Vec<Partial>) -> (O
         })
         .collect();
     (out, counters)
+}
+
+/// The census so far of the whole stream from its partitions' rows. A partition emits no row
+/// for an instant when it had no vehicle on the road then (and so no new corroboration): its
+/// count there is that of its latest row, if of the same day.
+fn merge_so_far(parts: Vec<Vec<CensusSoFar>>) -> Vec<CensusSoFar> {
+    let mut instants: BTreeMap<&str, &str> = BTreeMap::new();
+    for r in parts.iter().flatten() {
+        instants.entry(&r.at).or_insert(&r.day);
+    }
+    let mut next = vec![0usize; parts.len()];
+    instants
+        .into_iter()
+        .map(|(at, day)| {
+            let (mut vehicles, mut local) = (0, 0);
+            for (rows, next) in parts.iter().zip(&mut next) {
+                // RFC 3339 instants in UTC compare as text.
+                while rows.get(*next).is_some_and(|r| r.at.as_str() <= at) {
+                    *next += 1;
+                }
+                if let Some(r) = next.checked_sub(1).map(|i| &rows[i])
+                    && r.day == day
+                {
+                    vehicles += r.vehicles;
+                    local += r.local;
+                }
+            }
+            CensusSoFar {
+                at: at.to_string(),
+                day: day.to_string(),
+                vehicles,
+                local,
+                non_local: vehicles - local,
+            }
+        })
+        .collect()
 }
 
 /// Calls `f` with each passage of an Arrow batch (columns `ts`, `checkpoint_id`, `plate`, by

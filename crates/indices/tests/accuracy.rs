@@ -45,6 +45,42 @@ fn indices_match_the_generated_truth() {
     }
     assert!(split.finish().0 == out, "the split pass's rows differ");
 
+    // The census so far, at every instant: plates whose second distinct passage of the
+    // local day came before it.
+    let defaults = TrafficConfig::default();
+    let day_of = |ts: i64| (ts / 1_000_000 + defaults.utc_offset_s).div_euclid(86_400);
+    let mut by_plate: BTreeMap<&str, Vec<(i64, i64)>> = BTreeMap::new();
+    for (ts, checkpoint, plate) in &records {
+        by_plate.entry(plate).or_default().push((*ts, *checkpoint));
+    }
+    let mut corroborated: Vec<(i64, i64)> = Vec::new();
+    for passages in by_plate.values_mut() {
+        passages.sort_unstable();
+        passages.dedup();
+        let mut seen: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+        for (ts, _) in passages.iter() {
+            seen.entry(day_of(*ts)).or_default().push(*ts);
+        }
+        for (day, times) in seen {
+            if let Some(second) = times.get(defaults.corroboration as usize - 1) {
+                corroborated.push((day, *second));
+            }
+        }
+    }
+    assert!(
+        out.census_so_far.len() > 200,
+        "an instant every 5 minutes of the day"
+    );
+    for row in &out.census_so_far {
+        let t = citybrain_core::Timestamp::parse(&row.at).unwrap().0;
+        let expected = corroborated
+            .iter()
+            .filter(|(day, ts)| *day == day_of(t) && *ts < t)
+            .count() as u64;
+        assert_eq!(row.vehicles, expected, "vehicles so far at {}", row.at);
+        assert_eq!(row.day, citybrain_core::Date(day_of(t) as i32).to_string());
+    }
+
     // Census.
     let census = &out.census_days[0];
     let error = (census.vehicles as f64 / truth.vehicles as f64 - 1.0).abs();

@@ -66,6 +66,7 @@ pub(crate) fn store<T: serde::Serialize>(
 fn publish(hub: &Hub, out: Outputs, events: &broadcast::Sender<Arc<str>>) {
     store(hub, "indices.census_daily", &out.census_days, events);
     store(hub, "indices.census_hourly", &out.census_hours, events);
+    store(hub, "indices.census_so_far", &out.census_so_far, events);
     store(hub, "indices.on_road", &out.on_road, events);
     store(hub, "indices.link_travel", &out.link_travel, events);
     store(hub, "indices.delay", &out.delay, events);

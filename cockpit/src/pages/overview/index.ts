@@ -123,13 +123,14 @@ const page: Page = {
       );
       vehicles.spark.replaceChildren(sparkline(hours.map((h) => Number(h.vehicles)), '#a78bfa'));
       if (at) {
-        // How far a day's distinct count had got by a past moment is not stored; the hour
-        // that ended then is.
-        const hour = hours.filter((h) => new Date(h.hour).getTime() + 3600_000 <= at.getTime()).at(-1);
-        vehicles.value.textContent = hour ? int(hour.vehicles) : t('kpi.no_data');
-        vehicles.note.textContent = hour
-          ? `${t('kpi.in_hour')} ${hhmm(hour.hour)}–${hhmm(new Date(new Date(hour.hour).getTime() + 3600_000).toISOString())}`
-          : '';
+        // The day's census as it stood then: corroborated vehicles of that day before `at`.
+        const [row] = await api.sql<{ at: string; vehicles: number }>(
+          `SELECT at, vehicles FROM indices.census_so_far
+            WHERE at <= TIMESTAMP '${at.toISOString()}' ORDER BY at DESC LIMIT 1`,
+          PURPOSE,
+        );
+        vehicles.value.textContent = row ? int(row.vehicles) : t('kpi.no_data');
+        vehicles.note.textContent = row ? `${t('kpi.at')} ${dateTime(row.at)}` : '';
       } else if (!ctx.live.latest) {
         // A closed day's census; a day still open is known only to the live view.
         const days = await api.sql<{ day: string; vehicles: number }>(
