@@ -2053,6 +2053,7 @@ fn indices_over_a_recorded_day_are_the_same_on_one_thread_or_two() {
     for index in [
         "census_daily",
         "census_hourly",
+        "census_so_far",
         "on_road",
         "link_travel",
         "delay",
