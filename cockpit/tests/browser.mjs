@@ -159,6 +159,12 @@ step('the overview paints fast and draws the network with coloured links', async
   check(Number(await page.getAttribute('main', 'data-lots')) > 10, 'no parking lots on the map');
   const sparkPoints = Number(await page.getAttribute('[data-kpi=delay] svg', 'data-points'));
   check(sparkPoints > 10, `the delay sparkline has ${sparkPoints} points`);
+  // The demo's day is still open (no final hours yet): the day so far, an instant every 5 min.
+  await page
+    .waitForFunction(() => Number(document.querySelector('[data-kpi=vehicles_today] svg')?.dataset.points) > 100, null, { timeout: 10000 })
+    .catch(() => {});
+  const vehiclePoints = Number(await page.getAttribute('[data-kpi=vehicles_today] svg', 'data-points'));
+  check(vehiclePoints > 100, `the vehicles sparkline has ${vehiclePoints} points`);
   await page.screenshot({ path: join(out, 'overview.png') });
 });
 

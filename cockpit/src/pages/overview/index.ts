@@ -121,7 +121,17 @@ const page: Page = {
           ORDER BY hour`,
         PURPOSE,
       );
-      vehicles.spark.replaceChildren(sparkline(hours.map((h) => Number(h.vehicles)), '#a78bfa'));
+      let spark = hours.map((h) => Number(h.vehicles));
+      if (!spark.length) {
+        // Hours are final only when their day closes; until then, the day so far.
+        const sofar = await api.sql<{ vehicles: number }>(
+          `SELECT vehicles FROM indices.census_so_far
+            WHERE day = (SELECT max(day) FROM indices.census_so_far) ORDER BY at`,
+          PURPOSE,
+        );
+        spark = sofar.map((r) => Number(r.vehicles));
+      }
+      vehicles.spark.replaceChildren(sparkline(spark, '#a78bfa'));
       if (at) {
         // The day's census as it stood then: corroborated vehicles of that day before `at`.
         const [row] = await api.sql<{ at: string; vehicles: number }>(
@@ -225,6 +235,7 @@ const page: Page = {
     let linkTimer: number | undefined;
     let alertTimer: number | undefined;
     let parkingTimer: number | undefined;
+    let censusTimer: number | undefined;
     const unsubscribe = ctx.live.on((event: IndexEvent) => {
       if (at) return; // a past moment does not move
       if (event.type === 'live') {
@@ -243,8 +254,9 @@ const page: Page = {
       } else if (event.dataset === 'alerts.events') {
         clearTimeout(alertTimer);
         alertTimer = window.setTimeout(() => void refreshAlerts().catch(console.error), 300);
-      } else if (event.dataset === 'indices.census_hourly') {
-        void refreshCensus().catch(console.error);
+      } else if (event.dataset === 'indices.census_hourly' || event.dataset === 'indices.census_so_far') {
+        clearTimeout(censusTimer);
+        censusTimer = window.setTimeout(() => void refreshCensus().catch(console.error), 300);
       }
     });
     if (ctx.live.latest && !at) showLive(ctx.live.latest);
@@ -282,6 +294,7 @@ const page: Page = {
       clearTimeout(linkTimer);
       clearTimeout(parkingTimer);
       clearTimeout(alertTimer);
+      clearTimeout(censusTimer);
       unsubscribe();
       panel?.dispose();
       map?.destroy();
