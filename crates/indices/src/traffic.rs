@@ -156,6 +156,13 @@ pub struct CensusSoFar {
     pub non_local: u64,
 }
 
+/// Corroborated vehicles, and how many of them local.
+#[derive(Debug, Default, Clone, Copy)]
+struct Tally {
+    vehicles: u64,
+    local: u64,
+}
+
 /// Vehicles on the road at an instant, city-wide (`district` = `city`) or per district.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct OnRoad {
@@ -435,12 +442,12 @@ pub struct TrafficIndices {
     /// On-road vehicles per (absolute bucket) per district.
     buckets: BTreeMap<i64, Vec<i64>>,
     next_instant: Option<i64>,
-    /// Plates corroborated per on-road bucket (of the corroborating passage), as (vehicles,
-    /// local), not yet folded into `so_far`: keyed by the passage's time, so the census at an
-    /// instant counts exactly the passages before it, whenever the instant is emitted.
-    corroborated: BTreeMap<i64, (u64, u64)>,
-    /// The census so far of the latest local day folded: (day, vehicles, local).
-    so_far: (i64, u64, u64),
+    /// Plates corroborated per on-road bucket (of the corroborating passage), not yet folded
+    /// into `so_far`: keyed by the passage's time, so the census at an instant counts exactly
+    /// the passages before it, whenever the instant is emitted.
+    corroborated: BTreeMap<i64, Tally>,
+    /// The census so far of the latest local day folded (`i64::MIN` before any).
+    so_far: (i64, Tally),
     /// Open link-travel bins: bin number → its traversals as (link index, travel time s) in
     /// the order they ended. Appending to one list per bin writes memory in sequence; a list
     /// per link scattered every traversal's write over a thousand lists' tails.
@@ -580,7 +587,7 @@ impl TrafficIndices {
             buckets: BTreeMap::new(),
             next_instant: None,
             corroborated: BTreeMap::new(),
-            so_far: (i64::MIN, 0, 0),
+            so_far: (i64::MIN, Tally::default()),
             bins: BTreeMap::new(),
             counters: Counters::default(),
             out: Outputs::default(),
@@ -945,9 +952,9 @@ impl TrafficIndices {
         if passages == corroboration {
             census.vehicles += 1;
             census.local += u64::from(r.local);
-            let e = self.corroborated.entry(bucket).or_default();
-            e.0 += 1;
-            e.1 += u64::from(r.local);
+            let tally = self.corroborated.entry(bucket).or_default();
+            tally.vehicles += 1;
+            tally.local += u64::from(r.local);
             let hours = hours_before | bit;
             for h in 0..24 {
                 if hours & (1 << h) != 0 {
@@ -1004,19 +1011,19 @@ impl TrafficIndices {
     fn emit_census_so_far(&mut self, t: i64) {
         let step = self.config.on_road_step_s * SECOND;
         let rest = self.corroborated.split_off(&t.div_euclid(step));
-        for (bucket, (vehicles, local)) in std::mem::replace(&mut self.corroborated, rest) {
+        for (bucket, tally) in std::mem::replace(&mut self.corroborated, rest) {
             let day = self.local_day(bucket * step);
             if day != self.so_far.0 {
-                self.so_far = (day, 0, 0);
+                self.so_far = (day, Tally::default());
             }
-            self.so_far.1 += vehicles;
-            self.so_far.2 += local;
+            self.so_far.1.vehicles += tally.vehicles;
+            self.so_far.1.local += tally.local;
         }
         let day = self.local_day(t);
-        let (vehicles, local) = if day == self.so_far.0 {
-            (self.so_far.1, self.so_far.2)
+        let Tally { vehicles, local } = if day == self.so_far.0 {
+            self.so_far.1
         } else {
-            (0, 0)
+            Tally::default()
         };
         self.out.census_so_far.push(CensusSoFar {
             at: rfc3339(t),
