@@ -15,6 +15,10 @@ pub enum IdError {
     },
 }
 
+/// The longest part of a name (a department, a principal, either half of a dataset name, a
+/// field): PostgreSQL's identifier limit, so every name is usable as an SQL identifier as is.
+pub const MAX_NAME_PART_LEN: usize = 63;
+
 fn check_word(kind: &'static str, whole: &str, word: &str) -> Result<(), IdError> {
     let invalid = |reason| IdError::Invalid {
         kind,
@@ -34,7 +38,7 @@ fn check_word(kind: &'static str, whole: &str, word: &str) -> Result<(), IdError
     {
         return Err(invalid("use only lowercase letters, digits and '_'"));
     }
-    if word.len() > 63 {
+    if word.len() > MAX_NAME_PART_LEN {
         return Err(invalid("each part is at most 63 characters"));
     }
     Ok(())

@@ -10,6 +10,6 @@ pub mod money;
 pub mod time;
 
 pub use geo::GeoPoint;
-pub use ids::{DatasetName, DepartmentId, IdError, PrincipalName};
+pub use ids::{DatasetName, DepartmentId, IdError, MAX_NAME_PART_LEN, PrincipalName};
 pub use money::Fen;
 pub use time::{Date, TimeError, Timestamp};

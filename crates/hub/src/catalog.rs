@@ -22,6 +22,20 @@ pub struct CatalogEntry {
     pub version: i64,
 }
 
+/// A catalog row that could not be opened, and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SkippedDefinition {
+    /// The row's name as stored (not necessarily a valid dataset name).
+    pub name: String,
+    pub reason: String,
+}
+
+impl std::fmt::Display for SkippedDefinition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "dataset '{}': {}", self.name, self.reason)
+    }
+}
+
 #[derive(Debug)]
 pub struct Catalog {
     conn: Connection,
@@ -49,37 +63,46 @@ impl Catalog {
         Ok(Self { conn })
     }
 
-    pub fn list(&self) -> Result<Vec<CatalogEntry>, HubError> {
+    /// Every readable definition, and the rows that could not be read: one bad row (say, a
+    /// definition an older version accepted and this one refuses) must not keep the others
+    /// from opening.
+    pub fn list(&self) -> Result<(Vec<CatalogEntry>, Vec<SkippedDefinition>), HubError> {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT definition, created_at, updated_at, version FROM datasets ORDER BY name",
+                "SELECT name, definition, created_at, updated_at, version FROM datasets ORDER BY name",
             )
             .map_err(sql_err("listing datasets"))?;
-        let rows = stmt
-            .query_map([], |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    row.get::<_, i64>(1)?,
-                    row.get::<_, i64>(2)?,
-                    row.get::<_, i64>(3)?,
-                ))
-            })
-            .map_err(sql_err("listing datasets"))?;
+        let mut rows = stmt.query([]).map_err(sql_err("listing datasets"))?;
         let mut entries = Vec::new();
-        for row in rows {
-            let (definition, created, updated, version) =
-                row.map_err(sql_err("listing datasets"))?;
-            let def: DatasetDef = serde_json::from_str(&definition)
-                .map_err(|e| HubError::Internal(format!("catalog definition unreadable: {e}")))?;
-            entries.push(CatalogEntry {
-                def,
-                created_at: Timestamp(created),
-                updated_at: Timestamp(updated),
-                version,
-            });
+        let mut skipped = Vec::new();
+        while let Some(row) = rows.next().map_err(sql_err("listing datasets"))? {
+            let name = row
+                .get::<_, String>(0)
+                .unwrap_or_else(|_| String::from("(unreadable name)"));
+            let read = || -> Result<CatalogEntry, String> {
+                let definition: String = row.get(1).map_err(|e| e.to_string())?;
+                let def: DatasetDef = serde_json::from_str(&definition)
+                    .map_err(|e| format!("the definition is unreadable: {e}"))?;
+                if def.name.as_str() != name {
+                    return Err(format!(
+                        "the definition names another dataset, '{}'",
+                        def.name
+                    ));
+                }
+                Ok(CatalogEntry {
+                    def,
+                    created_at: Timestamp(row.get(2).map_err(|e| e.to_string())?),
+                    updated_at: Timestamp(row.get(3).map_err(|e| e.to_string())?),
+                    version: row.get(4).map_err(|e| e.to_string())?,
+                })
+            };
+            match read() {
+                Ok(entry) => entries.push(entry),
+                Err(reason) => skipped.push(SkippedDefinition { name, reason }),
+            }
         }
-        Ok(entries)
+        Ok((entries, skipped))
     }
 
     pub fn get(&self, name: &DatasetName) -> Result<Option<CatalogEntry>, HubError> {

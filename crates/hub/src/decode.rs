@@ -5,6 +5,12 @@
 //! one round. Good records go straight into Arrow builders; a bad record is never half-added,
 //! because its values are parsed into a scratch row first and committed only when all fit.
 //! NDJSON bodies are split at line boundaries and decoded on all cores.
+//!
+//! The three formats agree on what they accept: a leading UTF-8 byte order mark (as Excel
+//! writes it) is skipped in NDJSON as in CSV; a field given twice (a repeated JSON key, a
+//! repeated CSV or Parquet column) is refused, never resolved by the last one winning; NaN
+//! and infinities are refused in every format (JSON cannot write them, and one would make
+//! every SUM or AVG over the column NaN). Each call is bounded by [`IngestLimits`].
 
 use std::borrow::Cow;
 use std::fmt;
@@ -117,22 +123,164 @@ impl Decoded {
     }
 }
 
+impl Rejected {
+    /// About how much memory the record takes while it is held.
+    pub(crate) fn memory_size(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.raw.capacity()
+            + self
+                .problems
+                .iter()
+                .map(|p| {
+                    std::mem::size_of::<Problem>()
+                        + p.reason.capacity()
+                        + p.field.as_ref().map_or(0, String::capacity)
+                })
+                .sum::<usize>()
+    }
+}
+
 /// A body that could not be read at all (not a problem with one record).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum DecodeError {
-    #[error("the CSV header is unusable: {0}")]
+    #[error("the CSV header (line 1) is unusable: {0}")]
     CsvHeader(String),
     #[error("the Parquet body could not be read: {0}")]
     Parquet(String),
+    #[error(
+        "the body holds {found} records or more, over the limit of {limit} records per ingest \
+         call (max_rows); send them in smaller batches"
+    )]
+    TooManyRows { limit: u64, found: u64 },
+    #[error(
+        "the body's records take {found} bytes or more once decoded, over the limit of {limit} \
+         bytes per ingest call (max_bytes); send them in smaller batches"
+    )]
+    TooManyBytes { limit: u64, found: u64 },
 }
 
-/// Decodes a body in `format` against `def`.
-pub fn decode(def: &DatasetDef, format: Format, body: &[u8]) -> Result<Decoded, DecodeError> {
-    match format {
-        Format::Ndjson => Ok(decode_ndjson(def, body)),
-        Format::Csv => decode_csv(def, body),
-        Format::Parquet => crate::parquet_in::decode_parquet(def, body),
+/// Bounds on what one ingest call may decode. A body's size says little about its decoded
+/// size: a 1.2 MB Parquet file can hold 100 M rows (3.8 GB decoded), and a line `{}` of
+/// NDJSON is a whole row of a wide dataset. Rows are counted (from the Parquet footer, or the
+/// lines of a text body) before anything is decoded; bytes are estimated from the rows before
+/// decoding and measured while decoding (Arrow memory of the good records plus the refused
+/// records kept), a Parquet batch at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IngestLimits {
+    /// Records (good and refused) in one body.
+    pub max_rows: u64,
+    /// Memory the decoded records may take.
+    pub max_bytes: u64,
+}
+
+impl IngestLimits {
+    /// No bounds: for tools decoding their own files.
+    pub const UNBOUNDED: IngestLimits = IngestLimits {
+        max_rows: u64::MAX,
+        max_bytes: u64::MAX,
+    };
+
+    pub(crate) fn check_rows(&self, rows: u64) -> Result<(), DecodeError> {
+        if rows > self.max_rows {
+            return Err(DecodeError::TooManyRows {
+                limit: self.max_rows,
+                found: rows,
+            });
+        }
+        Ok(())
     }
+
+    pub(crate) fn check_bytes(&self, bytes: u64) -> Result<(), DecodeError> {
+        if bytes > self.max_bytes {
+            return Err(DecodeError::TooManyBytes {
+                limit: self.max_bytes,
+                found: bytes,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Default for IngestLimits {
+    /// 16 Mi records and 2 GiB (the SQL engine's default memory pool): ten million passages
+    /// (about 0.6 GB decoded) fit in one call.
+    fn default() -> Self {
+        Self {
+            max_rows: 16 << 20,
+            max_bytes: 2 << 30,
+        }
+    }
+}
+
+/// The least memory one decoded row takes, whatever its values (nulls included): the
+/// fixed-width part of every column, and a string's offset.
+pub(crate) fn row_width(def: &DatasetDef) -> usize {
+    def.fields
+        .iter()
+        .map(|f| match f.field_type {
+            FieldType::String | FieldType::Date => 4,
+            FieldType::Int | FieldType::Money | FieldType::Float | FieldType::Timestamp => 8,
+            FieldType::Bool => 1,
+            FieldType::Geo => 16,
+        })
+        .sum::<usize>()
+        + 8 // _ingested_at, added to every stored row
+}
+
+/// Decodes a body in `format` against `def`, without bounds (see [`decode_within`]).
+pub fn decode(def: &DatasetDef, format: Format, body: &[u8]) -> Result<Decoded, DecodeError> {
+    decode_within(def, format, body, &IngestLimits::UNBOUNDED)
+}
+
+/// Decodes a body in `format` against `def`, refusing it whole if its records exceed
+/// `limits`.
+pub fn decode_within(
+    def: &DatasetDef,
+    format: Format,
+    body: &[u8],
+    limits: &IngestLimits,
+) -> Result<Decoded, DecodeError> {
+    let decoded = match format {
+        Format::Ndjson => decode_ndjson_within(def, body, limits)?,
+        Format::Csv => decode_csv_within(def, body, limits)?,
+        Format::Parquet => return crate::parquet_in::decode_parquet(def, body, limits),
+    };
+    let held = decoded.batch.get_array_memory_size()
+        + decoded
+            .rejected
+            .iter()
+            .map(Rejected::memory_size)
+            .sum::<usize>();
+    limits.check_bytes(held as u64)?;
+    Ok(decoded)
+}
+
+/// A UTF-8 byte order mark, which Excel and Notepad write at the start of a file. It is not
+/// part of the first record in any format, so it is skipped (CSV's reader does the same).
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Refuses a text body whose records would exceed `limits`, before decoding. A record takes
+/// a line or more, so the lines bound the records: counting newlines is far cheaper than
+/// decoding, and `count_records` counts exactly only when that bound is over.
+fn check_text_rows(
+    def: &DatasetDef,
+    body: &[u8],
+    limits: &IngestLimits,
+    count_records: impl FnOnce() -> u64,
+) -> Result<(), DecodeError> {
+    let fits = |rows: u64| {
+        limits.check_rows(rows)?;
+        limits.check_bytes(rows.saturating_mul(row_width(def) as u64))
+    };
+    let lines = body.iter().filter(|b| **b == b'\n').count() as u64 + 1;
+    if fits(lines).is_ok() {
+        return Ok(());
+    }
+    fits(count_records())
+}
+
+fn is_blank(line: &[u8]) -> bool {
+    line.iter().all(u8::is_ascii_whitespace)
 }
 
 /// A value as found in the input, before it is checked against the field's type.
@@ -407,6 +555,8 @@ struct RecordSeed<'s, 'de> {
     def: &'s DatasetDef,
     raws: &'s mut Vec<Option<Raw<'de>>>,
     unknown: &'s mut Vec<String>,
+    /// Fields given more than once: refused rather than the last value silently winning.
+    repeated: &'s mut Vec<String>,
 }
 
 impl<'de> DeserializeSeed<'de> for RecordSeed<'_, 'de> {
@@ -424,7 +574,16 @@ impl<'de> Visitor<'de> for RecordSeed<'_, 'de> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         while let Some(key) = map.next_key::<Cow<'de, str>>()? {
             match self.def.fields.iter().position(|f| f.name == key) {
-                Some(i) => self.raws[i] = Some(map.next_value_seed(RawSeed)?),
+                Some(i) => {
+                    let value = map.next_value_seed(RawSeed)?;
+                    if self.raws[i].is_some() {
+                        if !self.repeated.contains(&self.def.fields[i].name) {
+                            self.repeated.push(self.def.fields[i].name.clone());
+                        }
+                    } else {
+                        self.raws[i] = Some(value);
+                    }
+                }
                 None => {
                     map.next_value::<IgnoredAny>()?;
                     self.unknown.push(key.into_owned());
@@ -492,7 +651,7 @@ impl<'de> Visitor<'de> for RawSeed {
         })
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Raw<'de>, A::Error> {
-        let (mut lon, mut lat, mut extra) = (None, None, false);
+        let (mut lon, mut lat, mut extra, mut repeated) = (None, None, false, false);
         while let Some(key) = map.next_key::<Cow<'de, str>>()? {
             let value = map.next_value_seed(RawSeed)?;
             let number = match value {
@@ -501,13 +660,15 @@ impl<'de> Visitor<'de> for RawSeed {
                 _ => None,
             };
             match (key.as_ref(), number) {
-                ("lon" | "lng" | "longitude", Some(n)) => lon = Some(n),
-                ("lat" | "latitude", Some(n)) => lat = Some(n),
+                ("lon" | "lng" | "longitude", Some(n)) if lon.is_none() => lon = Some(n),
+                ("lat" | "latitude", Some(n)) if lat.is_none() => lat = Some(n),
+                ("lon" | "lng" | "longitude" | "lat" | "latitude", Some(_)) => repeated = true,
                 _ => extra = true,
             }
         }
-        Ok(match (lon, lat, extra) {
-            (Some(lon), Some(lat), false) => Raw::Point(lon, lat),
+        Ok(match (lon, lat, extra, repeated) {
+            (_, _, _, true) => Raw::Other("an object giving lon or lat more than once"),
+            (Some(lon), Some(lat), false, false) => Raw::Point(lon, lat),
             _ => Raw::Other("an object"),
         })
     }
@@ -516,27 +677,33 @@ impl<'de> Visitor<'de> for RawSeed {
 /// Decodes a chunk of NDJSON whose first line is `first_line`.
 fn decode_ndjson_chunk(def: &DatasetDef, chunk: &[u8], first_line: u64) -> Decoded {
     let n_fields = def.fields.len();
-    let estimate = chunk.len() / 64 + 1;
+    // No more rows than lines: a guess from the size alone could reserve far more than the
+    // records need when lines are long and the dataset wide.
+    let lines = chunk.iter().filter(|b| **b == b'\n').count() + 1;
+    let estimate = (chunk.len() / 64 + 1).min(lines);
     let mut columns = Columns::new(def, estimate);
     let mut rejected = Vec::new();
     let mut raws: Vec<Option<Raw>> = Vec::with_capacity(n_fields);
     let mut unknown = Vec::new();
+    let mut repeated = Vec::new();
     let mut problems = Vec::new();
     for (offset, line) in chunk.split(|b| *b == b'\n').enumerate() {
         let line_no = first_line + offset as u64;
         let trimmed = line.strip_suffix(b"\r").unwrap_or(line);
-        if trimmed.iter().all(u8::is_ascii_whitespace) {
+        if is_blank(trimmed) {
             continue;
         }
         raws.clear();
         raws.resize_with(n_fields, || None);
         unknown.clear();
+        repeated.clear();
         problems.clear();
         let mut de = serde_json::Deserializer::from_slice(trimmed);
         let parsed = RecordSeed {
             def,
             raws: &mut raws,
             unknown: &mut unknown,
+            repeated: &mut repeated,
         }
         .deserialize(&mut de)
         .and_then(|()| de.end());
@@ -557,6 +724,13 @@ fn decode_ndjson_chunk(def: &DatasetDef, chunk: &[u8], first_line: u64) -> Decod
                 line: line_no,
                 field: Some(name),
                 reason: "the dataset has no such field".to_string(),
+            });
+        }
+        for name in repeated.drain(..) {
+            problems.push(Problem {
+                line: line_no,
+                field: Some(name),
+                reason: "the field is given more than once in the record".to_string(),
             });
         }
         let mut row = [Value::Missing; 32];
@@ -587,8 +761,28 @@ fn decode_ndjson_chunk(def: &DatasetDef, chunk: &[u8], first_line: u64) -> Decod
 /// Bodies below this size are decoded on one thread: splitting costs more than it saves.
 const PARALLEL_MIN_BYTES: usize = 256 * 1024;
 
-/// Decodes NDJSON on all available cores.
+/// Decodes NDJSON on all available cores, without bounds.
 pub fn decode_ndjson(def: &DatasetDef, body: &[u8]) -> Decoded {
+    let body = body.strip_prefix(UTF8_BOM).unwrap_or(body);
+    decode_ndjson_unchecked(def, body)
+}
+
+/// Decodes NDJSON within `limits` (refused whole when over).
+pub fn decode_ndjson_within(
+    def: &DatasetDef,
+    body: &[u8],
+    limits: &IngestLimits,
+) -> Result<Decoded, DecodeError> {
+    let body = body.strip_prefix(UTF8_BOM).unwrap_or(body);
+    check_text_rows(def, body, limits, || {
+        body.split(|b| *b == b'\n')
+            .filter(|line| !is_blank(line))
+            .count() as u64
+    })?;
+    Ok(decode_ndjson_unchecked(def, body))
+}
+
+fn decode_ndjson_unchecked(def: &DatasetDef, body: &[u8]) -> Decoded {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     if threads == 1 || body.len() < PARALLEL_MIN_BYTES {
         return decode_ndjson_chunk(def, body, 1);
@@ -637,8 +831,31 @@ fn concat(def: &DatasetDef, parts: Vec<Decoded>) -> Decoded {
 // ---------------------------------------------------------------------------------------
 // CSV
 
-/// Decodes CSV with a header row; an empty cell is null.
+/// Decodes CSV with a header row, without bounds; an empty cell is null.
 pub fn decode_csv(def: &DatasetDef, body: &[u8]) -> Result<Decoded, DecodeError> {
+    decode_csv_within(def, body, &IngestLimits::UNBOUNDED)
+}
+
+/// Decodes CSV with a header row within `limits` (refused whole when over); an empty cell
+/// is null. A leading byte order mark is skipped.
+pub fn decode_csv_within(
+    def: &DatasetDef,
+    body: &[u8],
+    limits: &IngestLimits,
+) -> Result<Decoded, DecodeError> {
+    check_text_rows(def, body, limits, || {
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .flexible(true)
+            .from_reader(body);
+        let mut record = csv::ByteRecord::new();
+        let mut records = 0;
+        // A record the reader cannot read is still a record (kept as refused).
+        while !matches!(reader.read_byte_record(&mut record), Ok(false)) {
+            records += 1;
+        }
+        records
+    })?;
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(true)
@@ -649,10 +866,23 @@ pub fn decode_csv(def: &DatasetDef, body: &[u8]) -> Result<Decoded, DecodeError>
         .clone();
     let mut position = Vec::with_capacity(header.len());
     let mut header_problems = Vec::new();
-    for name in header.iter() {
+    for (column, name) in header.iter().enumerate() {
         let name = String::from_utf8_lossy(name).trim().to_string();
         match def.fields.iter().position(|f| f.name == name) {
-            Some(i) => position.push(i),
+            Some(i) => {
+                if let Some(first) = header
+                    .iter()
+                    .take(column)
+                    .position(|h| String::from_utf8_lossy(h).trim() == name)
+                {
+                    header_problems.push(format!(
+                        "column '{name}' appears more than once (columns {} and {})",
+                        first + 1,
+                        column + 1
+                    ));
+                }
+                position.push(i);
+            }
             None => header_problems.push(format!("column '{name}' is not a field of the dataset")),
         }
     }
@@ -668,7 +898,8 @@ pub fn decode_csv(def: &DatasetDef, body: &[u8]) -> Result<Decoded, DecodeError>
         return Err(DecodeError::CsvHeader(header_problems.join("; ")));
     }
     let n_fields = def.fields.len();
-    let mut columns = Columns::new(def, body.len() / 64 + 1);
+    let lines = body.iter().filter(|b| **b == b'\n').count() + 1;
+    let mut columns = Columns::new(def, (body.len() / 64 + 1).min(lines));
     let mut rejected = Vec::new();
     let mut record = csv::ByteRecord::new();
     let mut problems = Vec::new();

@@ -22,7 +22,8 @@ use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicr
 use citybrain_core::{DatasetName, Timestamp};
 use serde::Serialize;
 
-pub use decode::{DecodeError, Format, Problem};
+pub use catalog::SkippedDefinition;
+pub use decode::{DecodeError, Format, IngestLimits, Problem};
 pub use schema::{
     Classification, DatasetDef, FieldDef, FieldType, MaskKind, SchemaProblem, SharingClass,
     geo_points,
@@ -157,6 +158,8 @@ pub struct Hub {
     catalog: Mutex<catalog::Catalog>,
     datasets: RwLock<BTreeMap<DatasetName, Arc<Entry>>>,
     sealers: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    skipped: Vec<SkippedDefinition>,
+    limits: IngestLimits,
 }
 
 impl std::fmt::Debug for Hub {
@@ -176,7 +179,15 @@ impl Hub {
         })?;
         let catalog = catalog::Catalog::open(&dir.join("catalog.sqlite"))?;
         let mut datasets = BTreeMap::new();
-        for entry in catalog.list()? {
+        let (entries, skipped) = catalog.list()?;
+        for skip in &skipped {
+            tracing::error!(
+                message = "A catalog definition is unreadable; the dataset stays closed, the others open.",
+                dataset = %skip.name,
+                reason = %skip.reason
+            );
+        }
+        for entry in entries {
             let store = DatasetStore::open(&dataset_dir(dir, &entry.def.name), &entry.def)?;
             datasets.insert(
                 entry.def.name.clone(),
@@ -192,7 +203,26 @@ impl Hub {
             catalog: Mutex::new(catalog),
             datasets: RwLock::new(datasets),
             sealers: Mutex::new(Vec::new()),
+            skipped,
+            limits: IngestLimits::default(),
         })
+    }
+
+    /// The catalog rows [`Hub::open`] could not read, with the reasons: their datasets are
+    /// closed (not found) until the row is repaired; every other dataset is open. Already
+    /// logged at open; a caller may show them too (say, on a health page).
+    pub fn skipped_definitions(&self) -> &[SkippedDefinition] {
+        &self.skipped
+    }
+
+    /// Sets the bounds on what one ingest call may decode (see [`IngestLimits`]).
+    pub fn with_ingest_limits(mut self, limits: IngestLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    pub fn ingest_limits(&self) -> IngestLimits {
+        self.limits
     }
 
     pub fn dir(&self) -> &Path {
@@ -353,11 +383,15 @@ impl Hub {
         }
         let (batches, rejected_records) = match (format, owned) {
             (Format::Parquet, Some(bytes)) => {
-                let parts = parquet_in::decode_parquet_parts(&entry.def, bytes.clone())?;
+                let parts = parquet_in::decode_parquet_parts(
+                    &entry.def,
+                    bytes.clone(),
+                    parquet_in::Reading::Ingest(self.limits),
+                )?;
                 (parts.batches, parts.rejected)
             }
             _ => {
-                let decoded = decode::decode(&entry.def, format, body)?;
+                let decoded = decode::decode_within(&entry.def, format, body, &self.limits)?;
                 (vec![decoded.batch], decoded.rejected)
             }
         };
@@ -380,6 +414,19 @@ impl Hub {
             });
         }
         let rejected = rejected_records.len();
+        // Found before anything is stored: a call that cannot keep its refused records
+        // stores nothing (the dead-letter dataset is closed if its catalog row is unreadable).
+        let dead = if rejected > 0 {
+            Some(self.entry(&name.rejected()).map_err(|_| {
+                HubError::Internal(format!(
+                    "the dead-letter dataset {} is not open, so refused records cannot be kept; \
+                     nothing was stored (see the log at start)",
+                    name.rejected()
+                ))
+            })?)
+        } else {
+            None
+        };
         let schema = entry.store.schema();
         let stored = batches
             .into_iter()
@@ -396,8 +443,7 @@ impl Hub {
             entry.store.append(one, now)?;
         }
         let mut dead_letters = None;
-        if rejected > 0 {
-            let dead = self.entry(&name.rejected())?;
+        if let Some(dead) = dead {
             let batch = rejected_batch(&dead.def, &rejected_records, now)?;
             dead.store.append(batch, now)?;
             dead_letters = Some(name.rejected());

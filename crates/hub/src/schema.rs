@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field as ArrowField, Fields, Schema, SchemaRef, TimeUnit};
-use citybrain_core::{DatasetName, DepartmentId, GeoPoint};
+use citybrain_core::{DatasetName, DepartmentId, GeoPoint, MAX_NAME_PART_LEN};
 use serde::{Deserialize, Serialize};
 
 /// The value types a field can hold.
@@ -223,6 +223,24 @@ impl DatasetDef {
     /// Checks the definition on its own; returns every problem, not the first.
     pub fn check(&self) -> Vec<SchemaProblem> {
         let mut problems = Vec::new();
+        for derived in self.derived_names() {
+            // A derived name is built, not parsed: one that would not parse back makes the
+            // catalog row holding it unreadable, so it is refused with the name it derives from.
+            if DatasetName::parse(derived.as_str()).is_err() {
+                let spare = derived.as_str().len() - self.name.as_str().len();
+                problems.push(problem(
+                    None,
+                    format!(
+                        "the dataset name '{}' is too long: the hub derives '{derived}' from it, \
+                         whose table part would be {} characters, over the limit of \
+                         {MAX_NAME_PART_LEN}; use a table part of at most {} characters",
+                        self.name,
+                        derived.table().len(),
+                        MAX_NAME_PART_LEN.saturating_sub(spare),
+                    ),
+                ));
+            }
+        }
         if self.fields.is_empty() {
             problems.push(problem(None, "a dataset needs at least one field"));
         }
@@ -233,11 +251,14 @@ impl DatasetDef {
                 && name
                     .chars()
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-                && name.len() <= 63;
+                && name.len() <= MAX_NAME_PART_LEN;
             if !valid {
                 problems.push(problem(
                     Some(name),
-                    "field names use lowercase letters, digits and '_', starting with a letter",
+                    format!(
+                        "field names use lowercase letters, digits and '_', starting with a \
+                         letter, at most {MAX_NAME_PART_LEN} characters"
+                    ),
                 ));
             }
             if !seen.insert(name) {
@@ -359,6 +380,12 @@ impl DatasetDef {
             false,
         ));
         Arc::new(Schema::new(fields))
+    }
+
+    /// Every dataset name the hub derives from this one (today only the dead-letter
+    /// dataset); each must be a valid name too.
+    pub fn derived_names(&self) -> Vec<DatasetName> {
+        vec![self.name.rejected()]
     }
 
     /// The definition of the dead-letter dataset that keeps this dataset's refused records.

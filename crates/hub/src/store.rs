@@ -165,13 +165,17 @@ impl DatasetStore {
                     } => {
                         // Accepted whole at ingest; decoded the same way again, a batch per
                         // row group as at ingest.
-                        let decoded =
-                            crate::parquet_in::decode_parquet_parts(def, body).map_err(|e| {
-                                HubError::Internal(format!(
-                                    "a logged Parquet body of {} no longer decodes: {e}",
-                                    dir.display()
-                                ))
-                            })?;
+                        let decoded = crate::parquet_in::decode_parquet_parts(
+                            def,
+                            body,
+                            crate::parquet_in::Reading::Replay,
+                        )
+                        .map_err(|e| {
+                            HubError::Internal(format!(
+                                "a logged Parquet body of {} no longer decodes: {e}",
+                                dir.display()
+                            ))
+                        })?;
                         if !decoded.rejected.is_empty() {
                             tracing::warn!(
                                 message = "Records of a logged Parquet body no longer fit the definition; they stay in the log file only.",

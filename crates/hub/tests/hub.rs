@@ -353,3 +353,533 @@ fn pure_crates_do_not_depend_on_io_frameworks() {
         "crates/signals must stay free of SUMO"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Issue 20: derived names, unreadable catalog rows, ingest bounds, consistent decoding.
+
+fn parquet_of(batch: &arrow::array::RecordBatch) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(&mut out, batch.schema(), None).unwrap();
+    writer.write(batch).unwrap();
+    writer.close().unwrap();
+    out
+}
+
+fn batch_of(columns: Vec<(&str, arrow::array::ArrayRef)>) -> arrow::array::RecordBatch {
+    arrow::array::RecordBatch::try_from_iter(columns).unwrap()
+}
+
+fn one_field_def(name: &str, field_type: &str) -> DatasetDef {
+    DatasetDef::from_file_text(
+        "d.toml",
+        &format!(
+            "name = \"{name}\"\nowner = \"sec\"\n[[fields]]\nname = \"n\"\ntype = \"{field_type}\"\n"
+        ),
+    )
+    .unwrap()
+}
+
+/// Issue 20, item 2: `sec.` + 54 × `c` was accepted, its dead-letter name `…__rejected` has a
+/// 64-character table part, and every later start failed.
+#[test]
+fn a_name_whose_derived_names_are_too_long_is_refused_at_definition() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = open(dir.path(), 1_000_000);
+    let long = format!("sec.{}", "c".repeat(54));
+    let error = hub
+        .create_dataset(one_field_def(&long, "int"), now())
+        .unwrap_err();
+    let HubError::InvalidDefinition(_) = &error else {
+        panic!("{error}")
+    };
+    let message = error.to_string();
+    assert!(message.contains("__rejected"), "{message}");
+    assert!(message.contains("limit of 63"), "{message}");
+    assert!(message.contains("at most 53"), "{message}");
+    assert!(hub.names().is_empty(), "nothing was created");
+    // The longest name that fits, and its dead-letter dataset, survive a restart.
+    let longest = format!("sec.{}", "c".repeat(53));
+    hub.create_dataset(one_field_def(&longest, "int"), now())
+        .unwrap();
+    drop(hub);
+    let hub = open(dir.path(), 1_000_000);
+    assert_eq!(hub.names().len(), 2);
+    assert!(hub.skipped_definitions().is_empty());
+}
+
+/// Issue 20, item 2: one unreadable catalog row (here the rows an older version wrote for
+/// `sec.` + 54 × `c`, and a row of garbage) must not stop the hub from opening the rest.
+#[test]
+fn an_unreadable_catalog_row_is_skipped_and_reported_and_the_rest_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = open(dir.path(), 1_000_000);
+    hub.create_dataset(DatasetDef::from_file_text("d.toml", DEF).unwrap(), now())
+        .unwrap();
+    hub.ingest(
+        &name(),
+        Format::Ndjson,
+        &ndjson(0..10, "2026-11-22"),
+        OnError::Reject,
+        now(),
+    )
+    .unwrap();
+    drop(hub);
+    // What the version before the fix stored for the long name: the dataset and its dead
+    // letters, whose name no longer parses.
+    let long = format!("sec.{}", "c".repeat(54));
+    let def = one_field_def(&long, "int");
+    let rejected_json = serde_json::to_string(&def.rejected_def()).unwrap();
+    let catalog = rusqlite::Connection::open(dir.path().join("catalog.sqlite")).unwrap();
+    for (row_name, json) in [
+        (long.clone(), serde_json::to_string(&def).unwrap()),
+        (format!("{long}__rejected"), rejected_json),
+        ("x.broken".to_string(), "{not json".to_string()),
+    ] {
+        catalog
+            .execute(
+                "INSERT INTO datasets (name, definition, created_at, updated_at, version)
+                 VALUES (?1, ?2, 0, 0, 1)",
+                rusqlite::params![row_name, json],
+            )
+            .unwrap();
+    }
+    drop(catalog);
+
+    let hub = Hub::open(dir.path(), HubConfig::default()).expect("one bad row must not block");
+    assert_eq!(rows(&hub), 10, "the other datasets open with their records");
+    let skipped: Vec<&str> = hub
+        .skipped_definitions()
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    assert_eq!(
+        skipped,
+        vec![format!("{long}__rejected").as_str(), "x.broken"]
+    );
+    for skip in hub.skipped_definitions() {
+        assert!(!skip.reason.is_empty());
+    }
+    assert!(
+        hub.skipped_definitions()[0].reason.contains("63"),
+        "{}",
+        hub.skipped_definitions()[0]
+    );
+    // The long dataset itself opened; without its dead letters a skip-mode call with a bad
+    // record stores nothing (not the good half with the refused half lost).
+    let long = DatasetName::parse(&long).unwrap();
+    let error = hub
+        .ingest(
+            &long,
+            Format::Ndjson,
+            b"{\"n\":1}\n{\"n\":\"x\"}\n",
+            OnError::Skip,
+            now(),
+        )
+        .unwrap_err();
+    assert!(error.to_string().contains("__rejected"), "{error}");
+    assert_eq!(hub.snapshot(&long).unwrap().rows(), 0);
+    hub.ingest(&long, Format::Ndjson, b"{\"n\":1}\n", OnError::Skip, now())
+        .unwrap();
+    assert_eq!(hub.snapshot(&long).unwrap().rows(), 1);
+}
+
+fn limited(dir: &std::path::Path, max_rows: u64, max_bytes: u64) -> Hub {
+    open(dir, 1_000_000).with_ingest_limits(citybrain_hub::IngestLimits {
+        max_rows,
+        max_bytes,
+    })
+}
+
+/// Issue 20, item 3: a 1.2 MB Parquet body decoded to 100 M rows (3.8 GB). Under the default
+/// limits a small body of more rows than allowed is refused from its footer.
+#[test]
+fn a_small_parquet_body_of_too_many_rows_is_refused_before_decoding() {
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let hub = open(dir.path(), 1_000_000);
+    let flood = DatasetName::parse("sec.flood").unwrap();
+    hub.create_dataset(one_field_def("sec.flood", "int"), now())
+        .unwrap();
+    let limit = citybrain_hub::IngestLimits::default().max_rows;
+    let rows_sent = limit + 1;
+    let body = {
+        let chunk: arrow::array::ArrayRef =
+            Arc::new(arrow::array::Int64Array::from_value(7, 1 << 20));
+        let schema = Arc::new(arrow::datatypes::Schema::new(vec![
+            arrow::datatypes::Field::new("n", arrow::datatypes::DataType::Int64, false),
+        ]));
+        let mut out = Vec::new();
+        let mut writer =
+            parquet::arrow::ArrowWriter::try_new(&mut out, schema.clone(), None).unwrap();
+        let mut left = rows_sent as usize;
+        while left > 0 {
+            let n = left.min(1 << 20);
+            let batch = arrow::array::RecordBatch::try_new(schema.clone(), vec![chunk.slice(0, n)])
+                .unwrap();
+            writer.write(&batch).unwrap();
+            left -= n;
+        }
+        writer.close().unwrap();
+        out
+    };
+    assert!(body.len() < 2 << 20, "a small body: {} bytes", body.len());
+    let error = hub
+        .ingest_bytes(
+            &flood,
+            Format::Parquet,
+            bytes::Bytes::from(body),
+            OnError::Reject,
+            now(),
+        )
+        .unwrap_err();
+    let HubError::Decode(citybrain_hub::DecodeError::TooManyRows { limit: l, found }) = &error
+    else {
+        panic!("{error}")
+    };
+    assert_eq!((*l, *found), (limit, rows_sent));
+    assert!(
+        error
+            .to_string()
+            .contains(&format!("limit of {limit} records per ingest call")),
+        "{error}"
+    );
+    assert_eq!(hub.snapshot(&flood).unwrap().rows(), 0);
+}
+
+/// The byte bound holds where rows are few but values long: a dictionary-encoded column
+/// repeats one long string into far more memory than the body takes.
+#[test]
+fn decoded_bytes_are_bounded_in_every_format() {
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let hub = limited(dir.path(), 1_000_000, 1 << 20);
+    let texts = DatasetName::parse("sec.texts").unwrap();
+    hub.create_dataset(one_field_def("sec.texts", "string"), now())
+        .unwrap();
+    let long = "x".repeat(4096);
+    let strings: arrow::array::ArrayRef =
+        Arc::new(arrow::array::StringArray::from(vec![long.as_str(); 1000]));
+    let body = parquet_of(&batch_of(vec![("n", strings)]));
+    assert!(body.len() < 64 << 10, "{} bytes", body.len());
+    let error = hub
+        .ingest_bytes(
+            &texts,
+            Format::Parquet,
+            bytes::Bytes::from(body),
+            OnError::Reject,
+            now(),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            HubError::Decode(citybrain_hub::DecodeError::TooManyBytes { limit, .. }) if limit == 1 << 20
+        ),
+        "{error}"
+    );
+    assert!(
+        error.to_string().contains("limit of 1048576 bytes"),
+        "{error}"
+    );
+    // NDJSON and CSV: rows are counted from the lines before decoding.
+    let hub = hub.with_ingest_limits(citybrain_hub::IngestLimits {
+        max_rows: 3,
+        max_bytes: 1 << 20,
+    });
+    let four = "{\"n\":\"a\"}\n".repeat(4);
+    let error = hub
+        .ingest(
+            &texts,
+            Format::Ndjson,
+            four.as_bytes(),
+            OnError::Reject,
+            now(),
+        )
+        .unwrap_err();
+    assert!(error.to_string().contains("limit of 3 records"), "{error}");
+    let error = hub
+        .ingest(
+            &texts,
+            Format::Csv,
+            b"n\na\nb\nc\nd\n",
+            OnError::Reject,
+            now(),
+        )
+        .unwrap_err();
+    assert!(error.to_string().contains("limit of 3 records"), "{error}");
+    // At the limit, blank lines and the header not counted, a body is accepted.
+    let three = "{\"n\":\"a\"}\n\n\n\n".repeat(3);
+    hub.ingest(
+        &texts,
+        Format::Ndjson,
+        three.as_bytes(),
+        OnError::Reject,
+        now(),
+    )
+    .unwrap();
+    hub.ingest(&texts, Format::Csv, b"n\na\nb\nc\n", OnError::Reject, now())
+        .unwrap();
+    assert_eq!(hub.snapshot(&texts).unwrap().rows(), 6);
+}
+
+/// The bounds are on ingest only: what was acknowledged is read back from the log whatever
+/// the limits are now.
+#[test]
+fn a_logged_body_is_read_back_whatever_the_limits() {
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let hub = open(dir.path(), 1_000_000);
+    let numbers = DatasetName::parse("sec.numbers").unwrap();
+    hub.create_dataset(one_field_def("sec.numbers", "float"), now())
+        .unwrap();
+    let values: arrow::array::ArrayRef = Arc::new(arrow::array::Float64Array::from_iter_values(
+        (0..10).map(f64::from),
+    ));
+    hub.ingest_bytes(
+        &numbers,
+        Format::Parquet,
+        bytes::Bytes::from(parquet_of(&batch_of(vec![("n", values)]))),
+        OnError::Reject,
+        now(),
+    )
+    .unwrap();
+    drop(hub);
+    let hub = limited(dir.path(), 2, 64);
+    assert_eq!(hub.snapshot(&numbers).unwrap().rows(), 10);
+}
+
+/// Issue 20, item 13: the formats agree. A byte order mark is skipped in NDJSON as in CSV;
+/// a field given twice is refused in all three; NaN and infinities are refused in all three.
+#[test]
+fn the_formats_agree_on_boms_repeated_fields_and_non_finite_numbers() {
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let hub = open(dir.path(), 1_000_000);
+    hub.create_dataset(DatasetDef::from_file_text("d.toml", DEF).unwrap(), now())
+        .unwrap();
+    let mut with_bom = b"\xEF\xBB\xBF".to_vec();
+    with_bom.extend_from_slice(&ndjson(0..2, "2026-11-22"));
+    hub.ingest(&name(), Format::Ndjson, &with_bom, OnError::Reject, now())
+        .unwrap();
+    let csv = "\u{feff}ts,checkpoint_id,plate\n2026-11-22T09:00:00Z,1,浙B1\n";
+    hub.ingest(&name(), Format::Csv, csv.as_bytes(), OnError::Reject, now())
+        .unwrap();
+    assert_eq!(rows(&hub), 3);
+
+    // A JSON key twice: refused with its line and field, not last-wins.
+    let body = b"{\"ts\":\"2026-11-22T08:00:00Z\",\"checkpoint_id\":1,\"plate\":\"a\"}\n\
+{\"ts\":\"2026-11-22T08:00:00Z\",\"checkpoint_id\":1,\"plate\":\"a\",\"plate\":\"b\"}\n";
+    let HubError::BatchRejected { rejected } = hub
+        .ingest(&name(), Format::Ndjson, body, OnError::Reject, now())
+        .unwrap_err()
+    else {
+        panic!()
+    };
+    let listed: Vec<_> = rejected
+        .problems
+        .iter()
+        .map(|p| (p.line, p.field.as_deref()))
+        .collect();
+    assert_eq!(listed, vec![(2, Some("plate"))]);
+    assert!(rejected.problems[0].reason.contains("more than once"));
+    // A CSV column twice: the header is refused, naming the line and the column.
+    let csv = "ts,plate,checkpoint_id,plate\n2026-11-22T09:00:00Z,a,1,b\n";
+    let error = hub
+        .ingest(&name(), Format::Csv, csv.as_bytes(), OnError::Reject, now())
+        .unwrap_err();
+    let message = error.to_string();
+    assert!(message.contains("line 1"), "{message}");
+    assert!(
+        message.contains("column 'plate' appears more than once (columns 2 and 4)"),
+        "{message}"
+    );
+    assert_eq!(rows(&hub), 3);
+
+    // NaN: refused in CSV already, now in Parquet too, with the row and field.
+    let numbers = DatasetName::parse("sec.numbers").unwrap();
+    hub.create_dataset(one_field_def("sec.numbers", "float"), now())
+        .unwrap();
+    let error = hub
+        .ingest(
+            &numbers,
+            Format::Csv,
+            b"n\n1.5\nNaN\n",
+            OnError::Reject,
+            now(),
+        )
+        .unwrap_err();
+    assert!(error.to_string().contains("1 of 2 records"), "{error}");
+    let values: arrow::array::ArrayRef = Arc::new(arrow::array::Float64Array::from(vec![
+        1.5,
+        f64::NAN,
+        f64::INFINITY,
+    ]));
+    let body = parquet_of(&batch_of(vec![("n", values)]));
+    let HubError::BatchRejected { rejected } = hub
+        .ingest(&numbers, Format::Parquet, &body, OnError::Reject, now())
+        .unwrap_err()
+    else {
+        panic!()
+    };
+    let listed: Vec<_> = rejected
+        .problems
+        .iter()
+        .map(|p| (p.line, p.field.as_deref(), p.reason.as_str()))
+        .collect();
+    assert_eq!(
+        listed,
+        vec![
+            (2, Some("n"), "'NaN' is not a finite number"),
+            (3, Some("n"), "'inf' is not a finite number"),
+        ]
+    );
+    // Skip mode keeps the finite one and the two refused as dead letters: nothing lost.
+    let report = hub
+        .ingest(&numbers, Format::Parquet, &body, OnError::Skip, now())
+        .unwrap();
+    assert_eq!((report.accepted, report.rejected), (1, 2));
+    assert_eq!(
+        hub.snapshot(&numbers.rejected()).unwrap().rows(),
+        2,
+        "the refused rows are kept"
+    );
+}
+
+/// Issue 20, item 13: Parquet problems name the row and the field like the other formats: a
+/// value that does not fit is a problem of its row (not of the whole body), and a body the
+/// reader cannot decode names the rows and the column it failed in.
+#[test]
+fn parquet_problems_name_the_row_and_the_field() {
+    use arrow::array::{ArrayRef, Float64Array, StringArray, StructArray, TimestampSecondArray};
+    use arrow::datatypes::{DataType, Field, Fields};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let hub = open(dir.path(), 1_000_000);
+    let def = DatasetDef::from_file_text(
+        "d.toml",
+        "name = \"sec.places\"\nowner = \"sec\"\n\
+         [[fields]]\nname = \"ts\"\ntype = \"timestamp\"\n\
+         [[fields]]\nname = \"loc\"\ntype = \"geo\"\nnullable = true\n\
+         [[fields]]\nname = \"label\"\ntype = \"string\"\nnullable = true\n",
+    )
+    .unwrap();
+    let places = def.name.clone();
+    hub.create_dataset(def, now()).unwrap();
+
+    // Seconds that overflow microseconds; a longitude that is not a number; a point without
+    // its longitude (a nullable member inside a valid point).
+    let ts: ArrayRef = Arc::new(TimestampSecondArray::from(vec![
+        1_763_800_000,
+        100_000_000_000_000_000,
+        1_763_800_000,
+        1_763_800_000,
+    ]));
+    let members = Fields::from(vec![
+        Field::new("lon", DataType::Utf8, true),
+        Field::new("lat", DataType::Float64, false),
+    ]);
+    let loc: ArrayRef = Arc::new(StructArray::new(
+        members,
+        vec![
+            Arc::new(StringArray::from(vec![
+                Some("120.1"),
+                Some("120.2"),
+                Some("abc"),
+                None,
+            ])),
+            Arc::new(Float64Array::from(vec![30.1, 30.2, 30.3, 30.4])),
+        ],
+        None,
+    ));
+    let body = parquet_of(&batch_of(vec![("ts", ts), ("loc", loc)]));
+    let error = hub
+        .ingest(&places, Format::Parquet, &body, OnError::Reject, now())
+        .unwrap_err();
+    let HubError::BatchRejected { rejected } = error else {
+        panic!("{error}")
+    };
+    let listed: Vec<_> = rejected
+        .problems
+        .iter()
+        .map(|p| (p.line, p.field.as_deref()))
+        .collect();
+    assert_eq!(
+        listed,
+        vec![(2, Some("ts")), (3, Some("loc")), (4, Some("loc"))],
+        "{:?}",
+        rejected.problems
+    );
+    assert!(
+        rejected.problems[0].reason.contains("100000000000000000")
+            || rejected.problems[0].reason.contains("does not fit")
+    );
+    assert!(
+        rejected.problems[1].reason.contains("'abc'"),
+        "{:?}",
+        rejected.problems[1]
+    );
+    assert!(
+        rejected.problems[2].reason.contains("no lon"),
+        "{:?}",
+        rejected.problems[2]
+    );
+
+    // A column given twice is refused, as in CSV.
+    let labels = |v: &str| -> ArrayRef { Arc::new(StringArray::from(vec![v])) };
+    let ts: ArrayRef = Arc::new(TimestampSecondArray::from(vec![1_763_800_000]));
+    let schema = Arc::new(arrow::datatypes::Schema::new(vec![
+        Field::new("ts", ts.data_type().clone(), false),
+        Field::new("label", DataType::Utf8, false),
+        Field::new("label", DataType::Utf8, false),
+    ]));
+    let twice =
+        arrow::array::RecordBatch::try_new(schema, vec![ts.clone(), labels("a"), labels("b")])
+            .unwrap();
+    let error = hub
+        .ingest(
+            &places,
+            Format::Parquet,
+            &parquet_of(&twice),
+            OnError::Reject,
+            now(),
+        )
+        .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("column 'label' appears more than once (columns 2 and 3)"),
+        "{error}"
+    );
+
+    // A body whose pages do not decode: the error names the rows and the column.
+    let n = 1000;
+    let ts: ArrayRef = Arc::new(TimestampSecondArray::from(vec![1_763_800_000; n]));
+    let label: ArrayRef = Arc::new(StringArray::from_iter_values(
+        (0..n).map(|i| format!("label number {i} of a batch")),
+    ));
+    let batch = batch_of(vec![("ts", ts), ("label", label)]);
+    let properties = parquet::file::properties::WriterProperties::builder()
+        .set_compression(parquet::basic::Compression::SNAPPY)
+        .set_dictionary_enabled(false)
+        .build();
+    let mut body = Vec::new();
+    let mut writer =
+        parquet::arrow::ArrowWriter::try_new(&mut body, batch.schema(), Some(properties)).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+    let metadata = parquet::file::metadata::ParquetMetaDataReader::new()
+        .parse_and_finish(&bytes::Bytes::from(body.clone()))
+        .unwrap();
+    let (start, length) = metadata.row_group(0).column(1).byte_range();
+    let (start, length) = (start as usize, length as usize);
+    for byte in &mut body[start + length / 2..start + length - 4] {
+        *byte = 0xFF;
+    }
+    let error = hub
+        .ingest(&places, Format::Parquet, &body, OnError::Reject, now())
+        .unwrap_err();
+    let message = error.to_string();
+    assert!(message.contains(&format!("rows 1-{n}")), "{message}");
+    assert!(message.contains("field 'label'"), "{message}");
+    assert_eq!(hub.snapshot(&places).unwrap().rows(), 0);
+}
