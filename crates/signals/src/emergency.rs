@@ -31,6 +31,8 @@ pub struct Position {
     pub in_junction: bool,
     /// Metres from the start of the edge.
     pub lane_pos: f64,
+    /// Seconds it has been standing still (0 while it moves).
+    pub stopped_s: u32,
 }
 
 /// A request to show `phase` at `intersection` for `vehicle`, arriving in `eta_s`, with
@@ -43,7 +45,14 @@ pub struct Preempt {
     pub flush_s: f64,
     pub priority: u8,
     pub vehicle: String,
+    /// Seconds the vehicle has been standing still: a held green that does not move it
+    /// is given up ([`crate::Controller::step`]).
+    pub stopped_s: u32,
 }
+
+/// A vehicle standing this long has no arrival time worth planning on: only the light it
+/// is queued at is asked for (to flush the queue it stands in), none further ahead.
+pub const STANDING_S: u32 = 3;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EmergencyPlan {
@@ -106,9 +115,9 @@ impl EmergencyPlan {
             // yielding `g` turn would stop it); else the plan phase serving it best.
             let protected = |p: usize| {
                 !links.is_empty()
-                    && links
-                        .iter()
-                        .all(|&l| intersection.phases[p].green[l] == Some('G'))
+                    && links.iter().all(|&l| {
+                        intersection.phases[p].green[intersection.links[l].signal] == Some('G')
+                    })
             };
             let green_links = |p: usize| {
                 intersection.phases[p]
@@ -120,7 +129,7 @@ impl EmergencyPlan {
             let serves = |p: usize| {
                 links
                     .iter()
-                    .filter(|&&l| intersection.phases[p].is_green(l))
+                    .filter(|&&l| intersection.phases[p].serves(&intersection.links[l]))
                     .count()
             };
             let Some(phase) = (0..intersection.plan_phases)
@@ -159,7 +168,11 @@ impl EmergencyPlan {
                 },
                 priority: run.priority,
                 vehicle: run.vehicle.clone(),
+                stopped_s: at.stopped_s,
             });
+            if at.stopped_s >= STANDING_S {
+                break;
+            }
         }
         out
     }
@@ -184,6 +197,7 @@ mod tests {
             route_index: 0,
             in_junction: false,
             lane_pos: 0.0,
+            stopped_s: 0,
         };
         let r = plan.requests(&net, &run, far, &obs);
         assert_eq!(r.len(), 1);
@@ -202,12 +216,14 @@ mod tests {
             route_index: 0,
             in_junction: true,
             lane_pos: 0.0,
+            stopped_s: 0,
         };
         assert_eq!(plan.requests(&net, &run, crossing_now, &obs)[0].eta_s, 0.0);
         let past = Position {
             route_index: 1,
             in_junction: false,
             lane_pos: 5.0,
+            stopped_s: 0,
         };
         assert!(plan.requests(&net, &run, past, &obs).is_empty());
     }

@@ -13,6 +13,7 @@
 
 pub mod emergency;
 pub mod policy;
+pub mod replay;
 pub mod timing;
 
 pub use emergency::{Emergency, EmergencyPlan, Preempt};
@@ -45,31 +46,41 @@ pub struct Edge {
     pub to_signal: Option<usize>,
 }
 
-/// One signal-controlled connection: from an incoming lane to an outgoing lane.
+/// One signal-controlled connection: from an incoming lane to an outgoing lane, shown by
+/// the signal with index `signal`. Several connections may share a signal (SUMO's
+/// `linkIndex`), and a signal may control none (SUMO allows indices no connection uses).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Link {
     pub from: LaneId,
     pub to: LaneId,
+    pub signal: usize,
 }
 
-/// A green phase: which links may go, with the signal character each shows (`G` priority
-/// green, `g` green that yields).
+/// A green phase: per signal index, whether it is green and the character it shows (`G`
+/// priority green, `g` green that yields).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Phase {
     pub green: Vec<Option<char>>,
 }
 
 impl Phase {
-    pub fn is_green(&self, link: usize) -> bool {
-        self.green[link].is_some()
+    /// Whether signal index `signal` is green.
+    pub fn is_green(&self, signal: usize) -> bool {
+        self.green[signal].is_some()
+    }
+    /// Whether this phase lets `link` go.
+    pub fn serves(&self, link: &Link) -> bool {
+        self.green[link.signal].is_some()
     }
 }
 
-/// A signalised intersection: its links (by signal index) and its green phases.
+/// A signalised intersection: its links (connections), its signals and its green phases.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Intersection {
     pub name: String,
     pub links: Vec<Link>,
+    /// How many signal indices its state string has (at least one past every link's).
+    pub signals: usize,
     /// The plan's green phases, then (from `plan_phases` on) one approach-only phase per
     /// incoming road, shown only for an emergency vehicle (see [`Network::add_approach_phases`]).
     pub phases: Vec<Phase>,
@@ -88,6 +99,9 @@ pub struct Network {
     pub lanes: Vec<Lane>,
     pub edges: Vec<Edge>,
     pub intersections: Vec<Intersection>,
+    /// Per lane, the lanes feeding it (any connection, signalised or not; empty when not
+    /// known): a queue at a light on a short lane stands on these too.
+    pub upstream: Vec<Vec<LaneId>>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -114,15 +128,21 @@ impl Network {
                 return Err(bad("no green phase".into()));
             }
             for (p, phase) in ix.phases.iter().enumerate() {
-                if phase.green.len() != ix.links.len() {
+                if phase.green.len() != ix.signals {
                     return Err(bad(format!(
-                        "phase {p} has {} signals for {} links",
+                        "phase {p} has {} signals, the intersection {}",
                         phase.green.len(),
-                        ix.links.len()
+                        ix.signals
                     )));
                 }
             }
             for link in &ix.links {
+                if link.signal >= ix.signals {
+                    return Err(bad(format!(
+                        "a link with signal {} of {}",
+                        link.signal, ix.signals
+                    )));
+                }
                 for lane in [link.from, link.to] {
                     if lane.0 as usize >= self.lanes.len() {
                         return Err(bad(format!("link to unknown lane {}", lane.0)));
@@ -148,13 +168,19 @@ impl Network {
                 }
             }
             for edge in edges {
-                ix.phases.push(Phase {
-                    green: ix
-                        .links
-                        .iter()
-                        .map(|l| (self.lanes[l.from.0 as usize].edge == edge).then_some('G'))
-                        .collect(),
-                });
+                let mut green = vec![None; ix.signals];
+                for l in &ix.links {
+                    if self.lanes[l.from.0 as usize].edge == edge {
+                        green[l.signal] = Some('G');
+                    }
+                }
+                // A signal shared with a link from another road stays red.
+                for l in &ix.links {
+                    if self.lanes[l.from.0 as usize].edge != edge {
+                        green[l.signal] = None;
+                    }
+                }
+                ix.phases.push(Phase { green });
             }
         }
     }
@@ -240,6 +266,11 @@ pub struct Controller {
     waiting_since: Vec<Vec<Option<u32>>>,
     /// Whether the bounds (max green, starvation) apply: a fixed-time plan is its own bound.
     bounded: bool,
+    /// Per intersection: since when emergency requests have been acting on it.
+    preempted_since: Vec<Option<u32>>,
+    /// Per intersection: vehicles whose requests are ignored until the given time, after
+    /// their hold ran out or did not move them.
+    lapsed: Vec<Vec<(String, u32)>>,
 }
 
 impl Controller {
@@ -258,6 +289,8 @@ impl Controller {
                 .collect(),
             policy,
             bounded,
+            preempted_since: vec![None; network.intersections.len()],
+            lapsed: vec![Vec::new(); network.intersections.len()],
         }
     }
 
@@ -291,45 +324,26 @@ impl Controller {
             let Stage::Green { phase, .. } = signal.stage() else {
                 continue;
             };
-            // An emergency vehicle first. One the current green serves and that is already
-            // too close to stop (within the clearance time) keeps it. Otherwise the earlier
-            // arrival, since the later one can be served after it (one clearance later);
-            // arrivals closer than that go by priority.
-            let t = signal.timing();
-            let clearance = f64::from(t.yellow_s + t.all_red_s);
-            // Act only when needed: a shown phase is held once leaving and coming back
-            // (a minimum green and two clearances) would be too late; another is called
-            // once what is left of this green and the clearance would only just do.
-            let to_leave_and_return = f64::from(t.min_green_s) + 2.0 * clearance;
-            let to_switch =
-                f64::from(t.min_green_s.saturating_sub(signal.green_for(now))) + clearance;
-            let here: Vec<&Preempt> = preempts
-                .iter()
-                .filter(|p| p.intersection == i)
-                .filter(|p| {
-                    let needed = if p.phase == phase {
-                        to_leave_and_return
-                    } else {
-                        to_switch
-                    };
-                    p.eta_s <= needed + p.flush_s + PREEMPT_MARGIN_S
-                })
-                .collect();
-            let committed = here
-                .iter()
-                .filter(|p| p.phase == phase && p.eta_s <= clearance)
-                .min_by(|a, b| a.eta_s.total_cmp(&b.eta_s));
-            let first = committed.or_else(|| {
-                let earliest = here.iter().map(|p| p.eta_s).fold(f64::INFINITY, f64::min);
-                here.iter()
-                    .filter(|p| p.eta_s <= earliest + clearance)
-                    .min_by(|a, b| {
-                        b.priority
-                            .cmp(&a.priority)
-                            .then(a.eta_s.total_cmp(&b.eta_s))
-                    })
-            });
-            if let Some(p) = first {
+            // The starvation bound first: no emergency request outranks it, so an
+            // ambulance stuck in a queue cannot keep a movement at red past the bound.
+            if self.bounded
+                && signal.may_switch(now)
+                && let Some((link, since)) = self.most_starved(i, now)
+                && now - since >= signal.timing().max_wait_s
+            {
+                let waited_s = now - since;
+                let to = starved_phase(ix, link, &self.waiting_since[i]);
+                if to != phase && self.signals[i].switch(now, to) {
+                    self.preempted_since[i] = None;
+                    decisions.push(Decision {
+                        intersection: i,
+                        phase: to,
+                        reason: Reason::Starvation { link, waited_s },
+                    });
+                    continue;
+                }
+            }
+            if let Some(p) = self.emergency_request(i, phase, now, preempts) {
                 if p.phase != phase && self.signals[i].switch(now, p.phase) {
                     decisions.push(Decision {
                         intersection: i,
@@ -343,21 +357,6 @@ impl Controller {
             }
             if !signal.may_switch(now) {
                 continue;
-            }
-            if self.bounded
-                && let Some((link, since)) = self.most_starved(i, now)
-                && now - since >= signal.timing().max_wait_s
-            {
-                let waited_s = now - since;
-                let to = starved_phase(ix, link, &self.waiting_since[i]);
-                if to != phase && self.signals[i].switch(now, to) {
-                    decisions.push(Decision {
-                        intersection: i,
-                        phase: to,
-                        reason: Reason::Starvation { link, waited_s },
-                    });
-                    continue;
-                }
             }
             let must_leave = self.bounded && signal.green_for(now) >= signal.timing().max_green_s;
             let choice = self.policy.choose(
@@ -392,10 +391,88 @@ impl Controller {
         decisions
     }
 
+    /// The emergency request intersection `i` (showing green `phase`) should follow now,
+    /// if any. A request is acted on only when needed: a shown phase is held once leaving
+    /// and coming back (a minimum green and two clearances) would be too late; another is
+    /// called once what is left of this green and the clearance would only just do, the
+    /// queue standing ahead of the vehicle and a margin included. One the current green
+    /// serves and that is already too close to stop (within the clearance time) keeps it;
+    /// otherwise the earlier arrival (the later one is served one clearance after it), and
+    /// arrivals closer than that go by priority.
+    ///
+    /// Two bounds keep preemption from jamming the network. Emergency requests act on an
+    /// intersection for at most the maximum green in a row, and a green shown for a vehicle
+    /// that stands still (longer than its queue takes to start moving) is given up: the
+    /// vehicle is held back by something a green here cannot clear. Either way its requests
+    /// here are then ignored for one maximum green, so the others get served.
+    fn emergency_request<'p>(
+        &mut self,
+        i: usize,
+        phase: usize,
+        now: u32,
+        preempts: &'p [Preempt],
+    ) -> Option<&'p Preempt> {
+        let signal = &self.signals[i];
+        let t = *signal.timing();
+        let clearance = f64::from(t.yellow_s + t.all_red_s);
+        let to_leave_and_return = f64::from(t.min_green_s) + 2.0 * clearance;
+        let to_switch = f64::from(t.min_green_s.saturating_sub(signal.green_for(now))) + clearance;
+        self.lapsed[i].retain(|(_, until)| *until > now);
+        let lapsed = &self.lapsed[i];
+        let here: Vec<&Preempt> = preempts
+            .iter()
+            .filter(|p| p.intersection == i)
+            .filter(|p| !lapsed.iter().any(|(v, _)| *v == p.vehicle))
+            .filter(|p| {
+                let needed = if p.phase == phase {
+                    to_leave_and_return
+                } else {
+                    to_switch
+                };
+                p.eta_s <= needed + p.flush_s + PREEMPT_MARGIN_S
+            })
+            .collect();
+        let committed = here
+            .iter()
+            .filter(|p| p.phase == phase && p.eta_s <= clearance && p.stopped_s == 0)
+            .min_by(|a, b| a.eta_s.total_cmp(&b.eta_s));
+        let first = committed.or_else(|| {
+            let earliest = here.iter().map(|p| p.eta_s).fold(f64::INFINITY, f64::min);
+            here.iter()
+                .filter(|p| p.eta_s <= earliest + clearance)
+                .min_by(|a, b| {
+                    b.priority
+                        .cmp(&a.priority)
+                        .then(a.eta_s.total_cmp(&b.eta_s))
+                })
+        });
+        let Some(p) = first.copied() else {
+            self.preempted_since[i] = None;
+            return None;
+        };
+        let since = *self.preempted_since[i].get_or_insert(now);
+        let held_too_long = now - since >= t.max_green_s;
+        // A queue starts moving about one headway per vehicle after its green; the flush
+        // time is that, plus a few seconds.
+        let standing = f64::from(p.stopped_s.min(signal.green_for(now)));
+        let not_moving = p.phase == phase && standing >= p.flush_s + 5.0;
+        if held_too_long || not_moving {
+            let until = now.saturating_add(t.max_green_s);
+            self.lapsed[i].extend(
+                here.iter()
+                    .filter(|q| q.phase == p.phase || q.vehicle == p.vehicle)
+                    .map(|q| (q.vehicle.clone(), until)),
+            );
+            self.preempted_since[i] = None;
+            return None;
+        }
+        Some(p)
+    }
+
     fn track_waiting(&mut self, i: usize, ix: &Intersection, now: u32, obs: &Observation) {
         let signal = &self.signals[i];
         for (l, link) in ix.links.iter().enumerate() {
-            let green = signal.is_green(ix, l);
+            let green = signal.is_green(ix, link.signal);
             // Waiting: red, with a vehicle stopped near the stop line of its lane.
             let waiting = !green
                 && obs.lanes[link.from.0 as usize]
@@ -424,12 +501,12 @@ fn starved_phase(ix: &Intersection, link: usize, waiting: &[Option<u32>]) -> usi
     ix.plan()
         .iter()
         .enumerate()
-        .filter(|(_, p)| p.is_green(link))
+        .filter(|(_, p)| p.serves(&ix.links[link]))
         .max_by_key(|(_, p)| {
             waiting
                 .iter()
                 .enumerate()
-                .filter(|(l, w)| w.is_some() && p.is_green(*l))
+                .filter(|(l, w)| w.is_some() && p.serves(&ix.links[*l]))
                 .count()
         })
         .map_or(0, |(i, _)| i)
@@ -473,12 +550,15 @@ pub(crate) mod testnet {
                     Link {
                         from: LaneId(0),
                         to: LaneId(2),
+                        signal: 0,
                     },
                     Link {
                         from: LaneId(1),
                         to: LaneId(3),
+                        signal: 1,
                     },
                 ],
+                signals: 2,
                 phases: vec![
                     Phase {
                         green: vec![Some('G'), None],
@@ -489,6 +569,7 @@ pub(crate) mod testnet {
                 ],
                 plan_phases: 2,
             }],
+            upstream: Vec::new(),
         }
     }
 
@@ -671,6 +752,7 @@ mod tests {
             flush_s: 0.0,
             priority: 1,
             vehicle: "amb".into(),
+            stopped_s: 0,
         };
         // Far off, it is not acted on yet: the clearance and the margin are enough.
         assert!(c.step(&net, 19, &obs, std::slice::from_ref(&p)).is_empty());
@@ -691,5 +773,139 @@ mod tests {
         let after = run(&mut c, &net, &obs, 40, 10);
         assert_eq!(after[0], "ry");
         assert!(after.contains(&"Gr".to_string()));
+    }
+
+    fn request(phase: usize, eta_s: f64, stopped_s: u32) -> Preempt {
+        Preempt {
+            intersection: 0,
+            phase,
+            eta_s,
+            flush_s: 0.0,
+            priority: 1,
+            vehicle: "amb".into(),
+            stopped_s,
+        }
+    }
+
+    /// Runs `secs` seconds with a fixed observation and the request `at(t)`; returns each
+    /// second's state string.
+    fn run_with(
+        c: &mut Controller,
+        net: &Network,
+        obs: &Observation,
+        secs: u32,
+        at: impl Fn(u32) -> Vec<Preempt>,
+    ) -> Vec<String> {
+        (0..secs)
+            .map(|t| {
+                c.step(net, t, obs, &at(t));
+                c.states(net)[0].clone()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_green_held_for_an_emergency_ends_within_the_maximum_green() {
+        // The ambulance seems forever about to cross (moving, two seconds away): the hold
+        // still ends at the maximum green (40 s), though east waits with a queue.
+        let net = crossing();
+        let mut t = timing();
+        t.max_wait_s = 1000;
+        let mut c = Controller::new(&net, t, PolicyKind::Adaptive.build(&net));
+        let mut obs = Observation::empty(&net);
+        queue(&mut obs, 1, 20);
+        let states = run_with(&mut c, &net, &obs, 200, |_| vec![request(0, 2.0, 0)]);
+        let first_e = states.iter().position(|s| s == "rG").expect("east green");
+        assert!((40..=46).contains(&first_e), "east green at {first_e}");
+        // And the vehicle's requests lapse for a while: east is served, not bounced back
+        // after its minimum green.
+        assert!(
+            states[first_e..first_e + 20].iter().all(|s| s == "rG"),
+            "{:?}",
+            &states[first_e..first_e + 20]
+        );
+        // Without the ambulance the same controller leaves north at once (min green).
+        let mut c = Controller::new(&net, t, PolicyKind::Adaptive.build(&net));
+        let states = run_with(&mut c, &net, &obs, 30, |_| vec![]);
+        assert_eq!(states.iter().position(|s| s == "rG"), Some(10));
+    }
+
+    #[test]
+    fn a_green_held_for_an_ambulance_that_does_not_move_is_given_up() {
+        // Stuck 70 m before the line, standing since 0 with nothing ahead on its lane: a
+        // green here does not move it. The hold ends after 5 s (the flush time, 0, plus 5).
+        let net = crossing();
+        let mut c = Controller::new(&net, timing(), PolicyKind::Adaptive.build(&net));
+        let mut obs = Observation::empty(&net);
+        queue(&mut obs, 1, 20);
+        let states = run_with(&mut c, &net, &obs, 60, |t| vec![request(0, 5.0, t)]);
+        let first_e = states.iter().position(|s| s == "rG").expect("east green");
+        assert_eq!(first_e, 10, "{states:?}");
+        // The same ambulance moving keeps its green.
+        let mut c = Controller::new(&net, timing(), PolicyKind::Adaptive.build(&net));
+        let states = run_with(&mut c, &net, &obs, 30, |_| vec![request(0, 5.0, 0)]);
+        assert!(states.iter().all(|s| s == "Gr"), "{states:?}");
+    }
+
+    #[test]
+    fn the_starvation_bound_comes_before_an_emergency_hold() {
+        let net = crossing();
+        let mut t = timing();
+        t.max_green_s = 1000; // only the starvation bound (90 s) can end the hold
+        let mut c = Controller::new(&net, t, PolicyKind::Adaptive.build(&net));
+        let mut obs = Observation::empty(&net);
+        queue(&mut obs, 1, 1);
+        let states = run_with(&mut c, &net, &obs, 200, |_| vec![request(0, 2.0, 0)]);
+        let first_e = states.iter().position(|s| s == "rG").expect("east green");
+        assert!((90..=96).contains(&first_e), "east green at {first_e}");
+    }
+
+    #[test]
+    fn the_queue_ahead_of_an_ambulance_gets_green_in_time_to_flush() {
+        // East has green; an ambulance comes from the north on a 600 m lane at 13.9 m/s
+        // with ten vehicles queued at the line ahead of it. Its light must turn green at
+        // least the flush time (2 s a vehicle, 22 s) before it arrives, not just the
+        // clearance before.
+        let mut net = crossing();
+        net.lanes[0].length = 600.0;
+        let plan = EmergencyPlan::default();
+        let run = Emergency {
+            vehicle: "amb".into(),
+            route: vec![EdgeId(0), EdgeId(2)],
+            priority: 1,
+        };
+        let mut c = Controller::new(&net, timing(), PolicyKind::Adaptive.build(&net));
+        let mut obs = Observation::empty(&net);
+        queue(&mut obs, 1, 20);
+        for t in 0..30 {
+            c.step(&net, t, &obs, &[]);
+        }
+        assert_eq!(c.states(&net)[0], "rG");
+        queue(&mut obs, 0, 10);
+        let mut green_at = None;
+        for t in 30..80u32 {
+            let at = emergency::Position {
+                route_index: 0,
+                in_junction: false,
+                lane_pos: 13.9 * f64::from(t - 30),
+                stopped_s: 0,
+            };
+            // Up to the queue's tail (the test's queue stands still).
+            if at.lane_pos >= 600.0 - 70.0 {
+                break;
+            }
+            let requests = plan.requests(&net, &run, at, &obs);
+            assert_eq!(requests[0].flush_s, 22.0);
+            c.step(&net, t, &obs, &requests);
+            if green_at.is_none() && c.states(&net)[0] == "Gr" {
+                green_at = Some(t);
+            }
+        }
+        let arrival = 30.0 + 600.0 / 13.9;
+        let green_at = f64::from(green_at.expect("north got green"));
+        assert!(
+            arrival - green_at >= 22.0,
+            "green at {green_at}, arrival {arrival:.1}"
+        );
     }
 }

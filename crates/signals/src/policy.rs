@@ -14,8 +14,11 @@
 //!   2. *Count what a green can serve*: vehicles queued or close enough to cross within the
 //!      next green, capped at what a lane can discharge, instead of every vehicle on a long
 //!      link (a platoon 500 m away gains nothing from green now).
-//!   3. *No green into a full link*: a movement whose outgoing lane has no room counts for
-//!      nothing, which is what makes plain max-pressure gridlock on short links.
+//!   3. *No green into a full link*: a movement whose outgoing lanes are all full of
+//!      standing vehicles counts for nothing, which is what makes plain max-pressure
+//!      gridlock on short links. (Full means standing: a link a few metres long between
+//!      two close junctions has no room for two vehicles even when empty, and the first
+//!      version, which asked for room for two, never served the movements into one.)
 
 use crate::{HALTING, Intersection, LaneId, Network, Observation};
 
@@ -154,7 +157,7 @@ pub fn pressures(ix: &Intersection, obs: &Observation) -> Vec<f64> {
         .iter()
         .map(|p| {
             (0..ix.links.len())
-                .filter(|&l| p.is_green(l))
+                .filter(|&l| p.serves(&ix.links[l]))
                 .map(|l| link_pressure[l])
                 .sum()
         })
@@ -210,15 +213,32 @@ impl Default for Adaptive {
 }
 
 impl Adaptive {
-    /// Vehicles on `lane` a green starting now could serve within the horizon.
+    /// Vehicles on `lane` a green starting now could serve within the horizon. On a lane
+    /// shorter than that reach, the queue goes on upstream: the lanes feeding it count too
+    /// (within what is left of the reach, two lanes back at most).
     fn servable(&self, network: &Network, obs: &Observation, lane: LaneId) -> f64 {
         let speed = network.lanes[lane.0 as usize].speed.max(1.0);
         let reach = speed * self.horizon_s;
-        let n = obs.lanes[lane.0 as usize]
-            .iter()
-            .filter(|v| v.speed < HALTING || v.to_stop <= reach)
-            .count() as f64;
-        n.min(self.horizon_s / self.headway_s)
+        let cap = self.horizon_s / self.headway_s;
+        let mut n = 0.0;
+        // (lane, metres from the stop line to this lane's end, depth)
+        let mut todo = vec![(lane, 0.0, 0)];
+        while let Some((l, offset, depth)) = todo.pop() {
+            // Here a standing vehicle counts wherever it stands (the queue it is in will
+            // move); upstream only within reach (it may stand at another light).
+            n += obs.lanes[l.0 as usize]
+                .iter()
+                .filter(|v| offset + v.to_stop <= reach || (depth == 0 && v.speed < HALTING))
+                .count() as f64;
+            let end = offset + network.lanes[l.0 as usize].length;
+            if end < reach
+                && depth < 2
+                && let Some(ups) = network.upstream.get(l.0 as usize)
+            {
+                todo.extend(ups.iter().map(|u| (*u, end, depth + 1)));
+            }
+        }
+        n.min(cap)
     }
 
     /// Free room on `lane`, in vehicles.
@@ -241,8 +261,8 @@ impl Adaptive {
             .iter()
             .map(|p| {
                 let mut lanes: Vec<(LaneId, Vec<LaneId>)> = Vec::new();
-                for (l, link) in ix.links.iter().enumerate() {
-                    if !p.is_green(l) {
+                for link in &ix.links {
+                    if !p.serves(link) {
                         continue;
                     }
                     match lanes.iter_mut().find(|(from, _)| *from == link.from) {
@@ -253,11 +273,13 @@ impl Adaptive {
                 lanes
                     .iter()
                     .map(|(from, outs)| {
-                        let room = outs
+                        // Spillback: every lane it could go to is full and standing. A
+                        // short lane (a few metres between two close junctions) is not
+                        // full while its vehicles move on.
+                        let blocked = outs
                             .iter()
-                            .map(|o| self.room(network, obs, *o))
-                            .fold(f64::MIN, f64::max);
-                        if room < 2.0 {
+                            .all(|o| self.room(network, obs, *o) < 1.0 && obs.halting(*o) > 0);
+                        if blocked {
                             return 0.0;
                         }
                         let queued_out = outs.iter().map(|o| obs.halting(*o) as f64).sum::<f64>()
@@ -293,9 +315,9 @@ impl Policy for Adaptive {
             return choice;
         }
         // Lanes only this phase serves (a lane green in every phase never gaps out).
-        let own_active = ix.links.iter().enumerate().any(|(l, link)| {
-            ix.phases[current].is_green(l)
-                && !ix.plan().iter().all(|p| p.is_green(l))
+        let own_active = ix.links.iter().any(|link| {
+            ix.phases[current].serves(link)
+                && !ix.plan().iter().all(|p| p.serves(link))
                 && self.active(obs, link.from)
         });
         let rival = choice.runner_up;

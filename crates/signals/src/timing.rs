@@ -118,19 +118,20 @@ impl Signal {
         }
     }
 
-    /// Whether `link` may go now.
-    pub fn is_green(&self, ix: &Intersection, link: usize) -> bool {
+    /// Whether signal index `signal` shows green now.
+    pub fn is_green(&self, ix: &Intersection, signal: usize) -> bool {
         match self.stage {
-            Stage::Green { phase, .. } => ix.phases[phase].is_green(link),
+            Stage::Green { phase, .. } => ix.phases[phase].is_green(signal),
             Stage::Yellow { from, to, .. } | Stage::AllRed { from, to, .. } => {
-                ix.phases[from].is_green(link) && ix.phases[to].is_green(link)
+                ix.phases[from].is_green(signal) && ix.phases[to].is_green(signal)
             }
         }
     }
 
-    /// The state string SUMO shows: `G`/`g` green, `y` yellow, `r` red, one per link.
+    /// The state string SUMO shows: `G`/`g` green, `y` yellow, `r` red, one per signal
+    /// index.
     pub fn state(&self, ix: &Intersection) -> String {
-        (0..ix.links.len())
+        (0..ix.signals)
             .map(|l| match self.stage {
                 Stage::Green { phase, .. } => ix.phases[phase].green[l].unwrap_or('r'),
                 Stage::Yellow { from, to, .. } => {

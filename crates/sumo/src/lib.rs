@@ -7,12 +7,15 @@
 //! run feeds the observations to a [`Controller`] and sends back the changed signal states
 //! in the same message as the next step.
 
+pub mod compare;
 pub mod net;
+pub mod report;
 pub mod routes;
 pub mod scenario;
 pub mod traci;
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::{Command as Process, Stdio};
 use std::time::{Duration, Instant};
@@ -55,7 +58,8 @@ pub struct RunConfig {
     /// Emergency runs in the routes (ids and routes), and whether to clear their path.
     pub ambulances: Vec<Ambulance>,
     pub preempt: bool,
-    /// Stop here even if vehicles are left (gridlock).
+    /// Stop this many seconds after the first departure even if vehicles are left
+    /// (gridlock).
     pub max_end_s: u32,
     /// Where SUMO writes its trip results.
     pub out_dir: PathBuf,
@@ -65,17 +69,31 @@ pub struct RunConfig {
 #[derive(Debug, Clone, Default)]
 pub struct RunResult {
     pub label: String,
+    /// Vehicles SUMO loaded from the route files (it counts flows and trips itself).
     pub loaded: usize,
     pub arrived: usize,
+    /// Vehicles SUMO moved ahead out of a jam (stuck 300 s), from its statistics.
     pub teleports: u64,
+    /// Safety events SUMO counted (its statistics): decelerations harder than a vehicle's
+    /// comfortable maximum, and collisions.
+    pub emergency_braking: u64,
+    pub emergency_stops: u64,
+    pub collisions: u64,
+    /// The simulation's first second (the first departure in the route files).
+    pub begin_s: u32,
     pub end_s: u32,
+    /// The last arrival, seconds after `begin_s`.
+    pub last_arrival_s: f64,
     /// Means over the other (non-emergency) vehicles that arrived.
     pub mean_time_loss_s: f64,
+    /// Time waiting to enter the network (SUMO's departDelay), not in `timeLoss`.
+    pub mean_entry_wait_s: f64,
     pub mean_travel_s: f64,
     /// Controller time per step (all intersections), µs.
     pub decide_mean_us: f64,
     pub decide_max_us: f64,
     pub decide_p99_us: f64,
+    pub decide_p999_us: f64,
     pub ambulances: Vec<AmbulanceResult>,
     pub phase_changes: u64,
 }
@@ -197,16 +215,29 @@ pub fn run_with(config: &RunConfig, live: Option<Live<'_>>) -> Result<RunResult,
         .iter()
         .map(|p| p.display().to_string())
         .collect();
+    let mut demand = routes::Demand::default();
+    for p in &config.routes {
+        demand = demand.and(routes::demand(&std::fs::read_to_string(p)?)?);
+    }
+    // The simulation starts with the first departure (RESCO's demand starts at 25,200 s or
+    // 57,600 s: no point stepping through an empty night).
+    let begin_s = demand.first_depart_s.max(0.0).floor() as u32;
+    let stats_path = config.out_dir.join("statistics.xml");
     let mut child = Process::new(&config.sumo)
         .arg("-n")
         .arg(&config.net)
         .arg("-r")
         .arg(routes.join(","))
         .args(["--remote-port", &port.to_string()])
-        .args(["--step-length", "1", "--begin", "0", "--seed", "42"])
-        .args(["--no-step-log", "true", "--no-warnings", "true"])
+        .args(["--step-length", "1", "--seed", "42"])
+        .args(["--begin", &begin_s.to_string()])
+        // Warnings (teleports, emergency braking) go to the log; the counts come from the
+        // statistics.
+        .args(["--no-step-log", "true"])
         .arg("--tripinfo-output")
         .arg(&trips_path)
+        .arg("--statistic-output")
+        .arg(&stats_path)
         .arg("--log")
         .arg(&log_path)
         .stdout(Stdio::null())
@@ -215,7 +246,7 @@ pub fn run_with(config: &RunConfig, live: Option<Live<'_>>) -> Result<RunResult,
         .map_err(|e| SumoError::Start(format!("{}: {e}", config.sumo.display())))?;
     let result = Traci::connect(port, Duration::from_secs(30)).and_then(|sumo| {
         drop(starting);
-        drive(config, &network, sumo, live)
+        drive(config, &network, sumo, live, begin_s, demand.last_depart_s)
     });
     let status = child.wait()?;
     let mut result = result.map_err(|e| match e {
@@ -226,16 +257,18 @@ pub fn run_with(config: &RunConfig, live: Option<Live<'_>>) -> Result<RunResult,
         e => e,
     })?;
     let trips = routes::read_trips(&std::fs::read_to_string(&trips_path)?)?;
-    result.loaded = config
-        .routes
-        .iter()
-        .map(|p| {
-            std::fs::read_to_string(p)
-                .map_err(SumoError::Io)
-                .and_then(|t| routes::count_vehicles(&t))
-        })
-        .sum::<Result<usize, _>>()?;
+    let stats = read_statistics(&std::fs::read_to_string(&stats_path)?)?;
+    result.loaded = stats.loaded;
+    result.teleports = stats.teleports;
+    result.emergency_braking = stats.emergency_braking;
+    result.emergency_stops = stats.emergency_stops;
+    result.collisions = stats.collisions;
+    result.begin_s = begin_s;
     result.arrived = trips.len();
+    result.last_arrival_s = trips
+        .iter()
+        .map(|t| t.arrival_s - f64::from(begin_s))
+        .fold(0.0, f64::max);
     let amb: HashMap<&str, &Ambulance> = config
         .ambulances
         .iter()
@@ -247,6 +280,7 @@ pub fn run_with(config: &RunConfig, live: Option<Live<'_>>) -> Result<RunResult,
         .collect();
     let n = others.len().max(1) as f64;
     result.mean_time_loss_s = others.iter().map(|t| t.time_loss_s).sum::<f64>() / n;
+    result.mean_entry_wait_s = others.iter().map(|t| t.entry_wait_s).sum::<f64>() / n;
     result.mean_travel_s = others.iter().map(|t| t.duration_s).sum::<f64>() / n;
     result.ambulances = trips
         .iter()
@@ -268,11 +302,114 @@ const VEHICLE_VARS: [u8; 4] = [
     traci::VAR_ROUTE_INDEX,
 ];
 
+/// Replays a controlled run's recorded signal states (`states.tsv` in its `out_dir`)
+/// against the safety rules ([`citybrain_signals::replay::check`]), every light from its
+/// first state to `end_s`; returns each violation with its light. Also the number of
+/// seconds checked.
+pub fn replay(
+    states_tsv: &str,
+    timing: &Timing,
+    end_s: u32,
+) -> (Vec<(String, citybrain_signals::replay::Violation)>, usize) {
+    let mut lights: Vec<(String, Vec<(u32, String)>)> = Vec::new();
+    for line in states_tsv.lines() {
+        let mut f = line.split('\t');
+        let (Some(t), Some(light), Some(state)) = (f.next(), f.next(), f.next()) else {
+            continue;
+        };
+        let Ok(t) = t.parse::<u32>() else { continue };
+        match lights.iter_mut().find(|(l, _)| l == light) {
+            Some((_, changes)) => changes.push((t, state.to_string())),
+            None => lights.push((light.to_string(), vec![(t, state.to_string())])),
+        }
+    }
+    let mut violations = Vec::new();
+    let mut seconds = 0;
+    for (light, changes) in lights {
+        let mut per_second = Vec::new();
+        for (k, (t, state)) in changes.iter().enumerate() {
+            let until = changes.get(k + 1).map_or(end_s, |c| c.0);
+            for _ in *t..until.max(*t + 1) {
+                per_second.push(state.clone());
+            }
+        }
+        seconds += per_second.len();
+        violations.extend(
+            citybrain_signals::replay::check(timing, &per_second)
+                .into_iter()
+                .map(|v| (light.clone(), v)),
+        );
+    }
+    (violations, seconds)
+}
+
+/// SUMO's end-of-run statistics (`--statistic-output`).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Statistics {
+    pub loaded: usize,
+    pub teleports: u64,
+    pub emergency_braking: u64,
+    pub emergency_stops: u64,
+    pub collisions: u64,
+}
+
+pub fn read_statistics(xml: &str) -> Result<Statistics, SumoError> {
+    let doc = roxmltree::Document::parse(xml).map_err(|e| SumoError::Routes(e.to_string()))?;
+    let get = |tag: &str, attr: &str| -> Result<u64, SumoError> {
+        doc.descendants()
+            .find(|n| n.has_tag_name(tag))
+            .and_then(|n| n.attribute(attr))
+            .and_then(|v| v.parse::<f64>().ok())
+            .map(|v| v as u64)
+            .ok_or_else(|| SumoError::Routes(format!("statistics without {tag} {attr}")))
+    };
+    Ok(Statistics {
+        loaded: get("vehicles", "loaded")? as usize,
+        teleports: get("teleports", "total")?,
+        emergency_braking: get("safety", "emergencyBraking")?,
+        emergency_stops: get("safety", "emergencyStops")?,
+        collisions: get("safety", "collisions")?,
+    })
+}
+
+/// Routes a route file's `<trip>`s and `<flow>`s with SUMO's own router (`duarouter`, next
+/// to `sumo`), so that emergency runs can be picked from real routes; returns the routed
+/// file (in `out_dir`). Trips it cannot route are dropped from the copy, not the runs.
+pub fn route_trips(
+    sumo: &std::path::Path,
+    net: &std::path::Path,
+    routes: &std::path::Path,
+    out_dir: &std::path::Path,
+) -> Result<PathBuf, SumoError> {
+    let duarouter = sumo.with_file_name("duarouter");
+    let out = out_dir.join("routed.rou.xml");
+    let result = Process::new(&duarouter)
+        .arg("-n")
+        .arg(net)
+        .arg("--route-files")
+        .arg(routes)
+        .arg("-o")
+        .arg(&out)
+        .args(["--ignore-errors", "true", "--no-step-log", "true"])
+        .args(["--no-warnings", "true", "--seed", "42"])
+        .output()
+        .map_err(|e| SumoError::Start(format!("{}: {e}", duarouter.display())))?;
+    if !result.status.success() {
+        return Err(SumoError::Routes(format!(
+            "duarouter: {}",
+            String::from_utf8_lossy(&result.stderr)
+        )));
+    }
+    Ok(out)
+}
+
 fn drive(
     config: &RunConfig,
     network: &Network,
     mut sumo: Traci,
     mut live: Option<Live<'_>>,
+    begin_s: u32,
+    last_depart_s: f64,
 ) -> Result<RunResult, SumoError> {
     let started = Instant::now();
     let mut following: HashMap<String, Following> = HashMap::new();
@@ -337,7 +474,12 @@ fn drive(
     let mut obs = Observation::empty(network);
     let mut positions: HashMap<String, Position> = HashMap::new();
     let mut speeds: HashMap<String, f64> = HashMap::new();
-    let mut now: u32 = 0;
+    // Per emergency vehicle: seconds it has been standing still.
+    let mut standing: HashMap<String, u32> = HashMap::new();
+    // Every state shown, when it changed: `t<TAB>light<TAB>state` (see [`replay`]).
+    let mut state_log = String::new();
+    let mut now: u32 = begin_s;
+    let max_end_s = begin_s.saturating_add(config.max_end_s);
     loop {
         if let Some(live) = live.as_mut() {
             if live.stop.load(std::sync::atomic::Ordering::Relaxed) {
@@ -439,6 +581,13 @@ fn drive(
             for (i, state) in states.iter().enumerate() {
                 if shown.get(i) != Some(state) {
                     commands.push(traci::set_state(&network.intersections[i].name, state));
+                    if live.is_none() {
+                        let _ = writeln!(
+                            state_log,
+                            "{now}\t{}\t{state}",
+                            network.intersections[i].name
+                        );
+                    }
                 }
             }
             shown = states;
@@ -465,7 +614,15 @@ fn drive(
                     }
                 }
                 traci::RESPONSE_SUBSCRIBE_VEHICLE_VARIABLE => {
-                    observe(&s, network, &lanes, &mut obs, &mut positions, &runs);
+                    observe(
+                        &s,
+                        network,
+                        &lanes,
+                        &mut obs,
+                        &mut positions,
+                        &mut standing,
+                        &runs,
+                    );
                     if following.contains_key(&s.object)
                         && let Some(v) = s.get(traci::VAR_SPEED)
                     {
@@ -497,17 +654,23 @@ fn drive(
             }
             continue;
         }
-        if expected == 0 || now >= config.max_end_s {
+        // SUMO loads route files ahead by a window: nobody expected does not mean the
+        // demand is over until its last departure has passed.
+        if (expected == 0 && f64::from(now) > last_depart_s) || now >= max_end_s {
             break;
         }
     }
     result.end_s = now;
     sumo.close()?;
+    if controller.is_some() && live.is_none() {
+        std::fs::write(config.out_dir.join("states.tsv"), &state_log)?;
+    }
     if !decide.is_empty() {
         result.decide_mean_us = decide.iter().sum::<f64>() / decide.len() as f64;
         decide.sort_by(f64::total_cmp);
         result.decide_max_us = *decide.last().unwrap_or(&0.0);
         result.decide_p99_us = decide[(decide.len() * 99 / 100).min(decide.len() - 1)];
+        result.decide_p999_us = decide[(decide.len() * 999 / 1000).min(decide.len() - 1)];
     }
     Ok(result)
 }
@@ -576,6 +739,7 @@ fn observe(
     lanes: &HashMap<&str, usize>,
     obs: &mut Observation,
     positions: &mut HashMap<String, Position>,
+    standing: &mut HashMap<String, u32>,
     runs: &[Emergency],
 ) {
     let (Some(lane), Some(pos), Some(speed)) = (
@@ -594,6 +758,14 @@ fn observe(
         });
     }
     if runs.iter().any(|r| r.vehicle == s.object) {
+        let stopped_s = if speed.as_f64() < citybrain_signals::HALTING {
+            let n = standing.entry(s.object.clone()).or_insert(0);
+            *n += 1;
+            *n
+        } else {
+            standing.remove(&s.object);
+            0
+        };
         let route_index = s
             .get(traci::VAR_ROUTE_INDEX)
             .map_or(0, |v| v.as_i64().max(0) as usize);
@@ -603,6 +775,7 @@ fn observe(
                 route_index,
                 in_junction: lane.starts_with(':'),
                 lane_pos: pos,
+                stopped_s,
             },
         );
     }

@@ -1,7 +1,8 @@
 //! Reads a SUMO network (`.net.xml`) into the signal core's [`Network`]: lanes and edges
 //! (junction-internal ones left out), and for each traffic light its links (by signal
-//! index, from its connections) and its green phases (the program's phases that give any
-//! link green; yellow and all-red phases are the controller's own business).
+//! index, from its connections; an index may control several connections or none) and its
+//! green phases (the program's phases that give any link green; yellow and all-red phases
+//! are the controller's own business).
 
 use std::collections::HashMap;
 
@@ -59,9 +60,19 @@ pub fn parse(text: &str) -> Result<Network, SumoError> {
             continue; // another program of the same light: the first is used
         }
         let mut phases: Vec<Phase> = Vec::new();
-        for p in tl.children().filter(|n| n.has_tag_name("phase")) {
-            let state = p.attribute("state").unwrap_or_default();
-            if !state.contains(['G', 'g']) {
+        let states: Vec<&str> = tl
+            .children()
+            .filter(|n| n.has_tag_name("phase"))
+            .map(|p| p.attribute("state").unwrap_or_default())
+            .collect();
+        // The green phases: those with a green and no yellow. A phase showing yellow is a
+        // transition (its greens continue from the phase before); the controller makes its
+        // own. A programme with nothing but such phases keeps them.
+        let clean = states
+            .iter()
+            .any(|s| s.contains(['G', 'g']) && !s.contains(['y', 'Y']));
+        for state in states {
+            if !state.contains(['G', 'g']) || (clean && state.contains(['y', 'Y'])) {
                 continue;
             }
             let phase = Phase {
@@ -74,24 +85,21 @@ pub fn parse(text: &str) -> Result<Network, SumoError> {
                 phases.push(phase);
             }
         }
+        let signals = phases.first().map_or(0, |p| p.green.len());
+        if phases.iter().any(|p| p.green.len() != signals) {
+            return Err(bad(format!("{name}: phases of different lengths")));
+        }
         tl_ix.insert(name.to_string(), net.intersections.len());
         net.intersections.push(Intersection {
             name: name.to_string(),
             links: Vec::new(),
+            signals,
             plan_phases: phases.len(),
             phases,
         });
     }
-    let mut links: Vec<Vec<Option<Link>>> = net
-        .intersections
-        .iter()
-        .map(|ix| vec![None; ix.phases.first().map_or(0, |p| p.green.len())])
-        .collect();
+    net.upstream = vec![Vec::new(); net.lanes.len()];
     for c in doc.descendants().filter(|n| n.has_tag_name("connection")) {
-        let (Some(tl), Some(index)) = (c.attribute("tl"), c.attribute("linkIndex")) else {
-            continue;
-        };
-        let Some(&ix) = tl_ix.get(tl) else { continue };
         let lane = |edge: &str, lane: &str| -> Option<LaneId> {
             let e = c.attribute(edge)?;
             let l = c.attribute(lane)?;
@@ -100,23 +108,25 @@ pub fn parse(text: &str) -> Result<Network, SumoError> {
         let (Some(from), Some(to)) = (lane("from", "fromLane"), lane("to", "toLane")) else {
             continue;
         };
-        let index: usize = index
+        let feeding = &mut net.upstream[to.0 as usize];
+        if !feeding.contains(&from) {
+            feeding.push(from);
+        }
+        let (Some(tl), Some(index)) = (c.attribute("tl"), c.attribute("linkIndex")) else {
+            continue;
+        };
+        let Some(&ix) = tl_ix.get(tl) else { continue };
+        let signal: usize = index
             .parse()
             .map_err(|_| bad(format!("{tl}: linkIndex {index:?}")))?;
-        if index >= links[ix].len() {
-            return Err(bad(format!("{tl}: linkIndex {index} beyond its state")));
+        if signal >= net.intersections[ix].signals {
+            return Err(bad(format!("{tl}: linkIndex {signal} beyond its state")));
         }
-        links[ix][index] = Some(Link { from, to });
+        net.intersections[ix].links.push(Link { from, to, signal });
         net.edges[net.lanes[from.0 as usize].edge.0 as usize].to_signal = Some(ix);
     }
-    for (ix, l) in links.into_iter().enumerate() {
-        let name = net.intersections[ix].name.clone();
-        net.intersections[ix].links = l
-            .into_iter()
-            .enumerate()
-            .map(|(i, l)| l.ok_or_else(|| bad(format!("{name}: no connection for link {i}"))))
-            .collect::<Result<_, _>>()?;
-    }
+    // A signal index no connection uses is allowed (SUMO's ingolstadt21 has them): it is
+    // shown like any other and controls nothing.
     net.validate().map_err(|e| bad(e.to_string()))?;
     net.add_approach_phases();
     Ok(net)

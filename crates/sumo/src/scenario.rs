@@ -1,5 +1,6 @@
-//! Scenarios made by SUMO's own tools (from the PyPI install), for tests and demos: a grid of
-//! signalised crossings and random demand, so nothing has to be stored in the repository.
+//! Scenarios made by SUMO's own tools (from the PyPI install), for tests and demos: grids,
+//! spider webs and random networks with random demand, so nothing has to be stored in the
+//! repository.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,11 +17,42 @@ pub fn venv() -> PathBuf {
         })
 }
 
+/// The shape of a generated network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// A 4×4 grid of signalised crossings, 200 m blocks.
+    Grid,
+    /// A spider's web: `arms` radial roads crossing three rings 160 m apart, no centre;
+    /// junctions of three and four roads at irregular angles, links of varied length.
+    Spider { arms: u32 },
+    /// A random planar network (`netgenerate --rand`, 40 iterations, roads 120–300 m).
+    Random,
+}
+
 /// A 4×4 grid of signalised crossings (200 m blocks, two lanes each way, turns that yield)
 /// and `seconds` of random trips crossing it, written into `dir`: (network, routes).
 pub fn grid(venv: &Path, dir: &Path, seconds: u32) -> Result<(PathBuf, PathBuf), SumoError> {
-    let net = dir.join("grid.net.xml");
-    let routes = dir.join("grid.rou.xml");
+    generated(venv, dir, Shape::Grid, 7, seconds, 1.2)
+}
+
+/// A network of the given shape (two lanes each way, lights where SUMO's heuristics put
+/// them, `seed` for the random parts) and `seconds` of random trips, one every `period_s`
+/// seconds, at least 500 m long, written into `dir`: (network, routes).
+pub fn generated(
+    venv: &Path,
+    dir: &Path,
+    shape: Shape,
+    seed: u32,
+    seconds: u32,
+    period_s: f64,
+) -> Result<(PathBuf, PathBuf), SumoError> {
+    let name = match shape {
+        Shape::Grid => "grid".to_string(),
+        Shape::Spider { arms } => format!("spider{arms}_{seed}"),
+        Shape::Random => format!("rand_{seed}"),
+    };
+    let net = dir.join(format!("{name}.net.xml"));
+    let routes = dir.join(format!("{name}.rou.xml"));
     let run = |cmd: &mut Command, what: &str| -> Result<(), SumoError> {
         let out = cmd
             .output()
@@ -33,10 +65,42 @@ pub fn grid(venv: &Path, dir: &Path, seconds: u32) -> Result<(PathBuf, PathBuf),
         }
         Ok(())
     };
+    let shape_args: Vec<String> = match shape {
+        Shape::Grid => ["--grid", "--grid.number", "4", "--grid.length", "200"]
+            .iter()
+            .chain(&["--grid.attach-length", "150"])
+            .map(|s| s.to_string())
+            .collect(),
+        Shape::Spider { arms } => vec![
+            "--spider".into(),
+            "--spider.arm-number".into(),
+            arms.to_string(),
+            "--spider.circle-number".into(),
+            "3".into(),
+            "--spider.space-radius".into(),
+            "160".into(),
+            "--spider.omit-center".into(),
+            "true".into(),
+        ],
+        Shape::Random => [
+            "--rand",
+            "--rand.iterations",
+            "40",
+            "--rand.min-distance",
+            "120",
+            "--rand.max-distance",
+            "300",
+            "--rand.min-angle",
+            "45",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+    };
     run(
         Command::new(venv.join("bin/netgenerate"))
-            .args(["--grid", "--grid.number", "4", "--grid.length", "200"])
-            .args(["--grid.attach-length", "150", "--default.lanenumber", "2"])
+            .args(&shape_args)
+            .args(["--seed", &seed.to_string(), "--default.lanenumber", "2"])
             .args(["--tls.guess", "true", "--no-turnarounds", "true", "-o"])
             .arg(&net),
         "netgenerate",
@@ -58,14 +122,8 @@ pub fn grid(venv: &Path, dir: &Path, seconds: u32) -> Result<(PathBuf, PathBuf),
             .arg(&net)
             .arg("-r")
             .arg(&routes)
-            .args([
-                "--seed",
-                "7",
-                "--end",
-                &seconds.to_string(),
-                "--period",
-                "1.2",
-            ])
+            .args(["--seed", &seed.to_string(), "--end", &seconds.to_string()])
+            .args(["--period", &period_s.to_string()])
             .args([
                 "--fringe-factor",
                 "20",

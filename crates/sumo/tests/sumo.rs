@@ -23,6 +23,26 @@ fn scenario(dir: &Path) -> (PathBuf, PathBuf) {
     citybrain_sumo::scenario::grid(&venv(), dir, 600).unwrap()
 }
 
+/// Replays the states a run showed (`states.tsv`) against the safety rules; at least
+/// `min_seconds` light-seconds must have been checked.
+fn assert_safe(run_dir: &Path, min_seconds: usize) {
+    let log = std::fs::read_to_string(run_dir.join("states.tsv")).unwrap();
+    let end = log
+        .lines()
+        .filter_map(|l| l.split('\t').next()?.parse::<u32>().ok())
+        .max()
+        .unwrap_or(0)
+        + 1;
+    let (violations, seconds) = citybrain_sumo::replay(&log, &Timing::default(), end);
+    assert!(
+        violations.is_empty(),
+        "{}: {:?}",
+        run_dir.display(),
+        &violations[..violations.len().min(5)]
+    );
+    assert!(seconds >= min_seconds, "{seconds} light-seconds checked");
+}
+
 fn run(
     dir: &Path,
     net: &Path,
@@ -77,6 +97,10 @@ fn on_any_network_citybrain_beats_the_plans_and_clears_the_way_for_ambulances() 
         false,
         "cb",
     );
+    // Every second of every light replayed against the safety rules.
+    for name in ["mp", "cb"] {
+        assert_safe(&dir.path().join(name), 16 * 500);
+    }
     // Everyone arrives under citybrain, nobody teleported out of a jam.
     assert!(cb.loaded > 400, "{}", cb.loaded);
     assert_eq!((cb.arrived, cb.teleports), (cb.loaded, 0));
@@ -90,7 +114,14 @@ fn on_any_network_citybrain_beats_the_plans_and_clears_the_way_for_ambulances() 
     );
 
     // Six emergency runs, in pairs leaving together.
-    let runs = routes::pick_ambulances(&std::fs::read_to_string(&rou).unwrap(), 6, 600).unwrap();
+    let network = citybrain_sumo::net::parse(&std::fs::read_to_string(&net).unwrap()).unwrap();
+    let runs = routes::pick_ambulances(
+        &std::fs::read_to_string(&rou).unwrap(),
+        &network,
+        6,
+        (0.0, 600.0),
+    )
+    .unwrap();
     let file = dir.path().join("ambulances.rou.xml");
     std::fs::write(&file, routes::ambulances_xml(&runs)).unwrap();
     let with = run(
@@ -130,5 +161,54 @@ fn on_any_network_citybrain_beats_the_plans_and_clears_the_way_for_ambulances() 
         "{:.1} vs {:.1}",
         with.mean_time_loss_s,
         cb.mean_time_loss_s
+    );
+}
+
+#[test]
+fn on_an_irregular_generated_network_everyone_arrives_safely() {
+    // A spider's web of five arms and three rings: junctions of three and four roads at
+    // odd angles, links from 60 to 160 m, lights where SUMO's heuristics put them.
+    let dir = tempfile::tempdir().unwrap();
+    let (net, rou) = citybrain_sumo::scenario::generated(
+        &venv(),
+        dir.path(),
+        citybrain_sumo::scenario::Shape::Spider { arms: 5 },
+        1,
+        600,
+        1.6,
+    )
+    .unwrap();
+    let network = citybrain_sumo::net::parse(&std::fs::read_to_string(&net).unwrap()).unwrap();
+    assert!(
+        network.intersections.len() >= 8,
+        "{}",
+        network.intersections.len()
+    );
+    let mp = run(
+        dir.path(),
+        &net,
+        vec![rou.clone()],
+        Some(PolicyKind::MaxPressure),
+        &[],
+        false,
+        "mp",
+    );
+    let cb = run(
+        dir.path(),
+        &net,
+        vec![rou.clone()],
+        Some(PolicyKind::Adaptive),
+        &[],
+        false,
+        "cb",
+    );
+    assert_safe(&dir.path().join("cb"), 8 * 500);
+    assert!(cb.loaded > 300, "{}", cb.loaded);
+    assert_eq!((cb.arrived, cb.teleports), (cb.loaded, 0));
+    assert!(
+        cb.mean_time_loss_s + cb.mean_entry_wait_s <= mp.mean_time_loss_s + mp.mean_entry_wait_s,
+        "citybrain {:.1} s, max-pressure {:.1} s (entry wait included)",
+        cb.mean_time_loss_s + cb.mean_entry_wait_s,
+        mp.mean_time_loss_s + mp.mean_entry_wait_s
     );
 }
