@@ -81,6 +81,10 @@ pub struct Intersection {
     pub links: Vec<Link>,
     /// How many signal indices its state string has (at least one past every link's).
     pub signals: usize,
+    /// Per signal index: the programme shows `s` there (stop, then go if clear: a right
+    /// turn on red) rather than `r`; shown so in every green that does not give it green.
+    /// Empty: none.
+    pub stop_go: Vec<bool>,
     /// The plan's green phases, then (from `plan_phases` on) one approach-only phase per
     /// incoming road, shown only for an emergency vehicle (see [`Network::add_approach_phases`]).
     pub phases: Vec<Phase>,
@@ -210,7 +214,7 @@ pub struct Observation {
 
 /// Seconds of slack when calling a phase for an emergency vehicle: drivers start braking
 /// for a red a few seconds before the stop line.
-pub const PREEMPT_MARGIN_S: f64 = 4.0;
+pub const PREEMPT_MARGIN_S: f64 = 6.0;
 
 /// Below this speed a vehicle counts as queued (SUMO's halting threshold).
 pub const HALTING: f64 = 0.1;
@@ -559,6 +563,7 @@ pub(crate) mod testnet {
                     },
                 ],
                 signals: 2,
+                stop_go: Vec::new(),
                 phases: vec![
                     Phase {
                         green: vec![Some('G'), None],
@@ -754,11 +759,11 @@ mod tests {
             vehicle: "amb".into(),
             stopped_s: 0,
         };
-        // Far off, it is not acted on yet: the clearance and the margin are enough.
+        // Far off (30 s), it is not acted on yet: the clearance and the margin (11 s) are enough.
         assert!(c.step(&net, 19, &obs, std::slice::from_ref(&p)).is_empty());
         let mut states = Vec::new();
         for t in 20..40 {
-            // Arriving in 8 s (the clearance, 5 s, and the 4 s margin: now), then crossing.
+            // Arriving in 8 s (within the clearance, 5 s, and the 6 s margin: now), then crossing.
             p.eta_s = (8.0 - f64::from(t - 20)).max(0.0);
             let d = c.step(&net, t, &obs, std::slice::from_ref(&p));
             if t == 20 {

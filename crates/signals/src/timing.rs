@@ -133,7 +133,13 @@ impl Signal {
     pub fn state(&self, ix: &Intersection) -> String {
         (0..ix.signals)
             .map(|l| match self.stage {
-                Stage::Green { phase, .. } => ix.phases[phase].green[l].unwrap_or('r'),
+                Stage::Green { phase, .. } => ix.phases[phase].green[l].unwrap_or(
+                    if ix.stop_go.get(l).copied().unwrap_or(false) {
+                        's'
+                    } else {
+                        'r'
+                    },
+                ),
                 Stage::Yellow { from, to, .. } => {
                     match (ix.phases[from].green[l], ix.phases[to].green[l]) {
                         (Some(c), Some(_)) => c,

@@ -113,6 +113,7 @@ fn junction(approaches: usize) -> Network {
         name: format!("j{approaches}"),
         links,
         signals,
+        stop_go: Vec::new(),
         plan_phases: phases.len(),
         phases,
     });

@@ -86,6 +86,18 @@ pub fn parse(text: &str) -> Result<Network, SumoError> {
             }
         }
         let signals = phases.first().map_or(0, |p| p.green.len());
+        let mut stop_go = vec![false; signals];
+        for state in tl
+            .children()
+            .filter(|n| n.has_tag_name("phase"))
+            .filter_map(|p| p.attribute("state"))
+        {
+            for (i, c) in state.chars().enumerate() {
+                if c == 's' && i < signals {
+                    stop_go[i] = true;
+                }
+            }
+        }
         if phases.iter().any(|p| p.green.len() != signals) {
             return Err(bad(format!("{name}: phases of different lengths")));
         }
@@ -94,6 +106,7 @@ pub fn parse(text: &str) -> Result<Network, SumoError> {
             name: name.to_string(),
             links: Vec::new(),
             signals,
+            stop_go,
             plan_phases: phases.len(),
             phases,
         });
