@@ -26,7 +26,9 @@ def run(*args, **kw):
 
 def start(data):
     proc = subprocess.Popen([BIN, "up", "--no-demo", "--listen", "127.0.0.1:0", "--data", data,
-                             "--body-limit-mib", "2048", "--seal-rows", "200000"], stdout=subprocess.PIPE, text=True,
+                             "--body-limit-mib", "2048", "--seal-rows", "200000",
+                             # one request carries the whole file, up to 51 M records
+                             "--max-ingest-rows", "100000000", "--max-ingest-mib", "16384"], stdout=subprocess.PIPE, text=True,
                             env={**os.environ, "CITYBRAIN_LOG": "warn"})
     for line in proc.stdout:
         if line.startswith("citybrain is up on "):

@@ -137,9 +137,28 @@ pub fn tokens(command: TokensCommand) -> Result<()> {
                 );
             }
         }
-        TokensCommand::Revoke { id, server } => {
-            request(&server, "DELETE", &format!("/api/v1/tokens/{id}"), None)?;
+        TokensCommand::Revoke {
+            id,
+            keep_issued,
+            server,
+        } => {
+            let answer = request(
+                &server,
+                "DELETE",
+                &format!("/api/v1/tokens/{id}?cascade={}", !keep_issued),
+                None,
+            )?;
             println!("revoked token {id}");
+            let with_it: Vec<String> = serde_json::from_slice::<serde_json::Value>(&answer)
+                .ok()
+                .and_then(|v| v["revoked_with_it"].as_array().cloned())
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect();
+            if !with_it.is_empty() {
+                println!("revoked with it (issued with it): {}", with_it.join(", "));
+            }
         }
     }
     Ok(())
@@ -247,19 +266,34 @@ pub fn audit(command: AuditCommand) -> Result<()> {
                     .filter(|t| text(t, "dataset") == dataset)
                     .flat_map(|t| list(t, "fields").filter_map(Value::as_str))
                     .collect();
+                // Whatever a caller wrote is shown escaped: a newline must not forge a row,
+                // nor an escape sequence rewrite the terminal.
                 println!(
                     "{:<28} {:<20} {:<16} {:<7} {:<8} {:>8}  {} / {}",
-                    text(c, "at"),
-                    text(c, "principal"),
-                    text(c, "department"),
-                    text(c, "kind"),
-                    text(c, "outcome"),
+                    printable(text(c, "at")),
+                    printable(text(c, "principal")),
+                    printable(text(c, "department")),
+                    printable(text(c, "kind")),
+                    printable(text(c, "outcome")),
                     c["rows"],
-                    fields.join(","),
-                    text(c, "purpose")
+                    printable(&fields.join(",")),
+                    printable(text(c, "purpose"))
                 );
             }
         }
     }
     Ok(())
+}
+
+/// `text` with control characters and direction overrides written as `\u{..}` escapes.
+pub fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if citybrain_gov::is_unprintable(c) {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }

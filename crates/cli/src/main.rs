@@ -72,6 +72,8 @@ enum Command {
         /// POST /api/v1/policy/runs (default: the twenty shipped with citybrain).
         #[arg(long)]
         policies: Option<PathBuf>,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
     /// Write a deterministic synthetic city with ground truth.
     Gen {
@@ -447,10 +449,14 @@ enum TokensCommand {
         #[command(flatten)]
         server: ServerArgs,
     },
-    /// Revoke a token by its id; it stops working at once.
+    /// Revoke a token by its id, and every token issued with it; they stop working at once.
     Revoke {
         /// The token's id (from `tokens list`).
         id: String,
+        /// Keep the tokens issued with this one (to rotate: issue the new token with the
+        /// old, then revoke the old with this flag).
+        #[arg(long)]
+        keep_issued: bool,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -613,6 +619,64 @@ fn main() {
     }
 }
 
+/// Bounds that keep one caller from taking the server down (docs/security.md).
+#[derive(Debug, clap::Args)]
+struct LimitArgs {
+    /// Seconds a SQL statement may run before it is cancelled.
+    #[arg(long, default_value_t = 60)]
+    sql_timeout_s: u64,
+    /// Memory SQL operators (sorts, joins, aggregations) may reserve, in MiB.
+    #[arg(long, default_value_t = 2048)]
+    sql_memory_mib: usize,
+    /// Rows a SQL result (or a read or export) may have.
+    #[arg(long, default_value_t = 10_000_000)]
+    sql_max_rows: usize,
+    /// MiB a SQL result may take in memory.
+    #[arg(long, default_value_t = 512)]
+    sql_max_result_mib: usize,
+    /// Connections open at once (default: half the descriptor limit, at most 4096).
+    #[arg(long)]
+    max_connections: Option<usize>,
+    /// Seconds a client has to send a request's headers (and a kept-alive connection may
+    /// sit idle).
+    #[arg(long, default_value_t = 20)]
+    header_timeout_s: u64,
+    /// Records one ingest call may carry (a small Parquet body can decode to millions).
+    #[arg(long, default_value_t = 16_777_216)]
+    max_ingest_rows: u64,
+    /// MiB the records of one ingest call may take once decoded.
+    #[arg(long, default_value_t = 2048)]
+    max_ingest_mib: u64,
+}
+
+impl LimitArgs {
+    fn sql(&self) -> citybrain_sql::SqlLimits {
+        citybrain_sql::SqlLimits {
+            timeout: std::time::Duration::from_secs(self.sql_timeout_s.max(1)),
+            memory_bytes: self.sql_memory_mib << 20,
+            max_result_rows: self.sql_max_rows,
+            max_result_bytes: self.sql_max_result_mib << 20,
+            ..Default::default()
+        }
+    }
+
+    fn ingest(&self) -> citybrain_hub::IngestLimits {
+        citybrain_hub::IngestLimits {
+            max_rows: self.max_ingest_rows.max(1),
+            max_bytes: self.max_ingest_mib.max(1) << 20,
+        }
+    }
+
+    fn connections(&self) -> citybrain_server::ConnLimits {
+        let mut limits = citybrain_server::ConnLimits::default();
+        if let Some(n) = self.max_connections {
+            limits.max_connections = n.max(1);
+        }
+        limits.header_timeout = std::time::Duration::from_secs(self.header_timeout_s.max(1));
+        limits
+    }
+}
+
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Up {
@@ -629,12 +693,14 @@ fn run(cli: Cli) -> Result<()> {
             signals_speed,
             sumo,
             policies,
+            limits,
         } => up(
             &listen,
             &data,
             !no_demo,
             scale,
             body_limit_mib,
+            &limits,
             HubConfig { seal_rows },
             Mqtt::choose(mqtt, mqtt_broker)?,
             signals_net
@@ -1274,10 +1340,10 @@ fn demo_governance(gov: &Gov, hub: &Hub, data: &Path) -> Result<()> {
         )?;
     }
     ensure_token_file(gov, &data.join("cockpit.token"), || {
-        Ok(gov.issue_token(&admin, &cockpit.name, None, now)?)
+        Ok(gov.issue_console_token(&admin, &cockpit.name, now)?)
     })?;
     ensure_token_file(gov, &data.join("market.token"), || {
-        Ok(gov.issue_token(&admin, &market_admin.name, None, now)?)
+        Ok(gov.issue_console_token(&admin, &market_admin.name, now)?)
     })
 }
 
@@ -1436,6 +1502,7 @@ fn up(
     demo: bool,
     scale: f64,
     body_limit_mib: usize,
+    limits: &LimitArgs,
     config: HubConfig,
     mqtt: Mqtt,
     signals: Option<SignalsArgs>,
@@ -1447,7 +1514,11 @@ fn up(
         .map(|a| (a.net.display().to_string(), a.speed));
     std::fs::create_dir_all(data)
         .with_context(|| format!("creating the data directory {}", data.display()))?;
-    let hub = Arc::new(Hub::open(data, config).context("opening the data directory")?);
+    let hub = Arc::new(
+        Hub::open(data, config)
+            .context("opening the data directory")?
+            .with_ingest_limits(limits.ingest()),
+    );
     let gov = Arc::new(
         Gov::open(data, citybrain_server::now())
             .context("opening governance in the data directory")?,
@@ -1470,7 +1541,7 @@ fn up(
             .await
             .with_context(|| format!("listening on {listen} (is another server running? pass --listen ADDR)"))?;
         let address = listener.local_addr()?;
-        let sql = citybrain_sql::SqlEngine::new(hub.clone(), citybrain_sql::SqlLimits::default())
+        let sql = citybrain_sql::SqlEngine::new(hub.clone(), limits.sql())
             .with_gov(gov.clone());
         let live = start_live(&hub, &sql).await.context("starting the live indices")?;
         let parking = start_parking(&hub, &sql, &live).await.context("starting the parking scene")?;
@@ -1487,6 +1558,7 @@ fn up(
             signals: signals.clone(),
             policy: Some(policy),
             body_limit: body_limit_mib << 20,
+            conn: limits.connections(),
         };
         let (mut mosquitto, broker) = match mqtt {
             Mqtt::Off => (None, None),

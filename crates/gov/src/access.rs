@@ -16,6 +16,10 @@ pub struct ViewColumn {
     pub name: String,
     /// None: the raw value.
     pub mask: Option<MaskKind>,
+    /// For a pseudonymised column, the linkage domain whose key makes its pseudonyms
+    /// (`Gov::view` sets it: an approved linkage's, else the column's own).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
 }
 
 /// What one caller sees of one dataset.
@@ -39,11 +43,13 @@ impl View {
             .map(|f| ViewColumn {
                 name: f.name.clone(),
                 mask: None,
+                domain: None,
             })
             .collect();
         columns.push(ViewColumn {
             name: INGESTED_AT.to_string(),
             mask: None,
+            domain: None,
         });
         Self {
             dataset: def.name.clone(),
@@ -124,11 +130,13 @@ pub fn decide(
         columns.push(ViewColumn {
             name: field.name.clone(),
             mask: if raw { None } else { field.mask_kind() },
+            domain: None,
         });
     }
     columns.push(ViewColumn {
         name: INGESTED_AT.to_string(),
         mask: None,
+        domain: None,
     });
     Ok(View {
         dataset: def.name.clone(),

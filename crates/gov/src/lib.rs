@@ -10,11 +10,12 @@
 
 pub mod access;
 pub mod audit;
+pub mod linkage;
 pub mod mask;
 pub mod model;
 pub mod store;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -25,16 +26,21 @@ use sha2::Sha256;
 
 pub use access::{Denial, View, ViewColumn};
 pub use audit::{AuditLog, Call, CallKind, Outcome, Touch};
+pub use linkage::{LinkMember, Linkage};
 pub use mask::Masker;
 pub use model::{
     Department, Grant, GrantId, GrantRequest, GrantState, HUB_DEPARTMENT, IssuedToken, Principal,
-    Role, TokenInfo,
+    Role, Session, TokenInfo,
 };
 
 #[derive(Debug, thiserror::Error)]
 pub enum GovError {
     #[error("a valid bearer token is required")]
     Unauthorized,
+    #[error(
+        "the hub secret {0} is missing, but this data directory holds governance and an audit trail made with it; restore secret.key from your backup (without it pseudonyms change and the audit trail cannot be verified), or start with an empty data directory"
+    )]
+    SecretMissing(String),
     #[error("{0}")]
     Forbidden(String),
     #[error(transparent)]
@@ -64,8 +70,35 @@ pub const SECRET_FILE: &str = "secret.key";
 /// Directory of the audit trail inside the data directory.
 pub const AUDIT_DIR: &str = "audit";
 
-/// Reads the hub's secret, creating it (mode 0600) on first start.
+/// Reads the hub's secret, creating it (mode 0600) on first start. A data directory that
+/// already holds governance or an audit trail was made with a secret: if it is gone, a new
+/// one would silently change every pseudonym and make the audit trail read as altered, so
+/// this refuses and says how to restore it.
 pub fn load_secret(data_dir: &Path) -> Result<Vec<u8>, GovError> {
+    match read_secret(data_dir) {
+        Err(GovError::SecretMissing(_)) if !holds_keyed_state(data_dir) => {
+            let path = data_dir.join(SECRET_FILE);
+            let mut secret = vec![0u8; 32];
+            getrandom::fill(&mut secret).expect("the operating system provides randomness");
+            write_private(&path, &secret).map_err(|source| GovError::Io {
+                context: "writing the hub secret",
+                source,
+            })?;
+            Ok(secret)
+        }
+        other => other,
+    }
+}
+
+/// Whether `data_dir` holds state keyed by its secret (governance, an audit trail).
+fn holds_keyed_state(data_dir: &Path) -> bool {
+    data_dir.join("governance.sqlite").exists()
+        || std::fs::read_dir(data_dir.join(AUDIT_DIR))
+            .is_ok_and(|mut entries| entries.next().is_some())
+}
+
+/// Reads the hub's secret; never creates it (for `audit verify` and anything offline).
+pub fn read_secret(data_dir: &Path) -> Result<Vec<u8>, GovError> {
     let path = data_dir.join(SECRET_FILE);
     match std::fs::read(&path) {
         Ok(bytes) if bytes.len() >= 32 => Ok(bytes),
@@ -74,13 +107,7 @@ pub fn load_secret(data_dir: &Path) -> Result<Vec<u8>, GovError> {
             path.display()
         ))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let mut secret = vec![0u8; 32];
-            getrandom::fill(&mut secret).expect("the operating system provides randomness");
-            write_private(&path, &secret).map_err(|source| GovError::Io {
-                context: "writing the hub secret",
-                source,
-            })?;
-            Ok(secret)
+            Err(GovError::SecretMissing(path.display().to_string()))
         }
         Err(source) => Err(GovError::Io {
             context: "reading the hub secret",
@@ -101,6 +128,33 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut file = options.open(path)?;
     file.write_all(bytes)?;
     file.sync_all()
+}
+
+/// Longest purpose a call may state, in characters.
+pub const MAX_PURPOSE_CHARS: usize = 500;
+
+/// A purpose is one line of printable text: it is shown to owners in tables and
+/// terminals, where a newline would forge a row and an escape sequence rewrite the screen.
+pub fn check_purpose(purpose: &str) -> Result<(), GovError> {
+    let count = purpose.chars().count();
+    if count > MAX_PURPOSE_CHARS {
+        return Err(GovError::Invalid(format!(
+            "purpose: {count} characters, over the limit of {MAX_PURPOSE_CHARS}; say why in one short line"
+        )));
+    }
+    if let Some(c) = purpose.chars().find(|c| is_unprintable(*c)) {
+        return Err(GovError::Invalid(format!(
+            "purpose: the character {:?} is not allowed (no control characters, line breaks or direction overrides)",
+            c
+        )));
+    }
+    Ok(())
+}
+
+/// Control characters, and the invisible marks that reorder text on screen.
+pub fn is_unprintable(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{2028}' | '\u{2029}')
 }
 
 /// A key for one purpose, derived from the hub secret, so one leaked key exposes one use.
@@ -177,7 +231,7 @@ impl Gov {
 
     /// The audit key for `dir`'s hub (for `citybrain audit verify`, which runs offline).
     pub fn audit_key(data_dir: &Path) -> Result<Vec<u8>, GovError> {
-        Ok(derive_key(&load_secret(data_dir)?, "citybrain audit v1"))
+        Ok(derive_key(&read_secret(data_dir)?, "citybrain audit v1"))
     }
 
     pub fn dir(&self) -> &Path {
@@ -197,6 +251,11 @@ impl Gov {
     }
 
     pub fn authenticate(&self, token: &str, now: Timestamp) -> Result<Principal, GovError> {
+        Ok(self.session(token, now)?.principal)
+    }
+
+    /// The principal a token belongs to, with the token (see [`Session`]).
+    pub fn session(&self, token: &str, now: Timestamp) -> Result<Session, GovError> {
         self.store()
             .authenticate(token, now)?
             .ok_or(GovError::Unauthorized)
@@ -262,11 +321,12 @@ impl Gov {
             .collect())
     }
 
-    /// Issues a token for `principal`: its department's admins, the hub's, or the
-    /// principal itself (to rotate its own token).
+    /// Issues a token for `principal`. Only admins issue tokens (its department's, or the
+    /// hub's; a reader or publisher asks one), and a token never outlives the one that
+    /// issues it: without an expiry it expires with it, and a later expiry is refused.
     pub fn issue_token(
         &self,
-        by: &Principal,
+        by: &Session,
         principal: &PrincipalName,
         expires_at: Option<Timestamp>,
         now: Timestamp,
@@ -275,21 +335,52 @@ impl Gov {
             .store()
             .principal(principal)?
             .ok_or_else(|| GovError::NotFound(format!("principal {principal} does not exist")))?;
-        if !(by.administers(&target.department) || &by.name == principal) {
+        if !by.principal.administers(&target.department) {
             return Err(GovError::Forbidden(format!(
-                "only admins of {} issue tokens for {principal}",
+                "only admins of {} (or of the hub) issue tokens for {principal}; ask one of them",
                 target.department
             )));
         }
-        self.manage(by, now, format!("issue a token for {principal}"), || {
-            self.store().issue_token(principal, expires_at, now)
-        })
+        let expires_at = match (expires_at, by.expires_at) {
+            (Some(wanted), Some(limit)) if wanted > limit => {
+                return Err(GovError::Forbidden(format!(
+                    "a token may not outlive the token that issues it (yours expires at {limit}); ask for an expiry before then"
+                )));
+            }
+            (None, limit) => limit,
+            (wanted, _) => wanted,
+        };
+        self.manage(
+            &by.principal,
+            now,
+            format!("issue a token for {principal}"),
+            || {
+                self.store()
+                    .issue_token(principal, expires_at, Some(&by.token_id), now)
+            },
+        )
+    }
+
+    /// Issues a token at the operator's console (`citybrain up` setting up the demo city):
+    /// no token issues it, so none can revoke it by cascade; audited as `by`'s.
+    pub fn issue_console_token(
+        &self,
+        by: &Principal,
+        principal: &PrincipalName,
+        now: Timestamp,
+    ) -> Result<IssuedToken, GovError> {
+        self.manage(
+            by,
+            now,
+            format!("issue a token for {principal} (console)"),
+            || self.store().issue_token(principal, None, None, now),
+        )
     }
 
     /// Issues the hub admin's token without a caller (first start).
     pub fn issue_admin_token(&self, now: Timestamp) -> Result<IssuedToken, GovError> {
         self.store()
-            .issue_token(&Self::admin_principal().name, None, now)
+            .issue_token(&Self::admin_principal().name, None, None, now)
     }
 
     pub fn tokens(&self, by: &Principal) -> Result<Vec<TokenInfo>, GovError> {
@@ -305,7 +396,15 @@ impl Gov {
         Ok(visible)
     }
 
-    pub fn revoke_token(&self, by: &Principal, id: &str, now: Timestamp) -> Result<(), GovError> {
+    /// Revokes a token and, with `cascade`, every token issued with it (and with those):
+    /// a leaked token's offspring go with it. Returns the ids revoked.
+    pub fn revoke_token(
+        &self,
+        by: &Principal,
+        id: &str,
+        cascade: bool,
+        now: Timestamp,
+    ) -> Result<Vec<String>, GovError> {
         let info = self
             .store()
             .token(id)?
@@ -317,8 +416,17 @@ impl Gov {
                 info.principal
             )));
         }
-        self.manage(by, now, format!("revoke token {id}"), || {
-            self.store().revoke_token(id, now)
+        let ids = if cascade {
+            self.store().token_descendants(id)?
+        } else {
+            vec![id.to_string()]
+        };
+        self.manage(by, now, format!("revoke token {}", ids.join(", ")), || {
+            let store = self.store();
+            for id in &ids {
+                store.revoke_token(id, now)?;
+            }
+            Ok(ids.clone())
         })
     }
 
@@ -344,6 +452,7 @@ impl Gov {
             )));
         }
         let mut call = manage_call(by, now, &def.name, &request.fields);
+        check_purpose(&request.purpose)?;
         call.purpose = request.purpose.clone();
         let result = self
             .store()
@@ -445,8 +554,167 @@ impl Gov {
         if caller.department == def.owner {
             return Ok(View::full(def));
         }
-        let grants = self.store().grants_on(&def.name)?;
-        Ok(access::decide(def, caller, &grants, now)?)
+        let (grants, linkages) = {
+            let store = self.store();
+            (store.grants_on(&def.name)?, store.linkages()?)
+        };
+        let mut view = access::decide(def, caller, &grants, now)?;
+        for column in &mut view.columns {
+            if column.mask == Some(citybrain_hub::MaskKind::Pseudonym) {
+                column.domain = Some(linkage::domain_of(&linkages, &def.name, &column.name));
+            }
+        }
+        Ok(view)
+    }
+
+    // ---- linkages ----
+
+    /// Proposes a linkage of pseudonymised columns (`owner_of` gives each dataset's owner;
+    /// the caller checked the columns exist and are pseudonymised). Its proposer, an
+    /// admin, approves for its own department at once; the other owners approve with
+    /// [`Gov::approve_linkage`].
+    pub fn propose_linkage(
+        &self,
+        by: &Principal,
+        name: &str,
+        purpose: &str,
+        members: Vec<LinkMember>,
+        owner_of: impl Fn(&DatasetName) -> Option<DepartmentId>,
+        now: Timestamp,
+    ) -> Result<Linkage, GovError> {
+        linkage::check_name(name).map_err(GovError::Invalid)?;
+        check_purpose(purpose)?;
+        if by.role != Role::Admin {
+            return Err(GovError::Forbidden("only admins propose linkages".into()));
+        }
+        let mut members = members;
+        members.sort();
+        members.dedup();
+        let datasets: BTreeSet<&DatasetName> = members.iter().map(|m| &m.dataset).collect();
+        if datasets.len() < 2 {
+            return Err(GovError::Invalid(
+                "a linkage joins columns of at least two datasets".into(),
+            ));
+        }
+        let mut required = BTreeSet::new();
+        for m in &members {
+            let owner = owner_of(&m.dataset).ok_or_else(|| {
+                GovError::NotFound(format!("dataset {} does not exist", m.dataset))
+            })?;
+            required.insert(owner);
+        }
+        if !by.is_hub_admin() && !required.contains(&by.department) {
+            return Err(GovError::Forbidden(format!(
+                "only admins of the departments that own its datasets ({}) propose a linkage",
+                required
+                    .iter()
+                    .map(|d| d.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        let mut approved = BTreeSet::new();
+        if required.contains(&by.department) {
+            approved.insert(by.department.clone());
+        }
+        let proposed = Linkage {
+            name: name.to_string(),
+            purpose: purpose.to_string(),
+            members,
+            required,
+            approved,
+            proposed_by: by.name.clone(),
+            proposed_at: now,
+            withdrawn_at: None,
+        };
+        self.manage(by, now, format!("propose linkage {name}"), || {
+            let store = self.store();
+            for other in store.linkages()?.iter().filter(|l| l.withdrawn_at.is_none()) {
+                if let Some(m) = proposed.members.iter().find(|m| other.members.contains(m)) {
+                    return Err(GovError::Conflict(format!(
+                        "{m} is already in linkage {}; a column is in one linkage at a time (withdraw that one first)",
+                        other.name
+                    )));
+                }
+            }
+            store.put_linkage(&proposed, true)?;
+            Ok(proposed.clone())
+        })
+    }
+
+    /// An admin of an owning department approves a linkage for its department.
+    pub fn approve_linkage(
+        &self,
+        by: &Principal,
+        name: &str,
+        now: Timestamp,
+    ) -> Result<Linkage, GovError> {
+        self.change_linkage(by, name, now, "approve", |l| {
+            l.approved.insert(by.department.clone());
+        })
+    }
+
+    /// An admin of an owning department (or of the hub) withdraws a linkage: its columns
+    /// go back to pseudonyms of their own at once.
+    pub fn withdraw_linkage(
+        &self,
+        by: &Principal,
+        name: &str,
+        now: Timestamp,
+    ) -> Result<Linkage, GovError> {
+        self.change_linkage(by, name, now, "withdraw", |l| {
+            l.withdrawn_at.get_or_insert(now);
+        })
+    }
+
+    fn change_linkage(
+        &self,
+        by: &Principal,
+        name: &str,
+        now: Timestamp,
+        verb: &str,
+        change: impl FnOnce(&mut Linkage),
+    ) -> Result<Linkage, GovError> {
+        self.manage(by, now, format!("{verb} linkage {name}"), || {
+            let store = self.store();
+            let mut linkage = store
+                .linkages()?
+                .into_iter()
+                .find(|l| l.name == name)
+                .ok_or_else(|| GovError::NotFound(format!("linkage {name} does not exist")))?;
+            let owner_admin = by.role == Role::Admin && linkage.required.contains(&by.department);
+            // Approving speaks for a department's data: its own admins only.
+            let allowed = owner_admin || (verb == "withdraw" && by.is_hub_admin());
+            if !allowed {
+                return Err(GovError::Forbidden(format!(
+                    "only admins of {} {verb} linkage {name}",
+                    linkage
+                        .required
+                        .iter()
+                        .map(|d| d.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+            if linkage.withdrawn_at.is_some() {
+                return Err(GovError::Conflict(format!(
+                    "linkage {name} was withdrawn; propose a new one"
+                )));
+            }
+            change(&mut linkage);
+            store.put_linkage(&linkage, false)?;
+            Ok(linkage)
+        })
+    }
+
+    /// The linkages `by` takes part in (the hub's admins: all).
+    pub fn linkages(&self, by: &Principal) -> Result<Vec<Linkage>, GovError> {
+        Ok(self
+            .store()
+            .linkages()?
+            .into_iter()
+            .filter(|l| by.is_hub_admin() || l.required.contains(&by.department))
+            .collect())
     }
 
     // ---- audit and counters ----
@@ -509,12 +777,31 @@ impl Gov {
     }
 
     /// The counters in Prometheus text format.
-    pub fn metrics_text(&self) -> String {
+    /// The counters `viewer` may see: the hub's admins all of them; anyone else those of
+    /// its department's datasets (`owner_of` says whose a dataset is), and its own
+    /// department's calls that touched no dataset. A count of calls on a dataset tells
+    /// that it exists and is used, which is its owner's to know.
+    pub fn metrics_text(
+        &self,
+        viewer: &Principal,
+        owner_of: impl Fn(&str) -> Option<DepartmentId>,
+    ) -> String {
         let counters = self.counters.lock().expect("counters lock");
         let mut out = String::from(
             "# HELP citybrain_data_calls_total Data calls by calling department, dataset, kind and outcome.\n# TYPE citybrain_data_calls_total counter\n",
         );
+        let visible = |department: &str, dataset: &str| {
+            viewer.is_hub_admin()
+                || if dataset.is_empty() {
+                    department == viewer.department.as_str()
+                } else {
+                    owner_of(dataset).is_some_and(|owner| owner == viewer.department)
+                }
+        };
         for ((department, dataset, kind, outcome), n) in counters.iter() {
+            if !visible(department, dataset) {
+                continue;
+            }
             out.push_str(&format!(
                 "citybrain_data_calls_total{{department=\"{department}\",dataset=\"{dataset}\",kind=\"{}\",outcome=\"{}\"}} {n}\n",
                 kind.name(),

@@ -4,9 +4,12 @@
 use aes::Aes128;
 use aes::cipher::{BlockEncrypt, KeyInit};
 
-/// Holds the hub's pseudonym key, so the same value gets the same pseudonym in every
-/// dataset and every query (joins and distinct counts work), and no one without the key
-/// can test a guess against a pseudonym.
+/// Holds a pseudonym key, so the same value gets the same pseudonym in every query (joins
+/// and distinct counts work), and no one without the key can test a guess against a
+/// pseudonym. The hub's key is never used as it is: each column pseudonymises under a
+/// key of its own linkage domain ([`Masker::for_domain`]), so equal values in two
+/// datasets get equal pseudonyms only where both owners agreed to link them
+/// (docs/adr/2026-12-01-linkage-domains.md).
 ///
 /// The pseudonym function is AES-128-CMAC (NIST SP 800-38B), a standard keyed PRF: with
 /// AES instructions it costs a few nanoseconds for an ID or phone number, against
@@ -105,6 +108,14 @@ impl Masker {
         }
         self.cipher.encrypt_block(&mut x);
         x.into()
+    }
+
+    /// The masker of one linkage domain: its key is this key's CMAC of the domain's name,
+    /// so domains' pseudonyms are unrelated to one another.
+    pub fn for_domain(&self, domain: &str) -> Masker {
+        let mut message = b"citybrain linkage v1\0".to_vec();
+        message.extend_from_slice(domain.as_bytes());
+        Masker::new(&self.cmac(&message))
     }
 
     /// Appends the pseudonym of `value`: `ps_` and 16 hex digits (64 bits of the keyed

@@ -75,6 +75,18 @@ pub struct TokenInfo {
     pub created_at: Timestamp,
     pub expires_at: Option<Timestamp>,
     pub revoked_at: Option<Timestamp>,
+    /// The token that issued this one (none for the hub admin's first token).
+    #[serde(default)]
+    pub issued_by: Option<String>,
+}
+
+/// An authenticated call's principal and the token it came with: a token issued with it
+/// may not outlive it, and revoking it can revoke what it issued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub principal: Principal,
+    pub token_id: String,
+    pub expires_at: Option<Timestamp>,
 }
 
 /// A freshly issued token: the only time the secret exists outside the caller's hands.

@@ -10,8 +10,10 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use sha2::{Digest, Sha256};
 
 use crate::GovError;
+use crate::linkage::Linkage;
 use crate::model::{
-    Department, Grant, GrantId, GrantRequest, GrantState, IssuedToken, Principal, Role, TokenInfo,
+    Department, Grant, GrantId, GrantRequest, GrantState, IssuedToken, Principal, Role, Session,
+    TokenInfo,
 };
 
 #[derive(Debug)]
@@ -74,7 +76,7 @@ fn grant_from_row(row: &Row<'_>) -> rusqlite::Result<Grant> {
     })
 }
 
-const TOKEN_COLUMNS: &str = "id, principal, created_at, expires_at, revoked_at";
+const TOKEN_COLUMNS: &str = "id, principal, created_at, expires_at, revoked_at, issued_by";
 
 fn token_from_row(row: &Row<'_>) -> rusqlite::Result<TokenInfo> {
     Ok(TokenInfo {
@@ -83,6 +85,7 @@ fn token_from_row(row: &Row<'_>) -> rusqlite::Result<TokenInfo> {
         created_at: Timestamp(row.get(2)?),
         expires_at: opt_ts(row.get(3)?),
         revoked_at: opt_ts(row.get(4)?),
+        issued_by: row.get(5)?,
     })
 }
 
@@ -109,9 +112,23 @@ impl Store {
                  raw TEXT NOT NULL, days INTEGER NOT NULL, state TEXT NOT NULL,
                  reason TEXT NOT NULL, requested_by TEXT NOT NULL, requested_at INTEGER NOT NULL,
                  decided_by TEXT, decided_at INTEGER, expires_at INTEGER);
-             CREATE INDEX IF NOT EXISTS grants_by_dataset ON grants(dataset, department);",
+             CREATE INDEX IF NOT EXISTS grants_by_dataset ON grants(dataset, department);
+             CREATE TABLE IF NOT EXISTS linkages (name TEXT PRIMARY KEY, body TEXT NOT NULL);",
         )
         .map_err(db("creating the governance tables"))?;
+        // Which token issued a token (none: the first admin's), added after the first release.
+        let has_issued_by: bool = conn
+            .query_row(
+                "SELECT count(*) FROM pragma_table_info('tokens') WHERE name = 'issued_by'",
+                [],
+                |row| row.get::<_, i64>(0),
+            )
+            .map_err(db("reading the tokens table"))?
+            > 0;
+        if !has_issued_by {
+            conn.execute_batch("ALTER TABLE tokens ADD COLUMN issued_by TEXT")
+                .map_err(db("adding tokens.issued_by"))?;
+        }
         Ok(Self { conn })
     }
 
@@ -238,14 +255,15 @@ impl Store {
         &self,
         principal: &PrincipalName,
         expires_at: Option<Timestamp>,
+        issued_by: Option<&str>,
         now: Timestamp,
     ) -> Result<IssuedToken, GovError> {
         let id = random_hex(4);
         let token = format!("cbt_{id}_{}", random_hex(24));
         self.conn
             .execute(
-                "INSERT INTO tokens (id, principal, hash, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![id, principal.as_str(), token_hash(&token), now.0, expires_at.map(|t| t.0)],
+                "INSERT INTO tokens (id, principal, hash, created_at, expires_at, issued_by) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![id, principal.as_str(), token_hash(&token), now.0, expires_at.map(|t| t.0), issued_by],
             )
             .map_err(db("storing a token"))?;
         Ok(IssuedToken {
@@ -256,18 +274,41 @@ impl Store {
         })
     }
 
-    /// The principal a token belongs to, if the token is known, unexpired and not revoked.
-    pub fn authenticate(&self, token: &str, now: Timestamp) -> Result<Option<Principal>, GovError> {
+    /// The principal a token belongs to, with the token's id and expiry, if the token is
+    /// known, unexpired and not revoked.
+    pub fn authenticate(&self, token: &str, now: Timestamp) -> Result<Option<Session>, GovError> {
         self.conn
             .prepare_cached(
-                "SELECT p.name, p.department, p.role FROM tokens t JOIN principals p ON p.name = t.principal
+                "SELECT p.name, p.department, p.role, t.id, t.expires_at FROM tokens t JOIN principals p ON p.name = t.principal
                  WHERE t.hash = ?1 AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > ?2)",
             )
             .and_then(|mut stmt| {
-                stmt.query_row(params![token_hash(token), now.0], Self::principal_from_row)
-                    .optional()
+                stmt.query_row(params![token_hash(token), now.0], |row| {
+                    Ok(Session {
+                        principal: Self::principal_from_row(row)?,
+                        token_id: row.get(3)?,
+                        expires_at: opt_ts(row.get(4)?),
+                    })
+                })
+                .optional()
             })
             .map_err(db("checking a token"))
+    }
+
+    /// `id` and every token issued with it, directly or through others (unrevoked ones).
+    pub fn token_descendants(&self, id: &str) -> Result<Vec<String>, GovError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "WITH RECURSIVE minted(id) AS (
+                     SELECT ?1
+                     UNION SELECT t.id FROM tokens t JOIN minted m ON t.issued_by = m.id)
+                 SELECT id FROM minted",
+            )
+            .map_err(db("listing minted tokens"))?;
+        stmt.query_map([id], |row| row.get(0))
+            .and_then(|rows| rows.collect())
+            .map_err(db("listing minted tokens"))
     }
 
     pub fn token(&self, id: &str) -> Result<Option<TokenInfo>, GovError> {
@@ -354,6 +395,41 @@ impl Store {
         stmt.query_map([dataset.as_str()], grant_from_row)
             .and_then(|rows| rows.collect())
             .map_err(db("reading grants"))
+    }
+
+    /// Every linkage, as JSON bodies (few, small, read whole).
+    pub fn linkages(&self) -> Result<Vec<Linkage>, GovError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT body FROM linkages ORDER BY name")
+            .map_err(db("reading linkages"))?;
+        stmt.query_map([], |row| {
+            let body: String = row.get(0)?;
+            parse_col(0, serde_json::from_str::<Linkage>(&body))
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(db("reading linkages"))
+    }
+
+    /// Stores a linkage; `new` refuses one whose name is taken.
+    pub fn put_linkage(&self, linkage: &Linkage, new: bool) -> Result<(), GovError> {
+        let body = serde_json::to_string(linkage).expect("linkages serialize");
+        let sql = if new {
+            "INSERT INTO linkages (name, body) VALUES (?1, ?2)"
+        } else {
+            "UPDATE linkages SET body = ?2 WHERE name = ?1"
+        };
+        match self.conn.execute(sql, params![linkage.name, body]) {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                Err(GovError::Conflict(format!(
+                    "a linkage named {} exists; choose another name",
+                    linkage.name
+                )))
+            }
+            other => other.map(|_| ()).map_err(db("storing a linkage")),
+        }
     }
 
     pub fn grants(&self) -> Result<Vec<Grant>, GovError> {

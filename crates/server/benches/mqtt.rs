@@ -79,6 +79,7 @@ fn main() {
             signals: None,
             policy: None,
             body_limit: 1 << 20,
+            conn: Default::default(),
         };
         let stats = spawn(
             state,

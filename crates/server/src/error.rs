@@ -90,6 +90,10 @@ impl From<HubError> for ApiError {
                 details: Some(json!(rejected)),
                 ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "batch_rejected", message)
             },
+            HubError::Decode(
+                citybrain_hub::DecodeError::TooManyRows { .. }
+                | citybrain_hub::DecodeError::TooManyBytes { .. },
+            ) => Self::new(StatusCode::PAYLOAD_TOO_LARGE, "batch_too_large", message),
             HubError::Decode(_) => Self::new(StatusCode::BAD_REQUEST, "unreadable_body", message),
             HubError::Io { .. } | HubError::Catalog { .. } | HubError::Internal(_) => {
                 Self::internal(message)
@@ -113,6 +117,17 @@ impl From<SqlError> for ApiError {
                 "sql_memory_limit",
                 message,
             ),
+            SqlError::TooComplex(_) => {
+                Self::new(StatusCode::BAD_REQUEST, "sql_too_complex", message)
+            }
+            SqlError::ValueTooLarge(_) => {
+                Self::new(StatusCode::BAD_REQUEST, "sql_value_too_large", message)
+            }
+            SqlError::ResultTooLarge { .. } => Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "sql_result_too_large",
+                message,
+            ),
             SqlError::Execution(_) => Self::internal(message),
         }
     }
@@ -124,18 +139,19 @@ impl From<GovError> for ApiError {
         match error {
             GovError::Unauthorized => Self::unauthorized(),
             GovError::Forbidden(_) => Self::new(StatusCode::FORBIDDEN, "forbidden", message),
-            GovError::Denied(Denial::Unknown(_)) => {
-                Self::new(StatusCode::NOT_FOUND, "dataset_not_found", message)
-            }
+            // Word for word what a dataset that does not exist gets: a hidden dataset must
+            // not be told apart from a missing one.
+            GovError::Denied(Denial::Unknown(name)) => HubError::NotFound(name).into(),
             GovError::Denied(Denial::GrantRequired { .. }) => {
                 Self::new(StatusCode::FORBIDDEN, "grant_required", message)
             }
             GovError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, "not_found", message),
             GovError::Invalid(_) => Self::new(StatusCode::BAD_REQUEST, "invalid_request", message),
             GovError::Conflict(_) => Self::new(StatusCode::CONFLICT, "conflict", message),
-            GovError::Storage { .. } | GovError::Io { .. } | GovError::Audit(_) => {
-                Self::internal(message)
-            }
+            GovError::Storage { .. }
+            | GovError::Io { .. }
+            | GovError::Audit(_)
+            | GovError::SecretMissing(_) => Self::internal(message),
         }
     }
 }

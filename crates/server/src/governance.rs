@@ -7,7 +7,7 @@ use axum::extract::{Extension, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use citybrain_core::{DepartmentId, PrincipalName, Timestamp};
-use citybrain_gov::{GrantId, GrantRequest, GrantState, Principal, Role};
+use citybrain_gov::{GrantId, GrantRequest, GrantState, Principal, Role, Session};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -99,14 +99,18 @@ pub async fn create_principal(
 
 #[derive(Deserialize, Default)]
 struct NewToken {
-    /// Days until the token expires; none: it lasts until revoked.
+    /// Days until the token expires; none: it lasts until revoked (or until the token
+    /// that issues it expires).
     expires_in_days: Option<u32>,
 }
+
+/// The longest expiry a token may be given, in days (100 years).
+const MAX_TOKEN_DAYS: u32 = 36_500;
 
 /// Issues a token; the secret is in this response and nowhere else.
 pub async fn issue_token(
     State(state): State<AppState>,
-    Extension(me): Extension<Principal>,
+    Extension(me): Extension<Session>,
     Path(name): Path<String>,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -117,6 +121,17 @@ pub async fn issue_token(
     } else {
         serde_json::from_slice(&bytes).map_err(|e| bad("invalid_body", e))?
     };
+    if new
+        .expires_in_days
+        .is_some_and(|d| d == 0 || d > MAX_TOKEN_DAYS)
+    {
+        return Err(bad(
+            "invalid_expiry",
+            format!(
+                "expires_in_days must be between 1 and {MAX_TOKEN_DAYS}; leave it out for a token that lasts until revoked"
+            ),
+        ));
+    }
     let at = now();
     let expires_at = new
         .expires_in_days
@@ -137,13 +152,24 @@ pub async fn list_tokens(
     Ok(Json(json!({ "tokens": state.gov.tokens(&me)? })).into_response())
 }
 
+#[derive(Deserialize)]
+pub struct RevokeParams {
+    /// Also revoke every token issued with this one (default true: a leaked token's
+    /// offspring go with it; false to rotate: issue the new token, then revoke the old).
+    cascade: Option<bool>,
+}
+
 pub async fn revoke_token(
     State(state): State<AppState>,
     Extension(me): Extension<Principal>,
     Path(id): Path<String>,
+    Query(params): Query<RevokeParams>,
 ) -> Result<Response, ApiError> {
-    state.gov.revoke_token(&me, &id, now())?;
-    Ok(Json(json!({ "revoked": id })).into_response())
+    let revoked = state
+        .gov
+        .revoke_token(&me, &id, params.cascade.unwrap_or(true), now())?;
+    let with_it: Vec<&String> = revoked.iter().filter(|r| **r != id).collect();
+    Ok(Json(json!({ "revoked": id, "revoked_with_it": with_it })).into_response())
 }
 
 pub async fn list_grants(
@@ -240,11 +266,112 @@ pub async fn dataset_audit(
     Ok(Json(json!({ "dataset": name, "calls": calls })).into_response())
 }
 
-/// Prometheus text exposition of the data-call counters.
-pub async fn metrics(State(state): State<AppState>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.gov.metrics_text(),
+/// Prometheus text exposition of the data-call counters the caller may see (its
+/// department's datasets; the hub's admins: all).
+pub async fn metrics(
+    State(state): State<AppState>,
+    Extension(me): Extension<Principal>,
+) -> Response {
+    let hub = state.hub.clone();
+    let text = state.gov.metrics_text(&me, |dataset| {
+        let name = citybrain_core::DatasetName::parse(dataset).ok()?;
+        hub.definition(&name).ok().map(|d| d.owner)
+    });
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+#[derive(Deserialize)]
+struct NewLinkage {
+    name: String,
+    #[serde(default)]
+    purpose: String,
+    members: Vec<citybrain_gov::LinkMember>,
+}
+
+/// Linkages the caller's department takes part in (the hub's admins: all), with status.
+pub async fn list_linkages(
+    State(state): State<AppState>,
+    Extension(me): Extension<Principal>,
+) -> Result<Response, ApiError> {
+    let linkages: Vec<_> = state
+        .gov
+        .linkages(&me)?
+        .into_iter()
+        .map(linkage_json)
+        .collect();
+    Ok(Json(json!({ "linkages": linkages })).into_response())
+}
+
+fn linkage_json(l: citybrain_gov::Linkage) -> serde_json::Value {
+    let mut v = json!({"status": l.status(), "pending": l.pending()});
+    let body = serde_json::to_value(&l).expect("linkages serialize");
+    if let (Some(v), serde_json::Value::Object(body)) = (v.as_object_mut(), body) {
+        v.extend(body);
+    }
+    v
+}
+
+/// Proposes a linkage: pseudonymised columns of several datasets that will share
+/// pseudonyms once every owning department's admins approve.
+pub async fn propose_linkage(
+    State(state): State<AppState>,
+    Extension(me): Extension<Principal>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let new: NewLinkage = json_body(
+        body,
+        "{\"name\": .., \"purpose\": .., \"members\": [{\"dataset\": .., \"field\": ..}, ..]}",
     )
-        .into_response()
+    .await?;
+    for m in &new.members {
+        let def = known_definition(&state, &me, &m.dataset)?;
+        let field = def
+            .fields
+            .iter()
+            .find(|f| f.name == m.field)
+            .ok_or_else(|| {
+                bad(
+                    "invalid_member",
+                    format!("{} has no field {}", m.dataset, m.field),
+                )
+            })?;
+        if field.mask_kind() != Some(citybrain_hub::MaskKind::Pseudonym) {
+            return Err(bad(
+                "invalid_member",
+                format!(
+                    "{m}: only pseudonymised fields (classified personal, not plates) are linked"
+                ),
+            ));
+        }
+    }
+    let hub = state.hub.clone();
+    let linkage = state.gov.propose_linkage(
+        &me,
+        &new.name,
+        &new.purpose,
+        new.members,
+        |d| hub.definition(d).ok().map(|def| def.owner),
+        now(),
+    )?;
+    Ok((StatusCode::CREATED, Json(linkage_json(linkage))).into_response())
+}
+
+/// `approve` (an admin of an owning department, for it) or `withdraw` a linkage.
+pub async fn decide_linkage(
+    State(state): State<AppState>,
+    Extension(me): Extension<Principal>,
+    Path((name, decision)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let linkage = match decision.as_str() {
+        "approve" => state.gov.approve_linkage(&me, &name, now())?,
+        "withdraw" => state.gov.withdraw_linkage(&me, &name, now())?,
+        other => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_decision",
+                format!("'{other}' is not a decision on a linkage; use approve or withdraw"),
+            ));
+        }
+    };
+    Ok(Json(linkage_json(linkage)).into_response())
 }

@@ -8,6 +8,7 @@
 mod cockpit;
 mod error;
 mod governance;
+mod listen;
 pub mod live;
 pub mod live_alerts;
 pub mod live_parking;
@@ -35,6 +36,7 @@ use serde_json::json;
 
 pub use cockpit::built as cockpit_built;
 pub use error::ApiError;
+pub use listen::ConnLimits;
 
 /// What every handler shares.
 #[derive(Debug, Clone)]
@@ -52,6 +54,8 @@ pub struct AppState {
     pub policy: Option<Arc<policy::PolicyScene>>,
     /// Largest accepted request body, in bytes.
     pub body_limit: usize,
+    /// How many connections, and how slow a client may be.
+    pub conn: ConnLimits,
 }
 
 /// The current time, read here at the edge and passed into the hub.
@@ -96,7 +100,15 @@ pub fn router(state: AppState) -> Router {
             "/grants",
             get(governance::list_grants).post(governance::request_grant),
         )
-        .route("/grants/{id}/{decision}", post(governance::decide_grant));
+        .route("/grants/{id}/{decision}", post(governance::decide_grant))
+        .route(
+            "/linkages",
+            get(governance::list_linkages).post(governance::propose_linkage),
+        )
+        .route(
+            "/linkages/{name}/{decision}",
+            post(governance::decide_linkage),
+        );
     let authenticated = Router::new()
         .nest("/api/v1", api)
         .route("/metrics", get(governance::metrics))
@@ -124,9 +136,8 @@ pub async fn run(
             live.close_streams();
         }
     };
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    let limits = state.conn.clone();
+    listen::serve(listener, router(state), limits, shutdown).await;
     tokio::task::spawn_blocking(move || hub.close()).await.ok();
     Ok(())
 }
@@ -138,24 +149,48 @@ async fn authenticate(State(state): State<AppState>, mut request: Request, next:
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+        .and_then(bearer_token);
     let Some(token) = token else {
         return ApiError::unauthorized().into_response();
     };
-    match state.gov.authenticate(token, now()) {
-        Ok(principal) => {
+    // Compressed bodies are not decoded: say so rather than read them as garbage.
+    if let Some(encoding) = request.headers().get(header::CONTENT_ENCODING) {
+        let encoding = encoding.to_str().unwrap_or("?").trim();
+        if !encoding.eq_ignore_ascii_case("identity") {
+            return ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_content_encoding",
+                format!(
+                    "Content-Encoding '{encoding}' is not supported; send the body uncompressed"
+                ),
+            )
+            .into_response();
+        }
+    }
+    match state.gov.session(token, now()) {
+        Ok(session) => {
             tracing::debug!(
                 message = "Request.",
-                principal = %principal.name,
+                principal = %session.principal.name,
                 method = %request.method(),
                 path = %request.uri().path()
             );
-            request.extensions_mut().insert(principal);
+            request.extensions_mut().insert(session.principal.clone());
+            request.extensions_mut().insert(session);
             next.run(request).await
         }
         Err(e) => ApiError::from(e).into_response(),
     }
+}
+
+/// The token of an `Authorization: Bearer TOKEN` header; the scheme's name is
+/// case-insensitive (RFC 7235).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
 }
 
 pub(crate) fn dataset_name(text: &str) -> Result<DatasetName, ApiError> {
@@ -280,6 +315,11 @@ pub(crate) async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, 
     read_body_sized(body, limit, None).await
 }
 
+/// Longest wait for the next piece of a body, and longest a whole body may take: a
+/// client trickling bytes must not hold a connection for ever.
+const BODY_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
+const BODY_TOTAL: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// [`read_body`] with the length the client announced, so a large body is received into
 /// one buffer instead of one that doubles (copying what came so far) as it grows.
 pub(crate) async fn read_body_sized(
@@ -287,11 +327,32 @@ pub(crate) async fn read_body_sized(
     limit: usize,
     announced: Option<usize>,
 ) -> Result<bytes::Bytes, ApiError> {
+    use axum::body::HttpBody;
     use futures::StreamExt;
+    // A length announced over the limit is refused before a byte of the body is read.
+    if body.size_hint().lower() > limit as u64 {
+        return Err(ApiError::too_large(limit));
+    }
+    let deadline = tokio::time::Instant::now() + BODY_TOTAL;
     let mut stream = body.into_data_stream();
     let mut buffer = bytes::BytesMut::with_capacity(announced.unwrap_or(0).min(limit));
     let mut seen = 0usize;
-    while let Some(chunk) = stream.next().await {
+    loop {
+        let wait = deadline
+            .saturating_duration_since(tokio::time::Instant::now())
+            .min(BODY_IDLE);
+        let Ok(next) = tokio::time::timeout(wait, stream.next()).await else {
+            return Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!(
+                    "the body did not arrive in time (at most {} s between pieces, {} s in all); send it at once",
+                    BODY_IDLE.as_secs(),
+                    BODY_TOTAL.as_secs()
+                ),
+            ));
+        };
+        let Some(chunk) = next else { break };
         let chunk = chunk.map_err(|e| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
@@ -331,6 +392,78 @@ fn parse_definition(headers: &HeaderMap, body: &[u8]) -> Result<DatasetDef, ApiE
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_definition", e))
 }
 
+/// Namespaces that name SQL's own schemas or the platform's: a dataset there would
+/// shadow or impersonate them.
+const RESERVED_NAMESPACES: &[&str] = &[
+    "information_schema",
+    "pg_catalog",
+    "datafusion",
+    "public",
+    "system",
+    "citybrain",
+];
+
+/// A dataset's namespace belongs to one department: the department of that name, or
+/// else the department whose datasets are already there (`parking.*` is transport's).
+/// So no department publishes under another's name.
+fn check_namespace(state: &AppState, def: &DatasetDef) -> Result<(), ApiError> {
+    let namespace = def.name.namespace();
+    let refuse = |why: String| {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "namespace_not_yours",
+            format!("{}: {why}", def.name),
+        ))
+    };
+    if RESERVED_NAMESPACES.contains(&namespace) {
+        return refuse(format!(
+            "the namespace '{namespace}' is reserved; name the dataset {}.{}",
+            def.owner,
+            def.name.table()
+        ));
+    }
+    if def
+        .name
+        .table()
+        .ends_with(citybrain_core::ids::REJECTED_SUFFIX)
+    {
+        return refuse(format!(
+            "names ending in '{}' are the hub's dead-letter datasets",
+            citybrain_core::ids::REJECTED_SUFFIX
+        ));
+    }
+    let named_department = citybrain_core::DepartmentId::parse(namespace)
+        .ok()
+        .filter(|d| state.gov.department_exists(d).unwrap_or(false));
+    if let Some(department) = named_department {
+        if department != def.owner {
+            return refuse(format!(
+                "the namespace '{namespace}' is department {department}'s; name the dataset {}.{}",
+                def.owner,
+                def.name.table()
+            ));
+        }
+        return Ok(());
+    }
+    let others: Vec<String> = state
+        .hub
+        .names()
+        .iter()
+        .filter(|n| n.namespace() == namespace)
+        .filter_map(|n| state.hub.definition(n).ok())
+        .filter(|d| d.owner != def.owner)
+        .map(|d| d.owner.to_string())
+        .collect();
+    if let Some(owner) = others.first() {
+        return refuse(format!(
+            "the namespace '{namespace}' holds department {owner}'s datasets; name the dataset {}.{}",
+            def.owner,
+            def.name.table()
+        ));
+    }
+    Ok(())
+}
+
 async fn create_dataset(
     State(state): State<AppState>,
     Extension(me): Extension<Principal>,
@@ -340,6 +473,7 @@ async fn create_dataset(
     let body = read_body(body, SMALL_BODY_LIMIT).await?;
     let def = parse_definition(&headers, &body)?;
     check_publisher(&state, &me, &def)?;
+    check_namespace(&state, &def)?;
     let hub = state.hub.clone();
     let created = def.clone();
     let info = blocking(move || Ok(hub.create_dataset(created, now())?)).await?;
@@ -572,11 +706,9 @@ async fn read_records(
     };
     let result = state.sql.query_as(&sql, &call).await.map_err(|e| match e {
         // Through SQL an unknown table is "invalid"; as a resource it is not found.
-        citybrain_sql::SqlError::Invalid(m) if m.contains("not found") => ApiError::new(
-            StatusCode::NOT_FOUND,
-            "dataset_not_found",
-            format!("dataset {name} does not exist"),
-        ),
+        citybrain_sql::SqlError::Invalid(m) if m.contains("not found") => {
+            ApiError::from(citybrain_hub::HubError::NotFound(name.clone()))
+        }
         other => other.into(),
     })?;
     let bytes = citybrain_sql::encode(&result, format)?;

@@ -116,7 +116,7 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     (
         "post",
         "/api/v1/principals/{name}/tokens",
-        "Issue a token {\"expires_in_days\"}; the secret is in this response only.",
+        "Issue a token {\"expires_in_days\"} (admins of the principal's department or the hub); it expires no later than the caller's token. The secret is in this response only.",
     ),
     (
         "get",
@@ -126,7 +126,7 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     (
         "delete",
         "/api/v1/tokens/{id}",
-        "Revoke a token; it stops working at once.",
+        "Revoke a token, and (unless ?cascade=false) every token issued with it; they stop working at once.",
     ),
     (
         "get",
@@ -145,8 +145,23 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ),
     (
         "get",
+        "/api/v1/linkages",
+        "Linkages your department takes part in: pseudonymised columns of several datasets that share pseudonyms once every owner approved (status active, pending or withdrawn).",
+    ),
+    (
+        "post",
+        "/api/v1/linkages",
+        "Propose a linkage (admins of an owning department): {\"name\", \"purpose\", \"members\": [{\"dataset\", \"field\"}, ..]}.",
+    ),
+    (
+        "post",
+        "/api/v1/linkages/{name}/{decision}",
+        "approve (an owning department's admins, for it) or withdraw a linkage.",
+    ),
+    (
+        "get",
         "/metrics",
-        "Prometheus counters of data calls by department, dataset, kind and outcome.",
+        "Prometheus counters of data calls by department, dataset, kind and outcome (a dataset's to its owner; all to hub admins).",
     ),
 ];
 

@@ -73,6 +73,20 @@ impl fmt::Display for DeniedError {
 impl std::error::Error for DeniedError {}
 
 impl QueryScope {
+    /// Whether this reader may know `name` and read it, without recording anything: for
+    /// listings (`information_schema`, `SHOW TABLES`), which are not reads of each dataset.
+    /// Recording them made every owner's audit show other departments' schema queries.
+    fn readable(&self, name: &DatasetName) -> bool {
+        let Ok(def) = self.hub.definition(name) else {
+            return false;
+        };
+        match (&self.reader, &self.gov) {
+            (Reader::System, _) => true,
+            (Reader::Principal(_), None) => false,
+            (Reader::Principal(p), Some(gov)) => gov.view(&def, p, self.now).is_ok(),
+        }
+    }
+
     /// The view of `name` for this reader: None when the reader may not know it exists.
     fn view(&self, name: &DatasetName) -> Result<Option<View>> {
         let Ok(def) = self.hub.definition(name) else {
@@ -116,6 +130,7 @@ impl CatalogProvider for GovernedCatalog {
             .hub
             .names()
             .iter()
+            .filter(|n| self.scope.readable(n))
             .map(|n| n.namespace().to_string())
             .collect();
         names.into_iter().collect()
@@ -143,7 +158,7 @@ impl SchemaProvider for GovernedSchema {
             .names()
             .into_iter()
             .filter(|n| n.namespace() == self.namespace)
-            .filter(|n| matches!(self.scope.view(n), Ok(Some(_))))
+            .filter(|n| self.scope.readable(n))
             .map(|n| n.table().to_string())
             .collect()
     }
@@ -171,7 +186,7 @@ impl SchemaProvider for GovernedSchema {
 
     fn table_exist(&self, name: &str) -> bool {
         DatasetName::parse(&format!("{}.{name}", self.namespace))
-            .is_ok_and(|d| matches!(self.scope.view(&d), Ok(Some(_))))
+            .is_ok_and(|d| self.scope.readable(&d))
     }
 }
 
@@ -292,8 +307,23 @@ impl TableProvider for GovernedTable {
         let masker = self.masker.clone().ok_or_else(|| {
             DataFusionError::Execution("masking needs governance to be configured".into())
         })?;
+        // Each pseudonymised column under its linkage domain's key (`citybrain_gov::linkage`).
+        let maskers: Vec<Masker> =
+            ours.iter()
+                .map(|&i| {
+                    let column = &self.view.columns[i];
+                    if column.mask == Some(MaskKind::Pseudonym) {
+                        let domain = column.domain.clone().unwrap_or_else(|| {
+                            format!("column:{}.{}", self.view.dataset, column.name)
+                        });
+                        masker.for_domain(&domain)
+                    } else {
+                        masker.clone()
+                    }
+                })
+                .collect();
         let schema = Arc::new(self.schema.project(&ours)?);
-        Ok(Arc::new(MaskExec::new(plan, masks, masker, schema)))
+        Ok(Arc::new(MaskExec::new(plan, masks, maskers, schema)))
     }
 }
 
@@ -312,7 +342,8 @@ pub enum Apply {
 pub struct MaskExec {
     input: Arc<dyn ExecutionPlan>,
     masks: Arc<Vec<Apply>>,
-    masker: Masker,
+    /// One per column: a pseudonymised column's is its linkage domain's.
+    maskers: Arc<Vec<Masker>>,
     schema: SchemaRef,
     properties: Arc<PlanProperties>,
 }
@@ -341,20 +372,23 @@ impl MaskExec {
         Ok(Arc::new(MaskExec::new(
             self.input.clone(),
             masks,
-            self.masker.clone(),
+            self.maskers.as_ref().clone(),
             self.schema.clone(),
         )))
     }
 
-    /// Pseudonymises the `columns` of `plan`'s output with this mask's key.
+    /// Pseudonymises columns of `plan`'s output, each `(output, source)` with the key of
+    /// this mask's column `source`.
     pub fn pseudonymise_output(
         &self,
         plan: Arc<dyn ExecutionPlan>,
-        columns: impl IntoIterator<Item = usize>,
+        columns: impl IntoIterator<Item = (usize, usize)>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let schema = plan.schema();
         let mut masks = vec![Apply::Keep; schema.fields().len()];
-        for c in columns {
+        let mut maskers = vec![self.maskers[0].clone(); schema.fields().len()];
+        for (c, source) in columns {
+            maskers[c] = self.maskers[source].clone();
             if schema.field(c).data_type() != &DataType::Utf8 {
                 return Err(DataFusionError::Internal(format!(
                     "output column {c} is not text; it cannot be pseudonymised"
@@ -362,18 +396,13 @@ impl MaskExec {
             }
             masks[c] = Apply::Mask(MaskKind::Pseudonym);
         }
-        Ok(Arc::new(MaskExec::new(
-            plan,
-            masks,
-            self.masker.clone(),
-            schema,
-        )))
+        Ok(Arc::new(MaskExec::new(plan, masks, maskers, schema)))
     }
 
     fn new(
         input: Arc<dyn ExecutionPlan>,
         masks: Vec<Apply>,
-        masker: Masker,
+        maskers: Vec<Masker>,
         schema: SchemaRef,
     ) -> Self {
         // No ordering or partitioning of the raw input holds for masked values.
@@ -386,7 +415,7 @@ impl MaskExec {
         Self {
             input,
             masks: Arc::new(masks),
-            masker,
+            maskers: Arc::new(maskers),
             schema,
             properties: Arc::new(properties),
         }
@@ -460,11 +489,11 @@ fn pseudonym_column(strings: &StringArray, masker: &Masker) -> ArrayRef {
 fn mask_batch(
     batch: RecordBatch,
     masks: &[Apply],
-    masker: &Masker,
+    maskers: &[Masker],
     schema: &SchemaRef,
 ) -> Result<RecordBatch> {
     let mut columns = Vec::with_capacity(batch.num_columns());
-    for (column, mask) in batch.columns().iter().zip(masks) {
+    for ((column, mask), masker) in batch.columns().iter().zip(masks).zip(maskers) {
         columns.push(match mask {
             Apply::Keep => column.clone(),
             Apply::RawText => arrow::compute::cast(column, &DataType::Utf8)?,
@@ -504,7 +533,7 @@ impl ExecutionPlan for MaskExec {
         Ok(Arc::new(MaskExec::new(
             input,
             self.masks.as_ref().clone(),
-            self.masker.clone(),
+            self.maskers.as_ref().clone(),
             self.schema.clone(),
         )))
     }
@@ -516,10 +545,10 @@ impl ExecutionPlan for MaskExec {
     ) -> Result<SendableRecordBatchStream> {
         let input = self.input.execute(partition, context)?;
         let masks = self.masks.clone();
-        let masker = self.masker.clone();
+        let maskers = self.maskers.clone();
         let schema = self.schema.clone();
         let out_schema = schema.clone();
-        let stream = input.map(move |batch| mask_batch(batch?, &masks, &masker, &schema));
+        let stream = input.map(move |batch| mask_batch(batch?, &masks, &maskers, &schema));
         Ok(Box::pin(RecordBatchStreamAdapter::new(out_schema, stream)))
     }
 }

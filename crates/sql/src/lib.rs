@@ -5,12 +5,15 @@
 //! soon as its ingest call returned, and a seal running meanwhile changes nothing. This is
 //! the only crate that depends on DataFusion; the hub knows nothing about SQL.
 
+mod cancel;
 mod governed;
 mod int_key;
 mod lift;
+mod limits;
 mod table;
 
 pub use governed::{MaskExec, Reader, Touched};
+pub use limits::ValueTooLarge;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,11 +30,24 @@ use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
 
-/// Limits applied to every statement.
+/// Limits applied to every statement (docs/security.md lists them with their reasons).
 #[derive(Debug, Clone)]
 pub struct SqlLimits {
+    /// Wall time from the call to its last batch, waiting for a slot included; on expiry
+    /// the statement's tasks are cancelled.
     pub timeout: Duration,
+    /// Memory DataFusion's operators may reserve (sorts, joins, aggregations).
     pub memory_bytes: usize,
+    /// Rows and bytes (Arrow, in memory) of a result handed back.
+    pub max_result_rows: usize,
+    pub max_result_bytes: usize,
+    /// Text one call of a function like `repeat` or `lpad` may build for one batch.
+    pub max_value_bytes: usize,
+    /// Operators (and AND/OR/NOT) in one statement, and how deep an expression may nest.
+    pub max_operators: usize,
+    pub max_expression_depth: usize,
+    /// Statements running at once; the rest wait (inside their timeout) for a slot.
+    pub max_concurrent: usize,
 }
 
 impl Default for SqlLimits {
@@ -39,6 +55,12 @@ impl Default for SqlLimits {
         Self {
             timeout: Duration::from_secs(60),
             memory_bytes: 2 << 30,
+            max_result_rows: 10_000_000,
+            max_result_bytes: 512 << 20,
+            max_value_bytes: 256 << 20,
+            max_operators: 10_000,
+            max_expression_depth: 256,
+            max_concurrent: std::thread::available_parallelism().map_or(2, |n| n.get()),
         }
     }
 }
@@ -59,6 +81,16 @@ pub enum SqlError {
         "the memory limit of {limit_bytes} bytes was hit; aggregate or filter more, or raise the limit: {detail}"
     )]
     MemoryLimit { limit_bytes: usize, detail: String },
+    /// Too many operators, or expressions nested too deep, to plan safely.
+    #[error("the statement is too complex: {0}")]
+    TooComplex(String),
+    /// A function would build more text than allowed.
+    #[error("{0}; build smaller values")]
+    ValueTooLarge(String),
+    #[error(
+        "the result exceeds the limit of {limit}; aggregate, filter or add LIMIT (sql max_result_rows / max_result_bytes)"
+    )]
+    ResultTooLarge { limit: String },
     // Ours or the environment's.
     #[error("the query failed while running: {0}")]
     Execution(String),
@@ -92,12 +124,68 @@ impl QueryResult {
     }
 }
 
+/// Where statements run: a runtime of their own, so a statement busy on every core
+/// leaves the server's own workers (and `/health`) free, with stacks large enough for
+/// DataFusion's recursive planning, and a fixed number of slots.
+#[derive(Debug)]
+struct SqlPool {
+    runtime: Option<tokio::runtime::Runtime>,
+    slots: Arc<tokio::sync::Semaphore>,
+}
+
+impl SqlPool {
+    fn new(limits: &SqlLimits) -> Self {
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name("citybrain-sql")
+            .thread_stack_size(16 << 20)
+            .enable_all()
+            .build()
+            .expect("the SQL runtime starts");
+        Self {
+            runtime: Some(runtime),
+            slots: Arc::new(tokio::sync::Semaphore::new(limits.max_concurrent.max(1))),
+        }
+    }
+
+    fn handle(&self) -> &tokio::runtime::Handle {
+        self.runtime
+            .as_ref()
+            .expect("present until dropped")
+            .handle()
+    }
+}
+
+impl Drop for SqlPool {
+    fn drop(&mut self) {
+        // The last engine may be dropped inside an async task, where a blocking shutdown
+        // would panic; statements still running are cancelled.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// A statement's task, cancelled when its caller stops waiting (timeout, or a client
+/// that went away): the task is aborted, and its operators stop at their next input batch
+/// (see `cancel`), whether or not they yield.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>, cancel::CancelFlag);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.1.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.0.abort();
+    }
+}
+
 /// Runs SQL over a hub.
 #[derive(Debug, Clone)]
 pub struct SqlEngine {
     hub: Arc<Hub>,
     gov: Option<Arc<Gov>>,
     limits: SqlLimits,
+    pool: Arc<SqlPool>,
     int_key_grouping: bool,
     /// Segment footers and statistics, read once and kept across statements (a segment is
     /// never rewritten; an entry is checked against the file's size and time anyway).
@@ -118,18 +206,61 @@ fn classify(error: DataFusionError, limits: &SqlLimits) -> SqlError {
         DataFusionError::External(e) if e.downcast_ref::<governed::DeniedError>().is_some() => {
             SqlError::Denied(e.to_string())
         }
+        DataFusionError::External(e) if e.downcast_ref::<ValueTooLarge>().is_some() => {
+            SqlError::ValueTooLarge(e.to_string())
+        }
         DataFusionError::ResourcesExhausted(detail) => SqlError::MemoryLimit {
             limit_bytes: limits.memory_bytes,
             detail: detail.clone(),
         },
-        DataFusionError::SQL(..) | DataFusionError::Plan(..) | DataFusionError::SchemaError(..) => {
-            SqlError::Invalid(error.find_root().to_string())
-        }
+        DataFusionError::SQL(..)
+        | DataFusionError::Plan(..)
+        | DataFusionError::SchemaError(..)
+        | DataFusionError::NotImplemented(..) => SqlError::Invalid(error.find_root().to_string()),
         DataFusionError::Execution(m) if m.contains("not supported") => {
             SqlError::NotReadOnly(m.clone())
         }
+        // What the statement asked for cannot be computed (a bad cast, a division by zero,
+        // an overflow, a bad pattern): the caller's to fix.
+        DataFusionError::ArrowError(e, _)
+            if matches!(
+                e.as_ref(),
+                arrow::error::ArrowError::CastError(_)
+                    | arrow::error::ArrowError::DivideByZero
+                    | arrow::error::ArrowError::ArithmeticOverflow(_)
+                    | arrow::error::ArrowError::ComputeError(_)
+                    | arrow::error::ArrowError::InvalidArgumentError(_)
+                    | arrow::error::ArrowError::ParseError(_)
+            ) =>
+        {
+            SqlError::Invalid(error.find_root().to_string())
+        }
+        DataFusionError::Execution(m) if is_callers_mistake(m) => {
+            SqlError::Invalid(error.find_root().to_string())
+        }
         _ => SqlError::Execution(error.to_string()),
     }
+}
+
+/// Execution errors DataFusion raises for what a statement asked (not for a fault of ours).
+fn is_callers_mistake(message: &str) -> bool {
+    [
+        "Cannot cast",
+        "cannot cast",
+        "Divide by zero",
+        "divide by zero",
+        "Overflow",
+        "overflow",
+        "Invalid argument",
+        "invalid argument",
+        "Regular expression",
+        "regex",
+        "Error parsing",
+        "not valid",
+        "out of range",
+    ]
+    .iter()
+    .any(|needle| message.contains(needle))
 }
 
 impl SqlEngine {
@@ -137,6 +268,7 @@ impl SqlEngine {
         Self {
             hub,
             gov: None,
+            pool: Arc::new(SqlPool::new(&limits)),
             limits,
             int_key_grouping: true,
             caches: CacheManager::try_new(&CacheManagerConfig::default())
@@ -161,7 +293,11 @@ impl SqlEngine {
         &self.hub
     }
 
-    fn context(&self, scope: Arc<governed::QueryScope>) -> Result<SessionContext, SqlError> {
+    fn context(
+        &self,
+        scope: Arc<governed::QueryScope>,
+        cancel: &cancel::CancelFlag,
+    ) -> Result<SessionContext, SqlError> {
         let caches = CacheManagerConfig::default()
             .with_file_statistics_cache(self.caches.get_file_statistic_cache())
             .with_file_metadata_cache(Some(self.caches.get_file_metadata_cache()));
@@ -187,6 +323,10 @@ impl SqlEngine {
                 .unwrap_or(rules.len());
             rules.insert(at, Arc::new(int_key::IntegerKeyGrouping));
         }
+        // Last, over the final plan: every operator's inputs stop when the caller is gone.
+        rules.push(Arc::new(cancel::WrapInputs {
+            flag: cancel.clone(),
+        }));
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(runtime)
@@ -194,6 +334,13 @@ impl SqlEngine {
             .with_physical_optimizer_rules(rules)
             .build();
         let ctx = SessionContext::new_with_state(state);
+        // Functions that can build far more text than they read are bounded (`limits`).
+        for name in limits::EXPANDING {
+            let inner = ctx.state().scalar_functions().get(*name).cloned();
+            if let Some(inner) = inner {
+                ctx.register_udf(limits::Bounded::wrap(inner, self.limits.max_value_bytes));
+            }
+        }
         // Tables resolve lazily through governance: only the datasets a query names are
         // looked up and snapshotted.
         ctx.register_catalog("datafusion", Arc::new(governed::GovernedCatalog { scope }));
@@ -209,6 +356,8 @@ impl SqlEngine {
     /// Runs one statement for a caller: through its grants and masks, and recorded in the
     /// audit trail (durably, before the result is returned) whatever the outcome.
     pub async fn query_as(&self, sql: &str, call: &DataCall) -> Result<QueryResult, SqlError> {
+        citybrain_gov::check_purpose(&call.purpose)
+            .map_err(|e| SqlError::Invalid(e.to_string()))?;
         let (result, touched) = self.run(sql, call.reader.clone(), call.now).await;
         let (Reader::Principal(principal), Some(gov)) = (&call.reader, &self.gov) else {
             return result;
@@ -287,34 +436,111 @@ impl SqlEngine {
                 "'{first_word}' statements are refused; citybrain's SQL is read-only (SELECT, WITH, VALUES, EXPLAIN, SHOW, DESCRIBE)"
             )));
         }
-        let ctx = self.context(scope)?;
-        let options = SQLOptions::new()
-            .with_allow_ddl(false)
-            .with_allow_dml(false)
-            .with_allow_statements(false);
-        let run = async {
-            let frame = ctx.sql_with_options(sql, options).await.map_err(|e| {
-                let text = e.to_string();
-                if matches!(e.find_root(), DataFusionError::External(_)) {
-                    classify(e, &self.limits)
-                } else if text.contains("not supported") || text.contains("Only") {
-                    SqlError::NotReadOnly(e.find_root().to_string())
-                } else {
-                    classify(e, &self.limits)
-                }
-            })?;
-            let schema = frame.schema().as_arrow().clone();
-            let batches = frame
-                .collect()
+        let flag = cancel::CancelFlag::default();
+        let ctx = self.context(scope, &flag)?;
+        let limits = self.limits.clone();
+        let sql = sql.to_string();
+        let slots = self.pool.slots.clone();
+        // The task holds no engine: the pool must never be dropped on its own runtime.
+        let task = self.pool.handle().spawn(async move {
+            let _slot = slots
+                .acquire_owned()
                 .await
-                .map_err(|e| classify(e, &self.limits))?;
-            QueryResult::plain(&schema, batches)
-        };
-        match tokio::time::timeout(self.limits.timeout, run).await {
-            Ok(result) => result,
+                .expect("the slots are never closed");
+            plan_and_collect(ctx, &limits, &sql).await
+        });
+        let mut task = AbortOnDrop(task, flag);
+        match tokio::time::timeout(self.limits.timeout, &mut task.0).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(e)) => Err(SqlError::Execution(format!(
+                "the statement's task failed: {e}"
+            ))),
+            // Dropping `task` cancels the statement.
             Err(_) => Err(SqlError::Timeout(self.limits.timeout)),
         }
     }
+}
+
+/// Checks the statement's size and depth, plans it and collects its result within the
+/// result limits. Runs on the SQL runtime.
+async fn plan_and_collect(
+    ctx: SessionContext,
+    limits: &SqlLimits,
+    sql: &str,
+) -> Result<QueryResult, SqlError> {
+    use futures::StreamExt;
+    let operators = limits::operator_count(sql).map_err(SqlError::Invalid)?;
+    if operators > limits.max_operators {
+        return Err(SqlError::TooComplex(format!(
+            "it has {operators} operators, over the limit of {} (sql max_operators); split it or use IN (...) lists",
+            limits.max_operators
+        )));
+    }
+    let planning = |e: DataFusionError| {
+        let text = e.to_string();
+        if matches!(e.find_root(), DataFusionError::External(_)) {
+            classify(e, limits)
+        } else if text.contains("not supported") || text.contains("Only") {
+            SqlError::NotReadOnly(e.find_root().to_string())
+        } else {
+            classify(e, limits)
+        }
+    };
+    let state = ctx.state();
+    let dialect = state.config().options().sql_parser.dialect;
+    let statement = state.sql_to_statement(sql, &dialect).map_err(planning)?;
+    if limits::exceeds_depth(&statement, limits.max_expression_depth) {
+        return Err(SqlError::TooComplex(format!(
+            "an expression nests more than {} levels deep (sql max_expression_depth); use IN (...) instead of long OR chains, or split it",
+            limits.max_expression_depth
+        )));
+    }
+    let plan = state.statement_to_plan(statement).await.map_err(planning)?;
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+        .verify_plan(&plan)
+        .map_err(planning)?;
+    let frame = ctx.execute_logical_plan(plan).await.map_err(planning)?;
+    let schema = frame.schema().as_arrow().clone();
+    let mut stream = frame
+        .execute_stream()
+        .await
+        .map_err(|e| classify(e, limits))?;
+    let (mut rows, mut bytes) = (0usize, 0usize);
+    let mut batches = Vec::new();
+    while let Some(batch) = stream.next().await {
+        let batch = batch.map_err(|e| classify(e, limits))?;
+        rows += batch.num_rows();
+        bytes += batch_bytes(&batch);
+        if rows > limits.max_result_rows {
+            return Err(SqlError::ResultTooLarge {
+                limit: format!("{} rows", limits.max_result_rows),
+            });
+        }
+        if bytes > limits.max_result_bytes {
+            return Err(SqlError::ResultTooLarge {
+                limit: format!("{} bytes", limits.max_result_bytes),
+            });
+        }
+        batches.push(batch);
+    }
+    QueryResult::plain(&schema, batches)
+}
+
+/// The bytes a batch's rows take (its slices, not the buffers they may share).
+fn batch_bytes(batch: &RecordBatch) -> usize {
+    use arrow::array::Array;
+    batch
+        .columns()
+        .iter()
+        .map(|c| {
+            c.to_data()
+                .get_slice_memory_size()
+                .unwrap_or_else(|_| c.get_array_memory_size())
+        })
+        .sum()
 }
 
 /// Result encodings.

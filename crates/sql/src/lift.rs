@@ -128,7 +128,11 @@ fn liftable(agg: &AggregateExec, mask: &MaskExec) -> Option<Vec<(usize, usize)>>
 /// If `node` is an aggregation that reads a mask (through row movers) and may group raw
 /// values: `node` rebuilt over the scan with those keys raw, the mask, and the positions of
 /// the keys in the aggregation's output.
-type OverRaw = (Arc<dyn ExecutionPlan>, Arc<dyn ExecutionPlan>, Vec<usize>);
+type OverRaw = (
+    Arc<dyn ExecutionPlan>,
+    Arc<dyn ExecutionPlan>,
+    Vec<(usize, usize)>,
+);
 
 fn over_raw(node: &Arc<dyn ExecutionPlan>) -> Result<Option<OverRaw>> {
     let Some(agg) = node.downcast_ref::<AggregateExec>() else {
@@ -143,11 +147,7 @@ fn over_raw(node: &Arc<dyn ExecutionPlan>) -> Result<Option<OverRaw>> {
     };
     let raw = mask.with_raw_text(lifted.iter().map(|(_, c)| *c))?;
     let rebuilt = replace_child(node, rebuild(&chain, raw)?)?;
-    Ok(Some((
-        rebuilt,
-        bottom,
-        lifted.into_iter().map(|(p, _)| p).collect(),
-    )))
+    Ok(Some((rebuilt, bottom, lifted)))
 }
 
 impl LiftPseudonyms {

@@ -8,7 +8,9 @@
 use std::sync::Arc;
 
 use citybrain_core::{DatasetName, DepartmentId, PrincipalName, Timestamp};
-use citybrain_gov::{CallKind, Gov, GrantId, GrantRequest, GrantState, Principal, Role};
+use citybrain_gov::{
+    CallKind, Gov, GrantId, GrantRequest, GrantState, LinkMember, Principal, Role,
+};
 use citybrain_hub::{DatasetDef, Format, Hub, HubConfig, OnError, SharingClass};
 use citybrain_sql::{DataCall, Reader, SqlEngine, SqlError, SqlLimits};
 
@@ -172,6 +174,34 @@ fn city() -> City {
         Format::Ndjson,
         visits.as_bytes(),
         OnError::Reject,
+        now,
+    )
+    .unwrap();
+    // Transport's people and health's visits share pseudonyms of id_number: both owners
+    // approved the linkage (without it, joins across departments match nothing).
+    let member = |d: &str| LinkMember {
+        dataset: DatasetName::parse(d).unwrap(),
+        field: "id_number".into(),
+    };
+    gov.propose_linkage(
+        &principal("transport_admin", "transport", Role::Admin),
+        "people-visits",
+        "matrix test",
+        [
+            "transport.people_u",
+            "transport.people_c",
+            "transport.people_n",
+            "health.visits",
+        ]
+        .map(member)
+        .to_vec(),
+        |d| hub.definition(d).ok().map(|def| def.owner),
+        now,
+    )
+    .unwrap();
+    gov.approve_linkage(
+        &principal("health_admin", "health", Role::Admin),
+        "people-visits",
         now,
     )
     .unwrap();
@@ -607,11 +637,46 @@ fn every_call_is_audited_with_fields_and_outcome() {
         last.call.datasets[0].fields,
         vec!["district".to_string(), "plate".into()]
     );
-    let denied = city.gov.metrics_text();
+    let denied = city.gov.metrics_text(&Gov::admin_principal(), |_| None);
     assert!(
         denied.contains(
             "department=\"market\",dataset=\"transport.people_c\",kind=\"sql\",outcome=\"denied\"} 1"
         ),
         "{denied}"
     );
+}
+
+/// Issue 20, item 4: equal values in two datasets share pseudonyms only while a linkage
+/// their owners approved says so; a withdrawn linkage unlinks at once.
+#[test]
+fn joins_across_departments_need_a_linkage_both_owners_approved() {
+    let city = city();
+    let market = principal("market_admin", "market", Role::Admin);
+    let join = "SELECT count(*) AS n FROM transport.people_u t JOIN health.visits v ON t.id_number = v.id_number";
+    let linked = city.sql(&market, join).unwrap();
+    assert!(linked.contains("| 6 |"), "{linked}");
+    // Market cannot approve or withdraw what is not its data, nor join a linked column.
+    let stranger = || {
+        city.gov
+            .approve_linkage(&market, "people-visits", city.now)
+            .unwrap_err()
+    };
+    assert!(matches!(stranger(), citybrain_gov::GovError::Forbidden(_)));
+    city.gov
+        .withdraw_linkage(
+            &principal("health_admin", "health", Role::Admin),
+            "people-visits",
+            city.now,
+        )
+        .unwrap();
+    let unlinked = city.sql(&market, join).unwrap();
+    assert!(unlinked.contains("| 0 |"), "{unlinked}");
+    // Within one column pseudonyms are still stable.
+    let itself = city
+        .sql(
+            &market,
+            "SELECT count(*) AS n FROM transport.people_u a JOIN transport.people_u b ON a.id_number = b.id_number",
+        )
+        .unwrap();
+    assert!(itself.contains(&format!("| {PEOPLE} ")), "{itself}");
 }

@@ -96,6 +96,7 @@ fn the_memory_limit_is_named_when_hit() {
     let limits = SqlLimits {
         timeout: Duration::from_secs(60),
         memory_bytes: 64 * 1024,
+        ..Default::default()
     };
     let engine = SqlEngine::new(hub_with(50_000, dir.path()), limits);
     let error = runtime()
@@ -116,6 +117,7 @@ fn the_timeout_is_named_when_hit() {
     let limits = SqlLimits {
         timeout: Duration::from_millis(1),
         memory_bytes: 1 << 30,
+        ..Default::default()
     };
     let engine = SqlEngine::new(hub_with(20_000, dir.path()), limits);
     // A cross join big enough to outlast the timeout by far.

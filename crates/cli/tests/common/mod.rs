@@ -1,0 +1,211 @@
+//! What the end-to-end tests share: the real `citybrain` binary started on port 0 over a
+//! temporary data directory, and an HTTP client that never turns a status into an error.
+#![allow(dead_code)] // each test binary uses its own part of this module
+
+use std::io::BufRead;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+pub struct Server {
+    pub child: Child,
+    pub base: String,
+    /// A token of `transport_ops`, admin of the transport department (owner of the
+    /// passages), set up by `start` through the API.
+    pub token: String,
+    /// The hub admin's token.
+    pub admin: String,
+    pub data: PathBuf,
+    /// What the server printed on stdout.
+    pub printed: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+/// This crate's folder, read when the test runs: a path baked in at compile time can name an
+/// old checkout when a shared target directory reuses the build.
+pub fn manifest_dir() -> String {
+    std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR")
+}
+
+pub fn start(data: &Path, extra: &[&str]) -> Server {
+    start_with(data, extra, "warn", Stdio::inherit())
+}
+
+/// Starts the server; without the demo city unless `extra` asks for one (`--scale`).
+pub fn start_with(data: &Path, extra: &[&str], log_level: &str, stderr: Stdio) -> Server {
+    let demo = extra.contains(&"--scale");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_citybrain"))
+        .args(["up", "--listen", "127.0.0.1:0", "--data"])
+        .arg(data)
+        .args(if demo { &[][..] } else { &["--no-demo"][..] })
+        .args(extra)
+        .env("CITYBRAIN_LOG", log_level)
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .expect("the binary starts");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let base = loop {
+        let line = lines.next().expect("server printed its address").unwrap();
+        if let Some(rest) = line.strip_prefix("citybrain is up on ") {
+            break rest
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .trim_end_matches('/')
+                .to_string();
+        }
+    };
+    // Keep draining stdout so the server never blocks on a full pipe.
+    let printed = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = printed.clone();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            let mut sink = sink.lock().unwrap();
+            sink.push_str(&line);
+            sink.push('\n');
+        }
+    });
+    let admin = std::fs::read_to_string(data.join("admin.token")).unwrap();
+    let mut server = Server {
+        child,
+        base,
+        token: admin.clone(),
+        admin,
+        data: data.to_path_buf(),
+        printed,
+    };
+    // The transport department and its admin principal (already there after a restart).
+    let (status, text) = server.post(
+        "/api/v1/departments",
+        "application/json",
+        br#"{"id": "transport", "name": "Transport Bureau"}"#,
+    );
+    assert!(status == 201 || status == 409, "{status} {text}");
+    let (status, text) = server.post(
+        "/api/v1/principals",
+        "application/json",
+        br#"{"name": "transport_ops", "department": "transport", "role": "admin"}"#,
+    );
+    assert!(status == 201 || status == 409, "{status} {text}");
+    let (status, text) = server.post(
+        "/api/v1/principals/transport_ops/tokens",
+        "application/json",
+        b"{}",
+    );
+    assert_eq!(status, 201, "{text}");
+    let issued: serde_json::Value = serde_json::from_str(&text).unwrap();
+    server.token = issued["token"].as_str().unwrap().to_string();
+    server
+}
+
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+impl Server {
+    pub fn post(&self, path: &str, content_type: &str, body: &[u8]) -> (u16, String) {
+        let response = agent()
+            .post(&format!("{}{path}", self.base))
+            .header("Authorization", &format!("Bearer {}", self.token))
+            .header("Content-Type", content_type)
+            .send(body)
+            .unwrap();
+        let status = response.status().as_u16();
+        (
+            status,
+            response.into_body().read_to_string().unwrap_or_default(),
+        )
+    }
+
+    pub fn get(&self, path: &str, token: Option<&str>) -> (u16, String) {
+        let mut request = agent().get(&format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.header("Authorization", &format!("Bearer {token}"));
+        }
+        let response = request.call().unwrap();
+        let status = response.status().as_u16();
+        (
+            status,
+            response.into_body().read_to_string().unwrap_or_default(),
+        )
+    }
+
+    pub fn sql(&self, sql: &str) -> serde_json::Value {
+        let body = serde_json::json!({"sql": sql, "purpose": "test"}).to_string();
+        let (status, text) = self.post("/api/v1/sql", "application/json", body.as_bytes());
+        assert_eq!(status, 200, "{text}");
+        serde_json::from_str(&text).unwrap()
+    }
+
+    pub fn count(&self, table: &str) -> i64 {
+        self.sql(&format!("SELECT count(*) AS n FROM {table}"))[0]["n"]
+            .as_i64()
+            .unwrap()
+    }
+
+    pub fn create_passages(&self) {
+        let def = std::fs::read(format!(
+            "{}/../gen/definitions/transport.anpr_passages.toml",
+            manifest_dir()
+        ))
+        .unwrap();
+        let (status, text) = self.post("/api/v1/datasets", "application/toml", &def);
+        assert_eq!(status, 201, "{text}");
+    }
+
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        self.child.wait().unwrap()
+    }
+
+    pub fn kill9(mut self) {
+        self.child.kill().unwrap(); // SIGKILL
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Server {
+    /// A failed test must not leave its server running (it would hold the test's pipes).
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn department_admin(server: &Server, department: &str) -> String {
+    let post = |path: &str, body: String| -> (u16, String) {
+        let response = agent()
+            .post(&format!("{}{path}", server.base))
+            .header("Authorization", &format!("Bearer {}", server.admin))
+            .header("Content-Type", "application/json")
+            .send(body.as_bytes())
+            .unwrap();
+        let status = response.status().as_u16();
+        (
+            status,
+            response.into_body().read_to_string().unwrap_or_default(),
+        )
+    };
+    let (status, text) = post(
+        "/api/v1/departments",
+        format!(r#"{{"id": "{department}", "name": "{department}"}}"#),
+    );
+    assert!(status == 201 || status == 409, "{status} {text}");
+    let (status, text) = post(
+        "/api/v1/principals",
+        format!(r#"{{"name": "{department}_ops", "department": "{department}", "role": "admin"}}"#),
+    );
+    assert!(status == 201 || status == 409, "{status} {text}");
+    let (status, text) = post(
+        &format!("/api/v1/principals/{department}_ops/tokens"),
+        "{}".to_string(),
+    );
+    assert_eq!(status, 201, "{text}");
+    let issued: serde_json::Value = serde_json::from_str(&text).unwrap();
+    issued["token"].as_str().unwrap().to_string()
+}
