@@ -297,3 +297,15 @@ pub fn printable(text: &str) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn caller_written_text_cannot_forge_rows_or_drive_the_terminal() {
+        assert_eq!(
+            super::printable("ok\n2026 forged\u{1b}[2J\u{202e}"),
+            "ok\\u{a}2026 forged\\u{1b}[2J\\u{202e}"
+        );
+        assert_eq!(super::printable("交通 ok"), "交通 ok");
+    }
+}

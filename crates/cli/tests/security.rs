@@ -606,6 +606,51 @@ fn departments_publish_only_under_their_own_names() {
     }
     let (status, text) = define(&server, &market, &def("market.fine"));
     assert_eq!(status, 201, "{text}");
+    // Its owner's admins delete it (audited); others cannot.
+    let reader = principal(&server, "market_reader", "market", "reader");
+    let (status, text) = call(
+        &server,
+        "DELETE",
+        "/api/v1/datasets/market.fine",
+        &reader,
+        "",
+        b"",
+    );
+    assert_eq!(status, 403, "{text}");
+    let (status, text) = call(
+        &server,
+        "DELETE",
+        "/api/v1/datasets/market.fine",
+        &server.token,
+        "",
+        b"",
+    );
+    assert_eq!(status, 403, "{text}");
+    let (status, text) = call(
+        &server,
+        "DELETE",
+        "/api/v1/datasets/market.fine",
+        &market,
+        "",
+        b"",
+    );
+    assert_eq!(status, 200, "{text}");
+    let (status, _) = call(
+        &server,
+        "GET",
+        "/api/v1/datasets/market.fine",
+        &market,
+        "",
+        b"",
+    );
+    assert_eq!(status, 404);
+    let (_, metrics) = server.get("/metrics", Some(&server.admin));
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.contains("market.fine") && l.contains("kind=\"manage\"")),
+        "{metrics}"
+    );
 }
 
 /// Item 10: `none` datasets leaked their existence through /metrics and error wording.

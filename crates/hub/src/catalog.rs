@@ -153,6 +153,22 @@ impl Catalog {
         tx.commit().map_err(sql_err("committing a new dataset"))
     }
 
+    /// Removes definitions in one transaction (a dataset and its dead-letter dataset).
+    pub fn delete(&mut self, names: &[&DatasetName]) -> Result<(), HubError> {
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(sql_err("starting a transaction"))?;
+        for name in names {
+            tx.execute(
+                "DELETE FROM datasets WHERE name = ?1",
+                params![name.as_str()],
+            )
+            .map_err(sql_err("deleting a dataset"))?;
+        }
+        tx.commit().map_err(sql_err("committing a deletion"))
+    }
+
     pub fn update(&mut self, def: &DatasetDef, now: Timestamp) -> Result<(), HubError> {
         let json = serde_json::to_string(def).expect("definitions serialise");
         self.conn

@@ -257,6 +257,11 @@ impl Hub {
         if datasets.contains_key(&def.name) {
             return Err(HubError::AlreadyExists(def.name));
         }
+        // Files left by a deleted dataset of the same name (a crash between the catalog's
+        // deletion and the files') must not come back: the catalog decides.
+        for d in [&def, &rejected] {
+            remove_dir_if_present(&dataset_dir(&self.dir, &d.name))?;
+        }
         catalog.insert(&[&def, &rejected], now)?;
         for d in [def.clone(), rejected] {
             let store = DatasetStore::open(&dataset_dir(&self.dir, &d.name), &d)?;
@@ -271,6 +276,33 @@ impl Hub {
         drop(datasets);
         drop(catalog);
         self.info(&def.name)
+    }
+
+    /// Deletes a dataset, its dead-letter dataset and their files. The catalog's deletion
+    /// is the commit point; the files go after it (and any left by a crash are removed
+    /// before a dataset of the same name is created again). Queries already running over
+    /// it may fail. Returns the rows it held.
+    pub fn delete_dataset(&self, name: &DatasetName) -> Result<u64, HubError> {
+        if name.is_rejected() {
+            return Err(HubError::ReadOnly(name.clone()));
+        }
+        let mut catalog = self.catalog.lock().expect("catalog lock");
+        let mut datasets = self.datasets.write().expect("datasets lock");
+        let entry = datasets
+            .get(name)
+            .cloned()
+            .ok_or_else(|| HubError::NotFound(name.clone()))?;
+        let rows = entry.store.snapshot().rows();
+        let rejected = name.rejected();
+        catalog.delete(&[name, &rejected])?;
+        datasets.remove(name);
+        datasets.remove(&rejected);
+        drop(datasets);
+        drop(catalog);
+        for n in [name, &rejected] {
+            remove_dir_if_present(&dataset_dir(&self.dir, n))?;
+        }
+        Ok(rows)
     }
 
     /// Replaces a dataset's definition if the change keeps stored data readable.
@@ -497,6 +529,16 @@ impl Hub {
         for handle in handles {
             let _ = handle.join();
         }
+    }
+}
+
+fn remove_dir_if_present(path: &Path) -> Result<(), HubError> {
+    match std::fs::remove_dir_all(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(HubError::Io {
+            context: format!("removing {}", path.display()),
+            source: e,
+        }),
+        _ => Ok(()),
     }
 }
 

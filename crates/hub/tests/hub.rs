@@ -900,3 +900,45 @@ fn parquet_problems_name_the_row_and_the_field() {
     assert!(message.contains("field 'label'"), "{message}");
     assert_eq!(hub.snapshot(&places).unwrap().rows(), 0);
 }
+
+/// Issue 20, item 9: an owner can delete a dataset; its files go, and a dataset created
+/// again under the name starts empty (even when a crash left the old files behind).
+#[test]
+fn a_deleted_dataset_is_gone_and_a_new_one_of_its_name_starts_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = Hub::open(dir.path(), HubConfig::default()).unwrap();
+    let def = DatasetDef::from_file_text(
+        "d.toml",
+        "name = \"t.gone\"\nowner = \"t\"\n[[fields]]\nname = \"a\"\ntype = \"int\"\n",
+    )
+    .unwrap();
+    let name = def.name.clone();
+    hub.create_dataset(def.clone(), Timestamp(0)).unwrap();
+    hub.ingest(
+        &name,
+        Format::Ndjson,
+        b"{\"a\":1}\n{\"a\":2}\n",
+        OnError::Reject,
+        Timestamp(1),
+    )
+    .unwrap();
+    let files = dir.path().join("datasets").join("t.gone");
+    assert!(files.exists());
+    assert!(matches!(
+        hub.delete_dataset(&name.rejected()),
+        Err(citybrain_hub::HubError::ReadOnly(_))
+    ));
+    assert_eq!(hub.delete_dataset(&name).unwrap(), 2);
+    assert!(!files.exists());
+    assert!(hub.definition(&name).is_err());
+    assert!(hub.definition(&name.rejected()).is_err());
+    // A crash after the catalog forgot it but before the files went: files come back.
+    std::fs::create_dir_all(&files).unwrap();
+    std::fs::write(files.join("stale"), b"old").unwrap();
+    drop(hub);
+    let hub = Hub::open(dir.path(), HubConfig::default()).unwrap();
+    assert!(hub.definition(&name).is_err());
+    hub.create_dataset(def, Timestamp(2)).unwrap();
+    assert_eq!(hub.info(&name).unwrap().rows, 0);
+    assert!(!files.join("stale").exists());
+}

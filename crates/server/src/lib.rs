@@ -71,7 +71,10 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/openapi.json", get(|| async { Json(openapi::document()) }))
         .route("/datasets", get(list_datasets).post(create_dataset))
-        .route("/datasets/{name}", get(get_dataset).put(update_dataset))
+        .route(
+            "/datasets/{name}",
+            get(get_dataset).put(update_dataset).delete(delete_dataset),
+        )
         .route("/datasets/{name}/records", post(ingest).get(read_records))
         .route("/datasets/{name}/audit", get(governance::dataset_audit))
         .route("/sql", post(sql))
@@ -524,6 +527,41 @@ async fn update_dataset(
         "update dataset".into(),
     )?;
     Ok(Json(info).into_response())
+}
+
+/// Deletes a dataset and its records: its owner's admins (or the hub's), audited.
+async fn delete_dataset(
+    State(state): State<AppState>,
+    Extension(me): Extension<Principal>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let name = dataset_name(&name)?;
+    let def = known_definition(&state, &me, &name)?;
+    if !me.administers(&def.owner) {
+        return Err(GovError::Forbidden(format!(
+            "only admins of {} delete its datasets",
+            def.owner
+        ))
+        .into());
+    }
+    let hub = state.hub.clone();
+    let deleted = name.clone();
+    let result = blocking(move || Ok(hub.delete_dataset(&deleted)?)).await;
+    let (rows, outcome) = match &result {
+        Ok(rows) => (*rows, Outcome::Ok),
+        Err(_) => (0, Outcome::Failed),
+    };
+    audit(
+        &state,
+        &me,
+        CallKind::Manage,
+        &def,
+        rows,
+        outcome,
+        "delete dataset".into(),
+    )?;
+    let rows = result?;
+    Ok(Json(json!({ "deleted": name, "rows": rows })).into_response())
 }
 
 #[derive(Debug, Deserialize)]

@@ -32,6 +32,11 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
         "Change a dataset's schema; changes that break stored data are refused.",
     ),
     (
+        "delete",
+        "/api/v1/datasets/{name}",
+        "Delete a dataset, its dead letters and their files (its owner's admins; audited).",
+    ),
+    (
         "post",
         "/api/v1/datasets/{name}/records",
         "Ingest NDJSON, CSV or Parquet (by Content-Type); acknowledged after fsync. ?on_error=skip keeps valid records and dead-letters the rest.",
