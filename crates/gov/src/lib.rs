@@ -776,11 +776,11 @@ impl Gov {
         self.audit.calls_on(&def.name, limit)
     }
 
-    /// The counters in Prometheus text format.
     /// The counters `viewer` may see: the hub's admins all of them; anyone else those of
-    /// its department's datasets (`owner_of` says whose a dataset is), and its own
-    /// department's calls that touched no dataset. A count of calls on a dataset tells
-    /// that it exists and is used, which is its owner's to know.
+    /// its department's datasets (`owner_of` says whose a dataset is), its own
+    /// department's calls that touched no dataset, and the rest summed per calling
+    /// department. A count of calls on a dataset tells that it exists and is used, which
+    /// is its owner's to know.
     pub fn metrics_text(
         &self,
         viewer: &Principal,
@@ -798,15 +798,25 @@ impl Gov {
                     owner_of(dataset).is_some_and(|owner| owner == viewer.department)
                 }
         };
-        for ((department, dataset, kind, outcome), n) in counters.iter() {
-            if !visible(department, dataset) {
-                continue;
-            }
-            out.push_str(&format!(
+        // What the viewer may not see by dataset it sees summed per calling department as
+        // `dataset="*"`: how busy departments are, never which datasets exist.
+        let mut others: BTreeMap<(&str, CallKind, Outcome), u64> = BTreeMap::new();
+        let line = |department: &str, dataset: &str, kind: CallKind, outcome: Outcome, n: u64| {
+            format!(
                 "citybrain_data_calls_total{{department=\"{department}\",dataset=\"{dataset}\",kind=\"{}\",outcome=\"{}\"}} {n}\n",
                 kind.name(),
                 outcome.name()
-            ));
+            )
+        };
+        for ((department, dataset, kind, outcome), n) in counters.iter() {
+            if visible(department, dataset) {
+                out.push_str(&line(department, dataset, *kind, *outcome, *n));
+            } else {
+                *others.entry((department, *kind, *outcome)).or_default() += n;
+            }
+        }
+        for ((department, kind, outcome), n) in others {
+            out.push_str(&line(department, "*", kind, outcome, n));
         }
         out
     }

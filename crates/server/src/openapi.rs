@@ -166,7 +166,7 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     (
         "get",
         "/metrics",
-        "Prometheus counters of data calls by department, dataset, kind and outcome (a dataset's to its owner; all to hub admins).",
+        "Prometheus counters of data calls by department, dataset, kind and outcome (a dataset's to its owner, the rest summed per department as dataset=\"*\"; all to hub admins).",
     ),
 ];
 
