@@ -332,8 +332,10 @@ pub(crate) async fn read_body_sized(
 ) -> Result<bytes::Bytes, ApiError> {
     use axum::body::HttpBody;
     use futures::StreamExt;
-    // A length announced over the limit is refused before a byte of the body is read.
-    if body.size_hint().lower() > limit as u64 {
+    // A length announced far over the limit is refused before a byte of the body is read.
+    // A little over, the body is read and dropped so a client that sends it whole before
+    // reading (most do, without `Expect: 100-continue`) sees the 413, not a broken pipe.
+    if body.size_hint().lower() > (limit + DRAIN_CAP) as u64 {
         return Err(ApiError::too_large(limit));
     }
     let deadline = tokio::time::Instant::now() + BODY_TOTAL;
