@@ -543,8 +543,11 @@ enum AuditCommand {
 
 #[derive(Debug, Subcommand)]
 enum DatasetsCommand {
-    /// List datasets with their size.
+    /// List datasets with their size and the records refused into their dead letters.
     List {
+        /// Also list the dead-letter datasets (`…__rejected`) themselves.
+        #[arg(long)]
+        rejected: bool,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -764,21 +767,25 @@ fn run(cli: Cli) -> Result<()> {
             server,
         } => ingest_file(&server, &dataset, &file, batch, skip_bad, in_flight),
         Command::Datasets { command } => match command {
-            DatasetsCommand::List { server } => {
-                let bytes = request(&server, "GET", "/api/v1/datasets", None)?;
+            DatasetsCommand::List { rejected, server } => {
+                let path = format!("/api/v1/datasets?rejected={rejected}");
+                let bytes = request(&server, "GET", &path, None)?;
                 let list: serde_json::Value = serde_json::from_slice(&bytes)?;
                 println!(
-                    "{:<40} {:<14} {:<14} {:>12} {:>9}",
-                    "dataset", "owner", "sharing", "rows", "segments"
+                    "{:<40} {:<14} {:<14} {:>12} {:>9} {:>9}",
+                    "dataset", "owner", "sharing", "rows", "segments", "rejected"
                 );
                 for d in list["datasets"].as_array().into_iter().flatten() {
                     println!(
-                        "{:<40} {:<14} {:<14} {:>12} {:>9}",
+                        "{:<40} {:<14} {:<14} {:>12} {:>9} {:>9}",
                         d["name"].as_str().unwrap_or(""),
                         d["owner"].as_str().unwrap_or(""),
                         d["sharing"].as_str().unwrap_or(""),
                         d["rows"].as_u64().unwrap_or(0),
-                        d["segments"].as_u64().unwrap_or(0)
+                        d["segments"].as_u64().unwrap_or(0),
+                        d["rejected_rows"]
+                            .as_u64()
+                            .map_or_else(|| "-".to_string(), |n| n.to_string())
                     );
                 }
                 Ok(())

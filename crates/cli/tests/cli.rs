@@ -209,6 +209,31 @@ fn bad_records_reject_the_batch_or_go_to_dead_letters() {
         .sql("SELECT line, field FROM transport.anpr_passages__rejected ORDER BY line, field");
     assert_eq!(dead.as_array().unwrap().len(), 3);
     assert_eq!(dead[0]["line"], 4);
+    // Listed beside their dataset as a count, not as a twin (issue 30), unless asked.
+    let names = |path: &str| -> Vec<serde_json::Value> {
+        let (status, text) = server.get(path, Some(&server.token));
+        assert_eq!(status, 200, "{text}");
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        v["datasets"].as_array().unwrap().clone()
+    };
+    let listed = names("/api/v1/datasets");
+    assert!(
+        listed
+            .iter()
+            .all(|d| !d["name"].as_str().unwrap().ends_with("__rejected")),
+        "{listed:?}"
+    );
+    let passages = listed
+        .iter()
+        .find(|d| d["name"] == "transport.anpr_passages")
+        .unwrap();
+    // One dead-letter row per problem found.
+    assert_eq!(passages["rejected_rows"], 3, "{passages}");
+    let all = names("/api/v1/datasets?rejected=true");
+    assert!(
+        all.iter()
+            .any(|d| d["name"] == "transport.anpr_passages__rejected")
+    );
     assert!(server.stop().success());
 }
 

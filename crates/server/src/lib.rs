@@ -232,16 +232,39 @@ pub(crate) fn known_definition(
     Ok(def)
 }
 
+#[derive(Debug, Deserialize)]
+struct ListParams {
+    /// Also list the dead-letter datasets themselves (default: only their counts, as
+    /// `rejected_rows` beside each dataset).
+    #[serde(default)]
+    rejected: bool,
+}
+
 async fn list_datasets(
     State(state): State<AppState>,
     Extension(me): Extension<Principal>,
+    Query(params): Query<ListParams>,
 ) -> Result<Response, ApiError> {
     let hub = state.hub.clone();
     let list = blocking(move || Ok(hub.list()?)).await?;
-    let visible: Vec<_> = list
+    let rejected_rows: std::collections::HashMap<String, u64> = list
+        .iter()
+        .filter(|d| d.def.name.is_rejected())
+        .map(|d| (d.def.name.to_string(), d.rows))
+        .collect();
+    let visible: Vec<serde_json::Value> = list
         .into_iter()
         .filter(|d| {
             d.def.sharing != SharingClass::None || d.def.owner == me.department || me.is_hub_admin()
+        })
+        .filter(|d| params.rejected || !d.def.name.is_rejected())
+        .map(|d| {
+            let twin = rejected_rows.get(d.def.name.rejected().as_str()).copied();
+            let mut v = serde_json::to_value(&d).expect("dataset info serializes");
+            if let Some(n) = twin.filter(|_| !d.def.name.is_rejected()) {
+                v["rejected_rows"] = json!(n);
+            }
+            v
         })
         .collect();
     Ok(Json(json!({ "datasets": visible })).into_response())

@@ -14,7 +14,7 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     (
         "get",
         "/api/v1/datasets",
-        "List datasets with size and freshness.",
+        "List datasets with size, freshness and rejected_rows (their dead letters); ?rejected=true also lists the dead-letter datasets themselves.",
     ),
     (
         "post",
