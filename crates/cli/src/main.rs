@@ -1588,7 +1588,8 @@ fn up(
                 },
             );
         }
-        let datasets = hub.names().len();
+        // Each dataset once; its dead-letter twin is part of it.
+        let datasets = hub.names().iter().filter(|n| !n.is_rejected()).count();
         println!("citybrain is up on http://{address}/ (ready in {:.1} s)", started.elapsed().as_secs_f64());
         println!("  data directory: {}  ({datasets} datasets)", data.display());
         if !citybrain_server::cockpit_built() {
