@@ -15,6 +15,9 @@ use std::collections::BTreeSet;
 use citybrain_core::{DatasetName, DepartmentId, PrincipalName, Timestamp};
 use serde::{Deserialize, Serialize};
 
+use crate::model::{Principal, Role};
+use crate::{Gov, GovError, check_purpose};
+
 /// One column in a linkage.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct LinkMember {
@@ -92,6 +95,157 @@ pub fn check_name(name: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// Proposing, approving and withdrawing linkages: management calls on [`Gov`], audited.
+impl Gov {
+    /// Proposes a linkage of pseudonymised columns (`owner_of` gives each dataset's owner;
+    /// the caller checked the columns exist and are pseudonymised). Its proposer, an
+    /// admin, approves for its own department at once; the other owners approve with
+    /// [`Gov::approve_linkage`].
+    pub fn propose_linkage(
+        &self,
+        by: &Principal,
+        name: &str,
+        purpose: &str,
+        members: Vec<LinkMember>,
+        owner_of: impl Fn(&DatasetName) -> Option<DepartmentId>,
+        now: Timestamp,
+    ) -> Result<Linkage, GovError> {
+        check_name(name).map_err(GovError::Invalid)?;
+        check_purpose(purpose)?;
+        if by.role != Role::Admin {
+            return Err(GovError::Forbidden("only admins propose linkages".into()));
+        }
+        let mut members = members;
+        members.sort();
+        members.dedup();
+        let datasets: BTreeSet<&DatasetName> = members.iter().map(|m| &m.dataset).collect();
+        if datasets.len() < 2 {
+            return Err(GovError::Invalid(
+                "a linkage joins columns of at least two datasets".into(),
+            ));
+        }
+        let mut required = BTreeSet::new();
+        for m in &members {
+            let owner = owner_of(&m.dataset).ok_or_else(|| {
+                GovError::NotFound(format!("dataset {} does not exist", m.dataset))
+            })?;
+            required.insert(owner);
+        }
+        if !by.is_hub_admin() && !required.contains(&by.department) {
+            return Err(GovError::Forbidden(format!(
+                "only admins of the departments that own its datasets ({}) propose a linkage",
+                required
+                    .iter()
+                    .map(|d| d.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        let mut approved = BTreeSet::new();
+        if required.contains(&by.department) {
+            approved.insert(by.department.clone());
+        }
+        let proposed = Linkage {
+            name: name.to_string(),
+            purpose: purpose.to_string(),
+            members,
+            required,
+            approved,
+            proposed_by: by.name.clone(),
+            proposed_at: now,
+            withdrawn_at: None,
+        };
+        self.manage(by, now, format!("propose linkage {name}"), || {
+            let store = self.store();
+            for other in store.linkages()?.iter().filter(|l| l.withdrawn_at.is_none()) {
+                if let Some(m) = proposed.members.iter().find(|m| other.members.contains(m)) {
+                    return Err(GovError::Conflict(format!(
+                        "{m} is already in linkage {}; a column is in one linkage at a time (withdraw that one first)",
+                        other.name
+                    )));
+                }
+            }
+            store.put_linkage(&proposed, true)?;
+            Ok(proposed.clone())
+        })
+    }
+
+    /// An admin of an owning department approves a linkage for its department.
+    pub fn approve_linkage(
+        &self,
+        by: &Principal,
+        name: &str,
+        now: Timestamp,
+    ) -> Result<Linkage, GovError> {
+        self.change_linkage(by, name, now, "approve", |l| {
+            l.approved.insert(by.department.clone());
+        })
+    }
+
+    /// An admin of an owning department (or of the hub) withdraws a linkage: its columns
+    /// go back to pseudonyms of their own at once.
+    pub fn withdraw_linkage(
+        &self,
+        by: &Principal,
+        name: &str,
+        now: Timestamp,
+    ) -> Result<Linkage, GovError> {
+        self.change_linkage(by, name, now, "withdraw", |l| {
+            l.withdrawn_at.get_or_insert(now);
+        })
+    }
+
+    fn change_linkage(
+        &self,
+        by: &Principal,
+        name: &str,
+        now: Timestamp,
+        verb: &str,
+        change: impl FnOnce(&mut Linkage),
+    ) -> Result<Linkage, GovError> {
+        self.manage(by, now, format!("{verb} linkage {name}"), || {
+            let store = self.store();
+            let mut linkage = store
+                .linkages()?
+                .into_iter()
+                .find(|l| l.name == name)
+                .ok_or_else(|| GovError::NotFound(format!("linkage {name} does not exist")))?;
+            let owner_admin = by.role == Role::Admin && linkage.required.contains(&by.department);
+            // Approving speaks for a department's data: its own admins only.
+            let allowed = owner_admin || (verb == "withdraw" && by.is_hub_admin());
+            if !allowed {
+                return Err(GovError::Forbidden(format!(
+                    "only admins of {} {verb} linkage {name}",
+                    linkage
+                        .required
+                        .iter()
+                        .map(|d| d.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+            if linkage.withdrawn_at.is_some() {
+                return Err(GovError::Conflict(format!(
+                    "linkage {name} was withdrawn; propose a new one"
+                )));
+            }
+            change(&mut linkage);
+            store.put_linkage(&linkage, false)?;
+            Ok(linkage)
+        })
+    }
+
+    /// The linkages `by` takes part in (the hub's admins: all).
+    pub fn linkages(&self, by: &Principal) -> Result<Vec<Linkage>, GovError> {
+        Ok(self
+            .store()
+            .linkages()?
+            .into_iter()
+            .filter(|l| by.is_hub_admin() || l.required.contains(&by.department))
+            .collect())
+    }
 }
 
 #[cfg(test)]

@@ -93,18 +93,14 @@ impl ExecutionPlan for CancelExec {
         let input = self.input.execute(partition, context)?;
         let schema = input.schema();
         let flag = self.flag.clone();
-        let stream = input
-            .take_while(move |_| {
-                let go_on = !flag.load(Ordering::Relaxed);
-                async move { go_on }
-            })
-            .chain(futures::stream::once(async { Err(cancelled()) }).filter({
-                let flag = self.flag.clone();
-                move |_| {
-                    let stopped = flag.load(Ordering::Relaxed);
-                    async move { stopped }
-                }
-            }));
+        // Operators stop at their first error, so one is enough to end the statement.
+        let stream = input.map(move |batch| {
+            if flag.load(Ordering::Relaxed) {
+                Err(cancelled())
+            } else {
+                batch
+            }
+        });
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
     }
 }
