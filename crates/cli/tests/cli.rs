@@ -1,5 +1,9 @@
 //! The real `citybrain` binary, end to end: a server on port 0 over a temporary data
 //! directory, driven over HTTP, killed and restarted.
+//!
+//! Why this file is long (about 1,900 lines): one end-to-end test per scene and protocol,
+//! sharing `common`; it is to be split by scene when the scenes move onto the `Scene`
+//! trait (issue 22), whose watermark also replaces `settled`.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};

@@ -11,6 +11,10 @@
 //! repeated CSV or Parquet column) is refused, never resolved by the last one winning; NaN
 //! and infinities are refused in every format (JSON cannot write them, and one would make
 //! every SUM or AVG over the column NaN). Each call is bounded by [`IngestLimits`].
+//!
+//! Kept whole (about 1,100 lines): the three formats share one record check (types,
+//! nulls, repeated fields, non-finite numbers, the ingest bounds), and keeping them beside
+//! it is what keeps them agreeing; Parquet's own reading is in `parquet_in.rs`.
 
 use std::borrow::Cow;
 use std::fmt;

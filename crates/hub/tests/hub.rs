@@ -1,4 +1,8 @@
 //! The hub end to end on a real data directory: ingest, reject, skip, seal, restart.
+//!
+//! Kept whole (about 950 lines): every test drives the same `Hub` API over a temporary
+//! directory; they are grouped by what they exercise (ingest, refusals, seals, restart,
+//! limits, deletion).
 
 use citybrain_core::{DatasetName, Timestamp};
 use citybrain_hub::{DatasetDef, Format, Hub, HubConfig, HubError, OnError};

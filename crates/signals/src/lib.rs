@@ -10,6 +10,9 @@
 //! Time is the caller's (seconds from the simulation or the field controller's clock); there
 //! is no I/O here: the SUMO connector and the platform feed observations in and read
 //! signal states out.
+//!
+//! Kept whole (about 900 lines): `Controller` is the one place where safety bounds,
+//! policies and preemption meet, and its tests (the larger half) read beside it.
 
 pub mod emergency;
 pub mod policy;
