@@ -901,7 +901,7 @@ fn run(cli: Cli) -> Result<()> {
                 yellow_s,
                 all_red_s,
                 max_wait_s,
-            } => signals_cli::compare(&signals_cli::Compare {
+            } => signals_cli::compare(&citybrain_sumo::compare::Compare {
                 sumo: signals_cli::find_sumo(sumo),
                 net,
                 routes,

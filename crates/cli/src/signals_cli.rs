@@ -3,7 +3,6 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use citybrain_signals::Timing;
 use citybrain_sumo::routes;
 
 /// Where `sumo` is: the flag, else `$SUMO_HOME/bin/sumo`, else the venv `bench/signals/run`
@@ -25,31 +24,13 @@ pub fn find_sumo(flag: Option<PathBuf>) -> PathBuf {
     PathBuf::from("sumo")
 }
 
-pub struct Compare {
-    pub sumo: PathBuf,
-    pub net: PathBuf,
-    pub routes: PathBuf,
-    pub ambulances: usize,
-    pub out: PathBuf,
-    pub max_end_s: u32,
-    pub timing: Timing,
-}
-
 /// Runs the network's own plans, plain max-pressure and citybrain's controller on the same
 /// network and demand (and, with emergency runs, citybrain with preemption), two at a time,
 /// and prints the comparison (`citybrain_sumo::compare`).
-pub fn compare(c: &Compare) -> Result<()> {
+pub fn compare(c: &citybrain_sumo::compare::Compare) -> Result<()> {
     let out = c.out.join("results.json");
-    let comparison = citybrain_sumo::compare::run(&citybrain_sumo::compare::Compare {
-        sumo: c.sumo.clone(),
-        net: c.net.clone(),
-        routes: c.routes.clone(),
-        ambulances: c.ambulances,
-        out: c.out.clone(),
-        max_end_s: c.max_end_s,
-        timing: c.timing,
-    })
-    .with_context(|| format!("comparing on {}", c.net.display()))?;
+    let comparison = citybrain_sumo::compare::run(c)
+        .with_context(|| format!("comparing on {}", c.net.display()))?;
     print!("{}", comparison.table());
     println!("(results in {})", out.display());
     Ok(())
