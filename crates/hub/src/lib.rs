@@ -9,6 +9,7 @@
 
 pub mod catalog;
 pub mod decode;
+pub mod feed;
 pub mod log;
 mod parquet_in;
 pub mod schema;
@@ -24,6 +25,7 @@ use serde::Serialize;
 
 pub use catalog::SkippedDefinition;
 pub use decode::{DecodeError, Format, IngestLimits, Problem};
+pub use feed::{Change, Position, Positions, Subscription};
 pub use schema::{
     Classification, DatasetDef, FieldDef, FieldType, MaskKind, SchemaProblem, SharingClass,
     geo_points,
@@ -109,6 +111,10 @@ pub struct IngestReport {
     pub dead_letters: Option<DatasetName>,
     pub problems: Vec<Problem>,
     pub truncated: bool,
+    /// The batch's place in the change feed (absent when nothing was stored): a scene's
+    /// watermark reaching it means the scene has applied the batch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub position: Option<Position>,
     /// The records as stored, in one batch or more (for live consumers such as the
     /// indices); not part of the API.
     #[serde(skip)]
@@ -149,6 +155,9 @@ pub struct DatasetInfo {
 struct Entry {
     def: DatasetDef,
     store: Arc<DatasetStore>,
+    /// Held from stamping a batch until it is stored and published, so a dataset's
+    /// batches are stored, and handed to the feed, in stamp order.
+    order: Arc<Mutex<()>>,
 }
 
 /// The hub over one data directory.
@@ -160,6 +169,10 @@ pub struct Hub {
     sealers: Mutex<Vec<std::thread::JoinHandle<()>>>,
     skipped: Vec<SkippedDefinition>,
     limits: IngestLimits,
+    feed: Arc<feed::Feed>,
+    /// The last ingest stamp given out (µs): stamps are strictly increasing across the
+    /// hub, so each is a batch's unique place in the feed, even if the wall clock steps back.
+    last_stamp: std::sync::atomic::AtomicI64,
 }
 
 impl std::fmt::Debug for Hub {
@@ -179,6 +192,7 @@ impl Hub {
         })?;
         let catalog = catalog::Catalog::open(&dir.join("catalog.sqlite"))?;
         let mut datasets = BTreeMap::new();
+        let mut last_stamp = i64::MIN;
         let (entries, skipped) = catalog.list()?;
         for skip in &skipped {
             tracing::error!(
@@ -189,11 +203,13 @@ impl Hub {
         }
         for entry in entries {
             let store = DatasetStore::open(&dataset_dir(dir, &entry.def.name), &entry.def)?;
+            last_stamp = last_stamp.max(store.max_stamp().unwrap_or(i64::MIN));
             datasets.insert(
                 entry.def.name.clone(),
                 Arc::new(Entry {
                     def: entry.def,
                     store: Arc::new(store),
+                    order: Arc::default(),
                 }),
             );
         }
@@ -205,7 +221,74 @@ impl Hub {
             sealers: Mutex::new(Vec::new()),
             skipped,
             limits: IngestLimits::default(),
+            feed: Arc::new(feed::Feed::new(dir)),
+            last_stamp: std::sync::atomic::AtomicI64::new(last_stamp),
         })
+    }
+
+    /// The next ingest stamp: `now`, or just after the last one if the clock has not
+    /// moved on (or stepped back).
+    fn next_stamp(&self, now: Timestamp) -> Timestamp {
+        use std::sync::atomic::Ordering;
+        let previous = self
+            .last_stamp
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| {
+                Some(now.0.max(last.saturating_add(1)))
+            })
+            .expect("the update always succeeds");
+        Timestamp(now.0.max(previous.saturating_add(1)))
+    }
+
+    /// Subscribes to the change feed of `datasets` (see [`feed`]): first what was stored
+    /// after `from` (everything, for a dataset `from` does not name), then each batch as
+    /// it is stored. Datasets that do not exist yet are delivered once created.
+    pub fn subscribe(
+        &self,
+        datasets: &[DatasetName],
+        from: &Positions,
+    ) -> Result<Subscription, HubError> {
+        // Registered before the stored rows are read: a batch stored meanwhile is in both,
+        // and the subscription skips the live copy.
+        let (id, live, queued) = self.feed.register(datasets.iter().cloned().collect());
+        let mut per_dataset = Vec::new();
+        for name in datasets {
+            let Ok(entry) = self.entry(name) else {
+                continue;
+            };
+            let after = from.get(name).map(|p| p.0);
+            per_dataset.push((name.clone(), entry.store.rows_after(after)?));
+        }
+        let catch_up = match feed::catch_up_changes(per_dataset) {
+            Ok(changes) => changes,
+            Err(error) => {
+                self.feed.unregister(id);
+                return Err(error);
+            }
+        };
+        Ok(Subscription::new(
+            self.feed.clone(),
+            id,
+            live,
+            queued,
+            catch_up,
+            from,
+        ))
+    }
+
+    /// The positions `subscriber` last committed (empty if it never did).
+    pub fn committed(&self, subscriber: &str) -> Result<Positions, HubError> {
+        self.feed.committed(subscriber)
+    }
+
+    /// Durably records the positions `subscriber` has applied, so that after a restart it
+    /// is handed only what came after them.
+    pub fn commit(&self, subscriber: &str, positions: &Positions) -> Result<(), HubError> {
+        self.feed.commit(subscriber, positions)
+    }
+
+    /// The position of the newest batch stored in `dataset`.
+    pub fn head(&self, dataset: &DatasetName) -> Option<Position> {
+        self.entry(dataset).ok()?.store.max_stamp().map(Position)
     }
 
     /// The catalog rows [`Hub::open`] could not read, with the reasons: their datasets are
@@ -270,6 +353,7 @@ impl Hub {
                 Arc::new(Entry {
                     def: d,
                     store: Arc::new(store),
+                    order: Arc::default(),
                 }),
             );
         }
@@ -321,6 +405,7 @@ impl Hub {
         let entry = Arc::new(Entry {
             def: def.clone(),
             store: old.store.clone(),
+            order: old.order.clone(),
         });
         self.datasets
             .write()
@@ -459,27 +544,37 @@ impl Hub {
         } else {
             None
         };
+        // Stamped, stored and published in one order per dataset (see `Entry::order`).
+        let order = entry.order.lock().expect("ingest order lock");
+        let stamp = self.next_stamp(now);
         let schema = entry.store.schema();
         let stored = batches
             .into_iter()
-            .map(|b| with_ingested_at(&schema, b, now))
+            .map(|b| with_ingested_at(&schema, b, stamp))
             .collect::<Result<Vec<_>, _>>()?;
+        let position = feed::Position(stamp.0);
         if format == Format::Parquet && rejected == 0 {
-            entry.store.append_parquet(stored.clone(), body, now)?;
+            entry.store.append_parquet(stored.clone(), body, stamp)?;
         } else {
             let one = match stored.as_slice() {
                 [one] => one.clone(),
                 _ => arrow::compute::concat_batches(&schema, &stored)
                     .map_err(|e| HubError::Internal(format!("joining decoded batches: {e}")))?,
             };
-            entry.store.append(one, now)?;
+            entry.store.append(one, stamp)?;
+        }
+        let stored: Vec<RecordBatch> = stored.into_iter().filter(|b| b.num_rows() > 0).collect();
+        if !stored.is_empty() {
+            self.feed.publish(name, position, &stored);
         }
         let mut dead_letters = None;
         if let Some(dead) = dead {
-            let batch = rejected_batch(&dead.def, &rejected_records, now)?;
-            dead.store.append(batch, now)?;
+            let batch = rejected_batch(&dead.def, &rejected_records, stamp)?;
+            dead.store.append(batch.clone(), stamp)?;
+            self.feed.publish(&dead.def.name, position, &[batch]);
             dead_letters = Some(name.rejected());
         }
+        drop(order);
         self.maybe_seal(&entry.store);
         Ok(IngestReport {
             accepted,
@@ -487,6 +582,7 @@ impl Hub {
             dead_letters,
             problems: listed,
             truncated,
+            position: (!stored.is_empty()).then_some(position),
             stored,
         })
     }
@@ -525,6 +621,7 @@ impl Hub {
     /// Waits for background seals. Every acknowledged record is already durable in a log,
     /// so this only spares the next start some replay.
     pub fn close(&self) {
+        self.feed.close();
         let handles = std::mem::take(&mut *self.sealers.lock().expect("sealers lock"));
         for handle in handles {
             let _ = handle.join();

@@ -69,6 +69,8 @@ struct State {
     segments: Vec<Segment>,
     sealing: bool,
     last_ingest: Option<Timestamp>,
+    /// The newest ingest stamp stored (the feed's position of the dataset's last batch).
+    max_stamp: Option<i64>,
 }
 
 /// A dataset's storage. Appends are serialised; reads take a snapshot and never block on I/O.
@@ -203,6 +205,11 @@ impl DatasetStore {
             .event_time
             .as_ref()
             .and_then(|name| def.fields.iter().position(|f| &f.name == name));
+        let max_stamp = tail
+            .iter()
+            .filter_map(|(_, b)| batch_max_stamp(b))
+            .chain(segments.iter().filter_map(|s| segment_max_stamp(dir, s)))
+            .max();
         Ok(Self {
             dir: dir.to_path_buf(),
             event_time,
@@ -214,6 +221,7 @@ impl DatasetStore {
                 segments,
                 sealing: false,
                 last_ingest: None,
+                max_stamp,
             }),
         })
     }
@@ -230,6 +238,7 @@ impl DatasetStore {
             self.dir.display()
         )))?;
         let generation = state.active_generation;
+        state.max_stamp = state.max_stamp.max(batch_max_stamp(&batch));
         state.tail.push((generation, batch));
         state.last_ingest = Some(now);
         Ok(())
@@ -257,6 +266,8 @@ impl DatasetStore {
                 self.dir.display()
             )))?;
         let generation = state.active_generation;
+        let newest = batches.iter().filter_map(batch_max_stamp).max();
+        state.max_stamp = state.max_stamp.max(newest);
         state.tail.extend(
             batches
                 .into_iter()
@@ -290,6 +301,76 @@ impl DatasetStore {
 
     pub fn last_ingest(&self) -> Option<Timestamp> {
         self.state.lock().expect("store lock").last_ingest
+    }
+
+    /// The newest ingest stamp stored, sealed or not (µs).
+    pub fn max_stamp(&self) -> Option<i64> {
+        self.state.lock().expect("store lock").max_stamp
+    }
+
+    /// Every stored row whose ingest stamp is after `after` (all rows for `None`), in no
+    /// particular order: the feed sorts them. Row groups of sealed segments whose
+    /// statistics show nothing newer are not read.
+    pub fn rows_after(&self, after: Option<i64>) -> Result<Vec<RecordBatch>, HubError> {
+        let snapshot = self.snapshot();
+        let schema = snapshot.schema.clone();
+        let stamp_col = schema.fields().len() - 1;
+        let newer = |batch: RecordBatch| -> Result<Option<RecordBatch>, HubError> {
+            let batch = conform(&schema, batch)?;
+            let Some(after) = after else {
+                return Ok(Some(batch));
+            };
+            let stamps = batch
+                .column(stamp_col)
+                .as_primitive::<TimestampMicrosecondType>();
+            let keep = arrow::compute::kernels::cmp::gt(
+                stamps,
+                &arrow::array::Scalar::new(
+                    TimestampMicrosecondArray::from(vec![after])
+                        .with_timezone_opt(stamps.timezone().map(str::to_string)),
+                ),
+            )
+            .map_err(|e| HubError::Internal(format!("comparing ingest stamps: {e}")))?;
+            let kept = arrow::compute::filter_record_batch(&batch, &keep)
+                .map_err(|e| HubError::Internal(format!("filtering by ingest stamp: {e}")))?;
+            Ok((kept.num_rows() > 0).then_some(kept))
+        };
+        let mut out = Vec::new();
+        for segment in &snapshot.segments {
+            let path = snapshot.dir.join(&segment.path);
+            let file =
+                fs::File::open(&path).map_err(io_err(format!("opening {}", path.display())))?;
+            let builder =
+                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+                    .map_err(|e| HubError::Internal(format!("reading {}: {e}", path.display())))?;
+            let groups: Vec<usize> = builder
+                .metadata()
+                .row_groups()
+                .iter()
+                .enumerate()
+                .filter(|(_, group)| {
+                    let newest = group_max_stamp(group);
+                    after.is_none() || newest.is_none_or(|newest| Some(newest) > after)
+                })
+                .map(|(i, _)| i)
+                .collect();
+            if groups.is_empty() {
+                continue;
+            }
+            let reader = builder
+                .with_row_groups(groups)
+                .build()
+                .map_err(|e| HubError::Internal(format!("reading {}: {e}", path.display())))?;
+            for batch in reader {
+                let batch = batch
+                    .map_err(|e| HubError::Internal(format!("reading {}: {e}", path.display())))?;
+                out.extend(newer(batch)?);
+            }
+        }
+        for batch in snapshot.tail {
+            out.extend(newer(batch)?);
+        }
+        Ok(out)
     }
 
     /// Replaces the schema after a compatible change (new nullable fields at the end).
@@ -425,6 +506,35 @@ impl DatasetStore {
         }
         Ok(segments)
     }
+}
+
+/// The newest `_ingested_at` in a stored batch (its last column).
+fn batch_max_stamp(batch: &RecordBatch) -> Option<i64> {
+    let column = batch.columns().last()?;
+    arrow::compute::max(column.as_primitive_opt::<TimestampMicrosecondType>()?)
+}
+
+/// The newest `_ingested_at` of a row group, from its statistics (the last column).
+fn group_max_stamp(group: &parquet::file::metadata::RowGroupMetaData) -> Option<i64> {
+    let column = group.columns().last()?;
+    match column.statistics()? {
+        parquet::file::statistics::Statistics::Int64(stats) => stats.max_opt().copied(),
+        _ => None,
+    }
+}
+
+/// The newest `_ingested_at` of a sealed segment, from its footer; `None` if unreadable
+/// (the segment is then read whole by a catch-up, which is only slower).
+fn segment_max_stamp(dir: &Path, segment: &Segment) -> Option<i64> {
+    let file = fs::File::open(dir.join(&segment.path)).ok()?;
+    let reader = parquet::file::serialized_reader::SerializedFileReader::new(file).ok()?;
+    use parquet::file::reader::FileReader;
+    reader
+        .metadata()
+        .row_groups()
+        .iter()
+        .filter_map(group_max_stamp)
+        .max()
 }
 
 fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>, HubError> {

@@ -1,0 +1,340 @@
+//! The change feed: every batch the hub stores is handed, after its fsync, to the
+//! subscribers of its dataset, whatever brought it in (HTTP, MQTT, a replay, a scene's own
+//! output). This is the one way scenes receive data.
+//!
+//! A batch's **position** is its ingest stamp (`_ingested_at`, µs), which the hub makes
+//! strictly increasing across all datasets, so a dataset's positions follow the order its
+//! batches were stored in, and sealing (which reorders rows by event day) cannot lose a
+//! place. A subscriber names its datasets and, per dataset, the position it has applied;
+//! it is first handed what was stored after that (the catch-up), then live batches in
+//! order. Delivery is at least once: a subscriber commits positions once what a batch
+//! yields is stored, and after a crash is handed again what it had not committed, so what
+//! it stores must be idempotent. Committed positions are kept in `feed/<subscriber>.json`.
+//!
+//! The seam for a replicated log (NATS JetStream): a subject per dataset, a durable
+//! consumer per subscriber, acknowledgements for commits, the stream sequence for the
+//! position. Nothing outside this module knows positions are times.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock, mpsc};
+
+use arrow::array::{AsArray, RecordBatch};
+use arrow::datatypes::TimestampMicrosecondType;
+use citybrain_core::DatasetName;
+use serde::{Deserialize, Serialize};
+
+use crate::HubError;
+
+/// A place in a dataset's history: the position of the last batch applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Position(pub i64);
+
+/// A subscriber's place in each dataset it reads.
+pub type Positions = BTreeMap<DatasetName, Position>;
+
+/// One stored batch as the feed hands it out: rows of one dataset stored together
+/// (a catch-up may join several stored batches into one change).
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub dataset: DatasetName,
+    /// Applying this change brings the subscriber's place in `dataset` here.
+    pub position: Position,
+    /// The rows, in the dataset's stored schema (with `_ingested_at`).
+    pub batches: Vec<RecordBatch>,
+    /// Handed out by the catch-up rather than live.
+    pub replayed: bool,
+}
+
+impl Change {
+    pub fn rows(&self) -> usize {
+        self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
+}
+
+/// Rows per catch-up change at most (a stored batch is never split).
+const CATCH_UP_ROWS: usize = 65_536;
+
+struct Subscriber {
+    id: u64,
+    datasets: BTreeSet<DatasetName>,
+    tx: mpsc::Sender<Change>,
+    queued: Arc<AtomicUsize>,
+}
+
+/// The subscribers and their committed positions.
+pub(crate) struct Feed {
+    dir: PathBuf,
+    subscribers: RwLock<Vec<Subscriber>>,
+    next_id: AtomicU64,
+    /// Serialises commits per file (a subscriber commits from one thread; this guards
+    /// against two subscribers sharing a name).
+    commits: Mutex<()>,
+}
+
+impl Feed {
+    pub(crate) fn new(dir: &Path) -> Self {
+        Self {
+            dir: dir.join("feed"),
+            subscribers: RwLock::new(Vec::new()),
+            next_id: AtomicU64::new(1),
+            commits: Mutex::new(()),
+        }
+    }
+
+    /// Hands a stored batch to the dataset's subscribers. Called with the dataset's
+    /// ingest order held, so each subscriber sees a dataset's batches in stored order.
+    pub(crate) fn publish(
+        &self,
+        dataset: &DatasetName,
+        position: Position,
+        batches: &[RecordBatch],
+    ) {
+        let subscribers = self.subscribers.read().expect("feed lock");
+        for sub in subscribers.iter().filter(|s| s.datasets.contains(dataset)) {
+            sub.queued.fetch_add(1, Ordering::Relaxed);
+            let _ = sub.tx.send(Change {
+                dataset: dataset.clone(),
+                position,
+                batches: batches.to_vec(),
+                replayed: false,
+            });
+        }
+    }
+
+    pub(crate) fn register(
+        &self,
+        datasets: BTreeSet<DatasetName>,
+    ) -> (u64, mpsc::Receiver<Change>, Arc<AtomicUsize>) {
+        let (tx, rx) = mpsc::channel();
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let queued = Arc::new(AtomicUsize::new(0));
+        self.subscribers
+            .write()
+            .expect("feed lock")
+            .push(Subscriber {
+                id,
+                datasets,
+                tx,
+                queued: queued.clone(),
+            });
+        (id, rx, queued)
+    }
+
+    pub(crate) fn unregister(&self, id: u64) {
+        self.subscribers
+            .write()
+            .expect("feed lock")
+            .retain(|s| s.id != id);
+    }
+
+    /// Ends every subscription: their `next` returns `None` once drained.
+    pub(crate) fn close(&self) {
+        self.subscribers.write().expect("feed lock").clear();
+    }
+
+    fn path(&self, subscriber: &str) -> Result<PathBuf, HubError> {
+        let valid = !subscriber.is_empty()
+            && subscriber.len() <= 64
+            && subscriber
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        if !valid {
+            return Err(HubError::Internal(format!(
+                "subscriber name '{subscriber}' must be 1-64 of a-z, 0-9, _ and -"
+            )));
+        }
+        Ok(self.dir.join(format!("{subscriber}.json")))
+    }
+
+    /// The positions `subscriber` last committed (empty if it never did).
+    pub(crate) fn committed(&self, subscriber: &str) -> Result<Positions, HubError> {
+        let path = self.path(subscriber)?;
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                HubError::Internal(format!(
+                    "committed positions {} are unreadable: {e}",
+                    path.display()
+                ))
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Positions::new()),
+            Err(source) => Err(HubError::Io {
+                context: format!("reading {}", path.display()),
+                source,
+            }),
+        }
+    }
+
+    /// Durably records `positions` as applied by `subscriber` (replacing what it
+    /// committed before): written aside, fsynced, renamed into place.
+    pub(crate) fn commit(&self, subscriber: &str, positions: &Positions) -> Result<(), HubError> {
+        let path = self.path(subscriber)?;
+        let _guard = self.commits.lock().expect("commit lock");
+        let io = |context: &str| {
+            let context = format!("{context} {}", path.display());
+            move |source| HubError::Io { context, source }
+        };
+        std::fs::create_dir_all(&self.dir).map_err(io("creating the directory of"))?;
+        let tmp = path.with_extension("json.tmp");
+        let text = serde_json::to_vec(positions).expect("positions serialise");
+        std::fs::write(&tmp, text).map_err(io("writing"))?;
+        std::fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(io("syncing"))?;
+        std::fs::rename(&tmp, &path).map_err(io("committing"))?;
+        crate::log::sync_dir(&self.dir).map_err(io("syncing the directory of"))?;
+        Ok(())
+    }
+}
+
+/// A subscriber's view of the feed: the catch-up, then live changes, in order, each once
+/// (live changes the catch-up already covered are skipped). Dropping it unsubscribes.
+pub struct Subscription {
+    feed: Arc<Feed>,
+    id: u64,
+    catch_up: VecDeque<Change>,
+    live: mpsc::Receiver<Change>,
+    queued: Arc<AtomicUsize>,
+    /// The position handed out last, per dataset.
+    delivered: Positions,
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("catch_up", &self.catch_up.len())
+            .field("delivered", &self.delivered)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Subscription {
+    pub(crate) fn new(
+        feed: Arc<Feed>,
+        id: u64,
+        live: mpsc::Receiver<Change>,
+        queued: Arc<AtomicUsize>,
+        catch_up: Vec<Change>,
+        from: &Positions,
+    ) -> Self {
+        Self {
+            feed,
+            id,
+            catch_up: catch_up.into(),
+            live,
+            queued,
+            delivered: from.clone(),
+        }
+    }
+
+    /// Changes handed over but not yet taken (catch-up and live).
+    pub fn pending(&self) -> usize {
+        self.catch_up.len() + self.queued.load(Ordering::Relaxed)
+    }
+
+    /// Changes left in the catch-up.
+    pub fn catching_up(&self) -> usize {
+        self.catch_up.len()
+    }
+
+    /// The next change, waiting for one; `None` once the hub closes.
+    pub fn next(&mut self) -> Option<Change> {
+        if let Some(change) = self.catch_up.pop_front() {
+            return Some(self.deliver(change));
+        }
+        loop {
+            let change = self.live.recv().ok()?;
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+            if self.fresh(&change) {
+                return Some(self.deliver(change));
+            }
+        }
+    }
+
+    /// The next change if one is ready.
+    pub fn try_next(&mut self) -> Option<Change> {
+        if let Some(change) = self.catch_up.pop_front() {
+            return Some(self.deliver(change));
+        }
+        loop {
+            let change = self.live.try_recv().ok()?;
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+            if self.fresh(&change) {
+                return Some(self.deliver(change));
+            }
+        }
+    }
+
+    fn fresh(&self, change: &Change) -> bool {
+        self.delivered
+            .get(&change.dataset)
+            .is_none_or(|p| change.position > *p)
+    }
+
+    fn deliver(&mut self, change: Change) -> Change {
+        self.delivered
+            .insert(change.dataset.clone(), change.position);
+        change
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.feed.unregister(self.id);
+    }
+}
+
+/// Turns the rows stored after a subscriber's place into changes: each dataset's rows in
+/// stamp order, cut only between stamps (so every change's position is a place to commit),
+/// and the datasets merged by stamp, as they were stored.
+pub(crate) fn catch_up_changes(
+    per_dataset: Vec<(DatasetName, Vec<RecordBatch>)>,
+) -> Result<Vec<Change>, HubError> {
+    let mut changes = Vec::new();
+    for (dataset, batches) in per_dataset {
+        let Some(first) = batches.first() else {
+            continue;
+        };
+        let schema = first.schema();
+        let all = arrow::compute::concat_batches(&schema, &batches)
+            .map_err(|e| HubError::Internal(format!("joining the catch-up of {dataset}: {e}")))?;
+        let stamp_col = all.num_columns() - 1;
+        let order = arrow::compute::sort_to_indices(all.column(stamp_col), None, None)
+            .map_err(|e| HubError::Internal(format!("ordering the catch-up of {dataset}: {e}")))?;
+        let sorted = arrow::compute::take_record_batch(&all, &order)
+            .map_err(|e| HubError::Internal(format!("ordering the catch-up of {dataset}: {e}")))?;
+        let stamps = sorted
+            .column(stamp_col)
+            .as_primitive::<TimestampMicrosecondType>()
+            .clone();
+        let mut start = 0;
+        while start < sorted.num_rows() {
+            let mut end = (start + CATCH_UP_ROWS).min(sorted.num_rows());
+            // Never cut inside one stamp: its rows were one stored batch.
+            while end < sorted.num_rows() && stamps.value(end) == stamps.value(end - 1) {
+                end += 1;
+            }
+            changes.push(Change {
+                dataset: dataset.clone(),
+                position: Position(stamps.value(end - 1)),
+                batches: vec![sorted.slice(start, end - start)],
+                replayed: true,
+            });
+            start = end;
+        }
+    }
+    // Merged by stamp across datasets; each dataset's own order is kept (sort is stable).
+    changes.sort_by_key(|c| first_stamp(c).unwrap_or(c.position.0));
+    Ok(changes)
+}
+
+fn first_stamp(change: &Change) -> Option<i64> {
+    let batch = change.batches.first()?;
+    let stamps = batch
+        .columns()
+        .last()?
+        .as_primitive_opt::<TimestampMicrosecondType>()?;
+    (!stamps.is_empty()).then(|| stamps.value(0))
+}
