@@ -1361,37 +1361,17 @@ fn demo_governance(gov: &Gov, hub: &Hub, data: &Path) -> Result<()> {
 
 /// The policies `up` delivers (a directory's, or the shipped ones), and the datasets policy
 /// delivery reads and writes.
-fn policy_scene(hub: &Hub, dir: Option<&Path>) -> Result<citybrain_server::policy::PolicyScene> {
-    let now = citybrain_server::now();
-    for (file, text) in std::iter::once(citybrain_gen::economy::DEFINITION)
-        .chain(citybrain_server::policy::DEFINITIONS.iter().copied())
-    {
-        let def = DatasetDef::from_file_text(file, text).map_err(anyhow::Error::msg)?;
-        if !hub.names().contains(&def.name) {
-            hub.create_dataset(def, now)?;
-        }
+/// The dataset policy runs read by default (`market.enterprises`), created empty so a
+/// city can publish into it; and the policies checked before the server starts, so a
+/// mistake in one stops `up` with its line instead of leaving the scene failed.
+fn prepare_policies(hub: &Hub, dir: Option<&Path>) -> Result<()> {
+    let (file, text) = citybrain_gen::economy::DEFINITION;
+    let def = DatasetDef::from_file_text(file, text).map_err(anyhow::Error::msg)?;
+    if !hub.names().contains(&def.name) {
+        hub.create_dataset(def, citybrain_server::now())?;
     }
-    let scene = match dir {
-        None => citybrain_server::policy::PolicyScene::load(
-            citybrain_rules::shipped::POLICIES.iter().copied(),
-        ),
-        Some(dir) => {
-            let mut files = Vec::new();
-            for entry in std::fs::read_dir(dir)
-                .with_context(|| format!("reading --policies {}", dir.display()))?
-            {
-                let path = entry?.path();
-                if path.extension().is_some_and(|e| e == "policy") {
-                    files.push((path.display().to_string(), std::fs::read_to_string(&path)?));
-                }
-            }
-            files.sort();
-            citybrain_server::policy::PolicyScene::load(
-                files.iter().map(|(n, t)| (n.as_str(), t.as_str())),
-            )
-        }
-    };
-    scene.map_err(anyhow::Error::msg)
+    citybrain_server::scenes::policy::load(dir).map_err(anyhow::Error::msg)?;
+    Ok(())
 }
 
 /// The demo city's economy in `market.enterprises`: 6,780 enterprises at scale 1 (a
@@ -1538,7 +1518,7 @@ fn up(
     ensure_token_file(&gov, &data.join("admin.token"), || {
         Ok(gov.issue_admin_token(citybrain_server::now())?)
     })?;
-    let policy = Arc::new(policy_scene(&hub, policies)?);
+    prepare_policies(&hub, policies)?;
     if demo {
         load_demo(&hub, data, scale).context("loading the demo city (or start with --no-demo)")?;
         load_demo_economy(&hub, scale)
@@ -1555,23 +1535,25 @@ fn up(
         let address = listener.local_addr()?;
         let sql = citybrain_sql::SqlEngine::new(hub.clone(), limits.sql())
             .with_gov(gov.clone());
-        let live = start_live(&hub, &sql).await.context("starting the live indices")?;
-        let parking = start_parking(&hub, &sql, &live).await.context("starting the parking scene")?;
-        let signals = match &signals {
-            Some(args) => Some(start_signals(&hub, data, args, live.sender()).context("starting the signal scene")?),
-            None => None,
+        let config = citybrain_server::scene::SceneConfig {
+            signals: signals.map(|a| citybrain_server::scenes::signals::SignalsConfig {
+                net: a.net,
+                routes: a.routes,
+                speed: a.speed,
+                sumo: a.sumo,
+            }),
+            policies: policies.map(Path::to_path_buf),
+            data_dir: data.to_path_buf(),
         };
-        let state = citybrain_server::AppState {
+        let state = citybrain_server::AppState::start(
+            hub.clone(),
             sql,
-            hub: hub.clone(),
             gov,
-            live: Some(live),
-            parking,
-            signals: signals.clone(),
-            policy: Some(policy),
-            body_limit: body_limit_mib << 20,
-            conn: limits.connections(),
-        };
+            config,
+            body_limit_mib << 20,
+            limits.connections(),
+        )
+        .await;
         let (mut mosquitto, broker) = match mqtt {
             Mqtt::Off => (None, None),
             Mqtt::Local => {
@@ -1581,8 +1563,8 @@ fn up(
             Mqtt::Broker(host, port) => (None, Some((host, port))),
         };
         if let Some((host, port)) = &broker {
-            if state.parking.is_none() {
-                bail!("--mqtt needs the parking scene: load parking.lots first (the demo city has them)");
+            if let Err(error) = state.scenes.handle::<citybrain_server::scenes::parking::LiveParking>("parking") {
+                bail!("--mqtt needs the parking scene, and {error}");
             }
             citybrain_server::mqtt::spawn(
                 state.clone(),
@@ -1631,9 +1613,6 @@ fn up(
             println!("  next:           citybrain departments create transport   (then principals, tokens, datasets)");
         }
         citybrain_server::run(listener, state, shutdown_signal()).await?;
-        if let Some(signals) = &signals {
-            signals.stop();
-        }
         if let Some(mut child) = mosquitto.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -1641,273 +1620,6 @@ fn up(
         println!("citybrain stopped cleanly");
         anyhow::Ok(())
     })
-}
-
-/// Creates the index datasets, starts the live indices over the link table, and on a hub
-/// whose indices are still empty computes them from the passages already stored.
-async fn start_live(
-    hub: &Arc<Hub>,
-    sql: &citybrain_sql::SqlEngine,
-) -> Result<citybrain_server::live::LiveIndices> {
-    let now = citybrain_server::now();
-    for (file, text) in citybrain_indices::DEFINITIONS {
-        let def = DatasetDef::from_file_text(file, text).map_err(anyhow::Error::msg)?;
-        if !hub.names().contains(&def.name) {
-            hub.create_dataset(def, now)?;
-        }
-    }
-    let has = |name: &str| {
-        DatasetName::parse(name)
-            .map(|n| hub.names().contains(&n))
-            .unwrap_or(false)
-    };
-    let mut links = Vec::new();
-    if has("transport.links") {
-        for batch in sql.query("SELECT * FROM transport.links").await?.batches {
-            links.extend(citybrain_indices::links_from_batch(&batch).map_err(anyhow::Error::msg)?);
-        }
-    }
-    let (alerts_file, alerts_text) = citybrain_alerts::DEFINITION;
-    let alerts_def =
-        DatasetDef::from_file_text(alerts_file, alerts_text).map_err(anyhow::Error::msg)?;
-    let alerts_fresh = !hub.names().contains(&alerts_def.name);
-    if alerts_fresh {
-        hub.create_dataset(alerts_def, now)?;
-    }
-    // Links' midpoints, so congestion alerts carry a place.
-    let mut places = std::collections::HashMap::new();
-    if has("transport.checkpoints") {
-        use arrow::array::AsArray;
-        let rows = sql
-            .query("SELECT checkpoint_id, loc FROM transport.checkpoints")
-            .await?;
-        for batch in rows.batches {
-            let id = batch
-                .column(0)
-                .as_primitive::<arrow::datatypes::Int64Type>();
-            let loc = citybrain_hub::geo_points(batch.column(1)).map_err(anyhow::Error::msg)?;
-            for (i, point) in loc.into_iter().enumerate() {
-                if let Some(point) = point {
-                    places.insert(id.value(i), point);
-                }
-            }
-        }
-    }
-    let live = citybrain_server::live::LiveIndices::start(hub.clone(), links.clone());
-    for link in &links {
-        if let (Some(a), Some(b)) = (places.get(&link.from), places.get(&link.to)) {
-            live.alerts().set_place(
-                citybrain_alerts::AlertKind::Congestion,
-                link.link_id,
-                citybrain_core::GeoPoint {
-                    lon: (a.lon + b.lon) / 2.0,
-                    lat: (a.lat + b.lat) / 2.0,
-                },
-            );
-        }
-    }
-    if !alerts_fresh {
-        for batch in sql
-            .query(citybrain_server::live_alerts::STORED_OPEN_SQL)
-            .await?
-            .batches
-        {
-            live.alerts().restore(&batch).map_err(anyhow::Error::msg)?;
-        }
-    }
-    let on_road = DatasetName::parse("indices.on_road")?;
-    if has(citybrain_server::live::PASSAGES) && hub.snapshot(&on_road)?.rows() == 0 {
-        // A one-off catch-up over what is stored; afterwards each ingest feeds the operators.
-        let stored = sql
-            .query("SELECT ts, checkpoint_id, plate FROM transport.anpr_passages ORDER BY ts")
-            .await?;
-        for batch in stored.batches {
-            live.feed(batch);
-        }
-    } else if has(citybrain_server::live::PASSAGES) {
-        // After a restart: the last day and a bit (today's census, the on-road window and
-        // the open link windows) rebuilds the operators' state without storing rows twice.
-        let stored = sql
-            .query(
-                "SELECT ts, checkpoint_id, plate FROM transport.anpr_passages \
-                 WHERE ts > (SELECT max(ts) FROM transport.anpr_passages) - INTERVAL '26 hours' \
-                 ORDER BY ts",
-            )
-            .await?;
-        for batch in stored.batches {
-            live.warm(batch);
-        }
-    }
-    Ok(live)
-}
-
-/// Creates the parking scene's datasets and, when `parking.lots` has lots, starts the scene:
-/// a hub whose `parking.index` is still empty computes it from the stored reads; otherwise
-/// the last two days of reads are replayed so sessions open before a restart close with a
-/// bill (and bills lost in a crash are issued, once).
-async fn start_parking(
-    hub: &Arc<Hub>,
-    sql: &citybrain_sql::SqlEngine,
-    live: &citybrain_server::live::LiveIndices,
-) -> Result<Option<citybrain_server::live_parking::LiveParking>> {
-    use citybrain_server::live_parking::{GATE_EVENTS, SENSOR_EVENTS};
-    let now = citybrain_server::now();
-    let has = |name: &str| {
-        DatasetName::parse(name)
-            .map(|n| hub.names().contains(&n))
-            .unwrap_or(false)
-    };
-    if !has("parking.lots") {
-        return Ok(None);
-    }
-    for (file, text) in citybrain_parking::DEFINITIONS {
-        let def = DatasetDef::from_file_text(file, text).map_err(anyhow::Error::msg)?;
-        if !hub.names().contains(&def.name) {
-            hub.create_dataset(def, now)?;
-        }
-    }
-    let mut lots = Vec::new();
-    for batch in sql.query("SELECT * FROM parking.lots").await?.batches {
-        lots.extend(
-            citybrain_server::live_parking::lots_from_batch(&batch).map_err(anyhow::Error::msg)?,
-        );
-    }
-    if lots.is_empty() {
-        return Ok(None);
-    }
-    let lots_placed: Vec<(i64, citybrain_core::GeoPoint)> =
-        lots.iter().map(|l| (i64::from(l.id.0), l.loc)).collect();
-    let parking =
-        citybrain_parking::Parking::new(lots, citybrain_parking::SessionConfig::default())
-            .map_err(|e| anyhow::anyhow!("parking.lots: {e}"))?;
-    use arrow::array::AsArray;
-    use arrow::datatypes::{Int64Type, TimestampMicrosecondType};
-    let mut stored = citybrain_server::live_parking::Stored::default();
-    for batch in sql
-        .query("SELECT bill_id FROM parking.bills")
-        .await?
-        .batches
-    {
-        stored
-            .bills
-            .extend(batch.column(0).as_primitive::<Int64Type>().iter().flatten());
-    }
-    let index = DatasetName::parse("parking.index")?;
-    let fresh = hub.snapshot(&index)?.rows() == 0;
-    // A restart replays the last two days of reads: what they yield was mostly stored.
-    let window = "ts > (SELECT max(ts) FROM parking.gate_events) - INTERVAL '2 days'";
-    if !fresh {
-        let up_to = sql.query("SELECT max(at) FROM parking.index").await?;
-        stored.index_up_to = up_to
-            .batches
-            .first()
-            .and_then(|b| {
-                b.column(0)
-                    .as_primitive_opt::<TimestampMicrosecondType>()
-                    .map(|c| c.iter().flatten().next())
-            })
-            .flatten()
-            .map(citybrain_core::Timestamp);
-        if has(GATE_EVENTS) {
-            let rows = sql
-                .query(&format!(
-                    "SELECT ts, lot_id, plate, kind FROM parking.anomalies WHERE {window}"
-                ))
-                .await?;
-            for batch in rows.batches {
-                let ts = batch.column(0).as_primitive::<TimestampMicrosecondType>();
-                let lot = batch.column(1).as_primitive::<Int64Type>();
-                let plate =
-                    arrow::compute::cast(batch.column(2), &arrow::datatypes::DataType::Utf8)?;
-                let kind =
-                    arrow::compute::cast(batch.column(3), &arrow::datatypes::DataType::Utf8)?;
-                let (plate, kind) = (plate.as_string::<i32>(), kind.as_string::<i32>());
-                for i in 0..batch.num_rows() {
-                    stored.anomalies.insert((
-                        ts.value(i),
-                        lot.value(i),
-                        plate.value(i).to_string(),
-                        kind.value(i).to_string(),
-                    ));
-                }
-            }
-        }
-    }
-    for lot in &lots_placed {
-        live.alerts()
-            .set_place(citybrain_alerts::AlertKind::LotFull, lot.0, lot.1);
-    }
-    let scene = citybrain_server::live_parking::LiveParking::start(
-        hub.clone(),
-        parking,
-        stored,
-        live.sender(),
-        live.alerts().clone(),
-    );
-    if has(GATE_EVENTS) && has(SENSOR_EVENTS) {
-        let since = if fresh {
-            String::new()
-        } else {
-            format!("WHERE {window}")
-        };
-        // Gate reads and sensor readings in one time order, as they happened.
-        let stored = sql
-            .query(&format!(
-                "SELECT * FROM (\
-                   SELECT ts, lot_id, plate, direction, CAST(NULL AS VARCHAR) AS spot, CAST(NULL AS VARCHAR) AS status, CAST(NULL AS BIGINT) AS available FROM {GATE_EVENTS} \
-                   UNION ALL \
-                   SELECT ts, lot_id, CAST(NULL AS VARCHAR), CAST(NULL AS VARCHAR), spot, status, available FROM {SENSOR_EVENTS}) \
-                 {since} ORDER BY ts"
-            ))
-            .await?;
-        for batch in stored.batches {
-            if fresh {
-                scene.feed(batch);
-            } else {
-                scene.warm(batch);
-            }
-        }
-    }
-    Ok(Some(scene))
-}
-
-/// Creates the signal scene's datasets and starts SUMO under citybrain's controller.
-fn start_signals(
-    hub: &Arc<Hub>,
-    data: &Path,
-    args: &SignalsArgs,
-    events: tokio::sync::broadcast::Sender<Arc<str>>,
-) -> Result<citybrain_server::live_signals::LiveSignals> {
-    let now = citybrain_server::now();
-    for (file, text) in citybrain_server::live_signals::DEFINITIONS {
-        let def = DatasetDef::from_file_text(file, text).map_err(anyhow::Error::msg)?;
-        if !hub.names().contains(&def.name) {
-            hub.create_dataset(def, now)?;
-        }
-    }
-    for path in [&args.net, &args.routes] {
-        if !path.exists() {
-            bail!("{} does not exist", path.display());
-        }
-    }
-    let config = citybrain_sumo::RunConfig {
-        sumo: args.sumo.clone(),
-        net: args.net.clone(),
-        routes: vec![args.routes.clone()],
-        policy: Some(citybrain_signals::PolicyKind::Adaptive),
-        timing: citybrain_signals::Timing::default(),
-        ambulances: Vec::new(),
-        preempt: true,
-        max_end_s: u32::MAX,
-        out_dir: data.join("signals"),
-    };
-    Ok(citybrain_server::live_signals::LiveSignals::start(
-        hub.clone(),
-        config,
-        args.speed,
-        now,
-        events,
-    )?)
 }
 
 async fn shutdown_signal() {

@@ -2,8 +2,8 @@
 //! directory, driven over HTTP, killed and restarted.
 //!
 //! Why this file is long (about 1,900 lines): one end-to-end test per scene and protocol,
-//! sharing `common`; it is to be split by scene when the scenes move onto the `Scene`
-//! trait (issue 22), whose watermark also replaces `settled`.
+//! sharing `common`; tests that wait on a scene wait on its watermark (`Server::applied`,
+//! `Server::caught_up`). To be split by scene (hub, indices, parking, signals, policy).
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
@@ -810,20 +810,6 @@ fn ingested_passages_reach_the_live_indices_and_their_event_stream() {
     assert_eq!(stored(&server), before);
 }
 
-/// Waits until `sql` returns rows whose first value stops changing (the scene has caught up).
-fn settled(server: &Server, sql: &str) -> serde_json::Value {
-    let started = std::time::Instant::now();
-    let mut last = serde_json::Value::Null;
-    loop {
-        let now = server.sql(sql);
-        if now == last || started.elapsed().as_secs() > 30 {
-            return now;
-        }
-        last = now;
-        std::thread::sleep(std::time::Duration::from_millis(700));
-    }
-}
-
 /// Polls `sql` until its answer satisfies `done` (at most a minute), and returns it: for
 /// scenes that store their outputs on their own thread, on a loaded machine too.
 fn sql_until(
@@ -867,8 +853,13 @@ fn the_demo_parking_day_bills_each_clean_stay_once_and_records_every_anomaly() {
         late.as_bytes(),
     );
     assert_eq!(status, 200, "{text}");
+    let position = serde_json::from_str::<serde_json::Value>(&text).unwrap()["position"]
+        .as_i64()
+        .expect("an ingest answers with its batch's position");
+    // The scene has applied the late read, and stored every bill it closed.
+    server.applied("parking", &[("parking.gate_events".into(), position)]);
     let count = "SELECT (SELECT count(*) FROM parking.bills) AS bills, (SELECT count(DISTINCT bill_id) FROM parking.bills) AS ids, (SELECT count(*) FROM parking.anomalies) AS anomalies";
-    let bills = settled(&server, count);
+    let bills = server.sql(count);
     assert_eq!(
         bills[0]["bills"], truth["clean_stays_ended"],
         "{bills} vs {truth}"
@@ -954,8 +945,10 @@ fn the_demo_parking_day_bills_each_clean_stay_once_and_records_every_anomaly() {
     server.kill9();
     let mut server = start(dir.path(), &["--scale", "0.05"]);
     server.token = token;
-    std::thread::sleep(std::time::Duration::from_secs(2));
-    let again = settled(&server, count);
+    // Caught up to where the feed stood before the crash: every replayed read applied.
+    let scene = server.caught_up("parking");
+    assert_eq!(scene["state"], "running", "{scene}");
+    let again = server.sql(count);
     assert_eq!(again, bills);
 }
 
@@ -1024,8 +1017,8 @@ fn berth_sensor_messages_over_mqtt_reach_the_parking_indices() {
     };
     // Four readable messages stored, the unreadable one not.
     assert_eq!(stored, before + 4);
-    let lot1 = settled(
-        &server,
+    server.caught_up("parking");
+    let lot1 = server.sql(
         "SELECT free, occupied, capacity FROM parking.index WHERE scope = 'lot' AND id = '1' AND at = TIMESTAMP '2026-11-23T01:05:00Z'",
     );
     assert_eq!(lot1[0]["free"], 0, "{lot1}");

@@ -130,7 +130,7 @@ impl Feed {
             .retain(|s| s.id != id);
     }
 
-    /// Ends every subscription: their `next` returns `None` once drained.
+    /// Ends every subscription: their `recv` returns `None` once drained.
     pub(crate) fn close(&self) {
         self.subscribers.write().expect("feed lock").clear();
     }
@@ -240,7 +240,7 @@ impl Subscription {
     }
 
     /// The next change, waiting for one; `None` once the hub closes.
-    pub fn next(&mut self) -> Option<Change> {
+    pub fn recv(&mut self) -> Option<Change> {
         if let Some(change) = self.catch_up.pop_front() {
             return Some(self.deliver(change));
         }
@@ -254,7 +254,7 @@ impl Subscription {
     }
 
     /// The next change if one is ready.
-    pub fn try_next(&mut self) -> Option<Change> {
+    pub fn try_recv(&mut self) -> Option<Change> {
         if let Some(change) = self.catch_up.pop_front() {
             return Some(self.deliver(change));
         }

@@ -115,10 +115,6 @@ pub struct IngestReport {
     /// watermark reaching it means the scene has applied the batch.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub position: Option<Position>,
-    /// The records as stored, in one batch or more (for live consumers such as the
-    /// indices); not part of the API.
-    #[serde(skip)]
-    pub stored: Vec<arrow::array::RecordBatch>,
 }
 
 /// Settings of the embedded hub.
@@ -583,7 +579,6 @@ impl Hub {
             problems: listed,
             truncated,
             position: (!stored.is_empty()).then_some(position),
-            stored,
         })
     }
 

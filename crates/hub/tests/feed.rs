@@ -73,15 +73,15 @@ fn catch_up_then_live_each_once_in_order() {
     );
     let mut sub = hub.subscribe(&[name()], &Positions::new()).unwrap();
     assert_eq!(sub.catching_up(), 1, "both stored batches, joined");
-    let first = sub.next().unwrap();
+    let first = sub.recv().unwrap();
     assert!(first.replayed);
     assert_eq!(ids(&first), vec![0, 1, 2, 3, 4]);
     assert_eq!(first.position, p2);
     let p3 = ingest(&hub, 5..6, "2026-11-22", now);
-    let live = sub.next().unwrap();
+    let live = sub.recv().unwrap();
     assert!(!live.replayed);
     assert_eq!((ids(&live), live.position), (vec![5], p3));
-    assert!(sub.try_next().is_none(), "nothing is handed out twice");
+    assert!(sub.try_recv().is_none(), "nothing is handed out twice");
     assert_eq!(hub.head(&name()), Some(p3));
 }
 
@@ -100,7 +100,7 @@ fn committed_positions_survive_a_restart_and_a_seal() {
         body.extend(ndjson(2..4, "2026-11-21"));
         hub.ingest(&name(), Format::Ndjson, &body, OnError::Reject, now)
             .unwrap();
-        let change = sub.next().unwrap();
+        let change = sub.recv().unwrap();
         assert_eq!(ids(&change), vec![0, 1, 2, 3]);
         hub.commit("indices", &Positions::from([(name(), change.position)]))
             .unwrap();
@@ -115,11 +115,11 @@ fn committed_positions_survive_a_restart_and_a_seal() {
     let hub = open(dir.path(), 1_000_000);
     assert_eq!(hub.committed("indices").unwrap(), committed);
     let mut sub = hub.subscribe(&[name()], &committed).unwrap();
-    let missed = sub.next().unwrap();
+    let missed = sub.recv().unwrap();
     assert_eq!(ids(&missed), vec![4, 5], "only what was not committed");
     let p = ingest(&hub, 6..7, "2026-11-22", earlier);
     assert!(p > missed.position);
-    assert_eq!(ids(&sub.next().unwrap()), vec![6]);
+    assert_eq!(ids(&sub.recv().unwrap()), vec![6]);
     assert!(hub.committed("nobody").unwrap().is_empty());
     assert!(hub.commit("../escape", &committed).is_err());
 }
@@ -148,7 +148,7 @@ fn concurrent_ingest_is_delivered_in_position_order() {
     }
     let mut last = None;
     let mut rows = 0;
-    while let Some(change) = sub.try_next() {
+    while let Some(change) = sub.try_recv() {
         assert!(Some(change.position) > last, "in position order");
         last = Some(change.position);
         rows += change.rows();

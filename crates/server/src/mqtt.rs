@@ -21,7 +21,7 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
 use serde_json::json;
 
 use crate::AppState;
-use crate::live_parking::SENSOR_EVENTS;
+use crate::scenes::parking::SENSOR_EVENTS;
 
 /// Messages per stored batch at most; a batch also closes after [`BATCH_WAIT`].
 const BATCH: usize = 5_000;
@@ -196,7 +196,7 @@ pub fn spawn(state: AppState, source: MqttSource) -> Arc<MqttStats> {
                 })
                 .await;
                 match result {
-                    Ok(Ok(mut report)) => {
+                    Ok(Ok(report)) => {
                         counters
                             .stored
                             .fetch_add(report.accepted as u64, Ordering::Relaxed);
@@ -210,11 +210,6 @@ pub fn spawn(state: AppState, source: MqttSource) -> Arc<MqttStats> {
                         call.detail = format!("MQTT {} messages", batch.len());
                         if let Err(error) = state.gov.record(call) {
                             tracing::error!(message = "Auditing an MQTT batch failed.", %error);
-                        }
-                        if let Some(parking) = &state.parking {
-                            for stored in std::mem::take(&mut report.stored) {
-                                parking.feed(stored);
-                            }
                         }
                         pending = false;
                         continue;

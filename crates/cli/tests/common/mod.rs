@@ -141,6 +141,56 @@ impl Server {
         serde_json::from_str(&text).unwrap()
     }
 
+    /// The scene's entry in `GET /api/v1/scenes`.
+    pub fn scene(&self, name: &str) -> serde_json::Value {
+        let (status, text) = self.get("/api/v1/scenes", Some(&self.token));
+        assert_eq!(status, 200, "{text}");
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        v["scenes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap_or_else(|| panic!("no scene {name}: {text}"))
+            .clone()
+    }
+
+    /// Waits on the scene's watermark until it has applied, in every dataset it reads,
+    /// what was stored when this was called (each batch's outputs are stored before its
+    /// position counts as applied). Fails after two minutes with the scene's state.
+    pub fn caught_up(&self, name: &str) -> serde_json::Value {
+        let first = self.scene(name);
+        let targets: Vec<(String, i64)> = first["feed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|f| Some((f["dataset"].as_str()?.to_string(), f["head"].as_i64()?)))
+            .collect();
+        self.applied(name, &targets)
+    }
+
+    /// Waits until the scene has applied `position` in `dataset` (the `position` an
+    /// ingest answered with).
+    pub fn applied(&self, name: &str, targets: &[(String, i64)]) -> serde_json::Value {
+        let started = std::time::Instant::now();
+        loop {
+            let scene = self.scene(name);
+            let done = targets.iter().all(|(dataset, position)| {
+                scene["feed"].as_array().unwrap().iter().any(|f| {
+                    f["dataset"] == dataset.as_str() && f["applied"].as_i64() >= Some(*position)
+                })
+            });
+            if done {
+                return scene;
+            }
+            assert!(
+                started.elapsed().as_secs() < 120 && scene["state"] != "failed",
+                "{name} never applied {targets:?}: {scene}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     pub fn count(&self, table: &str) -> i64 {
         self.sql(&format!("SELECT count(*) AS n FROM {table}"))[0]["n"]
             .as_i64()

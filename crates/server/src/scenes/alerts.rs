@@ -1,6 +1,8 @@
-//! Live alerts: the traffic and parking threads hand the board what they compute (closed
-//! link bins, lot occupancy); its changes land in `alerts.events` and on the indices' event
-//! stream, and `GET /api/v1/alerts` lists the open ones.
+//! The alerts scene: the traffic and parking scenes hand the board what they compute (closed
+//! link bins, lot occupancy); its changes land in `alerts.events` and on the city's event
+//! stream, and `GET /api/v1/alerts` lists the open ones. The board itself is created by the
+//! server before any scene starts (every scene may raise alerts); this scene restores it
+//! and serves it.
 //!
 //! After a restart each scene replays what it had stored; the board is rebuilt from that
 //! replay without storing its changes again. The first live batch of each kind then
@@ -20,6 +22,96 @@ use citybrain_hub::Hub;
 use citybrain_indices::LinkTravel;
 use citybrain_parking::ParkingIndexRow;
 use tokio::sync::broadcast;
+
+use axum::Router;
+use axum::extract::Extension;
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::get;
+use citybrain_gov::Principal;
+use citybrain_hub::Positions;
+use futures::future::BoxFuture;
+use serde_json::json;
+
+use crate::scene::{Running, Scene, SceneContext, Started};
+use crate::{ApiError, AppState};
+
+pub struct AlertsScene;
+
+impl Scene for AlertsScene {
+    fn name(&self) -> &'static str {
+        "alerts"
+    }
+
+    fn about(&self) -> &'static str {
+        "Congestion and full-lot alerts: opened and closed by rules over the indices"
+    }
+
+    fn definitions(&self) -> Vec<(&'static str, &'static str)> {
+        vec![citybrain_alerts::DEFINITION]
+    }
+
+    fn page(&self) -> Option<&'static str> {
+        Some("overview")
+    }
+
+    fn routes(&self) -> Router<AppState> {
+        Router::new().route("/alerts", get(alerts_active))
+    }
+
+    fn start<'a>(
+        &'a self,
+        ctx: &'a SceneContext,
+        _committed: Positions,
+    ) -> BoxFuture<'a, Result<Started, String>> {
+        Box::pin(async move {
+            // What the dataset says is open; the first live batch of each kind reconciles it.
+            let stored = ctx
+                .sql
+                .query(STORED_OPEN_SQL)
+                .await
+                .map_err(|e| e.to_string())?;
+            for batch in stored.batches {
+                ctx.alerts.restore(&batch)?;
+            }
+            Ok(Started::Running(Running {
+                handle: Arc::new(ctx.alerts.clone()),
+                worker: None,
+                from: Positions::new(),
+                on_stop: None,
+            }))
+        })
+    }
+}
+
+/// The open alerts (worst first per kind) with the rules that open and close them; their
+/// history is the dataset `alerts.events`.
+async fn alerts_active(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    Extension(me): Extension<Principal>,
+) -> Result<Response, ApiError> {
+    let board = state.scenes.handle::<LiveAlerts>("alerts")?;
+    let call = crate::read_call(&me, &[citybrain_alerts::DATASET], "GET /api/v1/alerts");
+    crate::record(&state, call).await?;
+    let at = state
+        .scenes
+        .handle::<crate::scenes::indices::LiveIndices>("indices")
+        .ok()
+        .and_then(|live| live.latest())
+        .map(|l| l.at);
+    let rules = board.rules();
+    Ok(Json(json!({
+        "at": at,
+        "alerts": board.active(),
+        "rules": {
+            "congestion": format!(
+                "delay index >= {} for {} bins of 15 minutes with >= {} traversals each; closes under {}",
+                rules.congestion_open, rules.congestion_bins, rules.min_traversals, rules.congestion_close
+            ),
+            "lot_full": format!("parking index >= {}; closes under {}", rules.lot_open, rules.lot_close),
+        },
+    }))
+    .into_response())
+}
 
 /// The SQL that finds the alerts the dataset says are open (the last change of each).
 pub const STORED_OPEN_SQL: &str = "SELECT at, alert_id, kind, subject_id, district, loc, value, since, detail FROM \
@@ -83,7 +175,7 @@ impl LiveAlerts {
 
     /// Stores and broadcasts `changes` (nothing when `emit` is false: a replay).
     fn emit(&self, changes: Vec<AlertEvent>) {
-        crate::live::store(&self.hub, citybrain_alerts::DATASET, &changes, &self.events);
+        crate::scene::store(&self.hub, citybrain_alerts::DATASET, &changes, &self.events);
     }
 
     fn reconciled(&self, inner: &mut Inner, kind: AlertKind, now: Timestamp) -> Vec<AlertEvent> {

@@ -20,6 +20,9 @@ use citybrain_rules::fast::Table;
 use citybrain_rules::syntax::{PolicyAst, Type};
 use serde::Serialize;
 
+mod api;
+pub use api::{PolicyDelivery, load};
+
 /// The payout ledger's dataset.
 pub const DEFINITIONS: &[(&str, &str)] = &[(
     "policy.payouts.toml",

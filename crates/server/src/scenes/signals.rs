@@ -14,6 +14,19 @@ use citybrain_sumo::{LiveCommand, LiveEvent, RunConfig};
 use serde_json::json;
 use tokio::sync::broadcast;
 
+use axum::Router;
+use axum::extract::{Extension, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::post;
+use citybrain_gov::Principal;
+use citybrain_hub::Positions;
+use futures::future::BoxFuture;
+use serde::Deserialize;
+
+use crate::scene::{Running, Scene, SceneContext, Started};
+use crate::{ApiError, AppState};
+
 /// Dataset definitions the scene writes (created at start when missing).
 pub const DEFINITIONS: &[(&str, &str)] = &[
     (
@@ -84,6 +97,131 @@ type = "int"
     ),
 ];
 
+/// The signal scene's settings (`up --signals-net ... --signals-routes ...`).
+#[derive(Debug, Clone)]
+pub struct SignalsConfig {
+    pub net: PathBuf,
+    pub routes: PathBuf,
+    /// Simulated seconds per second.
+    pub speed: f64,
+    /// The `sumo` binary.
+    pub sumo: PathBuf,
+}
+
+pub struct SignalsScene;
+
+impl Scene for SignalsScene {
+    fn name(&self) -> &'static str {
+        "signals"
+    }
+
+    fn about(&self) -> &'static str {
+        "Adaptive signals and emergency green waves (一键护航) over the city's network"
+    }
+
+    fn definitions(&self) -> Vec<(&'static str, &'static str)> {
+        DEFINITIONS.to_vec()
+    }
+
+    fn routes(&self) -> Router<AppState> {
+        Router::new().route("/signals/emergency", post(signals_emergency))
+    }
+
+    fn start<'a>(
+        &'a self,
+        ctx: &'a SceneContext,
+        _committed: Positions,
+    ) -> BoxFuture<'a, Result<Started, String>> {
+        Box::pin(async move {
+            let Some(args) = &ctx.config.signals else {
+                return Ok(Started::Idle(
+                    "no network to control: start with `citybrain up --signals-net NET --signals-routes ROUTES`".into(),
+                ));
+            };
+            for path in [&args.net, &args.routes] {
+                if !path.exists() {
+                    return Err(format!("{} does not exist", path.display()));
+                }
+            }
+            let config = RunConfig {
+                sumo: args.sumo.clone(),
+                net: args.net.clone(),
+                routes: vec![args.routes.clone()],
+                policy: Some(citybrain_signals::PolicyKind::Adaptive),
+                timing: citybrain_signals::Timing::default(),
+                ambulances: Vec::new(),
+                preempt: true,
+                max_end_s: u32::MAX,
+                out_dir: ctx.config.data_dir.join("signals"),
+            };
+            let signals = LiveSignals::start(
+                ctx.hub.clone(),
+                config,
+                args.speed,
+                crate::now(),
+                ctx.events.clone(),
+            )
+            .map_err(|e| format!("starting SUMO: {e}"))?;
+            let stopping = signals.clone();
+            Ok(Started::Running(Running {
+                handle: Arc::new(signals),
+                worker: None,
+                from: Positions::new(),
+                on_stop: Some(Box::new(move || stopping.stop())),
+            }))
+        })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct EmergencyRequest {
+    /// The edges the emergency vehicle will take, in order.
+    route: Vec<String>,
+    #[serde(default = "default_priority")]
+    priority: u8,
+}
+
+fn default_priority() -> u8 {
+    1
+}
+
+/// Starts an emergency run (一键护航): the vehicle leaves now along `route` and every light
+/// ahead turns green for it in time. Its progress streams on `/api/v1/indices/stream`
+/// (`type: "emergency"`); the finished run lands in `signals.emergency_runs`.
+async fn signals_emergency(
+    State(state): State<AppState>,
+    Extension(me): Extension<Principal>,
+    Json(request): Json<EmergencyRequest>,
+) -> Result<Response, ApiError> {
+    let signals = state.scenes.handle::<LiveSignals>("signals")?;
+    crate::needs_writer(
+        &me,
+        "starting an emergency run needs a publisher or admin role (a reader may only watch)",
+    )?;
+    if request.route.len() < 2 {
+        return Err(ApiError::bad_request(
+            "invalid_route",
+            "route: give at least two edges, in driving order",
+        ));
+    }
+    let gov = state.gov.clone();
+    let who = me.name.as_str().to_string();
+    let run_id = crate::blocking(move || {
+        let outcome = signals.emergency(request.route, request.priority, &who);
+        crate::record_write(
+            &gov,
+            &me,
+            "signals.emergency_runs",
+            "POST /api/v1/signals/emergency".into(),
+            0,
+            outcome.is_ok(),
+        )?;
+        outcome.map_err(|e| ApiError::bad_request("invalid_route", format!("route: {e}")))
+    })
+    .await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "run_id": run_id }))).into_response())
+}
+
 #[derive(Debug, Clone)]
 pub struct LiveSignals {
     tx: mpsc::Sender<LiveCommand>,
@@ -132,7 +270,7 @@ impl LiveSignals {
                             "reason": reason}));
                         if t >= last_flush + 5 {
                             last_flush = t;
-                            crate::live::store(&hub, "signals.decisions", &decisions, &events);
+                            crate::scene::store(&hub, "signals.decisions", &decisions, &events);
                             decisions.clear();
                         }
                     }
@@ -165,7 +303,7 @@ impl LiveSignals {
                                          "departed": at(departed).to_string(),
                                          "arrived": at(t).to_string(),
                                          "travel_s": f64::from(t - departed), "stops": stops});
-                        crate::live::store(
+                        crate::scene::store(
                             &hub,
                             "signals.emergency_runs",
                             std::slice::from_ref(&row),
@@ -186,7 +324,7 @@ impl LiveSignals {
                 if let Err(error) = citybrain_sumo::run_with(&config, Some(live)) {
                     tracing::error!(message = "The live signal scene stopped.", %error);
                 }
-                crate::live::store(&hub, "signals.decisions", &decisions, &events);
+                crate::scene::store(&hub, "signals.decisions", &decisions, &events);
             })?;
         Ok(Self {
             tx,

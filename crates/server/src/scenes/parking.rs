@@ -10,26 +10,24 @@
 //! crash window are recovered the same way (see [`Stored`]).
 
 use std::collections::HashSet;
-use std::sync::{Arc, RwLock, mpsc};
+use std::sync::{Arc, RwLock};
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Int64Type, TimestampMicrosecondType};
 use citybrain_core::{Fen, Timestamp};
-use citybrain_hub::Hub;
 use citybrain_parking::{
     Anomaly, Direction, GateEvent, GuideEntry, GuideQuery, Lot, LotId, LotKind, Parking,
     SensorReading, Tariff,
 };
 use serde_json::json;
-use tokio::sync::broadcast;
+
+use crate::scene::{SceneContext, Worker};
+
+mod api;
+pub use api::ParkingScene;
 
 pub const GATE_EVENTS: &str = "parking.gate_events";
 pub const SENSOR_EVENTS: &str = "parking.sensor_events";
-
-/// A batch of gate reads, sensor readings or both (a catch-up's union, in time order), and
-/// whether it is a replay from before a restart.
-#[derive(Debug)]
-struct Input(RecordBatch, bool);
 
 /// One read of either kind.
 enum Event {
@@ -37,9 +35,18 @@ enum Event {
     Sensor(SensorReading),
 }
 
+impl Event {
+    fn ts(&self) -> Timestamp {
+        match self {
+            Event::Gate(e) => e.ts,
+            Event::Sensor(SensorReading::Lot { ts, .. } | SensorReading::Spot { ts, .. }) => *ts,
+        }
+    }
+}
+
+/// The scene's handle: the lots' state, for guidance.
 #[derive(Debug, Clone)]
 pub struct LiveParking {
-    tx: mpsc::Sender<Input>,
     state: Arc<RwLock<Parking>>,
     /// Reads applied to the scene so far (for benchmarks and health).
     applied: Arc<std::sync::atomic::AtomicU64>,
@@ -212,57 +219,71 @@ fn anomaly_key(a: &Anomaly) -> AnomalyKey {
     )
 }
 
-/// The scene's thread: applies inputs, stores what they yield.
-struct Worker {
-    hub: Arc<Hub>,
-    alerts: crate::live_alerts::LiveAlerts,
+/// The scene's worker: applies reads, stores what they yield.
+struct ParkingWorker {
+    ctx: SceneContext,
     state: Arc<RwLock<Parking>>,
     stored: Stored,
-    events: broadcast::Sender<Arc<str>>,
     applied: Arc<std::sync::atomic::AtomicU64>,
+    /// Reads applied before the restart (both datasets, in time order), replayed first.
+    warm: Vec<RecordBatch>,
 }
 
-impl Worker {
-    fn run(mut self, rx: mpsc::Receiver<Input>) {
-        while let Ok(first) = rx.recv() {
-            // Live batches that queued up are applied together and stored once; a replayed
-            // batch is stored on its own, so what it yields is judged by the clock at its end.
-            let mut live_pending = false;
-            for Input(batch, warm) in std::iter::once(first).chain(rx.try_iter()) {
-                if warm && live_pending {
-                    self.store(false);
-                    live_pending = false;
-                }
-                self.apply(&batch);
-                if warm {
-                    self.store(true);
-                } else {
-                    live_pending = true;
-                }
-            }
-            if live_pending {
-                self.store(false);
-            }
-        }
+impl Worker for ParkingWorker {
+    fn warm(&mut self) {
+        let batches = std::mem::take(&mut self.warm);
+        self.replay(&batches);
     }
 
-    fn apply(&self, batch: &RecordBatch) {
-        match read_events(batch) {
-            Ok(events) => {
-                self.applied
-                    .fetch_add(events.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                let mut parking = self.state.write().expect("parking lock");
-                for event in events {
-                    // An unknown lot's reads are dropped: lots come from parking.lots at start.
-                    let _ = match event {
-                        Event::Gate(e) => parking.push_gate(e),
-                        Event::Sensor(r) => parking.push_sensor(r),
-                    };
-                }
+    /// Replayed changes (the catch-up, which may hold reads applied before a crash) are
+    /// applied together in time order, as they happened, and stored without repeating what
+    /// was stored; live batches that queued up are applied together and stored once.
+    fn apply(&mut self, changes: Vec<citybrain_hub::Change>) {
+        let (replayed, live): (Vec<_>, Vec<_>) = changes.into_iter().partition(|c| c.replayed);
+        let batches: Vec<RecordBatch> = replayed.into_iter().flat_map(|c| c.batches).collect();
+        self.replay(&batches);
+        if live.is_empty() {
+            return;
+        }
+        for change in &live {
+            for batch in &change.batches {
+                self.apply_events(read_batch(batch));
             }
-            Err(error) => {
-                tracing::error!(message = "A parking batch was unusable.", %error);
-            }
+        }
+        self.store(false);
+    }
+}
+
+fn read_batch(batch: &RecordBatch) -> Vec<Event> {
+    read_events(batch).unwrap_or_else(|error| {
+        tracing::error!(message = "A parking batch was unusable.", %error);
+        Vec::new()
+    })
+}
+
+impl ParkingWorker {
+    /// Reads that may have been applied before a restart, in time order; only what was not
+    /// stored yet is stored.
+    fn replay(&mut self, batches: &[RecordBatch]) {
+        if batches.is_empty() {
+            return;
+        }
+        let mut events: Vec<Event> = batches.iter().flat_map(read_batch).collect();
+        events.sort_by_key(Event::ts);
+        self.apply_events(events);
+        self.store(true);
+    }
+
+    fn apply_events(&self, events: Vec<Event>) {
+        self.applied
+            .fetch_add(events.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        let mut parking = self.state.write().expect("parking lock");
+        for event in events {
+            // An unknown lot's reads are dropped: lots come from parking.lots at start.
+            let _ = match event {
+                Event::Gate(e) => parking.push_gate(e),
+                Event::Sensor(r) => parking.push_sensor(r),
+            };
         }
     }
 
@@ -276,6 +297,7 @@ impl Worker {
             let mut parking = self.state.write().expect("parking lock");
             (parking.take(), parking.clock())
         };
+        let alerts = &self.ctx.alerts;
         let bills = &mut self.stored.bills;
         out.bills.retain(|b| bills.insert(b.id.0 as i64));
         if warm {
@@ -284,8 +306,8 @@ impl Worker {
             let (old, new): (Vec<_>, Vec<_>) = out.index.iter().cloned().partition(|r| {
                 clock <= up_to || Timestamp::parse(&r.at).is_ok_and(|t| t.0 <= up_to)
             });
-            self.alerts.lots(&old, false);
-            self.alerts.lots(&new, true);
+            alerts.lots(&old, false);
+            alerts.lots(&new, true);
             if clock <= up_to {
                 out.anomalies.clear();
                 out.index.clear();
@@ -305,7 +327,8 @@ impl Worker {
                        "due": b.due.to_string()})
             })
             .collect();
-        crate::live::store(&self.hub, "parking.bills", &bills, &self.events);
+        let (hub, events) = (&self.ctx.hub, &self.ctx.events);
+        crate::scene::store(hub, "parking.bills", &bills, events);
         let anomalies: Vec<_> = out
             .anomalies
             .iter()
@@ -314,52 +337,15 @@ impl Worker {
                        "kind": a.kind.name(), "detail": a.detail})
             })
             .collect();
-        crate::live::store(&self.hub, "parking.anomalies", &anomalies, &self.events);
-        crate::live::store(&self.hub, "parking.index", &out.index, &self.events);
+        crate::scene::store(hub, "parking.anomalies", &anomalies, events);
+        crate::scene::store(hub, "parking.index", &out.index, events);
         if !warm {
-            self.alerts.lots(&out.index, true);
+            alerts.lots(&out.index, true);
         }
     }
 }
 
 impl LiveParking {
-    /// Starts the scene's thread over `parking` (its lots), with what was stored before,
-    /// publishing on `events`.
-    pub fn start(
-        hub: Arc<Hub>,
-        parking: Parking,
-        stored: Stored,
-        events: broadcast::Sender<Arc<str>>,
-        alerts: crate::live_alerts::LiveAlerts,
-    ) -> Self {
-        let (tx, rx) = mpsc::channel::<Input>();
-        let state = Arc::new(RwLock::new(parking));
-        let applied = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let worker = Worker {
-            hub,
-            alerts,
-            state: state.clone(),
-            stored,
-            events,
-            applied: applied.clone(),
-        };
-        std::thread::Builder::new()
-            .name("live-parking".into())
-            .spawn(move || worker.run(rx))
-            .expect("the parking thread starts");
-        Self { tx, state, applied }
-    }
-
-    /// Hands a stored batch of reads to the scene (never blocks the ingest call).
-    pub fn feed(&self, batch: RecordBatch) {
-        let _ = self.tx.send(Input(batch, false));
-    }
-
-    /// Replays reads stored before a restart: only what was not stored yet is stored.
-    pub fn warm(&self, batch: RecordBatch) {
-        let _ = self.tx.send(Input(batch, true));
-    }
-
     /// Reads applied so far.
     pub fn applied(&self) -> u64 {
         self.applied.load(std::sync::atomic::Ordering::Relaxed)

@@ -1,0 +1,470 @@
+//! Scenes as plug-ins. A scene declares the datasets it writes, the datasets it reads from
+//! the hub's change feed, its routes and its cockpit page; [`crate::scenes::all`] lists them
+//! once, and the server starts each, runs its feed on a thread of its own and reports its
+//! watermark on `GET /api/v1/scenes`.
+//!
+//! Exactly once, as the feed gives it: a scene's worker stores what a batch yields before
+//! it returns, the runner then commits the batch's position, and after a crash the feed
+//! hands over again what was not committed, so a scene's outputs must be idempotent (a
+//! bill's id is fixed by its stay; see each scene for how).
+
+use std::any::Any;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Json, Response};
+use citybrain_core::DatasetName;
+use citybrain_gov::Gov;
+use citybrain_hub::{Change, DatasetDef, Hub, Positions};
+use citybrain_sql::SqlEngine;
+use futures::future::BoxFuture;
+use serde::Serialize;
+use serde_json::json;
+use tokio::sync::broadcast;
+
+use crate::{ApiError, AppState};
+
+/// A scene: what a city runs on the hub to remove one pain point.
+pub trait Scene: Send + Sync + 'static {
+    /// Its name: the first segment of its routes (`/api/v1/<name>/...`) and its feed
+    /// subscriber's name.
+    fn name(&self) -> &'static str;
+    /// One line for `GET /api/v1/scenes`.
+    fn about(&self) -> &'static str;
+    /// Definitions (file name, TOML text) of the datasets it writes, created at start.
+    fn definitions(&self) -> Vec<(&'static str, &'static str)> {
+        Vec::new()
+    }
+    /// The datasets it reads from the change feed.
+    fn inputs(&self) -> Vec<&'static str> {
+        Vec::new()
+    }
+    /// Its cockpit page (`cockpit/src/pages/<page>`), if it has one.
+    fn page(&self) -> Option<&'static str> {
+        None
+    }
+    /// Its routes, full paths under `/api/v1` (each starting with `/<name>`). They exist
+    /// whether or not the scene runs: a stopped scene answers 503 with why.
+    fn routes(&self) -> Router<AppState>;
+    /// Starts it: reads what it needs, rebuilds its state. `committed` is where its feed
+    /// subscription stood at the last commit.
+    fn start<'a>(
+        &'a self,
+        ctx: &'a SceneContext,
+        committed: Positions,
+    ) -> BoxFuture<'a, Result<Started, String>>;
+}
+
+/// What a scene is started with.
+#[derive(Clone)]
+pub struct SceneContext {
+    pub hub: Arc<Hub>,
+    pub sql: SqlEngine,
+    pub gov: Arc<Gov>,
+    /// The city's event stream (`/api/v1/indices/stream`).
+    pub events: broadcast::Sender<Arc<str>>,
+    /// The alert board every scene may raise alerts on.
+    pub alerts: crate::scenes::alerts::LiveAlerts,
+    pub config: SceneConfig,
+}
+
+/// Settings of scenes that need more than the hub's data.
+#[derive(Debug, Clone, Default)]
+pub struct SceneConfig {
+    /// The signal scene's network, routes and speed (`up --signals-net ...`).
+    pub signals: Option<crate::scenes::signals::SignalsConfig>,
+    /// Where policy texts are (`up --policies DIR`); the shipped ones otherwise.
+    pub policies: Option<PathBuf>,
+    /// The data directory (scenes keep working files under it).
+    pub data_dir: PathBuf,
+}
+
+/// A started scene, or why it is not running.
+pub enum Started {
+    Running(Running),
+    /// Not running, and why (no lots to manage, no network given).
+    Idle(String),
+}
+
+/// A running scene.
+pub struct Running {
+    /// What its routes use: [`AppState::scene`] hands it out by type.
+    pub handle: Arc<dyn Any + Send + Sync>,
+    /// Applies the feed, when the scene reads one.
+    pub worker: Option<Box<dyn Worker>>,
+    /// Where its subscription starts: usually what it committed.
+    pub from: Positions,
+    /// Called at shutdown (after the feed is drained).
+    pub on_stop: Option<Box<dyn FnOnce() + Send>>,
+}
+
+/// The part of a scene that consumes the change feed, on the scene's own thread.
+pub trait Worker: Send {
+    /// Rebuilds state from data applied before a restart; called once, first.
+    fn warm(&mut self) {}
+    /// Applies changes in feed order and stores what they yield before returning. Changes
+    /// marked `replayed` come from the catch-up and may have been applied before a crash.
+    fn apply(&mut self, changes: Vec<Change>);
+    /// Called once the catch-up is applied (at once if there was none), before the first
+    /// live change: the moment to reconcile with what was stored before a crash.
+    fn caught_up(&mut self) {}
+}
+
+/// A scene's state as `GET /api/v1/scenes` shows it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Starting,
+    /// Rebuilding state and applying what it missed.
+    CatchingUp,
+    Running,
+    /// Not running: nothing to do (see `reason`).
+    Idle,
+    Failed,
+    Stopped,
+}
+
+#[derive(Debug, Clone)]
+struct Status {
+    phase: Phase,
+    reason: Option<String>,
+    applied: Positions,
+    committed: Positions,
+    pending: usize,
+}
+
+struct Entry {
+    scene: Box<dyn Scene>,
+    status: Arc<Mutex<Status>>,
+    handle: Mutex<Option<Arc<dyn Any + Send + Sync>>>,
+    on_stop: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// The server's scenes.
+pub struct Scenes {
+    entries: Vec<Entry>,
+}
+
+impl std::fmt::Debug for Scenes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.entries.iter().map(|e| e.scene.name()))
+            .finish()
+    }
+}
+
+impl Scenes {
+    /// The scenes, none started yet.
+    pub fn new(scenes: Vec<Box<dyn Scene>>) -> Self {
+        let entries = scenes
+            .into_iter()
+            .map(|scene| Entry {
+                scene,
+                status: Arc::new(Mutex::new(Status {
+                    phase: Phase::Starting,
+                    reason: None,
+                    applied: Positions::new(),
+                    committed: Positions::new(),
+                    pending: 0,
+                })),
+                handle: Mutex::new(None),
+                on_stop: Mutex::new(None),
+                thread: Mutex::new(None),
+            })
+            .collect();
+        Self { entries }
+    }
+
+    /// Every scene's routes, merged.
+    pub fn routes(&self) -> Router<AppState> {
+        self.entries
+            .iter()
+            .fold(Router::new(), |router, e| router.merge(e.scene.routes()))
+    }
+
+    /// Starts each scene in list order: creates its datasets, starts it, and runs its
+    /// feed. A scene that fails to start is marked failed with why; the others run.
+    pub async fn start(&self, ctx: &SceneContext) {
+        for entry in &self.entries {
+            let name = entry.scene.name();
+            let outcome = self.start_one(entry, ctx).await;
+            let mut status = entry.status.lock().expect("status lock");
+            match outcome {
+                Ok(()) => {}
+                Err(reason) => {
+                    tracing::error!(message = "A scene failed to start; the others run.", scene = name, %reason);
+                    status.phase = Phase::Failed;
+                    status.reason = Some(reason);
+                }
+            }
+        }
+    }
+
+    async fn start_one(&self, entry: &Entry, ctx: &SceneContext) -> Result<(), String> {
+        let scene = &entry.scene;
+        let now = crate::now();
+        for (file, text) in scene.definitions() {
+            let def = DatasetDef::from_file_text(file, text).map_err(|e| format!("{file}: {e}"))?;
+            if !ctx.hub.names().contains(&def.name) {
+                ctx.hub
+                    .create_dataset(def, now)
+                    .map_err(|e| format!("creating {file}: {e}"))?;
+            }
+        }
+        let committed = ctx.hub.committed(scene.name()).map_err(|e| e.to_string())?;
+        let running = match scene.start(ctx, committed).await? {
+            Started::Idle(reason) => {
+                let mut status = entry.status.lock().expect("status lock");
+                status.phase = Phase::Idle;
+                status.reason = Some(reason);
+                return Ok(());
+            }
+            Started::Running(running) => running,
+        };
+        *entry.handle.lock().expect("handle lock") = Some(running.handle);
+        *entry.on_stop.lock().expect("stop lock") = running.on_stop;
+        let Some(worker) = running.worker else {
+            entry.status.lock().expect("status lock").phase = Phase::Running;
+            return Ok(());
+        };
+        let inputs = scene
+            .inputs()
+            .into_iter()
+            .map(DatasetName::parse)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?;
+        let subscription = ctx
+            .hub
+            .subscribe(&inputs, &running.from)
+            .map_err(|e| format!("subscribing to the change feed: {e}"))?;
+        {
+            let mut status = entry.status.lock().expect("status lock");
+            status.phase = Phase::CatchingUp;
+            // Applied once the worker has warmed up (see `Runner::run`).
+            status.committed = running.from.clone();
+            status.pending = subscription.pending();
+        }
+        let runner = Runner {
+            from: running.from,
+            name: scene.name(),
+            hub: ctx.hub.clone(),
+            status: entry.status.clone(),
+            worker,
+            subscription,
+        };
+        let thread = std::thread::Builder::new()
+            .name(format!("scene-{}", scene.name()))
+            .spawn(move || runner.run())
+            .map_err(|e| format!("starting the scene's thread: {e}"))?;
+        *entry.thread.lock().expect("thread lock") = Some(thread);
+        Ok(())
+    }
+
+    /// The running scene `name`'s handle, as `T`.
+    pub fn handle<T: Clone + 'static>(&self, name: &str) -> Result<T, ApiError> {
+        let entry = self.entries.iter().find(|e| e.scene.name() == name);
+        let handle = entry.and_then(|e| e.handle.lock().expect("handle lock").clone());
+        match handle.as_deref().and_then(|h| h.downcast_ref::<T>()) {
+            Some(handle) => Ok(handle.clone()),
+            None => {
+                let why = entry
+                    .and_then(|e| e.status.lock().expect("status lock").reason.clone())
+                    .unwrap_or_else(|| "it has not started".into());
+                Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "scene_unavailable",
+                    format!("the {name} scene is not running: {why}"),
+                ))
+            }
+        }
+    }
+
+    /// Waits for every scene's feed to drain (the hub's feed must be closed first), then
+    /// runs their stop hooks.
+    pub fn stop(&self) {
+        for entry in &self.entries {
+            if let Some(thread) = entry.thread.lock().expect("thread lock").take() {
+                let _ = thread.join();
+            }
+            if let Some(stop) = entry.on_stop.lock().expect("stop lock").take() {
+                stop();
+            }
+            let mut status = entry.status.lock().expect("status lock");
+            if matches!(status.phase, Phase::Running | Phase::CatchingUp) {
+                status.phase = Phase::Stopped;
+            }
+        }
+    }
+
+    /// Every scene's state and watermark.
+    pub fn report(&self, hub: &Hub) -> serde_json::Value {
+        let scenes: Vec<_> = self
+            .entries
+            .iter()
+            .map(|entry| {
+                let scene = &entry.scene;
+                let status = entry.status.lock().expect("status lock").clone();
+                let feed: Vec<_> = scene
+                    .inputs()
+                    .into_iter()
+                    .filter_map(|name| DatasetName::parse(name).ok())
+                    .map(|name| {
+                        let head = hub.head(&name);
+                        let applied = status.applied.get(&name).copied();
+                        let lag_s = match (head, applied) {
+                            (Some(h), Some(a)) => (h.0 - a.0).max(0) as f64 / 1e6,
+                            (Some(_), None) => f64::INFINITY,
+                            (None, _) => 0.0,
+                        };
+                        json!({
+                            "dataset": name,
+                            "applied": applied,
+                            "committed": status.committed.get(&name),
+                            "head": head,
+                            "caught_up": head.is_none() || applied >= head,
+                            "lag_s": if lag_s.is_finite() { json!(lag_s) } else { json!(null) },
+                        })
+                    })
+                    .collect();
+                let outputs: Vec<_> = scene
+                    .definitions()
+                    .iter()
+                    .filter_map(|(f, t)| DatasetDef::from_file_text(f, t).ok())
+                    .map(|d| d.name)
+                    .collect();
+                json!({
+                    "name": scene.name(),
+                    "about": scene.about(),
+                    "state": status.phase,
+                    "reason": status.reason,
+                    "page": scene.page(),
+                    "outputs": outputs,
+                    "feed": feed,
+                    "pending": status.pending,
+                })
+            })
+            .collect();
+        json!({ "scenes": scenes })
+    }
+}
+
+/// `GET /api/v1/scenes`: each scene's state and, per dataset it reads, the position it
+/// has applied and committed, the newest stored, and how far behind it is.
+pub(crate) async fn list(State(state): State<AppState>) -> Response {
+    Json(state.scenes.report(&state.hub)).into_response()
+}
+
+/// Changes taken from the feed per `apply` at most (live batches that queued up).
+const APPLY_CHANGES: usize = 256;
+
+/// One scene's feed loop.
+struct Runner {
+    /// Where the subscription started: applied once the worker has warmed up.
+    from: Positions,
+    name: &'static str,
+    hub: Arc<Hub>,
+    status: Arc<Mutex<Status>>,
+    worker: Box<dyn Worker>,
+    subscription: citybrain_hub::Subscription,
+}
+
+impl Runner {
+    fn run(mut self) {
+        self.worker.warm();
+        let caught_up = self.subscription.catching_up() == 0;
+        if caught_up {
+            self.worker.caught_up();
+        }
+        let mut applied = std::mem::take(&mut self.from);
+        {
+            let mut status = self.status.lock().expect("status lock");
+            status.applied = applied.clone();
+            if caught_up {
+                status.phase = Phase::Running;
+            }
+        }
+        while let Some(first) = self.subscription.recv() {
+            let replaying = first.replayed;
+            let mut changes = vec![first];
+            if replaying {
+                // The whole catch-up at once (a scene may reorder it by event time).
+                while self.subscription.catching_up() > 0 {
+                    changes.extend(self.subscription.try_recv());
+                }
+            } else {
+                // Live batches that queued up, together.
+                while changes.len() < APPLY_CHANGES {
+                    match self.subscription.try_recv() {
+                        Some(change) => changes.push(change),
+                        None => break,
+                    }
+                }
+            }
+            let reached: BTreeMap<DatasetName, citybrain_hub::Position> = changes
+                .iter()
+                .map(|c| (c.dataset.clone(), c.position))
+                .collect();
+            self.worker.apply(changes);
+            if replaying {
+                self.worker.caught_up();
+            }
+            applied.extend(reached);
+            let pending = self.subscription.pending();
+            {
+                let mut status = self.status.lock().expect("status lock");
+                status.applied = applied.clone();
+                status.pending = pending;
+                if self.subscription.catching_up() == 0 {
+                    status.phase = Phase::Running;
+                }
+            }
+            match self.hub.commit(self.name, &applied) {
+                Ok(()) => self.status.lock().expect("status lock").committed = applied.clone(),
+                Err(error) => {
+                    tracing::error!(message = "Committing a scene's feed position failed; it will be handed the batches again after a restart.", scene = self.name, %error);
+                }
+            }
+        }
+        let mut status = self.status.lock().expect("status lock");
+        status.phase = Phase::Stopped;
+    }
+}
+
+/// Rows per event on the event stream at most; the full rows are in the datasets.
+const EVENT_ROWS: usize = 500;
+
+/// Stores a scene's output rows in `dataset` (when it exists) and puts them on the event
+/// stream. A failure is logged: the scene goes on, and the rows are missing from the
+/// dataset (the log says which).
+pub(crate) fn store<T: Serialize>(
+    hub: &Hub,
+    dataset: &str,
+    rows: &[T],
+    events: &broadcast::Sender<Arc<str>>,
+) {
+    if rows.is_empty() {
+        return;
+    }
+    let name = DatasetName::parse(dataset).expect("scene dataset names are valid");
+    if hub.names().contains(&name) {
+        let body = citybrain_indices::to_ndjson(rows);
+        let stored = hub.ingest(
+            &name,
+            citybrain_hub::Format::Ndjson,
+            &body,
+            citybrain_hub::OnError::Reject,
+            crate::now(),
+        );
+        if let Err(error) = stored {
+            tracing::error!(message = "Storing a scene's rows failed.", dataset, %error);
+        }
+    }
+    let shown = &rows[rows.len().saturating_sub(EVENT_ROWS)..];
+    let event = json!({"type": "rows", "dataset": dataset, "rows": shown, "total": rows.len()});
+    let _ = events.send(event.to_string().into());
+}

@@ -1,0 +1,297 @@
+//! The traffic indices scene: passages stored in `transport.anpr_passages` reach the
+//! traffic operators through the change feed. Closed windows are stored in the `indices.*`
+//! datasets (so SQL, grants and audit cover them) and, with the live view, broadcast on the
+//! city's event stream; closed link bins feed the alert board.
+//!
+//! The stream's clock is the data's time, not the wall clock, so a replayed day closes its
+//! windows as it goes; windows close when later passages arrive.
+//!
+//! After a restart the passages applied before the last commit within the last day and a
+//! bit (today's census, the on-road window, open link windows) are replayed to rebuild the
+//! operators' state, their outputs dropped; the feed then hands over what came after. A
+//! crash between storing a batch's windows and committing its position stores that batch's
+//! closed windows twice (the indices are not keyed); bills and alerts do not have this gap.
+
+use std::sync::{Arc, Mutex};
+
+use arrow::array::{AsArray, RecordBatch};
+use axum::Router;
+use axum::extract::{Extension, State};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::get;
+use citybrain_core::{DatasetName, Timestamp};
+use citybrain_gov::Principal;
+use citybrain_hub::{Change, Positions};
+use citybrain_indices::{Link, Live, Outputs, TrafficConfig, TrafficIndices};
+use futures::future::BoxFuture;
+use serde_json::json;
+
+use crate::scene::{Running, Scene, SceneContext, Started, Worker, store};
+use crate::{ApiError, AppState};
+
+/// The dataset whose records feed the traffic indices.
+pub const PASSAGES: &str = "transport.anpr_passages";
+
+/// The scene's handle: the latest live view.
+#[derive(Debug, Clone, Default)]
+pub struct LiveIndices {
+    latest: Arc<Mutex<Option<Live>>>,
+}
+
+impl LiveIndices {
+    pub fn latest(&self) -> Option<Live> {
+        self.latest.lock().expect("latest lock").clone()
+    }
+}
+
+pub struct IndicesScene;
+
+impl Scene for IndicesScene {
+    fn name(&self) -> &'static str {
+        "indices"
+    }
+
+    fn about(&self) -> &'static str {
+        "Traffic indices from plate reads: vehicles on the road, census, link travel times, delay index"
+    }
+
+    fn definitions(&self) -> Vec<(&'static str, &'static str)> {
+        citybrain_indices::DEFINITIONS.to_vec()
+    }
+
+    fn inputs(&self) -> Vec<&'static str> {
+        vec![PASSAGES]
+    }
+
+    fn page(&self) -> Option<&'static str> {
+        Some("traffic")
+    }
+
+    fn routes(&self) -> Router<AppState> {
+        Router::new()
+            .route("/indices/traffic/live", get(traffic_live))
+            .route("/indices/stream", get(indices_stream))
+    }
+
+    fn start<'a>(
+        &'a self,
+        ctx: &'a SceneContext,
+        committed: Positions,
+    ) -> BoxFuture<'a, Result<Started, String>> {
+        Box::pin(async move { start(ctx, committed).await.map_err(|e| e.to_string()) })
+    }
+}
+
+fn has(ctx: &SceneContext, name: &str) -> bool {
+    DatasetName::parse(name).is_ok_and(|n| ctx.hub.names().contains(&n))
+}
+
+async fn start(ctx: &SceneContext, committed: Positions) -> Result<Started, ApiError> {
+    let mut links = Vec::new();
+    if has(ctx, "transport.links") {
+        for batch in ctx
+            .sql
+            .query("SELECT * FROM transport.links")
+            .await?
+            .batches
+        {
+            links.extend(citybrain_indices::links_from_batch(&batch).map_err(ApiError::internal)?);
+        }
+    }
+    place_links(ctx, &links).await?;
+    let passages = DatasetName::parse(PASSAGES).expect("a valid name");
+    let on_road = DatasetName::parse("indices.on_road").expect("a valid name");
+    let stored_before = ctx.hub.snapshot(&on_road)?.rows() > 0;
+    // Where the feed starts, and up to where the warm-up replays.
+    let from = match committed.get(&passages) {
+        Some(_) => committed,
+        // Indices stored before positions were committed: everything stored was applied.
+        None if stored_before => ctx
+            .hub
+            .head(&passages)
+            .map(|p| Positions::from([(passages.clone(), p)]))
+            .unwrap_or_default(),
+        None => Positions::new(),
+    };
+    let mut warm = Vec::new();
+    if let Some(up_to) = from.get(&passages) {
+        // The last day and a bit of what was applied rebuilds the operators' state.
+        let sql = format!(
+            "SELECT ts, checkpoint_id, plate FROM {PASSAGES} \
+             WHERE CAST(_ingested_at AS BIGINT) <= {up_to} \
+               AND ts > (SELECT max(ts) FROM {PASSAGES} WHERE CAST(_ingested_at AS BIGINT) <= {up_to}) - INTERVAL '26 hours' \
+             ORDER BY ts",
+            up_to = up_to.0
+        );
+        warm = ctx.sql.query(&sql).await?.batches;
+    }
+    let handle = LiveIndices::default();
+    let worker = IndicesWorker {
+        indices: TrafficIndices::new(TrafficConfig::default(), links),
+        ctx: ctx.clone(),
+        handle: handle.clone(),
+        warm,
+    };
+    Ok(Started::Running(Running {
+        handle: Arc::new(handle),
+        worker: Some(Box::new(worker)),
+        from,
+        on_stop: None,
+    }))
+}
+
+/// Links' midpoints, so congestion alerts carry a place.
+async fn place_links(ctx: &SceneContext, links: &[Link]) -> Result<(), ApiError> {
+    if !has(ctx, "transport.checkpoints") {
+        return Ok(());
+    }
+    let mut places = std::collections::HashMap::new();
+    let rows = ctx
+        .sql
+        .query("SELECT checkpoint_id, loc FROM transport.checkpoints")
+        .await?;
+    for batch in rows.batches {
+        let id = batch
+            .column(0)
+            .as_primitive::<arrow::datatypes::Int64Type>();
+        let loc = citybrain_hub::geo_points(batch.column(1)).map_err(ApiError::internal)?;
+        for (i, point) in loc.into_iter().enumerate() {
+            if let Some(point) = point {
+                places.insert(id.value(i), point);
+            }
+        }
+    }
+    for link in links {
+        if let (Some(a), Some(b)) = (places.get(&link.from), places.get(&link.to)) {
+            ctx.alerts.set_place(
+                citybrain_alerts::AlertKind::Congestion,
+                link.link_id,
+                citybrain_core::GeoPoint {
+                    lon: (a.lon + b.lon) / 2.0,
+                    lat: (a.lat + b.lat) / 2.0,
+                },
+            );
+        }
+    }
+    Ok(())
+}
+
+struct IndicesWorker {
+    indices: TrafficIndices,
+    ctx: SceneContext,
+    handle: LiveIndices,
+    /// Passages applied before the restart, replayed first.
+    warm: Vec<RecordBatch>,
+}
+
+fn publish(ctx: &SceneContext, out: Outputs) {
+    let (hub, events) = (&ctx.hub, &ctx.events);
+    store(hub, "indices.census_daily", &out.census_days, events);
+    store(hub, "indices.census_hourly", &out.census_hours, events);
+    store(hub, "indices.census_so_far", &out.census_so_far, events);
+    store(hub, "indices.on_road", &out.on_road, events);
+    store(hub, "indices.link_travel", &out.link_travel, events);
+    store(hub, "indices.delay", &out.delay, events);
+}
+
+impl IndicesWorker {
+    fn push(&mut self, batch: &RecordBatch) {
+        if let Err(error) = self.indices.push_batch(batch) {
+            tracing::error!(message = "A passage batch was unusable for the indices.", %error);
+        }
+    }
+}
+
+impl Worker for IndicesWorker {
+    fn warm(&mut self) {
+        if self.warm.is_empty() {
+            return;
+        }
+        for batch in std::mem::take(&mut self.warm) {
+            self.push(&batch);
+            // Stored before the restart; the alert board still learns from it.
+            let out = self.indices.take_outputs();
+            let now = Timestamp::parse(&self.indices.live().at).ok();
+            self.ctx.alerts.links(&out.link_travel, now, false);
+        }
+        *self.handle.latest.lock().expect("latest lock") = Some(self.indices.live());
+    }
+
+    fn caught_up(&mut self) {
+        // No new bins: only the reconciliation with `alerts.events`.
+        let now = Timestamp::parse(&self.indices.live().at).ok();
+        self.ctx.alerts.links(&[], now, true);
+    }
+
+    /// The catch-up's windows are stored (they may be the ones a crash kept from being
+    /// stored) but raise no alerts: the board learns from them, and the first live batch
+    /// reconciles it with what `alerts.events` says is open, so no alert is stored twice.
+    fn apply(&mut self, changes: Vec<Change>) {
+        let (replayed, live): (Vec<_>, Vec<_>) = changes.into_iter().partition(|c| c.replayed);
+        for (part, emit) in [(replayed, false), (live, true)] {
+            if part.is_empty() {
+                continue;
+            }
+            for change in &part {
+                for batch in &change.batches {
+                    self.push(batch);
+                }
+            }
+            let out = self.indices.take_outputs();
+            let live = self.indices.live();
+            let now = Timestamp::parse(&live.at).ok();
+            self.ctx.alerts.links(&out.link_travel, now, emit);
+            publish(&self.ctx, out);
+            let event = json!({"type": "live", "live": &live});
+            *self.handle.latest.lock().expect("latest lock") = Some(live);
+            let _ = self.ctx.events.send(event.to_string().into());
+        }
+    }
+}
+
+fn read_call(me: &Principal, detail: &str) -> citybrain_gov::Call {
+    crate::read_call(me, &["indices.on_road", "indices.census_daily"], detail)
+}
+
+/// The live traffic view: the stream's time, vehicles on the road, today's census so far.
+async fn traffic_live(
+    State(state): State<AppState>,
+    Extension(me): Extension<Principal>,
+) -> Result<Response, ApiError> {
+    let live = state.scenes.handle::<LiveIndices>("indices")?;
+    crate::record(&state, read_call(&me, "GET /api/v1/indices/traffic/live")).await?;
+    Ok(Json(json!({ "live": live.latest() })).into_response())
+}
+
+/// Server-Sent Events: `live` after every applied batch, `rows` as index windows close,
+/// alerts, parking and emergency runs as they happen.
+async fn indices_stream(
+    State(state): State<AppState>,
+    Extension(me): Extension<Principal>,
+) -> Result<Response, ApiError> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use futures::StreamExt;
+    let live = state.scenes.handle::<LiveIndices>("indices")?;
+    crate::record(&state, read_call(&me, "GET /api/v1/indices/stream")).await?;
+    let first = live
+        .latest()
+        .map(|l| json!({"type": "live", "live": l}).to_string());
+    let receiver = state.events.subscribe();
+    let updates = futures::stream::unfold(receiver, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(text) => return Some((text.to_string(), rx)),
+                // A slow client skips what it missed; the datasets keep everything.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    let stream = futures::stream::iter(first)
+        .chain(updates)
+        .take_until(state.closed())
+        .map(|text| Ok::<_, std::convert::Infallible>(Event::default().data(text)));
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}

@@ -1,0 +1,23 @@
+//! The scenes, listed once. Adding one: a module here (or a crate of its own with a thin
+//! module here), one line in [`all`], a cockpit folder and one line in `cockpit/src/pages.ts`
+//! (see ARCHITECTURE.md, "Adding a scene").
+
+pub mod alerts;
+pub mod indices;
+pub mod parking;
+pub mod policy;
+pub mod signals;
+
+use crate::scene::Scene;
+
+/// Every scene, in start order: the alert board's scene first, since the others raise
+/// alerts on it from their first batch.
+pub fn all() -> Vec<Box<dyn Scene>> {
+    vec![
+        Box::new(alerts::AlertsScene),
+        Box::new(indices::IndicesScene),
+        Box::new(parking::ParkingScene),
+        Box::new(signals::SignalsScene),
+        Box::new(policy::PolicyDelivery),
+    ]
+}
