@@ -1,4 +1,5 @@
-//! The OpenAPI document, generated from the route table so the two cannot drift.
+//! The OpenAPI document, from a hand-kept route table (issue 22 item 4 replaces it with one
+//! generated from the handlers); `cli.rs` checks that every documented path answers.
 
 use serde_json::{Value, json};
 
@@ -11,6 +12,11 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
         "The web cockpit (needs no token to load; it asks for one).",
     ),
     ("get", "/api/v1/openapi.json", "This document."),
+    (
+        "get",
+        "/api/v1/scenes",
+        "Each scene (indices, parking, signals, policy, alerts): running, idle or failed with why, its cockpit page, the datasets it writes, and per dataset it reads from the change feed the position it has applied and committed, the newest stored (head) and its lag in seconds. Wait on `applied` >= an ingest's `position` to know its outputs are stored.",
+    ),
     (
         "get",
         "/api/v1/datasets",
