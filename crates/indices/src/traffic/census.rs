@@ -1,0 +1,113 @@
+//! The vehicle census: distinct corroborated plates per local day and hour, and the census
+//! of the day so far at every on-road instant.
+
+use serde::Serialize;
+
+use super::{SECOND, TrafficIndices, rfc3339};
+
+/// Distinct vehicles in one local day.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CensusDay {
+    /// Local date, `YYYY-MM-DD`.
+    pub day: String,
+    /// Corroborated plates: seen in at least `corroboration` passages.
+    pub vehicles: u64,
+    pub local: u64,
+    pub non_local: u64,
+    /// Every distinct plate read, misreads included (the naive count).
+    pub plates_read: u64,
+}
+
+/// Distinct corroborated vehicles seen in one hour.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CensusHour {
+    pub hour: String,
+    pub vehicles: u64,
+    pub local: u64,
+    pub non_local: u64,
+}
+
+/// The census of a day so far: vehicles corroborated in the local day `day` before the
+/// instant `at` (every on-road instant, city-wide). What "vehicles in the city today" read at
+/// `at`; the day's row in `census_daily` is the last word once the day closes.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CensusSoFar {
+    pub at: String,
+    /// The local date of `at`, `YYYY-MM-DD`.
+    pub day: String,
+    pub vehicles: u64,
+    pub local: u64,
+    pub non_local: u64,
+}
+
+/// Corroborated vehicles, and how many of them local.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Tally {
+    pub(super) vehicles: u64,
+    pub(super) local: u64,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct DayCensus {
+    pub(super) vehicles: u64,
+    pub(super) local: u64,
+    pub(super) plates_read: u64,
+    pub(super) hours: [u64; 24],
+    pub(super) hours_local: [u64; 24],
+}
+
+impl TrafficIndices {
+    /// The census so far at instant `t`: folds the corroborations of passages before `t`.
+    pub(super) fn emit_census_so_far(&mut self, t: i64) {
+        let step = self.config.on_road_step_s * SECOND;
+        let rest = self.corroborated.split_off(&t.div_euclid(step));
+        for (bucket, tally) in std::mem::replace(&mut self.corroborated, rest) {
+            let day = self.local_day(bucket * step);
+            if day != self.so_far.0 {
+                self.so_far = (day, Tally::default());
+            }
+            self.so_far.1.vehicles += tally.vehicles;
+            self.so_far.1.local += tally.local;
+        }
+        let day = self.local_day(t);
+        let Tally { vehicles, local } = if day == self.so_far.0 {
+            self.so_far.1
+        } else {
+            Tally::default()
+        };
+        self.out.census_so_far.push(CensusSoFar {
+            at: rfc3339(t),
+            day: citybrain_core::Date(day as i32).to_string(),
+            vehicles,
+            local,
+            non_local: vehicles - local,
+        });
+    }
+
+    pub(super) fn close_day(&mut self, day: i64, now: i64) {
+        let Some(c) = self.days.remove(&day) else {
+            return;
+        };
+        let offset = self.config.utc_offset_s * SECOND;
+        let start = day * 86_400 * SECOND - offset;
+        self.out.census_days.push(CensusDay {
+            day: citybrain_core::Date(day as i32).to_string(),
+            vehicles: c.vehicles,
+            local: c.local,
+            non_local: c.vehicles - c.local,
+            plates_read: c.plates_read,
+        });
+        for h in 0..24 {
+            self.out.census_hours.push(CensusHour {
+                hour: rfc3339(start + h as i64 * 3600 * SECOND),
+                vehicles: c.hours[h],
+                local: c.hours_local[h],
+                non_local: c.hours[h] - c.hours_local[h],
+            });
+        }
+        // Forget plates whose last passage can matter to no open window (on the road, link
+        // travel): that bounds memory to about a day's vehicles.
+        let horizon = now - (self.config.on_road_window_s * SECOND).max(self.max_travel);
+        self.plates.retain(|s| s.last_ts > horizon);
+    }
+}
