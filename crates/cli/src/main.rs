@@ -1359,8 +1359,6 @@ fn demo_governance(gov: &Gov, hub: &Hub, data: &Path) -> Result<()> {
     })
 }
 
-/// The policies `up` delivers (a directory's, or the shipped ones), and the datasets policy
-/// delivery reads and writes.
 /// The dataset policy runs read by default (`market.enterprises`), created empty so a
 /// city can publish into it; and the policies checked before the server starts, so a
 /// mistake in one stops `up` with its line instead of leaving the scene failed.
@@ -1519,6 +1517,7 @@ fn up(
         Ok(gov.issue_admin_token(citybrain_server::now())?)
     })?;
     prepare_policies(&hub, policies)?;
+    citybrain_server::scenes::create_datasets(&hub).map_err(anyhow::Error::msg)?;
     if demo {
         load_demo(&hub, data, scale).context("loading the demo city (or start with --no-demo)")?;
         load_demo_economy(&hub, scale)

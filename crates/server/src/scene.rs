@@ -207,12 +207,11 @@ impl Scenes {
 
     async fn start_one(&self, entry: &Entry, ctx: &SceneContext) -> Result<(), String> {
         let scene = &entry.scene;
-        let now = crate::now();
         for (file, text) in scene.definitions() {
             let def = DatasetDef::from_file_text(file, text).map_err(|e| format!("{file}: {e}"))?;
             if !ctx.hub.names().contains(&def.name) {
                 ctx.hub
-                    .create_dataset(def, now)
+                    .create_dataset(def, crate::now())
                     .map_err(|e| format!("creating {file}: {e}"))?;
             }
         }

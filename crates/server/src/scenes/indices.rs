@@ -127,6 +127,7 @@ async fn start(ctx: &SceneContext, committed: Positions) -> Result<Started, ApiE
     }
     let handle = LiveIndices::default();
     let worker = IndicesWorker {
+        fresh: from.is_empty(),
         indices: TrafficIndices::new(TrafficConfig::default(), links),
         ctx: ctx.clone(),
         handle: handle.clone(),
@@ -177,6 +178,10 @@ async fn place_links(ctx: &SceneContext, links: &[Link]) -> Result<(), ApiError>
 }
 
 struct IndicesWorker {
+    /// Nothing was applied before: the catch-up's alerts are new and stored as they open.
+    /// Otherwise the catch-up may repeat batches applied before a crash, so its alerts are
+    /// only learnt, and `caught_up` stores what the dataset lacks.
+    fresh: bool,
     indices: TrafficIndices,
     ctx: SceneContext,
     handle: LiveIndices,
@@ -224,28 +229,36 @@ impl Worker for IndicesWorker {
     }
 
     /// The catch-up's windows are stored (they may be the ones a crash kept from being
-    /// stored) but raise no alerts: the board learns from them, and the first live batch
-    /// reconciles it with what `alerts.events` says is open, so no alert is stored twice.
+    /// stored); after a restart its alerts are only learnt (see `fresh`), and `caught_up`
+    /// reconciles the board with what `alerts.events` says is open, so none is stored twice.
     fn apply(&mut self, changes: Vec<Change>) {
         let (replayed, live): (Vec<_>, Vec<_>) = changes.into_iter().partition(|c| c.replayed);
-        for (part, emit) in [(replayed, false), (live, true)] {
-            if part.is_empty() {
-                continue;
-            }
-            for change in &part {
-                for batch in &change.batches {
-                    self.push(batch);
-                }
-            }
-            let out = self.indices.take_outputs();
-            let live = self.indices.live();
-            let now = Timestamp::parse(&live.at).ok();
-            self.ctx.alerts.links(&out.link_travel, now, emit);
-            publish(&self.ctx, out);
-            let event = json!({"type": "live", "live": &live});
-            *self.handle.latest.lock().expect("latest lock") = Some(live);
-            let _ = self.ctx.events.send(event.to_string().into());
+        // The catch-up change by change, so the live view and the stored windows advance
+        // while a long one (a fresh start over a stored day) is applied.
+        for change in replayed {
+            self.step(&[change], self.fresh);
         }
+        if !live.is_empty() {
+            self.step(&live, true);
+        }
+    }
+}
+
+impl IndicesWorker {
+    fn step(&mut self, changes: &[Change], emit: bool) {
+        for change in changes {
+            for batch in &change.batches {
+                self.push(batch);
+            }
+        }
+        let out = self.indices.take_outputs();
+        let live = self.indices.live();
+        let now = Timestamp::parse(&live.at).ok();
+        self.ctx.alerts.links(&out.link_travel, now, emit);
+        publish(&self.ctx, out);
+        let event = json!({"type": "live", "live": &live});
+        *self.handle.latest.lock().expect("latest lock") = Some(live);
+        let _ = self.ctx.events.send(event.to_string().into());
     }
 }
 
