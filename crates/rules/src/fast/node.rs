@@ -77,8 +77,8 @@ pub(super) enum Arith {
 pub(super) enum ArithCheck {
     /// A row whose result overflows i64 is flagged.
     Checked,
-    /// Proven by the value ranges (see [`mark_total`](super::bounds::mark_total)) never to overflow, so computed
-    /// without checks.
+    /// Proven by the value ranges (see [`mark_total`](super::bounds::mark_total)) never to
+    /// overflow, so computed without checks.
     Unchecked,
 }
 
@@ -134,7 +134,8 @@ pub(super) enum Node {
         c: Box<Node>,
         n_mul: i128,
         cd_mul: i128,
-        /// Checked, or proven (see [`mark_safe`](super::bounds::mark_safe)) never to flag a row whose result is used.
+        /// Checked, or proven (see [`mark_safe`](super::bounds::mark_safe)) never to flag a row
+        /// whose result is used.
         check: FracCheck,
     },
     MinMax(Extreme, Vec<Node>),
@@ -154,8 +155,9 @@ pub(super) enum Node {
     /// Numerator and denominator of a division (only inside `CmpFrac` / `RoundFrac`, or an
     /// `If` of quotients inside them); a decimal taking part is over `Const(1)`.
     Frac(Box<Node>, Box<Node>),
-    /// A value that more than one place in the plan computes (see [`share_subtrees`](super::share::share_subtrees)):
-    /// computed once per block, then handed out from the thread's memo.
+    /// A value that more than one place in the plan computes (see
+    /// [`share_subtrees`](super::share::share_subtrees)): computed once per block, then handed
+    /// out from the thread's memo.
     Memo(usize, Box<Node>),
 }
 
