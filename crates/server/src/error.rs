@@ -32,7 +32,9 @@ impl ApiError {
     }
 
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        let kind = if status.is_server_error() {
+        let kind = if status == StatusCode::SERVICE_UNAVAILABLE {
+            "unavailable"
+        } else if status.is_server_error() {
             "internal"
         } else if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             "auth"

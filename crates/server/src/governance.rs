@@ -1,9 +1,9 @@
 //! Routes that manage governance: departments, principals, tokens, grants, the audit
 //! trail and the call counters. Every rule lives in `citybrain-gov`; these only translate.
 
-use axum::Json;
+use crate::extract::{Json, Path, Query};
 use axum::body::Body;
-use axum::extract::{Extension, Path, Query, State};
+use axum::extract::{Extension, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use citybrain_core::{DepartmentId, PrincipalName, Timestamp};
@@ -29,21 +29,24 @@ fn bad(code: &'static str, e: impl std::fmt::Display) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, code, e.to_string())
 }
 
+#[utoipa::path(get, path = "/whoami", tag = "governance", responses((status = 200, description = "The calling principal", body = Object)))]
 pub async fn whoami(Extension(me): Extension<Principal>) -> Response {
     Json(me).into_response()
 }
 
+#[utoipa::path(get, path = "/departments", tag = "governance", responses((status = 200, description = "Departments", body = Object)))]
 pub async fn list_departments(State(state): State<AppState>) -> Result<Response, ApiError> {
     Ok(Json(json!({ "departments": state.gov.departments()? })).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct NewDepartment {
     id: String,
     #[serde(default)]
     name: String,
 }
 
+#[utoipa::path(post, path = "/departments", tag = "governance", request_body(content = NewDepartment, content_type = "application/json"), responses((status = 201, description = "Created", body = Object)))]
 pub async fn create_department(
     State(state): State<AppState>,
     Extension(me): Extension<Principal>,
@@ -55,6 +58,7 @@ pub async fn create_department(
     Ok((StatusCode::CREATED, Json(department)).into_response())
 }
 
+#[utoipa::path(get, path = "/principals", tag = "governance", responses((status = 200, description = "Principals you may see", body = Object)))]
 pub async fn list_principals(
     State(state): State<AppState>,
     Extension(me): Extension<Principal>,
@@ -62,13 +66,14 @@ pub async fn list_principals(
     Ok(Json(json!({ "principals": state.gov.principals(&me)? })).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct NewPrincipal {
     name: String,
     department: String,
     role: String,
 }
 
+#[utoipa::path(post, path = "/principals", tag = "governance", request_body(content = NewPrincipal, content_type = "application/json"), responses((status = 201, description = "Created", body = Object)))]
 pub async fn create_principal(
     State(state): State<AppState>,
     Extension(me): Extension<Principal>,
@@ -97,7 +102,7 @@ pub async fn create_principal(
     Ok((StatusCode::CREATED, Json(principal)).into_response())
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 struct NewToken {
     /// Days until the token expires; none: it lasts until revoked (or until the token
     /// that issues it expires).
@@ -108,6 +113,7 @@ struct NewToken {
 const MAX_TOKEN_DAYS: u32 = 36_500;
 
 /// Issues a token; the secret is in this response and nowhere else.
+#[utoipa::path(post, path = "/principals/{name}/tokens", tag = "governance", params(("name" = String, Path, description = "The principal")), request_body(content = NewToken, content_type = "application/json"), responses((status = 201, description = "The token: its secret is in this response and nowhere else", body = Object)))]
 pub async fn issue_token(
     State(state): State<AppState>,
     Extension(me): Extension<Session>,
@@ -145,6 +151,7 @@ pub async fn issue_token(
         .into_response())
 }
 
+#[utoipa::path(get, path = "/tokens", tag = "governance", responses((status = 200, description = "Tokens (ids, never secrets)", body = Object)))]
 pub async fn list_tokens(
     State(state): State<AppState>,
     Extension(me): Extension<Principal>,
@@ -152,13 +159,15 @@ pub async fn list_tokens(
     Ok(Json(json!({ "tokens": state.gov.tokens(&me)? })).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RevokeParams {
     /// Also revoke every token issued with this one (default true: a leaked token's
     /// offspring go with it; false to rotate: issue the new token, then revoke the old).
     cascade: Option<bool>,
 }
 
+#[utoipa::path(delete, path = "/tokens/{id}", tag = "governance", params(("id" = String, Path, description = "The token id"), RevokeParams), responses((status = 200, description = "Revoked, with the tokens revoked with it", body = Object)))]
 pub async fn revoke_token(
     State(state): State<AppState>,
     Extension(me): Extension<Principal>,
@@ -172,6 +181,7 @@ pub async fn revoke_token(
     Ok(Json(json!({ "revoked": id, "revoked_with_it": with_it })).into_response())
 }
 
+#[utoipa::path(get, path = "/grants", tag = "governance", responses((status = 200, description = "Grants of your department and on its datasets", body = Object)))]
 pub async fn list_grants(
     State(state): State<AppState>,
     Extension(me): Extension<Principal>,
@@ -193,6 +203,7 @@ pub async fn list_grants(
     Ok(Json(json!({ "grants": grants })).into_response())
 }
 
+#[utoipa::path(post, path = "/grants", tag = "governance", request_body(content = Object, description = "{dataset, purpose, fields, raw, days}", content_type = "application/json"), responses((status = 201, description = "Requested", body = Object)))]
 pub async fn request_grant(
     State(state): State<AppState>,
     Extension(me): Extension<Principal>,
@@ -208,12 +219,13 @@ pub async fn request_grant(
     Ok((StatusCode::CREATED, Json(grant)).into_response())
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 struct Decision {
     #[serde(default)]
     reason: String,
 }
 
+#[utoipa::path(post, path = "/grants/{id}/{decision}", tag = "governance", params(("id" = i64, Path, description = "The grant id"), ("decision" = String, Path, description = "approve, refuse or revoke")), request_body(content = Decision, content_type = "application/json"), responses((status = 200, description = "Decided", body = Object)))]
 pub async fn decide_grant(
     State(state): State<AppState>,
     Extension(me): Extension<Principal>,
@@ -246,12 +258,14 @@ pub async fn decide_grant(
     Ok(Json(grant).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuditParams {
     limit: Option<usize>,
 }
 
 /// Who touched a dataset, for what: for its owner.
+#[utoipa::path(get, path = "/datasets/{name}/audit", tag = "governance", params(("name" = String, Path, description = "The dataset, namespace.table"), AuditParams), responses((status = 200, description = "Who touched the dataset, for what", body = Object)))]
 pub async fn dataset_audit(
     State(state): State<AppState>,
     Extension(me): Extension<Principal>,
@@ -268,6 +282,7 @@ pub async fn dataset_audit(
 
 /// Prometheus text exposition of the data-call counters the caller may see (its
 /// department's datasets; the hub's admins: all).
+#[utoipa::path(get, path = "/metrics", tag = "governance", responses((status = 200, description = "Prometheus counters of data calls", body = String, content_type = "text/plain")))]
 pub async fn metrics(
     State(state): State<AppState>,
     Extension(me): Extension<Principal>,
@@ -280,15 +295,18 @@ pub async fn metrics(
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct NewLinkage {
     name: String,
     #[serde(default)]
     purpose: String,
+    /// The columns linked: `{"dataset", "field"}` each.
+    #[schema(value_type = Vec<Object>)]
     members: Vec<citybrain_gov::LinkMember>,
 }
 
 /// Linkages the caller's department takes part in (the hub's admins: all), with status.
+#[utoipa::path(get, path = "/linkages", tag = "governance", responses((status = 200, description = "Linkages your department takes part in", body = Object)))]
 pub async fn list_linkages(
     State(state): State<AppState>,
     Extension(me): Extension<Principal>,
@@ -313,6 +331,7 @@ fn linkage_json(l: citybrain_gov::Linkage) -> serde_json::Value {
 
 /// Proposes a linkage: pseudonymised columns of several datasets that will share
 /// pseudonyms once every owning department's admins approve.
+#[utoipa::path(post, path = "/linkages", tag = "governance", request_body(content = NewLinkage, content_type = "application/json"), responses((status = 201, description = "Proposed", body = Object)))]
 pub async fn propose_linkage(
     State(state): State<AppState>,
     Extension(me): Extension<Principal>,
@@ -357,6 +376,7 @@ pub async fn propose_linkage(
 }
 
 /// `approve` (an admin of an owning department, for it) or `withdraw` a linkage.
+#[utoipa::path(post, path = "/linkages/{name}/{decision}", tag = "governance", params(("name" = String, Path, description = "The linkage"), ("decision" = String, Path, description = "approve or withdraw")), responses((status = 200, description = "Decided", body = Object)))]
 pub async fn decide_linkage(
     State(state): State<AppState>,
     Extension(me): Extension<Principal>,

@@ -11,6 +11,7 @@
 
 mod cockpit;
 mod error;
+mod extract;
 mod governance;
 mod listen;
 pub mod mqtt;
@@ -21,19 +22,21 @@ pub mod scenes;
 use std::future::Future;
 use std::sync::Arc;
 
+use axum::Router;
 use axum::body::Body;
-use axum::extract::{Extension, Path, Query, Request, State};
+use axum::extract::{Extension, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
-use axum::{Json, Router};
+use axum::routing::get;
 use citybrain_core::{DatasetName, Timestamp};
 use citybrain_gov::{Call, CallKind, Denial, Gov, GovError, Outcome, Principal, Touch};
 use citybrain_hub::{DatasetDef, Format, Hub, OnError, SharingClass};
 use citybrain_sql::{DataCall, Reader, ResultFormat, SqlEngine};
+use extract::{Json, Path, Query};
 use serde::Deserialize;
 use serde_json::json;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 pub use cockpit::built as cockpit_built;
 pub use error::ApiError;
@@ -114,46 +117,16 @@ impl AppState {
 
 /// Builds the router.
 pub fn router(state: AppState) -> Router {
-    let api = Router::new()
-        .route("/openapi.json", get(|| async { Json(openapi::document()) }))
-        .route("/datasets", get(list_datasets).post(create_dataset))
+    let (api, doc) = api_routes(&state.scenes).split_for_parts();
+    let doc = Arc::new(openapi::finish(doc));
+    let authenticated = api
         .route(
-            "/datasets/{name}",
-            get(get_dataset).put(update_dataset).delete(delete_dataset),
+            "/api/v1/openapi.json",
+            get(move || {
+                let doc = doc.clone();
+                async move { Json(doc.as_ref().clone()) }
+            }),
         )
-        .route("/datasets/{name}/records", post(ingest).get(read_records))
-        .route("/datasets/{name}/audit", get(governance::dataset_audit))
-        .route("/sql", post(sql))
-        .route("/whoami", get(governance::whoami))
-        .route("/scenes", get(scene::list))
-        .route(
-            "/departments",
-            get(governance::list_departments).post(governance::create_department),
-        )
-        .route(
-            "/principals",
-            get(governance::list_principals).post(governance::create_principal),
-        )
-        .route("/principals/{name}/tokens", post(governance::issue_token))
-        .route("/tokens", get(governance::list_tokens))
-        .route("/tokens/{id}", delete(governance::revoke_token))
-        .route(
-            "/grants",
-            get(governance::list_grants).post(governance::request_grant),
-        )
-        .route("/grants/{id}/{decision}", post(governance::decide_grant))
-        .route(
-            "/linkages",
-            get(governance::list_linkages).post(governance::propose_linkage),
-        )
-        .route(
-            "/linkages/{name}/{decision}",
-            post(governance::decide_linkage),
-        )
-        .merge(state.scenes.routes());
-    let authenticated = Router::new()
-        .nest("/api/v1", api)
-        .route("/metrics", get(governance::metrics))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
@@ -161,6 +134,41 @@ pub fn router(state: AppState) -> Router {
         .route("/assets/{*path}", get(cockpit::asset))
         .merge(authenticated)
         .with_state(state)
+}
+
+/// Every authenticated route with its OpenAPI operation: `routes!` adds both, so the
+/// document cannot leave a route out.
+pub fn api_routes(scenes: &scene::Scenes) -> OpenApiRouter<AppState> {
+    let api = OpenApiRouter::new()
+        .routes(routes!(list_datasets, create_dataset))
+        .routes(routes!(get_dataset, update_dataset, delete_dataset))
+        .routes(routes!(ingest, read_records))
+        .routes(routes!(governance::dataset_audit))
+        .routes(routes!(sql))
+        .routes(routes!(governance::whoami))
+        .routes(routes!(scene::list))
+        .routes(routes!(
+            governance::list_departments,
+            governance::create_department
+        ))
+        .routes(routes!(
+            governance::list_principals,
+            governance::create_principal
+        ))
+        .routes(routes!(governance::issue_token))
+        .routes(routes!(governance::list_tokens))
+        .routes(routes!(governance::revoke_token))
+        .routes(routes!(governance::list_grants, governance::request_grant))
+        .routes(routes!(governance::decide_grant))
+        .routes(routes!(
+            governance::list_linkages,
+            governance::propose_linkage
+        ))
+        .routes(routes!(governance::decide_linkage))
+        .merge(scenes.routes());
+    OpenApiRouter::new()
+        .nest("/api/v1", api)
+        .routes(routes!(governance::metrics))
 }
 
 /// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests
@@ -278,7 +286,8 @@ pub(crate) fn known_definition(
     Ok(def)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListParams {
     /// Also list the dead-letter datasets themselves (default: only their counts, as
     /// `rejected_rows` beside each dataset).
@@ -286,6 +295,7 @@ struct ListParams {
     rejected: bool,
 }
 
+#[utoipa::path(get, path = "/datasets", tag = "datasets", params(ListParams), responses((status = 200, description = "The datasets you may see, with size, freshness and rejected_rows", body = Object)))]
 async fn list_datasets(
     State(state): State<AppState>,
     Extension(me): Extension<Principal>,
@@ -316,6 +326,7 @@ async fn list_datasets(
     Ok(Json(json!({ "datasets": visible })).into_response())
 }
 
+#[utoipa::path(get, path = "/datasets/{name}", tag = "datasets", params(("name" = String, Path, description = "The dataset, namespace.table")), responses((status = 200, description = "The definition and statistics", body = Object)))]
 async fn get_dataset(
     State(state): State<AppState>,
     Extension(me): Extension<Principal>,
@@ -538,6 +549,7 @@ fn check_namespace(state: &AppState, def: &DatasetDef) -> Result<(), ApiError> {
     Ok(())
 }
 
+#[utoipa::path(post, path = "/datasets", tag = "datasets", request_body(content = Object, description = "A dataset definition (JSON, or TOML with Content-Type application/toml)", content_type = "application/json"), responses((status = 201, description = "Created", body = Object)))]
 async fn create_dataset(
     State(state): State<AppState>,
     Extension(me): Extension<Principal>,
@@ -563,6 +575,7 @@ async fn create_dataset(
     Ok((StatusCode::CREATED, Json(info)).into_response())
 }
 
+#[utoipa::path(put, path = "/datasets/{name}", tag = "datasets", params(("name" = String, Path, description = "The dataset, namespace.table")), request_body(content = Object, description = "The changed definition; only changes that keep stored data readable", content_type = "application/json"), responses((status = 200, description = "Updated", body = Object)))]
 async fn update_dataset(
     State(state): State<AppState>,
     Extension(me): Extension<Principal>,
@@ -601,6 +614,7 @@ async fn update_dataset(
 }
 
 /// Deletes a dataset and its records: its owner's admins (or the hub's), audited.
+#[utoipa::path(delete, path = "/datasets/{name}", tag = "datasets", params(("name" = String, Path, description = "The dataset, namespace.table")), responses((status = 200, description = "Deleted, with the rows it held", body = Object)))]
 async fn delete_dataset(
     State(state): State<AppState>,
     Extension(me): Extension<Principal>,
@@ -635,11 +649,13 @@ async fn delete_dataset(
     Ok(Json(json!({ "deleted": name, "rows": rows })).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct IngestParams {
     on_error: Option<String>,
 }
 
+#[utoipa::path(post, path = "/datasets/{name}/records", tag = "datasets", params(("name" = String, Path, description = "The dataset, namespace.table"), IngestParams), request_body(content = String, description = "Records as NDJSON (also text/csv or application/vnd.apache.parquet)", content_type = "application/x-ndjson"), responses((status = 200, description = "Stored and fsynced: accepted, rejected, problems, and the batch's position in the change feed", body = Object)))]
 async fn ingest(
     State(state): State<AppState>,
     Extension(me): Extension<Principal>,
@@ -707,7 +723,7 @@ async fn ingest(
     Ok(Json(report).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct SqlRequest {
     sql: String,
     /// Why the data is read; recorded by the audit trail (governance issue).
@@ -716,6 +732,7 @@ struct SqlRequest {
     format: Option<String>,
 }
 
+#[utoipa::path(post, path = "/sql", tag = "sql", request_body(content = SqlRequest, content_type = "application/json"), responses((status = 200, description = "Rows through grants and masks (a JSON array; csv or arrow with format or Accept)", body = Object)))]
 async fn sql(
     State(state): State<AppState>,
     Extension(me): Extension<Principal>,
@@ -755,7 +772,8 @@ async fn sql(
     Ok(([(header::CONTENT_TYPE, format.content_type())], bytes).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ReadParams {
     /// At most this many records (default 100 for JSON; every record for CSV and Arrow).
     limit: Option<u64>,
@@ -766,6 +784,7 @@ struct ReadParams {
 }
 
 /// Reads or exports a dataset's records, through the same grants, masks and audit as SQL.
+#[utoipa::path(get, path = "/datasets/{name}/records", tag = "datasets", params(("name" = String, Path, description = "The dataset, namespace.table"), ReadParams), responses((status = 200, description = "Records through grants and masks (JSON rows; csv or arrow with ?format=)", body = Object)))]
 async fn read_records(
     State(state): State<AppState>,
     Extension(me): Extension<Principal>,

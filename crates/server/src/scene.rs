@@ -13,7 +13,6 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json, Response};
@@ -25,6 +24,7 @@ use futures::future::BoxFuture;
 use serde::Serialize;
 use serde_json::json;
 use tokio::sync::broadcast;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::{ApiError, AppState};
 
@@ -49,7 +49,7 @@ pub trait Scene: Send + Sync + 'static {
     }
     /// Its routes, full paths under `/api/v1` (each starting with `/<name>`). They exist
     /// whether or not the scene runs: a stopped scene answers 503 with why.
-    fn routes(&self) -> Router<AppState>;
+    fn routes(&self) -> OpenApiRouter<AppState>;
     /// Starts it: reads what it needs, rebuilds its state. `committed` is where its feed
     /// subscription stood at the last commit.
     fn start<'a>(
@@ -181,10 +181,10 @@ impl Scenes {
     }
 
     /// Every scene's routes, merged.
-    pub fn routes(&self) -> Router<AppState> {
-        self.entries
-            .iter()
-            .fold(Router::new(), |router, e| router.merge(e.scene.routes()))
+    pub fn routes(&self) -> OpenApiRouter<AppState> {
+        self.entries.iter().fold(OpenApiRouter::new(), |router, e| {
+            router.merge(e.scene.routes())
+        })
     }
 
     /// Starts each scene in list order: creates its datasets, starts it, and runs its
@@ -354,6 +354,7 @@ impl Scenes {
 
 /// `GET /api/v1/scenes`: each scene's state and, per dataset it reads, the position it
 /// has applied and committed, the newest stored, and how far behind it is.
+#[utoipa::path(get, path = "/scenes", tag = "scenes", responses((status = 200, description = "Each scene: state, reason, page, outputs, and per input dataset the applied, committed and head positions and lag", body = Object)))]
 pub(crate) async fn list(State(state): State<AppState>) -> Response {
     Json(state.scenes.report(&state.hub)).into_response()
 }

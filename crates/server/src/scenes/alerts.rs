@@ -23,14 +23,13 @@ use citybrain_indices::LinkTravel;
 use citybrain_parking::ParkingIndexRow;
 use tokio::sync::broadcast;
 
-use axum::Router;
 use axum::extract::Extension;
 use axum::response::{IntoResponse, Json, Response};
-use axum::routing::get;
 use citybrain_gov::Principal;
 use citybrain_hub::Positions;
 use futures::future::BoxFuture;
 use serde_json::json;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::scene::{Running, Scene, SceneContext, Started};
 use crate::{ApiError, AppState};
@@ -54,8 +53,8 @@ impl Scene for AlertsScene {
         Some("overview")
     }
 
-    fn routes(&self) -> Router<AppState> {
-        Router::new().route("/alerts", get(alerts_active))
+    fn routes(&self) -> OpenApiRouter<AppState> {
+        OpenApiRouter::new().routes(routes!(alerts_active))
     }
 
     fn start<'a>(
@@ -85,6 +84,7 @@ impl Scene for AlertsScene {
 
 /// The open alerts (worst first per kind) with the rules that open and close them; their
 /// history is the dataset `alerts.events`.
+#[utoipa::path(get, path = "/alerts", tag = "alerts", responses((status = 200, description = "Open alerts with the rules that open and close them", body = Object)))]
 async fn alerts_active(
     axum::extract::State(state): axum::extract::State<AppState>,
     Extension(me): Extension<Principal>,

@@ -15,16 +15,15 @@
 use std::sync::{Arc, Mutex};
 
 use arrow::array::{AsArray, RecordBatch};
-use axum::Router;
 use axum::extract::{Extension, State};
 use axum::response::{IntoResponse, Json, Response};
-use axum::routing::get;
 use citybrain_core::{DatasetName, Timestamp};
 use citybrain_gov::Principal;
 use citybrain_hub::{Change, Positions};
 use citybrain_indices::{Link, Live, Outputs, TrafficConfig, TrafficIndices};
 use futures::future::BoxFuture;
 use serde_json::json;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::scene::{Running, Scene, SceneContext, Started, Worker, store};
 use crate::{ApiError, AppState};
@@ -67,10 +66,10 @@ impl Scene for IndicesScene {
         Some("traffic")
     }
 
-    fn routes(&self) -> Router<AppState> {
-        Router::new()
-            .route("/indices/traffic/live", get(traffic_live))
-            .route("/indices/stream", get(indices_stream))
+    fn routes(&self) -> OpenApiRouter<AppState> {
+        OpenApiRouter::new()
+            .routes(routes!(traffic_live))
+            .routes(routes!(indices_stream))
     }
 
     fn start<'a>(
@@ -267,6 +266,7 @@ fn read_call(me: &Principal, detail: &str) -> citybrain_gov::Call {
 }
 
 /// The live traffic view: the stream's time, vehicles on the road, today's census so far.
+#[utoipa::path(get, path = "/indices/traffic/live", tag = "indices", responses((status = 200, description = "The live view: stream time, vehicles on the road, census so far", body = Object)))]
 async fn traffic_live(
     State(state): State<AppState>,
     Extension(me): Extension<Principal>,
@@ -278,6 +278,7 @@ async fn traffic_live(
 
 /// Server-Sent Events: `live` after every applied batch, `rows` as index windows close,
 /// alerts, parking and emergency runs as they happen.
+#[utoipa::path(get, path = "/indices/stream", tag = "indices", responses((status = 200, description = "Server-Sent Events: live, rows, alerts, emergency", body = String, content_type = "text/event-stream")))]
 async fn indices_stream(
     State(state): State<AppState>,
     Extension(me): Extension<Principal>,

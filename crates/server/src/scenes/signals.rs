@@ -14,15 +14,15 @@ use citybrain_sumo::{LiveCommand, LiveEvent, RunConfig};
 use serde_json::json;
 use tokio::sync::broadcast;
 
-use axum::Router;
+use crate::extract::Json;
 use axum::extract::{Extension, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Json, Response};
-use axum::routing::post;
+use axum::response::{IntoResponse, Response};
 use citybrain_gov::Principal;
 use citybrain_hub::Positions;
 use futures::future::BoxFuture;
 use serde::Deserialize;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::scene::{Running, Scene, SceneContext, Started};
 use crate::{ApiError, AppState};
@@ -123,8 +123,8 @@ impl Scene for SignalsScene {
         DEFINITIONS.to_vec()
     }
 
-    fn routes(&self) -> Router<AppState> {
-        Router::new().route("/signals/emergency", post(signals_emergency))
+    fn routes(&self) -> OpenApiRouter<AppState> {
+        OpenApiRouter::new().routes(routes!(signals_emergency))
     }
 
     fn start<'a>(
@@ -173,7 +173,7 @@ impl Scene for SignalsScene {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct EmergencyRequest {
     /// The edges the emergency vehicle will take, in order.
     route: Vec<String>,
@@ -188,6 +188,7 @@ fn default_priority() -> u8 {
 /// Starts an emergency run (一键护航): the vehicle leaves now along `route` and every light
 /// ahead turns green for it in time. Its progress streams on `/api/v1/indices/stream`
 /// (`type: "emergency"`); the finished run lands in `signals.emergency_runs`.
+#[utoipa::path(post, path = "/signals/emergency", tag = "signals", request_body(content = EmergencyRequest, content_type = "application/json"), responses((status = 202, description = "Started: its run id", body = Object)))]
 async fn signals_emergency(
     State(state): State<AppState>,
     Extension(me): Extension<Principal>,

@@ -2,13 +2,12 @@
 
 use std::sync::{Arc, RwLock};
 
+use crate::extract::Query;
 use arrow::array::AsArray;
 use arrow::datatypes::{Int64Type, TimestampMicrosecondType};
-use axum::Router;
-use axum::extract::{Extension, Query, State};
+use axum::extract::{Extension, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Json, Response};
-use axum::routing::get;
 use citybrain_core::DatasetName;
 use citybrain_gov::{CallKind, Principal};
 use citybrain_hub::Positions;
@@ -17,6 +16,7 @@ use citybrain_sql::{DataCall, Reader};
 use futures::future::BoxFuture;
 use serde::Deserialize;
 use serde_json::json;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{GATE_EVENTS, LiveParking, ParkingWorker, SENSOR_EVENTS, Stored, lots_from_batch};
 use crate::scene::{Running, Scene, SceneContext, Started};
@@ -45,10 +45,10 @@ impl Scene for ParkingScene {
         Some("parking")
     }
 
-    fn routes(&self) -> Router<AppState> {
-        Router::new()
-            .route("/parking/guide", get(parking_guide))
-            .route("/parking/overdue", get(parking_overdue))
+    fn routes(&self) -> OpenApiRouter<AppState> {
+        OpenApiRouter::new()
+            .routes(routes!(parking_guide))
+            .routes(routes!(parking_overdue))
     }
 
     fn start<'a>(
@@ -208,7 +208,8 @@ async fn start(ctx: &SceneContext, committed: Positions) -> Result<Started, ApiE
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct GuideParams {
     lat: f64,
     lon: f64,
@@ -229,6 +230,7 @@ fn default_limit() -> usize {
 }
 
 /// Lots near a place, most likely to have a free berth on arrival first.
+#[utoipa::path(get, path = "/parking/guide", tag = "parking", params(GuideParams), responses((status = 200, description = "Lots near the place ranked by the chance of a free berth on arrival", body = Object)))]
 async fn parking_guide(
     State(state): State<AppState>,
     Extension(me): Extension<Principal>,
@@ -267,7 +269,8 @@ async fn parking_guide(
     Ok(Json(json!({ "lots": lots })).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct OverdueParams {
     /// Hours a driver has to pay after leaving (default 48).
     #[serde(default = "default_grace")]
@@ -283,6 +286,7 @@ fn default_grace() -> u32 {
 /// Bills with no payment once the grace period after the exit has passed: the follow-up
 /// list. A governed SQL call as the caller, so plates are masked unless a grant says
 /// otherwise, and the call is audited.
+#[utoipa::path(get, path = "/parking/overdue", tag = "parking", params(OverdueParams), responses((status = 200, description = "Bills unpaid past the grace period (a JSON array)", body = Object)))]
 async fn parking_overdue(
     State(state): State<AppState>,
     Extension(me): Extension<Principal>,

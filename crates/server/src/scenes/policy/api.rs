@@ -3,17 +3,17 @@
 
 use std::sync::Arc;
 
-use axum::Router;
+use crate::extract::Json;
 use axum::extract::{Extension, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Json, Response};
-use axum::routing::{get, post};
+use axum::response::{IntoResponse, Response};
 use citybrain_gov::{CallKind, Principal};
 use citybrain_hub::Positions;
 use citybrain_sql::{DataCall, Reader};
 use futures::future::BoxFuture;
 use serde::Deserialize;
 use serde_json::json;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::PolicyScene;
 use crate::scene::{Running, Scene, SceneContext, Started};
@@ -38,11 +38,11 @@ impl Scene for PolicyDelivery {
         Some("policy")
     }
 
-    fn routes(&self) -> Router<AppState> {
-        Router::new()
-            .route("/policy/runs", post(policy_run))
-            .route("/policy/policies", get(policy_list))
-            .route("/policy/explain", post(policy_explain))
+    fn routes(&self) -> OpenApiRouter<AppState> {
+        OpenApiRouter::new()
+            .routes(routes!(policy_run))
+            .routes(routes!(policy_list))
+            .routes(routes!(policy_explain))
     }
 
     fn start<'a>(
@@ -90,6 +90,7 @@ fn policy_scene(state: &AppState) -> Result<Arc<PolicyScene>, ApiError> {
 
 /// The loaded policies: id, title, issuing department, legal basis, effective dates (the
 /// texts are published rules, so any authenticated caller may list them).
+#[utoipa::path(get, path = "/policy/policies", tag = "policy", responses((status = 200, description = "The loaded policies", body = Object)))]
 async fn policy_list(State(state): State<AppState>) -> Result<Response, ApiError> {
     let scene = policy_scene(&state)?;
     let policies: Vec<_> = scene
@@ -108,7 +109,7 @@ async fn policy_list(State(state): State<AppState>) -> Result<Response, ApiError
     Ok(Json(json!({ "policies": policies })).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct ExplainRequest {
     enterprise_id: String,
     #[serde(default)]
@@ -121,6 +122,7 @@ struct ExplainRequest {
 /// One enterprise against every loaded policy (the enterprise-facing page, an auditor's
 /// question): eligible or not, clause by clause with the values read, the amount and any
 /// exception. The enterprise's row is read with the caller's grants and audited.
+#[utoipa::path(post, path = "/policy/explain", tag = "policy", request_body(content = ExplainRequest, content_type = "application/json"), responses((status = 200, description = "Each policy decided for the enterprise, clause by clause", body = Object)))]
 async fn policy_explain(
     State(state): State<AppState>,
     Extension(me): Extension<Principal>,
@@ -164,7 +166,7 @@ async fn policy_explain(
     .into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct PolicyRunRequest {
     /// The run's name (e.g. "2025-annual"): recorded with each payout.
     run: String,
@@ -188,6 +190,7 @@ fn policy_inputs(inputs: Option<&str>) -> String {
 /// A matching run (亲清在线): every loaded policy against every enterprise in
 /// `market.enterprises` (read with the caller's grants, audited), payouts written to
 /// `policy.payouts` exactly once per policy, period and enterprise (see [`policy`]).
+#[utoipa::path(post, path = "/policy/runs", tag = "policy", request_body(content = PolicyRunRequest, content_type = "application/json"), responses((status = 200, description = "What the run paid, per policy and in all", body = Object)))]
 async fn policy_run(
     State(state): State<AppState>,
     Extension(me): Extension<Principal>,
