@@ -1,0 +1,168 @@
+//! The crate layering of ARCHITECTURE.md, checked over `cargo metadata` for every crate in
+//! the workspace: which citybrain crates each may depend on, and which frameworks the pure
+//! crates must not take (an async runtime, an HTTP stack, a query engine). A crate added to
+//! the workspace without a line here fails the test until its place is decided.
+
+use std::collections::BTreeSet;
+use std::process::Command;
+
+/// Frameworks a crate without I/O of its own must not depend on.
+const IO: &[&str] = &[
+    "tokio",
+    "axum",
+    "hyper",
+    "hyper-util",
+    "datafusion",
+    "ureq",
+    "utoipa",
+    "utoipa-axum",
+    "rumqttc",
+    "rusqlite",
+];
+
+/// crate → (citybrain crates it may depend on, external crates it must not).
+fn rules(name: &str) -> Option<(&'static [&'static str], &'static [&'static str])> {
+    Some(match name {
+        "citybrain-core" => (&[], IO),
+        // Pure scene and generator crates: vocabulary only.
+        "citybrain-gen" | "citybrain-indices" | "citybrain-parking" | "citybrain-alerts"
+        | "citybrain-rules" => (&["citybrain-core"], IO),
+        // Signal control knows no simulator, no hub, no network.
+        "citybrain-signals" => (
+            &[],
+            &[
+                "tokio",
+                "axum",
+                "hyper",
+                "datafusion",
+                "ureq",
+                "utoipa",
+                "rumqttc",
+                "rusqlite",
+                "roxmltree",
+                "citybrain-sumo",
+            ],
+        ),
+        "citybrain-sumo" => (
+            &["citybrain-signals"],
+            &["tokio", "axum", "hyper", "datafusion", "utoipa"],
+        ),
+        // The storage layer does its own file I/O, nothing else.
+        "citybrain-hub" => (
+            &["citybrain-core"],
+            &[
+                "tokio",
+                "axum",
+                "hyper",
+                "datafusion",
+                "ureq",
+                "utoipa",
+                "rumqttc",
+            ],
+        ),
+        "citybrain-gov" => (
+            &["citybrain-core", "citybrain-hub"],
+            &[
+                "tokio",
+                "axum",
+                "hyper",
+                "datafusion",
+                "ureq",
+                "utoipa",
+                "rumqttc",
+            ],
+        ),
+        // The only crate with DataFusion; no HTTP.
+        "citybrain-sql" => (
+            &["citybrain-core", "citybrain-hub", "citybrain-gov"],
+            &["axum", "hyper", "ureq", "utoipa", "rumqttc"],
+        ),
+        "citybrain-server" => (
+            &[
+                "citybrain-core",
+                "citybrain-hub",
+                "citybrain-gov",
+                "citybrain-sql",
+                "citybrain-indices",
+                "citybrain-parking",
+                "citybrain-alerts",
+                "citybrain-rules",
+                "citybrain-signals",
+                "citybrain-sumo",
+            ],
+            &["clap", "ureq"],
+        ),
+        // The binary: everything.
+        "citybrain" => (
+            &[
+                "citybrain-core",
+                "citybrain-hub",
+                "citybrain-gov",
+                "citybrain-sql",
+                "citybrain-server",
+                "citybrain-gen",
+                "citybrain-indices",
+                "citybrain-parking",
+                "citybrain-alerts",
+                "citybrain-rules",
+                "citybrain-signals",
+                "citybrain-sumo",
+            ],
+            &[],
+        ),
+        _ => return None,
+    })
+}
+
+#[test]
+fn every_crate_keeps_to_its_layer() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let output = Command::new(cargo)
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("cargo metadata runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let packages = metadata["packages"].as_array().unwrap();
+    assert!(
+        packages.len() >= 13,
+        "the whole workspace: {}",
+        packages.len()
+    );
+    let mut problems = Vec::new();
+    for package in packages {
+        let name = package["name"].as_str().unwrap();
+        let Some((allowed, forbidden)) = rules(name) else {
+            problems.push(format!("{name} has no place in the layering (add it to tests/layering.rs and ARCHITECTURE.md)"));
+            continue;
+        };
+        // Normal dependencies only: a test may use the demo generator, say.
+        let deps: BTreeSet<&str> = package["dependencies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["kind"].is_null())
+            .map(|d| d["name"].as_str().unwrap())
+            .collect();
+        for dep in &deps {
+            if dep.starts_with("citybrain") && !allowed.contains(dep) {
+                problems.push(format!("{name} must not depend on {dep}"));
+            }
+            if forbidden.contains(dep) {
+                problems.push(format!("{name} must not depend on {dep}"));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+}
