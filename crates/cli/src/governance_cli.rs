@@ -4,23 +4,7 @@ use anyhow::{Result, bail};
 use serde_json::{Value, json};
 
 use super::{AuditCommand, DepartmentsCommand, GrantsCommand, PrincipalsCommand, TokensCommand};
-use super::{ServerArgs, request};
-
-fn get(server: &ServerArgs, path: &str) -> Result<Value> {
-    Ok(serde_json::from_slice(&request(
-        server, "GET", path, None,
-    )?)?)
-}
-
-fn post(server: &ServerArgs, path: &str, body: Value) -> Result<Value> {
-    let bytes = request(
-        server,
-        "POST",
-        path,
-        Some(("application/json", body.to_string().into_bytes())),
-    )?;
-    Ok(serde_json::from_slice(&bytes)?)
-}
+use crate::client::{ServerArgs, get, post, request};
 
 fn text<'a>(v: &'a Value, key: &str) -> &'a str {
     v[key].as_str().unwrap_or("")

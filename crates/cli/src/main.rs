@@ -1,21 +1,24 @@
 //! `citybrain`: the one binary. Each subcommand is a thin shell over the library crates.
 //!
-//! Why this file is long (about 1,950 lines): it still holds the clap types, the dispatch,
-//! the HTTP client, the demo setup and each scene's start-up. Issue 22 (item 5) splits it
-//! into one file per command with the scenes' start-up moved into the server; until then
-//! a change here should not grow it.
+//! Why this file is long: it still holds the clap types, the dispatch and most commands'
+//! bodies (the HTTP client is in `client`, the demo city in `demo`). Issue 22 (item 5)
+//! splits it into one file per command; until then a change here should not grow it.
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
-use citybrain_core::{DatasetName, DepartmentId, PrincipalName};
-use citybrain_gov::{Gov, GrantRequest, GrantState, Principal, Role};
-use citybrain_hub::{DatasetDef, Format, Hub, HubConfig, OnError};
+use citybrain_core::DatasetName;
+use citybrain_gov::Gov;
+use citybrain_hub::{DatasetDef, Format, Hub, HubConfig};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use client::{ServerArgs, request};
+
+mod client;
+mod demo;
 mod governance_cli;
 mod indices_cli;
 mod parking_cli;
@@ -572,24 +575,6 @@ enum DatasetsCommand {
     },
 }
 
-#[derive(Debug, clap::Args)]
-struct ServerArgs {
-    /// The citybrain server.
-    #[arg(
-        long,
-        default_value = "http://127.0.0.1:8080",
-        env = "CITYBRAIN_SERVER"
-    )]
-    server: String,
-    /// File holding the bearer token.
-    #[arg(
-        long,
-        default_value = "./citybrain-data/admin.token",
-        env = "CITYBRAIN_TOKEN_FILE"
-    )]
-    token_file: PathBuf,
-}
-
 fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -1047,89 +1032,6 @@ fn gen_with_progress(
     Ok(truth)
 }
 
-/// One HTTP call with the bearer token; API errors are shown with their message.
-fn request(
-    server: &ServerArgs,
-    method: &str,
-    path: &str,
-    body: Option<(&str, Vec<u8>)>,
-) -> Result<Vec<u8>> {
-    let token = std::fs::read_to_string(&server.token_file)
-        .with_context(|| {
-            format!(
-                "reading the token from {} (start the server with `citybrain up`, or pass --token-file)",
-                server.token_file.display()
-            )
-        })?
-        .trim()
-        .to_string();
-    let url = format!("{}{}", server.server.trim_end_matches('/'), path);
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let auth = format!("Bearer {token}");
-    let response = match (method, body) {
-        ("GET", _) => agent.get(&url).header("Authorization", &auth).call(),
-        ("DELETE", _) => agent.delete(&url).header("Authorization", &auth).call(),
-        ("POST", None) => agent.post(&url).header("Authorization", &auth).send_empty(),
-        (m, Some((content_type, bytes))) => {
-            let req = if m == "PUT" {
-                agent.put(&url)
-            } else {
-                agent.post(&url)
-            };
-            req.header("Authorization", &auth)
-                .header("Content-Type", content_type)
-                .send(&bytes[..])
-        }
-        (m, None) => bail!("{m} needs a body"),
-    }
-    .with_context(|| {
-        format!(
-            "could not reach citybrain at {}; is `citybrain up` running?",
-            server.server
-        )
-    })?;
-    let status = response.status();
-    let bytes = response
-        .into_body()
-        .with_config()
-        .limit(u64::MAX)
-        .read_to_vec()?;
-    if !status.is_success() {
-        let answer = serde_json::from_slice::<serde_json::Value>(&bytes).ok();
-        let mut message = answer
-            .as_ref()
-            .and_then(|v| {
-                v.get("message")
-                    .and_then(|m| m.as_str())
-                    .map(str::to_string)
-            })
-            .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
-        // A refused batch lists its bad records: show the first few.
-        if let Some(problems) = answer
-            .as_ref()
-            .and_then(|v| v.pointer("/details/problems"))
-            .and_then(|p| p.as_array())
-        {
-            for p in problems.iter().take(5) {
-                message.push_str(&format!(
-                    "\n  line {} of the request, field '{}': {}",
-                    p["line"],
-                    p["field"].as_str().unwrap_or("-"),
-                    p["reason"].as_str().unwrap_or("")
-                ));
-            }
-            if problems.len() > 5 {
-                message.push_str(&format!("\n  … and {} more", problems.len() - 5));
-            }
-        }
-        bail!("the server answered {status}: {message}");
-    }
-    Ok(bytes)
-}
-
 fn ingest_file(
     server: &ServerArgs,
     dataset: &str,
@@ -1258,107 +1160,6 @@ fn ingest_file(
     Ok(())
 }
 
-/// The hub admin's token, in DATA/admin.token (mode 0600): issued on first start, and
-/// again whenever the file is missing or no longer valid.
-fn ensure_token_file(
-    gov: &Gov,
-    path: &Path,
-    issue: impl FnOnce() -> Result<citybrain_gov::IssuedToken>,
-) -> Result<()> {
-    if let Ok(token) = std::fs::read_to_string(path)
-        && gov
-            .authenticate(token.trim(), citybrain_server::now())
-            .is_ok()
-    {
-        return Ok(());
-    }
-    let issued = issue()?;
-    citybrain_gov::write_private(path, issued.token.as_bytes())
-        .with_context(|| format!("writing {}", path.display()))
-}
-
-/// The demo city's departments, its principals, and the grant the cockpit reads through.
-fn demo_governance(gov: &Gov, hub: &Hub, data: &Path) -> Result<()> {
-    let admin = Gov::admin_principal();
-    let now = citybrain_server::now();
-    for (id, name) in [
-        ("transport", "Transport Bureau 交通运输局"),
-        ("market", "Market Supervision Bureau 市场监管局"),
-        ("health", "Health Commission 卫生健康委"),
-        ("civil_affairs", "Civil Affairs Bureau 民政局"),
-        ("community", "Community grid workers 社区网格"),
-        ("city_office", "City Operations Office 城市运行管理中心"),
-    ] {
-        let id = DepartmentId::parse(id)?;
-        if !gov.department_exists(&id)? {
-            gov.create_department(&admin, &id, name, now)?;
-        }
-    }
-    let existing: Vec<PrincipalName> = gov
-        .principals(&admin)?
-        .into_iter()
-        .map(|p| p.name)
-        .collect();
-    let person = |name: &str, department: &str, role| -> Result<Principal> {
-        let p = Principal {
-            name: PrincipalName::parse(name)?,
-            department: DepartmentId::parse(department)?,
-            role,
-        };
-        if !existing.contains(&p.name) {
-            gov.create_principal(&admin, &p, now)?;
-        }
-        Ok(p)
-    };
-    let transport_admin = person("transport_admin", "transport", Role::Admin)?;
-    let office_admin = person("city_office_admin", "city_office", Role::Admin)?;
-    let cockpit = person("cockpit", "city_office", Role::Reader)?;
-    // The cockpit reads through the operations office's grants, each approved by the owner.
-    let grant = |dataset: &str, owner: &Principal, purpose: &str, why: &str| -> Result<()> {
-        let dataset = DatasetName::parse(dataset)?;
-        let def = hub.definition(&dataset)?;
-        let has_grant = gov
-            .grants_for(&office_admin, |_| None)?
-            .iter()
-            .any(|g| g.dataset == dataset && g.is_active(now));
-        if !has_grant {
-            let request = GrantRequest {
-                dataset: dataset.clone(),
-                purpose: purpose.into(),
-                fields: Vec::new(),
-                raw: Vec::new(),
-                days: 365,
-            };
-            let grant = gov.request_grant(&office_admin, &def, &request, now)?;
-            gov.decide_grant(owner, grant.id, &def.owner, GrantState::Approved, why, now)?;
-        }
-        Ok(())
-    };
-    grant(
-        "transport.anpr_passages",
-        &transport_admin,
-        "city cockpit: live traffic indices for the operations centre",
-        "plates stay masked",
-    )?;
-    // Policy delivery runs in the market department, which owns the enterprises and the
-    // payouts.
-    let market_admin = person("market_admin", "market", Role::Admin)?;
-    if hub.names().contains(&DatasetName::parse("policy.payouts")?) {
-        grant(
-            "policy.payouts",
-            &market_admin,
-            "city cockpit: what policy delivery has paid, per policy",
-            "enterprise ids only; no personal fields",
-        )?;
-    }
-    ensure_token_file(gov, &data.join("cockpit.token"), || {
-        Ok(gov.issue_console_token(&admin, &cockpit.name, now)?)
-    })?;
-    ensure_token_file(gov, &data.join("market.token"), || {
-        Ok(gov.issue_console_token(&admin, &market_admin.name, now)?)
-    })
-}
-
 /// The dataset policy runs read by default (`market.enterprises`), created empty so a
 /// city can publish into it; and the policies checked before the server starts, so a
 /// mistake in one stops `up` with its line instead of leaving the scene failed.
@@ -1369,86 +1170,6 @@ fn prepare_policies(hub: &Hub, dir: Option<&Path>) -> Result<()> {
         hub.create_dataset(def, citybrain_server::now())?;
     }
     citybrain_server::scenes::policy::load(dir).map_err(anyhow::Error::msg)?;
-    Ok(())
-}
-
-/// The demo city's economy in `market.enterprises`: 6,780 enterprises at scale 1 (a
-/// hundredth of Hangzhou's), written once.
-fn load_demo_economy(hub: &Hub, scale: f64) -> Result<()> {
-    let name = DatasetName::parse("market.enterprises")?;
-    if hub.snapshot(&name)?.rows() > 0 {
-        return Ok(());
-    }
-    let firms = ((citybrain_gen::economy::FIRMS_AT_SCALE_1 as f64) * scale / 100.0)
-        .round()
-        .max(1.0) as u64;
-    let mut body = Vec::new();
-    citybrain_gen::economy::write_csv_in(1, firms, citybrain_gen::economy::Unit::Fen, &mut body)?;
-    hub.ingest(
-        &name,
-        Format::Csv,
-        &body,
-        OnError::Reject,
-        citybrain_server::now(),
-    )?;
-    Ok(())
-}
-
-/// Creates the demo datasets and loads the generated city, unless already loaded.
-fn load_demo(hub: &Hub, data: &Path, scale: f64) -> Result<()> {
-    let passages = DatasetName::parse("transport.anpr_passages").expect("valid name");
-    if hub.names().contains(&passages) && hub.snapshot(&passages)?.rows() > 0 {
-        return Ok(());
-    }
-    let demo = data.join("demo");
-    if !demo.join("truth.json").exists() {
-        let config = citybrain_gen::GenConfig {
-            seed: 1,
-            scale,
-            miss_rate: 0.03,
-            misread_rate: 0.02,
-            network: None,
-            max_trips: 3,
-            day: citybrain_core::Date::parse("2026-11-22").expect("a valid date"),
-        };
-        gen_with_progress(&config, &demo)?;
-    }
-    let now = citybrain_server::now();
-    for (file, text) in citybrain_gen::DEFINITIONS {
-        let def = DatasetDef::from_file_text(file, text).map_err(anyhow::Error::msg)?;
-        if !hub.names().contains(&def.name) {
-            hub.create_dataset(def, now)?;
-        }
-    }
-    for (dataset, file) in citybrain_gen::DATA_FILES {
-        let name = DatasetName::parse(dataset)?;
-        let path = demo.join(file);
-        let body = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-        let bar = ProgressBar::new(body.len() as u64).with_style(
-            ProgressStyle::with_template(&format!(
-                "loading {dataset:<26} {{bar:40}} {{bytes}}/{{total_bytes}}"
-            ))
-            .expect("valid template"),
-        );
-        // Replay in batches of about 10,000 records, as a publisher would send them.
-        let mut start = 0;
-        while start < body.len() {
-            let mut end = (start + 1_500_000).min(body.len());
-            while end < body.len() && body[end - 1] != b'\n' {
-                end += 1;
-            }
-            hub.ingest(
-                &name,
-                Format::Ndjson,
-                &body[start..end],
-                OnError::Reject,
-                citybrain_server::now(),
-            )?;
-            bar.set_position(end as u64);
-            start = end;
-        }
-        bar.finish_and_clear();
-    }
     Ok(())
 }
 
@@ -1513,16 +1234,13 @@ fn up(
         Gov::open(data, citybrain_server::now())
             .context("opening governance in the data directory")?,
     );
-    ensure_token_file(&gov, &data.join("admin.token"), || {
+    client::ensure_token_file(&gov, &data.join("admin.token"), || {
         Ok(gov.issue_admin_token(citybrain_server::now())?)
     })?;
     prepare_policies(&hub, policies)?;
     citybrain_server::scenes::create_datasets(&hub).map_err(anyhow::Error::msg)?;
     if demo {
-        load_demo(&hub, data, scale).context("loading the demo city (or start with --no-demo)")?;
-        load_demo_economy(&hub, scale)
-            .context("loading the demo economy (or start with --no-demo)")?;
-        demo_governance(&gov, &hub, data).context("setting up the demo city's departments")?;
+        demo::load(&hub, &gov, data, scale)?;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

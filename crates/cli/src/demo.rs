@@ -1,0 +1,184 @@
+//! The demo city `citybrain up` sets up unless `--no-demo`: a generated day of the city
+//! (its ANPR passages and the other datasets of `citybrain_gen`), a synthetic economy in
+//! `market.enterprises`, and the departments, principals, grants and token files the
+//! cockpit and the policy scene's walkthrough use. Each part is done once: a restart finds
+//! it in the data directory and leaves it be.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use citybrain_core::{DatasetName, DepartmentId, PrincipalName};
+use citybrain_gov::{Gov, GrantRequest, GrantState, Principal, Role};
+use citybrain_hub::{DatasetDef, Format, Hub, OnError};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::client;
+
+/// Sets up whatever of the demo city the data directory does not have yet.
+pub fn load(hub: &Hub, gov: &Gov, data: &Path, scale: f64) -> Result<()> {
+    load_city(hub, data, scale).context("loading the demo city (or start with --no-demo)")?;
+    load_economy(hub, scale).context("loading the demo economy (or start with --no-demo)")?;
+    governance(gov, hub, data).context("setting up the demo city's departments")
+}
+
+/// Creates the demo datasets and loads the generated city, unless already loaded.
+fn load_city(hub: &Hub, data: &Path, scale: f64) -> Result<()> {
+    let passages = DatasetName::parse("transport.anpr_passages").expect("valid name");
+    if hub.names().contains(&passages) && hub.snapshot(&passages)?.rows() > 0 {
+        return Ok(());
+    }
+    let demo = data.join("demo");
+    if !demo.join("truth.json").exists() {
+        let config = citybrain_gen::GenConfig {
+            seed: 1,
+            scale,
+            miss_rate: 0.03,
+            misread_rate: 0.02,
+            network: None,
+            max_trips: 3,
+            day: citybrain_core::Date::parse("2026-11-22").expect("a valid date"),
+        };
+        crate::gen_with_progress(&config, &demo)?;
+    }
+    let now = citybrain_server::now();
+    for (file, text) in citybrain_gen::DEFINITIONS {
+        let def = DatasetDef::from_file_text(file, text).map_err(anyhow::Error::msg)?;
+        if !hub.names().contains(&def.name) {
+            hub.create_dataset(def, now)?;
+        }
+    }
+    for (dataset, file) in citybrain_gen::DATA_FILES {
+        let name = DatasetName::parse(dataset)?;
+        let path = demo.join(file);
+        let body = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        let bar = ProgressBar::new(body.len() as u64).with_style(
+            ProgressStyle::with_template(&format!(
+                "loading {dataset:<26} {{bar:40}} {{bytes}}/{{total_bytes}}"
+            ))
+            .expect("valid template"),
+        );
+        // Replay in batches of about 10,000 records, as a publisher would send them.
+        let mut start = 0;
+        while start < body.len() {
+            let mut end = (start + 1_500_000).min(body.len());
+            while end < body.len() && body[end - 1] != b'\n' {
+                end += 1;
+            }
+            hub.ingest(
+                &name,
+                Format::Ndjson,
+                &body[start..end],
+                OnError::Reject,
+                citybrain_server::now(),
+            )?;
+            bar.set_position(end as u64);
+            start = end;
+        }
+        bar.finish_and_clear();
+    }
+    Ok(())
+}
+
+/// The demo city's economy in `market.enterprises`: 6,780 enterprises at scale 1 (a
+/// hundredth of Hangzhou's), written once.
+fn load_economy(hub: &Hub, scale: f64) -> Result<()> {
+    let name = DatasetName::parse("market.enterprises")?;
+    if hub.snapshot(&name)?.rows() > 0 {
+        return Ok(());
+    }
+    let firms = ((citybrain_gen::economy::FIRMS_AT_SCALE_1 as f64) * scale / 100.0)
+        .round()
+        .max(1.0) as u64;
+    let mut body = Vec::new();
+    citybrain_gen::economy::write_csv_in(1, firms, citybrain_gen::economy::Unit::Fen, &mut body)?;
+    hub.ingest(
+        &name,
+        Format::Csv,
+        &body,
+        OnError::Reject,
+        citybrain_server::now(),
+    )?;
+    Ok(())
+}
+
+/// The demo city's departments, its principals, and the grant the cockpit reads through.
+fn governance(gov: &Gov, hub: &Hub, data: &Path) -> Result<()> {
+    let admin = Gov::admin_principal();
+    let now = citybrain_server::now();
+    for (id, name) in [
+        ("transport", "Transport Bureau 交通运输局"),
+        ("market", "Market Supervision Bureau 市场监管局"),
+        ("health", "Health Commission 卫生健康委"),
+        ("civil_affairs", "Civil Affairs Bureau 民政局"),
+        ("community", "Community grid workers 社区网格"),
+        ("city_office", "City Operations Office 城市运行管理中心"),
+    ] {
+        let id = DepartmentId::parse(id)?;
+        if !gov.department_exists(&id)? {
+            gov.create_department(&admin, &id, name, now)?;
+        }
+    }
+    let existing: Vec<PrincipalName> = gov
+        .principals(&admin)?
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    let person = |name: &str, department: &str, role| -> Result<Principal> {
+        let p = Principal {
+            name: PrincipalName::parse(name)?,
+            department: DepartmentId::parse(department)?,
+            role,
+        };
+        if !existing.contains(&p.name) {
+            gov.create_principal(&admin, &p, now)?;
+        }
+        Ok(p)
+    };
+    let transport_admin = person("transport_admin", "transport", Role::Admin)?;
+    let office_admin = person("city_office_admin", "city_office", Role::Admin)?;
+    let cockpit = person("cockpit", "city_office", Role::Reader)?;
+    // The cockpit reads through the operations office's grants, each approved by the owner.
+    let grant = |dataset: &str, owner: &Principal, purpose: &str, why: &str| -> Result<()> {
+        let dataset = DatasetName::parse(dataset)?;
+        let def = hub.definition(&dataset)?;
+        let has_grant = gov
+            .grants_for(&office_admin, |_| None)?
+            .iter()
+            .any(|g| g.dataset == dataset && g.is_active(now));
+        if !has_grant {
+            let request = GrantRequest {
+                dataset: dataset.clone(),
+                purpose: purpose.into(),
+                fields: Vec::new(),
+                raw: Vec::new(),
+                days: 365,
+            };
+            let grant = gov.request_grant(&office_admin, &def, &request, now)?;
+            gov.decide_grant(owner, grant.id, &def.owner, GrantState::Approved, why, now)?;
+        }
+        Ok(())
+    };
+    grant(
+        "transport.anpr_passages",
+        &transport_admin,
+        "city cockpit: live traffic indices for the operations centre",
+        "plates stay masked",
+    )?;
+    // Policy delivery runs in the market department, which owns the enterprises and the
+    // payouts.
+    let market_admin = person("market_admin", "market", Role::Admin)?;
+    if hub.names().contains(&DatasetName::parse("policy.payouts")?) {
+        grant(
+            "policy.payouts",
+            &market_admin,
+            "city cockpit: what policy delivery has paid, per policy",
+            "enterprise ids only; no personal fields",
+        )?;
+    }
+    client::ensure_token_file(gov, &data.join("cockpit.token"), || {
+        Ok(gov.issue_console_token(&admin, &cockpit.name, now)?)
+    })?;
+    client::ensure_token_file(gov, &data.join("market.token"), || {
+        Ok(gov.issue_console_token(&admin, &market_admin.name, now)?)
+    })
+}
