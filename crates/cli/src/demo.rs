@@ -38,7 +38,7 @@ fn load_city(hub: &Hub, data: &Path, scale: f64) -> Result<()> {
             max_trips: 3,
             day: citybrain_core::Date::parse("2026-11-22").expect("a valid date"),
         };
-        crate::gen_with_progress(&config, &demo)?;
+        crate::commands::generate::with_progress(&config, &demo)?;
     }
     let now = citybrain_server::now();
     for (file, text) in citybrain_gen::DEFINITIONS {

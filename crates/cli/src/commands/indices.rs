@@ -1,8 +1,9 @@
-//! `citybrain indices traffic`: every traffic index over a recorded file, in one pass.
+//! `citybrain indices`: city indices over recorded files; `indices traffic` computes every
+//! traffic index over a recorded day of passages in one pass.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -12,6 +13,52 @@ use citybrain_core::Timestamp;
 use citybrain_hub::{DatasetDef, Format};
 use citybrain_indices::{Link, LinkTravel, Outputs, TrafficConfig, TrafficIndices};
 use indicatif::{ProgressBar, ProgressStyle};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Every traffic index (census, vehicles on the road, link travel times, delay index,
+    /// congestion ranking) over a recorded day of ANPR passages, in one pass; written as
+    /// Parquet files in --out, with a summary printed.
+    Traffic {
+        /// ANPR passages (ts, checkpoint_id, plate, ...) as NDJSON, CSV or Parquet, in
+        /// roughly time order (out of order up to --lateness-s is put right).
+        #[arg(long)]
+        passages: PathBuf,
+        /// The link table (link_id, from_checkpoint, to_checkpoint, length_m, freeflow_s,
+        /// lanes, district) as NDJSON, CSV or Parquet.
+        #[arg(long)]
+        links: PathBuf,
+        /// The directory the index files (Parquet) go to (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+        /// Records older than the newest by more than this are counted and dropped.
+        #[arg(long, default_value_t = 60)]
+        lateness_s: i64,
+        /// Partitions of plates computed in parallel (default: one per core).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let Command::Traffic {
+        passages,
+        links,
+        out,
+        lateness_s,
+        threads,
+    } = args.command;
+    let threads = threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .clamp(1, 64);
+    traffic(&passages, &links, &out, lateness_s, threads)
+}
 
 fn definition(name: &str) -> DatasetDef {
     let (file, text) = citybrain_gen::DEFINITIONS
@@ -223,7 +270,7 @@ fn run_parallel(
     Ok((rows, outputs, counters))
 }
 
-pub fn traffic(
+fn traffic(
     passages: &Path,
     links: &Path,
     out: &Path,

@@ -1,11 +1,44 @@
-//! `citybrain parking ...`: the parking scene's offline commands.
+//! `citybrain parking`: the parking scene's offline commands (`forecast-eval`, the free-berth
+//! forecast scored on a recorded occupancy series).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use citybrain_parking::{Evaluation, evaluate};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Scores the free-berth forecast against "same as now" 15, 30 and 60 minutes ahead on
+    /// a car-park occupancy series (timestamp,poiID,capacity,free; '-' reads stdin, e.g.
+    /// `zcat malaga_carparks_occupancy.csv.gz | citybrain parking forecast-eval -`).
+    ForecastEval {
+        /// The occupancy series (CSV), or '-' for stdin.
+        occupancy: PathBuf,
+        /// Days at the start of each car park's series used only to learn.
+        #[arg(long, default_value_t = 28)]
+        warmup_days: i64,
+        /// Also print each car park's errors.
+        #[arg(long)]
+        per_lot: bool,
+    },
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let Command::ForecastEval {
+        occupancy,
+        warmup_days,
+        per_lot,
+    } = args.command;
+    forecast_eval(&occupancy, warmup_days, per_lot)
+}
 
 /// Minutes since 1970-01-01 of a naive local `YYYY-MM-DD HH:MM[:SS]` (the series' own clock:
 /// its daily profile is in local time).
@@ -22,7 +55,7 @@ fn naive_minutes(text: &str) -> Option<i64> {
 /// Evaluates the free-berth forecast against "same as now" on a car-park occupancy series
 /// (`timestamp,poiID,capacity,free`, e.g. Málaga's), prequentially: every forecast is made
 /// before the observation it predicts is learned.
-pub fn forecast_eval(occupancy: &Path, warmup_days: i64, per_lot: bool) -> Result<()> {
+fn forecast_eval(occupancy: &Path, warmup_days: i64, per_lot: bool) -> Result<()> {
     let reader: Box<dyn Read> = if occupancy == Path::new("-") {
         Box::new(std::io::stdin())
     } else {

@@ -1,0 +1,348 @@
+//! `citybrain up`: the server. Opens (or creates) the data directory, issues the admin's
+//! token file, checks the policies, sets up the demo city unless `--no-demo` (`crate::demo`),
+//! then serves the API, the cockpit and every scene until SIGINT or SIGTERM, with a
+//! Mosquitto of its own for `--mqtt`. Also the bounds that keep one caller from taking the
+//! server down (`LimitArgs`).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use citybrain_gov::Gov;
+use citybrain_hub::{DatasetDef, Hub, HubConfig};
+
+use crate::{client, demo};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// Data directory.
+    #[arg(long, default_value = "./citybrain-data")]
+    data: PathBuf,
+    /// Do not create or load the demo city.
+    #[arg(long)]
+    no_demo: bool,
+    /// Size of the demo city (1.0 = 20,000 vehicles).
+    #[arg(long, default_value_t = 1.0)]
+    scale: f64,
+    /// Largest accepted request body in MiB.
+    #[arg(long, default_value_t = 256)]
+    body_limit_mib: usize,
+    /// Seal a dataset's unsealed records into Parquet once they number this many.
+    #[arg(long, default_value_t = 1_000_000)]
+    seal_rows: usize,
+    /// Take berth sensor messages (FIWARE ParkingSpot/OffStreetParking) over MQTT from a
+    /// Mosquitto that citybrain starts on a free loopback port (Debian: apt-get install
+    /// mosquitto).
+    #[arg(long)]
+    mqtt: bool,
+    /// Take them from this broker (HOST:PORT) instead of starting one.
+    #[arg(long, value_name = "HOST:PORT")]
+    mqtt_broker: Option<String>,
+    /// Control the signals of this SUMO network (.net.xml), co-simulated in SUMO as the
+    /// city's field (with --signals-routes); emergency runs via POST /api/v1/signals/emergency.
+    #[arg(long, requires = "signals_routes")]
+    signals_net: Option<PathBuf>,
+    /// The demand for the co-simulation (a SUMO .rou.xml).
+    #[arg(long, requires = "signals_net")]
+    signals_routes: Option<PathBuf>,
+    /// Simulated seconds per second.
+    #[arg(long, default_value_t = 1.0)]
+    signals_speed: f64,
+    /// The sumo binary (default: $SUMO_HOME/bin/sumo, scripts/install-sumo's venv, or PATH).
+    #[arg(long)]
+    sumo: Option<PathBuf>,
+    /// Deliver the policies in this directory (.policy files) through
+    /// POST /api/v1/policy/runs (default: the twenty shipped with citybrain).
+    #[arg(long)]
+    policies: Option<PathBuf>,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let Args {
+        listen,
+        data,
+        no_demo,
+        scale,
+        body_limit_mib,
+        seal_rows,
+        mqtt,
+        mqtt_broker,
+        signals_net,
+        signals_routes,
+        signals_speed,
+        sumo,
+        policies,
+        limits,
+    } = args;
+    up(
+        &listen,
+        &data,
+        !no_demo,
+        scale,
+        body_limit_mib,
+        &limits,
+        HubConfig { seal_rows },
+        Mqtt::choose(mqtt, mqtt_broker)?,
+        signals_net
+            .zip(signals_routes)
+            .map(|(net, routes)| SignalsArgs {
+                net,
+                routes,
+                speed: signals_speed,
+                sumo: super::signals::find_sumo(sumo),
+            }),
+        policies.as_deref(),
+    )
+}
+
+/// Bounds that keep one caller from taking the server down (docs/security.md).
+#[derive(Debug, clap::Args)]
+struct LimitArgs {
+    /// Seconds a SQL statement may run before it is cancelled.
+    #[arg(long, default_value_t = 60)]
+    sql_timeout_s: u64,
+    /// Memory SQL operators (sorts, joins, aggregations) may reserve, in MiB.
+    #[arg(long, default_value_t = 2048)]
+    sql_memory_mib: usize,
+    /// Rows a SQL result (or a read or export) may have.
+    #[arg(long, default_value_t = 10_000_000)]
+    sql_max_rows: usize,
+    /// MiB a SQL result may take in memory.
+    #[arg(long, default_value_t = 512)]
+    sql_max_result_mib: usize,
+    /// Connections open at once (default: half the descriptor limit, at most 4096).
+    #[arg(long)]
+    max_connections: Option<usize>,
+    /// Seconds a client has to send a request's headers (and a kept-alive connection may
+    /// sit idle).
+    #[arg(long, default_value_t = 20)]
+    header_timeout_s: u64,
+    /// Records one ingest call may carry (a small Parquet body can decode to millions).
+    #[arg(long, default_value_t = 16_777_216)]
+    max_ingest_rows: u64,
+    /// MiB the records of one ingest call may take once decoded.
+    #[arg(long, default_value_t = 2048)]
+    max_ingest_mib: u64,
+}
+
+impl LimitArgs {
+    fn sql(&self) -> citybrain_sql::SqlLimits {
+        citybrain_sql::SqlLimits {
+            timeout: std::time::Duration::from_secs(self.sql_timeout_s.max(1)),
+            memory_bytes: self.sql_memory_mib << 20,
+            max_result_rows: self.sql_max_rows,
+            max_result_bytes: self.sql_max_result_mib << 20,
+            ..Default::default()
+        }
+    }
+
+    fn ingest(&self) -> citybrain_hub::IngestLimits {
+        citybrain_hub::IngestLimits {
+            max_rows: self.max_ingest_rows.max(1),
+            max_bytes: self.max_ingest_mib.max(1) << 20,
+        }
+    }
+
+    fn connections(&self) -> citybrain_server::ConnLimits {
+        let mut limits = citybrain_server::ConnLimits::default();
+        if let Some(n) = self.max_connections {
+            limits.max_connections = n.max(1);
+        }
+        limits.header_timeout = std::time::Duration::from_secs(self.header_timeout_s.max(1));
+        limits
+    }
+}
+
+/// Where berth sensor messages come from, if anywhere.
+#[derive(Debug)]
+enum Mqtt {
+    Off,
+    /// Start a Mosquitto of our own.
+    Local,
+    Broker(String, u16),
+}
+
+impl Mqtt {
+    fn choose(local: bool, broker: Option<String>) -> Result<Self> {
+        Ok(match (local, broker) {
+            (_, Some(address)) => {
+                let (host, port) = address
+                    .rsplit_once(':')
+                    .and_then(|(h, p)| Some((h.to_string(), p.parse().ok()?)))
+                    .with_context(|| format!("--mqtt-broker '{address}' is not HOST:PORT"))?;
+                Self::Broker(host, port)
+            }
+            (true, None) => Self::Local,
+            (false, None) => Self::Off,
+        })
+    }
+}
+
+/// The live signal scene's settings (`up --signals-net ... --signals-routes ...`).
+struct SignalsArgs {
+    net: PathBuf,
+    routes: PathBuf,
+    speed: f64,
+    sumo: PathBuf,
+}
+
+/// The dataset policy runs read by default (`market.enterprises`), created empty so a
+/// city can publish into it; and the policies checked before the server starts, so a
+/// mistake in one stops `up` with its line instead of leaving the scene failed.
+fn prepare_policies(hub: &Hub, dir: Option<&Path>) -> Result<()> {
+    let (file, text) = citybrain_gen::economy::DEFINITION;
+    let def = DatasetDef::from_file_text(file, text).map_err(anyhow::Error::msg)?;
+    if !hub.names().contains(&def.name) {
+        hub.create_dataset(def, citybrain_server::now())?;
+    }
+    citybrain_server::scenes::policy::load(dir).map_err(anyhow::Error::msg)?;
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn up(
+    listen: &str,
+    data: &Path,
+    demo: bool,
+    scale: f64,
+    body_limit_mib: usize,
+    limits: &LimitArgs,
+    config: HubConfig,
+    mqtt: Mqtt,
+    signals: Option<SignalsArgs>,
+    policies: Option<&Path>,
+) -> Result<()> {
+    let started = std::time::Instant::now();
+    let signals_args_shown = signals
+        .as_ref()
+        .map(|a| (a.net.display().to_string(), a.speed));
+    std::fs::create_dir_all(data)
+        .with_context(|| format!("creating the data directory {}", data.display()))?;
+    let hub = Arc::new(
+        Hub::open(data, config)
+            .context("opening the data directory")?
+            .with_ingest_limits(limits.ingest()),
+    );
+    let gov = Arc::new(
+        Gov::open(data, citybrain_server::now())
+            .context("opening governance in the data directory")?,
+    );
+    client::ensure_token_file(&gov, &data.join("admin.token"), || {
+        Ok(gov.issue_admin_token(citybrain_server::now())?)
+    })?;
+    prepare_policies(&hub, policies)?;
+    citybrain_server::scenes::create_datasets(&hub).map_err(anyhow::Error::msg)?;
+    if demo {
+        demo::load(&hub, &gov, data, scale)?;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("listening on {listen} (is another server running? pass --listen ADDR)"))?;
+        let address = listener.local_addr()?;
+        let sql = citybrain_sql::SqlEngine::new(hub.clone(), limits.sql())
+            .with_gov(gov.clone());
+        let config = citybrain_server::scene::SceneConfig {
+            signals: signals.map(|a| citybrain_server::scenes::signals::SignalsConfig {
+                net: a.net,
+                routes: a.routes,
+                speed: a.speed,
+                sumo: a.sumo,
+            }),
+            policies: policies.map(Path::to_path_buf),
+            data_dir: data.to_path_buf(),
+        };
+        let state = citybrain_server::AppState::start(
+            hub.clone(),
+            sql,
+            gov,
+            config,
+            body_limit_mib << 20,
+            limits.connections(),
+        )
+        .await;
+        let (mut mosquitto, broker) = match mqtt {
+            Mqtt::Off => (None, None),
+            Mqtt::Local => {
+                let (child, port) = citybrain_server::mqtt::start_mosquitto(data).map_err(anyhow::Error::msg)?;
+                (Some(child), Some(("127.0.0.1".to_string(), port)))
+            }
+            Mqtt::Broker(host, port) => (None, Some((host, port))),
+        };
+        if let Some((host, port)) = &broker {
+            if let Err(error) = state.scenes.handle::<citybrain_server::scenes::parking::LiveParking>("parking") {
+                bail!("--mqtt needs the parking scene, and {error}");
+            }
+            citybrain_server::mqtt::spawn(
+                state.clone(),
+                citybrain_server::mqtt::MqttSource {
+                    host: host.clone(),
+                    port: *port,
+                    topic: "citybrain/parking/#".into(),
+                },
+            );
+        }
+        // Each dataset once; its dead-letter twin is part of it.
+        let datasets = hub.names().iter().filter(|n| !n.is_rejected()).count();
+        println!("citybrain is up on http://{address}/ (ready in {:.1} s)", started.elapsed().as_secs_f64());
+        println!("  data directory: {}  ({datasets} datasets)", data.display());
+        if !citybrain_server::cockpit_built() {
+            println!("  cockpit:        not built into this binary (start with scripts/up, or run cockpit/build and rebuild)");
+        } else if demo {
+            // The token goes in the URL's fragment, which browsers never send to the server;
+            // it is read from its file by the shell so it is never printed here.
+            println!(
+                "  cockpit:        http://{address}/   signed in as the demo reader: xdg-open \"http://{address}/#token=$(cat {})\"",
+                data.join("cockpit.token").display()
+            );
+        } else {
+            println!("  cockpit:        http://{address}/  (sign in with a token)");
+        }
+        println!("  admin token:    {} (send it as 'Authorization: Bearer ...')", data.join("admin.token").display());
+        if demo {
+            println!("  cockpit token:  {} (reader in city_office: plates masked by its grant)", data.join("cockpit.token").display());
+            println!("  market token:   {} (admin in market: `citybrain policy pay --run 2025-annual`)", data.join("market.token").display());
+        }
+        println!("  API:            http://{address}/api/v1/openapi.json   health: http://{address}/health");
+        println!("  live indices:   http://{address}/api/v1/indices/traffic/live  (SSE: /api/v1/indices/stream; tables: indices.*)");
+        if let Some(args) = &signals_args_shown {
+            println!("  signals:        {} under citybrain's control in SUMO at {}× (emergency runs: POST /api/v1/signals/emergency; tables: signals.*)", args.0, args.1);
+        }
+        if let Some((host, port)) = &broker {
+            println!("  MQTT sensors:   mqtt://{host}:{port}  topic citybrain/parking/# (FIWARE ParkingSpot or OffStreetParking, QoS 1)");
+        }
+        if demo {
+            println!(
+                "  try:            CITYBRAIN_TOKEN_FILE={} citybrain sql \"SELECT plate, count(*) FROM transport.anpr_passages GROUP BY plate LIMIT 5\"",
+                data.join("cockpit.token").display()
+            );
+        } else {
+            println!("  next:           citybrain departments create transport   (then principals, tokens, datasets)");
+        }
+        citybrain_server::run(listener, state, shutdown_signal()).await?;
+        if let Some(mut child) = mosquitto.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        println!("citybrain stopped cleanly");
+        anyhow::Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
+    }
+    tracing::info!(message = "Shutting down: finishing in-flight requests.");
+}
