@@ -2,6 +2,7 @@
 //! type, message naming the field) instead of axum's plain text: a client that reads one
 //! error body reads them all, and the OpenAPI document's error schema holds for every 4xx.
 
+use crate::error::ErrorCode;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
@@ -26,7 +27,7 @@ where
             Ok(axum::Json(value)) => Ok(Self(value)),
             Err(rejection) => Err(ApiError::new(
                 rejection.status(),
-                "invalid_body",
+                ErrorCode::InvalidBody,
                 format!("the JSON body: {}", rejection.body_text()),
             )),
         }
@@ -54,7 +55,7 @@ where
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(value)) => Ok(Self(value)),
             Err(rejection) => Err(ApiError::bad_request(
-                "invalid_query",
+                ErrorCode::InvalidQuery,
                 format!("the query parameters: {}", rejection.body_text()),
             )),
         }
@@ -76,7 +77,7 @@ where
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(value)) => Ok(Self(value)),
             Err(rejection) => Err(ApiError::bad_request(
-                "invalid_path",
+                ErrorCode::InvalidPath,
                 format!("the path: {}", rejection.body_text()),
             )),
         }

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
+use crate::error::ErrorCode;
 use crate::{ApiError, AppState, SMALL_BODY_LIMIT, dataset_name, known_definition, now, read_body};
 
 async fn json_body<T: DeserializeOwned>(body: Body, shape: &str) -> Result<T, ApiError> {
@@ -19,13 +20,13 @@ async fn json_body<T: DeserializeOwned>(body: Body, shape: &str) -> Result<T, Ap
     serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
-            "invalid_body",
+            ErrorCode::InvalidBody,
             format!("expected {shape}: {e}"),
         )
     })
 }
 
-fn bad(code: &'static str, e: impl std::fmt::Display) -> ApiError {
+fn bad(code: ErrorCode, e: impl std::fmt::Display) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, code, e.to_string())
 }
 
@@ -53,7 +54,7 @@ pub async fn create_department(
     body: Body,
 ) -> Result<Response, ApiError> {
     let new: NewDepartment = json_body(body, "{\"id\": .., \"name\": ..}").await?;
-    let id = DepartmentId::parse(&new.id).map_err(|e| bad("invalid_department", e))?;
+    let id = DepartmentId::parse(&new.id).map_err(|e| bad(ErrorCode::InvalidDepartment, e))?;
     let department = state.gov.create_department(&me, &id, &new.name, now())?;
     Ok((StatusCode::CREATED, Json(department)).into_response())
 }
@@ -85,12 +86,12 @@ pub async fn create_principal(
     )
     .await?;
     let principal = Principal {
-        name: PrincipalName::parse(&new.name).map_err(|e| bad("invalid_principal", e))?,
+        name: PrincipalName::parse(&new.name).map_err(|e| bad(ErrorCode::InvalidPrincipal, e))?,
         department: DepartmentId::parse(&new.department)
-            .map_err(|e| bad("invalid_department", e))?,
+            .map_err(|e| bad(ErrorCode::InvalidDepartment, e))?,
         role: Role::parse(&new.role).ok_or_else(|| {
             bad(
-                "invalid_role",
+                ErrorCode::InvalidRole,
                 format!(
                     "role must be reader, publisher or admin, not '{}'",
                     new.role
@@ -120,19 +121,19 @@ pub async fn issue_token(
     Path(name): Path<String>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let name = PrincipalName::parse(&name).map_err(|e| bad("invalid_principal", e))?;
+    let name = PrincipalName::parse(&name).map_err(|e| bad(ErrorCode::InvalidPrincipal, e))?;
     let bytes = read_body(body, SMALL_BODY_LIMIT).await?;
     let new: NewToken = if bytes.is_empty() {
         NewToken::default()
     } else {
-        serde_json::from_slice(&bytes).map_err(|e| bad("invalid_body", e))?
+        serde_json::from_slice(&bytes).map_err(|e| bad(ErrorCode::InvalidBody, e))?
     };
     if new
         .expires_in_days
         .is_some_and(|d| d == 0 || d > MAX_TOKEN_DAYS)
     {
         return Err(bad(
-            "invalid_expiry",
+            ErrorCode::InvalidExpiry,
             format!(
                 "expires_in_days must be between 1 and {MAX_TOKEN_DAYS}; leave it out for a token that lasts until revoked"
             ),
@@ -239,7 +240,7 @@ pub async fn decide_grant(
         other => {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
-                "unknown_decision",
+                ErrorCode::UnknownDecision,
                 format!("'{other}' is not a decision; use approve, refuse or revoke"),
             ));
         }
@@ -248,7 +249,7 @@ pub async fn decide_grant(
     let Decision { reason } = if bytes.is_empty() {
         Decision::default()
     } else {
-        serde_json::from_slice(&bytes).map_err(|e| bad("invalid_body", e))?
+        serde_json::from_slice(&bytes).map_err(|e| bad(ErrorCode::InvalidBody, e))?
     };
     let grant = state.gov.grant(GrantId(id))?;
     let owner = state.hub.definition(&grant.dataset)?.owner;
@@ -350,13 +351,13 @@ pub async fn propose_linkage(
             .find(|f| f.name == m.field)
             .ok_or_else(|| {
                 bad(
-                    "invalid_member",
+                    ErrorCode::InvalidMember,
                     format!("{} has no field {}", m.dataset, m.field),
                 )
             })?;
         if field.mask_kind() != Some(citybrain_hub::MaskKind::Pseudonym) {
             return Err(bad(
-                "invalid_member",
+                ErrorCode::InvalidMember,
                 format!(
                     "{m}: only pseudonymised fields (classified personal, not plates) are linked"
                 ),
@@ -388,7 +389,7 @@ pub async fn decide_linkage(
         other => {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
-                "unknown_decision",
+                ErrorCode::UnknownDecision,
                 format!("'{other}' is not a decision on a linkage; use approve or withdraw"),
             ));
         }

@@ -39,7 +39,7 @@ use serde_json::json;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 pub use cockpit::built as cockpit_built;
-pub use error::ApiError;
+pub use error::{ApiError, ErrorCode};
 pub use listen::ConnLimits;
 
 /// What every handler shares.
@@ -216,7 +216,7 @@ async fn authenticate(State(state): State<AppState>, mut request: Request, next:
         if !encoding.eq_ignore_ascii_case("identity") {
             return ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_content_encoding",
+                ErrorCode::UnsupportedContentEncoding,
                 format!(
                     "Content-Encoding '{encoding}' is not supported; send the body uncompressed"
                 ),
@@ -254,7 +254,7 @@ pub(crate) fn dataset_name(text: &str) -> Result<DatasetName, ApiError> {
     DatasetName::parse(text).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
-            "invalid_dataset_name",
+            ErrorCode::InvalidDatasetName,
             e.to_string(),
         )
     })
@@ -266,7 +266,7 @@ pub(crate) async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(work).await.map_err(|e| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
+            ErrorCode::Internal,
             format!("worker failed: {e}"),
         )
     })?
@@ -376,7 +376,7 @@ fn check_publisher(state: &AppState, me: &Principal, def: &DatasetDef) -> Result
     if !state.gov.department_exists(&def.owner)? {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
-            "unknown_department",
+            ErrorCode::UnknownDepartment,
             format!(
                 "department {} does not exist; a hub admin creates it with `citybrain departments create {}`",
                 def.owner, def.owner
@@ -429,7 +429,7 @@ pub(crate) async fn read_body_sized(
         let Ok(next) = tokio::time::timeout(wait, stream.next()).await else {
             return Err(ApiError::new(
                 StatusCode::REQUEST_TIMEOUT,
-                "body_timeout",
+                ErrorCode::BodyTimeout,
                 format!(
                     "the body did not arrive in time (at most {} s between pieces, {} s in all); send it at once",
                     BODY_IDLE.as_secs(),
@@ -441,7 +441,7 @@ pub(crate) async fn read_body_sized(
         let chunk = chunk.map_err(|e| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
-                "body_unreadable",
+                ErrorCode::BodyUnreadable,
                 format!("the body could not be read: {e}"),
             )
         })?;
@@ -469,12 +469,12 @@ fn parse_definition(headers: &HeaderMap, body: &[u8]) -> Result<DatasetDef, ApiE
     let text = std::str::from_utf8(body).map_err(|_| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
-            "invalid_definition",
+            ErrorCode::InvalidDefinition,
             "the definition is not UTF-8",
         )
     })?;
     DatasetDef::from_file_text(if is_toml { "body.toml" } else { "body.json" }, text)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_definition", e))
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidDefinition, e))
 }
 
 /// Namespaces that name SQL's own schemas or the platform's: a dataset there would
@@ -496,7 +496,7 @@ fn check_namespace(state: &AppState, def: &DatasetDef) -> Result<(), ApiError> {
     let refuse = |why: String| {
         Err(ApiError::new(
             StatusCode::FORBIDDEN,
-            "namespace_not_yours",
+            ErrorCode::NamespaceNotYours,
             format!("{}: {why}", def.name),
         ))
     };
@@ -589,7 +589,7 @@ async fn update_dataset(
     if def.name != name {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
-            "name_mismatch",
+            ErrorCode::NameMismatch,
             format!(
                 "the path names {name} but the definition names {}",
                 def.name
@@ -671,7 +671,7 @@ async fn ingest(
         Some(other) => {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
-                "invalid_on_error",
+                ErrorCode::InvalidOnError,
                 format!("on_error must be 'reject' (the default) or 'skip', not '{other}'"),
             ));
         }
@@ -683,7 +683,7 @@ async fn ingest(
     let format = Format::from_content_type(content_type).ok_or_else(|| {
         ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_content_type",
+            ErrorCode::UnsupportedContentType,
             format!(
                 "Content-Type '{content_type}' is not supported; use application/x-ndjson, text/csv or application/vnd.apache.parquet"
             ),
@@ -743,7 +743,7 @@ async fn sql(
     let request: SqlRequest = serde_json::from_slice(&body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
-            "invalid_sql_request",
+            ErrorCode::InvalidSqlRequest,
             format!("expected {{\"sql\": .., \"purpose\": ..}}: {e}"),
         )
     })?;
@@ -755,7 +755,7 @@ async fn sql(
         Some(text) => ResultFormat::parse(text).ok_or_else(|| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
-                "invalid_format",
+                ErrorCode::InvalidFormat,
                 "format must be json, csv or arrow",
             )
         })?,
@@ -797,7 +797,7 @@ async fn read_records(
         Some(text) => ResultFormat::parse(text).ok_or_else(|| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
-                "invalid_format",
+                ErrorCode::InvalidFormat,
                 "format must be json, csv or arrow",
             )
         })?,
@@ -889,7 +889,11 @@ pub(crate) fn record_write(
 /// Actions that change the city (start a run, pay) are for publishers and admins.
 pub(crate) fn needs_writer(me: &Principal, message: &str) -> Result<(), ApiError> {
     if me.role == citybrain_gov::Role::Reader {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", message));
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden,
+            message,
+        ));
     }
     Ok(())
 }

@@ -5,13 +5,19 @@
 
 use serde_json::{Value, json};
 
+use crate::error::ErrorCode;
+
 /// What every error answers with (see `error.rs`).
 fn error_schema() -> Value {
     json!({
         "type": "object",
         "required": ["code", "type", "message"],
         "properties": {
-            "code": {"type": "string", "description": "Stable, for programs: e.g. sql_too_complex, body_too_large"},
+            "code": {
+                "type": "string",
+                "enum": ErrorCode::ALL.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+                "description": ErrorCode::ALL.iter().map(|c| format!("{}: {}", c.as_str(), c.about())).collect::<Vec<_>>().join("; "),
+            },
             "type": {"type": "string", "description": "The class of error: invalid_request, auth, unavailable (a scene that is not running), internal"},
             "message": {"type": "string", "description": "For people: what was wrong and what to do next"},
             "details": {"description": "Per-record problems and the like, when there are any"}

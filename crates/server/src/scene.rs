@@ -26,6 +26,7 @@ use serde_json::json;
 use tokio::sync::broadcast;
 use utoipa_axum::router::OpenApiRouter;
 
+use crate::error::ErrorCode;
 use crate::{ApiError, AppState};
 
 /// A scene: what a city runs on the hub to remove one pain point.
@@ -276,7 +277,7 @@ impl Scenes {
                     .unwrap_or_else(|| "it has not started".into());
                 Err(ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "scene_unavailable",
+                    ErrorCode::SceneUnavailable,
                     format!("the {name} scene is not running: {why}"),
                 ))
             }

@@ -24,6 +24,7 @@ use futures::future::BoxFuture;
 use serde::Deserialize;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
+use crate::error::ErrorCode;
 use crate::scene::{Running, Scene, SceneContext, Started};
 use crate::{ApiError, AppState};
 
@@ -201,7 +202,7 @@ async fn signals_emergency(
     )?;
     if request.route.len() < 2 {
         return Err(ApiError::bad_request(
-            "invalid_route",
+            ErrorCode::InvalidRoute,
             "route: give at least two edges, in driving order",
         ));
     }
@@ -217,7 +218,7 @@ async fn signals_emergency(
             0,
             outcome.is_ok(),
         )?;
-        outcome.map_err(|e| ApiError::bad_request("invalid_route", format!("route: {e}")))
+        outcome.map_err(|e| ApiError::bad_request(ErrorCode::InvalidRoute, format!("route: {e}")))
     })
     .await?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "run_id": run_id }))).into_response())

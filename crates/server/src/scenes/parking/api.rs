@@ -19,6 +19,7 @@ use serde_json::json;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{GATE_EVENTS, LiveParking, ParkingWorker, SENSOR_EVENTS, Stored, lots_from_batch};
+use crate::error::ErrorCode;
 use crate::scene::{Running, Scene, SceneContext, Started};
 use crate::{ApiError, AppState, blocking, now};
 
@@ -238,10 +239,10 @@ async fn parking_guide(
 ) -> Result<Response, ApiError> {
     let parking = state.scenes.handle::<LiveParking>("parking")?;
     let at = citybrain_core::GeoPoint::new(params.lon, params.lat)
-        .map_err(|e| ApiError::bad_request("invalid_location", format!("lat/lon: {e}")))?;
+        .map_err(|e| ApiError::bad_request(ErrorCode::InvalidLocation, format!("lat/lon: {e}")))?;
     if !(params.radius_m > 0.0 && params.radius_m <= 20_000.0) {
         return Err(ApiError::bad_request(
-            "invalid_radius",
+            ErrorCode::InvalidRadius,
             "radius_m must be above 0 and at most 20000",
         ));
     }

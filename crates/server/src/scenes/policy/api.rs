@@ -16,6 +16,7 @@ use serde_json::json;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::PolicyScene;
+use crate::error::ErrorCode;
 use crate::scene::{Running, Scene, SceneContext, Started};
 use crate::{ApiError, AppState, blocking, now};
 
@@ -154,7 +155,11 @@ async fn policy_explain(
             } else {
                 StatusCode::UNPROCESSABLE_ENTITY
             };
-            ApiError::new(status, "cannot_explain", format!("enterprise {id}: {e}"))
+            ApiError::new(
+                status,
+                ErrorCode::CannotExplain,
+                format!("enterprise {id}: {e}"),
+            )
         })?;
         Ok(super::explain(&scene, &facts))
     })
@@ -207,14 +212,14 @@ async fn policy_run(
     {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
-            "invalid_run",
+            ErrorCode::InvalidRun,
             "run: give a name of 1 to 100 letters, digits and - _ . : / (e.g. 2025-annual)",
         ));
     }
     let _one_at_a_time = scene.running.try_lock().map_err(|_| {
         ApiError::new(
             StatusCode::CONFLICT,
-            "run_in_progress",
+            ErrorCode::RunInProgress,
             "a payout run is in progress; run again when it has finished (it will pay only who is left)",
         )
     })?;
@@ -243,7 +248,11 @@ async fn policy_run(
         use arrow::array::{Array, AsArray};
         let col = arrow::compute::cast(batch.column(0), &arrow::datatypes::DataType::Utf8)
             .map_err(|e| {
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    ErrorCode::Internal,
+                    e.to_string(),
+                )
             })?;
         let s = col.as_string::<i32>();
         paid.extend((0..s.len()).map(|i| s.value(i).to_string()));
@@ -261,7 +270,8 @@ async fn policy_run(
             outcome.as_ref().map_or(0, |r| r.paid_now),
             outcome.is_ok(),
         )?;
-        outcome.map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "run_failed", e))
+        outcome
+            .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::RunFailed, e))
     })
     .await?;
     Ok(Json(report).into_response())
