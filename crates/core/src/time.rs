@@ -203,6 +203,39 @@ impl fmt::Display for Date {
     }
 }
 
+/// Serde for a [`Timestamp`] as RFC 3339 text, where the derived form is the integer: for
+/// rows stored as NDJSON and read by people and browsers (`#[serde(with = "...")]`).
+pub mod as_text {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    use super::Timestamp;
+
+    pub fn serialize<S: Serializer>(at: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(at)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Timestamp, D::Error> {
+        let text = String::deserialize(d)?;
+        Timestamp::parse(&text).map_err(D::Error::custom)
+    }
+}
+
+/// Serde for a [`Date`] as `YYYY-MM-DD`, where the derived form is the day number.
+pub mod date_as_text {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    use super::Date;
+
+    pub fn serialize<S: Serializer>(day: &Date, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(day)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Date, D::Error> {
+        let text = String::deserialize(d)?;
+        Date::parse(&text).map_err(D::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

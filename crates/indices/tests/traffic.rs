@@ -112,7 +112,7 @@ fn the_live_view_counts_records_still_held_for_the_lateness() {
     push_all(&mut indices, &records);
     // Newest 00:22:00; g's second read (00:22:00) is still held, yet g counts: a, b, c, d, g.
     let live = indices.live();
-    assert_eq!(live.at, "2026-11-22T00:22:00Z");
+    assert_eq!(live.at.to_string(), "2026-11-22T00:22:00Z");
     assert_eq!(live.vehicles_today, 5);
     // On the road in the 15 minutes before 00:22: d (00:10:30) and g.
     assert_eq!(live.on_road, 2);

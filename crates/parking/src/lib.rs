@@ -92,7 +92,8 @@ pub enum ParkingError {
 /// The indices at one 5-minute instant for one lot, district or the city.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ParkingIndexRow {
-    pub at: String,
+    #[serde(with = "citybrain_core::time::as_text")]
+    pub at: Timestamp,
     /// `lot`, `district` or `city`.
     pub scope: String,
     pub id: String,
@@ -337,13 +338,13 @@ impl Parking {
     }
 
     fn emit_instant(&mut self, at: i64) {
-        let stamp = Timestamp(at).to_string();
+        let stamp = Timestamp(at);
         let mut districts: BTreeMap<String, (u32, u32, f64)> = BTreeMap::new();
         let mut city = (0u32, 0u32, 0.0f64);
         let row = |scope: &str, id: String, occupied: u32, capacity: u32, expected: f64| {
             let free = capacity.saturating_sub(occupied);
             ParkingIndexRow {
-                at: stamp.clone(),
+                at: stamp,
                 scope: scope.into(),
                 id,
                 occupied,

@@ -1,15 +1,17 @@
 //! The vehicle census: distinct corroborated plates per local day and hour, and the census
 //! of the day so far at every on-road instant.
 
+use citybrain_core::{Date, Timestamp};
 use serde::Serialize;
 
-use super::{SECOND, TrafficIndices, rfc3339};
+use super::{SECOND, TrafficIndices};
 
 /// Distinct vehicles in one local day.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CensusDay {
     /// Local date, `YYYY-MM-DD`.
-    pub day: String,
+    #[serde(with = "citybrain_core::time::date_as_text")]
+    pub day: Date,
     /// Corroborated plates: seen in at least `corroboration` passages.
     pub vehicles: u64,
     pub local: u64,
@@ -21,7 +23,8 @@ pub struct CensusDay {
 /// Distinct corroborated vehicles seen in one hour.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CensusHour {
-    pub hour: String,
+    #[serde(with = "citybrain_core::time::as_text")]
+    pub hour: Timestamp,
     pub vehicles: u64,
     pub local: u64,
     pub non_local: u64,
@@ -32,9 +35,11 @@ pub struct CensusHour {
 /// `at`; the day's row in `census_daily` is the last word once the day closes.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CensusSoFar {
-    pub at: String,
+    #[serde(with = "citybrain_core::time::as_text")]
+    pub at: Timestamp,
     /// The local date of `at`, `YYYY-MM-DD`.
-    pub day: String,
+    #[serde(with = "citybrain_core::time::date_as_text")]
+    pub day: Date,
     pub vehicles: u64,
     pub local: u64,
     pub non_local: u64,
@@ -76,8 +81,8 @@ impl TrafficIndices {
             Tally::default()
         };
         self.out.census_so_far.push(CensusSoFar {
-            at: rfc3339(t),
-            day: citybrain_core::Date(day as i32).to_string(),
+            at: Timestamp(t),
+            day: Date(day as i32),
             vehicles,
             local,
             non_local: vehicles - local,
@@ -91,7 +96,7 @@ impl TrafficIndices {
         let offset = self.config.utc_offset_s * SECOND;
         let start = day * 86_400 * SECOND - offset;
         self.out.census_days.push(CensusDay {
-            day: citybrain_core::Date(day as i32).to_string(),
+            day: Date(day as i32),
             vehicles: c.vehicles,
             local: c.local,
             non_local: c.vehicles - c.local,
@@ -99,7 +104,7 @@ impl TrafficIndices {
         });
         for h in 0..24 {
             self.out.census_hours.push(CensusHour {
-                hour: rfc3339(start + h as i64 * 3600 * SECOND),
+                hour: Timestamp(start + h as i64 * 3600 * SECOND),
                 vehicles: c.hours[h],
                 local: c.hours_local[h],
                 non_local: c.hours[h] - c.hours_local[h],

@@ -2,14 +2,16 @@
 //! by when they entered it, and each closed bin's median, quartiles and delay index (per
 //! link, then traversal-weighted per district and for the city).
 
+use citybrain_core::Timestamp;
 use serde::Serialize;
 
-use super::{SECOND, TrafficIndices, rfc3339};
+use super::{SECOND, TrafficIndices};
 
 /// Travel times over one link for vehicles entering it in one bin.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LinkTravel {
-    pub bin: String,
+    #[serde(with = "citybrain_core::time::as_text")]
+    pub bin: Timestamp,
     pub link_id: i64,
     pub from_checkpoint: i64,
     pub to_checkpoint: i64,
@@ -26,7 +28,8 @@ pub struct LinkTravel {
 /// The traversal-weighted mean delay index of the city (`district` = `city`) or a district.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DelayIndex {
-    pub bin: String,
+    #[serde(with = "citybrain_core::time::as_text")]
+    pub bin: Timestamp,
     pub district: String,
     pub delay_index: f64,
     pub traversals: u64,
@@ -170,7 +173,7 @@ impl TrafficIndices {
             raw.extend(links.into_iter().map(|(link, times)| (bin, link, times)));
             return;
         }
-        let start = rfc3339(bin * bin_len);
+        let start = Timestamp(bin * bin_len);
         let mut rows: Vec<(usize, LinkTravel)> = links
             .into_iter()
             .map(|(link, mut times)| {
@@ -180,7 +183,7 @@ impl TrafficIndices {
                 let di = median / l.freeflow_s;
                 let d = self.link_district[link as usize] as usize;
                 let row = LinkTravel {
-                    bin: start.clone(),
+                    bin: start,
                     link_id: l.link_id,
                     from_checkpoint: l.from,
                     to_checkpoint: l.to,
@@ -212,7 +215,7 @@ impl TrafficIndices {
         for (d, (sum, n)) in sums.into_iter().enumerate() {
             if n > 0 {
                 self.out.delay.push(DelayIndex {
-                    bin: start.clone(),
+                    bin: start,
                     district: self.district_names[d].clone(),
                     delay_index: sum / n as f64,
                     traversals: n,

@@ -1,16 +1,18 @@
 //! The live view: the state of the stream right now, before windows close, with records
 //! still held for the lateness counted as if applied.
 
+use citybrain_core::Timestamp;
 use serde::Serialize;
 
-use super::{Counters, SECOND, TrafficIndices, rfc3339};
+use super::{Counters, SECOND, TrafficIndices};
 use crate::plate::{FastMap, PlateKey};
 
 /// The state of the stream right now, before windows close: for live displays.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Live {
     /// The newest record's time (the stream's "now").
-    pub at: String,
+    #[serde(with = "citybrain_core::time::as_text")]
+    pub at: Timestamp,
     /// Vehicles with a passage in the on-road window before `at` (provisional: records within
     /// the lateness may still arrive).
     pub on_road: u64,
@@ -60,7 +62,7 @@ impl TrafficIndices {
             }
         }
         Live {
-            at: rfc3339(now),
+            at: Timestamp(now),
             on_road: on_road.max(0) as u64,
             vehicles_today: vehicles,
             counters: self.counters,

@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 
+use citybrain_core::{Date, Timestamp};
+
 use super::link_travel::PerLink;
 use super::{
     CensusDay, CensusHour, CensusSoFar, Counters, Link, OnRoad, Outputs, SECOND, TrafficConfig,
@@ -51,9 +53,9 @@ impl TrafficIndices {
 /// partitions, each closing a range of bins).
 pub fn merge(config: TrafficConfig, links: Vec<Link>, parts: Vec<Partial>) -> (Outputs, Counters) {
     let whole = TrafficIndices::new(config, links);
-    let mut days: BTreeMap<String, CensusDay> = BTreeMap::new();
-    let mut hours: BTreeMap<String, CensusHour> = BTreeMap::new();
-    let mut on_road: BTreeMap<(String, usize), u64> = BTreeMap::new();
+    let mut days: BTreeMap<Date, CensusDay> = BTreeMap::new();
+    let mut hours: BTreeMap<Timestamp, CensusHour> = BTreeMap::new();
+    let mut on_road: BTreeMap<(Timestamp, usize), u64> = BTreeMap::new();
     let mut counters = Counters::default();
     let threads = parts.len().max(1);
     let mut raw = Vec::new();
@@ -61,7 +63,7 @@ pub fn merge(config: TrafficConfig, links: Vec<Link>, parts: Vec<Partial>) -> (O
     for mut part in parts {
         so_far_parts.push(std::mem::take(&mut part.out.census_so_far));
         for d in part.out.census_days {
-            let e = days.entry(d.day.clone()).or_insert(CensusDay {
+            let e = days.entry(d.day).or_insert(CensusDay {
                 vehicles: 0,
                 local: 0,
                 non_local: 0,
@@ -74,7 +76,7 @@ pub fn merge(config: TrafficConfig, links: Vec<Link>, parts: Vec<Partial>) -> (O
             e.plates_read += d.plates_read;
         }
         for h in part.out.census_hours {
-            let e = hours.entry(h.hour.clone()).or_insert(CensusHour {
+            let e = hours.entry(h.hour).or_insert(CensusHour {
                 vehicles: 0,
                 local: 0,
                 non_local: 0,
@@ -173,9 +175,9 @@ pub fn merge(config: TrafficConfig, links: Vec<Link>, parts: Vec<Partial>) -> (O
 /// for an instant when it had no vehicle on the road then (and so no new corroboration): its
 /// count there is that of its latest row, if of the same day.
 fn merge_so_far(parts: Vec<Vec<CensusSoFar>>) -> Vec<CensusSoFar> {
-    let mut instants: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut instants: BTreeMap<Timestamp, Date> = BTreeMap::new();
     for r in parts.iter().flatten() {
-        instants.entry(&r.at).or_insert(&r.day);
+        instants.entry(r.at).or_insert(r.day);
     }
     let mut next = vec![0usize; parts.len()];
     instants
@@ -183,8 +185,7 @@ fn merge_so_far(parts: Vec<Vec<CensusSoFar>>) -> Vec<CensusSoFar> {
         .map(|(at, day)| {
             let (mut vehicles, mut local) = (0, 0);
             for (rows, next) in parts.iter().zip(&mut next) {
-                // RFC 3339 instants in UTC compare as text.
-                while rows.get(*next).is_some_and(|r| r.at.as_str() <= at) {
+                while rows.get(*next).is_some_and(|r| r.at <= at) {
                     *next += 1;
                 }
                 if let Some(r) = next.checked_sub(1).map(|i| &rows[i])
@@ -195,8 +196,8 @@ fn merge_so_far(parts: Vec<Vec<CensusSoFar>>) -> Vec<CensusSoFar> {
                 }
             }
             CensusSoFar {
-                at: at.to_string(),
-                day: day.to_string(),
+                at,
+                day,
                 vehicles,
                 local,
                 non_local: vehicles - local,

@@ -24,7 +24,6 @@ mod reorder;
 
 use std::collections::{BTreeMap, VecDeque};
 
-use citybrain_core::Timestamp;
 use serde::Serialize;
 
 use crate::plate::{FastMap, PlateTable};
@@ -216,10 +215,6 @@ pub struct TrafficIndices {
 /// The local day (days since the epoch) of a time in µs.
 fn local_day(ts: i64, utc_offset_s: i64) -> i64 {
     (ts / SECOND + utc_offset_s).div_euclid(86_400)
-}
-
-fn rfc3339(micros: i64) -> String {
-    Timestamp(micros).to_string()
 }
 
 impl TrafficIndices {

@@ -1,14 +1,16 @@
 //! Vehicles on the road (在途量): each plate counted in the on-road bucket and district of
 //! its last passage, summed over the window before every instant.
 
+use citybrain_core::Timestamp;
 use serde::Serialize;
 
-use super::{CITY, SECOND, TrafficIndices, rfc3339};
+use super::{CITY, SECOND, TrafficIndices};
 
 /// Vehicles on the road at an instant, city-wide (`district` = `city`) or per district.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct OnRoad {
-    pub at: String,
+    #[serde(with = "citybrain_core::time::as_text")]
+    pub at: Timestamp,
     pub district: String,
     pub vehicles: u64,
 }
@@ -45,15 +47,15 @@ impl TrafficIndices {
                     per_district[d] += n;
                 }
             }
-            let at = rfc3339(t);
+            let at = Timestamp(t);
             self.out.on_road.push(OnRoad {
-                at: at.clone(),
+                at,
                 district: CITY.to_string(),
                 vehicles: per_district.iter().sum::<i64>().max(0) as u64,
             });
             for (d, name) in self.district_names.iter().enumerate().skip(1) {
                 self.out.on_road.push(OnRoad {
-                    at: at.clone(),
+                    at,
                     district: name.clone(),
                     vehicles: per_district[d].max(0) as u64,
                 });

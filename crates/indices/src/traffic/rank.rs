@@ -26,10 +26,10 @@ pub struct RankEntry {
 pub fn rank(rows: &[LinkTravel], from: &str, to: &str, min_traversals: u64) -> Vec<RankEntry> {
     let mut links: BTreeMap<i64, (f64, u64)> = BTreeMap::new();
     let mut districts: BTreeMap<&str, (f64, u64)> = BTreeMap::new();
-    for r in rows
-        .iter()
-        .filter(|r| r.bin.as_str() >= from && r.bin.as_str() < to)
-    {
+    for r in rows.iter().filter(|r| {
+        let bin = r.bin.to_string();
+        bin.as_str() >= from && bin.as_str() < to
+    }) {
         let e = links.entry(r.link_id).or_default();
         e.0 += r.delay_index * r.traversals as f64;
         e.1 += r.traversals;

@@ -190,14 +190,12 @@ impl LiveAlerts {
     pub fn links(&self, rows: &[LinkTravel], now: Option<Timestamp>, emit: bool) {
         let bins: Vec<LinkBin> = rows
             .iter()
-            .filter_map(|r| {
-                Some(LinkBin {
-                    bin: Timestamp::parse(&r.bin).ok()?,
-                    link_id: r.link_id,
-                    district: r.district.clone(),
-                    delay_index: r.delay_index,
-                    traversals: r.traversals,
-                })
+            .map(|r| LinkBin {
+                bin: r.bin,
+                link_id: r.link_id,
+                district: r.district.clone(),
+                delay_index: r.delay_index,
+                traversals: r.traversals,
             })
             .collect();
         let mut changes = {
@@ -224,7 +222,7 @@ impl LiveAlerts {
             .filter(|r| r.scope == "lot")
             .filter_map(|r| {
                 Some(LotReading {
-                    at: Timestamp::parse(&r.at).ok()?,
+                    at: r.at,
                     lot_id: r.id.parse().ok()?,
                     district: None,
                     parking_index: r.parking_index,

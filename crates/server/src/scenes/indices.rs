@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use arrow::array::{AsArray, RecordBatch};
 use axum::extract::{Extension, State};
 use axum::response::{IntoResponse, Json, Response};
-use citybrain_core::{DatasetName, Timestamp};
+use citybrain_core::DatasetName;
 use citybrain_gov::Principal;
 use citybrain_hub::{Change, Positions};
 use citybrain_indices::{Link, Live, Outputs, TrafficConfig, TrafficIndices};
@@ -215,7 +215,7 @@ impl Worker for IndicesWorker {
             self.push(&batch);
             // Stored before the restart; the alert board still learns from it.
             let out = self.indices.take_outputs();
-            let now = Timestamp::parse(&self.indices.live().at).ok();
+            let now = Some(self.indices.live().at);
             self.ctx.alerts.links(&out.link_travel, now, false);
         }
         *self.handle.latest.lock().expect("latest lock") = Some(self.indices.live());
@@ -223,7 +223,7 @@ impl Worker for IndicesWorker {
 
     fn caught_up(&mut self) {
         // No new bins: only the reconciliation with `alerts.events`.
-        let now = Timestamp::parse(&self.indices.live().at).ok();
+        let now = Some(self.indices.live().at);
         self.ctx.alerts.links(&[], now, true);
     }
 
@@ -252,7 +252,7 @@ impl IndicesWorker {
         }
         let out = self.indices.take_outputs();
         let live = self.indices.live();
-        let now = Timestamp::parse(&live.at).ok();
+        let now = Some(live.at);
         self.ctx.alerts.links(&out.link_travel, now, emit);
         publish(&self.ctx, out);
         let event = json!({"type": "live", "live": &live});

@@ -303,9 +303,11 @@ impl ParkingWorker {
         if warm {
             let up_to = self.stored.index_up_to.map_or(i64::MIN, |t| t.0);
             // The alert board learns from the replay; what was stored then is not stored again.
-            let (old, new): (Vec<_>, Vec<_>) = out.index.iter().cloned().partition(|r| {
-                clock <= up_to || Timestamp::parse(&r.at).is_ok_and(|t| t.0 <= up_to)
-            });
+            let (old, new): (Vec<_>, Vec<_>) = out
+                .index
+                .iter()
+                .cloned()
+                .partition(|r| clock <= up_to || r.at.0 <= up_to);
             alerts.lots(&old, false);
             alerts.lots(&new, true);
             if clock <= up_to {
@@ -314,8 +316,7 @@ impl ParkingWorker {
             }
             let seen = &self.stored.anomalies;
             out.anomalies.retain(|a| !seen.contains(&anomaly_key(a)));
-            out.index
-                .retain(|r| Timestamp::parse(&r.at).is_ok_and(|t| t.0 > up_to));
+            out.index.retain(|r| r.at.0 > up_to);
         }
         let bills: Vec<_> = out
             .bills
