@@ -440,6 +440,13 @@ step('data: catalog, grants and data calls per department', async () => {
   const datasets = await page.locator('#catalog tbody tr').count();
   const { datasets: visible } = await api(server.base, token, '/api/v1/datasets');
   check(datasets === visible.length, `the catalog lists ${datasets} of ${visible.length} datasets`);
+  // Issue 30: records in the unsealed log count towards the size, and the freshness is
+  // when records last arrived.
+  const passages = page.locator('#catalog tbody tr', { hasText: 'transport.anpr_passages' }).first();
+  const cells = await passages.locator('td').allTextContents();
+  check(cells.length >= 6 && !/^0\s*B$/.test(cells[4].trim()), `transport.anpr_passages shows size ${cells[4]}`);
+  const info = visible.find((d) => d.name === 'transport.anpr_passages');
+  check(info && info.stored_bytes > 0 && info.last_ingest, `the API gives no size or last ingest: ${JSON.stringify(info)}`);
   const grants = await page.textContent('#grants');
   check(grants.includes('transport.anpr_passages'), 'the cockpit grant is not listed');
   const departments = Number(await page.getAttribute('#calls-chart', 'data-departments'));

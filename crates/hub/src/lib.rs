@@ -144,7 +144,9 @@ pub struct DatasetInfo {
     pub unsealed_rows: u64,
     pub segments: usize,
     pub segment_bytes: u64,
-    /// When the last batch was acknowledged since the server started.
+    /// Bytes on disk, unsealed logs and sealed segments together.
+    pub stored_bytes: u64,
+    /// When the newest stored batch was acknowledged (its ingest stamp; survives restarts).
     pub last_ingest: Option<String>,
 }
 
@@ -442,7 +444,11 @@ impl Hub {
             unsealed_rows: snapshot.tail.iter().map(|b| b.num_rows() as u64).sum(),
             segments: snapshot.segments.len(),
             segment_bytes: snapshot.segments.iter().map(|s| s.bytes).sum(),
-            last_ingest: entry.store.last_ingest().map(|t| t.to_string()),
+            stored_bytes: entry.store.stored_bytes(),
+            last_ingest: entry
+                .store
+                .max_stamp()
+                .map(|t| citybrain_core::Timestamp(t).to_string()),
         })
     }
 
@@ -557,7 +563,7 @@ impl Hub {
                 _ => arrow::compute::concat_batches(&schema, &stored)
                     .map_err(|e| HubError::Internal(format!("joining decoded batches: {e}")))?,
             };
-            entry.store.append(one, stamp)?;
+            entry.store.append(one)?;
         }
         let stored: Vec<RecordBatch> = stored.into_iter().filter(|b| b.num_rows() > 0).collect();
         if !stored.is_empty() {
@@ -566,7 +572,7 @@ impl Hub {
         let mut dead_letters = None;
         if let Some(dead) = dead {
             let batch = rejected_batch(&dead.def, &rejected_records, stamp)?;
-            dead.store.append(batch.clone(), stamp)?;
+            dead.store.append(batch.clone())?;
             self.feed.publish(&dead.def.name, position, &[batch]);
             dead_letters = Some(name.rejected());
         }

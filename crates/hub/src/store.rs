@@ -68,7 +68,6 @@ struct State {
     tail: Vec<(u64, RecordBatch)>,
     segments: Vec<Segment>,
     sealing: bool,
-    last_ingest: Option<Timestamp>,
     /// The newest ingest stamp stored (the feed's position of the dataset's last batch).
     max_stamp: Option<i64>,
 }
@@ -220,14 +219,13 @@ impl DatasetStore {
                 tail,
                 segments,
                 sealing: false,
-                last_ingest: None,
                 max_stamp,
             }),
         })
     }
 
     /// Appends a batch (already in the stored schema) and returns once it is on disk.
-    pub fn append(&self, batch: RecordBatch, now: Timestamp) -> Result<(), HubError> {
+    pub fn append(&self, batch: RecordBatch) -> Result<(), HubError> {
         if batch.num_rows() == 0 {
             return Ok(());
         }
@@ -240,7 +238,6 @@ impl DatasetStore {
         let generation = state.active_generation;
         state.max_stamp = state.max_stamp.max(batch_max_stamp(&batch));
         state.tail.push((generation, batch));
-        state.last_ingest = Some(now);
         Ok(())
     }
 
@@ -274,7 +271,6 @@ impl DatasetStore {
                 .filter(|b| b.num_rows() > 0)
                 .map(|b| (generation, b)),
         );
-        state.last_ingest = Some(now);
         Ok(())
     }
 
@@ -299,8 +295,19 @@ impl DatasetStore {
         state.tail.iter().map(|(_, b)| b.num_rows()).sum()
     }
 
-    pub fn last_ingest(&self) -> Option<Timestamp> {
-        self.state.lock().expect("store lock").last_ingest
+    /// Bytes on disk: the logs of the unsealed tail plus the sealed segments.
+    pub fn stored_bytes(&self) -> u64 {
+        let segments: u64 = self.snapshot().segments.iter().map(|s| s.bytes).sum();
+        let logs: u64 = fs::read_dir(self.dir.join("log"))
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter_map(|e| e.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0);
+        segments + logs
     }
 
     /// The newest ingest stamp stored, sealed or not (µs).

@@ -155,3 +155,29 @@ fn concurrent_ingest_is_delivered_in_position_order() {
     }
     assert_eq!(rows, 1000);
 }
+
+/// Issue 30: the dataset list's size counts the unsealed log too, and its last-ingest time is
+/// when the newest batch was stored, also after a restart (not the restart's time).
+#[test]
+fn info_shows_stored_bytes_and_the_real_last_ingest_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let stored_at = Timestamp::parse("2026-11-22T10:00:00Z").unwrap();
+    let position = {
+        let hub = open(dir.path(), 1_000_000);
+        hub.create_dataset(
+            DatasetDef::from_file_text("d.toml", DEF).unwrap(),
+            stored_at,
+        )
+        .unwrap();
+        ingest(&hub, 0..100, "2026-11-22", stored_at)
+    };
+    let hub = open(dir.path(), 1_000_000);
+    let info = hub.info(&name()).unwrap();
+    assert_eq!(info.segment_bytes, 0, "nothing sealed yet");
+    assert!(info.stored_bytes > 1_000, "{}", info.stored_bytes);
+    assert_eq!(
+        info.last_ingest.as_deref(),
+        Some(Timestamp(position.0).to_string().as_str())
+    );
+    assert_eq!(info.last_ingest.as_deref(), Some("2026-11-22T10:00:00Z"));
+}

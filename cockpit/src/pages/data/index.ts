@@ -13,6 +13,7 @@ interface DatasetInfo {
   description?: string;
   rows: number;
   segment_bytes: number;
+  stored_bytes: number;
   last_ingest: string | null;
   updated_at: string;
 }
@@ -78,7 +79,7 @@ const page: Page = {
               d.owner,
               el('span', { class: `sharing ${d.sharing}` }, t(`sharing.${d.sharing}`)),
               int(d.rows),
-              bytes(d.segment_bytes),
+              bytes(d.stored_bytes),
               d.last_ingest ? dateTime(d.last_ingest) : dateTime(d.updated_at),
             ]),
           'catalog',
