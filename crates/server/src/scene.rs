@@ -73,6 +73,25 @@ pub struct SceneContext {
     pub config: SceneConfig,
 }
 
+impl SceneContext {
+    /// Whether the hub has the dataset `name`.
+    pub fn has(&self, name: &str) -> bool {
+        DatasetName::parse(name).is_ok_and(|n| self.hub.names().contains(&n))
+    }
+}
+
+/// Creates the datasets `scene` writes that do not exist yet.
+pub(crate) fn create_definitions(hub: &Hub, scene: &dyn Scene) -> Result<(), String> {
+    for (file, text) in scene.definitions() {
+        let def = DatasetDef::from_file_text(file, text).map_err(|e| format!("{file}: {e}"))?;
+        if !hub.names().contains(&def.name) {
+            hub.create_dataset(def, crate::now())
+                .map_err(|e| format!("creating {file}: {e}"))?;
+        }
+    }
+    Ok(())
+}
+
 /// Settings of scenes that need more than the hub's data.
 #[derive(Debug, Clone, Default)]
 pub struct SceneConfig {
@@ -208,14 +227,7 @@ impl Scenes {
 
     async fn start_one(&self, entry: &Entry, ctx: &SceneContext) -> Result<(), String> {
         let scene = &entry.scene;
-        for (file, text) in scene.definitions() {
-            let def = DatasetDef::from_file_text(file, text).map_err(|e| format!("{file}: {e}"))?;
-            if !ctx.hub.names().contains(&def.name) {
-                ctx.hub
-                    .create_dataset(def, crate::now())
-                    .map_err(|e| format!("creating {file}: {e}"))?;
-            }
-        }
+        create_definitions(&ctx.hub, scene.as_ref())?;
         let committed = ctx.hub.committed(scene.name()).map_err(|e| e.to_string())?;
         let running = match scene.start(ctx, committed).await? {
             Started::Idle(reason) => {

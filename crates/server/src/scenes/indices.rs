@@ -81,13 +81,9 @@ impl Scene for IndicesScene {
     }
 }
 
-fn has(ctx: &SceneContext, name: &str) -> bool {
-    DatasetName::parse(name).is_ok_and(|n| ctx.hub.names().contains(&n))
-}
-
 async fn start(ctx: &SceneContext, committed: Positions) -> Result<Started, ApiError> {
     let mut links = Vec::new();
-    if has(ctx, "transport.links") {
+    if ctx.has("transport.links") {
         for batch in ctx
             .sql
             .query("SELECT * FROM transport.links")
@@ -142,7 +138,7 @@ async fn start(ctx: &SceneContext, committed: Positions) -> Result<Started, ApiE
 
 /// Links' midpoints, so congestion alerts carry a place.
 async fn place_links(ctx: &SceneContext, links: &[Link]) -> Result<(), ApiError> {
-    if !has(ctx, "transport.checkpoints") {
+    if !ctx.has("transport.checkpoints") {
         return Ok(());
     }
     let mut places = std::collections::HashMap::new();

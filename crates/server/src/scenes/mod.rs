@@ -25,15 +25,7 @@ pub fn all() -> Vec<Box<dyn Scene>> {
 /// Creates every scene's datasets that do not exist yet (the server does this at start
 /// too; a setup that grants access to them needs them first).
 pub fn create_datasets(hub: &citybrain_hub::Hub) -> Result<(), String> {
-    for scene in all() {
-        for (file, text) in scene.definitions() {
-            let def = citybrain_hub::DatasetDef::from_file_text(file, text)
-                .map_err(|e| format!("{file}: {e}"))?;
-            if !hub.names().contains(&def.name) {
-                hub.create_dataset(def, crate::now())
-                    .map_err(|e| format!("creating {file}: {e}"))?;
-            }
-        }
-    }
-    Ok(())
+    all()
+        .iter()
+        .try_for_each(|scene| crate::scene::create_definitions(hub, scene.as_ref()))
 }

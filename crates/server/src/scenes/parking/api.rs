@@ -61,10 +61,6 @@ impl Scene for ParkingScene {
     }
 }
 
-fn has(ctx: &SceneContext, name: &str) -> bool {
-    DatasetName::parse(name).is_ok_and(|n| ctx.hub.names().contains(&n))
-}
-
 /// The rows' first timestamp column, as one value.
 fn first_time(batches: &[arrow::array::RecordBatch]) -> Option<citybrain_core::Timestamp> {
     batches
@@ -81,7 +77,7 @@ fn first_time(batches: &[arrow::array::RecordBatch]) -> Option<citybrain_core::T
 /// reads applied before the last commit (sessions open then close with a bill, and bills
 /// a crash kept from being stored are issued, once); the feed then hands over the rest.
 async fn start(ctx: &SceneContext, committed: Positions) -> Result<Started, ApiError> {
-    if !has(ctx, "parking.lots") {
+    if !ctx.has("parking.lots") {
         return Ok(Started::Idle(
             "no lots to manage: load parking.lots (the demo city has them)".into(),
         ));
@@ -142,7 +138,7 @@ async fn start(ctx: &SceneContext, committed: Positions) -> Result<Started, ApiE
                 .batches,
         );
         let window = "ts > (SELECT max(ts) FROM parking.gate_events) - INTERVAL '2 days'";
-        if has(ctx, GATE_EVENTS) {
+        if ctx.has(GATE_EVENTS) {
             let rows = ctx
                 .sql
                 .query(&format!(
@@ -168,7 +164,7 @@ async fn start(ctx: &SceneContext, committed: Positions) -> Result<Started, ApiE
                 }
             }
         }
-        if has(ctx, GATE_EVENTS) && has(ctx, SENSOR_EVENTS) {
+        if ctx.has(GATE_EVENTS) && ctx.has(SENSOR_EVENTS) {
             let applied = |name: &str| {
                 let position = DatasetName::parse(name)
                     .ok()
