@@ -17,7 +17,8 @@ import duckdb
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/citybrain-target"))
-BIN = os.path.join(TARGET, "release", "citybrain")
+# CITYBRAIN_BIN runs another build (bench/old-vs-new compares two commits this way).
+BIN = os.environ.get("CITYBRAIN_BIN") or os.path.join(TARGET, "release", "citybrain")
 
 
 def run(*args, **kw):
