@@ -27,9 +27,20 @@ export const AXIS = {
   splitLine: { lineStyle: { color: '#1e293b' } },
 };
 
-/** A chart in `node` that follows the node's size. */
+/** How many values a chart's series hold (nulls are gaps, not values). */
+function values(instance: echarts.ECharts): number {
+  const series = (instance.getOption()?.series ?? []) as { data?: unknown[] }[];
+  return series.reduce((n, s) => n + (s.data ?? []).filter((v) => v !== null && v !== undefined).length, 0);
+}
+
+/** A chart in `node` that follows the node's size. Once drawn, the node says how many
+ * values it shows (`data-drawn`), so a test finds an empty chart on any page. */
 export function chart(node: HTMLElement): { chart: echarts.ECharts; dispose(): void } {
   const instance = echarts.init(node, undefined, { renderer: 'canvas' });
+  node.dataset.chart = '';
+  instance.on('finished', () => {
+    node.dataset.drawn = String(values(instance));
+  });
   const observer = new ResizeObserver(() => instance.resize());
   observer.observe(node);
   return {

@@ -122,19 +122,25 @@ export function cityMap(container: HTMLElement, net: Network): CityMap {
   };
 }
 
+/** A layer of one GeoJSON source, without the id and source `upsertGeoJson` gives it. */
+type SourceLayer<T> = T extends { id: string; source: unknown } ? Omit<T, 'id' | 'source'> : never;
+export type GeoJsonLayer = SourceLayer<
+  maplibregl.CircleLayerSpecification | maplibregl.LineLayerSpecification | maplibregl.FillLayerSpecification
+>;
+
 /** Sets a GeoJSON source's data, or adds the source and its one layer (named alike) the
  * first time. */
-export function upsertGeoJson(
-  map: maplibregl.Map,
-  id: string,
-  data: GeoJSON.FeatureCollection,
-  layer: { type: 'circle'; paint: maplibregl.CircleLayerSpecification['paint'] },
-): void {
+export function upsertGeoJson(map: maplibregl.Map, id: string, data: GeoJSON.FeatureCollection, layer: GeoJsonLayer): void {
   const source = map.getSource(id) as maplibregl.GeoJSONSource | undefined;
   if (source) {
     source.setData(data);
     return;
   }
   map.addSource(id, { type: 'geojson', data });
-  map.addLayer({ id, source: id, ...layer });
+  map.addLayer({ id, source: id, ...layer } as maplibregl.LayerSpecification);
+}
+
+/** An HTML marker (text the map's offline style could not draw: it has no glyphs). */
+export function htmlMarker(map: maplibregl.Map, node: HTMLElement, at: [number, number]): maplibregl.Marker {
+  return new maplibregl.Marker({ element: node }).setLngLat(at).addTo(map);
 }

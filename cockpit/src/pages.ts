@@ -6,5 +6,6 @@ import traffic from './pages/traffic';
 import parking from './pages/parking';
 import data from './pages/data';
 import policy from './pages/policy';
+import medical from './pages/medical';
 
-export const pages: Page[] = [overview, traffic, parking, policy, data];
+export const pages: Page[] = [overview, traffic, parking, policy, medical, data];

@@ -49,17 +49,17 @@ export function timeBar(ctx: Context, page: string, at: Date | null): HTMLElemen
 }
 
 /**
- * Each link's traversal-weighted delay index over the hour up to `at` (default: the newest
- * data; the four 15-minute bins that end by then), most delayed first.
+ * Each link's traversal-weighted delay index over the `hours` up to `at` (default: the
+ * newest data; the hour is the four 15-minute bins that end by then), most delayed first.
  */
-export async function linkDelays(api: Api, purpose: string, at: Date | null = null): Promise<LinkDelay[]> {
+export async function linkDelays(api: Api, purpose: string, at: Date | null = null, hours = 1): Promise<LinkDelay[]> {
   const end = asOf(at, 'indices.link_travel', 'bin');
   const rows = await api.sql<LinkDelay>(
     `SELECT link_id, district,
             sum(delay_index * traversals) / sum(traversals) AS di,
             sum(traversals) AS n
        FROM indices.link_travel
-      WHERE bin > ${end} - INTERVAL '1 hour' AND bin <= ${end}
+      WHERE bin > ${end} - INTERVAL '${hours} hours' AND bin <= ${end}
       GROUP BY link_id, district
       ORDER BY di DESC`,
     purpose,

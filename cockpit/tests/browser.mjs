@@ -56,6 +56,15 @@ async function api(base, token, path, init = {}) {
   return text ? JSON.parse(text) : null;
 }
 
+/** Rows of a SQL query as `token`'s principal (JSON rows, as the cockpit reads them). */
+async function sqlRows(token, sql) {
+  return api(server.base, token, '/api/v1/sql', {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
+    body: JSON.stringify({ sql, purpose: 'browser test: the expected figure' }),
+  });
+}
+
 /** Counts a screenshot's pixels by delay-index class, decoding the PNG in the page. */
 async function colourCounts(page, png) {
   return page.evaluate(async (b64) => {
@@ -411,27 +420,69 @@ step('parking: lots near a hospital ranked by the chance of a berth on arrival',
   check(chances.every((c, i) => i === 0 || chances[i - 1] >= c), `not ranked by chance: ${chances}`);
   const points = Number(await page.getAttribute('#pool-chart', 'data-points'));
   check(points > 100, `the pool's day has ${points} points`);
+  // Issue 30: the lots are on a map beside the table (the right half was empty), each
+  // marker the row of the same rank.
+  const listed = await page.locator('#guide tbody tr[data-lot]').count();
+  const markers = await page.locator('#parking-map .lot-marker').count();
+  check(markers === listed, `${markers} lots on the map, ${listed} in the table`);
+  check((await page.locator('#parking-map .place-marker').count()) === 1, 'the place is not on the map');
+  const viewport = page.viewportSize();
+  const box = await page.locator('#parking-map').boundingBox();
+  check(
+    box && box.x >= viewport.width * 0.4 && box.width >= viewport.width * 0.3 && box.height >= 300,
+    `the map does not fill the right half: ${JSON.stringify(box)} in ${viewport.width}x${viewport.height}`,
+  );
+  const firstLot = await page.getAttribute('#guide tbody tr[data-lot]', 'data-lot');
+  const first = page.locator(`#parking-map .lot-marker[data-lot="${firstLot}"]`);
+  check((await first.locator('b').textContent()) === '1', 'the first row is not marker 1');
+  await page.hover('#guide tbody tr[data-lot]');
+  check((await first.getAttribute('class')).includes('active'), 'hovering the first row does not light its marker');
   await page.screenshot({ path: join(out, 'parking.png') });
 });
 
-step('policies: a payout run shows per policy, to the fen, through the office grant', async () => {
-  const market = readFileSync(join(data, 'market.token'), 'utf8').trim();
-  const run = await api(server.base, market, '/api/v1/policy/runs', {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({ run: 'browser-test', purpose: 'browser test: a payout run' }),
-  });
+step('policies: the demo arrives with last period paid, per policy, to the fen, through the office grant', async () => {
+  // Issue 30: nobody has run a payout by hand; `up` paid the demo's last period.
+  const [{ fen }] = await sqlRows(token, 'SELECT sum(paid) AS fen FROM policy.payouts');
   const { policies } = await api(server.base, token, '/api/v1/policy/policies');
   await page.click('nav a[data-page=policy]');
   await page.waitForSelector('main[data-page=policy][data-ready=true]', { timeout: 20000 });
   const total = Number(await page.getAttribute('main', 'data-total'));
-  results.policy_run_total_fen = run.total_paid_fen;
-  check(total === run.total_paid_fen && total > 0, `the page shows ${total} fen paid, the run paid ${run.total_paid_fen}`);
+  results.policy_run_total_fen = Number(fen);
+  check(total === Number(fen) && total > 0, `the page shows ${total} fen paid, the ledger holds ${fen}`);
   const rows = await page.locator('#policy-table tbody tr[data-policy]').count();
   check(rows === policies.length, `the table lists ${rows} of ${policies.length} policies`);
   const bars = Number(await page.getAttribute('#policy-chart', 'data-bars'));
   check(bars > 0, 'no bars in the paid-per-policy chart');
   await page.screenshot({ path: join(out, 'policy.png') });
+  // Run again, as the market admin would: nobody is paid twice.
+  const market = readFileSync(join(data, 'market.token'), 'utf8').trim();
+  const again = await api(server.base, market, '/api/v1/policy/runs', {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ run: '2025-annual', purpose: 'browser test: the run again' }),
+  });
+  check(again.paid_now === 0 && again.already_paid > 0, `a second run paid ${again.paid_now}`);
+});
+
+step('policies: an account that may not read the ledger gets words, not an empty chart', async () => {
+  await api(server.base, admin, '/api/v1/principals', {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ name: 'browser_reader', department: 'transport', role: 'reader' }),
+  });
+  const { token: outsider } = await api(server.base, admin, '/api/v1/principals/browser_reader/tokens', { method: 'POST' });
+  // A context of its own: signing in stores the token, which the main page shares otherwise.
+  const own = await browser.newContext({ viewport: page.viewportSize() });
+  const other = await own.newPage();
+  await other.goto(`${server.base}/#token=${outsider}`);
+  await other.waitForSelector('main[data-ready=true]', { timeout: 20000 });
+  await other.click('nav a[data-page=policy]');
+  await other.waitForSelector('main[data-page=policy][data-ready=true]', { timeout: 20000 });
+  const words = (await other.textContent('#policy-none')) ?? '';
+  check(words.includes('policy.payouts'), `the empty state says ${words}`);
+  check((await other.locator('main [data-chart]').count()) === 0, 'an empty chart is drawn');
+  await other.screenshot({ path: join(out, 'policy-empty.png') });
+  await own.close();
 });
 
 step('data: catalog, grants and data calls per department', async () => {
@@ -452,6 +503,70 @@ step('data: catalog, grants and data calls per department', async () => {
   const departments = Number(await page.getAttribute('#calls-chart', 'data-departments'));
   check(departments >= 2, `data calls shown for ${departments} departments`);
   await page.screenshot({ path: join(out, 'data.png') });
+});
+
+/** What looks empty or unfinished on the page now: a chart with nothing drawn, a panel with
+ * only its title, a table without rows, a placeholder value, a label key shown raw. */
+async function emptyPanels(page) {
+  // i18n shows a missing label as its key: every key, from the cockpit's source.
+  const keys = [...readFileSync(join(here, '../src/i18n.ts'), 'utf8').matchAll(/^\s*'?([a-z_.]+)'?: \{/gm)].map((m) => m[1]);
+  return page.evaluate((keys) => {
+    const problems = [];
+    const main = document.querySelector('main');
+    const shown = (n) => !n.closest('[hidden]') && n.getClientRects().length > 0;
+    const name = (n) => n.id || n.querySelector('h2, .kpi-label')?.textContent.trim() || n.className;
+    for (const c of main.querySelectorAll('[data-chart]')) {
+      if (shown(c) && !(Number(c.dataset.drawn) > 0)) problems.push(`empty chart ${name(c)}`);
+    }
+    for (const card of main.querySelectorAll('.card, .kpi')) {
+      if (!shown(card)) continue;
+      const title = card.querySelector('h2, .kpi-label')?.textContent.trim() ?? '';
+      const text = card.innerText.replace(title, '').trim();
+      if (!text && !card.querySelector('canvas, svg, tbody tr')) problems.push(`empty panel ${name(card)}`);
+    }
+    for (const body of main.querySelectorAll('table tbody')) {
+      if (shown(body.closest('table')) && !body.children.length) problems.push(`empty table ${name(body.closest('table'))}`);
+    }
+    for (const v of main.querySelectorAll('.kpi-value')) {
+      if (/^(…|—|-|no data yet|暂无数据)?$/.test(v.textContent.trim())) problems.push(`placeholder ${name(v.closest('.kpi'))}: '${v.textContent}'`);
+    }
+    // A scene's data missing (no alerts dataset, no parking, no payouts) shows as *-none;
+    // "no alert is open" is a fact about the city, not an empty panel.
+    for (const n of main.querySelectorAll('[id$="-none"]')) {
+      if (shown(n)) problems.push(`nothing to show: ${n.textContent.trim().slice(0, 80)}`);
+    }
+    const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+    for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+      if (keys.includes(n.textContent.trim())) problems.push(`a label key shown raw: ${n.textContent.trim()}`);
+    }
+    return problems;
+  }, keys);
+}
+
+step('every page, in English and in Chinese, is full: no empty panel, chart or placeholder', async () => {
+  // Issue 30: what a newcomer sees first. Each page's screenshot is in cockpit/tests/out.
+  const problems = [];
+  for (const lang of ['en', 'zh']) {
+    await page.evaluate((l) => localStorage.setItem('citybrain.lang', l), lang);
+    for (const id of ['overview', 'traffic', 'parking', 'policy', 'medical', 'data']) {
+      await page.goto('about:blank');
+      await page.goto(`${server.base}/#/${id}`);
+      await page.waitForSelector(`main[data-page=${id}][data-ready=true]`, { timeout: 20000 });
+      // Charts report what they drew once their first frame is done.
+      await page
+        .waitForFunction(() => [...document.querySelectorAll('main [data-chart]')].every((c) => c.dataset.drawn !== undefined), null, { timeout: 5000 })
+        .catch(() => {});
+      await page.screenshot({ path: join(out, `tour-${id}-${lang}.png`) });
+      for (const p of await emptyPanels(page)) problems.push(`${id} (${lang}): ${p}`);
+      if (lang === 'zh') {
+        const heads = await page.locator('main h2').allTextContents();
+        const english = heads.filter((h) => !/[\u4e00-\u9fff]/.test(h));
+        if (english.length) problems.push(`${id} (zh): titles not in Chinese: ${english.join(' | ')}`);
+      }
+    }
+  }
+  await page.evaluate(() => localStorage.setItem('citybrain.lang', 'en'));
+  check(!problems.length, problems.join('\n     '));
 });
 
 let failed = 0;

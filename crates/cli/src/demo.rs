@@ -14,10 +14,59 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::client;
 
+/// The demo's last payout period. `up` pays it on the demo city so the policy page shows
+/// what delivery looks like; run again (by `up` or by hand) it pays no one twice.
+pub const LAST_RUN: &str = "2025-annual";
+
+/// The market department's admin, who runs the demo's payouts (created by [`load`]).
+fn market_admin() -> Result<Principal> {
+    Ok(Principal {
+        name: PrincipalName::parse("market_admin")?,
+        department: DepartmentId::parse("market")?,
+        role: Role::Admin,
+    })
+}
+
+/// Pays [`LAST_RUN`] as the market admin, as `POST /api/v1/policy/runs` would: a run cut
+/// short by a crash is finished on the next start, and a finished one pays nobody again.
+pub async fn pay_last_period(state: &citybrain_server::AppState) -> Result<()> {
+    let me = market_admin()?;
+    citybrain_server::scenes::policy::run_payouts(
+        state,
+        &me,
+        LAST_RUN,
+        "demo city: last period's subsidy payouts",
+        None,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("paying the demo's {LAST_RUN} run: {e}"))?;
+    Ok(())
+}
+
+/// The demo hospital that asks for recognitions, and its doctor.
+const HOSPITAL: &str = "hz_first_people";
+const HOSPITAL_PRINCIPAL: &str = "hz_first_people_doctor";
+
+/// The demo's medical data: results over the 60 days up to the end of the demo day.
+fn medical_config(scale: f64) -> citybrain_medical::demo::DemoConfig {
+    citybrain_medical::demo::DemoConfig {
+        seed: 1,
+        patients: ((20_000.0 * scale) as usize).max(100),
+        days: 60,
+        end: citybrain_core::Timestamp::parse("2026-11-23T00:00:00+08:00").expect("a valid time"),
+        orders_per_reason: 10,
+    }
+}
+
+/// The planted orders (with the answer each must get), beside the demo's other truth.
+const MEDICAL_ORDERS: &str = "demo/medical_orders.json";
+
 /// Sets up whatever of the demo city the data directory does not have yet.
 pub fn load(hub: &Hub, gov: &Gov, data: &Path, scale: f64) -> Result<()> {
     load_city(hub, data, scale).context("loading the demo city (or start with --no-demo)")?;
     load_economy(hub, scale).context("loading the demo economy (or start with --no-demo)")?;
+    load_medical(hub, data, scale)
+        .context("loading the demo's medical results (or start with --no-demo)")?;
     governance(gov, hub, data).context("setting up the demo city's departments")
 }
 
@@ -101,6 +150,71 @@ fn load_economy(hub: &Hub, scale: f64) -> Result<()> {
     Ok(())
 }
 
+/// The shipped test types and the hospitals' results, once; the planted orders to a file.
+fn load_medical(hub: &Hub, data: &Path, scale: f64) -> Result<()> {
+    let now = citybrain_server::now();
+    let types = DatasetName::parse(citybrain_medical::TYPES)?;
+    if hub.snapshot(&types)?.rows() == 0 {
+        let body = citybrain_medical::SHIPPED_TYPES.as_bytes();
+        hub.ingest(&types, Format::Ndjson, body, OnError::Reject, now)?;
+    }
+    let results = DatasetName::parse(citybrain_medical::RESULTS)?;
+    if hub.snapshot(&results)?.rows() > 0 {
+        return Ok(());
+    }
+    let (rows, planted) = citybrain_medical::demo::generate(&medical_config(scale));
+    for chunk in rows.chunks(10_000) {
+        let body = citybrain_indices::to_ndjson(chunk);
+        hub.ingest(
+            &results,
+            Format::Ndjson,
+            &body,
+            OnError::Reject,
+            citybrain_server::now(),
+        )?;
+    }
+    let path = data.join(MEDICAL_ORDERS);
+    std::fs::write(&path, serde_json::to_vec_pretty(&planted)?)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// Sends the planted orders not answered yet as the demo hospital's doctor, once the medical
+/// scene has every result, so the health page shows recognition at work.
+pub async fn recognise_planted(state: &citybrain_server::AppState, data: &Path) -> Result<()> {
+    use citybrain_server::scenes::medical;
+    let Ok(text) = std::fs::read(data.join(MEDICAL_ORDERS)) else {
+        return Ok(());
+    };
+    let planted: Vec<serde_json::Value> = serde_json::from_slice(&text)?;
+    let Ok(live) = state.scenes.handle::<medical::LiveMedical>("medical") else {
+        return Ok(());
+    };
+    if !state
+        .scenes
+        .caught_up("medical", &state.hub, std::time::Duration::from_secs(60))
+        .await
+    {
+        anyhow::bail!("the medical scene did not apply the demo's results within a minute");
+    }
+    let me = Principal {
+        name: PrincipalName::parse(HOSPITAL_PRINCIPAL)?,
+        department: DepartmentId::parse(HOSPITAL)?,
+        role: Role::Publisher,
+    };
+    for order in planted {
+        let mut request: medical::RecognitionRequest = serde_json::from_value(order)?;
+        if live.answered(&format!("{HOSPITAL}/{}", request.order_id)) {
+            continue;
+        }
+        request.purpose = "demo city: the demo hospital's orders".into();
+        medical::recognise(state, &me, request)
+            .await
+            .map_err(|e| anyhow::anyhow!("a demo recognition: {e}"))?;
+    }
+    Ok(())
+}
+
 /// The demo city's departments, its principals, and the grant the cockpit reads through.
 fn governance(gov: &Gov, hub: &Hub, data: &Path) -> Result<()> {
     let admin = Gov::admin_principal();
@@ -112,6 +226,10 @@ fn governance(gov: &Gov, hub: &Hub, data: &Path) -> Result<()> {
         ("civil_affairs", "Civil Affairs Bureau 民政局"),
         ("community", "Community grid workers 社区网格"),
         ("city_office", "City Operations Office 城市运行管理中心"),
+        (
+            HOSPITAL,
+            "Hangzhou First People's Hospital 杭州市第一人民医院",
+        ),
     ] {
         let id = DepartmentId::parse(id)?;
         if !gov.department_exists(&id)? {
@@ -137,26 +255,35 @@ fn governance(gov: &Gov, hub: &Hub, data: &Path) -> Result<()> {
     let transport_admin = person("transport_admin", "transport", Role::Admin)?;
     let office_admin = person("city_office_admin", "city_office", Role::Admin)?;
     let cockpit = person("cockpit", "city_office", Role::Reader)?;
-    // The cockpit reads through the operations office's grants, each approved by the owner.
-    let grant = |dataset: &str, owner: &Principal, purpose: &str, why: &str| -> Result<()> {
+    // A department's grant, requested by its admin and approved by the owner's, once.
+    let grant_to = |requester: &Principal,
+                    dataset: &str,
+                    raw: &[&str],
+                    owner: &Principal,
+                    purpose: &str,
+                    why: &str|
+     -> Result<()> {
         let dataset = DatasetName::parse(dataset)?;
         let def = hub.definition(&dataset)?;
-        let has_grant = gov
-            .grants_for(&office_admin, |_| None)?
-            .iter()
-            .any(|g| g.dataset == dataset && g.is_active(now));
+        let has_grant = gov.grants_for(requester, |_| None)?.iter().any(|g| {
+            g.dataset == dataset && g.department == requester.department && g.is_active(now)
+        });
         if !has_grant {
             let request = GrantRequest {
                 dataset: dataset.clone(),
                 purpose: purpose.into(),
                 fields: Vec::new(),
-                raw: Vec::new(),
+                raw: raw.iter().map(|f| f.to_string()).collect(),
                 days: 365,
             };
-            let grant = gov.request_grant(&office_admin, &def, &request, now)?;
+            let grant = gov.request_grant(requester, &def, &request, now)?;
             gov.decide_grant(owner, grant.id, &def.owner, GrantState::Approved, why, now)?;
         }
         Ok(())
+    };
+    // The cockpit reads through the operations office's grants, each approved by the owner.
+    let grant = |dataset: &str, owner: &Principal, purpose: &str, why: &str| -> Result<()> {
+        grant_to(&office_admin, dataset, &[], owner, purpose, why)
     };
     grant(
         "transport.anpr_passages",
@@ -166,7 +293,7 @@ fn governance(gov: &Gov, hub: &Hub, data: &Path) -> Result<()> {
     )?;
     // Policy delivery runs in the market department, which owns the enterprises and the
     // payouts.
-    let market_admin = person("market_admin", "market", Role::Admin)?;
+    let market_admin = person(market_admin()?.name.as_str(), "market", Role::Admin)?;
     if hub.names().contains(&DatasetName::parse("policy.payouts")?) {
         grant(
             "policy.payouts",
@@ -175,6 +302,33 @@ fn governance(gov: &Gov, hub: &Hub, data: &Path) -> Result<()> {
             "enterprise ids only; no personal fields",
         )?;
     }
+    // Medical recognition: a hospital reads other hospitals' results of its own patients
+    // (their ids raw, which it holds anyway); the cockpit sees the ledger, patients masked.
+    let health_admin = person("health_admin", "health", Role::Admin)?;
+    let doctor = person(HOSPITAL_PRINCIPAL, HOSPITAL, Role::Publisher)?;
+    let hospital_admin = person("hz_first_people_admin", HOSPITAL, Role::Admin)?;
+    if hub
+        .names()
+        .contains(&DatasetName::parse(citybrain_medical::RESULTS)?)
+    {
+        grant_to(
+            &hospital_admin,
+            citybrain_medical::RESULTS,
+            &["patient_id"],
+            &health_admin,
+            "recognising other hospitals' results of our patients (浙医互认)",
+            "ids of the hospital's own patients; findings stay masked",
+        )?;
+        grant(
+            citybrain_medical::RECOGNITIONS,
+            &health_admin,
+            "city cockpit: tests avoided and money saved by recognition",
+            "patients stay pseudonymised",
+        )?;
+    }
+    client::ensure_token_file(gov, &data.join("hospital.token"), || {
+        Ok(gov.issue_console_token(&admin, &doctor.name, now)?)
+    })?;
     client::ensure_token_file(gov, &data.join("cockpit.token"), || {
         Ok(gov.issue_console_token(&admin, &cockpit.name, now)?)
     })?;

@@ -26,7 +26,7 @@ fn rules(name: &str) -> Option<(&'static [&'static str], &'static [&'static str]
         "citybrain-core" => (&[], IO),
         // Pure scene and generator crates: vocabulary only.
         "citybrain-gen" | "citybrain-indices" | "citybrain-parking" | "citybrain-alerts"
-        | "citybrain-rules" => (&["citybrain-core"], IO),
+        | "citybrain-rules" | "citybrain-medical" => (&["citybrain-core"], IO),
         // Signal control knows no simulator, no hub, no network.
         "citybrain-signals" => (
             &[],
@@ -87,6 +87,7 @@ fn rules(name: &str) -> Option<(&'static [&'static str], &'static [&'static str]
                 "citybrain-parking",
                 "citybrain-alerts",
                 "citybrain-rules",
+                "citybrain-medical",
                 "citybrain-signals",
                 "citybrain-sumo",
             ],
@@ -105,6 +106,7 @@ fn rules(name: &str) -> Option<(&'static [&'static str], &'static [&'static str]
                 "citybrain-parking",
                 "citybrain-alerts",
                 "citybrain-rules",
+                "citybrain-medical",
                 "citybrain-signals",
                 "citybrain-sumo",
             ],

@@ -62,6 +62,7 @@ error_codes! {
     InvalidLocation = "invalid_location", "lat/lon out of range";
     InvalidMember = "invalid_member", "A linkage member names no pseudonymised column";
     InvalidOnError = "invalid_on_error", "on_error must be reject or skip";
+    InvalidOrder = "invalid_order", "A recognition order is malformed: its order id, patient id, test code or time";
     InvalidPath = "invalid_path", "A path parameter is malformed";
     InvalidPrincipal = "invalid_principal", "Not a principal name";
     InvalidQuery = "invalid_query", "A query parameter is malformed";

@@ -313,6 +313,42 @@ impl Scenes {
         }
     }
 
+    /// Waits until scene `name` has applied every input up to the position stored when
+    /// the call began (its watermark, as `GET /api/v1/scenes` shows it); false if it is not
+    /// running or has not got there within `limit`.
+    pub async fn caught_up(&self, name: &str, hub: &Hub, limit: std::time::Duration) -> bool {
+        let Some(entry) = self.entries.iter().find(|e| e.scene.name() == name) else {
+            return false;
+        };
+        let targets: Vec<_> = entry
+            .scene
+            .inputs()
+            .into_iter()
+            .filter_map(|n| DatasetName::parse(n).ok())
+            .filter_map(|n| hub.head(&n).map(|p| (n, p)))
+            .collect();
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            {
+                let status = entry.status.lock().expect("status lock");
+                match status.phase {
+                    Phase::Failed | Phase::Idle | Phase::Stopped => return false,
+                    _ => {}
+                }
+                if targets
+                    .iter()
+                    .all(|(n, p)| status.applied.get(n).is_some_and(|a| a >= p))
+                {
+                    return true;
+                }
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     /// Every scene's state and watermark.
     pub fn report(&self, hub: &Hub) -> serde_json::Value {
         let scenes: Vec<_> = self

@@ -210,7 +210,7 @@ const page: Page = {
     const refreshAlerts = async () => {
       alertsOn = alertsOn || (await hasAlerts(api));
       if (!alertsOn) {
-        alerts.replaceChildren(el('div', { class: 'alerts' }, el('div', { class: 'alerts-none' }, t('alerts.none'))));
+        alerts.replaceChildren(el('div', { class: 'alerts' }, el('div', { class: 'alerts-none', id: 'alerts-none' }, t('alerts.none'))));
         return;
       }
       const [open, day] = await Promise.all([openAlerts(api, PURPOSE, at), openedInDay(api, PURPOSE, at)]);

@@ -57,6 +57,7 @@ const page: Page = {
         if (!(e instanceof ApiError)) throw e;
       }
       let paid: PaidRow[] = [];
+      let unreadable = false;
       try {
         paid = await api.sql<PaidRow>(
           `SELECT policy, count(DISTINCT enterprise_id) AS enterprises, sum(paid) AS paid,
@@ -67,6 +68,7 @@ const page: Page = {
       } catch (e) {
         // No ledger in this hub, or no grant to read it: the page says so below.
         if (!(e instanceof ApiError)) throw e;
+        unreadable = true;
       }
       const byId = new Map(paid.map((p) => [p.policy, p]));
       const total = paid.reduce((s, p) => s + Number(p.paid), 0);
@@ -81,7 +83,8 @@ const page: Page = {
         kpi('policy.paying', int(paid.filter((p) => Number(p.paid) > 0).length), 'paying'),
       );
       if (!paid.length) {
-        list.append(el('p', { class: 'muted', id: 'policy-none' }, t('policy.none')));
+        // Words in place of an empty chart: what to do for there to be something to show.
+        plot.replaceWith(el('p', { class: 'muted empty-state', id: 'policy-none' }, t(unreadable ? 'policy.unreadable' : 'policy.none')));
       }
       const top = paid.slice(0, 15).reverse();
       bars.chart.setOption({

@@ -8,7 +8,7 @@ import type { IndexEvent } from '../../live';
 import { fillRanking, linkPanel, rankingTable } from '../../linkpanel';
 import { network } from '../../network';
 import type { Context, Page } from '../../page';
-import { atParam, delaySeries, type LinkDelay, linkDelays, timeBar } from '../../traffic';
+import { atParam, delaySeries, type LinkDelay, linkDelays, ranking, timeBar } from '../../traffic';
 
 const PURPOSE = 'cockpit: traffic';
 
@@ -27,6 +27,7 @@ const page: Page = {
     const at = atParam(ctx.params);
     const plot = el('div', { class: 'day-chart', id: 'delay-chart' });
     const { table, body: rankingBody } = rankingTable();
+    const hint = el('p', { class: 'muted', id: 'ranking-hint' }, t('traffic.hint'));
     const panelSlot = el('div');
     root.append(
       el(
@@ -38,7 +39,7 @@ const page: Page = {
           { class: 'card' },
           el('h2', {}, t('ranking.title')),
           timeBar(ctx, 'traffic', at),
-          el('p', { class: 'muted' }, t('traffic.hint')),
+          hint,
           table,
         ),
         el('section', { class: 'card' }, panelSlot),
@@ -97,6 +98,15 @@ const page: Page = {
 
     const drawRanking = async () => {
       delays = await linkDelays(api, PURPOSE, at);
+      hint.textContent = t('traffic.hint');
+      // A quiet hour (the night) ranks no link: the day so far instead, and it says so.
+      if (!ranking(delays).length) {
+        const day = await linkDelays(api, PURPOSE, at, 24);
+        if (ranking(day).length) {
+          delays = day;
+          hint.textContent = t('ranking.day_instead');
+        }
+      }
       fillRanking(rankingBody, delays, 20, (id) => void panel?.show(id, delays));
     };
 
@@ -113,7 +123,11 @@ const page: Page = {
       panelSlot.append(panel.node);
       await Promise.all([drawDay(), drawRanking()]);
       const link = Number(ctx.params.get('link'));
+      // The panel beside the ranking is never empty: the link asked for, else the worst one.
+      const worst = ranking(delays)[0];
       if (ctx.params.has('link') && Number.isInteger(link)) await panel.show(link, delays);
+      else if (worst) await panel.show(worst.link_id, delays);
+      else panelSlot.append(el('p', { class: 'muted', id: 'link-none' }, t('traffic.pick')));
       root.dataset.ready = 'true';
     })().catch((e) => root.append(el('div', { class: 'error' }, `${t('error')}: ${e.message ?? e}`)));
 

@@ -269,6 +269,10 @@ fn up(
             limits.connections(),
         )
         .await;
+        if demo {
+            demo::pay_last_period(&state).await?;
+            demo::recognise_planted(&state, data).await?;
+        }
         let (mut mosquitto, broker) = match mqtt {
             Mqtt::Off => (None, None),
             Mqtt::Local => {
@@ -309,7 +313,18 @@ fn up(
         println!("  admin token:    {} (send it as 'Authorization: Bearer ...')", data.join("admin.token").display());
         if demo {
             println!("  cockpit token:  {} (reader in city_office: plates masked by its grant)", data.join("cockpit.token").display());
-            println!("  market token:   {} (admin in market: `citybrain policy pay --run 2025-annual`)", data.join("market.token").display());
+            println!(
+                "  market token:   {} (admin in market; the demo paid run {}: `citybrain policy pay --run {}` again pays no one twice)",
+                data.join("market.token").display(),
+                demo::LAST_RUN,
+                demo::LAST_RUN
+            );
+        }
+        if demo {
+            println!(
+                "  hospital token: {} (a doctor at hz_first_people: POST /api/v1/medical/recognise; docs/medical.md)",
+                data.join("hospital.token").display()
+            );
         }
         println!("  API:            http://{address}/api/v1/openapi.json   health: http://{address}/health");
         println!("  live indices:   http://{address}/api/v1/indices/traffic/live  (SSE: /api/v1/indices/stream; tables: indices.*)");
@@ -321,7 +336,7 @@ fn up(
         }
         if demo {
             println!(
-                "  try:            CITYBRAIN_TOKEN_FILE={} citybrain sql \"SELECT plate, count(*) FROM transport.anpr_passages GROUP BY plate LIMIT 5\"",
+                "  try:            CITYBRAIN_TOKEN_FILE={} citybrain sql \"SELECT checkpoint_id, count(*) AS passages FROM transport.anpr_passages GROUP BY 1 ORDER BY 2 DESC LIMIT 3\"",
                 data.join("cockpit.token").display()
             );
         } else {

@@ -4,6 +4,7 @@
 
 pub mod alerts;
 pub mod indices;
+pub mod medical;
 pub mod parking;
 pub mod policy;
 pub mod signals;
@@ -19,6 +20,7 @@ pub fn all() -> Vec<Box<dyn Scene>> {
         Box::new(parking::ParkingScene),
         Box::new(signals::SignalsScene),
         Box::new(policy::PolicyDelivery),
+        Box::new(medical::MedicalScene),
     ]
 }
 

@@ -21,7 +21,7 @@ use citybrain_rules::syntax::{PolicyAst, Type};
 use serde::Serialize;
 
 mod api;
-pub use api::{PolicyDelivery, load};
+pub use api::{PolicyDelivery, load, run_payouts};
 
 /// The payout ledger's dataset.
 pub const DEFINITIONS: &[(&str, &str)] = &[(

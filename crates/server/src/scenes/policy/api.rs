@@ -201,9 +201,30 @@ async fn policy_run(
     Extension(me): Extension<Principal>,
     Json(request): Json<PolicyRunRequest>,
 ) -> Result<Response, ApiError> {
-    let scene = policy_scene(&state)?;
-    crate::needs_writer(&me, "a payout run needs a publisher or admin role")?;
-    let run = request.run.trim().to_string();
+    let report = run_payouts(
+        &state,
+        &me,
+        &request.run,
+        &request.purpose,
+        request.inputs.as_deref(),
+    )
+    .await?;
+    Ok(Json(report).into_response())
+}
+
+/// A payout run as `me` (what `POST /api/v1/policy/runs` does): every loaded policy against
+/// the facts (`inputs`, SQL read with `me`'s grants, or `market.enterprises`), each payout
+/// written once ever. The demo city runs last period's this way at start.
+pub async fn run_payouts(
+    state: &AppState,
+    me: &Principal,
+    run: &str,
+    purpose: &str,
+    inputs: Option<&str>,
+) -> Result<super::RunReport, ApiError> {
+    let scene = policy_scene(state)?;
+    crate::needs_writer(me, "a payout run needs a publisher or admin role")?;
+    let run = run.trim().to_string();
     if run.is_empty()
         || run.len() > 100
         || !run
@@ -225,18 +246,15 @@ async fn policy_run(
     })?;
     let call = DataCall {
         reader: Reader::Principal(me.clone()),
-        purpose: if request.purpose.is_empty() {
+        purpose: if purpose.is_empty() {
             format!("policy payout run {run}")
         } else {
-            request.purpose.clone()
+            purpose.to_string()
         },
         kind: CallKind::Sql,
         now: now(),
     };
-    let enterprises = state
-        .sql
-        .query_as(&policy_inputs(request.inputs.as_deref()), &call)
-        .await?;
+    let enterprises = state.sql.query_as(&policy_inputs(inputs), &call).await?;
     // The ledger reads itself: every id ever paid.
     let mut paid = std::collections::HashSet::new();
     for batch in state
@@ -257,8 +275,13 @@ async fn policy_run(
         let s = col.as_string::<i32>();
         paid.extend((0..s.len()).map(|i| s.value(i).to_string()));
     }
-    let (hub, gov, worker) = (state.hub.clone(), state.gov.clone(), scene.clone());
-    let report = blocking(move || {
+    let (hub, gov, worker, me) = (
+        state.hub.clone(),
+        state.gov.clone(),
+        scene.clone(),
+        me.clone(),
+    );
+    blocking(move || {
         let policies: Vec<&citybrain_rules::syntax::PolicyAst> = worker.policies.iter().collect();
         let outcome = super::table_from_batches(&enterprises.batches, &policies)
             .and_then(|(ids, table)| super::pay(&hub, &worker, &run, &ids, &table, &paid, now()));
@@ -273,6 +296,5 @@ async fn policy_run(
         outcome
             .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::RunFailed, e))
     })
-    .await?;
-    Ok(Json(report).into_response())
+    .await
 }
