@@ -120,6 +120,7 @@ const labels: Record<string, { en: string; zh: string }> = {
   'link.p75': { en: '75th percentile', zh: '75 分位' },
   'link.freeflow': { en: 'free flow', zh: '自由流' },
   'link.rank': { en: 'Rank by delay (last hour)', zh: '延误排名（近一小时）' },
+  'link.rank_day': { en: 'Rank by delay (last 24 hours)', zh: '延误排名（近 24 小时）' },
   'link.unranked': { en: 'not ranked (fewer than 20 traversals)', zh: '未排名（通行次数不足 20）' },
   'link.close': { en: 'Close', zh: '关闭' },
   'link.seconds': { en: 's', zh: '秒' },

@@ -52,7 +52,8 @@ export function fillRanking(body: HTMLElement, delays: LinkDelay[], limit: numbe
 
 export interface LinkPanel {
   node: HTMLElement;
-  show(linkId: number, delays: LinkDelay[]): Promise<void>;
+  /** Opens a link; `rankLabel` names the window `delays` cover (default: the last hour). */
+  show(linkId: number, delays: LinkDelay[], rankLabel?: string): Promise<void>;
   dispose(): void;
 }
 
@@ -68,7 +69,7 @@ export function linkPanel(api: Api, net: Network): LinkPanel {
   });
   return {
     node,
-    async show(linkId, delays) {
+    async show(linkId, delays, rankLabel = 'link.rank') {
       if (!Number.isInteger(linkId)) return;
       const info = net.byLink.get(linkId);
       node.hidden = false;
@@ -86,7 +87,7 @@ export function linkPanel(api: Api, net: Network): LinkPanel {
         el(
           'div',
           { class: 'link-rank' },
-          `${t('link.rank')}: `,
+          `${t(rankLabel)}: `,
           el(
             'strong',
             { 'data-rank': position >= 0 ? String(position + 1) : '' },

@@ -96,18 +96,22 @@ const page: Page = {
       );
     };
 
+    // Which window the ranking covers: the hour, or the day when the hour ranks no link.
+    let rankLabel = 'link.rank';
     const drawRanking = async () => {
       delays = await linkDelays(api, PURPOSE, at);
       hint.textContent = t('traffic.hint');
+      rankLabel = 'link.rank';
       // A quiet hour (the night) ranks no link: the day so far instead, and it says so.
       if (!ranking(delays).length) {
         const day = await linkDelays(api, PURPOSE, at, 24);
         if (ranking(day).length) {
           delays = day;
           hint.textContent = t('ranking.day_instead');
+          rankLabel = 'link.rank_day';
         }
       }
-      fillRanking(rankingBody, delays, 20, (id) => void panel?.show(id, delays));
+      fillRanking(rankingBody, delays, 20, (id) => void panel?.show(id, delays, rankLabel));
     };
 
     const unsubscribe = ctx.live.on((event: IndexEvent) => {
@@ -125,8 +129,8 @@ const page: Page = {
       const link = Number(ctx.params.get('link'));
       // The panel beside the ranking is never empty: the link asked for, else the worst one.
       const worst = ranking(delays)[0];
-      if (ctx.params.has('link') && Number.isInteger(link)) await panel.show(link, delays);
-      else if (worst) await panel.show(worst.link_id, delays);
+      if (ctx.params.has('link') && Number.isInteger(link)) await panel.show(link, delays, rankLabel);
+      else if (worst) await panel.show(worst.link_id, delays, rankLabel);
       else panelSlot.append(el('p', { class: 'muted', id: 'link-none' }, t('traffic.pick')));
       root.dataset.ready = 'true';
     })().catch((e) => root.append(el('div', { class: 'error' }, `${t('error')}: ${e.message ?? e}`)));
