@@ -484,6 +484,34 @@ impl Runner {
     }
 }
 
+/// A batch's column `name` as plain UTF-8 text, whether stored as such or handed over by
+/// SQL as string views.
+pub(crate) fn text_column(
+    batch: &arrow::array::RecordBatch,
+    name: &str,
+) -> Result<arrow::array::StringArray, String> {
+    use arrow::array::AsArray;
+    let column = batch
+        .column_by_name(name)
+        .ok_or_else(|| format!("no column {name}"))?;
+    let cast = arrow::compute::cast(column, &arrow::datatypes::DataType::Utf8)
+        .map_err(|e| format!("{name} is not text: {e}"))?;
+    Ok(cast.as_string::<i32>().clone())
+}
+
+/// Every value of column `name` in `batches` as text: the ids a scene's ledger holds.
+pub(crate) fn text_values(
+    batches: &[arrow::array::RecordBatch],
+    name: &str,
+) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for batch in batches {
+        let column = text_column(batch, name)?;
+        out.extend(column.iter().flatten().map(str::to_string));
+    }
+    Ok(out)
+}
+
 /// Rows per event on the event stream at most; the full rows are in the datasets.
 const EVENT_ROWS: usize = 500;
 

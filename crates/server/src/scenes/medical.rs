@@ -32,7 +32,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::error::ErrorCode;
 use crate::extract::{Json, Query};
-use crate::scene::{Running, Scene, SceneContext, Started, Worker};
+use crate::scene::{Running, Scene, SceneContext, Started, Worker, text_column};
 use crate::{ApiError, AppState, blocking, now};
 
 pub struct MedicalScene;
@@ -79,16 +79,13 @@ impl Scene for MedicalScene {
                 ))
                 .await
                 .map_err(|e| e.to_string())?;
-            {
-                let mut answered = live.answered.lock().expect("answered lock");
-                for batch in &stored.batches {
-                    let ids =
-                        arrow::compute::cast(batch.column(0), &arrow::datatypes::DataType::Utf8)
-                            .map_err(|e| e.to_string())?;
-                    let ids = ids.as_string::<i32>();
-                    answered.extend((0..ids.len()).map(|i| ids.value(i).to_string()));
-                }
-            }
+            live.answered
+                .lock()
+                .expect("answered lock")
+                .extend(crate::scene::text_values(
+                    &stored.batches,
+                    "recognition_id",
+                )?);
             Ok(Started::Running(Running {
                 handle: Arc::new(live.clone()),
                 worker: Some(Box::new(MedicalWorker { live })),
@@ -151,20 +148,14 @@ impl Worker for MedicalWorker {
     }
 }
 
-fn text<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a arrow::array::StringArray, String> {
-    batch
-        .column_by_name(name)
-        .and_then(|c| c.as_string_opt::<i32>())
-        .ok_or_else(|| format!("no text column {name}"))
-}
-
 fn add_results(index: &mut ResultIndex, batch: &RecordBatch) -> Result<(), String> {
+    let text = |name| text_column(batch, name);
     let (ids, patients, tests, sites, hospitals) = (
-        text(batch, "result_id")?,
-        text(batch, "patient_id")?,
-        text(batch, "test_code")?,
-        text(batch, "body_site")?,
-        text(batch, "hospital")?,
+        text("result_id")?,
+        text("patient_id")?,
+        text("test_code")?,
+        text("body_site")?,
+        text("hospital")?,
     );
     let at = batch
         .column_by_name("performed_at")
@@ -193,9 +184,9 @@ fn add_types(catalogue: &mut Catalogue, batch: &RecordBatch) -> Result<(), Strin
             .ok_or_else(|| format!("no int column {name}"))
     };
     let (codes, names, names_zh) = (
-        text(batch, "code")?,
-        text(batch, "name")?,
-        text(batch, "name_zh")?,
+        text_column(batch, "code")?,
+        text_column(batch, "name")?,
+        text_column(batch, "name_zh")?,
     );
     let (valid, child, price) = (
         int("validity_days")?,

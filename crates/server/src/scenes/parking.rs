@@ -59,23 +59,12 @@ fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a dyn Array, Strin
         .ok_or_else(|| format!("no column {name}"))
 }
 
-/// A string column as plain UTF-8 (SQL results may carry string views).
-fn utf8(column: &dyn Array) -> Result<arrow::array::StringArray, String> {
-    let cast = arrow::compute::cast(column, &arrow::datatypes::DataType::Utf8)
-        .map_err(|e| format!("not a string column: {e}"))?;
-    Ok(cast.as_string::<i32>().clone())
-}
-
 /// The batch's rows as events: a row with a `direction` is a gate read, one with a
 /// `status` a sensor reading.
 fn read_events(batch: &RecordBatch) -> Result<Vec<Event>, String> {
     let ts = column(batch, "ts")?.as_primitive::<TimestampMicrosecondType>();
     let lot = column(batch, "lot_id")?.as_primitive::<Int64Type>();
-    let text = |name: &str| {
-        batch
-            .column_by_name(name)
-            .and_then(|c| utf8(c.as_ref()).ok())
-    };
+    let text = |name: &str| crate::scene::text_column(batch, name).ok();
     let (plate, direction, spot, status) = (
         text("plate"),
         text("direction"),
@@ -141,7 +130,7 @@ pub fn lots_from_batch(batch: &RecordBatch) -> Result<Vec<Lot>, String> {
     let int = |name: &str| -> Result<_, String> {
         Ok(column(batch, name)?.as_primitive::<Int64Type>().clone())
     };
-    let string = |name: &str| -> Result<_, String> { utf8(column(batch, name)?) };
+    let string = |name: &str| crate::scene::text_column(batch, name);
     let (id, capacity, free, unit) = (
         int("lot_id")?,
         int("capacity")?,

@@ -256,25 +256,15 @@ pub async fn run_payouts(
     };
     let enterprises = state.sql.query_as(&policy_inputs(inputs), &call).await?;
     // The ledger reads itself: every id ever paid.
-    let mut paid = std::collections::HashSet::new();
-    for batch in state
+    let stored = state
         .sql
         .query("SELECT payout_id FROM policy.payouts")
-        .await?
-        .batches
-    {
-        use arrow::array::{Array, AsArray};
-        let col = arrow::compute::cast(batch.column(0), &arrow::datatypes::DataType::Utf8)
-            .map_err(|e| {
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    ErrorCode::Internal,
-                    e.to_string(),
-                )
-            })?;
-        let s = col.as_string::<i32>();
-        paid.extend((0..s.len()).map(|i| s.value(i).to_string()));
-    }
+        .await?;
+    let paid: std::collections::HashSet<String> =
+        crate::scene::text_values(&stored.batches, "payout_id")
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, e))?
+            .into_iter()
+            .collect();
     let (hub, gov, worker, me) = (
         state.hub.clone(),
         state.gov.clone(),
