@@ -77,6 +77,11 @@ fn rules(name: &str) -> Option<(&'static [&'static str], &'static [&'static str]
             &["citybrain-core", "citybrain-hub", "citybrain-gov"],
             &["axum", "hyper", "ureq", "utoipa", "rumqttc"],
         ),
+        // The Postgres wire in front of the SQL engine: no HTTP, no DataFusion of its own.
+        "citybrain-pg" => (
+            &["citybrain-core", "citybrain-gov", "citybrain-sql"],
+            &["axum", "hyper", "ureq", "utoipa", "rumqttc", "datafusion"],
+        ),
         "citybrain-server" => (
             &[
                 "citybrain-core",
@@ -109,6 +114,7 @@ fn rules(name: &str) -> Option<(&'static [&'static str], &'static [&'static str]
                 "citybrain-medical",
                 "citybrain-signals",
                 "citybrain-sumo",
+                "citybrain-pg",
             ],
             &[],
         ),

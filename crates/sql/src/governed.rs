@@ -87,6 +87,39 @@ impl QueryScope {
         }
     }
 
+    /// Every dataset this reader may read, with the columns it sees (masked columns typed
+    /// as the mask makes them): for the catalogs clients browse (`pg_catalog`). Like
+    /// `readable`, a listing, not a read: nothing is recorded.
+    pub(crate) fn listing(&self) -> Vec<(DatasetName, String, Vec<Field>)> {
+        let mut out = Vec::new();
+        let mut names = self.hub.names();
+        names.sort();
+        for name in names {
+            let Ok(def) = self.hub.definition(&name) else {
+                continue;
+            };
+            let view = match (&self.reader, &self.gov) {
+                (Reader::System, _) => View::full(&def),
+                (Reader::Principal(_), None) => continue,
+                (Reader::Principal(p), Some(gov)) => match gov.view(&def, p, self.now) {
+                    Ok(view) => view,
+                    Err(_) => continue,
+                },
+            };
+            let schema = def.arrow_schema();
+            let fields = view
+                .columns
+                .iter()
+                .filter_map(|c| {
+                    let field = schema.field_with_name(&c.name).ok()?;
+                    Some(masked_field(field, c.mask))
+                })
+                .collect();
+            out.push((name, def.description.clone(), fields));
+        }
+        out
+    }
+
     /// The view of `name` for this reader: None when the reader may not know it exists.
     fn view(&self, name: &DatasetName) -> Result<Option<View>> {
         let Ok(def) = self.hub.definition(name) else {
@@ -137,6 +170,15 @@ impl CatalogProvider for GovernedCatalog {
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        // PostgreSQL finds `pg_catalog` tables unqualified (it is always on the search
+        // path): DataFusion looks unqualified names up in `public`, which is theirs unless
+        // a dataset's namespace is called that.
+        let public_is_free = || !self.scope.hub.names().iter().any(|n| n.namespace() == name);
+        if name == crate::pg_catalog::SCHEMA || (name == "public" && public_is_free()) {
+            return Some(Arc::new(crate::pg_catalog::PgCatalog::new(
+                self.scope.clone(),
+            )));
+        }
         Some(Arc::new(GovernedSchema {
             scope: self.scope.clone(),
             namespace: name.to_string(),

@@ -10,8 +10,11 @@ mod governed;
 mod int_key;
 mod lift;
 mod limits;
+pub mod pg_catalog;
 mod table;
 
+/// Parameter values (`query_with_params_as`), so callers need no DataFusion of their own.
+pub use datafusion::common::ScalarValue;
 pub use governed::{MaskExec, Reader, Touched};
 pub use limits::ValueTooLarge;
 
@@ -27,6 +30,7 @@ use datafusion::execution::cache::cache_manager::{CacheManager, CacheManagerConf
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
 
@@ -341,6 +345,11 @@ impl SqlEngine {
                 ctx.register_udf(limits::Bounded::wrap(inner, self.limits.max_value_bytes));
             }
         }
+        // What PostgreSQL clients call while they browse (`pg_catalog`); `version()` says
+        // which PostgreSQL the wire protocol speaks for.
+        for function in pg_catalog::functions() {
+            ctx.register_udf(function);
+        }
         // Tables resolve lazily through governance: only the datasets a query names are
         // looked up and snapshotted.
         ctx.register_catalog("datafusion", Arc::new(governed::GovernedCatalog { scope }));
@@ -350,15 +359,65 @@ impl SqlEngine {
     /// Runs one statement as citybrain itself: everything raw, nothing audited. For the
     /// platform's own computations and for benchmarks of the ungoverned baseline.
     pub async fn query(&self, sql: &str) -> Result<QueryResult, SqlError> {
-        self.run(sql, Reader::System, Timestamp(0)).await.0
+        self.run(sql, Vec::new(), Reader::System, Timestamp(0))
+            .await
+            .0
+    }
+
+    /// The columns a statement would return and the types of its `$n` parameters (None
+    /// where nothing in the statement decides one), without running it: for clients that
+    /// prepare statements (the Postgres wire's Parse and Describe). Not audited: nothing
+    /// is read; running the statement is.
+    pub async fn describe_as(&self, sql: &str, call: &DataCall) -> Result<Described, SqlError> {
+        let scope = Arc::new(governed::QueryScope {
+            hub: self.hub.clone(),
+            gov: self.gov.clone(),
+            reader: call.reader.clone(),
+            now: call.now,
+            touched: Default::default(),
+        });
+        check_read_only(sql)?;
+        let flag = cancel::CancelFlag::default();
+        let ctx = self.context(scope, &flag)?;
+        let plan = plan_statement(&ctx, &self.limits, sql).await?;
+        let types = plan
+            .get_parameter_types()
+            .map_err(|e| classify(e, &self.limits))?;
+        let mut parameters = Vec::new();
+        for (id, data_type) in types {
+            let index: usize = id
+                .trim_start_matches('$')
+                .parse()
+                .map_err(|_| SqlError::Invalid(format!("parameter {id}: use $1, $2, ...")))?;
+            if index == 0 {
+                return Err(SqlError::Invalid("parameters count from $1".into()));
+            }
+            if parameters.len() < index {
+                parameters.resize(index, None);
+            }
+            parameters[index - 1] = data_type;
+        }
+        let schema = table::plain_schema(plan.schema().as_arrow());
+        Ok(Described { schema, parameters })
     }
 
     /// Runs one statement for a caller: through its grants and masks, and recorded in the
     /// audit trail (durably, before the result is returned) whatever the outcome.
     pub async fn query_as(&self, sql: &str, call: &DataCall) -> Result<QueryResult, SqlError> {
+        self.query_with_params_as(sql, Vec::new(), call).await
+    }
+
+    /// `query_as` for a statement with `$1, $2, ...` placeholders and their values (each
+    /// of the type `describe_as` gave, or one that converts to it).
+    pub async fn query_with_params_as(
+        &self,
+        sql: &str,
+        params: Vec<ScalarValue>,
+        call: &DataCall,
+    ) -> Result<QueryResult, SqlError> {
         citybrain_gov::check_purpose(&call.purpose)
             .map_err(|e| SqlError::Invalid(e.to_string()))?;
-        let (result, touched) = self.run(sql, call.reader.clone(), call.now).await;
+        let (result, touched) = self.run(sql, params, call.reader.clone(), call.now).await;
         let (Reader::Principal(principal), Some(gov)) = (&call.reader, &self.gov) else {
             return result;
         };
@@ -401,6 +460,7 @@ impl SqlEngine {
     async fn run(
         &self,
         sql: &str,
+        params: Vec<ScalarValue>,
         reader: Reader,
         now: Timestamp,
     ) -> (Result<QueryResult, SqlError>, Touched) {
@@ -411,7 +471,7 @@ impl SqlEngine {
             now,
             touched: Default::default(),
         });
-        let result = self.execute(sql, scope.clone()).await;
+        let result = self.execute(sql, params, scope.clone()).await;
         let touched = std::mem::take(&mut *scope.touched.lock().expect("touched lock"));
         (result, touched)
     }
@@ -419,23 +479,10 @@ impl SqlEngine {
     async fn execute(
         &self,
         sql: &str,
+        params: Vec<ScalarValue>,
         scope: Arc<governed::QueryScope>,
     ) -> Result<QueryResult, SqlError> {
-        // DataFusion's SQLOptions below are the enforcement; this gives the clearer error.
-        let first_word = sql
-            .trim_start()
-            .split(|c: char| !c.is_ascii_alphabetic())
-            .next()
-            .unwrap_or("")
-            .to_ascii_lowercase();
-        if !matches!(
-            first_word.as_str(),
-            "select" | "with" | "values" | "explain" | "show" | "describe" | ""
-        ) {
-            return Err(SqlError::NotReadOnly(format!(
-                "'{first_word}' statements are refused; citybrain's SQL is read-only (SELECT, WITH, VALUES, EXPLAIN, SHOW, DESCRIBE)"
-            )));
-        }
+        check_read_only(sql)?;
         let flag = cancel::CancelFlag::default();
         let ctx = self.context(scope, &flag)?;
         let limits = self.limits.clone();
@@ -447,7 +494,7 @@ impl SqlEngine {
                 .acquire_owned()
                 .await
                 .expect("the slots are never closed");
-            plan_and_collect(ctx, &limits, &sql).await
+            plan_and_collect(ctx, &limits, &sql, params).await
         });
         let mut task = AbortOnDrop(task, flag);
         match tokio::time::timeout(self.limits.timeout, &mut task.0).await {
@@ -461,48 +508,53 @@ impl SqlEngine {
     }
 }
 
+/// What a statement returns and takes, before it runs (`SqlEngine::describe_as`).
+#[derive(Debug, Clone)]
+pub struct Described {
+    pub schema: arrow::datatypes::SchemaRef,
+    /// The type of `$1`, `$2`, ...; None where the statement leaves it open.
+    pub parameters: Vec<Option<arrow::datatypes::DataType>>,
+}
+
+/// The clear error for a statement that is not a read. DataFusion's SQLOptions are the
+/// enforcement (`plan_statement`).
+fn check_read_only(sql: &str) -> Result<(), SqlError> {
+    let first_word = sql
+        .trim_start()
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if !matches!(
+        first_word.as_str(),
+        "select" | "with" | "values" | "explain" | "show" | "describe" | ""
+    ) {
+        return Err(SqlError::NotReadOnly(format!(
+            "'{first_word}' statements are refused; citybrain's SQL is read-only (SELECT, WITH, VALUES, EXPLAIN, SHOW, DESCRIBE)"
+        )));
+    }
+    Ok(())
+}
+
 /// Checks the statement's size and depth, plans it and collects its result within the
 /// result limits. Runs on the SQL runtime.
 async fn plan_and_collect(
     ctx: SessionContext,
     limits: &SqlLimits,
     sql: &str,
+    params: Vec<ScalarValue>,
 ) -> Result<QueryResult, SqlError> {
     use futures::StreamExt;
-    let operators = limits::operator_count(sql).map_err(SqlError::Invalid)?;
-    if operators > limits.max_operators {
-        return Err(SqlError::TooComplex(format!(
-            "it has {operators} operators, over the limit of {} (sql max_operators); split it or use IN (...) lists",
-            limits.max_operators
-        )));
+    let mut plan = plan_statement(&ctx, limits, sql).await?;
+    if !params.is_empty() {
+        plan = plan
+            .with_param_values(params)
+            .map_err(|e| classify(e, limits))?;
     }
-    let planning = |e: DataFusionError| {
-        let text = e.to_string();
-        if matches!(e.find_root(), DataFusionError::External(_)) {
-            classify(e, limits)
-        } else if text.contains("not supported") || text.contains("Only") {
-            SqlError::NotReadOnly(e.find_root().to_string())
-        } else {
-            classify(e, limits)
-        }
-    };
-    let state = ctx.state();
-    let dialect = state.config().options().sql_parser.dialect;
-    let statement = state.sql_to_statement(sql, &dialect).map_err(planning)?;
-    if limits::exceeds_depth(&statement, limits.max_expression_depth) {
-        return Err(SqlError::TooComplex(format!(
-            "an expression nests more than {} levels deep (sql max_expression_depth); use IN (...) instead of long OR chains, or split it",
-            limits.max_expression_depth
-        )));
-    }
-    let plan = state.statement_to_plan(statement).await.map_err(planning)?;
-    SQLOptions::new()
-        .with_allow_ddl(false)
-        .with_allow_dml(false)
-        .with_allow_statements(false)
-        .verify_plan(&plan)
-        .map_err(planning)?;
-    let frame = ctx.execute_logical_plan(plan).await.map_err(planning)?;
+    let frame = ctx
+        .execute_logical_plan(plan)
+        .await
+        .map_err(|e| classify(e, limits))?;
     let schema = frame.schema().as_arrow().clone();
     let mut stream = frame
         .execute_stream()
@@ -527,6 +579,49 @@ async fn plan_and_collect(
         batches.push(batch);
     }
     QueryResult::plain(&schema, batches)
+}
+
+/// Checks the statement's size and depth and plans it as a read.
+async fn plan_statement(
+    ctx: &SessionContext,
+    limits: &SqlLimits,
+    sql: &str,
+) -> Result<LogicalPlan, SqlError> {
+    let operators = limits::operator_count(sql).map_err(SqlError::Invalid)?;
+    if operators > limits.max_operators {
+        return Err(SqlError::TooComplex(format!(
+            "it has {operators} operators, over the limit of {} (sql max_operators); split it or use IN (...) lists",
+            limits.max_operators
+        )));
+    }
+    let planning = |e: DataFusionError| {
+        let text = e.to_string();
+        if matches!(e.find_root(), DataFusionError::External(_)) {
+            classify(e, limits)
+        } else if text.contains("not supported") || text.contains("Only") {
+            SqlError::NotReadOnly(e.find_root().to_string())
+        } else {
+            classify(e, limits)
+        }
+    };
+    let state = ctx.state();
+    let dialect = state.config().options().sql_parser.dialect;
+    let mut statement = state.sql_to_statement(sql, &dialect).map_err(planning)?;
+    pg_catalog::drop_oid_casts(&mut statement);
+    if limits::exceeds_depth(&statement, limits.max_expression_depth) {
+        return Err(SqlError::TooComplex(format!(
+            "an expression nests more than {} levels deep (sql max_expression_depth); use IN (...) instead of long OR chains, or split it",
+            limits.max_expression_depth
+        )));
+    }
+    let plan = state.statement_to_plan(statement).await.map_err(planning)?;
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+        .verify_plan(&plan)
+        .map_err(planning)?;
+    Ok(plan)
 }
 
 /// The bytes a batch's rows take (its slices, not the buffers they may share).

@@ -18,6 +18,10 @@ pub struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: String,
+    /// Also speak the PostgreSQL wire protocol here (e.g. 127.0.0.1:5433), for psql,
+    /// BI tools and drivers: user = principal name, password = its token (docs/interop.md).
+    #[arg(long, value_name = "ADDR")]
+    pg_listen: Option<String>,
     /// Data directory.
     #[arg(long, default_value = "./citybrain-data")]
     data: PathBuf,
@@ -65,6 +69,7 @@ pub struct Args {
 pub fn run(args: Args) -> Result<()> {
     let Args {
         listen,
+        pg_listen,
         data,
         no_demo,
         scale,
@@ -81,6 +86,7 @@ pub fn run(args: Args) -> Result<()> {
     } = args;
     up(
         &listen,
+        pg_listen.as_deref(),
         &data,
         !no_demo,
         scale,
@@ -207,6 +213,7 @@ fn prepare_policies(hub: &Hub, dir: Option<&Path>) -> Result<()> {
 #[allow(clippy::too_many_arguments)]
 fn up(
     listen: &str,
+    pg_listen: Option<&str>,
     data: &Path,
     demo: bool,
     scale: f64,
@@ -248,8 +255,18 @@ fn up(
             .await
             .with_context(|| format!("listening on {listen} (is another server running? pass --listen ADDR)"))?;
         let address = listener.local_addr()?;
+        let pg_listener = match pg_listen {
+            Some(pg) => Some(tokio::net::TcpListener::bind(pg).await.with_context(|| {
+                format!("listening for the Postgres wire on {pg} (is PostgreSQL or another citybrain on it? pass another --pg-listen ADDR)")
+            })?),
+            None => None,
+        };
         let sql = citybrain_sql::SqlEngine::new(hub.clone(), limits.sql())
             .with_gov(gov.clone());
+        let pg_server = citybrain_pg::PgServer {
+            sql: sql.clone(),
+            gov: gov.clone(),
+        };
         let config = citybrain_server::scene::SceneConfig {
             signals: signals.map(|a| citybrain_server::scenes::signals::SignalsConfig {
                 net: a.net,
@@ -330,6 +347,20 @@ fn up(
         println!("  live indices:   http://{address}/api/v1/indices/traffic/live  (SSE: /api/v1/indices/stream; tables: indices.*)");
         if let Some(args) = &signals_args_shown {
             println!("  signals:        {} under citybrain's control in SUMO at {}× (emergency runs: POST /api/v1/signals/emergency; tables: signals.*)", args.0, args.1);
+        }
+        if let Some(pg) = pg_listener {
+            let pg_address = pg.local_addr()?;
+            let cockpit_token = data.join("cockpit.token");
+            if demo {
+                let url = format!("postgresql://cockpit@{pg_address}/citybrain");
+                println!(
+                    "  Postgres wire:  {url}  (password: the token; psql: PGPASSWORD=$(cat {}) psql {url})",
+                    cockpit_token.display()
+                );
+            } else {
+                println!("  Postgres wire:  postgresql://PRINCIPAL@{pg_address}/citybrain  (password: the principal's token)");
+            }
+            tokio::spawn(citybrain_pg::serve(pg, pg_server, state.closed()));
         }
         if let Some((host, port)) = &broker {
             println!("  MQTT sensors:   mqtt://{host}:{port}  topic citybrain/parking/# (FIWARE ParkingSpot or OffStreetParking, QoS 1)");

@@ -1,0 +1,299 @@
+//! The PostgreSQL wire protocol with the clients a city's analysts use: psql, psycopg (text
+//! and binary), asyncpg (prepared, binary), SQLAlchemy with pandas, and Node's `pg`, each
+//! running a scripted session against a real server over the demo city. Every answer must
+//! equal what `POST /api/v1/sql` gives the same principal: the dataset list, a query with
+//! parameters (an integer and a timestamp), money and dates, and a masked reader's plates,
+//! which must be masked on the wire too. The clients come from PyPI and npm
+//! (scripts/install-pg-clients, run by scripts/test).
+
+use std::collections::BTreeSet;
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+mod common;
+use common::*;
+
+/// The wire's port, from what the server printed.
+fn pg_port(server: &Server) -> u16 {
+    for _ in 0..600 {
+        let printed = server.printed.lock().unwrap().clone();
+        if let Some(line) = printed.lines().find(|l| l.contains("Postgres wire:")) {
+            let after = line.split("@127.0.0.1:").nth(1).expect("an address");
+            let port: String = after.chars().take_while(char::is_ascii_digit).collect();
+            return port.parse().unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("the server never printed its Postgres wire address");
+}
+
+fn http_sql(server: &Server, token: &str, sql: &str) -> Vec<Value> {
+    let body = json!({"sql": sql, "purpose": "pgwire test"}).to_string();
+    let response = agent()
+        .post(&format!("{}/api/v1/sql", server.base))
+        .header("Authorization", &format!("Bearer {token}"))
+        .header("Content-Type", "application/json")
+        .send(body.as_bytes())
+        .unwrap();
+    let status = response.status().as_u16();
+    let text = response.into_body().read_to_string().unwrap();
+    assert_eq!(status, 200, "{sql}: {text}");
+    serde_json::from_str::<Vec<Value>>(&text).unwrap()
+}
+
+/// A value of the HTTP API's JSON as the client scripts report it: timestamps as
+/// microseconds, dates tagged.
+fn norm_http(value: &Value) -> Value {
+    let Value::String(text) = value else {
+        return value.clone();
+    };
+    let is_date = text.len() == 10 && text.as_bytes()[4] == b'-' && text.as_bytes()[7] == b'-';
+    if is_date {
+        return json!({ "date": text });
+    }
+    if text.len() >= 19
+        && text.as_bytes()[10] == b'T'
+        && text.as_bytes()[13] == b':'
+        && let Ok(nanos) = arrow::compute::kernels::cast_utils::string_to_timestamp_nanos(text)
+    {
+        return json!({ "ts": nanos / 1_000 });
+    }
+    value.clone()
+}
+
+/// Rows as the clients report them, compared column by column (the HTTP API's JSON leaves
+/// out null fields).
+fn assert_same_rows(client: &str, query: &str, got: &Value, http: &[Value]) {
+    let got = got
+        .as_array()
+        .unwrap_or_else(|| panic!("{client} {query}: {got}"));
+    assert_eq!(
+        got.len(),
+        http.len(),
+        "{client} {query}: row counts differ\n{got:?}\n{http:?}"
+    );
+    for (i, (row, reference)) in got.iter().zip(http).enumerate() {
+        let row = row.as_object().unwrap();
+        for column in reference.as_object().unwrap().keys() {
+            assert!(
+                row.contains_key(column),
+                "{client} {query} row {i}: no column {column} over the wire"
+            );
+        }
+        for (column, value) in row {
+            let expected = reference.get(column).map_or(Value::Null, norm_http);
+            let same = match (value.as_f64(), expected.as_f64()) {
+                (Some(a), Some(b)) => (a - b).abs() <= 1e-9 * a.abs().max(1.0),
+                _ => *value == expected,
+            };
+            assert!(
+                same,
+                "{client} {query} row {i} column {column}: {value} over the wire, {expected} over HTTP"
+            );
+        }
+    }
+}
+
+#[test]
+fn psql_psycopg_asyncpg_sqlalchemy_and_node_pg_read_what_http_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(
+        dir.path(),
+        &["--scale", "0.02", "--pg-listen", "127.0.0.1:0"],
+    );
+    let port = pg_port(&server);
+    let cockpit = std::fs::read_to_string(dir.path().join("cockpit.token")).unwrap();
+    let market = std::fs::read_to_string(dir.path().join("market.token")).unwrap();
+    let owner = server.token.clone();
+
+    // The references, over HTTP.
+    let busiest = http_sql(
+        &server,
+        &owner,
+        "SELECT checkpoint_id, count(*) AS n FROM transport.anpr_passages GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 1",
+    );
+    let checkpoint = busiest[0]["checkpoint_id"].as_i64().unwrap();
+    let since = http_sql(
+        &server,
+        &owner,
+        &format!(
+            "SELECT min(ts) AS t FROM transport.anpr_passages WHERE checkpoint_id = {checkpoint}"
+        ),
+    )[0]["t"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let passages = format!(
+        "SELECT ts, checkpoint_id, plate, speed_kmh FROM transport.anpr_passages WHERE checkpoint_id = {checkpoint} AND ts >= '{since}' ORDER BY ts, plate LIMIT 40"
+    );
+    let passages_wire = "SELECT ts, checkpoint_id, plate, speed_kmh FROM transport.anpr_passages WHERE checkpoint_id = $1 AND ts >= $2 ORDER BY ts, plate LIMIT 40";
+    let payouts = "SELECT payout_id, period_start, paid, qualified, decided_at FROM policy.payouts ORDER BY payout_id LIMIT 25";
+    let per_policy =
+        "SELECT policy, count(*) AS n, sum(paid) AS paid FROM policy.payouts GROUP BY 1 ORDER BY 1";
+    let tables_http = "SELECT table_schema AS nspname, table_name AS relname FROM information_schema.tables WHERE table_schema NOT IN ('information_schema', 'pg_catalog') ORDER BY 1, 2";
+    let tables_wire = "SELECT n.nspname, c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r' ORDER BY 1, 2";
+    let params = json!([{"int": checkpoint}, {"ts": since}]);
+
+    let mut references = Vec::new();
+    let mut sessions = Vec::new();
+    for (user, token, queries) in [
+        (
+            "transport_ops",
+            &owner,
+            vec![
+                ("passages", passages.as_str(), passages_wire, params.clone()),
+                ("tables", tables_http, tables_wire, json!([])),
+            ],
+        ),
+        (
+            "cockpit",
+            &cockpit,
+            vec![
+                ("passages", passages.as_str(), passages_wire, params.clone()),
+                ("tables", tables_http, tables_wire, json!([])),
+            ],
+        ),
+        (
+            "market_admin",
+            &market,
+            vec![
+                ("payouts", payouts, payouts, json!([])),
+                ("per_policy", per_policy, per_policy, json!([])),
+            ],
+        ),
+    ] {
+        let mut spec_queries = Vec::new();
+        for (name, http, wire, params) in queries {
+            let rows = http_sql(&server, token, http);
+            assert!(!rows.is_empty(), "{user} {name}: the demo city has rows");
+            references.push((user, name, rows));
+            spec_queries.push(json!({"name": name, "sql": wire, "params": params}));
+        }
+        sessions.push(json!({"user": user, "password": token.trim(), "queries": spec_queries}));
+    }
+    // The masked reader sees other plates than the owner, over HTTP as over the wire.
+    let plates = |user: &str| -> BTreeSet<String> {
+        let (_, _, rows) = references
+            .iter()
+            .find(|(u, n, _)| *u == user && *n == "passages")
+            .unwrap();
+        rows.iter()
+            .map(|r| r["plate"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert!(
+        plates("cockpit").is_disjoint(&plates("transport_ops")),
+        "the cockpit reader's plates are masked"
+    );
+
+    let spec = json!({"host": "127.0.0.1", "port": port, "sessions": sessions});
+    let spec_path = dir.path().join("pg-spec.json");
+    std::fs::write(&spec_path, spec.to_string()).unwrap();
+    let data = format!("{}/tests/data/pg", manifest_dir());
+
+    let python = std::env::var("CITYBRAIN_PG_PYTHON").unwrap_or_else(|_| {
+        panic!("CITYBRAIN_PG_PYTHON is not set: run the tests with scripts/test, which installs the clients (scripts/install-pg-clients)")
+    });
+    let output = Command::new(&python)
+        .arg(format!("{data}/session.py"))
+        .arg(&spec_path)
+        .output()
+        .expect("python runs");
+    assert!(
+        output.status.success(),
+        "the Python clients failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut results: serde_json::Map<String, Value> =
+        serde_json::from_slice(&output.stdout).unwrap();
+    let node_modules = std::env::var("CITYBRAIN_PG_NODE_MODULES").unwrap();
+    let output = Command::new("node")
+        .arg(format!("{data}/session.js"))
+        .arg(&spec_path)
+        .env("NODE_PATH", &node_modules)
+        .output()
+        .expect("node runs");
+    assert!(
+        output.status.success(),
+        "node's pg failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let node: serde_json::Map<String, Value> = serde_json::from_slice(&output.stdout).unwrap();
+    results.extend(node);
+
+    for client in [
+        "psycopg-text",
+        "psycopg-binary",
+        "asyncpg",
+        "sqlalchemy-pandas",
+        "node-pg",
+    ] {
+        for (user, name, http) in &references {
+            let got = &results[client][*user][*name];
+            assert_same_rows(client, &format!("{user}/{name}"), got, http);
+        }
+    }
+
+    // psql: the tables a reader may read with \dt, a count, a refused write, a bad login.
+    let psql = |user: &str, password: &str, command: &str| {
+        Command::new("psql")
+            .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
+            .arg(format!(
+                "host=127.0.0.1 port={port} user={user} dbname=citybrain sslmode=disable"
+            ))
+            .args(["-c", command])
+            .env("PGPASSWORD", password.trim())
+            .output()
+            .expect("psql runs (Debian: postgresql-client)")
+    };
+    let listed = psql("cockpit", &cockpit, "\\dt");
+    let text = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.status.success() && text.contains("transport|anpr_passages|table"),
+        "psql \\dt: {text}{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    let count = psql(
+        "cockpit",
+        &cockpit,
+        "SELECT count(*) FROM transport.anpr_passages",
+    );
+    let http_count = http_sql(
+        &server,
+        &cockpit,
+        "SELECT count(*) AS n FROM transport.anpr_passages",
+    )[0]["n"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&count.stdout).trim(),
+        http_count.to_string()
+    );
+    let write = psql("cockpit", &cockpit, "DELETE FROM transport.anpr_passages");
+    let error = String::from_utf8_lossy(&write.stderr);
+    assert!(
+        !write.status.success() && error.contains("read-only"),
+        "a write is refused: {error}"
+    );
+    let wrong = psql("transport_ops", &cockpit, "SELECT 1");
+    let error = String::from_utf8_lossy(&wrong.stderr);
+    assert!(
+        !wrong.status.success() && error.contains("password authentication failed"),
+        "another principal's token is refused: {error}"
+    );
+
+    // Wire statements are in the owner's audit trail as the principal's SQL calls, with
+    // the purpose the session set.
+    let (status, text) = server.get(
+        "/api/v1/datasets/transport.anpr_passages/audit?limit=1000",
+        Some(&owner),
+    );
+    assert_eq!(status, 200, "{text}");
+    let calls = text.matches("\"pgwire test\"").count();
+    assert!(
+        text.contains("\"cockpit\"") && calls >= 5,
+        "the wire's reads are audited with their purpose: {calls} calls in {text}"
+    );
+    assert!(server.stop().success());
+}
