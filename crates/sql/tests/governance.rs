@@ -680,3 +680,82 @@ fn joins_across_departments_need_a_linkage_both_owners_approved() {
         .unwrap();
     assert!(itself.contains(&format!("| {PEOPLE} ")), "{itself}");
 }
+
+/// The Postgres wire's view of the same rules: `pg_catalog` lists what
+/// `information_schema` lists for the reader (never a hidden dataset, never a column the
+/// view leaves out), and a `$1` parameter compared with a masked field probes masked
+/// values only, as a literal does.
+#[test]
+fn the_pg_catalog_and_parameters_keep_the_same_rules() {
+    let city = city();
+    let market = principal("market_admin", "market", Role::Admin);
+    let listed = city
+        .sql(
+            &market,
+            "SELECT n.nspname, c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'transport' ORDER BY 2",
+        )
+        .unwrap();
+    assert!(
+        listed.contains("people_u") && !listed.contains("people_n") && !listed.contains("people_c"),
+        "{listed}"
+    );
+    // Unqualified, as PostgreSQL resolves pg_catalog.
+    let unqualified = city
+        .sql(&market, "SELECT relname FROM pg_class ORDER BY 1")
+        .unwrap();
+    assert!(!unqualified.contains("people_n"), "{unqualified}");
+    let owner = principal("transport_admin", "transport", Role::Admin);
+    let owners = city
+        .sql(&owner, "SELECT relname FROM pg_catalog.pg_class ORDER BY 1")
+        .unwrap();
+    assert!(
+        owners.contains("people_n") && owners.contains("people_c"),
+        "{owners}"
+    );
+    // A masked plate travels as text; the attribute list is the reader's columns.
+    let columns = city
+        .sql(
+            &market,
+            "SELECT a.attname, t.typname FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid JOIN pg_catalog.pg_type t ON t.oid = a.atttypid WHERE c.relname = 'people_u' ORDER BY a.attnum",
+        )
+        .unwrap();
+    assert!(columns.contains("plate") && columns.contains("text"), "{columns}");
+
+    let call = DataCall {
+        reader: Reader::Principal(market.clone()),
+        purpose: "matrix test".into(),
+        kind: CallKind::Sql,
+        now: city.now,
+    };
+    let described = city
+        .rt
+        .block_on(city.engine.describe_as(
+            "SELECT count(*) AS n FROM transport.people_u WHERE plate = $1",
+            &call,
+        ))
+        .unwrap();
+    assert_eq!(described.parameters.len(), 1);
+    for i in 0..PEOPLE {
+        let result = city
+            .rt
+            .block_on(city.engine.query_with_params_as(
+                "SELECT count(*) AS n FROM transport.people_u WHERE plate = $1",
+                vec![citybrain_sql::ScalarValue::Utf8(Some(plate(i)))],
+                &call,
+            ))
+            .unwrap();
+        let text = arrow::util::pretty::pretty_format_batches(&result.batches)
+            .unwrap()
+            .to_string();
+        assert!(
+            text.contains("| 0 "),
+            "a raw plate as a parameter matched a masked row: {text}"
+        );
+    }
+    // The hidden dataset stays hidden when only described.
+    let hidden = city.rt.block_on(city.engine.describe_as(
+        "SELECT * FROM transport.people_n WHERE plate = $1",
+        &call,
+    ));
+    assert!(hidden.is_err());
+}

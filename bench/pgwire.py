@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""The Postgres wire against the HTTP SQL endpoint, the same statement as the same principal
+(issue 24's target: wire latency within 10% of HTTP's for a 100-row result; a 10,000-row
+result streamed).
+
+Usage: PY=~/.cache/citybrain-pg-clients/venv/bin/python
+       $PY bench/pgwire.py BIN [--runs 300] [--out results.jsonl]
+(the venv of scripts/install-pg-clients, for psycopg). Starts BIN with the demo city and
+--pg-listen, then for each result size runs the statement RUNS times alternately over HTTP
+(`POST /api/v1/sql`, a kept-alive connection, JSON) and over the wire (psycopg, one
+connection, text results, the statement prepared once by the server as psycopg does after
+five runs), one client at a time, after 20 warm-up runs each. Both answers are compared
+(rows as text) before timing. Latency is the client's: send to last row decoded. For the
+10,000-row result it also reports when the first row reached the wire client.
+"""
+import argparse, http.client, json, os, shutil, statistics, subprocess, sys, tempfile, time
+
+import psycopg
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("bin")
+    ap.add_argument("--runs", type=int, default=300)
+    ap.add_argument("--out")
+    args = ap.parse_args()
+    data = tempfile.mkdtemp(prefix="citybrain-pgwire-")
+    proc = subprocess.Popen([args.bin, "up", "--listen", "127.0.0.1:0", "--pg-listen", "127.0.0.1:0",
+                             "--data", data], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            env={**os.environ, "CITYBRAIN_LOG": "warn"})
+    pg_port = None
+    for line in proc.stdout:
+        if line.startswith("citybrain is up on "):
+            host, port = line.split()[4].rstrip("/").split("//")[1].split(":")
+        if "Postgres wire:" in line:
+            pg_port = int(line.split("@127.0.0.1:")[1].split("/")[0])
+            break
+    token = open(os.path.join(data, "cockpit.token")).read().strip()
+    http_conn = http.client.HTTPConnection(host, int(port))
+
+    def over_http(sql):
+        http_conn.request("POST", "/api/v1/sql", json.dumps({"sql": sql, "purpose": "benchmark: wire vs http"}),
+                          {"Authorization": "Bearer " + token, "Content-Type": "application/json"})
+        response = http_conn.getresponse()
+        body = response.read()
+        assert response.status == 200, body
+        return json.loads(body)
+
+    wire = psycopg.connect(host="127.0.0.1", port=pg_port, user="cockpit", password=token, dbname="citybrain",
+                           autocommit=True, options="-c purpose=benchmark:\\ wire\\ vs\\ http")
+
+    def over_wire(sql):
+        with wire.cursor() as cur:
+            cur.execute(sql, prepare=True)
+            return cur.description, cur.fetchall()
+
+    results = []
+    for rows in (100, 10_000):
+        sql = (f"SELECT ts, checkpoint_id, plate, speed_kmh FROM transport.anpr_passages "
+               f"ORDER BY ts, checkpoint_id, plate LIMIT {rows}")
+        reference = over_http(sql)
+        description, got = over_wire(sql)
+        columns = [d.name for d in description]
+        assert len(got) == len(reference) == rows, (len(got), len(reference))
+        for a, b in zip(got, reference):
+            assert a[1] == b["checkpoint_id"] and a[2] == b["plate"], (a, b)
+        for _ in range(20):
+            over_http(sql)
+            over_wire(sql)
+        http_ms, wire_ms = [], []
+        for _ in range(args.runs):
+            t = time.perf_counter(); over_http(sql); http_ms.append((time.perf_counter() - t) * 1000)
+            t = time.perf_counter(); over_wire(sql); wire_ms.append((time.perf_counter() - t) * 1000)
+        first_row_ms = None
+        if rows >= 10_000:
+            firsts = []
+            for _ in range(20):
+                with wire.cursor() as cur:
+                    t = time.perf_counter()
+                    cur.execute(sql, prepare=True)
+                    cur.fetchone()
+                    firsts.append((time.perf_counter() - t) * 1000)
+            first_row_ms = statistics.median(firsts)
+        q = lambda xs, p: sorted(xs)[min(len(xs) - 1, int(p * len(xs)))]
+        record = {"rows": rows, "runs": args.runs, "http_p50_ms": round(q(http_ms, .5), 2),
+                  "http_p99_ms": round(q(http_ms, .99), 2), "wire_p50_ms": round(q(wire_ms, .5), 2),
+                  "wire_p99_ms": round(q(wire_ms, .99), 2),
+                  "wire_over_http_p50": round(q(wire_ms, .5) / q(http_ms, .5), 3),
+                  "wire_first_row_ms": first_row_ms and round(first_row_ms, 2), "cores": os.cpu_count(),
+                  "bin": args.bin, "answers_agree": True}
+        print(json.dumps(record))
+        results.append(record)
+    if args.out:
+        with open(args.out, "a") as f:
+            for r in results:
+                f.write(json.dumps(r) + "\n")
+    wire.close()
+    proc.terminate()
+    proc.wait()
+    shutil.rmtree(data)
+
+
+if __name__ == "__main__":
+    main()
