@@ -58,7 +58,7 @@ error_codes! {
     InvalidDefinition = "invalid_definition", "The dataset definition has problems; details list them";
     InvalidDepartment = "invalid_department", "Not a department id";
     InvalidExpiry = "invalid_expiry", "The token expiry is out of range";
-    InvalidFormat = "invalid_format", "format must be json, csv or arrow";
+    InvalidFormat = "invalid_format", "format must be json, csv, excel (CSV with a UTF-8 byte-order mark), arrow or geojson";
     InvalidLocation = "invalid_location", "lat/lon out of range";
     InvalidMember = "invalid_member", "A linkage member names no pseudonymised column";
     InvalidOnError = "invalid_on_error", "on_error must be reject or skip";

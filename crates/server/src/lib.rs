@@ -732,7 +732,7 @@ struct SqlRequest {
     format: Option<String>,
 }
 
-#[utoipa::path(post, path = "/sql", tag = "sql", request_body(content = SqlRequest, content_type = "application/json"), responses((status = 200, description = "Rows through grants and masks (a JSON array; csv or arrow with format or Accept)", body = Object)))]
+#[utoipa::path(post, path = "/sql", tag = "sql", request_body(content = SqlRequest, content_type = "application/json"), responses((status = 200, description = "Rows through grants and masks (a JSON array; csv, excel, arrow or geojson with format or Accept)", body = Object)))]
 async fn sql(
     State(state): State<AppState>,
     Extension(me): Extension<Principal>,
@@ -756,7 +756,7 @@ async fn sql(
             ApiError::new(
                 StatusCode::BAD_REQUEST,
                 ErrorCode::InvalidFormat,
-                "format must be json, csv or arrow",
+                "format must be json, csv, excel (CSV with a UTF-8 byte-order mark), arrow or geojson",
             )
         })?,
         None => accept.unwrap_or(ResultFormat::Json),
@@ -777,14 +777,15 @@ async fn sql(
 struct ReadParams {
     /// At most this many records (default 100 for JSON; every record for CSV and Arrow).
     limit: Option<u64>,
-    /// json (a read), csv or arrow (an export).
+    /// json (a read), or an export: csv, excel (CSV with a UTF-8 byte-order mark), arrow or
+    /// geojson (the first point column as geometry).
     format: Option<String>,
     #[serde(default)]
     purpose: String,
 }
 
 /// Reads or exports a dataset's records, through the same grants, masks and audit as SQL.
-#[utoipa::path(get, path = "/datasets/{name}/records", tag = "datasets", params(("name" = String, Path, description = "The dataset, namespace.table"), ReadParams), responses((status = 200, description = "Records through grants and masks (JSON rows; csv or arrow with ?format=)", body = Object)))]
+#[utoipa::path(get, path = "/datasets/{name}/records", tag = "datasets", params(("name" = String, Path, description = "The dataset, namespace.table"), ReadParams), responses((status = 200, description = "Records through grants and masks (JSON rows; csv, excel, arrow or geojson with ?format=)", body = Object)))]
 async fn read_records(
     State(state): State<AppState>,
     Extension(me): Extension<Principal>,
@@ -798,7 +799,7 @@ async fn read_records(
             ApiError::new(
                 StatusCode::BAD_REQUEST,
                 ErrorCode::InvalidFormat,
-                "format must be json, csv or arrow",
+                "format must be json, csv, excel (CSV with a UTF-8 byte-order mark), arrow or geojson",
             )
         })?,
     };

@@ -643,7 +643,13 @@ fn batch_bytes(batch: &RecordBatch) -> usize {
 pub enum ResultFormat {
     Json,
     Csv,
+    /// CSV for spreadsheets: UTF-8 with a byte-order mark, so Excel on Chinese Windows
+    /// reads 浙A as 浙A rather than as its GBK mojibake.
+    CsvExcel,
     ArrowIpc,
+    /// A FeatureCollection: each row a Feature, its first point column the geometry and
+    /// the other columns its properties.
+    GeoJson,
 }
 
 impl ResultFormat {
@@ -651,7 +657,9 @@ impl ResultFormat {
         match text {
             "json" | "application/json" => Some(Self::Json),
             "csv" | "text/csv" => Some(Self::Csv),
+            "excel" | "csv-excel" => Some(Self::CsvExcel),
             "arrow" | "application/vnd.apache.arrow.stream" => Some(Self::ArrowIpc),
+            "geojson" | "application/geo+json" => Some(Self::GeoJson),
             _ => None,
         }
     }
@@ -660,7 +668,9 @@ impl ResultFormat {
         match self {
             Self::Json => "application/json",
             Self::Csv => "text/csv",
+            Self::CsvExcel => "text/csv; charset=utf-8",
             Self::ArrowIpc => "application/vnd.apache.arrow.stream",
+            Self::GeoJson => "application/geo+json",
         }
     }
 }
@@ -685,12 +695,7 @@ fn csv_cells(batch: &RecordBatch) -> Result<RecordBatch, SqlError> {
         }
         let mut text = StringBuilder::new();
         let point = match column.data_type() {
-            DataType::Struct(members)
-                if members.len() == 2
-                    && members[0].name() == "lon"
-                    && members[1].name() == "lat"
-                    && members.iter().all(|m| m.data_type() == &DataType::Float64) =>
-            {
+            DataType::Struct(_) if is_point(column.data_type()) => {
                 let s = column.as_struct();
                 Some((
                     s.column(0).as_primitive::<Float64Type>().clone(),
@@ -743,7 +748,10 @@ pub fn encode(result: &QueryResult, format: ResultFormat) -> Result<Vec<u8>, Sql
                 out.extend_from_slice(b"[]");
             }
         }
-        ResultFormat::Csv => {
+        ResultFormat::Csv | ResultFormat::CsvExcel => {
+            if format == ResultFormat::CsvExcel {
+                out.extend_from_slice("\u{feff}".as_bytes());
+            }
             let mut writer = arrow::csv::WriterBuilder::new()
                 .with_header(true)
                 .build(&mut out);
@@ -771,6 +779,60 @@ pub fn encode(result: &QueryResult, format: ResultFormat) -> Result<Vec<u8>, Sql
             }
             writer.finish().map_err(err)?;
         }
+        ResultFormat::GeoJson => out = geojson(result)?,
     }
     Ok(out)
+}
+
+/// Whether a column is a point (`{lon, lat}`, the hub's geo type).
+fn is_point(data_type: &arrow::datatypes::DataType) -> bool {
+    use arrow::datatypes::DataType;
+    matches!(data_type, DataType::Struct(members)
+        if members.len() == 2
+            && members[0].name() == "lon"
+            && members[1].name() == "lat"
+            && members.iter().all(|m| m.data_type() == &DataType::Float64))
+}
+
+/// A FeatureCollection of the result's rows (RFC 7946): the first point column is each
+/// feature's geometry (null where the row has none), the other columns its properties.
+fn geojson(result: &QueryResult) -> Result<Vec<u8>, SqlError> {
+    use serde_json::{Map, Value, json};
+    let Some(geometry) = result
+        .schema
+        .fields()
+        .iter()
+        .find(|f| is_point(f.data_type()))
+        .map(|f| f.name().clone())
+    else {
+        return Err(SqlError::Invalid(format!(
+            "format geojson needs a geo (point) column in the result; its columns are {}",
+            result
+                .schema
+                .fields()
+                .iter()
+                .map(|f| f.name().as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    };
+    let rows: Vec<Map<String, Value>> =
+        serde_json::from_slice(&encode(result, ResultFormat::Json)?)
+            .map_err(|e| SqlError::Execution(format!("encoding the result: {e}")))?;
+    let features: Vec<Value> = rows
+        .into_iter()
+        .map(|mut properties| {
+            let point = properties.remove(&geometry);
+            let geometry = match point {
+                Some(Value::Object(p)) => json!({
+                    "type": "Point",
+                    "coordinates": [p.get("lon"), p.get("lat")],
+                }),
+                _ => Value::Null,
+            };
+            json!({"type": "Feature", "geometry": geometry, "properties": properties})
+        })
+        .collect();
+    serde_json::to_vec(&json!({"type": "FeatureCollection", "features": features}))
+        .map_err(|e| SqlError::Execution(format!("encoding the result: {e}")))
 }

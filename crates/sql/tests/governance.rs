@@ -719,7 +719,10 @@ fn the_pg_catalog_and_parameters_keep_the_same_rules() {
             "SELECT a.attname, t.typname FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid JOIN pg_catalog.pg_type t ON t.oid = a.atttypid WHERE c.relname = 'people_u' ORDER BY a.attnum",
         )
         .unwrap();
-    assert!(columns.contains("plate") && columns.contains("text"), "{columns}");
+    assert!(
+        columns.contains("plate") && columns.contains("text"),
+        "{columns}"
+    );
 
     let call = DataCall {
         reader: Reader::Principal(market.clone()),
@@ -753,9 +756,9 @@ fn the_pg_catalog_and_parameters_keep_the_same_rules() {
         );
     }
     // The hidden dataset stays hidden when only described.
-    let hidden = city.rt.block_on(city.engine.describe_as(
-        "SELECT * FROM transport.people_n WHERE plate = $1",
-        &call,
-    ));
+    let hidden = city.rt.block_on(
+        city.engine
+            .describe_as("SELECT * FROM transport.people_n WHERE plate = $1", &call),
+    );
     assert!(hidden.is_err());
 }

@@ -278,3 +278,40 @@ fn integer_key_grouping_answers_as_datafusion_does() {
         );
     }
 }
+
+/// Exports officials open: CSV that Excel reads as UTF-8 (a byte-order mark), and GeoJSON
+/// of a result with a point, which a map or QGIS opens as it is.
+#[test]
+fn excel_csv_has_a_bom_and_geojson_takes_the_point_as_geometry() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub_with(3, dir.path());
+    let engine = SqlEngine::new(hub, SqlLimits::default());
+    let rt = runtime();
+    let result = rt
+        .block_on(engine.query(
+            "SELECT '浙A' || plate AS plate, named_struct('lon', 120.0 + checkpoint_id, 'lat', 30.25) AS at FROM transport.anpr_passages ORDER BY plate",
+        ))
+        .unwrap();
+    let csv = citybrain_sql::encode(&result, citybrain_sql::ResultFormat::CsvExcel).unwrap();
+    let csv = String::from_utf8(csv).unwrap();
+    assert!(
+        csv.starts_with("\u{feff}plate,at\n浙AP0,POINT(120 30.25)"),
+        "{csv}"
+    );
+    let geo = citybrain_sql::encode(&result, citybrain_sql::ResultFormat::GeoJson).unwrap();
+    let geo: serde_json::Value = serde_json::from_slice(&geo).unwrap();
+    assert_eq!(geo["type"], "FeatureCollection");
+    assert_eq!(geo["features"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        geo["features"][1]["geometry"],
+        serde_json::json!({"type": "Point", "coordinates": [121.0, 30.25]})
+    );
+    assert_eq!(geo["features"][1]["properties"]["plate"], "浙AP1");
+    let no_point = rt
+        .block_on(engine.query("SELECT plate FROM transport.anpr_passages"))
+        .unwrap();
+    let refused = citybrain_sql::encode(&no_point, citybrain_sql::ResultFormat::GeoJson)
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("geo (point) column"), "{refused}");
+}

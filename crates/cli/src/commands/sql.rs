@@ -13,7 +13,8 @@ pub struct Args {
     /// Why you read the data (recorded in the audit trail).
     #[arg(long, default_value = "ad-hoc query")]
     purpose: String,
-    /// json, csv or arrow.
+    /// json, csv, excel (CSV with a UTF-8 byte-order mark, for spreadsheets), arrow or
+    /// geojson (the first point column as geometry).
     #[arg(long, default_value = "csv")]
     format: String,
     #[command(flatten)]
