@@ -68,6 +68,22 @@ export class Api {
     return (await this.check(response)).text();
   }
 
+  /**
+   * Saves what `path` answers as a file named `filename` (an export: the browser cannot
+   * send the token with a plain link, so the file is fetched and handed over as a blob).
+   */
+  async download(path: string, filename: string): Promise<void> {
+    const response = await this.check(await fetch(path, { headers: this.headers() }));
+    const url = URL.createObjectURL(await response.blob());
+    const link = document.createElement('a');
+    link.href = url;
+    link.download = filename;
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10_000);
+  }
+
   /** Runs read-only SQL; rows come back as objects. */
   async sql<T = Record<string, unknown>>(sql: string, purpose: string): Promise<T[]> {
     const response = await fetch('/api/v1/sql', {

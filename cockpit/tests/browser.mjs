@@ -498,6 +498,17 @@ step('data: catalog, grants and data calls per department', async () => {
   check(cells.length >= 6 && !/^0\s*B$/.test(cells[4].trim()), `transport.anpr_passages shows size ${cells[4]}`);
   const info = visible.find((d) => d.name === 'transport.anpr_passages');
   check(info && info.stored_bytes > 0 && info.last_ingest, `the API gives no size or last ingest: ${JSON.stringify(info)}`);
+  // Issue 24: a dataset exported for Excel is UTF-8 with its byte-order mark (so 浙A reads
+  // as 浙A on Chinese Windows), with plates masked as in every answer to this reader.
+  const [download] = await Promise.all([
+    page.waitForEvent('download', { timeout: 60000 }),
+    passages.locator('button.download').click(),
+  ]);
+  const file = readFileSync(await download.path());
+  check(file[0] === 0xef && file[1] === 0xbb && file[2] === 0xbf, 'the Excel export has no UTF-8 byte-order mark');
+  const csv = file.toString('utf8', 3);
+  check(csv.startsWith('ts,checkpoint_id,plate'), `the Excel export starts ${JSON.stringify(csv.slice(0, 40))}`);
+  check(csv.includes('·***') && csv.split('\n').length > 1000, 'the Excel export has no masked plates or too few rows');
   const grants = await page.textContent('#grants');
   check(grants.includes('transport.anpr_passages'), 'the cockpit grant is not listed');
   const departments = Number(await page.getAttribute('#calls-chart', 'data-departments'));
