@@ -297,3 +297,63 @@ fn psql_psycopg_asyncpg_sqlalchemy_and_node_pg_read_what_http_reads() {
     );
     assert!(server.stop().success());
 }
+
+/// With a certificate, the wire takes logins over TLS only (a token is a password): psql
+/// with sslmode=require reads, psql without TLS is refused before it sends the token.
+#[test]
+fn with_a_certificate_logins_come_over_tls_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=localhost", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let data = dir.path().join("data");
+    let server = start(
+        &data,
+        &[
+            "--pg-listen",
+            "127.0.0.1:0",
+            "--pg-tls-cert",
+            cert.to_str().unwrap(),
+            "--pg-tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let port = pg_port(&server);
+    let psql = |sslmode: &str| {
+        Command::new("psql")
+            .args(["-X", "-A", "-t", "-c", "SELECT current_database()"])
+            .arg(format!(
+                "host=127.0.0.1 port={port} user=transport_ops dbname=citybrain sslmode={sslmode}"
+            ))
+            .env("PGPASSWORD", &server.token)
+            .output()
+            .expect("psql runs")
+    };
+    let secure = psql("require");
+    assert!(
+        secure.status.success() && String::from_utf8_lossy(&secure.stdout).trim() == "citybrain",
+        "over TLS: {}{}",
+        String::from_utf8_lossy(&secure.stdout),
+        String::from_utf8_lossy(&secure.stderr)
+    );
+    let plain = psql("disable");
+    let error = String::from_utf8_lossy(&plain.stderr);
+    assert!(
+        !plain.status.success() && error.contains("TLS only"),
+        "without TLS: {error}"
+    );
+    assert!(server.stop().success());
+}

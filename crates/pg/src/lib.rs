@@ -49,6 +49,41 @@ pub use session::purpose_from_options;
 pub struct PgServer {
     pub sql: SqlEngine,
     pub gov: Arc<Gov>,
+    /// With TLS, every login must come over it: a token is a password.
+    pub tls: Option<Tls>,
+}
+
+/// The listener's certificate, for `sslmode=require` and stronger.
+#[derive(Clone)]
+pub struct Tls(pgwire::tokio::TlsAcceptor);
+
+impl Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tls(..)")
+    }
+}
+
+impl Tls {
+    /// Reads a PEM certificate chain and its PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub fn from_pem_files(cert: &std::path::Path, key: &std::path::Path) -> Result<Self, String> {
+        use pgwire::tokio::tokio_rustls::rustls;
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        let certs = CertificateDer::pem_file_iter(cert)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| format!("reading the certificate {}: {e}", cert.display()))?;
+        if certs.is_empty() {
+            return Err(format!("{} holds no PEM certificate", cert.display()));
+        }
+        let key = PrivateKeyDer::from_pem_file(key)
+            .map_err(|e| format!("reading the private key {}: {e}", key.display()))?;
+        let mut config = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .map_err(|e| format!("the certificate and key do not make a TLS identity: {e}"))?;
+        config.alpn_protocols = vec![b"postgresql".to_vec()];
+        Ok(Self(pgwire::tokio::TlsAcceptor::from(Arc::new(config))))
+    }
 }
 
 /// Accepts connections on `listener` until `shutdown` resolves. Each connection runs on
@@ -58,6 +93,7 @@ pub async fn serve(
     server: PgServer,
     shutdown: impl Future<Output = ()> + Send,
 ) {
+    let tls = server.tls.clone().map(|t| t.0);
     let handlers = Arc::new(Handlers::new(server));
     tokio::pin!(shutdown);
     loop {
@@ -65,9 +101,9 @@ pub async fn serve(
             _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok((socket, _)) => {
-                    let handlers = handlers.clone();
+                    let (handlers, tls) = (handlers.clone(), tls.clone());
                     tokio::spawn(async move {
-                        if let Err(error) = pgwire::tokio::process_socket(socket, None, handlers).await {
+                        if let Err(error) = pgwire::tokio::process_socket(socket, tls, handlers).await {
                             tracing::debug!(message = "A Postgres wire connection ended with an error.", %error);
                         }
                     });
@@ -139,6 +175,7 @@ impl Handlers {
         parameters.default_transaction_read_only = true;
         Self {
             startup: Arc::new(Startup {
+                tls_required: server.tls.is_some(),
                 driver: AuthDriver::new(parameters),
                 factory: CleartextPasswordAuth::new(Arc::new(Tokens {
                     gov: server.gov.clone(),
@@ -221,6 +258,7 @@ impl AuthSource<Login> for Tokens {
 }
 
 struct Startup {
+    tls_required: bool,
     driver: AuthDriver<DefaultServerParameterProvider, Login>,
     factory: CleartextPasswordAuth<Tokens>,
 }
@@ -239,6 +277,15 @@ impl StartupHandler for Startup {
     {
         let outcome = match message {
             PgWireFrontendMessage::Startup(ref startup) => {
+                if self.tls_required && !client.is_secure() {
+                    let mut info = pgwire::error::ErrorInfo::new(
+                        "FATAL".to_string(),
+                        "28000".to_string(),
+                        "this server takes logins over TLS only".to_string(),
+                    );
+                    info.hint = Some("connect with sslmode=require (or verify-full)".to_string());
+                    return Err(PgWireError::UserError(Box::new(info)));
+                }
                 pgwire::api::auth::protocol_negotiation(client, startup).await?;
                 pgwire::api::auth::save_startup_parameters_to_metadata(client, startup);
                 let mechanism = self.factory.create();

@@ -22,6 +22,13 @@ pub struct Args {
     /// BI tools and drivers: user = principal name, password = its token (docs/interop.md).
     #[arg(long, value_name = "ADDR")]
     pg_listen: Option<String>,
+    /// Serve the Postgres wire over TLS with this PEM certificate (chain); logins without
+    /// TLS are then refused, since a token is a password.
+    #[arg(long, value_name = "FILE", requires_all = ["pg_listen", "pg_tls_key"])]
+    pg_tls_cert: Option<PathBuf>,
+    /// The PEM private key of --pg-tls-cert.
+    #[arg(long, value_name = "FILE", requires = "pg_tls_cert")]
+    pg_tls_key: Option<PathBuf>,
     /// Data directory.
     #[arg(long, default_value = "./citybrain-data")]
     data: PathBuf,
@@ -70,6 +77,8 @@ pub fn run(args: Args) -> Result<()> {
     let Args {
         listen,
         pg_listen,
+        pg_tls_cert,
+        pg_tls_key,
         data,
         no_demo,
         scale,
@@ -84,9 +93,17 @@ pub fn run(args: Args) -> Result<()> {
         policies,
         limits,
     } = args;
+    let pg_tls = match pg_tls_cert.zip(pg_tls_key) {
+        Some((cert, key)) => Some(citybrain_pg::Tls::from_pem_files(&cert, &key).map_err(|e| {
+            anyhow::anyhow!(
+                "{e} (--pg-tls-cert takes a PEM certificate, --pg-tls-key its PEM private key)"
+            )
+        })?),
+        None => None,
+    };
     up(
         &listen,
-        pg_listen.as_deref(),
+        pg_listen.as_deref().map(|a| (a, pg_tls)),
         &data,
         !no_demo,
         scale,
@@ -213,7 +230,7 @@ fn prepare_policies(hub: &Hub, dir: Option<&Path>) -> Result<()> {
 #[allow(clippy::too_many_arguments)]
 fn up(
     listen: &str,
-    pg_listen: Option<&str>,
+    pg_listen: Option<(&str, Option<citybrain_pg::Tls>)>,
     data: &Path,
     demo: bool,
     scale: f64,
@@ -255,17 +272,19 @@ fn up(
             .await
             .with_context(|| format!("listening on {listen} (is another server running? pass --listen ADDR)"))?;
         let address = listener.local_addr()?;
-        let pg_listener = match pg_listen {
-            Some(pg) => Some(tokio::net::TcpListener::bind(pg).await.with_context(|| {
+        let (pg_listener, pg_tls) = match pg_listen {
+            Some((pg, tls)) => (Some(tokio::net::TcpListener::bind(pg).await.with_context(|| {
                 format!("listening for the Postgres wire on {pg} (is PostgreSQL or another citybrain on it? pass another --pg-listen ADDR)")
-            })?),
-            None => None,
+            })?), tls),
+            None => (None, None),
         };
+        let pg_tls_on = pg_tls.is_some();
         let sql = citybrain_sql::SqlEngine::new(hub.clone(), limits.sql())
             .with_gov(gov.clone());
         let pg_server = citybrain_pg::PgServer {
             sql: sql.clone(),
             gov: gov.clone(),
+            tls: pg_tls,
         };
         let config = citybrain_server::scene::SceneConfig {
             signals: signals.map(|a| citybrain_server::scenes::signals::SignalsConfig {
@@ -351,14 +370,15 @@ fn up(
         if let Some(pg) = pg_listener {
             let pg_address = pg.local_addr()?;
             let cockpit_token = data.join("cockpit.token");
+            let tls = if pg_tls_on { "?sslmode=require" } else { "" };
             if demo {
-                let url = format!("postgresql://cockpit@{pg_address}/citybrain");
+                let url = format!("postgresql://cockpit@{pg_address}/citybrain{tls}");
                 println!(
                     "  Postgres wire:  {url}  (password: the token; psql: PGPASSWORD=$(cat {}) psql {url})",
                     cockpit_token.display()
                 );
             } else {
-                println!("  Postgres wire:  postgresql://PRINCIPAL@{pg_address}/citybrain  (password: the principal's token)");
+                println!("  Postgres wire:  postgresql://PRINCIPAL@{pg_address}/citybrain{tls}  (password: the principal's token)");
             }
             tokio::spawn(citybrain_pg::serve(pg, pg_server, state.closed()));
         }
