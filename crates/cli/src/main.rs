@@ -21,6 +21,8 @@ struct Cli {
 enum Command {
     /// Start the server with the demo city loaded (creates it on first start).
     Up(commands::up::Args),
+    /// Set up a data directory for your own city: its name, time zone, local plates, map.
+    Init(commands::init::Args),
     /// Write a deterministic synthetic city with ground truth.
     Gen(commands::generate::Args),
     /// Run read-only SQL on a running server and print the result.
@@ -96,6 +98,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     use commands::*;
     match cli.command {
         Command::Up(args) => up::run(args),
+        Command::Init(args) => init::run(args),
         Command::Gen(args) => generate::run(args),
         Command::Sql(args) => sql::run(args),
         Command::Ingest(args) => ingest::run(args),

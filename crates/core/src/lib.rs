@@ -2,14 +2,19 @@
 //!
 //! The key decision: values are parsed once at the edge into these types (parse, don't
 //! validate), so code further in never re-checks a dataset name, a timestamp or an amount.
-//! This crate does no I/O and has no heavy dependencies, so every other crate can use it.
+//! This crate does no I/O and has no heavy dependencies, so every other crate can use it
+//! (time zones come from `chrono-tz`, whose tz database is compiled in).
 
+pub mod city;
 pub mod geo;
 pub mod ids;
 pub mod money;
 pub mod time;
+pub mod zone;
 
+pub use city::CityProfile;
 pub use geo::GeoPoint;
 pub use ids::{DatasetName, DepartmentId, IdError, MAX_NAME_PART_LEN, PrincipalName};
 pub use money::Fen;
 pub use time::{Date, TimeError, Timestamp};
+pub use zone::TimeZone;

@@ -18,6 +18,14 @@ pub enum TimeError {
     Timestamp(String),
     #[error("'{0}' is not a date written YYYY-MM-DD")]
     Date(String),
+    #[error(
+        "'{0}' is not a time zone: give an IANA name such as Asia/Shanghai, UTC, or an offset such as +08:00"
+    )]
+    Zone(String),
+    #[error("'{0}' is not a local time written YYYY-MM-DD HH:MM:SS (optionally with a UTC offset)")]
+    Local(String),
+    #[error("'{0}' is not a time written YYYYMMDDHHMMSS")]
+    Compact(String),
 }
 
 /// Microseconds since 1970-01-01T00:00:00Z.
@@ -87,6 +95,67 @@ fn parse_ymd(b: &[u8]) -> Option<(i64, u32, u32)> {
     Some((y, m, d))
 }
 
+/// Reads `YYYY-MM-DD[T ]HH:MM[:SS[.f]][Z|±HH:MM]` (also with `/` between the date's parts):
+/// local seconds since 1970, microseconds, and the offset in seconds when one is written.
+fn parse_wall(b: &[u8]) -> Option<(i64, i64, Option<i64>)> {
+    if b.len() < 16 {
+        return None;
+    }
+    let date: [u8; 10] = b[0..10].try_into().ok()?;
+    let date = if date[4] == b'/' && date[7] == b'/' {
+        let mut d = date;
+        d[4] = b'-';
+        d[7] = b'-';
+        d
+    } else {
+        date
+    };
+    let (y, mo, d) = parse_ymd(&date)?;
+    if !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' {
+        return None;
+    }
+    let h = digits(&b[11..13])?;
+    let mi = digits(&b[14..16])?;
+    let (s, mut rest) = match b.get(16) {
+        Some(b':') => (digits(b.get(17..19)?)?, &b[19..]),
+        _ => (0, &b[16..]),
+    };
+    if h > 23 || mi > 59 || s > 60 {
+        return None;
+    }
+    let mut micros = 0i64;
+    if rest.first() == Some(&b'.') {
+        let n = rest[1..].iter().take_while(|c| c.is_ascii_digit()).count();
+        if n == 0 {
+            return None;
+        }
+        let frac = &rest[1..1 + n];
+        for i in 0..6 {
+            micros = micros * 10 + frac.get(i).map_or(0, |c| i64::from(c - b'0'));
+        }
+        rest = &rest[1 + n..];
+    }
+    let offset = match rest {
+        [] => None,
+        [b'Z' | b'z'] => Some(0),
+        [sign @ (b'+' | b'-'), oh1, oh2, b':', om1, om2] => {
+            let oh = i64::from(digits(&[*oh1, *oh2])?);
+            let om = i64::from(digits(&[*om1, *om2])?);
+            if oh > 23 || om > 59 {
+                return None;
+            }
+            let secs = oh * 3600 + om * 60;
+            Some(if *sign == b'+' { secs } else { -secs })
+        }
+        _ => return None,
+    };
+    let local = days_from_civil(y, mo, d) * 86_400
+        + i64::from(h) * 3600
+        + i64::from(mi) * 60
+        + i64::from(s);
+    Some((local, micros, offset))
+}
+
 impl Timestamp {
     pub fn from_secs(secs: i64) -> Self {
         Self(secs * MICROS_PER_SECOND)
@@ -101,49 +170,64 @@ impl Timestamp {
     }
 
     fn parse_bytes(b: &[u8]) -> Option<Self> {
-        if b.len() < 20 {
+        // RFC 3339 proper: dashes in the date, seconds written, an offset.
+        if b.len() < 20 || b[4] != b'-' || b[16] != b':' {
             return None;
         }
-        let (y, mo, d) = parse_ymd(&b[0..10])?;
-        if !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' || b[16] != b':' {
-            return None;
-        }
-        let h = digits(&b[11..13])?;
-        let mi = digits(&b[14..16])?;
-        let s = digits(&b[17..19])?;
-        if h > 23 || mi > 59 || s > 60 {
-            return None;
-        }
-        let mut rest = &b[19..];
-        let mut micros = 0i64;
-        if rest.first() == Some(&b'.') {
-            let n = rest[1..].iter().take_while(|c| c.is_ascii_digit()).count();
-            if n == 0 {
-                return None;
+        match parse_wall(b)? {
+            (local, micros, Some(offset)) => {
+                Some(Self((local - offset) * MICROS_PER_SECOND + micros))
             }
-            let frac = &rest[1..1 + n];
-            for i in 0..6 {
-                micros = micros * 10 + frac.get(i).map_or(0, |c| i64::from(c - b'0'));
-            }
-            rest = &rest[1 + n..];
+            (_, _, None) => None,
         }
-        let offset_secs: i64 = match rest {
-            [b'Z' | b'z'] => 0,
-            [sign @ (b'+' | b'-'), oh1, oh2, b':', om1, om2] => {
-                let oh = i64::from(digits(&[*oh1, *oh2])?);
-                let om = i64::from(digits(&[*om1, *om2])?);
-                if oh > 23 || om > 59 {
-                    return None;
-                }
-                let secs = oh * 3600 + om * 60;
-                if *sign == b'+' { secs } else { -secs }
-            }
-            _ => return None,
+    }
+
+    /// Parses a wall-clock time as local exports write it (`2026-03-02 08:15:30`,
+    /// `2026/03/02 08:15:30.5`, `2026-03-02T08:15`) in `zone`; a UTC offset in the text,
+    /// when there is one, wins over the zone.
+    pub fn parse_local(text: &str, zone: &crate::TimeZone) -> Result<Self, TimeError> {
+        let b = text.trim().as_bytes();
+        let (local, micros, offset) =
+            parse_wall(b).ok_or_else(|| TimeError::Local(text.to_string()))?;
+        let utc = match offset {
+            Some(offset) => local - offset,
+            None => zone.from_local_s(local),
         };
-        let days = days_from_civil(y, mo, d);
-        let secs =
-            days * 86_400 + i64::from(h) * 3600 + i64::from(mi) * 60 + i64::from(s) - offset_secs;
-        Some(Self(secs * MICROS_PER_SECOND + micros))
+        Ok(Self(utc * MICROS_PER_SECOND + micros))
+    }
+
+    /// Parses the compact form of checkpoint systems, `20260302081530` (optionally with
+    /// milliseconds, `20260302081530123`), as local time in `zone`.
+    pub fn parse_compact(text: &str, zone: &crate::TimeZone) -> Result<Self, TimeError> {
+        let b = text.trim().as_bytes();
+        let bad = || TimeError::Compact(text.to_string());
+        if !(b.len() == 14 || b.len() == 17) {
+            return Err(bad());
+        }
+        let n = |r: std::ops::Range<usize>| digits(&b[r]).ok_or_else(bad);
+        let (y, mo, d) = (i64::from(n(0..4)?), n(4..6)?, n(6..8)?);
+        let (h, mi, s) = (n(8..10)?, n(10..12)?, n(12..14)?);
+        let millis = if b.len() == 17 {
+            i64::from(n(14..17)?)
+        } else {
+            0
+        };
+        if !(1..=12).contains(&mo)
+            || d == 0
+            || d > days_in_month(y, mo)
+            || h > 23
+            || mi > 59
+            || s > 60
+        {
+            return Err(bad());
+        }
+        let local = days_from_civil(y, mo, d) * 86_400
+            + i64::from(h) * 3600
+            + i64::from(mi) * 60
+            + i64::from(s);
+        Ok(Self(
+            zone.from_local_s(local) * MICROS_PER_SECOND + millis * 1000,
+        ))
     }
 
     /// The UTC calendar date this instant falls on.
@@ -239,6 +323,45 @@ pub mod date_as_text {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn local_and_compact_times_in_a_zone() {
+        let sh = crate::TimeZone::parse("Asia/Shanghai").unwrap();
+        let want = Timestamp::parse("2026-03-02T08:15:30+08:00").unwrap();
+        assert_eq!(
+            Timestamp::parse_local("2026-03-02 08:15:30", &sh).unwrap(),
+            want
+        );
+        assert_eq!(
+            Timestamp::parse_local("2026/03/02 08:15:30", &sh).unwrap(),
+            want
+        );
+        assert_eq!(
+            Timestamp::parse_local(" 2026-03-02T08:15:30 ", &sh).unwrap(),
+            want
+        );
+        assert_eq!(
+            Timestamp::parse_compact("20260302081530", &sh).unwrap(),
+            want
+        );
+        assert_eq!(
+            Timestamp::parse_compact("20260302081530250", &sh)
+                .unwrap()
+                .0,
+            want.0 + 250_000
+        );
+        // A written offset wins over the zone.
+        assert_eq!(
+            Timestamp::parse_local("2026-03-02 00:15:30Z", &sh).unwrap(),
+            want
+        );
+        assert!(Timestamp::parse_local("2026-02-30 08:15:30", &sh).is_err());
+        assert!(Timestamp::parse_compact("2026030208153", &sh).is_err());
+        // RFC 3339 stays strict: no slashes, seconds required, an offset required.
+        assert!(Timestamp::parse("2026/03/02 08:15:30Z").is_err());
+        assert!(Timestamp::parse("2026-03-02T08:15Z").is_err());
+        assert!(Timestamp::parse("2026-03-02 08:15:30").is_err());
+    }
 
     #[test]
     fn parses_and_formats() {

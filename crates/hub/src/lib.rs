@@ -12,6 +12,7 @@ pub mod decode;
 pub mod feed;
 pub mod log;
 mod parquet_in;
+pub mod profile;
 pub mod schema;
 pub mod store;
 

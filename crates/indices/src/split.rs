@@ -47,7 +47,7 @@ impl SplitPass {
             .unzip();
         Self {
             admission: Admission::new(&config),
-            local: LocalPrefix::new(&config.local_prefix),
+            local: LocalPrefix::new(&config.local_prefixes),
             config,
             links,
             senders,

@@ -48,7 +48,7 @@ fn indices_match_the_generated_truth() {
     // The census so far, at every instant: plates whose second distinct passage of the
     // local day came before it.
     let defaults = TrafficConfig::default();
-    let day_of = |ts: i64| (ts / 1_000_000 + defaults.utc_offset_s).div_euclid(86_400);
+    let day_of = |ts: i64| i64::from(defaults.zone.local_day(citybrain_core::Timestamp(ts)).0);
     let mut by_plate: BTreeMap<&str, Vec<(i64, i64)>> = BTreeMap::new();
     for (ts, checkpoint, plate) in &records {
         by_plate.entry(plate).or_default().push((*ts, *checkpoint));

@@ -152,7 +152,7 @@ fn a_pass_split_by_plate_and_merged_gives_the_same_rows() {
 fn records_pushed_together_keep_the_lateness_of_one_by_one() {
     use citybrain_indices::{LocalPrefix, Passage, Record};
     let config = TrafficConfig::default();
-    let local = LocalPrefix::new(&config.local_prefix);
+    let local = LocalPrefix::new(&config.local_prefixes);
     let record = |s: i64, plate: &str| {
         let passage = Passage {
             ts: 1_795_000_000_000_000 + s * 1_000_000,
@@ -180,4 +180,117 @@ fn records_pushed_together_keep_the_lateness_of_one_by_one() {
     assert_eq!((a.late_dropped, a.reordered), (1, 1));
     assert_eq!((b.late_dropped, b.reordered), (1, 1));
     assert_eq!(together.finish(), one_by_one.finish());
+}
+
+/// Another city: Zhengzhou-style plates (two local prefixes) in a zone with daylight saving,
+/// over the day its clocks go back (25 hours) and the day after. The census by local day
+/// and hour, and the local/non-local split, against a count worked out here with the tz
+/// database directly.
+#[test]
+fn another_city_counts_by_its_own_zone_and_plate_prefixes() {
+    use chrono::{TimeZone as _, Timelike};
+    use std::collections::{BTreeMap, BTreeSet};
+    let berlin: chrono_tz::Tz = "Europe/Berlin".parse().unwrap();
+    let config = TrafficConfig {
+        local_prefixes: vec!["豫A".into(), "豫Z".into()],
+        zone: citybrain_core::TimeZone::parse("Europe/Berlin").unwrap(),
+        ..TrafficConfig::default()
+    };
+    // A deterministic spread of passages from 2026-10-24T00:00Z for three days.
+    let start = citybrain_core::Timestamp::parse("2026-10-24T00:00:00Z")
+        .unwrap()
+        .0;
+    let prefixes = ["豫A", "豫Z", "鄂Q", "浙A"];
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut records: Vec<(i64, i64, String)> = (0..4000)
+        .map(|_| {
+            let ts = start + (next() % (3 * 86_400)) as i64 * 1_000_000;
+            let plate = next() % 400;
+            let prefix = prefixes[(plate % 4) as usize];
+            (ts, (next() % 6) as i64 + 1, format!("{prefix}{plate:05}"))
+        })
+        .collect();
+    records.sort();
+    records.dedup_by(|a, b| a.0 == b.0 && a.2 == b.2);
+    let mut indices = TrafficIndices::new(config.clone(), Vec::new());
+    push_all(&mut indices, &records);
+    let (out, _) = indices.finish();
+
+    // Expected: per local day, plates with two passages or more; per local hour, those of
+    // them seen in it.
+    let local_of = |ts: i64| {
+        berlin
+            .timestamp_opt(ts.div_euclid(1_000_000), 0)
+            .unwrap()
+            .naive_local()
+    };
+    let mut by_day: BTreeMap<chrono::NaiveDate, BTreeMap<&str, Vec<u32>>> = BTreeMap::new();
+    for (ts, _, plate) in &records {
+        let local = local_of(*ts);
+        by_day
+            .entry(local.date())
+            .or_default()
+            .entry(plate)
+            .or_default()
+            .push(local.hour());
+    }
+    let is_local = |p: &str| p.starts_with("豫A") || p.starts_with("豫Z");
+    let days: Vec<String> = out.census_days.iter().map(|d| d.day.to_string()).collect();
+    assert_eq!(
+        days,
+        by_day.keys().map(|d| d.to_string()).collect::<Vec<_>>()
+    );
+    for day in &out.census_days {
+        let plates =
+            &by_day[&chrono::NaiveDate::parse_from_str(&day.day.to_string(), "%Y-%m-%d").unwrap()];
+        let counted: Vec<&&str> = plates
+            .iter()
+            .filter(|(_, h)| h.len() >= 2)
+            .map(|(p, _)| p)
+            .collect();
+        let local = counted.iter().filter(|p| is_local(p)).count() as u64;
+        assert_eq!(
+            (day.vehicles, day.local, day.non_local),
+            (counted.len() as u64, local, counted.len() as u64 - local),
+            "{}",
+            day.day
+        );
+        assert_eq!(day.plates_read, plates.len() as u64);
+    }
+    let mut hours: BTreeMap<i64, (u64, u64)> = BTreeMap::new();
+    for (day, plates) in &by_day {
+        for (plate, seen) in plates {
+            if seen.len() < 2 {
+                continue;
+            }
+            for hour in seen.iter().collect::<BTreeSet<_>>() {
+                let wall = day.and_hms_opt(*hour, 0, 0).unwrap();
+                let first = berlin.from_local_datetime(&wall).earliest().unwrap();
+                let e = hours.entry(first.timestamp() * 1_000_000).or_default();
+                e.0 += 1;
+                e.1 += u64::from(is_local(plate));
+            }
+        }
+    }
+    let got: BTreeMap<i64, (u64, u64)> = out
+        .census_hours
+        .iter()
+        .filter(|h| h.vehicles > 0)
+        .map(|h| (h.hour.0, (h.vehicles, h.local)))
+        .collect();
+    assert_eq!(got, hours);
+    // 24 rows a day, the 25-hour day included: its repeated 02:00 is one row.
+    assert_eq!(out.census_hours.len(), 24 * out.census_days.len());
+    assert!(
+        out.census_days
+            .iter()
+            .any(|d| d.day.to_string() == "2026-10-25"),
+        "the test spans the day the clocks go back"
+    );
 }

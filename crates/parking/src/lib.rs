@@ -13,7 +13,7 @@ pub mod tariff;
 
 use std::collections::{BTreeMap, HashMap};
 
-use citybrain_core::{Fen, GeoPoint, Timestamp};
+use citybrain_core::{Fen, GeoPoint, TimeZone, Timestamp};
 use serde::{Deserialize, Serialize};
 
 /// The scene's own datasets (outputs), created by `citybrain up`.
@@ -164,15 +164,15 @@ pub struct Parking {
     by_id: HashMap<LotId, usize>,
     states: Vec<LotState>,
     sessions: Sessions,
-    utc_offset_s: i32,
+    zone: TimeZone,
     newest: i64,
     next_instant: Option<i64>,
     next_slot: Option<i64>,
     index: Vec<ParkingIndexRow>,
 }
 
-fn local_slot(at: i64, utc_offset_s: i32) -> i64 {
-    (at + i64::from(utc_offset_s) * MICROS).div_euclid(SLOT)
+fn local_slot(at: i64, zone: &TimeZone) -> i64 {
+    (at + i64::from(zone.offset_s(at.div_euclid(MICROS))) * MICROS).div_euclid(SLOT)
 }
 
 impl Parking {
@@ -187,7 +187,9 @@ impl Parking {
             }
         }
         let tariffs = lots.iter().map(|l| (l.id, l.tariff.clone())).collect();
-        let utc_offset_s = lots.first().map_or(8 * 3600, |l| l.tariff.utc_offset_s);
+        let zone = lots
+            .first()
+            .map_or_else(|| TimeZone::fixed(8 * 3600), |l| l.tariff.zone.clone());
         let states = lots
             .iter()
             .map(|l| LotState {
@@ -201,7 +203,7 @@ impl Parking {
             by_id,
             states,
             sessions: Sessions::new(config, tariffs),
-            utc_offset_s,
+            zone,
             newest: i64::MIN,
             next_instant: None,
             next_slot: None,
@@ -308,7 +310,7 @@ impl Parking {
     }
 
     fn close_slot(&mut self, end: i64) {
-        let finished = local_slot(end - SLOT, self.utc_offset_s);
+        let finished = local_slot(end - SLOT, &self.zone);
         for i in 0..self.lots.len() {
             let id = self.lots[i].id;
             let free = self.lots[i]
@@ -328,7 +330,7 @@ impl Parking {
     }
 
     fn expected_arrivals(&self, i: usize, at: i64) -> f64 {
-        let slot = local_slot(at, self.utc_offset_s);
+        let slot = local_slot(at, &self.zone);
         (0..2)
             .map(|k| {
                 let s = (slot + k).rem_euclid(forecast::SLOTS_PER_DAY) as usize;

@@ -10,7 +10,7 @@
 //!
 //! Every amount is integer fen; there is no floating point anywhere on the way to a bill.
 
-use citybrain_core::{Fen, Timestamp};
+use citybrain_core::{Fen, TimeZone, Timestamp};
 use serde::{Deserialize, Serialize};
 
 const MICROS_PER_MINUTE: i64 = 60_000_000;
@@ -46,8 +46,8 @@ pub struct Tariff {
     pub day_end_min: u32,
     /// The most the units starting on one local calendar day cost together.
     pub daily_cap: Option<Fen>,
-    /// Local time's offset from UTC in seconds (China: +8 h all year).
-    pub utc_offset_s: i32,
+    /// The zone of the local times above (the city profile's).
+    pub zone: TimeZone,
 }
 
 /// The price of one stay, with how it came about (for the bill and for disputes).
@@ -76,7 +76,7 @@ impl Tariff {
             day_start_min: 7 * 60,
             day_end_min: 21 * 60,
             daily_cap: Some(Fen(6_000)),
-            utc_offset_s: 8 * 3600,
+            zone: TimeZone::fixed(8 * 3600),
         }
     }
 
@@ -95,7 +95,8 @@ impl Tariff {
 
     /// Local minutes since the epoch of a UTC timestamp.
     fn local_minute(&self, at_micros: i64) -> i64 {
-        (at_micros + i64::from(self.utc_offset_s) * 1_000_000).div_euclid(MICROS_PER_MINUTE)
+        let offset = self.zone.offset_s(at_micros.div_euclid(1_000_000));
+        (at_micros + i64::from(offset) * 1_000_000).div_euclid(MICROS_PER_MINUTE)
     }
 
     /// What a stay from `entry` to `exit` costs.

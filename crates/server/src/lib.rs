@@ -9,6 +9,7 @@
 //! the hub's own routes (datasets: define, ingest, read, SQL) are still here beside the
 //! router and the auth middleware; they are the next to move, to a `datasets.rs`.
 
+mod city;
 mod cockpit;
 mod error;
 mod extract;
@@ -58,6 +59,8 @@ pub struct AppState {
     pub body_limit: usize,
     /// How many connections, and how slow a client may be.
     pub conn: ConnLimits,
+    /// The city profile (`GET /api/v1/city`).
+    pub city: Arc<citybrain_core::CityProfile>,
 }
 
 /// The current time, read here at the edge and passed into the hub.
@@ -84,6 +87,7 @@ impl AppState {
             events.clone(),
             citybrain_alerts::AlertRules::default(),
         );
+        let city = Arc::new(config.city.clone());
         let ctx = scene::SceneContext {
             hub: hub.clone(),
             sql: sql.clone(),
@@ -103,6 +107,7 @@ impl AppState {
             closing: Arc::new(tokio::sync::watch::Sender::new(false)),
             body_limit,
             conn,
+            city,
         }
     }
 
@@ -146,6 +151,7 @@ pub fn api_routes(scenes: &scene::Scenes) -> OpenApiRouter<AppState> {
         .routes(routes!(governance::dataset_audit))
         .routes(routes!(sql))
         .routes(routes!(governance::whoami))
+        .routes(routes!(city::profile))
         .routes(routes!(scene::list))
         .routes(routes!(
             governance::list_departments,

@@ -101,6 +101,8 @@ pub struct SceneConfig {
     pub policies: Option<PathBuf>,
     /// The data directory (scenes keep working files under it).
     pub data_dir: PathBuf,
+    /// The city: its zone and local plates (`citybrain.toml` in the data directory).
+    pub city: citybrain_core::CityProfile,
 }
 
 /// A started scene, or why it is not running.

@@ -30,7 +30,7 @@ enum Command {
         #[arg(long)]
         passages: PathBuf,
         /// The link table (link_id, from_checkpoint, to_checkpoint, length_m, freeflow_s,
-        /// lanes, district) as NDJSON, CSV or Parquet.
+        /// and optionally lanes and district) as NDJSON, CSV or Parquet.
         #[arg(long)]
         links: PathBuf,
         /// The directory the index files (Parquet) go to (created if missing).
@@ -42,6 +42,16 @@ enum Command {
         /// Partitions of plates computed in parallel (default: one per core).
         #[arg(long)]
         threads: Option<usize>,
+        /// The city profile (citybrain.toml, as `citybrain init` writes): its time zone
+        /// and local plate prefixes (default: the demo city's, Asia/Shanghai and 浙A).
+        #[arg(long, value_name = "FILE")]
+        profile: Option<PathBuf>,
+        /// Local plates start with this (repeat for several); overrides the profile's.
+        #[arg(long = "plate-prefix", value_name = "PREFIX")]
+        plate_prefixes: Vec<String>,
+        /// Local days and hours in this IANA zone (or +HH:MM); overrides the profile's.
+        #[arg(long, value_name = "ZONE")]
+        time_zone: Option<String>,
     },
 }
 
@@ -52,11 +62,31 @@ pub fn run(args: Args) -> Result<()> {
         out,
         lateness_s,
         threads,
+        profile,
+        plate_prefixes,
+        time_zone,
     } = args.command;
+    let mut city = match profile {
+        Some(path) => citybrain_hub::profile::read_profile(&path).map_err(anyhow::Error::msg)?,
+        None => citybrain_core::CityProfile::hangzhou(),
+    };
+    if !plate_prefixes.is_empty() {
+        city.plate_prefixes = plate_prefixes;
+    }
+    if let Some(zone) = time_zone {
+        city.time_zone = citybrain_core::TimeZone::parse(&zone)
+            .map_err(|e| anyhow::anyhow!("--time-zone: {e}"))?;
+    }
+    let config = TrafficConfig {
+        lateness_s,
+        local_prefixes: city.plate_prefixes,
+        zone: city.time_zone,
+        ..TrafficConfig::default()
+    };
     let threads = threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .clamp(1, 64);
-    traffic(&passages, &links, &out, lateness_s, threads)
+    traffic(&passages, &links, &out, config, threads)
 }
 
 fn definition(name: &str) -> DatasetDef {
@@ -270,14 +300,10 @@ fn traffic(
     passages: &Path,
     links: &Path,
     out: &Path,
-    lateness_s: i64,
+    config: TrafficConfig,
     threads: usize,
 ) -> Result<()> {
     let started = Instant::now();
-    let config = TrafficConfig {
-        lateness_s,
-        ..TrafficConfig::default()
-    };
     let min = config.ranking_min_traversals;
     let bin_s = config.bin_s;
     let links = read_links(links)?;

@@ -11,6 +11,7 @@ pub mod generate;
 pub mod grants;
 pub mod indices;
 pub mod ingest;
+pub mod init;
 pub mod parking;
 pub mod policy;
 pub mod principals;

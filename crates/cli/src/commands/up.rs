@@ -32,7 +32,12 @@ pub struct Args {
     /// Data directory.
     #[arg(long, default_value = "./citybrain-data")]
     data: PathBuf,
-    /// Do not create or load the demo city.
+    /// The city profile (default: citybrain.toml in the data directory, written by
+    /// `citybrain init`; without one, the demo city's: Hangzhou, Asia/Shanghai, 浙A).
+    #[arg(long, value_name = "FILE")]
+    profile: Option<PathBuf>,
+    /// Do not create or load the demo city (a data directory with another city's profile
+    /// never gets it).
     #[arg(long)]
     no_demo: bool,
     /// Size of the demo city (1.0 = 20,000 vehicles).
@@ -80,6 +85,7 @@ pub fn run(args: Args) -> Result<()> {
         pg_tls_cert,
         pg_tls_key,
         data,
+        profile,
         no_demo,
         scale,
         body_limit_mib,
@@ -101,11 +107,39 @@ pub fn run(args: Args) -> Result<()> {
         })?),
         None => None,
     };
+    let (city, city_from) = match profile {
+        Some(path) => (
+            citybrain_hub::profile::read_profile(&path).map_err(anyhow::Error::msg)?,
+            path.display().to_string(),
+        ),
+        None => match citybrain_hub::profile::load_profile(&data).map_err(anyhow::Error::msg)? {
+            Some(city) => (
+                city,
+                data.join(citybrain_hub::profile::PROFILE_FILE)
+                    .display()
+                    .to_string(),
+            ),
+            None => (
+                citybrain_core::CityProfile::hangzhou(),
+                "the demo city's (`citybrain init` writes your own)".to_string(),
+            ),
+        },
+    };
+    // The demo is Hangzhou's data: another city's directory does not get it mixed in.
+    let demo_city = citybrain_core::CityProfile::hangzhou();
+    let demo_refused = !no_demo && city.name != demo_city.name;
+    if demo_refused {
+        println!(
+            "The demo city ({}) is not loaded into {}'s data directory.",
+            demo_city.name, city.name
+        );
+    }
     up(
         &listen,
         pg_listen.as_deref().map(|a| (a, pg_tls)),
         &data,
-        !no_demo,
+        (city, city_from),
+        !no_demo && !demo_refused,
         scale,
         body_limit_mib,
         &limits,
@@ -232,6 +266,7 @@ fn up(
     listen: &str,
     pg_listen: Option<(&str, Option<citybrain_pg::Tls>)>,
     data: &Path,
+    (city, city_from): (citybrain_core::CityProfile, String),
     demo: bool,
     scale: f64,
     body_limit_mib: usize,
@@ -295,6 +330,7 @@ fn up(
             }),
             policies: policies.map(Path::to_path_buf),
             data_dir: data.to_path_buf(),
+            city: city.clone(),
         };
         let state = citybrain_server::AppState::start(
             hub.clone(),
@@ -334,6 +370,12 @@ fn up(
         let datasets = hub.names().iter().filter(|n| !n.is_rejected()).count();
         println!("citybrain is up on http://{address}/ (ready in {:.1} s)", started.elapsed().as_secs_f64());
         println!("  data directory: {}  ({datasets} datasets)", data.display());
+        println!(
+            "  city:           {} ({}, local plates {}) from {city_from}",
+            city.name,
+            city.time_zone,
+            if city.plate_prefixes.is_empty() { "none".to_string() } else { city.plate_prefixes.join(" ") }
+        );
         if !citybrain_server::cockpit_built() {
             println!("  cockpit:        not built into this binary (start with scripts/up, or run cockpit/build and rebuild)");
         } else if demo {

@@ -93,8 +93,6 @@ impl TrafficIndices {
         let Some(c) = self.days.remove(&day) else {
             return;
         };
-        let offset = self.config.utc_offset_s * SECOND;
-        let start = day * 86_400 * SECOND - offset;
         self.out.census_days.push(CensusDay {
             day: Date(day as i32),
             vehicles: c.vehicles,
@@ -102,9 +100,14 @@ impl TrafficIndices {
             non_local: c.vehicles - c.local,
             plates_read: c.plates_read,
         });
+        // By local wall-clock hour: the hour clocks skip has no row, and the hour they repeat
+        // is one row (at its first start) counting both.
         for h in 0..24 {
+            let Some(hour) = self.config.zone.hour_start(Date(day as i32), h as u32) else {
+                continue;
+            };
             self.out.census_hours.push(CensusHour {
-                hour: Timestamp(start + h as i64 * 3600 * SECOND),
+                hour,
                 vehicles: c.hours[h],
                 local: c.hours_local[h],
                 non_local: c.hours[h] - c.hours_local[h],

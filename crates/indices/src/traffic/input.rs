@@ -16,7 +16,7 @@ pub struct Link {
 
 /// Reads a link table from an Arrow batch (columns by name, as in `transport.links`).
 pub fn links_from_batch(batch: &arrow::array::RecordBatch) -> Result<Vec<Link>, String> {
-    use arrow::array::AsArray;
+    use arrow::array::{Array, AsArray};
     use arrow::datatypes::{DataType, Float64Type, Int64Type};
     let column = |name: &str, t: &DataType| {
         let c = batch
@@ -29,7 +29,13 @@ pub fn links_from_batch(batch: &arrow::array::RecordBatch) -> Result<Vec<Link>, 
     let to = column("to_checkpoint", &DataType::Int64)?;
     let length = column("length_m", &DataType::Float64)?;
     let freeflow = column("freeflow_s", &DataType::Float64)?;
-    let district = column("district", &DataType::Utf8)?;
+    // Optional: a link without a district counts in the city's rows only.
+    let district = match batch.column_by_name("district") {
+        Some(c) => {
+            Some(arrow::compute::cast(c, &DataType::Utf8).map_err(|e| format!("district: {e}"))?)
+        }
+        None => None,
+    };
     let (ids, from, to) = (
         ids.as_primitive::<Int64Type>(),
         from.as_primitive::<Int64Type>(),
@@ -39,7 +45,7 @@ pub fn links_from_batch(batch: &arrow::array::RecordBatch) -> Result<Vec<Link>, 
         length.as_primitive::<Float64Type>(),
         freeflow.as_primitive::<Float64Type>(),
     );
-    let district = district.as_string::<i32>();
+    let district = district.as_ref().map(|d| d.as_string::<i32>());
     Ok((0..batch.num_rows())
         .map(|i| Link {
             link_id: ids.value(i),
@@ -47,7 +53,10 @@ pub fn links_from_batch(batch: &arrow::array::RecordBatch) -> Result<Vec<Link>, 
             to: to.value(i),
             length_m: length.value(i),
             freeflow_s: freeflow.value(i),
-            district: district.value(i).to_string(),
+            district: match district {
+                Some(d) if d.is_valid(i) && !d.value(i).trim().is_empty() => d.value(i).to_string(),
+                _ => crate::CITY.to_string(),
+            },
         })
         .collect())
 }
@@ -122,35 +131,51 @@ impl Record {
     }
 }
 
-/// Tells local plates (`TrafficConfig::local_prefix`) by their packed key: the prefix's
-/// bytes under a mask, an AND and a compare per passage instead of a string comparison.
+/// Tells local plates (`TrafficConfig::local_prefixes`) by their packed key: each prefix's
+/// bytes under a mask, an AND and a compare per prefix instead of a string comparison. A
+/// city can have several (Chongqing's 渝A to 渝H, a prefecture's own letters).
 #[derive(Debug, Clone)]
 pub struct LocalPrefix {
-    prefix: String,
+    prefixes: Vec<Prefix>,
+}
+
+#[derive(Debug, Clone)]
+struct Prefix {
+    text: String,
     bits: u128,
     mask: u128,
 }
 
 impl LocalPrefix {
-    pub fn new(prefix: &str) -> Self {
-        let len = prefix.len().min(15);
-        let mask = (1u128 << (8 * len)) - 1;
-        Self {
-            prefix: prefix.to_string(),
-            bits: PlateKey::new(prefix).0 & mask,
-            mask,
-        }
+    /// Local plates start with any of `prefixes`; none makes every plate non-local.
+    pub fn new<S: AsRef<str>>(prefixes: &[S]) -> Self {
+        let prefixes = prefixes
+            .iter()
+            .map(|p| {
+                let text = p.as_ref();
+                let len = text.len().min(15);
+                let mask = (1u128 << (8 * len)) - 1;
+                Prefix {
+                    text: text.to_string(),
+                    bits: PlateKey::new(text).0 & mask,
+                    mask,
+                }
+            })
+            .collect();
+        Self { prefixes }
     }
 
-    /// Whether `plate` (packed as `key`) starts with the prefix.
+    /// Whether `plate` (packed as `key`) starts with one of the prefixes.
     #[inline]
     pub fn is_local(&self, plate: &str, key: PlateKey) -> bool {
-        if plate.len() <= 15 && self.prefix.len() <= 15 {
-            // Packed plates keep their bytes verbatim; longer ones are hashed.
-            plate.len() >= self.prefix.len() && key.0 & self.mask == self.bits
-        } else {
-            plate.starts_with(&self.prefix)
-        }
+        self.prefixes.iter().any(|p| {
+            if plate.len() <= 15 && p.text.len() <= 15 {
+                // Packed plates keep their bytes verbatim; longer ones are hashed.
+                plate.len() >= p.text.len() && key.0 & p.mask == p.bits
+            } else {
+                plate.starts_with(&p.text)
+            }
+        })
     }
 }
 
@@ -160,7 +185,7 @@ mod tests {
 
     #[test]
     fn local_plates_are_told_by_their_packed_prefix() {
-        let local = LocalPrefix::new("浙A");
+        let local = LocalPrefix::new(&["浙A"]);
         let is_local = |plate: &str| local.is_local(plate, PlateKey::new(plate));
         assert!(is_local("浙A12345"));
         assert!(is_local("浙AD12345"));
@@ -171,11 +196,17 @@ mod tests {
         assert!(!is_local(""));
         assert!(is_local("浙A and far more than fifteen bytes"));
         assert!(!is_local("沪A and far more than fifteen bytes"));
-        let everyone = LocalPrefix::new("");
+        let everyone = LocalPrefix::new(&[""]);
         assert!(everyone.is_local("沪A12345", PlateKey::new("沪A12345")));
-        let long = LocalPrefix::new("a prefix of over fifteen bytes");
+        let long = LocalPrefix::new(&["a prefix of over fifteen bytes"]);
         let plate = "a prefix of over fifteen bytes 1";
         assert!(long.is_local(plate, PlateKey::new(plate)));
         assert!(!long.is_local("a prefix", PlateKey::new("a prefix")));
+        let chongqing = LocalPrefix::new(&["渝A", "渝B", "渝G"]);
+        let is_local = |plate: &str| chongqing.is_local(plate, PlateKey::new(plate));
+        assert!(is_local("渝A12345") && is_local("渝G12345"));
+        assert!(!is_local("渝C12345"));
+        let nobody = LocalPrefix::new::<&str>(&[]);
+        assert!(!nobody.is_local("渝A12345", PlateKey::new("渝A12345")));
     }
 }

@@ -24,6 +24,7 @@ mod reorder;
 
 use std::collections::{BTreeMap, VecDeque};
 
+use citybrain_core::{Date, TimeZone, Timestamp};
 use serde::Serialize;
 
 use crate::plate::{FastMap, PlateTable};
@@ -48,10 +49,10 @@ pub const CITY: &str = "city";
 /// How the indices are computed. The defaults are the documented definitions.
 #[derive(Debug, Clone)]
 pub struct TrafficConfig {
-    /// Plates starting with this are local (`浙A`: Hangzhou).
-    pub local_prefix: String,
-    /// The city's offset from UTC, for local days and hours.
-    pub utc_offset_s: i64,
+    /// Plates starting with any of these are local (`浙A`: Hangzhou; the city profile's).
+    pub local_prefixes: Vec<String>,
+    /// The city's time zone, for local days and hours (the city profile's).
+    pub zone: TimeZone,
     /// Passages a plate needs in a day before the census counts it: misreads make plates
     /// seen once, and real vehicles almost never pass a single camera in a whole day.
     /// At most 255 (more is taken as 255).
@@ -74,8 +75,8 @@ pub struct TrafficConfig {
 impl Default for TrafficConfig {
     fn default() -> Self {
         Self {
-            local_prefix: "浙A".into(),
-            utc_offset_s: 8 * 3600,
+            local_prefixes: vec!["浙A".into()],
+            zone: TimeZone::fixed(8 * 3600),
             corroboration: 2,
             on_road_window_s: 900,
             on_road_step_s: 300,
@@ -213,8 +214,8 @@ pub struct TrafficIndices {
 }
 
 /// The local day (days since the epoch) of a time in µs.
-fn local_day(ts: i64, utc_offset_s: i64) -> i64 {
-    (ts / SECOND + utc_offset_s).div_euclid(86_400)
+fn local_day(ts: i64, zone: &TimeZone) -> i64 {
+    i64::from(zone.local_day(Timestamp(ts)).0)
 }
 
 impl TrafficIndices {
@@ -266,7 +267,7 @@ impl TrafficIndices {
         let links_from = Adjacency::new(checkpoint_district.len(), pairs);
         let max_travel = (max_freeflow * config.max_delay_factor * SECOND as f64) as i64;
         Self {
-            local: LocalPrefix::new(&config.local_prefix),
+            local: LocalPrefix::new(&config.local_prefixes),
             config,
             links,
             links_from,
@@ -334,7 +335,7 @@ impl TrafficIndices {
     }
 
     fn local_day(&self, ts: i64) -> i64 {
-        local_day(ts, self.config.utc_offset_s)
+        local_day(ts, &self.config.zone)
     }
 
     /// Closes windows the clock has passed.
@@ -356,7 +357,7 @@ impl TrafficIndices {
         self.clock = now;
         // What can close next: the next local midnight, the next on-road instant (once
         // there is a bucket), the first open bin.
-        let mut due = ((today + 1) * 86_400 - self.config.utc_offset_s) * SECOND;
+        let mut due = self.config.zone.day_start(Date((today + 1) as i32)).0;
         if !self.buckets.is_empty() {
             due = due.min(self.next_on_road_instant());
         }
@@ -369,8 +370,7 @@ impl TrafficIndices {
     fn apply(&mut self, r: Record) {
         self.tick(r.ts);
         let day = self.local_day(r.ts);
-        let hour =
-            ((r.ts / SECOND + self.config.utc_offset_s).div_euclid(3600)).rem_euclid(24) as usize;
+        let hour = self.config.zone.local_hour(Timestamp(r.ts)) as usize;
         let step = self.config.on_road_step_s * SECOND;
         let bucket = r.ts.div_euclid(step);
         let checkpoint = match self.checkpoint_index.get(&r.checkpoint) {
@@ -384,7 +384,6 @@ impl TrafficIndices {
             }
         };
         let district = self.checkpoint_district[checkpoint as usize];
-        let utc_offset = self.config.utc_offset_s;
         let state = self.plates.get_or_insert(r.plate, PlateState::default());
         let seen = state.last_ts != i64::MIN;
         if seen && state.last_ts == r.ts && state.last_checkpoint == checkpoint {
@@ -396,7 +395,7 @@ impl TrafficIndices {
         state.last_ts = r.ts;
         state.last_checkpoint = checkpoint;
         // The previous passage's day (None before the first), for the census below.
-        let last_day = seen.then(|| local_day(last_ts, utc_offset));
+        let last_day = seen.then(|| local_day(last_ts, &self.config.zone));
         if last_day != Some(day) {
             state.hours_passages = 0;
         }

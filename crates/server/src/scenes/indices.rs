@@ -123,7 +123,7 @@ async fn start(ctx: &SceneContext, committed: Positions) -> Result<Started, ApiE
     let handle = LiveIndices::default();
     let worker = IndicesWorker {
         fresh: from.is_empty(),
-        indices: TrafficIndices::new(TrafficConfig::default(), links),
+        indices: TrafficIndices::new(traffic_config(&ctx.config.city), links),
         ctx: ctx.clone(),
         handle: handle.clone(),
         warm,
@@ -182,6 +182,15 @@ struct IndicesWorker {
     handle: LiveIndices,
     /// Passages applied before the restart, replayed first.
     warm: Vec<RecordBatch>,
+}
+
+/// The indices' settings for `city`: its zone and local plates, the defaults otherwise.
+pub fn traffic_config(city: &citybrain_core::CityProfile) -> TrafficConfig {
+    TrafficConfig {
+        local_prefixes: city.plate_prefixes.clone(),
+        zone: city.time_zone.clone(),
+        ..TrafficConfig::default()
+    }
 }
 
 fn publish(ctx: &SceneContext, out: Outputs) {

@@ -125,8 +125,11 @@ fn read_events(batch: &RecordBatch) -> Result<Vec<Event>, String> {
     Ok(out)
 }
 
-/// Lots from `parking.lots` rows.
-pub fn lots_from_batch(batch: &RecordBatch) -> Result<Vec<Lot>, String> {
+/// Lots as stored in `parking.lots`; their tariffs' local times are in `zone` (the city's).
+pub fn lots_from_batch(
+    batch: &RecordBatch,
+    zone: &citybrain_core::TimeZone,
+) -> Result<Vec<Lot>, String> {
     let int = |name: &str| -> Result<_, String> {
         Ok(column(batch, name)?.as_primitive::<Int64Type>().clone())
     };
@@ -175,7 +178,7 @@ pub fn lots_from_batch(batch: &RecordBatch) -> Result<Vec<Lot>, String> {
                 day_start_min: start.value(i).max(0) as u32,
                 day_end_min: end.value(i).max(0) as u32,
                 daily_cap: cap.is_valid(i).then(|| Fen(cap.value(i))),
-                utc_offset_s: 8 * 3600,
+                zone: zone.clone(),
             },
         });
     }

@@ -84,7 +84,9 @@ async fn start(ctx: &SceneContext, committed: Positions) -> Result<Started, ApiE
     }
     let mut lots = Vec::new();
     for batch in ctx.sql.query("SELECT * FROM parking.lots").await?.batches {
-        lots.extend(lots_from_batch(&batch).map_err(ApiError::internal)?);
+        lots.extend(
+            lots_from_batch(&batch, &ctx.config.city.time_zone).map_err(ApiError::internal)?,
+        );
     }
     if lots.is_empty() {
         return Ok(Started::Idle(
