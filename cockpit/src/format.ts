@@ -1,7 +1,41 @@
 import { lang } from './i18n';
 
-/** The city's clock: index bins are stored in UTC and shown in local time. */
-export const CITY_TZ = 'Asia/Shanghai';
+/** The city profile (`GET /api/v1/city`), as the cockpit uses it. */
+export interface City {
+  name: string;
+  name_zh?: string;
+  time_zone: string;
+  plate_prefixes: string[];
+  languages: string[];
+  map?: { centre: [number, number]; bounds?: [number, number, number, number] };
+}
+
+/**
+ * The city's clock: index bins are stored in UTC and shown in the city's local time, from
+ * its profile (set at sign-in; the demo city's until then).
+ */
+export let CITY_TZ = 'Asia/Shanghai';
+
+export function setCityZone(zone: string): void {
+  try {
+    // A zone the browser does not know would throw at every format: keep the last good one.
+    new Intl.DateTimeFormat('en-GB', { timeZone: zone });
+    CITY_TZ = zone;
+  } catch {
+    console.warn(`time zone ${zone} is unknown to this browser; times stay in ${CITY_TZ}`);
+  }
+}
+
+/** The city's UTC offset at an instant, as `+08:00` (for local times sent to the API). */
+export function cityOffset(at: Date): string {
+  const name =
+    new Intl.DateTimeFormat('en-US', { timeZone: CITY_TZ, timeZoneName: 'longOffset' })
+      .formatToParts(at)
+      .find((p) => p.type === 'timeZoneName')?.value ?? 'GMT';
+  // `GMT+08:00`, `GMT-03:30`, or `GMT` for UTC itself.
+  const m = /GMT([+-]\d{2}:\d{2})/.exec(name);
+  return m ? m[1] : '+00:00';
+}
 
 export function hhmm(iso: string): string {
   return new Date(iso).toLocaleTimeString('en-GB', {

@@ -2,7 +2,7 @@
 
 import './style.css';
 import { Api, ApiError, storedToken, storeToken, takeTokenFromFragment, type Whoami } from './api';
-import { dateTime, el } from './format';
+import { type City, dateTime, el, setCityZone } from './format';
 import { lang, setLang, t } from './i18n';
 import { LiveFeed } from './live';
 import type { Context } from './page';
@@ -46,8 +46,11 @@ async function start(): Promise<void> {
   if (!token) return signIn();
   const api = new Api(token);
   let whoami: Whoami;
+  let city: City;
   try {
     whoami = await api.get<Whoami>('/api/v1/whoami');
+    city = await api.get<City>('/api/v1/city');
+    setCityZone(city.time_zone);
   } catch (e) {
     storeToken(null);
     return signIn(e instanceof ApiError ? `${t('login.failed')}: ${e.message}` : String(e));
@@ -77,8 +80,11 @@ async function start(): Promise<void> {
     main.replaceChildren();
     main.removeAttribute('data-ready');
     const { id, params } = route();
-    document.getElementById('title')!.textContent = t('title');
-    document.title = t('title');
+    // The city's own name before the product's: a cockpit shows whose city it is.
+    const cityName = lang() === 'zh' ? (city.name_zh ?? city.name) : city.name;
+    const title = `${cityName} · ${t('title')}`;
+    document.getElementById('title')!.textContent = title;
+    document.title = title;
     langButton.textContent = t('lang.switch');
     out.textContent = t('signout');
     who.textContent = `${whoami.name} · ${whoami.department}`;

@@ -2,7 +2,7 @@
 // not the wall clock, so a replayed or historical day reads the same as a live one.
 
 import type { Api } from './api';
-import { CITY_TZ, el, hhmm } from './format';
+import { CITY_TZ, cityOffset, el, hhmm } from './format';
 import { t } from './i18n';
 import type { Context } from './page';
 
@@ -32,7 +32,7 @@ export function atParam(params: URLSearchParams): Date | null {
 /**
  * The control that picks the moment a page shows: a time of day on the day being shown
  * (`#at`) and a button back to live (`#live`). Choosing a time navigates to
- * `<page>?at=<that time, UTC+8>`.
+ * `<page>?at=<that time, with the city's UTC offset>`.
  */
 export function timeBar(ctx: Context, page: string, at: Date | null): HTMLElement {
   const when = el('input', { type: 'time', id: 'at', step: '900' });
@@ -40,9 +40,11 @@ export function timeBar(ctx: Context, page: string, at: Date | null): HTMLElemen
   const liveButton = el('button', { type: 'button', class: at ? 'ghost' : '', id: 'live' }, t('time.live'));
   when.addEventListener('change', () => {
     const day = at?.toISOString() ?? ctx.live.latest?.at ?? new Date().toISOString();
-    // The chosen time on the day being shown, in the city's time zone (UTC+8).
+    // The chosen time on the day being shown, in the city's time zone (its offset that day:
+    // near a clock change the offset of the day shown, which is what a person means).
     const date = new Date(day).toLocaleDateString('en-CA', { timeZone: CITY_TZ });
-    if (when.value) ctx.navigate(`${page}?at=${encodeURIComponent(`${date}T${when.value}:00+08:00`)}`);
+    const offset = cityOffset(new Date(day));
+    if (when.value) ctx.navigate(`${page}?at=${encodeURIComponent(`${date}T${when.value}:00${offset}`)}`);
   });
   liveButton.addEventListener('click', () => ctx.navigate(page));
   return el('div', { class: 'time-bar' }, el('span', {}, at ? t('time.as_of') : t('time.live_now')), when, liveButton);

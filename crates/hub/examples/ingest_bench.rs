@@ -22,6 +22,7 @@ fn main() {
         &dir,
         HubConfig {
             seal_rows: 1_000_000,
+            ..HubConfig::default()
         },
     )
     .unwrap();

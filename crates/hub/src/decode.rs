@@ -28,6 +28,8 @@ use arrow::array::{
 use arrow::buffer::NullBuffer;
 use arrow::datatypes::SchemaRef;
 use citybrain_core::{Date, GeoPoint, Timestamp};
+
+use crate::mapping::{Mapper, Slot};
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use crate::schema::{DatasetDef, FieldType, geo_fields};
@@ -161,6 +163,8 @@ pub enum DecodeError {
          bytes per ingest call (max_bytes); send them in smaller batches"
     )]
     TooManyBytes { limit: u64, found: u64 },
+    #[error("{0}")]
+    Mapping(String),
 }
 
 /// Bounds on what one ingest call may decode. A body's size says little about its decoded
@@ -244,10 +248,27 @@ pub fn decode_within(
     body: &[u8],
     limits: &IngestLimits,
 ) -> Result<Decoded, DecodeError> {
-    let decoded = match format {
-        Format::Ndjson => decode_ndjson_within(def, body, limits)?,
-        Format::Csv => decode_csv_within(def, body, limits)?,
-        Format::Parquet => return crate::parquet_in::decode_parquet(def, body, limits),
+    decode_mapped_within(def, None, format, body, limits)
+}
+
+/// [`decode_within`] through a feed mapping of `def` (NDJSON and CSV).
+pub fn decode_mapped_within(
+    def: &DatasetDef,
+    mapper: Option<&Mapper>,
+    format: Format,
+    body: &[u8],
+    limits: &IngestLimits,
+) -> Result<Decoded, DecodeError> {
+    let decoded = match (format, mapper) {
+        (Format::Ndjson, _) => ndjson_within(def, mapper, body, limits)?,
+        (Format::Csv, _) => decode_csv_mapped(def, mapper, body, limits)?,
+        (Format::Parquet, None) => return crate::parquet_in::decode_parquet(def, body, limits),
+        (Format::Parquet, Some(m)) => {
+            return Err(DecodeError::Mapping(format!(
+                "mapping '{}' reads NDJSON and CSV; a Parquet file carries the dataset's own columns",
+                m.name()
+            )));
+        }
     };
     let held = decoded.batch.get_array_memory_size()
         + decoded
@@ -288,14 +309,16 @@ fn is_blank(line: &[u8]) -> bool {
 }
 
 /// A value as found in the input, before it is checked against the field's type.
-#[derive(Debug)]
-enum Raw<'de> {
+#[derive(Debug, Clone)]
+pub(crate) enum Raw<'de> {
     Null,
     Bool(bool),
     Int(i64),
     Float(f64),
     Str(Cow<'de, str>),
     Point(f64, f64),
+    /// A time a feed mapping has read already (µs since the epoch).
+    Micros(i64),
     Other(&'static str),
 }
 
@@ -322,6 +345,7 @@ fn describe(raw: &Raw) -> &'static str {
         Raw::Float(_) => "a number with a fraction",
         Raw::Str(_) => "a string",
         Raw::Point(..) => "a point",
+        Raw::Micros(_) => "a time",
         Raw::Other(what) => what,
     }
 }
@@ -362,6 +386,7 @@ fn convert<'a>(raw: &'a Raw<'a>, ty: FieldType, text: bool) -> Result<Value<'a>,
             _ => Err(format!("'{s}' is not a boolean (true/false)")),
         },
         (FieldType::Bool, _) => wrong("a boolean"),
+        (FieldType::Timestamp, Raw::Micros(t)) => Ok(Value::Micros(*t)),
         (FieldType::Timestamp, Raw::Str(s)) => Timestamp::parse(s.trim())
             .map(|t| Value::Micros(t.0))
             .map_err(|e| e.to_string()),
@@ -519,8 +544,12 @@ fn check_row<'a>(
     line: u64,
     row: &mut [Value<'a>],
     problems: &mut Vec<Problem>,
+    failed: Option<&[bool]>,
 ) {
     for (i, field) in def.fields.iter().enumerate() {
+        if failed.is_some_and(|f| f[i]) {
+            continue;
+        }
         let value = match &raws[i] {
             None => Value::Missing,
             Some(raw) => match convert(raw, field.field_type, text) {
@@ -546,6 +575,26 @@ fn check_row<'a>(
     }
 }
 
+/// Problems with mapped fields named after their source column, so a sender finds them in
+/// their own export: "field 'jgsj': for ts, ...".
+fn name_sources(mapper: &Mapper, def: &DatasetDef, problems: &mut [Problem]) {
+    for p in problems {
+        let Some(i) = p
+            .field
+            .as_ref()
+            .and_then(|f| def.fields.iter().position(|d| d.name == *f))
+        else {
+            continue;
+        };
+        if let Some(source) = mapper.source_of(i)
+            && source != def.fields[i].name
+        {
+            p.reason = format!("(mapped to '{}') {}", def.fields[i].name, p.reason);
+            p.field = Some(source.to_string());
+        }
+    }
+}
+
 fn cut(raw: &[u8]) -> String {
     let end = raw.len().min(MAX_RAW_BYTES);
     String::from_utf8_lossy(&raw[..end]).into_owned()
@@ -557,6 +606,7 @@ fn cut(raw: &[u8]) -> String {
 /// Reads one JSON object into `raws` by field position, noting unknown fields.
 struct RecordSeed<'s, 'de> {
     def: &'s DatasetDef,
+    mapper: Option<&'s Mapper<'s>>,
     raws: &'s mut Vec<Option<Raw<'de>>>,
     unknown: &'s mut Vec<String>,
     /// Fields given more than once: refused rather than the last value silently winning.
@@ -577,18 +627,30 @@ impl<'de> Visitor<'de> for RecordSeed<'_, 'de> {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            match self.def.fields.iter().position(|f| f.name == key) {
-                Some(i) => {
+            let slot = match self.mapper {
+                None => self
+                    .def
+                    .fields
+                    .iter()
+                    .position(|f| f.name == key)
+                    .map_or(Slot::Unknown, Slot::Field),
+                Some(m) => m.slot(&key),
+            };
+            match slot {
+                Slot::Field(i) => {
                     let value = map.next_value_seed(RawSeed)?;
                     if self.raws[i].is_some() {
-                        if !self.repeated.contains(&self.def.fields[i].name) {
-                            self.repeated.push(self.def.fields[i].name.clone());
+                        if !self.repeated.iter().any(|r| *r == *key) {
+                            self.repeated.push(key.into_owned());
                         }
                     } else {
                         self.raws[i] = Some(value);
                     }
                 }
-                None => {
+                Slot::Ignore => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+                Slot::Unknown => {
                     map.next_value::<IgnoredAny>()?;
                     self.unknown.push(key.into_owned());
                 }
@@ -679,7 +741,12 @@ impl<'de> Visitor<'de> for RawSeed {
 }
 
 /// Decodes a chunk of NDJSON whose first line is `first_line`.
-fn decode_ndjson_chunk(def: &DatasetDef, chunk: &[u8], first_line: u64) -> Decoded {
+fn decode_ndjson_chunk(
+    def: &DatasetDef,
+    mapper: Option<&Mapper>,
+    chunk: &[u8],
+    first_line: u64,
+) -> Decoded {
     let n_fields = def.fields.len();
     // No more rows than lines: a guess from the size alone could reserve far more than the
     // records need when lines are long and the dataset wide.
@@ -691,6 +758,7 @@ fn decode_ndjson_chunk(def: &DatasetDef, chunk: &[u8], first_line: u64) -> Decod
     let mut unknown = Vec::new();
     let mut repeated = Vec::new();
     let mut problems = Vec::new();
+    let mut failed = vec![false; n_fields];
     for (offset, line) in chunk.split(|b| *b == b'\n').enumerate() {
         let line_no = first_line + offset as u64;
         let trimmed = line.strip_suffix(b"\r").unwrap_or(line);
@@ -705,6 +773,7 @@ fn decode_ndjson_chunk(def: &DatasetDef, chunk: &[u8], first_line: u64) -> Decod
         let mut de = serde_json::Deserializer::from_slice(trimmed);
         let parsed = RecordSeed {
             def,
+            mapper,
             raws: &mut raws,
             unknown: &mut unknown,
             repeated: &mut repeated,
@@ -745,7 +814,17 @@ fn decode_ndjson_chunk(def: &DatasetDef, chunk: &[u8], first_line: u64) -> Decod
             row_heap = vec![Value::Missing; n_fields];
             &mut row_heap
         };
-        check_row(def, &raws, false, line_no, row, &mut problems);
+        match mapper {
+            None => check_row(def, &raws, false, line_no, row, &mut problems, None),
+            Some(m) => {
+                failed.fill(false);
+                m.apply(&mut raws, line_no, &mut problems, &mut failed);
+                let before = problems.len();
+                // Leniently, as a CSV cell: a feed's "12" is an integer.
+                check_row(def, &raws, true, line_no, row, &mut problems, Some(&failed));
+                name_sources(m, def, &mut problems[before..]);
+            }
+        }
         if problems.is_empty() {
             columns.push(row);
         } else {
@@ -768,12 +847,21 @@ const PARALLEL_MIN_BYTES: usize = 256 * 1024;
 /// Decodes NDJSON on all available cores, without bounds.
 pub fn decode_ndjson(def: &DatasetDef, body: &[u8]) -> Decoded {
     let body = body.strip_prefix(UTF8_BOM).unwrap_or(body);
-    decode_ndjson_unchecked(def, body)
+    decode_ndjson_unchecked(def, None, body)
 }
 
 /// Decodes NDJSON within `limits` (refused whole when over).
 pub fn decode_ndjson_within(
     def: &DatasetDef,
+    body: &[u8],
+    limits: &IngestLimits,
+) -> Result<Decoded, DecodeError> {
+    ndjson_within(def, None, body, limits)
+}
+
+fn ndjson_within(
+    def: &DatasetDef,
+    mapper: Option<&Mapper>,
     body: &[u8],
     limits: &IngestLimits,
 ) -> Result<Decoded, DecodeError> {
@@ -783,13 +871,13 @@ pub fn decode_ndjson_within(
             .filter(|line| !is_blank(line))
             .count() as u64
     })?;
-    Ok(decode_ndjson_unchecked(def, body))
+    Ok(decode_ndjson_unchecked(def, mapper, body))
 }
 
-fn decode_ndjson_unchecked(def: &DatasetDef, body: &[u8]) -> Decoded {
+fn decode_ndjson_unchecked(def: &DatasetDef, mapper: Option<&Mapper>, body: &[u8]) -> Decoded {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     if threads == 1 || body.len() < PARALLEL_MIN_BYTES {
-        return decode_ndjson_chunk(def, body, 1);
+        return decode_ndjson_chunk(def, mapper, body, 1);
     }
     // Split at newlines into one chunk per core, remembering each chunk's first line number.
     let mut chunks = Vec::with_capacity(threads);
@@ -813,7 +901,9 @@ fn decode_ndjson_unchecked(def: &DatasetDef, body: &[u8]) -> Decoded {
     let parts: Vec<Decoded> = std::thread::scope(|scope| {
         let handles: Vec<_> = chunks
             .iter()
-            .map(|(chunk, line)| scope.spawn(move || decode_ndjson_chunk(def, chunk, *line)))
+            .map(|(chunk, line)| {
+                scope.spawn(move || decode_ndjson_chunk(def, mapper, chunk, *line))
+            })
             .collect();
         handles
             .into_iter()
@@ -847,6 +937,15 @@ pub fn decode_csv_within(
     body: &[u8],
     limits: &IngestLimits,
 ) -> Result<Decoded, DecodeError> {
+    decode_csv_mapped(def, None, body, limits)
+}
+
+fn decode_csv_mapped(
+    def: &DatasetDef,
+    mapper: Option<&Mapper>,
+    body: &[u8],
+    limits: &IngestLimits,
+) -> Result<Decoded, DecodeError> {
     check_text_rows(def, body, limits, || {
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(true)
@@ -872,8 +971,16 @@ pub fn decode_csv_within(
     let mut header_problems = Vec::new();
     for (column, name) in header.iter().enumerate() {
         let name = String::from_utf8_lossy(name).trim().to_string();
-        match def.fields.iter().position(|f| f.name == name) {
-            Some(i) => {
+        let slot = match mapper {
+            None => def
+                .fields
+                .iter()
+                .position(|f| f.name == name)
+                .map_or(Slot::Unknown, Slot::Field),
+            Some(m) => m.slot(&name),
+        };
+        match slot {
+            Slot::Field(i) => {
                 if let Some(first) = header
                     .iter()
                     .take(column)
@@ -885,17 +992,37 @@ pub fn decode_csv_within(
                         column + 1
                     ));
                 }
-                position.push(i);
+                position.push(Some(i));
             }
-            None => header_problems.push(format!("column '{name}' is not a field of the dataset")),
+            Slot::Ignore => position.push(None),
+            Slot::Unknown => match mapper {
+                None => header_problems.push(format!("column '{name}' is not a field of the dataset")),
+                Some(m) => header_problems.push(format!(
+                    "column '{name}' is neither mapped by '{}' nor a field of the dataset (list it under ignore to drop it)",
+                    m.name()
+                )),
+            },
         }
     }
-    for field in def.fields.iter().filter(|f| !f.nullable) {
-        if !header
-            .iter()
-            .any(|h| String::from_utf8_lossy(h).trim() == field.name)
+    for (i, field) in def.fields.iter().enumerate().filter(|(_, f)| !f.nullable) {
+        // A mapped field's column is its source's; a constant needs none.
+        let column = match mapper {
+            None => Some(field.name.as_str()),
+            Some(m) => m.column_of(i),
+        };
+        if let Some(column) = column
+            && !header
+                .iter()
+                .any(|h| String::from_utf8_lossy(h).trim() == column)
         {
-            header_problems.push(format!("required field '{}' has no column", field.name));
+            header_problems.push(if column == field.name {
+                format!("required field '{}' has no column", field.name)
+            } else {
+                format!(
+                    "required field '{}' has no column (mapped from '{column}')",
+                    field.name
+                )
+            });
         }
     }
     if !header_problems.is_empty() {
@@ -939,7 +1066,10 @@ pub fn decode_csv_within(
             });
         }
         let mut raws: Vec<Option<Raw>> = (0..n_fields).map(|_| None).collect();
-        for (cell, &i) in record.iter().zip(&position) {
+        for (cell, i) in record.iter().zip(&position) {
+            let Some(i) = *i else {
+                continue;
+            };
             raws[i] = Some(match std::str::from_utf8(cell) {
                 Ok("") => Raw::Null,
                 Ok(text) => Raw::Str(Cow::Borrowed(text)),
@@ -947,7 +1077,24 @@ pub fn decode_csv_within(
             });
         }
         let mut row = vec![Value::Missing; n_fields];
-        check_row(def, &raws, true, line, &mut row, &mut problems);
+        match mapper {
+            None => check_row(def, &raws, true, line, &mut row, &mut problems, None),
+            Some(m) => {
+                let mut failed = vec![false; n_fields];
+                m.apply(&mut raws, line, &mut problems, &mut failed);
+                let before = problems.len();
+                check_row(
+                    def,
+                    &raws,
+                    true,
+                    line,
+                    &mut row,
+                    &mut problems,
+                    Some(&failed),
+                );
+                name_sources(m, def, &mut problems[before..]);
+            }
+        }
         if problems.is_empty() {
             columns.push(&row);
         } else {

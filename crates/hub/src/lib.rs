@@ -11,6 +11,7 @@ pub mod catalog;
 pub mod decode;
 pub mod feed;
 pub mod log;
+pub mod mapping;
 mod parquet_in;
 pub mod profile;
 pub mod schema;
@@ -123,12 +124,15 @@ pub struct IngestReport {
 pub struct HubConfig {
     /// Seal a dataset's tail into Parquet once it holds this many rows.
     pub seal_rows: usize,
+    /// The city's zone: feed mappings read local times in it unless they name their own.
+    pub zone: citybrain_core::TimeZone,
 }
 
 impl Default for HubConfig {
     fn default() -> Self {
         Self {
             seal_rows: 1_000_000,
+            zone: citybrain_core::CityProfile::hangzhou().time_zone,
         }
     }
 }
@@ -472,7 +476,20 @@ impl Hub {
         on_error: OnError,
         now: Timestamp,
     ) -> Result<IngestReport, HubError> {
-        self.ingest_from(name, format, body, None, on_error, now)
+        self.ingest_from(name, format, None, body, None, on_error, now)
+    }
+
+    /// [`Hub::ingest`] through the dataset's feed mapping `mapping` (see [`mapping`]).
+    pub fn ingest_mapped(
+        &self,
+        name: &DatasetName,
+        format: Format,
+        mapping: &str,
+        body: &[u8],
+        on_error: OnError,
+        now: Timestamp,
+    ) -> Result<IngestReport, HubError> {
+        self.ingest_from(name, format, Some(mapping), body, None, on_error, now)
     }
 
     /// [`Hub::ingest`] of a body already held as [`bytes::Bytes`] (as a server receives
@@ -485,13 +502,15 @@ impl Hub {
         on_error: OnError,
         now: Timestamp,
     ) -> Result<IngestReport, HubError> {
-        self.ingest_from(name, format, &body, Some(&body), on_error, now)
+        self.ingest_from(name, format, None, &body, Some(&body), on_error, now)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn ingest_from(
         &self,
         name: &DatasetName,
         format: Format,
+        mapping: Option<&str>,
         body: &[u8],
         owned: Option<&bytes::Bytes>,
         on_error: OnError,
@@ -501,8 +520,15 @@ impl Hub {
         if name.is_rejected() {
             return Err(HubError::ReadOnly(name.clone()));
         }
+        let mapper = match mapping {
+            Some(m) => Some(
+                mapping::Mapper::new(&entry.def, m, &self.config.zone)
+                    .map_err(|e| HubError::Decode(DecodeError::Mapping(e)))?,
+            ),
+            None => None,
+        };
         let (batches, rejected_records) = match (format, owned) {
-            (Format::Parquet, Some(bytes)) => {
+            (Format::Parquet, Some(bytes)) if mapper.is_none() => {
                 let parts = parquet_in::decode_parquet_parts(
                     &entry.def,
                     bytes.clone(),
@@ -511,7 +537,13 @@ impl Hub {
                 (parts.batches, parts.rejected)
             }
             _ => {
-                let decoded = decode::decode_within(&entry.def, format, body, &self.limits)?;
+                let decoded = decode::decode_mapped_within(
+                    &entry.def,
+                    mapper.as_ref(),
+                    format,
+                    body,
+                    &self.limits,
+                )?;
                 (vec![decoded.batch], decoded.rejected)
             }
         };

@@ -1,7 +1,7 @@
 //! Dataset definitions: typed fields, classifications, sharing class, and the rules for
 //! changing a schema without breaking what is already stored.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field as ArrowField, Fields, Schema, SchemaRef, TimeUnit};
@@ -181,6 +181,9 @@ pub struct DatasetDef {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_time: Option<String>,
     pub fields: Vec<FieldDef>,
+    /// How outside feeds map onto the fields, by name (`?mapping=NAME` at ingest).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub mappings: BTreeMap<String, crate::mapping::FeedMapping>,
 }
 
 /// A problem with a definition, or with a change to one.
@@ -303,6 +306,7 @@ impl DatasetDef {
                 Some(_) => {}
             }
         }
+        crate::mapping::check(self, &mut problems);
         problems
     }
 
@@ -407,6 +411,7 @@ impl DatasetDef {
             ),
             sharing: SharingClass::None,
             event_time: None,
+            mappings: BTreeMap::new(),
             fields: vec![
                 field(
                     "line",

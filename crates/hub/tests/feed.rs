@@ -13,7 +13,14 @@ fn name() -> DatasetName {
 }
 
 fn open(dir: &std::path::Path, seal_rows: usize) -> Hub {
-    Hub::open(dir, HubConfig { seal_rows }).unwrap()
+    Hub::open(
+        dir,
+        HubConfig {
+            seal_rows,
+            ..HubConfig::default()
+        },
+    )
+    .unwrap()
 }
 
 fn ndjson(range: std::ops::Range<usize>, day: &str) -> Vec<u8> {

@@ -15,7 +15,14 @@ fn name() -> DatasetName {
 }
 
 fn open(dir: &std::path::Path, seal_rows: usize) -> Hub {
-    Hub::open(dir, HubConfig { seal_rows }).unwrap()
+    Hub::open(
+        dir,
+        HubConfig {
+            seal_rows,
+            ..HubConfig::default()
+        },
+    )
+    .unwrap()
 }
 
 fn now() -> Timestamp {

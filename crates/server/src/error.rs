@@ -89,6 +89,7 @@ error_codes! {
     UnknownDecision = "unknown_decision", "The decision in the path is not one the route takes";
     UnknownDepartment = "unknown_department", "No such department";
     UnreadableBody = "unreadable_body", "The batch body does not decode in its format";
+    UnknownMapping = "unknown_mapping", "The dataset declares no feed mapping of that name, or it cannot read this format";
     UnsupportedContentEncoding = "unsupported_content_encoding", "Compressed bodies are refused";
     UnsupportedContentType = "unsupported_content_type", "Content-Type is not NDJSON, CSV or Parquet";
 }
@@ -211,6 +212,9 @@ impl From<HubError> for ApiError {
                 ErrorCode::BatchTooLarge,
                 message,
             ),
+            HubError::Decode(citybrain_hub::DecodeError::Mapping(_)) => {
+                Self::new(StatusCode::BAD_REQUEST, ErrorCode::UnknownMapping, message)
+            }
             HubError::Decode(_) => {
                 Self::new(StatusCode::BAD_REQUEST, ErrorCode::UnreadableBody, message)
             }

@@ -659,6 +659,9 @@ async fn delete_dataset(
 #[into_params(parameter_in = Query)]
 struct IngestParams {
     on_error: Option<String>,
+    /// A feed mapping the dataset declares: the body is in the feed's shape (its column
+    /// names, time format and zone), and refused records name the feed's columns.
+    mapping: Option<String>,
 }
 
 #[utoipa::path(post, path = "/datasets/{name}/records", tag = "datasets", params(("name" = String, Path, description = "The dataset, namespace.table"), IngestParams), request_body(content = String, description = "Records as NDJSON (also text/csv or application/vnd.apache.parquet)", content_type = "application/x-ndjson"), responses((status = 200, description = "Stored and fsynced: accepted, rejected, problems, and the batch's position in the change feed", body = Object)))]
@@ -704,8 +707,14 @@ async fn ingest(
     let body = read_body_sized(body, state.body_limit, announced).await?;
     let hub = state.hub.clone();
     let started = std::time::Instant::now();
-    let result =
-        blocking(move || Ok(hub.ingest_bytes(&name, format, body, on_error, now())?)).await;
+    let mapping = params.mapping;
+    let result = blocking(move || {
+        Ok(match &mapping {
+            None => hub.ingest_bytes(&name, format, body, on_error, now())?,
+            Some(m) => hub.ingest_mapped(&name, format, m, &body, on_error, now())?,
+        })
+    })
+    .await;
     let (rows, outcome, detail) = match &result {
         Ok(r) => (
             r.accepted as u64,

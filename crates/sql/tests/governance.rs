@@ -106,6 +106,7 @@ fn city() -> City {
             dir.path(),
             HubConfig {
                 seal_rows: usize::MAX,
+                ..HubConfig::default()
             },
         )
         .unwrap(),

@@ -16,6 +16,7 @@ fn hub_of(dir: &std::path::Path, definition: &str) -> (Hub, DatasetName, Timesta
         dir,
         HubConfig {
             seal_rows: usize::MAX,
+            ..HubConfig::default()
         },
     )
     .unwrap();

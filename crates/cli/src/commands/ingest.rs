@@ -26,6 +26,10 @@ pub struct Args {
     /// Requests in flight at once (the hub decodes one while another waits for its fsync).
     #[arg(long, default_value_t = 2)]
     in_flight: usize,
+    /// Read the file through this feed mapping of the dataset (its column names, time
+    /// format and zone; `citybrain datasets show NAME` lists them). NDJSON and CSV.
+    #[arg(long, value_name = "NAME")]
+    mapping: Option<String>,
     #[command(flatten)]
     server: ServerArgs,
 }
@@ -37,9 +41,18 @@ pub fn run(args: Args) -> Result<()> {
         batch,
         skip_bad,
         in_flight,
+        mapping,
         server,
     } = args;
-    ingest_file(&server, &dataset, &file, batch, skip_bad, in_flight)
+    ingest_file(
+        &server,
+        &dataset,
+        &file,
+        batch,
+        skip_bad,
+        in_flight,
+        mapping.as_deref(),
+    )
 }
 
 fn ingest_file(
@@ -49,17 +62,35 @@ fn ingest_file(
     batch: usize,
     skip_bad: bool,
     in_flight: usize,
+    mapping: Option<&str>,
 ) -> Result<()> {
     let name = DatasetName::parse(dataset)?;
+    if let Some(m) = mapping
+        && (m.is_empty()
+            || !m
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+    {
+        anyhow::bail!("--mapping '{m}': mapping names use letters, digits, '_' and '-'");
+    }
     let format = Format::from_path(&file.to_string_lossy()).with_context(|| {
         format!(
             "cannot tell the format of {}: name it .ndjson, .csv or .parquet",
             file.display()
         )
     })?;
+    let mut query = Vec::new();
+    if skip_bad {
+        query.push("on_error=skip".to_string());
+    }
+    if let Some(m) = mapping {
+        // Mapping names are letters, digits, '_' and '-' (checked with the definition).
+        query.push(format!("mapping={m}"));
+    }
     let path = format!(
-        "/api/v1/datasets/{name}/records{}",
-        if skip_bad { "?on_error=skip" } else { "" }
+        "/api/v1/datasets/{name}/records{}{}",
+        if query.is_empty() { "" } else { "?" },
+        query.join("&")
     );
     let total_bytes = std::fs::metadata(file)
         .with_context(|| format!("reading {}", file.display()))?

@@ -128,6 +128,7 @@ pub fn run(args: Args) -> Result<()> {
     // The demo is Hangzhou's data: another city's directory does not get it mixed in.
     let demo_city = citybrain_core::CityProfile::hangzhou();
     let demo_refused = !no_demo && city.name != demo_city.name;
+    let zone = city.time_zone.clone();
     if demo_refused {
         println!(
             "The demo city ({}) is not loaded into {}'s data directory.",
@@ -143,7 +144,7 @@ pub fn run(args: Args) -> Result<()> {
         scale,
         body_limit_mib,
         &limits,
-        HubConfig { seal_rows },
+        HubConfig { seal_rows, zone },
         Mqtt::choose(mqtt, mqtt_broker)?,
         signals_net
             .zip(signals_routes)
