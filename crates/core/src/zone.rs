@@ -47,7 +47,7 @@ impl TimeZone {
         let abs = offset_s.unsigned_abs();
         let name = if offset_s == 0 {
             "UTC".to_string()
-        } else if abs % 60 == 0 {
+        } else if abs.is_multiple_of(60) {
             format!("{sign}{:02}:{:02}", abs / 3600, abs / 60 % 60)
         } else {
             format!(

@@ -32,8 +32,10 @@ fn decode(def: &DatasetDef, mapping: &str, zone: &str, format: Format, body: &st
     .unwrap()
 }
 
-/// (ts as RFC 3339, checkpoint, plate, lane, speed) per row.
-fn rows(batch: &RecordBatch) -> Vec<(String, i64, String, Option<i64>, Option<f64>)> {
+/// ts as RFC 3339, checkpoint, plate, lane, speed.
+type Row = (String, i64, String, Option<i64>, Option<f64>);
+
+fn rows(batch: &RecordBatch) -> Vec<Row> {
     let ts = batch.column(0).as_primitive::<TimestampMicrosecondType>();
     let cp = batch.column(1).as_primitive::<Int64Type>();
     let plate = batch.column(2).as_string::<i32>();
