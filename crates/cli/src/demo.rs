@@ -61,9 +61,19 @@ fn medical_config(scale: f64) -> citybrain_medical::demo::DemoConfig {
 /// The planted orders (with the answer each must get), beside the demo's other truth.
 const MEDICAL_ORDERS: &str = "demo/medical_orders.json";
 
+/// Which demo city: Hangzhou's network and profile, or another network with the data
+/// directory's profile (`up --demo-network`).
+#[derive(Debug, Clone)]
+pub struct DemoCity {
+    pub scale: f64,
+    pub network: Option<std::path::PathBuf>,
+    pub profile: citybrain_core::CityProfile,
+}
+
 /// Sets up whatever of the demo city the data directory does not have yet.
-pub fn load(hub: &Hub, gov: &Gov, data: &Path, scale: f64) -> Result<()> {
-    load_city(hub, data, scale).context("loading the demo city (or start with --no-demo)")?;
+pub fn load(hub: &Hub, gov: &Gov, data: &Path, city: &DemoCity) -> Result<()> {
+    let scale = city.scale;
+    load_city(hub, data, city).context("loading the demo city (or start with --no-demo)")?;
     load_economy(hub, scale).context("loading the demo economy (or start with --no-demo)")?;
     load_medical(hub, data, scale)
         .context("loading the demo's medical results (or start with --no-demo)")?;
@@ -71,7 +81,7 @@ pub fn load(hub: &Hub, gov: &Gov, data: &Path, scale: f64) -> Result<()> {
 }
 
 /// Creates the demo datasets and loads the generated city, unless already loaded.
-fn load_city(hub: &Hub, data: &Path, scale: f64) -> Result<()> {
+fn load_city(hub: &Hub, data: &Path, city: &DemoCity) -> Result<()> {
     let passages = DatasetName::parse("transport.anpr_passages").expect("valid name");
     if hub.names().contains(&passages) && hub.snapshot(&passages)?.rows() > 0 {
         return Ok(());
@@ -79,14 +89,10 @@ fn load_city(hub: &Hub, data: &Path, scale: f64) -> Result<()> {
     let demo = data.join("demo");
     if !demo.join("truth.json").exists() {
         let config = citybrain_gen::GenConfig {
-            seed: 1,
-            scale,
-            miss_rate: 0.03,
-            misread_rate: 0.02,
-            network: None,
-            max_trips: 3,
-            day: citybrain_core::Date::parse("2026-11-22").expect("a valid date"),
-        };
+            network: city.network.clone(),
+            ..citybrain_gen::GenConfig::demo(1, city.scale)
+        }
+        .for_city(&city.profile);
         crate::commands::generate::with_progress(&config, &demo)?;
     }
     let now = citybrain_server::now();

@@ -46,6 +46,8 @@ enum Command {
     Replay(commands::replay::Args),
     /// Compute city indices over recorded files.
     Indices(commands::indices::Args),
+    /// Your road network from GIS files (GeoJSON) as the hub's link and checkpoint tables.
+    Network(commands::network::Args),
     /// The parking scene's offline commands.
     Parking(commands::parking::Args),
     /// Policy delivery (亲清在线): rules as code.
@@ -110,6 +112,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Audit(args) => audit::run(args),
         Command::Replay(args) => replay::run(args),
         Command::Indices(args) => indices::run(args),
+        Command::Network(args) => network::run(args),
         Command::Parking(args) => parking::run(args),
         Command::Policy(args) => policy::run(args),
         Command::Signals(args) => signals::run(args),

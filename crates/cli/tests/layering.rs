@@ -27,6 +27,8 @@ fn rules(name: &str) -> Option<(&'static [&'static str], &'static [&'static str]
         // Pure scene and generator crates: vocabulary only.
         "citybrain-gen" | "citybrain-indices" | "citybrain-parking" | "citybrain-alerts"
         | "citybrain-rules" | "citybrain-medical" => (&["citybrain-core"], IO),
+        // Road networks from GIS files: text in, rows out; not even the vocabulary.
+        "citybrain-roads" => (&[], IO),
         // Signal control knows no simulator, no hub, no network.
         "citybrain-signals" => (
             &[],
@@ -115,6 +117,7 @@ fn rules(name: &str) -> Option<(&'static [&'static str], &'static [&'static str]
                 "citybrain-signals",
                 "citybrain-sumo",
                 "citybrain-pg",
+                "citybrain-roads",
             ],
             &[],
         ),

@@ -38,8 +38,39 @@ pub struct GenConfig {
     /// Each vehicle makes 1 to this many trips (3 by default; 1 gives a day of many
     /// vehicles and few passages each, like a city's through traffic).
     pub max_trips: u64,
-    /// The generated day (UTC date of local midnight +08:00 is the day before).
+    /// The generated day, a local day in `zone`.
     pub day: citybrain_core::Date,
+    /// The city's own plates start with this (the profile's first prefix); others come
+    /// from neighbouring provinces.
+    pub local_prefix: String,
+    /// The city's zone: the day runs from its local midnight.
+    pub zone: citybrain_core::TimeZone,
+}
+
+impl GenConfig {
+    /// The demo's settings for a seed and scale: Hangzhou's plates and zone, 22 Nov 2026.
+    pub fn demo(seed: u64, scale: f64) -> Self {
+        Self {
+            seed,
+            scale,
+            miss_rate: 0.03,
+            misread_rate: 0.02,
+            network: None,
+            max_trips: 3,
+            day: citybrain_core::Date::parse("2026-11-22").expect("a valid date"),
+            local_prefix: "浙A".into(),
+            zone: citybrain_core::TimeZone::fixed(8 * 3600),
+        }
+    }
+
+    /// The same settings for the city of `profile` (its first plate prefix and its zone).
+    pub fn for_city(mut self, profile: &citybrain_core::CityProfile) -> Self {
+        if let Some(prefix) = profile.plate_prefixes.first() {
+            self.local_prefix = prefix.clone();
+        }
+        self.zone = profile.time_zone.clone();
+        self
+    }
 }
 
 /// Ground truth of a generated day.
@@ -79,17 +110,15 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> GenError + '_ {
     }
 }
 
-const LOCAL: &str = "浙A";
+/// Plates of vehicles from elsewhere: these, less the city's own prefix (so Hangzhou's
+/// list is the eight after 浙A, as it always was, and Nanchang's has 浙A instead of 赣A).
 const OTHER_PREFIXES: &[&str] = &[
-    "浙B", "浙C", "浙D", "浙F", "沪A", "苏E", "皖A", "赣A", "京N",
+    "浙A", "浙B", "浙C", "浙D", "浙F", "沪A", "苏E", "皖A", "赣A", "京N",
 ];
 const PLATE_CHARS: &[u8] = b"0123456789ABCDEFGHJKLMNPQRSTUVWXYZ";
 
 /// The real Hangzhou road network (see `data/README.md` for its provenance).
 pub const HANGZHOU_NETWORK: &str = include_str!("../data/hangzhou.txt");
-
-/// Hangzhou is UTC+8: local hour h is UTC hour h-8.
-const LOCAL_OFFSET_SECS: i64 = 8 * 3600;
 
 /// Dataset definitions for what [`generate`] writes, as TOML files.
 pub const DEFINITIONS: &[(&str, &str)] = &[
@@ -149,11 +178,11 @@ pub fn congestion(local_secs: i64, sensitivity: f64) -> f64 {
     1.0 + sensitivity * peak
 }
 
-fn plate(rng: &mut Rng, local: bool) -> String {
+fn plate(rng: &mut Rng, local: bool, own: &str, others: &[&'static str]) -> String {
     let prefix = if local {
-        LOCAL
+        own
     } else {
-        OTHER_PREFIXES[rng.below(OTHER_PREFIXES.len() as u64) as usize]
+        others[rng.below(others.len() as u64) as usize]
     };
     let mut p = String::from(prefix);
     for _ in 0..5 {
@@ -211,7 +240,12 @@ pub fn generate(
 
     let mut rng = Rng::new(config.seed);
     let vehicles = (20_000.0 * config.scale).round().max(1.0) as u64;
-    let day_start_utc = config.day.start().as_secs() - LOCAL_OFFSET_SECS;
+    let day_start_utc = config.zone.day_start(config.day).as_secs();
+    let others: Vec<&'static str> = OTHER_PREFIXES
+        .iter()
+        .copied()
+        .filter(|p| *p != config.local_prefix)
+        .collect();
     // How much a road slows at the peak: log-normal, as in real cities, where most roads
     // slow a little and a few bottlenecks a lot (median 0.7: delay index 1.7 at 08:00).
     // Drawn uniformly (0.3–1.5) the worst roads were all alike: with 6,000 links the 20
@@ -244,9 +278,9 @@ pub fn generate(
             progress(v, vehicles);
         }
         let local = rng.f64() < 0.8;
-        let mut vehicle_plate = plate(&mut rng, local);
+        let mut vehicle_plate = plate(&mut rng, local, &config.local_prefix, &others);
         while !seen_plates.insert(vehicle_plate.clone()) {
-            vehicle_plate = plate(&mut rng, local);
+            vehicle_plate = plate(&mut rng, local, &config.local_prefix, &others);
         }
         if local {
             truth.local_vehicles += 1;
@@ -388,8 +422,15 @@ pub fn generate(
         .map_err(io(&path))?;
     }
     w.flush().map_err(io(&path))?;
-    truth.parking = parking::generate(&network, config.seed, config.scale, day_start_utc, out)
-        .map_err(io(out))?;
+    truth.parking = parking::generate(
+        &network,
+        config.seed,
+        config.scale,
+        day_start_utc,
+        &config.local_prefix,
+        out,
+    )
+    .map_err(io(out))?;
     let path = out.join("truth.json");
     fs::write(
         &path,

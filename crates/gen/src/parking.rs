@@ -183,9 +183,9 @@ fn arrival_secs(kind: Kind, rng: &mut Rng) -> f64 {
     hour.clamp(0.0, 23.99) * 3600.0
 }
 
-fn plate(rng: &mut Rng) -> String {
+fn plate(rng: &mut Rng, prefix: &str) -> String {
     const LETTERS: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ";
-    let mut p = String::from("浙A");
+    let mut p = String::from(prefix);
     for k in 0..5 {
         let c = if k < 1 || rng.f64() < 0.3 {
             LETTERS[rng.below(LETTERS.len() as u64) as usize] as char
@@ -204,6 +204,7 @@ pub fn generate(
     seed: u64,
     scale: f64,
     day_start_utc: i64,
+    local_prefix: &str,
     out: &Path,
 ) -> std::io::Result<ParkingTruth> {
     let mut rng = Rng::new(seed ^ 0x5041_524b);
@@ -265,7 +266,7 @@ pub fn generate(
             let stay = lot.stay_min * 60.0 * (0.6 * rng.normal()).exp();
             let leave = t + stay.max(120.0);
             inside.push((leave, spot));
-            let car = plate(&mut rng);
+            let car = plate(&mut rng, local_prefix);
             let ends = leave < 86_400.0;
             if lot.kind == Kind::OnStreet {
                 let spot_id = format!("urn:ngsi-ld:ParkingSpot:{}:{spot:03}", lot.id);

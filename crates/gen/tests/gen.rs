@@ -11,6 +11,8 @@ fn config(seed: u64) -> GenConfig {
         network: None,
         max_trips: 3,
         day: citybrain_core::Date::parse("2026-11-22").unwrap(),
+        local_prefix: "浙A".into(),
+        zone: citybrain_core::TimeZone::fixed(8 * 3600),
     }
 }
 

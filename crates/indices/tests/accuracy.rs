@@ -23,6 +23,8 @@ fn indices_match_the_generated_truth() {
         network: None,
         max_trips: 3,
         day: citybrain_core::Date::parse("2026-11-22").unwrap(),
+        local_prefix: "浙A".into(),
+        zone: citybrain_core::TimeZone::fixed(8 * 3600),
     };
     let truth = generate(&config, dir.path(), &mut |_, _| {}).unwrap();
     let links = common::links(&std::fs::read_to_string(dir.path().join("links.ndjson")).unwrap());
@@ -193,6 +195,8 @@ fn perfect_cameras_see_every_true_traversal() {
         network: None,
         max_trips: 3,
         day: citybrain_core::Date::parse("2026-11-22").unwrap(),
+        local_prefix: "浙A".into(),
+        zone: citybrain_core::TimeZone::fixed(8 * 3600),
     };
     generate(&config, dir.path(), &mut |_, _| {}).unwrap();
     let links = common::links(&std::fs::read_to_string(dir.path().join("links.ndjson")).unwrap());

@@ -29,6 +29,10 @@ pub struct Args {
     /// Each vehicle makes 1 to this many trips in the day (about 10 passages a trip).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
     max_trips: u64,
+    /// The city profile (citybrain.toml): its first plate prefix is the local one and the
+    /// day is a local day in its zone (default: Hangzhou's, 浙A and Asia/Shanghai).
+    #[arg(long, value_name = "FILE")]
+    profile: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -40,16 +44,19 @@ pub fn run(args: Args) -> Result<()> {
         misread_rate,
         network,
         max_trips,
+        profile,
     } = args;
-    let config = citybrain_gen::GenConfig {
-        seed,
-        scale,
+    let mut config = citybrain_gen::GenConfig {
         miss_rate,
         misread_rate,
         network,
         max_trips,
-        day: citybrain_core::Date::parse("2026-11-22").expect("a valid date"),
+        ..citybrain_gen::GenConfig::demo(seed, scale)
     };
+    if let Some(path) = profile {
+        let city = citybrain_hub::profile::read_profile(&path).map_err(anyhow::Error::msg)?;
+        config = config.for_city(&city);
+    }
     let truth = with_progress(&config, &out)?;
     println!("{}", serde_json::to_string_pretty(&truth)?);
     println!("wrote the demo city to {}", out.display());

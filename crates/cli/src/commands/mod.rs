@@ -12,6 +12,7 @@ pub mod grants;
 pub mod indices;
 pub mod ingest;
 pub mod init;
+pub mod network;
 pub mod parking;
 pub mod policy;
 pub mod principals;

@@ -43,6 +43,11 @@ pub struct Args {
     /// Size of the demo city (1.0 = 20,000 vehicles).
     #[arg(long, default_value_t = 1.0)]
     scale: f64,
+    /// Generate the demo city on this road network (CBEngine text format) with the data
+    /// directory's profile (its plates, its zone) instead of Hangzhou's: a demo of your
+    /// own city, or of a second one (tests/data/nanchang).
+    #[arg(long, value_name = "FILE")]
+    demo_network: Option<PathBuf>,
     /// Largest accepted request body in MiB.
     #[arg(long, default_value_t = 256)]
     body_limit_mib: usize,
@@ -88,6 +93,7 @@ pub fn run(args: Args) -> Result<()> {
         profile,
         no_demo,
         scale,
+        demo_network,
         body_limit_mib,
         seal_rows,
         mqtt,
@@ -127,7 +133,7 @@ pub fn run(args: Args) -> Result<()> {
     };
     // The demo is Hangzhou's data: another city's directory does not get it mixed in.
     let demo_city = citybrain_core::CityProfile::hangzhou();
-    let demo_refused = !no_demo && city.name != demo_city.name;
+    let demo_refused = !no_demo && city.name != demo_city.name && demo_network.is_none();
     let zone = city.time_zone.clone();
     if demo_refused {
         println!(
@@ -139,9 +145,12 @@ pub fn run(args: Args) -> Result<()> {
         &listen,
         pg_listen.as_deref().map(|a| (a, pg_tls)),
         &data,
-        (city, city_from),
-        !no_demo && !demo_refused,
-        scale,
+        (city.clone(), city_from),
+        (!no_demo && !demo_refused).then(|| demo::DemoCity {
+            scale,
+            network: demo_network,
+            profile: city,
+        }),
         body_limit_mib,
         &limits,
         HubConfig { seal_rows, zone },
@@ -268,8 +277,7 @@ fn up(
     pg_listen: Option<(&str, Option<citybrain_pg::Tls>)>,
     data: &Path,
     (city, city_from): (citybrain_core::CityProfile, String),
-    demo: bool,
-    scale: f64,
+    demo_city: Option<demo::DemoCity>,
     body_limit_mib: usize,
     limits: &LimitArgs,
     config: HubConfig,
@@ -297,8 +305,9 @@ fn up(
     })?;
     prepare_policies(&hub, policies)?;
     citybrain_server::scenes::create_datasets(&hub).map_err(anyhow::Error::msg)?;
-    if demo {
-        demo::load(&hub, &gov, data, scale)?;
+    let demo = demo_city.is_some();
+    if let Some(demo_city) = &demo_city {
+        demo::load(&hub, &gov, data, demo_city)?;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
