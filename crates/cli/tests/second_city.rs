@@ -50,8 +50,9 @@ fn every_scene_runs_on_a_second_city_with_its_own_plates_and_network() {
     );
 
     // Passages two days on close the demo day in the indices and move the gates' clock.
-    let late =
-        "{\"ts\":\"2026-11-24T01:00:00+08:00\",\"checkpoint_id\":1,\"plate\":\"赣A00000\"}\n";
+    // Two, since the indices hold the newest records back for the allowed lateness.
+    let late = "{\"ts\":\"2026-11-24T01:00:00+08:00\",\"checkpoint_id\":1,\"plate\":\"赣A00000\"}\n\
+                {\"ts\":\"2026-11-24T01:05:00+08:00\",\"checkpoint_id\":1,\"plate\":\"赣A00001\"}\n";
     let (status, text) = server.post(
         "/api/v1/datasets/transport.anpr_passages/records",
         "application/x-ndjson",
@@ -64,6 +65,10 @@ fn every_scene_runs_on_a_second_city_with_its_own_plates_and_network() {
     server.applied("indices", &[("transport.anpr_passages".into(), at)]);
     let day = server.sql(
         "SELECT vehicles, local, non_local FROM indices.census_daily WHERE day = DATE '2026-11-22'",
+    );
+    eprintln!(
+        "census: {day} all: {}",
+        server.sql("SELECT * FROM indices.census_daily")
     );
     let (vehicles, local) = (
         day[0]["vehicles"].as_f64().unwrap(),
