@@ -207,6 +207,9 @@ pub fn district_of(p: (f64, f64), districts: &[District]) -> Option<&str> {
         .map(|d| d.name.as_str())
 }
 
+/// A directed arc: (to, length in m, free-flow time in s, lanes).
+type Arc = (usize, f64, f64, Option<u32>);
+
 /// Grid of segments by cell, for finding the roads near a point.
 struct Grid {
     cell: f64,
@@ -423,8 +426,7 @@ pub fn import(
             }
         }
     }
-    // Directed arcs: (to, length, time, lanes).
-    let mut arcs: Vec<Vec<(usize, f64, f64, Option<u32>)>> = vec![Vec::new(); nodes.len()];
+    let mut arcs: Vec<Vec<Arc>> = vec![Vec::new(); nodes.len()];
     for s in &split {
         let len = dist(nodes[s.a], nodes[s.b]);
         if s.forward {
@@ -493,7 +495,7 @@ pub fn import(
             }
         }
     }
-    found.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    found.sort_by_key(|f| (f.0, f.1));
     let mut linked = std::collections::HashSet::new();
     for (k, (from, to, len, t, l)) in found.into_iter().enumerate() {
         if from == to {

@@ -146,7 +146,7 @@ pub fn run(args: Args) -> Result<()> {
         pg_listen.as_deref().map(|a| (a, pg_tls)),
         &data,
         (city.clone(), city_from),
-        (!no_demo && !demo_refused).then(|| demo::DemoCity {
+        (!no_demo && !demo_refused).then_some(demo::DemoCity {
             scale,
             network: demo_network,
             profile: city,
