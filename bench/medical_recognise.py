@@ -20,7 +20,7 @@ def main():
     ap.add_argument("--clients", type=int, default=8)
     args = ap.parse_args()
     data = tempfile.mkdtemp(prefix="citybrain-medical-")
-    proc = subprocess.Popen([args.bin, "up", "--listen", "127.0.0.1:0", "--data", data], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([args.bin, "up", "--listen", "127.0.0.1:0", "--demo-day", "2026-11-22", "--data", data], stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True, env={**os.environ, "CITYBRAIN_LOG": "warn"})
     for line in proc.stdout:
         if line.startswith("citybrain is up on "):

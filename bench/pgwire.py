@@ -25,7 +25,7 @@ def main():
     ap.add_argument("--out")
     args = ap.parse_args()
     data = tempfile.mkdtemp(prefix="citybrain-pgwire-")
-    proc = subprocess.Popen([args.bin, "up", "--listen", "127.0.0.1:0", "--pg-listen", "127.0.0.1:0",
+    proc = subprocess.Popen([args.bin, "up", "--listen", "127.0.0.1:0", "--demo-day", "2026-11-22", "--pg-listen", "127.0.0.1:0",
                              "--data", data], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                             env={**os.environ, "CITYBRAIN_LOG": "warn"})
     pg_port = None

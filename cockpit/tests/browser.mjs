@@ -30,7 +30,7 @@ function check(condition, message) {
 
 /** Starts `citybrain up` with the demo city; resolves with its address once it serves. */
 async function startServer(data) {
-  const child = spawn(BIN, ['up', '--listen', '127.0.0.1:0', '--data', data], {
+  const child = spawn(BIN, ['up', '--listen', '127.0.0.1:0', '--demo-day', '2026-11-22', '--data', data], {
     env: { ...process.env, CITYBRAIN_LOG: 'warn' },
     stdio: ['ignore', 'pipe', 'inherit'],
   });

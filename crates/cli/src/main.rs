@@ -20,7 +20,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Start the server with the demo city loaded (creates it on first start).
-    Up(commands::up::Args),
+    Up(Box<commands::up::Args>),
     /// Set up a data directory for your own city: its name, time zone, local plates, map.
     Init(commands::init::Args),
     /// Write a deterministic synthetic city with ground truth.
@@ -99,7 +99,7 @@ fn main() {
 fn run(cli: Cli) -> anyhow::Result<()> {
     use commands::*;
     match cli.command {
-        Command::Up(args) => up::run(args),
+        Command::Up(args) => up::run(*args),
         Command::Init(args) => init::run(args),
         Command::Gen(args) => generate::run(args),
         Command::Sql(args) => sql::run(args),

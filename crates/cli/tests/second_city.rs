@@ -53,22 +53,10 @@ fn every_scene_runs_on_a_second_city_with_its_own_plates_and_network() {
     // Two, since the indices hold the newest records back for the allowed lateness.
     let late = "{\"ts\":\"2026-11-24T01:00:00+08:00\",\"checkpoint_id\":1,\"plate\":\"赣A00000\"}\n\
                 {\"ts\":\"2026-11-24T01:05:00+08:00\",\"checkpoint_id\":1,\"plate\":\"赣A00001\"}\n";
-    let (status, text) = server.post(
-        "/api/v1/datasets/transport.anpr_passages/records",
-        "application/x-ndjson",
-        late.as_bytes(),
-    );
-    assert_eq!(status, 200, "{text}");
-    let at = serde_json::from_str::<serde_json::Value>(&text).unwrap()["position"]
-        .as_i64()
-        .unwrap();
+    let at = server.ingest("transport.anpr_passages", late);
     server.applied("indices", &[("transport.anpr_passages".into(), at)]);
     let day = server.sql(
         "SELECT vehicles, local, non_local FROM indices.census_daily WHERE day = DATE '2026-11-22'",
-    );
-    eprintln!(
-        "census: {day} all: {}",
-        server.sql("SELECT * FROM indices.census_daily")
     );
     let (vehicles, local) = (
         day[0]["vehicles"].as_f64().unwrap(),
@@ -86,15 +74,7 @@ fn every_scene_runs_on_a_second_city_with_its_own_plates_and_network() {
 
     // Parking: every clean stay billed once, on the city's own plates.
     let late = "{\"ts\":\"2026-11-24T01:00:00+08:00\",\"lot_id\":1,\"plate\":\"赣A00000\",\"direction\":\"in\"}\n";
-    let (status, text) = server.post(
-        "/api/v1/datasets/parking.gate_events/records",
-        "application/x-ndjson",
-        late.as_bytes(),
-    );
-    assert_eq!(status, 200, "{text}");
-    let at = serde_json::from_str::<serde_json::Value>(&text).unwrap()["position"]
-        .as_i64()
-        .unwrap();
+    let at = server.ingest("parking.gate_events", late);
     server.applied("parking", &[("parking.gate_events".into(), at)]);
     let bills =
         server.sql("SELECT count(*) AS n, count(DISTINCT bill_id) AS ids FROM parking.bills");

@@ -48,6 +48,18 @@ pub struct Args {
     /// own city, or of a second one (tests/data/nanchang).
     #[arg(long, value_name = "FILE")]
     demo_network: Option<PathBuf>,
+    /// The demo city's day (YYYY-MM-DD; default today, in the city's zone). Today's runs
+    /// live: what happened before now is loaded, the rest arrives as the day goes on. A
+    /// past day is loaded whole. A data directory keeps the day it was first made for.
+    #[arg(long, value_name = "DATE", value_parser = parse_date)]
+    demo_day: Option<citybrain_core::Date>,
+    /// Start the demo clock at this local time of the demo day (HH:MM) instead of now: for
+    /// a past day too, which then runs live from there.
+    #[arg(long, value_name = "HH:MM", value_parser = parse_hhmm)]
+    demo_from: Option<u32>,
+    /// Demo seconds per second: 60 runs an hour a minute.
+    #[arg(long, default_value_t = 1.0)]
+    demo_speed: f64,
     /// Largest accepted request body in MiB.
     #[arg(long, default_value_t = 256)]
     body_limit_mib: usize,
@@ -94,6 +106,9 @@ pub fn run(args: Args) -> Result<()> {
         no_demo,
         scale,
         demo_network,
+        demo_day,
+        demo_from,
+        demo_speed,
         body_limit_mib,
         seal_rows,
         mqtt,
@@ -150,6 +165,9 @@ pub fn run(args: Args) -> Result<()> {
             scale,
             network: demo_network,
             profile: city,
+            day: demo_day,
+            from: demo_from,
+            speed: demo_speed,
         }),
         body_limit_mib,
         &limits,
@@ -306,9 +324,10 @@ fn up(
     prepare_policies(&hub, policies)?;
     citybrain_server::scenes::create_datasets(&hub).map_err(anyhow::Error::msg)?;
     let demo = demo_city.is_some();
-    if let Some(demo_city) = &demo_city {
-        demo::load(&hub, &gov, data, demo_city)?;
-    }
+    let replay = match &demo_city {
+        Some(demo_city) => Some(demo::load(&hub, &gov, data, demo_city)?),
+        None => None,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -351,6 +370,9 @@ fn up(
             limits.connections(),
         )
         .await;
+        let replay_stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let replay_line = replay.as_ref().map(|r| (r.left(), r.day(), r.is_live()));
+        let replaying = replay.map(|r| r.spawn(hub.clone(), replay_stop.clone()));
         if demo {
             demo::pay_last_period(&state).await?;
             demo::recognise_planted(&state, data).await?;
@@ -380,6 +402,13 @@ fn up(
         let datasets = hub.names().iter().filter(|n| !n.is_rejected()).count();
         println!("citybrain is up on http://{address}/ (ready in {:.1} s)", started.elapsed().as_secs_f64());
         println!("  data directory: {}  ({datasets} datasets)", data.display());
+        if let Some((left, day, live)) = replay_line {
+            if live {
+                println!("  demo day:       {day}, live: {left} more records arrive as the day goes on (--demo-speed N runs it N times faster)");
+            } else {
+                println!("  demo day:       {day}, a recorded day, loaded whole (a fresh data directory makes today's, live)");
+            }
+        }
         println!(
             "  city:           {} ({}, local plates {}) from {city_from}",
             city.name,
@@ -446,6 +475,10 @@ fn up(
             println!("  next:           citybrain departments create transport   (then principals, tokens, datasets)");
         }
         citybrain_server::run(listener, state, shutdown_signal()).await?;
+        replay_stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(replaying) = replaying {
+            let _ = replaying.join();
+        }
         if let Some(mut child) = mosquitto.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -453,6 +486,21 @@ fn up(
         println!("citybrain stopped cleanly");
         anyhow::Ok(())
     })
+}
+
+fn parse_date(text: &str) -> Result<citybrain_core::Date, String> {
+    citybrain_core::Date::parse(text).map_err(|e| e.to_string())
+}
+
+/// `HH:MM` as seconds after midnight.
+fn parse_hhmm(text: &str) -> Result<u32, String> {
+    let (h, m) = text
+        .split_once(':')
+        .ok_or_else(|| format!("'{text}' is not HH:MM"))?;
+    match (h.parse::<u32>(), m.parse::<u32>()) {
+        (Ok(h), Ok(m)) if h < 24 && m < 60 => Ok(h * 3600 + m * 60),
+        _ => Err(format!("'{text}' is not a time of day written HH:MM")),
+    }
 }
 
 async fn shutdown_signal() {

@@ -30,13 +30,19 @@ pub fn start(data: &Path, extra: &[&str]) -> Server {
     start_with(data, extra, "warn", Stdio::inherit())
 }
 
-/// Starts the server; without the demo city unless `extra` asks for one (`--scale`).
+/// Starts the server; without the demo city unless `extra` asks for one (`--scale`), and
+/// then on its recorded day (2026-11-22) unless `extra` names another (`--demo-day`).
 pub fn start_with(data: &Path, extra: &[&str], log_level: &str, stderr: Stdio) -> Server {
     let demo = extra.contains(&"--scale");
     let mut child = Command::new(env!("CARGO_BIN_EXE_citybrain"))
         .args(["up", "--listen", "127.0.0.1:0", "--data"])
         .arg(data)
-        .args(if demo { &[][..] } else { &["--no-demo"][..] })
+        // The demo's recorded day, loaded whole, unless a test asks for another.
+        .args(match (demo, extra.contains(&"--demo-day")) {
+            (false, _) => &["--no-demo"][..],
+            (true, false) => &["--demo-day", "2026-11-22"][..],
+            (true, true) => &[][..],
+        })
         .args(extra)
         .env("CITYBRAIN_LOG", log_level)
         .stdout(Stdio::piped())
@@ -205,6 +211,17 @@ impl Server {
         .unwrap();
         let (status, text) = self.post("/api/v1/datasets", "application/toml", &def);
         assert_eq!(status, 201, "{text}");
+    }
+
+    /// Stores NDJSON `records` in `dataset` and returns the batch's feed position (to wait
+    /// on a scene's watermark with [`Server::applied`]).
+    pub fn ingest(&self, dataset: &str, records: &str) -> i64 {
+        let path = format!("/api/v1/datasets/{dataset}/records");
+        let (status, text) = self.post(&path, "application/x-ndjson", records.as_bytes());
+        assert_eq!(status, 200, "{text}");
+        serde_json::from_str::<serde_json::Value>(&text).unwrap()["position"]
+            .as_i64()
+            .expect("an ingest answers with its batch's position")
     }
 
     pub fn stop(mut self) -> std::process::ExitStatus {

@@ -14,6 +14,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::client;
 
+pub mod live;
+
 /// The demo's last payout period. `up` pays it on the demo city so the policy page shows
 /// what delivery looks like; run again (by `up` or by hand) it pays no one twice.
 pub const LAST_RUN: &str = "2025-annual";
@@ -48,12 +50,15 @@ const HOSPITAL: &str = "hz_first_people";
 const HOSPITAL_PRINCIPAL: &str = "hz_first_people_doctor";
 
 /// The demo's medical data: results over the 60 days up to the end of the demo day.
-fn medical_config(scale: f64) -> citybrain_medical::demo::DemoConfig {
+fn medical_config(
+    scale: f64,
+    end: citybrain_core::Timestamp,
+) -> citybrain_medical::demo::DemoConfig {
     citybrain_medical::demo::DemoConfig {
         seed: 1,
         patients: ((20_000.0 * scale) as usize).max(100),
         days: 60,
-        end: citybrain_core::Timestamp::parse("2026-11-23T00:00:00+08:00").expect("a valid time"),
+        end,
         orders_per_reason: 10,
     }
 }
@@ -68,28 +73,68 @@ pub struct DemoCity {
     pub scale: f64,
     pub network: Option<std::path::PathBuf>,
     pub profile: citybrain_core::CityProfile,
+    /// The demo's day (`--demo-day`); today in the city's zone when None. A data directory
+    /// keeps the day it was first made for.
+    pub day: Option<citybrain_core::Date>,
+    /// Where the demo clock starts, in seconds after the day's local midnight
+    /// (`--demo-from`); now, for today, when None.
+    pub from: Option<u32>,
+    /// Demo seconds per second (`--demo-speed`).
+    pub speed: f64,
 }
 
-/// Sets up whatever of the demo city the data directory does not have yet.
-pub fn load(hub: &Hub, gov: &Gov, data: &Path, city: &DemoCity) -> Result<()> {
+impl DemoCity {
+    /// The demo's day: the one its data directory was made for, or else `--demo-day`, or
+    /// else today in the city's zone.
+    fn day(&self, demo: &Path) -> Result<citybrain_core::Date> {
+        if let Ok(bytes) = std::fs::read(demo.join("truth.json")) {
+            let truth: serde_json::Value = serde_json::from_slice(&bytes)?;
+            let day = citybrain_core::Date::parse(truth["day"].as_str().unwrap_or_default())
+                .map_err(anyhow::Error::msg)?;
+            if let Some(asked) = self.day
+                && asked != day
+            {
+                println!(
+                    "The demo in this data directory is of {day}; --demo-day {asked} needs a fresh data directory."
+                );
+            }
+            return Ok(day);
+        }
+        Ok(self
+            .day
+            .unwrap_or_else(|| self.profile.time_zone.local_day(citybrain_server::now())))
+    }
+}
+
+/// Sets up whatever of the demo city the data directory does not have yet, loads its day
+/// up to the demo clock's start, and returns the rest of the day to replay.
+pub fn load(hub: &Hub, gov: &Gov, data: &Path, city: &DemoCity) -> Result<live::Replay> {
     let scale = city.scale;
-    load_city(hub, data, city).context("loading the demo city (or start with --no-demo)")?;
+    let (replay, day) =
+        load_city(hub, data, city).context("loading the demo city (or start with --no-demo)")?;
     load_economy(hub, scale).context("loading the demo economy (or start with --no-demo)")?;
-    load_medical(hub, data, scale)
+    let end = city
+        .profile
+        .time_zone
+        .day_start(citybrain_core::Date(day.0 + 1));
+    load_medical(hub, data, scale, end)
         .context("loading the demo's medical results (or start with --no-demo)")?;
-    governance(gov, hub, data).context("setting up the demo city's departments")
+    governance(gov, hub, data).context("setting up the demo city's departments")?;
+    Ok(replay)
 }
 
 /// Creates the demo datasets and loads the generated city, unless already loaded.
-fn load_city(hub: &Hub, data: &Path, city: &DemoCity) -> Result<()> {
-    let passages = DatasetName::parse("transport.anpr_passages").expect("valid name");
-    if hub.names().contains(&passages) && hub.snapshot(&passages)?.rows() > 0 {
-        return Ok(());
-    }
+fn load_city(
+    hub: &Hub,
+    data: &Path,
+    city: &DemoCity,
+) -> Result<(live::Replay, citybrain_core::Date)> {
     let demo = data.join("demo");
+    let day = city.day(&demo)?;
     if !demo.join("truth.json").exists() {
         let config = citybrain_gen::GenConfig {
             network: city.network.clone(),
+            day,
             ..citybrain_gen::GenConfig::demo(1, city.scale)
         }
         .for_city(&city.profile);
@@ -102,8 +147,15 @@ fn load_city(hub: &Hub, data: &Path, city: &DemoCity) -> Result<()> {
             hub.create_dataset(def, now)?;
         }
     }
-    for (dataset, file) in citybrain_gen::DATA_FILES {
+    // The network and the lots once; the day's events up to the demo clock (`live`).
+    let fixed = citybrain_gen::DATA_FILES
+        .iter()
+        .filter(|(d, _)| !live::TIMED.iter().any(|(t, _)| t == d));
+    for (dataset, file) in fixed {
         let name = DatasetName::parse(dataset)?;
+        if hub.snapshot(&name)?.rows() > 0 {
+            continue;
+        }
         let path = demo.join(file);
         let body = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
         let bar = ProgressBar::new(body.len() as u64).with_style(
@@ -131,7 +183,9 @@ fn load_city(hub: &Hub, data: &Path, city: &DemoCity) -> Result<()> {
         }
         bar.finish_and_clear();
     }
-    Ok(())
+    let now = citybrain_server::now();
+    let clock = live::Clock::choose(day, &city.profile.time_zone, now, city.from, city.speed);
+    Ok((live::load(hub, &demo, clock)?, day))
 }
 
 /// The demo city's economy in `market.enterprises`: 6,780 enterprises at scale 1 (a
@@ -157,7 +211,7 @@ fn load_economy(hub: &Hub, scale: f64) -> Result<()> {
 }
 
 /// The shipped test types and the hospitals' results, once; the planted orders to a file.
-fn load_medical(hub: &Hub, data: &Path, scale: f64) -> Result<()> {
+fn load_medical(hub: &Hub, data: &Path, scale: f64, end: citybrain_core::Timestamp) -> Result<()> {
     let now = citybrain_server::now();
     let types = DatasetName::parse(citybrain_medical::TYPES)?;
     if hub.snapshot(&types)?.rows() == 0 {
@@ -168,7 +222,7 @@ fn load_medical(hub: &Hub, data: &Path, scale: f64) -> Result<()> {
     if hub.snapshot(&results)?.rows() > 0 {
         return Ok(());
     }
-    let (rows, planted) = citybrain_medical::demo::generate(&medical_config(scale));
+    let (rows, planted) = citybrain_medical::demo::generate(&medical_config(scale, end));
     for chunk in rows.chunks(10_000) {
         let body = citybrain_indices::to_ndjson(chunk);
         hub.ingest(
