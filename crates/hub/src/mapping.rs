@@ -52,6 +52,10 @@ pub struct FeedMapping {
     /// Drop every source column the mapping does not use (an export with dozens).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub ignore_others: bool,
+    /// Also take this feed from an MQTT topic (filter; `up --mqtt` or `--mqtt-broker`):
+    /// each message a JSON object, or NDJSON lines, in the feed's shape.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mqtt_topic: Option<String>,
 }
 
 /// Where one field's value comes from.
@@ -118,6 +122,21 @@ pub(crate) fn check(def: &DatasetDef, problems: &mut Vec<SchemaProblem>) {
             say(
                 None,
                 "mapping names use letters, digits, '_' and '-'".to_string(),
+            );
+        }
+        if let Some(topic) = &m.mqtt_topic
+            && (topic.is_empty()
+                || topic.contains('\0')
+                || topic.split('/').enumerate().any(|(i, p)| {
+                    (p.contains('#') && (p != "#" || i + 1 != topic.split('/').count()))
+                        || (p.contains('+') && p != "+")
+                }))
+        {
+            say(
+                None,
+                format!(
+                    "mqtt_topic '{topic}' is not an MQTT topic filter (levels split by '/', '+' a whole level, '#' the last)"
+                ),
             );
         }
         let mut sources: BTreeMap<&str, &str> = BTreeMap::new();

@@ -385,18 +385,30 @@ fn up(
             }
             Mqtt::Broker(host, port) => (None, Some((host, port))),
         };
+        // Berth sensors for the parking scene, and the feed mappings that name a topic.
+        let feeds = citybrain_server::mqtt::declared_feeds(&hub);
+        let mut parking_sensors = false;
         if let Some((host, port)) = &broker {
-            if let Err(error) = state.scenes.handle::<citybrain_server::scenes::parking::LiveParking>("parking") {
-                bail!("--mqtt needs the parking scene, and {error}");
+            match state.scenes.handle::<citybrain_server::scenes::parking::LiveParking>("parking") {
+                Ok(_) => {
+                    parking_sensors = true;
+                    citybrain_server::mqtt::spawn(
+                        state.clone(),
+                        citybrain_server::mqtt::MqttSource {
+                            host: host.clone(),
+                            port: *port,
+                            topic: "citybrain/parking/#".into(),
+                        },
+                    );
+                }
+                Err(error) if feeds.is_empty() => {
+                    bail!("--mqtt takes berth sensors for the parking scene, and {error}; or feeds whose mapping names an mqtt_topic, and no dataset has one");
+                }
+                Err(_) => {}
             }
-            citybrain_server::mqtt::spawn(
-                state.clone(),
-                citybrain_server::mqtt::MqttSource {
-                    host: host.clone(),
-                    port: *port,
-                    topic: "citybrain/parking/#".into(),
-                },
-            );
+            if !feeds.is_empty() {
+                citybrain_server::mqtt::spawn_feeds(state.clone(), host, *port, feeds.clone());
+            }
         }
         // Each dataset once; its dead-letter twin is part of it.
         let datasets = hub.names().iter().filter(|n| !n.is_rejected()).count();
@@ -464,7 +476,12 @@ fn up(
             tokio::spawn(citybrain_pg::serve(pg, pg_server, state.closed()));
         }
         if let Some((host, port)) = &broker {
-            println!("  MQTT sensors:   mqtt://{host}:{port}  topic citybrain/parking/# (FIWARE ParkingSpot or OffStreetParking, QoS 1)");
+            if parking_sensors {
+                println!("  MQTT sensors:   mqtt://{host}:{port}  topic citybrain/parking/# (FIWARE ParkingSpot or OffStreetParking, QoS 1)");
+            }
+            for feed in &feeds {
+                println!("  MQTT feed:      mqtt://{host}:{port}  topic {} -> {} through mapping {} (JSON per message, QoS 1)", feed.topic, feed.dataset, feed.mapping);
+            }
         }
         if demo {
             println!(
