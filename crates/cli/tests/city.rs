@@ -304,3 +304,61 @@ fn camera_events_over_mqtt_arrive_through_their_mapping_and_bad_ones_are_kept() 
         .args(["-f", &dir.path().join("mqtt").display().to_string()])
         .status();
 }
+
+#[test]
+fn an_openstreetmap_extract_gives_the_same_network_as_its_geojson() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = format!("{}/../../examples/your-city", manifest_dir());
+    let import = |roads: &str| {
+        let out = dir.path().join(roads);
+        let result = citybrain(&[
+            "network",
+            "import",
+            "--roads",
+            &format!("{example}/{roads}"),
+            "--checkpoints",
+            &format!("{example}/cameras.csv"),
+            "--districts",
+            &format!("{example}/districts.geojson"),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(
+            result.status.success(),
+            "{}",
+            String::from_utf8_lossy(&result.stderr)
+        );
+        let mut links: Vec<String> = std::fs::read_to_string(out.join("links.ndjson"))
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        links.sort();
+        (links, String::from_utf8_lossy(&result.stdout).into_owned())
+    };
+    let (geojson, _) = import("roads.geojson");
+    let (osm, said) = import("roads.osm.pbf");
+    assert_eq!(geojson.len(), 45, "a 4 x 4 grid, one street one way");
+    assert_eq!(osm, geojson);
+    // The extract's footway is not a road for cars.
+    assert!(said.contains("1 not roads for cars"), "{said}");
+    // A file that is not an extract says so.
+    let bad = dir.path().join("bad.osm.pbf");
+    std::fs::write(&bad, b"not a pbf").unwrap();
+    let out = citybrain(&[
+        "network",
+        "import",
+        "--roads",
+        bad.to_str().unwrap(),
+        "--checkpoints",
+        &format!("{example}/cameras.csv"),
+        "--out",
+        dir.path().join("x").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("OpenStreetMap PBF"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -92,10 +92,79 @@ fn text(v: Option<&Value>) -> Option<String> {
     }
 }
 
+/// OpenStreetMap `highway` values that are not for cars: such lines are not roads here.
+const NOT_FOR_CARS: &[&str] = &[
+    "footway",
+    "pedestrian",
+    "path",
+    "cycleway",
+    "steps",
+    "bridleway",
+    "track",
+    "corridor",
+    "platform",
+    "construction",
+    "proposed",
+    "abandoned",
+    "elevator",
+    "bus_stop",
+    "raceway",
+];
+
+/// A road's speed, direction and lanes from its properties (GeoJSON properties or OSM
+/// tags), without its points; None for a line that is not for cars (`highway=footway`).
+pub(crate) fn road_of(props: &Value) -> Option<Road> {
+    let limit = ["maxspeed", "speed_kmh"]
+        .iter()
+        .find_map(|k| props.get(*k).and_then(number))
+        .filter(|s| *s > 0.0);
+    let class = ["highway", "fclass", "class"]
+        .iter()
+        .find_map(|k| text(props.get(*k)));
+    if class.as_deref().is_some_and(|c| NOT_FOR_CARS.contains(&c)) {
+        return None;
+    }
+    let (speed_kmh, by_default) = match (limit, &class) {
+        (Some(s), _) => (s, false),
+        (None, Some(c)) => match CLASS_SPEEDS
+            .iter()
+            .find(|(name, _)| c.trim_end_matches("_link") == *name)
+        {
+            Some((_, s)) => (*s, false),
+            None => (DEFAULT_SPEED_KMH, true),
+        },
+        (None, None) => (DEFAULT_SPEED_KMH, true),
+    };
+    let oneway = match text(props.get("oneway"))
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        Some("yes" | "true" | "1" | "f") => OneWay::Forward,
+        Some("-1" | "reverse" | "t") => OneWay::Backward,
+        // Motorways are one way unless tagged otherwise (OpenStreetMap's rule).
+        None if class.as_deref() == Some("motorway") => OneWay::Forward,
+        _ => OneWay::Both,
+    };
+    let lanes = props
+        .get("lanes")
+        .and_then(number)
+        .filter(|l| *l >= 1.0)
+        .map(|l| l as u32);
+    Some(Road {
+        points: Vec::new(),
+        oneway,
+        speed_mps: speed_kmh / 3.6,
+        speed_by_default: by_default,
+        lanes,
+    })
+}
+
 /// Roads from a GeoJSON of LineString/MultiLineString features. Properties read:
 /// `maxspeed` (or `speed_kmh`, km/h; 0 is unknown), `highway` (or `fclass`, `class`) for a
 /// speed by class, `oneway` (`yes`/`true`/`1`/`F` forward, `-1`/`reverse`/`T` backward),
-/// `lanes`. Features of other geometry types are counted, not read.
+/// `lanes`. Features of other geometry types, and lines not for cars (`highway=footway`,
+/// `cycleway`, ...), are counted, not read.
 pub fn parse_roads(text_in: &str) -> Result<(Vec<Road>, usize), String> {
     let mut roads = Vec::new();
     let mut skipped = 0;
@@ -126,50 +195,17 @@ pub fn parse_roads(text_in: &str) -> Result<(Vec<Road>, usize), String> {
             }
         };
         let props = f.get("properties").unwrap_or(&Value::Null);
-        let limit = ["maxspeed", "speed_kmh"]
-            .iter()
-            .find_map(|k| props.get(*k).and_then(number))
-            .filter(|s| *s > 0.0);
-        let class = ["highway", "fclass", "class"]
-            .iter()
-            .find_map(|k| text(props.get(*k)));
-        let (speed_kmh, by_default) = match (limit, &class) {
-            (Some(s), _) => (s, false),
-            (None, Some(c)) => match CLASS_SPEEDS
-                .iter()
-                .find(|(name, _)| c.trim_end_matches("_link") == *name)
-            {
-                Some((_, s)) => (*s, false),
-                None => (DEFAULT_SPEED_KMH, true),
-            },
-            (None, None) => (DEFAULT_SPEED_KMH, true),
+        let Some(template) = road_of(props) else {
+            skipped += 1;
+            continue;
         };
-        let oneway = match text(props.get("oneway"))
-            .as_deref()
-            .map(str::to_ascii_lowercase)
-            .as_deref()
-        {
-            Some("yes" | "true" | "1" | "f") => OneWay::Forward,
-            Some("-1" | "reverse" | "t") => OneWay::Backward,
-            // Motorways are one way unless tagged otherwise (OpenStreetMap's rule).
-            None if class.as_deref() == Some("motorway") => OneWay::Forward,
-            _ => OneWay::Both,
-        };
-        let lanes = props
-            .get("lanes")
-            .and_then(number)
-            .filter(|l| *l >= 1.0)
-            .map(|l| l as u32);
         for points in lines {
             if points.len() < 2 {
                 return Err(format!("{}: a line needs two points at least", which(i, f)));
             }
             roads.push(Road {
                 points,
-                oneway,
-                speed_mps: speed_kmh / 3.6,
-                speed_by_default: by_default,
-                lanes,
+                ..template.clone()
             });
         }
     }

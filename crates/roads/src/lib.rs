@@ -1,7 +1,8 @@
 //! A city's road network from its GIS files, as the hub's link table: links between
 //! adjacent checkpoints (the cameras) with their length and free-flow time.
 //!
-//! Roads come as GeoJSON lines (`geojson`), checkpoints as points. Each checkpoint is
+//! Roads come as GeoJSON lines (`geojson`) or an OpenStreetMap extract (`osm`),
+//! checkpoints as points. Each checkpoint is
 //! snapped to the nearest road within `snap_m` and splits it there; then from each
 //! checkpoint a shortest-time search follows the roads (their directions) until it meets
 //! other checkpoints: each one met first along a path is a link. Free-flow time is length
@@ -10,14 +11,16 @@
 //! given. Distances are on a local flat projection around the network's centre, exact to
 //! well under 0.5 % across a city.
 //!
-//! No I/O: text in, rows out (the CLI's `network import` reads and writes the files).
+//! No file I/O: bytes in, rows out (the CLI's `network import` reads and writes the files).
 
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
 
 pub mod geojson;
+pub mod osm;
 
 pub use geojson::{parse_checkpoints, parse_districts, parse_roads};
+pub use osm::parse_osm_pbf;
 
 /// Which way a road may be driven, relative to the order of its points.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

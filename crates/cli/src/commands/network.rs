@@ -19,11 +19,14 @@ enum Command {
     /// speed limit or road class, fewest lanes, district), written as transport.links and
     /// transport.checkpoints NDJSON in --out.
     #[command(
-        after_help = "OpenStreetMap: convert a .osm.pbf extract to GeoJSON lines first, e.g.\n  osmium tags-filter city.osm.pbf w/highway -o roads.osm.pbf && osmium export roads.osm.pbf -o roads.geojson\nthen: citybrain network import --roads roads.geojson --checkpoints cameras.csv --out net/\n      citybrain ingest transport.links net/links.ndjson; citybrain ingest transport.checkpoints net/checkpoints.ndjson"
+        after_help = "OpenStreetMap: pass the extract itself (--roads city.osm.pbf, from Geofabrik, BBBike or
+`osmium extract`): ways tagged highway for cars become roads.
+then: citybrain ingest transport.links net/links.ndjson; citybrain ingest transport.checkpoints net/checkpoints.ndjson"
     )]
     Import {
-        /// Roads: GeoJSON LineString/MultiLineString features with maxspeed (km/h) or
-        /// highway/fclass (road class), oneway and lanes properties.
+        /// Roads: an OpenStreetMap extract (.osm.pbf), or GeoJSON LineString/
+        /// MultiLineString features with maxspeed (km/h) or highway/fclass (road class),
+        /// oneway and lanes properties.
         #[arg(long)]
         roads: PathBuf,
         /// Checkpoints: GeoJSON Point features with a checkpoint_id property, or a CSV with
@@ -114,11 +117,17 @@ pub fn run(args: Args) -> Result<()> {
         intersection_m,
         max_link_m,
     } = args.command;
-    let (road_list, skipped) = citybrain_roads::parse_roads(&read(&roads)?)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", roads.display()))?;
+    let (road_list, skipped) = if roads.to_string_lossy().ends_with(".pbf") {
+        let bytes =
+            std::fs::read(&roads).with_context(|| format!("reading {}", roads.display()))?;
+        citybrain_roads::parse_osm_pbf(&bytes)
+    } else {
+        citybrain_roads::parse_roads(&read(&roads)?)
+    }
+    .map_err(|e| anyhow::anyhow!("{}: {e}", roads.display()))?;
     if road_list.is_empty() {
         bail!(
-            "{} has no LineString or MultiLineString features: is it the road layer?",
+            "{} has no roads for cars (LineString features, or OpenStreetMap ways tagged highway): is it the road layer?",
             roads.display()
         );
     }
@@ -191,7 +200,7 @@ pub fn run(args: Args) -> Result<()> {
         imported.roads_at_default_speed,
         citybrain_roads::geojson::DEFAULT_SPEED_KMH,
         if skipped > 0 {
-            format!("; {skipped} features not lines, skipped")
+            format!("; {skipped} not roads for cars or not lines, skipped")
         } else {
             String::new()
         },
