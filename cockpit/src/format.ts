@@ -16,6 +16,15 @@ export interface City {
  */
 export let CITY_TZ = 'Asia/Shanghai';
 
+/** Where the map opens when the city has no network yet (the profile's `map`). */
+export let CITY_MAP: City['map'] = undefined;
+
+/** Takes the city profile's clock and map (at sign-in). */
+export function setCity(city: City): void {
+  setCityZone(city.time_zone);
+  CITY_MAP = city.map;
+}
+
 export function setCityZone(zone: string): void {
   try {
     // A zone the browser does not know would throw at every format: keep the last good one.

@@ -2,7 +2,7 @@
 
 import './style.css';
 import { Api, ApiError, storedToken, storeToken, takeTokenFromFragment, type Whoami } from './api';
-import { type City, dateTime, el, setCityZone } from './format';
+import { type City, dateTime, el, setCity } from './format';
 import { lang, setLang, t } from './i18n';
 import { LiveFeed } from './live';
 import type { Context } from './page';
@@ -50,7 +50,7 @@ async function start(): Promise<void> {
   try {
     whoami = await api.get<Whoami>('/api/v1/whoami');
     city = await api.get<City>('/api/v1/city');
-    setCityZone(city.time_zone);
+    setCity(city);
   } catch (e) {
     storeToken(null);
     return signIn(e instanceof ApiError ? `${t('login.failed')}: ${e.message}` : String(e));

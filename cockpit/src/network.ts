@@ -2,6 +2,7 @@
 // transport.links): no tile server, no CDN, so the map works offline.
 
 import type { Api } from './api';
+import { CITY_MAP } from './format';
 
 export interface Checkpoint {
   checkpoint_id: number;
@@ -66,6 +67,13 @@ async function load(api: Api): Promise<Network> {
       properties: { link_id: id, district: link.district },
       geometry: { type: 'LineString', coordinates: [[from.lon, from.lat], [to.lon, to.lat]] },
     });
+  }
+  if (checkpoints.length === 0) {
+    // No network yet (a new city): the profile's extent, or a few kilometres around its
+    // centre, or the world.
+    const map = CITY_MAP;
+    [minLon, minLat, maxLon, maxLat] = map?.bounds ??
+      (map ? [map.centre[0] - 0.05, map.centre[1] - 0.05, map.centre[0] + 0.05, map.centre[1] + 0.05] : [-170, -60, 170, 75]);
   }
   return {
     checkpoints: {

@@ -4,7 +4,7 @@
 //! (plate, checkpoint, time passed) and writes local time without a zone; a mapping says
 //! which column fills which field, how its times are written and in which zone, which
 //! fields are constants, and which plates to normalise (full-width characters, spaces, the
-//! `·` separator, lower case). Values are read leniently as a CSV cell is (`"12"` is an
+//! `·` separator, lower case); times can also follow any strftime `pattern`. Values are read leniently as a CSV cell is (`"12"` is an
 //! integer), and a refused record names the source column, so the sender can find it in
 //! their own export.
 //!
@@ -71,6 +71,10 @@ pub struct FieldSource {
     /// How a timestamp field's source writes time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time: Option<TimeFormat>,
+    /// With `time = "pattern"`: a strftime pattern (`%d/%m/%Y %H:%M`), local time in the
+    /// zone unless the pattern reads an offset (`%z`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<String>,
     /// Normalise a plate: full-width to half-width, no spaces or separators, upper case.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub plate: bool,
@@ -91,6 +95,8 @@ pub enum TimeFormat {
     EpochS,
     /// Milliseconds since 1970-01-01 UTC.
     EpochMs,
+    /// The field's `pattern` (strftime).
+    Pattern,
 }
 
 impl TimeFormat {
@@ -101,6 +107,7 @@ impl TimeFormat {
             Self::Compact => "compact",
             Self::EpochS => "epoch_s",
             Self::EpochMs => "epoch_ms",
+            Self::Pattern => "pattern",
         }
     }
 }
@@ -177,6 +184,22 @@ pub(crate) fn check(def: &DatasetDef, problems: &mut Vec<SchemaProblem>) {
                     ),
                 );
             }
+            match (source.time, &source.pattern) {
+                (Some(TimeFormat::Pattern), None) => say(
+                    Some(field),
+                    "time = \"pattern\" needs pattern = \"...\" (strftime, e.g. %d/%m/%Y %H:%M)"
+                        .to_string(),
+                ),
+                (Some(TimeFormat::Pattern), Some(p)) if !pattern_is_valid(p) => say(
+                    Some(field),
+                    format!("pattern '{p}' is not a strftime pattern chrono reads"),
+                ),
+                (t, Some(_)) if t != Some(TimeFormat::Pattern) => say(
+                    Some(field),
+                    "pattern applies with time = \"pattern\"".to_string(),
+                ),
+                _ => {}
+            }
             if source.plate && f.field_type != FieldType::String {
                 say(Some(field), "plate applies to string fields".to_string());
             }
@@ -206,6 +229,7 @@ struct Rule<'m> {
     source: Option<&'m str>,
     constant: Option<Raw<'m>>,
     time: Option<TimeFormat>,
+    pattern: Option<&'m str>,
     plate: bool,
     ty: FieldType,
 }
@@ -266,6 +290,7 @@ impl<'m> Mapper<'m> {
                             .as_ref()
                             .map(|v| constant(v, f.field_type).unwrap_or(Raw::Null)),
                         time: source.time,
+                        pattern: source.pattern.as_deref(),
                         plate: source.plate,
                         ty: f.field_type,
                     }));
@@ -353,7 +378,7 @@ impl<'m> Mapper<'m> {
 
     fn fix<'a>(&self, rule: &Rule, raw: Raw<'a>) -> Result<Raw<'a>, String> {
         if let Some(format) = rule.time {
-            return self.time(format, raw);
+            return self.time(format, rule.pattern, raw);
         }
         match (rule.ty, raw) {
             (FieldType::String, Raw::Str(s)) if rule.plate => Ok(Raw::Str(normalise_plate(s))),
@@ -364,7 +389,12 @@ impl<'m> Mapper<'m> {
         }
     }
 
-    fn time<'a>(&self, format: TimeFormat, raw: Raw<'a>) -> Result<Raw<'a>, String> {
+    fn time<'a>(
+        &self,
+        format: TimeFormat,
+        pattern: Option<&str>,
+        raw: Raw<'a>,
+    ) -> Result<Raw<'a>, String> {
         let wrong = |what: &str| {
             Err(format!(
                 "expected a time written as {} ({what})",
@@ -388,6 +418,7 @@ impl<'m> Mapper<'m> {
             _ => return wrong("got neither text nor a number"),
         };
         let parsed = match format {
+            TimeFormat::Pattern => parse_pattern(text, pattern.unwrap_or_default(), &self.zone),
             TimeFormat::Rfc3339 => Timestamp::parse(text).map_err(|e| e.to_string()),
             TimeFormat::Local => {
                 Timestamp::parse_local(text, &self.zone).map_err(|e| e.to_string())
@@ -417,6 +448,27 @@ impl<'m> Mapper<'m> {
         };
         parsed.map(|t| Raw::Micros(t.0))
     }
+}
+
+/// Whether chrono can read with `pattern` (checked once, with the definition).
+fn pattern_is_valid(pattern: &str) -> bool {
+    chrono::format::StrftimeItems::new(pattern)
+        .all(|item| !matches!(item, chrono::format::Item::Error))
+}
+
+/// A time written by a strftime `pattern`: with an offset (`%z`) as written, else local in
+/// `zone`.
+fn parse_pattern(text: &str, pattern: &str, zone: &TimeZone) -> Result<Timestamp, String> {
+    let wrong =
+        |e: chrono::ParseError| format!("'{text}' does not match the pattern '{pattern}': {e}");
+    if let Ok(t) = chrono::DateTime::parse_from_str(text, pattern) {
+        return Ok(Timestamp(t.timestamp_micros()));
+    }
+    let local = chrono::NaiveDateTime::parse_from_str(text, pattern).map_err(wrong)?;
+    let utc = local.and_utc();
+    let local_s = utc.timestamp();
+    let micros = i64::from(utc.timestamp_subsec_micros());
+    Ok(Timestamp(zone.from_local_s(local_s) * 1_000_000 + micros))
 }
 
 /// A plate as the hub keeps them: `浙A·12345`, `浙Ａ１２３４５`, ` 浙a 12345` all become

@@ -307,3 +307,26 @@ fn the_hub_ingests_through_a_mapping_in_the_citys_zone() {
     assert_eq!(snapshot.rows(), 1);
     assert_eq!(rows(&snapshot.tail[0])[0].0, "2026-03-02T02:00:00Z");
 }
+
+#[test]
+fn any_other_time_layout_through_a_strftime_pattern() {
+    let mut text = DEF.to_string();
+    text.push_str(
+        "\n[mappings.dmy]\n[mappings.dmy.fields]\nts = { from = \"t\", time = \"pattern\", pattern = \"%d/%m/%Y %H:%M\" }\ncheckpoint_id = { from = \"k\" }\nplate = { from = \"p\" }\n",
+    );
+    let def = DatasetDef::from_file_text("d.toml", &text).unwrap();
+    assert!(def.check().is_empty(), "{:?}", def.check());
+    let body = "{\"t\":\"2/3/2026 8:15\",\"k\":1,\"p\":\"A\"}\n{\"t\":\"2026-03-02\",\"k\":1,\"p\":\"A\"}\n";
+    let decoded = decode(&def, "dmy", "Asia/Shanghai", Format::Ndjson, body);
+    assert_eq!(rows(&decoded.batch)[0].0, "2026-03-02T00:15:00Z");
+    let p = &decoded.rejected[0].problems[0];
+    assert_eq!(p.field.as_deref(), Some("t"));
+    assert!(p.reason.contains("%d/%m/%Y %H:%M"), "{}", p.reason);
+    // A pattern without time = "pattern", and one chrono cannot read, are refused up front.
+    let bad = format!(
+        "{DEF}\n[mappings.x]\n[mappings.x.fields]\nts = {{ from = \"t\", time = \"pattern\", pattern = \"%Q\" }}\nplate = {{ from = \"p\", pattern = \"%Y\" }}\n"
+    );
+    let def = DatasetDef::from_file_text("d.toml", &bad).unwrap();
+    let problems: Vec<String> = def.check().iter().map(|p| p.to_string()).collect();
+    assert_eq!(problems.len(), 2, "{problems:?}");
+}
