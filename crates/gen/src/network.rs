@@ -58,7 +58,10 @@ impl Network {
         };
         let (line, head) = next("the intersection count")?;
         let n = num(line, head.first().copied().unwrap_or(""))? as usize;
-        let mut intersections = Vec::with_capacity(n);
+        // A count is a claim of the file's: reserve no more than its lines can hold (a
+        // count of 3e33 asked for an impossible allocation; found by fuzzing).
+        let lines_left = text.lines().count();
+        let mut intersections = Vec::with_capacity(n.min(lines_left));
         for _ in 0..n {
             let (line, f) = next("an intersection")?;
             if f.len() < 4 {
@@ -75,7 +78,7 @@ impl Network {
         let index_of = |id: u64| intersections.iter().position(|i| i.id == id);
         let (line, head) = next("the road count")?;
         let n_roads = num(line, head.first().copied().unwrap_or(""))? as usize;
-        let mut roads = Vec::with_capacity(2 * n_roads);
+        let mut roads = Vec::with_capacity(2 * n_roads.min(lines_left));
         for _ in 0..n_roads {
             let (line, f) = next("a road")?;
             if f.len() < 8 {

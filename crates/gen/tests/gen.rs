@@ -64,3 +64,13 @@ fn one_trip_each_when_asked() {
         truth.trips
     );
 }
+
+/// Found by fuzzing: a network file's counts are claims, not allocations to make.
+#[test]
+fn a_network_claiming_absurd_counts_is_refused_not_allocated() {
+    let e = citybrain_gen::Network::parse("33333333333333333333333333333333333333333333\n")
+        .unwrap_err();
+    assert!(e.contains("ends"), "{e}");
+    let e = citybrain_gen::Network::parse("1\n30 120 1 1\n999999999999999999999\n").unwrap_err();
+    assert!(e.contains("ends"), "{e}");
+}

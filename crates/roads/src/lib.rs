@@ -217,22 +217,36 @@ type Arc = (usize, f64, f64, Option<u32>);
 struct Grid {
     cell: f64,
     cells: HashMap<(i64, i64), Vec<usize>>,
+    /// Segments too long to file cell by cell (a line across a continent would be millions
+    /// of cells; found by fuzzing): looked at for every point.
+    long: Vec<usize>,
 }
+
+/// Cells a segment may be filed under before it counts as long.
+const MAX_CELLS: i64 = 1024;
 
 impl Grid {
     fn new(cell: f64, nodes: &[(f64, f64)], segments: &[Segment]) -> Self {
         let mut cells: HashMap<(i64, i64), Vec<usize>> = HashMap::new();
+        let mut long = Vec::new();
         for (k, s) in segments.iter().enumerate() {
             let (p, q) = (nodes[s.a], nodes[s.b]);
             let (x0, x1) = (p.0.min(q.0), p.0.max(q.0));
             let (y0, y1) = (p.1.min(q.1), p.1.max(q.1));
-            for cx in (x0 / cell).floor() as i64..=(x1 / cell).floor() as i64 {
-                for cy in (y0 / cell).floor() as i64..=(y1 / cell).floor() as i64 {
+            let (cx0, cx1) = ((x0 / cell).floor() as i64, (x1 / cell).floor() as i64);
+            let (cy0, cy1) = ((y0 / cell).floor() as i64, (y1 / cell).floor() as i64);
+            let span = (cx1 - cx0 + 1).saturating_mul(cy1 - cy0 + 1);
+            if !(0..=MAX_CELLS).contains(&span) {
+                long.push(k);
+                continue;
+            }
+            for cx in cx0..=cx1 {
+                for cy in cy0..=cy1 {
                     cells.entry((cx, cy)).or_default().push(k);
                 }
             }
         }
-        Self { cell, cells }
+        Self { cell, cells, long }
     }
 
     /// Segments in the cells within one cell of `p`.
@@ -245,6 +259,7 @@ impl Grid {
             .flat_map(move |x| (cy - 1..=cy + 1).map(move |y| (x, y)))
             .filter_map(|c| self.cells.get(&c))
             .flatten()
+            .chain(&self.long)
             .copied()
     }
 }
@@ -612,6 +627,42 @@ mod tests {
         // Every arm links to the crossing's camera and back, and no arm to another.
         assert_eq!(pairs.len(), 8, "{pairs:?}");
         assert!(pairs.iter().all(|p| p.0 == 9 || p.1 == 9), "{pairs:?}");
+    }
+
+    /// Found by fuzzing: a road across half the globe was filed in every 50 m cell it
+    /// crosses (hours of work); now it is looked at for every checkpoint instead.
+    #[test]
+    fn a_road_across_a_continent_is_imported_at_once() {
+        let roads = [Road {
+            points: vec![(-170.0, -60.0), (170.0, 75.0)],
+            oneway: OneWay::Both,
+            speed_mps: 10.0,
+            speed_by_default: false,
+            lanes: None,
+        }];
+        let checkpoints = [
+            Checkpoint {
+                id: 1,
+                lon: -170.0,
+                lat: -60.0,
+            },
+            Checkpoint {
+                id: 2,
+                lon: 170.0,
+                lat: 75.0,
+            },
+        ];
+        let got = import(
+            &roads,
+            &checkpoints,
+            &[],
+            Options {
+                max_link_m: f64::INFINITY,
+                ..Options::default()
+            },
+        );
+        assert_eq!(got.checkpoints.len(), 2);
+        assert_eq!(got.links.len(), 2);
     }
 
     #[test]
