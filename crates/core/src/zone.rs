@@ -177,6 +177,11 @@ fn parse_fixed(text: &str) -> Option<i32> {
         b'-' => (-1, &text[1..]),
         _ => return None,
     };
+    // Digits and one colon only, before any slicing by bytes (`+0˿1` split inside its
+    // two-byte character; found by fuzzing).
+    if !rest.bytes().all(|b| b.is_ascii_digit() || b == b':') {
+        return None;
+    }
     let (h, m) = match rest.split_once(':') {
         Some((h, m)) => (h, m),
         None if rest.len() == 4 => rest.split_at(2),
@@ -350,6 +355,8 @@ mod tests {
         assert_eq!(TimeZone::parse("UTC").unwrap().offset_s(123), 0);
         assert!(TimeZone::parse("Asia/Zhengzhou").is_err());
         assert!(TimeZone::parse("+25:00").is_err());
+        // Found by fuzzing: a multi-byte character where the minutes would be.
+        assert!(TimeZone::parse("+0\u{2FF}1").is_err());
         let z: TimeZone = serde_json::from_str("\"America/New_York\"").unwrap();
         assert_eq!(serde_json::to_string(&z).unwrap(), "\"America/New_York\"");
     }
