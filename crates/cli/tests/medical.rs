@@ -236,8 +236,12 @@ fn a_kill_never_counts_an_order_twice() {
         seed ^= seed >> 7;
         seed ^= seed << 17;
         let (base, token, batch) = (server.base.clone(), city.hospital.clone(), orders.clone());
+        // The kill comes once a pseudo-random number of orders has been answered, while the
+        // next ones are on their way: in the middle, whatever the machine's speed.
+        let kill_after = 1 + (seed % (orders.len() as u64 - 2)) as usize;
+        let (answered, wait) = std::sync::mpsc::channel::<()>();
         let sender = std::thread::spawn(move || {
-            for order in batch {
+            for (i, order) in batch.into_iter().enumerate() {
                 let sent = agent()
                     .post(&format!("{base}/api/v1/medical/recognise"))
                     .header("Authorization", &format!("Bearer {token}"))
@@ -246,9 +250,12 @@ fn a_kill_never_counts_an_order_twice() {
                 if sent.is_err() {
                     return; // the server is gone
                 }
+                if i + 1 == kill_after {
+                    let _ = answered.send(());
+                }
             }
         });
-        std::thread::sleep(std::time::Duration::from_millis(20 + seed % 200));
+        let _ = wait.recv();
         server.kill9();
         sender.join().unwrap();
         server = start(dir.path(), &[]);
