@@ -926,3 +926,18 @@ fn a_deleted_dataset_is_gone_and_a_new_one_of_its_name_starts_empty() {
     assert_eq!(hub.info(&name).unwrap().rows, 0);
     assert!(!files.join("stale").exists());
 }
+
+/// Found by fuzzing: a Parquet footer stating a negative column offset made the parquet
+/// crate assert (a panic in the decoder); now the body is refused with the column named.
+#[test]
+fn a_parquet_body_with_impossible_offsets_is_refused_not_a_panic() {
+    // The demo's definition, whose columns the crafted file matches (as the fuzzer's did).
+    let def = DatasetDef::from_file_text(
+        "d.toml",
+        include_str!("../../gen/definitions/transport.anpr_passages.toml"),
+    )
+    .unwrap();
+    let body = include_bytes!("data/crafted_negative_offset.parquet");
+    let e = citybrain_hub::decode::decode(&def, Format::Parquet, body).unwrap_err();
+    assert!(e.to_string().contains("outside the file"), "{e}");
+}
