@@ -227,55 +227,26 @@ fn indices_traffic_counts_local_plates_and_days_by_the_profile() {
 
 #[test]
 fn camera_events_over_mqtt_arrive_through_their_mapping_and_bad_ones_are_kept() {
-    use std::io::Write;
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), &[]);
     server.create_passages();
     assert!(server.stop().success());
     // The passages definition's camera_push mapping names an MQTT topic.
     let server = start(dir.path(), &["--mqtt"]);
-    let port = loop {
-        let text = server.printed.lock().unwrap().clone();
-        if let Some(line) = text.lines().find(|l| l.contains("MQTT feed:")) {
-            assert!(line.contains("citybrain/feeds/camera_push -> transport.anpr_passages through mapping camera_push"), "{line}");
-            let address = line
-                .split("mqtt://")
-                .nth(1)
-                .unwrap()
-                .split_whitespace()
-                .next()
-                .unwrap();
-            break address.rsplit(':').next().unwrap().to_string();
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
+    let port = server.mqtt_port("MQTT feed:");
+    let printed = server.printed.lock().unwrap().clone();
+    assert!(
+        printed.contains(
+            "citybrain/feeds/camera_push -> transport.anpr_passages through mapping camera_push"
+        ),
+        "{printed}"
+    );
     let messages = [
         r#"{"plateNo":"豫A·12345","deviceId":"41","passTime":1772410530250,"laneNo":2,"speed":48.5,"picUrl":"x"}"#,
         r#"{"plateNo":"豫A54321","deviceId":"41","passTime":1772410590000}"#,
         r#"{"deviceId":"41","passTime":1772410600000}"#,
     ];
-    let mut publisher = Command::new("mosquitto_pub")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "-q",
-            "1",
-            "-t",
-            "citybrain/feeds/camera_push",
-            "-l",
-        ])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .expect("mosquitto_pub runs (apt-get install mosquitto-clients; scripts/test installs it)");
-    publisher
-        .stdin
-        .take()
-        .unwrap()
-        .write_all((messages.join("\n") + "\n").as_bytes())
-        .unwrap();
-    assert!(publisher.wait().unwrap().success());
+    mosquitto_pub(&port, "citybrain/feeds/camera_push", &messages);
     let started = std::time::Instant::now();
     while server.count("transport.anpr_passages__rejected") < 1
         || server.count("transport.anpr_passages") < 2

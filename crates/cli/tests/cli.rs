@@ -5,7 +5,7 @@
 //! sharing `common`; tests that wait on a scene wait on its watermark (`Server::applied`,
 //! `Server::caught_up`). To be split by scene (hub, indices, parking, signals, policy).
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 mod common;
@@ -954,20 +954,7 @@ fn berth_sensor_messages_over_mqtt_reach_the_parking_indices() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = start(dir.path(), &["--scale", "0.05", "--mqtt"]);
     // The broker's port, from the line `up` printed.
-    let port = loop {
-        let text = server.printed.lock().unwrap().clone();
-        if let Some(line) = text.lines().find(|l| l.contains("MQTT sensors:")) {
-            let address = line
-                .split("mqtt://")
-                .nth(1)
-                .unwrap()
-                .split_whitespace()
-                .next()
-                .unwrap();
-            break address.rsplit(':').next().unwrap().to_string();
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
+    let port = server.mqtt_port("MQTT sensors:");
     let before = server.sql("SELECT count(*) AS n FROM parking.sensor_events")[0]["n"]
         .as_i64()
         .unwrap();
@@ -980,28 +967,7 @@ fn berth_sensor_messages_over_mqtt_reach_the_parking_indices() {
         r#"{"id":"urn:ngsi-ld:ParkingSpot:34:902","type":"ParkingSpot","status":"parked","refParkingSite":"urn:ngsi-ld:OffStreetParking:34","dateObserved":"2026-11-23T09:02:00+08:00"}"#,
         r#"{"id":"urn:ngsi-ld:ParkingSpot:34:903","type":"ParkingSpot","status":"occupied","refParkingSite":"urn:ngsi-ld:OffStreetParking:34","dateObserved":"2026-11-23T09:06:00+08:00"}"#,
     ];
-    let mut publisher = Command::new("mosquitto_pub")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "-q",
-            "1",
-            "-t",
-            "citybrain/parking/sensors",
-            "-l",
-        ])
-        .stdin(Stdio::piped())
-        .spawn()
-        .expect("mosquitto_pub runs (apt-get install mosquitto-clients; scripts/test installs it)");
-    publisher
-        .stdin
-        .take()
-        .unwrap()
-        .write_all((messages.join("\n") + "\n").as_bytes())
-        .unwrap();
-    assert!(publisher.wait().unwrap().success());
+    mosquitto_pub(&port, "citybrain/parking/sensors", &messages);
     let started = std::time::Instant::now();
     let stored = loop {
         let n = server.sql("SELECT count(*) AS n FROM parking.sensor_events")[0]["n"]

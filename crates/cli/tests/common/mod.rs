@@ -213,6 +213,20 @@ impl Server {
         assert_eq!(status, 201, "{text}");
     }
 
+    /// The port of the MQTT broker `up` printed on its line starting with `label`
+    /// (`MQTT sensors:`, `MQTT feed:`), waiting for the line.
+    pub fn mqtt_port(&self, label: &str) -> String {
+        loop {
+            let text = self.printed.lock().unwrap().clone();
+            if let Some(line) = text.lines().find(|l| l.contains(label)) {
+                let address = line.split("mqtt://").nth(1).unwrap();
+                let address = address.split_whitespace().next().unwrap();
+                return address.rsplit(':').next().unwrap().to_string();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
     /// Stores NDJSON `records` in `dataset` and returns the batch's feed position (to wait
     /// on a scene's watermark with [`Server::applied`]).
     pub fn ingest(&self, dataset: &str, records: &str) -> i64 {
@@ -275,4 +289,21 @@ pub fn department_admin(server: &Server, department: &str) -> String {
     assert_eq!(status, 201, "{text}");
     let issued: serde_json::Value = serde_json::from_str(&text).unwrap();
     issued["token"].as_str().unwrap().to_string()
+}
+
+/// Publishes `messages` (one a line) on `topic` with QoS 1 through Mosquitto's own client.
+pub fn mosquitto_pub(port: &str, topic: &str, messages: &[&str]) {
+    use std::io::Write;
+    let mut publisher = Command::new("mosquitto_pub")
+        .args(["-h", "127.0.0.1", "-p", port, "-q", "1", "-t", topic, "-l"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("mosquitto_pub runs (apt-get install mosquitto-clients; scripts/test installs it)");
+    publisher
+        .stdin
+        .take()
+        .unwrap()
+        .write_all((messages.join("\n") + "\n").as_bytes())
+        .unwrap();
+    assert!(publisher.wait().unwrap().success());
 }
