@@ -196,6 +196,10 @@ pub fn load(hub: &Hub, demo: &Path, clock: Clock) -> Result<Replay> {
             );
         }
         let sent = marks.get(*dataset).map_or(i64::MIN, |m| m.ts);
+        if sent == i64::MAX {
+            // All of it was sent before: no need to read the file again at every start.
+            continue;
+        }
         let path = demo.join(file);
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("reading {}", path.display()))?;
