@@ -7,5 +7,6 @@ import parking from './pages/parking';
 import data from './pages/data';
 import policy from './pages/policy';
 import medical from './pages/medical';
+import cockpits from './pages/cockpits';
 
-export const pages: Page[] = [overview, traffic, parking, policy, medical, data];
+export const pages: Page[] = [overview, cockpits, traffic, parking, policy, medical, data];

@@ -554,12 +554,115 @@ async function emptyPanels(page) {
   }, keys);
 }
 
+/** A panel's SQL with its period bound as the server binds it, computed here from the
+ * instant and the city's zone (an independent path to the same figure). */
+function bindPeriod(sql, atIso, zone) {
+  const at = new Date(atIso);
+  const offsetMin = (d) => {
+    const name = new Intl.DateTimeFormat('en-US', { timeZone: zone, timeZoneName: 'longOffset' })
+      .formatToParts(d).find((p) => p.type === 'timeZoneName').value;
+    const m = /GMT([+-])(\d{2}):(\d{2})/.exec(name);
+    return m ? (m[1] === '-' ? -1 : 1) * (Number(m[2]) * 60 + Number(m[3])) : 0;
+  };
+  const localMidnight = (d, days) => {
+    const local = new Date(d.getTime() + offsetMin(d) * 60000);
+    const guess = Date.UTC(local.getUTCFullYear(), local.getUTCMonth(), local.getUTCDate() + days);
+    return new Date(guess - offsetMin(new Date(guess)) * 60000);
+  };
+  const lit = (d) => `TIMESTAMP '${d.toISOString().replace('.000Z', 'Z')}'`;
+  const values = { at: lit(at), day_start: lit(localMidnight(at, 0)), day_end: lit(localMidnight(at, 1)), week_start: lit(localMidnight(at, -7)) };
+  return sql.replace(/\$(at|day_start|day_end|week_start)\b/g, (_, name) => values[name]);
+}
+
+step('cockpits: every panel of every shipped cockpit shows what SQL answers, and a hidden panel says why', async () => {
+  const city = await api(server.base, token, '/api/v1/city');
+  await page.goto(`${server.base}/#/cockpits`);
+  await page.waitForSelector('main[data-page=cockpits][data-ready=true]', { timeout: 20000 });
+  const listed = await page.locator('[data-cockpit]').evaluateAll((ns) => ns.map((n) => n.dataset.cockpit));
+  check(listed.join() === 'city_leader,transport,district_nw,market,health,community', `cockpits listed: ${listed}`);
+  let panels = 0;
+  let denied = 0;
+  for (const id of listed) {
+    await page.goto('about:blank');
+    await page.goto(`${server.base}/#/cockpits?id=${id}`);
+    await page.waitForSelector(`main[data-page=cockpits][data-ready=true] #cockpit-grid[data-cockpit=${id}]`, { timeout: 30000 });
+    const at = await page.getAttribute('#cockpit-at', 'data-at');
+    check(at, `${id}: the page does not say which instant it shows`);
+    const def = await api(server.base, token, `/api/v1/cockpits/${id}`);
+    for (const p of def.panel) {
+      panels++;
+      const node = page.locator(`[data-panel=${p.id}]`);
+      const shown = await node.evaluate((n) => ({ ...n.dataset, items: n.querySelectorAll('tbody tr, li').length, series: n.querySelector('.panel-chart')?.dataset.series }));
+      const sql = bindPeriod(p.sql, at, city.time_zone);
+      const response = await fetch(server.base + '/api/v1/sql', {
+        method: 'POST',
+        headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json', Accept: 'application/json' },
+        body: JSON.stringify({ sql, purpose: 'browser test: the expected figure' }),
+      });
+      const where = `${id}/${p.id}`;
+      if (response.status === 403) {
+        denied++;
+        check(shown.denied === 'true', `${where}: the viewer may not read it, but the page does not say so`);
+        const words = await node.innerText();
+        check(/grant/.test(words), `${where}: the refusal does not name the grant: ${words}`);
+        continue;
+      }
+      const body = await response.text();
+      check(response.ok, `${where}: the expected query failed: ${response.status} ${body}`);
+      const expected = JSON.parse(body);
+      check(shown.denied === undefined, `${where}: shown as denied although the viewer may read it`);
+      switch (p.kind) {
+        case 'kpi': {
+          const want = expected[0]?.value;
+          check(want === undefined || want === null ? shown.value === '' : Math.abs(Number(shown.value) - Number(want)) < 1e-9, `${where}: shows ${shown.value}, SQL says ${want}`);
+          break;
+        }
+        case 'ranking':
+        case 'alerts': {
+          const n = Math.min(p.limit ?? 10, expected.length);
+          check(shown.items === n, `${where}: ${shown.items} rows shown, SQL gives ${n}`);
+          if (p.kind === 'ranking' && n > 0 && 'value' in expected[0]) {
+            const first = await node.locator('tbody tr:first-child td[data-column=value]').getAttribute('data-raw');
+            check(Math.abs(Number(first) - Number(expected[0].value)) < 1e-9, `${where}: first value ${first}, SQL says ${expected[0].value}`);
+          }
+          break;
+        }
+        case 'series': {
+          const names = new Set(expected.map((r) => String(r.series ?? '')));
+          check(expected.length === 0 || Number(shown.series) === names.size, `${where}: ${shown.series} lines drawn, SQL gives ${names.size}`);
+          break;
+        }
+        case 'map':
+          check(Number(shown.features) === expected.length, `${where}: ${shown.features} features drawn, SQL gives ${expected.length}`);
+          break;
+      }
+    }
+    for (const lang of ['en', 'zh']) {
+      if (id !== 'city_leader') break;
+      await page.evaluate((l) => localStorage.setItem('citybrain.lang', l), lang);
+      await page.goto('about:blank');
+      await page.goto(`${server.base}/#/cockpits?id=${id}`);
+      await page.waitForSelector(`main[data-page=cockpits][data-ready=true]`, { timeout: 30000 });
+      await page.waitForFunction(() => [...document.querySelectorAll('[data-kind=map]')].every((n) => n.dataset.idle === 'true'), null, { timeout: 20000 });
+      await page.screenshot({ path: join(out, `cockpit-${id}-${lang}.png`) });
+    }
+    await page.evaluate(() => localStorage.setItem('citybrain.lang', 'en'));
+  }
+  results.cockpit_panels_checked = panels;
+  results.cockpit_panels_denied = denied;
+  check(denied >= 1, 'no panel was hidden from the office; market.enterprises should be');
+  // The market department's own admin sees the panel the office may not.
+  const market = readFileSync(join(data, 'market.token'), 'utf8').trim();
+  const own = await api(server.base, market, '/api/v1/cockpits/market/panels/enterprises_by_district');
+  check(own.rows?.length > 0, `the market admin does not see its own panel: ${JSON.stringify(own)}`);
+});
+
 step('every page, in English and in Chinese, is full: no empty panel, chart or placeholder', async () => {
   // Issue 30: what a newcomer sees first. Each page's screenshot is in cockpit/tests/out.
   const problems = [];
   for (const lang of ['en', 'zh']) {
     await page.evaluate((l) => localStorage.setItem('citybrain.lang', l), lang);
-    for (const id of ['overview', 'traffic', 'parking', 'policy', 'medical', 'data']) {
+    for (const id of ['overview', 'cockpits', 'traffic', 'parking', 'policy', 'medical', 'data']) {
       await page.goto('about:blank');
       await page.goto(`${server.base}/#/${id}`);
       await page.waitForSelector(`main[data-page=${id}][data-ready=true]`, { timeout: 20000 });

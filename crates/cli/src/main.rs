@@ -55,6 +55,8 @@ enum Command {
     /// Signal control: citybrain's controller against fixed-time plans and max-pressure,
     /// in SUMO.
     Signals(commands::signals::Args),
+    /// Cockpits as files: apply, check, list, show and delete per-role cockpits.
+    Cockpits(commands::cockpits::Args),
     /// Show who the token belongs to.
     Whoami(commands::whoami::Args),
 }
@@ -116,6 +118,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Parking(args) => parking::run(args),
         Command::Policy(args) => policy::run(args),
         Command::Signals(args) => signals::run(args),
+        Command::Cockpits(args) => cockpits::run(args),
         Command::Whoami(args) => whoami::run(args),
     }
 }

@@ -26,7 +26,9 @@ fn rules(name: &str) -> Option<(&'static [&'static str], &'static [&'static str]
         "citybrain-core" => (&[], IO),
         // Pure scene and generator crates: vocabulary only.
         "citybrain-gen" | "citybrain-indices" | "citybrain-parking" | "citybrain-alerts"
-        | "citybrain-rules" | "citybrain-medical" => (&["citybrain-core"], IO),
+        | "citybrain-rules" | "citybrain-medical" | "citybrain-cockpits" => {
+            (&["citybrain-core"], IO)
+        }
         // Road networks from GIS files: text in, rows out; not even the vocabulary.
         "citybrain-roads" => (&[], IO),
         // Signal control knows no simulator, no hub, no network.
@@ -95,6 +97,7 @@ fn rules(name: &str) -> Option<(&'static [&'static str], &'static [&'static str]
                 "citybrain-alerts",
                 "citybrain-rules",
                 "citybrain-medical",
+                "citybrain-cockpits",
                 "citybrain-signals",
                 "citybrain-sumo",
             ],
@@ -114,6 +117,7 @@ fn rules(name: &str) -> Option<(&'static [&'static str], &'static [&'static str]
                 "citybrain-alerts",
                 "citybrain-rules",
                 "citybrain-medical",
+                "citybrain-cockpits",
                 "citybrain-signals",
                 "citybrain-sumo",
                 "citybrain-pg",

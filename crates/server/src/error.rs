@@ -46,6 +46,7 @@ error_codes! {
     BodyUnreadable = "body_unreadable", "The request body could not be read";
     BreakingSchemaChange = "breaking_schema_change", "The new definition would make stored data unreadable";
     CannotExplain = "cannot_explain", "The enterprise cannot be decided (not found, or its facts do not fit)";
+    CockpitNotFound = "cockpit_not_found", "No such cockpit or panel, or one your department may not open (the two are not told apart)";
     Conflict = "conflict", "The change conflicts with the current state";
     DatasetExists = "dataset_exists", "A dataset of that name exists";
     DatasetNotFound = "dataset_not_found", "No such dataset, or one you may not see (the two are not told apart)";
@@ -56,6 +57,7 @@ error_codes! {
     InvalidBody = "invalid_body", "The JSON body is malformed or misses a field";
     InvalidDatasetName = "invalid_dataset_name", "Not a namespace.table name";
     InvalidDefinition = "invalid_definition", "The dataset definition has problems; details list them";
+    InvalidCockpit = "invalid_cockpit", "The cockpit definition has problems; details list them, each naming its panel";
     InvalidDepartment = "invalid_department", "Not a department id";
     InvalidExpiry = "invalid_expiry", "The token expiry is out of range";
     InvalidFormat = "invalid_format", "format must be json, csv, excel (CSV with a UTF-8 byte-order mark), arrow or geojson";
@@ -76,6 +78,7 @@ error_codes! {
     NameMismatch = "name_mismatch", "The name in the path and in the definition differ";
     NamespaceNotYours = "namespace_not_yours", "The namespace is reserved or another department owns it";
     NotFound = "not_found", "No such governance object";
+    PanelMisdefined = "panel_misdefined", "The panel's query does not return the columns its kind draws";
     RunFailed = "run_failed", "The payout run could not decide or store";
     RunInProgress = "run_in_progress", "A payout run is in progress";
     SceneUnavailable = "scene_unavailable", "The scene is not running on this server (the message says why)";
@@ -132,6 +135,12 @@ impl ApiError {
             message: message.into(),
             details: None,
         }
+    }
+
+    /// The error with `details` (each problem, for a client to list).
+    pub fn with_details(mut self, details: serde_json::Value) -> Self {
+        self.details = Some(details);
+        self
     }
 
     pub fn message(&self) -> &str {

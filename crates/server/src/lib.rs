@@ -11,6 +11,7 @@
 
 mod city;
 mod cockpit;
+pub mod cockpits;
 mod error;
 mod extract;
 mod governance;
@@ -153,6 +154,9 @@ pub fn api_routes(scenes: &scene::Scenes) -> OpenApiRouter<AppState> {
         .routes(routes!(governance::whoami))
         .routes(routes!(city::profile))
         .routes(routes!(scene::list))
+        .routes(routes!(cockpits::list))
+        .routes(routes!(cockpits::get, cockpits::put, cockpits::delete))
+        .routes(routes!(cockpits::panel))
         .routes(routes!(
             governance::list_departments,
             governance::create_department

@@ -5,6 +5,7 @@
 use serde_json::Value;
 
 pub mod audit;
+pub mod cockpits;
 pub mod datasets;
 pub mod departments;
 pub mod generate;

@@ -376,6 +376,7 @@ fn up(
         if demo {
             demo::pay_last_period(&state).await?;
             demo::recognise_planted(&state, data).await?;
+            demo::cockpits(&state, data).await?;
         }
         let (mut mosquitto, broker) = match mqtt {
             Mqtt::Off => (None, None),

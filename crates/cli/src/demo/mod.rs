@@ -45,6 +45,40 @@ pub async fn pay_last_period(state: &citybrain_server::AppState) -> Result<()> {
     Ok(())
 }
 
+/// The demo's cockpits, one per role (files a city edits or replaces; see docs/cockpits.md).
+pub const COCKPITS: &[(&str, &str)] = &[
+    (
+        "city_leader.toml",
+        include_str!("cockpits/city_leader.toml"),
+    ),
+    ("transport.toml", include_str!("cockpits/transport.toml")),
+    (
+        "district_nw.toml",
+        include_str!("cockpits/district_nw.toml"),
+    ),
+    ("market.toml", include_str!("cockpits/market.toml")),
+    ("health.toml", include_str!("cockpits/health.toml")),
+    ("community.toml", include_str!("cockpits/community.toml")),
+];
+
+/// Applies the demo's cockpits that the data directory does not hold yet, as the hub admin
+/// would with `citybrain cockpits apply`: one edited by hand keeps its edits; one deleted
+/// comes back at the demo's next start.
+pub async fn cockpits(state: &citybrain_server::AppState, data: &Path) -> Result<()> {
+    let folder = citybrain_server::cockpits::dir(data);
+    let admin = Gov::admin_principal();
+    for (name, text) in COCKPITS {
+        let stem = name.trim_end_matches(".toml");
+        if folder.join(name).exists() || folder.join(format!("{stem}.json")).exists() {
+            continue;
+        }
+        citybrain_server::cockpits::apply(state, &admin, name, text)
+            .await
+            .map_err(|e| anyhow::anyhow!("the demo's cockpit {name}: {e}"))?;
+    }
+    Ok(())
+}
+
 /// The demo hospital that asks for recognitions, and its doctor.
 const HOSPITAL: &str = "hz_first_people";
 const HOSPITAL_PRINCIPAL: &str = "hz_first_people_doctor";
@@ -286,6 +320,7 @@ fn governance(gov: &Gov, hub: &Hub, data: &Path) -> Result<()> {
         ("civil_affairs", "Civil Affairs Bureau 民政局"),
         ("community", "Community grid workers 社区网格"),
         ("city_office", "City Operations Office 城市运行管理中心"),
+        ("district_nw", "North-west District Office 西北区政府"),
         (
             HOSPITAL,
             "Hangzhou First People's Hospital 杭州市第一人民医院",

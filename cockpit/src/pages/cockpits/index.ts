@@ -1,0 +1,295 @@
+// Cockpits as files (数字驾驶舱): `#/cockpits` lists the cockpits the viewer's department may
+// open; `#/cockpits?id=X` draws one from its definition. Every panel is fetched from
+// GET /api/v1/cockpits/X/panels/P, which runs the panel's query as the viewer: a panel the
+// viewer may not read comes back `denied` with the grant it needs, and says so here.
+
+import { ApiError } from '../../api';
+import { AXIS, chart } from '../../charts';
+import { cityOffset, dateTime, el } from '../../format';
+import { lang, t } from '../../i18n';
+import { cityMap, upsertGeoJson } from '../../map';
+import { network } from '../../network';
+import type { Context, Page } from '../../page';
+import { type Cockpit, type PanelDef, type PanelAnswer, LEVEL_COLOR, levelOf, write, text } from './model';
+
+interface Summary {
+  id: string;
+  department: string;
+  title: { en: string; zh: string };
+  purpose?: { en: string; zh: string } | null;
+  panels: number;
+}
+
+const page: Page = {
+  id: 'cockpits',
+  label: 'nav.cockpits',
+  mount(root: HTMLElement, ctx: Context) {
+    const id = ctx.params.get('id');
+    const cleanups: (() => void)[] = [];
+    const fail = (e: unknown) => root.append(el('div', { class: 'error' }, `${t('error')}: ${e instanceof Error ? e.message : String(e)}`));
+    if (!id) void list(root, ctx).catch(fail);
+    else void show(root, ctx, id, cleanups).catch(fail);
+    return () => cleanups.forEach((c) => c());
+  },
+};
+
+async function list(root: HTMLElement, ctx: Context): Promise<void> {
+  const { cockpits } = await ctx.api.get<{ cockpits: Summary[] }>('/api/v1/cockpits');
+  const cards = cockpits.map((c) =>
+    el(
+      'a',
+      { class: 'card cockpit-card', href: `#/cockpits?id=${encodeURIComponent(c.id)}`, 'data-cockpit': c.id },
+      el('h2', {}, text(c.title)),
+      el('p', { class: 'muted' }, c.purpose ? text(c.purpose) : ''),
+      el('p', { class: 'muted' }, `${c.department} · ${c.panels} ${t('cockpits.panels')}`),
+    ),
+  );
+  root.append(
+    el('section', { class: 'card wide' }, el('h2', {}, t('cockpits.title')), el('p', { class: 'muted' }, t('cockpits.help'))),
+    cockpits.length
+      ? el('div', { class: 'cockpit-list', id: 'cockpit-list' }, ...cards)
+      : el('p', { class: 'muted empty-state', id: 'cockpits-none' }, t('cockpits.none')),
+  );
+  root.dataset.count = String(cockpits.length);
+  root.dataset.ready = 'true';
+}
+
+async function show(root: HTMLElement, ctx: Context, id: string, cleanups: (() => void)[]): Promise<void> {
+  let cockpit: Cockpit;
+  try {
+    cockpit = await ctx.api.get<Cockpit>(`/api/v1/cockpits/${encodeURIComponent(id)}`);
+  } catch (e) {
+    if (!(e instanceof ApiError) || e.status !== 404) throw e;
+    root.append(el('p', { class: 'muted empty-state', id: 'cockpit-missing' }, `${t('cockpits.missing')} (${id})`));
+    root.dataset.ready = 'true';
+    return;
+  }
+  const at = ctx.params.get('at');
+  const asOf = el('span', { class: 'muted', id: 'cockpit-at' });
+  root.append(
+    el(
+      'section',
+      { class: 'card wide cockpit-head' },
+      el('a', { href: '#/cockpits', class: 'muted' }, `← ${t('cockpits.all')}`),
+      el('h2', { id: 'cockpit-title' }, text(cockpit.title)),
+      cockpit.purpose ? el('p', { class: 'muted' }, text(cockpit.purpose)) : '',
+      asOf,
+    ),
+  );
+  const grid = el('div', { class: 'cockpit-grid', id: 'cockpit-grid', 'data-cockpit': cockpit.id });
+  root.append(grid);
+  const drawn = cockpit.panel.map((p) => {
+    const node = el('section', { class: `card panel panel-${p.kind}`, 'data-panel': p.id, 'data-kind': p.kind });
+    node.style.gridColumn = `span ${p.width ?? (p.kind === 'kpi' ? 1 : 2)}`;
+    node.append(el('h2', {}, text(p.title)));
+    grid.append(node);
+    return draw(ctx, cockpit, p, node, at, cleanups, (when) => {
+      asOf.textContent = `${t('kpi.at')} ${dateTime(when)}`;
+      asOf.dataset.at = when;
+    });
+  });
+  await Promise.all(drawn);
+  root.dataset.ready = 'true';
+}
+
+async function draw(
+  ctx: Context,
+  cockpit: Cockpit,
+  p: PanelDef,
+  node: HTMLElement,
+  at: string | null,
+  cleanups: (() => void)[],
+  onAt: (at: string) => void,
+): Promise<void> {
+  let answer: PanelAnswer;
+  try {
+    const query = at ? `?at=${encodeURIComponent(at)}` : '';
+    answer = await ctx.api.get<PanelAnswer>(`/api/v1/cockpits/${cockpit.id}/panels/${p.id}${query}`);
+  } catch (e) {
+    node.dataset.error = 'true';
+    node.append(el('p', { class: 'error' }, e instanceof Error ? e.message : String(e)));
+    return;
+  }
+  onAt(answer.at);
+  if (answer.denied !== undefined) {
+    node.dataset.denied = 'true';
+    node.append(el('p', { class: 'muted denied' }, `${t('cockpits.denied')}: ${answer.denied}`));
+    return;
+  }
+  const rows = answer.rows ?? [];
+  node.dataset.rows = String(rows.length);
+  switch (p.kind) {
+    case 'kpi':
+      return kpi(p, node, rows);
+    case 'series':
+      return series(p, node, rows, cleanups);
+    case 'ranking':
+      return ranking(p, node, rows);
+    case 'alerts':
+      return alerts(node, rows);
+    case 'map':
+      return mapLayer(ctx, p, node, rows, cleanups);
+  }
+}
+
+function kpi(p: PanelDef, node: HTMLElement, rows: Record<string, unknown>[]): void {
+  const raw = rows[0]?.value;
+  const value = raw === null || raw === undefined ? null : Number(raw);
+  node.dataset.value = value === null ? '' : String(value);
+  const level = value === null ? null : levelOf(p, value);
+  if (level) node.dataset.level = level;
+  const shown = el('div', { class: 'kpi-value' }, value === null ? t('cockpits.novalue') : write(p.format, value));
+  if (level) shown.style.color = LEVEL_COLOR[level];
+  node.append(shown, el('div', { class: 'kpi-note' }, p.unit ? text(p.unit) : ''));
+}
+
+function series(p: PanelDef, node: HTMLElement, rows: Record<string, unknown>[], cleanups: (() => void)[]): void {
+  if (!rows.length) {
+    node.append(el('p', { class: 'muted' }, t('cockpits.norows')));
+    return;
+  }
+  const plot = el('div', { class: 'panel-chart' });
+  node.append(plot);
+  const names = [...new Set(rows.map((r) => String(r.series ?? text(p.title))))];
+  const c = chart(plot);
+  cleanups.push(() => c.dispose());
+  // ECharts writes times in the browser's zone or in UTC: times are moved by the city's
+  // offset and written as UTC, so the axis reads the city's clock wherever it is viewed.
+  const local = (t: unknown): number => {
+    const at = new Date(String(t));
+    const m = /^([+-])(\d{2}):(\d{2})$/.exec(cityOffset(at));
+    const minutes = m ? (m[1] === '-' ? -1 : 1) * (Number(m[2]) * 60 + Number(m[3])) : 0;
+    return at.getTime() + minutes * 60000;
+  };
+  c.chart.setOption({
+    animation: false,
+    useUTC: true,
+    grid: { left: 50, right: 16, top: names.length > 1 ? 28 : 10, bottom: 28 },
+    tooltip: { trigger: 'axis', valueFormatter: (v: number) => write(p.format, v) },
+    legend: names.length > 1 ? { top: 0, textStyle: { color: '#cbd5e1' } } : undefined,
+    xAxis: { type: 'time', ...AXIS },
+    yAxis: { type: 'value', scale: true, ...AXIS, axisLabel: { ...AXIS.axisLabel, formatter: (v: number) => write(p.format, v) } },
+    series: names.map((name) => ({
+      name,
+      type: 'line',
+      showSymbol: false,
+      data: rows.filter((r) => String(r.series ?? text(p.title)) === name).map((r) => [local(r.t), r.value === null ? null : Number(r.value)]),
+    })),
+  });
+  plot.dataset.series = String(names.length);
+}
+
+function ranking(p: PanelDef, node: HTMLElement, rows: Record<string, unknown>[]): void {
+  if (!rows.length) {
+    node.append(el('p', { class: 'muted' }, t('cockpits.norows')));
+    return;
+  }
+  const columns = p.columns?.length
+    ? p.columns
+    : Object.keys(rows[0]).map((name) => ({ name, title: { en: name, zh: name }, format: name === 'value' ? p.format : 'text' }));
+  node.append(
+    el(
+      'table',
+      { class: 'grid' },
+      el('thead', {}, el('tr', {}, ...columns.map((c) => el('th', { class: c.format === 'text' ? '' : 'num' }, text(c.title))))),
+      el(
+        'tbody',
+        {},
+        ...rows.map((r) =>
+          el(
+            'tr',
+            {},
+            ...columns.map((c) => {
+              const v = r[c.name];
+              const cell = el(
+                'td',
+                { class: c.format === 'text' ? '' : 'num', 'data-column': c.name, 'data-raw': v === null || v === undefined ? '' : String(v) },
+                v === null || v === undefined ? '—' : c.format === 'text' || c.format === undefined && typeof v === 'string' ? String(v) : write(c.format ?? 'int', Number(v)),
+              );
+              const level = c.name === 'value' && typeof v !== 'string' && v !== null ? levelOf(p, Number(v)) : null;
+              if (level) cell.style.color = LEVEL_COLOR[level];
+              return cell;
+            }),
+          ),
+        ),
+      ),
+    ),
+  );
+}
+
+function alerts(node: HTMLElement, rows: Record<string, unknown>[]): void {
+  if (!rows.length) {
+    node.append(el('p', { class: 'muted', 'data-empty': 'true' }, t('cockpits.noalerts')));
+    return;
+  }
+  node.append(
+    el(
+      'ul',
+      { class: 'alert-list' },
+      ...rows.map((r) => {
+        const level = String(r.level ?? 'warn');
+        const item = el('li', { 'data-level': level }, el('span', { class: 'muted' }, dateTime(String(r.at))), ' ', String(r.title));
+        item.style.borderLeft = `4px solid ${LEVEL_COLOR[level as keyof typeof LEVEL_COLOR] ?? LEVEL_COLOR.warn}`;
+        item.style.paddingLeft = '0.5rem';
+        return item;
+      }),
+    ),
+  );
+}
+
+async function mapLayer(ctx: Context, p: PanelDef, node: HTMLElement, rows: Record<string, unknown>[], cleanups: (() => void)[]): Promise<void> {
+  const box = el('div', { class: 'panel-map' });
+  node.append(box);
+  const net = await network(ctx.api);
+  const m = cityMap(box, net);
+  cleanups.push(() => m.destroy());
+  await m.ready;
+  const colour = (v: number) => {
+    const level = levelOf(p, v);
+    return level ? LEVEL_COLOR[level] : '#94a3b8';
+  };
+  if (p.layer === 'links') {
+    // The network layer draws every link grey; the panel's rows colour theirs.
+    const values = new Map<number, number>();
+    for (const r of rows) if (r.value !== null) values.set(Number(r.link_id), Number(r.value));
+    const features = net.links.features
+      .filter((f) => values.has(Number(f.id)))
+      .map((f) => ({ ...f, properties: { ...f.properties, colour: colour(values.get(Number(f.id))!) } }));
+    upsertGeoJson(m.map, `panel-${p.id}`, { type: 'FeatureCollection', features }, {
+      type: 'line',
+      layout: { 'line-cap': 'round' },
+      paint: { 'line-color': ['get', 'colour'], 'line-width': ['interpolate', ['linear'], ['zoom'], 10, 1.5, 13, 3, 16, 6] },
+    });
+    node.dataset.features = String(features.length);
+  } else {
+    const features: GeoJSON.Feature<GeoJSON.Point>[] = [];
+    for (const r of rows) {
+      const loc = r.loc as { lon: number; lat: number } | undefined;
+      const lon = Number(loc?.lon ?? r.lon);
+      const lat = Number(loc?.lat ?? r.lat);
+      if (!Number.isFinite(lon) || !Number.isFinite(lat)) continue;
+      const v = Number(r.value);
+      features.push({
+        type: 'Feature',
+        properties: { label: String(r.label), value: v, colour: colour(v) },
+        geometry: { type: 'Point', coordinates: [lon, lat] },
+      });
+    }
+    upsertGeoJson(m.map, `panel-${p.id}`, { type: 'FeatureCollection', features }, {
+      type: 'circle',
+      paint: { 'circle-radius': 7, 'circle-color': ['get', 'colour'], 'circle-stroke-color': '#0f172a', 'circle-stroke-width': 1 },
+    });
+    node.dataset.features = String(features.length);
+    m.map.on('click', `panel-${p.id}`, (e) => {
+      const f = e.features?.[0];
+      if (f) node.dataset.picked = `${f.properties?.label}: ${write(p.format, Number(f.properties?.value))}`;
+    });
+  }
+  node.dataset.lang = lang();
+  // Tests and screenshots wait for the first full frame of the panel's layer.
+  m.map.once('idle', () => {
+    node.dataset.idle = 'true';
+  });
+}
+
+export default page;

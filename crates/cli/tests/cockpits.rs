@@ -1,0 +1,250 @@
+//! Cockpits as files, end to end over the real binary: the demo's six cockpits, who sees
+//! which, a panel run under the viewer's grants (and one it may not read), values equal
+//! to an independent query, and a new cockpit made from a file with the CLI alone.
+
+mod common;
+
+use common::{agent, department_admin, start};
+use serde_json::Value;
+
+fn get(server: &common::Server, path: &str, token: &str) -> (u16, Value) {
+    let (status, text) = server.get(path, Some(token));
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+fn ids(list: &Value) -> Vec<String> {
+    list["cockpits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn sql_as(server: &common::Server, token: &str, sql: &str) -> Value {
+    let response = agent()
+        .post(&format!("{}/api/v1/sql", server.base))
+        .header("Authorization", &format!("Bearer {token}"))
+        .header("Content-Type", "application/json")
+        .send(
+            serde_json::json!({ "sql": sql, "purpose": "test: the expected figure" })
+                .to_string()
+                .as_bytes(),
+        )
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    serde_json::from_str(&response.into_body().read_to_string().unwrap()).unwrap()
+}
+
+fn cli(server: &common::Server, token: &str, args: &[&str]) -> std::process::Output {
+    let token_file = server.data.join(format!("test-{}.token", &token[..12]));
+    std::fs::write(&token_file, token).unwrap();
+    std::process::Command::new(env!("CARGO_BIN_EXE_citybrain"))
+        .arg("cockpits")
+        .args(args)
+        .args(["--server", &server.base, "--token-file"])
+        .arg(&token_file)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn every_role_sees_its_cockpits_and_each_panel_runs_under_the_viewers_grants() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), &["--scale", "0.05"]);
+    // The live time is the newest passage the indices applied: wait on their watermark.
+    for scene in ["indices", "parking", "alerts", "medical"] {
+        server.caught_up(scene);
+    }
+    let office = std::fs::read_to_string(dir.path().join("cockpit.token")).unwrap();
+    let market = std::fs::read_to_string(dir.path().join("market.token")).unwrap();
+
+    // The city office opens all six (each is shared with it); the transport admin only its own.
+    let (status, list) = get(&server, "/api/v1/cockpits", &office);
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(
+        ids(&list),
+        [
+            "city_leader",
+            "transport",
+            "district_nw",
+            "market",
+            "health",
+            "community"
+        ]
+    );
+    let (_, list) = get(&server, "/api/v1/cockpits", &server.token);
+    assert_eq!(ids(&list), ["transport"]);
+    // Another department's cockpit is "not found", as one that does not exist.
+    let (status, body) = get(&server, "/api/v1/cockpits/market", &server.token);
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["code"], "cockpit_not_found");
+    let (status, _) = get(
+        &server,
+        "/api/v1/cockpits/market/panels/paid",
+        &server.token,
+    );
+    assert_eq!(status, 404);
+
+    // A KPI equals the same figure asked independently.
+    let (status, panel) = get(
+        &server,
+        "/api/v1/cockpits/city_leader/panels/vehicles_today",
+        &office,
+    );
+    assert_eq!(status, 200, "{panel}");
+    let expected = sql_as(
+        &server,
+        &office,
+        "SELECT vehicles FROM indices.census_so_far ORDER BY at DESC LIMIT 1",
+    );
+    assert!(expected[0]["vehicles"].as_i64().unwrap() > 0, "{expected}");
+    assert_eq!(
+        panel["rows"][0]["value"], expected[0]["vehicles"],
+        "{panel}"
+    );
+    let paid = sql_as(
+        &server,
+        &market,
+        "SELECT sum(paid) AS s FROM policy.payouts",
+    );
+    let (_, panel) = get(&server, "/api/v1/cockpits/market/panels/paid", &office);
+    assert_eq!(panel["rows"][0]["value"], paid[0]["s"], "{panel}");
+
+    // The city office has no grant on market.enterprises: that panel says so and shows
+    // nothing; the market department's own admin sees it.
+    let (status, panel) = get(
+        &server,
+        "/api/v1/cockpits/market/panels/enterprises_by_district",
+        &office,
+    );
+    assert_eq!(status, 200, "{panel}");
+    assert!(panel["rows"].is_null(), "{panel}");
+    let why = panel["denied"].as_str().unwrap();
+    assert!(why.contains("market.enterprises"), "{why}");
+    let (_, panel) = get(
+        &server,
+        "/api/v1/cockpits/market/panels/enterprises_by_district",
+        &market,
+    );
+    assert!(panel["rows"].as_array().unwrap().len() > 1, "{panel}");
+
+    // Every panel of every cockpit runs for the office: rows, or a refusal naming a grant.
+    for id in ids(&list_of(&server, &office)) {
+        let (_, cockpit) = get(&server, &format!("/api/v1/cockpits/{id}"), &office);
+        for p in cockpit["panel"].as_array().unwrap() {
+            let pid = p["id"].as_str().unwrap();
+            let (status, answer) = get(
+                &server,
+                &format!("/api/v1/cockpits/{id}/panels/{pid}"),
+                &office,
+            );
+            assert_eq!(status, 200, "{id}/{pid}: {answer}");
+            assert!(
+                answer["rows"].is_array() || answer["denied"].is_string(),
+                "{id}/{pid}: {answer}"
+            );
+        }
+    }
+
+    // Looking back: `at` moves the period.
+    let (status, answer) = get(
+        &server,
+        "/api/v1/cockpits/city_leader/panels/on_road?at=2026-11-22T00:30:00Z",
+        &office,
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["day_start"], "2026-11-21T16:00:00Z", "{answer}");
+    let (status, answer) = get(
+        &server,
+        "/api/v1/cockpits/city_leader/panels/on_road?at=yesterday",
+        &office,
+    );
+    assert_eq!(status, 400, "{answer}");
+}
+
+fn list_of(server: &common::Server, token: &str) -> Value {
+    get(server, "/api/v1/cockpits", token).1
+}
+
+const MINE: &str = r#"# Kept as written: this comment survives apply.
+id = "parking_desk"
+department = "transport"
+title = { en = "Parking desk", zh = "停车服务台" }
+
+[[panel]]
+id = "lots"
+kind = "kpi"
+title = { en = "Car parks", zh = "停车场数" }
+sql = "SELECT count(*) AS value FROM parking.lots"
+"#;
+
+#[test]
+fn a_new_cockpit_is_a_file_and_one_command_and_mistakes_name_their_panel() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), &["--scale", "0.02"]);
+    let file = dir.path().join("parking_desk.toml");
+
+    // Checked before anything is sent: every problem named with its panel.
+    std::fs::write(&file, MINE.replace("kind = \"kpi\"", "kind = \"gauge\"")).unwrap();
+    let out = cli(&server, &server.token, &["apply", file.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("gauge") && err.contains("docs/cockpits.md"),
+        "{err}"
+    );
+
+    // Planned on the server: a KPI without a `value` column is refused, naming both.
+    std::fs::write(&file, MINE.replace("AS value", "AS n")).unwrap();
+    let out = cli(&server, &server.token, &["apply", file.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("panel \"lots\"") && err.contains("value") && err.contains("returns n"),
+        "{err}"
+    );
+
+    // Another department's admin may not make cockpits for transport.
+    std::fs::write(&file, MINE).unwrap();
+    let health = department_admin(&server, "health");
+    let out = cli(&server, &health, &["apply", file.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("may not change the cockpits of transport")
+    );
+
+    // The transport admin: created, listed, run, the file kept as written.
+    let out = cli(&server, &server.token, &["apply", file.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("created cockpit parking_desk"));
+    let stored = std::fs::read_to_string(dir.path().join("cockpits/parking_desk.toml")).unwrap();
+    assert_eq!(stored, MINE);
+    let out = cli(&server, &server.token, &["show", "parking_desk", "--run"]);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    let lots = server.sql("SELECT count(*) AS n FROM parking.lots")[0]["n"].clone();
+    assert!(shown.contains(&format!("{{\"value\":{lots}}}")), "{shown}");
+    let out = cli(&server, &server.token, &["list"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("parking_desk"));
+    let out = cli(&server, &server.token, &["apply", file.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("replaced cockpit parking_desk"));
+
+    // A file broken by hand is listed for admins with why, not silently dropped.
+    std::fs::write(dir.path().join("cockpits/broken.toml"), "id = ").unwrap();
+    let list = list_of(&server, &server.token);
+    assert!(list["unreadable"][0]["file"] == "broken.toml", "{list}");
+
+    let out = cli(&server, &server.token, &["delete", "parking_desk"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!dir.path().join("cockpits/parking_desk.toml").exists());
+    let (status, _) = get(&server, "/api/v1/cockpits/parking_desk", &server.token);
+    assert_eq!(status, 404);
+}
