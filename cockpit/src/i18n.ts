@@ -19,6 +19,7 @@ const labels: Record<string, { en: string; zh: string }> = {
     en: 'Each cockpit is a file its department keeps (citybrain cockpits apply FILE); every panel runs under your own grants.',
     zh: '每个驾驶舱是所属部门维护的一个文件（citybrain cockpits apply FILE）；每个面板均按您自己的授权查询。',
   },
+  'cockpits.briefing': { en: 'Daily briefing', zh: '城市日报' },
   'cockpits.panels': { en: 'panels', zh: '个面板' },
   'cockpits.none': {
     en: 'No cockpit is shared with your department yet: its admin applies one with `citybrain cockpits apply FILE` (docs/cockpits.md).',

@@ -637,11 +637,20 @@ step('cockpits: every panel of every shipped cockpit shows what SQL answers, and
           break;
       }
     }
+    if (id === 'city_leader') {
+      // The daily briefing of the day shown, downloaded as a PDF from the cockpit's button.
+      const [download] = await Promise.all([page.waitForEvent('download', { timeout: 30000 }), page.click('#briefing-pdf')]);
+      const file = join(out, 'briefing-city_leader.pdf');
+      await download.saveAs(file);
+      const pdf = readFileSync(file);
+      check(pdf.subarray(0, 8).toString() === '%PDF-1.4' && pdf.length > 20000, `the briefing download is not a PDF page (${pdf.length} bytes)`);
+    }
     for (const lang of ['en', 'zh']) {
       if (id !== 'city_leader') break;
       await page.evaluate((l) => localStorage.setItem('citybrain.lang', l), lang);
       await page.goto('about:blank');
-      await page.goto(`${server.base}/#/cockpits?id=${id}`);
+      // At the demo day's morning peak (08:30 in the city), for the README's picture.
+      await page.goto(`${server.base}/#/cockpits?id=${id}&at=2026-11-22T00:30:00Z`);
       await page.waitForSelector(`main[data-page=cockpits][data-ready=true]`, { timeout: 30000 });
       await page.waitForFunction(() => [...document.querySelectorAll('[data-kind=map]')].every((n) => n.dataset.idle === 'true'), null, { timeout: 20000 });
       await page.screenshot({ path: join(out, `cockpit-${id}-${lang}.png`) });

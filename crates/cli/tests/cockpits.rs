@@ -163,6 +163,115 @@ fn every_role_sees_its_cockpits_and_each_panel_runs_under_the_viewers_grants() {
     assert_eq!(status, 400, "{answer}");
 }
 
+/// `1234567` → `1,234,567`, as the briefing writes an int.
+fn grouped(n: i64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[test]
+fn the_daily_briefing_holds_the_days_figures_as_png_pdf_and_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), &["--scale", "0.05"]);
+    for scene in ["indices", "alerts", "medical"] {
+        server.caught_up(scene);
+    }
+    let office = std::fs::read_to_string(dir.path().join("cockpit.token")).unwrap();
+    let base = "/api/v1/cockpits/city_leader/briefing?day=2026-11-22";
+    let (status, text) = server.get(&format!("{base}&format=json"), Some(&office));
+    assert_eq!(status, 200, "{text}");
+    let briefing: Value = serde_json::from_str(&text).unwrap();
+    let kpi = |id: &str| {
+        briefing["kpis"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["panel"] == id)
+            .unwrap_or_else(|| panic!("no {id} in {briefing}"))
+            .clone()
+    };
+    // Independent queries over the whole local day (Asia/Shanghai: 16:00Z to 16:00Z).
+    let vehicles = sql_as(
+        &server,
+        &office,
+        "SELECT vehicles FROM indices.census_so_far WHERE day = DATE '2026-11-22' ORDER BY at DESC LIMIT 1",
+    )[0]["vehicles"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(
+        kpi("vehicles_today")["value"].as_f64(),
+        Some(vehicles as f64),
+        "{briefing}"
+    );
+    let opened = sql_as(
+        &server,
+        &office,
+        "SELECT count(*) AS n FROM alerts.events WHERE state = 'open' \
+           AND at >= TIMESTAMP '2026-11-21T16:00:00Z' AND at < TIMESTAMP '2026-11-22T16:00:00Z'",
+    )[0]["n"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(
+        kpi("alerts_opened")["value"].as_f64(),
+        Some(opened as f64),
+        "{briefing}"
+    );
+    // The demo holds one day: a week before there is nothing to compare with.
+    assert!(kpi("vehicles_today")["week_before"].is_null(), "{briefing}");
+    assert!(
+        briefing["series"]["lines"].as_array().unwrap().len() >= 2,
+        "{briefing}"
+    );
+    assert!(
+        !briefing["ranking"]["rows"].as_array().unwrap().is_empty(),
+        "{briefing}"
+    );
+
+    // The page writes the same figures.
+    let (_, svg) = server.get(&format!("{base}&format=svg"), Some(&office));
+    assert!(
+        svg.contains(&format!(">{} vehicles<", grouped(vehicles))),
+        "{svg}"
+    );
+    // PNG (A4 at 150 dpi) and PDF, in both languages.
+    for lang in ["en", "zh"] {
+        let response = agent()
+            .get(&format!("{}{base}&format=png&lang={lang}", server.base))
+            .header("Authorization", &format!("Bearer {office}"))
+            .call()
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        let png = response.into_body().read_to_vec().unwrap();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+        assert_eq!(u32::from_be_bytes(png[16..20].try_into().unwrap()), 1240);
+        assert_eq!(u32::from_be_bytes(png[20..24].try_into().unwrap()), 1754);
+    }
+    let response = agent()
+        .get(&format!("{}{base}&format=pdf", server.base))
+        .header("Authorization", &format!("Bearer {office}"))
+        .call()
+        .unwrap();
+    let pdf = response.into_body().read_to_vec().unwrap();
+    assert!(pdf.starts_with(b"%PDF-1.4") && pdf.ends_with(b"%%EOF\n"));
+    // A day that has ended is kept for the department that read it.
+    let (status, _) = server.get(
+        "/api/v1/cockpits/city_leader/briefing?day=2026-11-21&format=pdf",
+        Some(&office),
+    );
+    assert_eq!(status, 200);
+    let kept = dir.path().join("briefings/city_office/city_leader");
+    assert!(kept.join("2026-11-21.en.pdf").exists() && kept.join("2026-11-21.en.png").exists());
+    let (status, text) = server.get(&format!("{base}&format=docx"), Some(&office));
+    assert_eq!(status, 400, "{text}");
+}
+
 fn list_of(server: &common::Server, token: &str) -> Value {
     get(server, "/api/v1/cockpits", token).1
 }

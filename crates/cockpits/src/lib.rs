@@ -82,7 +82,8 @@ pub struct Panel {
     /// Grid columns it spans, 1 to 4 (default: 1 for a KPI, 2 otherwise).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub width: Option<u8>,
-    /// A KPI in the daily briefing, compared with the same day a week before.
+    /// In the daily briefing: a KPI compared with the same day a week before, the first
+    /// such series as its line chart, the first such ranking as its bar chart and table.
     #[serde(default)]
     pub briefing: bool,
 }
@@ -175,7 +176,7 @@ fn group(digits: String) -> String {
     };
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -351,9 +352,9 @@ impl Cockpit {
             if panel.width.is_some_and(|w| !(1..=4).contains(&w)) {
                 problems.push(format!("{at}: width must be 1 to 4"));
             }
-            if panel.briefing && panel.kind != Kind::Kpi {
+            if panel.briefing && matches!(panel.kind, Kind::Map | Kind::Alerts) {
                 problems.push(format!(
-                    "{at}: briefing = true is for KPIs (the briefing compares numbers)"
+                    "{at}: briefing = true is for KPIs, series and rankings (a page has no map or live list)"
                 ));
             }
             for (j, column) in panel.columns.iter().enumerate() {

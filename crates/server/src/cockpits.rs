@@ -102,6 +102,16 @@ fn find(state: &AppState, me: &Principal, id: &str) -> Result<Cockpit, ApiError>
         .ok_or_else(|| not_found(id))
 }
 
+/// [`find`] off the async runtime.
+pub(crate) async fn find_for(
+    state: &AppState,
+    me: &Principal,
+    id: &str,
+) -> Result<Cockpit, ApiError> {
+    let (state, me, id) = (state.clone(), me.clone(), id.to_string());
+    blocking(move || find(&state, &me, &id)).await
+}
+
 #[utoipa::path(get, path = "/cockpits", tag = "cockpits", responses((status = 200, description = "The cockpits your department may open, in order; for admins also the files that do not read", body = Object)))]
 pub async fn list(
     State(state): State<AppState>,

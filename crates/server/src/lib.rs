@@ -9,6 +9,7 @@
 //! the hub's own routes (datasets: define, ingest, read, SQL) are still here beside the
 //! router and the auth middleware; they are the next to move, to a `datasets.rs`.
 
+pub mod briefing;
 mod city;
 mod cockpit;
 pub mod cockpits;
@@ -157,6 +158,7 @@ pub fn api_routes(scenes: &scene::Scenes) -> OpenApiRouter<AppState> {
         .routes(routes!(cockpits::list))
         .routes(routes!(cockpits::get, cockpits::put, cockpits::delete))
         .routes(routes!(cockpits::panel))
+        .routes(routes!(briefing::get))
         .routes(routes!(
             governance::list_departments,
             governance::create_department
@@ -198,6 +200,7 @@ pub async fn run(
         closing.send_replace(true);
     };
     let limits = state.conn.clone();
+    briefing::schedule(state.clone());
     listen::serve(listener, router(state), limits, shutdown).await;
     // The feed closes, each scene applies what was queued and stops, then seals finish.
     tokio::task::spawn_blocking(move || {

@@ -5,7 +5,7 @@
 
 import { ApiError } from '../../api';
 import { AXIS, chart } from '../../charts';
-import { cityOffset, dateTime, el } from '../../format';
+import { CITY_TZ, cityOffset, dateTime, el } from '../../format';
 import { lang, t } from '../../i18n';
 import { cityMap, upsertGeoJson } from '../../map';
 import { network } from '../../network';
@@ -76,6 +76,22 @@ async function show(root: HTMLElement, ctx: Context, id: string, cleanups: (() =
       asOf,
     ),
   );
+  // The daily briefing (城市日报) of the day shown, as this viewer may read it.
+  const briefing = (format: 'pdf' | 'png') => {
+    const when = asOf.dataset.at ? new Date(asOf.dataset.at) : new Date();
+    const day = new Intl.DateTimeFormat('en-CA', { timeZone: CITY_TZ, year: 'numeric', month: '2-digit', day: '2-digit' }).format(when);
+    const path = `/api/v1/cockpits/${encodeURIComponent(cockpit.id)}/briefing?day=${day}&format=${format}&lang=${lang()}`;
+    void ctx.api.download(path, `briefing-${cockpit.id}-${day}.${format}`);
+  };
+  const buttons = el(
+    'div',
+    { class: 'briefing-buttons' },
+    el('button', { type: 'button', class: 'ghost', id: 'briefing-pdf' }, `${t('cockpits.briefing')} (PDF)`),
+    el('button', { type: 'button', class: 'ghost', id: 'briefing-png' }, `${t('cockpits.briefing')} (PNG)`),
+  );
+  buttons.children[0].addEventListener('click', () => briefing('pdf'));
+  buttons.children[1].addEventListener('click', () => briefing('png'));
+  root.querySelector('.cockpit-head')?.append(buttons);
   const grid = el('div', { class: 'cockpit-grid', id: 'cockpit-grid', 'data-cockpit': cockpit.id });
   root.append(grid);
   const drawn = cockpit.panel.map((p) => {
