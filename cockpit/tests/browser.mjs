@@ -584,8 +584,14 @@ step('cockpits: every panel of every shipped cockpit shows what SQL answers, and
   let denied = 0;
   for (const id of listed) {
     await page.goto('about:blank');
+    const started = Date.now();
     await page.goto(`${server.base}/#/cockpits?id=${id}`);
     await page.waitForSelector(`main[data-page=cockpits][data-ready=true] #cockpit-grid[data-cockpit=${id}]`, { timeout: 30000 });
+    // Measured, not asserted (docs/benchmarks.md): every panel answered and drawn.
+    results[`cockpit_ready_ms_${id}`] = Date.now() - started;
+    results[`cockpit_first_paint_ms_${id}`] = await page.evaluate(
+      () => Math.round(performance.getEntriesByName('first-contentful-paint')[0]?.startTime ?? -1),
+    );
     const at = await page.getAttribute('#cockpit-at', 'data-at');
     check(at, `${id}: the page does not say which instant it shows`);
     const def = await api(server.base, token, `/api/v1/cockpits/${id}`);

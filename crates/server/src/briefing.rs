@@ -403,7 +403,14 @@ pub async fn get(
         return Err(bad(format!("format={format}: png, pdf, svg or json")));
     }
     let day = match params.day.as_deref() {
-        Some(text) => Date::parse(text).map_err(|e| bad(format!("day={text}: {e}")))?,
+        Some(text) => Date::parse(text)
+            .map_err(|e| e.to_string())
+            .and_then(|d| {
+                crate::cockpits::in_range(d.start())
+                    .then_some(d)
+                    .ok_or_else(|| crate::cockpits::RANGE.to_string())
+            })
+            .map_err(|e| bad(format!("day={text}: {e}")))?,
         None => Date(
             state
                 .city

@@ -321,7 +321,7 @@ fn record(state: &AppState, me: &Principal, what: &str) -> Result<(), ApiError> 
     Ok(())
 }
 
-#[utoipa::path(put, path = "/cockpits/{id}", tag = "cockpits", params(("id" = String, Path, description = "The cockpit")), request_body(content = String, description = "The definition, TOML (Content-Type: application/toml) or JSON", content_type = "application/toml"), responses((status = 200, description = "Applied: created or replaced, with warnings", body = Object)))]
+#[utoipa::path(put, path = "/cockpits/{id}", tag = "cockpits", params(("id" = String, Path, description = "The cockpit")), request_body(content = String, description = "The definition: TOML (any Content-Type but JSON, e.g. text/plain or application/toml) or JSON (application/json)", content_type = "text/plain"), responses((status = 200, description = "Applied: created or replaced, with warnings", body = Object)))]
 pub async fn put(
     State(state): State<AppState>,
     Extension(me): Extension<Principal>,
@@ -398,6 +398,14 @@ pub struct PanelParams {
     at: Option<String>,
 }
 
+/// What a cockpit may be asked to show: the years the city's zone table covers (and the
+/// engine's nanosecond timestamps hold).
+pub(crate) const RANGE: &str = "pick an instant between 1970 and 2100";
+
+pub(crate) fn in_range(at: Timestamp) -> bool {
+    (0..4_102_444_800_000_000).contains(&at.0)
+}
+
 /// The instant a cockpit shows when the viewer names none.
 pub fn live_time(state: &AppState) -> Timestamp {
     state
@@ -470,9 +478,12 @@ pub async fn panel(
     Query(params): Query<PanelParams>,
 ) -> Result<Response, ApiError> {
     let at = match params.at.as_deref() {
-        Some(text) => Timestamp::parse(text).map_err(|e| {
-            ApiError::bad_request(ErrorCode::InvalidQuery, format!("at={text}: {e}"))
-        })?,
+        Some(text) => Timestamp::parse(text)
+            .map_err(|e| e.to_string())
+            .and_then(|at| in_range(at).then_some(at).ok_or_else(|| RANGE.to_string()))
+            .map_err(|e| {
+                ApiError::bad_request(ErrorCode::InvalidQuery, format!("at={text}: {e}"))
+            })?,
         None => live_time(&state),
     };
     let cockpit = {

@@ -31,6 +31,7 @@ enum Command {
     },
     /// Check definition files without a server (the server also plans each panel's query).
     Check {
+        /// The definitions (.toml or .json).
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -41,6 +42,7 @@ enum Command {
     },
     /// One cockpit's panels; with --run, each panel's rows as the token's principal sees them.
     Show {
+        /// The cockpit's id (`citybrain cockpits list` shows them).
         id: String,
         /// Run every panel's query and print its rows.
         #[arg(long)]
@@ -53,6 +55,7 @@ enum Command {
     },
     /// Delete a cockpit (admins of its department).
     Delete {
+        /// The cockpit's id.
         id: String,
         #[command(flatten)]
         server: ServerArgs,
