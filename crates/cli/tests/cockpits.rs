@@ -147,6 +147,53 @@ fn every_role_sees_its_cockpits_and_each_panel_runs_under_the_viewers_grants() {
         }
     }
 
+    // Sharing a cockpit shares its layout, never data: a panel over a personal field shows
+    // the office pseudonyms (its grant's mask) and the owning department the raw ids.
+    let patients = r#"id = "patients"
+department = "health"
+shared_with = ["city_office"]
+title = { en = "Patients asked about", zh = "被查询患者" }
+[[panel]]
+id = "by_patient"
+kind = "ranking"
+title = { en = "Orders by patient", zh = "各患者申请" }
+limit = 1000
+sql = "SELECT patient_id, count(*) AS value FROM medical.recognitions GROUP BY patient_id ORDER BY value DESC, patient_id"
+"#;
+    let response = agent()
+        .put(&format!("{}/api/v1/cockpits/patients", server.base))
+        .header("Authorization", &format!("Bearer {}", server.admin))
+        .header("Content-Type", "text/plain")
+        .send(patients.as_bytes())
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 201);
+    let health = department_admin(&server, "health");
+    let ids = |token: &str| -> Vec<String> {
+        let (status, answer) = get(
+            &server,
+            "/api/v1/cockpits/patients/panels/by_patient",
+            token,
+        );
+        assert_eq!(status, 200, "{answer}");
+        answer["rows"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{answer}"))
+            .iter()
+            .map(|r| r["patient_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (masked, raw) = (ids(&office), ids(&health));
+    assert!(!masked.is_empty() && masked.len() == raw.len());
+    assert!(masked.iter().all(|p| p.starts_with("ps_")), "{masked:?}");
+    assert!(raw.iter().all(|p| !p.starts_with("ps_")), "{raw:?}");
+    let direct = sql_as(
+        &server,
+        &health,
+        "SELECT DISTINCT patient_id FROM medical.recognitions",
+    );
+    assert_eq!(direct.as_array().unwrap().len(), raw.len());
+    assert!(raw.iter().all(|p| !masked.contains(p)));
+
     // Looking back: `at` moves the period.
     let (status, answer) = get(
         &server,
