@@ -296,7 +296,10 @@ fn write_durably(folder: &FsPath, id: &str, json: bool, text: &str) -> std::io::
     let path = folder.join(format!("{id}.{ext}"));
     let other = folder.join(format!("{id}.{other}"));
     let created = !path.exists() && !other.exists();
-    let tmp = folder.join(format!(".{id}.{ext}.tmp"));
+    // A name of its own per call: two applies of one cockpit at once must not share it.
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = folder.join(format!(".{id}.{ext}.{}.{call}.tmp", std::process::id()));
     let mut file = std::fs::File::create(&tmp)?;
     file.write_all(text.as_bytes())?;
     file.sync_all()?;

@@ -440,6 +440,12 @@ fn up(
         } else {
             println!("  cockpit:        http://{address}/  (sign in with a token)");
         }
+        if citybrain_server::cockpit_built() {
+            println!(
+                "  cockpits:       http://{address}/#/cockpits, one file per role in {} (`citybrain cockpits --help`)",
+                citybrain_server::cockpits::dir(data).display()
+            );
+        }
         println!("  admin token:    {} (send it as 'Authorization: Bearer ...')", data.join("admin.token").display());
         if demo {
             println!("  cockpit token:  {} (reader in city_office: plates masked by its grant)", data.join("cockpit.token").display());
