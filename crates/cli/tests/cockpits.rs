@@ -389,6 +389,26 @@ fn a_new_cockpit_is_a_file_and_one_command_and_mistakes_name_their_panel() {
     let out = cli(&server, &server.token, &["apply", file.to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("replaced cockpit parking_desk"));
 
+    // A hand edit that breaks a briefing panel's query costs that panel, not the page.
+    let edited = MINE.replace(
+        "sql = \"SELECT count(*) AS value FROM parking.lots\"",
+        "briefing = true\nsql = \"SELECT count(*) AS value FROM parking.no_such_table\"",
+    );
+    assert_ne!(edited, MINE);
+    std::fs::write(dir.path().join("cockpits/parking_desk.toml"), &edited).unwrap();
+    let (status, text) = server.get(
+        "/api/v1/cockpits/parking_desk/briefing?day=2026-11-22&format=json",
+        Some(&server.token),
+    );
+    assert_eq!(status, 200, "{text}");
+    let page: Value = serde_json::from_str(&text).unwrap();
+    let hidden = page["hidden"][0][1].as_str().unwrap_or_default();
+    assert!(
+        hidden.contains("could not be read") && hidden.contains("no_such_table"),
+        "{page}"
+    );
+    std::fs::write(dir.path().join("cockpits/parking_desk.toml"), MINE).unwrap();
+
     // A file broken by hand is listed for admins with why, not silently dropped.
     std::fs::write(dir.path().join("cockpits/broken.toml"), "id = ").unwrap();
     let list = list_of(&server, &server.token);

@@ -23,6 +23,22 @@ use crate::error::ErrorCode;
 use crate::extract::{Path, Query};
 use crate::{ApiError, AppState, blocking, now};
 
+/// A panel's rows, or why the page cannot show it: a missing grant, or a query that no
+/// longer runs (a dataset changed under a hand-edited file) — one broken panel must not
+/// cost the city its whole morning page.
+async fn read(
+    state: &AppState,
+    me: &Principal,
+    cockpit: &Cockpit,
+    panel: &Panel,
+    period: &Period,
+) -> PanelResult {
+    match run_panel(state, me, cockpit, panel, period).await {
+        Ok(result) => result,
+        Err(e) => PanelResult::Denied(format!("could not be read: {}", e.message())),
+    }
+}
+
 /// Runs the cockpit's briefing panels for `day` as `me`.
 pub async fn compose(
     state: &AppState,
@@ -42,14 +58,14 @@ pub async fn compose(
         .iter()
         .filter(|p| p.briefing && p.kind == Kind::Kpi)
     {
-        let value = match run_panel(state, me, cockpit, panel, &period).await? {
+        let value = match read(state, me, cockpit, panel, &period).await {
             PanelResult::Rows(rows) => first_value(&rows),
             PanelResult::Denied(why) => {
                 hidden.push((title(panel), why));
                 continue;
             }
         };
-        let week_before = match run_panel(state, me, cockpit, panel, &before).await? {
+        let week_before = match read(state, me, cockpit, panel, &before).await {
             PanelResult::Rows(rows) => first_value(&rows),
             PanelResult::Denied(_) => None,
         };
@@ -73,7 +89,7 @@ pub async fn compose(
         .iter()
         .find(|p| p.briefing && p.kind == Kind::Series)
     {
-        match run_panel(state, me, cockpit, panel, &period).await? {
+        match read(state, me, cockpit, panel, &period).await {
             PanelResult::Rows(rows) => series = Some(lines(panel, &rows, &period, title(panel))),
             PanelResult::Denied(why) => hidden.push((title(panel), why)),
         }
@@ -84,7 +100,7 @@ pub async fn compose(
         .iter()
         .find(|p| p.briefing && p.kind == Kind::Ranking)
     {
-        match run_panel(state, me, cockpit, panel, &period).await? {
+        match read(state, me, cockpit, panel, &period).await {
             PanelResult::Rows(rows) => ranking = Some(table(panel, &rows, lang, title(panel))),
             PanelResult::Denied(why) => hidden.push((title(panel), why)),
         }
