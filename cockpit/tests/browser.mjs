@@ -663,6 +663,26 @@ step('cockpits: every panel of every shipped cockpit shows what SQL answers, and
     }
     await page.evaluate(() => localStorage.setItem('citybrain.lang', 'en'));
   }
+  // Live: unless an instant is pinned, the panels are asked again (here every 5 s) and still
+  // show what SQL answers; the map keeps its view and recolours.
+  await page.goto('about:blank');
+  await page.goto(`${server.base}/#/cockpits?id=city_leader&refresh=5`);
+  await page.waitForSelector('main[data-page=cockpits][data-ready=true]', { timeout: 30000 });
+  await page.waitForSelector('#cockpit-grid[data-refreshed="2"]', { timeout: 40000 });
+  const leader = await api(server.base, token, '/api/v1/cockpits/city_leader');
+  const at = await page.getAttribute('#cockpit-at', 'data-at');
+  for (const id of ['vehicles_today', 'delay_day']) {
+    const p = leader.panel.find((x) => x.id === id);
+    const [want] = await sqlRows(token, bindPeriod(p.sql, at, city.time_zone));
+    const shown = await page.getAttribute(`[data-panel=${id}]`, 'data-value');
+    check(Math.abs(Number(shown) - Number(want.value)) < 1e-9, `after a refresh ${id} shows ${shown}, SQL says ${want.value}`);
+  }
+  const charts = await page.locator('[data-panel=delay_by_district] [data-chart]').count();
+  check(charts === 1, `after two refreshes the series panel holds ${charts} charts`);
+  const mapPanel = leader.panel.find((x) => x.id === 'congestion_map');
+  const mapRows = await sqlRows(token, bindPeriod(mapPanel.sql, at, city.time_zone));
+  const features = Number(await page.getAttribute('[data-panel=congestion_map]', 'data-features'));
+  check(features === mapRows.length, `after a refresh the map draws ${features} links, SQL gives ${mapRows.length}`);
   results.cockpit_panels_checked = panels;
   results.cockpit_panels_denied = denied;
   check(denied >= 1, 'no panel was hidden from the office; market.enterprises should be');

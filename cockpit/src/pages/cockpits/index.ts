@@ -99,13 +99,72 @@ async function show(root: HTMLElement, ctx: Context, id: string, cleanups: (() =
     node.style.gridColumn = `span ${p.width ?? (p.kind === 'kpi' ? 1 : 2)}`;
     node.append(el('h2', {}, text(p.title)));
     grid.append(node);
-    return draw(ctx, cockpit, p, node, at, cleanups, (when) => {
+    // What this panel's drawing holds (a chart, a map), released when it is drawn again.
+    const mine: (() => void)[] = [];
+    panelCleanups.set(node, mine);
+    cleanups.push(() => mine.splice(0).forEach((release) => release()));
+    return draw(ctx, cockpit, p, node, at, mine, (when) => {
       asOf.textContent = `${t('kpi.at')} ${dateTime(when)}`;
       asOf.dataset.at = when;
     });
   });
   await Promise.all(drawn);
+  // A cockpit on a wall screen stays live: unless the viewer pinned an instant, every panel
+  // is asked again each minute (`&refresh=SECONDS`, at least 5, changes the pace). Maps keep
+  // their view and only recolour.
+  const every = Math.max(5, Number(ctx.params.get('refresh') ?? 60)) * 1000;
+  if (!at) {
+    let refreshes = 0;
+    let busy = false;
+    const timer = setInterval(() => {
+      if (busy) return;
+      busy = true;
+      const again = cockpit.panel.map((p) => {
+        const node = grid.querySelector<HTMLElement>(`[data-panel="${p.id}"]`)!;
+        return redraw(ctx, cockpit, p, node, (when) => {
+          asOf.textContent = `${t('kpi.at')} ${dateTime(when)}`;
+          asOf.dataset.at = when;
+        });
+      });
+      void Promise.all(again).finally(() => {
+        busy = false;
+        grid.dataset.refreshed = String(++refreshes);
+      });
+    }, every);
+    cleanups.push(() => clearInterval(timer));
+  }
   root.dataset.ready = 'true';
+}
+
+/** What redraws a map panel's layer with new rows (maps are not rebuilt on refresh). */
+const mapUpdaters = new WeakMap<HTMLElement, (rows: Record<string, unknown>[]) => void>();
+/** What a panel's last drawing holds (charts) and must release before it is drawn again. */
+const panelCleanups = new WeakMap<HTMLElement, (() => void)[]>();
+
+async function redraw(
+  ctx: Context,
+  cockpit: Cockpit,
+  p: PanelDef,
+  node: HTMLElement,
+  onAt: (at: string) => void,
+): Promise<void> {
+  const update = mapUpdaters.get(node);
+  if (update) {
+    try {
+      const answer = await ctx.api.get<PanelAnswer>(`/api/v1/cockpits/${cockpit.id}/panels/${p.id}`);
+      onAt(answer.at);
+      if (answer.rows) update(answer.rows);
+    } catch {
+      /* the next refresh tries again; the layer shown stays */
+    }
+    return;
+  }
+  const mine = panelCleanups.get(node) ?? [];
+  mine.splice(0).forEach((release) => release());
+  const title = node.querySelector('h2');
+  node.replaceChildren(...(title ? [title] : []));
+  for (const key of ['rows', 'value', 'level', 'denied', 'error']) delete node.dataset[key];
+  await draw(ctx, cockpit, p, node, null, mine, onAt);
 }
 
 async function draw(
@@ -264,38 +323,45 @@ async function mapLayer(ctx: Context, p: PanelDef, node: HTMLElement, rows: Reco
     const level = levelOf(p, v);
     return level ? LEVEL_COLOR[level] : '#94a3b8';
   };
-  if (p.layer === 'links') {
-    // The network layer draws every link grey; the panel's rows colour theirs.
-    const values = new Map<number, number>();
-    for (const r of rows) if (r.value !== null) values.set(Number(r.link_id), Number(r.value));
-    const features = net.links.features
-      .filter((f) => values.has(Number(f.id)))
-      .map((f) => ({ ...f, properties: { ...f.properties, colour: colour(values.get(Number(f.id))!) } }));
-    upsertGeoJson(m.map, `panel-${p.id}`, { type: 'FeatureCollection', features }, {
-      type: 'line',
-      layout: { 'line-cap': 'round' },
-      paint: { 'line-color': ['get', 'colour'], 'line-width': ['interpolate', ['linear'], ['zoom'], 10, 1.5, 13, 3, 16, 6] },
-    });
-    node.dataset.features = String(features.length);
-  } else {
-    const features: GeoJSON.Feature<GeoJSON.Point>[] = [];
-    for (const r of rows) {
-      const loc = r.loc as { lon: number; lat: number } | undefined;
-      const lon = Number(loc?.lon ?? r.lon);
-      const lat = Number(loc?.lat ?? r.lat);
-      if (!Number.isFinite(lon) || !Number.isFinite(lat)) continue;
-      const v = Number(r.value);
-      features.push({
-        type: 'Feature',
-        properties: { label: String(r.label), value: v, colour: colour(v) },
-        geometry: { type: 'Point', coordinates: [lon, lat] },
+  const update = (rows: Record<string, unknown>[]) => {
+    if (p.layer === 'links') {
+      // The network layer draws every link grey; the panel's rows colour theirs.
+      const values = new Map<number, number>();
+      for (const r of rows) if (r.value !== null) values.set(Number(r.link_id), Number(r.value));
+      const features = net.links.features
+        .filter((f) => values.has(Number(f.id)))
+        .map((f) => ({ ...f, properties: { ...f.properties, colour: colour(values.get(Number(f.id))!) } }));
+      upsertGeoJson(m.map, `panel-${p.id}`, { type: 'FeatureCollection', features }, {
+        type: 'line',
+        layout: { 'line-cap': 'round' },
+        paint: { 'line-color': ['get', 'colour'], 'line-width': ['interpolate', ['linear'], ['zoom'], 10, 1.5, 13, 3, 16, 6] },
       });
+      node.dataset.features = String(features.length);
+    } else {
+      const features: GeoJSON.Feature<GeoJSON.Point>[] = [];
+      for (const r of rows) {
+        const loc = r.loc as { lon: number; lat: number } | undefined;
+        const lon = Number(loc?.lon ?? r.lon);
+        const lat = Number(loc?.lat ?? r.lat);
+        if (!Number.isFinite(lon) || !Number.isFinite(lat)) continue;
+        const v = Number(r.value);
+        features.push({
+          type: 'Feature',
+          properties: { label: String(r.label), value: v, colour: colour(v) },
+          geometry: { type: 'Point', coordinates: [lon, lat] },
+        });
+      }
+      upsertGeoJson(m.map, `panel-${p.id}`, { type: 'FeatureCollection', features }, {
+        type: 'circle',
+        paint: { 'circle-radius': 7, 'circle-color': ['get', 'colour'], 'circle-stroke-color': '#0f172a', 'circle-stroke-width': 1 },
+      });
+      node.dataset.features = String(features.length);
     }
-    upsertGeoJson(m.map, `panel-${p.id}`, { type: 'FeatureCollection', features }, {
-      type: 'circle',
-      paint: { 'circle-radius': 7, 'circle-color': ['get', 'colour'], 'circle-stroke-color': '#0f172a', 'circle-stroke-width': 1 },
-    });
-    node.dataset.features = String(features.length);
+    node.dataset.rows = String(rows.length);
+  };
+  update(rows);
+  mapUpdaters.set(node, update);
+  if (p.layer === 'points') {
     m.map.on('click', `panel-${p.id}`, (e) => {
       const f = e.features?.[0];
       if (f) node.dataset.picked = `${f.properties?.label}: ${write(p.format, Number(f.properties?.value))}`;
