@@ -210,19 +210,6 @@ sql = "SELECT patient_id, count(*) AS value FROM medical.recognitions GROUP BY p
     assert_eq!(status, 400, "{answer}");
 }
 
-/// `1234567` → `1,234,567`, as the briefing writes an int.
-fn grouped(n: i64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 #[test]
 fn the_daily_briefing_holds_the_days_figures_as_png_pdf_and_json() {
     let dir = tempfile::tempdir().unwrap();
@@ -284,7 +271,10 @@ fn the_daily_briefing_holds_the_days_figures_as_png_pdf_and_json() {
     // The page writes the same figures.
     let (_, svg) = server.get(&format!("{base}&format=svg"), Some(&office));
     assert!(
-        svg.contains(&format!(">{} vehicles<", grouped(vehicles))),
+        svg.contains(&format!(
+            ">{} vehicles<",
+            citybrain_cockpits::Format::Int.write(vehicles as f64)
+        )),
         "{svg}"
     );
     // PNG (A4 at 150 dpi) and PDF, in both languages.

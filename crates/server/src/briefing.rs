@@ -263,16 +263,16 @@ fn raster(svg: &str) -> Result<resvg::tiny_skia::Pixmap, String> {
     Ok(pixmap)
 }
 
-/// The page as PNG.
-pub fn png(svg: &str) -> Result<Vec<u8>, String> {
-    raster(svg)?.encode_png().map_err(|e| e.to_string())
+/// The page drawn once, as PNG and as a one-page A4 PDF holding the same pixels as an
+/// image (text is not selectable; the SVG carries the page as text).
+pub fn png_and_pdf(svg: &str) -> Result<(Vec<u8>, Vec<u8>), String> {
+    let pixmap = raster(svg)?;
+    let png = pixmap.encode_png().map_err(|e| e.to_string())?;
+    Ok((png, pdf(&pixmap)?))
 }
 
-/// The page as a one-page A4 PDF holding the rendered page as an image (text is not
-/// selectable; the PNG and the SVG carry the same page).
-pub fn pdf(svg: &str) -> Result<Vec<u8>, String> {
+fn pdf(pixmap: &resvg::tiny_skia::Pixmap) -> Result<Vec<u8>, String> {
     use std::io::Write;
-    let pixmap = raster(svg)?;
     let (w, h) = (pixmap.width(), pixmap.height());
     // The page is drawn on white, so dropping alpha loses nothing.
     let rgb: Vec<u8> = pixmap
@@ -380,10 +380,8 @@ async fn render(
     let stem = format!("{day}.{}", if lang == Lang::Zh { "zh" } else { "en" });
     let pdf_wanted = format == "pdf";
     blocking(move || {
-        let png =
-            png(&svg).map_err(|e| ApiError::internal(format!("drawing the briefing: {e}")))?;
-        let pdf = pdf(&svg)
-            .map_err(|e| ApiError::internal(format!("writing the briefing's PDF: {e}")))?;
+        let (png, pdf) = png_and_pdf(&svg)
+            .map_err(|e| ApiError::internal(format!("drawing the briefing: {e}")))?;
         if ended {
             // Kept for the department that read it; a page is made again if asked again.
             std::fs::create_dir_all(&dir)

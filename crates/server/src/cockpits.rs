@@ -92,13 +92,13 @@ fn not_found(id: &str) -> ApiError {
     )
 }
 
-/// The cockpit `id` if `me` may open it (404 otherwise, the same as one that does not exist).
-fn find(state: &AppState, me: &Principal, id: &str) -> Result<Cockpit, ApiError> {
+/// The cockpit `id` and its file if `me` may open it (404 otherwise, the same as one that
+/// does not exist).
+fn find(state: &AppState, me: &Principal, id: &str) -> Result<Stored, ApiError> {
     load(&dir(state.hub.dir()))
         .0
         .into_iter()
-        .map(|s| s.cockpit)
-        .find(|c| c.id == id && may_open(me, c))
+        .find(|s| s.cockpit.id == id && may_open(me, &s.cockpit))
         .ok_or_else(|| not_found(id))
 }
 
@@ -109,7 +109,7 @@ pub(crate) async fn find_for(
     id: &str,
 ) -> Result<Cockpit, ApiError> {
     let (state, me, id) = (state.clone(), me.clone(), id.to_string());
-    blocking(move || find(&state, &me, &id)).await
+    blocking(move || find(&state, &me, &id).map(|s| s.cockpit)).await
 }
 
 #[utoipa::path(get, path = "/cockpits", tag = "cockpits", responses((status = 200, description = "The cockpits your department may open, in order; for admins also the files that do not read", body = Object)))]
@@ -149,7 +149,7 @@ pub async fn get(
     Extension(me): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let cockpit = blocking(move || find(&state, &me, &id)).await?;
+    let cockpit = find_for(&state, &me, &id).await?;
     Ok(Json(cockpit).into_response())
 }
 
@@ -365,18 +365,9 @@ pub async fn delete(
     Extension(me): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let found = {
+    let stored = {
         let (state, me, id) = (state.clone(), me.clone(), id.clone());
-        blocking(move || {
-            let stored = load(&dir(state.hub.dir())).0;
-            Ok(stored
-                .into_iter()
-                .find(|s| s.cockpit.id == id && may_open(&me, &s.cockpit)))
-        })
-        .await?
-    };
-    let Some(stored) = found else {
-        return Err(not_found(&id));
+        blocking(move || find(&state, &me, &id)).await?
     };
     let department = DepartmentId::parse(&stored.cockpit.department)
         .map_err(|e| ApiError::internal(e.to_string()))?;
@@ -489,10 +480,7 @@ pub async fn panel(
             })?,
         None => live_time(&state),
     };
-    let cockpit = {
-        let (state, me, id) = (state.clone(), me.clone(), id.clone());
-        blocking(move || find(&state, &me, &id)).await?
-    };
+    let cockpit = find_for(&state, &me, &id).await?;
     let panel = cockpit.panel(&panel_id).cloned().ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,

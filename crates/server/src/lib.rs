@@ -5,7 +5,8 @@
 //! bytes. [`run`] takes its listener and shutdown signal, so tests run the real server on
 //! port 0 and stop it the same way SIGTERM does.
 //!
-//! Why this file is long (about 915 lines): the scenes' handlers moved to `scenes/`, but
+//! Why this file is long (about 920 lines): the scenes' handlers moved to `scenes/`, and
+//! cockpits and briefings have their own modules, but
 //! the hub's own routes (datasets: define, ingest, read, SQL) are still here beside the
 //! router and the auth middleware; they are the next to move, to a `datasets.rs`.
 
