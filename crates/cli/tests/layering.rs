@@ -29,6 +29,8 @@ fn rules(name: &str) -> Option<(&'static [&'static str], &'static [&'static str]
         | "citybrain-rules" | "citybrain-medical" | "citybrain-cockpits" => {
             (&["citybrain-core"], IO)
         }
+        // Services that find the citizen: rules in the policy language, facts, tasks.
+        "citybrain-services" => (&["citybrain-core", "citybrain-rules"], IO),
         // Road networks from GIS files: text in, rows out; not even the vocabulary.
         "citybrain-roads" => (&[], IO),
         // Signal control knows no simulator, no hub, no network.
@@ -98,6 +100,7 @@ fn rules(name: &str) -> Option<(&'static [&'static str], &'static [&'static str]
                 "citybrain-rules",
                 "citybrain-medical",
                 "citybrain-cockpits",
+                "citybrain-services",
                 "citybrain-signals",
                 "citybrain-sumo",
             ],
@@ -118,6 +121,7 @@ fn rules(name: &str) -> Option<(&'static [&'static str], &'static [&'static str]
                 "citybrain-rules",
                 "citybrain-medical",
                 "citybrain-cockpits",
+                "citybrain-services",
                 "citybrain-signals",
                 "citybrain-sumo",
                 "citybrain-pg",

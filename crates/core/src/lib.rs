@@ -9,6 +9,7 @@ pub mod city;
 pub mod geo;
 pub mod ids;
 pub mod money;
+pub mod rng;
 pub mod time;
 pub mod zone;
 

@@ -274,6 +274,19 @@ impl Date {
         Self(days_from_civil(y, m, d) as i32)
     }
 
+    /// Year, month (1–12) and day of the month.
+    pub fn ymd(self) -> (i64, u32, u32) {
+        civil_from_days(i64::from(self.0))
+    }
+
+    /// Full years from `birth` to this date: a year is complete on its anniversary, and
+    /// someone born on 29 February completes it on 1 March in a common year.
+    pub fn years_since(self, birth: Date) -> i64 {
+        let (y, m, d) = self.ymd();
+        let (by, bm, bd) = birth.ymd();
+        y - by - i64::from((m, d) < (bm, bd))
+    }
+
     /// Midnight UTC at the start of this date.
     pub fn start(self) -> Timestamp {
         Timestamp(i64::from(self.0) * MICROS_PER_DAY)
@@ -323,6 +336,18 @@ pub mod date_as_text {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn full_years_count_from_the_anniversary() {
+        let d = |t| Date::parse(t).unwrap();
+        assert_eq!(d("2026-03-14").years_since(d("1946-03-14")), 80);
+        assert_eq!(d("2026-03-13").years_since(d("1946-03-14")), 79);
+        // Born on 29 February: a year older on 1 March in a common year.
+        assert_eq!(d("2026-02-28").years_since(d("1944-02-29")), 81);
+        assert_eq!(d("2026-03-01").years_since(d("1944-02-29")), 82);
+        assert_eq!(d("2028-02-29").years_since(d("1944-02-29")), 84);
+        assert_eq!(d("2026-12-01").years_since(d("2026-12-01")), 0);
+    }
 
     #[test]
     fn local_and_compact_times_in_a_zone() {

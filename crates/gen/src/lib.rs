@@ -10,7 +10,7 @@
 pub mod economy;
 pub mod network;
 pub mod parking;
-mod rng;
+use citybrain_core::rng;
 
 use std::collections::HashSet;
 use std::fs;
