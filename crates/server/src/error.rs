@@ -89,6 +89,8 @@ error_codes! {
     SqlTimeout = "sql_timeout", "The query ran past the time limit";
     SqlTooComplex = "sql_too_complex", "The query has too many operators or is nested too deep";
     SqlValueTooLarge = "sql_value_too_large", "A function would build a value over the limit";
+    TaskMoveRefused = "task_move_refused", "The task cannot go to that state from the one it is in (the message says where it can go)";
+    TaskNotFound = "task_not_found", "No such task";
     UnknownDecision = "unknown_decision", "The decision in the path is not one the route takes";
     UnknownDepartment = "unknown_department", "No such department";
     UnreadableBody = "unreadable_body", "The batch body does not decode in its format";

@@ -155,6 +155,8 @@ pub fn load(hub: &Hub, gov: &Gov, data: &Path, city: &DemoCity) -> Result<live::
         .day_start(citybrain_core::Date(day.0 + 1));
     load_medical(hub, data, scale, end)
         .context("loading the demo's medical results (or start with --no-demo)")?;
+    load_people(hub, data, city, day)
+        .context("loading the demo's residents (or start with --no-demo)")?;
     governance(gov, hub, data).context("setting up the demo city's departments")?;
     Ok(replay)
 }
@@ -275,6 +277,63 @@ fn load_medical(hub: &Hub, data: &Path, scale: f64, end: citybrain_core::Timesta
     Ok(())
 }
 
+/// The truth of which tasks the services scene must open, beside the demo's other truth.
+pub const SERVICES_TRUTH: &str = "demo/services_truth.json";
+
+/// The demo's residents (10,000 at scale 1: a hundredth of the generator's scale 1) with a
+/// month of changes ending the day before the demo's day, published as each department
+/// would, day by day; the grids and their workers; the truth to a file. Once.
+fn load_people(hub: &Hub, data: &Path, city: &DemoCity, day: citybrain_core::Date) -> Result<()> {
+    let residents = DatasetName::parse(citybrain_services::RESIDENTS)?;
+    if hub.snapshot(&residents)?.rows() > 0 {
+        return Ok(());
+    }
+    let centre = city.profile.map.map_or([120.16, 30.27], |m| m.centre);
+    let config = citybrain_services::demo::DemoConfig {
+        seed: 1,
+        residents: ((10_000.0 * city.scale).round() as u64).max(100),
+        first_day: citybrain_core::Date(day.0 - 30),
+        days: 30,
+        zone: city.profile.time_zone.clone(),
+        centre: citybrain_core::GeoPoint {
+            lon: centre[0],
+            lat: centre[1],
+        },
+    };
+    let people = citybrain_services::demo::generate(&config);
+    let send = |dataset: &str, body: &[u8], format: Format| -> Result<()> {
+        let name = DatasetName::parse(dataset)?;
+        hub.ingest(
+            &name,
+            format,
+            body,
+            OnError::Reject,
+            citybrain_server::now(),
+        )?;
+        Ok(())
+    };
+    let grids: Vec<u8> = people
+        .grids
+        .iter()
+        .flat_map(|g| {
+            let mut line = serde_json::to_vec(g).expect("rows serialise");
+            line.push(b'\n');
+            line
+        })
+        .collect();
+    send(citybrain_services::GRIDS, &grids, Format::Ndjson)?;
+    let batches = std::iter::once(&people.first_load).chain(people.days.iter().map(|(_, d)| d));
+    for updates in batches {
+        for (dataset, body) in citybrain_services::demo::ndjson_by_dataset(updates) {
+            send(dataset, &body, Format::Ndjson)?;
+        }
+    }
+    let path = data.join(SERVICES_TRUTH);
+    std::fs::write(&path, serde_json::to_vec(&people.truth)?)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
 /// Sends the planted orders not answered yet as the demo hospital's doctor, once the medical
 /// scene has every result, so the health page shows recognition at work.
 pub async fn recognise_planted(state: &citybrain_server::AppState, data: &Path) -> Result<()> {
@@ -321,6 +380,11 @@ fn governance(gov: &Gov, hub: &Hub, data: &Path) -> Result<()> {
         ("health", "Health Commission 卫生健康委"),
         ("civil_affairs", "Civil Affairs Bureau 民政局"),
         ("community", "Community grid workers 社区网格"),
+        ("public_security", "Public Security Bureau 公安局"),
+        (
+            "human_resources",
+            "Human Resources and Social Security Bureau 人社局",
+        ),
         ("city_office", "City Operations Office 城市运行管理中心"),
         ("district_nw", "North-west District Office 西北区政府"),
         (
@@ -422,6 +486,31 @@ fn governance(gov: &Gov, hub: &Hub, data: &Path) -> Result<()> {
             "city cockpit: tests avoided and money saved by recognition",
             "patients stay pseudonymised",
         )?;
+    }
+    // Services: the grid workers see whom to visit and why (the resident's id stays
+    // pseudonymised); the cockpit sees the tasks with every personal field masked.
+    let civil_admin = person("civil_affairs_admin", "civil_affairs", Role::Admin)?;
+    let community_admin = person("community_admin", "community", Role::Admin)?;
+    if hub
+        .names()
+        .contains(&DatasetName::parse(citybrain_services::TASKS)?)
+    {
+        grant_to(
+            &community_admin,
+            citybrain_services::TASKS,
+            &["resident_name", "home", "why"],
+            &civil_admin,
+            "grid workers visit residents a service found (主动服务)",
+            "name, address point and why; the resident's id stays pseudonymised",
+        )?;
+        for dataset in [citybrain_services::TASKS, citybrain_services::TASK_EVENTS] {
+            grant(
+                dataset,
+                &civil_admin,
+                "city cockpit: services that found residents, by grid and state",
+                "personal fields stay masked",
+            )?;
+        }
     }
     client::ensure_token_file(gov, &data.join("hospital.token"), || {
         Ok(gov.issue_console_token(&admin, &doctor.name, now)?)

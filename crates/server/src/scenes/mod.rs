@@ -7,6 +7,7 @@ pub mod indices;
 pub mod medical;
 pub mod parking;
 pub mod policy;
+pub mod services;
 pub mod signals;
 
 use crate::scene::Scene;
@@ -21,6 +22,7 @@ pub fn all() -> Vec<Box<dyn Scene>> {
         Box::new(signals::SignalsScene),
         Box::new(policy::PolicyDelivery),
         Box::new(medical::MedicalScene),
+        Box::new(services::ServicesScene),
     ]
 }
 
