@@ -57,6 +57,8 @@ enum Command {
     Signals(commands::signals::Args),
     /// Cockpits as files: apply, check, list, show and delete per-role cockpits.
     Cockpits(commands::cockpits::Args),
+    /// Proactive services: check service rules, benchmark deciding them for a population.
+    Services(commands::services::Args),
     /// Show who the token belongs to.
     Whoami(commands::whoami::Args),
 }
@@ -119,6 +121,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Policy(args) => policy::run(args),
         Command::Signals(args) => signals::run(args),
         Command::Cockpits(args) => cockpits::run(args),
+        Command::Services(args) => services::run(args),
         Command::Whoami(args) => whoami::run(args),
     }
 }

@@ -99,6 +99,8 @@ pub struct SceneConfig {
     pub signals: Option<crate::scenes::signals::SignalsConfig>,
     /// Where policy texts are (`up --policies DIR`); the shipped ones otherwise.
     pub policies: Option<PathBuf>,
+    /// Where service rules are (`up --services DIR`); the shipped ones otherwise.
+    pub services: Option<PathBuf>,
     /// The data directory (scenes keep working files under it).
     pub data_dir: PathBuf,
     /// The city: its zone and local plates (`citybrain.toml` in the data directory).

@@ -18,6 +18,7 @@ pub mod parking;
 pub mod policy;
 pub mod principals;
 pub mod replay;
+pub mod services;
 pub mod signals;
 pub mod sql;
 pub mod tokens;

@@ -91,6 +91,10 @@ pub struct Args {
     /// POST /api/v1/policy/runs (default: the twenty shipped with citybrain).
     #[arg(long)]
     policies: Option<PathBuf>,
+    /// Run the service rules in this directory (.policy files and services.toml of
+    /// deadlines; docs/services.md) instead of the eighteen shipped with citybrain.
+    #[arg(long)]
+    services: Option<PathBuf>,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -118,6 +122,7 @@ pub fn run(args: Args) -> Result<()> {
         signals_speed,
         sumo,
         policies,
+        services,
         limits,
     } = args;
     let pg_tls = match pg_tls_cert.zip(pg_tls_key) {
@@ -181,7 +186,7 @@ pub fn run(args: Args) -> Result<()> {
                 speed: signals_speed,
                 sumo: super::signals::find_sumo(sumo),
             }),
-        policies.as_deref(),
+        (policies.as_deref(), services.as_deref()),
     )
 }
 
@@ -301,7 +306,7 @@ fn up(
     config: HubConfig,
     mqtt: Mqtt,
     signals: Option<SignalsArgs>,
-    policies: Option<&Path>,
+    (policies, services): (Option<&Path>, Option<&Path>),
 ) -> Result<()> {
     let started = std::time::Instant::now();
     let signals_args_shown = signals
@@ -322,6 +327,13 @@ fn up(
         Ok(gov.issue_admin_token(citybrain_server::now())?)
     })?;
     prepare_policies(&hub, policies)?;
+    // Checked before the server starts, so a mistake stops `up` with its file and line.
+    citybrain_server::scenes::services::load_rules(services).map_err(|problems| {
+        anyhow::anyhow!(
+            "the service rules do not load (check them with `citybrain services check DIR`):\n  {}",
+            problems.join("\n  ")
+        )
+    })?;
     citybrain_server::scenes::create_datasets(&hub).map_err(anyhow::Error::msg)?;
     let demo = demo_city.is_some();
     let replay = match &demo_city {
@@ -358,6 +370,7 @@ fn up(
                 sumo: a.sumo,
             }),
             policies: policies.map(Path::to_path_buf),
+            services: services.map(Path::to_path_buf),
             data_dir: data.to_path_buf(),
             city: city.clone(),
         };
@@ -460,6 +473,10 @@ fn up(
             println!(
                 "  hospital token: {} (a doctor at hz_first_people: POST /api/v1/medical/recognise; docs/medical.md)",
                 data.join("hospital.token").display()
+            );
+            println!(
+                "  grid token:     {} (a grid worker in community: GET /api/v1/services/tasks?grid=C0001-G1; docs/services.md)",
+                data.join("grid.token").display()
             );
         }
         println!("  API:            http://{address}/api/v1/openapi.json   health: http://{address}/health");

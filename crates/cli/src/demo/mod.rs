@@ -491,6 +491,7 @@ fn governance(gov: &Gov, hub: &Hub, data: &Path) -> Result<()> {
     // pseudonymised); the cockpit sees the tasks with every personal field masked.
     let civil_admin = person("civil_affairs_admin", "civil_affairs", Role::Admin)?;
     let community_admin = person("community_admin", "community", Role::Admin)?;
+    let grid_worker = person("grid_worker", "community", Role::Publisher)?;
     if hub
         .names()
         .contains(&DatasetName::parse(citybrain_services::TASKS)?)
@@ -503,6 +504,14 @@ fn governance(gov: &Gov, hub: &Hub, data: &Path) -> Result<()> {
             "grid workers visit residents a service found (主动服务)",
             "name, address point and why; the resident's id stays pseudonymised",
         )?;
+        grant_to(
+            &community_admin,
+            citybrain_services::TASK_EVENTS,
+            &[],
+            &civil_admin,
+            "grid workers follow their tasks' states",
+            "no personal fields",
+        )?;
         for dataset in [citybrain_services::TASKS, citybrain_services::TASK_EVENTS] {
             grant(
                 dataset,
@@ -512,6 +521,9 @@ fn governance(gov: &Gov, hub: &Hub, data: &Path) -> Result<()> {
             )?;
         }
     }
+    client::ensure_token_file(gov, &data.join("grid.token"), || {
+        Ok(gov.issue_console_token(&admin, &grid_worker.name, now)?)
+    })?;
     client::ensure_token_file(gov, &data.join("hospital.token"), || {
         Ok(gov.issue_console_token(&admin, &doctor.name, now)?)
     })?;

@@ -77,7 +77,9 @@ impl Scene for ServicesScene {
         _committed: Positions,
     ) -> BoxFuture<'a, Result<Started, String>> {
         Box::pin(async move {
-            let rules = ServiceRules::shipped();
+            let rules = load_rules(ctx.config.services.as_deref()).map_err(|problems| {
+                format!("the service rules do not load: {}", problems.join("; "))
+            })?;
             let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
             let mut engine = Engine::new(rules, ctx.config.city.time_zone.clone(), threads);
             // The task book first, so the replay of the facts opens nothing twice.
@@ -142,6 +144,43 @@ impl Scene for ServicesScene {
             }))
         })
     }
+}
+
+/// The service rules in `dir` (every `.policy` file, and `services.toml` for the deadlines,
+/// 7 days each without one), or the shipped ones; every problem at once, naming its file.
+pub fn load_rules(dir: Option<&std::path::Path>) -> Result<ServiceRules, Vec<String>> {
+    let Some(dir) = dir else {
+        return Ok(ServiceRules::shipped());
+    };
+    let entries = std::fs::read_dir(dir).map_err(|e| vec![format!("{}: {e}", dir.display())])?;
+    let mut paths: Vec<std::path::PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "policy"))
+        .collect();
+    paths.sort();
+    if paths.is_empty() {
+        return Err(vec![format!("{}: no .policy files", dir.display())]);
+    }
+    let mut files = Vec::new();
+    let mut problems = Vec::new();
+    for path in paths {
+        match std::fs::read_to_string(&path) {
+            Ok(text) => files.push((path.display().to_string(), text)),
+            Err(e) => problems.push(format!("{}: {e}", path.display())),
+        }
+    }
+    let sla = match std::fs::read_to_string(dir.join("services.toml")) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "default_sla_days = 7\n".into(),
+        Err(e) => {
+            problems.push(format!("{}: {e}", dir.join("services.toml").display()));
+            String::new()
+        }
+    };
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    ServiceRules::load(&files, &sla)
 }
 
 struct ServicesWorker {

@@ -1,0 +1,338 @@
+//! `citybrain services`: the service rules of proactive services (主动服务). `check` loads a
+//! directory of rules as `up --services DIR` would and lists what each reads and how long the
+//! grid has; `bench` decides every rule for a generated population with the fast evaluator and
+//! times a fact change, and writes the same population and rules as CSV and SQL for a peer
+//! (`bench/services/run` runs DuckDB on them in the same run and compares the answers).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use citybrain_core::{Date, GeoPoint, TimeZone};
+use citybrain_rules::Value;
+use citybrain_rules::syntax::{Expr, ExprKind, Lit, PolicyAst};
+use citybrain_services::{Engine, FACTS, ServiceRules, Update};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Check a directory of service rules (.policy files and an optional services.toml of
+    /// deadlines) as `up --services DIR` loads it; without DIR, the shipped rules.
+    Check {
+        /// The directory; docs/services.md says how to write one.
+        dir: Option<PathBuf>,
+    },
+    /// Decide every rule for a generated population and time it (the numbers of
+    /// docs/benchmarks.md, "Proactive services"); write the population as CSV and the rules as
+    /// SQL beside the results, for a peer to run the same work.
+    Bench {
+        /// Residents to generate (1,000,000 is the generator's scale 1).
+        #[arg(long, default_value_t = 1_000_000)]
+        residents: u64,
+        /// The rules (default: the shipped ones). `citybrain policy variants` makes more.
+        #[arg(long)]
+        rules: Option<PathBuf>,
+        /// Threads for the sweep.
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        /// Sweeps to time (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Fact changes to time, one at a time.
+        #[arg(long, default_value_t = 2_000)]
+        changes: usize,
+        /// Where to write facts.csv, rules.json and citybrain.json.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+pub fn run(args: Args) -> Result<()> {
+    match args.command {
+        Command::Check { dir } => check(dir),
+        Command::Bench {
+            residents,
+            rules,
+            threads,
+            runs,
+            changes,
+            out,
+        } => bench(residents, rules, threads, runs, changes, &out),
+    }
+}
+
+fn load(dir: Option<&std::path::Path>) -> Result<ServiceRules> {
+    citybrain_server::scenes::services::load_rules(dir).map_err(|problems| {
+        anyhow::anyhow!(
+            "{} problem(s) in the service rules:\n  {}",
+            problems.len(),
+            problems.join("\n  ")
+        )
+    })
+}
+
+fn check(dir: Option<PathBuf>) -> Result<()> {
+    let rules = load(dir.as_deref())?;
+    for s in &rules.services {
+        let inputs: Vec<&str> = s.ast.inputs.iter().map(|i| i.name.as_str()).collect();
+        println!(
+            "{:<28} {:>3} days  {:<16} reads {}",
+            s.name,
+            s.sla_days,
+            s.department,
+            inputs.join(", ")
+        );
+    }
+    println!(
+        "{} service rules check, their tests pass. The facts a rule may read: {}",
+        rules.services.len(),
+        FACTS.iter().map(|f| f.0).collect::<Vec<_>>().join(", ")
+    );
+    Ok(())
+}
+
+/// A rule's eligibility (all its clauses) as a SQL condition over the facts' columns, with
+/// its parameters' values on `day` written in. Money is in fen, as in the facts.
+fn to_sql(ast: &PolicyAst, day: Date) -> Result<String> {
+    let clauses: Vec<String> = ast
+        .clauses
+        .iter()
+        .map(|c| expr_sql(ast, &c.expr, day).map(|s| format!("({s})")))
+        .collect::<Result<_>>()?;
+    Ok(clauses.join(" AND "))
+}
+
+fn value_sql(v: &Value) -> Result<String> {
+    Ok(match v {
+        Value::Num(r) if r.den == 1 => r.num.to_string(),
+        Value::Num(r) => format!("({}.0 / {})", r.num, r.den),
+        Value::Bool(b) => b.to_string(),
+        Value::Text(t) => format!("'{}'", t.replace('\'', "''")),
+        Value::Date(d) => format!("DATE '{d}'"),
+    })
+}
+
+fn expr_sql(ast: &PolicyAst, e: &Expr, day: Date) -> Result<String> {
+    Ok(match &e.kind {
+        ExprKind::Lit(l) => match l {
+            Lit::Int(n) | Lit::Money(n) => n.to_string(),
+            Lit::Rate(d) => format!("({}.0 / 1e{})", d.num, d.scale),
+            Lit::Bool(b) => b.to_string(),
+            Lit::Text(t) => format!("'{}'", t.replace('\'', "''")),
+            Lit::Date(d) => format!("DATE '{d}'"),
+        },
+        ExprKind::Name(n) => match ast.params.iter().find(|p| p.name == *n) {
+            Some(p) => {
+                let value = p
+                    .values
+                    .iter()
+                    .rfind(|v| v.from.is_none_or(|d| d <= day))
+                    .with_context(|| format!("{n} has no value on {day}"))?;
+                value_sql(&citybrain_rules::eval::constant(&value.value)?)?
+            }
+            None => n.clone(),
+        },
+        ExprKind::Unary(op, x) => match *op {
+            "not" => format!("(NOT {})", expr_sql(ast, x, day)?),
+            _ => format!("(-{})", expr_sql(ast, x, day)?),
+        },
+        ExprKind::Binary(op, a, b) => {
+            let op = match *op {
+                "==" => "=",
+                "!=" => "<>",
+                "and" => "AND",
+                "or" => "OR",
+                "/" => bail!("{}: divisions are not written as SQL here", ast.id),
+                other => other,
+            };
+            format!(
+                "({} {op} {})",
+                expr_sql(ast, a, day)?,
+                expr_sql(ast, b, day)?
+            )
+        }
+        ExprKind::Call(f, args) if f == "min" || f == "max" => {
+            let args: Vec<String> = args
+                .iter()
+                .map(|a| expr_sql(ast, a, day))
+                .collect::<Result<_>>()?;
+            let f = if f == "min" { "least" } else { "greatest" };
+            format!("{f}({})", args.join(", "))
+        }
+        ExprKind::Call(f, _) => bail!("{}: {f} is not written as SQL here", ast.id),
+        ExprKind::If(c, a, b) => format!(
+            "(CASE WHEN {} THEN {} ELSE {} END)",
+            expr_sql(ast, c, day)?,
+            expr_sql(ast, a, day)?,
+            expr_sql(ast, b, day)?
+        ),
+    })
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}
+
+fn bench(
+    residents: u64,
+    rules_dir: Option<PathBuf>,
+    threads: usize,
+    runs: usize,
+    changes: usize,
+    out: &std::path::Path,
+) -> Result<()> {
+    let rules = load(rules_dir.as_deref())?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let zone = TimeZone::parse("Asia/Shanghai").expect("in the tz database");
+    let day = Date::parse("2026-11-01").expect("a date");
+    eprintln!("generating {residents} residents ...");
+    let people = citybrain_services::demo::generate(&citybrain_services::demo::DemoConfig {
+        seed: 1,
+        residents,
+        first_day: day,
+        days: 0,
+        zone: zone.clone(),
+        centre: GeoPoint {
+            lon: 120.16,
+            lat: 30.27,
+        },
+    });
+    let mut engine = Engine::new(rules, zone.clone(), threads);
+    for u in &people.first_load {
+        engine.apply(u);
+    }
+    let services: Vec<usize> = (0..engine.rules.services.len()).collect();
+    // The facts as the peer reads them, and the rules as SQL.
+    let table_path = out.join("facts.csv");
+    let mut csv = std::io::BufWriter::new(std::fs::File::create(&table_path)?);
+    writeln!(
+        csv,
+        "row,age,local_hukou,household_members,disability_level,income_assessed,income_per_person,employed,pension"
+    )?;
+    for r in 0..engine.population.len() as u32 {
+        let f = engine.population.facts(r, day);
+        let get = |n: &str| match &f[n] {
+            Value::Num(x) => x.num.to_string(),
+            Value::Bool(b) => b.to_string(),
+            other => other.to_string(),
+        };
+        writeln!(
+            csv,
+            "{r},{},{},{},{},{},{},{},{}",
+            get("age"),
+            get("local_hukou"),
+            get("household_members"),
+            get("disability_level"),
+            get("income_assessed"),
+            get("income_per_person"),
+            get("employed"),
+            get("pension")
+        )?;
+    }
+    csv.flush()?;
+    let sql: Vec<serde_json::Value> = engine
+        .rules
+        .services
+        .iter()
+        .map(|s| Ok(serde_json::json!({"name": s.name, "sql": to_sql(&s.ast, day)?})))
+        .collect::<Result<_>>()?;
+    std::fs::write(out.join("rules.json"), serde_json::to_vec_pretty(&sql)?)?;
+
+    // The sweep: the facts as a table, then every rule over every resident.
+    let mut build_ms = Vec::new();
+    let mut sweep_ms = Vec::new();
+    let mut eligible = Vec::new();
+    for _ in 0..runs.max(1) {
+        let t = Instant::now();
+        let table = engine.population.table(day);
+        build_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        drop(table);
+        let t = Instant::now();
+        eligible = engine.eligible_on(day, &services);
+        sweep_ms.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    // A fact change: a household's income reassessed, its members decided again with the
+    // interpreter (every rule), as the scene does; timed one at a time.
+    let mut change_us = Vec::new();
+    let households: Vec<String> = people
+        .first_load
+        .iter()
+        .filter_map(|u| match u {
+            Update::Resident(r) => Some(r.household_id.clone()),
+            _ => None,
+        })
+        .step_by(7)
+        .take(changes)
+        .collect();
+    let at = zone.day_start(day);
+    // The first change of the day makes the morning sweep; it is not timed.
+    engine.apply(&Update::Income(citybrain_services::IncomeRow {
+        assessment_id: "warm".into(),
+        household_id: households[0].clone(),
+        income_per_person: 100_000,
+        assessed_at: at,
+    }));
+    let mut opened = 0;
+    for (i, h) in households.iter().enumerate() {
+        let u = Update::Income(citybrain_services::IncomeRow {
+            assessment_id: format!("bench{i}"),
+            household_id: h.clone(),
+            income_per_person: 50_000 + (i as i64 % 200) * 1_000,
+            assessed_at: citybrain_core::Timestamp(at.0 + 3_600_000_000 + i as i64),
+        });
+        let t = Instant::now();
+        opened += engine.apply(&u).len();
+        change_us.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    change_us.sort_by(f64::total_cmp);
+    let pct = |p: f64| change_us[((change_us.len() - 1) as f64 * p).round() as usize];
+    let per_rule: Vec<serde_json::Value> = engine
+        .rules
+        .services
+        .iter()
+        .zip(&eligible)
+        .map(|(s, rows)| {
+            let checksum = rows.iter().map(|r| u64::from(*r) + 1).sum::<u64>() % 2_147_483_647;
+            serde_json::json!({"name": s.name, "eligible": rows.len(), "checksum": checksum})
+        })
+        .collect();
+    let result = serde_json::json!({
+        "residents": engine.population.len(),
+        "rules": engine.rules.services.len(),
+        "threads": threads,
+        "day": day.to_string(),
+        "table_build_ms": build_ms,
+        "sweep_ms": sweep_ms,
+        "table_build_ms_median": median(build_ms.clone()),
+        "sweep_ms_median": median(sweep_ms.clone()),
+        "change_us_p50": pct(0.5),
+        "change_us_p99": pct(0.99),
+        "change_us_max": change_us.last(),
+        "changes": change_us.len(),
+        "tasks_opened_by_changes": opened,
+        "undecided": engine.undecided,
+        "per_rule": per_rule,
+    });
+    std::fs::write(
+        out.join("citybrain.json"),
+        serde_json::to_vec_pretty(&result)?,
+    )?;
+    println!(
+        "{} residents, {} rules, {threads} threads: table {:.0} ms + sweep {:.0} ms (median of {}); a fact change re-decided in {:.0} µs p50, {:.0} µs p99",
+        engine.population.len(),
+        engine.rules.services.len(),
+        median(build_ms),
+        median(sweep_ms),
+        runs.max(1),
+        pct(0.5),
+        pct(0.99)
+    );
+    Ok(())
+}
