@@ -15,6 +15,7 @@ use citybrain_core::rng::Rng;
 use citybrain_core::{Date, GeoPoint, TimeZone, Timestamp};
 use serde::{Deserialize, Serialize};
 
+use crate::alarms::near;
 use crate::facts::{CertificateRow, EnrolmentRow, IncomeRow, InsuranceRow, ResidentRow, Update};
 
 /// Residents per grid, and grids per community.
@@ -30,8 +31,16 @@ pub struct DemoConfig {
     pub first_day: Date,
     pub days: u32,
     pub zone: TimeZone,
-    /// Where the city is: communities lie within about 8 km of it.
+    /// Where the city is: grids lie within `radius_m` of it.
     pub centre: GeoPoint,
+    pub radius_m: f64,
+}
+
+impl DemoConfig {
+    /// The radius of one grid: the city's disc shared out among its grids.
+    pub fn grid_radius_m(&self) -> f64 {
+        self.radius_m / (self.residents.div_ceil(GRID_SIZE).max(1) as f64).sqrt()
+    }
 }
 
 /// A grid and its worker (`community.grids`).
@@ -232,17 +241,6 @@ fn name(rng: &mut Rng) -> String {
     format!("{s}{g}")
 }
 
-fn near(rng: &mut Rng, at: GeoPoint, metres: f64) -> GeoPoint {
-    let r = metres * rng.f64().sqrt();
-    let a = std::f64::consts::TAU * rng.f64();
-    let dlat = r * a.sin() / 111_320.0;
-    let dlon = r * a.cos() / (111_320.0 * at.lat.to_radians().cos());
-    GeoPoint {
-        lon: at.lon + dlon,
-        lat: at.lat + dlat,
-    }
-}
-
 /// A birth date `age` full years before `day` (any day of that year of life).
 fn born(rng: &mut Rng, day: Date, age: i64) -> Date {
     let (y, m, d) = day.ymd();
@@ -275,17 +273,14 @@ pub fn generate(config: &DemoConfig) -> Demo {
     let mut rng = Rng::new(config.seed ^ 0x005e_1ce5);
     let grids_n = config.residents.div_ceil(GRID_SIZE).max(1);
     let mut grids = Vec::new();
-    let mut community_centre = config.centre;
+    let grid_radius = config.grid_radius_m();
     for g in 0..grids_n {
-        if g % GRIDS_PER_COMMUNITY == 0 {
-            community_centre = near(&mut rng, config.centre, 8_000.0);
-        }
         let community = format!("C{:04}", g / GRIDS_PER_COMMUNITY + 1);
         let grid = format!("{community}-G{}", g % GRIDS_PER_COMMUNITY + 1);
         grids.push(GridRow {
             worker_id: format!("W{:05}", g + 1),
             worker_name: name(&mut rng),
-            centre: near(&mut rng, community_centre, 600.0),
+            centre: near(&mut rng, config.centre, config.radius_m),
             grid,
             community,
         });
@@ -303,7 +298,7 @@ pub fn generate(config: &DemoConfig) -> Demo {
     while (world.people.len() as u64) < config.residents {
         let h = world.households.len();
         let grid = rng.below(grids_n) as usize;
-        let home = near(&mut rng, world.grids[grid].centre, 250.0);
+        let home = near(&mut rng, world.grids[grid].centre, grid_radius);
         let kind = rng.f64();
         let ages: Vec<i64> = if kind < 0.22 {
             (0..1 + rng.below(2)).map(|_| older_age(&mut rng)).collect()
@@ -542,7 +537,7 @@ pub fn generate(config: &DemoConfig) -> Demo {
                     }
                     _ => {
                         let grid = rng.below(world.grids.len() as u64) as usize;
-                        let home = near(&mut rng, world.grids[grid].centre, 250.0);
+                        let home = near(&mut rng, world.grids[grid].centre, grid_radius);
                         let person = &mut world.people[p];
                         person.grid = grid;
                         person.home = home;

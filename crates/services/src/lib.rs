@@ -14,7 +14,9 @@
 //!
 //! No I/O: the server's `services` scene feeds it the change feed and stores what it opens.
 
+pub mod alarms;
 pub mod demo;
+pub mod dispatch;
 pub mod engine;
 pub mod facts;
 pub mod rules;

@@ -18,6 +18,7 @@ fn config(residents: u64) -> DemoConfig {
             lon: 120.16,
             lat: 30.27,
         },
+        radius_m: 8_000.0,
     }
 }
 

@@ -51,6 +51,26 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// A simulated day of alarms on a road network, dispatched to the nearest available
+    /// worker by road and to the grid's own worker (the share on site within three
+    /// minutes, each); and how long finding the nearest among many workers takes.
+    Dispatch {
+        /// A CBEngine road network (default: the demo's Hangzhou network).
+        #[arg(long)]
+        network: Option<PathBuf>,
+        /// Residents (one grid and one worker per 400).
+        #[arg(long, default_value_t = 10_000)]
+        residents: u64,
+        /// Alarms in the day.
+        #[arg(long, default_value_t = 300)]
+        alarms: usize,
+        /// Workers for the timing of the nearest search.
+        #[arg(long, default_value_t = 10_000)]
+        workers: usize,
+        /// Write the results as JSON here too.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -64,7 +84,143 @@ pub fn run(args: Args) -> Result<()> {
             changes,
             out,
         } => bench(residents, rules, threads, runs, changes, &out),
+        Command::Dispatch {
+            network,
+            residents,
+            alarms,
+            workers,
+            out,
+        } => dispatch(network, residents, alarms, workers, out),
     }
+}
+
+fn dispatch(
+    network: Option<PathBuf>,
+    residents: u64,
+    alarms: usize,
+    workers: usize,
+    out: Option<PathBuf>,
+) -> Result<()> {
+    use citybrain_services::alarms::{self, Policy};
+    use citybrain_services::dispatch::{Roads, Workers, nearest};
+    let text = match &network {
+        Some(path) => {
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+        }
+        None => citybrain_gen::HANGZHOU_NETWORK.to_string(),
+    };
+    let net = citybrain_gen::Network::parse(&text).map_err(anyhow::Error::msg)?;
+    let nodes: Vec<GeoPoint> = net
+        .intersections
+        .iter()
+        .map(|i| GeoPoint {
+            lon: i.lon,
+            lat: i.lat,
+        })
+        .collect();
+    let links: Vec<(u32, u32, f64)> = net
+        .roads
+        .iter()
+        .map(|r| (r.from as u32, r.to as u32, r.length_m))
+        .collect();
+    let roads = Roads::new(nodes.clone(), &links);
+    let n = nodes.len() as f64;
+    let centre = GeoPoint {
+        lon: nodes.iter().map(|p| p.lon).sum::<f64>() / n,
+        lat: nodes.iter().map(|p| p.lat).sum::<f64>() / n,
+    };
+    let mut d: Vec<f64> = nodes.iter().map(|p| p.distance_m(&centre)).collect();
+    d.sort_by(f64::total_cmp);
+    let radius_m = d[(d.len() * 9 / 10).min(d.len() - 1)].max(500.0);
+    let zone = TimeZone::parse("Asia/Shanghai").expect("in the tz database");
+    let config = citybrain_services::demo::DemoConfig {
+        seed: 1,
+        residents,
+        first_day: Date::parse("2026-11-02").expect("a date"),
+        days: 0,
+        zone: zone.clone(),
+        centre,
+        radius_m,
+    };
+    let people = citybrain_services::demo::generate(&config);
+    let homes: Vec<GeoPoint> = people
+        .first_load
+        .iter()
+        .filter_map(|u| match u {
+            Update::Resident(r) => r.home,
+            _ => None,
+        })
+        .collect();
+    let day = alarms::generate(
+        1,
+        &people.grids,
+        &homes,
+        config.first_day,
+        &zone,
+        config.grid_radius_m(),
+        alarms,
+    );
+    let near = alarms::simulate(&roads, &people.grids, &day, Policy::Nearest, 1);
+    let own = alarms::simulate(&roads, &people.grids, &day, Policy::OwnGrid, 1);
+    let share = |o: &alarms::Outcome| o.within_3_min as f64 / o.alarms.max(1) as f64;
+    println!(
+        "{} intersections, {} grids (one worker each), {} alarms in a day:",
+        roads.len(),
+        people.grids.len(),
+        day.alarms.len()
+    );
+    println!(
+        "  nearest available by road: {:.1}% on site within 3 minutes ({} reached, median {:.0} s, {} asked)",
+        100.0 * share(&near),
+        near.reached,
+        near.median_on_site_s.unwrap_or(f64::NAN),
+        near.asked
+    );
+    println!(
+        "  the grid's own worker:     {:.1}% on site within 3 minutes ({} reached, median {:.0} s, {} asked)",
+        100.0 * share(&own),
+        own.reached,
+        own.median_on_site_s.unwrap_or(f64::NAN),
+        own.asked
+    );
+    // The nearest of many workers, timed one search at a time.
+    let mut rng = citybrain_core::rng::Rng::new(7);
+    let mut many = Workers::default();
+    for i in 0..workers {
+        let at = alarms::near(&mut rng, centre, radius_m);
+        many.set(&roads, &format!("W{i}"), "g", at, true);
+    }
+    let mut times = Vec::new();
+    let none = std::collections::HashSet::new();
+    for _ in 0..2_000 {
+        let at = alarms::near(&mut rng, centre, radius_m);
+        let t = Instant::now();
+        let found = nearest(&roads, &many, at, &none);
+        times.push(t.elapsed().as_secs_f64() * 1e6);
+        anyhow::ensure!(found.is_some(), "no worker found for {at:?}");
+    }
+    times.sort_by(f64::total_cmp);
+    let pct = |p: f64| times[((times.len() - 1) as f64 * p).round() as usize];
+    println!(
+        "  the nearest of {workers} workers: {:.0} µs p50, {:.0} µs p99 (2,000 searches)",
+        pct(0.5),
+        pct(0.99)
+    );
+    if let Some(out) = out {
+        let result = serde_json::json!({
+            "intersections": roads.len(),
+            "grids": people.grids.len(),
+            "alarms": day.alarms.len(),
+            "nearest": near,
+            "own_grid": own,
+            "workers_for_timing": workers,
+            "nearest_search_us_p50": pct(0.5),
+            "nearest_search_us_p99": pct(0.99),
+        });
+        std::fs::write(&out, serde_json::to_vec_pretty(&result)?)
+            .with_context(|| format!("writing {}", out.display()))?;
+    }
+    Ok(())
 }
 
 fn load(dir: Option<&std::path::Path>) -> Result<ServiceRules> {
@@ -203,6 +359,7 @@ fn bench(
             lon: 120.16,
             lat: 30.27,
         },
+        radius_m: 8_000.0,
     });
     let mut engine = Engine::new(rules, zone.clone(), threads);
     for u in &people.first_load {

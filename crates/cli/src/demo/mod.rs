@@ -288,17 +288,15 @@ fn load_people(hub: &Hub, data: &Path, city: &DemoCity, day: citybrain_core::Dat
     if hub.snapshot(&residents)?.rows() > 0 {
         return Ok(());
     }
-    let centre = city.profile.map.map_or([120.16, 30.27], |m| m.centre);
+    let (centre, radius_m) = network_disc(&data.join("demo"))?;
     let config = citybrain_services::demo::DemoConfig {
         seed: 1,
         residents: ((10_000.0 * city.scale).round() as u64).max(100),
         first_day: citybrain_core::Date(day.0 - 30),
         days: 30,
         zone: city.profile.time_zone.clone(),
-        centre: citybrain_core::GeoPoint {
-            lon: centre[0],
-            lat: centre[1],
-        },
+        centre,
+        radius_m,
     };
     let people = citybrain_services::demo::generate(&config);
     let send = |dataset: &str, body: &[u8], format: Format| -> Result<()> {
@@ -332,6 +330,36 @@ fn load_people(hub: &Hub, data: &Path, city: &DemoCity, day: citybrain_core::Dat
     std::fs::write(&path, serde_json::to_vec(&people.truth)?)
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
+}
+
+/// Where the demo's road network is: the centre of its checkpoints and the radius that holds
+/// most of them, so residents live where the roads are.
+fn network_disc(demo: &Path) -> Result<(citybrain_core::GeoPoint, f64)> {
+    let file = citybrain_gen::DATA_FILES
+        .iter()
+        .find(|(d, _)| *d == "transport.checkpoints")
+        .map(|(_, f)| demo.join(f))
+        .context("the generator writes no checkpoints")?;
+    let text =
+        std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+    let points: Vec<citybrain_core::GeoPoint> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| serde_json::from_value(v["loc"].clone()).ok())
+        .collect();
+    anyhow::ensure!(
+        !points.is_empty(),
+        "{} holds no checkpoints",
+        file.display()
+    );
+    let n = points.len() as f64;
+    let centre = citybrain_core::GeoPoint {
+        lon: points.iter().map(|p| p.lon).sum::<f64>() / n,
+        lat: points.iter().map(|p| p.lat).sum::<f64>() / n,
+    };
+    let mut d: Vec<f64> = points.iter().map(|p| p.distance_m(&centre)).collect();
+    d.sort_by(f64::total_cmp);
+    Ok((centre, d[(d.len() * 9 / 10).min(d.len() - 1)].max(500.0)))
 }
 
 /// Sends the planted orders not answered yet as the demo hospital's doctor, once the medical
