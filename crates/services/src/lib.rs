@@ -47,6 +47,13 @@ pub const TASKS: &str = "services.tasks";
 /// What happened to each task (written by the scene and its routes).
 pub const TASK_EVENTS: &str = "services.task_events";
 
+/// Where grid workers are (community).
+pub const POSITIONS: &str = "community.worker_positions";
+/// Alarms that need someone on site (community, from sensors).
+pub const ALARMS: &str = "community.alarms";
+/// Every step of every alarm's dispatch (written by the scene and its routes).
+pub const ALARM_STEPS: &str = "services.alarm_steps";
+
 /// The datasets the scene reads from the change feed.
 pub const INPUTS: &[&str] = &[RESIDENTS, CERTIFICATES, INCOMES, INSURANCE, ENROLMENTS];
 
@@ -75,6 +82,18 @@ pub const DEFINITIONS: &[(&str, &str)] = &[
     (
         "community.grids.toml",
         include_str!("../definitions/community.grids.toml"),
+    ),
+    (
+        "community.worker_positions.toml",
+        include_str!("../definitions/community.worker_positions.toml"),
+    ),
+    (
+        "community.alarms.toml",
+        include_str!("../definitions/community.alarms.toml"),
+    ),
+    (
+        "services.alarm_steps.toml",
+        include_str!("../definitions/services.alarm_steps.toml"),
     ),
     (
         "services.tasks.toml",

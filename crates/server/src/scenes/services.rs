@@ -36,12 +36,15 @@ use crate::extract::{Json, Query};
 use crate::scene::{Running, Scene, SceneContext, Started, Worker, text_column, text_values};
 use crate::{ApiError, AppState, blocking, now};
 
+mod alarms;
+
 pub struct ServicesScene;
 
 /// What the routes share with the worker.
 #[derive(Clone)]
 pub struct LiveServices {
     engine: Arc<Mutex<Engine>>,
+    desk: alarms::SharedDesk,
     workers: Arc<Mutex<HashMap<String, String>>>,
     hub: Arc<citybrain_hub::Hub>,
 }
@@ -61,7 +64,11 @@ impl Scene for ServicesScene {
 
     fn inputs(&self) -> Vec<&'static str> {
         let mut inputs = citybrain_services::INPUTS.to_vec();
-        inputs.push(citybrain_services::GRIDS);
+        inputs.extend([
+            citybrain_services::GRIDS,
+            citybrain_services::POSITIONS,
+            citybrain_services::ALARMS,
+        ]);
         inputs
     }
 
@@ -69,6 +76,7 @@ impl Scene for ServicesScene {
         OpenApiRouter::new()
             .routes(routes!(list_tasks))
             .routes(routes!(move_task))
+            .routes(routes!(alarms::report))
     }
 
     fn start<'a>(
@@ -127,11 +135,15 @@ impl Scene for ServicesScene {
                     engine.tasks.restore_state(id, state);
                 }
             }
+            let desk = Arc::new(Mutex::new(alarms::open(ctx).await?));
             let live = LiveServices {
                 engine: Arc::new(Mutex::new(engine)),
+                desk: desk.clone(),
                 workers: Arc::new(Mutex::new(HashMap::new())),
                 hub: ctx.hub.clone(),
             };
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let ticker = alarms::ticker(desk, ctx.hub.clone(), ctx.events.clone(), stop.clone());
             Ok(Started::Running(Running {
                 handle: Arc::new(live.clone()),
                 worker: Some(Box::new(ServicesWorker {
@@ -140,7 +152,10 @@ impl Scene for ServicesScene {
                 })),
                 // The facts live in memory: rebuilt from everything stored, every start.
                 from: Positions::new(),
-                on_stop: None,
+                on_stop: Some(Box::new(move || {
+                    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                    let _ = ticker.join();
+                })),
             }))
         })
     }
@@ -282,8 +297,24 @@ impl Worker for ServicesWorker {
         let mut facts = Vec::new();
         for change in changes {
             for batch in &change.batches {
-                if change.dataset.as_str() == citybrain_services::GRIDS {
-                    if let Err(error) = self.add_grids(batch) {
+                let handled = match change.dataset.as_str() {
+                    citybrain_services::GRIDS => Some(self.add_grids(batch)),
+                    citybrain_services::POSITIONS => {
+                        Some(self.live.desk.lock().expect("desk lock").positions(batch))
+                    }
+                    citybrain_services::ALARMS => {
+                        let steps = self
+                            .live
+                            .desk
+                            .lock()
+                            .expect("desk lock")
+                            .alarms(batch, now());
+                        Some(steps.map(|steps| alarms::store(&self.live.hub, &self.events, &steps)))
+                    }
+                    _ => None,
+                };
+                if let Some(outcome) = handled {
+                    if let Err(error) = outcome {
                         tracing::error!(message = "A batch was unusable for the services scene.", dataset = change.dataset.as_str(), %error);
                     }
                     continue;
