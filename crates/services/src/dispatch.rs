@@ -28,6 +28,22 @@ pub const SITE_S: i64 = 180;
 /// Cell size of the snapping index, in degrees (about 250 m).
 const CELL_DEG: f64 = 0.0025;
 
+/// The disc that holds a city's points: their centre and the distance from it within which
+/// nine in ten lie (at least 500 m). Where the demo puts its people on a road network.
+pub fn disc(points: &[GeoPoint]) -> Option<(GeoPoint, f64)> {
+    if points.is_empty() {
+        return None;
+    }
+    let n = points.len() as f64;
+    let centre = GeoPoint {
+        lon: points.iter().map(|p| p.lon).sum::<f64>() / n,
+        lat: points.iter().map(|p| p.lat).sum::<f64>() / n,
+    };
+    let mut d: Vec<f64> = points.iter().map(|p| p.distance_m(&centre)).collect();
+    d.sort_by(f64::total_cmp);
+    Some((centre, d[(d.len() * 9 / 10).min(d.len() - 1)].max(500.0)))
+}
+
 /// The road network as a routing graph.
 #[derive(Debug, Clone, Default)]
 pub struct Roads {

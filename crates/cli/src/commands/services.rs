@@ -124,14 +124,8 @@ fn dispatch(
         .map(|r| (r.from as u32, r.to as u32, r.length_m))
         .collect();
     let roads = Roads::new(nodes.clone(), &links);
-    let n = nodes.len() as f64;
-    let centre = GeoPoint {
-        lon: nodes.iter().map(|p| p.lon).sum::<f64>() / n,
-        lat: nodes.iter().map(|p| p.lat).sum::<f64>() / n,
-    };
-    let mut d: Vec<f64> = nodes.iter().map(|p| p.distance_m(&centre)).collect();
-    d.sort_by(f64::total_cmp);
-    let radius_m = d[(d.len() * 9 / 10).min(d.len() - 1)].max(500.0);
+    let (centre, radius_m) =
+        citybrain_services::dispatch::disc(&nodes).context("the network has no intersections")?;
     let zone = TimeZone::parse("Asia/Shanghai").expect("in the tz database");
     let config = citybrain_services::demo::DemoConfig {
         seed: 1,

@@ -13,8 +13,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use arrow::array::{Array, AsArray, RecordBatch, StructArray};
-use arrow::datatypes::{Date32Type, Float64Type, Int64Type, TimestampMicrosecondType};
+use arrow::array::{AsArray, RecordBatch};
+use arrow::datatypes::{Date32Type, Int64Type, TimestampMicrosecondType};
 use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -384,22 +384,6 @@ fn bools<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a arrow::array::Boo
         .ok_or_else(|| format!("no bool column {name}"))
 }
 
-fn point(column: &StructArray, i: usize) -> Option<GeoPoint> {
-    if column.is_null(i) {
-        return None;
-    }
-    let lon = column
-        .column_by_name("lon")?
-        .as_primitive_opt::<Float64Type>()?;
-    let lat = column
-        .column_by_name("lat")?
-        .as_primitive_opt::<Float64Type>()?;
-    Some(GeoPoint {
-        lon: lon.value(i),
-        lat: lat.value(i),
-    })
-}
-
 /// A stored batch of one of the scene's inputs as facts.
 fn updates(dataset: &str, batch: &RecordBatch) -> Result<Vec<Update>, String> {
     let text = |name| text_column(batch, name);
@@ -420,10 +404,7 @@ fn updates(dataset: &str, batch: &RecordBatch) -> Result<Vec<Update>, String> {
                 .column_by_name("birth_date")
                 .and_then(|c| c.as_primitive_opt::<Date32Type>())
                 .ok_or("no date column birth_date")?;
-            let homes = batch
-                .column_by_name("home")
-                .and_then(|c| c.as_struct_opt())
-                .ok_or("no point column home")?;
+            let homes = alarms::points(batch, "home")?;
             let (local, at) = (
                 bools(batch, "local_hukou")?,
                 timestamps(batch, "recorded_at")?,
@@ -437,7 +418,7 @@ fn updates(dataset: &str, batch: &RecordBatch) -> Result<Vec<Update>, String> {
                     household_id: households.value(i).to_string(),
                     community: communities.value(i).to_string(),
                     grid: grids.value(i).to_string(),
-                    home: point(homes, i),
+                    home: alarms::point(homes, i),
                     local_hukou: local.value(i),
                     status: statuses.value(i).to_string(),
                     recorded_at: Timestamp(at.value(i)),

@@ -42,7 +42,7 @@ pub(crate) struct Desk {
 
 pub(crate) type SharedDesk = Arc<Mutex<Desk>>;
 
-fn point(column: &StructArray, i: usize) -> Option<GeoPoint> {
+pub(super) fn point(column: &StructArray, i: usize) -> Option<GeoPoint> {
     if column.is_null(i) {
         return None;
     }
@@ -58,7 +58,7 @@ fn point(column: &StructArray, i: usize) -> Option<GeoPoint> {
     })
 }
 
-fn points<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a StructArray, String> {
+pub(super) fn points<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a StructArray, String> {
     batch
         .column_by_name(name)
         .and_then(|c| c.as_struct_opt())
