@@ -57,6 +57,8 @@ enum Command {
     Signals(commands::signals::Args),
     /// Cockpits as files: apply, check, list, show and delete per-role cockpits.
     Cockpits(commands::cockpits::Args),
+    /// Colour codes: verify a health or talent code offline with the city's public key.
+    Codes(commands::codes::Args),
     /// Proactive services: check service rules, benchmark deciding them for a population.
     Services(commands::services::Args),
     /// Show who the token belongs to.
@@ -122,6 +124,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Signals(args) => signals::run(args),
         Command::Cockpits(args) => cockpits::run(args),
         Command::Services(args) => services::run(args),
+        Command::Codes(args) => codes::run(args),
         Command::Whoami(args) => whoami::run(args),
     }
 }

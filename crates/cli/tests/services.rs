@@ -565,3 +565,159 @@ fn an_alarm_goes_to_the_nearest_worker_by_road() {
     server.applied("services", &[(citybrain_services::ALARMS.to_string(), a)]);
     assert_eq!(steps("fall-2"), vec![("escalated".to_string(), None)]);
 }
+
+/// Codes: health issues a red code for a resident with a positive result and a green one
+/// for another; human resources a talent code; each verifies with the public key, offline
+/// too; an altered code is refused as forged, a revoked one as revoked.
+#[test]
+fn codes_verify_offline_and_forged_or_revoked_ones_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), &[]);
+    let tokens = Tokens::new(&server);
+    let health = department_admin(&server, "health");
+    let people = demo::generate(&config(200));
+    let positions = publish(&server.base, &tokens, &people.first_load).unwrap();
+    server.applied("services", &positions);
+    let residents: Vec<String> = people
+        .first_load
+        .iter()
+        .filter_map(|u| match u {
+            citybrain_services::Update::Resident(r) => Some(r.resident_id.clone()),
+            _ => None,
+        })
+        .collect();
+    let (sick, well) = (&residents[0], &residents[1]);
+    let now = Timestamp(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_micros() as i64,
+    );
+    let day_ago = Timestamp(now.0 - 86_400_000_000);
+    let ingest = |token: &str, dataset: &str, body: String| {
+        let response = agent()
+            .post(&format!(
+                "{}/api/v1/datasets/{dataset}/records",
+                server.base
+            ))
+            .header("Authorization", &format!("Bearer {token}"))
+            .header("Content-Type", "application/x-ndjson")
+            .send(body.as_bytes())
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+    };
+    ingest(
+        &health,
+        citybrain_services::SCREENING,
+        format!(
+            "{}\n{}\n",
+            json!({"resident_id": sick, "positive": true, "tested_at": day_ago.to_string()}),
+            json!({"resident_id": well, "positive": false, "tested_at": day_ago.to_string()})
+        ),
+    );
+    ingest(
+        &tokens.0["human_resources"],
+        citybrain_services::TALENT,
+        format!(
+            "{}\n",
+            json!({"resident_id": well, "education": "phd", "title": "none", "annual_salary": 30_000_000, "updated_at": day_ago.to_string()})
+        ),
+    );
+    let issue = |token: &str, kind: &str, who: &str| {
+        call(
+            &server,
+            token,
+            "POST",
+            "/api/v1/services/codes/issue",
+            Some(&json!({"kind": kind, "resident_id": who})),
+        )
+    };
+    let (status, red) = issue(&health, "health", sick);
+    assert_eq!(status, 200, "{red}");
+    assert_eq!(red["payload"]["value"], "red", "{red}");
+    assert!(red["qr_svg"].as_str().unwrap().contains("<svg"));
+    let (_, green) = issue(&health, "health", well);
+    assert_eq!(green["payload"]["value"], "green", "{green}");
+    let (status, talent) = issue(&tokens.0["human_resources"], "talent", well);
+    assert_eq!(status, 200, "{talent}");
+    assert_eq!(talent["payload"]["value"], "B", "{talent}");
+    let (status, answer) = issue(&tokens.0["civil_affairs"], "health", sick);
+    assert_eq!(status, 403, "only health issues health codes: {answer}");
+
+    let (_, key) = call(&server, &health, "GET", "/api/v1/services/codes/key", None);
+    let key = key["public_key"].as_str().unwrap().to_string();
+    let verify = |code: &str| {
+        call(
+            &server,
+            &tokens.0["community"],
+            "POST",
+            "/api/v1/services/codes/verify",
+            Some(&json!({"code": code})),
+        )
+        .1
+    };
+    let code = green["code"].as_str().unwrap();
+    assert_eq!(verify(code)["valid"], true);
+    // Offline, with the public key alone.
+    let offline = |code: &str, revoked: Option<&std::path::Path>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_citybrain"));
+        cmd.args(["codes", "verify", code, "--key", &key]);
+        if let Some(r) = revoked {
+            cmd.arg("--revoked").arg(r);
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (ok, said) = offline(code, None);
+    assert!(ok && said.contains("valid: health code green"), "{said}");
+    // The red code with its payload swapped for the green one's: forged.
+    let red_code = red["code"].as_str().unwrap();
+    let forged = format!(
+        "{}.{}.{}",
+        "CB1",
+        code.split('.').nth(1).unwrap(),
+        red_code.split('.').nth(2).unwrap()
+    );
+    assert_eq!(verify(&forged)["refused"], "forged");
+    let (ok, said) = offline(&forged, None);
+    assert!(!ok && said.contains("forged"), "{said}");
+    // Revoked: refused here at once, and offline with the list.
+    let (status, answer) = call(
+        &server,
+        &health,
+        "POST",
+        "/api/v1/services/codes/revoke",
+        Some(&json!({"code_id": green["payload"]["id"], "reason": "issued to the wrong person"})),
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(verify(code)["refused"], "revoked");
+    let (_, list) = call(
+        &server,
+        &health,
+        "GET",
+        "/api/v1/services/codes/revoked",
+        None,
+    );
+    let file = dir.path().join("revoked.json");
+    std::fs::write(&file, list.to_string()).unwrap();
+    let (ok, said) = offline(code, Some(&file));
+    assert!(!ok && said.contains("revoked"), "{said}");
+    let (ok, _) = offline(red_code, Some(&file));
+    assert!(ok, "another code is not revoked with it");
+    // The symbol as PNG, for a printer.
+    let response = agent()
+        .get(&format!(
+            "{}/api/v1/services/codes/qr?format=png&code={}",
+            server.base, red_code
+        ))
+        .header("Authorization", &format!("Bearer {health}"))
+        .call()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let png = response.into_body().read_to_vec().unwrap();
+    assert_eq!(&png[..4], b"\x89PNG");
+}

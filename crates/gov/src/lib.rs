@@ -234,6 +234,11 @@ impl Gov {
         Ok(derive_key(&read_secret(data_dir)?, "citybrain audit v1"))
     }
 
+    /// The seed of the key that signs codes (`citybrain_services::codes`) for `dir`'s hub.
+    pub fn codes_seed(data_dir: &Path) -> Result<Vec<u8>, GovError> {
+        Ok(derive_key(&read_secret(data_dir)?, "citybrain codes v1"))
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }

@@ -263,6 +263,11 @@ fn raster(svg: &str) -> Result<resvg::tiny_skia::Pixmap, String> {
     Ok(pixmap)
 }
 
+/// An SVG drawn as PNG (a code's QR symbol).
+pub fn png(svg: &str) -> Result<Vec<u8>, String> {
+    raster(svg)?.encode_png().map_err(|e| e.to_string())
+}
+
 /// The page drawn once, as PNG and as a one-page A4 PDF holding the same pixels as an
 /// image (text is not selectable; the SVG carries the page as text).
 pub fn png_and_pdf(svg: &str) -> Result<(Vec<u8>, Vec<u8>), String> {

@@ -15,6 +15,7 @@
 //! No I/O: the server's `services` scene feeds it the change feed and stores what it opens.
 
 pub mod alarms;
+pub mod codes;
 pub mod demo;
 pub mod dispatch;
 pub mod engine;
@@ -53,6 +54,17 @@ pub const POSITIONS: &str = "community.worker_positions";
 pub const ALARMS: &str = "community.alarms";
 /// Every step of every alarm's dispatch (written by the scene and its routes).
 pub const ALARM_STEPS: &str = "services.alarm_steps";
+
+/// Screening results (health), for health codes.
+pub const SCREENING: &str = "health.screening_results";
+/// Close contacts (health), for health codes.
+pub const CONTACTS: &str = "health.close_contacts";
+/// Education, title and salary (human resources), for talent codes.
+pub const TALENT: &str = "hr.talent_facts";
+/// Codes issued (written by the scene).
+pub const CODES: &str = "services.codes";
+/// Codes revoked (written by the scene).
+pub const REVOCATIONS: &str = "services.code_revocations";
 
 /// The datasets the scene reads from the change feed.
 pub const INPUTS: &[&str] = &[RESIDENTS, CERTIFICATES, INCOMES, INSURANCE, ENROLMENTS];
@@ -94,6 +106,26 @@ pub const DEFINITIONS: &[(&str, &str)] = &[
     (
         "services.alarm_steps.toml",
         include_str!("../definitions/services.alarm_steps.toml"),
+    ),
+    (
+        "health.screening_results.toml",
+        include_str!("../definitions/health.screening_results.toml"),
+    ),
+    (
+        "health.close_contacts.toml",
+        include_str!("../definitions/health.close_contacts.toml"),
+    ),
+    (
+        "hr.talent_facts.toml",
+        include_str!("../definitions/hr.talent_facts.toml"),
+    ),
+    (
+        "services.codes.toml",
+        include_str!("../definitions/services.codes.toml"),
+    ),
+    (
+        "services.code_revocations.toml",
+        include_str!("../definitions/services.code_revocations.toml"),
     ),
     (
         "services.tasks.toml",

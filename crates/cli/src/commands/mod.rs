@@ -6,6 +6,7 @@ use serde_json::Value;
 
 pub mod audit;
 pub mod cockpits;
+pub mod codes;
 pub mod datasets;
 pub mod departments;
 pub mod generate;

@@ -37,6 +37,7 @@ use crate::scene::{Running, Scene, SceneContext, Started, Worker, text_column, t
 use crate::{ApiError, AppState, blocking, now};
 
 mod alarms;
+mod codes;
 
 pub struct ServicesScene;
 
@@ -45,6 +46,7 @@ pub struct ServicesScene;
 pub struct LiveServices {
     engine: Arc<Mutex<Engine>>,
     desk: alarms::SharedDesk,
+    issuer: codes::SharedIssuer,
     workers: Arc<Mutex<HashMap<String, String>>>,
     hub: Arc<citybrain_hub::Hub>,
 }
@@ -77,6 +79,12 @@ impl Scene for ServicesScene {
             .routes(routes!(list_tasks))
             .routes(routes!(move_task))
             .routes(routes!(alarms::report))
+            .routes(routes!(codes::key))
+            .routes(routes!(codes::issue))
+            .routes(routes!(codes::verify))
+            .routes(routes!(codes::revoke))
+            .routes(routes!(codes::revoked))
+            .routes(routes!(codes::qr))
     }
 
     fn start<'a>(
@@ -139,6 +147,7 @@ impl Scene for ServicesScene {
             let live = LiveServices {
                 engine: Arc::new(Mutex::new(engine)),
                 desk: desk.clone(),
+                issuer: Arc::new(Mutex::new(codes::open(ctx).await?)),
                 workers: Arc::new(Mutex::new(HashMap::new())),
                 hub: ctx.hub.clone(),
             };
