@@ -600,3 +600,98 @@ pub fn ndjson_by_dataset(updates: &[Update]) -> Vec<(&'static str, Vec<u8>)> {
     }
     out
 }
+
+/// The facts codes read, for the demo's residents, as NDJSON per dataset: talent facts for
+/// a third of those of working age, screening results of the last ten days before `day`
+/// for a few (some positive, some of those negative on the days after), close contacts for
+/// fewer still.
+pub fn code_facts(
+    demo: &Demo,
+    seed: u64,
+    day: Date,
+    zone: &TimeZone,
+) -> Vec<(&'static str, Vec<u8>)> {
+    let mut rng = Rng::new(seed ^ 0x00c0_de5);
+    let (mut talent, mut screening, mut contacts) = (Vec::new(), Vec::new(), Vec::new());
+    let at = |d: i32, rng: &mut Rng| {
+        Timestamp(zone.day_start(Date(d)).0 + (8 * 3600 + rng.below(10 * 3600) as i64) * 1_000_000)
+    };
+    let line = |out: &mut Vec<u8>, v: serde_json::Value| {
+        out.extend_from_slice(v.to_string().as_bytes());
+        out.push(b'\n');
+    };
+    for u in &demo.first_load {
+        let Update::Resident(r) = u else { continue };
+        let age = day.years_since(r.birth_date);
+        if (22..60).contains(&age) && rng.f64() < 0.35 {
+            let pick = |rng: &mut Rng, table: &[(&'static str, f64)]| {
+                let mut x = rng.f64();
+                for (name, p) in table {
+                    if x < *p {
+                        return *name;
+                    }
+                    x -= p;
+                }
+                table[table.len() - 1].0
+            };
+            let education = pick(
+                &mut rng,
+                &[
+                    ("phd", 0.03),
+                    ("master", 0.12),
+                    ("bachelor", 0.45),
+                    ("college", 0.25),
+                    ("other", 0.15),
+                ],
+            );
+            let title = pick(
+                &mut rng,
+                &[
+                    ("senior", 0.03),
+                    ("deputy_senior", 0.07),
+                    ("intermediate", 0.2),
+                    ("junior", 0.3),
+                    ("none", 0.4),
+                ],
+            );
+            let salary_yuan = (120_000.0 * (0.6 * rng.normal()).exp()).round() as i64;
+            line(
+                &mut talent,
+                serde_json::json!({"resident_id": r.resident_id, "education": education, "title": title,
+                    "annual_salary": salary_yuan * 100, "updated_at": at(day.0 - 30, &mut rng).to_string()}),
+            );
+        }
+        if rng.f64() < 0.03 {
+            let first = day.0 - 1 - rng.below(10) as i32;
+            let positive = rng.f64() < 0.05;
+            line(
+                &mut screening,
+                serde_json::json!({"resident_id": r.resident_id, "positive": positive,
+                    "tested_at": at(first, &mut rng).to_string()}),
+            );
+            if positive {
+                for d in first + 1..day.0 {
+                    if rng.f64() < 0.6 {
+                        line(
+                            &mut screening,
+                            serde_json::json!({"resident_id": r.resident_id, "positive": false,
+                                "tested_at": at(d, &mut rng).to_string()}),
+                        );
+                    }
+                }
+            }
+        }
+        if rng.f64() < 0.005 {
+            line(
+                &mut contacts,
+                serde_json::json!({"resident_id": r.resident_id,
+                    "contact_at": at(day.0 - 1 - rng.below(5) as i32, &mut rng).to_string()}),
+            );
+        }
+    }
+    vec![
+        (crate::TALENT, talent),
+        (crate::SCREENING, screening),
+        (crate::CONTACTS, contacts),
+    ]
+}

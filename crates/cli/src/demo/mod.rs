@@ -326,6 +326,12 @@ fn load_people(hub: &Hub, data: &Path, city: &DemoCity, day: citybrain_core::Dat
             send(dataset, &body, Format::Ndjson)?;
         }
     }
+    // What codes read: talent facts, screening results and contacts up to the demo's day.
+    for (dataset, body) in citybrain_services::demo::code_facts(&people, 1, day, &config.zone) {
+        if !body.is_empty() {
+            send(dataset, &body, Format::Ndjson)?;
+        }
+    }
     let path = data.join(SERVICES_TRUTH);
     std::fs::write(&path, serde_json::to_vec(&people.truth)?)
         .with_context(|| format!("writing {}", path.display()))?;
