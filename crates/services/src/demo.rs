@@ -611,7 +611,7 @@ pub fn code_facts(
     day: Date,
     zone: &TimeZone,
 ) -> Vec<(&'static str, Vec<u8>)> {
-    let mut rng = Rng::new(seed ^ 0x00c0_de5);
+    let mut rng = Rng::new(seed ^ 0x000c_0de5);
     let (mut talent, mut screening, mut contacts) = (Vec::new(), Vec::new(), Vec::new());
     let at = |d: i32, rng: &mut Rng| {
         Timestamp(zone.day_start(Date(d)).0 + (8 * 3600 + rng.below(10 * 3600) as i64) * 1_000_000)
