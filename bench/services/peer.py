@@ -50,6 +50,8 @@ result = {
     "citybrain_table_build_ms_median": ours["table_build_ms_median"],
     "citybrain_change_us_p50": ours["change_us_p50"],
     "citybrain_change_us_p99": ours["change_us_p99"],
+    "citybrain_code_verify_us_p50": ours["code_verify_us_p50"],
+    "citybrain_code_verify_us_p99": ours["code_verify_us_p99"],
     "answers_agree": not disagree,
     "disagreements": disagree[:5],
 }
@@ -59,6 +61,7 @@ print("|---|---|---|")
 print(f"| every rule for every resident (median of {runs}, warm) | {ours['sweep_ms_median']:.0f} ms "
       f"(+ {ours['table_build_ms_median']:.0f} ms building the facts table) | {statistics.median(times):.0f} ms |")
 print(f"| one fact change re-decided (p50 / p99) | {ours['change_us_p50']:.0f} / {ours['change_us_p99']:.0f} µs | — |")
+print(f"| a code verified offline (p50 / p99) | {ours['code_verify_us_p50']:.0f} / {ours['code_verify_us_p99']:.0f} µs | — |")
 print(f"| answers agree (count and checksum per rule) | {'yes' if not disagree else 'NO: ' + str(disagree[:3])} | |")
 if disagree:
     sys.exit(1)

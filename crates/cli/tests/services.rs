@@ -721,3 +721,151 @@ fn codes_verify_offline_and_forged_or_revoked_ones_are_refused() {
     let png = response.into_body().read_to_vec().unwrap();
     assert_eq!(&png[..4], b"\x89PNG");
 }
+
+/// One call at the desk: a guest with their card, their health code and a booking is
+/// admitted; the name shows only where the hotel's grant has it raw; another person's code,
+/// a red one, or no booking is not admitted; without the grants the desk is told which to ask.
+#[test]
+fn one_call_at_the_desk_checks_identity_code_and_booking() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), &[]);
+    let tokens = Tokens::new(&server);
+    let health = department_admin(&server, "health");
+    let tourism = department_admin(&server, "culture_tourism");
+    let hotel = department_admin(&server, "hotel_lake");
+    let people = demo::generate(&config(200));
+    let mut last = publish(&server.base, &tokens, &people.first_load).unwrap();
+    let ids: Vec<String> = people
+        .first_load
+        .iter()
+        .filter_map(|u| match u {
+            citybrain_services::Update::Resident(r) => Some(r.resident_id.clone()),
+            _ => None,
+        })
+        .collect();
+    let (guest, other, sick) = (&ids[3], &ids[4], &ids[5]);
+    let today = TimeZone::parse("Asia/Shanghai")
+        .unwrap()
+        .local_day(Timestamp(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_micros() as i64,
+        ));
+    let booking = |id: &str, n: u32| {
+        json!({"booking_id": format!("B{n}"), "resident_id": id, "hotel": "hotel_lake", "room": "301",
+               "check_in": today.to_string(), "nights": 2, "booked_at": "2026-11-01T00:00:00Z"})
+    };
+    let body = format!("{}\n{}\n", booking(guest, 1), booking(sick, 2));
+    let response = agent()
+        .post(&format!(
+            "{}/api/v1/datasets/{}/records",
+            server.base,
+            citybrain_services::BOOKINGS
+        ))
+        .header("Authorization", &format!("Bearer {tourism}"))
+        .header("Content-Type", "application/x-ndjson")
+        .send(body.as_bytes())
+        .unwrap();
+    let text = response.into_body().read_to_string().unwrap();
+    last.push((
+        citybrain_services::BOOKINGS.to_string(),
+        serde_json::from_str::<Value>(&text).unwrap()["position"]
+            .as_i64()
+            .unwrap(),
+    ));
+    let screening = format!(
+        "{}\n",
+        json!({"resident_id": sick, "positive": true, "tested_at": format!("{}T02:00:00Z", Date(today.0 - 1))})
+    );
+    let response = agent()
+        .post(&format!(
+            "{}/api/v1/datasets/{}/records",
+            server.base,
+            citybrain_services::SCREENING
+        ))
+        .header("Authorization", &format!("Bearer {health}"))
+        .header("Content-Type", "application/x-ndjson")
+        .send(screening.as_bytes())
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    server.applied("services", &last);
+    let code_of = |who: &str| {
+        let (status, issued) = call(
+            &server,
+            &health,
+            "POST",
+            "/api/v1/services/codes/issue",
+            Some(&json!({"kind": "health", "resident_id": who})),
+        );
+        assert_eq!(status, 200, "{issued}");
+        issued["code"].as_str().unwrap().to_string()
+    };
+    let (guest_code, sick_code) = (code_of(guest), code_of(sick));
+    let desk = |id: &str, code: &str| {
+        call(
+            &server,
+            &hotel,
+            "POST",
+            "/api/v1/verify/checkin",
+            Some(&json!({"id_number": id, "code": code})),
+        )
+    };
+    let (status, answer) = desk(guest, &guest_code);
+    assert_eq!(status, 403, "no grants yet: {answer}");
+    assert_eq!(answer["code"], "grant_required", "{answer}");
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap()
+            .contains("--raw resident_id"),
+        "{answer}"
+    );
+    for (dataset, raw, owner) in [
+        (
+            citybrain_services::RESIDENTS,
+            vec!["resident_id"],
+            &tokens.0["public_security"],
+        ),
+        (citybrain_services::BOOKINGS, vec!["resident_id"], &tourism),
+    ] {
+        let (status, grant) = call(
+            &server,
+            &hotel,
+            "POST",
+            "/api/v1/grants",
+            Some(
+                &json!({"dataset": dataset, "purpose": "check-in at the desk", "fields": [], "raw": raw, "days": 30}),
+            ),
+        );
+        assert_eq!(status, 201, "{grant}");
+        let (status, decided) = call(
+            &server,
+            owner,
+            "POST",
+            &format!("/api/v1/grants/{}/approve", grant["id"]),
+            Some(&json!({"reason": "to match the card"})),
+        );
+        assert_eq!(status, 200, "{decided}");
+    }
+    let (status, answer) = desk(guest, &guest_code);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["admit"], true, "{answer}");
+    assert_eq!(answer["booking"]["room"], "301", "{answer}");
+    assert!(
+        answer["identity"]["name"].is_null(),
+        "the name is not raw in the grant: {answer}"
+    );
+    // Someone else's code, a red code, no booking: not admitted, and why.
+    let (_, answer) = desk(other, &guest_code);
+    assert_eq!(answer["code"]["refused"], "not_the_holders", "{answer}");
+    assert_eq!(answer["admit"], false);
+    let (_, answer) = desk(sick, &sick_code);
+    assert_eq!(answer["code"]["value"], "red", "{answer}");
+    assert_eq!(answer["admit"], false);
+    let (_, answer) = desk(other, &code_of(other));
+    assert!(
+        answer["booking"].is_null() && answer["admit"] == false,
+        "{answer}"
+    );
+}

@@ -187,6 +187,9 @@ pub struct Payload {
     /// The holder's name and id, masked, to compare with the person at the desk.
     pub name: String,
     pub id_number: String,
+    /// The city's signature over the holder's full id: a desk with the card checks the
+    /// code is this person's ([`holds`]); without the card it says nothing more.
+    pub holder: String,
     #[serde(with = "citybrain_core::time::as_text")]
     pub issued_at: Timestamp,
     #[serde(with = "citybrain_core::time::as_text")]
@@ -225,6 +228,38 @@ pub fn signing_key(seed: &[u8]) -> SigningKey {
 /// The public key as text (base64url), for scanners.
 pub fn public_key_text(key: &SigningKey) -> String {
     B64.encode(key.verifying_key().to_bytes())
+}
+
+/// The `holder` of a code for `id_number`.
+pub fn holder_mark(key: &SigningKey, id_number: &str) -> String {
+    B64.encode(
+        key.sign(format!("holder:{id_number}").as_bytes())
+            .to_bytes(),
+    )
+}
+
+/// Whether a verified code was issued for the person whose card reads `id_number`.
+pub fn holds(public_key: &str, payload: &Payload, id_number: &str) -> bool {
+    let Some(key) = B64
+        .decode(public_key.trim())
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .and_then(|b| VerifyingKey::from_bytes(&b).ok())
+    else {
+        return false;
+    };
+    let Some(signature) = B64
+        .decode(&payload.holder)
+        .ok()
+        .and_then(|b| <[u8; 64]>::try_from(b).ok())
+    else {
+        return false;
+    };
+    key.verify(
+        format!("holder:{id_number}").as_bytes(),
+        &Signature::from_bytes(&signature),
+    )
+    .is_ok()
 }
 
 /// Signs a payload into a code.
@@ -385,6 +420,7 @@ mod tests {
             value: "green".into(),
             name: mask_name("张伟"),
             id_number: mask_id("330106199001011234"),
+            holder: holder_mark(&key, "330106199001011234"),
             issued_at: Timestamp(1_000),
             valid_until: Timestamp(2_000),
         };
@@ -429,5 +465,7 @@ mod tests {
             Refused::Malformed
         );
         assert!(qr_svg(&code).unwrap().starts_with("<?xml"));
+        assert!(holds(&public, &payload, "330106199001011234"));
+        assert!(!holds(&public, &payload, "330106199001011235"));
     }
 }

@@ -695,3 +695,29 @@ pub fn code_facts(
         (crate::CONTACTS, contacts),
     ]
 }
+
+/// Bookings at `hotel` (`tourism.bookings`) for one resident in a hundred, covering `day`,
+/// as NDJSON.
+pub fn bookings(demo: &Demo, seed: u64, day: Date, zone: &TimeZone, hotel: &str) -> Vec<u8> {
+    let mut rng = Rng::new(seed ^ 0x0b00_c1e5);
+    let mut out = Vec::new();
+    let mut n = 0;
+    for u in &demo.first_load {
+        let Update::Resident(r) = u else { continue };
+        if rng.f64() >= 0.01 {
+            continue;
+        }
+        n += 1;
+        let nights = 1 + rng.below(4) as i64;
+        let check_in = Date(day.0 - rng.below(nights as u64) as i32);
+        let line = serde_json::json!({
+            "booking_id": format!("B{n:07}"), "resident_id": r.resident_id, "hotel": hotel,
+            "room": format!("{}{:02}", 2 + rng.below(8), 1 + rng.below(30)),
+            "check_in": check_in.to_string(), "nights": nights,
+            "booked_at": Timestamp(zone.day_start(check_in).0 - 86_400_000_000 * 3).to_string(),
+        });
+        out.extend_from_slice(line.to_string().as_bytes());
+        out.push(b'\n');
+    }
+    out
+}

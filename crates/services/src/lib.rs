@@ -66,6 +66,9 @@ pub const CODES: &str = "services.codes";
 /// Codes revoked (written by the scene).
 pub const REVOCATIONS: &str = "services.code_revocations";
 
+/// Hotel bookings (culture and tourism), for the one-call check-in.
+pub const BOOKINGS: &str = "tourism.bookings";
+
 /// The datasets the scene reads from the change feed.
 pub const INPUTS: &[&str] = &[RESIDENTS, CERTIFICATES, INCOMES, INSURANCE, ENROLMENTS];
 
@@ -126,6 +129,10 @@ pub const DEFINITIONS: &[(&str, &str)] = &[
     (
         "services.code_revocations.toml",
         include_str!("../definitions/services.code_revocations.toml"),
+    ),
+    (
+        "tourism.bookings.toml",
+        include_str!("../definitions/tourism.bookings.toml"),
     ),
     (
         "services.tasks.toml",

@@ -478,6 +478,10 @@ fn up(
                 "  grid token:     {} (a grid worker in community: GET /api/v1/services/tasks?grid=C0001-G1; docs/services.md)",
                 data.join("grid.token").display()
             );
+            println!(
+                "  desk token:     {} (the West Lake Hotel's front desk: POST /api/v1/verify/checkin; docs/services.md)",
+                data.join("desk.token").display()
+            );
         }
         println!("  API:            http://{address}/api/v1/openapi.json   health: http://{address}/health");
         println!("  live indices:   http://{address}/api/v1/indices/traffic/live  (SSE: /api/v1/indices/stream; tables: indices.*)");

@@ -277,6 +277,9 @@ fn load_medical(hub: &Hub, data: &Path, scale: f64, end: citybrain_core::Timesta
     Ok(())
 }
 
+/// The demo hotel's department and its front desk principal (`DATA/desk.token`).
+pub const HOTEL_DESK: (&str, &str) = ("hotel_west_lake", "front_desk");
+
 /// The truth of which tasks the services scene must open, beside the demo's other truth.
 pub const SERVICES_TRUTH: &str = "demo/services_truth.json";
 
@@ -332,6 +335,8 @@ fn load_people(hub: &Hub, data: &Path, city: &DemoCity, day: citybrain_core::Dat
             send(dataset, &body, Format::Ndjson)?;
         }
     }
+    let booked = citybrain_services::demo::bookings(&people, 1, day, &config.zone, HOTEL_DESK.0);
+    send(citybrain_services::BOOKINGS, &booked, Format::Ndjson)?;
     let path = data.join(SERVICES_TRUTH);
     std::fs::write(&path, serde_json::to_vec(&people.truth)?)
         .with_context(|| format!("writing {}", path.display()))?;
@@ -419,6 +424,11 @@ fn governance(gov: &Gov, hub: &Hub, data: &Path) -> Result<()> {
             "human_resources",
             "Human Resources and Social Security Bureau 人社局",
         ),
+        (
+            "culture_tourism",
+            "Culture, Radio, TV and Tourism Bureau 文化广电旅游局",
+        ),
+        (HOTEL_DESK.0, "West Lake Hotel 西湖宾馆"),
         ("city_office", "City Operations Office 城市运行管理中心"),
         ("district_nw", "North-west District Office 西北区政府"),
         (
@@ -555,6 +565,36 @@ fn governance(gov: &Gov, hub: &Hub, data: &Path) -> Result<()> {
             )?;
         }
     }
+    // The one-call check-in: the hotel matches a guest's card against the registry (ids and
+    // names raw) and its own bookings (ids raw); nothing else of theirs.
+    let desk = person(HOTEL_DESK.1, HOTEL_DESK.0, Role::Publisher)?;
+    let hotel_admin = person("hotel_west_lake_admin", HOTEL_DESK.0, Role::Admin)?;
+    let police_admin = person("public_security_admin", "public_security", Role::Admin)?;
+    let tourism_admin = person("culture_tourism_admin", "culture_tourism", Role::Admin)?;
+    if hub
+        .names()
+        .contains(&DatasetName::parse(citybrain_services::BOOKINGS)?)
+    {
+        grant_to(
+            &hotel_admin,
+            citybrain_services::RESIDENTS,
+            &["resident_id", "name"],
+            &police_admin,
+            "checking guests in against their id card (30 秒入住)",
+            "id and name only, to match the card",
+        )?;
+        grant_to(
+            &hotel_admin,
+            citybrain_services::BOOKINGS,
+            &["resident_id"],
+            &tourism_admin,
+            "finding a guest's booking at the desk",
+            "the hotel's own guests",
+        )?;
+    }
+    client::ensure_token_file(gov, &data.join("desk.token"), || {
+        Ok(gov.issue_console_token(&admin, &desk.name, now)?)
+    })?;
     client::ensure_token_file(gov, &data.join("grid.token"), || {
         Ok(gov.issue_console_token(&admin, &grid_worker.name, now)?)
     })?;

@@ -9,6 +9,7 @@ pub mod parking;
 pub mod policy;
 pub mod services;
 pub mod signals;
+pub mod verify;
 
 use crate::scene::Scene;
 
@@ -23,6 +24,7 @@ pub fn all() -> Vec<Box<dyn Scene>> {
         Box::new(policy::PolicyDelivery),
         Box::new(medical::MedicalScene),
         Box::new(services::ServicesScene),
+        Box::new(verify::VerifyScene),
     ]
 }
 

@@ -47,6 +47,8 @@ pub struct LiveServices {
     engine: Arc<Mutex<Engine>>,
     desk: alarms::SharedDesk,
     issuer: codes::SharedIssuer,
+    /// Hotel bookings by guest id (`tourism.bookings`), for the check-in.
+    bookings: Arc<Mutex<HashMap<String, Vec<super::verify::Booking>>>>,
     workers: Arc<Mutex<HashMap<String, String>>>,
     hub: Arc<citybrain_hub::Hub>,
 }
@@ -70,6 +72,7 @@ impl Scene for ServicesScene {
             citybrain_services::GRIDS,
             citybrain_services::POSITIONS,
             citybrain_services::ALARMS,
+            citybrain_services::BOOKINGS,
         ]);
         inputs
     }
@@ -148,6 +151,7 @@ impl Scene for ServicesScene {
                 engine: Arc::new(Mutex::new(engine)),
                 desk: desk.clone(),
                 issuer: Arc::new(Mutex::new(codes::open(ctx).await?)),
+                bookings: Arc::new(Mutex::new(HashMap::new())),
                 workers: Arc::new(Mutex::new(HashMap::new())),
                 hub: ctx.hub.clone(),
             };
@@ -308,6 +312,7 @@ impl Worker for ServicesWorker {
             for batch in &change.batches {
                 let handled = match change.dataset.as_str() {
                     citybrain_services::GRIDS => Some(self.add_grids(batch)),
+                    citybrain_services::BOOKINGS => Some(self.add_bookings(batch)),
                     citybrain_services::POSITIONS => {
                         Some(self.live.desk.lock().expect("desk lock").positions(batch))
                     }
@@ -355,7 +360,84 @@ impl Worker for ServicesWorker {
     }
 }
 
+impl LiveServices {
+    /// A resident's name and whether they live here, by the id on their card.
+    pub fn identity(&self, id: &str) -> Option<(String, bool)> {
+        let engine = self.engine.lock().expect("services lock");
+        let r = engine
+            .population
+            .index_of(id)
+            .map(|i| engine.population.get(i))?;
+        r.registered.then(|| (r.name.clone(), r.living))
+    }
+
+    /// A code checked as a scanner would, and that it is the card holder's: (kind, value)
+    /// or why not.
+    pub fn check_code(
+        &self,
+        code: &str,
+        id: &str,
+        at: Timestamp,
+    ) -> Result<(String, String), String> {
+        let issuer = self.issuer.lock().expect("issuer lock");
+        let public = citybrain_services::codes::public_key_text(&issuer.key);
+        let payload =
+            citybrain_services::codes::verify(&public, code, at, &|c| issuer.revoked.contains(c))
+                .map_err(|r| r.name().to_string())?;
+        if !citybrain_services::codes::holds(&public, &payload, id) {
+            return Err("not_the_holders".into());
+        }
+        Ok((payload.kind, payload.value))
+    }
+
+    /// The bookings of `id` at `hotel` that cover `day`.
+    pub fn bookings_of(&self, id: &str, hotel: &str, day: Date) -> Vec<super::verify::Booking> {
+        self.bookings
+            .lock()
+            .expect("bookings lock")
+            .get(id)
+            .map(|all| {
+                all.iter()
+                    .filter(|b| {
+                        b.hotel == hotel
+                            && b.check_in <= day
+                            && i64::from(day.0 - b.check_in.0) < b.nights
+                    })
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
 impl ServicesWorker {
+    fn add_bookings(&self, batch: &RecordBatch) -> Result<(), String> {
+        let (residents, hotels, rooms) = (
+            text_column(batch, "resident_id")?,
+            text_column(batch, "hotel")?,
+            text_column(batch, "room")?,
+        );
+        let days = batch
+            .column_by_name("check_in")
+            .and_then(|c| c.as_primitive_opt::<Date32Type>())
+            .ok_or("no date column check_in")?;
+        let nights = ints(batch, "nights")?;
+        let mut map = self.live.bookings.lock().expect("bookings lock");
+        for i in 0..batch.num_rows() {
+            let entry = map.entry(residents.value(i).to_string()).or_default();
+            let booking = super::verify::Booking {
+                hotel: hotels.value(i).to_string(),
+                room: rooms.value(i).to_string(),
+                check_in: Date(days.value(i)),
+                nights: nights.value(i),
+            };
+            if !entry.contains(&booking) {
+                entry.push(booking);
+            }
+        }
+        Ok(())
+    }
+
     fn add_grids(&self, batch: &RecordBatch) -> Result<(), String> {
         let (grids, workers) = (
             text_column(batch, "grid")?,

@@ -29,8 +29,8 @@ use crate::{ApiError, AppState, blocking, now};
 const VALID_DAYS: i64 = 1;
 
 pub(crate) struct Issuer {
-    key: SigningKey,
-    revoked: HashSet<String>,
+    pub(super) key: SigningKey,
+    pub(super) revoked: HashSet<String>,
     next: u64,
 }
 
@@ -283,6 +283,7 @@ pub(crate) async fn issue(
             value: value.clone(),
             name: codes::mask_name(&name),
             id_number: codes::mask_id(&resident),
+            holder: codes::holder_mark(&issuer.key, &resident),
             issued_at: at,
             valid_until: Timestamp(at.0 + VALID_DAYS * 86_400_000_000),
         };
