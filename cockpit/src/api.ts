@@ -63,6 +63,15 @@ export class Api {
     return (await this.check(response)).json() as Promise<T>;
   }
 
+  async post<T>(path: string, body: unknown): Promise<T> {
+    const response = await fetch(path, {
+      method: 'POST',
+      headers: this.headers({ 'Content-Type': 'application/json' }),
+      body: JSON.stringify(body),
+    });
+    return (await this.check(response)).json() as Promise<T>;
+  }
+
   async text(path: string): Promise<string> {
     const response = await fetch(path, { headers: this.headers() });
     return (await this.check(response)).text();

@@ -8,5 +8,6 @@ import data from './pages/data';
 import policy from './pages/policy';
 import medical from './pages/medical';
 import cockpits from './pages/cockpits';
+import code from './pages/code';
 
-export const pages: Page[] = [overview, cockpits, traffic, parking, policy, medical, data];
+export const pages: Page[] = [overview, cockpits, traffic, parking, policy, medical, code, data];

@@ -692,6 +692,36 @@ step('cockpits: every panel of every shipped cockpit shows what SQL answers, and
   check(own.rows?.length > 0, `the market admin does not see its own panel: ${JSON.stringify(own)}`);
 });
 
+step('codes: a health code shows its colour and QR as a scanner checks it; an altered one is refused', async () => {
+  await api(server.base, admin, '/api/v1/principals', {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ name: 'browser_health', department: 'health', role: 'publisher' }),
+  });
+  const { token: health } = await api(server.base, admin, '/api/v1/principals/browser_health/tokens', { method: 'POST' });
+  const truth = JSON.parse(readFileSync(join(data, 'demo', 'services_truth.json'), 'utf8'));
+  const issued = await api(server.base, health, '/api/v1/services/codes/issue', {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ kind: 'health', resident_id: truth[0].resident_id }),
+  });
+  await page.goto(`${server.base}/#/code?c=${encodeURIComponent(issued.code)}`);
+  await page.waitForSelector('main[data-page=code][data-ready=true] .code-card', { timeout: 20000 });
+  const card = await page.locator('.code-card').evaluate((n) => ({ ...n.dataset }));
+  check(card.valid === 'true' && card.value === issued.payload.value, `the page shows ${JSON.stringify(card)}, the code says ${issued.payload.value}`);
+  const qr = await page.locator('img.code-qr').evaluate((img) => img.naturalWidth);
+  check(qr > 0, 'the QR symbol is not drawn');
+  await page.screenshot({ path: join(out, 'code.png') });
+  // One character of the payload changed: the signature no longer matches.
+  const [head, body, sig] = issued.code.split('.');
+  const altered = [head, body.slice(0, 10) + (body[10] === 'A' ? 'B' : 'A') + body.slice(11), sig].join('.');
+  await page.fill('#code-input', altered);
+  await page.click('#code-check');
+  await page.waitForSelector('main[data-ready=true] .code-card[data-valid=false]', { timeout: 20000 });
+  const refused = await page.locator('.code-card').getAttribute('data-refused');
+  check(refused === 'forged', `an altered code is shown as ${refused}`);
+});
+
 step('every page, in English and in Chinese, is full: no empty panel, chart or placeholder', async () => {
   // Issue 30: what a newcomer sees first. Each page's screenshot is in cockpit/tests/out.
   const problems = [];
