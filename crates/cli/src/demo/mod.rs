@@ -335,6 +335,31 @@ fn load_people(hub: &Hub, data: &Path, city: &DemoCity, day: citybrain_core::Dat
             send(dataset, &body, Format::Ndjson)?;
         }
     }
+    // The grid workers' patrol positions over the demo's day so far (alarms come from sensors).
+    let patrol = citybrain_services::alarms::generate(
+        1,
+        &people.grids,
+        &[],
+        day,
+        &config.zone,
+        config.grid_radius_m(),
+        0,
+    );
+    // Up to now: the rest of the day has not happened yet.
+    let now = citybrain_server::now();
+    let positions: Vec<u8> = patrol
+        .positions
+        .iter()
+        .filter(|p| p.at <= now)
+        .flat_map(|p| {
+            let mut line = serde_json::to_vec(p).expect("rows serialise");
+            line.push(b'\n');
+            line
+        })
+        .collect();
+    if !positions.is_empty() {
+        send(citybrain_services::POSITIONS, &positions, Format::Ndjson)?;
+    }
     let booked = citybrain_services::demo::bookings(&people, 1, day, &config.zone, HOTEL_DESK.0);
     send(citybrain_services::BOOKINGS, &booked, Format::Ndjson)?;
     let path = data.join(SERVICES_TRUTH);
