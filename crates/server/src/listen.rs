@@ -6,7 +6,7 @@
 //! unanswered (security issue, item 8). Here a connection needs a slot before it is
 //! accepted (the rest wait in the kernel's backlog), headers must arrive within
 //! `header_timeout` (also the longest a kept-alive connection may sit idle), and bodies
-//! are read with their own timeouts in `read_body_sized`.
+//! are read with their own timeouts in `datasets::read_body_sized`.
 
 use std::future::Future;
 use std::sync::Arc;
