@@ -2,6 +2,8 @@
 //! temporary data directory, and an HTTP client that never turns a status into an error.
 #![allow(dead_code)] // each test binary uses its own part of this module
 
+pub mod people;
+
 use std::io::BufRead;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
@@ -114,9 +116,19 @@ pub fn agent() -> ureq::Agent {
 
 impl Server {
     pub fn post(&self, path: &str, content_type: &str, body: &[u8]) -> (u16, String) {
+        self.post_as(&self.token, path, content_type, body)
+    }
+
+    pub fn post_as(
+        &self,
+        token: &str,
+        path: &str,
+        content_type: &str,
+        body: &[u8],
+    ) -> (u16, String) {
         let response = agent()
             .post(&format!("{}{path}", self.base))
-            .header("Authorization", &format!("Bearer {}", self.token))
+            .header("Authorization", &format!("Bearer {token}"))
             .header("Content-Type", content_type)
             .send(body)
             .unwrap();
@@ -230,8 +242,13 @@ impl Server {
     /// Stores NDJSON `records` in `dataset` and returns the batch's feed position (to wait
     /// on a scene's watermark with [`Server::applied`]).
     pub fn ingest(&self, dataset: &str, records: &str) -> i64 {
+        self.ingest_as(&self.token, dataset, records)
+    }
+
+    /// [`Server::ingest`] as the holder of `token`.
+    pub fn ingest_as(&self, token: &str, dataset: &str, records: &str) -> i64 {
         let path = format!("/api/v1/datasets/{dataset}/records");
-        let (status, text) = self.post(&path, "application/x-ndjson", records.as_bytes());
+        let (status, text) = self.post_as(token, &path, "application/x-ndjson", records.as_bytes());
         assert_eq!(status, 200, "{text}");
         serde_json::from_str::<serde_json::Value>(&text).unwrap()["position"]
             .as_i64()
