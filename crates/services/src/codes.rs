@@ -16,8 +16,8 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use citybrain_core::{Date, Timestamp};
-pub use ed25519_dalek::SigningKey;
-use ed25519_dalek::{Signature, Signer, Verifier, VerifyingKey};
+use ed25519_dalek::{Signature, Signer, Verifier};
+pub use ed25519_dalek::{SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
 /// Consecutive days of negative results that turn red to green.
@@ -239,15 +239,7 @@ pub fn holder_mark(key: &SigningKey, id_number: &str) -> String {
 }
 
 /// Whether a verified code was issued for the person whose card reads `id_number`.
-pub fn holds(public_key: &str, payload: &Payload, id_number: &str) -> bool {
-    let Some(key) = B64
-        .decode(public_key.trim())
-        .ok()
-        .and_then(|b| <[u8; 32]>::try_from(b).ok())
-        .and_then(|b| VerifyingKey::from_bytes(&b).ok())
-    else {
-        return false;
-    };
+pub fn holds(key: &VerifyingKey, payload: &Payload, id_number: &str) -> bool {
     let Some(signature) = B64
         .decode(&payload.holder)
         .ok()
@@ -297,20 +289,24 @@ impl Refused {
     }
 }
 
-/// Verifies a code with the public key (base64url), offline: signature, expiry, and the
-/// revocation list.
+/// The public key from its text (base64url), read once by a scanner.
+pub fn public_key(text: &str) -> Result<VerifyingKey, Refused> {
+    let bytes: [u8; 32] = B64
+        .decode(text.trim())
+        .map_err(|e| Refused::BadKey(e.to_string()))?
+        .try_into()
+        .map_err(|_| Refused::BadKey("not 32 bytes".into()))?;
+    VerifyingKey::from_bytes(&bytes).map_err(|e| Refused::BadKey(e.to_string()))
+}
+
+/// Verifies a code with the public key, offline: signature, expiry, and the revocation
+/// list.
 pub fn verify(
-    public_key: &str,
+    key: &VerifyingKey,
     code: &str,
     now: Timestamp,
     revoked: &dyn Fn(&str) -> bool,
 ) -> Result<Payload, Refused> {
-    let key_bytes: [u8; 32] = B64
-        .decode(public_key.trim())
-        .map_err(|e| Refused::BadKey(e.to_string()))?
-        .try_into()
-        .map_err(|_| Refused::BadKey("not 32 bytes".into()))?;
-    let key = VerifyingKey::from_bytes(&key_bytes).map_err(|e| Refused::BadKey(e.to_string()))?;
     let code = code.trim();
     let mut parts = code.splitn(3, '.');
     let (Some(PREFIX), Some(body), Some(signature)) = (parts.next(), parts.next(), parts.next())
@@ -413,7 +409,7 @@ mod tests {
     #[test]
     fn a_code_verifies_offline_and_a_forged_expired_or_revoked_one_does_not() {
         let key = signing_key(&[7u8; 32]);
-        let public = public_key_text(&key);
+        let public = public_key(&public_key_text(&key)).unwrap();
         let payload = Payload {
             id: "C0000001".into(),
             kind: "health".into(),

@@ -54,6 +54,9 @@ pub fn run(args: Args) -> Result<()> {
                 None => Vec::new(),
             };
             let now = citybrain_server::now();
+            let key = citybrain_services::codes::public_key(&key).map_err(|e| {
+                anyhow::anyhow!("--key: {e}; give it as GET /api/v1/services/codes/key prints it")
+            })?;
             match citybrain_services::codes::verify(&key, &code, now, &|id| {
                 revoked.iter().any(|r| r == id)
             }) {

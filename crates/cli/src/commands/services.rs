@@ -446,7 +446,7 @@ fn bench(
     let pct = |p: f64| change_us[((change_us.len() - 1) as f64 * p).round() as usize];
     // A code verified offline (signature, expiry, revocation list of 1,000), one at a time.
     let key = citybrain_services::codes::signing_key(&[42u8; 32]);
-    let public = citybrain_services::codes::public_key_text(&key);
+    let public = key.verifying_key();
     let payload = citybrain_services::codes::Payload {
         id: "C00000001".into(),
         kind: "health".into(),

@@ -380,7 +380,7 @@ impl LiveServices {
         at: Timestamp,
     ) -> Result<(String, String), String> {
         let issuer = self.issuer.lock().expect("issuer lock");
-        let public = citybrain_services::codes::public_key_text(&issuer.key);
+        let public = issuer.key.verifying_key();
         let payload =
             citybrain_services::codes::verify(&public, code, at, &|c| issuer.revoked.contains(c))
                 .map_err(|r| r.name().to_string())?;
@@ -600,20 +600,22 @@ struct TasksParams {
     purpose: String,
 }
 
-fn check_grid(grid: &str) -> Result<(), ApiError> {
-    let ok = !grid.is_empty()
-        && grid.len() <= 40
-        && grid
+/// An id that goes into a SQL literal or a lookup (a grid, a resident): 1 to 40 letters,
+/// digits, `-` or `_`; refused with `code` naming `field` otherwise.
+pub(crate) fn check_key(field: &str, value: &str, code: ErrorCode) -> Result<(), ApiError> {
+    let ok = !value.is_empty()
+        && value.len() <= 40
+        && value
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     if ok {
         Ok(())
     } else {
         Err(ApiError::bad_request(
-            ErrorCode::InvalidQuery,
+            code,
             format!(
-                "grid: give 1 to 40 letters, digits, - or _ (got {:?})",
-                grid.chars().take(50).collect::<String>()
+                "{field}: give 1 to 40 letters, digits, - or _ (got {:?})",
+                value.chars().take(50).collect::<String>()
             ),
         ))
     }
@@ -628,7 +630,7 @@ async fn list_tasks(
     Extension(me): Extension<Principal>,
     Query(params): Query<TasksParams>,
 ) -> Result<Response, ApiError> {
-    check_grid(&params.grid)?;
+    check_key("grid", &params.grid, ErrorCode::InvalidQuery)?;
     let wanted = match &params.state {
         Some(s) => Some(TaskState::parse(s).ok_or_else(|| {
             ApiError::bad_request(

@@ -66,22 +66,6 @@ pub struct CheckinRequest {
     pub code: String,
 }
 
-fn check_id(id: &str) -> Result<(), ApiError> {
-    let ok = !id.is_empty()
-        && id.len() <= 40
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::bad_request(
-            ErrorCode::InvalidBody,
-            "id_number: 1 to 40 letters, digits, - or _",
-        ))
-    }
-}
-
 /// Which fields of `dataset` the caller sees raw; refused with the grant to ask for when
 /// `must` is not among them.
 fn raw_fields(
@@ -127,7 +111,7 @@ async fn checkin(
     Extension(me): Extension<Principal>,
     Json(request): Json<CheckinRequest>,
 ) -> Result<Response, ApiError> {
-    check_id(&request.id_number)?;
+    super::services::check_key("id_number", &request.id_number, ErrorCode::InvalidBody)?;
     if request.code.len() > 4_096 {
         return Err(ApiError::bad_request(
             ErrorCode::InvalidBody,

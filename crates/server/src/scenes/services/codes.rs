@@ -149,15 +149,7 @@ pub(crate) async fn issue(
             ),
         ));
     }
-    let id_ok = !request.resident_id.is_empty()
-        && request.resident_id.len() <= 40
-        && request
-            .resident_id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    if !id_ok {
-        return Err(bad("resident_id: 1 to 40 letters, digits, - or _"));
-    }
+    super::check_key("resident_id", &request.resident_id, ErrorCode::InvalidBody)?;
     let live = state.scenes.handle::<super::LiveServices>("services")?;
     let name = {
         let engine = live.engine.lock().expect("services lock");
@@ -351,8 +343,7 @@ pub(crate) async fn verify(
     }
     let live = state.scenes.handle::<super::LiveServices>("services")?;
     let issuer = live.issuer.lock().expect("issuer lock");
-    let public = codes::public_key_text(&issuer.key);
-    let answer = match codes::verify(&public, &request.code, now(), &|id| {
+    let answer = match codes::verify(&issuer.key.verifying_key(), &request.code, now(), &|id| {
         issuer.revoked.contains(id)
     }) {
         Ok(payload) => json!({"valid": true, "payload": payload}),
