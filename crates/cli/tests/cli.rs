@@ -631,6 +631,16 @@ fn secrets_never_reach_the_logs_and_the_trail_catches_tampering() {
         metrics.contains("citybrain_data_calls_total{department=\"transport\",dataset=\"transport.anpr_passages\",kind=\"export\",outcome=\"ok\"} 1"),
         "{metrics}"
     );
+    // Any department gets the trail's public key and its signed head.
+    let (status, key) = server.get("/api/v1/audit/key", Some(&analyst));
+    assert_eq!(status, 200, "{key}");
+    let published: serde_json::Value = serde_json::from_str(&key).unwrap();
+    let public_key = published["public_key"].as_str().unwrap().to_string();
+    assert_eq!(public_key.len(), 64);
+    let (status, head) = server.get("/api/v1/audit/head", Some(&analyst));
+    assert_eq!(status, 200, "{head}");
+    let kept_head = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(kept_head.path(), &head).unwrap();
     let id = issued["id"].as_str().unwrap();
     let response = agent()
         .delete(&format!("{}/api/v1/tokens/{id}", server.base))
@@ -675,12 +685,52 @@ fn secrets_never_reach_the_logs_and_the_trail_catches_tampering() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The offline key is the one the server published.
+    let out = Command::new(env!("CARGO_BIN_EXE_citybrain"))
+        .args(["audit", "key", "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), public_key);
+    // An auditor with a copy of the audit directory, the public key and a head kept from
+    // before: no secret anywhere near.
+    let auditor = tempfile::tempdir().unwrap();
+    let copy = || {
+        for file in ["calls.ndjson", "head.json"] {
+            std::fs::copy(data.join("audit").join(file), auditor.path().join(file)).unwrap();
+        }
+    };
+    let audit_public = || {
+        Command::new(env!("CARGO_BIN_EXE_citybrain"))
+            .args(["audit", "verify", "--public-key", &public_key, "--head"])
+            .arg(kept_head.path())
+            .arg("--data")
+            .arg(auditor.path())
+            .output()
+            .unwrap()
+    };
+    copy();
+    let out = audit_public();
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("public key"),
+        "{} {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let edited = trail.replacen("\"rows\":3", "\"rows\":0", 1);
     assert_ne!(edited, trail);
     std::fs::write(data.join("audit/calls.ndjson"), edited).unwrap();
     let out = verify();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("was altered"));
+    copy();
+    let out = audit_public();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("public hash does not match"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Passages of `plates` vehicles, each read at checkpoints 1 and 2 a minute apart, starting

@@ -3,8 +3,16 @@
 //! Each line is one call as JSON, with `prev` (the previous line's MAC) and `mac`, an
 //! HMAC-SHA256 under the hub's audit key over the line without its MAC. Editing, deleting or
 //! reordering a line breaks the chain; cutting lines off the end is caught against
-//! `head.json`, which names the last durable record. Anyone who wants protection against an
-//! operator who also rewinds `head.json` copies `citybrain audit verify`'s head elsewhere.
+//! `head.json`, which names the last durable record.
+//!
+//! The MAC chain needs the hub's secret to check, so only the operator could check the
+//! operator. Each line therefore also carries `sha`, a public SHA-256 chain (the previous
+//! line's `sha`, a newline, then the line as far as `prev`), and every head is signed with
+//! an ed25519 key derived from the audit key. With the published public key
+//! ([`public_key_hex`], `GET /api/v1/audit/key`) a department or an outside auditor checks
+//! the whole trail ([`verify_public`]) without any secret. Against an operator who rewrites
+//! the trail and signs a new head, the defence is a head kept elsewhere: every signed head
+//! an auditor saved must still be in the trail (`citybrain audit verify --head`).
 //!
 //! Appends are group-committed: the first caller to find no flush running writes and
 //! fsyncs everyone's lines at once, so each call waits for one fsync yet many calls share it.
@@ -15,9 +23,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex};
 
 use citybrain_core::{DatasetName, Timestamp};
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 
 use crate::GovError;
 
@@ -115,20 +124,102 @@ pub struct Entry {
     #[serde(flatten)]
     pub call: Call,
     pub prev: String,
+    /// The public chain's hash up to and including this line (empty on lines written
+    /// before the public chain existed).
+    #[serde(default)]
+    pub sha: String,
     #[serde(default)]
     pub mac: String,
 }
 
-/// The last durable record, kept beside the log to catch a truncated tail.
+/// The last durable record, kept beside the log to catch a truncated tail, and signed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Head {
     pub seq: u64,
     pub mac: String,
+    /// The public chain's hash at `seq`.
+    #[serde(default)]
+    pub sha: String,
+    /// ed25519 over [`Head::signed_text`], hex.
+    #[serde(default)]
+    pub sig: String,
+}
+
+impl Head {
+    /// What the signature covers: a fixed label, the sequence and the public hash.
+    pub fn signed_text(&self) -> String {
+        format!("citybrain audit head v1\n{}\n{}", self.seq, self.sha)
+    }
+
+    fn signed(seq: u64, mac: String, sha: String, signer: &SigningKey) -> Self {
+        let mut head = Head {
+            seq,
+            mac,
+            sha,
+            sig: String::new(),
+        };
+        head.sig = hex::encode(signer.sign(head.signed_text().as_bytes()).to_bytes());
+        head
+    }
+
+    /// Whether `sig` is the signature of this head under `key`.
+    pub fn is_signed_by(&self, key: &VerifyingKey) -> bool {
+        let Ok(bytes) = hex::decode(&self.sig) else {
+            return false;
+        };
+        let Ok(sig) = Signature::from_slice(&bytes) else {
+            return false;
+        };
+        key.verify(self.signed_text().as_bytes(), &sig).is_ok()
+    }
+}
+
+/// The key that signs heads, derived from the audit key (so it needs no storage of its own
+/// and is exactly as secret).
+fn head_signer(key: &[u8]) -> SigningKey {
+    let seed: [u8; 32] = Sha256::new()
+        .chain_update(b"citybrain audit head signing v1\n")
+        .chain_update(key)
+        .finalize()
+        .into();
+    SigningKey::from_bytes(&seed)
+}
+
+/// The public key that checks the heads of a trail kept under the audit key `key`, hex.
+pub fn public_key_hex(key: &[u8]) -> String {
+    hex::encode(head_signer(key).verifying_key().to_bytes())
+}
+
+/// Reads a public key as [`public_key_hex`] writes it.
+pub fn parse_public_key(text: &str) -> Result<VerifyingKey, GovError> {
+    let bad = || {
+        GovError::Audit(
+            "a public key is 64 hex digits, as `citybrain audit key` or GET /api/v1/audit/key give it"
+                .into(),
+        )
+    };
+    let bytes: [u8; 32] = hex::decode(text.trim())
+        .map_err(|_| bad())?
+        .try_into()
+        .map_err(|_| bad())?;
+    VerifyingKey::from_bytes(&bytes).map_err(|_| bad())
+}
+
+/// The public chain's next hash: the previous hash, a newline, the line up to `prev`.
+fn chain_sha(prev_sha: &str, body: &str) -> String {
+    hex::encode(
+        Sha256::new()
+            .chain_update(prev_sha.as_bytes())
+            .chain_update(b"\n")
+            .chain_update(body.as_bytes())
+            .finalize(),
+    )
 }
 
 /// Longest `detail` kept, so one huge statement cannot bloat the trail.
 const DETAIL_CAP: usize = 4096;
 const MAC_KEY: &str = ",\"mac\":\"";
+const SHA_KEY: &str = ",\"sha\":\"";
 
 type Keyed = Hmac<Sha256>;
 
@@ -138,17 +229,22 @@ fn mac_of(key: &Keyed, body: &str) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
-/// Serializes an entry (its `mac` ignored) and signs it: returns the full line, no newline.
-fn sign(key: &Keyed, entry: &mut Entry) -> String {
-    entry.mac.clear();
+/// Serializes an entry (its `sha` and `mac` ignored), chains it to `prev_sha` and signs it:
+/// returns the full line, no newline. The MAC covers the line with its `sha`.
+fn sign(key: &Keyed, entry: &mut Entry, prev_sha: &str) -> String {
     let mut body = serde_json::to_string(&Unsigned {
         seq: entry.seq,
         call: &entry.call,
         prev: &entry.prev,
     })
     .expect("audit entries serialize");
-    entry.mac = mac_of(key, &body);
+    entry.sha = chain_sha(prev_sha, &body);
     body.pop(); // the closing brace
+    body.push_str(SHA_KEY);
+    body.push_str(&entry.sha);
+    body.push_str("\"}");
+    entry.mac = mac_of(key, &body);
+    body.pop(); // the closing brace again
     body.push_str(MAC_KEY);
     body.push_str(&entry.mac);
     body.push_str("\"}");
@@ -163,24 +259,43 @@ struct Unsigned<'a> {
     prev: &'a str,
 }
 
-/// Checks one line's MAC; returns the parsed entry.
-fn check_line(key: &Keyed, line: &str) -> Result<Entry, String> {
+/// Parses one line and checks it: its MAC when `key` is given, and its public hash against
+/// `prev_sha`, the previous line's. Returns the entry and what is wrong with it; an error
+/// only when the line is not a record at all.
+fn check_line(
+    key: Option<&Keyed>,
+    line: &str,
+    prev_sha: &str,
+) -> Result<(Entry, Vec<String>), String> {
     let entry: Entry = serde_json::from_str(line).map_err(|e| format!("not a record: {e}"))?;
     let at = line.rfind(MAC_KEY).ok_or("no mac")?;
-    let body = format!("{}}}", &line[..at]);
-    if mac_of(key, &body) != entry.mac {
-        return Err(format!(
+    let mut wrong = Vec::new();
+    if let Some(key) = key
+        && mac_of(key, &format!("{}}}", &line[..at])) != entry.mac
+    {
+        wrong.push(format!(
             "record {} was altered (its MAC does not match)",
             entry.seq
         ));
     }
-    Ok(entry)
+    // Lines from before the public chain have no hash; `check` decides what that means.
+    if !entry.sha.is_empty() {
+        let sha_at = line[..at].rfind(SHA_KEY).ok_or("no sha")?;
+        if chain_sha(prev_sha, &format!("{}}}", &line[..sha_at])) != entry.sha {
+            wrong.push(format!(
+                "record {} was altered, or the record before it is not the one it followed (its public hash does not match)",
+                entry.seq
+            ));
+        }
+    }
+    Ok((entry, wrong))
 }
 
 struct State {
     file: File,
     next_seq: u64,
     last_mac: String,
+    last_sha: String,
     pending: Vec<u8>,
     durable_seq: u64,
     flushing: bool,
@@ -190,6 +305,7 @@ struct State {
 pub struct AuditLog {
     dir: PathBuf,
     key: Keyed,
+    signer: SigningKey,
     state: Mutex<State>,
     flushed: Condvar,
 }
@@ -206,12 +322,20 @@ fn io(context: &'static str) -> impl FnOnce(std::io::Error) -> GovError {
 
 pub const LOG_FILE: &str = "calls.ndjson";
 pub const HEAD_FILE: &str = "head.json";
+/// The public key that checks the heads, hex, written beside the log for anyone to copy.
+pub const PUBLIC_KEY_FILE: &str = "public.key";
 
 impl AuditLog {
     /// Opens (or creates) the log in `dir`, cutting a torn last line left by a crash
     /// (a line is only acknowledged after its fsync, so a torn one was never acknowledged).
     pub fn open(dir: &Path, key: &[u8]) -> Result<Self, GovError> {
         std::fs::create_dir_all(dir).map_err(io("creating the audit directory"))?;
+        let signer = head_signer(key);
+        std::fs::write(
+            dir.join(PUBLIC_KEY_FILE),
+            format!("{}\n", public_key_hex(key)),
+        )
+        .map_err(io("writing the audit public key"))?;
         let key = Keyed::new_from_slice(key).expect("HMAC takes keys of any length");
         let path = dir.join(LOG_FILE);
         let mut file = OpenOptions::new()
@@ -245,24 +369,26 @@ impl AuditLog {
             .split(|&b| b == b'\n')
             .rfind(|l| !l.is_empty())
             .map(|l| String::from_utf8_lossy(l).into_owned());
-        let (next_seq, last_mac) = match last_line {
-            None => (1, String::new()),
+        let (next_seq, last_mac, last_sha) = match last_line {
+            None => (1, String::new(), String::new()),
             Some(line) => {
                 let entry: Entry = serde_json::from_str(&line).map_err(|e| {
                     GovError::Audit(format!(
                         "the last audit record is unreadable ({e}); run `citybrain audit verify`"
                     ))
                 })?;
-                (entry.seq + 1, entry.mac)
+                (entry.seq + 1, entry.mac, entry.sha)
             }
         };
         Ok(Self {
             dir: dir.to_path_buf(),
             key,
+            signer,
             state: Mutex::new(State {
                 file,
                 next_seq,
                 last_mac,
+                last_sha,
                 pending: Vec::new(),
                 durable_seq: next_seq - 1,
                 flushing: false,
@@ -274,6 +400,20 @@ impl AuditLog {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The key that checks this trail's signed heads, hex.
+    pub fn public_key_hex(&self) -> String {
+        hex::encode(self.signer.verifying_key().to_bytes())
+    }
+
+    /// The signed head on disk (the last durable record).
+    pub fn head(&self) -> Result<Option<Head>, GovError> {
+        match std::fs::read(self.dir.join(HEAD_FILE)) {
+            Ok(bytes) => Ok(serde_json::from_slice(&bytes).ok()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io("reading the audit head")(e)),
+        }
     }
 
     /// Appends one call; returns its sequence number once it is on disk.
@@ -296,10 +436,12 @@ impl AuditLog {
             seq,
             call,
             prev: std::mem::take(&mut st.last_mac),
+            sha: String::new(),
             mac: String::new(),
         };
-        let line = sign(&self.key, &mut entry);
+        let line = sign(&self.key, &mut entry, &st.last_sha);
         st.last_mac = entry.mac;
+        st.last_sha = entry.sha;
         st.pending.extend_from_slice(line.as_bytes());
         st.pending.push(b'\n');
         loop {
@@ -316,10 +458,13 @@ impl AuditLog {
             // Lead a flush of everything pending, ours included.
             st.flushing = true;
             let buffer = std::mem::take(&mut st.pending);
-            let head = Head {
-                seq: st.next_seq - 1,
-                mac: st.last_mac.clone(),
-            };
+            // One signature per flush, however many records it carries.
+            let head = Head::signed(
+                st.next_seq - 1,
+                st.last_mac.clone(),
+                st.last_sha.clone(),
+                &self.signer,
+            );
             let file = st.file.try_clone();
             drop(st);
             let result = file.and_then(|mut f| {
@@ -376,6 +521,8 @@ impl AuditLog {
 pub struct Verification {
     pub records: u64,
     pub head: Option<Head>,
+    /// Records from before the public chain (no `sha`): only the MAC chain checks them.
+    pub without_public_hash: u64,
     /// Empty when the trail is intact.
     pub problems: Vec<String>,
 }
@@ -389,10 +536,33 @@ impl Verification {
 /// Most problems listed; one is enough to know the trail was tampered with.
 const PROBLEMS_CAP: usize = 20;
 
-/// Checks the whole chain in `dir` under `key`: every MAC, every link, the sequence, and
-/// that nothing the head vouches for is missing.
+/// Checks the whole chain in `dir` under `key`: every MAC, every link, the public hashes,
+/// the sequence, the head's signature, and that nothing the head vouches for is missing.
 pub fn verify(dir: &Path, key: &[u8]) -> Result<Verification, GovError> {
+    let public = head_signer(key).verifying_key();
     let key = Keyed::new_from_slice(key).expect("HMAC takes keys of any length");
+    check(dir, Some(&key), &public, &[])
+}
+
+/// Checks the whole chain in `dir` with the public key only: every public hash, every link,
+/// the sequence, the head's signature, that nothing the head vouches for is missing, and
+/// that every head in `kept` (heads an auditor saved earlier) is still in the trail.
+/// Without the secret the MACs cannot be checked; the public chain and the signed head
+/// stand in for them.
+pub fn verify_public(
+    dir: &Path,
+    public: &VerifyingKey,
+    kept: &[Head],
+) -> Result<Verification, GovError> {
+    check(dir, None, public, kept)
+}
+
+fn check(
+    dir: &Path,
+    key: Option<&Keyed>,
+    public: &VerifyingKey,
+    kept: &[Head],
+) -> Result<Verification, GovError> {
     let mut bytes = Vec::new();
     File::open(dir.join(LOG_FILE))
         .and_then(|mut f| f.read_to_end(&mut bytes))
@@ -409,10 +579,29 @@ pub fn verify(dir: &Path, key: &[u8]) -> Result<Verification, GovError> {
     if !bytes.is_empty() && !bytes.ends_with(b"\n") {
         note("the last record is cut short: the file was truncated".to_string());
     }
+    // Every head to hold against the trail: the one on disk and those kept elsewhere.
+    let mut vouched: Vec<(&str, &Head, bool)> = Vec::new();
+    if let Some(h) = &head {
+        vouched.push(("head.json", h, false));
+    }
+    for h in kept {
+        vouched.push(("the kept head", h, false));
+    }
+    for (name, h, _) in &vouched {
+        // A head from before signed heads ({seq, mac} only) is held to its record's MAC and
+        // (empty) public hash below, which only the secret's check can trust.
+        let legacy = key.is_some() && h.sha.is_empty() && h.sig.is_empty();
+        if !legacy && (h.sha.is_empty() || !h.is_signed_by(public)) {
+            note(format!(
+                "{name} (record {}) is not signed by this public key",
+                h.seq
+            ));
+        }
+    }
     let mut expected_seq = 1u64;
     let mut prev_mac = String::new();
-    let mut records = 0u64;
-    let mut head_seen = false;
+    let mut prev_sha = String::new();
+    let (mut records, mut without_public_hash) = (0u64, 0u64);
     for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
         if line.is_empty() {
             continue;
@@ -425,9 +614,12 @@ pub fn verify(dir: &Path, key: &[u8]) -> Result<Verification, GovError> {
                 continue;
             }
         };
-        match check_line(&key, text) {
+        match check_line(key, text, &prev_sha) {
             Err(why) => note(format!("line {line_no}: {why}")),
-            Ok(entry) => {
+            Ok((entry, wrong)) => {
+                for why in wrong {
+                    note(format!("line {line_no}: {why}"));
+                }
                 if entry.seq != expected_seq {
                     note(format!(
                         "line {line_no}: record {} where {expected_seq} should be (records deleted or reordered)",
@@ -440,35 +632,54 @@ pub fn verify(dir: &Path, key: &[u8]) -> Result<Verification, GovError> {
                         entry.seq
                     ));
                 }
-                if let Some(h) = &head
-                    && h.seq == entry.seq
-                {
-                    head_seen = true;
-                    if h.mac != entry.mac {
+                if entry.sha.is_empty() {
+                    without_public_hash += 1;
+                    if !prev_sha.is_empty() {
                         note(format!(
-                            "record {} differs from the one the head vouches for",
+                            "line {line_no}: record {} has no public hash after records that have one",
                             entry.seq
                         ));
                     }
                 }
+                for (name, h, seen) in &mut vouched {
+                    if h.seq == entry.seq {
+                        *seen = true;
+                        if h.mac != entry.mac || h.sha != entry.sha {
+                            note(format!(
+                                "record {} differs from the one {name} vouches for",
+                                entry.seq
+                            ));
+                        }
+                    }
+                }
                 expected_seq = entry.seq + 1;
                 prev_mac = entry.mac;
+                prev_sha = entry.sha;
                 records += 1;
             }
         }
     }
-    match &head {
-        Some(h) if !head_seen && h.seq > 0 => note(format!(
-            "the head vouches for record {} but the log ends at record {}: records were cut off the end",
-            h.seq,
-            expected_seq - 1
-        )),
-        None if records > 0 => note("head.json is missing or unreadable".to_string()),
-        _ => {}
+    for (name, h, seen) in &vouched {
+        if !seen && h.seq > 0 {
+            note(format!(
+                "{name} vouches for record {} but the log ends at record {}: records were cut off the end",
+                h.seq,
+                expected_seq - 1
+            ));
+        }
+    }
+    if head.is_none() && records > 0 {
+        note("head.json is missing or unreadable".to_string());
+    }
+    if key.is_none() && without_public_hash > 0 {
+        note(format!(
+            "{without_public_hash} records were written before the public chain: only `citybrain audit verify` with the hub's secret checks them"
+        ));
     }
     Ok(Verification {
         records,
         head,
+        without_public_hash,
         problems,
     })
 }

@@ -10,7 +10,7 @@ use citybrain_core::{DepartmentId, PrincipalName, Timestamp};
 use citybrain_gov::{GrantId, GrantRequest, GrantState, Principal, Role, Session};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::error::ErrorCode;
 use crate::{ApiError, AppState, SMALL_BODY_LIMIT, dataset_name, known_definition, now, read_body};
@@ -279,6 +279,26 @@ pub async fn dataset_audit(
     let limit = params.limit.unwrap_or(1000).min(100_000);
     let calls = crate::blocking(move || Ok(gov.calls_on(&me, &def, limit)?)).await?;
     Ok(Json(json!({ "dataset": name, "calls": calls })).into_response())
+}
+
+/// The public key that checks the audit trail's signed heads: with it a department or an
+/// outside auditor runs `citybrain audit verify --public-key` without the hub's secret.
+#[utoipa::path(get, path = "/audit/key", tag = "governance", responses((status = 200, description = "The audit trail's public key (ed25519, hex) and what each head's signature covers", body = Object)))]
+pub async fn audit_key(State(state): State<AppState>) -> Json<Value> {
+    Json(json!({
+        "algorithm": "ed25519",
+        "public_key": state.gov.audit().public_key_hex(),
+        "signed_text": "citybrain audit head v1\\n{seq}\\n{sha}",
+    }))
+}
+
+/// The trail's current signed head. An auditor who keeps heads fetched over time can later
+/// prove that no call before them was cut (`citybrain audit verify --head FILE`).
+#[utoipa::path(get, path = "/audit/head", tag = "governance", responses((status = 200, description = "The last durable record's sequence, public hash and signature", body = Object)))]
+pub async fn audit_head(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let gov = state.gov.clone();
+    let head = crate::blocking(move || Ok(gov.audit().head()?)).await?;
+    Ok(Json(json!(head)).into_response())
 }
 
 /// Prometheus text exposition of the data-call counters the caller may see (its

@@ -155,6 +155,8 @@ pub fn api_routes(scenes: &scene::Scenes) -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(datasets::ingest, datasets::read_records))
         .routes(routes!(governance::dataset_audit))
+        .routes(routes!(governance::audit_key))
+        .routes(routes!(governance::audit_head))
         .routes(routes!(datasets::sql))
         .routes(routes!(governance::whoami))
         .routes(routes!(city::profile))

@@ -1,9 +1,9 @@
 //! `citybrain audit`: check the audit trail offline, or see who touched a dataset; and
 //! `printable`, which keeps what callers wrote from forging rows of its tables.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
 use super::{list, text};
@@ -19,7 +19,28 @@ pub struct Args {
 enum Command {
     /// Check the whole trail (offline, on the data directory): any edited, deleted,
     /// reordered or cut-off record is reported. Exits 1 if the trail is not intact.
+    ///
+    /// With the hub's secret (the operator, on the server's data directory) every MAC is
+    /// checked. With `--public-key` (a department or an outside auditor, on a copy of the
+    /// audit directory) no secret is needed: the public hash chain and the signed head are
+    /// checked instead.
     Verify {
+        /// The server's data directory, or a copy of its `audit` directory.
+        #[arg(long, default_value = "./citybrain-data")]
+        data: PathBuf,
+        /// Check with this public key only (64 hex digits, or a file holding them, e.g.
+        /// the trail's `public.key` as published by `citybrain audit key` or
+        /// GET /api/v1/audit/key): no secret is read.
+        #[arg(long, value_name = "KEY|FILE")]
+        public_key: Option<String>,
+        /// A head saved earlier (GET /api/v1/audit/head as JSON); it must still be in the
+        /// trail, which catches a trail cut back to an older head. Repeat for several.
+        #[arg(long, value_name = "FILE")]
+        head: Vec<PathBuf>,
+    },
+    /// Print the public key that checks the trail's signed heads (offline, from the data
+    /// directory; a server gives the same at GET /api/v1/audit/key).
+    Key {
         /// The server's data directory.
         #[arg(long, default_value = "./citybrain-data")]
         data: PathBuf,
@@ -38,29 +59,14 @@ enum Command {
 
 pub fn run(args: Args) -> Result<()> {
     match args.command {
-        Command::Verify { data } => {
+        Command::Verify {
+            data,
+            public_key,
+            head,
+        } => verify(&data, public_key.as_deref(), &head)?,
+        Command::Key { data } => {
             let key = citybrain_gov::Gov::audit_key(&data)?;
-            let report = citybrain_gov::audit::verify(&data.join(citybrain_gov::AUDIT_DIR), &key)?;
-            if report.is_intact() {
-                println!(
-                    "audit trail intact: {} records, chain and MACs check out{}",
-                    report.records,
-                    report
-                        .head
-                        .as_ref()
-                        .map(|h| format!("; head = record {} mac {}", h.seq, h.mac))
-                        .unwrap_or_default()
-                );
-            } else {
-                for problem in &report.problems {
-                    eprintln!("  {problem}");
-                }
-                bail!(
-                    "the audit trail was tampered with or damaged ({} problems shown above, {} records readable)",
-                    report.problems.len(),
-                    report.records
-                )
-            }
+            println!("{}", citybrain_gov::audit::public_key_hex(&key));
         }
         Command::WhoRead {
             dataset,
@@ -97,6 +103,96 @@ pub fn run(args: Args) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn verify(data: &Path, public_key: Option<&str>, kept: &[PathBuf]) -> Result<()> {
+    // A copy of the audit directory, or the data directory that holds one.
+    let trail = if data.join(citybrain_gov::audit::LOG_FILE).exists() {
+        data.to_path_buf()
+    } else {
+        data.join(citybrain_gov::AUDIT_DIR)
+    };
+    if !trail.join(citybrain_gov::audit::LOG_FILE).exists() {
+        bail!(
+            "no audit trail at {} (expected {}): pass --data with the server's data directory or a copy of its audit directory",
+            trail.display(),
+            citybrain_gov::audit::LOG_FILE
+        );
+    }
+    let mut heads = Vec::new();
+    for path in kept {
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("reading the kept head {}", path.display()))?;
+        let head: citybrain_gov::audit::Head =
+            serde_json::from_slice(&bytes).with_context(|| {
+                format!(
+                    "{} is not a head (save GET /api/v1/audit/head as it comes)",
+                    path.display()
+                )
+            })?;
+        heads.push(head);
+    }
+    let (report, how) = match public_key {
+        Some(key) => {
+            let text = if key.len() == 64 && key.chars().all(|c| c.is_ascii_hexdigit()) {
+                key.to_string()
+            } else {
+                std::fs::read_to_string(key).with_context(|| {
+                    format!("--public-key {key} is neither 64 hex digits nor a readable file")
+                })?
+            };
+            let public = citybrain_gov::audit::parse_public_key(&text)?;
+            (
+                citybrain_gov::audit::verify_public(&trail, &public, &heads)?,
+                "public hashes and signed head check out with the public key",
+            )
+        }
+        None => {
+            let key = citybrain_gov::Gov::audit_key(data)?;
+            if !heads.is_empty() {
+                let public = citybrain_gov::audit::parse_public_key(
+                    &citybrain_gov::audit::public_key_hex(&key),
+                )?;
+                let kept = citybrain_gov::audit::verify_public(&trail, &public, &heads)?;
+                if !kept.is_intact() {
+                    for problem in &kept.problems {
+                        eprintln!("  {problem}");
+                    }
+                    bail!("the audit trail does not hold the kept heads");
+                }
+            }
+            (
+                citybrain_gov::audit::verify(&trail, &key)?,
+                "chain and MACs check out",
+            )
+        }
+    };
+    if report.is_intact() {
+        println!(
+            "audit trail intact: {} records, {how}{}{}",
+            report.records,
+            report
+                .head
+                .as_ref()
+                .map(|h| format!("; head = record {} sha {}", h.seq, h.sha))
+                .unwrap_or_default(),
+            if heads.is_empty() {
+                String::new()
+            } else {
+                format!("; {} kept heads found in the trail", heads.len())
+            }
+        );
+        Ok(())
+    } else {
+        for problem in &report.problems {
+            eprintln!("  {problem}");
+        }
+        bail!(
+            "the audit trail was tampered with or damaged ({} problems shown above, {} records readable)",
+            report.problems.len(),
+            report.records
+        )
+    }
 }
 
 /// `text` with control characters and direction overrides written as `\u{..}` escapes.
