@@ -88,6 +88,19 @@ fn main() {
         }
         default_hook(info);
     }));
+    // The crash matrix's failpoints (crates/core/src/failpoint.rs): off unless asked for.
+    if let Ok(spec) = std::env::var("CITYBRAIN_FAILPOINTS") {
+        if let Err(e) = citybrain_core::failpoint::arm(&spec) {
+            eprintln!("error: CITYBRAIN_FAILPOINTS: {e}");
+            std::process::exit(2);
+        }
+        if citybrain_core::failpoint::armed() {
+            tracing::warn!(
+                message = "Failpoints armed: this process will crash or fail on purpose.",
+                spec
+            );
+        }
+    }
     let cli = Cli::parse();
     if let Err(error) = run(cli) {
         let broken_pipe = error.chain().any(|e| {

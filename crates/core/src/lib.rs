@@ -6,6 +6,7 @@
 //! (time zones come from `chrono-tz`, whose tz database is compiled in).
 
 pub mod city;
+pub mod failpoint;
 pub mod geo;
 pub mod ids;
 pub mod money;

@@ -468,8 +468,10 @@ impl AuditLog {
             let file = st.file.try_clone();
             drop(st);
             let result = file.and_then(|mut f| {
+                citybrain_core::failpoint::write("audit.append", &mut f, &buffer)?;
                 f.write_all(&buffer)?;
                 f.sync_data()?;
+                citybrain_core::failpoint::step("audit.head")?;
                 self.write_head(&head)
             });
             st = self.state.lock().expect("audit lock");

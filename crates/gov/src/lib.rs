@@ -280,8 +280,8 @@ impl Gov {
                 "only the hub's admins create departments".into(),
             ));
         }
-        self.manage(by, now, format!("create department {id}"), || {
-            self.store().create_department(id, name, now)
+        self.manage(by, now, format!("create department {id}"), |store| {
+            store.create_department(id, name, now)
         })
     }
 
@@ -314,7 +314,7 @@ impl Gov {
                 principal.role.name(),
                 principal.department
             ),
-            || self.store().create_principal(principal, now),
+            |store| store.create_principal(principal, now),
         )
     }
 
@@ -359,10 +359,7 @@ impl Gov {
             &by.principal,
             now,
             format!("issue a token for {principal}"),
-            || {
-                self.store()
-                    .issue_token(principal, expires_at, Some(&by.token_id), now)
-            },
+            |store| store.issue_token(principal, expires_at, Some(&by.token_id), now),
         )
     }
 
@@ -378,7 +375,7 @@ impl Gov {
             by,
             now,
             format!("issue a token for {principal} (console)"),
-            || self.store().issue_token(principal, None, None, now),
+            |store| store.issue_token(principal, None, None, now),
         )
     }
 
@@ -426,13 +423,17 @@ impl Gov {
         } else {
             vec![id.to_string()]
         };
-        self.manage(by, now, format!("revoke token {}", ids.join(", ")), || {
-            let store = self.store();
-            for id in &ids {
-                store.revoke_token(id, now)?;
-            }
-            Ok(ids.clone())
-        })
+        self.manage(
+            by,
+            now,
+            format!("revoke token {}", ids.join(", ")),
+            |store| {
+                for id in &ids {
+                    store.revoke_token(id, now)?;
+                }
+                Ok(ids.clone())
+            },
+        )
     }
 
     // ---- grants ----
@@ -459,20 +460,14 @@ impl Gov {
         let mut call = manage_call(by, now, &def.name, &request.fields);
         check_purpose(&request.purpose)?;
         call.purpose = request.purpose.clone();
-        let result = self
-            .store()
-            .insert_grant(request, &by.department, &by.name, now);
-        call.detail = match &result {
-            Ok(g) => format!("request grant #{}", g.id),
-            Err(e) => format!("request grant: {e}"),
-        };
-        call.outcome = if result.is_ok() {
-            Outcome::Ok
-        } else {
-            Outcome::Failed
-        };
-        self.record(call)?;
-        result
+        self.audited(
+            call,
+            |store| store.insert_grant(request, &by.department, &by.name, now),
+            |result| match result {
+                Ok(g) => format!("request grant #{}", g.id),
+                Err(e) => format!("request grant: {e}"),
+            },
+        )
     }
 
     pub fn grant(&self, id: GrantId) -> Result<Grant, GovError> {
@@ -524,11 +519,13 @@ impl Gov {
         }
         let expires_at = (decision == GrantState::Approved)
             .then(|| Timestamp(now.0 + i64::from(grant.days) * 86_400_000_000));
-        let mut call = manage_call(by, now, &grant.dataset, &grant.fields);
-        call.detail = format!("grant #{id} {}: {reason}", decision.name());
-        self.record(call)?;
-        self.store()
-            .set_grant_state(id, decision, reason, &by.name, now, expires_at)?;
+        let call = manage_call(by, now, &grant.dataset, &grant.fields);
+        let detail = format!("grant #{id} {}: {reason}", decision.name());
+        self.audited(
+            call,
+            |store| store.set_grant_state(id, decision, reason, &by.name, now, expires_at),
+            |_| detail,
+        )?;
         self.grant(id)
     }
 
@@ -604,18 +601,54 @@ impl Gov {
         by: &Principal,
         now: Timestamp,
         detail: String,
-        action: impl FnOnce() -> Result<T, GovError>,
+        action: impl FnOnce(&store::Store) -> Result<T, GovError>,
     ) -> Result<T, GovError> {
         let (name, department) = who(by);
-        let mut call = Call::new(now, name, department, CallKind::Manage);
-        let result = action();
+        let call = Call::new(now, name, department, CallKind::Manage);
+        self.audited(call, action, |_| detail)
+    }
+
+    /// Runs a governance change and records it: the change is made in an open SQLite
+    /// savepoint, the call (with its outcome) is appended to the trail, and only then is the
+    /// change committed. A crash before the record rolls the change back, so no change ever
+    /// stands without its audit record; a crash between the record and the commit leaves a
+    /// record of a change that did not take (the caller got no answer and repeats it).
+    fn audited<T>(
+        &self,
+        mut call: Call,
+        action: impl FnOnce(&store::Store) -> Result<T, GovError>,
+        detail: impl FnOnce(&Result<T, GovError>) -> String,
+    ) -> Result<T, GovError> {
+        let store = self.store();
+        store.begin()?;
+        let result = action(&store);
         call.outcome = if result.is_ok() {
             Outcome::Ok
         } else {
             Outcome::Failed
         };
-        call.detail = detail;
-        self.record(call)?;
+        call.detail = detail(&result);
+        let recorded = citybrain_core::failpoint::step("gov.audit")
+            .map_err(|source| GovError::Io {
+                context: "recording a governance change",
+                source,
+            })
+            .and_then(|()| self.record(call));
+        if let Err(e) = recorded {
+            store.rollback()?;
+            return Err(e);
+        }
+        match &result {
+            // A failed commit must not leave the savepoint open: every later change
+            // would nest in it and never commit (the crash matrix found this).
+            Ok(_) => {
+                if let Err(e) = store.commit() {
+                    store.rollback()?;
+                    return Err(e);
+                }
+            }
+            Err(_) => store.rollback()?,
+        }
         result
     }
 

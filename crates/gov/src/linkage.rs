@@ -157,8 +157,7 @@ impl Gov {
             proposed_at: now,
             withdrawn_at: None,
         };
-        self.manage(by, now, format!("propose linkage {name}"), || {
-            let store = self.store();
+        self.manage(by, now, format!("propose linkage {name}"), |store| {
             for other in store.linkages()?.iter().filter(|l| l.withdrawn_at.is_none()) {
                 if let Some(m) = proposed.members.iter().find(|m| other.members.contains(m)) {
                     return Err(GovError::Conflict(format!(
@@ -205,8 +204,7 @@ impl Gov {
         verb: &str,
         change: impl FnOnce(&mut Linkage),
     ) -> Result<Linkage, GovError> {
-        self.manage(by, now, format!("{verb} linkage {name}"), || {
-            let store = self.store();
+        self.manage(by, now, format!("{verb} linkage {name}"), |store| {
             let mut linkage = store
                 .linkages()?
                 .into_iter()

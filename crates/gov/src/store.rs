@@ -92,6 +92,30 @@ fn token_from_row(row: &Row<'_>) -> rusqlite::Result<TokenInfo> {
 const GRANT_COLUMNS: &str = "id, dataset, department, purpose, fields, raw, days, state, reason, requested_by, requested_at, decided_by, decided_at, expires_at";
 
 impl Store {
+    /// Opens a savepoint: the writes that follow take effect at [`Store::commit`] (see
+    /// `Gov::audited`, which records a change in the trail before committing it).
+    pub fn begin(&self) -> Result<(), GovError> {
+        self.conn
+            .execute_batch("SAVEPOINT change")
+            .map_err(db("starting a governance change"))
+    }
+
+    pub fn commit(&self) -> Result<(), GovError> {
+        citybrain_core::failpoint::step("gov.commit").map_err(|source| GovError::Io {
+            context: "committing a governance change",
+            source,
+        })?;
+        self.conn
+            .execute_batch("RELEASE change")
+            .map_err(db("committing a governance change"))
+    }
+
+    pub fn rollback(&self) -> Result<(), GovError> {
+        self.conn
+            .execute_batch("ROLLBACK TO change; RELEASE change")
+            .map_err(db("undoing a governance change"))
+    }
+
     pub fn open(path: &Path) -> Result<Self, GovError> {
         let conn = Connection::open(path).map_err(db("opening the governance database"))?;
         conn.execute_batch(

@@ -150,6 +150,12 @@ impl Catalog {
             )
             .map_err(sql_err("inserting a dataset"))?;
         }
+        if let Err(source) = citybrain_core::failpoint::step("catalog.commit") {
+            return Err(HubError::Io {
+                context: "committing a new dataset".into(),
+                source,
+            });
+        }
         tx.commit().map_err(sql_err("committing a new dataset"))
     }
 

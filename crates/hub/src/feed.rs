@@ -183,6 +183,7 @@ impl Feed {
         std::fs::File::open(&tmp)
             .and_then(|f| f.sync_all())
             .map_err(io("syncing"))?;
+        citybrain_core::failpoint::step("feed.commit").map_err(io("committing"))?;
         std::fs::rename(&tmp, &path).map_err(io("committing"))?;
         crate::log::sync_dir(&self.dir).map_err(io("syncing the directory of"))?;
         Ok(())

@@ -83,7 +83,9 @@ impl LogWriter {
 
     /// Appends a frame and waits until it is on disk.
     pub fn append_durable(&mut self, frame: &[u8]) -> io::Result<()> {
+        citybrain_core::failpoint::write("log.append", &mut self.file, frame)?;
         self.file.write_all(frame)?;
+        citybrain_core::failpoint::step("log.fsync")?;
         self.file.sync_data()?;
         self.len += frame.len() as u64;
         Ok(())
@@ -91,9 +93,14 @@ impl LogWriter {
 
     /// Appends a frame given in parts (a head and a body) and waits until it is on disk.
     pub fn append_parts_durable(&mut self, parts: &[&[u8]]) -> io::Result<()> {
-        for part in parts {
+        for (i, part) in parts.iter().enumerate() {
+            if i + 1 == parts.len() {
+                // A torn write here leaves the head and half the body.
+                citybrain_core::failpoint::write("log.append", &mut self.file, part)?;
+            }
             self.file.write_all(part)?;
         }
+        citybrain_core::failpoint::step("log.fsync")?;
         self.file.sync_data()?;
         self.len += parts.iter().map(|p| p.len() as u64).sum::<u64>();
         Ok(())

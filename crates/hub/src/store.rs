@@ -465,6 +465,8 @@ impl DatasetStore {
             let partition_dir = path.parent().expect("segment has a directory");
             fs::create_dir_all(partition_dir)
                 .map_err(io_err(format!("creating {}", partition_dir.display())))?;
+            citybrain_core::failpoint::step("seal.segment")
+                .map_err(io_err(format!("creating {}", path.display())))?;
             let file =
                 fs::File::create(&path).map_err(io_err(format!("creating {}", path.display())))?;
             let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props.clone()))
@@ -501,6 +503,7 @@ impl DatasetStore {
         fs::File::open(&tmp)
             .and_then(|f| f.sync_all())
             .map_err(io_err("syncing a seal manifest"))?;
+        citybrain_core::failpoint::step("seal.manifest").map_err(io_err("committing a seal"))?;
         fs::rename(&tmp, sealed.join(format!("{last:012}.json")))
             .map_err(io_err("committing a seal"))?;
         log::sync_dir(&sealed).map_err(io_err("syncing the seal directory"))?;

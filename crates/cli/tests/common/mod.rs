@@ -32,21 +32,14 @@ pub fn start(data: &Path, extra: &[&str]) -> Server {
     start_with(data, extra, "warn", Stdio::inherit())
 }
 
-/// Starts the server; without the demo city unless `extra` asks for one (`--scale`), and
-/// then on its recorded day (2026-11-22) unless `extra` names another (`--demo-day`).
-pub fn start_with(data: &Path, extra: &[&str], log_level: &str, stderr: Stdio) -> Server {
-    let demo = extra.contains(&"--scale");
+/// Starts `citybrain up` on port 0 over `data` with `args` and `envs` and waits for its
+/// address; nothing else (no departments or tokens made). The token is the hub admin's.
+pub fn launch(data: &Path, args: &[&str], envs: &[(&str, &str)], stderr: Stdio) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_citybrain"))
         .args(["up", "--listen", "127.0.0.1:0", "--data"])
         .arg(data)
-        // The demo's recorded day, loaded whole, unless a test asks for another.
-        .args(match (demo, extra.contains(&"--demo-day")) {
-            (false, _) => &["--no-demo"][..],
-            (true, false) => &["--demo-day", "2026-11-22"][..],
-            (true, true) => &[][..],
-        })
-        .args(extra)
-        .env("CITYBRAIN_LOG", log_level)
+        .args(args)
+        .envs(envs.iter().copied())
         .stdout(Stdio::piped())
         .stderr(stderr)
         .spawn()
@@ -75,14 +68,28 @@ pub fn start_with(data: &Path, extra: &[&str], log_level: &str, stderr: Stdio) -
         }
     });
     let admin = std::fs::read_to_string(data.join("admin.token")).unwrap();
-    let mut server = Server {
+    Server {
         child,
         base,
         token: admin.clone(),
         admin,
         data: data.to_path_buf(),
         printed,
+    }
+}
+
+/// Starts the server; without the demo city unless `extra` asks for one (`--scale`), and
+/// then on its recorded day (2026-11-22) unless `extra` names another (`--demo-day`).
+pub fn start_with(data: &Path, extra: &[&str], log_level: &str, stderr: Stdio) -> Server {
+    let demo = extra.contains(&"--scale");
+    // The demo's recorded day, loaded whole, unless a test asks for another.
+    let mut args: Vec<&str> = match (demo, extra.contains(&"--demo-day")) {
+        (false, _) => vec!["--no-demo"],
+        (true, false) => vec!["--demo-day", "2026-11-22"],
+        (true, true) => vec![],
     };
+    args.extend_from_slice(extra);
+    let mut server = launch(data, &args, &[("CITYBRAIN_LOG", log_level)], stderr);
     // The transport department and its admin principal (already there after a restart).
     let (status, text) = server.post(
         "/api/v1/departments",
