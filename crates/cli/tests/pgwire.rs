@@ -303,22 +303,7 @@ fn psql_psycopg_asyncpg_sqlalchemy_and_node_pg_read_what_http_reads() {
 #[test]
 fn with_a_certificate_logins_come_over_tls_only() {
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    let made = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        ])
-        .args(["-subj", "/CN=localhost", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl runs");
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
+    let (cert, key) = self_signed(dir.path());
     let data = dir.path().join("data");
     let server = start(
         &data,

@@ -814,3 +814,183 @@ fn callers_mistakes_are_400s_and_bodies_are_checked_up_front() {
     let answer = String::from_utf8_lossy(&buffer[..n]);
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
 }
+
+/// Issue 23, item 5: a principal over its request rate, a department over its SQL quota and
+/// one event stream too many are each refused at once with an error naming the limit (and
+/// the flag that sets it); other principals and departments go on.
+#[test]
+fn limits_refuse_with_an_error_naming_the_limit_and_others_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(
+        dir.path(),
+        &[
+            "--rate-per-principal",
+            "1",
+            "--rate-burst",
+            "30",
+            "--max-event-streams",
+            "1",
+            "--sql-per-department",
+            "1",
+            "--sql-timeout-s",
+            "3",
+        ],
+    );
+    server.create_passages();
+    let busy = principal(&server, "busy", "tourism", "reader");
+    let calm = principal(&server, "calm", "tourism", "reader");
+    let other = principal(&server, "other", "market", "reader");
+
+    // The rate: the burst, then 429 with Retry-After; another principal is not touched.
+    let whoami = |token: &str| {
+        let r = agent()
+            .get(&format!("{}/api/v1/whoami", server.base))
+            .header("Authorization", &format!("Bearer {token}"))
+            .call()
+            .unwrap();
+        let retry = r
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_string());
+        let status = r.status().as_u16();
+        (status, retry, r.into_body().read_to_string().unwrap())
+    };
+    let mut ok = 0;
+    let refused = loop {
+        let (status, retry, text) = whoami(&busy);
+        if status == 429 {
+            break (retry, text);
+        }
+        assert_eq!(status, 200, "{text}");
+        ok += 1;
+        assert!(ok <= 40, "never limited");
+    };
+    assert!(ok >= 30, "the burst is 30: {ok}");
+    assert!(refused.0.is_some(), "no Retry-After");
+    assert!(
+        refused.1.contains("rate_limited") && refused.1.contains("--rate-per-principal"),
+        "{}",
+        refused.1
+    );
+    assert_eq!(whoami(&calm).0, 200, "another principal has its own rate");
+
+    // The SQL quota: a department with one statement in flight is refused a second at once;
+    // another department's statement runs.
+    let heavy = "SELECT count(*) FROM generate_series(1, 50000) a, generate_series(1, 4000000) b WHERE a.value + b.value = 7";
+    let sql = |token: &str, text: &str| {
+        let started = Instant::now();
+        let (status, body) = post_json(
+            &server,
+            "/api/v1/sql",
+            token,
+            serde_json::json!({"sql": text, "purpose": "limits"}),
+        );
+        (status, body, started.elapsed())
+    };
+    let running = {
+        let (base, token) = (server.base.clone(), calm.clone());
+        std::thread::spawn(move || {
+            agent()
+                .post(&format!("{base}/api/v1/sql"))
+                .header("Authorization", &format!("Bearer {token}"))
+                .header("Content-Type", "application/json")
+                .send(
+                    serde_json::json!({"sql": heavy, "purpose": "load"})
+                        .to_string()
+                        .as_bytes(),
+                )
+                .unwrap()
+                .status()
+                .as_u16()
+        })
+    };
+    // Until the heavy one holds the department's place (it runs three seconds).
+    let started = Instant::now();
+    let (status, body, took) = loop {
+        std::thread::sleep(Duration::from_millis(100));
+        let answer = sql(&calm, "SELECT 1 AS one");
+        if answer.0 == 429 || started.elapsed() > Duration::from_secs(2) {
+            break answer;
+        }
+    };
+    assert_eq!(status, 429, "{body}");
+    assert!(
+        body.contains("sql_department_busy") && body.contains("tourism"),
+        "{body}"
+    );
+    assert!(took < Duration::from_secs(1), "refused at once: {took:?}");
+    let (status, body, _) = sql(&other, "SELECT 1 AS one");
+    assert_eq!(status, 200, "another department: {body}");
+    assert_eq!(running.join().unwrap(), 408);
+    let (status, body, _) = sql(&calm, "SELECT 1 AS one");
+    assert_eq!(status, 200, "the place is given back: {body}");
+
+    // Event streams: one open, the next refused.
+    let stream = |token: &str| {
+        agent()
+            .get(&format!("{}/api/v1/indices/stream", server.base))
+            .header("Authorization", &format!("Bearer {token}"))
+            .call()
+            .unwrap()
+    };
+    let first = stream(&other);
+    assert_eq!(first.status().as_u16(), 200);
+    let second = stream(&calm);
+    assert_eq!(second.status().as_u16(), 503);
+    let text = second.into_body().read_to_string().unwrap();
+    assert!(
+        text.contains("too_many_streams") && text.contains("--max-event-streams"),
+        "{text}"
+    );
+    drop(first);
+}
+
+/// Issue 23, item 5: with a certificate the API speaks HTTPS (a client that trusts the
+/// certificate gets answers; plain HTTP on that port gets none).
+#[test]
+fn with_a_certificate_the_api_speaks_https_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed(dir.path());
+    let data = dir.path().join("data");
+    let server = launch(
+        &data,
+        &[
+            "--no-demo",
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+        &[],
+        std::process::Stdio::inherit(),
+    );
+    assert!(server.base.starts_with("https://"), "{}", server.base);
+    let curl = |url: &str| {
+        Command::new("curl")
+            .args(["-sS", "--max-time", "10", "--cacert"])
+            .arg(&cert)
+            .args([
+                "-H",
+                &format!("Authorization: Bearer {}", server.admin.trim()),
+            ])
+            .args(["-w", "\n%{http_code}", url])
+            .output()
+            .expect("curl runs")
+    };
+    let out = curl(&format!("{}/api/v1/whoami", server.base));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.ends_with("200") && text.contains("admin"),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plain = curl(&format!(
+        "{}/api/v1/whoami",
+        server.base.replace("https://", "http://")
+    ));
+    assert!(
+        !String::from_utf8_lossy(&plain.stdout).ends_with("200"),
+        "plain HTTP answered on the HTTPS port"
+    );
+    assert!(server.stop().success());
+}

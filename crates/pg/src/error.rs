@@ -23,6 +23,7 @@ pub fn sqlstate(error: &SqlError) -> &'static str {
         SqlError::Invalid(m) if m.contains("parameter") || m.contains("Placeholder") => "42P18",
         SqlError::Invalid(_) => "42601",
         SqlError::Timeout(_) => "57014",
+        SqlError::DepartmentBusy { .. } => "53300",
         SqlError::MemoryLimit { .. } => "53200",
         SqlError::TooComplex(_) => "54001",
         SqlError::ValueTooLarge(_) | SqlError::ResultTooLarge { .. } => "54000",

@@ -64,25 +64,9 @@ impl Debug for Tls {
 }
 
 impl Tls {
-    /// Reads a PEM certificate chain and its PEM private key (PKCS#8, PKCS#1 or SEC1).
-    pub fn from_pem_files(cert: &std::path::Path, key: &std::path::Path) -> Result<Self, String> {
-        use pgwire::tokio::tokio_rustls::rustls;
-        use rustls_pki_types::pem::PemObject;
-        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-        let certs = CertificateDer::pem_file_iter(cert)
-            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| format!("reading the certificate {}: {e}", cert.display()))?;
-        if certs.is_empty() {
-            return Err(format!("{} holds no PEM certificate", cert.display()));
-        }
-        let key = PrivateKeyDer::from_pem_file(key)
-            .map_err(|e| format!("reading the private key {}: {e}", key.display()))?;
-        let mut config = rustls::ServerConfig::builder()
-            .with_no_client_auth()
-            .with_single_cert(certs, key)
-            .map_err(|e| format!("the certificate and key do not make a TLS identity: {e}"))?;
-        config.alpn_protocols = vec![b"postgresql".to_vec()];
-        Ok(Self(pgwire::tokio::TlsAcceptor::from(Arc::new(config))))
+    /// From a TLS identity offering ALPN `postgresql` (`citybrain_server::tls_identity`).
+    pub fn from_config(config: Arc<pgwire::tokio::tokio_rustls::rustls::ServerConfig>) -> Self {
+        Self(pgwire::tokio::TlsAcceptor::from(config))
     }
 }
 

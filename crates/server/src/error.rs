@@ -84,6 +84,9 @@ error_codes! {
     SceneUnavailable = "scene_unavailable", "The scene is not running on this server (the message says why)";
     SqlInvalid = "sql_invalid", "The SQL does not parse or plan";
     SqlMemoryLimit = "sql_memory_limit", "The query needs more memory than the limit";
+    SqlDepartmentBusy = "sql_department_busy", "The department already has as many statements running or waiting as its quota allows";
+    RateLimited = "rate_limited", "The principal sent more requests than its rate allows; retry after the time in Retry-After";
+    TooManyStreams = "too_many_streams", "As many event streams are open as the server allows";
     SqlNotReadOnly = "sql_not_read_only", "Only SELECT (and WITH, EXPLAIN) may run";
     SqlResultTooLarge = "sql_result_too_large", "The result is over the row or byte limit";
     SqlTimeout = "sql_timeout", "The query ran past the time limit";
@@ -252,6 +255,11 @@ impl From<SqlError> for ApiError {
             SqlError::Timeout(_) => {
                 Self::new(StatusCode::REQUEST_TIMEOUT, ErrorCode::SqlTimeout, message)
             }
+            SqlError::DepartmentBusy { .. } => Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                ErrorCode::SqlDepartmentBusy,
+                message,
+            ),
             SqlError::MemoryLimit { .. } => Self::new(
                 StatusCode::INSUFFICIENT_STORAGE,
                 ErrorCode::SqlMemoryLimit,

@@ -17,6 +17,7 @@ mod datasets;
 mod error;
 mod extract;
 mod governance;
+mod limits;
 mod listen;
 pub mod mqtt;
 pub mod openapi;
@@ -43,7 +44,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 pub use cockpit::built as cockpit_built;
 pub use error::{ApiError, ErrorCode};
-pub use listen::ConnLimits;
+pub use listen::{ConnLimits, HttpTls, tls_identity};
 
 /// What every handler shares.
 #[derive(Debug, Clone)]
@@ -63,6 +64,8 @@ pub struct AppState {
     pub conn: ConnLimits,
     /// The city profile (`GET /api/v1/city`).
     pub city: Arc<citybrain_core::CityProfile>,
+    /// Request rates per principal and open event streams (see [`limits`]).
+    pub gate: Arc<limits::ClientGate>,
 }
 
 /// The current time, read here at the edge and passed into the hub.
@@ -108,6 +111,7 @@ impl AppState {
             events,
             closing: Arc::new(tokio::sync::watch::Sender::new(false)),
             body_limit,
+            gate: Arc::new(limits::ClientGate::new(&conn)),
             conn,
             city,
         }
@@ -245,6 +249,12 @@ async fn authenticate(State(state): State<AppState>, mut request: Request, next:
     }
     match state.gov.session(token, now()) {
         Ok(session) => {
+            if let Err(wait) = state
+                .gate
+                .admit(session.principal.name.as_str(), std::time::Instant::now())
+            {
+                return state.gate.refusal(session.principal.name.as_str(), wait);
+            }
             tracing::debug!(
                 message = "Request.",
                 principal = %session.principal.name,

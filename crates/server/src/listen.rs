@@ -17,6 +17,49 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::sync::{Semaphore, watch};
 
+/// A certificate and key to serve HTTPS with (`citybrain up --tls-cert/--tls-key`).
+#[derive(Clone)]
+pub struct HttpTls(tokio_rustls::TlsAcceptor);
+
+impl std::fmt::Debug for HttpTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HttpTls(..)")
+    }
+}
+
+impl HttpTls {
+    /// HTTPS from a PEM certificate chain and its key (see [`tls_identity`]).
+    pub fn from_pem_files(cert: &std::path::Path, key: &std::path::Path) -> Result<Self, String> {
+        let config = tls_identity(cert, key, b"http/1.1")?;
+        Ok(Self(tokio_rustls::TlsAcceptor::from(config)))
+    }
+}
+
+/// A TLS server identity from a PEM certificate chain and its PEM private key (PKCS#8,
+/// PKCS#1 or SEC1), offering `alpn`; shared by the HTTP listener and the Postgres wire.
+pub fn tls_identity(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    alpn: &[u8],
+) -> Result<Arc<tokio_rustls::rustls::ServerConfig>, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("reading the certificate {}: {e}", cert.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{} holds no PEM certificate", cert.display()));
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| format!("reading the private key {}: {e}", key.display()))?;
+    let mut config = tokio_rustls::rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("the certificate and key do not make a TLS identity: {e}"))?;
+    config.alpn_protocols = vec![alpn.to_vec()];
+    Ok(Arc::new(config))
+}
+
 /// Bounds on connections.
 #[derive(Debug, Clone)]
 pub struct ConnLimits {
@@ -24,6 +67,14 @@ pub struct ConnLimits {
     pub max_connections: usize,
     /// Time to send a request's headers, and to start the next on a kept-alive connection.
     pub header_timeout: Duration,
+    /// Requests per second one principal may make, sustained (0: no limit), and how many
+    /// above that in a burst.
+    pub rate_per_principal: u32,
+    pub rate_burst: u32,
+    /// Event streams (SSE) open at once.
+    pub max_event_streams: usize,
+    /// HTTPS instead of plain HTTP.
+    pub tls: Option<HttpTls>,
 }
 
 impl Default for ConnLimits {
@@ -31,6 +82,12 @@ impl Default for ConnLimits {
         Self {
             max_connections: default_max_connections(),
             header_timeout: Duration::from_secs(20),
+            // Above what one principal legitimately sends here (the parking guide's
+            // benchmark: 6,431 requests/s); a city sets its own.
+            rate_per_principal: 10_000,
+            rate_burst: 20_000,
+            max_event_streams: 1_024,
+            tls: None,
         }
     }
 }
@@ -85,20 +142,21 @@ pub async fn serve(
         let mut stop = stop_rx.clone();
         let closed = closed_rx.clone();
         let header_timeout = limits.header_timeout;
+        let tls = limits.tls.clone();
         tokio::spawn(async move {
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout);
-            let connection = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades();
-            let mut connection = std::pin::pin!(connection);
-            tokio::select! {
-                _ = connection.as_mut() => {}
-                _ = stop.changed() => {
-                    connection.as_mut().graceful_shutdown();
-                    let _ = connection.await;
+            match tls {
+                None => connection(stream, service, header_timeout, &mut stop).await,
+                Some(HttpTls(acceptor)) => {
+                    // The handshake gets the same time as a request's headers.
+                    match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            connection(stream, service, header_timeout, &mut stop).await;
+                        }
+                        Ok(Err(error)) => {
+                            tracing::debug!(message = "A TLS handshake failed.", %error);
+                        }
+                        Err(_) => tracing::debug!(message = "A TLS handshake timed out."),
+                    }
                 }
             }
             drop(slot);
@@ -108,4 +166,31 @@ pub async fn serve(
     drop(stop_tx);
     drop(closed_rx);
     closed_tx.closed().await;
+}
+
+/// Serves one connection (plain or TLS) until it ends, or until shutdown asks it to finish
+/// its request in flight.
+async fn connection<I>(
+    io: I,
+    service: TowerToHyperService<Router>,
+    header_timeout: Duration,
+    stop: &mut watch::Receiver<()>,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    let connection = builder
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    let mut connection = std::pin::pin!(connection);
+    tokio::select! {
+        _ = connection.as_mut() => {}
+        _ = stop.changed() => {
+            connection.as_mut().graceful_shutdown();
+            let _ = connection.await;
+        }
+    }
 }

@@ -54,6 +54,10 @@ pub struct SqlLimits {
     pub max_expression_depth: usize,
     /// Statements running at once; the rest wait (inside their timeout) for a slot.
     pub max_concurrent: usize,
+    /// Statements one department may have running or waiting at once; one more is refused
+    /// at once ([`SqlError::DepartmentBusy`]), so one department cannot fill every slot's
+    /// queue. Internal statements (scenes, the system) are not counted.
+    pub max_per_department: usize,
 }
 
 impl Default for SqlLimits {
@@ -67,6 +71,7 @@ impl Default for SqlLimits {
             max_operators: 10_000,
             max_expression_depth: 256,
             max_concurrent: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            max_per_department: 16,
         }
     }
 }
@@ -97,6 +102,10 @@ pub enum SqlError {
         "the result exceeds the limit of {limit}; aggregate, filter or add LIMIT (sql max_result_rows / max_result_bytes)"
     )]
     ResultTooLarge { limit: String },
+    #[error(
+        "{department} already has {limit} statements running or waiting (sql max_per_department); wait for one to finish"
+    )]
+    DepartmentBusy { department: String, limit: usize },
     // Ours or the environment's.
     #[error("the query failed while running: {0}")]
     Execution(String),
@@ -137,6 +146,44 @@ impl QueryResult {
 struct SqlPool {
     runtime: Option<tokio::runtime::Runtime>,
     slots: Arc<tokio::sync::Semaphore>,
+    /// Statements running or waiting, per calling department.
+    in_flight: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+}
+
+/// A department's place among its statements in flight, given back when dropped.
+struct InFlight {
+    counts: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+    department: String,
+}
+
+impl InFlight {
+    fn take(pool: &SqlPool, department: &str, limit: usize) -> Result<Self, SqlError> {
+        let mut counts = pool.in_flight.lock().expect("in-flight lock");
+        let n = counts.entry(department.to_string()).or_default();
+        if *n >= limit {
+            return Err(SqlError::DepartmentBusy {
+                department: department.to_string(),
+                limit,
+            });
+        }
+        *n += 1;
+        Ok(Self {
+            counts: pool.in_flight.clone(),
+            department: department.to_string(),
+        })
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut counts = self.counts.lock().expect("in-flight lock");
+        if let Some(n) = counts.get_mut(&self.department) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.department);
+            }
+        }
+    }
 }
 
 impl SqlPool {
@@ -152,6 +199,7 @@ impl SqlPool {
         Self {
             runtime: Some(runtime),
             slots: Arc::new(tokio::sync::Semaphore::new(limits.max_concurrent.max(1))),
+            in_flight: Default::default(),
         }
     }
 
@@ -379,6 +427,7 @@ impl SqlEngine {
             touched: Default::default(),
         });
         check_read_only(sql)?;
+        let _in_flight = self.in_flight(&scope.reader)?;
         let flag = cancel::CancelFlag::default();
         let ctx = self.context(scope, &flag)?;
         let plan = plan_statement(&ctx, &self.limits, sql).await?;
@@ -478,6 +527,19 @@ impl SqlEngine {
         (result, touched)
     }
 
+    /// The caller's department's place among its statements in flight (none for the
+    /// system's own statements).
+    fn in_flight(&self, reader: &Reader) -> Result<Option<InFlight>, SqlError> {
+        match reader {
+            Reader::Principal(p) => Ok(Some(InFlight::take(
+                &self.pool,
+                p.department.as_str(),
+                self.limits.max_per_department.max(1),
+            )?)),
+            Reader::System => Ok(None),
+        }
+    }
+
     async fn execute(
         &self,
         sql: &str,
@@ -485,6 +547,7 @@ impl SqlEngine {
         scope: Arc<governed::QueryScope>,
     ) -> Result<QueryResult, SqlError> {
         check_read_only(sql)?;
+        let _in_flight = self.in_flight(&scope.reader)?;
         let flag = cancel::CancelFlag::default();
         let ctx = self.context(scope, &flag)?;
         let limits = self.limits.clone();

@@ -18,6 +18,13 @@ pub struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: String,
+    /// Serve HTTPS with this PEM certificate (chain) instead of plain HTTP: use it whenever
+    /// the server listens beyond loopback, since tokens travel in every request.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Also speak the PostgreSQL wire protocol here (e.g. 127.0.0.1:5433), for psql,
     /// BI tools and drivers: user = principal name, password = its token (docs/interop.md).
     #[arg(long, value_name = "ADDR")]
@@ -105,6 +112,8 @@ pub fn run(args: Args) -> Result<()> {
         pg_listen,
         pg_tls_cert,
         pg_tls_key,
+        tls_cert,
+        tls_key,
         data,
         profile,
         no_demo,
@@ -126,11 +135,24 @@ pub fn run(args: Args) -> Result<()> {
         limits,
     } = args;
     let pg_tls = match pg_tls_cert.zip(pg_tls_key) {
-        Some((cert, key)) => Some(citybrain_pg::Tls::from_pem_files(&cert, &key).map_err(|e| {
-            anyhow::anyhow!(
-                "{e} (--pg-tls-cert takes a PEM certificate, --pg-tls-key its PEM private key)"
-            )
-        })?),
+        Some((cert, key)) => Some(citybrain_pg::Tls::from_config(
+            citybrain_server::tls_identity(&cert, &key, b"postgresql").map_err(|e| {
+                anyhow::anyhow!(
+                    "{e} (--pg-tls-cert takes a PEM certificate, --pg-tls-key its PEM private key)"
+                )
+            })?,
+        )),
+        None => None,
+    };
+    let mut limits = limits;
+    limits.tls = match tls_cert.zip(tls_key) {
+        Some((cert, key)) => Some(
+            citybrain_server::HttpTls::from_pem_files(&cert, &key).map_err(|e| {
+                anyhow::anyhow!(
+                    "{e} (--tls-cert takes a PEM certificate, --tls-key its PEM private key)"
+                )
+            })?,
+        ),
         None => None,
     };
     let (city, city_from) = match profile {
@@ -205,6 +227,21 @@ struct LimitArgs {
     /// MiB a SQL result may take in memory.
     #[arg(long, default_value_t = 512)]
     sql_max_result_mib: usize,
+    /// SQL statements one department may have running or waiting at once (HTTP and the
+    /// Postgres wire together); one more is refused with 429 sql_department_busy.
+    #[arg(long, default_value_t = 16)]
+    sql_per_department: usize,
+    /// Requests per second one principal may make, sustained; over it: 429 rate_limited
+    /// with Retry-After. 0 turns the limit off.
+    #[arg(long, default_value_t = 10_000)]
+    rate_per_principal: u32,
+    /// Requests one principal may make above its rate in a burst.
+    #[arg(long, default_value_t = 20_000)]
+    rate_burst: u32,
+    /// Event streams (GET /api/v1/indices/stream) open at once; one more: 503
+    /// too_many_streams.
+    #[arg(long, default_value_t = 1_024)]
+    max_event_streams: usize,
     /// Connections open at once (default: half the descriptor limit, at most 4096).
     #[arg(long)]
     max_connections: Option<usize>,
@@ -218,6 +255,9 @@ struct LimitArgs {
     /// MiB the records of one ingest call may take once decoded.
     #[arg(long, default_value_t = 2048)]
     max_ingest_mib: u64,
+    /// HTTPS, from --tls-cert and --tls-key.
+    #[arg(skip)]
+    tls: Option<citybrain_server::HttpTls>,
 }
 
 impl LimitArgs {
@@ -227,6 +267,7 @@ impl LimitArgs {
             memory_bytes: self.sql_memory_mib << 20,
             max_result_rows: self.sql_max_rows,
             max_result_bytes: self.sql_max_result_mib << 20,
+            max_per_department: self.sql_per_department.max(1),
             ..Default::default()
         }
     }
@@ -244,6 +285,10 @@ impl LimitArgs {
             limits.max_connections = n.max(1);
         }
         limits.header_timeout = std::time::Duration::from_secs(self.header_timeout_s.max(1));
+        limits.rate_per_principal = self.rate_per_principal;
+        limits.rate_burst = self.rate_burst;
+        limits.max_event_streams = self.max_event_streams.max(1);
+        limits.tls = self.tls.clone();
         limits
     }
 }
@@ -426,7 +471,8 @@ fn up(
         }
         // Each dataset once; its dead-letter twin is part of it.
         let datasets = hub.names().iter().filter(|n| !n.is_rejected()).count();
-        println!("citybrain is up on http://{address}/ (ready in {:.1} s)", started.elapsed().as_secs_f64());
+        let scheme = if limits.tls.is_some() { "https" } else { "http" };
+        println!("citybrain is up on {scheme}://{address}/ (ready in {:.1} s)", started.elapsed().as_secs_f64());
         println!("  data directory: {}  ({datasets} datasets)", data.display());
         if let Some((left, day, live)) = replay_line {
             if live {
@@ -447,15 +493,15 @@ fn up(
             // The token goes in the URL's fragment, which browsers never send to the server;
             // it is read from its file by the shell so it is never printed here.
             println!(
-                "  cockpit:        http://{address}/   signed in as the demo reader: xdg-open \"http://{address}/#token=$(cat {})\"",
+                "  cockpit:        {scheme}://{address}/   signed in as the demo reader: xdg-open \"{scheme}://{address}/#token=$(cat {})\"",
                 data.join("cockpit.token").display()
             );
         } else {
-            println!("  cockpit:        http://{address}/  (sign in with a token)");
+            println!("  cockpit:        {scheme}://{address}/  (sign in with a token)");
         }
         if citybrain_server::cockpit_built() {
             println!(
-                "  cockpits:       http://{address}/#/cockpits, one file per role in {} (`citybrain cockpits --help`)",
+                "  cockpits:       {scheme}://{address}/#/cockpits, one file per role in {} (`citybrain cockpits --help`)",
                 citybrain_server::cockpits::dir(data).display()
             );
         }
@@ -483,8 +529,8 @@ fn up(
                 data.join("desk.token").display()
             );
         }
-        println!("  API:            http://{address}/api/v1/openapi.json   health: http://{address}/health");
-        println!("  live indices:   http://{address}/api/v1/indices/traffic/live  (SSE: /api/v1/indices/stream; tables: indices.*)");
+        println!("  API:            {scheme}://{address}/api/v1/openapi.json   health: {scheme}://{address}/health");
+        println!("  live indices:   {scheme}://{address}/api/v1/indices/traffic/live  (SSE: /api/v1/indices/stream; tables: indices.*)");
         if let Some(args) = &signals_args_shown {
             println!("  signals:        {} under citybrain's control in SUMO at {}× (emergency runs: POST /api/v1/signals/emergency; tables: signals.*)", args.0, args.1);
         }

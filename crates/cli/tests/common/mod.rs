@@ -331,3 +331,31 @@ pub fn mosquitto_pub(port: &str, topic: &str, messages: &[&str]) {
         .unwrap();
     assert!(publisher.wait().unwrap().success());
 }
+
+/// A self-signed certificate for localhost and 127.0.0.1 and its key, made by openssl in
+/// `dir`: (cert.pem, key.pem).
+pub fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    (cert, key)
+}

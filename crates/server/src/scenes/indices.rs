@@ -291,6 +291,7 @@ async fn indices_stream(
     use axum::response::sse::{Event, KeepAlive, Sse};
     use futures::StreamExt;
     let live = state.scenes.handle::<LiveIndices>("indices")?;
+    let slot = state.gate.stream()?;
     crate::record(&state, read_call(&me, "GET /api/v1/indices/stream")).await?;
     let first = live
         .latest()
@@ -309,7 +310,11 @@ async fn indices_stream(
     let stream = futures::stream::iter(first)
         .chain(updates)
         .take_until(state.closed())
-        .map(|text| Ok::<_, std::convert::Infallible>(Event::default().data(text)));
+        .map(move |text| {
+            // The stream holds its place until it ends.
+            let _ = &slot;
+            Ok::<_, std::convert::Infallible>(Event::default().data(text))
+        });
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response())
