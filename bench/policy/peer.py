@@ -10,9 +10,10 @@ own parameters read from its file), computed two ways:
 - An exact reference, independent of citybrain's engine: the same templates over numpy int64
   fen with rates as exact fractions and explicit integer rounding.
 
-Usage: peer.py TABLE.csv POLICY_DIR CITYBRAIN_SUMMARY.json OUT.json
+Usage: peer.py TABLE.csv POLICY_DIR CITYBRAIN_SUMMARY.json OUT.json [RUNS]
 
-It times OpenFisca's calculation (the table already loaded, as for citybrain), compares
+It times OpenFisca's calculation (the table already loaded, as for citybrain), in one process
+and in two (the population split, one core each), the median of RUNS each, compares
 per policy the eligible count, the total and a checksum of (row, amount) against citybrain's
 summary, counts OpenFisca's amounts off by at least one fen against the reference, and
 writes all of it to OUT.json.
@@ -400,11 +401,13 @@ def reference(n, cols, policies):
 # ---- OpenFisca ----------------------------------------------------------------------------
 
 
-def openfisca(n, cols, policies):
+def openfisca_system(cols, policies):
+    """The OpenFisca model: an Enterprise entity, an input variable per column, per policy an
+    eligibility variable and an amount variable that reads it (the conditions are computed
+    once: the amount formula takes the amount expression the eligibility formula left)."""
     from openfisca_core.entities import build_entity
     from openfisca_core.parameters import ParameterNode
     from openfisca_core.periods import DateUnit
-    from openfisca_core.simulations import SimulationBuilder
     from openfisca_core.taxbenefitsystems import TaxBenefitSystem
     from openfisca_core.variables import Variable
 
@@ -412,6 +415,8 @@ def openfisca(n, cols, policies):
         key="enterprise", plural="enterprises", label="An enterprise", is_person=True
     )
     system = TaxBenefitSystem([Enterprise])
+    # Money as OpenFisca floats in yuan: its int variables are int32, and revenues here
+    # reach 4e9 fen, so integer fen would overflow (docs/benchmarks.md says so).
     value_types = {"text": str, "date": __import__("datetime").date, "bool": bool, "money": float}
     for name in cols:
         system.add_variable(
@@ -436,6 +441,7 @@ def openfisca(n, cols, policies):
             node[k] = {"values": {"2025-01-01": fv}}
         tree[pid] = node
     system.parameters = ParameterNode("", data=tree)
+    pending = {}
 
     def make(pid, template, dates, names):
         def params(parameters, period):
@@ -446,13 +452,13 @@ def openfisca(n, cols, policies):
 
         def elig_formula(enterprise, period, parameters):
             p = params(parameters, period)
-            elig, _ = TEMPLATES[template](Float, lambda c: enterprise(c, period), p)
+            elig, amount = TEMPLATES[template](Float, lambda c: enterprise(c, period), p)
+            pending[pid] = amount
             return elig
 
         def amount_formula(enterprise, period, parameters):
-            p = params(parameters, period)
-            _, amount = TEMPLATES[template](Float, lambda c: enterprise(c, period), p)
-            return np.where(enterprise(pid + "_eligible", period), amount(), 0)
+            eligible = enterprise(pid + "_eligible", period)
+            return np.where(eligible, pending.pop(pid)(), 0)
 
         for name, vt, f in ((pid + "_eligible", bool, elig_formula), (pid, float, amount_formula)):
             system.add_variable(
@@ -473,26 +479,79 @@ def openfisca(n, cols, policies):
         dates = {k: exact_value(x) for k, x in params.items() if re.fullmatch(r"\d{4}-\d{2}-\d{2}", x)}
         names = [k for k in params if k not in dates]
         make(pid, template, dates, names)
+    return system
 
-    sim = SimulationBuilder().build_default_simulation(system, n)
-    for name, arr in cols.items():
+
+def openfisca_part(n, cols, policies, rows, ref, start, done):
+    """One process's share: builds the simulation over `rows`, waits at `start`, calculates
+    every policy, checks every amount against the exact reference, reports on `done`."""
+    from openfisca_core.simulations import SimulationBuilder
+
+    system = openfisca_system(cols, policies)
+    part = {name: arr[rows] for name, arr in cols.items()}
+    m = len(next(iter(part.values())))
+    sim = SimulationBuilder().build_default_simulation(system, m)
+    for name, arr in part.items():
         kind = KINDS.get(name, "int")
-        # OpenFisca's money: yuan as floats.
         sim.set_input(name, "2025", arr / 100 if kind == "money" else arr)
-    results = {}
+    start.wait()
     with PeakRss() as rss:
         started = time.perf_counter()
-        for pid, _t, _p in policies:
-            results[pid] = (
-                np.asarray(sim.calculate(pid + "_eligible", "2025")),
-                np.asarray(sim.calculate(pid, "2025")),
-            )
+        results = {
+            pid: (np.asarray(sim.calculate(pid + "_eligible", "2025")), np.asarray(sim.calculate(pid, "2025")))
+            for pid, _t, _p in policies
+        }
         seconds = time.perf_counter() - started
-    return seconds, results, rss
+    off, wrong = {}, {}
+    for pid, (elig, amount) in results.items():
+        r_elig, r_amount = ref[pid][0][rows], ref[pid][1][rows]
+        fen = np.rint(amount.astype(np.float64) * 100).astype(np.int64)
+        off[pid] = [int(np.count_nonzero(r_elig & (np.abs(fen - r_amount) >= 1))), int(np.count_nonzero(r_elig))]
+        wrong[pid] = int(np.count_nonzero(elig != r_elig))
+    done.put({"seconds": seconds, "rss_before": rss.base, "rss_peak": rss.peak, "off": off, "wrong": wrong})
+
+
+def openfisca(n, cols, policies, ref, processes):
+    """OpenFisca over the whole table in `processes` processes (OpenFisca computes on one
+    core; a second core is used the way its users would, by splitting the population). The
+    time: from all simulations built to the last one done."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    start, done = ctx.Barrier(processes + 1), ctx.Queue()
+    bounds = np.linspace(0, n, processes + 1).astype(int)
+    children = [ctx.Process(target=openfisca_part,
+                            args=(n, cols, policies, slice(bounds[i], bounds[i + 1]), ref, start, done))
+                for i in range(processes)]
+    for c in children:
+        c.start()
+    start.wait()
+    began = time.perf_counter()
+    parts = [done.get() for _ in children]
+    wall = time.perf_counter() - began
+    for c in children:
+        c.join()
+    off, wrong = {}, {}
+    for part in parts:
+        for pid, (d, e) in part["off"].items():
+            o = off.setdefault(pid, [0, 0])
+            o[0] += d
+            o[1] += e
+        for pid, w in part["wrong"].items():
+            wrong[pid] = wrong.get(pid, 0) + w
+    return {
+        "seconds": wall,
+        "part_seconds": [round(p["seconds"], 3) for p in parts],
+        "rss_before_mb": round(sum(p["rss_before"] for p in parts)),
+        "rss_peak_mb": round(sum(p["rss_peak"] for p in parts)),
+        "off_by_a_fen": {pid: o for pid, o in off.items() if o[0]},
+        "eligibility_differences": {pid: w for pid, w in wrong.items() if w},
+    }
 
 
 def main():
     table, policy_dir, summary_path, out_path = sys.argv[1:5]
+    runs = int(sys.argv[5]) if len(sys.argv) > 5 else 1
     policies = [
         parse_policy(os.path.join(policy_dir, f))
         for f in sorted(os.listdir(policy_dir))
@@ -514,28 +573,29 @@ def main():
         if got != want:
             mismatches.append({"policy": pid, "citybrain": got, "reference": want})
 
-    seconds, results, rss = openfisca(n, cols, policies)
-    off_by_fen = {}
-    wrong_eligibility = {}
-    for pid, (elig, amount) in results.items():
-        r_elig, r_amount = ref[pid]
-        fen = np.rint(amount.astype(np.float64) * 100).astype(np.int64)
-        diff = np.count_nonzero(r_elig & (np.abs(fen - r_amount) >= 1))
-        if diff:
-            off_by_fen[pid] = [int(diff), int(np.count_nonzero(r_elig))]
-        we = int(np.count_nonzero(elig != r_elig))
-        if we:
-            wrong_eligibility[pid] = we
+    # Median of `runs` for each process count, as for citybrain.
+    by_processes = {}
+    for processes in (1, 2):
+        tries = [openfisca(n, cols, policies, ref, processes) for _ in range(runs)]
+        tries.sort(key=lambda t: t["seconds"])
+        median = tries[len(tries) // 2]
+        median["all_seconds"] = [round(t["seconds"], 3) for t in tries]
+        by_processes[processes] = median
+    one = by_processes[1]
     json.dump(
         {
             "enterprises": n,
             "policies": len(policies),
             "citybrain_vs_reference_mismatches": mismatches,
-            "openfisca_seconds": seconds,
-            "openfisca_rss_mb_before_calculation": round(rss.base),
-            "openfisca_peak_rss_mb_during_calculation": round(rss.peak),
-            "openfisca_amounts_off_by_a_fen": off_by_fen,
-            "openfisca_eligibility_differences": wrong_eligibility,
+            "openfisca_seconds": one["seconds"],
+            "openfisca_seconds_1_process": one["seconds"],
+            "openfisca_seconds_2_processes": by_processes[2]["seconds"],
+            "openfisca_all_seconds": {str(k): v["all_seconds"] for k, v in by_processes.items()},
+            "openfisca_rss_mb_before_calculation": one["rss_before_mb"],
+            "openfisca_peak_rss_mb_during_calculation": one["rss_peak_mb"],
+            "openfisca_peak_rss_mb_2_processes": by_processes[2]["rss_peak_mb"],
+            "openfisca_amounts_off_by_a_fen": one["off_by_a_fen"],
+            "openfisca_eligibility_differences": one["eligibility_differences"],
         },
         open(out_path, "w"),
         indent=1,
