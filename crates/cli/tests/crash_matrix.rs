@@ -74,6 +74,24 @@ struct Acked {
     died: bool,
 }
 
+impl Acked {
+    /// Counts a call's answer: whether `ok` (acknowledged), None when the process died
+    /// under it (the workload stops there).
+    fn answer(&mut self, status: u16, ok: u16) -> Option<bool> {
+        match status {
+            0 => {
+                self.died = true;
+                None
+            }
+            s if s == ok => Some(true),
+            _ => {
+                self.failed += 1;
+                Some(false)
+            }
+        }
+    }
+}
+
 fn workload(server: &mut Server, admin: &str, token: &str) -> Acked {
     let mut acked = Acked::default();
     let path = "/api/v1/datasets/transport.anpr_passages/records";
@@ -89,15 +107,11 @@ fn workload(server: &mut Server, admin: &str, token: &str) -> Acked {
             "application/x-ndjson",
             batch(b).as_bytes(),
         );
-        match status {
-            200 => {
-                acked.batches.insert(b);
-            }
-            0 => {
-                acked.died = true;
-                break;
-            }
-            _ => acked.failed += 1,
+        let Some(ok) = acked.answer(status, 200) else {
+            break;
+        };
+        if ok {
+            acked.batches.insert(b);
         }
         // A read (an audit record) after every batch.
         let sql = serde_json::json!({"sql": "SELECT count(*) AS n FROM transport.anpr_passages", "purpose": "crash matrix"});
@@ -108,56 +122,45 @@ fn workload(server: &mut Server, admin: &str, token: &str) -> Acked {
             "application/json",
             sql.to_string().as_bytes(),
         );
-        if status == 0 {
-            acked.died = true;
+        if acked.answer(status, 200).is_none() {
             break;
-        } else if status != 200 {
-            acked.failed += 1;
         }
         // Every fourth batch a governance change and a new dataset.
         if b % 4 == 3 {
             let name = format!("crash_p{b}");
             let body =
                 format!(r#"{{"name": "{name}", "department": "transport", "role": "reader"}}"#);
-            match post(
+            let status = post(
                 server,
                 admin,
                 "/api/v1/principals",
                 "application/json",
                 body.as_bytes(),
             )
-            .0
-            {
-                201 => {
-                    acked.principals.insert(name);
-                }
-                0 => {
-                    acked.died = true;
-                    break;
-                }
-                _ => acked.failed += 1,
+            .0;
+            let Some(ok) = acked.answer(status, 201) else {
+                break;
+            };
+            if ok {
+                acked.principals.insert(name);
             }
             let dataset = format!("transport.crash_d{b}");
             let def = format!(
                 "name = \"{dataset}\"\nowner = \"transport\"\nsharing = \"unconditional\"\n[[fields]]\nname = \"n\"\ntype = \"int\"\nclass = \"public\"\n"
             );
-            match post(
+            let status = post(
                 server,
                 admin,
                 "/api/v1/datasets",
                 "application/toml",
                 def.as_bytes(),
             )
-            .0
-            {
-                201 => {
-                    acked.datasets.insert(dataset);
-                }
-                0 => {
-                    acked.died = true;
-                    break;
-                }
-                _ => acked.failed += 1,
+            .0;
+            let Some(ok) = acked.answer(status, 201) else {
+                break;
+            };
+            if ok {
+                acked.datasets.insert(dataset);
             }
         }
     }

@@ -43,9 +43,11 @@ impl ClientGate {
             return Ok(());
         }
         let mut buckets = self.buckets.lock().expect("rate lock");
-        let (tokens, at) = buckets
-            .entry(principal.to_string())
-            .or_insert((self.burst, now));
+        // Every authenticated request passes here: no allocation once a principal is known.
+        if !buckets.contains_key(principal) {
+            buckets.insert(principal.to_string(), (self.burst, now));
+        }
+        let (tokens, at) = buckets.get_mut(principal).expect("inserted above");
         let refill = now.saturating_duration_since(*at).as_secs_f64() * self.per_second;
         *tokens = (*tokens + refill).min(self.burst);
         *at = now;
