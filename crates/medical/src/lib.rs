@@ -20,6 +20,7 @@
 //! in the range Zhejiang's list uses, not an official table.
 
 pub mod demo;
+pub mod paylater;
 
 use std::collections::{HashMap, HashSet};
 
