@@ -306,6 +306,7 @@ struct Bill {
     id: String,
     patient: String,
     day: Date,
+    opened_at: Timestamp,
     amount: Fen,
     due_at: Timestamp,
     visits: Vec<String>,
@@ -406,7 +407,8 @@ impl Book {
         Timestamp(end.0 + self.terms.window_hours * 3600 * MICROS_PER_SECOND)
     }
 
-    fn open_bill(&mut self, id: String, patient: &str, day: Date) -> usize {
+    fn open_bill(&mut self, id: String, patient: &str, opened_at: Timestamp) -> usize {
+        let day = self.zone.local_day(opened_at);
         let due_at = self.due_at(day);
         let index = self.bills.len();
         if let Some(n) = id.strip_prefix('B').and_then(|n| n.parse::<u64>().ok()) {
@@ -417,6 +419,7 @@ impl Book {
             id,
             patient: patient.to_string(),
             day,
+            opened_at,
             amount: Fen(0),
             due_at,
             visits: Vec::new(),
@@ -457,10 +460,7 @@ impl Book {
         };
         let bill = match self.bill_index.get(bill_id) {
             Some(&b) => b,
-            None => {
-                let day = self.zone.local_day(charge.at);
-                self.open_bill(bill_id.clone(), &charge.patient_id, day)
-            }
+            None => self.open_bill(bill_id.clone(), &charge.patient_id, charge.at),
         };
         self.add_visit(bill, &charge.visit_id, charge.amount);
     }
@@ -471,6 +471,20 @@ impl Book {
         if let Some(&b) = self.bill_index.get(bill_id) {
             self.bills[b].steps.insert(step);
         }
+    }
+
+    /// Once everything stored is restored: the `opened` steps of bills whose charges were
+    /// stored but not their first step (a stop between the two), which the replay cannot
+    /// yield since it does not decide those visits again.
+    pub fn restored(&mut self) -> Outputs {
+        let mut out = Outputs::default();
+        for bill in 0..self.bills.len() {
+            if !self.bills[bill].steps.contains(&Step::Opened) {
+                let at = self.bills[bill].opened_at;
+                self.step(bill, Step::Opened, at, &mut out);
+            }
+        }
+        out
     }
 
     /// Applies one input, in time order, and says what it yielded.
@@ -514,12 +528,22 @@ impl Book {
         if !b.steps.insert(step) {
             return;
         }
+        // What the bill held at the step: at opening, its first visit (a step restored
+        // late must say the same as the one it stands for).
+        let amount = match step {
+            Step::Opened => b
+                .visits
+                .first()
+                .and_then(|v| self.credited.get(v))
+                .map_or(b.amount, |c| c.amount),
+            _ => b.amount,
+        };
         let s = BillStep {
             bill_id: b.id.clone(),
             patient_id: b.patient.clone(),
             step,
             at,
-            amount: b.amount,
+            amount,
             due_at: b.due_at,
         };
         if self.stored_steps.insert(s.id()) {
@@ -591,7 +615,7 @@ impl Book {
                 Some(b) => (b, false),
                 None => {
                     let id = format!("B{:08}", self.next_bill);
-                    (self.open_bill(id, &v.patient_id, day), true)
+                    (self.open_bill(id, &v.patient_id, v.at), true)
                 }
             };
             self.add_visit(bill, &v.visit_id, v.amount);

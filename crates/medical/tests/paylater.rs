@@ -184,8 +184,14 @@ fn restarts_anywhere_change_nothing_and_send_nothing_twice() {
     // Stored so far, carried from one life of the book to the next.
     let mut stored = Outputs::default();
     let cuts = [0, 1, 997, 2_500, 2_501, 6_000, 9_999, inputs.len() - 1, inputs.len()];
-    for &cut in &cuts {
+    for (n, &cut) in cuts.iter().enumerate() {
         let cut = cut.min(inputs.len());
+        if n % 2 == 1 {
+            // A stop between storing the charges and storing the steps: the steps of the
+            // last few hundred inputs are lost.
+            let lost = stored.steps.len().saturating_sub(150);
+            stored.steps.truncate(lost);
+        }
         let mut book = Book::new(config.terms.clone(), config.zone.clone());
         for c in &stored.charges {
             book.restore_charge(c);
@@ -193,6 +199,8 @@ fn restarts_anywhere_change_nothing_and_send_nothing_twice() {
         for s in &stored.steps {
             book.restore_step(&s.bill_id, s.step);
         }
+        let again = book.restored();
+        stored.steps.extend(again.steps);
         // The feed replays from the start: what was stored is not stored again.
         run(&mut book, &inputs[..cut], &mut stored);
     }
@@ -203,6 +211,10 @@ fn restarts_anywhere_change_nothing_and_send_nothing_twice() {
         s.sort();
         (c, s)
     };
-    assert_eq!(key(&stored), key(&expected));
+    let (got, want) = (key(&stored), key(&expected));
+    assert_eq!(got.0, want.0, "charges");
+    let extra: Vec<_> = got.1.iter().filter(|s| !want.1.contains(s)).take(3).collect();
+    let missing: Vec<_> = want.1.iter().filter(|s| !got.1.contains(s)).take(3).collect();
+    assert!(extra.is_empty() && missing.is_empty(), "steps: extra {extra:?}, missing {missing:?}");
     check_against_truth(&month, &stored, &config.terms);
 }
