@@ -42,11 +42,7 @@ fn check_against_truth(month: &Month, out: &Outputs, terms: &Terms) {
     for s in &out.steps {
         assert!(ids.insert(s.id()), "{} sent twice", s.id());
     }
-    let habit: HashMap<&str, Habit> = month
-        .habits
-        .iter()
-        .map(|(p, h)| (p.as_str(), *h))
-        .collect();
+    let habit: HashMap<&str, Habit> = month.habits.iter().map(|(p, h)| (p.as_str(), *h)).collect();
     // Each bill's steps, by the habit of its patient.
     let mut steps: HashMap<&str, (BTreeSet<Step>, &str)> = HashMap::new();
     for s in &out.steps {
@@ -70,8 +66,16 @@ fn check_against_truth(month: &Month, out: &Outputs, terms: &Terms) {
         let taken: Vec<Step> = taken.iter().copied().collect();
         assert_eq!(taken, expected, "bill {bill} of a {h:?} payer");
     }
-    for h in [Habit::Prompt, Habit::AfterReminder, Habit::Late, Habit::Never] {
-        assert!(by_habit.get(&h).copied().unwrap_or(0) > 0, "no bill of a {h:?} payer");
+    for h in [
+        Habit::Prompt,
+        Habit::AfterReminder,
+        Habit::Late,
+        Habit::Never,
+    ] {
+        assert!(
+            by_habit.get(&h).copied().unwrap_or(0) > 0,
+            "no bill of a {h:?} payer"
+        );
     }
     // Each decision against what was owed and overdue at its instant.
     let mut overdue: HashMap<&str, Vec<(Timestamp, Timestamp)>> = HashMap::new();
@@ -112,7 +116,11 @@ fn check_against_truth(month: &Month, out: &Outputs, terms: &Terms) {
             .get(c.patient_id.as_str())
             .is_some_and(|spans| spans.iter().any(|&(from, to)| from <= c.at && c.at < to));
         if matches!(h, Habit::Prompt | Habit::AfterReminder) {
-            assert!(!suspended, "{} of a {h:?} payer in a suspension", c.visit_id);
+            assert!(
+                !suspended,
+                "{} of a {h:?} payer in a suspension",
+                c.visit_id
+            );
         }
         let earlier = credited.entry(&c.patient_id).or_default();
         let owed: i64 = earlier
@@ -120,22 +128,41 @@ fn check_against_truth(month: &Month, out: &Outputs, terms: &Terms) {
             .map(|e| {
                 let paid: i64 = payments
                     .get(e.visit_id.as_str())
-                    .map(|ps| ps.iter().filter(|(at, _)| *at <= c.at).map(|(_, a)| a).sum())
+                    .map(|ps| {
+                        ps.iter()
+                            .filter(|(at, _)| *at <= c.at)
+                            .map(|(_, a)| a)
+                            .sum()
+                    })
                     .unwrap_or(0);
                 (e.amount.0 - paid).max(0)
             })
             .sum();
         match c.declined {
             None => {
-                assert!(!suspended, "{} on credit while a bill was overdue", c.visit_id);
-                assert!(owed + c.amount.0 <= terms.limit.0, "{} over the limit", c.visit_id);
+                assert!(
+                    !suspended,
+                    "{} on credit while a bill was overdue",
+                    c.visit_id
+                );
+                assert!(
+                    owed + c.amount.0 <= terms.limit.0,
+                    "{} over the limit",
+                    c.visit_id
+                );
                 assert!(c.bill_id.is_some());
                 earlier.push(c);
             }
-            Some(Declined::Suspended) => assert!(suspended, "{} suspended without cause", c.visit_id),
+            Some(Declined::Suspended) => {
+                assert!(suspended, "{} suspended without cause", c.visit_id)
+            }
             Some(Declined::OverLimit) => {
                 assert!(!suspended);
-                assert!(owed + c.amount.0 > terms.limit.0, "{} within the limit", c.visit_id);
+                assert!(
+                    owed + c.amount.0 > terms.limit.0,
+                    "{} within the limit",
+                    c.visit_id
+                );
             }
             Some(_) => assert!(matches!(h, Habit::Uninsured | Habit::Refused)),
         }
@@ -183,7 +210,17 @@ fn restarts_anywhere_change_nothing_and_send_nothing_twice() {
     run(&mut whole, &inputs, &mut expected);
     // Stored so far, carried from one life of the book to the next.
     let mut stored = Outputs::default();
-    let cuts = [0, 1, 997, 2_500, 2_501, 6_000, 9_999, inputs.len() - 1, inputs.len()];
+    let cuts = [
+        0,
+        1,
+        997,
+        2_500,
+        2_501,
+        6_000,
+        9_999,
+        inputs.len() - 1,
+        inputs.len(),
+    ];
     for (n, &cut) in cuts.iter().enumerate() {
         let cut = cut.min(inputs.len());
         if n % 2 == 1 {
@@ -213,8 +250,21 @@ fn restarts_anywhere_change_nothing_and_send_nothing_twice() {
     };
     let (got, want) = (key(&stored), key(&expected));
     assert_eq!(got.0, want.0, "charges");
-    let extra: Vec<_> = got.1.iter().filter(|s| !want.1.contains(s)).take(3).collect();
-    let missing: Vec<_> = want.1.iter().filter(|s| !got.1.contains(s)).take(3).collect();
-    assert!(extra.is_empty() && missing.is_empty(), "steps: extra {extra:?}, missing {missing:?}");
+    let extra: Vec<_> = got
+        .1
+        .iter()
+        .filter(|s| !want.1.contains(s))
+        .take(3)
+        .collect();
+    let missing: Vec<_> = want
+        .1
+        .iter()
+        .filter(|s| !got.1.contains(s))
+        .take(3)
+        .collect();
+    assert!(
+        extra.is_empty() && missing.is_empty(),
+        "steps: extra {extra:?}, missing {missing:?}"
+    );
     check_against_truth(&month, &stored, &config.terms);
 }

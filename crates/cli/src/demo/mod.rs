@@ -155,6 +155,8 @@ pub fn load(hub: &Hub, gov: &Gov, data: &Path, city: &DemoCity) -> Result<live::
         .day_start(citybrain_core::Date(day.0 + 1));
     load_medical(hub, data, scale, end)
         .context("loading the demo's medical results (or start with --no-demo)")?;
+    load_paylater(hub, scale, &city.profile.time_zone, day)
+        .context("loading the demo's visits and payments (or start with --no-demo)")?;
     load_people(hub, data, city, day)
         .context("loading the demo's residents (or start with --no-demo)")?;
     governance(gov, hub, data).context("setting up the demo city's departments")?;
@@ -274,6 +276,58 @@ fn load_medical(hub: &Hub, data: &Path, scale: f64, end: citybrain_core::Timesta
     let path = data.join(MEDICAL_ORDERS);
     std::fs::write(&path, serde_json::to_vec_pretty(&planted)?)
         .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// A month of treat-first-pay-later up to the demo's day: memberships, credit ratings,
+/// visits at the hospitals and the payments made before the day began (2,000 patients and
+/// 10,000 visits at scale 1). Once.
+fn load_paylater(
+    hub: &Hub,
+    scale: f64,
+    zone: &citybrain_core::TimeZone,
+    day: citybrain_core::Date,
+) -> Result<()> {
+    use citybrain_medical::paylater;
+    let visits = DatasetName::parse(paylater::VISITS)?;
+    if hub.snapshot(&visits)?.rows() > 0 {
+        return Ok(());
+    }
+    let end = zone.day_start(day);
+    let month = paylater::demo::generate(&paylater::demo::DemoConfig {
+        seed: 3,
+        patients: ((2_000.0 * scale) as usize).max(50),
+        days: 30,
+        visits: ((10_000.0 * scale) as usize).max(200),
+        end,
+        zone: zone.clone(),
+        terms: paylater::Terms::default(),
+    });
+    let payments: Vec<_> = month.payments.iter().filter(|p| p.at < end).collect();
+    let ingest = |name: &str, body: Vec<u8>| -> Result<()> {
+        hub.ingest(
+            &DatasetName::parse(name)?,
+            Format::Ndjson,
+            &body,
+            OnError::Reject,
+            citybrain_server::now(),
+        )?;
+        Ok(())
+    };
+    ingest(
+        paylater::MEMBERS,
+        citybrain_indices::to_ndjson(&month.members),
+    )?;
+    ingest(
+        paylater::RATINGS,
+        citybrain_indices::to_ndjson(&month.ratings),
+    )?;
+    for chunk in month.visits.chunks(10_000) {
+        ingest(paylater::VISITS, citybrain_indices::to_ndjson(chunk))?;
+    }
+    for chunk in payments.chunks(10_000) {
+        ingest(paylater::PAYMENTS, citybrain_indices::to_ndjson(chunk))?;
+    }
     Ok(())
 }
 
@@ -442,6 +496,8 @@ fn governance(gov: &Gov, hub: &Hub, data: &Path) -> Result<()> {
         ("transport", "Transport Bureau 交通运输局"),
         ("market", "Market Supervision Bureau 市场监管局"),
         ("health", "Health Commission 卫生健康委"),
+        ("medical_insurance", "Healthcare Security Bureau 医疗保障局"),
+        ("credit_office", "Social Credit Office 社会信用办"),
         ("civil_affairs", "Civil Affairs Bureau 民政局"),
         ("community", "Community grid workers 社区网格"),
         ("public_security", "Public Security Bureau 公安局"),
@@ -555,6 +611,32 @@ fn governance(gov: &Gov, hub: &Hub, data: &Path) -> Result<()> {
             "city cockpit: tests avoided and money saved by recognition",
             "patients stay pseudonymised",
         )?;
+    }
+    // Treat first, pay later: the hospital's desk looks up its patient's line (their id raw,
+    // which it holds anyway); the cockpit sees bills by state, patients masked.
+    if hub
+        .names()
+        .contains(&DatasetName::parse(citybrain_medical::paylater::CHARGES)?)
+    {
+        grant_to(
+            &hospital_admin,
+            citybrain_medical::paylater::CHARGES,
+            &["patient_id"],
+            &health_admin,
+            "treat first, pay later: a patient's credit line at the desk (先看病后付费)",
+            "ids of the hospital's own patients",
+        )?;
+        for dataset in [
+            citybrain_medical::paylater::CHARGES,
+            citybrain_medical::paylater::BILL_STEPS,
+        ] {
+            grant(
+                dataset,
+                &health_admin,
+                "city cockpit: pay-later visits and bills by state",
+                "patients stay pseudonymised",
+            )?;
+        }
     }
     // Services: the grid workers see whom to visit and why (the resident's id stays
     // pseudonymised); the cockpit sees the tasks with every personal field masked.

@@ -199,9 +199,12 @@ pub fn generate(config: &DemoConfig) -> Month {
                 // Before the bill's day has ended plus a few hours: never near a reminder.
                 Some(at.0 + HOUR / 2 + rng.below(9 * 3600) as i64 * MICROS_PER_SECOND)
             }
-            Habit::AfterReminder => {
-                Some(reminder + HOUR + rng.below((remind / HOUR - 2).max(1) as u64 * 3600) as i64 * MICROS_PER_SECOND)
-            }
+            Habit::AfterReminder => Some(
+                reminder
+                    + HOUR
+                    + rng.below((remind / HOUR - 2).max(1) as u64 * 3600) as i64
+                        * MICROS_PER_SECOND,
+            ),
             Habit::Late => Some(due + 2 * HOUR + rng.below(70 * 3600) as i64 * MICROS_PER_SECOND),
             Habit::Never => None,
         };

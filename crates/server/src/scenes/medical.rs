@@ -280,7 +280,11 @@ fn check_id(field: &str, value: &str) -> Result<(), ApiError> {
 
 /// The caller must see `health.test_results` with `patient_id` raw: a hospital matches its
 /// own patient's id, which a pseudonym would never equal.
-fn check_access(state: &AppState, me: &Principal, dataset: &str) -> Result<(), ApiError> {
+pub(crate) fn check_access(
+    state: &AppState,
+    me: &Principal,
+    dataset: &str,
+) -> Result<(), ApiError> {
     let name = DatasetName::parse(dataset).expect("a valid name");
     let def = state.hub.definition(&name)?;
     let view = state.gov.view(&def, me, now())?;

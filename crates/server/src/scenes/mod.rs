@@ -6,6 +6,7 @@ pub mod alerts;
 pub mod indices;
 pub mod medical;
 pub mod parking;
+pub mod paylater;
 pub mod policy;
 pub mod services;
 pub mod signals;
@@ -23,6 +24,7 @@ pub fn all() -> Vec<Box<dyn Scene>> {
         Box::new(signals::SignalsScene),
         Box::new(policy::PolicyDelivery),
         Box::new(medical::MedicalScene),
+        Box::new(paylater::PayLaterScene),
         Box::new(services::ServicesScene),
         Box::new(verify::VerifyScene),
     ]
