@@ -255,6 +255,10 @@ fn no_personal_value_reaches_a_department_without_it_raw_in_a_grant() {
         "services.tasks",
         "health.test_results",
         "transport.anpr_passages",
+        "health.visits",
+        "credit.ratings",
+        "paylater.charges",
+        "paylater.bill_steps",
     ] {
         assert!(
             datasets_with_personal.contains(expected),
