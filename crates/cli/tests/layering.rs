@@ -29,6 +29,8 @@ fn rules(name: &str) -> Option<(&'static [&'static str], &'static [&'static str]
         | "citybrain-rules" | "citybrain-medical" | "citybrain-cockpits" => {
             (&["citybrain-core"], IO)
         }
+        // Warnings bind their queries' periods as the cockpits do.
+        "citybrain-warnings" => (&["citybrain-core", "citybrain-cockpits"], IO),
         // Services that find the citizen: rules in the policy language, facts, tasks.
         "citybrain-services" => (&["citybrain-core", "citybrain-rules"], IO),
         // Road networks from GIS files: text in, rows out; not even the vocabulary.

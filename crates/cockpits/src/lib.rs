@@ -17,7 +17,7 @@ use std::fmt;
 use citybrain_core::DepartmentId;
 use serde::{Deserialize, Serialize};
 
-pub use params::{PARAMETERS, Period, bind};
+pub use params::{PARAMETERS, Period, bind, bind_with, names as parameter_names};
 
 /// A title or note in both of the cockpit's languages.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

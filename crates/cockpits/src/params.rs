@@ -102,17 +102,33 @@ pub(crate) fn positional(sql: &str) -> bool {
 /// The statement with each known `$name` replaced by its timestamp literal
 /// (`TIMESTAMP '2026-11-22T16:00:00Z'`); unknown names are left for the planner to refuse.
 pub fn bind(sql: &str, period: &Period) -> String {
+    bind_with(sql, |name| {
+        period
+            .value(name)
+            .map(|value| format!("TIMESTAMP '{value}'"))
+    })
+}
+
+/// The statement with each `$name` (outside quotes and comments) for which `literal` gives
+/// SQL text replaced by it; other names are left for the planner to refuse.
+pub fn bind_with(sql: &str, literal: impl Fn(&str) -> Option<String>) -> String {
     let mut out = String::with_capacity(sql.len() + 64);
     let mut copied = 0;
     scan(sql, |at, name| {
-        if let Some(value) = period.value(name) {
+        if let Some(text) = literal(name) {
             out.push_str(&sql[copied..at]);
-            out.push_str(&format!("TIMESTAMP '{}'", value));
+            out.push_str(&text);
             copied = at + 1 + name.len();
         }
     });
     out.push_str(&sql[copied..]);
     out
+}
+
+/// The `$name` parameters a statement uses (outside quotes and comments), for checks
+/// outside this crate.
+pub fn names(sql: &str) -> Vec<String> {
+    named(sql)
 }
 
 #[cfg(test)]
