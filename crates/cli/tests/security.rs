@@ -229,7 +229,7 @@ fn guesses_cannot_be_joined_to_pseudonyms_without_a_linkage_the_owners_approved(
         &server,
         &health,
         &personal(
-            "health.visits",
+            "health.consults",
             "health",
             "[[fields]]\nname = \"diagnosis\"\ntype = \"string\"\nclass = \"public\"\n",
         ),
@@ -268,7 +268,7 @@ fn guesses_cannot_be_joined_to_pseudonyms_without_a_linkage_the_owners_approved(
     };
     ingest(
         &health,
-        "health.visits",
+        "health.consults",
         "{\"phone\":\"13800000001\",\"diagnosis\":\"flu\"}\n{\"phone\":\"13800000002\",\"diagnosis\":\"hiv\"}\n",
     );
     ingest(
@@ -281,7 +281,7 @@ fn guesses_cannot_be_joined_to_pseudonyms_without_a_linkage_the_owners_approved(
         "civil.people",
         "{\"phone\":\"13800000002\",\"district\":\"west\"}\n",
     );
-    let attack = "SELECT g.guess, v.diagnosis FROM market.guesses g JOIN health.visits v ON g.phone = v.phone";
+    let attack = "SELECT g.guess, v.diagnosis FROM market.guesses g JOIN health.consults v ON g.phone = v.phone";
     let rows = |sql: &str| -> Vec<serde_json::Value> {
         let (status, text) = sql_as(&server, &reader, sql);
         assert_eq!(status, 200, "{text}");
@@ -294,18 +294,19 @@ fn guesses_cannot_be_joined_to_pseudonyms_without_a_linkage_the_owners_approved(
     );
     // Within one column pseudonyms stay stable: a self-join and distinct counts work.
     assert_eq!(
-        rows("SELECT count(*) AS n FROM health.visits a JOIN health.visits b ON a.phone = b.phone")
-            [0]["n"],
+        rows(
+            "SELECT count(*) AS n FROM health.consults a JOIN health.consults b ON a.phone = b.phone"
+        )[0]["n"],
         2
     );
     // A linkage of health and civil: pending until both owners approve.
-    let link = "SELECT p.district, v.diagnosis FROM civil.people p JOIN health.visits v ON p.phone = v.phone";
+    let link = "SELECT p.district, v.diagnosis FROM civil.people p JOIN health.consults v ON p.phone = v.phone";
     let (status, text) = post_json(
         &server,
         "/api/v1/linkages",
         &health,
         serde_json::json!({"name": "care", "purpose": "home care for patients",
-            "members": [{"dataset": "health.visits", "field": "phone"}, {"dataset": "civil.people", "field": "phone"}]}),
+            "members": [{"dataset": "health.consults", "field": "phone"}, {"dataset": "civil.people", "field": "phone"}]}),
     );
     assert_eq!(status, 201, "{text}");
     assert!(text.contains("\"pending\""), "{text}");
@@ -317,7 +318,7 @@ fn guesses_cannot_be_joined_to_pseudonyms_without_a_linkage_the_owners_approved(
         "/api/v1/linkages",
         &market,
         serde_json::json!({"name": "mine", "purpose": "x",
-            "members": [{"dataset": "health.visits", "field": "phone"}, {"dataset": "market.guesses", "field": "phone"}]}),
+            "members": [{"dataset": "health.consults", "field": "phone"}, {"dataset": "market.guesses", "field": "phone"}]}),
     );
     assert!(status == 409 || status == 403, "{status} {text}");
     let (status, text) = post_json(

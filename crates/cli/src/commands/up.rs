@@ -379,6 +379,14 @@ fn up(
             problems.join("\n  ")
         )
     })?;
+    citybrain_server::scenes::warnings::load_rules(&data.join(citybrain_server::scenes::warnings::RULES_DIR))
+        .map_err(|problems| {
+            anyhow::anyhow!(
+                "the warning rules in {} do not load (fix them, or move the folder away to run the shipped ones; docs/warnings.md):\n  {}",
+                data.join(citybrain_server::scenes::warnings::RULES_DIR).display(),
+                problems.join("\n  ")
+            )
+        })?;
     citybrain_server::scenes::create_datasets(&hub).map_err(anyhow::Error::msg)?;
     let demo = demo_city.is_some();
     let replay = match &demo_city {

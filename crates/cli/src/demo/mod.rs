@@ -59,6 +59,7 @@ pub const COCKPITS: &[(&str, &str)] = &[
     ("market.toml", include_str!("cockpits/market.toml")),
     ("health.toml", include_str!("cockpits/health.toml")),
     ("community.toml", include_str!("cockpits/community.toml")),
+    ("warnings.toml", include_str!("cockpits/warnings.toml")),
 ];
 
 /// Applies the demo's cockpits that the data directory does not hold yet, as the hub admin
@@ -157,6 +158,8 @@ pub fn load(hub: &Hub, gov: &Gov, data: &Path, city: &DemoCity) -> Result<live::
         .context("loading the demo's medical results (or start with --no-demo)")?;
     load_paylater(hub, scale, &city.profile.time_zone, day)
         .context("loading the demo's visits and payments (or start with --no-demo)")?;
+    load_warnings(hub, &city.profile.time_zone, day)
+        .context("loading the demo's workplaces, diagnoses and claims (or start with --no-demo)")?;
     load_people(hub, data, city, day)
         .context("loading the demo's residents (or start with --no-demo)")?;
     governance(gov, hub, data).context("setting up the demo city's departments")?;
@@ -331,6 +334,54 @@ fn load_paylater(
     Ok(())
 }
 
+/// A district's workplaces, migrant workers, diagnoses and work-injury claims over the 30
+/// weeks up to the demo's day, with the 铁屑伤眼 cluster planted 12 weeks back; its truth
+/// to `demo/warnings_truth.json`. Once.
+fn load_warnings(
+    hub: &Hub,
+    zone: &citybrain_core::TimeZone,
+    day: citybrain_core::Date,
+) -> Result<()> {
+    use citybrain_warnings::demo;
+    let workplaces = DatasetName::parse("safety.workplaces")?;
+    if hub.snapshot(&workplaces)?.rows() > 0 {
+        return Ok(());
+    }
+    let district = demo::generate(&demo::DemoConfig::standard(
+        1,
+        zone.day_start(day),
+        zone.clone(),
+    ));
+    let ingest = |name: &str, body: Vec<u8>| -> Result<()> {
+        hub.ingest(
+            &DatasetName::parse(name)?,
+            Format::Ndjson,
+            &body,
+            OnError::Reject,
+            citybrain_server::now(),
+        )?;
+        Ok(())
+    };
+    ingest(
+        "safety.workplaces",
+        citybrain_indices::to_ndjson(&district.workplaces),
+    )?;
+    for chunk in district.migrants.chunks(20_000) {
+        ingest(
+            "public_security.migrants",
+            citybrain_indices::to_ndjson(chunk),
+        )?;
+    }
+    for chunk in district.diagnoses.chunks(20_000) {
+        ingest("health.diagnoses", citybrain_indices::to_ndjson(chunk))?;
+    }
+    ingest(
+        "hr.injury_claims",
+        citybrain_indices::to_ndjson(&district.claims),
+    )?;
+    Ok(())
+}
+
 /// The demo hotel's department and its front desk principal (`DATA/desk.token`).
 pub const HOTEL_DESK: (&str, &str) = ("hotel_west_lake", "front_desk");
 
@@ -497,6 +548,10 @@ fn governance(gov: &Gov, hub: &Hub, data: &Path) -> Result<()> {
         ("market", "Market Supervision Bureau 市场监管局"),
         ("health", "Health Commission 卫生健康委"),
         ("medical_insurance", "Healthcare Security Bureau 医疗保障局"),
+        (
+            "emergency_management",
+            "Emergency Management Bureau 应急管理局",
+        ),
         ("credit_office", "Social Credit Office 社会信用办"),
         ("civil_affairs", "Civil Affairs Bureau 民政局"),
         ("community", "Community grid workers 社区网格"),
@@ -612,6 +667,61 @@ fn governance(gov: &Gov, hub: &Hub, data: &Path) -> Result<()> {
             "patients stay pseudonymised",
         )?;
     }
+    // Risk early warning: emergency management runs the 铁屑伤眼 rules over diagnoses,
+    // migrant registrations and injury claims, every id pseudonymised; diagnoses and
+    // registrations join on the person through a linkage health and public security approved.
+    let em_admin = person(
+        "emergency_management_admin",
+        "emergency_management",
+        Role::Admin,
+    )?;
+    let police_admin = person("public_security_admin", "public_security", Role::Admin)?;
+    let hr_admin = person("human_resources_admin", "human_resources", Role::Admin)?;
+    if hub
+        .names()
+        .contains(&DatasetName::parse("health.diagnoses")?)
+    {
+        for (dataset, owner) in [
+            ("health.diagnoses", &health_admin),
+            ("public_security.migrants", &police_admin),
+            ("hr.injury_claims", &hr_admin),
+        ] {
+            grant_to(
+                &em_admin,
+                dataset,
+                &[],
+                owner,
+                "risk early warning: eye injuries at metal workshops (数据碰撞预警)",
+                "counts per township; every personal id stays pseudonymised",
+            )?;
+        }
+        let linkage = "eye_injury_watch";
+        let existing = gov.linkages(&admin)?;
+        if !existing
+            .iter()
+            .any(|l| l.name == linkage && l.withdrawn_at.is_none())
+        {
+            let members = vec![
+                citybrain_gov::LinkMember {
+                    dataset: DatasetName::parse("health.diagnoses")?,
+                    field: "patient_id".into(),
+                },
+                citybrain_gov::LinkMember {
+                    dataset: DatasetName::parse("public_security.migrants")?,
+                    field: "person_id".into(),
+                },
+            ];
+            gov.propose_linkage(
+                &health_admin,
+                linkage,
+                "risk early warning: eye injuries among registered migrant workers (铁屑伤眼)",
+                members,
+                |d| hub.definition(d).ok().map(|def| def.owner),
+                now,
+            )?;
+            gov.approve_linkage(&police_admin, linkage, now)?;
+        }
+    }
     // Treat first, pay later: the hospital's desk looks up its patient's line (their id raw,
     // which it holds anyway); the cockpit sees bills by state, patients masked.
     if hub
@@ -676,7 +786,6 @@ fn governance(gov: &Gov, hub: &Hub, data: &Path) -> Result<()> {
     // names raw) and its own bookings (ids raw); nothing else of theirs.
     let desk = person(HOTEL_DESK.1, HOTEL_DESK.0, Role::Publisher)?;
     let hotel_admin = person("hotel_west_lake_admin", HOTEL_DESK.0, Role::Admin)?;
-    let police_admin = person("public_security_admin", "public_security", Role::Admin)?;
     let tourism_admin = person("culture_tourism_admin", "culture_tourism", Role::Admin)?;
     if hub
         .names()

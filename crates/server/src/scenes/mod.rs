@@ -11,6 +11,7 @@ pub mod policy;
 pub mod services;
 pub mod signals;
 pub mod verify;
+pub mod warnings;
 
 use crate::scene::Scene;
 
@@ -27,6 +28,7 @@ pub fn all() -> Vec<Box<dyn Scene>> {
         Box::new(paylater::PayLaterScene),
         Box::new(services::ServicesScene),
         Box::new(verify::VerifyScene),
+        Box::new(warnings::WarningsScene),
     ]
 }
 
