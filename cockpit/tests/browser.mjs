@@ -579,7 +579,7 @@ step('cockpits: every panel of every shipped cockpit shows what SQL answers, and
   await page.goto(`${server.base}/#/cockpits`);
   await page.waitForSelector('main[data-page=cockpits][data-ready=true]', { timeout: 20000 });
   const listed = await page.locator('[data-cockpit]').evaluateAll((ns) => ns.map((n) => n.dataset.cockpit));
-  check(listed.join() === 'city_leader,transport,district_nw,market,health,community', `cockpits listed: ${listed}`);
+  check(listed.join() === 'city_leader,transport,district_nw,market,health,community,warnings', `cockpits listed: ${listed}`);
   let panels = 0;
   let denied = 0;
   for (const id of listed) {

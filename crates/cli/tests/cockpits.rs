@@ -59,7 +59,7 @@ fn every_role_sees_its_cockpits_and_each_panel_runs_under_the_viewers_grants() {
     let office = std::fs::read_to_string(dir.path().join("cockpit.token")).unwrap();
     let market = std::fs::read_to_string(dir.path().join("market.token")).unwrap();
 
-    // The city office opens all six (each is shared with it); the transport admin only its own.
+    // The city office opens all seven (each is shared with it); the transport admin only its own.
     let (status, list) = get(&server, "/api/v1/cockpits", &office);
     assert_eq!(status, 200, "{list}");
     assert_eq!(
@@ -70,7 +70,8 @@ fn every_role_sees_its_cockpits_and_each_panel_runs_under_the_viewers_grants() {
             "district_nw",
             "market",
             "health",
-            "community"
+            "community",
+            "warnings"
         ]
     );
     let (_, list) = get(&server, "/api/v1/cockpits", &server.token);

@@ -86,6 +86,7 @@ impl Scene for WarningsScene {
                     zone: ctx.config.city.time_zone.clone(),
                     sql: ctx.sql.clone(),
                     hub: ctx.hub.clone(),
+                    gov: ctx.gov.clone(),
                     events: ctx.events.clone(),
                     raised: Mutex::new(
                         text_values(&stored.batches, "warning_id")?
@@ -170,6 +171,7 @@ struct Inner {
     zone: TimeZone,
     sql: SqlEngine,
     hub: Arc<Hub>,
+    gov: Arc<citybrain_gov::Gov>,
     events: tokio::sync::broadcast::Sender<Arc<str>>,
     raised: Mutex<HashSet<String>>,
     /// Counts of periods that ended a day ago or more, by rule and period, and when they
@@ -236,7 +238,21 @@ impl LiveWarnings {
                     status
                 }
                 Err(error) => {
-                    tracing::warn!(message = "A warning rule could not run.", rule = rule.name.as_str(), %error);
+                    // Said once, not at every run: a rule waiting for its grants fails
+                    // the same way every five minutes.
+                    let said = self
+                        .inner
+                        .status
+                        .lock()
+                        .expect("status lock")
+                        .get(&rule.name)
+                        .is_some_and(|s| s.error.as_ref() == Some(&error));
+                    if !said && error.contains("does not exist") {
+                        // A city that does not use the rule's department: not a fault.
+                        tracing::info!(message = "A warning rule waits for its department.", rule = rule.name.as_str(), %error);
+                    } else if !said {
+                        tracing::warn!(message = "A warning rule could not run.", rule = rule.name.as_str(), %error);
+                    }
                     RuleStatus {
                         at: at.to_string(),
                         periods: 0,
@@ -330,6 +346,18 @@ impl LiveWarnings {
         rule: &Rule,
         at: Timestamp,
     ) -> Result<(Vec<Raised>, usize, usize), String> {
+        let department =
+            citybrain_core::DepartmentId::parse(&rule.department).map_err(|e| e.to_string())?;
+        if !self
+            .inner
+            .gov
+            .department_exists(&department)
+            .map_err(|e| e.to_string())?
+        {
+            return Err(format!(
+                "department {department} does not exist: create it and give it the grants the rule needs (docs/warnings.md)"
+            ));
+        }
         let zone = &self.inner.zone;
         let current = Period::of(at, rule.every, zone);
         let n = rule.baseline_periods as usize;
