@@ -9,6 +9,7 @@
 //! and runs each panel's query as the viewer, under the viewer's grants.
 
 pub mod briefing;
+pub mod forms;
 mod params;
 
 use std::collections::BTreeSet;

@@ -51,6 +51,7 @@ error_codes! {
     DatasetExists = "dataset_exists", "A dataset of that name exists";
     DatasetNotFound = "dataset_not_found", "No such dataset, or one you may not see (the two are not told apart)";
     DatasetReadOnly = "dataset_read_only", "The dataset is written by the hub only (dead letters)";
+    FormMisdefined = "form_misdefined", "A form template's field query does not run (the message names the template and the field)";
     Forbidden = "forbidden", "Your role or department may not do this";
     GrantRequired = "grant_required", "The dataset is shared with a grant your department lacks";
     Internal = "internal", "A fault on the server; the log says more";

@@ -14,6 +14,7 @@
 
 pub mod demo;
 
+use citybrain_cockpits::Text;
 use citybrain_core::time::MICROS_PER_DAY;
 use citybrain_core::{Date, DepartmentId, TimeZone, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -57,14 +58,6 @@ pub const SHIPPED: &[(&str, &str)] = &[
         include_str!("../rules/eye_injury_claims.toml"),
     ),
 ];
-
-/// Text in English and Chinese.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct Text {
-    pub en: String,
-    pub zh: String,
-}
 
 /// How long a period is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]

@@ -782,6 +782,73 @@ fn governance(gov: &Gov, hub: &Hub, data: &Path) -> Result<()> {
             )?;
         }
     }
+    // One form (一表通): the community fills the departments' monthly reports from the
+    // residents' records, ids pseudonymised (birth dates raw, to count by age), joined on
+    // the person through a linkage the four owners approved.
+    if hub
+        .names()
+        .contains(&DatasetName::parse(citybrain_services::RESIDENTS)?)
+    {
+        let purpose = "one form (一表通): the monthly reports a community owes its departments";
+        grant_to(
+            &community_admin,
+            citybrain_services::RESIDENTS,
+            &["birth_date"],
+            &police_admin,
+            purpose,
+            "birth dates to count by age; ids stay pseudonymised",
+        )?;
+        // A masked personal column reads as null: the pension amount is raw so the
+        // employment report can count who draws one.
+        for (dataset, raw, owner) in [
+            ("civil.disability_certificates", &[][..], &civil_admin),
+            ("civil.enrolments", &[], &civil_admin),
+            ("hr.social_insurance", &["pension"], &hr_admin),
+            ("health.screening_results", &[], &health_admin),
+        ] {
+            grant_to(
+                &community_admin,
+                dataset,
+                raw,
+                owner,
+                purpose,
+                "counts for the community's reports; ids stay pseudonymised",
+            )?;
+        }
+        let linkage = "resident_records";
+        let existing = gov.linkages(&admin)?;
+        if !existing
+            .iter()
+            .any(|l| l.name == linkage && l.withdrawn_at.is_none())
+        {
+            let members = [
+                citybrain_services::RESIDENTS,
+                "civil.disability_certificates",
+                "civil.enrolments",
+                "hr.social_insurance",
+                "health.screening_results",
+            ]
+            .into_iter()
+            .map(|d| {
+                Ok(citybrain_gov::LinkMember {
+                    dataset: DatasetName::parse(d)?,
+                    field: "resident_id".into(),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+            gov.propose_linkage(
+                &police_admin,
+                linkage,
+                "one form (一表通): a community's reports count residents across departments' records",
+                members,
+                |d| hub.definition(d).ok().map(|def| def.owner),
+                now,
+            )?;
+            for owner in [&civil_admin, &hr_admin, &health_admin] {
+                gov.approve_linkage(owner, linkage, now)?;
+            }
+        }
+    }
     // The one-call check-in: the hotel matches a guest's card against the registry (ids and
     // names raw) and its own bookings (ids raw); nothing else of theirs.
     let desk = person(HOTEL_DESK.1, HOTEL_DESK.0, Role::Publisher)?;
