@@ -70,7 +70,10 @@ impl Scene for MedicalScene {
         _committed: Positions,
     ) -> BoxFuture<'a, Result<Started, String>> {
         Box::pin(async move {
-            let live = LiveMedical::default();
+            let live = LiveMedical {
+                ledger: Some(Ledger::start(ctx.hub.clone())),
+                ..LiveMedical::default()
+            };
             let stored = ctx
                 .sql
                 .query(&format!(
@@ -102,6 +105,68 @@ impl Scene for MedicalScene {
 pub struct LiveMedical {
     state: Arc<RwLock<Known>>,
     answered: Arc<Mutex<HashSet<String>>>,
+    ledger: Option<Ledger>,
+}
+
+/// A row to store in the ledger, and who waits for it.
+type Pending = (Vec<u8>, tokio::sync::oneshot::Sender<Result<(), String>>);
+
+/// Group commit for the ledger: answers given at the same time store their rows in one
+/// ingest (one fsync) instead of one each. A thread takes the first row waiting and every
+/// other row queued by then, stores them together and tells each caller; a caller answers
+/// only once its row is stored.
+#[derive(Clone)]
+struct Ledger {
+    rows: std::sync::mpsc::Sender<Pending>,
+}
+
+/// Rows per ingest at most.
+const LEDGER_BATCH: usize = 1_024;
+
+impl Ledger {
+    fn start(hub: Arc<citybrain_hub::Hub>) -> Self {
+        let (rows, queue) = std::sync::mpsc::channel::<Pending>();
+        std::thread::Builder::new()
+            .name("medical-ledger".into())
+            .spawn(move || {
+                let name =
+                    DatasetName::parse(citybrain_medical::RECOGNITIONS).expect("a valid name");
+                while let Ok(first) = queue.recv() {
+                    let mut batch = vec![first];
+                    while batch.len() < LEDGER_BATCH {
+                        match queue.try_recv() {
+                            Ok(more) => batch.push(more),
+                            Err(_) => break,
+                        }
+                    }
+                    let body: Vec<u8> = batch
+                        .iter()
+                        .flat_map(|(row, _)| row.iter().copied())
+                        .collect();
+                    let stored = hub
+                        .ingest(&name, Format::Ndjson, &body, OnError::Reject, now())
+                        .map(|_| ())
+                        .map_err(|e| e.to_string());
+                    for (_, waiting) in batch {
+                        let _ = waiting.send(stored.clone());
+                    }
+                }
+            })
+            .expect("starting the medical ledger's thread");
+        Self { rows }
+    }
+
+    /// Stores one NDJSON row (ending in a newline) and waits until it is on disk.
+    async fn store(&self, row: Vec<u8>) -> Result<(), ApiError> {
+        let (done, stored) = tokio::sync::oneshot::channel();
+        self.rows
+            .send((row, done))
+            .map_err(|_| ApiError::internal("the medical ledger's writer stopped"))?;
+        stored
+            .await
+            .map_err(|_| ApiError::internal("the medical ledger's writer stopped"))?
+            .map_err(|e| ApiError::internal(format!("storing the recognition: {e}")))
+    }
 }
 
 #[derive(Default)]
@@ -368,36 +433,31 @@ pub async fn recognise(
     call.kind = CallKind::Read;
     call.purpose = purpose.clone();
     call.rows = considered as u64;
-    let (hub, gov, who) = (state.hub.clone(), state.gov.clone(), me.clone());
-    let row_decision = decision.clone();
-    let id = recognition_id.clone();
-    let stored = blocking(move || {
-        gov.record(call)?;
-        if !first {
-            return Ok(());
-        }
-        let result = row_decision.result.as_ref();
+    let gov = state.gov.clone();
+    let mut stored = blocking(move || Ok(gov.record(call)?)).await.map(|_| ());
+    if stored.is_ok() && first {
+        let result = decision.result.as_ref();
         let row = RecognitionRow {
-            recognition_id: &id,
+            recognition_id: &recognition_id,
             at: at.to_string(),
-            hospital: who.department.as_str(),
-            principal: who.name.as_str(),
+            hospital: me.department.as_str(),
+            principal: me.name.as_str(),
             patient_id: &request.patient_id,
             test_code: &request.test_code,
-            recognised: row_decision.recognised,
-            reason: row_decision.reason.name(),
+            recognised: decision.recognised,
+            reason: decision.reason.name(),
             result_id: result.map(|r| r.result_id.as_str()),
             result_hospital: result.map(|r| r.hospital.as_str()),
-            saved: row_decision.saved.0,
+            saved: decision.saved.0,
             purpose: &purpose,
         };
         let mut body = serde_json::to_vec(&row).map_err(|e| ApiError::internal(e.to_string()))?;
         body.push(b'\n');
-        let name = DatasetName::parse(citybrain_medical::RECOGNITIONS).expect("a valid name");
-        hub.ingest(&name, Format::Ndjson, &body, OnError::Reject, now())?;
-        Ok(())
-    })
-    .await;
+        stored = match &live.ledger {
+            Some(ledger) => ledger.store(body).await,
+            None => Err(ApiError::internal("the medical ledger is not running")),
+        };
+    }
     if let Err(error) = stored {
         if first {
             live.answered
