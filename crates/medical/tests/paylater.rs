@@ -268,3 +268,53 @@ fn restarts_anywhere_change_nothing_and_send_nothing_twice() {
     );
     check_against_truth(&month, &stored, &config.terms);
 }
+
+/// A stop after every single input of a small month (each time with the steps of the last
+/// input lost, as a stop between the two stores would): the same outputs as one run, nothing
+/// twice.
+#[test]
+fn a_stop_after_every_input_sends_nothing_twice() {
+    let config = config(300, 60);
+    let month = generate(&config);
+    let inputs = month.inputs();
+    let mut whole = Book::new(config.terms.clone(), config.zone.clone());
+    let mut expected = Outputs::default();
+    run(&mut whole, &inputs, &mut expected);
+    let mut stored = Outputs::default();
+    for cut in 0..=inputs.len() {
+        let mut book = Book::new(config.terms.clone(), config.zone.clone());
+        for c in &stored.charges {
+            book.restore_charge(c);
+        }
+        for s in &stored.steps {
+            book.restore_step(&s.bill_id, s.step);
+        }
+        stored.steps.extend(book.restored().steps);
+        let before = stored.steps.len();
+        run(&mut book, &inputs[..cut], &mut stored);
+        if cut % 2 == 1 {
+            // The steps of this life's last input are lost with the stop.
+            let keep = before.max(stored.steps.len().saturating_sub(1));
+            stored.steps.truncate(keep);
+        }
+    }
+    // A last life over everything, to send what the last stop lost.
+    let mut book = Book::new(config.terms.clone(), config.zone.clone());
+    for c in &stored.charges {
+        book.restore_charge(c);
+    }
+    for s in &stored.steps {
+        book.restore_step(&s.bill_id, s.step);
+    }
+    stored.steps.extend(book.restored().steps);
+    run(&mut book, &inputs, &mut stored);
+    let key = |o: &Outputs| {
+        let mut c: Vec<String> = o.charges.iter().map(|c| format!("{c:?}")).collect();
+        c.sort();
+        let mut s: Vec<String> = o.steps.iter().map(|s| format!("{s:?}")).collect();
+        s.sort();
+        (c, s)
+    };
+    assert_eq!(key(&stored), key(&expected));
+    check_against_truth(&month, &stored, &config.terms);
+}

@@ -16,7 +16,6 @@ pub mod cockpits;
 mod datasets;
 mod error;
 mod extract;
-pub mod forms;
 mod governance;
 mod limits;
 mod listen;
@@ -169,8 +168,6 @@ pub fn api_routes(scenes: &scene::Scenes) -> OpenApiRouter<AppState> {
         .routes(routes!(cockpits::list))
         .routes(routes!(cockpits::get, cockpits::put, cockpits::delete))
         .routes(routes!(cockpits::panel))
-        .routes(routes!(forms::list))
-        .routes(routes!(forms::fill))
         .routes(routes!(briefing::get))
         .routes(routes!(
             governance::list_departments,

@@ -387,6 +387,14 @@ fn up(
                 problems.join("\n  ")
             )
         })?;
+    let forms = citybrain_server::scenes::forms::dir(data);
+    citybrain_server::scenes::forms::load(&forms).map_err(|problems| {
+        anyhow::anyhow!(
+            "the form templates in {} do not load (fix them, or move the folder away to use the shipped ones; docs/forms.md):\n  {}",
+            forms.display(),
+            problems.join("\n  ")
+        )
+    })?;
     citybrain_server::scenes::create_datasets(&hub).map_err(anyhow::Error::msg)?;
     let demo = demo_city.is_some();
     let replay = match &demo_city {

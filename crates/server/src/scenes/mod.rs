@@ -3,6 +3,7 @@
 //! (see ARCHITECTURE.md, "Adding a scene").
 
 pub mod alerts;
+pub mod forms;
 pub mod indices;
 pub mod medical;
 pub mod parking;
@@ -29,6 +30,7 @@ pub fn all() -> Vec<Box<dyn Scene>> {
         Box::new(services::ServicesScene),
         Box::new(verify::VerifyScene),
         Box::new(warnings::WarningsScene),
+        Box::new(forms::FormsScene),
     ]
 }
 

@@ -1,5 +1,6 @@
-//! One form instead of many (一表通): report templates as files (`citybrain_cockpits::forms`),
-//! the shipped ones or every `.toml` in `DATA/forms/`. `GET /api/v1/forms/{id}` fills one for
+//! The forms scene, one form instead of many (一表通): report templates as files
+//! (`citybrain_cockpits::forms`), the shipped ones or every `.toml` in `DATA/forms/`, read at
+//! start (a template that does not parse stops the scene, naming its file and field). `GET /api/v1/forms/{id}` fills one for
 //! a community and month **as the caller**: each field with a query runs under the caller's
 //! grants and masks, audited with the form as purpose; a field the caller may not read says
 //! which grant it needs; the fields no dataset answers are left to a person.
@@ -7,19 +8,64 @@
 //! and after.
 
 use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
 
 use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use citybrain_cockpits::forms::{self, Month, Template};
 use citybrain_gov::{CallKind, Principal};
+use citybrain_hub::Positions;
 use citybrain_sql::{DataCall, Reader, ResultFormat, SqlError};
+use futures::future::BoxFuture;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::error::ErrorCode;
 use crate::extract::{Json, Query};
-use crate::{ApiError, AppState, blocking, now};
+use crate::scene::{Running, Scene, SceneContext, Started};
+use crate::{ApiError, AppState, now};
+
+pub struct FormsScene;
+
+/// The templates the scene serves.
+#[derive(Clone)]
+pub struct Templates(pub Arc<Vec<Template>>);
+
+impl Scene for FormsScene {
+    fn name(&self) -> &'static str {
+        "forms"
+    }
+
+    fn about(&self) -> &'static str {
+        "One form instead of many (一表通): departments' report templates filled from shared data under the community's grants"
+    }
+
+    fn routes(&self) -> OpenApiRouter<AppState> {
+        OpenApiRouter::new()
+            .routes(routes!(list))
+            .routes(routes!(fill))
+    }
+
+    fn start<'a>(
+        &'a self,
+        ctx: &'a SceneContext,
+        _committed: Positions,
+    ) -> BoxFuture<'a, Result<Started, String>> {
+        Box::pin(async move {
+            let templates = load(&dir(&ctx.config.data_dir)).map_err(|problems| {
+                format!("the form templates do not load: {}", problems.join("; "))
+            })?;
+            Ok(Started::Running(Running {
+                handle: Arc::new(Templates(Arc::new(templates))),
+                worker: None,
+                from: Positions::new(),
+                on_stop: None,
+            }))
+        })
+    }
+}
 
 /// Where a city keeps its own templates, in the data directory.
 pub fn dir(data: &FsPath) -> PathBuf {
@@ -60,26 +106,18 @@ pub fn load(dir: &FsPath) -> Result<Vec<Template>, Vec<String>> {
     }
 }
 
-async fn templates(state: &AppState) -> Result<Vec<Template>, ApiError> {
-    let data = state.hub.dir().to_path_buf();
-    blocking(move || {
-        load(&dir(&data)).map_err(|problems| {
-            ApiError::internal(format!(
-                "the form templates do not load: {}",
-                problems.join("; ")
-            ))
-        })
-    })
-    .await
+fn templates(state: &AppState) -> Result<Templates, ApiError> {
+    state.scenes.handle::<Templates>("forms")
 }
 
 /// The report templates a community fills, and the burden they put on it each month:
 /// fields asked in all, distinct questions, those the data answers, and minutes by hand
 /// before and after (the model: docs/forms.md).
 #[utoipa::path(get, path = "/forms", tag = "forms", responses((status = 200, description = "The templates (fields, which are filled from data) and the burden before and after", body = Object)))]
-pub async fn list(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let templates = templates(&state).await?;
-    let burden = forms::burden(&templates);
+async fn list(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let templates = templates(&state)?;
+    let templates = &templates.0;
+    let burden = forms::burden(templates);
     let list: Vec<Value> = templates
         .iter()
         .map(|t| {
@@ -99,7 +137,7 @@ pub async fn list(State(state): State<AppState>) -> Result<Response, ApiError> {
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct FillParams {
+struct FillParams {
     /// The community (as `registry.residents` names it, e.g. C0001).
     community: String,
     /// The month, YYYY-MM (default: the last whole month).
@@ -111,7 +149,7 @@ pub struct FillParams {
 /// under the caller's grants (a field it may not read says which grant it needs), the other
 /// fields left to a person. Every query is an audited data call with the form as purpose.
 #[utoipa::path(get, path = "/forms/{id}", tag = "forms", params(("id" = String, Path, description = "The template"), FillParams), responses((status = 200, description = "The fields: value and source (data or person), or the grant a field needs", body = Object)))]
-pub async fn fill(
+async fn fill(
     State(state): State<AppState>,
     Extension(me): Extension<Principal>,
     Path(id): Path<String>,
@@ -124,17 +162,14 @@ pub async fn fill(
             .map_err(|e| ApiError::bad_request(ErrorCode::InvalidQuery, e))?,
         None => Month::last_whole(now(), zone),
     };
-    let template = templates(&state)
-        .await?
-        .into_iter()
-        .find(|t| t.id == id)
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                ErrorCode::NotFound,
-                format!("no form template {id:?}: GET /api/v1/forms lists them"),
-            )
-        })?;
+    let templates = templates(&state)?;
+    let template = templates.0.iter().find(|t| t.id == id).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+            format!("no form template {id:?}: GET /api/v1/forms lists them"),
+        )
+    })?;
     let (y, m, _) = month.first_day.ymd();
     let period = format!("{y:04}-{m:02}");
     let call = DataCall {
