@@ -3,8 +3,9 @@
 //! cluster planted; emergency management's rules run under its own grants, every id
 //! pseudonymised. Without a grant a rule says which it lacks; without the linkage the
 //! diagnoses do not join the registrations; with both, the warnings stored are exactly those
-//! the rule's statistics give over the generator's own counts, the cluster is found in the
-//! week it starts, and nothing outside it is warned. A second run and a restart raise
+//! the rule's statistics give over the generator's own counts, the cluster (planted in the
+//! current week) is found while that week runs and shows on the alert board, and nothing
+//! outside it is warned. A second run and a restart raise
 //! nothing again. The evidence is read as the reader: emergency management sees the cases
 //! with pseudonyms, a department without the grants is refused.
 
@@ -101,7 +102,10 @@ fn the_cluster_is_warned_in_its_first_week_under_the_departments_grants() {
         token("human_resources"),
         token("market"),
     );
-    let district = generate(&DemoConfig::standard(4, now(), zone.clone()));
+    // The cluster starts this week: it must be warned now, while the week runs.
+    let mut config = DemoConfig::standard(4, now(), zone.clone());
+    config.cluster.as_mut().unwrap().start_week = config.weeks - 1;
+    let district = generate(&config);
     publish(
         &server,
         &em,
@@ -221,6 +225,19 @@ fn the_cluster_is_warned_in_its_first_week_under_the_departments_grants() {
             .all(|r| r["department"] == "emergency_management")
     );
 
+    // On the alert board, addressed to emergency management, while its week runs.
+    let (status, board) = call(&server, &market, "GET", "/api/v1/alerts", None);
+    assert_eq!(status, 200, "{board}");
+    let in_force: Vec<&str> = board["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["warning_id"].as_str().unwrap())
+        .collect();
+    assert!(
+        in_force.contains(&format!("eye_injuries/{}/{}", first.area, first.first_day).as_str()),
+        "{board}"
+    );
     // Again, and after a restart: nothing new.
     assert_eq!(run(&server, &em)["raised"], json!([]));
     server.stop();

@@ -82,15 +82,20 @@ impl Scene for AlertsScene {
     }
 }
 
-/// The open alerts (worst first per kind) with the rules that open and close them; their
-/// history is the dataset `alerts.events`.
+/// The open alerts (worst first per kind) with the rules that open and close them, and the
+/// risk warnings in force (period not ended or ended within a week; `warnings.raised`);
+/// the alerts' history is the dataset `alerts.events`.
 #[utoipa::path(get, path = "/alerts", tag = "alerts", responses((status = 200, description = "Open alerts with the rules that open and close them", body = Object)))]
 async fn alerts_active(
     axum::extract::State(state): axum::extract::State<AppState>,
     Extension(me): Extension<Principal>,
 ) -> Result<Response, ApiError> {
     let board = state.scenes.handle::<LiveAlerts>("alerts")?;
-    let call = crate::read_call(&me, &[citybrain_alerts::DATASET], "GET /api/v1/alerts");
+    let call = crate::read_call(
+        &me,
+        &[citybrain_alerts::DATASET, citybrain_warnings::RAISED],
+        "GET /api/v1/alerts",
+    );
     crate::record(&state, call).await?;
     let at = state
         .scenes
@@ -99,9 +104,16 @@ async fn alerts_active(
         .and_then(|live| live.latest())
         .map(|l| l.at);
     let rules = board.rules();
+    // Risk warnings in force (数据碰撞预警), each addressed to the department owning the risk.
+    let warnings = state
+        .scenes
+        .handle::<crate::scenes::warnings::LiveWarnings>("warnings")
+        .map(|w| w.in_force(crate::now()))
+        .unwrap_or_default();
     Ok(Json(json!({
         "at": at,
         "alerts": board.active(),
+        "warnings": warnings,
         "rules": {
             "congestion": format!(
                 "delay index >= {} for {} bins of 15 minutes with >= {} traversals each; closes under {}",

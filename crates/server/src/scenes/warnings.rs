@@ -80,8 +80,30 @@ impl Scene for WarningsScene {
                 ))
                 .await
                 .map_err(|e| e.to_string())?;
+            // The warnings still in force, for the alert board.
+            let recent = ctx
+                .sql
+                .query(&format!(
+                    "SELECT * FROM {} ORDER BY period_start",
+                    citybrain_warnings::RAISED
+                ))
+                .await
+                .map_err(|e| e.to_string())?;
+            let recent: Vec<serde_json::Value> = serde_json::from_slice(
+                &citybrain_sql::encode(&recent, ResultFormat::Json).map_err(|e| e.to_string())?,
+            )
+            .map_err(|e| e.to_string())?;
+            let recent: Vec<(Timestamp, serde_json::Value)> = recent
+                .into_iter()
+                .filter_map(|mut row| {
+                    let end = Timestamp::parse(row["period_end"].as_str()?).ok()?;
+                    row.as_object_mut()?.remove("_ingested_at");
+                    Some((end, row))
+                })
+                .collect();
             let live = LiveWarnings {
                 inner: Arc::new(Inner {
+                    recent: Mutex::new(recent),
                     rules,
                     zone: ctx.config.city.time_zone.clone(),
                     sql: ctx.sql.clone(),
@@ -180,6 +202,9 @@ struct Inner {
     cache: Mutex<HashMap<(String, citybrain_core::Date), Counted>>,
     status: Mutex<BTreeMap<String, RuleStatus>>,
     running: tokio::sync::Mutex<()>,
+    /// Every warning raised, with the end of its period (few: one per rule, area and
+    /// period that passed a threshold), for the alert board.
+    recent: Mutex<Vec<(Timestamp, serde_json::Value)>>,
 }
 
 /// A period's counts per area, and when they were counted.
@@ -267,6 +292,16 @@ impl LiveWarnings {
                 .lock()
                 .expect("status lock")
                 .insert(rule.name.clone(), status);
+        }
+        {
+            let mut recent = self.inner.recent.lock().expect("recent lock");
+            for r in &all {
+                if let (Ok(end), Ok(row)) =
+                    (Timestamp::parse(&r.period_end), serde_json::to_value(r))
+                {
+                    recent.push((end, row));
+                }
+            }
         }
         if !all.is_empty() {
             crate::scene::store(
@@ -408,6 +443,20 @@ impl LiveWarnings {
             .expect("raised lock")
             .extend(raised.iter().map(|r| r.warning_id.clone()));
         Ok((raised, periods.len(), areas.len()))
+    }
+
+    /// The warnings in force at `at`: those of a period that has not ended or ended less
+    /// than a week before, newest first. The alert board (`GET /api/v1/alerts`) shows them
+    /// beside the traffic and parking alerts, each addressed to its department.
+    pub fn in_force(&self, at: Timestamp) -> Vec<serde_json::Value> {
+        let since = Timestamp(at.0 - 7 * citybrain_core::time::MICROS_PER_DAY);
+        let recent = self.inner.recent.lock().expect("recent lock");
+        recent
+            .iter()
+            .rev()
+            .filter(|(end, _)| *end > since)
+            .map(|(_, row)| row.clone())
+            .collect()
     }
 
     fn status(&self) -> serde_json::Value {
