@@ -61,6 +61,10 @@ enum Command {
     Codes(commands::codes::Args),
     /// Proactive services: check service rules, benchmark deciding them for a population.
     Services(commands::services::Args),
+    /// Risk early warning: check warning rules offline.
+    Warnings(commands::warnings::Args),
+    /// One form instead of many: check report templates offline and see the burden they remove.
+    Forms(commands::forms::Args),
     /// Show who the token belongs to.
     Whoami(commands::whoami::Args),
 }
@@ -137,6 +141,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Signals(args) => signals::run(args),
         Command::Cockpits(args) => cockpits::run(args),
         Command::Services(args) => services::run(args),
+        Command::Warnings(args) => warnings::run(args),
+        Command::Forms(args) => forms::run(args),
         Command::Codes(args) => codes::run(args),
         Command::Whoami(args) => whoami::run(args),
     }

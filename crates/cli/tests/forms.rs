@@ -25,6 +25,34 @@ fn sql(server: &common::Server, sql: &str) -> Vec<Value> {
 }
 
 #[test]
+fn forms_check_reads_templates_offline_and_names_a_mistake() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_citybrain"))
+        .args(["forms", "check"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("32 fields asking 24 questions") && text.contains("71.9 %"),
+        "{text}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("a.toml"),
+        "id = 'a'\ntitle = { en = 'a', zh = 'b' }\ndepartment = 'civil_affairs'\nevery = 'month'\n\n[[field]]\nid = 'x'\nconcept = 'x'\nlabel = { en = 'a', zh = 'b' }\nsql = 'SELECT 1 AS value WHERE $when'\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_citybrain"))
+        .args(["forms", "check"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(text.contains("field x: $when is not a parameter"), "{text}");
+}
+
+#[test]
 fn the_community_fills_the_departments_reports_from_their_data() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), &["--scale", "0.05"]);

@@ -89,6 +89,20 @@ fn expected(d: &District, at: Timestamp, zone: &TimeZone) -> BTreeSet<String> {
 }
 
 #[test]
+fn warnings_check_reads_rules_offline() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_citybrain"))
+        .args(["warnings", "check"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("eye_injuries") && text.contains("2 warning rules check"),
+        "{text}"
+    );
+}
+
+#[test]
 fn the_cluster_is_warned_in_its_first_week_under_the_departments_grants() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), &[]);

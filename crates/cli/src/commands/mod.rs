@@ -9,6 +9,7 @@ pub mod cockpits;
 pub mod codes;
 pub mod datasets;
 pub mod departments;
+pub mod forms;
 pub mod generate;
 pub mod grants;
 pub mod indices;
@@ -24,6 +25,7 @@ pub mod signals;
 pub mod sql;
 pub mod tokens;
 pub mod up;
+pub mod warnings;
 pub mod whoami;
 
 /// A text field of a JSON answer, or "".
