@@ -115,6 +115,25 @@ fn codes_verify_offline_and_forged_or_revoked_ones_are_refused() {
     assert_eq!(verify(&forged)["refused"], "forged");
     let (ok, said) = offline(&forged, None);
     assert!(!ok && said.contains("forged"), "{said}");
+    // Why: told to the holder only (the id number the code was issued to), no one else.
+    let explain = |code: &str, id: &str| {
+        call(
+            &server,
+            &tokens.0["community"],
+            "POST",
+            "/api/v1/services/codes/explain",
+            Some(&json!({"code": code, "id_number": id})),
+        )
+    };
+    let (status, why) = explain(red_code, sick);
+    assert_eq!(status, 200, "{why}");
+    assert_eq!(why["value"], "red", "{why}");
+    assert!(why["why"].as_str().unwrap().contains("positive"), "{why}");
+    let (status, refused) = explain(red_code, well);
+    assert_eq!(status, 403, "{refused}");
+    assert!(!refused.to_string().contains("positive"), "{refused}");
+    let (status, _) = explain(&forged, well);
+    assert_eq!(status, 400);
     // Revoked: refused here at once, and offline with the list.
     let (status, answer) = call(
         &server,
@@ -125,6 +144,11 @@ fn codes_verify_offline_and_forged_or_revoked_ones_are_refused() {
     );
     assert_eq!(status, 200, "{answer}");
     assert_eq!(verify(code)["refused"], "revoked");
+    assert_eq!(
+        explain(code, well).0,
+        400,
+        "a revoked code is not explained"
+    );
     let (_, list) = call(
         &server,
         &health,

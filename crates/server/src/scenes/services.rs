@@ -85,6 +85,7 @@ impl Scene for ServicesScene {
             .routes(routes!(codes::key))
             .routes(routes!(codes::issue))
             .routes(routes!(codes::verify))
+            .routes(routes!(codes::explain))
             .routes(routes!(codes::revoke))
             .routes(routes!(codes::revoked))
             .routes(routes!(codes::qr))

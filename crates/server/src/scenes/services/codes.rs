@@ -354,6 +354,90 @@ pub(crate) async fn verify(
     Ok(Json(answer).into_response())
 }
 
+/// A holder asking why their code says what it says.
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
+pub struct ExplainRequest {
+    /// The code, as the holder's screen or paper shows it.
+    pub code: String,
+    /// The id number on the holder's card: the code's signed holder mark must match it.
+    pub id_number: String,
+}
+
+/// Why a code says what it says, for its holder only: the code must verify (signature,
+/// expiry, revocation) and the id number given must be the one the city signed into the code
+/// as its holder; anyone else (another person's id, a guess) is refused the same way a
+/// wrong id is, and learns nothing. The reason is read from `services.codes` for that code
+/// alone; the call is audited as a read of it, naming the code, not the id number.
+#[utoipa::path(post, path = "/services/codes/explain", tag = "services", request_body(content = ExplainRequest, content_type = "application/json"), responses((status = 200, description = "The code's value and the reason the issuing department's facts gave", body = Object), (status = 403, description = "Not the code's holder")))]
+pub(crate) async fn explain(
+    State(state): State<AppState>,
+    Extension(me): Extension<Principal>,
+    Json(request): Json<ExplainRequest>,
+) -> Result<Response, ApiError> {
+    if request.code.len() > 4_096 {
+        return Err(bad("code: at most 4,096 characters"));
+    }
+    super::check_key("id_number", &request.id_number, ErrorCode::InvalidBody)?;
+    let live = state.scenes.handle::<super::LiveServices>("services")?;
+    let payload = {
+        let issuer = live.issuer.lock().expect("issuer lock");
+        let key = issuer.key.verifying_key();
+        let payload = codes::verify(&key, &request.code, now(), &|id| {
+            issuer.revoked.contains(id)
+        })
+        .map_err(|refused| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::InvalidBody,
+                format!("code: {refused} ({})", refused.name()),
+            )
+        })?;
+        if !codes::holds(&key, &payload, &request.id_number) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                ErrorCode::Forbidden,
+                "only the code's holder is told why: the id number given is not the one this code was issued to",
+            ));
+        }
+        payload
+    };
+    // The id is one the issuer made (C and digits), checked again before it goes in a literal.
+    super::check_key("code id", &payload.id, ErrorCode::InvalidBody)?;
+    let rows = state
+        .sql
+        .query(&format!(
+            "SELECT why, issued_by, issued_at FROM {} WHERE code_id = '{}' LIMIT 1",
+            citybrain_services::CODES,
+            payload.id
+        ))
+        .await?;
+    let why = rows
+        .batches
+        .iter()
+        .find(|b| b.num_rows() > 0)
+        .map(|b| text_column(b, "why").map(|c| c.value(0).to_string()))
+        .transpose()
+        .map_err(ApiError::internal)?
+        .unwrap_or_else(|| "the reason was not stored with the code".into());
+    let mut call = crate::read_call(
+        &me,
+        &[citybrain_services::CODES],
+        &format!("POST /api/v1/services/codes/explain {}", payload.id),
+    );
+    call.kind = CallKind::Read;
+    call.purpose = "a code's reason, to its holder".into();
+    call.rows = 1;
+    crate::record(&state, call).await?;
+    Ok(Json(json!({
+        "code_id": payload.id,
+        "kind": payload.kind,
+        "value": payload.value,
+        "valid_until": payload.valid_until.to_string(),
+        "why": why,
+    }))
+    .into_response())
+}
+
 /// A revocation.
 #[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct RevokeRequest {
