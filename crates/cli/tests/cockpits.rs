@@ -58,6 +58,22 @@ fn every_role_sees_its_cockpits_and_each_panel_runs_under_the_viewers_grants() {
     }
     let office = std::fs::read_to_string(dir.path().join("cockpit.token")).unwrap();
     let market = std::fs::read_to_string(dir.path().join("market.token")).unwrap();
+    // The community sees its alarms of the last day on the map, each on its SLA clock.
+    server.caught_up("services");
+    let grid = std::fs::read_to_string(dir.path().join("grid.token")).unwrap();
+    let (status, alarms) = get(
+        &server,
+        "/api/v1/cockpits/community/panels/alarms_map",
+        &grid,
+    );
+    assert_eq!(status, 200, "{alarms}");
+    let rows = alarms["rows"].as_array().unwrap();
+    assert!(!rows.is_empty(), "{alarms}");
+    for row in rows {
+        assert!(row["label"].as_str().unwrap().contains("min since raised"), "{row}");
+        assert!((0..=3).contains(&row["value"].as_i64().unwrap()), "{row}");
+        assert!(row["loc"]["lon"].is_number(), "{row}");
+    }
 
     // The city office opens all seven (each is shared with it); the transport admin only its own.
     let (status, list) = get(&server, "/api/v1/cockpits", &office);

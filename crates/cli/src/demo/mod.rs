@@ -465,6 +465,51 @@ fn load_people(hub: &Hub, data: &Path, city: &DemoCity, day: citybrain_core::Dat
     if !positions.is_empty() {
         send(citybrain_services::POSITIONS, &positions, Format::Ndjson)?;
     }
+    // Sensor alarms at residents' homes (smoke, falls, leaks) over the day before and the
+    // demo's day up to now, a dozen a day: the services scene sends each to the nearest
+    // worker on its SLA clock, and the community cockpit maps them with their state.
+    let homes: Vec<citybrain_core::GeoPoint> = people
+        .first_load
+        .iter()
+        .filter_map(|u| match u {
+            citybrain_services::Update::Resident(r) => r.home,
+            _ => None,
+        })
+        .collect();
+    let mut alarms = Vec::new();
+    for (seed, d) in [(2u64, citybrain_core::Date(day.0 - 1)), (3, day)] {
+        let grids: &[citybrain_services::demo::GridRow] = &[];
+        let generated = citybrain_services::alarms::generate(
+            seed,
+            grids,
+            &homes,
+            d,
+            &config.zone,
+            config.grid_radius_m(),
+            12,
+        );
+        alarms.extend(
+            generated
+                .alarms
+                .into_iter()
+                .filter(|a| a.raised_at <= now)
+                .map(|mut a| {
+                    a.alarm_id = format!("{}-{d}", a.alarm_id);
+                    a
+                }),
+        );
+    }
+    if !alarms.is_empty() && !homes.is_empty() {
+        let body: Vec<u8> = alarms
+            .iter()
+            .flat_map(|a| {
+                let mut line = serde_json::to_vec(a).expect("rows serialise");
+                line.push(b'\n');
+                line
+            })
+            .collect();
+        send(citybrain_services::ALARMS, &body, Format::Ndjson)?;
+    }
     let booked = citybrain_services::demo::bookings(&people, 1, day, &config.zone, HOTEL_DESK.0);
     send(citybrain_services::BOOKINGS, &booked, Format::Ndjson)?;
     let path = data.join(SERVICES_TRUTH);
