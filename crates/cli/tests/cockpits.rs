@@ -70,7 +70,10 @@ fn every_role_sees_its_cockpits_and_each_panel_runs_under_the_viewers_grants() {
     let rows = alarms["rows"].as_array().unwrap();
     assert!(!rows.is_empty(), "{alarms}");
     for row in rows {
-        assert!(row["label"].as_str().unwrap().contains("min since raised"), "{row}");
+        assert!(
+            row["label"].as_str().unwrap().contains("min since raised"),
+            "{row}"
+        );
         assert!((0..=3).contains(&row["value"].as_i64().unwrap()), "{row}");
         assert!(row["loc"]["lon"].is_number(), "{row}");
     }

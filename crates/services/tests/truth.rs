@@ -39,9 +39,26 @@ fn run(engine: &mut Engine, updates: impl IntoIterator<Item = Update>) -> BTreeS
     got
 }
 
+/// Residents of the run: 10,000, or `CITYBRAIN_TRUTH_RESIDENTS` (1,000,000 is the
+/// generator's scale 1: `CITYBRAIN_TRUTH_RESIDENTS=1000000 cargo test --release -p
+/// citybrain-services --test truth -- --nocapture`, recorded in docs/benchmarks.md).
+fn residents() -> u64 {
+    std::env::var("CITYBRAIN_TRUTH_RESIDENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000)
+}
+
 #[test]
 fn every_expected_task_is_opened_on_its_day_and_no_other() {
-    let demo = demo::generate(&config(10_000));
+    let started = std::time::Instant::now();
+    let demo = demo::generate(&config(residents()));
+    println!(
+        "{} residents generated in {:.1} s: {} tasks in the truth",
+        residents(),
+        started.elapsed().as_secs_f64(),
+        demo.truth.len()
+    );
     let truth: BTreeSet<Expected> = demo.truth.iter().cloned().collect();
     assert!(truth.len() > 500, "the month has tasks: {}", truth.len());
     let services: BTreeSet<&str> = truth.iter().map(|e| e.service.as_str()).collect();
@@ -75,6 +92,12 @@ fn every_expected_task_is_opened_on_its_day_and_no_other() {
         got.len()
     );
     assert_eq!(engine.undecided, 0);
+    println!(
+        "every expected task opened once, no other: {} tasks over {} days ({:.1} s so far)",
+        got.len(),
+        demo.days.len(),
+        started.elapsed().as_secs_f64()
+    );
 
     // Departments publish in their own order: each day's rows grouped by dataset.
     let mut engine = Engine::new(
