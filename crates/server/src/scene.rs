@@ -503,6 +503,72 @@ pub(crate) fn text_column(
     Ok(cast.as_string::<i32>().clone())
 }
 
+/// The `.toml` files of a folder where a city keeps its own definitions (warning rules,
+/// form templates), sorted, as (path, text); None when the folder does not exist (the
+/// shipped ones apply). Every unreadable file is a problem naming it.
+pub fn toml_files(dir: &std::path::Path) -> Result<Option<Vec<(String, String)>>, Vec<String>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(vec![format!("{}: {e}", dir.display())]),
+    };
+    let mut paths: Vec<_> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    paths.sort();
+    let mut files = Vec::new();
+    let mut problems = Vec::new();
+    for path in paths {
+        let name = path.display().to_string();
+        match std::fs::read_to_string(&path) {
+            Ok(text) => files.push((name, text)),
+            Err(e) => problems.push(format!("{name}: {e}")),
+        }
+    }
+    if problems.is_empty() {
+        Ok(Some(files))
+    } else {
+        Err(problems)
+    }
+}
+
+/// Column `name` of a stored batch as timestamps (µs).
+pub(crate) fn timestamps<'a>(
+    batch: &'a arrow::array::RecordBatch,
+    name: &str,
+) -> Result<&'a arrow::array::TimestampMicrosecondArray, String> {
+    use arrow::array::AsArray;
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_primitive_opt::<arrow::datatypes::TimestampMicrosecondType>())
+        .ok_or_else(|| format!("no timestamp column {name}"))
+}
+
+/// Column `name` of a stored batch as integers (counts, money in fen).
+pub(crate) fn ints<'a>(
+    batch: &'a arrow::array::RecordBatch,
+    name: &str,
+) -> Result<&'a arrow::array::Int64Array, String> {
+    use arrow::array::AsArray;
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_primitive_opt::<arrow::datatypes::Int64Type>())
+        .ok_or_else(|| format!("no int column {name}"))
+}
+
+/// Column `name` of a stored batch as booleans.
+pub(crate) fn bools<'a>(
+    batch: &'a arrow::array::RecordBatch,
+    name: &str,
+) -> Result<&'a arrow::array::BooleanArray, String> {
+    use arrow::array::AsArray;
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_boolean_opt())
+        .ok_or_else(|| format!("no bool column {name}"))
+}
+
 /// Every value of column `name` in `batches` as text: the ids a scene's ledger holds.
 pub(crate) fn text_values(
     batches: &[arrow::array::RecordBatch],

@@ -74,29 +74,18 @@ pub fn dir(data: &FsPath) -> PathBuf {
 
 /// The templates in `dir`, or the shipped ones when it does not exist; every problem at once.
 pub fn load(dir: &FsPath) -> Result<Vec<Template>, Vec<String>> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(forms::shipped()),
-        Err(e) => return Err(vec![format!("{}: {e}", dir.display())]),
+    let Some(files) = crate::scene::toml_files(dir)? else {
+        return Ok(forms::shipped());
     };
-    let mut paths: Vec<_> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-        .collect();
-    paths.sort();
-    let mut templates = Vec::new();
+    let mut templates: Vec<Template> = Vec::new();
     let mut problems = Vec::new();
-    for path in paths {
-        let name = path.display().to_string();
-        match std::fs::read_to_string(&path) {
-            Ok(text) => match Template::parse(&name, &text) {
-                Ok(t) if templates.iter().any(|o: &Template| o.id == t.id) => {
-                    problems.push(format!("{name}: a second template {}", t.id));
-                }
-                Ok(t) => templates.push(t),
-                Err(p) => problems.extend(p),
-            },
-            Err(e) => problems.push(format!("{name}: {e}")),
+    for (name, text) in files {
+        match Template::parse(&name, &text) {
+            Ok(t) if templates.iter().any(|o| o.id == t.id) => {
+                problems.push(format!("{name}: a second template {}", t.id));
+            }
+            Ok(t) => templates.push(t),
+            Err(p) => problems.extend(p),
         }
     }
     if problems.is_empty() {

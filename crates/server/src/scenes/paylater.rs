@@ -15,8 +15,7 @@
 
 use std::sync::{Arc, RwLock};
 
-use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::{Int64Type, TimestampMicrosecondType};
+use arrow::array::{Array, RecordBatch};
 use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -33,7 +32,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::error::ErrorCode;
 use crate::extract::Json;
-use crate::scene::{Running, Scene, SceneContext, Started, Worker, text_column};
+use crate::scene::{Running, Scene, SceneContext, Started, Worker, ints, text_column, timestamps};
 use crate::{ApiError, AppState, blocking};
 
 /// Where a city sets its terms, in the data directory.
@@ -264,23 +263,6 @@ impl Worker for PayLaterWorker {
         let held = std::mem::take(&mut self.held);
         self.run(held, true);
     }
-}
-
-fn timestamps<'a>(
-    batch: &'a RecordBatch,
-    name: &str,
-) -> Result<&'a arrow::array::TimestampMicrosecondArray, String> {
-    batch
-        .column_by_name(name)
-        .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>())
-        .ok_or_else(|| format!("no timestamp column {name}"))
-}
-
-fn ints<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a arrow::array::Int64Array, String> {
-    batch
-        .column_by_name(name)
-        .and_then(|c| c.as_primitive_opt::<Int64Type>())
-        .ok_or_else(|| format!("no integer column {name}"))
 }
 
 fn inputs_of(dataset: &str, batch: &RecordBatch, out: &mut Vec<Input>) -> Result<(), String> {

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use arrow::array::{AsArray, RecordBatch};
-use arrow::datatypes::{Date32Type, Int64Type, TimestampMicrosecondType};
+use arrow::datatypes::Date32Type;
 use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -33,7 +33,10 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::error::ErrorCode;
 use crate::extract::{Json, Query};
-use crate::scene::{Running, Scene, SceneContext, Started, Worker, text_column, text_values};
+use crate::scene::{
+    Running, Scene, SceneContext, Started, Worker, bools, ints, text_column, text_values,
+    timestamps,
+};
 use crate::{ApiError, AppState, blocking, now};
 
 mod alarms;
@@ -450,30 +453,6 @@ impl ServicesWorker {
         }
         Ok(())
     }
-}
-
-fn timestamps<'a>(
-    batch: &'a RecordBatch,
-    name: &str,
-) -> Result<&'a arrow::array::TimestampMicrosecondArray, String> {
-    batch
-        .column_by_name(name)
-        .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>())
-        .ok_or_else(|| format!("no timestamp column {name}"))
-}
-
-fn ints<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a arrow::array::Int64Array, String> {
-    batch
-        .column_by_name(name)
-        .and_then(|c| c.as_primitive_opt::<Int64Type>())
-        .ok_or_else(|| format!("no int column {name}"))
-}
-
-fn bools<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a arrow::array::BooleanArray, String> {
-    batch
-        .column_by_name(name)
-        .and_then(|c| c.as_boolean_opt())
-        .ok_or_else(|| format!("no bool column {name}"))
 }
 
 /// A stored batch of one of the scene's inputs as facts.

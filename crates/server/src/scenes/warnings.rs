@@ -145,34 +145,18 @@ impl Scene for WarningsScene {
 /// The rules in `dir` (every `.toml` file), or the shipped ones when it does not exist;
 /// every problem at once, each naming its file.
 pub fn load_rules(dir: &std::path::Path) -> Result<Vec<Rule>, Vec<String>> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(citybrain_warnings::shipped());
-        }
-        Err(e) => return Err(vec![format!("{}: {e}", dir.display())]),
+    let Some(files) = crate::scene::toml_files(dir)? else {
+        return Ok(citybrain_warnings::shipped());
     };
-    let mut paths: Vec<_> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-        .collect();
-    paths.sort();
-    let mut rules = Vec::new();
+    let mut rules: Vec<Rule> = Vec::new();
     let mut problems = Vec::new();
-    for path in paths {
-        let name = path.display().to_string();
-        match std::fs::read_to_string(&path) {
-            Ok(text) => match Rule::parse(&name, &text) {
-                Ok(rule) => rules.push(rule),
-                Err(p) => problems.extend(p),
-            },
-            Err(e) => problems.push(format!("{name}: {e}")),
-        }
-    }
-    let mut names = BTreeSet::new();
-    for rule in &rules {
-        if !names.insert(rule.name.clone()) {
-            problems.push(format!("two rules are named {}", rule.name));
+    for (name, text) in files {
+        match Rule::parse(&name, &text) {
+            Ok(rule) if rules.iter().any(|r| r.name == rule.name) => {
+                problems.push(format!("{name}: a second rule named {}", rule.name));
+            }
+            Ok(rule) => rules.push(rule),
+            Err(p) => problems.extend(p),
         }
     }
     if problems.is_empty() {
