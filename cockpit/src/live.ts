@@ -10,7 +10,20 @@ export interface LiveView {
 
 export type IndexEvent =
   | { type: 'live'; live: LiveView }
-  | { type: 'rows'; dataset: string; rows: Record<string, unknown>[]; total: number };
+  | { type: 'rows'; dataset: string; rows: Record<string, unknown>[]; total: number }
+  // An emergency run's progress (signal scene): `driving` with the road, the next light and
+  // the ETA, then `arrived` with its travel time.
+  | {
+      type: 'emergency';
+      run_id: string;
+      state: 'driving' | 'arrived';
+      ts: string;
+      edge?: string;
+      next_light?: string | null;
+      eta_s?: number | null;
+      stops: number;
+      travel_s?: number;
+    };
 
 export class LiveFeed {
   private listeners = new Set<(e: IndexEvent) => void>();

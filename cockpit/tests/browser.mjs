@@ -29,8 +29,8 @@ function check(condition, message) {
 }
 
 /** Starts `citybrain up` with the demo city; resolves with its address once it serves. */
-async function startServer(data) {
-  const child = spawn(BIN, ['up', '--listen', '127.0.0.1:0', '--demo-day', '2026-11-22', '--data', data], {
+async function startServer(data, args = ['--demo-day', '2026-11-22']) {
+  const child = spawn(BIN, ['up', '--listen', '127.0.0.1:0', ...args, '--data', data], {
     env: { ...process.env, CITYBRAIN_LOG: 'warn' },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -746,6 +746,90 @@ step('every page, in English and in Chinese, is full: no empty panel, chart or p
   }
   await page.evaluate(() => localStorage.setItem('citybrain.lang', 'en'));
   check(!problems.length, problems.join('\n     '));
+});
+
+// The signals page needs the signal scene, so a second server co-simulates a SUMO grid
+// (crates/cli/tests/cockpit.rs generates it and names it in CITYBRAIN_SIGNALS_*).
+step('signals: decisions on the map, a light\'s phase timeline, an emergency run with its ETA and stops', async () => {
+  const [net, routes, sumo] = ['CITYBRAIN_SIGNALS_NET', 'CITYBRAIN_SIGNALS_ROUTES', 'CITYBRAIN_SUMO'].map((k) => process.env[k]);
+  check(net && routes && sumo, 'CITYBRAIN_SIGNALS_NET, _ROUTES and CITYBRAIN_SUMO are not set: run this through cargo test (crates/cli/tests/cockpit.rs makes the grid)');
+  const dir = mkdtempSync(join(tmpdir(), 'citybrain-signals-'));
+  const sig = await startServer(dir, ['--no-demo', '--signals-net', net, '--signals-routes', routes, '--signals-speed', '10', '--sumo', sumo]);
+  const p = await context.newPage();
+  p.on('pageerror', (e) => console.error('page error (signals):', e.message));
+  try {
+    const own = readFileSync(join(dir, 'admin.token'), 'utf8').trim();
+    const sql = (q) =>
+      api(sig.base, own, '/api/v1/sql', {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
+        body: JSON.stringify({ sql: q, purpose: 'browser test: the expected figure' }),
+      });
+    const layout = await api(sig.base, own, '/api/v1/signals/network');
+    const lights = layout.lights.features.map((f) => f.properties.intersection);
+    check(lights.length >= 4, `the network has ${lights.length} lights`);
+    check(layout.georeferenced === false, 'a generated grid claims coordinates on Earth');
+    // Wait on the data, not the clock: every light has decided at least once.
+    for (let i = 0; ; i++) {
+      const [{ n }] = await sql('SELECT count(DISTINCT intersection) AS n FROM signals.decisions');
+      if (Number(n) >= lights.length) break;
+      check(i < 120, `after 60 s only ${n} of ${lights.length} lights have decided`);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    await p.goto(`${sig.base}/#token=${own}`);
+    await p.waitForSelector('nav a[data-page=signals]', { timeout: 20000 });
+    await p.click('nav a[data-page=signals]');
+    await p.waitForSelector('main[data-page=signals][data-ready=true]', { timeout: 20000 });
+    check(Number(await p.getAttribute('#signals-status', 'data-lights')) === lights.length, 'the page shows another number of lights than the network has');
+    await p.waitForFunction((n) => Number(document.querySelector('#signals-status')?.dataset.decisions) >= n, lights.length, { timeout: 10000 });
+    // Choose a light the way a person does: click it on the map.
+    const target = lights[Math.floor(lights.length / 2)];
+    const at = layout.lights.features.find((f) => f.properties.intersection === target).geometry.coordinates;
+    const xy = await p.evaluate((c) => window.cockpit.map.project(c), at);
+    const box = await p.locator('.signals-map canvas').boundingBox();
+    await p.mouse.click(box.x + xy.x, box.y + xy.y);
+    await p.waitForSelector(`.light-now[data-intersection="${target}"]`, { timeout: 10000 });
+    const shown = await p.locator('.light-now').evaluate((n) => ({ ...n.dataset }));
+    // Stored to the microsecond; a browser's Date keeps milliseconds.
+    const iso = new Date(shown.ts).toISOString();
+    const next = new Date(Date.parse(shown.ts) + 1).toISOString();
+    const stored = await sql(
+      `SELECT phase, reason FROM signals.decisions WHERE intersection = '${target}' AND ts >= TIMESTAMP '${iso}' AND ts < TIMESTAMP '${next}'`,
+    );
+    check(stored.length >= 1 && stored.some((r) => String(r.phase) === shown.phase), `light ${target} shows phase ${shown.phase} at ${iso}; SQL has ${JSON.stringify(stored)}`);
+    // Every bar of the timeline is a stored decision of that light, with its phase.
+    const bars = await p.locator('.phase-timeline rect').evaluateAll((rs) => rs.map((r) => ({ ts: r.dataset.ts, phase: r.dataset.phase })));
+    check(bars.length >= 2, `the timeline has ${bars.length} bars`);
+    const all = await sql(`SELECT ts, phase FROM signals.decisions WHERE intersection = '${target}'`);
+    const known = new Set(all.map((r) => `${Date.parse(r.ts)}/${r.phase}`));
+    const strays = bars.filter((b) => !known.has(`${Date.parse(b.ts)}/${b.phase}`));
+    check(strays.length === 0, `timeline bars not in signals.decisions: ${JSON.stringify(strays.slice(0, 3))}`);
+    results.signals_lights = lights.length;
+    results.signals_timeline_bars = bars.length;
+    // An emergency run across the grid: on its way with an ETA, then arrived without a stop.
+    const posted = Date.now();
+    const { run_id: run } = await api(sig.base, own, '/api/v1/signals/emergency', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ route: ['bottom3D0', 'D0D1', 'D1C1', 'C1B1', 'B1A1', 'A1left1'] }),
+    });
+    await p.waitForSelector(`tr[data-run="${run}"][data-state=driving][data-eta]`, { timeout: 15000 });
+    results.signals_run_shown_ms = Date.now() - posted;
+    const eta = Number(await p.getAttribute(`tr[data-run="${run}"]`, 'data-eta'));
+    check(eta > 0, `the run's ETA is ${eta}`);
+    check(Number(await p.getAttribute('main', 'data-ambulances-shown')) >= 1, 'the ambulance is not on the map');
+    await p.screenshot({ path: join(out, 'signals.png') });
+    await p.waitForSelector(`tr[data-run="${run}"][data-state=arrived]`, { timeout: 60000 });
+    const [finished] = await sql(`SELECT stops FROM signals.emergency_runs WHERE run_id = '${run}'`);
+    const stops = await p.getAttribute(`tr[data-run="${run}"]`, 'data-stops');
+    check(finished && String(finished.stops) === stops, `the page says ${stops} stops, signals.emergency_runs ${JSON.stringify(finished)}`);
+    check(stops === '0', `the ambulance stopped ${stops} times at lights`);
+  } finally {
+    await p.close();
+    sig.child.kill('SIGTERM');
+    if (sig.child.exitCode === null) await new Promise((r) => sig.child.once('exit', r));
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 let failed = 0;

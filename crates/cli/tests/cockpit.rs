@@ -31,8 +31,20 @@ fn the_cockpit_works_in_a_real_browser() {
             "missing {what}; scripts/test installs everything the tests need"
         );
     }
+    // The signals page's server co-simulates a SUMO grid: made here, named to the script.
+    let venv = citybrain_sumo::scenario::venv();
+    assert!(
+        venv.join("bin/sumo").exists(),
+        "SUMO is not installed at {}: run scripts/test (or scripts/install-sumo)",
+        venv.display()
+    );
+    let grid = tempfile::tempdir().unwrap();
+    let (net, routes) = citybrain_sumo::scenario::grid(&venv, grid.path(), 3600).unwrap();
     let output = Command::new("node")
         .arg(cockpit.join("tests/browser.mjs"))
+        .env("CITYBRAIN_SIGNALS_NET", &net)
+        .env("CITYBRAIN_SIGNALS_ROUTES", &routes)
+        .env("CITYBRAIN_SUMO", venv.join("bin/sumo"))
         .env("CITYBRAIN_BIN", env!("CARGO_BIN_EXE_citybrain"))
         .env("CHROMIUM", &chromium)
         .output()

@@ -8,6 +8,7 @@
 //! in the same message as the next step.
 
 pub mod compare;
+pub mod map;
 pub mod net;
 pub mod report;
 pub mod routes;

@@ -240,6 +240,8 @@ const page: Page = {
       if (at) return; // a past moment does not move
       if (event.type === 'live') {
         showLive(event.live);
+      } else if (event.type !== 'rows') {
+        return;
       } else if (event.dataset === 'indices.link_travel') {
         // Windows close in bursts; one query after the burst.
         clearTimeout(linkTimer);

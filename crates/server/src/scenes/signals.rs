@@ -125,7 +125,9 @@ impl Scene for SignalsScene {
     }
 
     fn routes(&self) -> OpenApiRouter<AppState> {
-        OpenApiRouter::new().routes(routes!(signals_emergency))
+        OpenApiRouter::new()
+            .routes(routes!(signals_emergency))
+            .routes(routes!(signals_network))
     }
 
     fn start<'a>(
@@ -155,9 +157,15 @@ impl Scene for SignalsScene {
                 max_end_s: u32::MAX,
                 out_dir: ctx.config.data_dir.join("signals"),
             };
+            let text = std::fs::read_to_string(&args.net)
+                .map_err(|e| format!("reading {}: {e}", args.net.display()))?;
+            let map = citybrain_sumo::map::geometry(&text)
+                .map_err(|e| format!("{}: {e}", args.net.display()))?
+                .to_json();
             let signals = LiveSignals::start(
                 ctx.hub.clone(),
                 config,
+                map,
                 args.speed,
                 crate::now(),
                 ctx.events.clone(),
@@ -224,8 +232,18 @@ async fn signals_emergency(
     Ok((StatusCode::ACCEPTED, Json(json!({ "run_id": run_id }))).into_response())
 }
 
+/// The network under control as a map: its roads and its lights (by the ids decisions name)
+/// in longitude and latitude, and whether those are on Earth (`georeferenced`: a UTM
+/// network) or a diagram of a generated one. What the signals page draws.
+#[utoipa::path(get, path = "/signals/network", tag = "signals", responses((status = 200, description = "GeoJSON of the roads (`edges`) and the lights (`lights`), `bounds` and `georeferenced`", body = Object), (status = 503, description = "No network is under control")))]
+async fn signals_network(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let signals = state.scenes.handle::<LiveSignals>("signals")?;
+    Ok(Json(signals.map.as_ref().clone()).into_response())
+}
+
 #[derive(Debug, Clone)]
 pub struct LiveSignals {
+    map: Arc<serde_json::Value>,
     tx: mpsc::Sender<LiveCommand>,
     stop: Arc<AtomicBool>,
     thread: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
@@ -239,6 +257,7 @@ impl LiveSignals {
     pub fn start(
         hub: Arc<Hub>,
         mut config: RunConfig,
+        map: serde_json::Value,
         speed: f64,
         start: Timestamp,
         events: broadcast::Sender<Arc<str>>,
@@ -312,6 +331,7 @@ impl LiveSignals {
                             &events,
                         );
                         let mut e = row;
+                        e["ts"] = e["arrived"].clone();
                         e["type"] = json!("emergency");
                         e["state"] = json!("arrived");
                         let _ = events.send(e.to_string().into());
@@ -329,6 +349,7 @@ impl LiveSignals {
                 crate::scene::store(&hub, "signals.decisions", &decisions, &events);
             })?;
         Ok(Self {
+            map: Arc::new(map),
             tx,
             stop,
             thread: Arc::new(Mutex::new(Some(thread))),
