@@ -1,21 +1,15 @@
-// The city map: MapLibre GL over a plain background, links coloured by delay index through
-// feature state (a live update touches only the links that changed, not the whole source).
+// The city map: MapLibre GL over a plain background; the road network is one canvas picture
+// under it (netlayer.ts: cheap to pan without a GPU), links coloured by delay index.
 
 import * as maplibregl from 'maplibre-gl';
 import 'maplibre-gl/dist/maplibre-gl.css';
 // MapLibre's worker is a separate module; ship it as a file beside the bundle.
 import workerUrl from 'maplibre-gl/dist/maplibre-gl-worker.mjs?url';
-import { DI_STEPS, NO_DATA_COLOR } from './format';
+import { DI_STEPS, diColor, NO_DATA_COLOR } from './format';
+import { NetworkLayer } from './netlayer';
 import type { Network } from './network';
 
 export type { Map as MapLibreMap } from 'maplibre-gl';
-
-const DI_COLOR: maplibregl.ExpressionSpecification = [
-  'step',
-  ['to-number', ['coalesce', ['feature-state', 'di'], -1]],
-  NO_DATA_COLOR,
-  ...DI_STEPS.flatMap((s) => [s.from, s.color]),
-] as unknown as maplibregl.ExpressionSpecification;
 
 maplibregl.setWorkerUrl(workerUrl);
 
@@ -26,6 +20,8 @@ export interface CityMap {
   onLinkClick(handler: (linkId: number) => void): void;
   /** The link a click at this canvas point would open. */
   linkAt(point: maplibregl.Point): number | null;
+  /** The network's picture (null until the map has loaded). */
+  readonly network: NetworkLayer | null;
   destroy(): void;
 }
 
@@ -45,49 +41,24 @@ export function cityMap(container: HTMLElement, net: Network): CityMap {
     dragRotate: false,
     pitchWithRotate: false,
   });
+  // North stays up: the network's picture moves and scales with the map, it does not turn.
+  map.touchZoomRotate.disableRotation();
+  map.keyboard.disableRotation();
   map.addControl(new maplibregl.NavigationControl({ showCompass: false }), 'top-left');
   map.addControl(new maplibregl.ScaleControl({ unit: 'metric' }), 'bottom-left');
-  let shown = new Map<number, number>();
   let clickHandler: ((id: number) => void) | null = null;
+  let layer: NetworkLayer | null = null;
   /** The link nearest a point, within a few pixels (thin lines are hard to hit exactly). */
-  const linkAt = (p: maplibregl.Point): number | null => {
-    const r = 6;
-    const hits = map.queryRenderedFeatures(
-      [
-        [p.x - r, p.y - r],
-        [p.x + r, p.y + r],
-      ],
-      { layers: ['links'] },
-    );
-    const id = Number(hits[0]?.properties?.link_id);
-    return Number.isInteger(id) ? id : null;
-  };
+  const linkAt = (p: maplibregl.Point): number | null => layer?.linkAt(p) ?? null;
   const ready = new Promise<void>((resolve) => {
     map.on('load', () => {
-      map.addSource('links', { type: 'geojson', data: net.links });
-      map.addSource('checkpoints', { type: 'geojson', data: net.checkpoints });
-      map.addLayer({
-        id: 'links',
-        type: 'line',
-        source: 'links',
-        layout: { 'line-cap': 'round' },
-        paint: {
-          'line-color': DI_COLOR,
-          'line-width': ['interpolate', ['linear'], ['zoom'], 10, 1, 13, 2, 16, 5],
-          // The two directions of a road sit side by side, each on its right.
-          'line-offset': ['interpolate', ['linear'], ['zoom'], 10, 0.6, 13, 1.3, 16, 3],
-        },
-      });
-      map.addLayer({
-        id: 'checkpoints',
-        type: 'circle',
-        source: 'checkpoints',
-        paint: {
-          'circle-radius': ['interpolate', ['linear'], ['zoom'], 10, 1.5, 15, 4],
-          'circle-color': '#cbd5e1',
-          'circle-opacity': 0.7,
-        },
-      });
+      layer = new NetworkLayer(
+        map,
+        net.links.features.map((f) => ({ id: Number(f.id), coordinates: f.geometry.coordinates as [number, number][] })),
+        net.checkpoints.features.map((f) => f.geometry.coordinates as [number, number]),
+        NO_DATA_COLOR,
+        DI_STEPS.map((s) => s.color),
+      );
       map.on('mousemove', (e: maplibregl.MapMouseEvent) => {
         map.getCanvas().style.cursor = linkAt(e.point) === null ? '' : 'pointer';
       });
@@ -101,22 +72,18 @@ export function cityMap(container: HTMLElement, net: Network): CityMap {
   return {
     map,
     ready,
+    get network() {
+      return layer;
+    },
     setDelays(delays) {
-      void ready.then(() => {
-        for (const id of shown.keys()) {
-          if (!delays.has(id)) map.removeFeatureState({ source: 'links', id }, 'di');
-        }
-        for (const [id, di] of delays) {
-          if (shown.get(id) !== di) map.setFeatureState({ source: 'links', id }, { di });
-        }
-        shown = new Map(delays);
-      });
+      void ready.then(() => layer?.setColours(new Map([...delays].map(([id, di]) => [id, diColor(di)]))));
     },
     linkAt,
     onLinkClick(handler) {
       clickHandler = handler;
     },
     destroy() {
+      layer?.destroy();
       map.remove();
     },
   };

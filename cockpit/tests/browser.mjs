@@ -325,40 +325,27 @@ step('the language switch turns the labels to Chinese and back', async () => {
 });
 
 step('the map keeps its frame rate while panning 5,000 links', async () => {
+  // Measured, not asserted (a timed test fails on a busy machine): docs/benchmarks.md holds
+  // the figures of bench/frames/run. What is asserted is that the links are drawn.
   const measure = (extra) =>
     page.evaluate(async (extra) => {
-      const { map, network } = window.cockpit;
-      const layers = ['links', 'checkpoints'];
+      const { map, network, cityMap } = window.cockpit;
+      const layer = cityMap.network;
+      const own = network.links.features.map((f) => ({ id: Number(f.id), coordinates: f.geometry.coordinates }));
       // extra < 0: nothing drawn, the ceiling of the browser's own pipeline at this size.
-      for (const id of layers) map.setLayoutProperty(id, 'visibility', extra < 0 ? 'none' : 'visible');
+      layer.setVisible(extra >= 0);
       if (extra > 0) {
         // Copies of the real links, shifted a little, until 5,000 links are drawn.
-        const base = network.links.features;
-        const features = [];
-        for (let i = 0; features.length < extra; i++) {
-          const f = base[i % base.length];
-          const k = Math.floor(i / base.length) + 1;
-          const d = 0.0006 * k;
-          features.push({
-            type: 'Feature',
-            id: 1_000_000 + i,
-            properties: { di: 0.8 + (i % 17) / 10 },
-            geometry: { type: 'LineString', coordinates: f.geometry.coordinates.map(([x, y]) => [x + d, y + d]) },
-          });
+        const more = [];
+        for (let i = 0; more.length < extra; i++) {
+          const f = own[i % own.length];
+          const d = 0.0006 * (Math.floor(i / own.length) + 1);
+          more.push({ id: 1_000_000 + i, coordinates: f.coordinates.map(([x, y]) => [x + d, y + d]) });
         }
-        map.addSource('load', { type: 'geojson', data: { type: 'FeatureCollection', features } });
-        map.addLayer({
-          id: 'load',
-          type: 'line',
-          source: 'load',
-          paint: {
-            'line-color': ['step', ['get', 'di'], '#2fbf71', 1.2, '#f2c14e', 1.5, '#f08a24', 2, '#e03e3e'],
-            'line-width': 2,
-          },
-        }, 'checkpoints');
-        await new Promise((r) => map.once('idle', r));
+        layer.setLinks([...own, ...more]);
+        layer.redraw();
       }
-      const drawn = extra < 0 ? 0 : map.queryRenderedFeatures({ layers: ['links', ...(extra > 0 ? ['load'] : [])] }).length;
+      const drawn = extra < 0 ? 0 : layer.drawnLinks;
       let frames = 0;
       let running = true;
       const tick = () => {
@@ -373,11 +360,8 @@ step('the map keeps its frame rate while panning 5,000 links', async () => {
       }
       running = false;
       const seconds = (performance.now() - started) / 1000;
-      if (extra > 0) {
-        map.removeLayer('load');
-        map.removeSource('load');
-      }
-      for (const id of layers) map.setLayoutProperty(id, 'visibility', 'visible');
+      if (extra > 0) layer.setLinks(own);
+      layer.setVisible(true);
       return { drawn, fps: frames / seconds };
     }, extra);
   const empty = await measure(-1);
@@ -386,6 +370,7 @@ step('the map keeps its frame rate while panning 5,000 links', async () => {
   results.pan_fps_nothing_drawn = Math.round(empty.fps * 10) / 10;
   results.pan_fps_network = Math.round(plain.fps * 10) / 10;
   results.pan_fps_5000_links = Math.round(loaded.fps * 10) / 10;
+  results.pan_frame_time_ratio_5000 = Math.round((empty.fps / loaded.fps) * 100) / 100;
   results.links_drawn = loaded.drawn;
   check(loaded.drawn >= 4500, `only ${loaded.drawn} links were drawn`);
   check(loaded.fps > 0, 'no frames while panning');

@@ -270,7 +270,7 @@ const page: Page = {
       panel = linkPanel(api, net);
       mapWrap.append(panel.node);
       map.onLinkClick((id) => void panel?.show(id, delays));
-      (window as unknown as { cockpit: unknown }).cockpit = { map: map.map, linkAt: map.linkAt, network: net, page: 'overview' };
+      (window as unknown as { cockpit: unknown }).cockpit = { map: map.map, cityMap: map, linkAt: map.linkAt, network: net, page: 'overview' };
       await Promise.all([
         refreshLinks(),
         refreshDelay(),

@@ -50,6 +50,47 @@ then: citybrain ingest transport.links net/links.ndjson; citybrain ingest transp
         #[arg(long, default_value_t = 5_000.0)]
         max_link_m: f64,
     },
+    /// A synthetic grid network of about --links one-way links, in the CBEngine text format
+    /// `gen --network` and `up --demo-network` read: for trying citybrain at a size no
+    /// shipped network reaches (the cockpit's frame budget is measured on 50,000 links).
+    #[command(
+        after_help = "then: citybrain up --demo-network big.txt --scale 0.1   (a demo city on it)"
+    )]
+    Grid {
+        /// How many one-way links (two per road), at least.
+        #[arg(long, default_value_t = 50_000)]
+        links: usize,
+        /// The grid's centre, LON,LAT (default: Hangzhou's West Lake).
+        #[arg(long, default_value = "120.16,30.27", value_parser = lon_lat)]
+        centre: (f64, f64),
+        /// Metres between neighbouring intersections.
+        #[arg(long, default_value_t = 250.0)]
+        spacing_m: f64,
+        /// The same seed gives the same network, byte for byte.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// The file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+fn lon_lat(s: &str) -> Result<(f64, f64), String> {
+    let (lon, lat) = s.split_once(',').ok_or("give LON,LAT, e.g. 120.16,30.27")?;
+    let lon: f64 = lon
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{lon}' is not a longitude"))?;
+    let lat: f64 = lat
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{lat}' is not a latitude"))?;
+    if !(-180.0..=180.0).contains(&lon) || !(-85.0..=85.0).contains(&lat) {
+        return Err(format!(
+            "{lon},{lat} is not on the map (longitude ±180, latitude ±85)"
+        ));
+    }
+    Ok((lon, lat))
 }
 
 fn read(path: &Path) -> Result<String> {
@@ -108,6 +149,32 @@ fn checkpoints_csv(path: &Path, text: &str) -> Result<Vec<citybrain_roads::Check
 }
 
 pub fn run(args: Args) -> Result<()> {
+    if let Command::Grid {
+        links,
+        centre,
+        spacing_m,
+        seed,
+        out,
+    } = args.command
+    {
+        if links == 0 || !(10.0..=10_000.0).contains(&spacing_m) {
+            bail!("--links must be at least 1 and --spacing-m between 10 and 10,000");
+        }
+        let text = citybrain_gen::Network::grid_text(links, centre, spacing_m, seed);
+        std::fs::write(&out, &text).with_context(|| format!("writing {}", out.display()))?;
+        let net = citybrain_gen::Network::parse(&text).map_err(anyhow::Error::msg)?;
+        println!(
+            "{}: {} intersections, {} one-way links, {:.0} m apart around {},{}\nthen: citybrain up --demo-network {} --scale 0.1",
+            out.display(),
+            net.intersections.len(),
+            net.roads.len(),
+            spacing_m,
+            centre.0,
+            centre.1,
+            out.display()
+        );
+        return Ok(());
+    }
     let Command::Import {
         roads,
         checkpoints,
@@ -116,7 +183,10 @@ pub fn run(args: Args) -> Result<()> {
         snap_m,
         intersection_m,
         max_link_m,
-    } = args.command;
+    } = args.command
+    else {
+        unreachable!("grid is answered above")
+    };
     let (road_list, skipped) = if roads.to_string_lossy().ends_with(".pbf") {
         let bytes =
             std::fs::read(&roads).with_context(|| format!("reading {}", roads.display()))?;
