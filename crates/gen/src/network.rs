@@ -260,7 +260,7 @@ mod tests {
         // Every intersection is reachable: each has a way out.
         assert!(net.out_roads.iter().all(|o| !o.is_empty()));
         let signalised = net.intersections.iter().filter(|i| i.signalized).count();
-        assert_eq!(signalised, (113 * 113 + 1) / 2);
+        assert_eq!(signalised, (113_usize * 113).div_ceil(2));
         // The same seed, the same city; another seed moves the intersections.
         assert_eq!(text, Network::grid_text(50_000, (120.16, 30.27), 250.0, 7));
         assert_ne!(text, Network::grid_text(50_000, (120.16, 30.27), 250.0, 8));
