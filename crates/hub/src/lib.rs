@@ -29,8 +29,8 @@ pub use catalog::SkippedDefinition;
 pub use decode::{DecodeError, Format, IngestLimits, Problem};
 pub use feed::{Change, Position, Positions, Subscription};
 pub use schema::{
-    Classification, DatasetDef, FieldDef, FieldType, MaskKind, SchemaProblem, SharingClass,
-    geo_points,
+    Classification, DatasetDef, FieldDef, FieldType, MaskKind, NgsiLdDef, SchemaProblem,
+    SharingClass, geo_points,
 };
 use store::{DatasetStore, Snapshot};
 

@@ -184,6 +184,83 @@ pub struct DatasetDef {
     /// How outside feeds map onto the fields, by name (`?mapping=NAME` at ingest).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub mappings: BTreeMap<String, crate::mapping::FeedMapping>,
+    /// The NGSI-LD entity type stored here, if any (`/ngsi-ld/v1/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ngsi_ld: Option<NgsiLdDef>,
+}
+
+/// How NGSI-LD entities of one type are stored in a dataset: each create, update or append
+/// is one row holding the entity as it then stands, so SQL sees the whole history and the
+/// newest row of an id is the entity (ADR 2026-12-03-ngsi-ld).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NgsiLdDef {
+    /// The entity type, as the bundled contexts name it (`AirQualityObserved`).
+    #[serde(rename = "type")]
+    pub entity_type: String,
+    /// The string field holding the entity's id (a URI, `urn:ngsi-ld:...`).
+    #[serde(default = "NgsiLdDef::default_id")]
+    pub id: String,
+    /// The timestamp field holding when the row's values were observed: the newest
+    /// `observedAt` of its attributes, else the time of the write. Default: `event_time`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_at: Option<String>,
+    /// Attribute name → field, for attributes whose field is not their name in snake_case
+    /// (`NO2` is `no2`, `dateObserved` is `date_observed` without saying so).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attributes: BTreeMap<String, String>,
+}
+
+impl NgsiLdDef {
+    fn default_id() -> String {
+        "entity_id".into()
+    }
+
+    /// The field an attribute is stored in.
+    pub fn field_of(&self, attribute: &str) -> String {
+        if let Some(field) = self.attributes.get(attribute) {
+            return field.clone();
+        }
+        let mut out = String::new();
+        let chars: Vec<char> = attribute.chars().collect();
+        for (i, &c) in chars.iter().enumerate() {
+            if c.is_ascii_uppercase() {
+                // A capital after a lower-case letter starts a word (`dateObserved`); a run
+                // of capitals stays one (`NO2`, `pm25`).
+                let after_lower = i > 0 && chars[i - 1].is_ascii_lowercase();
+                if after_lower {
+                    out.push('_');
+                }
+                out.push(c.to_ascii_lowercase());
+            } else if c.is_ascii_alphanumeric() {
+                out.push(c);
+            } else {
+                out.push('_');
+            }
+        }
+        out
+    }
+
+    /// The attribute a field holds (the inverse of [`NgsiLdDef::field_of`] for the
+    /// attributes named in `known`, else the field's name in camelCase).
+    pub fn attribute_of(&self, field: &str) -> String {
+        if let Some((attr, _)) = self.attributes.iter().find(|(_, f)| f.as_str() == field) {
+            return attr.clone();
+        }
+        let mut out = String::new();
+        let mut upper = false;
+        for c in field.chars() {
+            if c == '_' {
+                upper = true;
+            } else if upper {
+                out.push(c.to_ascii_uppercase());
+                upper = false;
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    }
 }
 
 /// A problem with a definition, or with a change to one.
@@ -307,7 +384,59 @@ impl DatasetDef {
             }
         }
         crate::mapping::check(self, &mut problems);
+        if let Some(ngsi) = &self.ngsi_ld {
+            self.check_ngsi_ld(ngsi, &mut problems);
+        }
         problems
+    }
+
+    fn check_ngsi_ld(&self, ngsi: &NgsiLdDef, problems: &mut Vec<SchemaProblem>) {
+        let field = |name: &str| self.fields.iter().find(|f| f.name == name);
+        let t = &ngsi.entity_type;
+        if t.is_empty()
+            || !t
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-:/.#".contains(c))
+        {
+            problems.push(problem(
+                None,
+                format!("ngsi_ld.type '{t}' is not an entity type (letters, digits, _ - : / . #)"),
+            ));
+        }
+        match field(&ngsi.id) {
+            Some(f) if f.field_type == FieldType::String && !f.nullable => {}
+            Some(_) => problems.push(problem(
+                Some(&ngsi.id),
+                "ngsi_ld.id must name a string field that is not nullable",
+            )),
+            None => problems.push(problem(
+                Some(&ngsi.id),
+                "ngsi_ld.id names a field the dataset does not have (default: entity_id)",
+            )),
+        }
+        match ngsi.observed_at.as_ref().or(self.event_time.as_ref()) {
+            None => problems.push(problem(
+                None,
+                "ngsi_ld needs a timestamp field for when values were observed: set ngsi_ld.observed_at or event_time",
+            )),
+            Some(name) => match field(name) {
+                Some(f) if f.field_type == FieldType::Timestamp => {}
+                _ => problems.push(problem(
+                    Some(name),
+                    "ngsi_ld.observed_at must name a timestamp field",
+                )),
+            },
+        }
+        for (attribute, name) in &ngsi.attributes {
+            if field(name).is_none() {
+                problems.push(problem(
+                    Some(name),
+                    format!(
+                        "ngsi_ld.attributes.{attribute} names a field the dataset does not have"
+                    ),
+                ));
+            }
+        }
     }
 
     /// Checks that `self` may replace `old` without breaking stored data: fields may be
@@ -412,6 +541,7 @@ impl DatasetDef {
             sharing: SharingClass::None,
             event_time: None,
             mappings: BTreeMap::new(),
+            ngsi_ld: None,
             fields: vec![
                 field(
                     "line",

@@ -153,6 +153,10 @@ impl ApiError {
         &self.message
     }
 
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
     pub fn unauthorized() -> Self {
         Self::new(
             StatusCode::UNAUTHORIZED,

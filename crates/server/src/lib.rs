@@ -20,6 +20,7 @@ mod governance;
 mod limits;
 mod listen;
 pub mod mqtt;
+mod ngsi;
 pub mod openapi;
 pub mod scene;
 pub mod scenes;
@@ -138,6 +139,8 @@ pub fn router(state: AppState) -> Router {
                 async move { Json(doc.as_ref().clone()) }
             }),
         )
+        // NGSI-LD's own API (ETSI's document, not ours), behind the same authentication.
+        .nest("/ngsi-ld/v1", ngsi::router())
         .layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))

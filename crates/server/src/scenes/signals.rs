@@ -235,9 +235,17 @@ async fn signals_emergency(
 /// The network under control as a map: its roads and its lights (by the ids decisions name)
 /// in longitude and latitude, and whether those are on Earth (`georeferenced`: a UTM
 /// network) or a diagram of a generated one. What the signals page draws.
-#[utoipa::path(get, path = "/signals/network", tag = "signals", responses((status = 200, description = "GeoJSON of the roads (`edges`) and the lights (`lights`), `bounds` and `georeferenced`", body = Object), (status = 503, description = "No network is under control")))]
+#[utoipa::path(get, path = "/signals/network", tag = "signals", responses((status = 200, description = "GeoJSON of the roads (`edges`) and the lights (`lights`), `bounds` and `georeferenced`", body = Object), (status = 404, description = "No network is under control (the message says how to start one)")))]
 async fn signals_network(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let signals = state.scenes.handle::<LiveSignals>("signals")?;
+    // No network under control is no such resource (404, saying how to start one), not
+    // a server fault.
+    let signals = state.scenes.handle::<LiveSignals>("signals").map_err(|e| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::SceneUnavailable,
+            e.message().to_string(),
+        )
+    })?;
     Ok(Json(signals.map.as_ref().clone()).into_response())
 }
 

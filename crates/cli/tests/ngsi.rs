@@ -1,0 +1,358 @@
+//! NGSI-LD over the hub (issue 24, item 2): entities of a type a dataset declares are
+//! created, read, updated, queried (type, q, attrs, near a point) and read as history, over
+//! HTTP as a FIWARE client would; every write is a governed ingest SQL sees, every read a
+//! masked, audited data call.
+
+mod common;
+
+use common::{agent, department_admin, start};
+use serde_json::{Value, json};
+
+const AIR: &str = r#"name = "environment.air_quality"
+owner = "environment"
+sharing = "conditional"
+description = "Air quality stations (Smart Data Models AirQualityObserved) through NGSI-LD."
+event_time = "observed_at"
+
+[ngsi_ld]
+type = "AirQualityObserved"
+# Smart Data Models spell it NO2; a field name is lower case.
+attributes = { NO2 = "no2" }
+
+[[fields]]
+name = "entity_id"
+type = "string"
+
+[[fields]]
+name = "observed_at"
+type = "timestamp"
+
+[[fields]]
+name = "no2"
+type = "float"
+nullable = true
+
+[[fields]]
+name = "pm25"
+type = "float"
+nullable = true
+
+[[fields]]
+name = "location"
+type = "geo"
+nullable = true
+
+[[fields]]
+name = "reported_by"
+type = "string"
+class = "personal"
+nullable = true
+"#;
+
+fn call(
+    server: &common::Server,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, String, Option<String>) {
+    let url = format!("{}{path}", server.base);
+    let auth = format!("Bearer {token}");
+    let response = match (method, body) {
+        ("GET", _) => agent().get(&url).header("Authorization", &auth).call(),
+        ("DELETE", _) => agent().delete(&url).header("Authorization", &auth).call(),
+        ("PATCH", Some(b)) => agent()
+            .patch(&url)
+            .header("Authorization", &auth)
+            .header("Content-Type", "application/json")
+            .send(b.to_string().as_bytes()),
+        (_, b) => agent()
+            .post(&url)
+            .header("Authorization", &auth)
+            .header("Content-Type", "application/json")
+            .send(b.unwrap_or(Value::Null).to_string().as_bytes()),
+    }
+    .unwrap();
+    let status = response.status().as_u16();
+    let location = response
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    (
+        status,
+        response.into_body().read_to_string().unwrap_or_default(),
+        location,
+    )
+}
+
+fn station(n: u32, no2: f64, lon: f64, lat: f64, at: &str) -> Value {
+    json!({
+        "id": format!("urn:ngsi-ld:AirQualityObserved:station-{n}"),
+        "type": "AirQualityObserved",
+        "NO2": {"type": "Property", "value": no2, "observedAt": at},
+        "pm25": {"type": "Property", "value": 12.5 + f64::from(n), "observedAt": at},
+        "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [lon, lat]}},
+        "reportedBy": {"type": "Property", "value": format!("inspector-{n}@example.org")},
+        "@context": "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.8.jsonld"
+    })
+}
+
+#[test]
+fn entities_go_in_as_governed_rows_and_come_back_masked_queried_and_as_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&dir.path().join("data"), &[]);
+    let env = department_admin(&server, "environment");
+    let (status, text) =
+        server.post_as(&env, "/api/v1/datasets", "application/toml", AIR.as_bytes());
+    assert_eq!(status, 201, "{text}");
+
+    // Create: 201 with where it lives; a second create of the same id is refused.
+    let (status, text, location) = call(
+        &server,
+        &env,
+        "POST",
+        "/ngsi-ld/v1/entities",
+        Some(station(1, 41.0, 120.150, 30.270, "2026-12-03T08:00:00Z")),
+    );
+    assert_eq!(status, 201, "{text}");
+    assert_eq!(
+        location.as_deref(),
+        Some("/ngsi-ld/v1/entities/urn:ngsi-ld:AirQualityObserved:station-1")
+    );
+    let (status, text, _) = call(
+        &server,
+        &env,
+        "POST",
+        "/ngsi-ld/v1/entities",
+        Some(station(1, 41.0, 120.150, 30.270, "2026-12-03T08:00:00Z")),
+    );
+    assert_eq!(status, 409, "{text}");
+    assert!(text.contains("AlreadyExists"), "{text}");
+
+    // Retrieve, normalized: each attribute with its value and when it was observed.
+    let id = "urn:ngsi-ld:AirQualityObserved:station-1";
+    let (status, text, _) = call(
+        &server,
+        &env,
+        "GET",
+        &format!("/ngsi-ld/v1/entities/{id}"),
+        None,
+    );
+    assert_eq!(status, 200, "{text}");
+    let e: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(e["type"], "AirQualityObserved");
+    assert_eq!(e["NO2"]["value"], 41.0, "{e}");
+    assert_eq!(e["NO2"]["observedAt"], "2026-12-03T08:00:00Z", "{e}");
+    assert_eq!(
+        e["location"]["value"]["coordinates"],
+        json!([120.15, 30.27]),
+        "{e}"
+    );
+    // The owner reads its own personal field raw.
+    assert_eq!(e["reportedBy"]["value"], "inspector-1@example.org", "{e}");
+
+    // Update: the entity as it stood with the new value over it; its history keeps both.
+    let (status, text, _) = call(
+        &server,
+        &env,
+        "PATCH",
+        &format!("/ngsi-ld/v1/entities/{id}/attrs"),
+        Some(
+            json!({"NO2": {"type": "Property", "value": 58.0, "observedAt": "2026-12-03T09:00:00Z"}}),
+        ),
+    );
+    assert_eq!(status, 204, "{text}");
+    let (_, text, _) = call(
+        &server,
+        &env,
+        "GET",
+        &format!("/ngsi-ld/v1/entities/{id}?options=keyValues"),
+        None,
+    );
+    let e: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(e["NO2"], 58.0, "{e}");
+    assert_eq!(
+        e["pm25"], 13.5,
+        "the update kept the attributes it did not send: {e}"
+    );
+    let (status, text, _) = call(
+        &server,
+        &env,
+        "GET",
+        &format!("/ngsi-ld/v1/temporal/entities/{id}?timerel=after&timeAt=2026-12-03T00:00:00Z"),
+        None,
+    );
+    assert_eq!(status, 200, "{text}");
+    let t: Value = serde_json::from_str(&text).unwrap();
+    let values: Vec<f64> = t["NO2"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["value"].as_f64().unwrap())
+        .collect();
+    assert_eq!(values, vec![41.0, 58.0], "{t}");
+
+    // A batch: two new stations and one more reading of the first.
+    let (status, text, _) = call(
+        &server,
+        &env,
+        "POST",
+        "/ngsi-ld/v1/entityOperations/upsert",
+        Some(json!([
+            station(2, 35.0, 120.160, 30.275, "2026-12-03T09:00:00Z"),
+            station(3, 80.0, 120.400, 30.500, "2026-12-03T09:00:00Z"),
+        ])),
+    );
+    assert_eq!(status, 204, "{text}");
+    // Every write is a row SQL sees: 1 create + 1 update + 2 upserts.
+    let (status, rows) = server.post_as(
+        &env,
+        "/api/v1/sql",
+        "application/json",
+        br#"{"sql": "SELECT count(*) AS n FROM environment.air_quality", "purpose": "test"}"#,
+    );
+    assert_eq!(status, 200, "{rows}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&rows).unwrap()[0]["n"],
+        4,
+        "{rows}"
+    );
+
+    // Query: by type and q, by attrs, near a point; count in a header.
+    let (status, text, _) = call(
+        &server,
+        &env,
+        "GET",
+        "/ngsi-ld/v1/entities?type=AirQualityObserved&q=NO2%3E40",
+        None,
+    );
+    assert_eq!(status, 200, "{text}");
+    let found: Vec<Value> = serde_json::from_str(&text).unwrap();
+    let ids: Vec<&str> = found.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert_eq!(
+        ids,
+        [
+            "urn:ngsi-ld:AirQualityObserved:station-1",
+            "urn:ngsi-ld:AirQualityObserved:station-3"
+        ],
+        "{text}"
+    );
+    let (status, text, _) = call(
+        &server,
+        &env,
+        "GET",
+        "/ngsi-ld/v1/entities?type=AirQualityObserved&georel=near%3BmaxDistance%3D%3D2000&geometry=Point&coordinates=%5B120.155%2C30.272%5D",
+        None,
+    );
+    assert_eq!(status, 200, "{text}");
+    let near: Vec<Value> = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        near.len(),
+        2,
+        "stations 1 and 2 are within 2 km, 3 is 40 km off: {text}"
+    );
+    let (_, text, _) = call(
+        &server,
+        &env,
+        "GET",
+        "/ngsi-ld/v1/entities?type=AirQualityObserved&attrs=pm25&limit=1&offset=1",
+        None,
+    );
+    let page: Vec<Value> = serde_json::from_str(&text).unwrap();
+    assert_eq!(page.len(), 1, "{text}");
+    assert!(
+        page[0].get("NO2").is_none() && page[0]["pm25"]["value"] == 14.5,
+        "{text}"
+    );
+
+    // Bad input: named, in NGSI-LD's error format.
+    let mut bad = station(9, 1.0, 120.0, 30.0, "2026-12-03T09:00:00Z");
+    bad["windSpeed"] = json!({"type": "Property", "value": 3});
+    let (status, text, _) = call(&server, &env, "POST", "/ngsi-ld/v1/entities", Some(bad));
+    assert_eq!(status, 400, "{text}");
+    assert!(
+        text.contains("BadRequestData")
+            && text.contains("windSpeed")
+            && text.contains("wind_speed"),
+        "{text}"
+    );
+    let (status, text, _) = call(
+        &server,
+        &env,
+        "POST",
+        "/ngsi-ld/v1/entities",
+        Some(json!({"id": "urn:ngsi-ld:Bus:1", "type": "Bus"})),
+    );
+    assert_eq!(status, 404, "{text}");
+    assert!(text.contains("[ngsi_ld]"), "{text}");
+    let (status, text, _) = call(
+        &server,
+        &env,
+        "GET",
+        "/ngsi-ld/v1/entities?type=AirQualityObserved&q=NO2%3D%3D1%20OR%201%3D1",
+        None,
+    );
+    assert_eq!(status, 400, "q is parsed, never passed to SQL: {text}");
+
+    // Another department: nothing without a grant; with one, the personal field masked.
+    let transport = server.token.clone();
+    let (status, text, _) = call(
+        &server,
+        &transport,
+        "GET",
+        &format!("/ngsi-ld/v1/entities/{id}"),
+        None,
+    );
+    assert_eq!(status, 404, "{text}");
+    let (status, text) = server.post_as(&transport, "/api/v1/grants", "application/json", json!({"dataset": "environment.air_quality", "purpose": "test: air near roads", "fields": [], "raw": [], "days": 1}).to_string().as_bytes());
+    assert!(status == 201 || status == 200, "{text}");
+    let grant: Value = serde_json::from_str(&text).unwrap();
+    let (status, text) = server.post_as(
+        &env,
+        &format!("/api/v1/grants/{}/approve", grant["id"]),
+        "application/json",
+        br#"{"reason": "masked only"}"#,
+    );
+    assert_eq!(status, 200, "{text}");
+    let (status, text, _) = call(
+        &server,
+        &transport,
+        "GET",
+        &format!("/ngsi-ld/v1/entities/{id}"),
+        None,
+    );
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        !text.contains("inspector-1"),
+        "a personal field left NGSI-LD raw: {text}"
+    );
+    let e: Value = serde_json::from_str(&text).unwrap();
+    assert!(
+        e["reportedBy"]["value"]
+            .as_str()
+            .unwrap()
+            .starts_with("ps_"),
+        "{e}"
+    );
+    assert_eq!(e["NO2"]["value"], 58.0);
+    // Writing is the owner's: the reader's department may not create entities.
+    let (status, text, _) = call(
+        &server,
+        &transport,
+        "POST",
+        "/ngsi-ld/v1/entities",
+        Some(station(7, 1.0, 120.0, 30.0, "2026-12-03T09:00:00Z")),
+    );
+    assert_eq!(status, 403, "{text}");
+    // Reads and writes are on the trail.
+    let (status, text) = server.get(
+        "/api/v1/datasets/environment.air_quality/audit",
+        Some(&server.admin),
+    );
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        text.contains("NGSI-LD create") && text.contains("NGSI-LD: entity"),
+        "{text}"
+    );
+}
