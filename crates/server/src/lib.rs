@@ -67,6 +67,8 @@ pub struct AppState {
     pub city: Arc<citybrain_core::CityProfile>,
     /// Request rates per principal and open event streams (see [`limits`]).
     pub gate: Arc<limits::ClientGate>,
+    /// NGSI-LD subscriptions, kept in the data directory.
+    pub(crate) ngsi: Arc<ngsi::subscriptions::Subscriptions>,
 }
 
 /// The current time, read here at the edge and passed into the hub.
@@ -94,6 +96,9 @@ impl AppState {
             citybrain_alerts::AlertRules::default(),
         );
         let city = Arc::new(config.city.clone());
+        let ngsi = Arc::new(ngsi::subscriptions::Subscriptions::open_or_set_aside(
+            &config.data_dir,
+        ));
         let ctx = scene::SceneContext {
             hub: hub.clone(),
             sql: sql.clone(),
@@ -104,7 +109,7 @@ impl AppState {
         };
         let scenes = Arc::new(scene::Scenes::new(scenes::all()));
         scenes.start(&ctx).await;
-        Self {
+        let state = Self {
             hub,
             sql,
             gov,
@@ -115,7 +120,10 @@ impl AppState {
             gate: Arc::new(limits::ClientGate::new(&conn)),
             conn,
             city,
-        }
+            ngsi,
+        };
+        ngsi::subscriptions::spawn_notifier(state.clone());
+        state
     }
 
     /// Resolves when event streams are to end (at shutdown).

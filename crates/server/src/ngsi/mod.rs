@@ -29,6 +29,7 @@ use serde_json::{Map, Value, json};
 use crate::datasets::read_body;
 
 mod convert;
+pub(crate) mod subscriptions;
 use convert::{
     geo_to_sql, latest_sql, lit, observed_field, q_to_sql, temporal_entity, term, time_condition,
     to_entity, to_row,
@@ -53,6 +54,14 @@ pub fn router() -> Router<AppState> {
         .route("/entityOperations/{op}", post(batch))
         .route("/temporal/entities", get(temporal_query))
         .route("/temporal/entities/{id}", get(temporal_one))
+        .route(
+            "/subscriptions",
+            post(subscriptions::create).get(subscriptions::list),
+        )
+        .route(
+            "/subscriptions/{id}",
+            get(subscriptions::get).delete(subscriptions::delete),
+        )
 }
 
 /// An NGSI-LD error: ProblemDetails with the specification's error type.
