@@ -270,6 +270,26 @@ fn answer(status: StatusCode, headers: &HeaderMap, mut body: Value) -> Response 
     response
 }
 
+/// Whether `def` holds any row of entity `id` (a plain lookup, not the newest-row window:
+/// a create asks only this).
+async fn exists(
+    state: &AppState,
+    me: &Principal,
+    def: &DatasetDef,
+    ngsi: &NgsiLdDef,
+    id: &str,
+) -> Result<bool, Problem> {
+    let sql = format!(
+        "SELECT 1 AS x FROM {} WHERE {} = {} LIMIT 1",
+        def.name,
+        ngsi.id,
+        lit(id)
+    );
+    Ok(!rows(state, me, &sql, &format!("NGSI-LD: does {id} exist"))
+        .await?
+        .is_empty())
+}
+
 /// The newest row of entity `id`, searching every NGSI-LD dataset `me` may read.
 async fn find(
     state: &AppState,
@@ -310,10 +330,7 @@ async fn create(
     let (def, ngsi) = dataset_for(&state, &entity_type_of(&entity)?)?;
     let row = to_row(&def, &ngsi, &entity, None, &now().to_string()).map_err(Problem::bad)?;
     let id = row[&ngsi.id].as_str().unwrap_or_default().to_string();
-    if find(&state, &me, &id, Some(&ngsi.entity_type))
-        .await?
-        .is_some()
-    {
+    if exists(&state, &me, &def, &ngsi, &id).await? {
         return Err(Problem::new(
             StatusCode::CONFLICT,
             "AlreadyExists",
