@@ -222,6 +222,7 @@ const labels: Record<string, { en: string; zh: string }> = {
   'data.fresh': { en: 'Last ingest', zh: '最近写入' },
   'data.download': { en: 'Export', zh: '导出' },
   'data.download.excel': { en: 'CSV (Excel)', zh: 'CSV（Excel）' },
+  'data.download.xlsx': { en: 'XLSX', zh: 'XLSX' },
   'data.grants': { en: 'Grants', zh: '授权' },
   'data.grant.dataset': { en: 'Dataset', zh: '数据集' },
   'data.grant.grantee': { en: 'Department', zh: '申请部门' },

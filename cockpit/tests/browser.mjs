@@ -487,13 +487,23 @@ step('data: catalog, grants and data calls per department', async () => {
   // as 浙A on Chinese Windows), with plates masked as in every answer to this reader.
   const [download] = await Promise.all([
     page.waitForEvent('download', { timeout: 60000 }),
-    passages.locator('button.download').click(),
+    passages.locator('button.download[data-format=excel]').click(),
   ]);
   const file = readFileSync(await download.path());
   check(file[0] === 0xef && file[1] === 0xbb && file[2] === 0xbf, 'the Excel export has no UTF-8 byte-order mark');
   const csv = file.toString('utf8', 3);
   check(csv.startsWith('ts,checkpoint_id,plate'), `the Excel export starts ${JSON.stringify(csv.slice(0, 40))}`);
   check(csv.includes('·***') && csv.split('\n').length > 1000, 'the Excel export has no masked plates or too few rows');
+  // And as a workbook (the links: a sheet officials would open): a zip (Office Open XML)
+  // with the worksheet inside.
+  const links = page.locator('#catalog tbody tr', { hasText: 'transport.links' }).first();
+  const [workbook] = await Promise.all([
+    page.waitForEvent('download', { timeout: 60000 }),
+    links.locator('button.download[data-format=xlsx]').click(),
+  ]);
+  const xlsx = readFileSync(await workbook.path());
+  check(workbook.suggestedFilename().endsWith('.xlsx'), `the workbook is named ${workbook.suggestedFilename()}`);
+  check(xlsx[0] === 0x50 && xlsx[1] === 0x4b && xlsx.includes('xl/worksheets/sheet1.xml'), 'the XLSX export is not a workbook');
   const grants = await page.textContent('#grants');
   check(grants.includes('transport.anpr_passages'), 'the cockpit grant is not listed');
   const departments = Number(await page.getAttribute('#calls-chart', 'data-departments'));

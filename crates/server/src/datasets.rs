@@ -490,7 +490,7 @@ pub(crate) struct SqlRequest {
     format: Option<String>,
 }
 
-#[utoipa::path(post, path = "/sql", tag = "sql", request_body(content = SqlRequest, content_type = "application/json"), responses((status = 200, description = "Rows through grants and masks (a JSON array; csv, excel, arrow or geojson with format or Accept)", body = Object)))]
+#[utoipa::path(post, path = "/sql", tag = "sql", request_body(content = SqlRequest, content_type = "application/json"), responses((status = 200, description = "Rows through grants and masks (a JSON array; csv, excel, xlsx, arrow or geojson with format or Accept)", body = Object)))]
 pub(crate) async fn sql(
     State(state): State<AppState>,
     Extension(me): Extension<Principal>,
@@ -514,7 +514,7 @@ pub(crate) async fn sql(
             ApiError::new(
                 StatusCode::BAD_REQUEST,
                 ErrorCode::InvalidFormat,
-                "format must be json, csv, excel (CSV with a UTF-8 byte-order mark), arrow or geojson",
+                "format must be json, csv, excel (CSV with a UTF-8 byte-order mark), xlsx (an Excel workbook), arrow or geojson",
             )
         })?,
         None => accept.unwrap_or(ResultFormat::Json),
@@ -535,7 +535,7 @@ pub(crate) async fn sql(
 pub(crate) struct ReadParams {
     /// At most this many records (default 100 for JSON; every record for CSV and Arrow).
     limit: Option<u64>,
-    /// json (a read), or an export: csv, excel (CSV with a UTF-8 byte-order mark), arrow or
+    /// json (a read), or an export: csv, excel (CSV with a UTF-8 byte-order mark), xlsx, arrow or
     /// geojson (the first point column as geometry).
     format: Option<String>,
     #[serde(default)]
@@ -543,7 +543,7 @@ pub(crate) struct ReadParams {
 }
 
 /// Reads or exports a dataset's records, through the same grants, masks and audit as SQL.
-#[utoipa::path(get, path = "/datasets/{name}/records", tag = "datasets", params(("name" = String, Path, description = "The dataset, namespace.table"), ReadParams), responses((status = 200, description = "Records through grants and masks (JSON rows; csv, excel, arrow or geojson with ?format=)", body = Object)))]
+#[utoipa::path(get, path = "/datasets/{name}/records", tag = "datasets", params(("name" = String, Path, description = "The dataset, namespace.table"), ReadParams), responses((status = 200, description = "Records through grants and masks (JSON rows; csv, excel, xlsx, arrow or geojson with ?format=)", body = Object)))]
 pub(crate) async fn read_records(
     State(state): State<AppState>,
     Extension(me): Extension<Principal>,
@@ -557,7 +557,7 @@ pub(crate) async fn read_records(
             ApiError::new(
                 StatusCode::BAD_REQUEST,
                 ErrorCode::InvalidFormat,
-                "format must be json, csv, excel (CSV with a UTF-8 byte-order mark), arrow or geojson",
+                "format must be json, csv, excel (CSV with a UTF-8 byte-order mark), xlsx (an Excel workbook), arrow or geojson",
             )
         })?,
     };

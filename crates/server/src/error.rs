@@ -61,7 +61,7 @@ error_codes! {
     InvalidCockpit = "invalid_cockpit", "The cockpit definition has problems; details list them, each naming its panel";
     InvalidDepartment = "invalid_department", "Not a department id";
     InvalidExpiry = "invalid_expiry", "The token expiry is out of range";
-    InvalidFormat = "invalid_format", "format must be json, csv, excel (CSV with a UTF-8 byte-order mark), arrow or geojson";
+    InvalidFormat = "invalid_format", "format must be json, csv, excel (CSV with a UTF-8 byte-order mark), xlsx (an Excel workbook), arrow or geojson";
     InvalidLocation = "invalid_location", "lat/lon out of range";
     InvalidMember = "invalid_member", "A linkage member names no pseudonymised column";
     InvalidOnError = "invalid_on_error", "on_error must be reject or skip";

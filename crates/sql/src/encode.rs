@@ -19,7 +19,11 @@ pub enum ResultFormat {
     /// A FeatureCollection: each row a Feature, its first point column the geometry and
     /// the other columns its properties.
     GeoJson,
+    /// An Excel workbook (Office Open XML): numbers as numbers, instants as date-times.
+    Xlsx,
 }
+
+const XLSX: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
 
 impl ResultFormat {
     pub fn parse(text: &str) -> Option<Self> {
@@ -29,6 +33,7 @@ impl ResultFormat {
             "excel" | "csv-excel" => Some(Self::CsvExcel),
             "arrow" | "application/vnd.apache.arrow.stream" => Some(Self::ArrowIpc),
             "geojson" | "application/geo+json" => Some(Self::GeoJson),
+            "xlsx" | XLSX => Some(Self::Xlsx),
             _ => None,
         }
     }
@@ -40,6 +45,7 @@ impl ResultFormat {
             Self::CsvExcel => "text/csv; charset=utf-8",
             Self::ArrowIpc => "application/vnd.apache.arrow.stream",
             Self::GeoJson => "application/geo+json",
+            Self::Xlsx => XLSX,
         }
     }
 }
@@ -149,6 +155,7 @@ pub fn encode(result: &QueryResult, format: ResultFormat) -> Result<Vec<u8>, Sql
             writer.finish().map_err(err)?;
         }
         ResultFormat::GeoJson => out = geojson(result)?,
+        ResultFormat::Xlsx => out = crate::xlsx::workbook(result, csv_cells)?,
     }
     Ok(out)
 }

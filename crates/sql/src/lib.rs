@@ -13,6 +13,7 @@ mod lift;
 mod limits;
 pub mod pg_catalog;
 mod table;
+mod xlsx;
 
 /// Parameter values (`query_with_params_as`), so callers need no DataFusion of their own.
 pub use datafusion::common::ScalarValue;

@@ -52,16 +52,17 @@ function table(headers: string[], rows: (Node | string)[][], id: string): HTMLTa
 }
 
 /**
- * A dataset as a CSV Excel opens as UTF-8 (浙A stays 浙A): through the same grants and
+ * A dataset as a file officials open: a CSV Excel reads as UTF-8 (浙A stays 浙A), or an
+ * Excel workbook (numbers as numbers, instants as date-times). Through the same grants and
  * masks as every read, audited as an export. A refusal is shown on the button.
  */
-function downloadButton(api: Context['api'], name: string): HTMLButtonElement {
-  const button = el('button', { class: 'download', 'data-dataset': name }, t('data.download.excel'));
+function downloadButton(api: Context['api'], name: string, format: 'excel' | 'xlsx'): HTMLButtonElement {
+  const button = el('button', { class: 'download', 'data-dataset': name, 'data-format': format }, t(`data.download.${format}`));
   button.addEventListener('click', () => {
     button.disabled = true;
-    const path = `/api/v1/datasets/${encodeURIComponent(name)}/records?format=excel&purpose=${encodeURIComponent('cockpit export')}`;
+    const path = `/api/v1/datasets/${encodeURIComponent(name)}/records?format=${format}&purpose=${encodeURIComponent('cockpit export')}`;
     api
-      .download(path, `${name}.csv`)
+      .download(path, `${name}.${format === 'xlsx' ? 'xlsx' : 'csv'}`)
       .catch((e: Error) => {
         button.title = e.message;
         button.classList.add('refused');
@@ -103,7 +104,7 @@ const page: Page = {
               int(d.rows),
               bytes(d.stored_bytes),
               d.last_ingest ? dateTime(d.last_ingest) : dateTime(d.updated_at),
-              downloadButton(api, d.name),
+              el('span', { class: 'downloads' }, downloadButton(api, d.name, 'excel'), ' ', downloadButton(api, d.name, 'xlsx')),
             ]),
           'catalog',
         ),
