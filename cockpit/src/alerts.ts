@@ -7,8 +7,10 @@ import { t } from './i18n';
 
 export interface AlertRow {
   alert_id: string;
-  kind: 'congestion' | 'lot_full';
+  kind: 'congestion' | 'lot_full' | 'threshold';
   subject_id: number;
+  /** A sensor's entity id (threshold alerts). */
+  subject_ref: string | null;
   district: string | null;
   loc: { lon: number; lat: number } | null;
   value: number;
@@ -25,7 +27,7 @@ export async function hasAlerts(api: Api): Promise<boolean> {
 export async function openAlerts(api: Api, purpose: string, at: Date | null): Promise<AlertRow[]> {
   const until = at ? `WHERE at <= TIMESTAMP '${at.toISOString()}'` : '';
   return api.sql<AlertRow>(
-    `SELECT alert_id, kind, subject_id, district, loc, value, since, detail FROM
+    `SELECT alert_id, kind, subject_id, subject_ref, district, loc, value, since, detail FROM
        (SELECT *, row_number() OVER (PARTITION BY alert_id ORDER BY at DESC, state = 'closed' DESC) AS rn
           FROM alerts.events ${until})
       WHERE rn = 1 AND state = 'open'
@@ -66,11 +68,15 @@ export function alertList(
     const what =
       a.kind === 'congestion'
         ? `${t('alerts.congestion')} · ${t('link.title')} ${a.subject_id}${a.district ? ` · ${a.district}` : ''}`
-        : `${t('alerts.lot_full')} · ${t('parking.lot')} ${a.subject_id}`;
+        : a.kind === 'threshold'
+          ? `${t('alerts.threshold')} · ${a.district ?? ''} · ${a.detail.split(':')[0]}`
+          : `${t('alerts.lot_full')} · ${t('parking.lot')} ${a.subject_id}`;
     const value =
       a.kind === 'congestion'
         ? `${t('ranking.di')} ${fixed(Number(a.value))}`
-        : `${Math.round(Number(a.value) * 100)}%`;
+        : a.kind === 'threshold'
+          ? String(Number(a.value))
+          : `${Math.round(Number(a.value) * 100)}%`;
     const item = el(
       'li',
       { class: `alert alert-${a.kind}`, 'data-alert': a.alert_id, title: a.detail },

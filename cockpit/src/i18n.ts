@@ -162,6 +162,7 @@ const labels: Record<string, { en: string; zh: string }> = {
   'alerts.day': { en: 'Opened in the last 24 hours', zh: '近 24 小时新增告警' },
   'alerts.congestion': { en: 'Severe congestion', zh: '严重拥堵' },
   'alerts.lot_full': { en: 'Lot nearly full', zh: '车位将满' },
+  'alerts.threshold': { en: 'Over a limit', zh: '超标' },
   'alerts.since': { en: 'since', zh: '始于' },
   'alerts.more': { en: 'more', zh: '条更多' },
   'time.live': { en: 'Live', zh: '实时' },

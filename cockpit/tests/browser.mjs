@@ -574,7 +574,7 @@ step('cockpits: every panel of every shipped cockpit shows what SQL answers, and
   await page.goto(`${server.base}/#/cockpits`);
   await page.waitForSelector('main[data-page=cockpits][data-ready=true]', { timeout: 20000 });
   const listed = await page.locator('[data-cockpit]').evaluateAll((ns) => ns.map((n) => n.dataset.cockpit));
-  check(listed.join() === 'city_leader,transport,district_nw,market,health,community,warnings', `cockpits listed: ${listed}`);
+  check(listed.join() === 'city_leader,transport,district_nw,market,health,community,warnings,village', `cockpits listed: ${listed}`);
   let panels = 0;
   let denied = 0;
   for (const id of listed) {
@@ -626,6 +626,13 @@ step('cockpits: every panel of every shipped cockpit shows what SQL answers, and
             const first = await node.locator('tbody tr:first-child td[data-column=value]').getAttribute('data-raw');
             check(Math.abs(Number(first) - Number(expected[0].value)) < 1e-9, `${where}: first value ${first}, SQL says ${expected[0].value}`);
           }
+          // A sparkline column draws the row's list, point for point.
+          for (const c of (p.columns ?? []).filter((c) => c.format === 'spark')) {
+            if (n === 0) break;
+            const drawn = await node.locator(`tbody tr:first-child td[data-column=${c.name}] svg`).getAttribute('data-points');
+            const want = (expected[0][c.name] ?? []).length;
+            check(Number(drawn) === want && want > 1, `${where}: the ${c.name} sparkline has ${drawn} points, SQL gives ${want}`);
+          }
           break;
         }
         case 'series': {
@@ -633,10 +640,34 @@ step('cockpits: every panel of every shipped cockpit shows what SQL answers, and
           check(expected.length === 0 || Number(shown.series) === names.size, `${where}: ${shown.series} lines drawn, SQL gives ${names.size}`);
           break;
         }
-        case 'map':
+        case 'map': {
           check(Number(shown.features) === expected.length, `${where}: ${shown.features} features drawn, SQL gives ${expected.length}`);
+          // Rows that carry their own level (a sensor over its limit) are drawn in it.
+          const alarms = expected.filter((r) => r.level === 'alarm').length;
+          if (expected.some((r) => 'level' in r)) check(Number(shown.alarms) === alarms, `${where}: ${shown.alarms} drawn as alarms, SQL says ${alarms}`);
           break;
+        }
       }
+    }
+    if (id === 'village') {
+      // A table downloads whole, as the viewer reads it: CSV for Excel (a byte-order mark,
+      // a header and every row SQL gives) and a workbook.
+      const p = def.panel.find((x) => x.id === 'containers');
+      const rows = await sqlRows(token, bindPeriod(p.sql, at, city.time_zone));
+      const [csv] = await Promise.all([page.waitForEvent('download', { timeout: 30000 }), page.click('[data-panel=containers] button.download[data-format=excel]')]);
+      const csvFile = join(out, 'village-containers.csv');
+      await csv.saveAs(csvFile);
+      const text = readFileSync(csvFile, 'utf8');
+      check(text.charCodeAt(0) === 0xfeff, 'the CSV download has no byte-order mark');
+      const lines = text.trim().split('\n');
+      check(lines.length === rows.length + 1, `the CSV download holds ${lines.length - 1} rows, SQL gives ${rows.length}`);
+      const [xlsx] = await Promise.all([page.waitForEvent('download', { timeout: 30000 }), page.click('[data-panel=containers] button.download[data-format=xlsx]')]);
+      const xlsxFile = join(out, 'village-containers.xlsx');
+      await xlsx.saveAs(xlsxFile);
+      check(readFileSync(xlsxFile).subarray(0, 2).toString() === 'PK', 'the XLSX download is not a workbook');
+      await page.evaluate(() => window.scrollTo(0, 0));
+      await page.waitForFunction(() => [...document.querySelectorAll('[data-kind=map]')].every((n) => n.dataset.idle === 'true'), null, { timeout: 20000 });
+      await page.screenshot({ path: join(out, 'cockpit-village.png'), fullPage: true });
     }
     if (id === 'city_leader') {
       // The daily briefing of the day shown, downloaded as a PDF from the cockpit's button.

@@ -13,6 +13,9 @@
 //! - **Lot full** (车位将满): a lot's parking index (occupied / capacity) at or above
 //!   `lot_open` (0.95); it closes under `lot_close` (0.90).
 //!
+//! - **Threshold** (超标): a sensor's reading past a limit a rules file states
+//!   ([`threshold`]); its subject is the sensor's entity id (`subject_ref`).
+//!
 //! An alert's id is its kind, subject and opening time, so the same alert is never opened
 //! twice and a replay after a restart yields the same ids.
 
@@ -20,6 +23,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use citybrain_core::{GeoPoint, Timestamp};
 use serde::Serialize;
+
+pub mod threshold;
 
 /// The dataset the changes are stored in, and its definition.
 pub const DATASET: &str = "alerts.events";
@@ -32,6 +37,7 @@ pub const DEFINITION: (&str, &str) = (
 pub enum AlertKind {
     Congestion,
     LotFull,
+    Threshold,
 }
 
 impl AlertKind {
@@ -39,6 +45,7 @@ impl AlertKind {
         match self {
             AlertKind::Congestion => "congestion",
             AlertKind::LotFull => "lot_full",
+            AlertKind::Threshold => "threshold",
         }
     }
 
@@ -46,15 +53,18 @@ impl AlertKind {
         match text {
             "congestion" => Some(AlertKind::Congestion),
             "lot_full" => Some(AlertKind::LotFull),
+            "threshold" => Some(AlertKind::Threshold),
             _ => None,
         }
     }
 
-    /// What the alert's subject id counts: `link` or `lot`.
+    /// What the alert's subject is: a `link`, a `lot` (by number), a `sensor` (by
+    /// entity id, in `subject_ref`).
     pub fn subject_word(self) -> &'static str {
         match self {
             AlertKind::Congestion => "link",
             AlertKind::LotFull => "lot",
+            AlertKind::Threshold => "sensor",
         }
     }
 }
@@ -91,7 +101,7 @@ impl Default for AlertRules {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum State {
     Open,
@@ -119,7 +129,10 @@ pub struct AlertEvent {
     pub state: State,
     /// `link` or `lot`.
     pub subject: &'static str,
+    /// The subject's number (links and lots); 0 when `subject_ref` names it.
     pub subject_id: i64,
+    /// The subject's id when it is not a number (a sensor's entity id).
+    pub subject_ref: Option<String>,
     pub district: Option<String>,
     pub loc: Option<GeoPoint>,
     /// The delay index or parking index that opened the alert, or closed it.
@@ -140,7 +153,10 @@ pub struct Active {
     pub alert_id: String,
     pub kind: &'static str,
     pub subject: &'static str,
+    /// The subject's number (links and lots); 0 when `subject_ref` names it.
     pub subject_id: i64,
+    /// The subject's id when it is not a number (a sensor's entity id).
+    pub subject_ref: Option<String>,
     pub district: Option<String>,
     pub loc: Option<GeoPoint>,
     #[serde(serialize_with = "as_text")]
@@ -243,6 +259,7 @@ impl AlertBoard {
             state,
             subject: subject.kind.subject_word(),
             subject_id: subject.id,
+            subject_ref: None,
             district: facts.district,
             loc: self.places.get(&subject).copied(),
             value: facts.value,
@@ -261,6 +278,7 @@ impl AlertBoard {
                 kind: event.kind,
                 subject: event.subject,
                 subject_id: subject.id,
+                subject_ref: None,
                 district: event.district.clone(),
                 loc: event.loc,
                 since,

@@ -78,7 +78,7 @@ fn every_role_sees_its_cockpits_and_each_panel_runs_under_the_viewers_grants() {
         assert!(row["loc"]["lon"].is_number(), "{row}");
     }
 
-    // The city office opens all seven (each is shared with it); the transport admin only its own.
+    // The city office opens all eight (each is shared with it); the transport admin only its own.
     let (status, list) = get(&server, "/api/v1/cockpits", &office);
     assert_eq!(status, 200, "{list}");
     assert_eq!(
@@ -90,9 +90,52 @@ fn every_role_sees_its_cockpits_and_each_panel_runs_under_the_viewers_grants() {
             "market",
             "health",
             "community",
-            "warnings"
+            "warnings",
+            "village"
         ]
     );
+    // The village map: the day's planted events opened threshold alerts, and the one the
+    // evening collection missed is still open at the day's end; a table downloads whole.
+    server.caught_up("thresholds");
+    let (status, panel) = get(
+        &server,
+        "/api/v1/cockpits/village/panels/over_limit_now",
+        &office,
+    );
+    assert_eq!(status, 200, "{panel}");
+    assert!(panel["rows"][0]["value"].as_i64() >= Some(1), "{panel}");
+    let response = common::agent()
+        .get(&format!(
+            "{}/api/v1/cockpits/village/panels/containers?format=excel",
+            server.base
+        ))
+        .header("Authorization", &format!("Bearer {office}"))
+        .call()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let disposition = response
+        .headers()
+        .get("content-disposition")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        disposition.starts_with("attachment; filename=\"village-containers-"),
+        "{disposition}"
+    );
+    let csv = response.into_body().read_to_string().unwrap();
+    assert!(
+        csv.starts_with("\u{feff}container,value,day,level"),
+        "{csv}"
+    );
+    // Eighteen containers in six villages, every one in the file (the panel shows eight).
+    assert_eq!(csv.trim().lines().count(), 1 + 18, "{csv}");
+    let (status, body) = get(
+        &server,
+        "/api/v1/cockpits/village/panels/containers?format=pdf",
+        &office,
+    );
+    assert_eq!(status, 400, "{body}");
     let (_, list) = get(&server, "/api/v1/cockpits", &server.token);
     assert_eq!(ids(&list), ["transport"]);
     // Another department's cockpit is "not found", as one that does not exist.

@@ -150,6 +150,9 @@ pub enum Format {
     Fen,
     /// As it comes.
     Text,
+    /// A list of numbers (SQL `array_agg(v ORDER BY t)`) drawn as a sparkline; the
+    /// briefing leaves the column out.
+    Spark,
 }
 
 impl Format {
@@ -164,7 +167,7 @@ impl Format {
                 let (whole, cents) = yuan.split_once('.').unwrap_or((&yuan, "00"));
                 format!("¥{}.{cents}", group(whole.to_string()))
             }
-            Format::Text => value.to_string(),
+            Format::Text | Format::Spark => value.to_string(),
         }
     }
 }

@@ -10,6 +10,7 @@
 pub mod economy;
 pub mod network;
 pub mod parking;
+pub mod village;
 use citybrain_core::rng;
 
 use std::collections::HashSet;
@@ -214,6 +215,28 @@ struct Passage {
 }
 
 /// Generates the demo city into `out`; `progress(done, total)` is called as vehicles are made.
+/// The extent (west, south, east, north) of the network `config` names.
+pub fn network_bounds(config: &GenConfig) -> Result<[f64; 4], GenError> {
+    let text = match &config.network {
+        Some(path) => fs::read_to_string(path).map_err(io(path))?,
+        None => HANGZHOU_NETWORK.to_string(),
+    };
+    let network = Network::parse(&text).map_err(GenError::Network)?;
+    let mut b = [f64::MAX, f64::MAX, f64::MIN, f64::MIN];
+    for i in &network.intersections {
+        b = [
+            b[0].min(i.lon),
+            b[1].min(i.lat),
+            b[2].max(i.lon),
+            b[3].max(i.lat),
+        ];
+    }
+    if network.intersections.is_empty() {
+        return Err(GenError::Network("no intersections".into()));
+    }
+    Ok(b)
+}
+
 pub fn generate(
     config: &GenConfig,
     out: &Path,

@@ -190,6 +190,8 @@ fn table(
         panel
             .columns
             .iter()
+            // A sparkline is the page's; the briefing's table has no room for it.
+            .filter(|c| c.format != Format::Spark)
             .map(|c| (c.name.clone(), lang.pick(&c.title).to_string(), c.format))
             .collect()
     };

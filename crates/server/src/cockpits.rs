@@ -390,6 +390,23 @@ pub struct PanelParams {
     /// The instant shown (RFC 3339); default: the city's live time (the newest passage the
     /// traffic indices applied), else now.
     at: Option<String>,
+    /// Download the panel's whole result instead (not cut to the panel's limit): `excel`
+    /// (CSV with a UTF-8 byte-order mark), `xlsx`, `csv` or `geojson`. Audited as an
+    /// export, masked as every answer.
+    format: Option<String>,
+}
+
+/// The file a panel's download is named as.
+fn download_name(cockpit: &str, panel: &str, at: Timestamp, format: ResultFormat) -> String {
+    let ext = match format {
+        ResultFormat::Xlsx => "xlsx",
+        ResultFormat::GeoJson => "geojson",
+        ResultFormat::ArrowIpc => "arrow",
+        ResultFormat::Json => "json",
+        ResultFormat::Csv | ResultFormat::CsvExcel => "csv",
+    };
+    let day: String = at.to_string().chars().take(10).collect();
+    format!("{cockpit}-{panel}-{day}.{ext}")
 }
 
 /// What a cockpit may be asked to show: the years the city's zone table covers (and the
@@ -489,6 +506,36 @@ pub async fn panel(
         )
     })?;
     let period = Period::around(at, &state.city.time_zone);
+    if let Some(text) = params.format.as_deref() {
+        let format = ResultFormat::parse(text)
+            .filter(|f| *f != ResultFormat::Json)
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    ErrorCode::InvalidFormat,
+                    format!("format={text}: a panel downloads as excel (CSV with a UTF-8 byte-order mark), xlsx, csv, arrow or geojson"),
+                )
+            })?;
+        let sql = citybrain_cockpits::bind(&panel.sql, &period);
+        let mut call = data_call(&me, &cockpit, &panel);
+        call.kind = CallKind::Export;
+        let result = state.sql.query_as(&sql, &call).await?;
+        let bytes = citybrain_sql::encode(&result, format)?;
+        let name = download_name(&cockpit.id, &panel.id, period.at, format);
+        return Ok((
+            [
+                (
+                    axum::http::header::CONTENT_TYPE,
+                    format.content_type().to_string(),
+                ),
+                (
+                    axum::http::header::CONTENT_DISPOSITION,
+                    format!("attachment; filename=\"{name}\""),
+                ),
+            ],
+            bytes,
+        )
+            .into_response());
+    }
     let mut body = json!({
         "cockpit": cockpit.id,
         "panel": panel.id,

@@ -87,6 +87,13 @@ pub(crate) fn create_definitions(hub: &Hub, scene: &dyn Scene) -> Result<(), Str
         if !hub.names().contains(&def.name) {
             hub.create_dataset(def, crate::now())
                 .map_err(|e| format!("creating {file}: {e}"))?;
+        } else if let Ok(old) = hub.definition(&def.name)
+            && old.fields.len() < def.fields.len()
+        {
+            // A newer release added fields (nullable, at the end): a data directory made by
+            // an older one gets them, its stored rows reading null there.
+            hub.update_dataset(def, crate::now())
+                .map_err(|e| format!("updating {file}: {e}"))?;
         }
     }
     Ok(())

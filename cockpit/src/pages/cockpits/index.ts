@@ -10,7 +10,8 @@ import { lang, t } from '../../i18n';
 import { cityMap, upsertGeoJson } from '../../map';
 import { network } from '../../network';
 import type { Context, Page } from '../../page';
-import { type Cockpit, type PanelDef, type PanelAnswer, LEVEL_COLOR, levelOf, write, text } from './model';
+import { type Cockpit, type PanelDef, type PanelAnswer, LEVEL_COLOR, levelOf, numbers, rowLevel, write, text } from './model';
+import { sparkline } from '../../sparkline';
 
 interface Summary {
   id: string;
@@ -199,7 +200,9 @@ async function draw(
     case 'series':
       return series(p, node, rows, cleanups);
     case 'ranking':
-      return ranking(p, node, rows);
+      ranking(p, node, rows);
+      node.append(downloads(ctx, cockpit, p, answer.at));
+      return;
     case 'alerts':
       return alerts(node, rows);
     case 'map':
@@ -276,13 +279,21 @@ function ranking(p: PanelDef, node: HTMLElement, rows: Record<string, unknown>[]
             {},
             ...columns.map((c) => {
               const v = r[c.name];
+              const own = rowLevel(r);
+              if (c.format === 'spark') {
+                const values = numbers(v);
+                return el('td', { 'data-column': c.name, 'data-raw': values.join(',') }, sparkline(values, own ? LEVEL_COLOR[own] : '#64748b', 120, 28));
+              }
               const cell = el(
                 'td',
                 { class: c.format === 'text' ? '' : 'num', 'data-column': c.name, 'data-raw': v === null || v === undefined ? '' : String(v) },
                 v === null || v === undefined ? '—' : c.format === 'text' || c.format === undefined && typeof v === 'string' ? String(v) : write(c.format ?? 'int', Number(v)),
               );
-              const level = c.name === 'value' && typeof v !== 'string' && v !== null ? levelOf(p, Number(v)) : null;
-              if (level) cell.style.color = LEVEL_COLOR[level];
+              const level = c.name === 'value' && typeof v !== 'string' && v !== null ? own ?? levelOf(p, Number(v)) : null;
+              if (level) {
+                cell.style.color = LEVEL_COLOR[level];
+                cell.dataset.level = level;
+              }
               return cell;
             }),
           ),
@@ -290,6 +301,20 @@ function ranking(p: PanelDef, node: HTMLElement, rows: Record<string, unknown>[]
       ),
     ),
   );
+}
+
+/** A table's whole result as a file officials open: CSV for Excel, or a workbook. */
+function downloads(ctx: Context, cockpit: Cockpit, p: PanelDef, at: string): HTMLElement {
+  const day = at.slice(0, 10);
+  const button = (format: 'excel' | 'xlsx', label: string) => {
+    const b = el('button', { class: 'download', 'data-format': format, type: 'button' }, label);
+    b.addEventListener('click', () => {
+      const path = `/api/v1/cockpits/${cockpit.id}/panels/${p.id}?at=${encodeURIComponent(at)}&format=${format}`;
+      void ctx.api.download(path, `${cockpit.id}-${p.id}-${day}.${format === 'xlsx' ? 'xlsx' : 'csv'}`);
+    });
+    return b;
+  };
+  return el('div', { class: 'panel-downloads' }, button('excel', t('data.download.excel')), button('xlsx', t('data.download.xlsx')));
 }
 
 function alerts(node: HTMLElement, rows: Record<string, unknown>[]): void {
@@ -345,9 +370,10 @@ async function mapLayer(ctx: Context, p: PanelDef, node: HTMLElement, rows: Reco
         const lat = Number(loc?.lat ?? r.lat);
         if (!Number.isFinite(lon) || !Number.isFinite(lat)) continue;
         const v = Number(r.value);
+        const own = rowLevel(r);
         features.push({
           type: 'Feature',
-          properties: { label: String(r.label), value: v, colour: colour(v) },
+          properties: { label: String(r.label), value: v, colour: own ? LEVEL_COLOR[own] : colour(v), level: own ?? '' },
           geometry: { type: 'Point', coordinates: [lon, lat] },
         });
       }
@@ -356,6 +382,7 @@ async function mapLayer(ctx: Context, p: PanelDef, node: HTMLElement, rows: Reco
         paint: { 'circle-radius': 7, 'circle-color': ['get', 'colour'], 'circle-stroke-color': '#0f172a', 'circle-stroke-width': 1 },
       });
       node.dataset.features = String(features.length);
+      node.dataset.alarms = String(features.filter((f) => f.properties?.level === 'alarm').length);
     }
     node.dataset.rows = String(rows.length);
   };

@@ -8,7 +8,7 @@ export interface Text {
   zh: string;
 }
 
-export type Format = 'int' | 'decimal' | 'percent' | 'fen' | 'text';
+export type Format = 'int' | 'decimal' | 'percent' | 'fen' | 'text' | 'spark';
 export type Level = 'ok' | 'warn' | 'alarm';
 
 export interface PanelDef {
@@ -50,6 +50,18 @@ export function text(t: Text): string {
   return lang() === 'zh' ? t.zh : t.en;
 }
 
+/** A row's own level (its query's `level` column), which outranks the panel's thresholds. */
+export function rowLevel(r: Record<string, unknown>): Level | null {
+  const l = r.level;
+  return l === 'ok' || l === 'warn' || l === 'alarm' ? l : null;
+}
+
+/** A list of numbers as SQL hands it over (an array, or text "1,2,3"). */
+export function numbers(v: unknown): number[] {
+  const items = Array.isArray(v) ? v : typeof v === 'string' ? v.split(',') : [];
+  return items.map(Number).filter(Number.isFinite);
+}
+
 /** The level of a value: the last threshold at or below it (none below the first). */
 export function levelOf(p: PanelDef, value: number): Level | null {
   let level: Level | null = null;
@@ -74,6 +86,7 @@ export function write(format: Format | undefined, value: number): string {
     case 'fen':
       return `¥${group(value / 100, 2)}`;
     case 'text':
+    case 'spark':
       return String(value);
   }
 }

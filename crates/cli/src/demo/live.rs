@@ -22,11 +22,38 @@ use citybrain_hub::{Format, Hub, OnError, Position, Positions};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
-/// The generated files that carry time, and their datasets.
-pub const TIMED: &[(&str, &str)] = &[
-    ("transport.anpr_passages", "anpr_passages.ndjson"),
-    ("parking.gate_events", "parking_gate_events.ndjson"),
-    ("parking.sensor_events", "parking_sensor_events.ndjson"),
+/// The generated files that carry time: dataset, file, and the time field each line starts
+/// with.
+pub const TIMED: &[(&str, &str, &str)] = &[
+    ("transport.anpr_passages", "anpr_passages.ndjson", "ts"),
+    ("parking.gate_events", "parking_gate_events.ndjson", "ts"),
+    (
+        "parking.sensor_events",
+        "parking_sensor_events.ndjson",
+        "ts",
+    ),
+    // The village map's sensors (`citybrain_gen::village`), an hourly reading each.
+    (
+        "environment.air_quality",
+        "village_air_quality.ndjson",
+        "date_observed",
+    ),
+    (
+        "environment.water_quality",
+        "village_water_quality.ndjson",
+        "date_observed",
+    ),
+    ("environment.noise", "village_noise.ndjson", "date_observed"),
+    (
+        "meteorology.weather",
+        "village_weather.ndjson",
+        "date_observed",
+    ),
+    (
+        "urban_management.waste_containers",
+        "village_waste.ndjson",
+        "date_observed",
+    ),
 ];
 
 const MARKS: &str = "replayed.json";
@@ -95,9 +122,9 @@ impl std::fmt::Debug for Replay {
     }
 }
 
-/// The event time of a generated line, which starts `{"ts":"..."`.
-fn line_ts(line: &str) -> Option<i64> {
-    let rest = line.split_once("\"ts\":\"")?.1;
+/// The event time of a generated line, which starts `{"<field>":"..."`.
+fn line_ts(line: &str, field: &str) -> Option<i64> {
+    let rest = line.split_once(&format!("\"{field}\":\""))?.1;
     let text = &rest[..rest.find('"')?];
     Timestamp::parse(text).ok().map(|t| t.0)
 }
@@ -110,9 +137,14 @@ fn write_marks(path: &Path, marks: &BTreeMap<String, Mark>) -> Result<()> {
     Ok(())
 }
 
-/// The newest `ts` among rows stored in `dataset` after `position` (a batch whose mark was
-/// never written).
-fn newest_after(hub: &Hub, dataset: &DatasetName, position: i64) -> Result<Option<i64>> {
+/// The newest `field` among rows stored in `dataset` after `position` (a batch whose mark
+/// was never written).
+fn newest_after(
+    hub: &Hub,
+    dataset: &DatasetName,
+    field: &str,
+    position: i64,
+) -> Result<Option<i64>> {
     let from = Positions::from([(dataset.clone(), Position(position))]);
     let mut subscription = hub.subscribe(std::slice::from_ref(dataset), &from)?;
     let mut newest = None;
@@ -121,7 +153,7 @@ fn newest_after(hub: &Hub, dataset: &DatasetName, position: i64) -> Result<Optio
             break;
         };
         for batch in &change.batches {
-            if let Some(ts) = batch.column_by_name("ts") {
+            if let Some(ts) = batch.column_by_name(field) {
                 let ts = ts.as_primitive::<TimestampMicrosecondType>();
                 for i in 0..ts.len() {
                     if ts.is_valid(i) {
@@ -167,7 +199,7 @@ pub fn load(hub: &Hub, demo: &Path, clock: Clock) -> Result<Replay> {
     let passages = DatasetName::parse(TIMED[0].0)?;
     if marks.is_empty() && hub.snapshot(&passages)?.rows() > 0 {
         // A data directory from before the demo was live: its day is loaded whole.
-        for (dataset, _) in TIMED {
+        for (dataset, _, _) in TIMED {
             marks.insert(
                 dataset.to_string(),
                 Mark {
@@ -179,12 +211,16 @@ pub fn load(hub: &Hub, demo: &Path, clock: Clock) -> Result<Replay> {
         write_marks(&marks_path, &marks)?;
     }
     let mut queues = Vec::new();
-    for (dataset, file) in TIMED {
+    for (dataset, file, field) in TIMED {
         let name = DatasetName::parse(dataset)?;
+        if !hub.names().contains(&name) {
+            // A dataset this demo does not have (made by an older release).
+            continue;
+        }
         if let Some(mark) = marks.get(*dataset).copied()
             && mark.ts != i64::MAX
             && hub.head(&name).is_some_and(|h| h.0 > mark.position)
-            && let Some(newest) = newest_after(hub, &name, mark.position)?
+            && let Some(newest) = newest_after(hub, &name, field, mark.position)?
         {
             let position = hub.head(&name).map_or(mark.position, |h| h.0);
             marks.insert(
@@ -201,15 +237,19 @@ pub fn load(hub: &Hub, demo: &Path, clock: Clock) -> Result<Replay> {
             continue;
         }
         let path = demo.join(file);
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {}", path.display()))?;
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            // A file an older release did not generate: nothing of it to send.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
         let mut lines: Vec<(i64, String)> = text
             .lines()
             .filter(|l| !l.trim().is_empty())
             .map(|l| {
-                line_ts(l)
+                line_ts(l, field)
                     .map(|ts| (ts, l.to_string()))
-                    .with_context(|| format!("{}: a line without a ts: {l}", path.display()))
+                    .with_context(|| format!("{}: a line without a {field}: {l}", path.display()))
             })
             .collect::<Result<_>>()?;
         lines.sort_by_key(|(ts, _)| *ts);
@@ -319,7 +359,10 @@ mod tests {
         );
         assert_eq!(Timestamp(from.start).to_string(), "2026-11-22T00:00:00Z");
         assert_eq!(
-            line_ts(r#"{"ts":"2026-11-21T21:43:11.413442Z","checkpoint_id":1}"#),
+            line_ts(
+                r#"{"ts":"2026-11-21T21:43:11.413442Z","checkpoint_id":1}"#,
+                "ts"
+            ),
             Some(Timestamp::parse("2026-11-21T21:43:11.413442Z").unwrap().0)
         );
     }

@@ -60,6 +60,7 @@ pub const COCKPITS: &[(&str, &str)] = &[
     ("health.toml", include_str!("cockpits/health.toml")),
     ("community.toml", include_str!("cockpits/community.toml")),
     ("warnings.toml", include_str!("cockpits/warnings.toml")),
+    ("village.toml", include_str!("cockpits/village.toml")),
 ];
 
 /// Applies the demo's cockpits that the data directory does not hold yet, as the hub admin
@@ -193,7 +194,7 @@ fn load_city(
     // The network and the lots once; the day's events up to the demo clock (`live`).
     let fixed = citybrain_gen::DATA_FILES
         .iter()
-        .filter(|(d, _)| !live::TIMED.iter().any(|(t, _)| t == d));
+        .filter(|(d, _)| !live::TIMED.iter().any(|(t, _, _)| t == d));
     for (dataset, file) in fixed {
         let name = DatasetName::parse(dataset)?;
         if hub.snapshot(&name)?.rows() > 0 {
@@ -226,9 +227,43 @@ fn load_city(
         }
         bar.finish_and_clear();
     }
+    village(hub, &demo, city, day).context("the village map's sensors")?;
     let now = citybrain_server::now();
     let clock = live::Clock::choose(day, &city.profile.time_zone, now, city.from, city.speed);
     Ok((live::load(hub, &demo, clock)?, day))
+}
+
+/// The village map's sensors (`citybrain_gen::village`): their datasets, and a day of
+/// readings generated once beside the city's other files (streamed by `live`).
+fn village(hub: &Hub, demo: &Path, city: &DemoCity, day: citybrain_core::Date) -> Result<()> {
+    let now = citybrain_server::now();
+    for (file, text) in citybrain_gen::village::DEFINITIONS {
+        let def = DatasetDef::from_file_text(file, text).map_err(anyhow::Error::msg)?;
+        if !hub.names().contains(&def.name) {
+            hub.create_dataset(def, now)?;
+        }
+    }
+    let truth = demo.join("village_truth.json");
+    if truth.exists() {
+        return Ok(());
+    }
+    let config = citybrain_gen::GenConfig {
+        network: city.network.clone(),
+        ..citybrain_gen::GenConfig::demo(1, city.scale)
+    };
+    let bounds = citybrain_gen::network_bounds(&config)?;
+    let made = citybrain_gen::village::generate(
+        &citybrain_gen::village::VillageConfig {
+            seed: 1,
+            day,
+            zone: city.profile.time_zone.clone(),
+            bounds,
+        },
+        demo,
+    )?;
+    std::fs::write(&truth, serde_json::to_vec_pretty(&made)?)
+        .with_context(|| format!("writing {}", truth.display()))?;
+    Ok(())
 }
 
 /// The demo city's economy in `market.enterprises`: 6,780 enterprises at scale 1 (a
@@ -611,6 +646,13 @@ fn governance(gov: &Gov, hub: &Hub, data: &Path) -> Result<()> {
         ),
         (HOTEL_DESK.0, "West Lake Hotel 西湖宾馆"),
         ("city_office", "City Operations Office 城市运行管理中心"),
+        ("environment", "Ecology and Environment Bureau 生态环境局"),
+        ("meteorology", "Meteorological Bureau 气象局"),
+        ("urban_management", "Urban Management Bureau 城市管理局"),
+        (
+            "agriculture_rural",
+            "Agriculture and Rural Affairs Bureau 农业农村局",
+        ),
         ("district_nw", "North-west District Office 西北区政府"),
         (
             HOSPITAL,
@@ -641,6 +683,8 @@ fn governance(gov: &Gov, hub: &Hub, data: &Path) -> Result<()> {
     let transport_admin = person("transport_admin", "transport", Role::Admin)?;
     let office_admin = person("city_office_admin", "city_office", Role::Admin)?;
     let cockpit = person("cockpit", "city_office", Role::Reader)?;
+    // The village map's reader (its datasets are open to every department).
+    person("village_officer", "agriculture_rural", Role::Reader)?;
     // A department's grant, requested by its admin and approved by the owner's, once.
     let grant_to = |requester: &Principal,
                     dataset: &str,

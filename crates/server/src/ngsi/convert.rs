@@ -52,6 +52,7 @@ pub(super) fn to_row(
     row.remove("_ngsi_rank");
     row.insert(ngsi.id.clone(), Value::from(id));
     let mut newest: Option<String> = None;
+    let mut explicit: Option<String> = None;
     for (key, attr) in entity {
         if matches!(key.as_str(), "id" | "@id" | "type" | "@type" | "@context") {
             continue;
@@ -64,14 +65,9 @@ pub(super) fn to_row(
                 def.name
             ));
         };
-        if field.name == ngsi.id || field.name == observed {
+        if field.name == ngsi.id {
             return Err(format!(
-                "attribute '{name}' is the entity's {} field; send it as the entity's id or an attribute's observedAt",
-                if field.name == ngsi.id {
-                    "id"
-                } else {
-                    "observed-at"
-                }
+                "attribute '{name}' is the entity's id field; send it as the entity's id"
             ));
         }
         // Normalized: {"type": "Property", "value": ...}; concise: {"value": ...};
@@ -97,6 +93,19 @@ pub(super) fn to_row(
             }
             other => (other.clone(), None),
         };
+        if field.name == observed {
+            // Smart Data Models send the time as an attribute (`dateObserved`): it is the
+            // row's observation time, ahead of any attribute's observedAt.
+            let literal = match &value {
+                Value::Object(o) => o.get("@value").cloned().unwrap_or(Value::Null),
+                v => v.clone(),
+            };
+            let at = literal.as_str().map(str::to_string).ok_or_else(|| {
+                format!("attribute '{name}' is when the entity was observed: a DateTime text")
+            })?;
+            explicit = Some(at);
+            continue;
+        }
         if let Some(t) = observed_at
             && newest.as_deref().is_none_or(|n| n < t.as_str())
         {
@@ -109,7 +118,7 @@ pub(super) fn to_row(
     }
     row.insert(
         observed,
-        Value::from(newest.unwrap_or_else(|| now_text.to_string())),
+        Value::from(explicit.or(newest).unwrap_or_else(|| now_text.to_string())),
     );
     Ok(row)
 }

@@ -9,11 +9,12 @@
 //! reconciles the board with what the dataset says is open, so an alert a crash kept from
 //! being stored is stored then, and none is stored twice.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Float64Type, Int64Type, TimestampMicrosecondType};
+use citybrain_alerts::threshold::{self, ThresholdBoard};
 use citybrain_alerts::{
     Active, AlertBoard, AlertEvent, AlertKind, AlertRules, LinkBin, LotReading, State, Subject,
 };
@@ -120,19 +121,27 @@ async fn alerts_active(
                 rules.congestion_open, rules.congestion_bins, rules.min_traversals, rules.congestion_close
             ),
             "lot_full": format!("parking index >= {}; closes under {}", rules.lot_open, rules.lot_close),
+            "threshold": board.threshold_rules().map(|r| r.rules.iter().map(|r| json!({
+                "id": r.id, "dataset": r.dataset, "rule": r.describe(), "title": r.title,
+            })).collect::<Vec<_>>()).unwrap_or_default(),
         },
     }))
     .into_response())
 }
 
 /// The SQL that finds the alerts the dataset says are open (the last change of each).
-pub const STORED_OPEN_SQL: &str = "SELECT at, alert_id, kind, subject_id, district, loc, value, since, detail FROM \
+pub const STORED_OPEN_SQL: &str = "SELECT at, alert_id, kind, subject_id, subject_ref, district, loc, value, since, detail FROM \
      (SELECT *, row_number() OVER (PARTITION BY alert_id ORDER BY at DESC, state = 'closed' DESC) AS rn \
       FROM alerts.events) WHERE rn = 1 AND state = 'open'";
 
 #[derive(Debug)]
 struct Inner {
     board: AlertBoard,
+    /// Threshold alerts, once the thresholds scene has started.
+    thresholds: Option<ThresholdBoard>,
+    /// Every (alert id, state) of a threshold alert stored: a reading the feed hands over
+    /// again after a crash stores nothing twice.
+    threshold_stored: HashSet<(String, State)>,
     /// Per kind, the open alerts stored before a restart, until the first live batch.
     to_reconcile: HashMap<AlertKind, Vec<AlertEvent>>,
 }
@@ -149,6 +158,8 @@ impl LiveAlerts {
         Self {
             inner: Arc::new(Mutex::new(Inner {
                 board: AlertBoard::new(rules),
+                thresholds: None,
+                threshold_stored: HashSet::new(),
                 to_reconcile: HashMap::new(),
             })),
             hub,
@@ -170,7 +181,10 @@ impl LiveAlerts {
         let events = stored_open_from_batch(batch)?;
         let mut inner = self.lock();
         for e in events {
-            if let Some(kind) = AlertKind::parse(e.kind) {
+            // Threshold alerts are resumed by their own scene (see `start_thresholds`).
+            if let Some(kind) = AlertKind::parse(e.kind)
+                && kind != AlertKind::Threshold
+            {
                 inner.to_reconcile.entry(kind).or_default().push(e);
             }
         }
@@ -182,7 +196,46 @@ impl LiveAlerts {
     }
 
     pub fn active(&self) -> Vec<Active> {
-        self.lock().board.active()
+        let inner = self.lock();
+        let mut all = inner.board.active();
+        if let Some(t) = &inner.thresholds {
+            all.extend(t.active());
+        }
+        all
+    }
+
+    /// The thresholds scene's board, resumed from what was stored (`stored`: every
+    /// (alert id, state) of a threshold alert in the dataset).
+    pub fn start_thresholds(&self, board: ThresholdBoard, stored: HashSet<(String, State)>) {
+        let mut inner = self.lock();
+        inner.thresholds = Some(board);
+        inner.threshold_stored = stored;
+    }
+
+    pub fn threshold_rules(&self) -> Option<threshold::Rules> {
+        self.lock().thresholds.as_ref().map(|t| t.rules().clone())
+    }
+
+    /// Sensor readings (time order per sensor): stores and broadcasts the threshold alerts
+    /// they open and close, each (alert, state) once.
+    pub fn readings(&self, readings: &[threshold::Reading]) {
+        let changes = {
+            let mut inner = self.lock();
+            let Inner {
+                thresholds,
+                threshold_stored,
+                ..
+            } = &mut *inner;
+            let Some(board) = thresholds else {
+                return;
+            };
+            board
+                .readings(readings)
+                .into_iter()
+                .filter(|e| threshold_stored.insert((e.alert_id.clone(), e.state)))
+                .collect::<Vec<_>>()
+        };
+        self.emit(changes);
     }
 
     /// Stores and broadcasts `changes` (nothing when `emit` is false: a replay).
@@ -275,11 +328,12 @@ fn stored_open_from_batch(batch: &RecordBatch) -> Result<Vec<AlertEvent>, String
             .map_err(|e| e.to_string())?;
         Ok(c.as_string::<i32>().clone())
     };
-    let (alert_id, kind, district, detail) = (
+    let (alert_id, kind, district, detail, subject_ref) = (
         text("alert_id")?,
         text("kind")?,
         text("district")?,
         text("detail")?,
+        text("subject_ref")?,
     );
     let at = col("at")?.as_primitive::<TimestampMicrosecondType>();
     let since = col("since")?.as_primitive::<TimestampMicrosecondType>();
@@ -298,6 +352,9 @@ fn stored_open_from_batch(batch: &RecordBatch) -> Result<Vec<AlertEvent>, String
             state: State::Open,
             subject: kind.subject_word(),
             subject_id: subject_id.value(i),
+            subject_ref: subject_ref
+                .is_valid(i)
+                .then(|| subject_ref.value(i).to_string()),
             district: district.is_valid(i).then(|| district.value(i).to_string()),
             loc,
             value: value.value(i),

@@ -11,6 +11,7 @@ pub mod paylater;
 pub mod policy;
 pub mod services;
 pub mod signals;
+pub mod thresholds;
 pub mod verify;
 pub mod warnings;
 
@@ -31,6 +32,7 @@ pub fn all() -> Vec<Box<dyn Scene>> {
         Box::new(verify::VerifyScene),
         Box::new(warnings::WarningsScene),
         Box::new(forms::FormsScene),
+        Box::new(thresholds::ThresholdsScene::default()),
     ]
 }
 
