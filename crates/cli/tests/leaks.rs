@@ -1,9 +1,11 @@
 //! The leak matrix: on the demo city, every personal field of every dataset, read by each
 //! department that is not its owner (the operations office's cockpit, a grid worker, a
 //! hospital's doctor, the market's admin), through SQL and through the records export as
-//! CSV: no value the owner sees raw reaches a reader unless an active grant of the reader's
-//! department names that field raw. New datasets (a scene's inputs and outputs) are in the
-//! matrix as soon as the demo loads them: nothing here lists them.
+//! CSV, through the Postgres wire (psql) and, for datasets holding NGSI-LD entities, through
+//! `/ngsi-ld/v1/entities` and its history: no value the owner sees raw reaches a reader
+//! unless an active grant of the reader's department names that field raw. New datasets (a
+//! scene's inputs and outputs) are in the matrix as soon as the demo loads them: nothing
+//! here lists them.
 
 mod common;
 
@@ -52,6 +54,79 @@ fn post(server: &Server, token: &str, path: &str, body: &Value) -> Value {
     serde_json::from_str(&text).unwrap_or(json!(text))
 }
 
+/// A dataset of NGSI-LD entities (Open311 service requests) with personal fields.
+const SERVICE_REQUESTS: &str = r#"name = "community.service_requests"
+owner = "community"
+sharing = "conditional"
+description = "Residents' reports through a FIWARE app (NGSI-LD ServiceRequest)"
+event_time = "reported_at"
+
+[ngsi_ld]
+type = "ServiceRequest"
+
+[[fields]]
+name = "entity_id"
+type = "string"
+[[fields]]
+name = "reported_at"
+type = "timestamp"
+[[fields]]
+name = "description"
+type = "string"
+nullable = true
+[[fields]]
+name = "reporter"
+type = "string"
+class = "personal"
+nullable = true
+[[fields]]
+name = "contact_phone"
+type = "string"
+class = "personal"
+nullable = true
+[[fields]]
+name = "location"
+type = "geo"
+nullable = true
+"#;
+
+/// The wire's port, from what the server printed.
+fn pg_port(server: &Server) -> u16 {
+    for _ in 0..600 {
+        let printed = server.printed.lock().unwrap().clone();
+        if let Some(line) = printed.lines().find(|l| l.contains("Postgres wire:")) {
+            let after = line.split("@127.0.0.1:").nth(1).expect("an address");
+            let port: String = after.chars().take_while(char::is_ascii_digit).collect();
+            return port.parse().unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("the server never printed its Postgres wire address");
+}
+
+/// A query's rows through psql as `user` (one value a line, nulls left out).
+fn psql(port: u16, user: &str, token: &str, sql: &str) -> Vec<String> {
+    let output = std::process::Command::new("psql")
+        .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
+        .arg(format!(
+            "host=127.0.0.1 port={port} user={user} dbname=citybrain sslmode=disable"
+        ))
+        .args(["-c", sql])
+        .env("PGPASSWORD", token.trim())
+        .output()
+        .expect("psql runs (Debian: postgresql-client)");
+    assert!(
+        output.status.success(),
+        "psql as {user}: {sql}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
 /// The field's values as text, nulls left out.
 fn values(rows: &Value) -> Vec<String> {
     rows.as_array()
@@ -87,8 +162,39 @@ fn csv_column(text: &str, field: &str) -> Vec<String> {
 #[test]
 fn no_personal_value_reaches_a_department_without_it_raw_in_a_grant() {
     let dir = tempfile::tempdir().unwrap();
-    let server = start(dir.path(), &["--scale", "0.05"]);
+    let server = start(
+        dir.path(),
+        &["--scale", "0.05", "--pg-listen", "127.0.0.1:0"],
+    );
+    let port = pg_port(&server);
     let token = |file: &str| std::fs::read_to_string(dir.path().join(file)).unwrap();
+    // Residents' reports to the community through a FIWARE app (NGSI-LD), with who
+    // reported and their phone: personal fields behind a third door.
+    let community = department_admin(&server, "community");
+    let (status, text) = server.post_as(
+        &community,
+        "/api/v1/datasets",
+        "application/toml",
+        SERVICE_REQUESTS.as_bytes(),
+    );
+    assert_eq!(status, 201, "{text}");
+    for n in 0..6 {
+        let entity = json!({
+            "id": format!("urn:ngsi-ld:ServiceRequest:report-{n}"),
+            "type": "ServiceRequest",
+            "description": {"type": "Property", "value": format!("streetlight out on lane {n}")},
+            "reporter": {"type": "Property", "value": format!("Resident Zhang Wei-{n}")},
+            "contactPhone": {"type": "Property", "value": format!("1390571{n:04}")},
+            "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [120.15, 30.27]}},
+        });
+        let response = agent()
+            .post(&format!("{}/ngsi-ld/v1/entities", server.base))
+            .header("Authorization", &format!("Bearer {community}"))
+            .header("Content-Type", "application/json")
+            .send(entity.to_string().as_bytes())
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 201);
+    }
     // A department with a grant on every shared dataset, none of its fields raw: every
     // personal field reaches it masked or not at all.
     let probe = department_admin(&server, "probe");
@@ -99,6 +205,18 @@ fn no_personal_value_reaches_a_department_without_it_raw_in_a_grant() {
         ("hz_first_people", token("hospital.token")),
         ("market", token("market.token")),
     ];
+    // Each reader's principal, its user name on the Postgres wire.
+    let user_of: HashMap<&str, String> = readers
+        .iter()
+        .map(|(department, t)| {
+            let (status, text) = get(&server, t, "/api/v1/whoami");
+            assert_eq!(status, 200, "{text}");
+            let me: Value = serde_json::from_str(&text).unwrap();
+            (*department, me["name"].as_str().unwrap().to_string())
+        })
+        .collect();
+    let mut wire_checked = 0;
+    let mut ngsi_checked = 0;
     // What each reader's department holds raw: (dataset, field) from its active grants.
     let mut raw_for: HashMap<&str, HashSet<(String, String)>> = HashMap::new();
     for (department, t) in &readers {
@@ -201,6 +319,16 @@ fn no_personal_value_reaches_a_department_without_it_raw_in_a_grant() {
                         "{name}.{field} as {department}: {status} {rows}"
                     );
                     refused += 1;
+                    // Refused by SQL, so by NGSI-LD: not found, or nothing of it.
+                    if let Some(kind) = def["ngsi_ld"]["type"].as_str() {
+                        let path = format!("/ngsi-ld/v1/entities?type={kind}&limit=1000");
+                        let (_, body) = get(&server, t, &path);
+                        assert!(
+                            !raw.iter().any(|v| body.contains(&format!("\"{v}\""))),
+                            "{name}.{field} reached {department}, refused by SQL, through {path}: {body}"
+                        );
+                        ngsi_checked += 1;
+                    }
                     continue;
                 }
                 let seen = values(&rows);
@@ -215,6 +343,38 @@ fn no_personal_value_reaches_a_department_without_it_raw_in_a_grant() {
                     leaked.is_empty(),
                     "{name}.{field} reached {department} raw without a grant: {leaked:?}"
                 );
+                // The Postgres wire answers the same query the same way.
+                let lines = psql(port, &user_of[department], t, &all);
+                let leaked: Vec<&String> =
+                    lines.iter().filter(|v| raw.contains(*v)).take(3).collect();
+                assert!(
+                    leaked.is_empty(),
+                    "{name}.{field} reached {department} raw over the Postgres wire: {leaked:?}"
+                );
+                wire_checked += 1;
+                // Entities of an NGSI-LD type, now and as history.
+                if let Some(kind) = def["ngsi_ld"]["type"].as_str() {
+                    for path in [
+                        format!("/ngsi-ld/v1/entities?type={kind}&limit=1000"),
+                        format!("/ngsi-ld/v1/temporal/entities?type={kind}&limit=1000"),
+                    ] {
+                        let (status, body) = get(&server, t, &path);
+                        assert!(
+                            status == 200 || status == 403 || status == 404,
+                            "{path} as {department}: {status} {body}"
+                        );
+                        let leaked: Vec<&String> = raw
+                            .iter()
+                            .filter(|v| body.contains(&format!("\"{v}\"")))
+                            .take(3)
+                            .collect();
+                        assert!(
+                            leaked.is_empty(),
+                            "{name}.{field} reached {department} raw through {path}: {leaked:?}"
+                        );
+                        ngsi_checked += 1;
+                    }
+                }
                 // The export writes the same masked values; long raw texts must not appear.
                 let (status, csv) = get(
                     &server,
@@ -247,8 +407,12 @@ fn no_personal_value_reaches_a_department_without_it_raw_in_a_grant() {
         }
     }
     println!(
-        "{} datasets with personal fields; {checked} (field, reader) pairs read masked, {granted_raw} raw by a grant, {refused} refused",
+        "{} datasets with personal fields; {checked} (field, reader) pairs read masked ({wire_checked} also over the Postgres wire, {ngsi_checked} NGSI-LD reads), {granted_raw} raw by a grant, {refused} refused",
         datasets_with_personal.len()
+    );
+    assert!(
+        wire_checked == checked && ngsi_checked >= 4,
+        "{wire_checked} {ngsi_checked}"
     );
     for expected in [
         "registry.residents",
@@ -259,6 +423,7 @@ fn no_personal_value_reaches_a_department_without_it_raw_in_a_grant() {
         "credit.ratings",
         "paylater.charges",
         "paylater.bill_steps",
+        "community.service_requests",
     ] {
         assert!(
             datasets_with_personal.contains(expected),
