@@ -348,6 +348,7 @@ async function mapLayer(ctx: Context, p: PanelDef, node: HTMLElement, rows: Reco
     const level = levelOf(p, v);
     return level ? LEVEL_COLOR[level] : '#94a3b8';
   };
+  let fitted = false;
   const update = (rows: Record<string, unknown>[]) => {
     if (p.layer === 'links') {
       // The network layer draws every link grey; the panel's rows colour theirs.
@@ -379,10 +380,27 @@ async function mapLayer(ctx: Context, p: PanelDef, node: HTMLElement, rows: Reco
       }
       upsertGeoJson(m.map, `panel-${p.id}`, { type: 'FeatureCollection', features }, {
         type: 'circle',
-        paint: { 'circle-radius': 7, 'circle-color': ['get', 'colour'], 'circle-stroke-color': '#0f172a', 'circle-stroke-width': 1 },
+        // A point in alarm is drawn larger and on top of its neighbours.
+        layout: { 'circle-sort-key': ['case', ['==', ['get', 'level'], 'alarm'], 1, 0] },
+        paint: {
+          'circle-radius': ['case', ['==', ['get', 'level'], 'alarm'], 10, 7],
+          'circle-color': ['get', 'colour'],
+          'circle-stroke-color': '#0f172a',
+          'circle-stroke-width': 1,
+        },
       });
       node.dataset.features = String(features.length);
       node.dataset.alarms = String(features.filter((f) => f.properties?.level === 'alarm').length);
+      if (!fitted && features.length) {
+        // Points beyond the road network (villages around the city) widen the first view.
+        fitted = true;
+        const view = m.map.getBounds();
+        const outside = features.filter((f) => !view.contains(f.geometry.coordinates as [number, number]));
+        if (outside.length) {
+          for (const f of outside) view.extend(f.geometry.coordinates as [number, number]);
+          m.map.fitBounds(view, { padding: 40, animate: false });
+        }
+      }
     }
     node.dataset.rows = String(rows.length);
   };
