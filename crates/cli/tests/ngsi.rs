@@ -66,6 +66,11 @@ fn call(
             .header("Authorization", &auth)
             .header("Content-Type", "application/json")
             .send(b.to_string().as_bytes()),
+        ("PUT", Some(b)) => agent()
+            .put(&url)
+            .header("Authorization", &auth)
+            .header("Content-Type", "application/json")
+            .send(b.to_string().as_bytes()),
         (_, b) => agent()
             .post(&url)
             .header("Authorization", &auth)
@@ -204,7 +209,15 @@ fn entities_go_in_as_governed_rows_and_come_back_masked_queried_and_as_history()
             station(3, 80.0, 120.400, 30.500, "2026-12-03T09:00:00Z"),
         ])),
     );
-    assert_eq!(status, 204, "{text}");
+    // An upsert that created entities says which.
+    assert_eq!(status, 201, "{text}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&text).unwrap(),
+        json!([
+            "urn:ngsi-ld:AirQualityObserved:station-2",
+            "urn:ngsi-ld:AirQualityObserved:station-3"
+        ])
+    );
     // Every write is a row SQL sees: 1 create + 1 update + 2 upserts.
     let (status, rows) = server.post_as(
         &env,
@@ -355,6 +368,172 @@ fn entities_go_in_as_governed_rows_and_come_back_masked_queried_and_as_history()
         text.contains("NGSI-LD create") && text.contains("NGSI-LD: entity"),
         "{text}"
     );
+
+    // An attribute deleted, an entity replaced, an entity deleted: NGSI-LD no longer
+    // finds it and its id may be created again; SQL keeps every row as history.
+    let id3 = "urn:ngsi-ld:AirQualityObserved:station-3";
+    let (status, text, _) = call(
+        &server,
+        &env,
+        "DELETE",
+        &format!("/ngsi-ld/v1/entities/{id3}/attrs/pm25"),
+        None,
+    );
+    assert_eq!(status, 204, "{text}");
+    let (_, text, _) = call(
+        &server,
+        &env,
+        "GET",
+        &format!("/ngsi-ld/v1/entities/{id3}"),
+        None,
+    );
+    let e: Value = serde_json::from_str(&text).unwrap();
+    assert!(e.get("pm25").is_none() && e["NO2"]["value"] == 80.0, "{e}");
+    let (status, text, _) = call(
+        &server,
+        &env,
+        "DELETE",
+        &format!("/ngsi-ld/v1/entities/{id3}/attrs/pm25"),
+        None,
+    );
+    assert_eq!(status, 404, "{text}");
+    let (status, text, _) = call(
+        &server,
+        &env,
+        "PUT",
+        &format!("/ngsi-ld/v1/entities/{id3}"),
+        Some(json!({"type": "AirQualityObserved", "pm25": {"type": "Property", "value": 9.5}})),
+    );
+    assert_eq!(status, 204, "{text}");
+    let (_, text, _) = call(
+        &server,
+        &env,
+        "GET",
+        &format!("/ngsi-ld/v1/entities/{id3}"),
+        None,
+    );
+    let e: Value = serde_json::from_str(&text).unwrap();
+    assert!(
+        e.get("NO2").is_none() && e["pm25"]["value"] == 9.5,
+        "replaced: {e}"
+    );
+    let count = |server: &common::Server| -> i64 {
+        let (_, rows) = server.post_as(
+            &env,
+            "/api/v1/sql",
+            "application/json",
+            br#"{"sql": "SELECT count(*) AS n FROM environment.air_quality", "purpose": "test"}"#,
+        );
+        serde_json::from_str::<Value>(&rows).unwrap()[0]["n"]
+            .as_i64()
+            .unwrap()
+    };
+    let rows_before = count(&server);
+    let (status, text, _) = call(
+        &server,
+        &transport,
+        "DELETE",
+        &format!("/ngsi-ld/v1/entities/{id3}"),
+        None,
+    );
+    assert!(
+        status == 403 || status == 404,
+        "another department may not delete: {status} {text}"
+    );
+    let (status, text, _) = call(
+        &server,
+        &env,
+        "DELETE",
+        &format!("/ngsi-ld/v1/entities/{id3}"),
+        None,
+    );
+    assert_eq!(status, 204, "{text}");
+    let (status, _, _) = call(
+        &server,
+        &env,
+        "GET",
+        &format!("/ngsi-ld/v1/entities/{id3}"),
+        None,
+    );
+    assert_eq!(status, 404);
+    let (status, _, _) = call(
+        &server,
+        &env,
+        "GET",
+        &format!("/ngsi-ld/v1/temporal/entities/{id3}"),
+        None,
+    );
+    assert_eq!(status, 404);
+    let (_, text, _) = call(
+        &server,
+        &env,
+        "GET",
+        "/ngsi-ld/v1/entities/?type=AirQualityObserved&limit=100",
+        None,
+    );
+    let listed: Vec<Value> = serde_json::from_str(&text).unwrap();
+    assert!(listed.iter().all(|e| e["id"] != id3), "{text}");
+    assert_eq!(count(&server), rows_before, "the rows stay as history");
+    // Created again: a new entity with only what is sent now.
+    let (status, text, _) = call(
+        &server,
+        &env,
+        "POST",
+        "/ngsi-ld/v1/entities/",
+        Some(station(3, 5.0, 120.4, 30.5, "2026-12-03T11:00:00Z")),
+    );
+    assert_eq!(status, 201, "{text}");
+    let (_, text, _) = call(
+        &server,
+        &env,
+        "GET",
+        &format!("/ngsi-ld/v1/temporal/entities/{id3}"),
+        None,
+    );
+    let history: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        history["NO2"].as_array().map(Vec::len),
+        Some(1),
+        "{history}"
+    );
+    // A batch delete; the tombstones hold across a restart.
+    let (status, text, _) = call(
+        &server,
+        &env,
+        "POST",
+        "/ngsi-ld/v1/entityOperations/delete",
+        Some(json!([id3, "urn:ngsi-ld:AirQualityObserved:station-2"])),
+    );
+    assert_eq!(status, 204, "{text}");
+    let (status, text, _) = call(
+        &server,
+        &env,
+        "POST",
+        "/ngsi-ld/v1/entityOperations/delete",
+        Some(json!(["urn:ngsi-ld:AirQualityObserved:station-2"])),
+    );
+    assert_eq!(status, 207, "{text}");
+    let data = server.data.clone();
+    server.stop();
+    let server = start(&data, &[]);
+    for id in [id3, "urn:ngsi-ld:AirQualityObserved:station-2"] {
+        let (status, _, _) = call(
+            &server,
+            &env,
+            "GET",
+            &format!("/ngsi-ld/v1/entities/{id}"),
+            None,
+        );
+        assert_eq!(status, 404, "{id} is back after a restart");
+    }
+    let (status, _, _) = call(
+        &server,
+        &env,
+        "GET",
+        "/ngsi-ld/v1/entities/urn:ngsi-ld:AirQualityObserved:station-1",
+        None,
+    );
+    assert_eq!(status, 200);
 }
 
 /// An HTTP endpoint for notifications: answers 500 to the first `fail_first` requests, then
@@ -480,7 +659,7 @@ fn subscriptions_notify_every_change_at_least_once_across_failures_and_restarts(
             station(2, 12.0, 120.160, 30.275, "2026-12-03T08:00:00Z"),
         ])),
     );
-    assert_eq!(status, 204, "{text}");
+    assert_eq!(status, 201, "{text}");
     let all = wait_for(&got, "the first change", |all| !notified(all).is_empty());
     // Station 2 (NO2 12) does not match q.
     assert_eq!(
@@ -570,7 +749,7 @@ fn subscriptions_notify_every_change_at_least_once_across_failures_and_restarts(
             "2026-12-03T10:00:00Z"
         )])),
     );
-    assert_eq!(status, 204, "{text}");
+    assert_eq!(status, 201, "{text}");
     let masked = wait_for(&got2, "the other department's notification", |all| {
         !notified(all).is_empty()
     });

@@ -69,6 +69,8 @@ pub struct AppState {
     pub gate: Arc<limits::ClientGate>,
     /// NGSI-LD subscriptions, kept in the data directory.
     pub(crate) ngsi: Arc<ngsi::subscriptions::Subscriptions>,
+    /// Entities deleted through NGSI-LD (their rows stay as history).
+    pub(crate) ngsi_deleted: Arc<ngsi::deleted::Tombstones>,
 }
 
 /// The current time, read here at the edge and passed into the hub.
@@ -99,6 +101,7 @@ impl AppState {
         let ngsi = Arc::new(ngsi::subscriptions::Subscriptions::open_or_set_aside(
             &config.data_dir,
         ));
+        let ngsi_deleted = Arc::new(ngsi::deleted::Tombstones::open(&config.data_dir));
         let ctx = scene::SceneContext {
             hub: hub.clone(),
             sql: sql.clone(),
@@ -121,6 +124,7 @@ impl AppState {
             conn,
             city,
             ngsi,
+            ngsi_deleted,
         };
         ngsi::subscriptions::spawn_notifier(state.clone());
         state

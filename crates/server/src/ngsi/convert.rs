@@ -208,13 +208,18 @@ pub(super) fn lit(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
-/// The newest row of each entity in `def`, filtered by `condition` (SQL over its fields).
-pub(super) fn latest_sql(def: &DatasetDef, ngsi: &NgsiLdDef, condition: &str) -> String {
+/// The newest row of each entity in `source` (the dataset of `def`, or what of it is not
+/// deleted), filtered by `condition` (SQL over its fields).
+pub(super) fn latest_sql(
+    def: &DatasetDef,
+    ngsi: &NgsiLdDef,
+    source: &str,
+    condition: &str,
+) -> String {
     let observed = observed_field(def, ngsi);
     format!(
-        "SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY {id} ORDER BY {observed} DESC, _ingested_at DESC) AS _ngsi_rank FROM {name}) AS e WHERE _ngsi_rank = 1{cond}",
+        "SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY {id} ORDER BY {observed} DESC, _ingested_at DESC) AS _ngsi_rank FROM {source}) AS e WHERE _ngsi_rank = 1{cond}",
         id = ngsi.id,
-        name = def.name,
         cond = if condition.is_empty() {
             String::new()
         } else {

@@ -29,6 +29,7 @@ use serde_json::{Map, Value, json};
 use crate::datasets::read_body;
 
 mod convert;
+pub(crate) mod deleted;
 pub(crate) mod subscriptions;
 use convert::{
     geo_to_sql, latest_sql, lit, observed_field, q_to_sql, temporal_entity, term, time_condition,
@@ -49,13 +50,27 @@ const MAX_LIMIT: usize = 1000;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/entities", post(create).get(query))
-        .route("/entities/{id}", get(retrieve).delete(delete))
+        // The specification writes some paths with a trailing slash; clients send both.
+        .route("/entities/", post(create).get(query))
+        .route(
+            "/entities/{id}",
+            get(retrieve).delete(delete).patch(append).put(replace),
+        )
         .route("/entities/{id}/attrs", post(append).patch(append))
+        .route("/entities/{id}/attrs/", post(append).patch(append))
+        .route(
+            "/entities/{id}/attrs/{attr}",
+            axum::routing::patch(update_attr).delete(delete_attr),
+        )
         .route("/entityOperations/{op}", post(batch))
         .route("/temporal/entities", get(temporal_query))
         .route("/temporal/entities/{id}", get(temporal_one))
         .route(
             "/subscriptions",
+            post(subscriptions::create).get(subscriptions::list),
+        )
+        .route(
+            "/subscriptions/",
             post(subscriptions::create).get(subscriptions::list),
         )
         .route(
@@ -85,6 +100,9 @@ impl Problem {
     }
     fn not_found(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "ResourceNotFound", detail)
+    }
+    fn internal(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", detail)
     }
 }
 
@@ -281,7 +299,7 @@ async fn exists(
 ) -> Result<bool, Problem> {
     let sql = format!(
         "SELECT 1 AS x FROM {} WHERE {} = {} LIMIT 1",
-        def.name,
+        source(state, def, ngsi),
         ngsi.id,
         lit(id)
     );
@@ -304,7 +322,12 @@ async fn find(
     for (def, ngsi) in candidates {
         let sql = format!(
             "{} LIMIT 1",
-            latest_sql(&def, &ngsi, &format!("{} = {}", ngsi.id, lit(id)))
+            latest_sql(
+                &def,
+                &ngsi,
+                &source(state, &def, &ngsi),
+                &format!("{} = {}", ngsi.id, lit(id))
+            )
         );
         match rows(state, me, &sql, &format!("NGSI-LD: entity {id}")).await {
             Ok(mut found) if !found.is_empty() => return Ok(Some((def, ngsi, found.remove(0)))),
@@ -405,14 +428,56 @@ async fn retrieve(
     ))
 }
 
-async fn delete(Path(id): Path<String>) -> Answer {
-    Err(Problem::new(
-        StatusCode::NOT_IMPLEMENTED,
-        "OperationNotSupported",
-        format!(
-            "entity {id} cannot be erased through NGSI-LD: its dataset keeps the history; the owner's admin deletes records (docs/interop.md)"
-        ),
-    ))
+/// What NGSI-LD reads of `def`: its rows, without those deleted entities leave behind.
+fn source(state: &AppState, def: &DatasetDef, ngsi: &NgsiLdDef) -> String {
+    state.ngsi_deleted.source(def.name.as_str(), &ngsi.id)
+}
+
+/// Ends entities: a tombstone per id (see [`deleted`]), by a publisher of the owning
+/// department, audited; the rows stay in the dataset as history.
+async fn end_entities(
+    state: &AppState,
+    me: &Principal,
+    def: &DatasetDef,
+    ids: Vec<String>,
+) -> Result<(), Problem> {
+    check_publisher(state, me, def)?;
+    let at = now();
+    let detail = format!("NGSI-LD delete: {}", ids.join(", "));
+    let stored = state
+        .ngsi_deleted
+        .delete(def.name.as_str(), &ids, at)
+        .map_err(|e| Problem::internal(format!("recording the deletion: {e}")));
+    let outcome = if stored.is_ok() {
+        Outcome::Ok
+    } else {
+        Outcome::Failed
+    };
+    audit(
+        state,
+        me,
+        CallKind::Ingest,
+        def,
+        ids.len() as u64,
+        outcome,
+        detail,
+    )?;
+    stored
+}
+
+async fn delete(
+    State(state): State<AppState>,
+    Extension(me): Extension<Principal>,
+    Path(id): Path<String>,
+    Query(params): Query<ReadParams>,
+) -> Answer {
+    let Some((def, _, _)) = find(&state, &me, &id, params.r#type.as_deref()).await? else {
+        return Err(Problem::not_found(format!(
+            "no entity {id} that you may read"
+        )));
+    };
+    end_entities(&state, &me, &def, vec![id]).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// PATCH (update) and POST (append) of attributes: the entity as it stood with the sent
@@ -437,17 +502,97 @@ async fn append(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// PUT /entities/{id}: the entity replaced by the one sent (attributes not sent are gone).
+async fn replace(
+    State(state): State<AppState>,
+    Extension(me): Extension<Principal>,
+    Path(id): Path<String>,
+    body: Body,
+) -> Answer {
+    let Value::Object(mut entity) = body_json(body).await? else {
+        return Err(Problem::bad("the body is an entity (a JSON object)"));
+    };
+    let Some((def, ngsi, _)) = find(&state, &me, &id, None).await? else {
+        return Err(Problem::not_found(format!(
+            "no entity {id} that you may read"
+        )));
+    };
+    entity.insert("id".into(), Value::from(id));
+    let row = to_row(&def, &ngsi, &entity, None, &now().to_string()).map_err(Problem::bad)?;
+    store(&state, &me, &def, vec![row], "replace").await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// PATCH /entities/{id}/attrs/{attr}: one attribute's new value.
+async fn update_attr(
+    State(state): State<AppState>,
+    Extension(me): Extension<Principal>,
+    Path((id, attr)): Path<(String, String)>,
+    body: Body,
+) -> Answer {
+    let value = body_json(body).await?;
+    let Some((def, ngsi, row)) = find(&state, &me, &id, None).await? else {
+        return Err(Problem::not_found(format!(
+            "no entity {id} that you may read"
+        )));
+    };
+    let field = ngsi.field_of(term(&attr));
+    if row.get(&field).is_none_or(Value::is_null) {
+        return Err(Problem::not_found(format!(
+            "entity {id} has no attribute {attr}"
+        )));
+    }
+    let mut attrs = Row::new();
+    attrs.insert("id".into(), Value::from(id));
+    attrs.insert(attr, value);
+    let row = to_row(&def, &ngsi, &attrs, Some(&row), &now().to_string()).map_err(Problem::bad)?;
+    store(&state, &me, &def, vec![row], "update").await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// DELETE /entities/{id}/attrs/{attr}: a new row of the entity without that attribute.
+async fn delete_attr(
+    State(state): State<AppState>,
+    Extension(me): Extension<Principal>,
+    Path((id, attr)): Path<(String, String)>,
+) -> Answer {
+    let Some((def, ngsi, mut row)) = find(&state, &me, &id, None).await? else {
+        return Err(Problem::not_found(format!(
+            "no entity {id} that you may read"
+        )));
+    };
+    let field = ngsi.field_of(term(&attr));
+    if field == ngsi.id || field == observed_field(&def, &ngsi) {
+        return Err(Problem::bad(format!(
+            "{attr} is the entity's id or time, not an attribute to delete"
+        )));
+    }
+    if row.get(&field).is_none_or(Value::is_null) {
+        return Err(Problem::not_found(format!(
+            "entity {id} has no attribute {attr}"
+        )));
+    }
+    row.remove("_ingested_at");
+    row.remove("_ngsi_rank");
+    row.insert(field, Value::Null);
+    store(&state, &me, &def, vec![row], "delete attribute").await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
 async fn batch(
     State(state): State<AppState>,
     Extension(me): Extension<Principal>,
     Path(op): Path<String>,
     body: Body,
 ) -> Answer {
+    if op == "delete" {
+        return batch_delete(&state, &me, body).await;
+    }
     if !matches!(op.as_str(), "create" | "upsert" | "update") {
         return Err(Problem::new(
             StatusCode::NOT_IMPLEMENTED,
             "OperationNotSupported",
-            format!("entityOperations/{op}: create, upsert and update are supported"),
+            format!("entityOperations/{op}: create, upsert, update and delete are supported"),
         ));
     }
     let Value::Array(entities) = body_json(body).await? else {
@@ -457,7 +602,8 @@ async fn batch(
     let mut success: Vec<Value> = Vec::new();
     let mut errors: Vec<Value> = Vec::new();
     // Rows by dataset, stored as one batch each.
-    let mut by_dataset: BTreeMap<String, (DatasetDef, Vec<Row>, Vec<String>)> = BTreeMap::new();
+    let mut by_dataset: BTreeMap<String, (DatasetDef, Vec<Row>, Vec<(String, bool)>)> =
+        BTreeMap::new();
     for entity in entities {
         let id = entity
             .get("id")
@@ -471,6 +617,7 @@ async fn batch(
         };
         let outcome = async {
             let found = find(&state, &me, &id, None).await?;
+            let created = found.is_none();
             let (def, ngsi, base) = match (op.as_str(), found) {
                 ("create", Some(_)) => {
                     return Err(Problem::new(
@@ -490,23 +637,40 @@ async fn batch(
             };
             let row =
                 to_row(&def, &ngsi, &entity, base.as_ref(), &now_text).map_err(Problem::bad)?;
-            Ok((def, row))
+            Ok((def, row, created))
         }
         .await;
         match outcome {
-            Ok((def, row)) => {
+            Ok((def, row, created)) => {
                 let slot = by_dataset.entry(def.name.to_string()).or_insert_with(|| (def, Vec::new(), Vec::new()));
                 slot.1.push(row);
-                slot.2.push(id);
+                slot.2.push((id, created));
             }
             Err(p) => errors.push(json!({"entityId": id, "error": {"type": format!("https://uri.etsi.org/ngsi-ld/errors/{}", p.kind), "title": p.kind, "detail": p.detail}})),
         }
     }
+    let mut created: Vec<Value> = Vec::new();
     for (_, (def, rows, ids)) in by_dataset {
         match store(&state, &me, &def, rows, &format!("batch {op}")).await {
-            Ok(()) => success.extend(ids.into_iter().map(Value::from)),
-            Err(p) => errors.extend(ids.into_iter().map(|id| json!({"entityId": id, "error": {"type": format!("https://uri.etsi.org/ngsi-ld/errors/{}", p.kind), "title": p.kind, "detail": p.detail}}))),
+            Ok(()) => {
+                for (id, new) in ids {
+                    if new {
+                        created.push(Value::from(id.clone()));
+                    }
+                    success.push(Value::from(id));
+                }
+            }
+            Err(p) => errors.extend(ids.into_iter().map(|(id, _)| json!({"entityId": id, "error": {"type": format!("https://uri.etsi.org/ngsi-ld/errors/{}", p.kind), "title": p.kind, "detail": p.detail}}))),
         }
+    }
+    if errors.is_empty() && op == "upsert" && !created.is_empty() {
+        // An upsert that created entities answers 201 with their ids.
+        return Ok((
+            StatusCode::CREATED,
+            [(header::CONTENT_TYPE, "application/json")],
+            Value::Array(created).to_string(),
+        )
+            .into_response());
     }
     if errors.is_empty() {
         return Ok(if op == "create" {
@@ -519,6 +683,54 @@ async fn batch(
         } else {
             StatusCode::NO_CONTENT.into_response()
         });
+    }
+    Ok((
+        StatusCode::MULTI_STATUS,
+        [(header::CONTENT_TYPE, "application/json")],
+        json!({"success": success, "errors": errors}).to_string(),
+    )
+        .into_response())
+}
+
+/// `entityOperations/delete`: a JSON array of entity ids; 204 when every one ended, else
+/// 207 naming each that did not (not found, not the caller's to delete).
+async fn batch_delete(state: &AppState, me: &Principal, body: Body) -> Answer {
+    let Value::Array(ids) = body_json(body).await? else {
+        return Err(Problem::bad("the body is an array of entity ids"));
+    };
+    let error = |id: &str, p: &Problem| json!({"entityId": id, "error": {"type": format!("https://uri.etsi.org/ngsi-ld/errors/{}", p.kind), "title": p.kind, "detail": p.detail}});
+    let mut success: Vec<Value> = Vec::new();
+    let mut errors: Vec<Value> = Vec::new();
+    let mut by_dataset: BTreeMap<String, (DatasetDef, Vec<String>)> = BTreeMap::new();
+    for id in ids {
+        let Some(id) = id.as_str().map(str::to_string) else {
+            errors.push(error(
+                "",
+                &Problem::bad(format!("{id} is not an entity id")),
+            ));
+            continue;
+        };
+        match find(state, me, &id, None).await {
+            Ok(Some((def, _, _))) => by_dataset
+                .entry(def.name.to_string())
+                .or_insert_with(|| (def, Vec::new()))
+                .1
+                .push(id),
+            Ok(None) => errors.push(error(
+                &id,
+                &Problem::not_found(format!("no entity {id} that you may read")),
+            )),
+            Err(p) => errors.push(error(&id, &p)),
+        }
+    }
+    for (_, (def, ids)) in by_dataset {
+        match end_entities(state, me, &def, ids.clone()).await {
+            Ok(()) => success.extend(ids.into_iter().map(Value::from)),
+            Err(p) => errors.extend(ids.iter().map(|id| error(id, &p))),
+        }
+    }
+    if errors.is_empty() {
+        return Ok(StatusCode::NO_CONTENT.into_response());
     }
     Ok((
         StatusCode::MULTI_STATUS,
@@ -598,7 +810,7 @@ async fn query(
             Some(h) => format!("{cond} AND ({})", h.join(" OR ")),
             None => cond,
         };
-        let base = latest_sql(&def, &ngsi, &cond);
+        let base = latest_sql(&def, &ngsi, &source(&state, &def, &ngsi), &cond);
         if params.count == Some(true) {
             let n = rows(
                 &state,
@@ -665,9 +877,9 @@ async fn temporal_rows(
     let n = params.last_n.unwrap_or(MAX_LIMIT).min(MAX_LIMIT);
     // The lastN newest per entity, then in time order.
     let sql = format!(
-        "SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY {id} ORDER BY {observed} DESC, _ingested_at DESC) AS _ngsi_rank FROM {name}{filter}) AS t WHERE _ngsi_rank <= {n} ORDER BY {id}, {observed}, _ingested_at",
+        "SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY {id} ORDER BY {observed} DESC, _ingested_at DESC) AS _ngsi_rank FROM {from}{filter}) AS t WHERE _ngsi_rank <= {n} ORDER BY {id}, {observed}, _ingested_at",
         id = ngsi.id,
-        name = def.name,
+        from = source(state, def, ngsi),
     );
     rows(
         state,

@@ -101,17 +101,31 @@ impl Scene for ThresholdsScene {
                 .await
                 .map_err(|e| e.to_string())?;
             let (keys, open) = stored_events(&stored.batches)?;
-            // Each rule's time field: its own, else its dataset's event time.
+            // Each rule's time field: its own, else its dataset's event time; a rule whose
+            // dataset lacks a field it names is skipped, said once here.
             let time_fields = rules
                 .rules
                 .iter()
                 .map(|r| {
-                    r.time.clone().or_else(|| {
-                        DatasetName::parse(&r.dataset)
-                            .ok()
-                            .and_then(|n| ctx.hub.definition(&n).ok())
-                            .and_then(|d| d.event_time)
-                    })
+                    let def = DatasetName::parse(&r.dataset)
+                        .ok()
+                        .and_then(|n| ctx.hub.definition(&n).ok())?;
+                    let time = r.time.clone().or_else(|| def.event_time.clone())?;
+                    let missing: Vec<&str> = [r.field.as_str(), r.entity.as_str(), time.as_str()]
+                        .into_iter()
+                        .filter(|f| def.field(f).is_none())
+                        .collect();
+                    if !missing.is_empty() {
+                        tracing::warn!(
+                            message =
+                                "A threshold rule is skipped: its dataset lacks a field it names.",
+                            rule = r.id,
+                            dataset = r.dataset,
+                            missing = missing.join(", ")
+                        );
+                        return None;
+                    }
+                    Some(time)
                 })
                 .collect();
             let mut board = ThresholdBoard::new(rules);
