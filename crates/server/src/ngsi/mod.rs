@@ -602,8 +602,9 @@ async fn batch(
     let mut success: Vec<Value> = Vec::new();
     let mut errors: Vec<Value> = Vec::new();
     // Rows by dataset, stored as one batch each.
-    let mut by_dataset: BTreeMap<String, (DatasetDef, Vec<Row>, Vec<(String, bool)>)> =
-        BTreeMap::new();
+    // Per dataset: its rows and, for each, the entity id and whether it is new.
+    type Pending = (DatasetDef, Vec<Row>, Vec<(String, bool)>);
+    let mut by_dataset: BTreeMap<String, Pending> = BTreeMap::new();
     for entity in entities {
         let id = entity
             .get("id")
