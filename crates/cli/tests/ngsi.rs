@@ -58,23 +58,32 @@ fn call(
 ) -> (u16, String, Option<String>) {
     let url = format!("{}{path}", server.base);
     let auth = format!("Bearer {token}");
+    // A body carrying its @context is JSON-LD; one without is plain JSON (the rule).
+    let with_context = |b: &Value| match b {
+        Value::Array(items) => items.iter().any(|i| i.get("@context").is_some()),
+        one => one.get("@context").is_some(),
+    };
+    let content_type = match &body {
+        Some(b) if with_context(b) => "application/ld+json",
+        _ => "application/json",
+    };
     let response = match (method, body) {
         ("GET", _) => agent().get(&url).header("Authorization", &auth).call(),
         ("DELETE", _) => agent().delete(&url).header("Authorization", &auth).call(),
         ("PATCH", Some(b)) => agent()
             .patch(&url)
             .header("Authorization", &auth)
-            .header("Content-Type", "application/json")
+            .header("Content-Type", content_type)
             .send(b.to_string().as_bytes()),
         ("PUT", Some(b)) => agent()
             .put(&url)
             .header("Authorization", &auth)
-            .header("Content-Type", "application/json")
+            .header("Content-Type", content_type)
             .send(b.to_string().as_bytes()),
         (_, b) => agent()
             .post(&url)
             .header("Authorization", &auth)
-            .header("Content-Type", "application/json")
+            .header("Content-Type", content_type)
             .send(b.unwrap_or(Value::Null).to_string().as_bytes()),
     }
     .unwrap();
@@ -534,6 +543,30 @@ fn entities_go_in_as_governed_rows_and_come_back_masked_queried_and_as_history()
         None,
     );
     assert_eq!(status, 200);
+    // The content rules: JSON-LD carries its @context, plain JSON does not.
+    let raw = |content_type: &str, body: &Value| {
+        agent()
+            .post(&format!("{}/ngsi-ld/v1/entities", server.base))
+            .header("Authorization", &format!("Bearer {env}"))
+            .header("Content-Type", content_type)
+            .send(body.to_string().as_bytes())
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    let mut bare = station(9, 1.0, 120.0, 30.0, "2026-12-03T12:00:00Z");
+    assert_eq!(
+        raw("application/json", &bare),
+        400,
+        "@context in plain JSON"
+    );
+    bare.as_object_mut().unwrap().remove("@context");
+    assert_eq!(
+        raw("application/ld+json", &bare),
+        400,
+        "JSON-LD without @context"
+    );
+    assert_eq!(raw("application/json", &bare), 201);
 }
 
 /// An HTTP endpoint for notifications: answers 500 to the first `fail_first` requests, then

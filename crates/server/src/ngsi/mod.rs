@@ -229,6 +229,42 @@ async fn store(
     Ok(())
 }
 
+/// An entity (or a batch of them) as the specification's content rules allow: with
+/// `application/ld+json` the `@context` is in the body (each entity of a batch) and no
+/// `Link` header names one; with `application/json` the body holds no `@context`.
+async fn body_entities(headers: &HeaderMap, body: Body) -> Result<Value, Problem> {
+    let value = body_json(body).await?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json")
+        .to_ascii_lowercase();
+    let ld = content_type.starts_with("application/ld+json");
+    let items: Vec<&Value> = match &value {
+        Value::Array(items) => items.iter().collect(),
+        one => vec![one],
+    };
+    for item in items {
+        let has = item.get("@context").is_some();
+        if ld && !has {
+            return Err(Problem::bad(
+                "a body sent as application/ld+json carries its @context (or send application/json with the context in a Link header)",
+            ));
+        }
+        if !ld && has {
+            return Err(Problem::bad(
+                "a body with an @context is sent as application/ld+json (with application/json the context goes in a Link header)",
+            ));
+        }
+    }
+    if ld && headers.get(header::LINK).is_some() {
+        return Err(Problem::bad(
+            "application/ld+json takes the @context from the body, not from a Link header",
+        ));
+    }
+    Ok(value)
+}
+
 async fn body_json(body: Body) -> Result<Value, Problem> {
     let bytes = read_body(body, MAX_BODY).await?;
     serde_json::from_slice(&bytes).map_err(|e| {
@@ -343,9 +379,10 @@ async fn find(
 async fn create(
     State(state): State<AppState>,
     Extension(me): Extension<Principal>,
+    headers: HeaderMap,
     body: Body,
 ) -> Answer {
-    let Value::Object(entity) = body_json(body).await? else {
+    let Value::Object(entity) = body_entities(&headers, body).await? else {
         return Err(Problem::bad(
             "POST /entities takes one entity (a JSON object); use /entityOperations/create for several",
         ));
@@ -486,9 +523,10 @@ async fn append(
     State(state): State<AppState>,
     Extension(me): Extension<Principal>,
     Path(id): Path<String>,
+    headers: HeaderMap,
     body: Body,
 ) -> Answer {
-    let Value::Object(mut attrs) = body_json(body).await? else {
+    let Value::Object(mut attrs) = body_entities(&headers, body).await? else {
         return Err(Problem::bad("the body is an object of attributes"));
     };
     let Some((def, ngsi, row)) = find(&state, &me, &id, None).await? else {
@@ -507,9 +545,10 @@ async fn replace(
     State(state): State<AppState>,
     Extension(me): Extension<Principal>,
     Path(id): Path<String>,
+    headers: HeaderMap,
     body: Body,
 ) -> Answer {
-    let Value::Object(mut entity) = body_json(body).await? else {
+    let Value::Object(mut entity) = body_entities(&headers, body).await? else {
         return Err(Problem::bad("the body is an entity (a JSON object)"));
     };
     let Some((def, ngsi, _)) = find(&state, &me, &id, None).await? else {
@@ -583,6 +622,7 @@ async fn batch(
     State(state): State<AppState>,
     Extension(me): Extension<Principal>,
     Path(op): Path<String>,
+    headers: HeaderMap,
     body: Body,
 ) -> Answer {
     if op == "delete" {
@@ -595,7 +635,7 @@ async fn batch(
             format!("entityOperations/{op}: create, upsert, update and delete are supported"),
         ));
     }
-    let Value::Array(entities) = body_json(body).await? else {
+    let Value::Array(entities) = body_entities(&headers, body).await? else {
         return Err(Problem::bad("the body is an array of entities"));
     };
     let now_text = now().to_string();
