@@ -543,6 +543,49 @@ fn entities_go_in_as_governed_rows_and_come_back_masked_queried_and_as_history()
         None,
     );
     assert_eq!(status, 200);
+    // A history written at once (a gateway's backlog), then one more instance.
+    let id8 = "urn:ngsi-ld:AirQualityObserved:station-8";
+    let instance = |v: f64, at: &str| json!({"type": "Property", "value": v, "observedAt": at});
+    let (status, text, _) = call(
+        &server,
+        &env,
+        "POST",
+        "/ngsi-ld/v1/temporal/entities",
+        Some(json!({
+            "id": id8,
+            "type": "AirQualityObserved",
+            "NO2": [instance(20.0, "2026-12-01T00:00:00Z"), instance(25.0, "2026-12-01T01:00:00Z")],
+            "pm25": [instance(7.0, "2026-12-01T00:00:00Z"), instance(9.0, "2026-12-01T02:00:00Z")],
+            "@context": "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.8.jsonld"
+        })),
+    );
+    assert_eq!(status, 201, "{text}");
+    let (status, text, _) = call(
+        &server,
+        &env,
+        "POST",
+        &format!("/ngsi-ld/v1/temporal/entities/{id8}/attrs"),
+        Some(json!({"NO2": [instance(31.0, "2026-12-01T03:00:00Z")]})),
+    );
+    assert_eq!(status, 204, "{text}");
+    let (_, text, _) = call(
+        &server,
+        &env,
+        "GET",
+        &format!("/ngsi-ld/v1/temporal/entities/{id8}"),
+        None,
+    );
+    let history: Value = serde_json::from_str(&text).unwrap();
+    let values = |attr: &str| -> Vec<f64> {
+        history[attr]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["value"].as_f64().unwrap())
+            .collect()
+    };
+    assert_eq!(values("NO2"), [20.0, 25.0, 31.0], "{history}");
+    assert_eq!(values("pm25"), [7.0, 9.0], "{history}");
     // The content rules: JSON-LD carries its @context, plain JSON does not.
     let raw = |content_type: &str, body: &Value| {
         agent()

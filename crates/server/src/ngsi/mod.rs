@@ -63,8 +63,17 @@ pub fn router() -> Router<AppState> {
             axum::routing::patch(update_attr).delete(delete_attr),
         )
         .route("/entityOperations/{op}", post(batch))
-        .route("/temporal/entities", get(temporal_query))
-        .route("/temporal/entities/{id}", get(temporal_one))
+        .route(
+            "/temporal/entities",
+            get(temporal_query).post(temporal_create),
+        )
+        .route(
+            "/temporal/entities/",
+            get(temporal_query).post(temporal_create),
+        )
+        .route("/temporal/entities/{id}", get(temporal_one).delete(delete))
+        .route("/temporal/entities/{id}/attrs", post(temporal_append))
+        .route("/temporal/entities/{id}/attrs/", post(temporal_append))
         .route(
             "/subscriptions",
             post(subscriptions::create).get(subscriptions::list),
@@ -537,6 +546,102 @@ async fn append(
     attrs.insert("id".into(), Value::from(id));
     let row = to_row(&def, &ngsi, &attrs, Some(&row), &now().to_string()).map_err(Problem::bad)?;
     store(&state, &me, &def, vec![row], "update").await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// The rows a temporal entity holds: one per instant its attributes' instances name
+/// (`observedAt`, else the write's time), each with the attributes observed then.
+fn temporal_rows_of(
+    def: &DatasetDef,
+    ngsi: &NgsiLdDef,
+    id: &str,
+    entity: &Row,
+) -> Result<Vec<Row>, Problem> {
+    let now_text = now().to_string();
+    let mut instants: BTreeMap<String, Row> = BTreeMap::new();
+    for (key, value) in entity {
+        if matches!(key.as_str(), "id" | "@id" | "type" | "@type" | "@context") {
+            continue;
+        }
+        let instances: Vec<&Value> = match value {
+            Value::Array(items) => items.iter().collect(),
+            one => vec![one],
+        };
+        for instance in instances {
+            let at = instance
+                .get("observedAt")
+                .and_then(Value::as_str)
+                .map_or_else(|| now_text.clone(), str::to_string);
+            instants
+                .entry(at)
+                .or_default()
+                .insert(key.clone(), instance.clone());
+        }
+    }
+    if instants.is_empty() {
+        return Err(Problem::bad(
+            "a temporal entity needs at least one attribute instance",
+        ));
+    }
+    instants
+        .into_values()
+        .map(|mut attrs| {
+            attrs.insert("id".into(), Value::from(id));
+            to_row(def, ngsi, &attrs, None, &now_text).map_err(Problem::bad)
+        })
+        .collect()
+}
+
+/// POST /temporal/entities: an entity's history written at once (201 when the entity is
+/// new, 204 when it adds to one).
+async fn temporal_create(
+    State(state): State<AppState>,
+    Extension(me): Extension<Principal>,
+    headers: HeaderMap,
+    body: Body,
+) -> Answer {
+    let Value::Object(entity) = body_entities(&headers, body).await? else {
+        return Err(Problem::bad(
+            "the body is one temporal entity (a JSON object)",
+        ));
+    };
+    let id = entity
+        .get("id")
+        .and_then(Value::as_str)
+        .ok_or_else(|| Problem::bad("a temporal entity needs an 'id'"))?
+        .to_string();
+    let (def, ngsi) = dataset_for(&state, &entity_type_of(&entity)?)?;
+    let existed = find(&state, &me, &id, None).await?.is_some();
+    let rows = temporal_rows_of(&def, &ngsi, &id, &entity)?;
+    store(&state, &me, &def, rows, "temporal create").await?;
+    if existed {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    let mut response = StatusCode::CREATED.into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("/ngsi-ld/v1/temporal/entities/{id}")) {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(response)
+}
+
+/// POST /temporal/entities/{id}/attrs: instances added to an entity's history.
+async fn temporal_append(
+    State(state): State<AppState>,
+    Extension(me): Extension<Principal>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Answer {
+    let Value::Object(attrs) = body_entities(&headers, body).await? else {
+        return Err(Problem::bad("the body is an object of attribute instances"));
+    };
+    let Some((def, ngsi, _)) = find(&state, &me, &id, None).await? else {
+        return Err(Problem::not_found(format!(
+            "no entity {id} that you may read"
+        )));
+    };
+    let rows = temporal_rows_of(&def, &ngsi, &id, &attrs)?;
+    store(&state, &me, &def, rows, "temporal append").await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
