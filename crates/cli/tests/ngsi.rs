@@ -610,6 +610,26 @@ fn entities_go_in_as_governed_rows_and_come_back_masked_queried_and_as_history()
         "JSON-LD without @context"
     );
     assert_eq!(raw("application/json", &bare), 201);
+    // A query as a body answers as the same query in the URL.
+    let (status, by_url, _) = call(
+        &server,
+        &env,
+        "GET",
+        "/ngsi-ld/v1/entities?type=AirQualityObserved&q=NO2%3E30&limit=100",
+        None,
+    );
+    assert_eq!(status, 200, "{by_url}");
+    let (status, by_body, _) = call(
+        &server,
+        &env,
+        "POST",
+        "/ngsi-ld/v1/entityOperations/query?limit=100",
+        Some(json!({"type": "Query", "entities": [{"type": "AirQualityObserved"}], "q": "NO2>30"})),
+    );
+    assert_eq!(status, 200, "{by_body}");
+    let by_url: Value = serde_json::from_str(&by_url).unwrap();
+    assert!(!by_url.as_array().unwrap().is_empty(), "{by_url}");
+    assert_eq!(serde_json::from_str::<Value>(&by_body).unwrap(), by_url);
 }
 
 /// An HTTP endpoint for notifications: answers 500 to the first `fail_first` requests, then

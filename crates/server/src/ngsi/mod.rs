@@ -727,17 +727,24 @@ async fn batch(
     State(state): State<AppState>,
     Extension(me): Extension<Principal>,
     Path(op): Path<String>,
+    Query(url): Query<ReadParams>,
     headers: HeaderMap,
     body: Body,
 ) -> Answer {
     if op == "delete" {
         return batch_delete(&state, &me, body).await;
     }
+    if op == "query" {
+        let params = query_body(url, &body_json(body).await?)?;
+        return query(State(state), Extension(me), Query(params), headers).await;
+    }
     if !matches!(op.as_str(), "create" | "upsert" | "update") {
         return Err(Problem::new(
             StatusCode::NOT_IMPLEMENTED,
             "OperationNotSupported",
-            format!("entityOperations/{op}: create, upsert, update and delete are supported"),
+            format!(
+                "entityOperations/{op}: create, upsert, update, delete and query are supported"
+            ),
         ));
     }
     let Value::Array(entities) = body_entities(&headers, body).await? else {
@@ -836,6 +843,57 @@ async fn batch(
         json!({"success": success, "errors": errors}).to_string(),
     )
         .into_response())
+}
+
+/// `entityOperations/query`: the query as a body (`entities` with types and ids, `attrs`,
+/// `q`, `geoQ`) over the URL's paging and options, answered as `GET /entities` would.
+fn query_body(mut params: ReadParams, body: &Value) -> Result<ReadParams, Problem> {
+    if body.get("type").and_then(Value::as_str) != Some("Query") {
+        return Err(Problem::bad(
+            "the body is a Query: {\"type\": \"Query\", ...}",
+        ));
+    }
+    let joined = |values: Vec<&str>| (!values.is_empty()).then(|| values.join(","));
+    let entities = body.get("entities").and_then(Value::as_array);
+    let mut types: Vec<&str> = entities
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.get("type").and_then(Value::as_str))
+        .collect();
+    types.dedup();
+    params.r#type = joined(types).or(params.r#type);
+    params.id = joined(
+        entities
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.get("id").and_then(Value::as_str))
+            .collect(),
+    )
+    .or(params.id);
+    if let Some(attrs) = body.get("attrs").and_then(Value::as_array) {
+        params.attrs = joined(attrs.iter().filter_map(Value::as_str).collect());
+    }
+    if let Some(q) = body.get("q").and_then(Value::as_str) {
+        params.q = Some(q.to_string());
+    }
+    if let Some(geo) = body.get("geoQ") {
+        params.georel = geo
+            .get("georel")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        params.geometry = geo
+            .get("geometry")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        params.coordinates = geo.get("coordinates").map(|c| match c {
+            Value::String(text) => text.clone(),
+            other => other.to_string(),
+        });
+    }
+    if params.r#type.is_none() && params.id.is_none() {
+        return Err(Problem::bad("a Query names entities by type or id"));
+    }
+    Ok(params)
 }
 
 /// `entityOperations/delete`: a JSON array of entity ids; 204 when every one ended, else
