@@ -107,7 +107,9 @@ fn rules(name: &str) -> Option<(&'static [&'static str], &'static [&'static str]
                 "citybrain-signals",
                 "citybrain-sumo",
             ],
-            &["clap", "ureq"],
+            // No command line. An HTTP client it has (ureq): NGSI-LD subscriptions POST
+            // notifications to subscribers' endpoints (ADR 2026-12-03-ngsi-ld).
+            &["clap"],
         ),
         // The binary: everything.
         "citybrain" => (
