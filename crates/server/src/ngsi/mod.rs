@@ -256,6 +256,23 @@ fn answer(status: StatusCode, headers: &HeaderMap, mut body: Value) -> Response 
     response
 }
 
+/// [`find`], with an entity the caller cannot see answered as NGSI-LD's not found.
+async fn found(
+    state: &AppState,
+    me: &Principal,
+    id: &str,
+    type_hint: Option<&str>,
+) -> Result<(DatasetDef, NgsiLdDef, Row), Problem> {
+    find(state, me, id, type_hint)
+        .await?
+        .ok_or_else(|| Problem::not_found(format!("no entity {id} that you may read")))
+}
+
+/// One entity's failure in a batch answer (207).
+fn entity_error(id: &str, p: &Problem) -> Value {
+    json!({"entityId": id, "error": {"type": format!("https://uri.etsi.org/ngsi-ld/errors/{}", p.kind), "title": p.kind, "detail": p.detail}})
+}
+
 /// The newest row of entity `id`, searching every NGSI-LD dataset `me` may read.
 async fn find(
     state: &AppState,
@@ -335,11 +352,7 @@ async fn retrieve(
     Query(params): Query<ReadParams>,
     headers: HeaderMap,
 ) -> Answer {
-    let Some((def, ngsi, row)) = find(&state, &me, &id, params.r#type.as_deref()).await? else {
-        return Err(Problem::not_found(format!(
-            "no entity {id} that you may read"
-        )));
-    };
+    let (def, ngsi, row) = found(&state, &me, &id, params.r#type.as_deref()).await?;
     let attrs = params.attrs();
     Ok(answer(
         StatusCode::OK,
@@ -510,11 +523,7 @@ async fn temporal_one(
     Query(params): Query<ReadParams>,
     headers: HeaderMap,
 ) -> Answer {
-    let Some((def, ngsi, _)) = find(&state, &me, &id, params.r#type.as_deref()).await? else {
-        return Err(Problem::not_found(format!(
-            "no entity {id} that you may read"
-        )));
-    };
+    let (def, ngsi, _) = found(&state, &me, &id, params.r#type.as_deref()).await?;
     let found = temporal_rows(
         &state,
         &me,

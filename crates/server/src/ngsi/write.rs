@@ -14,7 +14,10 @@ use citybrain_hub::{DatasetDef, Format, NgsiLdDef, OnError};
 use serde_json::{Value, json};
 
 use super::convert::{lit, observed_field, term, to_row};
-use super::{Answer, Problem, ReadParams, Row, body_json, dataset_for, find, query, rows, source};
+use super::{
+    Answer, Problem, ReadParams, Row, body_json, dataset_for, entity_error, find, found, query,
+    rows, source,
+};
 use crate::datasets::{audit, check_publisher};
 use crate::{AppState, blocking, now};
 
@@ -186,11 +189,7 @@ pub(super) async fn delete(
     Path(id): Path<String>,
     Query(params): Query<ReadParams>,
 ) -> Answer {
-    let Some((def, _, _)) = find(&state, &me, &id, params.r#type.as_deref()).await? else {
-        return Err(Problem::not_found(format!(
-            "no entity {id} that you may read"
-        )));
-    };
+    let (def, _, _) = found(&state, &me, &id, params.r#type.as_deref()).await?;
     end_entities(&state, &me, &def, vec![id]).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -207,11 +206,7 @@ pub(super) async fn append(
     let Value::Object(mut attrs) = body_entities(&headers, body).await? else {
         return Err(Problem::bad("the body is an object of attributes"));
     };
-    let Some((def, ngsi, row)) = find(&state, &me, &id, None).await? else {
-        return Err(Problem::not_found(format!(
-            "no entity {id} that you may read"
-        )));
-    };
+    let (def, ngsi, row) = found(&state, &me, &id, None).await?;
     attrs.insert("id".into(), Value::from(id));
     let row = to_row(&def, &ngsi, &attrs, Some(&row), &now().to_string()).map_err(Problem::bad)?;
     store(&state, &me, &def, vec![row], "update").await?;
@@ -304,11 +299,7 @@ pub(super) async fn temporal_append(
     let Value::Object(attrs) = body_entities(&headers, body).await? else {
         return Err(Problem::bad("the body is an object of attribute instances"));
     };
-    let Some((def, ngsi, _)) = find(&state, &me, &id, None).await? else {
-        return Err(Problem::not_found(format!(
-            "no entity {id} that you may read"
-        )));
-    };
+    let (def, ngsi, _) = found(&state, &me, &id, None).await?;
     let rows = temporal_rows_of(&def, &ngsi, &id, &attrs)?;
     store(&state, &me, &def, rows, "temporal append").await?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -325,11 +316,7 @@ pub(super) async fn replace(
     let Value::Object(mut entity) = body_entities(&headers, body).await? else {
         return Err(Problem::bad("the body is an entity (a JSON object)"));
     };
-    let Some((def, ngsi, _)) = find(&state, &me, &id, None).await? else {
-        return Err(Problem::not_found(format!(
-            "no entity {id} that you may read"
-        )));
-    };
+    let (def, ngsi, _) = found(&state, &me, &id, None).await?;
     entity.insert("id".into(), Value::from(id));
     let row = to_row(&def, &ngsi, &entity, None, &now().to_string()).map_err(Problem::bad)?;
     store(&state, &me, &def, vec![row], "replace").await?;
@@ -344,11 +331,7 @@ pub(super) async fn update_attr(
     body: Body,
 ) -> Answer {
     let value = body_json(body).await?;
-    let Some((def, ngsi, row)) = find(&state, &me, &id, None).await? else {
-        return Err(Problem::not_found(format!(
-            "no entity {id} that you may read"
-        )));
-    };
+    let (def, ngsi, row) = found(&state, &me, &id, None).await?;
     let field = ngsi.field_of(term(&attr));
     if row.get(&field).is_none_or(Value::is_null) {
         return Err(Problem::not_found(format!(
@@ -369,11 +352,7 @@ pub(super) async fn delete_attr(
     Extension(me): Extension<Principal>,
     Path((id, attr)): Path<(String, String)>,
 ) -> Answer {
-    let Some((def, ngsi, mut row)) = find(&state, &me, &id, None).await? else {
-        return Err(Problem::not_found(format!(
-            "no entity {id} that you may read"
-        )));
-    };
+    let (def, ngsi, mut row) = found(&state, &me, &id, None).await?;
     let field = ngsi.field_of(term(&attr));
     if field == ngsi.id || field == observed_field(&def, &ngsi) {
         return Err(Problem::bad(format!(
@@ -432,9 +411,11 @@ pub(super) async fn batch(
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_string();
-        let fail = |detail: String| json!({"entityId": id, "error": {"type": "https://uri.etsi.org/ngsi-ld/errors/BadRequestData", "title": "BadRequestData", "detail": detail}});
         let Value::Object(entity) = entity else {
-            errors.push(fail("not an entity (a JSON object)".into()));
+            errors.push(entity_error(
+                &id,
+                &Problem::bad("not an entity (a JSON object)"),
+            ));
             continue;
         };
         let outcome = async {
@@ -464,11 +445,13 @@ pub(super) async fn batch(
         .await;
         match outcome {
             Ok((def, row, created)) => {
-                let slot = by_dataset.entry(def.name.to_string()).or_insert_with(|| (def, Vec::new(), Vec::new()));
+                let slot = by_dataset
+                    .entry(def.name.to_string())
+                    .or_insert_with(|| (def, Vec::new(), Vec::new()));
                 slot.1.push(row);
                 slot.2.push((id, created));
             }
-            Err(p) => errors.push(json!({"entityId": id, "error": {"type": format!("https://uri.etsi.org/ngsi-ld/errors/{}", p.kind), "title": p.kind, "detail": p.detail}})),
+            Err(p) => errors.push(entity_error(&id, &p)),
         }
     }
     let mut created: Vec<Value> = Vec::new();
@@ -482,7 +465,7 @@ pub(super) async fn batch(
                     success.push(Value::from(id));
                 }
             }
-            Err(p) => errors.extend(ids.into_iter().map(|(id, _)| json!({"entityId": id, "error": {"type": format!("https://uri.etsi.org/ngsi-ld/errors/{}", p.kind), "title": p.kind, "detail": p.detail}}))),
+            Err(p) => errors.extend(ids.iter().map(|(id, _)| entity_error(id, &p))),
         }
     }
     if errors.is_empty() && op == "upsert" && !created.is_empty() {
@@ -571,35 +554,30 @@ pub(super) async fn batch_delete(state: &AppState, me: &Principal, body: Body) -
     let Value::Array(ids) = body_json(body).await? else {
         return Err(Problem::bad("the body is an array of entity ids"));
     };
-    let error = |id: &str, p: &Problem| json!({"entityId": id, "error": {"type": format!("https://uri.etsi.org/ngsi-ld/errors/{}", p.kind), "title": p.kind, "detail": p.detail}});
     let mut success: Vec<Value> = Vec::new();
     let mut errors: Vec<Value> = Vec::new();
     let mut by_dataset: BTreeMap<String, (DatasetDef, Vec<String>)> = BTreeMap::new();
     for id in ids {
         let Some(id) = id.as_str().map(str::to_string) else {
-            errors.push(error(
+            errors.push(entity_error(
                 "",
                 &Problem::bad(format!("{id} is not an entity id")),
             ));
             continue;
         };
-        match find(state, me, &id, None).await {
-            Ok(Some((def, _, _))) => by_dataset
+        match found(state, me, &id, None).await {
+            Ok((def, _, _)) => by_dataset
                 .entry(def.name.to_string())
                 .or_insert_with(|| (def, Vec::new()))
                 .1
                 .push(id),
-            Ok(None) => errors.push(error(
-                &id,
-                &Problem::not_found(format!("no entity {id} that you may read")),
-            )),
-            Err(p) => errors.push(error(&id, &p)),
+            Err(p) => errors.push(entity_error(&id, &p)),
         }
     }
     for (_, (def, ids)) in by_dataset {
         match end_entities(state, me, &def, ids.clone()).await {
             Ok(()) => success.extend(ids.into_iter().map(Value::from)),
-            Err(p) => errors.extend(ids.iter().map(|id| error(id, &p))),
+            Err(p) => errors.extend(ids.iter().map(|id| entity_error(id, &p))),
         }
     }
     if errors.is_empty() {
