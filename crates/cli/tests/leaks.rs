@@ -11,7 +11,7 @@ mod common;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use common::{Server, agent, department_admin, start};
+use common::{Server, agent, department_admin, pg_port, start};
 use serde_json::{Value, json};
 
 fn get(server: &Server, token: &str, path: &str) -> (u16, String) {
@@ -89,20 +89,6 @@ name = "location"
 type = "geo"
 nullable = true
 "#;
-
-/// The wire's port, from what the server printed.
-fn pg_port(server: &Server) -> u16 {
-    for _ in 0..600 {
-        let printed = server.printed.lock().unwrap().clone();
-        if let Some(line) = printed.lines().find(|l| l.contains("Postgres wire:")) {
-            let after = line.split("@127.0.0.1:").nth(1).expect("an address");
-            let port: String = after.chars().take_while(char::is_ascii_digit).collect();
-            return port.parse().unwrap();
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    panic!("the server never printed its Postgres wire address");
-}
 
 /// A query's rows through psql as `user` (one value a line, nulls left out).
 fn psql(port: u16, user: &str, token: &str, sql: &str) -> Vec<String> {

@@ -14,20 +14,6 @@ use serde_json::{Value, json};
 mod common;
 use common::*;
 
-/// The wire's port, from what the server printed.
-fn pg_port(server: &Server) -> u16 {
-    for _ in 0..600 {
-        let printed = server.printed.lock().unwrap().clone();
-        if let Some(line) = printed.lines().find(|l| l.contains("Postgres wire:")) {
-            let after = line.split("@127.0.0.1:").nth(1).expect("an address");
-            let port: String = after.chars().take_while(char::is_ascii_digit).collect();
-            return port.parse().unwrap();
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    panic!("the server never printed its Postgres wire address");
-}
-
 fn http_sql(server: &Server, token: &str, sql: &str) -> Vec<Value> {
     let body = json!({"sql": sql, "purpose": "pgwire test"}).to_string();
     let response = agent()

@@ -2,6 +2,7 @@
 //! temporary data directory, and an HTTP client that never turns a status into an error.
 #![allow(dead_code)] // each test binary uses its own part of this module
 
+pub mod ngsi;
 pub mod people;
 
 use std::io::BufRead;
@@ -280,6 +281,20 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The wire's port, from what the server printed.
+pub fn pg_port(server: &Server) -> u16 {
+    for _ in 0..600 {
+        let printed = server.printed.lock().unwrap().clone();
+        if let Some(line) = printed.lines().find(|l| l.contains("Postgres wire:")) {
+            let after = line.split("@127.0.0.1:").nth(1).expect("an address");
+            let port: String = after.chars().take_while(char::is_ascii_digit).collect();
+            return port.parse().unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("the server never printed its Postgres wire address");
 }
 
 pub fn department_admin(server: &Server, department: &str) -> String {
