@@ -12,6 +12,7 @@ pub mod decode;
 pub mod feed;
 pub mod log;
 pub mod mapping;
+pub mod open_table;
 mod parquet_in;
 pub mod profile;
 pub mod schema;
@@ -126,6 +127,9 @@ pub struct HubConfig {
     pub seal_rows: usize,
     /// The city's zone: feed mappings read local times in it unless they name their own.
     pub zone: citybrain_core::TimeZone,
+    /// Keep every exportable dataset's sealed segments as a Delta Lake table under this
+    /// directory (`open_table`); None: no open tables.
+    pub open_tables: Option<PathBuf>,
 }
 
 impl Default for HubConfig {
@@ -133,6 +137,7 @@ impl Default for HubConfig {
         Self {
             seal_rows: 1_000_000,
             zone: citybrain_core::CityProfile::hangzhou().time_zone,
+            open_tables: None,
         }
     }
 }
@@ -170,6 +175,8 @@ pub struct Hub {
     catalog: Mutex<catalog::Catalog>,
     datasets: RwLock<BTreeMap<DatasetName, Arc<Entry>>>,
     sealers: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// Serialises the open tables' commits (seals in the background, definitions, start).
+    open_tables: Arc<Mutex<()>>,
     skipped: Vec<SkippedDefinition>,
     limits: IngestLimits,
     feed: Arc<feed::Feed>,
@@ -216,17 +223,62 @@ impl Hub {
                 }),
             );
         }
-        Ok(Self {
+        let hub = Self {
             dir: dir.to_path_buf(),
             config,
             catalog: Mutex::new(catalog),
             datasets: RwLock::new(datasets),
             sealers: Mutex::new(Vec::new()),
+            open_tables: Arc::default(),
             skipped,
             limits: IngestLimits::default(),
             feed: Arc::new(feed::Feed::new(dir)),
             last_stamp: std::sync::atomic::AtomicI64::new(last_stamp),
-        })
+        };
+        hub.refresh_open_tables();
+        Ok(hub)
+    }
+
+    /// At start: every exportable dataset's open table brought up to its sealed segments
+    /// (a crash may have come between a seal and its commit), and tables of datasets
+    /// deleted or no longer exportable removed.
+    fn refresh_open_tables(&self) {
+        let Some(root) = &self.config.open_tables else {
+            return;
+        };
+        let entries: Vec<Arc<Entry>> = self
+            .datasets
+            .read()
+            .expect("datasets lock")
+            .values()
+            .cloned()
+            .collect();
+        for entry in &entries {
+            refresh_open_table(root, &self.open_tables, &entry.def, &entry.store);
+        }
+        let Ok(dirs) = std::fs::read_dir(root) else {
+            return;
+        };
+        for dir in dirs.flatten().map(|d| d.path()) {
+            let known = dir
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| entries.iter().any(|e| e.def.name.as_str() == n));
+            // Only what is a Delta table: the root may hold other things.
+            if !known && dir.join("_delta_log").is_dir() {
+                tracing::info!(message = "Removing the open table of a dataset that is gone.", table = %dir.display());
+                if let Err(error) = open_table::remove(&dir) {
+                    tracing::error!(message = "Could not remove an open table.", %error);
+                }
+            }
+        }
+    }
+
+    /// After a definition changed or a seal: the dataset's open table, if tables are kept.
+    fn refresh_open_table_of(&self, name: &DatasetName) {
+        if let (Some(root), Ok(entry)) = (&self.config.open_tables, self.entry(name)) {
+            refresh_open_table(root, &self.open_tables, &entry.def, &entry.store);
+        }
     }
 
     /// The next ingest stamp: `now`, or just after the last one if the clock has not
@@ -362,6 +414,7 @@ impl Hub {
         }
         drop(datasets);
         drop(catalog);
+        self.refresh_open_table_of(&def.name);
         self.info(&def.name)
     }
 
@@ -389,6 +442,10 @@ impl Hub {
         for n in [name, &rejected] {
             remove_dir_if_present(&dataset_dir(&self.dir, n))?;
         }
+        if let Some(root) = &self.config.open_tables {
+            let _guard = self.open_tables.lock().expect("open tables lock");
+            open_table::remove(&open_table::table_dir(root, name.as_str()))?;
+        }
         Ok(rows)
     }
 
@@ -415,6 +472,7 @@ impl Hub {
             .expect("datasets lock")
             .insert(def.name.clone(), entry);
         drop(catalog);
+        self.refresh_open_table_of(&def.name);
         self.info(&def.name)
     }
 
@@ -610,7 +668,7 @@ impl Hub {
             dead_letters = Some(name.rejected());
         }
         drop(order);
-        self.maybe_seal(&entry.store);
+        self.maybe_seal(&entry);
         Ok(IngestReport {
             accepted,
             rejected,
@@ -621,15 +679,26 @@ impl Hub {
         })
     }
 
-    fn maybe_seal(&self, store: &Arc<DatasetStore>) {
-        if store.tail_rows() < self.config.seal_rows {
+    fn maybe_seal(&self, entry: &Entry) {
+        if entry.store.tail_rows() < self.config.seal_rows {
             return;
         }
-        let store = store.clone();
-        let handle = std::thread::spawn(move || {
-            if let Err(error) = store.seal() {
+        let store = entry.store.clone();
+        let open_table = self
+            .config
+            .open_tables
+            .clone()
+            .map(|root| (root, self.open_tables.clone(), entry.def.clone()));
+        let handle = std::thread::spawn(move || match store.seal() {
+            Err(error) => {
                 tracing::error!(message = "Sealing failed; the records stay in the log.", %error);
             }
+            Ok(rows) if rows > 0 => {
+                if let Some((root, lock, def)) = open_table {
+                    refresh_open_table(&root, &lock, &def, &store);
+                }
+            }
+            Ok(_) => {}
         });
         let mut sealers = self.sealers.lock().expect("sealers lock");
         sealers.retain(|h| !h.is_finished());
@@ -638,16 +707,22 @@ impl Hub {
 
     /// Seals every dataset's tail now (used by benchmarks and before backups).
     pub fn seal_all(&self) -> Result<u64, HubError> {
-        let stores: Vec<_> = self
+        let entries: Vec<Arc<Entry>> = self
             .datasets
             .read()
             .expect("datasets lock")
             .values()
-            .map(|e| e.store.clone())
+            .cloned()
             .collect();
         let mut rows = 0;
-        for store in stores {
-            rows += store.seal()?;
+        for entry in entries {
+            let sealed = entry.store.seal()?;
+            if sealed > 0
+                && let Some(root) = &self.config.open_tables
+            {
+                refresh_open_table(root, &self.open_tables, &entry.def, &entry.store);
+            }
+            rows += sealed;
         }
         Ok(rows)
     }
@@ -660,6 +735,26 @@ impl Hub {
         for handle in handles {
             let _ = handle.join();
         }
+    }
+}
+
+/// Brings one dataset's open table up to its sealed segments, or removes it if the dataset
+/// may not leave the hub. A failure leaves the dataset itself untouched: it is logged and
+/// the next seal (or start) tries again.
+fn refresh_open_table(root: &Path, lock: &Mutex<()>, def: &DatasetDef, store: &DatasetStore) {
+    let _guard = lock.lock().expect("open tables lock");
+    let table = open_table::table_dir(root, def.name.as_str());
+    let result = if open_table::exportable(def) {
+        open_table::sync(&table, def, &store.snapshot()).map(|synced| {
+            if let Some(version) = synced.version {
+                tracing::debug!(message = "Open table committed.", dataset = %def.name, version, files = synced.files_added);
+            }
+        })
+    } else {
+        open_table::remove(&table)
+    };
+    if let Err(error) = result {
+        tracing::error!(message = "The open table could not be brought up to date; the dataset is unaffected and the next seal tries again.", dataset = %def.name, %error);
     }
 }
 

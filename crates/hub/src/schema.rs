@@ -187,6 +187,12 @@ pub struct DatasetDef {
     /// The NGSI-LD entity type stored here, if any (`/ngsi-ld/v1/`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ngsi_ld: Option<NgsiLdDef>,
+    /// Whether the sealed data may also be kept as an open (Delta Lake) table, which outside
+    /// engines read without grants or masks. Unset: only when every department may read
+    /// the dataset and no field is personal (`open_table::exportable`). The owner's `true`
+    /// exports personal fields raw.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_table: Option<bool>,
 }
 
 /// How NGSI-LD entities of one type are stored in a dataset: each create, update or append
@@ -542,6 +548,7 @@ impl DatasetDef {
             event_time: None,
             mappings: BTreeMap::new(),
             ngsi_ld: None,
+            open_table: None,
             fields: vec![
                 field(
                     "line",

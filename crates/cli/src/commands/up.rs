@@ -73,6 +73,11 @@ pub struct Args {
     /// Seal a dataset's unsealed records into Parquet once they number this many.
     #[arg(long, default_value_t = 1_000_000)]
     seal_rows: usize,
+    /// Keep every dataset that may leave the hub's governance (readable by every
+    /// department, no personal field, or its owner's `open_table = true`) as a Delta Lake
+    /// table in this directory, for Spark, Trino, DuckDB or pandas (docs/interop.md).
+    #[arg(long, value_name = "DIR")]
+    open_tables: Option<PathBuf>,
     /// Take berth sensor messages (FIWARE ParkingSpot/OffStreetParking) over MQTT from a
     /// Mosquitto that citybrain starts on a free loopback port (Debian: apt-get install
     /// mosquitto).
@@ -124,6 +129,7 @@ pub fn run(args: Args) -> Result<()> {
         demo_speed,
         body_limit_mib,
         seal_rows,
+        open_tables,
         mqtt,
         mqtt_broker,
         signals_net,
@@ -198,7 +204,11 @@ pub fn run(args: Args) -> Result<()> {
         }),
         body_limit_mib,
         &limits,
-        HubConfig { seal_rows, zone },
+        HubConfig {
+            seal_rows,
+            zone,
+            open_tables,
+        },
         Mqtt::choose(mqtt, mqtt_broker)?,
         signals_net
             .zip(signals_routes)
