@@ -68,6 +68,12 @@ fn rules(name: &str) -> Option<(&'static [&'static str], &'static [&'static str]
                 "rumqttc",
             ],
         ),
+        // The hub's log in NATS JetStream: the hub's SharedLog over async-nats, no HTTP,
+        // no query engine.
+        "citybrain-jetstream" => (
+            &["citybrain-hub"],
+            &["axum", "hyper", "datafusion", "ureq", "utoipa", "rumqttc"],
+        ),
         "citybrain-gov" => (
             &["citybrain-core", "citybrain-hub"],
             &[
@@ -132,6 +138,7 @@ fn rules(name: &str) -> Option<(&'static [&'static str], &'static [&'static str]
                 "citybrain-sumo",
                 "citybrain-pg",
                 "citybrain-roads",
+                "citybrain-jetstream",
             ],
             &[],
         ),

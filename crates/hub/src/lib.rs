@@ -65,6 +65,17 @@ pub enum HubError {
         #[source]
         source: std::io::Error,
     },
+    /// The shared log (NATS JetStream) did not acknowledge: the call is not acknowledged,
+    /// though a frame the client had sent may still be stored when the log is back.
+    #[error(
+        "the shared log ({log}) did not acknowledge while {context}: {source}; the call is not acknowledged (it may still be stored once the log is back: check before sending it again)"
+    )]
+    LogUnavailable {
+        log: String,
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("the catalog failed while {context}: {source}")]
     Catalog {
         context: &'static str,
@@ -130,6 +141,8 @@ pub struct HubConfig {
     /// Keep every exportable dataset's sealed segments as a Delta Lake table under this
     /// directory (`open_table`); None: no open tables.
     pub open_tables: Option<PathBuf>,
+    /// Keep the unsealed log in this shared log (NATS JetStream) instead of files here.
+    pub shared_log: Option<Arc<dyn log::SharedLog>>,
 }
 
 impl Default for HubConfig {
@@ -138,6 +151,7 @@ impl Default for HubConfig {
             seal_rows: 1_000_000,
             zone: citybrain_core::CityProfile::hangzhou().time_zone,
             open_tables: None,
+            shared_log: None,
         }
     }
 }
@@ -212,7 +226,11 @@ impl Hub {
             );
         }
         for entry in entries {
-            let store = DatasetStore::open(&dataset_dir(dir, &entry.def.name), &entry.def)?;
+            let store = DatasetStore::open(
+                &dataset_dir(dir, &entry.def.name),
+                &entry.def,
+                config.shared_log.as_ref(),
+            )?;
             last_stamp = last_stamp.max(store.max_stamp().unwrap_or(i64::MIN));
             datasets.insert(
                 entry.def.name.clone(),
@@ -399,10 +417,15 @@ impl Hub {
         // deletion and the files') must not come back: the catalog decides.
         for d in [&def, &rejected] {
             remove_dir_if_present(&dataset_dir(&self.dir, &d.name))?;
+            self.forget_shared(&d.name)?;
         }
         catalog.insert(&[&def, &rejected], now)?;
         for d in [def.clone(), rejected] {
-            let store = DatasetStore::open(&dataset_dir(&self.dir, &d.name), &d)?;
+            let store = DatasetStore::open(
+                &dataset_dir(&self.dir, &d.name),
+                &d,
+                self.config.shared_log.as_ref(),
+            )?;
             datasets.insert(
                 d.name.clone(),
                 Arc::new(Entry {
@@ -441,12 +464,29 @@ impl Hub {
         drop(catalog);
         for n in [name, &rejected] {
             remove_dir_if_present(&dataset_dir(&self.dir, n))?;
+            self.forget_shared(n)?;
         }
         if let Some(root) = &self.config.open_tables {
             let _guard = self.open_tables.lock().expect("open tables lock");
             open_table::remove(&open_table::table_dir(root, name.as_str()))?;
         }
         Ok(rows)
+    }
+
+    /// Drops a dataset's frames from the shared log, if there is one.
+    fn forget_shared(&self, name: &DatasetName) -> Result<(), HubError> {
+        match &self.config.shared_log {
+            Some(shared) => {
+                shared
+                    .forget_all(name.as_str())
+                    .map_err(|source| HubError::LogUnavailable {
+                        log: shared.describe(),
+                        context: format!("dropping {name}"),
+                        source,
+                    })
+            }
+            None => Ok(()),
+        }
     }
 
     /// Replaces a dataset's definition if the change keeps stored data readable.

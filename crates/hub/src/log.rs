@@ -139,7 +139,11 @@ pub struct LogContents {
 pub fn read_log(path: &Path) -> io::Result<LogContents> {
     let mut bytes = Vec::new();
     File::open(path)?.read_to_end(&mut bytes)?;
-    let bytes = bytes::Bytes::from(bytes);
+    parse_frames(bytes::Bytes::from(bytes))
+}
+
+/// Every whole frame in `bytes`, stopping at the first torn or corrupt one.
+pub fn parse_frames(bytes: bytes::Bytes) -> io::Result<LogContents> {
     let mut entries = Vec::new();
     let mut at = 0usize;
     while bytes.len() - at >= HEADER {
@@ -176,6 +180,34 @@ pub fn read_log(path: &Path) -> io::Result<LogContents> {
         valid_len: at as u64,
         file_len: bytes.len() as u64,
     })
+}
+
+/// One frame of a [`SharedLog`], as it was appended.
+#[derive(Debug, Clone)]
+pub struct SharedFrame {
+    /// The store's log generation the frame was appended in (seals cover generations).
+    pub generation: u64,
+    /// Its place in the shared log (increasing, not contiguous).
+    pub sequence: u64,
+    pub frame: bytes::Bytes,
+}
+
+/// A log kept off this machine (NATS JetStream, `citybrain-jetstream`), replicated, so an
+/// acknowledged record survives the loss of the node that took it. The store appends the
+/// same frames it would write to a file; the hub stays free of network code.
+pub trait SharedLog: Send + Sync + std::fmt::Debug {
+    /// Appends one frame (given in parts) of `dataset`, returning its sequence once the
+    /// log has acknowledged it durably. An error means it may not be stored: the ingest
+    /// call fails.
+    fn append(&self, dataset: &str, generation: u64, parts: &[&[u8]]) -> io::Result<u64>;
+    /// Every whole frame of `dataset` the log holds, in append order.
+    fn read(&self, dataset: &str) -> io::Result<Vec<SharedFrame>>;
+    /// Drops `dataset`'s frames up to and including `through` (they are sealed).
+    fn forget(&self, dataset: &str, through: u64) -> io::Result<()>;
+    /// Drops every frame of `dataset` (deleted, or created again under its name).
+    fn forget_all(&self, dataset: &str) -> io::Result<()>;
+    /// Where the log is, for messages (`nats://127.0.0.1:4222 stream CITYBRAIN`).
+    fn describe(&self) -> String;
 }
 
 /// Cuts a torn tail off a log so later appends follow the last whole frame.

@@ -25,7 +25,7 @@ use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 
 use crate::HubError;
-use crate::log::{self, LogWriter};
+use crate::log::{self, LogWriter, SharedLog};
 use crate::schema::DatasetDef;
 
 /// A sealed Parquet file.
@@ -63,13 +63,103 @@ impl Snapshot {
 struct State {
     schema: SchemaRef,
     active_generation: u64,
-    log: LogWriter,
+    log: Log,
     /// Unsealed batches with the log generation that holds them.
     tail: Vec<(u64, RecordBatch)>,
     segments: Vec<Segment>,
     sealing: bool,
     /// The newest ingest stamp stored (the feed's position of the dataset's last batch).
     max_stamp: Option<i64>,
+}
+
+/// Where the active generation's frames go.
+#[derive(Debug)]
+enum Log {
+    /// A file of this machine per generation (`log/<generation>.log`), fsynced.
+    File(LogWriter),
+    /// A log off this machine (NATS JetStream): frames tagged with their generation.
+    Shared {
+        log: Arc<dyn SharedLog>,
+        dataset: String,
+        /// Whether the active generation has frames.
+        appended: bool,
+        /// The newest frame's sequence, of any generation.
+        last_sequence: Option<u64>,
+    },
+}
+
+impl Log {
+    fn append(&mut self, generation: u64, parts: &[&[u8]]) -> Result<(), HubError> {
+        match self {
+            Log::File(writer) => {
+                let result = if let [frame] = parts {
+                    writer.append_durable(frame)
+                } else {
+                    writer.append_parts_durable(parts)
+                };
+                result.map_err(io_err("appending to the log"))
+            }
+            Log::Shared {
+                log,
+                dataset,
+                appended,
+                last_sequence,
+            } => {
+                let sequence = log.append(dataset, generation, parts).map_err(|source| {
+                    HubError::LogUnavailable {
+                        log: log.describe(),
+                        context: format!("appending to {dataset}"),
+                        source,
+                    }
+                })?;
+                *appended = true;
+                *last_sequence = Some(sequence);
+                Ok(())
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            Log::File(writer) => writer.is_empty(),
+            Log::Shared { appended, .. } => !appended,
+        }
+    }
+
+    /// The log of the next generation.
+    fn next(&self, dir: &Path, generation: u64) -> Result<Log, HubError> {
+        Ok(match self {
+            Log::File(_) => Log::File(
+                LogWriter::create(&log_path(dir, generation))
+                    .map_err(io_err(format!("creating a log in {}", dir.display())))?,
+            ),
+            Log::Shared {
+                log,
+                dataset,
+                last_sequence,
+                ..
+            } => Log::Shared {
+                log: log.clone(),
+                dataset: dataset.clone(),
+                appended: false,
+                last_sequence: *last_sequence,
+            },
+        })
+    }
+
+    /// After a seal committed: what to drop from a shared log (its frames through the
+    /// sequence), or None for files (the sealed generations' files are deleted).
+    fn sealed_through(&self) -> Option<(Arc<dyn SharedLog>, String, u64)> {
+        match self {
+            Log::File(_) => None,
+            Log::Shared {
+                log,
+                dataset,
+                last_sequence,
+                ..
+            } => last_sequence.map(|s| (log.clone(), dataset.clone(), s)),
+        }
+    }
 }
 
 /// A dataset's storage. Appends are serialised; reads take a snapshot and never block on I/O.
@@ -96,7 +186,11 @@ fn parse_generation(path: &Path) -> Option<u64> {
 impl DatasetStore {
     /// Opens (or creates) the storage, recovering from any crash: torn log tails are cut,
     /// half-written seals are rolled back, and unsealed logs become the tail again.
-    pub fn open(dir: &Path, def: &DatasetDef) -> Result<Self, HubError> {
+    pub fn open(
+        dir: &Path,
+        def: &DatasetDef,
+        shared: Option<&Arc<dyn SharedLog>>,
+    ) -> Result<Self, HubError> {
         let schema = def.arrow_schema();
         for sub in ["log", "segments", "sealed"] {
             fs::create_dir_all(dir.join(sub))
@@ -157,49 +251,62 @@ impl DatasetStore {
                 log::truncate(&path, contents.valid_len)
                     .map_err(io_err(format!("truncating {}", path.display())))?;
             }
-            for entry in contents.entries {
-                let batches = match entry {
-                    log::Entry::Batch(batch) => vec![batch],
-                    log::Entry::Parquet {
-                        ingested_at_us,
-                        body,
-                    } => {
-                        // Accepted whole at ingest; decoded the same way again, a batch per
-                        // row group as at ingest.
-                        let decoded = crate::parquet_in::decode_parquet_parts(
-                            def,
-                            body,
-                            crate::parquet_in::Reading::Replay,
-                        )
-                        .map_err(|e| {
-                            HubError::Internal(format!(
-                                "a logged Parquet body of {} no longer decodes: {e}",
-                                dir.display()
-                            ))
-                        })?;
-                        if !decoded.rejected.is_empty() {
-                            tracing::warn!(
-                                message = "Records of a logged Parquet body no longer fit the definition; they stay in the log file only.",
-                                log = %path.display(),
-                                records = decoded.rejected.len()
-                            );
-                        }
-                        decoded
-                            .batches
-                            .into_iter()
-                            .filter(|b| b.num_rows() > 0)
-                            .map(|b| crate::with_ingested_at_of(&schema, b, ingested_at_us))
-                            .collect::<Result<Vec<_>, _>>()?
-                    }
-                };
-                for batch in batches {
-                    tail.push((generation, conform(&schema, batch)?));
+            for batch in replay(def, &schema, contents.entries, &path.display().to_string())? {
+                tail.push((generation, batch));
+            }
+        }
+        // Frames of a shared log: those of sealed generations are dropped (a crash came
+        // between a seal and its forgetting them), the others become the tail.
+        let mut last_sequence = None;
+        if let Some(shared) = shared {
+            let name = def.name.as_str();
+            let unavailable = |source| HubError::LogUnavailable {
+                log: shared.describe(),
+                context: format!("reading {name}"),
+                source,
+            };
+            let frames = shared.read(name).map_err(unavailable)?;
+            let mut sealed_through = None;
+            for frame in frames {
+                max_generation = max_generation.max(frame.generation);
+                last_sequence = Some(frame.sequence);
+                if sealed_generations.contains(&frame.generation) {
+                    sealed_through = Some(frame.sequence);
+                    continue;
                 }
+                let len = frame.frame.len() as u64;
+                let contents = log::parse_frames(frame.frame)
+                    .map_err(io_err(format!("reading {name} from the shared log")))?;
+                if contents.valid_len != len {
+                    return Err(HubError::Internal(format!(
+                        "frame {} of {name} in the shared log is corrupt",
+                        frame.sequence
+                    )));
+                }
+                let source = format!("{name} at {} in the shared log", frame.sequence);
+                for batch in replay(def, &schema, contents.entries, &source)? {
+                    tail.push((frame.generation, batch));
+                }
+            }
+            if let Some(through) = sealed_through
+                && let Err(error) = shared.forget(name, through)
+            {
+                tracing::warn!(message = "Could not drop sealed frames from the shared log; the next seal does.", dataset = name, %error);
             }
         }
         let active_generation = max_generation + 1;
-        let log = LogWriter::create(&log_path(dir, active_generation))
-            .map_err(io_err(format!("creating a log in {}", dir.display())))?;
+        let log = match shared {
+            None => Log::File(
+                LogWriter::create(&log_path(dir, active_generation))
+                    .map_err(io_err(format!("creating a log in {}", dir.display())))?,
+            ),
+            Some(shared) => Log::Shared {
+                log: shared.clone(),
+                dataset: def.name.as_str().to_string(),
+                appended: false,
+                last_sequence,
+            },
+        };
         let event_time = def
             .event_time
             .as_ref()
@@ -231,11 +338,8 @@ impl DatasetStore {
         }
         let frame = log::encode_frame(&batch).map_err(io_err("encoding a batch"))?;
         let mut state = self.state.lock().expect("store lock");
-        state.log.append_durable(&frame).map_err(io_err(format!(
-            "appending to the log of {}",
-            self.dir.display()
-        )))?;
         let generation = state.active_generation;
+        state.log.append(generation, &[&frame])?;
         state.max_stamp = state.max_stamp.max(batch_max_stamp(&batch));
         state.tail.push((generation, batch));
         Ok(())
@@ -255,14 +359,8 @@ impl DatasetStore {
         let head =
             log::parquet_frame_head(body, now.0).map_err(io_err("logging a Parquet body"))?;
         let mut state = self.state.lock().expect("store lock");
-        state
-            .log
-            .append_parts_durable(&[&head, body])
-            .map_err(io_err(format!(
-                "appending to the log of {}",
-                self.dir.display()
-            )))?;
         let generation = state.active_generation;
+        state.log.append(generation, &[&head, body])?;
         let newest = batches.iter().filter_map(batch_max_stamp).max();
         state.max_stamp = state.max_stamp.max(newest);
         state.tail.extend(
@@ -397,17 +495,18 @@ impl DatasetStore {
     /// (they go to a fresh log), and queries keep seeing the tail until the seal commits.
     /// Returns the number of rows sealed.
     pub fn seal(&self) -> Result<u64, HubError> {
-        let (generations, batches, schema) = {
+        let (generations, batches, schema, forget) = {
             let mut state = self.state.lock().expect("store lock");
             if state.sealing || state.tail.is_empty() {
                 return Ok(0);
             }
             if !state.log.is_empty() {
                 let next = state.active_generation + 1;
-                state.log = LogWriter::create(&log_path(&self.dir, next))
-                    .map_err(io_err(format!("creating a log in {}", self.dir.display())))?;
+                state.log = state.log.next(&self.dir, next)?;
                 state.active_generation = next;
             }
+            // Every frame so far is in the generations this seal covers.
+            let forget = state.log.sealed_through();
             let active = state.active_generation;
             state.sealing = true;
             let mut generations: Vec<u64> = state
@@ -423,9 +522,9 @@ impl DatasetStore {
                 .filter(|(g, _)| *g < active)
                 .map(|(_, b)| b.clone())
                 .collect();
-            (generations, batches, state.schema.clone())
+            (generations, batches, state.schema.clone(), forget)
         };
-        let result = self.write_seal(&generations, &batches, &schema);
+        let result = self.write_seal(&generations, &batches, &schema, forget);
         let mut state = self.state.lock().expect("store lock");
         state.sealing = false;
         let segments = result?;
@@ -440,6 +539,7 @@ impl DatasetStore {
         generations: &[u64],
         batches: &[RecordBatch],
         schema: &SchemaRef,
+        forget: Option<(Arc<dyn SharedLog>, String, u64)>,
     ) -> Result<Vec<Segment>, HubError> {
         let last = *generations
             .last()
@@ -507,10 +607,19 @@ impl DatasetStore {
         fs::rename(&tmp, sealed.join(format!("{last:012}.json")))
             .map_err(io_err("committing a seal"))?;
         log::sync_dir(&sealed).map_err(io_err("syncing the seal directory"))?;
+        if let Some((shared, dataset, through)) = forget
+            && let Err(error) = shared.forget(&dataset, through)
+        {
+            // Harmless: the next open skips frames of sealed generations and drops them.
+            tracing::warn!(message = "Could not drop sealed frames from the shared log.", %dataset, %error);
+        }
         for generation in generations {
             let path = log_path(&self.dir, *generation);
-            if let Err(error) = fs::remove_file(&path) {
-                // Harmless: the next open deletes logs a manifest covers.
+            if let Err(error) = fs::remove_file(&path)
+                && error.kind() != std::io::ErrorKind::NotFound
+            {
+                // Harmless: the next open deletes logs a manifest covers. (Generations of
+                // a shared log have no file.)
                 tracing::warn!(message = "Could not delete a sealed log.", log = %path.display(), %error);
             }
         }
@@ -519,6 +628,55 @@ impl DatasetStore {
 }
 
 /// The newest `_ingested_at` in a stored batch (its last column).
+/// The stored batches of a log's entries (`source` names the log for messages).
+fn replay(
+    def: &DatasetDef,
+    schema: &SchemaRef,
+    entries: Vec<log::Entry>,
+    source: &str,
+) -> Result<Vec<RecordBatch>, HubError> {
+    let mut out = Vec::new();
+    for entry in entries {
+        let batches = match entry {
+            log::Entry::Batch(batch) => vec![batch],
+            log::Entry::Parquet {
+                ingested_at_us,
+                body,
+            } => {
+                // Accepted whole at ingest; decoded the same way again, a batch per row
+                // group as at ingest.
+                let decoded = crate::parquet_in::decode_parquet_parts(
+                    def,
+                    body,
+                    crate::parquet_in::Reading::Replay,
+                )
+                .map_err(|e| {
+                    HubError::Internal(format!(
+                        "a logged Parquet body in {source} no longer decodes: {e}"
+                    ))
+                })?;
+                if !decoded.rejected.is_empty() {
+                    tracing::warn!(
+                        message = "Records of a logged Parquet body no longer fit the definition; they stay in the log only.",
+                        log = source,
+                        records = decoded.rejected.len()
+                    );
+                }
+                decoded
+                    .batches
+                    .into_iter()
+                    .filter(|b| b.num_rows() > 0)
+                    .map(|b| crate::with_ingested_at_of(schema, b, ingested_at_us))
+                    .collect::<Result<Vec<_>, _>>()?
+            }
+        };
+        for batch in batches {
+            out.push(conform(schema, batch)?);
+        }
+    }
+    Ok(out)
+}
+
 fn batch_max_stamp(batch: &RecordBatch) -> Option<i64> {
     let column = batch.columns().last()?;
     arrow::compute::max(column.as_primitive_opt::<TimestampMicrosecondType>()?)

@@ -75,6 +75,7 @@ error_codes! {
     InvalidRoute = "invalid_route", "The emergency route is not drivable";
     InvalidRun = "invalid_run", "The payout run name is malformed";
     InvalidSqlRequest = "invalid_sql_request", "The SQL request body is malformed";
+    LogUnavailable = "log_unavailable", "The shared log (NATS JetStream) did not acknowledge: the call is not acknowledged (it may still be stored once the log is back)";
     MissingOrInvalidToken = "missing_or_invalid_token", "No bearer token, or one that is unknown, expired or revoked";
     NameMismatch = "name_mismatch", "The name in the path and in the definition differ";
     NamespaceNotYours = "namespace_not_yours", "The namespace is reserved or another department owns it";
@@ -237,6 +238,11 @@ impl From<HubError> for ApiError {
             HubError::Decode(_) => {
                 Self::new(StatusCode::BAD_REQUEST, ErrorCode::UnreadableBody, message)
             }
+            HubError::LogUnavailable { .. } => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::LogUnavailable,
+                message,
+            ),
             HubError::Io { .. } | HubError::Catalog { .. } | HubError::Internal(_) => {
                 Self::internal(message)
             }

@@ -9,6 +9,7 @@ pub mod cockpits;
 pub mod codes;
 pub mod datasets;
 pub mod departments;
+pub mod deploy;
 pub mod forms;
 pub mod generate;
 pub mod grants;

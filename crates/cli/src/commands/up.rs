@@ -39,6 +39,11 @@ pub struct Args {
     /// Data directory.
     #[arg(long, default_value = "./citybrain-data")]
     data: PathBuf,
+    /// The deployment file: which backends hold what (`[log] backend = "jetstream"` puts
+    /// the log in NATS JetStream; docs/cluster.md). Without one, everything is embedded in
+    /// the data directory.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// The city profile (default: citybrain.toml in the data directory, written by
     /// `citybrain init`; without one, the demo city's: Hangzhou, Asia/Shanghai, 浙A).
     #[arg(long, value_name = "FILE")]
@@ -120,6 +125,7 @@ pub fn run(args: Args) -> Result<()> {
         tls_cert,
         tls_key,
         data,
+        config,
         profile,
         no_demo,
         scale,
@@ -161,6 +167,13 @@ pub fn run(args: Args) -> Result<()> {
         ),
         None => None,
     };
+    let shared_log = match &config {
+        Some(path) => super::deploy::Deployment::read(path)?.shared_log()?,
+        None => None,
+    };
+    if let Some(shared) = &shared_log {
+        println!("The log is in {}.", shared.describe());
+    }
     let (city, city_from) = match profile {
         Some(path) => (
             citybrain_hub::profile::read_profile(&path).map_err(anyhow::Error::msg)?,
@@ -208,6 +221,7 @@ pub fn run(args: Args) -> Result<()> {
             seal_rows,
             zone,
             open_tables,
+            shared_log,
         },
         Mqtt::choose(mqtt, mqtt_broker)?,
         signals_net

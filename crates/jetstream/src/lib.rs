@@ -1,0 +1,322 @@
+//! The hub's log in NATS JetStream (issue 25, item 1): [`JetStreamLog`] implements the
+//! hub's [`SharedLog`], so an ingest call is acknowledged only once the stream has stored
+//! its frame (replicated to a quorum when the stream has R=3), and a node that dies loses
+//! nothing acknowledged: its successor, or the node itself after a restart, reads the
+//! unsealed frames back from the stream.
+//!
+//! One stream (default `CITYBRAIN`) holds every dataset's frames on the subject
+//! `citybrain.log.<dataset>`. A frame over the server's message limit is sent as chunks
+//! (headers `Citybrain-Generation`, `Citybrain-Chunk: i/n`), published in order on one
+//! connection; a frame whose chunks did not all arrive was never acknowledged, and reading
+//! drops it. After a seal the dataset's frames through the sealed sequence are purged.
+//!
+//! The hub is synchronous; this crate runs the async client on a runtime of its own (one
+//! worker thread) and hands results back over a channel, so it can be called from any
+//! thread, a Tokio worker's included.
+
+use std::future::Future;
+use std::io;
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, consumer, stream};
+use bytes::BytesMut;
+use citybrain_hub::log::{SharedFrame, SharedLog};
+use futures::StreamExt;
+
+/// Subjects of the log: `citybrain.log.<dataset>`.
+const SUBJECT_PREFIX: &str = "citybrain.log.";
+const GENERATION: &str = "Citybrain-Generation";
+const CHUNK: &str = "Citybrain-Chunk";
+/// Room left in each message for headers and the protocol.
+const HEADROOM: usize = 4096;
+
+/// Where the log is and how it is kept (`[log]` of `citybrain up --config`).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The NATS servers, comma-separated (`nats://127.0.0.1:4222`).
+    pub url: String,
+    /// The stream's name (created if missing).
+    pub stream: String,
+    /// Copies JetStream keeps of every frame (3 in a cluster; 1 on one server).
+    pub replicas: usize,
+    /// How long an append waits for the stream's acknowledgement.
+    pub timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            url: "nats://127.0.0.1:4222".into(),
+            stream: "CITYBRAIN".into(),
+            replicas: 1,
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The hub's log in a JetStream stream.
+pub struct JetStreamLog {
+    settings: Settings,
+    runtime: tokio::runtime::Runtime,
+    context: jetstream::Context,
+    stream: stream::Stream,
+    /// The largest message payload the server takes.
+    max_payload: usize,
+}
+
+impl std::fmt::Debug for JetStreamLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JetStreamLog")
+            .field("url", &self.settings.url)
+            .field("stream", &self.settings.stream)
+            .finish_non_exhaustive()
+    }
+}
+
+fn other(context: &str) -> impl FnOnce(Box<dyn std::error::Error + Send + Sync>) -> io::Error {
+    let context = context.to_string();
+    move |e| io::Error::other(format!("{context}: {e}"))
+}
+
+fn subject(dataset: &str) -> String {
+    format!("{SUBJECT_PREFIX}{dataset}")
+}
+
+impl JetStreamLog {
+    /// Connects and makes sure the stream exists with the settings' replicas. Fails with
+    /// what to do when the server is not there or has no JetStream.
+    pub fn connect(settings: Settings) -> io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("jetstream")
+            .enable_all()
+            .build()?;
+        let (client, context, stream) = runtime.block_on(async {
+            let client = async_nats::ConnectOptions::new()
+                .name("citybrain")
+                .connection_timeout(settings.timeout)
+                .request_timeout(Some(settings.timeout))
+                .retry_on_initial_connect()
+                .connect(settings.url.as_str())
+                .await
+                .map_err(|e| io::Error::other(format!("connecting to NATS at {}: {e}", settings.url)))?;
+            let context = jetstream::new(client.clone());
+            let config = stream::Config {
+                name: settings.stream.clone(),
+                subjects: vec![format!("{SUBJECT_PREFIX}>")],
+                storage: stream::StorageType::File,
+                num_replicas: settings.replicas,
+                ..Default::default()
+            };
+            let stream = tokio::time::timeout(settings.timeout, context.get_or_create_stream(config))
+                .await
+                .map_err(|_| {
+                    io::Error::other(format!(
+                        "NATS at {} did not answer for JetStream within {:?}: is it started with JetStream on (nats-server -js), and with {} servers for {} replicas?",
+                        settings.url, settings.timeout, settings.replicas, settings.replicas
+                    ))
+                })?
+                .map_err(|e| {
+                    io::Error::other(format!(
+                        "creating stream {} on {}: {e} (nats-server needs -js; {} replicas need a cluster of as many servers)",
+                        settings.stream, settings.url, settings.replicas
+                    ))
+                })?;
+            Ok::<_, io::Error>((client, context, stream))
+        })?;
+        let max_payload = client.server_info().max_payload;
+        Ok(Self {
+            settings,
+            runtime,
+            context,
+            stream,
+            max_payload,
+        })
+    }
+
+    /// Runs `future` on the log's runtime and waits for it from this (any) thread.
+    fn run<T: Send + 'static>(&self, future: impl Future<Output = T> + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.runtime.spawn(async move {
+            let _ = tx.send(future.await);
+        });
+        rx.recv()
+            .expect("the log's runtime runs while the log exists")
+    }
+
+    fn chunk_size(&self) -> usize {
+        self.max_payload.saturating_sub(HEADROOM).max(HEADROOM)
+    }
+}
+
+impl SharedLog for JetStreamLog {
+    fn append(&self, dataset: &str, generation: u64, parts: &[&[u8]]) -> io::Result<u64> {
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        let mut frame = BytesMut::with_capacity(total);
+        for part in parts {
+            frame.extend_from_slice(part);
+        }
+        let frame = frame.freeze();
+        let size = self.chunk_size();
+        let count = frame.len().div_ceil(size).max(1);
+        let context = self.context.clone();
+        let subject = subject(dataset);
+        let timeout = self.settings.timeout;
+        self.run(async move {
+            // Published in order on one connection, then every acknowledgement awaited:
+            // the chunks travel together and the stream keeps their order.
+            let mut acks = Vec::with_capacity(count);
+            for i in 0..count {
+                let chunk = frame.slice(i * size..((i + 1) * size).min(frame.len()));
+                let mut headers = HeaderMap::new();
+                headers.insert(GENERATION, generation.to_string().as_str());
+                headers.insert(CHUNK, format!("{i}/{count}").as_str());
+                let ack = context
+                    .publish_with_headers(subject.clone(), headers, chunk)
+                    .await
+                    .map_err(|e| other("publishing a frame")(e.into()))?;
+                acks.push(ack);
+            }
+            let mut sequence = 0;
+            for ack in acks {
+                let ack = tokio::time::timeout(timeout, ack)
+                    .await
+                    .map_err(|_| {
+                        io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            format!("the stream did not acknowledge within {timeout:?}"),
+                        )
+                    })?
+                    .map_err(|e| other("the stream's acknowledgement")(e.into()))?;
+                sequence = ack.sequence;
+            }
+            Ok(sequence)
+        })
+    }
+
+    fn read(&self, dataset: &str) -> io::Result<Vec<SharedFrame>> {
+        let stream = self.stream.clone();
+        let subject = subject(dataset);
+        let timeout = self.settings.timeout;
+        self.run(async move {
+            let consumer = stream
+                .create_consumer(consumer::pull::OrderedConfig {
+                    filter_subject: subject.clone(),
+                    deliver_policy: consumer::DeliverPolicy::All,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| other("reading the log")(e.into()))?;
+            if consumer.cached_info().num_pending == 0 {
+                return Ok(Vec::new());
+            }
+            let mut messages = consumer
+                .messages()
+                .await
+                .map_err(|e| other("reading the log")(e.into()))?;
+            let mut frames = Vec::new();
+            let mut pending: Option<(u64, usize, BytesMut)> = None;
+            loop {
+                let message = tokio::time::timeout(timeout, messages.next())
+                    .await
+                    .map_err(|_| {
+                        io::Error::new(io::ErrorKind::TimedOut, "the log stopped delivering")
+                    })?
+                    .ok_or_else(|| io::Error::other("the log's delivery ended early"))?
+                    .map_err(|e| other("reading the log")(e.into()))?;
+                let info = message
+                    .info()
+                    .map_err(|e| other("a frame's metadata")(e))?;
+                let (sequence, left) = (info.stream_sequence, info.pending);
+                let header = |name: &str| {
+                    message
+                        .headers
+                        .as_ref()
+                        .and_then(|h| h.get(name))
+                        .map(|v| v.as_str().to_string())
+                };
+                let generation: Option<u64> = header(GENERATION).and_then(|g| g.parse().ok());
+                let chunk: Option<(usize, usize)> = header(CHUNK).and_then(|c| {
+                    let (i, n) = c.split_once('/')?;
+                    Some((i.parse().ok()?, n.parse().ok()?))
+                });
+                match (generation, chunk) {
+                    (Some(generation), Some((0, 1))) => {
+                        pending = None;
+                        frames.push(SharedFrame {
+                            generation,
+                            sequence,
+                            frame: message.payload.clone(),
+                        });
+                    }
+                    (Some(generation), Some((i, n))) if i < n => {
+                        // Chunks of one frame are consecutive; a run broken off (its
+                        // append failed, unacknowledged) is dropped.
+                        let mut run = match pending.take() {
+                            Some((g, next, bytes)) if i > 0 && g == generation && next == i => {
+                                (g, next, bytes)
+                            }
+                            _ if i == 0 => (generation, 0, BytesMut::new()),
+                            _ => (generation, usize::MAX, BytesMut::new()),
+                        };
+                        if run.1 == i {
+                            run.2.extend_from_slice(&message.payload);
+                            run.1 += 1;
+                            if run.1 == n {
+                                frames.push(SharedFrame {
+                                    generation,
+                                    sequence,
+                                    frame: run.2.freeze(),
+                                });
+                            } else {
+                                pending = Some(run);
+                            }
+                        }
+                    }
+                    _ => {
+                        tracing::warn!(message = "A message on the log's subject is not a citybrain frame; skipped.", subject = %subject, sequence);
+                    }
+                }
+                if left == 0 {
+                    break;
+                }
+            }
+            Ok(frames)
+        })
+    }
+
+    fn forget(&self, dataset: &str, through: u64) -> io::Result<()> {
+        let stream = self.stream.clone();
+        let subject = subject(dataset);
+        self.run(async move {
+            stream
+                .purge()
+                .filter(subject)
+                .sequence(through + 1)
+                .await
+                .map(|_| ())
+                .map_err(|e| other("purging sealed frames")(e.into()))
+        })
+    }
+
+    fn forget_all(&self, dataset: &str) -> io::Result<()> {
+        let stream = self.stream.clone();
+        let subject = subject(dataset);
+        self.run(async move {
+            stream
+                .purge()
+                .filter(subject)
+                .await
+                .map(|_| ())
+                .map_err(|e| other("purging a dataset's frames")(e.into()))
+        })
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "NATS JetStream {} stream {}",
+            self.settings.url, self.settings.stream
+        )
+    }
+}
