@@ -259,3 +259,144 @@ fn a_batch_over_the_servers_message_limit_goes_in_chunks_and_comes_back_whole() 
     let plates = server.sql("SELECT count(DISTINCT plate) AS n FROM transport.anpr_passages");
     assert_eq!(plates[0]["n"], 5000);
 }
+
+/// Which server (0, 1, 2 for n0, n1, n2) leads the stream, from a server's monitoring page.
+fn stream_leader(monitor: u16) -> usize {
+    let text = common::agent()
+        .get(&format!(
+            "http://127.0.0.1:{monitor}/jsz?accounts=true&streams=true"
+        ))
+        .call()
+        .unwrap()
+        .into_body()
+        .read_to_string()
+        .unwrap();
+    let jsz: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let leader = jsz["account_details"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|a| a["stream_detail"].as_array().into_iter().flatten())
+        .find(|s| s["name"] == "CITYBRAIN")
+        .and_then(|s| s["cluster"]["leader"].as_str())
+        .unwrap_or_else(|| panic!("no stream leader in {text}"))
+        .to_string();
+    leader.trim_start_matches('n').parse().unwrap()
+}
+
+#[test]
+fn killing_one_of_three_nats_servers_during_ingest_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let clients: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let routes: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let mut monitors: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let mut servers: Vec<Nats> = (0..3)
+        .map(|i| {
+            let home = dir.path().join(format!("n{i}"));
+            std::fs::create_dir_all(&home).unwrap();
+            let monitor = monitors[i];
+            let others: Vec<String> = (0..3)
+                .filter(|&j| j != i)
+                .map(|j| format!("nats-route://127.0.0.1:{}", routes[j]))
+                .collect();
+            Nats::start_with(
+                &home,
+                clients[i],
+                &format!(
+                    "server_name: n{i}\nhttp: 127.0.0.1:{monitor}\ncluster {{\n  name: citybrain\n  listen: 127.0.0.1:{}\n  routes: [{}]\n}}",
+                    routes[i],
+                    others.join(", ")
+                ),
+            )
+        })
+        .collect();
+    let urls: Vec<String> = clients
+        .iter()
+        .map(|p| format!("nats://127.0.0.1:{p}"))
+        .collect();
+    let config = dir.path().join("deploy.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[log]\nbackend = \"jetstream\"\nurl = \"{}\"\nreplicas = 3\ntimeout_s = 20\n",
+            urls.join(",")
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap().to_string();
+    let data = dir.path().join("data");
+    let server = start(&data, &["--config", config.as_str()]);
+    server.create_passages();
+
+    // Ingest goes on while one of the three servers is killed after ten batches; a call the
+    // stream did not acknowledge (while it elects a new leader) is sent again as a new batch.
+    let mut acked = Vec::new();
+    let mut refused = Vec::new();
+    let started = Instant::now();
+    let mut attempt = 0;
+    while acked.len() < 30 {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "ingest did not go on: {} acknowledged, {} refused",
+            acked.len(),
+            refused.len()
+        );
+        let (status, text) = ingest(&server, attempt);
+        match status {
+            200 => acked.push(attempt),
+            503 => {
+                // As a client retries: after a pause (a new leader takes a few seconds).
+                refused.push(attempt);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            _ => panic!("{status} {text}"),
+        }
+        attempt += 1;
+        assert!(attempt < 1000, "batch ids have three digits");
+        if acked.len() == 10 && servers.len() == 3 {
+            // The server leading the stream: the hard case (a new leader is elected).
+            let leader = stream_leader(monitors[0]);
+            let mut victim = servers.remove(leader);
+            victim.stop();
+            monitors.remove(leader);
+        }
+    }
+
+    // A node started again reads everything back from the two servers left.
+    server.kill9();
+    let server = start(&data, &["--config", config.as_str()]);
+    let counts = server.sql(
+        "SELECT substr(plate, 3, 3) AS b, count(*) AS n FROM transport.anpr_passages GROUP BY b",
+    );
+    let stored: std::collections::BTreeMap<usize, i64> = counts
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["b"].as_str().unwrap().parse().unwrap(),
+                r["n"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    for b in &acked {
+        assert_eq!(stored.get(b), Some(&50), "acknowledged batch {b}");
+    }
+    for b in &refused {
+        assert!(
+            matches!(stored.get(b), None | Some(50)),
+            "an unacknowledged batch is whole or absent: {b} {:?}",
+            stored.get(b)
+        );
+    }
+    assert_eq!(
+        stored.len(),
+        acked.len() + refused.iter().filter(|b| stored.contains_key(b)).count()
+    );
+    eprintln!(
+        "3-server NATS, one killed: {} batches acknowledged, {} refused with 503 while it failed over",
+        acked.len(),
+        refused.len()
+    );
+    drop(servers);
+}

@@ -65,11 +65,10 @@ pub enum HubError {
         #[source]
         source: std::io::Error,
     },
-    /// The shared log (NATS JetStream) did not acknowledge: the call is not acknowledged,
-    /// though a frame the client had sent may still be stored when the log is back.
-    #[error(
-        "the shared log ({log}) did not acknowledge while {context}: {source}; the call is not acknowledged (it may still be stored once the log is back: check before sending it again)"
-    )]
+    /// The shared log (NATS JetStream) did not answer. For an append, the call is not
+    /// acknowledged, though a frame the client had sent may still be stored when the log is
+    /// back (the context says so).
+    #[error("the shared log ({log}) is unavailable while {context}: {source}")]
     LogUnavailable {
         log: String,
         context: String,

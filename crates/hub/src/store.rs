@@ -108,7 +108,9 @@ impl Log {
                 let sequence = log.append(dataset, generation, parts).map_err(|source| {
                     HubError::LogUnavailable {
                         log: log.describe(),
-                        context: format!("appending to {dataset}"),
+                        context: format!(
+                            "appending to {dataset} (the call is not acknowledged; it may still be stored once the log is back: check before sending it again)"
+                        ),
                         source,
                     }
                 })?;

@@ -19,10 +19,9 @@ use std::io;
 use std::time::Duration;
 
 use async_nats::HeaderMap;
-use async_nats::jetstream::{self, consumer, stream};
+use async_nats::jetstream::{self, stream};
 use bytes::BytesMut;
 use citybrain_hub::log::{SharedFrame, SharedLog};
-use futures::StreamExt;
 
 /// Subjects of the log: `citybrain.log.<dataset>`.
 const SUBJECT_PREFIX: &str = "citybrain.log.";
@@ -98,7 +97,14 @@ impl JetStreamLog {
                 .connection_timeout(settings.timeout)
                 .request_timeout(Some(settings.timeout))
                 .retry_on_initial_connect()
-                .connect(settings.url.as_str())
+                .connect(
+                    settings
+                        .url
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|u| !u.is_empty())
+                        .collect::<Vec<_>>(),
+                )
                 .await
                 .map_err(|e| io::Error::other(format!("connecting to NATS at {}: {e}", settings.url)))?;
             let context = jetstream::new(client.clone());
@@ -109,20 +115,28 @@ impl JetStreamLog {
                 num_replicas: settings.replicas,
                 ..Default::default()
             };
-            let stream = tokio::time::timeout(settings.timeout, context.get_or_create_stream(config))
-                .await
-                .map_err(|_| {
-                    io::Error::other(format!(
-                        "NATS at {} did not answer for JetStream within {:?}: is it started with JetStream on (nats-server -js), and with {} servers for {} replicas?",
-                        settings.url, settings.timeout, settings.replicas, settings.replicas
-                    ))
-                })?
-                .map_err(|e| {
-                    io::Error::other(format!(
-                        "creating stream {} on {}: {e} (nats-server needs -js; {} replicas need a cluster of as many servers)",
-                        settings.stream, settings.url, settings.replicas
-                    ))
-                })?;
+            // A cluster that is still electing its leaders answers "temporarily
+            // unavailable" for a few seconds: asked again until the timeout.
+            let deadline = tokio::time::Instant::now() + settings.timeout;
+            let stream = loop {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                // Requests sent before a meta leader exists get no answer at all: each
+                // attempt waits briefly rather than the whole timeout.
+                let attempt = left.min(Duration::from_secs(2));
+                let error = match tokio::time::timeout(attempt, context.get_or_create_stream(config.clone())).await {
+                    Ok(Ok(stream)) => break stream,
+                    Ok(Err(e)) => e.to_string(),
+                    Err(_) => format!("no answer within {attempt:?}"),
+                };
+                if tokio::time::Instant::now() + Duration::from_millis(250) >= deadline {
+                    return Err(io::Error::other(format!(
+                        "creating stream {} on {} within {:?}: {error} (is nats-server started with JetStream on, -js, and with {} servers for {} replicas?)",
+                        settings.stream, settings.url, settings.timeout, settings.replicas, settings.replicas
+                    )));
+                }
+                tracing::debug!(message = "JetStream not ready; asking again.", %error);
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            };
             Ok::<_, io::Error>((client, context, stream))
         })?;
         let max_payload = client.server_info().max_payload;
@@ -200,40 +214,37 @@ impl SharedLog for JetStreamLog {
         let subject = subject(dataset);
         let timeout = self.settings.timeout;
         self.run(async move {
-            let consumer = stream
-                .create_consumer(consumer::pull::OrderedConfig {
-                    filter_subject: subject.clone(),
-                    deliver_policy: consumer::DeliverPolicy::All,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| other("reading the log")(e.into()))?;
-            if consumer.cached_info().num_pending == 0 {
-                return Ok(Vec::new());
-            }
-            let mut messages = consumer
-                .messages()
-                .await
-                .map_err(|e| other("reading the log")(e.into()))?;
+            // Message by message from the stream's leader (so what was acknowledged is
+            // there, whichever server this node is connected to), the next one of the
+            // subject each time: no consumer to create on a stream still electing.
             let mut frames = Vec::new();
             let mut pending: Option<(u64, usize, BytesMut)> = None;
+            let mut from = 1;
             loop {
-                let message = tokio::time::timeout(timeout, messages.next())
-                    .await
-                    .map_err(|_| {
-                        io::Error::new(io::ErrorKind::TimedOut, "the log stopped delivering")
-                    })?
-                    .ok_or_else(|| io::Error::other("the log's delivery ended early"))?
-                    .map_err(|e| other("reading the log")(e.into()))?;
-                let info = message
-                    .info()
-                    .map_err(|e| other("a frame's metadata")(e))?;
-                let (sequence, left) = (info.stream_sequence, info.pending);
+                let message = match tokio::time::timeout(
+                    timeout,
+                    stream.get_first_raw_message_by_subject(&subject, from),
+                )
+                .await
+                {
+                    Err(_) => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            format!("reading the log: no answer within {timeout:?}"),
+                        ));
+                    }
+                    Ok(Err(e)) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => {
+                        break;
+                    }
+                    Ok(Err(e)) => return Err(other("reading the log")(e.into())),
+                    Ok(Ok(message)) => message,
+                };
+                let sequence = message.sequence;
+                from = sequence + 1;
                 let header = |name: &str| {
                     message
                         .headers
-                        .as_ref()
-                        .and_then(|h| h.get(name))
+                        .get(name)
                         .map(|v| v.as_str().to_string())
                 };
                 let generation: Option<u64> = header(GENERATION).and_then(|g| g.parse().ok());
@@ -277,9 +288,6 @@ impl SharedLog for JetStreamLog {
                     _ => {
                         tracing::warn!(message = "A message on the log's subject is not a citybrain frame; skipped.", subject = %subject, sequence);
                     }
-                }
-                if left == 0 {
-                    break;
                 }
             }
             Ok(frames)
