@@ -183,6 +183,21 @@ fn acknowledged_batches_live_in_the_stream_survive_kill_9_and_go_once_sealed() {
     assert_eq!(server.count("transport.anpr_passages"), 400);
     let plates = server.sql("SELECT count(DISTINCT plate) AS n FROM transport.anpr_passages");
     assert_eq!(plates[0]["n"], 400);
+
+    // Started without the deployment file, the node would not see what the stream holds:
+    // refused, saying what to do.
+    server.kill9();
+    let out = Command::new(env!("CARGO_BIN_EXE_citybrain"))
+        .args(["up", "--no-demo", "--listen", "127.0.0.1:0", "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("unsealed records are in NATS JetStream") && stderr.contains("--config"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -129,6 +129,12 @@ impl JetStreamLog {
                     Err(_) => format!("no answer within {attempt:?}"),
                 };
                 if tokio::time::Instant::now() + Duration::from_millis(250) >= deadline {
+                    if client.connection_state() != async_nats::connection::State::Connected {
+                        return Err(io::Error::other(format!(
+                            "could not reach NATS at {} within {:?}: is nats-server running there (with -js)? (docs/cluster.md)",
+                            settings.url, settings.timeout
+                        )));
+                    }
                     return Err(io::Error::other(format!(
                         "creating stream {} on {} within {:?}: {error} (is nats-server started with JetStream on, -js, and with {} servers for {} replicas?)",
                         settings.stream, settings.url, settings.timeout, settings.replicas, settings.replicas

@@ -76,6 +76,50 @@ impl Deployment {
         Ok(deployment)
     }
 
+    /// Where the log is, as the data directory records it (`DATA/log.json`).
+    fn log_place(&self) -> serde_json::Value {
+        match self.log.backend.as_str() {
+            "jetstream" => {
+                let defaults = citybrain_jetstream::Settings::default();
+                serde_json::json!({
+                    "backend": "jetstream",
+                    "url": self.log.url.clone().unwrap_or(defaults.url),
+                    "stream": self.log.stream.clone().unwrap_or(defaults.stream),
+                })
+            }
+            _ => serde_json::json!({"backend": "embedded"}),
+        }
+    }
+
+    /// Checks that the data directory's unsealed records are where this deployment looks
+    /// for them, and records where they will be. A directory whose log is in JetStream,
+    /// started without that file, would not see its unsealed records (and a seal would
+    /// never cover them): refused, saying what to do.
+    pub fn claim(&self, data: &Path) -> Result<()> {
+        let path = data.join("log.json");
+        let place = self.log_place();
+        if let Ok(text) = std::fs::read_to_string(&path)
+            && let Ok(recorded) = serde_json::from_str::<serde_json::Value>(&text)
+            && recorded["backend"] == "jetstream"
+            && place["backend"] != "jetstream"
+        {
+            bail!(
+                "{}'s unsealed records are in NATS JetStream ({} stream {}): start with the deployment file that says so (--config),                  or, to return to the embedded log, delete {} once every dataset is sealed (docs/cluster.md)",
+                data.display(),
+                recorded["url"].as_str().unwrap_or("?"),
+                recorded["stream"].as_str().unwrap_or("?"),
+                path.display()
+            );
+        }
+        if place["backend"] == "jetstream" || path.exists() {
+            std::fs::create_dir_all(data)
+                .with_context(|| format!("creating {}", data.display()))?;
+            std::fs::write(&path, place.to_string() + "\n")
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        Ok(())
+    }
+
     /// The shared log the file asks for, connected; None for the embedded log.
     pub fn shared_log(&self) -> Result<Option<Arc<dyn citybrain_hub::log::SharedLog>>> {
         let log = &self.log;

@@ -167,10 +167,12 @@ pub fn run(args: Args) -> Result<()> {
         ),
         None => None,
     };
-    let shared_log = match &config {
-        Some(path) => super::deploy::Deployment::read(path)?.shared_log()?,
-        None => None,
+    let deployment = match &config {
+        Some(path) => super::deploy::Deployment::read(path)?,
+        None => super::deploy::Deployment::default(),
     };
+    deployment.claim(&data)?;
+    let shared_log = deployment.shared_log()?;
     if let Some(shared) = &shared_log {
         println!("The log is in {}.", shared.describe());
     }
