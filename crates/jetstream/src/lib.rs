@@ -27,6 +27,21 @@ use citybrain_hub::log::{SharedFrame, SharedLog};
 const SUBJECT_PREFIX: &str = "citybrain.log.";
 const GENERATION: &str = "Citybrain-Generation";
 const CHUNK: &str = "Citybrain-Chunk";
+/// The frame a chunk belongs to: the node's id and a counter.
+const FRAME: &str = "Citybrain-Frame";
+/// How long one attempt at publishing waits for the stream before sending again.
+const ATTEMPT: Duration = Duration::from_secs(2);
+const RETRY_PAUSE: Duration = Duration::from_millis(200);
+/// No frame is cut into more (256 MiB bodies in 1 MiB messages).
+const MAX_CHUNKS: usize = 1 << 16;
+
+/// A frame whose chunks are still being gathered.
+struct Partial {
+    generation: u64,
+    count: usize,
+    chunks: std::collections::BTreeMap<usize, bytes::Bytes>,
+    sequence: u64,
+}
 /// Room left in each message for headers and the protocol.
 const HEADROOM: usize = 4096;
 
@@ -62,6 +77,9 @@ pub struct JetStreamLog {
     stream: stream::Stream,
     /// The largest message payload the server takes.
     max_payload: usize,
+    /// This process's id in frame ids (random): message ids stay unique across restarts.
+    node: String,
+    frames: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for JetStreamLog {
@@ -152,6 +170,8 @@ impl JetStreamLog {
             context,
             stream,
             max_payload,
+            node: client.new_inbox().trim_start_matches("_INBOX.").to_string(),
+            frames: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -180,38 +200,62 @@ impl SharedLog for JetStreamLog {
         let frame = frame.freeze();
         let size = self.chunk_size();
         let count = frame.len().div_ceil(size).max(1);
+        let id = format!(
+            "{}.{}",
+            self.node,
+            self.frames
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
         let context = self.context.clone();
         let subject = subject(dataset);
         let timeout = self.settings.timeout;
         self.run(async move {
-            // Published in order on one connection, then every acknowledgement awaited:
-            // the chunks travel together and the stream keeps their order.
-            let mut acks = Vec::with_capacity(count);
-            for i in 0..count {
-                let chunk = frame.slice(i * size..((i + 1) * size).min(frame.len()));
-                let mut headers = HeaderMap::new();
-                headers.insert(GENERATION, generation.to_string().as_str());
-                headers.insert(CHUNK, format!("{i}/{count}").as_str());
-                let ack = context
-                    .publish_with_headers(subject.clone(), headers, chunk)
-                    .await
-                    .map_err(|e| other("publishing a frame")(e.into()))?;
-                acks.push(ack);
+            // Every chunk carries a message id: a chunk sent again (its acknowledgement
+            // was lost, or the stream was electing a leader) is stored once, and the
+            // stream answers with its first sequence. So failures within the timeout are
+            // retried here rather than handed to the caller as a 503.
+            let deadline = tokio::time::Instant::now() + timeout;
+            let mut sequences: Vec<Option<u64>> = vec![None; count];
+            let mut last_error = String::new();
+            loop {
+                let mut acks = Vec::new();
+                for (i, _) in sequences.iter().enumerate().filter(|(_, s)| s.is_none()) {
+                    let chunk = frame.slice(i * size..((i + 1) * size).min(frame.len()));
+                    let mut headers = HeaderMap::new();
+                    headers.insert(GENERATION, generation.to_string().as_str());
+                    headers.insert(CHUNK, format!("{i}/{count}").as_str());
+                    headers.insert(FRAME, id.as_str());
+                    headers.insert("Nats-Msg-Id", format!("{id}.{i}").as_str());
+                    match context
+                        .publish_with_headers(subject.clone(), headers, chunk)
+                        .await
+                    {
+                        Ok(ack) => acks.push((i, ack)),
+                        Err(e) => last_error = e.to_string(),
+                    }
+                }
+                for (i, ack) in acks {
+                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                    match tokio::time::timeout(left.min(ATTEMPT), ack).await {
+                        Ok(Ok(ack)) => sequences[i] = Some(ack.sequence),
+                        Ok(Err(e)) => last_error = e.to_string(),
+                        Err(_) => {
+                            last_error =
+                                format!("no acknowledgement within {:?}", left.min(ATTEMPT))
+                        }
+                    }
+                }
+                if sequences.iter().all(Option::is_some) {
+                    return Ok(sequences.into_iter().flatten().max().unwrap_or(0));
+                }
+                if tokio::time::Instant::now() + RETRY_PAUSE >= deadline {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("the stream did not acknowledge within {timeout:?}: {last_error}"),
+                    ));
+                }
+                tokio::time::sleep(RETRY_PAUSE).await;
             }
-            let mut sequence = 0;
-            for ack in acks {
-                let ack = tokio::time::timeout(timeout, ack)
-                    .await
-                    .map_err(|_| {
-                        io::Error::new(
-                            io::ErrorKind::TimedOut,
-                            format!("the stream did not acknowledge within {timeout:?}"),
-                        )
-                    })?
-                    .map_err(|e| other("the stream's acknowledgement")(e.into()))?;
-                sequence = ack.sequence;
-            }
-            Ok(sequence)
         })
     }
 
@@ -223,8 +267,12 @@ impl SharedLog for JetStreamLog {
             // Message by message from the stream's leader (so what was acknowledged is
             // there, whichever server this node is connected to), the next one of the
             // subject each time: no consumer to create on a stream still electing.
-            let mut frames = Vec::new();
-            let mut pending: Option<(u64, usize, BytesMut)> = None;
+            // Chunks joined by their frame's id, whatever their order (a chunk sent
+            // again lands after the others); a frame is whole once all its chunks are
+            // there, and an unacknowledged one may never be: it is dropped.
+            let mut partial: std::collections::HashMap<String, Partial> =
+                std::collections::HashMap::new();
+            let mut frames: Vec<SharedFrame> = Vec::new();
             let mut from = 1;
             loop {
                 let message = match tokio::time::timeout(
@@ -247,55 +295,49 @@ impl SharedLog for JetStreamLog {
                 };
                 let sequence = message.sequence;
                 from = sequence + 1;
-                let header = |name: &str| {
-                    message
-                        .headers
-                        .get(name)
-                        .map(|v| v.as_str().to_string())
-                };
+                let header = |name: &str| message.headers.get(name).map(|v| v.as_str().to_string());
                 let generation: Option<u64> = header(GENERATION).and_then(|g| g.parse().ok());
                 let chunk: Option<(usize, usize)> = header(CHUNK).and_then(|c| {
                     let (i, n) = c.split_once('/')?;
                     Some((i.parse().ok()?, n.parse().ok()?))
                 });
-                match (generation, chunk) {
-                    (Some(generation), Some((0, 1))) => {
-                        pending = None;
-                        frames.push(SharedFrame {
-                            generation,
-                            sequence,
-                            frame: message.payload.clone(),
-                        });
+                let (Some(generation), Some((i, n)), Some(id)) = (generation, chunk, header(FRAME))
+                else {
+                    tracing::warn!(message = "A message on the log's subject is not a citybrain frame; skipped.", subject = %subject, sequence);
+                    continue;
+                };
+                if i >= n || n > MAX_CHUNKS {
+                    tracing::warn!(message = "A frame's chunk header is out of range; skipped.", subject = %subject, sequence);
+                    continue;
+                }
+                let part = partial.entry(id.clone()).or_insert_with(|| Partial {
+                    generation,
+                    count: n,
+                    chunks: std::collections::BTreeMap::new(),
+                    sequence,
+                });
+                if part.count != n || part.generation != generation {
+                    continue;
+                }
+                part.sequence = part.sequence.max(sequence);
+                part.chunks.entry(i).or_insert_with(|| message.payload.clone());
+                if part.chunks.len() == n {
+                    let part = partial.remove(&id).expect("present");
+                    let mut whole = BytesMut::new();
+                    for bytes in part.chunks.values() {
+                        whole.extend_from_slice(bytes);
                     }
-                    (Some(generation), Some((i, n))) if i < n => {
-                        // Chunks of one frame are consecutive; a run broken off (its
-                        // append failed, unacknowledged) is dropped.
-                        let mut run = match pending.take() {
-                            Some((g, next, bytes)) if i > 0 && g == generation && next == i => {
-                                (g, next, bytes)
-                            }
-                            _ if i == 0 => (generation, 0, BytesMut::new()),
-                            _ => (generation, usize::MAX, BytesMut::new()),
-                        };
-                        if run.1 == i {
-                            run.2.extend_from_slice(&message.payload);
-                            run.1 += 1;
-                            if run.1 == n {
-                                frames.push(SharedFrame {
-                                    generation,
-                                    sequence,
-                                    frame: run.2.freeze(),
-                                });
-                            } else {
-                                pending = Some(run);
-                            }
-                        }
-                    }
-                    _ => {
-                        tracing::warn!(message = "A message on the log's subject is not a citybrain frame; skipped.", subject = %subject, sequence);
-                    }
+                    frames.push(SharedFrame {
+                        generation: part.generation,
+                        sequence: part.sequence,
+                        frame: whole.freeze(),
+                    });
                 }
             }
+            if !partial.is_empty() {
+                tracing::warn!(message = "Frames whose append was never acknowledged are incomplete in the log; dropped.", subject = %subject, frames = partial.len());
+            }
+            frames.sort_by_key(|f| f.sequence);
             Ok(frames)
         })
     }
