@@ -32,20 +32,8 @@ const MATRIX: &[(&str, &[&str], u32)] = &[
 ];
 
 const BATCHES: usize = 24;
+/// Records in each batch (`common::passage_batch`).
 const PER_BATCH: usize = 50;
-
-fn batch(b: usize) -> String {
-    (0..PER_BATCH)
-        .map(|i| {
-            format!(
-                "{{\"ts\":\"2026-11-22T08:{:02}:{:02}+08:00\",\"checkpoint_id\":{},\"plate\":\"浙C{b:03}{i:02}\"}}\n",
-                b % 60,
-                i % 60,
-                1 + i % 3
-            )
-        })
-        .collect()
-}
 
 fn post(server: &Server, token: &str, path: &str, kind: &str, body: &[u8]) -> (u16, String) {
     match agent()
@@ -105,7 +93,7 @@ fn workload(server: &mut Server, admin: &str, token: &str) -> Acked {
             token,
             path,
             "application/x-ndjson",
-            batch(b).as_bytes(),
+            common::passage_batch(b).as_bytes(),
         );
         let Some(ok) = acked.answer(status, 200) else {
             break;
@@ -317,7 +305,7 @@ fn every_durable_step_survives_a_crash_an_io_error_and_a_torn_write() {
                 &token,
                 "/api/v1/datasets/transport.anpr_passages/records",
                 "application/x-ndjson",
-                batch(900).as_bytes(),
+                common::passage_batch(900).as_bytes(),
             );
             assert_eq!(status, 200, "{case}: after the restart: {text}");
             assert!(server.stop().success());

@@ -111,24 +111,11 @@ fn deployment(dir: &Path, nats: &Nats) -> String {
     path.to_str().unwrap().to_string()
 }
 
-fn batch(b: usize) -> String {
-    (0..50)
-        .map(|i| {
-            format!(
-                "{{\"ts\":\"2026-11-22T08:{:02}:{:02}+08:00\",\"checkpoint_id\":{},\"plate\":\"浙C{b:03}{i:02}\"}}\n",
-                b % 60,
-                i % 60,
-                1 + i % 3
-            )
-        })
-        .collect()
-}
-
 fn ingest(server: &Server, b: usize) -> (u16, String) {
     server.post(
         "/api/v1/datasets/transport.anpr_passages/records",
         "application/x-ndjson",
-        batch(b).as_bytes(),
+        common::passage_batch(b).as_bytes(),
     )
 }
 
@@ -256,7 +243,7 @@ fn a_batch_over_the_servers_message_limit_goes_in_chunks_and_comes_back_whole() 
     let args = ["--config", config.as_str()];
     let server = start(&data, &args);
     server.create_passages();
-    let big: String = (0..100).map(batch).collect();
+    let big: String = (0..100).map(common::passage_batch).collect();
     let (status, text) = server.post(
         "/api/v1/datasets/transport.anpr_passages/records",
         "application/x-ndjson",

@@ -8,7 +8,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{department_admin, start};
@@ -84,9 +83,6 @@ class = "personal"
 /// The table as delta-rs reads it: its version, configuration, columns and rows (times
 /// and dates as ISO text).
 fn read_table(path: &Path) -> Value {
-    let python = std::env::var("CITYBRAIN_PG_PYTHON").expect(
-        "CITYBRAIN_PG_PYTHON is not set: run the tests with scripts/test, which installs deltalake (scripts/install-pg-clients)",
-    );
     let script = r#"
 import json, sys, datetime
 from deltalake import DeltaTable
@@ -111,17 +107,7 @@ sys.stdout.flush()
 import os
 os._exit(0)
 "#;
-    let out = Command::new(python)
-        .args(["-c", script])
-        .arg(path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    common::python_json(script, path)
 }
 
 /// Waits for a table's commit of `version` (seals run in the background after an ingest).

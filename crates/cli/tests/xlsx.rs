@@ -52,9 +52,6 @@ type = "geo"
 
 /// The workbook's rows as JSON, as openpyxl reads its cells (date-times as ISO text).
 fn read_back(path: &std::path::Path) -> Value {
-    let python = std::env::var("CITYBRAIN_PG_PYTHON").expect(
-        "CITYBRAIN_PG_PYTHON is not set: run the tests with scripts/test, which installs openpyxl (scripts/install-pg-clients)",
-    );
     let script = r#"
 import json, sys, datetime, openpyxl
 book = openpyxl.load_workbook(sys.argv[1])
@@ -67,17 +64,7 @@ def cell(c):
 print(json.dumps({"title": sheet.title, "bold": sheet.cell(1, 1).font.b,
                   "rows": [[cell(c) for c in row] for row in sheet.iter_rows()]}))
 "#;
-    let out = Command::new(python)
-        .args(["-c", script])
-        .arg(path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    common::python_json(script, path)
 }
 
 #[test]

@@ -263,13 +263,7 @@ impl Hub {
         let Some(root) = &self.config.open_tables else {
             return;
         };
-        let entries: Vec<Arc<Entry>> = self
-            .datasets
-            .read()
-            .expect("datasets lock")
-            .values()
-            .cloned()
-            .collect();
+        let entries = self.entries();
         for entry in &entries {
             refresh_open_table(root, &self.open_tables, &entry.def, &entry.store);
         }
@@ -382,6 +376,16 @@ impl Hub {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Every dataset's entry as it stands (the lock is not held afterwards).
+    fn entries(&self) -> Vec<Arc<Entry>> {
+        self.datasets
+            .read()
+            .expect("datasets lock")
+            .values()
+            .cloned()
+            .collect()
     }
 
     fn entry(&self, name: &DatasetName) -> Result<Arc<Entry>, HubError> {
@@ -746,13 +750,7 @@ impl Hub {
 
     /// Seals every dataset's tail now (used by benchmarks and before backups).
     pub fn seal_all(&self) -> Result<u64, HubError> {
-        let entries: Vec<Arc<Entry>> = self
-            .datasets
-            .read()
-            .expect("datasets lock")
-            .values()
-            .cloned()
-            .collect();
+        let entries = self.entries();
         let mut rows = 0;
         for entry in entries {
             let sealed = entry.store.seal()?;

@@ -374,3 +374,39 @@ pub fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
     );
     (cert, key)
 }
+
+/// What a Python script (run with the clients' venv, `CITYBRAIN_PG_PYTHON`: openpyxl,
+/// deltalake, psycopg, ...) prints as JSON, given `arg`; the script's stderr on failure.
+#[allow(dead_code)]
+pub fn python_json(script: &str, arg: &Path) -> serde_json::Value {
+    let python = std::env::var("CITYBRAIN_PG_PYTHON").expect(
+        "CITYBRAIN_PG_PYTHON is not set: run the tests with scripts/test, which installs the Python clients (scripts/install-pg-clients)",
+    );
+    let out = Command::new(python)
+        .args(["-c", script])
+        .arg(arg)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Batch `b` of 50 passages at three checkpoints, each plate unique to the batch
+/// (`浙C` + three digits of `b` + two of the record), as NDJSON.
+#[allow(dead_code)]
+pub fn passage_batch(b: usize) -> String {
+    (0..50)
+        .map(|i| {
+            format!(
+                "{{\"ts\":\"2026-11-22T08:{:02}:{:02}+08:00\",\"checkpoint_id\":{},\"plate\":\"浙C{b:03}{i:02}\"}}\n",
+                b % 60,
+                i % 60,
+                1 + i % 3
+            )
+        })
+        .collect()
+}
