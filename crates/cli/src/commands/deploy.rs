@@ -144,6 +144,21 @@ impl Deployment {
                 if !(1..=5).contains(&settings.replicas) {
                     bail!("[log] replicas must be 1 to 5 (JetStream's limit); 3 in a cluster");
                 }
+                // A chunk sent again is recognised by its message id only within the
+                // stream's duplicate window (two minutes by default).
+                if settings.timeout.is_zero() || settings.timeout > Duration::from_secs(110) {
+                    bail!(
+                        "[log] timeout_s must be 1 to 110: retries within it rely on JetStream's two-minute duplicate window"
+                    );
+                }
+                if settings.stream.is_empty()
+                    || !settings
+                        .stream
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                {
+                    bail!("[log] stream must be a JetStream stream name: letters, digits, _ and -");
+                }
                 let shared = citybrain_jetstream::JetStreamLog::connect(settings)?;
                 Ok(Some(Arc::new(shared)))
             }
@@ -151,5 +166,36 @@ impl Deployment {
                 "[log] backend = \"{other}\": the backends are \"embedded\" (the default) and \"jetstream\""
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(text: &str) -> String {
+        let dir = std::env::temp_dir().join(format!("deploy-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{}.toml", text.len()));
+        std::fs::write(&path, text).unwrap();
+        let result = Deployment::read(&path).and_then(|d| d.shared_log().map(|_| ()));
+        result.expect_err(text).to_string()
+    }
+
+    #[test]
+    fn a_file_that_asks_for_what_is_not_there_is_refused_saying_what_is() {
+        assert!(refused("[log]\nbackend = \"kafka\"\n").contains("\"embedded\""));
+        assert!(refused("[catalog]\nurl = \"postgres://\"\n").contains("not built yet"));
+        assert!(refused("[log]\nurll = \"x\"\n").contains("unknown field"));
+        assert!(refused("[log]\nurl = \"nats://x\"\n").contains("jetstream"));
+        let jetstream = "[log]\nbackend = \"jetstream\"\n";
+        assert!(refused(&format!("{jetstream}replicas = 7\n")).contains("1 to 5"));
+        assert!(refused(&format!("{jetstream}timeout_s = 600\n")).contains("duplicate window"));
+        assert!(refused(&format!("{jetstream}stream = \"a.b\"\n")).contains("stream name"));
+    }
+
+    #[test]
+    fn no_file_is_the_embedded_log() {
+        assert!(Deployment::default().shared_log().unwrap().is_none());
     }
 }
