@@ -7,6 +7,9 @@
 use citybrain_core::{DatasetName, Timestamp};
 use citybrain_hub::{DatasetDef, Format, Hub, HubConfig, OnError};
 
+#[path = "shared/passages.rs"]
+mod passages;
+
 const DEF: &str = include_str!("../tests/data/passages.toml");
 
 fn main() {
@@ -29,24 +32,7 @@ fn main() {
     hub.create_dataset(DatasetDef::from_file_text("d.toml", DEF).unwrap(), now)
         .unwrap();
     let name = DatasetName::parse("transport.anpr_passages").unwrap();
-    let bodies: Vec<Vec<u8>> = (0..batches)
-        .map(|b| {
-            (0..10_000)
-                .map(|i| {
-                    let k = b * 10_000 + i;
-                    format!(
-                        "{{\"ts\":\"2026-11-22T{:02}:{:02}:{:02}Z\",\"checkpoint_id\":{},\"plate\":\"浙A{:05}\"}}\n",
-                        (k / 3600) % 24,
-                        (k / 60) % 60,
-                        k % 60,
-                        k % 500,
-                        k % 100_000
-                    )
-                })
-                .collect::<String>()
-                .into_bytes()
-        })
-        .collect();
+    let bodies = passages::bodies(batches);
     let started = std::time::Instant::now();
     for body in &bodies {
         hub.ingest(&name, Format::Ndjson, body, OnError::Reject, now)

@@ -14,28 +14,10 @@ use citybrain_core::{DatasetName, Timestamp};
 use citybrain_hub::log::SharedLog;
 use citybrain_hub::{DatasetDef, Format, Hub, HubConfig, OnError};
 
-const DEF: &str = include_str!("../../hub/tests/data/passages.toml");
+#[path = "../../hub/examples/shared/passages.rs"]
+mod passages;
 
-fn bodies(batches: usize) -> Vec<Vec<u8>> {
-    (0..batches)
-        .map(|b| {
-            (0..10_000)
-                .map(|i| {
-                    let k = b * 10_000 + i;
-                    format!(
-                        "{{\"ts\":\"2026-11-22T{:02}:{:02}:{:02}Z\",\"checkpoint_id\":{},\"plate\":\"浙A{:05}\"}}\n",
-                        (k / 3600) % 24,
-                        (k / 60) % 60,
-                        k % 60,
-                        k % 500,
-                        k % 100_000
-                    )
-                })
-                .collect::<String>()
-                .into_bytes()
-        })
-        .collect()
-}
+const DEF: &str = include_str!("../../hub/tests/data/passages.toml");
 
 /// Rows per second ingesting `bodies` into a fresh hub.
 fn run(bodies: &[Vec<u8>], shared: Option<Arc<dyn SharedLog>>) -> f64 {
@@ -111,7 +93,7 @@ fn main() {
         })
         .unwrap(),
     );
-    let bodies = bodies(batches);
+    let bodies = passages::bodies(batches);
     let (mut embedded, mut jetstream) = (Vec::new(), Vec::new());
     for round in 0..rounds {
         embedded.push(run(&bodies, None));

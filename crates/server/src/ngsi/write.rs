@@ -203,13 +203,40 @@ pub(super) async fn append(
     headers: HeaderMap,
     body: Body,
 ) -> Answer {
-    let Value::Object(mut attrs) = body_entities(&headers, body).await? else {
-        return Err(Problem::bad("the body is an object of attributes"));
+    let attrs = body_entities(&headers, body).await?;
+    rewrite(&state, &me, id, attrs, Rewrite::Over).await
+}
+
+/// How a write of one entity's attributes meets the stored entity.
+enum Rewrite {
+    /// PATCH/POST attrs: the sent attributes over the stored ones.
+    Over,
+    /// PUT: the sent entity in place of the stored one.
+    Replace,
+}
+
+/// Stores entity `id` as `sent` makes it (see [`Rewrite`]), as a new row.
+async fn rewrite(
+    state: &AppState,
+    me: &Principal,
+    id: String,
+    sent: Value,
+    how: Rewrite,
+) -> Answer {
+    let Value::Object(mut sent) = sent else {
+        return Err(Problem::bad(match how {
+            Rewrite::Over => "the body is an object of attributes",
+            Rewrite::Replace => "the body is an entity (a JSON object)",
+        }));
     };
-    let (def, ngsi, row) = found(&state, &me, &id, None).await?;
-    attrs.insert("id".into(), Value::from(id));
-    let row = to_row(&def, &ngsi, &attrs, Some(&row), &now().to_string()).map_err(Problem::bad)?;
-    store(&state, &me, &def, vec![row], "update").await?;
+    let (def, ngsi, stored) = found(state, me, &id, None).await?;
+    sent.insert("id".into(), Value::from(id));
+    let (base, action) = match how {
+        Rewrite::Over => (Some(&stored), "update"),
+        Rewrite::Replace => (None, "replace"),
+    };
+    let row = to_row(&def, &ngsi, &sent, base, &now().to_string()).map_err(Problem::bad)?;
+    store(state, me, &def, vec![row], action).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -313,14 +340,8 @@ pub(super) async fn replace(
     headers: HeaderMap,
     body: Body,
 ) -> Answer {
-    let Value::Object(mut entity) = body_entities(&headers, body).await? else {
-        return Err(Problem::bad("the body is an entity (a JSON object)"));
-    };
-    let (def, ngsi, _) = found(&state, &me, &id, None).await?;
-    entity.insert("id".into(), Value::from(id));
-    let row = to_row(&def, &ngsi, &entity, None, &now().to_string()).map_err(Problem::bad)?;
-    store(&state, &me, &def, vec![row], "replace").await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    let entity = body_entities(&headers, body).await?;
+    rewrite(&state, &me, id, entity, Rewrite::Replace).await
 }
 
 /// PATCH /entities/{id}/attrs/{attr}: one attribute's new value.
