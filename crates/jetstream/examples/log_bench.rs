@@ -44,6 +44,9 @@ fn run(bodies: &[Vec<u8>], shared: Option<Arc<dyn SharedLog>>) -> f64 {
             .unwrap();
     }
     let elapsed = started.elapsed().as_secs_f64();
+    // Both logs must have stored the same thing: every row, each once, readable.
+    let snapshot = hub.snapshot(&name).unwrap();
+    assert_eq!(snapshot.rows(), (bodies.len() * 10_000) as u64);
     hub.close();
     let _ = std::fs::remove_dir_all(&dir);
     (bodies.len() * 10_000) as f64 / elapsed
