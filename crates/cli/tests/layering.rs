@@ -55,9 +55,15 @@ fn rules(name: &str) -> Option<(&'static [&'static str], &'static [&'static str]
             &["citybrain-signals"],
             &["tokio", "axum", "hyper", "datafusion", "utoipa"],
         ),
-        // The storage layer does its own file I/O, nothing else.
+        // The metadata's database, SQLite or PostgreSQL: no HTTP, no query engine.
+        "citybrain-metadb" => (
+            &[],
+            &["axum", "hyper", "datafusion", "ureq", "utoipa", "rumqttc"],
+        ),
+        // The storage layer does its own file I/O; its catalog goes through metadb (which
+        // alone holds a database client and its runtime).
         "citybrain-hub" => (
-            &["citybrain-core"],
+            &["citybrain-core", "citybrain-metadb"],
             &[
                 "tokio",
                 "axum",
@@ -66,6 +72,7 @@ fn rules(name: &str) -> Option<(&'static [&'static str], &'static [&'static str]
                 "ureq",
                 "utoipa",
                 "rumqttc",
+                "rusqlite",
             ],
         ),
         // The hub's log in NATS JetStream: the hub's SharedLog over async-nats, no HTTP,
@@ -75,8 +82,9 @@ fn rules(name: &str) -> Option<(&'static [&'static str], &'static [&'static str]
             &["axum", "hyper", "datafusion", "ureq", "utoipa", "rumqttc"],
         ),
         "citybrain-gov" => (
-            &["citybrain-core", "citybrain-hub"],
+            &["citybrain-core", "citybrain-hub", "citybrain-metadb"],
             &[
+                "rusqlite",
                 "tokio",
                 "axum",
                 "hyper",
@@ -139,6 +147,7 @@ fn rules(name: &str) -> Option<(&'static [&'static str], &'static [&'static str]
                 "citybrain-pg",
                 "citybrain-roads",
                 "citybrain-jetstream",
+                "citybrain-metadb",
             ],
             &[],
         ),

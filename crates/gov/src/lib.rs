@@ -54,7 +54,7 @@ pub enum GovError {
     #[error("{context}: {source}")]
     Storage {
         context: &'static str,
-        source: rusqlite::Error,
+        source: citybrain_metadb::DbError,
     },
     #[error("{context}: {source}")]
     Io {
@@ -200,12 +200,44 @@ impl Gov {
     /// Opens governance in the data directory; creates the `hub` department and its
     /// `admin` principal on first start.
     pub fn open(data_dir: &Path, now: Timestamp) -> Result<Self, GovError> {
+        Self::open_with(data_dir, None, now)
+    }
+
+    /// As [`Gov::open`], with the departments, principals, tokens and grants in `postgres`
+    /// when given (a cluster's nodes share one database) instead of
+    /// `DATA/governance.sqlite`. Every node must hold the same `secret.key`: pseudonyms and
+    /// the audit key derive from it, so a node with another is refused.
+    pub fn open_with(
+        data_dir: &Path,
+        postgres: Option<&citybrain_metadb::Postgres>,
+        now: Timestamp,
+    ) -> Result<Self, GovError> {
         let secret = load_secret(data_dir)?;
-        let store = store::Store::open(&data_dir.join("governance.sqlite"))?;
+        let place = match postgres {
+            Some(pg) => citybrain_metadb::Place::Postgres(pg.clone()),
+            None => citybrain_metadb::Place::Sqlite(data_dir.join("governance.sqlite")),
+        };
+        let store = store::Store::open(&place)?;
+        let fingerprint = hex::encode(&derive_key(&secret, "citybrain identity v1")[..16]);
+        if store.hub_value("secret_fingerprint", &fingerprint)? != fingerprint {
+            return Err(GovError::Invalid(format!(
+                "{} is not the secret governance in {} was made with (another node's or another hub's); copy secret.key from a node of this hub into {} and start again",
+                data_dir.join(SECRET_FILE).display(),
+                store.place(),
+                data_dir.display()
+            )));
+        }
         let hub = DepartmentId::parse(HUB_DEPARTMENT).expect("valid id");
         if store.department(&hub)?.is_none() {
-            store.create_department(&hub, "City Brain hub operators", now)?;
-            store.create_principal(&Self::admin_principal(), now)?;
+            // Nodes of a cluster may start at once: the one that finds them made is done.
+            match store.create_department(&hub, "City Brain hub operators", now) {
+                Ok(_) | Err(GovError::Conflict(_)) => {}
+                Err(e) => return Err(e),
+            }
+            match store.create_principal(&Self::admin_principal(), now) {
+                Ok(()) | Err(GovError::Conflict(_)) => {}
+                Err(e) => return Err(e),
+            }
         }
         let audit = AuditLog::open(
             &data_dir.join(AUDIT_DIR),

@@ -1,13 +1,12 @@
-//! The catalog of datasets, kept in SQLite (`DATA/catalog.sqlite`).
+//! The catalog of datasets, kept in SQLite (`DATA/catalog.sqlite`) or, in a cluster, in
+//! the PostgreSQL database the nodes share (`citybrain_metadb`).
 //!
-//! SQLite gives transactions and crash safety for the small, precious metadata; the bulk
+//! Either gives transactions and crash safety for the small, precious metadata; the bulk
 //! records live in the logs and segments. Definitions are stored as JSON so the catalog
 //! schema does not change each time a dataset gains a property.
 
-use std::path::Path;
-
 use citybrain_core::{DatasetName, Timestamp};
-use rusqlite::{Connection, OptionalExtension, params};
+use citybrain_metadb::{Db, DbError, Place, Row, Schema, params};
 
 use crate::HubError;
 use crate::schema::DatasetDef;
@@ -38,146 +37,144 @@ impl std::fmt::Display for SkippedDefinition {
 
 #[derive(Debug)]
 pub struct Catalog {
-    conn: Connection,
+    db: Db,
 }
 
-fn sql_err(context: &'static str) -> impl FnOnce(rusqlite::Error) -> HubError {
+fn sql_err(context: &'static str) -> impl FnOnce(DbError) -> HubError {
     move |source| HubError::Catalog { context, source }
 }
 
-impl Catalog {
-    pub fn open(path: &Path) -> Result<Self, HubError> {
-        let conn = Connection::open(path).map_err(sql_err("opening the catalog"))?;
-        conn.execute_batch(
-            "PRAGMA journal_mode = WAL;
-             PRAGMA synchronous = FULL;
-             CREATE TABLE IF NOT EXISTS datasets (
+const SCHEMA: Schema = Schema {
+    component: "catalog",
+    sqlite: "CREATE TABLE IF NOT EXISTS datasets (
                  name TEXT PRIMARY KEY,
                  definition TEXT NOT NULL,
                  created_at INTEGER NOT NULL,
                  updated_at INTEGER NOT NULL,
                  version INTEGER NOT NULL
              );",
-        )
-        .map_err(sql_err("creating the catalog tables"))?;
-        Ok(Self { conn })
+    postgres: &[include_str!("../migrations/postgres/0001_catalog.sql")],
+};
+
+fn entry_from_row(row: &Row) -> Result<CatalogEntry, String> {
+    let name = row.text(0).map_err(|e| e.to_string())?;
+    let definition = row.text(1).map_err(|e| e.to_string())?;
+    let def: DatasetDef = serde_json::from_str(&definition)
+        .map_err(|e| format!("the definition is unreadable: {e}"))?;
+    if def.name.as_str() != name {
+        return Err(format!(
+            "the definition names another dataset, '{}'",
+            def.name
+        ));
+    }
+    Ok(CatalogEntry {
+        def,
+        created_at: Timestamp(row.int(2).map_err(|e| e.to_string())?),
+        updated_at: Timestamp(row.int(3).map_err(|e| e.to_string())?),
+        version: row.int(4).map_err(|e| e.to_string())?,
+    })
+}
+
+const COLUMNS: &str = "name, definition, created_at, updated_at, version";
+
+impl Catalog {
+    pub fn open(place: &Place) -> Result<Self, HubError> {
+        let db = Db::open(place, &SCHEMA).map_err(sql_err("opening the catalog"))?;
+        Ok(Self { db })
     }
 
     /// Every readable definition, and the rows that could not be read: one bad row (say, a
     /// definition an older version accepted and this one refuses) must not keep the others
     /// from opening.
     pub fn list(&self) -> Result<(Vec<CatalogEntry>, Vec<SkippedDefinition>), HubError> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT name, definition, created_at, updated_at, version FROM datasets ORDER BY name",
+        let rows = self
+            .db
+            .query(
+                &format!("SELECT {COLUMNS} FROM datasets ORDER BY name"),
+                &[],
             )
             .map_err(sql_err("listing datasets"))?;
-        let mut rows = stmt.query([]).map_err(sql_err("listing datasets"))?;
         let mut entries = Vec::new();
         let mut skipped = Vec::new();
-        while let Some(row) = rows.next().map_err(sql_err("listing datasets"))? {
-            let name = row
-                .get::<_, String>(0)
-                .unwrap_or_else(|_| String::from("(unreadable name)"));
-            let read = || -> Result<CatalogEntry, String> {
-                let definition: String = row.get(1).map_err(|e| e.to_string())?;
-                let def: DatasetDef = serde_json::from_str(&definition)
-                    .map_err(|e| format!("the definition is unreadable: {e}"))?;
-                if def.name.as_str() != name {
-                    return Err(format!(
-                        "the definition names another dataset, '{}'",
-                        def.name
-                    ));
-                }
-                Ok(CatalogEntry {
-                    def,
-                    created_at: Timestamp(row.get(2).map_err(|e| e.to_string())?),
-                    updated_at: Timestamp(row.get(3).map_err(|e| e.to_string())?),
-                    version: row.get(4).map_err(|e| e.to_string())?,
-                })
-            };
-            match read() {
+        for row in &rows {
+            match entry_from_row(row) {
                 Ok(entry) => entries.push(entry),
-                Err(reason) => skipped.push(SkippedDefinition { name, reason }),
+                Err(reason) => skipped.push(SkippedDefinition {
+                    name: row
+                        .text(0)
+                        .unwrap_or_else(|_| String::from("(unreadable name)")),
+                    reason,
+                }),
             }
         }
         Ok((entries, skipped))
     }
 
     pub fn get(&self, name: &DatasetName) -> Result<Option<CatalogEntry>, HubError> {
-        self.conn
-            .query_row(
-                "SELECT definition, created_at, updated_at, version FROM datasets WHERE name = ?1",
+        self.db
+            .query_opt(
+                &format!("SELECT {COLUMNS} FROM datasets WHERE name = ?1"),
                 params![name.as_str()],
-                |row| {
-                    Ok((
-                        row.get::<_, String>(0)?,
-                        row.get::<_, i64>(1)?,
-                        row.get::<_, i64>(2)?,
-                        row.get::<_, i64>(3)?,
-                    ))
-                },
             )
-            .optional()
             .map_err(sql_err("reading a dataset"))?
-            .map(|(definition, created, updated, version)| {
-                let def = serde_json::from_str(&definition).map_err(|e| {
-                    HubError::Internal(format!("catalog definition unreadable: {e}"))
-                })?;
-                Ok(CatalogEntry {
-                    def,
-                    created_at: Timestamp(created),
-                    updated_at: Timestamp(updated),
-                    version,
-                })
+            .map(|row| {
+                entry_from_row(&row)
+                    .map_err(|e| HubError::Internal(format!("catalog definition unreadable: {e}")))
             })
             .transpose()
     }
 
+    /// Runs `change` as one transaction.
+    fn change(
+        &mut self,
+        what: &'static str,
+        change: impl FnOnce(&Db) -> Result<(), HubError>,
+    ) -> Result<(), HubError> {
+        self.db.begin().map_err(sql_err("starting a transaction"))?;
+        let done = change(&self.db).and_then(|()| self.db.commit().map_err(sql_err(what)));
+        if done.is_err() {
+            // The change is undone; its error is the one to report.
+            let _ = self.db.rollback();
+        }
+        done
+    }
+
     /// Inserts new definitions in one transaction (a dataset and its dead-letter dataset).
     pub fn insert(&mut self, defs: &[&DatasetDef], now: Timestamp) -> Result<(), HubError> {
-        let tx = self
-            .conn
-            .transaction()
-            .map_err(sql_err("starting a transaction"))?;
-        for def in defs {
-            let json = serde_json::to_string(def).expect("definitions serialise");
-            tx.execute(
-                "INSERT INTO datasets (name, definition, created_at, updated_at, version)
-                 VALUES (?1, ?2, ?3, ?3, 1)",
-                params![def.name.as_str(), json, now.0],
-            )
-            .map_err(sql_err("inserting a dataset"))?;
-        }
-        if let Err(source) = citybrain_core::failpoint::step("catalog.commit") {
-            return Err(HubError::Io {
+        self.change("committing a new dataset", |db| {
+            for def in defs {
+                let json = serde_json::to_string(def).expect("definitions serialise");
+                db.execute(
+                    "INSERT INTO datasets (name, definition, created_at, updated_at, version)
+                     VALUES (?1, ?2, ?3, ?3, 1)",
+                    params![def.name.as_str(), json, now.0],
+                )
+                .map_err(sql_err("inserting a dataset"))?;
+            }
+            citybrain_core::failpoint::step("catalog.commit").map_err(|source| HubError::Io {
                 context: "committing a new dataset".into(),
                 source,
-            });
-        }
-        tx.commit().map_err(sql_err("committing a new dataset"))
+            })
+        })
     }
 
     /// Removes definitions in one transaction (a dataset and its dead-letter dataset).
     pub fn delete(&mut self, names: &[&DatasetName]) -> Result<(), HubError> {
-        let tx = self
-            .conn
-            .transaction()
-            .map_err(sql_err("starting a transaction"))?;
-        for name in names {
-            tx.execute(
-                "DELETE FROM datasets WHERE name = ?1",
-                params![name.as_str()],
-            )
-            .map_err(sql_err("deleting a dataset"))?;
-        }
-        tx.commit().map_err(sql_err("committing a deletion"))
+        self.change("committing a deletion", |db| {
+            for name in names {
+                db.execute(
+                    "DELETE FROM datasets WHERE name = ?1",
+                    params![name.as_str()],
+                )
+                .map_err(sql_err("deleting a dataset"))?;
+            }
+            Ok(())
+        })
     }
 
     pub fn update(&mut self, def: &DatasetDef, now: Timestamp) -> Result<(), HubError> {
         let json = serde_json::to_string(def).expect("definitions serialise");
-        self.conn
+        self.db
             .execute(
                 "UPDATE datasets SET definition = ?2, updated_at = ?3, version = version + 1
                  WHERE name = ?1",

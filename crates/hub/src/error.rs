@@ -48,7 +48,7 @@ pub enum HubError {
     Catalog {
         context: &'static str,
         #[source]
-        source: rusqlite::Error,
+        source: citybrain_metadb::DbError,
     },
     // A bug.
     #[error("internal error: {0}")]

@@ -51,6 +51,8 @@ pub struct HubConfig {
     pub open_tables: Option<PathBuf>,
     /// Keep the unsealed log in this shared log (NATS JetStream) instead of files here.
     pub shared_log: Option<Arc<dyn log::SharedLog>>,
+    /// Keep the catalog in this PostgreSQL database instead of `DATA/catalog.sqlite`.
+    pub catalog: Option<citybrain_metadb::Postgres>,
 }
 
 impl Default for HubConfig {
@@ -60,6 +62,7 @@ impl Default for HubConfig {
             zone: citybrain_core::CityProfile::hangzhou().time_zone,
             open_tables: None,
             shared_log: None,
+            catalog: None,
         }
     }
 }
@@ -122,7 +125,10 @@ impl Hub {
             context: format!("creating {}", dir.display()),
             source,
         })?;
-        let catalog = catalog::Catalog::open(&dir.join("catalog.sqlite"))?;
+        let catalog = catalog::Catalog::open(&match &config.catalog {
+            Some(pg) => citybrain_metadb::Place::Postgres(pg.clone()),
+            None => citybrain_metadb::Place::Sqlite(dir.join("catalog.sqlite")),
+        })?;
         let mut datasets = BTreeMap::new();
         let mut last_stamp = i64::MIN;
         let (entries, skipped) = catalog.list()?;

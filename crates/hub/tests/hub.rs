@@ -413,7 +413,15 @@ fn an_unreadable_catalog_row_is_skipped_and_reported_and_the_rest_open() {
     let long = format!("sec.{}", "c".repeat(54));
     let def = one_field_def(&long, "int");
     let rejected_json = serde_json::to_string(&def.rejected_def()).unwrap();
-    let catalog = rusqlite::Connection::open(dir.path().join("catalog.sqlite")).unwrap();
+    let catalog = citybrain_metadb::Db::open(
+        &citybrain_metadb::Place::Sqlite(dir.path().join("catalog.sqlite")),
+        &citybrain_metadb::Schema {
+            component: "catalog",
+            sqlite: "",
+            postgres: &[],
+        },
+    )
+    .unwrap();
     for (row_name, json) in [
         (long.clone(), serde_json::to_string(&def).unwrap()),
         (format!("{long}__rejected"), rejected_json),
@@ -423,7 +431,7 @@ fn an_unreadable_catalog_row_is_skipped_and_reported_and_the_rest_open() {
             .execute(
                 "INSERT INTO datasets (name, definition, created_at, updated_at, version)
                  VALUES (?1, ?2, 0, 0, 1)",
-                rusqlite::params![row_name, json],
+                citybrain_metadb::params![row_name, json],
             )
             .unwrap();
     }

@@ -76,6 +76,7 @@ error_codes! {
     InvalidRun = "invalid_run", "The payout run name is malformed";
     InvalidSqlRequest = "invalid_sql_request", "The SQL request body is malformed";
     LogUnavailable = "log_unavailable", "The shared log (NATS JetStream) did not acknowledge: the call is not acknowledged (it may still be stored once the log is back)";
+    MetadataUnavailable = "metadata_unavailable", "The metadata database (PostgreSQL: catalog, governance) is unreachable: nothing was done; call again once it is back";
     MissingOrInvalidToken = "missing_or_invalid_token", "No bearer token, or one that is unknown, expired or revoked";
     NameMismatch = "name_mismatch", "The name in the path and in the definition differ";
     NamespaceNotYours = "namespace_not_yours", "The namespace is reserved or another department owns it";
@@ -243,6 +244,11 @@ impl From<HubError> for ApiError {
                 ErrorCode::LogUnavailable,
                 message,
             ),
+            HubError::Catalog { ref source, .. } if source.is_unavailable() => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::MetadataUnavailable,
+                message,
+            ),
             HubError::Io { .. } | HubError::Catalog { .. } | HubError::Internal(_) => {
                 Self::internal(message)
             }
@@ -313,6 +319,11 @@ impl From<GovError> for ApiError {
                 Self::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, message)
             }
             GovError::Conflict(_) => Self::new(StatusCode::CONFLICT, ErrorCode::Conflict, message),
+            GovError::Storage { ref source, .. } if source.is_unavailable() => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::MetadataUnavailable,
+                message,
+            ),
             GovError::Storage { .. }
             | GovError::Io { .. }
             | GovError::Audit(_)

@@ -1,9 +1,8 @@
 //! `citybrain up --config FILE`: where a node keeps what. Without a file (what `scripts/up`
 //! runs) everything is embedded in the data directory; the file moves pieces onto the
 //! distributed engines a city already runs (issue 25, docs/cluster.md). Today: the log in
-//! NATS JetStream. The catalog, governance and ledgers in PostgreSQL and segments in
-//! object storage are not built yet, and the file refuses them by name rather than
-//! ignoring them.
+//! NATS JetStream, and the catalog and governance in PostgreSQL. Segments in object
+//! storage are not built yet, and the file refuses them by name rather than ignoring them.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -17,9 +16,22 @@ use serde::Deserialize;
 pub struct Deployment {
     #[serde(default)]
     log: LogSection,
+    #[serde(default)]
+    catalog: CatalogSection,
     /// Named so that a file written for a later version fails clearly.
-    catalog: Option<toml::Value>,
     segments: Option<toml::Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CatalogSection {
+    /// `embedded` (SQLite files in the data directory, the default) or `postgres`.
+    #[serde(default)]
+    backend: Option<String>,
+    #[serde(default)]
+    url: Option<String>,
+    #[serde(default)]
+    timeout_s: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -66,14 +78,56 @@ impl Deployment {
                 path.display()
             )
         })?;
-        if deployment.catalog.is_some() || deployment.segments.is_some() {
+        if deployment.segments.is_some() {
             bail!(
-                "{}: [catalog] (PostgreSQL) and [segments] (object storage) are not built yet; \
-                 only [log] is (docs/cluster.md)",
+                "{}: [segments] (object storage) is not built yet; [log] and [catalog] are (docs/cluster.md)",
                 path.display()
             );
         }
+        deployment.catalog()?;
         Ok(deployment)
+    }
+
+    /// The PostgreSQL database the file puts the catalog and governance in; None: SQLite
+    /// in the data directory.
+    pub fn catalog(&self) -> Result<Option<citybrain_metadb::Postgres>> {
+        let section = &self.catalog;
+        match section.backend.as_deref().unwrap_or("embedded") {
+            "embedded" => {
+                if section.url.is_some() || section.timeout_s.is_some() {
+                    bail!("[catalog] url and timeout_s are for backend = \"postgres\"");
+                }
+                Ok(None)
+            }
+            "postgres" => {
+                let Some(url) = &section.url else {
+                    bail!(
+                        "[catalog] backend = \"postgres\" needs url = \"postgresql://USER:PASSWORD@HOST:PORT/DATABASE\""
+                    );
+                };
+                let mut pg = citybrain_metadb::Postgres::new(url.clone());
+                if let Some(seconds) = section.timeout_s {
+                    if !(1..=600).contains(&seconds) {
+                        bail!("[catalog] timeout_s must be 1 to 600");
+                    }
+                    pg.timeout = Duration::from_secs(seconds);
+                }
+                pg.config()
+                    .map_err(|e| anyhow::anyhow!("[catalog] url: {e}"))?;
+                Ok(Some(pg))
+            }
+            other => bail!(
+                "[catalog] backend = \"{other}\": the backends are \"embedded\" (SQLite, the default) and \"postgres\""
+            ),
+        }
+    }
+
+    /// Where the catalog is, as the data directory records it (`DATA/catalog.json`).
+    fn catalog_place(&self) -> serde_json::Value {
+        match self.catalog().ok().flatten() {
+            Some(pg) => serde_json::json!({"backend": "postgres", "place": pg.shown()}),
+            None => serde_json::json!({"backend": "embedded"}),
+        }
     }
 
     /// Where the log is, as the data directory records it (`DATA/log.json`).
@@ -91,33 +145,39 @@ impl Deployment {
         }
     }
 
-    /// Checks that the data directory's unsealed records are where this deployment looks
-    /// for them, and records where they will be. A directory whose log is in JetStream,
-    /// started without that file, would not see its unsealed records (and a seal would
-    /// never cover them): refused, saying what to do.
+    /// Checks that the data directory's unsealed records and catalog are where this
+    /// deployment looks for them, and records where they will be. A directory whose log is
+    /// in JetStream, started without that file, would not see its unsealed records (and a
+    /// seal would never cover them); one whose catalog is in PostgreSQL would start empty
+    /// beside its own segments: both refused, saying what to do.
     pub fn claim(&self, data: &Path) -> Result<()> {
-        let path = data.join("log.json");
-        let place = self.log_place();
-        if let Ok(text) = std::fs::read_to_string(&path)
-            && let Ok(recorded) = serde_json::from_str::<serde_json::Value>(&text)
-            && recorded["backend"] == "jetstream"
-            && place["backend"] != "jetstream"
-        {
+        let log = self.log_place();
+        let recorded = recorded(&data.join("log.json"));
+        if recorded["backend"] == "jetstream" && log["backend"] != "jetstream" {
             bail!(
-                "{}'s unsealed records are in NATS JetStream ({} stream {}): start with the deployment file that says so (--config),                  or, to return to the embedded log, delete {} once every dataset is sealed (docs/cluster.md)",
+                "{}'s unsealed records are in NATS JetStream ({} stream {}): start with the deployment file that says so (--config), or, to return to the embedded log, delete {} once every dataset is sealed (docs/cluster.md)",
                 data.display(),
                 recorded["url"].as_str().unwrap_or("?"),
                 recorded["stream"].as_str().unwrap_or("?"),
-                path.display()
+                data.join("log.json").display()
             );
         }
-        if place["backend"] == "jetstream" || path.exists() {
-            std::fs::create_dir_all(data)
-                .with_context(|| format!("creating {}", data.display()))?;
-            std::fs::write(&path, place.to_string() + "\n")
-                .with_context(|| format!("writing {}", path.display()))?;
+        let catalog = self.catalog_place();
+        let recorded = self::recorded(&data.join("catalog.json"));
+        if recorded["backend"] == "postgres" && catalog["backend"] != "postgres" {
+            bail!(
+                "{}'s catalog and governance are in {}: start with the deployment file that says so (--config); an embedded start would see none of its datasets, departments or tokens (docs/cluster.md)",
+                data.display(),
+                recorded["place"].as_str().unwrap_or("PostgreSQL"),
+            );
         }
-        Ok(())
+        record(data, "log.json", &log, log["backend"] == "jetstream")?;
+        record(
+            data,
+            "catalog.json",
+            &catalog,
+            catalog["backend"] == "postgres",
+        )
     }
 
     /// The shared log the file asks for, connected; None for the embedded log.
@@ -169,6 +229,25 @@ impl Deployment {
     }
 }
 
+/// What `path` records of a backend's place (null when nothing).
+fn recorded(path: &Path) -> serde_json::Value {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .unwrap_or_default()
+}
+
+/// Writes `place` to `DATA/file` when it is shared, or to replace an earlier record.
+fn record(data: &Path, file: &str, place: &serde_json::Value, shared: bool) -> Result<()> {
+    let path = data.join(file);
+    if shared || path.exists() {
+        std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
+        std::fs::write(&path, place.to_string() + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,7 +264,14 @@ mod tests {
     #[test]
     fn a_file_that_asks_for_what_is_not_there_is_refused_saying_what_is() {
         assert!(refused("[log]\nbackend = \"kafka\"\n").contains("\"embedded\""));
-        assert!(refused("[catalog]\nurl = \"postgres://\"\n").contains("not built yet"));
+        assert!(refused("[segments]\nurl = \"s3://\"\n").contains("not built yet"));
+        assert!(refused("[catalog]\nurl = \"postgres://\"\n").contains("backend = \"postgres\""));
+        assert!(refused("[catalog]\nbackend = \"postgres\"\n").contains("needs url"));
+        assert!(refused("[catalog]\nbackend = \"mysql\"\n").contains("\"postgres\""));
+        assert!(
+            refused("[catalog]\nbackend = \"postgres\"\nurl = \"postgresql://a@b:99999/c\"\n")
+                .contains("[catalog] url")
+        );
         assert!(refused("[log]\nurll = \"x\"\n").contains("unknown field"));
         assert!(refused("[log]\nurl = \"nats://x\"\n").contains("jetstream"));
         let jetstream = "[log]\nbackend = \"jetstream\"\n";

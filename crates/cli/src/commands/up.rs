@@ -176,6 +176,10 @@ pub fn run(args: Args) -> Result<()> {
     if let Some(shared) = &shared_log {
         println!("The log is in {}.", shared.describe());
     }
+    let catalog = deployment.catalog()?;
+    if let Some(pg) = &catalog {
+        println!("The catalog and governance are in {}.", pg.shown());
+    }
     let (city, city_from) = match profile {
         Some(path) => (
             citybrain_hub::profile::read_profile(&path).map_err(anyhow::Error::msg)?,
@@ -224,6 +228,7 @@ pub fn run(args: Args) -> Result<()> {
             zone,
             open_tables,
             shared_log,
+            catalog,
         },
         Mqtt::choose(mqtt, mqtt_broker)?,
         signals_net
@@ -385,13 +390,14 @@ fn up(
         .map(|a| (a.net.display().to_string(), a.speed));
     std::fs::create_dir_all(data)
         .with_context(|| format!("creating the data directory {}", data.display()))?;
+    let catalog = config.catalog.clone();
     let hub = Arc::new(
         Hub::open(data, config)
             .context("opening the data directory")?
             .with_ingest_limits(limits.ingest()),
     );
     let gov = Arc::new(
-        Gov::open(data, citybrain_server::now())
+        Gov::open_with(data, catalog.as_ref(), citybrain_server::now())
             .context("opening governance in the data directory")?,
     );
     client::ensure_token_file(&gov, &data.join("admin.token"), || {

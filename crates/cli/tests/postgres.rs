@@ -1,0 +1,257 @@
+//! The catalog and governance in PostgreSQL (issue 25, item 1), against a real PostgreSQL
+//! server (Debian's, started by scripts/scratch-postgres): with `up --config` saying
+//! `[catalog] backend = "postgres"`, two nodes share the datasets' definitions and every
+//! department, principal, token and grant: a token issued on one node works on the other,
+//! and revoked on the other it stops on the first at its next call. A node with another
+//! secret is refused. While PostgreSQL restarts, calls answer 503 `metadata_unavailable`,
+//! and work again once it is back; the password never shows.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Server, department_admin, start_with};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn script() -> PathBuf {
+    Path::new(&common::manifest_dir()).join("../../scripts/scratch-postgres")
+}
+
+/// A scratch PostgreSQL server, stopped when dropped.
+struct Postgres {
+    dir: PathBuf,
+    port: u16,
+    url: String,
+}
+
+impl Postgres {
+    fn start() -> Postgres {
+        // Under /tmp itself: as root the server runs as `postgres`, which must reach it.
+        let dir = std::env::temp_dir().join(format!(
+            "citybrain-test-pg-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        let port = free_port();
+        let mut pg = Postgres {
+            dir,
+            port,
+            url: String::new(),
+        };
+        pg.url = pg.up();
+        pg
+    }
+
+    fn up(&self) -> String {
+        let out = Command::new(script())
+            .args(["start", self.dir.to_str().unwrap(), &self.port.to_string()])
+            .output()
+            .expect("scripts/scratch-postgres runs");
+        assert!(
+            out.status.success(),
+            "PostgreSQL did not start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    fn stop(&self, mode: &str) {
+        let status = Command::new(script())
+            .args(["stop", self.dir.to_str().unwrap(), mode])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    fn password(&self) -> String {
+        std::fs::read_to_string(self.dir.join("password")).unwrap()
+    }
+
+    /// One value, through psql (Debian's client) as the superuser.
+    fn psql(&self, sql: &str) -> String {
+        let out = Command::new("psql")
+            .args([self.url.as_str(), "-XAtc", sql])
+            .output()
+            .expect("psql runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = Command::new(script())
+            .args(["stop", self.dir.to_str().unwrap(), "immediate"])
+            .stderr(Stdio::null())
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn deployment(dir: &Path, pg: &Postgres) -> String {
+    let path = dir.join("deploy.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[catalog]\nbackend = \"postgres\"\nurl = \"{}\"\ntimeout_s = 2\n",
+            pg.url
+        ),
+    )
+    .unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+fn node(data: &Path, config: &str, stderr: &Path) -> Server {
+    let log = std::fs::File::create(stderr).unwrap();
+    start_with(data, &["--config", config], "info", Stdio::from(log))
+}
+
+fn get(server: &Server, path: &str, token: &str) -> (u16, String) {
+    server.get(path, Some(token))
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < Duration::from_secs(30), "{what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn two_nodes_share_catalog_and_governance_in_postgres_and_ride_out_its_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let pg = Postgres::start();
+    let config = deployment(dir.path(), &pg);
+    let (data_a, data_b) = (dir.path().join("a"), dir.path().join("b"));
+
+    let a = node(&data_a, &config, &dir.path().join("a.log"));
+    a.create_passages();
+    a.ingest("transport.anpr_passages", &common::passage_batch(0));
+    assert_eq!(a.count("transport.anpr_passages"), 50);
+    // The metadata is in PostgreSQL, not in the data directory.
+    assert!(!data_a.join("catalog.sqlite").exists());
+    assert!(!data_a.join("governance.sqlite").exists());
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM datasets WHERE name = 'transport.anpr_passages'"),
+        "1"
+    );
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM principals WHERE name = 'transport_ops'"),
+        "1"
+    );
+    assert_eq!(
+        pg.psql("SELECT string_agg(component || version, ',' ORDER BY component) FROM citybrain_migrations"),
+        "catalog1,governance1"
+    );
+    let police = department_admin(&a, "police");
+
+    // A second node with the hub's secret: the same datasets, departments and tokens.
+    std::fs::create_dir_all(&data_b).unwrap();
+    std::fs::copy(data_a.join("secret.key"), data_b.join("secret.key")).unwrap();
+    let b = node(&data_b, &config, &dir.path().join("b.log"));
+    let (status, text) = get(&b, "/api/v1/datasets/transport.anpr_passages", &police);
+    assert_eq!(
+        status, 200,
+        "a token issued on node a works on node b: {text}"
+    );
+    let (status, text) = get(&b, "/api/v1/departments", &a.admin);
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        text.contains("police") && text.contains("transport"),
+        "{text}"
+    );
+    // Revoked on b, it stops on a at its next call.
+    let (status, text) = get(&a, "/api/v1/tokens", &police);
+    assert_eq!(status, 200, "{text}");
+    let token_id = police.split('_').nth(1).unwrap();
+    let response = common::agent()
+        .delete(&format!("{}/api/v1/tokens/{token_id}", b.base))
+        .header("Authorization", &format!("Bearer {}", b.admin))
+        .call()
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    let (status, _) = get(&a, "/api/v1/tokens", &police);
+    assert_eq!(
+        status, 401,
+        "a token revoked on node b is refused on node a"
+    );
+    b.stop();
+
+    // A node with another secret would pseudonymise differently and sign another trail.
+    let data_c = dir.path().join("c");
+    let out = Command::new(env!("CARGO_BIN_EXE_citybrain"))
+        .args([
+            "up",
+            "--no-demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+            &config,
+            "--data",
+        ])
+        .arg(&data_c)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("copy secret.key"), "{stderr}");
+    assert!(
+        !stderr.contains(&pg.password()),
+        "the password shows: {stderr}"
+    );
+
+    // PostgreSQL restarts: while it is down, calls fail with a clear 503; then work again.
+    pg.stop("fast");
+    let (status, text) = get(&a, "/api/v1/datasets", &a.token);
+    assert_eq!(status, 503, "{text}");
+    assert!(text.contains("metadata_unavailable"), "{text}");
+    assert!(!text.contains(&pg.password()), "the password shows: {text}");
+    let (status, text) = a.post(
+        "/api/v1/datasets/transport.anpr_passages/records",
+        "application/x-ndjson",
+        common::passage_batch(1).as_bytes(),
+    );
+    assert_eq!(status, 503, "ingest is refused, not lost: {text}");
+    pg.up();
+    wait_until(
+        "calls never worked again after PostgreSQL came back",
+        || get(&a, "/api/v1/datasets", &a.token).0 == 200,
+    );
+    a.ingest("transport.anpr_passages", &common::passage_batch(1));
+    assert_eq!(a.count("transport.anpr_passages"), 100);
+
+    // Started without the deployment file, the node would find no datasets or tokens:
+    // refused, saying what to do.
+    a.stop();
+    let out = Command::new(env!("CARGO_BIN_EXE_citybrain"))
+        .args(["up", "--no-demo", "--listen", "127.0.0.1:0", "--data"])
+        .arg(&data_a)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("are in PostgreSQL citybrain@127.0.0.1") && stderr.contains("--config"),
+        "{stderr}"
+    );
+    // Nothing the nodes printed or logged holds the password.
+    for log in ["a.log", "b.log"] {
+        let text = std::fs::read_to_string(dir.path().join(log)).unwrap();
+        assert!(!text.contains(&pg.password()), "{log} holds the password");
+    }
+}
