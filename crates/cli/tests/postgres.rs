@@ -156,7 +156,7 @@ fn two_nodes_share_catalog_and_governance_in_postgres_and_ride_out_its_restart()
     );
     assert_eq!(
         pg.psql("SELECT string_agg(component || version, ',' ORDER BY component) FROM citybrain_migrations"),
-        "catalog1,governance1"
+        "audit1,catalog1,governance1"
     );
     let police = department_admin(&a, "police");
 
@@ -189,6 +189,41 @@ fn two_nodes_share_catalog_and_governance_in_postgres_and_ride_out_its_restart()
     assert_eq!(
         status, 401,
         "a token revoked on node b is refused on node a"
+    );
+
+    // Both nodes read at once: each call's audit record joins the one chain in PostgreSQL,
+    // sequenced there, never forked.
+    let before: i64 = pg.psql("SELECT count(*) FROM audit_trail").parse().unwrap();
+    std::thread::scope(|s| {
+        for server in [&a, &b, &a, &b] {
+            s.spawn(move || {
+                for _ in 0..15 {
+                    server.sql("SELECT count(*) AS n FROM transport.anpr_passages");
+                }
+            });
+        }
+    });
+    let after: i64 = pg.psql("SELECT count(*) FROM audit_trail").parse().unwrap();
+    assert!(after - before >= 60, "{before} -> {after}");
+    assert_eq!(
+        pg.psql("SELECT max(seq) - min(seq) + 1 = count(*) FROM audit_trail"),
+        "t",
+        "one gapless sequence"
+    );
+    assert!(!data_a.join("audit/calls.ndjson").exists());
+    let verify = |data: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_citybrain"))
+            .args(["audit", "verify", "--config", &config, "--data"])
+            .arg(data)
+            .output()
+            .unwrap()
+    };
+    let out = verify(&data_b);
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && printed.contains(&format!("intact: {after} records")),
+        "{printed} {}",
+        String::from_utf8_lossy(&out.stderr)
     );
     b.stop();
 
@@ -249,6 +284,17 @@ fn two_nodes_share_catalog_and_governance_in_postgres_and_ride_out_its_restart()
         stderr.contains("are in PostgreSQL citybrain@127.0.0.1") && stderr.contains("--config"),
         "{stderr}"
     );
+    // An edited record in the database is caught.
+    pg.psql(
+        r#"UPDATE audit_trail SET line = regexp_replace(line, '"principal":"[^"]*"', '"principal":"nobody"') WHERE seq = 3"#,
+    );
+    let out = verify(&data_a);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("record 3 was altered"),
+        "{stderr}"
+    );
+
     // Nothing the nodes printed or logged holds the password.
     for log in ["a.log", "b.log"] {
         let text = std::fs::read_to_string(dir.path().join(log)).unwrap();

@@ -23,7 +23,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex};
 
 use citybrain_core::{DatasetName, Timestamp};
-use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+pub use ed25519_dalek::VerifyingKey;
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -151,7 +152,7 @@ impl Head {
         format!("citybrain audit head v1\n{}\n{}", self.seq, self.sha)
     }
 
-    fn signed(seq: u64, mac: String, sha: String, signer: &SigningKey) -> Self {
+    pub(crate) fn signed(seq: u64, mac: String, sha: String, signer: &SigningKey) -> Self {
         let mut head = Head {
             seq,
             mac,
@@ -221,7 +222,7 @@ const DETAIL_CAP: usize = 4096;
 const MAC_KEY: &str = ",\"mac\":\"";
 const SHA_KEY: &str = ",\"sha\":\"";
 
-type Keyed = Hmac<Sha256>;
+pub(crate) type Keyed = Hmac<Sha256>;
 
 fn mac_of(key: &Keyed, body: &str) -> String {
     let mut mac = key.clone();
@@ -231,7 +232,7 @@ fn mac_of(key: &Keyed, body: &str) -> String {
 
 /// Serializes an entry (its `sha` and `mac` ignored), chains it to `prev_sha` and signs it:
 /// returns the full line, no newline. The MAC covers the line with its `sha`.
-fn sign(key: &Keyed, entry: &mut Entry, prev_sha: &str) -> String {
+pub(crate) fn sign(key: &Keyed, entry: &mut Entry, prev_sha: &str) -> String {
     let mut body = serde_json::to_string(&Unsigned {
         seq: entry.seq,
         call: &entry.call,
@@ -306,8 +307,16 @@ pub struct AuditLog {
     dir: PathBuf,
     key: Keyed,
     signer: SigningKey,
-    state: Mutex<State>,
-    flushed: Condvar,
+    trail: Trail,
+}
+
+/// Where the records go: this node's files, or the cluster's one chain in PostgreSQL.
+enum Trail {
+    File {
+        state: Mutex<State>,
+        flushed: Condvar,
+    },
+    Shared(crate::audit_shared::SharedTrail),
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -384,17 +393,40 @@ impl AuditLog {
             dir: dir.to_path_buf(),
             key,
             signer,
-            state: Mutex::new(State {
-                file,
-                next_seq,
-                last_mac,
-                last_sha,
-                pending: Vec::new(),
-                durable_seq: next_seq - 1,
-                flushing: false,
-                failed: None,
-            }),
-            flushed: Condvar::new(),
+            trail: Trail::File {
+                state: Mutex::new(State {
+                    file,
+                    next_seq,
+                    last_mac,
+                    last_sha,
+                    pending: Vec::new(),
+                    durable_seq: next_seq - 1,
+                    flushing: false,
+                    failed: None,
+                }),
+                flushed: Condvar::new(),
+            },
+        })
+    }
+
+    /// Opens the cluster's trail in `postgres`: every node appends to one chain, sequenced
+    /// by the database (`audit_shared`). `dir` gets the public key only.
+    pub fn open_shared(
+        dir: &Path,
+        key: &[u8],
+        postgres: &citybrain_metadb::Postgres,
+    ) -> Result<Self, GovError> {
+        std::fs::create_dir_all(dir).map_err(io("creating the audit directory"))?;
+        std::fs::write(
+            dir.join(PUBLIC_KEY_FILE),
+            format!("{}\n", public_key_hex(key)),
+        )
+        .map_err(io("writing the audit public key"))?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            signer: head_signer(key),
+            key: Keyed::new_from_slice(key).expect("HMAC takes keys of any length"),
+            trail: Trail::Shared(crate::audit_shared::SharedTrail::open(postgres)?),
         })
     }
 
@@ -409,6 +441,9 @@ impl AuditLog {
 
     /// The signed head on disk (the last durable record).
     pub fn head(&self) -> Result<Option<Head>, GovError> {
+        if let Trail::Shared(shared) = &self.trail {
+            return shared.head();
+        }
         match std::fs::read(self.dir.join(HEAD_FILE)) {
             Ok(bytes) => Ok(serde_json::from_slice(&bytes).ok()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -426,7 +461,11 @@ impl AuditLog {
             call.detail.truncate(cut);
             call.detail.push('…');
         }
-        let mut st = self.state.lock().expect("audit lock");
+        let (state, flushed) = match &self.trail {
+            Trail::File { state, flushed } => (state, flushed),
+            Trail::Shared(shared) => return shared.append(call, &self.key, &self.signer),
+        };
+        let mut st = state.lock().expect("audit lock");
         if let Some(why) = &st.failed {
             return Err(GovError::Audit(why.clone()));
         }
@@ -452,7 +491,7 @@ impl AuditLog {
                 return Ok(seq);
             }
             if st.flushing {
-                st = self.flushed.wait(st).expect("audit lock");
+                st = flushed.wait(st).expect("audit lock");
                 continue;
             }
             // Lead a flush of everything pending, ours included.
@@ -474,14 +513,14 @@ impl AuditLog {
                 citybrain_core::failpoint::step("audit.head")?;
                 self.write_head(&head)
             });
-            st = self.state.lock().expect("audit lock");
+            st = state.lock().expect("audit lock");
             st.flushing = false;
             match result {
                 Ok(()) => st.durable_seq = head.seq,
                 // Fail closed: later lines would chain to records that never reached disk.
                 Err(e) => st.failed = Some(format!("the audit log cannot be written: {e}")),
             }
-            self.flushed.notify_all();
+            flushed.notify_all();
         }
     }
 
@@ -507,6 +546,13 @@ impl AuditLog {
 
     /// Visits every stored entry in order.
     pub fn scan(&self, mut visit: impl FnMut(Entry)) -> Result<(), GovError> {
+        if let Trail::Shared(shared) = &self.trail {
+            return shared.scan(|line| {
+                if let Ok(entry) = serde_json::from_str::<Entry>(line) {
+                    visit(entry);
+                }
+            });
+        }
         let file = File::open(self.dir.join(LOG_FILE)).map_err(io("reading the audit log"))?;
         for line in BufReader::new(file).lines() {
             let line = line.map_err(io("reading the audit log"))?;
@@ -572,6 +618,39 @@ fn check(
     let head: Option<Head> = std::fs::read(dir.join(HEAD_FILE))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok());
+    Ok(check_trail(&bytes, head, key, public, kept))
+}
+
+/// Checks the cluster's trail in `postgres` under `key` (as [`verify`] a directory's).
+pub fn verify_shared(
+    postgres: &citybrain_metadb::Postgres,
+    key: &[u8],
+) -> Result<Verification, GovError> {
+    let public = head_signer(key).verifying_key();
+    let key = Keyed::new_from_slice(key).expect("HMAC takes keys of any length");
+    let (bytes, head) = crate::audit_shared::SharedTrail::open(postgres)?.read_all()?;
+    Ok(check_trail(&bytes, head, Some(&key), &public, &[]))
+}
+
+/// Checks the cluster's trail in `postgres` with the public key only (as
+/// [`verify_public`] a directory's).
+pub fn verify_shared_public(
+    postgres: &citybrain_metadb::Postgres,
+    public: &VerifyingKey,
+    kept: &[Head],
+) -> Result<Verification, GovError> {
+    let (bytes, head) = crate::audit_shared::SharedTrail::open(postgres)?.read_all()?;
+    Ok(check_trail(&bytes, head, None, public, kept))
+}
+
+/// Checks a trail's lines (`bytes`, one record a line) against its head.
+fn check_trail(
+    bytes: &[u8],
+    head: Option<Head>,
+    key: Option<&Keyed>,
+    public: &VerifyingKey,
+    kept: &[Head],
+) -> Verification {
     let mut problems = Vec::new();
     let mut note = |p: String| {
         if problems.len() < PROBLEMS_CAP {
@@ -678,12 +757,12 @@ fn check(
             "{without_public_hash} records were written before the public chain: only `citybrain audit verify` with the hub's secret checks them"
         ));
     }
-    Ok(Verification {
+    Verification {
         records,
         head,
         without_public_hash,
         problems,
-    })
+    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 
 pub mod access;
 pub mod audit;
+mod audit_shared;
 pub mod linkage;
 pub mod mask;
 pub mod model;
@@ -239,10 +240,11 @@ impl Gov {
                 Err(e) => return Err(e),
             }
         }
-        let audit = AuditLog::open(
-            &data_dir.join(AUDIT_DIR),
-            &derive_key(&secret, "citybrain audit v1"),
-        )?;
+        let audit_key = derive_key(&secret, "citybrain audit v1");
+        let audit = match postgres {
+            Some(pg) => AuditLog::open_shared(&data_dir.join(AUDIT_DIR), &audit_key, pg)?,
+            None => AuditLog::open(&data_dir.join(AUDIT_DIR), &audit_key)?,
+        };
         Ok(Self {
             store: Mutex::new(store),
             audit,

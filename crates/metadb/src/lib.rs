@@ -153,7 +153,7 @@ impl Row {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum DbError {
     /// The database cannot be reached (PostgreSQL down, restarting, or not answering in
     /// time): the call may succeed later.

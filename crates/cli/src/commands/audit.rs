@@ -37,6 +37,11 @@ enum Command {
         /// trail, which catches a trail cut back to an older head. Repeat for several.
         #[arg(long, value_name = "FILE")]
         head: Vec<PathBuf>,
+        /// A cluster's deployment file (`up --config`): with `[catalog] backend =
+        /// "postgres"` the trail checked is the cluster's one chain in that database (the
+        /// secret still comes from --data, unless --public-key is given).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
     },
     /// Print the public key that checks the trail's signed heads (offline, from the data
     /// directory; a server gives the same at GET /api/v1/audit/key).
@@ -63,7 +68,17 @@ pub fn run(args: Args) -> Result<()> {
             data,
             public_key,
             head,
-        } => verify(&data, public_key.as_deref(), &head)?,
+            config,
+        } => {
+            let shared = match &config {
+                Some(path) => super::deploy::Deployment::read(path)?.catalog()?,
+                None => None,
+            };
+            match shared {
+                Some(pg) => verify_shared(&pg, &data, public_key.as_deref(), &head)?,
+                None => verify(&data, public_key.as_deref(), &head)?,
+            }
+        }
         Command::Key { data } => {
             let key = citybrain_gov::Gov::audit_key(&data)?;
             println!("{}", citybrain_gov::audit::public_key_hex(&key));
@@ -105,20 +120,43 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-fn verify(data: &Path, public_key: Option<&str>, kept: &[PathBuf]) -> Result<()> {
-    // A copy of the audit directory, or the data directory that holds one.
-    let trail = if data.join(citybrain_gov::audit::LOG_FILE).exists() {
-        data.to_path_buf()
-    } else {
-        data.join(citybrain_gov::AUDIT_DIR)
+/// The cluster's trail in PostgreSQL, checked as a directory's is.
+fn verify_shared(
+    pg: &citybrain_metadb::Postgres,
+    data: &Path,
+    public_key: Option<&str>,
+    kept: &[PathBuf],
+) -> Result<()> {
+    let heads = kept_heads(kept)?;
+    let (report, how) = match public_key {
+        Some(key) => (
+            citybrain_gov::audit::verify_shared_public(pg, &public_key_arg(key)?, &heads)?,
+            "public hashes and signed head check out with the public key",
+        ),
+        None => {
+            let key = citybrain_gov::Gov::audit_key(data)?;
+            if !heads.is_empty() {
+                let public = citybrain_gov::audit::parse_public_key(
+                    &citybrain_gov::audit::public_key_hex(&key),
+                )?;
+                let kept = citybrain_gov::audit::verify_shared_public(pg, &public, &heads)?;
+                if !kept.is_intact() {
+                    for problem in &kept.problems {
+                        eprintln!("  {problem}");
+                    }
+                    bail!("the audit trail does not hold the kept heads");
+                }
+            }
+            (
+                citybrain_gov::audit::verify_shared(pg, &key)?,
+                "chain and MACs check out",
+            )
+        }
     };
-    if !trail.join(citybrain_gov::audit::LOG_FILE).exists() {
-        bail!(
-            "no audit trail at {} (expected {}): pass --data with the server's data directory or a copy of its audit directory",
-            trail.display(),
-            citybrain_gov::audit::LOG_FILE
-        );
-    }
+    report_on(&report, how, heads.len(), &pg.shown())
+}
+
+fn kept_heads(kept: &[PathBuf]) -> Result<Vec<citybrain_gov::audit::Head>> {
     let mut heads = Vec::new();
     for path in kept {
         let bytes = std::fs::read(path)
@@ -132,21 +170,40 @@ fn verify(data: &Path, public_key: Option<&str>, kept: &[PathBuf]) -> Result<()>
             })?;
         heads.push(head);
     }
+    Ok(heads)
+}
+
+fn public_key_arg(key: &str) -> Result<citybrain_gov::audit::VerifyingKey> {
+    let text = if key.len() == 64 && key.chars().all(|c| c.is_ascii_hexdigit()) {
+        key.to_string()
+    } else {
+        std::fs::read_to_string(key).with_context(|| {
+            format!("--public-key {key} is neither 64 hex digits nor a readable file")
+        })?
+    };
+    Ok(citybrain_gov::audit::parse_public_key(&text)?)
+}
+
+fn verify(data: &Path, public_key: Option<&str>, kept: &[PathBuf]) -> Result<()> {
+    // A copy of the audit directory, or the data directory that holds one.
+    let trail = if data.join(citybrain_gov::audit::LOG_FILE).exists() {
+        data.to_path_buf()
+    } else {
+        data.join(citybrain_gov::AUDIT_DIR)
+    };
+    if !trail.join(citybrain_gov::audit::LOG_FILE).exists() {
+        bail!(
+            "no audit trail at {} (expected {}): pass --data with the server's data directory or a copy of its audit directory; a cluster's trail is in PostgreSQL (--config)",
+            trail.display(),
+            citybrain_gov::audit::LOG_FILE
+        );
+    }
+    let heads = kept_heads(kept)?;
     let (report, how) = match public_key {
-        Some(key) => {
-            let text = if key.len() == 64 && key.chars().all(|c| c.is_ascii_hexdigit()) {
-                key.to_string()
-            } else {
-                std::fs::read_to_string(key).with_context(|| {
-                    format!("--public-key {key} is neither 64 hex digits nor a readable file")
-                })?
-            };
-            let public = citybrain_gov::audit::parse_public_key(&text)?;
-            (
-                citybrain_gov::audit::verify_public(&trail, &public, &heads)?,
-                "public hashes and signed head check out with the public key",
-            )
-        }
+        Some(key) => (
+            citybrain_gov::audit::verify_public(&trail, &public_key_arg(key)?, &heads)?,
+            "public hashes and signed head check out with the public key",
+        ),
         None => {
             let key = citybrain_gov::Gov::audit_key(data)?;
             if !heads.is_empty() {
@@ -167,6 +224,16 @@ fn verify(data: &Path, public_key: Option<&str>, kept: &[PathBuf]) -> Result<()>
             )
         }
     };
+    report_on(&report, how, heads.len(), &trail.display().to_string())
+}
+
+/// Prints a check's outcome; an error when the trail is not intact.
+fn report_on(
+    report: &citybrain_gov::audit::Verification,
+    how: &str,
+    kept: usize,
+    place: &str,
+) -> Result<()> {
     if report.is_intact() {
         println!(
             "audit trail intact: {} records, {how}{}{}",
@@ -176,10 +243,10 @@ fn verify(data: &Path, public_key: Option<&str>, kept: &[PathBuf]) -> Result<()>
                 .as_ref()
                 .map(|h| format!("; head = record {} sha {}", h.seq, h.sha))
                 .unwrap_or_default(),
-            if heads.is_empty() {
+            if kept == 0 {
                 String::new()
             } else {
-                format!("; {} kept heads found in the trail", heads.len())
+                format!("; {} kept heads found in the trail", kept)
             }
         );
         Ok(())
@@ -188,7 +255,7 @@ fn verify(data: &Path, public_key: Option<&str>, kept: &[PathBuf]) -> Result<()>
             eprintln!("  {problem}");
         }
         bail!(
-            "the audit trail was tampered with or damaged ({} problems shown above, {} records readable)",
+            "the audit trail was tampered with or damaged ({} problems shown above, {} records readable, in {place})",
             report.problems.len(),
             report.records
         )
