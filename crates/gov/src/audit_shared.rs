@@ -119,6 +119,7 @@ impl SharedTrail {
                 .ok_or_else(|| DbError::Failed("audit_head has no row".into()))?;
             let (mut seq, mut mac, mut sha) = (row.int(0)? as u64, row.text(1)?, row.text(2)?);
             let mut seqs = Vec::with_capacity(batch.len());
+            let mut rows = Vec::with_capacity(batch.len());
             for (_, call) in batch {
                 seq += 1;
                 let mut entry = Entry {
@@ -128,14 +129,18 @@ impl SharedTrail {
                     sha: String::new(),
                     mac: String::new(),
                 };
-                let line = sign(key, &mut entry, &sha);
-                self.db.execute(
-                    "INSERT INTO audit_trail (seq, line) VALUES (?1, ?2)",
-                    params![seq as i64, line],
-                )?;
+                rows.push((seq, sign(key, &mut entry, &sha)));
                 (mac, sha) = (entry.mac, entry.sha);
                 seqs.push(seq);
             }
+            // The whole batch in one statement (one round trip), as a JSON array of
+            // [seq, line] pairs: the lines come back out exactly as signed.
+            self.db.execute(
+                "INSERT INTO audit_trail (seq, line)
+                 SELECT CAST(e ->> 0 AS BIGINT), e ->> 1
+                 FROM json_array_elements(CAST(CAST(?1 AS TEXT) AS JSON)) AS e",
+                params![serde_json::to_string(&rows).expect("records serialize")],
+            )?;
             let head = Head::signed(seq, mac, sha, signer);
             self.db.execute(
                 "UPDATE audit_head SET seq = ?1, mac = ?2, sha = ?3, sig = ?4 WHERE id = 1",
