@@ -240,6 +240,28 @@ fn psql_psycopg_asyncpg_sqlalchemy_and_node_pg_read_what_http_reads() {
         "psql \\dt: {text}{}",
         String::from_utf8_lossy(&listed.stderr)
     );
+    // psql's \d NAME and \d+ NAME describe a table by its columns (psql 15's catalog
+    // queries, rewritten by the wire: crates/pg/src/psql.rs).
+    for describe in [
+        "\\d transport.anpr_passages",
+        "\\d+ transport.anpr_passages",
+    ] {
+        let described = psql("cockpit", &cockpit, describe);
+        let text = String::from_utf8_lossy(&described.stdout);
+        assert!(
+            described.status.success()
+                && text.contains("plate|text|")
+                && text.contains("|timestamp with time zone|"),
+            "psql {describe}: {text}{}",
+            String::from_utf8_lossy(&described.stderr)
+        );
+    }
+    let missing = psql("cockpit", &cockpit, "\\d transport.no_such_table");
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("Did not find any relation"),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
     let count = psql(
         "cockpit",
         &cockpit,

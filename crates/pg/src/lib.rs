@@ -12,6 +12,7 @@
 
 mod encode;
 mod error;
+mod psql;
 mod session;
 
 use std::fmt::Debug;
@@ -340,16 +341,14 @@ impl QueryParser for Parser {
             return Ok(Some(Prepared::Command(command)));
         }
         let call = session(client)?.call(&self.server.gov)?;
+        let sql = psql::rewrite(sql).unwrap_or_else(|| sql.to_string());
         let described = self
             .server
             .sql
-            .describe_as(sql, &call)
+            .describe_as(&sql, &call)
             .await
             .map_err(sql_error)?;
-        Ok(Some(Prepared::Query {
-            sql: sql.to_string(),
-            described,
-        }))
+        Ok(Some(Prepared::Query { sql, described }))
     }
 
     fn get_parameter_types(&self, statement: &Prepared) -> PgWireResult<Vec<Type>> {
@@ -449,6 +448,9 @@ impl Backend {
         format: Option<&Format>,
     ) -> PgWireResult<Response> {
         let call = session(client)?.call(&self.server.gov)?;
+        // psql's `\d NAME`, written for PostgreSQL's planner (psql.rs).
+        let rewritten = psql::rewrite(sql);
+        let sql = rewritten.as_deref().unwrap_or(sql);
         let result = self
             .server
             .sql
