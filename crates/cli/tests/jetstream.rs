@@ -79,11 +79,15 @@ impl Nats {
         let _ = self.child.wait();
     }
 
-    /// The passages' frames the stream holds now, read as a node reads them at start.
-    fn passage_frames(&self) -> usize {
+    /// The passages' frames the stream holds now for the node over `data`, read as that
+    /// node reads them at start.
+    fn passage_frames(&self, data: &Path) -> usize {
         use citybrain_hub::log::SharedLog;
+        let node: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(data.join("node.json")).unwrap()).unwrap();
         let log = citybrain_jetstream::JetStreamLog::connect(citybrain_jetstream::Settings {
             url: format!("nats://127.0.0.1:{}", self.port),
+            owner: node["id"].as_str().unwrap().to_string(),
             ..Default::default()
         })
         .unwrap();
@@ -150,7 +154,7 @@ fn acknowledged_batches_live_in_the_stream_survive_kill_9_and_go_once_sealed() {
     }
     assert_eq!(server.count("transport.anpr_passages"), 300);
     assert_eq!(local_log_bytes(&data), 0, "the log is in the stream");
-    assert_eq!(nats.passage_frames(), 6);
+    assert_eq!(nats.passage_frames(&data), 6);
 
     // The node dies; a new one over the same directory reads the tail from the stream.
     server.kill9();
@@ -163,7 +167,7 @@ fn acknowledged_batches_live_in_the_stream_survive_kill_9_and_go_once_sealed() {
         assert_eq!(status, 200, "{text}");
     }
     wait_until("the sealed frames were never purged", || {
-        nats.passage_frames() == 0
+        nats.passage_frames(&data) == 0
     });
     server.kill9();
     let server = start(&data, &args);
@@ -185,6 +189,38 @@ fn acknowledged_batches_live_in_the_stream_survive_kill_9_and_go_once_sealed() {
         stderr.contains("unsealed records are in NATS JetStream") && stderr.contains("--config"),
         "{stderr}"
     );
+}
+
+#[test]
+fn nodes_sharing_a_stream_never_read_or_purge_each_others_frames() {
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::start(dir.path(), free_port());
+    let config = deployment(dir.path(), &nats);
+    let (data_a, data_b) = (dir.path().join("a"), dir.path().join("b"));
+    // Node a keeps its records unsealed; node b seals every 100 rows.
+    let a = start(&data_a, &["--config", config.as_str()]);
+    let b = start(
+        &data_b,
+        &["--config", config.as_str(), "--seal-rows", "100"],
+    );
+    a.create_passages();
+    b.create_passages();
+    for i in 0..6 {
+        assert_eq!(ingest(&a, i).0, 200);
+    }
+    for i in 6..10 {
+        assert_eq!(ingest(&b, i).0, 200);
+    }
+    wait_until("node b's sealed frames were never purged", || {
+        nats.passage_frames(&data_b) == 0
+    });
+    // b's seals purged b's frames only: a's six are in the stream, and after kill -9 a
+    // reads back its own 300 records and none of b's.
+    assert_eq!(nats.passage_frames(&data_a), 6);
+    a.kill9();
+    let a = start(&data_a, &["--config", config.as_str()]);
+    assert_eq!(a.count("transport.anpr_passages"), 300);
+    assert_eq!(b.count("transport.anpr_passages"), 200);
 }
 
 #[test]
@@ -251,7 +287,7 @@ fn a_batch_over_the_servers_message_limit_goes_in_chunks_and_comes_back_whole() 
     );
     assert_eq!(status, 200, "{text}");
     assert_eq!(
-        nats.passage_frames(),
+        nats.passage_frames(&data),
         1,
         "the chunks are read back as one frame"
     );

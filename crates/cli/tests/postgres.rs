@@ -191,6 +191,40 @@ fn two_nodes_share_catalog_and_governance_in_postgres_and_ride_out_its_restart()
         "a token revoked on node b is refused on node a"
     );
 
+    // A dataset created on node a is served by node b within seconds; deleted, it goes.
+    let definition = std::fs::read(format!(
+        "{}/../gen/definitions/environment.noise.toml",
+        common::manifest_dir()
+    ))
+    .unwrap();
+    let environment = department_admin(&a, "environment");
+    let (status, text) = a.post_as(
+        &environment,
+        "/api/v1/datasets",
+        "application/toml",
+        &definition,
+    );
+    assert_eq!(status, 201, "{text}");
+    wait_until("node b never served the dataset node a created", || {
+        get(&b, "/api/v1/datasets/environment.noise", &environment).0 == 200
+    });
+    let (status, text) = b.post_as(
+        &environment,
+        "/api/v1/datasets",
+        "application/toml",
+        &definition,
+    );
+    assert_eq!(status, 409, "created twice across nodes: {text}");
+    let response = common::agent()
+        .delete(&format!("{}/api/v1/datasets/environment.noise", a.base))
+        .header("Authorization", &format!("Bearer {environment}"))
+        .call()
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    wait_until("node b kept serving a dataset node a deleted", || {
+        get(&b, "/api/v1/datasets/environment.noise", &environment).0 == 404
+    });
+
     // Both nodes read at once: each call's audit record joins the one chain in PostgreSQL,
     // sequenced there, never forked.
     let before: i64 = pg.psql("SELECT count(*) FROM audit_trail").parse().unwrap();

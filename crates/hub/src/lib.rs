@@ -337,7 +337,13 @@ impl Hub {
             remove_dir_if_present(&dataset_dir(&self.dir, &d.name))?;
             self.forget_shared(&d.name)?;
         }
-        catalog.insert(&[&def, &rejected], now)?;
+        match catalog.insert(&[&def, &rejected], now) {
+            // Another node of a cluster created it first (the shared catalog's key).
+            Err(HubError::Catalog { source, .. }) if source.is_duplicate() => {
+                return Err(HubError::AlreadyExists(def.name));
+            }
+            other => other?,
+        }
         for d in [def.clone(), rejected] {
             let store = DatasetStore::open(
                 &dataset_dir(&self.dir, &d.name),
@@ -389,6 +395,70 @@ impl Hub {
             open_table::remove(&open_table::table_dir(root, name.as_str()))?;
         }
         Ok(rows)
+    }
+
+    /// Brings this node's datasets up to the catalog: what other nodes of a cluster
+    /// created, changed or deleted in the shared catalog since this node read it. With
+    /// the embedded catalog, which only this node writes, nothing changes. Returns the
+    /// datasets opened, changed or closed.
+    pub fn sync_catalog(&self) -> Result<Vec<DatasetName>, HubError> {
+        let catalog = self.catalog.lock().expect("catalog lock");
+        let (entries, _) = catalog.list()?;
+        let mut datasets = self.datasets.write().expect("datasets lock");
+        let mut changed = Vec::new();
+        let listed: std::collections::BTreeSet<DatasetName> =
+            entries.iter().map(|e| e.def.name.clone()).collect();
+        for entry in entries {
+            let name = entry.def.name.clone();
+            let next = match datasets.get(&name) {
+                None => Entry {
+                    store: Arc::new(DatasetStore::open(
+                        &dataset_dir(&self.dir, &name),
+                        &entry.def,
+                        self.config.shared_log.as_ref(),
+                    )?),
+                    def: entry.def,
+                    order: Arc::default(),
+                },
+                // Changed on another node, which checked that stored data stays readable.
+                Some(current) if current.def != entry.def => {
+                    current.store.set_schema(entry.def.arrow_schema())?;
+                    Entry {
+                        def: entry.def,
+                        store: current.store.clone(),
+                        order: current.order.clone(),
+                    }
+                }
+                Some(_) => continue,
+            };
+            datasets.insert(name.clone(), Arc::new(next));
+            changed.push(name);
+        }
+        let gone: Vec<DatasetName> = datasets
+            .keys()
+            .filter(|name| !listed.contains(*name))
+            .cloned()
+            .collect();
+        for name in &gone {
+            datasets.remove(name);
+        }
+        drop(datasets);
+        drop(catalog);
+        for name in gone {
+            remove_dir_if_present(&dataset_dir(&self.dir, &name))?;
+            self.forget_shared(&name)?;
+            if let Some(root) = &self.config.open_tables {
+                let _guard = self.open_tables.lock().expect("open tables lock");
+                open_table::remove(&open_table::table_dir(root, name.as_str()))?;
+            }
+            changed.push(name);
+        }
+        for name in &changed {
+            if !name.is_rejected() {
+                self.refresh_open_table_of(name);
+            }
+        }
+        Ok(changed)
     }
 
     /// Drops a dataset's frames from the shared log, if there is one.

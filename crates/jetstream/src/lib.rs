@@ -5,7 +5,9 @@
 //! unsealed frames back from the stream.
 //!
 //! One stream (default `CITYBRAIN`) holds every dataset's frames on the subject
-//! `citybrain.log.<dataset>`. A frame over the server's message limit is sent as chunks
+//! `citybrain.log.<owner>.<dataset>`, where the owner is the node's stable id
+//! (`DATA/node.json`): nodes that share a stream each read and purge only their own
+//! frames, so one node's seal never purges another's unsealed records. A frame over the server's message limit is sent as chunks
 //! (headers `Citybrain-Generation`, `Citybrain-Chunk: i/n`), published in order on one
 //! connection; a frame whose chunks did not all arrive was never acknowledged, and reading
 //! drops it. After a seal the dataset's frames through the sealed sequence are purged.
@@ -23,7 +25,7 @@ use async_nats::jetstream::{self, stream};
 use bytes::BytesMut;
 use citybrain_hub::log::{SharedFrame, SharedLog};
 
-/// Subjects of the log: `citybrain.log.<dataset>`.
+/// Subjects of the log: `citybrain.log.<owner>.<dataset>`.
 const SUBJECT_PREFIX: &str = "citybrain.log.";
 const GENERATION: &str = "Citybrain-Generation";
 const CHUNK: &str = "Citybrain-Chunk";
@@ -56,6 +58,9 @@ pub struct Settings {
     pub replicas: usize,
     /// How long an append waits for the stream's acknowledgement.
     pub timeout: Duration,
+    /// The node whose log this is (its stable id, kept in its data directory): its frames'
+    /// subjects start with it. Empty: `citybrain.log.<dataset>`, a single node's.
+    pub owner: String,
 }
 
 impl Default for Settings {
@@ -65,6 +70,7 @@ impl Default for Settings {
             stream: "CITYBRAIN".into(),
             replicas: 1,
             timeout: Duration::from_secs(10),
+            owner: String::new(),
         }
     }
 }
@@ -96,8 +102,12 @@ fn other(context: &str) -> impl FnOnce(Box<dyn std::error::Error + Send + Sync>)
     move |e| io::Error::other(format!("{context}: {e}"))
 }
 
-fn subject(dataset: &str) -> String {
-    format!("{SUBJECT_PREFIX}{dataset}")
+fn subject(owner: &str, dataset: &str) -> String {
+    if owner.is_empty() {
+        format!("{SUBJECT_PREFIX}{dataset}")
+    } else {
+        format!("{SUBJECT_PREFIX}{owner}.{dataset}")
+    }
 }
 
 impl JetStreamLog {
@@ -207,7 +217,7 @@ impl SharedLog for JetStreamLog {
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         );
         let context = self.context.clone();
-        let subject = subject(dataset);
+        let subject = subject(&self.settings.owner, dataset);
         let timeout = self.settings.timeout;
         self.run(async move {
             // Every chunk carries a message id: a chunk sent again (its acknowledgement
@@ -261,7 +271,7 @@ impl SharedLog for JetStreamLog {
 
     fn read(&self, dataset: &str) -> io::Result<Vec<SharedFrame>> {
         let stream = self.stream.clone();
-        let subject = subject(dataset);
+        let subject = subject(&self.settings.owner, dataset);
         let timeout = self.settings.timeout;
         self.run(async move {
             // Message by message from the stream's leader (so what was acknowledged is
@@ -344,7 +354,7 @@ impl SharedLog for JetStreamLog {
 
     fn forget(&self, dataset: &str, through: u64) -> io::Result<()> {
         let stream = self.stream.clone();
-        let subject = subject(dataset);
+        let subject = subject(&self.settings.owner, dataset);
         self.run(async move {
             stream
                 .purge()
@@ -358,7 +368,7 @@ impl SharedLog for JetStreamLog {
 
     fn forget_all(&self, dataset: &str) -> io::Result<()> {
         let stream = self.stream.clone();
-        let subject = subject(dataset);
+        let subject = subject(&self.settings.owner, dataset);
         self.run(async move {
             stream
                 .purge()
@@ -371,8 +381,8 @@ impl SharedLog for JetStreamLog {
 
     fn describe(&self) -> String {
         format!(
-            "NATS JetStream {} stream {}",
-            self.settings.url, self.settings.stream
+            "NATS JetStream {} stream {} (subjects citybrain.log.{}.*)",
+            self.settings.url, self.settings.stream, self.settings.owner
         )
     }
 }

@@ -180,8 +180,12 @@ impl Deployment {
         )
     }
 
-    /// The shared log the file asks for, connected; None for the embedded log.
-    pub fn shared_log(&self) -> Result<Option<Arc<dyn citybrain_hub::log::SharedLog>>> {
+    /// The shared log the file asks for, connected, as the log of the node whose data
+    /// directory is `data`; None for the embedded log.
+    pub fn shared_log(
+        &self,
+        data: &Path,
+    ) -> Result<Option<Arc<dyn citybrain_hub::log::SharedLog>>> {
         let log = &self.log;
         match log.backend.as_str() {
             "embedded" => {
@@ -200,6 +204,7 @@ impl Deployment {
                         .timeout_s
                         .map(Duration::from_secs)
                         .unwrap_or(defaults.timeout),
+                    owner: node_id(data)?,
                 };
                 if !(1..=5).contains(&settings.replicas) {
                     bail!("[log] replicas must be 1 to 5 (JetStream's limit); 3 in a cluster");
@@ -227,6 +232,36 @@ impl Deployment {
             ),
         }
     }
+}
+
+/// The node's stable id (`DATA/node.json`, made at its first start with a shared log):
+/// its frames' subjects in the stream start with it, so nodes sharing a stream never read
+/// or purge each other's unsealed records. It moves with the data directory, as the
+/// records it names do.
+fn node_id(data: &Path) -> Result<String> {
+    let path = data.join("node.json");
+    if let Some(id) = recorded(&path)["id"].as_str() {
+        if id.is_empty()
+            || !id
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        {
+            bail!(
+                "{}: the node id {id:?} must be lower-case letters, digits and -",
+                path.display()
+            );
+        }
+        return Ok(id.to_string());
+    }
+    let mut bytes = [0u8; 6];
+    getrandom::fill(&mut bytes).context("drawing the node's id")?;
+    let id: String = std::iter::once("node-".to_string())
+        .chain(bytes.iter().map(|b| format!("{b:02x}")))
+        .collect();
+    std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
+    std::fs::write(&path, serde_json::json!({ "id": id }).to_string() + "\n")
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(id)
 }
 
 /// What `path` records of a backend's place (null when nothing).
@@ -257,7 +292,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join(format!("{}.toml", text.len()));
         std::fs::write(&path, text).unwrap();
-        let result = Deployment::read(&path).and_then(|d| d.shared_log().map(|_| ()));
+        let result = Deployment::read(&path).and_then(|d| d.shared_log(&dir).map(|_| ()));
         result.expect_err(text).to_string()
     }
 
@@ -282,6 +317,7 @@ mod tests {
 
     #[test]
     fn no_file_is_the_embedded_log() {
-        assert!(Deployment::default().shared_log().unwrap().is_none());
+        let dir = std::env::temp_dir();
+        assert!(Deployment::default().shared_log(&dir).unwrap().is_none());
     }
 }

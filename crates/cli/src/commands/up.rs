@@ -172,7 +172,7 @@ pub fn run(args: Args) -> Result<()> {
         None => super::deploy::Deployment::default(),
     };
     deployment.claim(&data)?;
-    let shared_log = deployment.shared_log()?;
+    let shared_log = deployment.shared_log(&data)?;
     if let Some(shared) = &shared_log {
         println!("The log is in {}.", shared.describe());
     }
@@ -396,6 +396,30 @@ fn up(
             .context("opening the data directory")?
             .with_ingest_limits(limits.ingest()),
     );
+    if catalog.is_some() {
+        // What other nodes create, change or delete in the shared catalog, every two
+        // seconds (docs/cluster.md).
+        let hub = hub.clone();
+        std::thread::Builder::new()
+            .name("catalog-sync".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(std::time::Duration::from_secs(2));
+                    match hub.sync_catalog() {
+                        Ok(changed) if !changed.is_empty() => tracing::info!(
+                            message = "Took other nodes' dataset changes from the shared catalog.",
+                            datasets = %changed.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(", ")
+                        ),
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(
+                            message = "Could not read the shared catalog; trying again.",
+                            error = %e
+                        ),
+                    }
+                }
+            })
+            .context("starting the catalog's sync")?;
+    }
     let gov = Arc::new(
         Gov::open_with(data, catalog.as_ref(), citybrain_server::now())
             .context("opening governance in the data directory")?,
