@@ -117,7 +117,12 @@ fn deployment(dir: &Path, pg: &Postgres) -> String {
 
 fn node(data: &Path, config: &str, stderr: &Path) -> Server {
     let log = std::fs::File::create(stderr).unwrap();
-    start_with(data, &["--config", config], "info", Stdio::from(log))
+    start_with(
+        data,
+        &["--config", config, "--pg-listen", "127.0.0.1:0"],
+        "info",
+        Stdio::from(log),
+    )
 }
 
 fn get(server: &Server, path: &str, token: &str) -> (u16, String) {
@@ -296,6 +301,26 @@ fn two_nodes_share_catalog_and_governance_in_postgres_and_ride_out_its_restart()
         common::passage_batch(1).as_bytes(),
     );
     assert_eq!(status, 503, "ingest is refused, not lost: {text}");
+    // Over the Postgres wire, a login is told why it cannot be checked, not that the
+    // token is wrong.
+    let login = Command::new("psql")
+        .arg(format!(
+            "host=127.0.0.1 port={} user=transport_ops dbname=citybrain sslmode=disable",
+            common::pg_port(&a)
+        ))
+        .args(["-XAtc", "SELECT 1"])
+        .env("PGPASSWORD", a.token.trim())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&login.stderr);
+    assert!(
+        !login.status.success() && stderr.contains("cannot check the token now"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains(&pg.password()),
+        "the password shows: {stderr}"
+    );
     pg.up();
     wait_until(
         "calls never worked again after PostgreSQL came back",

@@ -31,6 +31,27 @@ pub fn sqlstate(error: &SqlError) -> &'static str {
     }
 }
 
+/// When governance cannot be reached (a cluster's PostgreSQL is down or restarting), the
+/// client is told so, with the SQLSTATE drivers retry on, rather than that its token is
+/// wrong. `severity`: FATAL at login, ERROR for a statement.
+pub fn metadata_unavailable(
+    error: &citybrain_gov::GovError,
+    severity: &str,
+) -> Option<PgWireError> {
+    match error {
+        citybrain_gov::GovError::Storage { source, .. } if source.is_unavailable() => {
+            let mut info = ErrorInfo::new(
+                severity.to_string(),
+                "57P03".to_string(),
+                format!("citybrain cannot check the token now: {error}"),
+            );
+            info.hint = Some("try again once the metadata database is back".to_string());
+            Some(PgWireError::UserError(Box::new(info)))
+        }
+        _ => None,
+    }
+}
+
 pub fn sql_error(error: SqlError) -> PgWireError {
     user_error(sqlstate(&error), error.to_string())
 }

@@ -122,6 +122,9 @@ impl Session {
     fn call(&self, gov: &Gov) -> PgWireResult<DataCall> {
         let now = now();
         let principal = gov.authenticate(&self.token, now).map_err(|e| {
+            if let Some(unavailable) = error::metadata_unavailable(&e, "ERROR") {
+                return unavailable;
+            }
             let mut info = pgwire::error::ErrorInfo::new(
                 "FATAL".to_string(),
                 "28000".to_string(),
@@ -232,7 +235,10 @@ impl AuthSource<Login> for Tokens {
         let token = std::str::from_utf8(presented)
             .map_err(|_| refused())?
             .trim();
-        let principal: Principal = self.gov.authenticate(token, now()).map_err(|_| refused())?;
+        let principal: Principal = self
+            .gov
+            .authenticate(token, now())
+            .map_err(|e| error::metadata_unavailable(&e, "FATAL").unwrap_or_else(refused))?;
         if principal.name.as_str() != user {
             return Err(refused());
         }
