@@ -256,6 +256,18 @@ fn psql_psycopg_asyncpg_sqlalchemy_and_node_pg_read_what_http_reads() {
             String::from_utf8_lossy(&described.stderr)
         );
     }
+    // SQLAlchemy lists schemas with `LIKE ... ESCAPE '/'`.
+    let escaped = psql(
+        "cockpit",
+        &cockpit,
+        "SELECT nspname FROM pg_catalog.pg_namespace WHERE nspname LIKE 'pg/_' || '%' ESCAPE '/'",
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&escaped.stdout).trim(),
+        "pg_catalog",
+        "{}",
+        String::from_utf8_lossy(&escaped.stderr)
+    );
     let missing = psql("cockpit", &cockpit, "\\d transport.no_such_table");
     assert!(
         String::from_utf8_lossy(&missing.stderr).contains("Did not find any relation"),

@@ -674,6 +674,7 @@ async fn plan_statement(
     let dialect = state.config().options().sql_parser.dialect;
     let mut statement = state.sql_to_statement(sql, &dialect).map_err(planning)?;
     pg_catalog::drop_oid_casts(&mut statement);
+    pg_catalog::backslash_escapes(&mut statement);
     if limits::exceeds_depth(&statement, limits.max_expression_depth) {
         return Err(SqlError::TooComplex(format!(
             "an expression nests more than {} levels deep (sql max_expression_depth); use IN (...) instead of long OR chains, or split it",

@@ -471,6 +471,65 @@ pub fn drop_oid_casts(statement: &mut datafusion::sql::parser::Statement) {
     });
 }
 
+/// `LIKE pattern ESCAPE 'c'` with an escape character other than the backslash (which
+/// DataFusion refuses) becomes `LIKE like_escape(pattern, 'c')`: the pattern rewritten, as it
+/// is evaluated, to backslash escapes. SQLAlchemy's PostgreSQL dialect writes
+/// `ESCAPE '/'` when it lists schemas.
+pub fn backslash_escapes(statement: &mut datafusion::sql::parser::Statement) {
+    use datafusion::sql::sqlparser::ast::{Expr, Value, visit_expressions_mut};
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+    use std::ops::ControlFlow;
+    let datafusion::sql::parser::Statement::Statement(statement) = statement else {
+        return;
+    };
+    let _ = visit_expressions_mut(statement.as_mut(), |expr| {
+        if let Expr::Like {
+            pattern,
+            escape_char,
+            ..
+        }
+        | Expr::ILike {
+            pattern,
+            escape_char,
+            ..
+        } = expr
+            && let Some(escape) = escape_char
+            && let Value::SingleQuotedString(c) = &escape.value
+            && c != "\\"
+        {
+            let call = format!("like_escape({pattern}, '{}')", c.replace('\'', "''"));
+            if let Ok(rewritten) = Parser::new(&PostgreSqlDialect {})
+                .try_with_sql(&call)
+                .and_then(|mut p| p.parse_expr())
+            {
+                *pattern = Box::new(rewritten);
+                *escape_char = None;
+            }
+        }
+        ControlFlow::<()>::Continue(())
+    });
+}
+
+/// `pattern` with `escape` (None: no escape character) written as backslash escapes.
+fn backslash_escaped(pattern: &str, escape: Option<char>) -> String {
+    let mut out = String::with_capacity(pattern.len() + 4);
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        if Some(c) == escape {
+            if let Some(next) = chars.next() {
+                out.push('\\');
+                out.push(next);
+            }
+        } else if c == '\\' {
+            out.push_str("\\\\");
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// The catalog functions clients call, each also under its `pg_catalog.` name (DataFusion
 /// looks a qualified function up by its whole name).
 pub fn functions() -> Vec<ScalarUDF> {
@@ -497,6 +556,7 @@ pub fn functions() -> Vec<ScalarUDF> {
         ("format_type", FormatType),
         ("pg_backend_pid", BackendPid),
         ("to_regtype", ToRegtype),
+        ("like_escape", LikeEscape),
     ]
     .into_iter()
     .map(|(name, kind)| {
@@ -526,6 +586,7 @@ enum PgFunction {
     FormatType,
     BackendPid,
     ToRegtype,
+    LikeEscape,
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -598,6 +659,22 @@ impl ScalarUDFImpl for PgUdf {
                     None => ColumnarValue::Scalar(ScalarValue::Int32(None)),
                 }
             }
+            PgFunction::LikeEscape => {
+                let escape = match args.args.get(1) {
+                    Some(ColumnarValue::Scalar(
+                        ScalarValue::Utf8(Some(e))
+                        | ScalarValue::Utf8View(Some(e))
+                        | ScalarValue::LargeUtf8(Some(e)),
+                    )) => e.chars().next(),
+                    _ => None,
+                };
+                map_first(&args, |v| match v {
+                    ScalarValue::Utf8(Some(p))
+                    | ScalarValue::Utf8View(Some(p))
+                    | ScalarValue::LargeUtf8(Some(p)) => Some(backslash_escaped(p, escape)),
+                    _ => None,
+                })?
+            }
             PgFunction::FormatType => map_first(&args, |v| {
                 let oid = match v {
                     ScalarValue::Int32(Some(o)) => i64::from(*o),
@@ -646,6 +723,13 @@ fn map_first(
 mod tests {
     use super::*;
     use arrow::datatypes::TimeUnit;
+
+    #[test]
+    fn other_escape_characters_become_backslashes() {
+        assert_eq!(backslash_escaped("pg/_%", Some('/')), "pg\\_%");
+        assert_eq!(backslash_escaped("a\\b//c", Some('/')), "a\\\\b/c");
+        assert_eq!(backslash_escaped("a\\b", None), "a\\\\b");
+    }
 
     #[test]
     fn settings_are_found_as_clients_spell_them() {
