@@ -503,7 +503,7 @@ pub fn backslash_escapes(statement: &mut datafusion::sql::parser::Statement) {
                 .try_with_sql(&call)
                 .and_then(|mut p| p.parse_expr())
             {
-                *pattern = Box::new(rewritten);
+                **pattern = rewritten;
                 *escape_char = None;
             }
         }
