@@ -727,7 +727,8 @@ mod tests {
     #[test]
     fn other_escape_characters_become_backslashes() {
         assert_eq!(backslash_escaped("pg/_%", Some('/')), "pg\\_%");
-        assert_eq!(backslash_escaped("a\\b//c", Some('/')), "a\\\\b/c");
+        // An escaped escape character is the character itself, escaped.
+        assert_eq!(backslash_escaped("a\\b//c", Some('/')), "a\\\\b\\/c");
         assert_eq!(backslash_escaped("a\\b", None), "a\\\\b");
     }
 
