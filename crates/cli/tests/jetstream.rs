@@ -12,20 +12,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Server, start};
+use common::{Server, free_port, start, wait_until};
 
 fn nats_binary() -> PathBuf {
     std::env::var_os("CITYBRAIN_NATS_SERVER")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("nats-server"))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A JetStream server on loopback, fsyncing every message (one server: no replicas to
@@ -129,14 +121,6 @@ fn local_log_bytes(data: &Path) -> u64 {
     std::fs::read_dir(dir)
         .map(|entries| entries.map(|e| e.unwrap().metadata().unwrap().len()).sum())
         .unwrap_or(0)
-}
-
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < Duration::from_secs(60), "{what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]

@@ -10,17 +10,8 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
-use common::{Server, department_admin, start_with};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use common::{Server, department_admin, free_port, start_with, wait_until};
 
 fn script() -> PathBuf {
     Path::new(&common::manifest_dir()).join("../../scripts/scratch-postgres")
@@ -127,14 +118,6 @@ fn node(data: &Path, config: &str, stderr: &Path) -> Server {
 
 fn get(server: &Server, path: &str, token: &str) -> (u16, String) {
     server.get(path, Some(token))
-}
-
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < Duration::from_secs(30), "{what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]

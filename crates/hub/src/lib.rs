@@ -140,20 +140,9 @@ impl Hub {
             );
         }
         for entry in entries {
-            let store = DatasetStore::open(
-                &dataset_dir(dir, &entry.def.name),
-                &entry.def,
-                config.shared_log.as_ref(),
-            )?;
-            last_stamp = last_stamp.max(store.max_stamp().unwrap_or(i64::MIN));
-            datasets.insert(
-                entry.def.name.clone(),
-                Arc::new(Entry {
-                    def: entry.def,
-                    store: Arc::new(store),
-                    order: Arc::default(),
-                }),
-            );
+            let entry = open_entry(dir, &config, entry.def)?;
+            last_stamp = last_stamp.max(entry.store.max_stamp().unwrap_or(i64::MIN));
+            datasets.insert(entry.def.name.clone(), Arc::new(entry));
         }
         let hub = Self {
             dir: dir.to_path_buf(),
@@ -345,18 +334,9 @@ impl Hub {
             other => other?,
         }
         for d in [def.clone(), rejected] {
-            let store = DatasetStore::open(
-                &dataset_dir(&self.dir, &d.name),
-                &d,
-                self.config.shared_log.as_ref(),
-            )?;
             datasets.insert(
                 d.name.clone(),
-                Arc::new(Entry {
-                    def: d,
-                    store: Arc::new(store),
-                    order: Arc::default(),
-                }),
+                Arc::new(open_entry(&self.dir, &self.config, d)?),
             );
         }
         drop(datasets);
@@ -387,14 +367,21 @@ impl Hub {
         drop(datasets);
         drop(catalog);
         for n in [name, &rejected] {
-            remove_dir_if_present(&dataset_dir(&self.dir, n))?;
-            self.forget_shared(n)?;
+            self.remove_files(n)?;
         }
+        Ok(rows)
+    }
+
+    /// What a deleted dataset leaves: its directory, its frames in the shared log and its
+    /// open table.
+    fn remove_files(&self, name: &DatasetName) -> Result<(), HubError> {
+        remove_dir_if_present(&dataset_dir(&self.dir, name))?;
+        self.forget_shared(name)?;
         if let Some(root) = &self.config.open_tables {
             let _guard = self.open_tables.lock().expect("open tables lock");
             open_table::remove(&open_table::table_dir(root, name.as_str()))?;
         }
-        Ok(rows)
+        Ok(())
     }
 
     /// Brings this node's datasets up to the catalog: what other nodes of a cluster
@@ -411,15 +398,7 @@ impl Hub {
         for entry in entries {
             let name = entry.def.name.clone();
             let next = match datasets.get(&name) {
-                None => Entry {
-                    store: Arc::new(DatasetStore::open(
-                        &dataset_dir(&self.dir, &name),
-                        &entry.def,
-                        self.config.shared_log.as_ref(),
-                    )?),
-                    def: entry.def,
-                    order: Arc::default(),
-                },
+                None => open_entry(&self.dir, &self.config, entry.def)?,
                 // Changed on another node, which checked that stored data stays readable.
                 Some(current) if current.def != entry.def => {
                     current.store.set_schema(entry.def.arrow_schema())?;
@@ -445,12 +424,7 @@ impl Hub {
         drop(datasets);
         drop(catalog);
         for name in gone {
-            remove_dir_if_present(&dataset_dir(&self.dir, &name))?;
-            self.forget_shared(&name)?;
-            if let Some(root) = &self.config.open_tables {
-                let _guard = self.open_tables.lock().expect("open tables lock");
-                open_table::remove(&open_table::table_dir(root, name.as_str()))?;
-            }
+            self.remove_files(&name)?;
             changed.push(name);
         }
         for name in &changed {
@@ -581,6 +555,20 @@ fn refresh_open_table(root: &Path, lock: &Mutex<()>, def: &DatasetDef, store: &D
     if let Err(error) = result {
         tracing::error!(message = "The open table could not be brought up to date; the dataset is unaffected and the next seal tries again.", dataset = %def.name, %error);
     }
+}
+
+/// A catalog definition opened over its storage in `dir`.
+fn open_entry(dir: &Path, config: &HubConfig, def: DatasetDef) -> Result<Entry, HubError> {
+    let store = DatasetStore::open(
+        &dataset_dir(dir, &def.name),
+        &def,
+        config.shared_log.as_ref(),
+    )?;
+    Ok(Entry {
+        def,
+        store: Arc::new(store),
+        order: Arc::default(),
+    })
 }
 
 fn remove_dir_if_present(path: &Path) -> Result<(), HubError> {

@@ -257,14 +257,14 @@ impl Db {
         match &mut *self.engine() {
             // A savepoint, which SQLite nests; the callers never nest.
             Engine::Sqlite(db) => db.batch("SAVEPOINT change"),
-            Engine::Postgres(db) => db.batch("BEGIN"),
+            Engine::Postgres(db) => db.begin(),
         }
     }
 
     pub fn commit(&self) -> Result<(), DbError> {
         match &mut *self.engine() {
             Engine::Sqlite(db) => db.batch("RELEASE change"),
-            Engine::Postgres(db) => db.batch("COMMIT"),
+            Engine::Postgres(db) => db.commit(),
         }
     }
 

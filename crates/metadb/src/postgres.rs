@@ -282,18 +282,21 @@ impl Pg {
     pub(crate) fn batch(&mut self, sql: &str) -> Result<(), DbError> {
         let client = self.client()?;
         let text = sql.to_string();
-        let result = self
-            .run(async move { client.batch_execute(&text).await })
-            .and_then(|r| r.map_err(|e| self.classify(e)));
-        match sql {
-            "BEGIN" if result.is_ok() => self.in_change = true,
-            // Committed, or dropped with its connection: over either way.
-            "COMMIT" => {
-                self.in_change = false;
-                self.change_lost = false;
-            }
-            _ => {}
-        }
+        self.run(async move { client.batch_execute(&text).await })
+            .and_then(|r| r.map_err(|e| self.classify(e)))
+    }
+
+    pub(crate) fn begin(&mut self) -> Result<(), DbError> {
+        self.batch("BEGIN")?;
+        self.in_change = true;
+        Ok(())
+    }
+
+    pub(crate) fn commit(&mut self) -> Result<(), DbError> {
+        let result = self.batch("COMMIT");
+        // Committed, or dropped with its connection: over either way.
+        self.in_change = false;
+        self.change_lost = false;
         result
     }
 
@@ -360,7 +363,7 @@ impl Pg {
                 Err(e) => return Err(e),
             }
         }
-        self.batch("BEGIN")?;
+        self.begin()?;
         let result = (|| {
             // Any constant: it names this lock among the database's advisory locks.
             self.batch(
@@ -402,7 +405,7 @@ impl Pg {
             Ok(())
         })();
         match result {
-            Ok(()) => self.batch("COMMIT"),
+            Ok(()) => self.commit(),
             Err(e) => {
                 let _ = self.rollback();
                 Err(e)

@@ -74,10 +74,12 @@ pub fn run(args: Args) -> Result<()> {
                 Some(path) => super::deploy::Deployment::read(path)?.catalog()?,
                 None => None,
             };
-            match shared {
-                Some(pg) => verify_shared(&pg, &data, public_key.as_deref(), &head)?,
-                None => verify(&data, public_key.as_deref(), &head)?,
-            }
+            verify(
+                &Trail::find(&data, shared)?,
+                &data,
+                public_key.as_deref(),
+                &head,
+            )?;
         }
         Command::Key { data } => {
             let key = citybrain_gov::Gov::audit_key(&data)?;
@@ -120,42 +122,6 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// The cluster's trail in PostgreSQL, checked as a directory's is.
-fn verify_shared(
-    pg: &citybrain_metadb::Postgres,
-    data: &Path,
-    public_key: Option<&str>,
-    kept: &[PathBuf],
-) -> Result<()> {
-    let heads = kept_heads(kept)?;
-    let (report, how) = match public_key {
-        Some(key) => (
-            citybrain_gov::audit::verify_shared_public(pg, &public_key_arg(key)?, &heads)?,
-            "public hashes and signed head check out with the public key",
-        ),
-        None => {
-            let key = citybrain_gov::Gov::audit_key(data)?;
-            if !heads.is_empty() {
-                let public = citybrain_gov::audit::parse_public_key(
-                    &citybrain_gov::audit::public_key_hex(&key),
-                )?;
-                let kept = citybrain_gov::audit::verify_shared_public(pg, &public, &heads)?;
-                if !kept.is_intact() {
-                    for problem in &kept.problems {
-                        eprintln!("  {problem}");
-                    }
-                    bail!("the audit trail does not hold the kept heads");
-                }
-            }
-            (
-                citybrain_gov::audit::verify_shared(pg, &key)?,
-                "chain and MACs check out",
-            )
-        }
-    };
-    report_on(&report, how, heads.len(), &pg.shown())
-}
-
 fn kept_heads(kept: &[PathBuf]) -> Result<Vec<citybrain_gov::audit::Head>> {
     let mut heads = Vec::new();
     for path in kept {
@@ -184,24 +150,65 @@ fn public_key_arg(key: &str) -> Result<citybrain_gov::audit::VerifyingKey> {
     Ok(citybrain_gov::audit::parse_public_key(&text)?)
 }
 
-fn verify(data: &Path, public_key: Option<&str>, kept: &[PathBuf]) -> Result<()> {
-    // A copy of the audit directory, or the data directory that holds one.
-    let trail = if data.join(citybrain_gov::audit::LOG_FILE).exists() {
-        data.to_path_buf()
-    } else {
-        data.join(citybrain_gov::AUDIT_DIR)
-    };
-    if !trail.join(citybrain_gov::audit::LOG_FILE).exists() {
-        bail!(
-            "no audit trail at {} (expected {}): pass --data with the server's data directory or a copy of its audit directory; a cluster's trail is in PostgreSQL (--config)",
-            trail.display(),
-            citybrain_gov::audit::LOG_FILE
-        );
+/// Where the trail to check is: a node's directory, or a cluster's database.
+enum Trail {
+    Dir(PathBuf),
+    Shared(citybrain_metadb::Postgres),
+}
+
+impl Trail {
+    /// The trail under `data` (a data directory or a copy of its audit directory), or the
+    /// cluster's when the deployment file puts it in PostgreSQL.
+    fn find(data: &Path, shared: Option<citybrain_metadb::Postgres>) -> Result<Self> {
+        if let Some(pg) = shared {
+            return Ok(Self::Shared(pg));
+        }
+        let trail = if data.join(citybrain_gov::audit::LOG_FILE).exists() {
+            data.to_path_buf()
+        } else {
+            data.join(citybrain_gov::AUDIT_DIR)
+        };
+        if !trail.join(citybrain_gov::audit::LOG_FILE).exists() {
+            bail!(
+                "no audit trail at {} (expected {}): pass --data with the server's data directory or a copy of its audit directory; a cluster's trail is in PostgreSQL (--config)",
+                trail.display(),
+                citybrain_gov::audit::LOG_FILE
+            );
+        }
+        Ok(Self::Dir(trail))
     }
+
+    fn verify(&self, key: &[u8]) -> Result<citybrain_gov::audit::Verification> {
+        Ok(match self {
+            Self::Dir(dir) => citybrain_gov::audit::verify(dir, key)?,
+            Self::Shared(pg) => citybrain_gov::audit::verify_shared(pg, key)?,
+        })
+    }
+
+    fn verify_public(
+        &self,
+        public: &citybrain_gov::audit::VerifyingKey,
+        heads: &[citybrain_gov::audit::Head],
+    ) -> Result<citybrain_gov::audit::Verification> {
+        Ok(match self {
+            Self::Dir(dir) => citybrain_gov::audit::verify_public(dir, public, heads)?,
+            Self::Shared(pg) => citybrain_gov::audit::verify_shared_public(pg, public, heads)?,
+        })
+    }
+
+    fn shown(&self) -> String {
+        match self {
+            Self::Dir(dir) => dir.display().to_string(),
+            Self::Shared(pg) => pg.shown(),
+        }
+    }
+}
+
+fn verify(trail: &Trail, data: &Path, public_key: Option<&str>, kept: &[PathBuf]) -> Result<()> {
     let heads = kept_heads(kept)?;
     let (report, how) = match public_key {
         Some(key) => (
-            citybrain_gov::audit::verify_public(&trail, &public_key_arg(key)?, &heads)?,
+            trail.verify_public(&public_key_arg(key)?, &heads)?,
             "public hashes and signed head check out with the public key",
         ),
         None => {
@@ -210,7 +217,7 @@ fn verify(data: &Path, public_key: Option<&str>, kept: &[PathBuf]) -> Result<()>
                 let public = citybrain_gov::audit::parse_public_key(
                     &citybrain_gov::audit::public_key_hex(&key),
                 )?;
-                let kept = citybrain_gov::audit::verify_public(&trail, &public, &heads)?;
+                let kept = trail.verify_public(&public, &heads)?;
                 if !kept.is_intact() {
                     for problem in &kept.problems {
                         eprintln!("  {problem}");
@@ -218,13 +225,10 @@ fn verify(data: &Path, public_key: Option<&str>, kept: &[PathBuf]) -> Result<()>
                     bail!("the audit trail does not hold the kept heads");
                 }
             }
-            (
-                citybrain_gov::audit::verify(&trail, &key)?,
-                "chain and MACs check out",
-            )
+            (trail.verify(&key)?, "chain and MACs check out")
         }
     };
-    report_on(&report, how, heads.len(), &trail.display().to_string())
+    report_on(&report, how, heads.len(), &trail.shown())
 }
 
 /// Prints a check's outcome; an error when the trail is not intact.

@@ -410,3 +410,26 @@ pub fn passage_batch(b: usize) -> String {
         })
         .collect()
 }
+
+/// A loopback port free right now (for servers the tests start beside citybrain).
+#[allow(dead_code)]
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `done` every 100 ms until it holds; fails with `what` after a minute.
+#[allow(dead_code)]
+pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "{what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
