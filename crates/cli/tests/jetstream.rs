@@ -7,91 +7,12 @@
 
 mod common;
 
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::cluster::Nats;
 use common::{Server, free_port, start, wait_until};
-
-fn nats_binary() -> PathBuf {
-    std::env::var_os("CITYBRAIN_NATS_SERVER")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("nats-server"))
-}
-
-/// A JetStream server on loopback, fsyncing every message (one server: no replicas to
-/// make a write durable otherwise).
-struct Nats {
-    child: Child,
-    port: u16,
-    config: PathBuf,
-}
-
-impl Nats {
-    fn start(dir: &Path, port: u16) -> Nats {
-        Self::start_with(dir, port, "")
-    }
-
-    /// With `extra` lines of server configuration (`max_payload: 65536`).
-    fn start_with(dir: &Path, port: u16, extra: &str) -> Nats {
-        let config = dir.join("nats.conf");
-        std::fs::write(
-            &config,
-            format!(
-                "listen: 127.0.0.1:{port}\n{extra}\njetstream {{\n  store_dir: \"{}\"\n  sync_interval: always\n}}\n",
-                dir.join("js").display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new(nats_binary())
-            .arg("-c")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server starts (scripts/install-nats; CITYBRAIN_NATS_SERVER)");
-        let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "nats-server never listened"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Nats {
-            child,
-            port,
-            config,
-        }
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// The passages' frames the stream holds now for the node over `data`, read as that
-    /// node reads them at start.
-    fn passage_frames(&self, data: &Path) -> usize {
-        use citybrain_hub::log::SharedLog;
-        let node: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(data.join("node.json")).unwrap()).unwrap();
-        let log = citybrain_jetstream::JetStreamLog::connect(citybrain_jetstream::Settings {
-            url: format!("nats://127.0.0.1:{}", self.port),
-            owner: node["id"].as_str().unwrap().to_string(),
-            ..Default::default()
-        })
-        .unwrap();
-        log.read("transport.anpr_passages").unwrap().len()
-    }
-}
-
-impl Drop for Nats {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 fn deployment(dir: &Path, nats: &Nats) -> String {
     let path = dir.join("deploy.toml");

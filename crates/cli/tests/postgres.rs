@@ -8,90 +8,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::{Server, department_admin, free_port, start_with, wait_until};
-
-fn script() -> PathBuf {
-    Path::new(&common::manifest_dir()).join("../../scripts/scratch-postgres")
-}
-
-/// A scratch PostgreSQL server, stopped when dropped.
-struct Postgres {
-    dir: PathBuf,
-    port: u16,
-    url: String,
-}
-
-impl Postgres {
-    fn start() -> Postgres {
-        // Under /tmp itself: as root the server runs as `postgres`, which must reach it.
-        let dir = std::env::temp_dir().join(format!(
-            "citybrain-test-pg-{}-{}",
-            std::process::id(),
-            free_port()
-        ));
-        let port = free_port();
-        let mut pg = Postgres {
-            dir,
-            port,
-            url: String::new(),
-        };
-        pg.url = pg.up();
-        pg
-    }
-
-    fn up(&self) -> String {
-        let out = Command::new(script())
-            .args(["start", self.dir.to_str().unwrap(), &self.port.to_string()])
-            .output()
-            .expect("scripts/scratch-postgres runs");
-        assert!(
-            out.status.success(),
-            "PostgreSQL did not start: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    }
-
-    fn stop(&self, mode: &str) {
-        let status = Command::new(script())
-            .args(["stop", self.dir.to_str().unwrap(), mode])
-            .stdout(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    fn password(&self) -> String {
-        std::fs::read_to_string(self.dir.join("password")).unwrap()
-    }
-
-    /// One value, through psql (Debian's client) as the superuser.
-    fn psql(&self, sql: &str) -> String {
-        let out = Command::new("psql")
-            .args([self.url.as_str(), "-XAtc", sql])
-            .output()
-            .expect("psql runs");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    }
-}
-
-impl Drop for Postgres {
-    fn drop(&mut self) {
-        let _ = Command::new(script())
-            .args(["stop", self.dir.to_str().unwrap(), "immediate"])
-            .stderr(Stdio::null())
-            .status();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
+use common::cluster::Postgres;
+use common::{Server, department_admin, start_with, wait_until};
 
 fn deployment(dir: &Path, pg: &Postgres) -> String {
     let path = dir.join("deploy.toml");
@@ -143,8 +64,8 @@ fn two_nodes_share_catalog_and_governance_in_postgres_and_ride_out_its_restart()
         "1"
     );
     assert_eq!(
-        pg.psql("SELECT string_agg(component || version, ',' ORDER BY component) FROM citybrain_migrations"),
-        "audit1,catalog1,governance1"
+        pg.psql("SELECT string_agg(component || version, ',' ORDER BY component, version) FROM citybrain_migrations"),
+        "audit1,catalog1,catalog2,governance1"
     );
     let police = department_admin(&a, "police");
 

@@ -44,7 +44,8 @@ fn sql_err(context: &'static str) -> impl FnOnce(DbError) -> HubError {
     move |source| HubError::Catalog { context, source }
 }
 
-const SCHEMA: Schema = Schema {
+/// The catalog's tables, and the seal book's (`cluster::SealBook`), which lives beside it.
+pub(crate) const SCHEMA: Schema = Schema {
     component: "catalog",
     sqlite: "CREATE TABLE IF NOT EXISTS datasets (
                  name TEXT PRIMARY KEY,
@@ -52,8 +53,24 @@ const SCHEMA: Schema = Schema {
                  created_at INTEGER NOT NULL,
                  updated_at INTEGER NOT NULL,
                  version INTEGER NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS seal_heads (
+                 dataset TEXT PRIMARY KEY,
+                 last INTEGER NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS seals (
+                 dataset TEXT NOT NULL,
+                 owner TEXT NOT NULL,
+                 generation INTEGER NOT NULL,
+                 number INTEGER NOT NULL,
+                 through INTEGER NOT NULL,
+                 segments TEXT NOT NULL,
+                 PRIMARY KEY (dataset, owner, generation)
              );",
-    postgres: &[include_str!("../migrations/postgres/0001_catalog.sql")],
+    postgres: &[
+        include_str!("../migrations/postgres/0001_catalog.sql"),
+        include_str!("../migrations/postgres/0002_seals.sql"),
+    ],
 };
 
 fn entry_from_row(row: &Row) -> Result<CatalogEntry, String> {

@@ -8,6 +8,7 @@
 //! the SQL crate reads [`store::Snapshot`]s. It never reads the clock: callers pass `now`.
 
 pub mod catalog;
+pub mod cluster;
 pub mod decode;
 mod error;
 pub mod feed;
@@ -53,6 +54,9 @@ pub struct HubConfig {
     pub shared_log: Option<Arc<dyn log::SharedLog>>,
     /// Keep the catalog in this PostgreSQL database instead of `DATA/catalog.sqlite`.
     pub catalog: Option<citybrain_metadb::Postgres>,
+    /// With a shared log and the catalog in PostgreSQL: publish sealed segments here and
+    /// read the other nodes' records, so every node sees the whole cluster's (`cluster`).
+    pub segments: Option<Arc<dyn cluster::SegmentStore>>,
 }
 
 impl Default for HubConfig {
@@ -63,6 +67,7 @@ impl Default for HubConfig {
             open_tables: None,
             shared_log: None,
             catalog: None,
+            segments: None,
         }
     }
 }
@@ -91,12 +96,16 @@ struct Entry {
     /// Held from stamping a batch until it is stored and published, so a dataset's
     /// batches are stored, and handed to the feed, in stamp order.
     order: Arc<Mutex<()>>,
+    /// In a cluster, what the other nodes hold of this dataset.
+    foreign: Arc<Mutex<cluster::Foreign>>,
 }
 
 /// The hub over one data directory.
 pub struct Hub {
     dir: PathBuf,
     config: HubConfig,
+    /// In a cluster that shares segments: how this node reads the others.
+    cluster: Option<Arc<cluster::Cluster>>,
     catalog: Mutex<catalog::Catalog>,
     datasets: RwLock<BTreeMap<DatasetName, Arc<Entry>>>,
     sealers: Mutex<Vec<std::thread::JoinHandle<()>>>,
@@ -125,10 +134,24 @@ impl Hub {
             context: format!("creating {}", dir.display()),
             source,
         })?;
-        let catalog = catalog::Catalog::open(&match &config.catalog {
+        let place = match &config.catalog {
             Some(pg) => citybrain_metadb::Place::Postgres(pg.clone()),
             None => citybrain_metadb::Place::Sqlite(dir.join("catalog.sqlite")),
-        })?;
+        };
+        let catalog = catalog::Catalog::open(&place)?;
+        let cluster = match (&config.segments, &config.shared_log, &config.catalog) {
+            (None, _, _) => None,
+            (Some(segments), Some(log), Some(_)) => Some(Arc::new(cluster::Cluster {
+                log: log.clone(),
+                segments: segments.clone(),
+                book: cluster::SealBook::open(&place)?,
+            })),
+            (Some(_), _, _) => {
+                return Err(HubError::Internal(
+                    "shared segments need the shared log and the catalog in PostgreSQL".into(),
+                ));
+            }
+        };
         let mut datasets = BTreeMap::new();
         let mut last_stamp = i64::MIN;
         let (entries, skipped) = catalog.list()?;
@@ -140,13 +163,14 @@ impl Hub {
             );
         }
         for entry in entries {
-            let entry = open_entry(dir, &config, entry.def)?;
+            let entry = open_entry(dir, &config, cluster.as_ref(), entry.def)?;
             last_stamp = last_stamp.max(entry.store.max_stamp().unwrap_or(i64::MIN));
             datasets.insert(entry.def.name.clone(), Arc::new(entry));
         }
         let hub = Self {
             dir: dir.to_path_buf(),
             config,
+            cluster,
             catalog: Mutex::new(catalog),
             datasets: RwLock::new(datasets),
             sealers: Mutex::new(Vec::new()),
@@ -336,7 +360,12 @@ impl Hub {
         for d in [def.clone(), rejected] {
             datasets.insert(
                 d.name.clone(),
-                Arc::new(open_entry(&self.dir, &self.config, d)?),
+                Arc::new(open_entry(
+                    &self.dir,
+                    &self.config,
+                    self.cluster.as_ref(),
+                    d,
+                )?),
             );
         }
         drop(datasets);
@@ -377,6 +406,9 @@ impl Hub {
     fn remove_files(&self, name: &DatasetName) -> Result<(), HubError> {
         remove_dir_if_present(&dataset_dir(&self.dir, name))?;
         self.forget_shared(name)?;
+        if let Some(cluster) = &self.cluster {
+            cluster.forget(name.as_str())?;
+        }
         if let Some(root) = &self.config.open_tables {
             let _guard = self.open_tables.lock().expect("open tables lock");
             open_table::remove(&open_table::table_dir(root, name.as_str()))?;
@@ -398,7 +430,7 @@ impl Hub {
         for entry in entries {
             let name = entry.def.name.clone();
             let next = match datasets.get(&name) {
-                None => open_entry(&self.dir, &self.config, entry.def)?,
+                None => open_entry(&self.dir, &self.config, self.cluster.as_ref(), entry.def)?,
                 // Changed on another node, which checked that stored data stays readable.
                 Some(current) if current.def != entry.def => {
                     current.store.set_schema(entry.def.arrow_schema())?;
@@ -406,6 +438,7 @@ impl Hub {
                         def: entry.def,
                         store: current.store.clone(),
                         order: current.order.clone(),
+                        foreign: current.foreign.clone(),
                     }
                 }
                 Some(_) => continue,
@@ -468,6 +501,7 @@ impl Hub {
             def: def.clone(),
             store: old.store.clone(),
             order: old.order.clone(),
+            foreign: old.foreign.clone(),
         });
         self.datasets
             .write()
@@ -499,7 +533,8 @@ impl Hub {
             .expect("catalog lock")
             .get(name)?
             .ok_or_else(|| HubError::NotFound(name.clone()))?;
-        let snapshot = entry.store.snapshot();
+        // The whole cluster's records, when nodes share segments.
+        let snapshot = self.snapshot(name)?;
         Ok(DatasetInfo {
             def: entry.def.clone(),
             version: catalog_entry.version,
@@ -507,8 +542,9 @@ impl Hub {
             updated_at: catalog_entry.updated_at.to_string(),
             rows: snapshot.rows(),
             unsealed_rows: snapshot.tail.iter().map(|b| b.num_rows() as u64).sum(),
-            segments: snapshot.segments.len(),
-            segment_bytes: snapshot.segments.iter().map(|s| s.bytes).sum(),
+            segments: snapshot.segments.len() + snapshot.foreign.len(),
+            segment_bytes: snapshot.segments.iter().map(|s| s.bytes).sum::<u64>()
+                + snapshot.foreign.iter().map(|s| s.bytes).sum::<u64>(),
             stored_bytes: entry.store.stored_bytes(),
             last_ingest: entry
                 .store
@@ -521,9 +557,23 @@ impl Hub {
         self.names().iter().map(|n| self.info(n)).collect()
     }
 
-    /// A consistent view of a dataset for a query.
+    /// A consistent view of a dataset for a query. In a cluster that shares segments it
+    /// holds every record acknowledged on any node before the call (`cluster`): it asks
+    /// the shared log and the seal book first.
     pub fn snapshot(&self, name: &DatasetName) -> Result<Snapshot, HubError> {
-        Ok(self.entry(name)?.store.snapshot())
+        let entry = self.entry(name)?;
+        let mut snapshot = entry.store.snapshot();
+        if let Some(cluster) = &self.cluster {
+            let mut foreign = entry.foreign.lock().expect("foreign lock");
+            foreign.refresh(cluster, &entry.def, &snapshot.schema)?;
+            snapshot.foreign = foreign.segments().to_vec();
+            for batch in foreign.batches() {
+                snapshot
+                    .tail
+                    .push(store::conform(&snapshot.schema, batch.clone())?);
+            }
+        }
+        Ok(snapshot)
     }
 
     /// Waits for background seals. Every acknowledged record is already durable in a log,
@@ -558,16 +608,23 @@ fn refresh_open_table(root: &Path, lock: &Mutex<()>, def: &DatasetDef, store: &D
 }
 
 /// A catalog definition opened over its storage in `dir`.
-fn open_entry(dir: &Path, config: &HubConfig, def: DatasetDef) -> Result<Entry, HubError> {
+fn open_entry(
+    dir: &Path,
+    config: &HubConfig,
+    cluster: Option<&Arc<cluster::Cluster>>,
+    def: DatasetDef,
+) -> Result<Entry, HubError> {
     let store = DatasetStore::open(
         &dataset_dir(dir, &def.name),
         &def,
         config.shared_log.as_ref(),
+        cluster,
     )?;
     Ok(Entry {
         def,
         store: Arc::new(store),
         order: Arc::default(),
+        foreign: Arc::default(),
     })
 }
 

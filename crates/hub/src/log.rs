@@ -192,6 +192,16 @@ pub struct SharedFrame {
     pub frame: bytes::Bytes,
 }
 
+/// One whole frame another node appended to a [`SharedLog`].
+#[derive(Debug, Clone)]
+pub struct ForeignFrame {
+    /// The node whose frame it is (its id, as in the subject).
+    pub owner: String,
+    /// Its place in the shared log (the last of its chunks).
+    pub sequence: u64,
+    pub frame: bytes::Bytes,
+}
+
 /// A log kept off this machine (NATS JetStream, `citybrain-jetstream`), replicated, so an
 /// acknowledged record survives the loss of the node that took it. The store appends the
 /// same frames it would write to a file; the hub stays free of network code.
@@ -208,6 +218,14 @@ pub trait SharedLog: Send + Sync + std::fmt::Debug {
     fn forget_all(&self, dataset: &str) -> io::Result<()>;
     /// Where the log is, for messages (`nats://127.0.0.1:4222 stream CITYBRAIN`).
     fn describe(&self) -> String;
+    /// This node's id in the log (the owner of the frames it appends).
+    fn owner(&self) -> &str;
+    /// Every whole frame other nodes appended to `dataset` at sequence `from` or later, up
+    /// to the newest the log held when asked, and the sequence to ask from next. What a
+    /// node acknowledged before this call is in the answer (or was sealed: the caller
+    /// learns that from the seals it reads afterwards). Chunks of a frame not yet whole are
+    /// kept for the next call.
+    fn follow(&self, dataset: &str, from: u64) -> io::Result<(Vec<ForeignFrame>, u64)>;
 }
 
 /// Cuts a torn tail off a log so later appends follow the last whole frame.

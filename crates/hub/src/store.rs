@@ -41,6 +41,10 @@ pub struct Segment {
 struct Manifest {
     generations: Vec<u64>,
     segments: Vec<Segment>,
+    /// With a shared log: the sequence the sealed frames ran through (what the seal lets
+    /// the log purge, and what other nodes' views drop).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    through: Option<u64>,
 }
 
 /// What a query sees: sealed segments plus the in-memory copy of the unsealed tail.
@@ -48,14 +52,28 @@ struct Manifest {
 pub struct Snapshot {
     pub schema: SchemaRef,
     pub dir: PathBuf,
+    /// This node's sealed segments (paths relative to `dir`).
     pub segments: Vec<Segment>,
+    /// In a cluster, the segments other nodes sealed (`cluster`), as local paths.
+    pub foreign: Vec<crate::cluster::ForeignSegment>,
+    /// The unsealed batches: this node's, then in a cluster the other nodes'.
     pub tail: Vec<RecordBatch>,
 }
 
 impl Snapshot {
     pub fn rows(&self) -> u64 {
         self.segments.iter().map(|s| s.rows).sum::<u64>()
+            + self.foreign.iter().map(|s| s.rows).sum::<u64>()
             + self.tail.iter().map(|b| b.num_rows() as u64).sum::<u64>()
+    }
+
+    /// Every sealed segment's file, this node's and the others'.
+    pub fn segment_paths(&self) -> Vec<PathBuf> {
+        self.segments
+            .iter()
+            .map(|s| self.dir.join(&s.path))
+            .chain(self.foreign.iter().map(|s| s.path.clone()))
+            .collect()
     }
 }
 
@@ -168,6 +186,9 @@ impl Log {
 #[derive(Debug)]
 pub struct DatasetStore {
     dir: PathBuf,
+    name: String,
+    /// In a cluster: where seals are published before their frames are purged.
+    cluster: Option<Arc<crate::cluster::Cluster>>,
     event_time: Option<usize>,
     state: Mutex<State>,
 }
@@ -192,6 +213,7 @@ impl DatasetStore {
         dir: &Path,
         def: &DatasetDef,
         shared: Option<&Arc<dyn SharedLog>>,
+        cluster: Option<&Arc<crate::cluster::Cluster>>,
     ) -> Result<Self, HubError> {
         let schema = def.arrow_schema();
         for sub in ["log", "segments", "sealed"] {
@@ -201,16 +223,18 @@ impl DatasetStore {
         // Committed seals.
         let mut sealed_generations = std::collections::BTreeSet::new();
         let mut segments = Vec::new();
-        let mut manifests: Vec<PathBuf> = read_dir_sorted(&dir.join("sealed"))?;
-        manifests.retain(|p| p.extension().is_some_and(|e| e == "json"));
-        for path in manifests {
+        let mut manifest_paths: Vec<PathBuf> = read_dir_sorted(&dir.join("sealed"))?;
+        manifest_paths.retain(|p| p.extension().is_some_and(|e| e == "json"));
+        let mut manifests = Vec::new();
+        for path in manifest_paths {
             let text =
                 fs::read_to_string(&path).map_err(io_err(format!("reading {}", path.display())))?;
             let manifest: Manifest = serde_json::from_str(&text).map_err(|e| {
                 HubError::Internal(format!("manifest {} is unreadable: {e}", path.display()))
             })?;
-            sealed_generations.extend(manifest.generations);
-            segments.extend(manifest.segments);
+            sealed_generations.extend(manifest.generations.iter().copied());
+            segments.extend(manifest.segments.iter().cloned());
+            manifests.push(manifest);
         }
         // Segment files no manifest names come from a seal that crashed: its logs still hold
         // the records, so the files are removed.
@@ -290,7 +314,13 @@ impl DatasetStore {
                     tail.push((frame.generation, batch));
                 }
             }
-            if let Some(through) = sealed_through
+            // In a cluster, every seal is published before its frames go: a crash may
+            // have come between the two.
+            let published = match cluster {
+                Some(cluster) => publish_missing(cluster, name, dir, &manifests),
+                None => true,
+            };
+            if let Some(through) = sealed_through.filter(|_| published)
                 && let Err(error) = shared.forget(name, through)
             {
                 tracing::warn!(message = "Could not drop sealed frames from the shared log; the next seal does.", dataset = name, %error);
@@ -320,6 +350,8 @@ impl DatasetStore {
             .max();
         Ok(Self {
             dir: dir.to_path_buf(),
+            name: def.name.as_str().to_string(),
+            cluster: cluster.cloned(),
             event_time,
             state: Mutex::new(State {
                 schema,
@@ -381,6 +413,7 @@ impl DatasetStore {
             schema: state.schema.clone(),
             dir: self.dir.clone(),
             segments: state.segments.clone(),
+            foreign: Vec::new(),
             tail: state.tail.iter().map(|(_, b)| b.clone()).collect(),
         }
     }
@@ -597,6 +630,7 @@ impl DatasetStore {
         let manifest = Manifest {
             generations: generations.to_vec(),
             segments: segments.clone(),
+            through: forget.as_ref().map(|(_, _, through)| *through),
         };
         let sealed = self.dir.join("sealed");
         let tmp = sealed.join(format!("{last:012}.json.tmp"));
@@ -609,7 +643,18 @@ impl DatasetStore {
         fs::rename(&tmp, sealed.join(format!("{last:012}.json")))
             .map_err(io_err("committing a seal"))?;
         log::sync_dir(&sealed).map_err(io_err("syncing the seal directory"))?;
-        if let Some((shared, dataset, through)) = forget
+        // Other nodes read the seal before its frames leave the stream; if it cannot be
+        // published now, the frames stay and the next start publishes it.
+        let published = match &self.cluster {
+            Some(cluster) => cluster
+                .publish(&self.name, last, manifest.through.unwrap_or(0), &self.dir, &segments)
+                .map_err(|error| {
+                    tracing::warn!(message = "A seal could not be published to the cluster; its frames stay in the shared log until it is.", dataset = %self.name, %error);
+                })
+                .is_ok(),
+            None => true,
+        };
+        if let Some((shared, dataset, through)) = forget.filter(|_| published)
             && let Err(error) = shared.forget(&dataset, through)
         {
             // Harmless: the next open skips frames of sealed generations and drops them.
@@ -629,9 +674,45 @@ impl DatasetStore {
     }
 }
 
-/// The newest `_ingested_at` in a stored batch (its last column).
+/// Publishes the seals of `manifests` the cluster's book does not have yet; whether all
+/// are published (a failure is logged, and the sealed frames stay in the shared log).
+fn publish_missing(
+    cluster: &crate::cluster::Cluster,
+    name: &str,
+    dir: &Path,
+    manifests: &[Manifest],
+) -> bool {
+    let result = cluster
+        .book
+        .generations(name, cluster.log.owner())
+        .and_then(|known| {
+            for manifest in manifests {
+                let Some(&last) = manifest.generations.last() else {
+                    continue;
+                };
+                if !known.contains(&last) {
+                    cluster.publish(
+                        name,
+                        last,
+                        manifest.through.unwrap_or(0),
+                        dir,
+                        &manifest.segments,
+                    )?;
+                }
+            }
+            Ok(())
+        });
+    match result {
+        Ok(()) => true,
+        Err(error) => {
+            tracing::warn!(message = "Seals could not be published to the cluster at start; their frames stay in the shared log until they are.", dataset = name, %error);
+            false
+        }
+    }
+}
+
 /// The stored batches of a log's entries (`source` names the log for messages).
-fn replay(
+pub(crate) fn replay(
     def: &DatasetDef,
     schema: &SchemaRef,
     entries: Vec<log::Entry>,
@@ -679,6 +760,7 @@ fn replay(
     Ok(out)
 }
 
+/// The newest `_ingested_at` in a stored batch (its last column).
 fn batch_max_stamp(batch: &RecordBatch) -> Option<i64> {
     let column = batch.columns().last()?;
     arrow::compute::max(column.as_primitive_opt::<TimestampMicrosecondType>()?)
@@ -721,7 +803,7 @@ fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>, HubError> {
 }
 
 /// Brings a logged batch to the current schema: fields added since are null.
-fn conform(schema: &SchemaRef, batch: RecordBatch) -> Result<RecordBatch, HubError> {
+pub(crate) fn conform(schema: &SchemaRef, batch: RecordBatch) -> Result<RecordBatch, HubError> {
     if batch.schema().fields() == schema.fields() {
         return Ok(batch);
     }

@@ -23,7 +23,7 @@ use std::time::Duration;
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, stream};
 use bytes::BytesMut;
-use citybrain_hub::log::{SharedFrame, SharedLog};
+use citybrain_hub::log::{ForeignFrame, SharedFrame, SharedLog};
 
 /// Subjects of the log: `citybrain.log.<owner>.<dataset>`.
 const SUBJECT_PREFIX: &str = "citybrain.log.";
@@ -86,6 +86,8 @@ pub struct JetStreamLog {
     /// This process's id in frame ids (random): message ids stay unique across restarts.
     node: String,
     frames: std::sync::atomic::AtomicU64,
+    /// Per dataset, other nodes' chunks of frames not yet whole ([`SharedLog::follow`]).
+    following: std::sync::Mutex<std::collections::HashMap<String, Chunks>>,
 }
 
 impl std::fmt::Debug for JetStreamLog {
@@ -182,6 +184,7 @@ impl JetStreamLog {
             max_payload,
             node: client.new_inbox().trim_start_matches("_INBOX.").to_string(),
             frames: std::sync::atomic::AtomicU64::new(0),
+            following: Default::default(),
         })
     }
 
@@ -197,6 +200,87 @@ impl JetStreamLog {
 
     fn chunk_size(&self) -> usize {
         self.max_payload.saturating_sub(HEADROOM).max(HEADROOM)
+    }
+}
+
+/// Chunks gathered into frames, whatever their order (a chunk sent again lands after the
+/// others); a frame is whole once all its chunks are there, and an unacknowledged one may
+/// never be.
+#[derive(Default)]
+struct Chunks {
+    partial: std::collections::HashMap<String, Partial>,
+}
+
+impl Chunks {
+    /// Adds one message of `subject`; the frame it completes: generation, sequence (its
+    /// last chunk's) and bytes.
+    fn add(
+        &mut self,
+        subject: &str,
+        message: &jetstream::message::StreamMessage,
+    ) -> Option<(u64, u64, bytes::Bytes)> {
+        let sequence = message.sequence;
+        let header = |name: &str| message.headers.get(name).map(|v| v.as_str().to_string());
+        let generation: Option<u64> = header(GENERATION).and_then(|g| g.parse().ok());
+        let chunk: Option<(usize, usize)> = header(CHUNK).and_then(|c| {
+            let (i, n) = c.split_once('/')?;
+            Some((i.parse().ok()?, n.parse().ok()?))
+        });
+        let (Some(generation), Some((i, n)), Some(id)) = (generation, chunk, header(FRAME)) else {
+            tracing::warn!(message = "A message on the log's subject is not a citybrain frame; skipped.", subject = %subject, sequence);
+            return None;
+        };
+        if i >= n || n > MAX_CHUNKS {
+            tracing::warn!(message = "A frame's chunk header is out of range; skipped.", subject = %subject, sequence);
+            return None;
+        }
+        let part = self.partial.entry(id.clone()).or_insert_with(|| Partial {
+            generation,
+            count: n,
+            chunks: std::collections::BTreeMap::new(),
+            sequence,
+        });
+        if part.count != n || part.generation != generation {
+            return None;
+        }
+        part.sequence = part.sequence.max(sequence);
+        part.chunks
+            .entry(i)
+            .or_insert_with(|| message.payload.clone());
+        if part.chunks.len() < n {
+            return None;
+        }
+        let part = self.partial.remove(&id).expect("present");
+        let mut whole = BytesMut::new();
+        for bytes in part.chunks.values() {
+            whole.extend_from_slice(bytes);
+        }
+        Some((part.generation, part.sequence, whole.freeze()))
+    }
+}
+
+/// The first message of `subject` (wildcards allowed) at sequence `from` or later, from
+/// the stream's leader, so what was acknowledged is there whichever server this node is
+/// connected to; None when there is none.
+async fn next_message(
+    stream: &stream::Stream,
+    subject: &str,
+    from: u64,
+    timeout: Duration,
+) -> io::Result<Option<jetstream::message::StreamMessage>> {
+    match tokio::time::timeout(
+        timeout,
+        stream.get_first_raw_message_by_subject(subject, from),
+    )
+    .await
+    {
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("reading the log: no answer within {timeout:?}"),
+        )),
+        Ok(Err(e)) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => Ok(None),
+        Ok(Err(e)) => Err(other("reading the log")(e.into())),
+        Ok(Ok(message)) => Ok(Some(message)),
     }
 }
 
@@ -280,70 +364,20 @@ impl SharedLog for JetStreamLog {
             // Chunks joined by their frame's id, whatever their order (a chunk sent
             // again lands after the others); a frame is whole once all its chunks are
             // there, and an unacknowledged one may never be: it is dropped.
-            let mut partial: std::collections::HashMap<String, Partial> =
-                std::collections::HashMap::new();
+            let mut chunks = Chunks::default();
             let mut frames: Vec<SharedFrame> = Vec::new();
             let mut from = 1;
-            loop {
-                let message = match tokio::time::timeout(
-                    timeout,
-                    stream.get_first_raw_message_by_subject(&subject, from),
-                )
-                .await
-                {
-                    Err(_) => {
-                        return Err(io::Error::new(
-                            io::ErrorKind::TimedOut,
-                            format!("reading the log: no answer within {timeout:?}"),
-                        ));
-                    }
-                    Ok(Err(e)) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => {
-                        break;
-                    }
-                    Ok(Err(e)) => return Err(other("reading the log")(e.into())),
-                    Ok(Ok(message)) => message,
-                };
-                let sequence = message.sequence;
-                from = sequence + 1;
-                let header = |name: &str| message.headers.get(name).map(|v| v.as_str().to_string());
-                let generation: Option<u64> = header(GENERATION).and_then(|g| g.parse().ok());
-                let chunk: Option<(usize, usize)> = header(CHUNK).and_then(|c| {
-                    let (i, n) = c.split_once('/')?;
-                    Some((i.parse().ok()?, n.parse().ok()?))
-                });
-                let (Some(generation), Some((i, n)), Some(id)) = (generation, chunk, header(FRAME))
-                else {
-                    tracing::warn!(message = "A message on the log's subject is not a citybrain frame; skipped.", subject = %subject, sequence);
-                    continue;
-                };
-                if i >= n || n > MAX_CHUNKS {
-                    tracing::warn!(message = "A frame's chunk header is out of range; skipped.", subject = %subject, sequence);
-                    continue;
-                }
-                let part = partial.entry(id.clone()).or_insert_with(|| Partial {
-                    generation,
-                    count: n,
-                    chunks: std::collections::BTreeMap::new(),
-                    sequence,
-                });
-                if part.count != n || part.generation != generation {
-                    continue;
-                }
-                part.sequence = part.sequence.max(sequence);
-                part.chunks.entry(i).or_insert_with(|| message.payload.clone());
-                if part.chunks.len() == n {
-                    let part = partial.remove(&id).expect("present");
-                    let mut whole = BytesMut::new();
-                    for bytes in part.chunks.values() {
-                        whole.extend_from_slice(bytes);
-                    }
+            while let Some(message) = next_message(&stream, &subject, from, timeout).await? {
+                from = message.sequence + 1;
+                if let Some((generation, sequence, frame)) = chunks.add(&subject, &message) {
                     frames.push(SharedFrame {
-                        generation: part.generation,
-                        sequence: part.sequence,
-                        frame: whole.freeze(),
+                        generation,
+                        sequence,
+                        frame,
                     });
                 }
             }
+            let partial = chunks.partial;
             if !partial.is_empty() {
                 tracing::warn!(message = "Frames whose append was never acknowledged are incomplete in the log; dropped.", subject = %subject, frames = partial.len());
             }
@@ -377,6 +411,61 @@ impl SharedLog for JetStreamLog {
                 .map(|_| ())
                 .map_err(|e| other("purging a dataset's frames")(e.into()))
         })
+    }
+
+    fn owner(&self) -> &str {
+        &self.settings.owner
+    }
+
+    fn follow(&self, dataset: &str, from: u64) -> io::Result<(Vec<ForeignFrame>, u64)> {
+        let stream = self.stream.clone();
+        // `*` is one token: the owner (node ids hold no dots; dataset names may).
+        let subject = format!("{SUBJECT_PREFIX}*.{dataset}");
+        let own = self.settings.owner.clone();
+        let timeout = self.settings.timeout;
+        let chunks = std::mem::take(
+            self.following
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(dataset.to_string())
+                .or_default(),
+        );
+        let (result, chunks) = self.run(async move {
+            let mut chunks = chunks;
+            let mut frames = Vec::new();
+            let mut from = from.max(1);
+            loop {
+                let message = match next_message(&stream, &subject, from, timeout).await {
+                    Ok(Some(message)) => message,
+                    Ok(None) => break,
+                    Err(e) => return (Err(e), chunks),
+                };
+                from = message.sequence + 1;
+                let owner = message
+                    .subject
+                    .as_str()
+                    .strip_prefix(SUBJECT_PREFIX)
+                    .and_then(|rest| rest.split_once('.'))
+                    .map(|(owner, _)| owner.to_string())
+                    .unwrap_or_default();
+                if owner == own {
+                    continue;
+                }
+                if let Some((_, sequence, frame)) = chunks.add(message.subject.as_str(), &message) {
+                    frames.push(ForeignFrame {
+                        owner,
+                        sequence,
+                        frame,
+                    });
+                }
+            }
+            (Ok((frames, from)), chunks)
+        });
+        self.following
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(dataset.to_string(), chunks);
+        result
     }
 
     fn describe(&self) -> String {

@@ -94,12 +94,11 @@ impl TableProvider for HubTable {
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let schema = self.schema_ref();
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
-        if !self.snapshot.segments.is_empty() {
-            let urls = self
-                .snapshot
-                .segments
+        let paths = self.snapshot.segment_paths();
+        if !paths.is_empty() {
+            let urls = paths
                 .iter()
-                .map(|s| ListingTableUrl::parse(self.snapshot.dir.join(&s.path).to_string_lossy()))
+                .map(|path| ListingTableUrl::parse(path.to_string_lossy()))
                 .collect::<Result<Vec<_>>>()?;
             let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
                 .with_file_extension(".parquet");

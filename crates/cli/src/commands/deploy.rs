@@ -1,8 +1,8 @@
 //! `citybrain up --config FILE`: where a node keeps what. Without a file (what `scripts/up`
 //! runs) everything is embedded in the data directory; the file moves pieces onto the
-//! distributed engines a city already runs (issue 25, docs/cluster.md). Today: the log in
-//! NATS JetStream, and the catalog and governance in PostgreSQL. Segments in object
-//! storage are not built yet, and the file refuses them by name rather than ignoring them.
+//! distributed engines a city already runs (issue 25, docs/cluster.md): the log in NATS
+//! JetStream, the catalog and governance in PostgreSQL, and sealed segments in a directory
+//! every node shares, through which each node reads the whole cluster's records.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -18,8 +18,19 @@ pub struct Deployment {
     log: LogSection,
     #[serde(default)]
     catalog: CatalogSection,
-    /// Named so that a file written for a later version fails clearly.
-    segments: Option<toml::Value>,
+    #[serde(default)]
+    segments: SegmentsSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SegmentsSection {
+    /// `local` (each node's own data directory, the default) or `directory` (one every
+    /// node shares; object storage is not built yet).
+    #[serde(default)]
+    backend: Option<String>,
+    #[serde(default)]
+    path: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -78,14 +89,45 @@ impl Deployment {
                 path.display()
             )
         })?;
-        if deployment.segments.is_some() {
+        deployment.catalog()?;
+        let shares = deployment.segments.backend.as_deref() == Some("directory");
+        if shares && (deployment.log.backend != "jetstream" || deployment.catalog()?.is_none()) {
             bail!(
-                "{}: [segments] (object storage) is not built yet; [log] and [catalog] are (docs/cluster.md)",
+                "{}: [segments] backend = \"directory\" needs [log] backend = \"jetstream\" and [catalog] backend = \"postgres\": nodes read each other's records through the stream and the seals through the catalog (docs/cluster.md)",
                 path.display()
             );
         }
-        deployment.catalog()?;
         Ok(deployment)
+    }
+
+    /// Where the file shares sealed segments between nodes; None: each node keeps its own
+    /// in its data directory, and reads only its own records.
+    pub fn segments(&self) -> Result<Option<Arc<dyn citybrain_hub::cluster::SegmentStore>>> {
+        let section = &self.segments;
+        match section.backend.as_deref().unwrap_or("local") {
+            "local" => {
+                if section.path.is_some() {
+                    bail!("[segments] path is for backend = \"directory\"");
+                }
+                Ok(None)
+            }
+            "directory" => {
+                let Some(path) = &section.path else {
+                    bail!(
+                        "[segments] backend = \"directory\" needs path = \"/a/directory/every/node/mounts\""
+                    );
+                };
+                let store = citybrain_hub::cluster::SegmentDirectory::new(path)
+                    .with_context(|| format!("[segments] path: creating {}", path.display()))?;
+                Ok(Some(Arc::new(store)))
+            }
+            "s3" => bail!(
+                "[segments] backend = \"s3\" (object storage) is not built yet; \"directory\" is (docs/cluster.md)"
+            ),
+            other => bail!(
+                "[segments] backend = \"{other}\": the backends are \"local\" (the default) and \"directory\""
+            ),
+        }
     }
 
     /// The PostgreSQL database the file puts the catalog and governance in; None: SQLite
@@ -292,14 +334,19 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join(format!("{}.toml", text.len()));
         std::fs::write(&path, text).unwrap();
-        let result = Deployment::read(&path).and_then(|d| d.shared_log(&dir).map(|_| ()));
+        let result = Deployment::read(&path)
+            .and_then(|d| d.segments().map(|_| d))
+            .and_then(|d| d.shared_log(&dir).map(|_| ()));
         result.expect_err(text).to_string()
     }
 
     #[test]
     fn a_file_that_asks_for_what_is_not_there_is_refused_saying_what_is() {
         assert!(refused("[log]\nbackend = \"kafka\"\n").contains("\"embedded\""));
-        assert!(refused("[segments]\nurl = \"s3://\"\n").contains("not built yet"));
+        assert!(refused("[segments]\nbackend = \"s3\"\n").contains("not built yet"));
+        assert!(refused("[segments]\nbackend = \"nfs\"\n").contains("\"directory\""));
+        assert!(refused("[segments]\nbackend = \"directory\"\n").contains("needs [log]"));
+        assert!(refused("[segments]\npath = \"/x\"\n").contains("backend = \"directory\""));
         assert!(refused("[catalog]\nurl = \"postgres://\"\n").contains("backend = \"postgres\""));
         assert!(refused("[catalog]\nbackend = \"postgres\"\n").contains("needs url"));
         assert!(refused("[catalog]\nbackend = \"mysql\"\n").contains("\"postgres\""));

@@ -180,6 +180,13 @@ pub fn run(args: Args) -> Result<()> {
     if let Some(pg) = &catalog {
         println!("The catalog and governance are in {}.", pg.shown());
     }
+    let segments = deployment.segments()?;
+    if let Some(store) = &segments {
+        println!(
+            "Sealed segments are shared in {}; every node reads the whole cluster's records.",
+            store.describe()
+        );
+    }
     let (city, city_from) = match profile {
         Some(path) => (
             citybrain_hub::profile::read_profile(&path).map_err(anyhow::Error::msg)?,
@@ -229,6 +236,7 @@ pub fn run(args: Args) -> Result<()> {
             open_tables,
             shared_log,
             catalog,
+            segments,
         },
         Mqtt::choose(mqtt, mqtt_broker)?,
         signals_net

@@ -2,6 +2,7 @@
 //! temporary data directory, and an HTTP client that never turns a status into an error.
 #![allow(dead_code)] // each test binary uses its own part of this module
 
+pub mod cluster;
 pub mod ngsi;
 pub mod people;
 

@@ -1,0 +1,422 @@
+//! Every node reads the whole cluster's records (issue 25, item 2).
+//!
+//! In a cluster each node appends to the shared log under subjects of its own and seals
+//! only its own frames. For a query on any node to see every record acknowledged on any
+//! node before it started, a node's view of a dataset is the union of
+//!
+//! - its own store (segments and tail, as on one machine);
+//! - the segments other nodes sealed: copied into a [`SegmentStore`] every node reads,
+//!   and listed in the [`SealBook`] (the metadata database the nodes share), each seal
+//!   with the stream sequence its frames ran through;
+//! - the frames other nodes appended and did not seal yet, read from the shared log
+//!   ([`SharedLog::follow`]), minus those a seal covers.
+//!
+//! A seal is published (segments copied, then the seal recorded) before its frames are
+//! purged from the stream, and a view asks the stream first and the seal book second: a
+//! frame purged before the view's follow reached it belongs to a seal recorded before
+//! the purge, so the book read afterwards has it. Each record is counted once: frames
+//! at or below their owner's newest seal are dropped. A node that dies leaves its
+//! unsealed frames in the stream, where the others keep reading them.
+//!
+//! The hub stays free of network code: the log and the segment store are traits, the
+//! book is `citybrain_metadb` (PostgreSQL in a cluster).
+
+use std::collections::HashMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use citybrain_metadb::{Db, DbError, Place, params};
+use serde::{Deserialize, Serialize};
+
+use crate::HubError;
+use crate::log::{self, SharedLog};
+use crate::schema::DatasetDef;
+use crate::store::Segment;
+
+/// Where sealed segments go so that every node reads them: a directory the nodes share
+/// (a mounted volume), or object storage (another crate's implementation).
+pub trait SegmentStore: Send + Sync + std::fmt::Debug {
+    /// Stores the file at `from` under `key`, durably. Segments never change, so a key
+    /// already stored with the same size is left as it is (a seal published again).
+    fn put(&self, key: &str, from: &Path) -> io::Result<()>;
+    /// A path on this machine the segment at `key` can be read from (fetched first when
+    /// the store is remote).
+    fn local(&self, key: &str) -> io::Result<PathBuf>;
+    /// Removes every segment whose key starts with `prefix` (a deleted dataset's).
+    fn remove_prefix(&self, prefix: &str) -> io::Result<()>;
+    /// Where the store is, for messages.
+    fn describe(&self) -> String;
+}
+
+/// Segments in a directory every node mounts at the same or another path.
+#[derive(Debug)]
+pub struct SegmentDirectory {
+    root: PathBuf,
+}
+
+impl SegmentDirectory {
+    pub fn new(root: impl Into<PathBuf>) -> io::Result<Self> {
+        let root = root.into();
+        std::fs::create_dir_all(&root)?;
+        Ok(Self { root })
+    }
+
+    fn path(&self, key: &str) -> io::Result<PathBuf> {
+        // Keys are made by this module (dataset/owner/segments/...); a key that would
+        // leave the root is a bug, refused all the same.
+        if key.split('/').any(|part| part.is_empty() || part == "..") {
+            return Err(io::Error::other(format!(
+                "segment key {key:?} is not a plain path"
+            )));
+        }
+        Ok(self.root.join(key))
+    }
+}
+
+impl SegmentStore for SegmentDirectory {
+    fn put(&self, key: &str, from: &Path) -> io::Result<()> {
+        let target = self.path(key)?;
+        let len = std::fs::metadata(from)?.len();
+        if std::fs::metadata(&target).is_ok_and(|m| m.len() == len) {
+            return Ok(());
+        }
+        let dir = target.parent().expect("a key has a directory");
+        std::fs::create_dir_all(dir)?;
+        let tmp = target.with_extension("parquet.tmp");
+        std::fs::copy(from, &tmp)?;
+        std::fs::File::open(&tmp)?.sync_all()?;
+        std::fs::rename(&tmp, &target)?;
+        log::sync_dir(dir)
+    }
+
+    fn local(&self, key: &str) -> io::Result<PathBuf> {
+        self.path(key)
+    }
+
+    fn remove_prefix(&self, prefix: &str) -> io::Result<()> {
+        match std::fs::remove_dir_all(self.path(prefix.trim_end_matches('/'))?) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!("directory {}", self.root.display())
+    }
+}
+
+/// One segment of a published seal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SharedSegment {
+    /// Its key in the segment store.
+    pub key: String,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+/// A seal as the book records it.
+#[derive(Debug, Clone)]
+pub struct Seal {
+    /// Its place in the dataset's book: later seals have larger numbers.
+    pub number: i64,
+    pub owner: String,
+    /// The owner's store generation the seal is named by (its manifest's last).
+    pub generation: u64,
+    /// The shared log's sequence the sealed frames ran through (0: none were in it).
+    pub through: u64,
+    pub segments: Vec<SharedSegment>,
+}
+
+/// The seals every node published, in the metadata database the nodes share.
+#[derive(Debug)]
+pub struct SealBook {
+    /// One connection; a publication is a transaction, so the lock is held across it.
+    db: Mutex<Db>,
+}
+
+fn book_err(context: &'static str) -> impl FnOnce(DbError) -> HubError {
+    move |source| HubError::Catalog { context, source }
+}
+
+impl SealBook {
+    pub fn open(place: &Place) -> Result<Self, HubError> {
+        let db =
+            Db::open(place, &crate::catalog::SCHEMA).map_err(book_err("opening the seal book"))?;
+        Ok(Self { db: Mutex::new(db) })
+    }
+
+    fn db(&self) -> std::sync::MutexGuard<'_, Db> {
+        self.db.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records a seal once (publishing it again changes nothing). Its number comes from
+    /// the dataset's row in `seal_heads`, locked until the commit, so numbers are
+    /// committed in order and a reader that saw number n never misses one below it.
+    pub fn record(
+        &self,
+        dataset: &str,
+        owner: &str,
+        generation: u64,
+        through: u64,
+        segments: &[SharedSegment],
+    ) -> Result<(), HubError> {
+        let db = self.db();
+        db.begin().map_err(book_err("starting a seal's record"))?;
+        let done = (|| {
+            let number = db
+                .query_opt(
+                    "INSERT INTO seal_heads (dataset, last) VALUES (?1, 1)
+                     ON CONFLICT (dataset) DO UPDATE SET last = seal_heads.last + 1
+                     RETURNING last",
+                    params![dataset],
+                )
+                .map_err(book_err("numbering a seal"))?
+                .ok_or_else(|| HubError::Internal("numbering a seal returned nothing".into()))?
+                .int(0)
+                .map_err(book_err("numbering a seal"))?;
+            let json = serde_json::to_string(segments).expect("segments serialise");
+            db.execute(
+                "INSERT INTO seals (dataset, owner, generation, number, through, segments)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (dataset, owner, generation) DO NOTHING",
+                params![
+                    dataset,
+                    owner,
+                    generation as i64,
+                    number,
+                    through as i64,
+                    json
+                ],
+            )
+            .map_err(book_err("recording a seal"))?;
+            db.commit().map_err(book_err("committing a seal's record"))
+        })();
+        if done.is_err() {
+            let _ = db.rollback();
+        }
+        done
+    }
+
+    /// The generations of `owner`'s seals of `dataset` the book has.
+    pub fn generations(&self, dataset: &str, owner: &str) -> Result<Vec<u64>, HubError> {
+        self.db()
+            .query(
+                "SELECT generation FROM seals WHERE dataset = ?1 AND owner = ?2",
+                params![dataset, owner],
+            )
+            .map_err(book_err("listing a node's seals"))?
+            .iter()
+            .map(|row| {
+                row.int(0)
+                    .map(|g| g as u64)
+                    .map_err(book_err("reading a seal"))
+            })
+            .collect()
+    }
+
+    /// The seals of `dataset` numbered after `after`, in order.
+    pub fn after(&self, dataset: &str, after: i64) -> Result<Vec<Seal>, HubError> {
+        let rows = self
+            .db()
+            .query(
+                "SELECT number, owner, generation, through, segments FROM seals
+                 WHERE dataset = ?1 AND number > ?2 ORDER BY number",
+                params![dataset, after],
+            )
+            .map_err(book_err("reading the seal book"))?;
+        rows.iter()
+            .map(|row| {
+                let segments = row.text(4).map_err(book_err("reading a seal"))?;
+                Ok(Seal {
+                    number: row.int(0).map_err(book_err("reading a seal"))?,
+                    owner: row.text(1).map_err(book_err("reading a seal"))?,
+                    generation: row.int(2).map_err(book_err("reading a seal"))? as u64,
+                    through: row.int(3).map_err(book_err("reading a seal"))? as u64,
+                    segments: serde_json::from_str(&segments).map_err(|e| {
+                        HubError::Internal(format!("a seal of {dataset} is unreadable: {e}"))
+                    })?,
+                })
+            })
+            .collect()
+    }
+
+    /// Forgets a deleted dataset's seals.
+    pub fn forget(&self, dataset: &str) -> Result<(), HubError> {
+        let db = self.db();
+        for sql in [
+            "DELETE FROM seals WHERE dataset = ?1",
+            "DELETE FROM seal_heads WHERE dataset = ?1",
+        ] {
+            db.execute(sql, params![dataset])
+                .map_err(book_err("forgetting a dataset's seals"))?;
+        }
+        Ok(())
+    }
+}
+
+/// The pieces a node of a cluster reads the others through.
+#[derive(Debug)]
+pub struct Cluster {
+    pub log: Arc<dyn SharedLog>,
+    pub segments: Arc<dyn SegmentStore>,
+    pub book: SealBook,
+}
+
+impl Cluster {
+    fn owner(&self) -> &str {
+        self.log.owner()
+    }
+
+    /// Copies a committed seal's segments into the segment store and records it, so
+    /// other nodes read them once its frames are purged. Called before the purge.
+    pub fn publish(
+        &self,
+        dataset: &str,
+        generation: u64,
+        through: u64,
+        dir: &Path,
+        segments: &[Segment],
+    ) -> Result<(), HubError> {
+        let mut shared = Vec::with_capacity(segments.len());
+        for segment in segments {
+            let key = format!("{dataset}/{}/{}", self.owner(), segment.path);
+            self.segments
+                .put(&key, &dir.join(&segment.path))
+                .map_err(|source| HubError::Io {
+                    context: format!("copying {key} to {}", self.segments.describe()),
+                    source,
+                })?;
+            shared.push(SharedSegment {
+                key,
+                rows: segment.rows,
+                bytes: segment.bytes,
+            });
+        }
+        self.book
+            .record(dataset, self.owner(), generation, through, &shared)
+    }
+
+    /// Removes a deleted dataset's seals and shared segments (every node's).
+    pub fn forget(&self, dataset: &str) -> Result<(), HubError> {
+        self.book.forget(dataset)?;
+        self.segments
+            .remove_prefix(&format!("{dataset}/"))
+            .map_err(|source| HubError::Io {
+                context: format!(
+                    "removing {dataset}'s segments from {}",
+                    self.segments.describe()
+                ),
+                source,
+            })
+    }
+}
+
+/// What one node knows of a dataset's records on the other nodes.
+#[derive(Debug, Default)]
+pub struct Foreign {
+    /// The shared log's sequence to follow from.
+    next: u64,
+    /// The newest seal number read.
+    seen: i64,
+    /// Per owner, the sequence its newest seal ran through.
+    through: HashMap<String, u64>,
+    /// Other nodes' sealed segments, as local paths.
+    segments: Vec<ForeignSegment>,
+    /// Other nodes' unsealed frames: owner, sequence, batches.
+    frames: Vec<(String, u64, Vec<RecordBatch>)>,
+}
+
+/// A segment another node sealed, readable here.
+#[derive(Debug, Clone)]
+pub struct ForeignSegment {
+    pub path: PathBuf,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+impl Foreign {
+    /// Brings the view up to what the cluster acknowledged by now: the stream first, the
+    /// seal book second (the module's doc says why in that order).
+    pub fn refresh(
+        &mut self,
+        cluster: &Cluster,
+        def: &DatasetDef,
+        schema: &SchemaRef,
+    ) -> Result<(), HubError> {
+        let name = def.name.as_str();
+        let (frames, next) =
+            cluster
+                .log
+                .follow(name, self.next)
+                .map_err(|source| HubError::LogUnavailable {
+                    log: cluster.log.describe(),
+                    context: format!("reading other nodes' records of {name}"),
+                    source,
+                })?;
+        let mut fresh = Vec::with_capacity(frames.len());
+        for frame in frames {
+            let len = frame.frame.len() as u64;
+            let contents = log::parse_frames(frame.frame).map_err(|source| HubError::Io {
+                context: format!("reading {name} from the shared log"),
+                source,
+            })?;
+            if contents.valid_len != len {
+                return Err(HubError::Internal(format!(
+                    "frame {} of {name} in the shared log is corrupt",
+                    frame.sequence
+                )));
+            }
+            let source = format!(
+                "{name} of {} at {} in the shared log",
+                frame.owner, frame.sequence
+            );
+            let batches = crate::store::replay(def, schema, contents.entries, &source)?;
+            fresh.push((frame.owner, frame.sequence, batches));
+        }
+        // Only now: a frame that failed to decode is asked for again next time.
+        self.frames.extend(fresh);
+        self.next = next;
+        for seal in cluster.book.after(name, self.seen)? {
+            self.seen = self.seen.max(seal.number);
+            if seal.owner == cluster.owner() {
+                continue;
+            }
+            let through = self.through.entry(seal.owner.clone()).or_insert(0);
+            *through = (*through).max(seal.through);
+            for segment in seal.segments {
+                let path = cluster
+                    .segments
+                    .local(&segment.key)
+                    .map_err(|source| HubError::Io {
+                        context: format!(
+                            "reading {} from {}",
+                            segment.key,
+                            cluster.segments.describe()
+                        ),
+                        source,
+                    })?;
+                self.segments.push(ForeignSegment {
+                    path,
+                    rows: segment.rows,
+                    bytes: segment.bytes,
+                });
+            }
+        }
+        let through = &self.through;
+        self.frames
+            .retain(|(owner, sequence, _)| *sequence > through.get(owner).copied().unwrap_or(0));
+        Ok(())
+    }
+
+    pub fn segments(&self) -> &[ForeignSegment] {
+        &self.segments
+    }
+
+    /// The other nodes' unsealed batches.
+    pub fn batches(&self) -> impl Iterator<Item = &RecordBatch> {
+        self.frames.iter().flat_map(|(_, _, batches)| batches)
+    }
+}
