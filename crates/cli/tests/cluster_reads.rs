@@ -138,3 +138,36 @@ fn a_query_on_any_node_sees_every_record_acknowledged_on_any_node() {
     ingest(&a, 10);
     assert_eq!(counted(&b), (550, 550));
 }
+
+/// The short version of `bench/cluster/failover` (its 20-kill run is in docs/benchmarks.md):
+/// three NATS servers (R=3), PostgreSQL and three nodes, one node killed with `kill -9`
+/// during ingest three times, a different one each time. Every acknowledged batch is on
+/// every node exactly once and whole, every other batch whole or absent.
+#[test]
+fn kill_9_of_a_node_during_ingest_loses_and_duplicates_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    // A base with room for the 31 ports the script uses above it.
+    let base = 20_000 + (std::process::id() as u16 % 400) * 100;
+    let out = dir.path().join("failover.json");
+    let status = std::process::Command::new(format!(
+        "{}/../../bench/cluster/failover",
+        common::manifest_dir()
+    ))
+    .args(["--kills", "3", "--every", "3", "--batch", "200"])
+    .arg("--ports")
+    .arg(base.to_string())
+    .arg("--dir")
+    .arg(dir.path().join("run"))
+    .arg("--out")
+    .arg(&out)
+    .env("CITYBRAIN_BIN", env!("CARGO_BIN_EXE_citybrain"))
+    .status()
+    .expect("bench/cluster/failover runs (python3)");
+    let result: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).expect("the run wrote its result"))
+            .unwrap();
+    assert!(status.success(), "{result:#}");
+    assert_eq!(result["problems"], serde_json::json!([]), "{result:#}");
+    assert!(result["batches"]["ack"].as_u64().unwrap() > 0, "{result:#}");
+    assert_eq!(result["kills"].as_array().unwrap().len(), 3);
+}
