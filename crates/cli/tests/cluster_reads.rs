@@ -11,20 +11,26 @@ mod common;
 use std::path::Path;
 use std::process::Stdio;
 
-use common::cluster::{Nats, Postgres};
+use common::cluster::{Nats, Postgres, S3};
 use common::{Server, free_port, start_with, wait_until};
 
 fn deployment(dir: &Path, nats: &Nats, pg: &Postgres) -> String {
+    let segments = format!(
+        "backend = \"directory\"\npath = \"{}\"\n",
+        dir.join("shared").display()
+    );
+    deployment_with(dir, nats, pg, &segments)
+}
+
+fn deployment_with(dir: &Path, nats: &Nats, pg: &Postgres, segments: &str) -> String {
     let path = dir.join("deploy.toml");
     std::fs::write(
         &path,
         format!(
             "[log]\nbackend = \"jetstream\"\nurl = \"nats://127.0.0.1:{}\"\nreplicas = 1\ntimeout_s = 2\n\n\
              [catalog]\nbackend = \"postgres\"\nurl = \"{}\"\ntimeout_s = 2\n\n\
-             [segments]\nbackend = \"directory\"\npath = \"{}\"\n",
-            nats.port,
-            pg.url,
-            dir.join("shared").display()
+             [segments]\n{segments}",
+            nats.port, pg.url,
         ),
     )
     .unwrap();
@@ -170,4 +176,88 @@ fn kill_9_of_a_node_during_ingest_loses_and_duplicates_nothing_acknowledged() {
     assert_eq!(result["problems"], serde_json::json!([]), "{result:#}");
     assert!(result["batches"]["ack"].as_u64().unwrap() > 0, "{result:#}");
     assert_eq!(result["kills"].as_array().unwrap().len(), 3);
+}
+
+/// Segments in object storage (S3 API; moto's server stands in for the city's store):
+/// every node reads the other's sealed segments in place from the bucket, and a node whose
+/// segments the store lost copies them again at its next start.
+#[test]
+fn segments_in_s3_are_read_in_place_and_restored_when_the_store_loses_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::start(dir.path(), free_port());
+    let pg = Postgres::start();
+    let s3 = S3::start();
+    s3.create_bucket("city");
+    let segments = format!(
+        "backend = \"s3\"\nendpoint = \"{}\"\nbucket = \"city\"\nprefix = \"segments\"\n\
+         access_key_id = \"citybrain\"\nsecret_access_key = \"not-a-real-secret\"\n",
+        s3.endpoint()
+    );
+    let config = deployment_with(dir.path(), &nats, &pg, &segments);
+    let (data_a, data_b) = (dir.path().join("a"), dir.path().join("b"));
+    let a = node(&data_a, &config, &dir.path().join("a.log"));
+    a.create_passages();
+    std::fs::create_dir_all(&data_b).unwrap();
+    std::fs::copy(data_a.join("secret.key"), data_b.join("secret.key")).unwrap();
+    let b = node(&data_b, &config, &dir.path().join("b.log"));
+
+    // 200 rows each: --seal-rows, so each node seals everything it took.
+    for batch in 0..4 {
+        ingest(&a, batch);
+    }
+    for batch in 4..8 {
+        ingest(&b, batch);
+    }
+    wait_until("both nodes' seals were never published and purged", || {
+        pg.psql("SELECT count(DISTINCT owner) FROM seals WHERE dataset = 'transport.anpr_passages'")
+            == "2"
+            && nats.passage_frames(&data_a) == 0
+            && nats.passage_frames(&data_b) == 0
+    });
+    let keys = s3.keys("city", "segments/transport.anpr_passages/");
+    assert_eq!(
+        keys.len(),
+        2,
+        "one segment per node in the bucket: {keys:?}"
+    );
+    assert!(keys.iter().all(|k| k.ends_with(".parquet")), "{keys:?}");
+    // And one unsealed batch each, read from the stream.
+    ingest(&a, 8);
+    ingest(&b, 9);
+    assert_eq!(counted(&a), (500, 500));
+    assert_eq!(counted(&b), (500, 500));
+    let grouped = b.sql(
+        "SELECT checkpoint_id, count(*) AS n FROM transport.anpr_passages WHERE checkpoint_id = 2 GROUP BY checkpoint_id",
+    );
+    assert!(grouped[0]["n"].as_i64().unwrap() > 0, "{grouped}");
+    // The secret key shows nowhere in what the nodes print.
+    for log in ["a.log", "b.log"] {
+        let text = std::fs::read_to_string(dir.path().join(log)).unwrap();
+        assert!(
+            !text.contains("not-a-real-secret"),
+            "{log} shows the secret key"
+        );
+    }
+
+    // The store loses everything (a new, empty bucket): each node, started again, copies
+    // its own segments back, and both count every record again.
+    drop(s3);
+    let s3 = S3::start();
+    s3.create_bucket("city");
+    a.kill9();
+    b.kill9();
+    let segments = format!(
+        "backend = \"s3\"\nendpoint = \"{}\"\nbucket = \"city\"\nprefix = \"segments\"\n\
+         access_key_id = \"citybrain\"\nsecret_access_key = \"not-a-real-secret\"\n",
+        s3.endpoint()
+    );
+    let config = deployment_with(dir.path(), &nats, &pg, &segments);
+    let a = node(&data_a, &config, &dir.path().join("a2.log"));
+    let b = node(&data_b, &config, &dir.path().join("b2.log"));
+    assert_eq!(
+        s3.keys("city", "segments/transport.anpr_passages/").len(),
+        2
+    );
+    assert_eq!(counted(&a), (500, 500));
+    assert_eq!(counted(&b), (500, 500));
 }

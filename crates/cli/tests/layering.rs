@@ -81,6 +81,12 @@ fn rules(name: &str) -> Option<(&'static [&'static str], &'static [&'static str]
             &["citybrain-hub"],
             &["axum", "hyper", "datafusion", "ureq", "utoipa", "rumqttc"],
         ),
+        // Sealed segments in S3: the hub's SegmentStore over object_store, no HTTP server, no
+        // query engine (DataFusion reads the same store, registered by the binary).
+        "citybrain-objects" => (
+            &["citybrain-hub"],
+            &["axum", "datafusion", "ureq", "utoipa", "rumqttc"],
+        ),
         "citybrain-gov" => (
             &["citybrain-core", "citybrain-hub", "citybrain-metadb"],
             &[
@@ -148,6 +154,7 @@ fn rules(name: &str) -> Option<(&'static [&'static str], &'static [&'static str]
                 "citybrain-roads",
                 "citybrain-jetstream",
                 "citybrain-metadb",
+                "citybrain-objects",
             ],
             &[],
         ),

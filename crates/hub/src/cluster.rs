@@ -37,14 +37,16 @@ use crate::schema::DatasetDef;
 use crate::store::Segment;
 
 /// Where sealed segments go so that every node reads them: a directory the nodes share
-/// (a mounted volume), or object storage (another crate's implementation).
+/// (a mounted volume), or object storage (`citybrain-objects`, S3).
 pub trait SegmentStore: Send + Sync + std::fmt::Debug {
     /// Stores the file at `from` under `key`, durably. Segments never change, so a key
     /// already stored with the same size is left as it is (a seal published again).
     fn put(&self, key: &str, from: &Path) -> io::Result<()>;
-    /// A path on this machine the segment at `key` can be read from (fetched first when
-    /// the store is remote).
-    fn local(&self, key: &str) -> io::Result<PathBuf>;
+    /// Where the query engine reads the segment at `key`: a path on this machine, or a
+    /// URL of an object store the engine has registered (`s3://bucket/key`).
+    fn location(&self, key: &str) -> io::Result<String>;
+    /// Whether the store holds `key`.
+    fn exists(&self, key: &str) -> io::Result<bool>;
     /// Removes every segment whose key starts with `prefix` (a deleted dataset's).
     fn remove_prefix(&self, prefix: &str) -> io::Result<()>;
     /// Where the store is, for messages.
@@ -92,8 +94,12 @@ impl SegmentStore for SegmentDirectory {
         log::sync_dir(dir)
     }
 
-    fn local(&self, key: &str) -> io::Result<PathBuf> {
-        self.path(key)
+    fn location(&self, key: &str) -> io::Result<String> {
+        Ok(self.path(key)?.to_string_lossy().into_owned())
+    }
+
+    fn exists(&self, key: &str) -> io::Result<bool> {
+        Ok(self.path(key)?.is_file())
     }
 
     fn remove_prefix(&self, prefix: &str) -> io::Result<()> {
@@ -282,7 +288,7 @@ impl Cluster {
     ) -> Result<(), HubError> {
         let mut shared = Vec::with_capacity(segments.len());
         for segment in segments {
-            let key = format!("{dataset}/{}/{}", self.owner(), segment.path);
+            let key = self.key(dataset, segment);
             self.segments
                 .put(&key, &dir.join(&segment.path))
                 .map_err(|source| HubError::Io {
@@ -297,6 +303,39 @@ impl Cluster {
         }
         self.book
             .record(dataset, self.owner(), generation, through, &shared)
+    }
+
+    /// The store's key of one of this node's segments.
+    fn key(&self, dataset: &str, segment: &Segment) -> String {
+        format!("{dataset}/{}/{}", self.owner(), segment.path)
+    }
+
+    /// Copies again those of a published seal's segments the store lost (a bucket
+    /// recreated, a volume restored from an older copy): this node keeps its own.
+    pub fn restore(
+        &self,
+        dataset: &str,
+        dir: &Path,
+        segments: &[Segment],
+    ) -> Result<usize, HubError> {
+        let mut restored = 0;
+        for segment in segments {
+            let key = self.key(dataset, segment);
+            let io = |source| HubError::Io {
+                context: format!("restoring {key} in {}", self.segments.describe()),
+                source,
+            };
+            if !self.segments.exists(&key).map_err(io)? {
+                self.segments
+                    .put(&key, &dir.join(&segment.path))
+                    .map_err(|source| HubError::Io {
+                        context: format!("restoring {key} in {}", self.segments.describe()),
+                        source,
+                    })?;
+                restored += 1;
+            }
+        }
+        Ok(restored)
     }
 
     /// Removes a deleted dataset's seals and shared segments (every node's).
@@ -332,7 +371,8 @@ pub struct Foreign {
 /// A segment another node sealed, readable here.
 #[derive(Debug, Clone)]
 pub struct ForeignSegment {
-    pub path: PathBuf,
+    /// A path or an object store's URL ([`SegmentStore::location`]).
+    pub location: String,
     pub rows: u64,
     pub bytes: u64,
 }
@@ -387,19 +427,20 @@ impl Foreign {
             let through = self.through.entry(seal.owner.clone()).or_insert(0);
             *through = (*through).max(seal.through);
             for segment in seal.segments {
-                let path = cluster
-                    .segments
-                    .local(&segment.key)
-                    .map_err(|source| HubError::Io {
-                        context: format!(
-                            "reading {} from {}",
-                            segment.key,
-                            cluster.segments.describe()
-                        ),
-                        source,
-                    })?;
+                let location =
+                    cluster
+                        .segments
+                        .location(&segment.key)
+                        .map_err(|source| HubError::Io {
+                            context: format!(
+                                "reading {} from {}",
+                                segment.key,
+                                cluster.segments.describe()
+                            ),
+                            source,
+                        })?;
                 self.segments.push(ForeignSegment {
-                    path,
+                    location,
                     rows: segment.rows,
                     bytes: segment.bytes,
                 });

@@ -67,12 +67,13 @@ impl Snapshot {
             + self.tail.iter().map(|b| b.num_rows() as u64).sum::<u64>()
     }
 
-    /// Every sealed segment's file, this node's and the others'.
-    pub fn segment_paths(&self) -> Vec<PathBuf> {
+    /// Where every sealed segment is read from, this node's (paths) and the others'
+    /// (paths or object store URLs).
+    pub fn segment_locations(&self) -> Vec<String> {
         self.segments
             .iter()
-            .map(|s| self.dir.join(&s.path))
-            .chain(self.foreign.iter().map(|s| s.path.clone()))
+            .map(|s| self.dir.join(&s.path).to_string_lossy().into_owned())
+            .chain(self.foreign.iter().map(|s| s.location.clone()))
             .collect()
     }
 }
@@ -674,8 +675,9 @@ impl DatasetStore {
     }
 }
 
-/// Publishes the seals of `manifests` the cluster's book does not have yet; whether all
-/// are published (a failure is logged, and the sealed frames stay in the shared log).
+/// Publishes the seals of `manifests` the cluster's book does not have yet, and copies
+/// again the published segments the segment store lost; whether all are published (a
+/// failure is logged, and the sealed frames stay in the shared log).
 fn publish_missing(
     cluster: &crate::cluster::Cluster,
     name: &str,
@@ -698,6 +700,11 @@ fn publish_missing(
                         dir,
                         &manifest.segments,
                     )?;
+                } else {
+                    let restored = cluster.restore(name, dir, &manifest.segments)?;
+                    if restored > 0 {
+                        tracing::warn!(message = "The segment store had lost segments of this node's; copied them again.", dataset = name, segments = restored);
+                    }
                 }
             }
             Ok(())

@@ -245,6 +245,9 @@ pub struct SqlEngine {
     /// Segment footers and statistics, read once and kept across statements (a segment is
     /// never rewritten; an entry is checked against the file's size and time anyway).
     caches: Arc<CacheManager>,
+    /// Where segments are read from besides this machine's files: in a cluster with
+    /// segments in object storage, the bucket (`with_object_store`).
+    stores: Arc<datafusion::execution::object_store::DefaultObjectStoreRegistry>,
 }
 
 /// One governed data call: who reads, why, and as what kind of call it is audited.
@@ -328,7 +331,23 @@ impl SqlEngine {
             int_key_grouping: true,
             caches: CacheManager::try_new(&CacheManagerConfig::default())
                 .expect("the default caches build"),
+            stores: Arc::new(
+                datafusion::execution::object_store::DefaultObjectStoreRegistry::new(),
+            ),
         }
+    }
+
+    /// Reads segment locations under `url` (`s3://bucket`) from `store`: the other nodes'
+    /// segments in a cluster whose segments are in object storage.
+    pub fn with_object_store(
+        self,
+        url: &str,
+        store: Arc<dyn datafusion::object_store::ObjectStore>,
+    ) -> Result<Self, SqlError> {
+        use datafusion::execution::object_store::{ObjectStoreRegistry, ObjectStoreUrl};
+        let url = ObjectStoreUrl::parse(url).map_err(|e| SqlError::Execution(e.to_string()))?;
+        self.stores.register_store(url.as_ref(), store);
+        Ok(self)
     }
 
     /// Leaves every aggregation to DataFusion's own grouping (see `int_key`): for tests that
@@ -358,6 +377,7 @@ impl SqlEngine {
             .with_file_metadata_cache(Some(self.caches.get_file_metadata_cache()));
         let runtime = RuntimeEnvBuilder::new()
             .with_cache_manager(caches)
+            .with_object_store_registry(self.stores.clone())
             .with_memory_limit(self.limits.memory_bytes, 1.0)
             .build_arc()
             .map_err(|e| SqlError::Execution(e.to_string()))?;

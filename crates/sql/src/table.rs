@@ -94,12 +94,19 @@ impl TableProvider for HubTable {
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let schema = self.schema_ref();
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
-        let paths = self.snapshot.segment_paths();
-        if !paths.is_empty() {
-            let urls = paths
-                .iter()
-                .map(|path| ListingTableUrl::parse(path.to_string_lossy()))
-                .collect::<Result<Vec<_>>>()?;
+        // A listing table reads all its paths from the first path's object store: segments
+        // on this machine and segments in a bucket (other nodes', in a cluster) are listed
+        // as one table per store.
+        let mut by_store: Vec<(String, Vec<ListingTableUrl>)> = Vec::new();
+        for location in self.snapshot.segment_locations() {
+            let url = ListingTableUrl::parse(location)?;
+            let store = url.object_store().as_str().to_string();
+            match by_store.iter_mut().find(|(s, _)| *s == store) {
+                Some((_, urls)) => urls.push(url),
+                None => by_store.push((store, vec![url])),
+            }
+        }
+        for (_, urls) in by_store {
             let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
                 .with_file_extension(".parquet");
             let config = ListingTableConfig::new_with_multi_paths(urls)

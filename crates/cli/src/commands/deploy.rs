@@ -25,12 +25,35 @@ pub struct Deployment {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SegmentsSection {
-    /// `local` (each node's own data directory, the default) or `directory` (one every
-    /// node shares; object storage is not built yet).
+    /// `local` (each node's own data directory, the default), `directory` (one every node
+    /// shares) or `s3` (a bucket every node reads).
     #[serde(default)]
     backend: Option<String>,
     #[serde(default)]
     path: Option<std::path::PathBuf>,
+    /// S3: the endpoint (`http://10.0.0.7:9000`; AWS's when absent), bucket, key prefix,
+    /// region, and keys (or AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY).
+    #[serde(default)]
+    endpoint: Option<String>,
+    #[serde(default)]
+    bucket: Option<String>,
+    #[serde(default)]
+    prefix: Option<String>,
+    #[serde(default)]
+    region: Option<String>,
+    #[serde(default)]
+    access_key_id: Option<String>,
+    #[serde(default)]
+    secret_access_key: Option<String>,
+    #[serde(default)]
+    timeout_s: Option<u64>,
+}
+
+/// Where a cluster's sealed segments are shared, and what the query engine must register
+/// to read them in place (object storage).
+pub struct SharedSegments {
+    pub store: Arc<dyn citybrain_hub::cluster::SegmentStore>,
+    pub engine: Option<(String, Arc<dyn citybrain_objects::ObjectStore>)>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -90,10 +113,13 @@ impl Deployment {
             )
         })?;
         deployment.catalog()?;
-        let shares = deployment.segments.backend.as_deref() == Some("directory");
+        let shares = matches!(
+            deployment.segments.backend.as_deref(),
+            Some("directory" | "s3")
+        );
         if shares && (deployment.log.backend != "jetstream" || deployment.catalog()?.is_none()) {
             bail!(
-                "{}: [segments] backend = \"directory\" needs [log] backend = \"jetstream\" and [catalog] backend = \"postgres\": nodes read each other's records through the stream and the seals through the catalog (docs/cluster.md)",
+                "{}: shared [segments] need [log] backend = \"jetstream\" and [catalog] backend = \"postgres\": nodes read each other's records through the stream and the seals through the catalog (docs/cluster.md)",
                 path.display()
             );
         }
@@ -102,9 +128,24 @@ impl Deployment {
 
     /// Where the file shares sealed segments between nodes; None: each node keeps its own
     /// in its data directory, and reads only its own records.
-    pub fn segments(&self) -> Result<Option<Arc<dyn citybrain_hub::cluster::SegmentStore>>> {
+    pub fn segments(&self) -> Result<Option<SharedSegments>> {
         let section = &self.segments;
-        match section.backend.as_deref().unwrap_or("local") {
+        let backend = section.backend.as_deref().unwrap_or("local");
+        let s3_only = [
+            ("endpoint", section.endpoint.is_some()),
+            ("bucket", section.bucket.is_some()),
+            ("prefix", section.prefix.is_some()),
+            ("region", section.region.is_some()),
+            ("access_key_id", section.access_key_id.is_some()),
+            ("secret_access_key", section.secret_access_key.is_some()),
+            ("timeout_s", section.timeout_s.is_some()),
+        ];
+        if backend != "s3"
+            && let Some((name, _)) = s3_only.iter().find(|(_, set)| *set)
+        {
+            bail!("[segments] {name} is for backend = \"s3\"");
+        }
+        match backend {
             "local" => {
                 if section.path.is_some() {
                     bail!("[segments] path is for backend = \"directory\"");
@@ -119,13 +160,57 @@ impl Deployment {
                 };
                 let store = citybrain_hub::cluster::SegmentDirectory::new(path)
                     .with_context(|| format!("[segments] path: creating {}", path.display()))?;
-                Ok(Some(Arc::new(store)))
+                Ok(Some(SharedSegments {
+                    store: Arc::new(store),
+                    engine: None,
+                }))
             }
-            "s3" => bail!(
-                "[segments] backend = \"s3\" (object storage) is not built yet; \"directory\" is (docs/cluster.md)"
-            ),
+            "s3" => {
+                if section.path.is_some() {
+                    bail!("[segments] path is for backend = \"directory\"");
+                }
+                let Some(bucket) = section.bucket.clone() else {
+                    bail!("[segments] backend = \"s3\" needs bucket = \"NAME\"");
+                };
+                let key = |value: &Option<String>, env: &str| {
+                    value
+                        .clone()
+                        .or_else(|| std::env::var(env).ok())
+                        .ok_or_else(|| {
+                            anyhow::anyhow!(
+                                "[segments] backend = \"s3\" needs {} (or {env} in the environment)",
+                                env.trim_start_matches("AWS_").to_lowercase()
+                            )
+                        })
+                };
+                let mut prefix = section.prefix.clone().unwrap_or_default();
+                if !prefix.is_empty() && !prefix.ends_with('/') {
+                    prefix.push('/');
+                }
+                let timeout = section.timeout_s.unwrap_or(30);
+                if !(1..=600).contains(&timeout) {
+                    bail!("[segments] timeout_s must be 1 to 600");
+                }
+                let settings = citybrain_objects::Settings {
+                    endpoint: section.endpoint.clone(),
+                    bucket,
+                    prefix,
+                    region: section
+                        .region
+                        .clone()
+                        .unwrap_or_else(|| "us-east-1".to_string()),
+                    access_key_id: key(&section.access_key_id, "AWS_ACCESS_KEY_ID")?,
+                    secret_access_key: key(&section.secret_access_key, "AWS_SECRET_ACCESS_KEY")?,
+                    timeout: Duration::from_secs(timeout),
+                };
+                let store = Arc::new(citybrain_objects::S3Segments::connect(settings)?);
+                Ok(Some(SharedSegments {
+                    engine: Some(store.engine_store()),
+                    store,
+                }))
+            }
             other => bail!(
-                "[segments] backend = \"{other}\": the backends are \"local\" (the default) and \"directory\""
+                "[segments] backend = \"{other}\": the backends are \"local\" (the default), \"directory\" and \"s3\""
             ),
         }
     }
@@ -343,9 +428,9 @@ mod tests {
     #[test]
     fn a_file_that_asks_for_what_is_not_there_is_refused_saying_what_is() {
         assert!(refused("[log]\nbackend = \"kafka\"\n").contains("\"embedded\""));
-        assert!(refused("[segments]\nbackend = \"s3\"\n").contains("not built yet"));
+        assert!(refused("[segments]\nbucket = \"b\"\n").contains("for backend = \"s3\""));
         assert!(refused("[segments]\nbackend = \"nfs\"\n").contains("\"directory\""));
-        assert!(refused("[segments]\nbackend = \"directory\"\n").contains("needs [log]"));
+        assert!(refused("[segments]\nbackend = \"directory\"\n").contains("need [log]"));
         assert!(refused("[segments]\npath = \"/x\"\n").contains("backend = \"directory\""));
         assert!(refused("[catalog]\nurl = \"postgres://\"\n").contains("backend = \"postgres\""));
         assert!(refused("[catalog]\nbackend = \"postgres\"\n").contains("needs url"));

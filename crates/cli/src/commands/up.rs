@@ -180,13 +180,16 @@ pub fn run(args: Args) -> Result<()> {
     if let Some(pg) = &catalog {
         println!("The catalog and governance are in {}.", pg.shown());
     }
-    let segments = deployment.segments()?;
-    if let Some(store) = &segments {
-        println!(
-            "Sealed segments are shared in {}; every node reads the whole cluster's records.",
-            store.describe()
-        );
-    }
+    let (segments, engine_store) = match deployment.segments()? {
+        Some(shared) => {
+            println!(
+                "Sealed segments are shared in {}; every node reads the whole cluster's records.",
+                shared.store.describe()
+            );
+            (Some(shared.store), shared.engine)
+        }
+        None => (None, None),
+    };
     let (city, city_from) = match profile {
         Some(path) => (
             citybrain_hub::profile::read_profile(&path).map_err(anyhow::Error::msg)?,
@@ -238,6 +241,7 @@ pub fn run(args: Args) -> Result<()> {
             catalog,
             segments,
         },
+        engine_store,
         Mqtt::choose(mqtt, mqtt_broker)?,
         signals_net
             .zip(signals_routes)
@@ -388,6 +392,7 @@ fn up(
     body_limit_mib: usize,
     limits: &LimitArgs,
     config: HubConfig,
+    engine_store: Option<(String, Arc<dyn citybrain_objects::ObjectStore>)>,
     mqtt: Mqtt,
     signals: Option<SignalsArgs>,
     (policies, services): (Option<&Path>, Option<&Path>),
@@ -480,8 +485,13 @@ fn up(
             None => (None, None),
         };
         let pg_tls_on = pg_tls.is_some();
-        let sql = citybrain_sql::SqlEngine::new(hub.clone(), limits.sql())
+        let mut sql = citybrain_sql::SqlEngine::new(hub.clone(), limits.sql())
             .with_gov(gov.clone());
+        if let Some((url, store)) = engine_store {
+            sql = sql
+                .with_object_store(&url, store)
+                .map_err(|e| anyhow::anyhow!("[segments]: {e}"))?;
+        }
         let pg_server = citybrain_pg::PgServer {
             sql: sql.clone(),
             gov: gov.clone(),

@@ -167,3 +167,85 @@ impl Drop for Postgres {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// An S3-compatible server on loopback: moto's server mode (PyPI `moto[server]`, installed
+/// by scripts/install-s3; `CITYBRAIN_S3_SERVER` names the binary). It keeps objects in
+/// memory: a restart is a bucket lost.
+pub struct S3 {
+    pub child: Child,
+    pub port: u16,
+}
+
+impl S3 {
+    pub fn start() -> S3 {
+        let binary = std::env::var_os("CITYBRAIN_S3_SERVER")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                let out = Command::new(
+                    Path::new(&super::manifest_dir()).join("../../scripts/install-s3"),
+                )
+                .output()
+                .expect("scripts/install-s3 runs");
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+            });
+        let port = free_port();
+        let child = Command::new(binary)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server starts (scripts/install-s3; CITYBRAIN_S3_SERVER)");
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "moto_server never listened"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        S3 { child, port }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Creates a bucket (S3's `PUT /bucket`).
+    pub fn create_bucket(&self, bucket: &str) {
+        let response = super::agent()
+            .put(&format!("{}/{bucket}", self.endpoint()))
+            .send_empty()
+            .unwrap();
+        assert!(response.status().is_success(), "{}", response.status());
+    }
+
+    /// The keys under `prefix` (S3's ListObjectsV2, read from its XML).
+    pub fn keys(&self, bucket: &str, prefix: &str) -> Vec<String> {
+        let text = super::agent()
+            .get(&format!(
+                "{}/{bucket}?list-type=2&prefix={prefix}",
+                self.endpoint()
+            ))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap();
+        text.split("<Key>")
+            .skip(1)
+            .filter_map(|rest| rest.split_once("</Key>").map(|(key, _)| key.to_string()))
+            .collect()
+    }
+}
+
+impl Drop for S3 {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
