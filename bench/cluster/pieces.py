@@ -37,8 +37,11 @@ class = "public"
 """
 
 
-def call(method, url, token=None, body=None, content_type="application/json", timeout=30):
+def call(method, url, token=None, body=None, content_type="application/json", timeout=30,
+         headers=None):
     request = urllib.request.Request(url, data=body, method=method)
+    for name, value in (headers or {}).items():
+        request.add_header(name, value)
     if token:
         request.add_header("Authorization", f"Bearer {token}")
     if body is not None:

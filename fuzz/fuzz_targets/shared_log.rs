@@ -36,6 +36,16 @@ impl SharedLog for OneFrame {
     fn describe(&self) -> String {
         "fuzz".into()
     }
+    fn owner(&self) -> &str {
+        "fuzz"
+    }
+    fn follow(
+        &self,
+        _: &str,
+        from: u64,
+    ) -> std::io::Result<(Vec<citybrain_hub::log::ForeignFrame>, u64)> {
+        Ok((Vec::new(), from))
+    }
 }
 
 fn setup() -> &'static (tempfile::TempDir, DatasetDef) {
@@ -52,5 +62,5 @@ fuzz_target!(|data: &[u8]| {
     let (dir, def) = setup();
     let shared: Arc<dyn SharedLog> = Arc::new(OneFrame(bytes::Bytes::copy_from_slice(data)));
     // With a shared log the store writes no file: the same directory serves every run.
-    let _ = DatasetStore::open(dir.path(), def, Some(&shared));
+    let _ = DatasetStore::open(dir.path(), def, Some(&shared), None);
 });

@@ -55,6 +55,24 @@ fn ingest(server: &Server, b: usize) {
     assert_eq!(status, 200, "{text}");
 }
 
+/// Sends batch `b` with an idempotency key; (status, "replayed").
+fn ingest_keyed(server: &Server, b: usize, key: &str) -> (u16, bool) {
+    let mut response = common::agent()
+        .post(&format!(
+            "{}/api/v1/datasets/transport.anpr_passages/records",
+            server.base
+        ))
+        .header("Authorization", &format!("Bearer {}", server.token))
+        .header("Content-Type", "application/x-ndjson")
+        .header("Idempotency-Key", key)
+        .send(common::passage_batch(b).as_bytes())
+        .unwrap();
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().unwrap();
+    let body: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    (status, body["replayed"].as_bool().unwrap_or(false))
+}
+
 /// (rows, distinct plates) as `server` answers: each batch's 50 plates are its own.
 fn counted(server: &Server) -> (i64, i64) {
     let row = &server
@@ -143,6 +161,38 @@ fn a_query_on_any_node_sees_every_record_acknowledged_on_any_node() {
     assert_eq!(counted(&a), (500, 500));
     ingest(&a, 10);
     assert_eq!(counted(&b), (550, 550));
+
+    // A keyed call sent again to the other node is recognised there: from the first node's
+    // unsealed frame in the stream, then (once sealed) from the seal book.
+    assert_eq!(ingest_keyed(&a, 11, "call-11"), (200, false));
+    assert_eq!(ingest_keyed(&b, 11, "call-11"), (200, true));
+    assert_eq!(ingest_keyed(&a, 11, "call-11"), (200, true));
+    assert_eq!(counted(&b), (600, 600));
+    // Node a's tail reaches --seal-rows with one more batch: sealed and purged.
+    ingest(&a, 12);
+    wait_until("node a never sealed the keyed call", || {
+        nats.passage_frames(&data_a) == 0
+    });
+    assert_eq!(ingest_keyed(&b, 11, "call-11"), (200, true));
+    assert_eq!(counted(&a), (650, 650));
+    assert_eq!(counted(&b), (650, 650));
+    // A key that is not one is refused, naming the header.
+    let mut response = common::agent()
+        .post(&format!(
+            "{}/api/v1/datasets/transport.anpr_passages/records",
+            b.base
+        ))
+        .header("Authorization", &format!("Bearer {}", b.token))
+        .header("Content-Type", "application/x-ndjson")
+        .header("Idempotency-Key", "two words")
+        .send(common::passage_batch(14).as_bytes())
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    let text = response.body_mut().read_to_string().unwrap();
+    assert!(
+        text.contains("invalid_idempotency_key") && text.contains("Idempotency-Key"),
+        "{text}"
+    );
 }
 
 /// The short version of `bench/cluster/failover` (its 20-kill run is in docs/benchmarks.md):

@@ -65,11 +65,13 @@ pub(crate) const SCHEMA: Schema = Schema {
                  number INTEGER NOT NULL,
                  through INTEGER NOT NULL,
                  segments TEXT NOT NULL,
+                 keys TEXT NOT NULL DEFAULT '[]',
                  PRIMARY KEY (dataset, owner, generation)
              );",
     postgres: &[
         include_str!("../migrations/postgres/0001_catalog.sql"),
         include_str!("../migrations/postgres/0002_seals.sql"),
+        include_str!("../migrations/postgres/0003_seal_keys.sql"),
     ],
 };
 

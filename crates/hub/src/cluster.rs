@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use crate::HubError;
 use crate::log::{self, SharedLog};
 use crate::schema::DatasetDef;
-use crate::store::Segment;
+use crate::store::{SealedKey, Segment};
 
 /// Where sealed segments go so that every node reads them: a directory the nodes share
 /// (a mounted volume), or object storage (`citybrain-objects`, S3).
@@ -134,6 +134,8 @@ pub struct Seal {
     /// The shared log's sequence the sealed frames ran through (0: none were in it).
     pub through: u64,
     pub segments: Vec<SharedSegment>,
+    /// The keyed ingest calls whose records it covers.
+    pub keys: Vec<SealedKey>,
 }
 
 /// The seals every node published, in the metadata database the nodes share.
@@ -168,6 +170,7 @@ impl SealBook {
         generation: u64,
         through: u64,
         segments: &[SharedSegment],
+        keys: &[SealedKey],
     ) -> Result<(), HubError> {
         let db = self.db();
         db.begin().map_err(book_err("starting a seal's record"))?;
@@ -184,9 +187,10 @@ impl SealBook {
                 .int(0)
                 .map_err(book_err("numbering a seal"))?;
             let json = serde_json::to_string(segments).expect("segments serialise");
+            let keys = serde_json::to_string(keys).expect("keys serialise");
             db.execute(
-                "INSERT INTO seals (dataset, owner, generation, number, through, segments)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                "INSERT INTO seals (dataset, owner, generation, number, through, segments, keys)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                  ON CONFLICT (dataset, owner, generation) DO NOTHING",
                 params![
                     dataset,
@@ -194,7 +198,8 @@ impl SealBook {
                     generation as i64,
                     number,
                     through as i64,
-                    json
+                    json,
+                    keys
                 ],
             )
             .map_err(book_err("recording a seal"))?;
@@ -228,7 +233,7 @@ impl SealBook {
         let rows = self
             .db()
             .query(
-                "SELECT number, owner, generation, through, segments FROM seals
+                "SELECT number, owner, generation, through, segments, keys FROM seals
                  WHERE dataset = ?1 AND number > ?2 ORDER BY number",
                 params![dataset, after],
             )
@@ -242,6 +247,10 @@ impl SealBook {
                     generation: row.int(2).map_err(book_err("reading a seal"))? as u64,
                     through: row.int(3).map_err(book_err("reading a seal"))? as u64,
                     segments: serde_json::from_str(&segments).map_err(|e| {
+                        HubError::Internal(format!("a seal of {dataset} is unreadable: {e}"))
+                    })?,
+                    keys: serde_json::from_str(&row.text(5).map_err(book_err("reading a seal"))?)
+                        .map_err(|e| {
                         HubError::Internal(format!("a seal of {dataset} is unreadable: {e}"))
                     })?,
                 })
@@ -285,6 +294,7 @@ impl Cluster {
         through: u64,
         dir: &Path,
         segments: &[Segment],
+        keys: &[SealedKey],
     ) -> Result<(), HubError> {
         let mut shared = Vec::with_capacity(segments.len());
         for segment in segments {
@@ -302,7 +312,7 @@ impl Cluster {
             });
         }
         self.book
-            .record(dataset, self.owner(), generation, through, &shared)
+            .record(dataset, self.owner(), generation, through, &shared, keys)
     }
 
     /// The store's key of one of this node's segments.
@@ -364,8 +374,10 @@ pub struct Foreign {
     through: HashMap<String, u64>,
     /// Other nodes' sealed segments, as local paths.
     segments: Vec<ForeignSegment>,
-    /// Other nodes' unsealed frames: owner, sequence, batches.
-    frames: Vec<(String, u64, Vec<RecordBatch>)>,
+    /// Other nodes' unsealed frames: owner, sequence, batches, and the keyed call's key.
+    frames: Vec<(String, u64, Vec<RecordBatch>, Vec<crate::log::CallKey>)>,
+    /// Keyed calls other nodes sealed: key → what the call stored.
+    sealed_keys: HashMap<String, String>,
 }
 
 /// A segment another node sealed, readable here.
@@ -413,8 +425,9 @@ impl Foreign {
                 "{name} of {} at {} in the shared log",
                 frame.owner, frame.sequence
             );
-            let batches = crate::store::replay(def, schema, contents.entries, &source)?;
-            fresh.push((frame.owner, frame.sequence, batches));
+            let replayed = crate::store::replay(def, schema, contents.entries, &source)?;
+            let keys = replayed.keys.into_iter().map(|(key, _)| key).collect();
+            fresh.push((frame.owner, frame.sequence, replayed.batches, keys));
         }
         // Only now: a frame that failed to decode is asked for again next time.
         self.frames.extend(fresh);
@@ -426,6 +439,9 @@ impl Foreign {
             }
             let through = self.through.entry(seal.owner.clone()).or_insert(0);
             *through = (*through).max(seal.through);
+            for key in seal.keys {
+                self.sealed_keys.insert(key.key, key.call);
+            }
             for segment in seal.segments {
                 let location =
                     cluster
@@ -448,7 +464,7 @@ impl Foreign {
         }
         let through = &self.through;
         self.frames
-            .retain(|(owner, sequence, _)| *sequence > through.get(owner).copied().unwrap_or(0));
+            .retain(|(owner, sequence, _, _)| *sequence > through.get(owner).copied().unwrap_or(0));
         Ok(())
     }
 
@@ -458,6 +474,16 @@ impl Foreign {
 
     /// The other nodes' unsealed batches.
     pub fn batches(&self) -> impl Iterator<Item = &RecordBatch> {
-        self.frames.iter().flat_map(|(_, _, batches)| batches)
+        self.frames.iter().flat_map(|(_, _, batches, _)| batches)
+    }
+
+    /// What another node's call with idempotency key `key` stored, if one did.
+    pub fn keyed_call(&self, key: &str) -> Option<String> {
+        self.frames
+            .iter()
+            .flat_map(|(_, _, _, keys)| keys)
+            .find(|k| k.key == key)
+            .map(|k| k.call.clone())
+            .or_else(|| self.sealed_keys.get(key).cloned())
     }
 }

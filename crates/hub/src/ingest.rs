@@ -48,9 +48,104 @@ pub struct IngestReport {
     /// watermark reaching it means the scene has applied the batch.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub position: Option<Position>,
+    /// True when the call's idempotency key was already stored: nothing was stored again,
+    /// and the counts are the first call's (its problems are not kept).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub replayed: bool,
+}
+
+/// What a keyed call stored, kept with its records (`log::CallKey::call`).
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+struct CallSummary {
+    accepted: usize,
+    rejected: usize,
+    #[serde(default)]
+    dead_letters: bool,
+    #[serde(default)]
+    position: Option<i64>,
+}
+
+/// The longest idempotency key taken.
+pub const MAX_KEY_LEN: usize = 200;
+
+/// Checks an idempotency key: 1 to [`MAX_KEY_LEN`] visible ASCII characters.
+pub fn check_key(key: &str) -> Result<(), String> {
+    if key.is_empty() || key.len() > MAX_KEY_LEN {
+        return Err(format!(
+            "an idempotency key is 1 to {MAX_KEY_LEN} characters; this one has {}",
+            key.len()
+        ));
+    }
+    if let Some(c) = key.chars().find(|c| !c.is_ascii_graphic()) {
+        return Err(format!(
+            "an idempotency key is visible ASCII (letters, digits, punctuation); it has {c:?}"
+        ));
+    }
+    Ok(())
+}
+
+/// An ingest call beyond its body: a feed mapping, what to do with bad records, and an
+/// idempotency key (a call sent again with the same key within a day stores nothing
+/// again and answers what the first stored).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct IngestCall<'a> {
+    pub mapping: Option<&'a str>,
+    pub on_error: OnError,
+    pub key: Option<&'a str>,
 }
 
 impl Hub {
+    /// [`Hub::ingest_bytes`] with a mapping and an idempotency key ([`IngestCall`]).
+    pub fn ingest_call(
+        &self,
+        name: &DatasetName,
+        format: Format,
+        body: bytes::Bytes,
+        call: IngestCall<'_>,
+        now: Timestamp,
+    ) -> Result<IngestReport, HubError> {
+        if let Some(key) = call.key {
+            check_key(key).map_err(|e| HubError::Internal(format!("unchecked key: {e}")))?;
+        }
+        self.ingest_keyed(
+            name,
+            format,
+            call.mapping,
+            &body,
+            Some(&body),
+            call.on_error,
+            now,
+            call.key,
+        )
+    }
+
+    /// What a keyed call to `entry`'s dataset stored, on this node or (in a cluster
+    /// sharing segments) on another.
+    fn keyed_call(&self, entry: &Entry, key: &str) -> Result<Option<IngestReport>, HubError> {
+        let mut call = entry.store.keyed_call(key);
+        if call.is_none()
+            && let Some(cluster) = &self.cluster
+        {
+            let mut foreign = entry.foreign.lock().expect("foreign lock");
+            foreign.refresh(cluster, &entry.def, &entry.store.schema())?;
+            call = foreign.keyed_call(key);
+        }
+        let Some(call) = call else {
+            return Ok(None);
+        };
+        let summary: CallSummary = serde_json::from_str(&call)
+            .map_err(|e| HubError::Internal(format!("a stored call summary is unreadable: {e}")))?;
+        Ok(Some(IngestReport {
+            accepted: summary.accepted,
+            rejected: summary.rejected,
+            dead_letters: summary.dead_letters.then(|| entry.def.name.rejected()),
+            problems: Vec::new(),
+            truncated: false,
+            position: summary.position.map(Position),
+            replayed: true,
+        }))
+    }
+
     /// Validates a body and stores its records durably; see [`OnError`] for bad records.
     /// Returns once every stored record is fsynced.
     pub fn ingest(
@@ -101,9 +196,30 @@ impl Hub {
         on_error: OnError,
         now: Timestamp,
     ) -> Result<IngestReport, HubError> {
+        self.ingest_keyed(name, format, mapping, body, owned, on_error, now, None)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn ingest_keyed(
+        &self,
+        name: &DatasetName,
+        format: Format,
+        mapping: Option<&str>,
+        body: &[u8],
+        owned: Option<&bytes::Bytes>,
+        on_error: OnError,
+        now: Timestamp,
+        key: Option<&str>,
+    ) -> Result<IngestReport, HubError> {
         let entry = self.entry(name)?;
         if name.is_rejected() {
             return Err(HubError::ReadOnly(name.clone()));
+        }
+        // A call sent again: answered from what the first stored, before any decoding.
+        if let Some(key) = key
+            && let Some(report) = self.keyed_call(&entry, key)?
+        {
+            return Ok(report);
         }
         let mapper = match mapping {
             Some(m) => Some(
@@ -166,6 +282,12 @@ impl Hub {
         };
         // Stamped, stored and published in one order per dataset (see `Entry::order`).
         let order = entry.order.lock().expect("ingest order lock");
+        // The same key sent twice at once on this node: the second waited for the first.
+        if let Some(key) = key
+            && let Some(report) = self.keyed_call(&entry, key)?
+        {
+            return Ok(report);
+        }
         let stamp = self.next_stamp(now);
         let schema = entry.store.schema();
         let stored = batches
@@ -173,15 +295,27 @@ impl Hub {
             .map(|b| with_ingested_at(&schema, b, stamp))
             .collect::<Result<Vec<_>, _>>()?;
         let position = feed::Position(stamp.0);
+        let call_key = key.map(|key| crate::log::CallKey {
+            key: key.to_string(),
+            call: serde_json::to_string(&CallSummary {
+                accepted,
+                rejected,
+                dead_letters: rejected > 0,
+                position: (accepted > 0).then_some(stamp.0),
+            })
+            .expect("a summary serialises"),
+        });
         if format == Format::Parquet && rejected == 0 {
-            entry.store.append_parquet(stored.clone(), body, stamp)?;
+            entry
+                .store
+                .append_parquet(stored.clone(), body, stamp, call_key.as_ref())?;
         } else {
             let one = match stored.as_slice() {
                 [one] => one.clone(),
                 _ => arrow::compute::concat_batches(&schema, &stored)
                     .map_err(|e| HubError::Internal(format!("joining decoded batches: {e}")))?,
             };
-            entry.store.append(one)?;
+            entry.store.append_keyed(one, call_key.as_ref())?;
         }
         let stored: Vec<RecordBatch> = stored.into_iter().filter(|b| b.num_rows() > 0).collect();
         if !stored.is_empty() {
@@ -203,6 +337,7 @@ impl Hub {
             problems: listed,
             truncated,
             position: (!stored.is_empty()).then_some(position),
+            replayed: false,
         })
     }
 

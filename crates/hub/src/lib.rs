@@ -33,7 +33,7 @@ pub use decode::{DecodeError, Format, IngestLimits, Problem};
 pub use error::{HubError, MAX_LISTED_PROBLEMS};
 pub use feed::{Change, Position, Positions, Subscription};
 pub(crate) use ingest::with_ingested_at_of;
-pub use ingest::{IngestReport, OnError, RejectionReport};
+pub use ingest::{IngestCall, IngestReport, MAX_KEY_LEN, OnError, RejectionReport, check_key};
 pub use schema::{
     Classification, DatasetDef, FieldDef, FieldType, MaskKind, NgsiLdDef, SchemaProblem,
     SharingClass, geo_points,

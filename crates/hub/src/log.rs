@@ -20,10 +20,43 @@ use arrow::ipc::writer::StreamWriter;
 
 const MAGIC: &[u8; 4] = b"CBL1";
 const MAGIC_PARQUET: &[u8; 4] = b"CBP1";
+const MAGIC_PARQUET_KEYED: &[u8; 4] = b"CBP2";
 const HEADER: usize = 12;
+/// Schema metadata of an IPC frame: the call's idempotency key and what it stored.
+const KEY_METADATA: &str = "citybrain.call_key";
+const CALL_METADATA: &str = "citybrain.call";
+
+/// An ingest call's idempotency key and what the call stored (a small JSON summary), kept
+/// in the same frame as its records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallKey {
+    pub key: String,
+    pub call: String,
+}
 
 /// Encodes one batch as a complete frame (outside any lock: this is the CPU part).
 pub fn encode_frame(batch: &RecordBatch) -> io::Result<Vec<u8>> {
+    encode_frame_keyed(batch, None)
+}
+
+/// [`encode_frame`], with the call's key in the frame's schema metadata.
+pub fn encode_frame_keyed(batch: &RecordBatch, key: Option<&CallKey>) -> io::Result<Vec<u8>> {
+    let keyed;
+    let batch = match key {
+        None => batch,
+        Some(key) => {
+            let mut metadata = batch.schema().metadata().clone();
+            metadata.insert(KEY_METADATA.to_string(), key.key.clone());
+            metadata.insert(CALL_METADATA.to_string(), key.call.clone());
+            let schema =
+                std::sync::Arc::new(batch.schema().as_ref().clone().with_metadata(metadata));
+            keyed = batch
+                .clone()
+                .with_schema(schema)
+                .map_err(io::Error::other)?;
+            &keyed
+        }
+    };
     // Sized for the whole batch up front: growing by doubling would copy it several times
     // and touch fresh pages at each step (a 10-million-row batch is ~500 MB).
     let mut frame = Vec::with_capacity(HEADER + batch.get_array_memory_size() + 4096);
@@ -45,19 +78,37 @@ pub fn encode_frame(batch: &RecordBatch) -> io::Result<Vec<u8>> {
     Ok(frame)
 }
 
-/// The header and ingest time of a Parquet frame; the body follows as it is.
-pub fn parquet_frame_head(body: &[u8], ingested_at_us: i64) -> io::Result<Vec<u8>> {
-    let len = u32::try_from(body.len() + 8).map_err(|_| {
+/// The header and ingest time of a Parquet frame (and its call's key, if it has one); the
+/// body follows as it is.
+pub fn parquet_frame_head(
+    body: &[u8],
+    ingested_at_us: i64,
+    key: Option<&CallKey>,
+) -> io::Result<Vec<u8>> {
+    let mut fields = ingested_at_us.to_le_bytes().to_vec();
+    if let Some(key) = key {
+        for text in [&key.key, &key.call] {
+            let len = u32::try_from(text.len())
+                .map_err(|_| io::Error::other("a call key is too long"))?;
+            fields.extend_from_slice(&len.to_le_bytes());
+            fields.extend_from_slice(text.as_bytes());
+        }
+    }
+    let len = u32::try_from(body.len() + fields.len()).map_err(|_| {
         io::Error::other("a Parquet body over 4 GiB cannot be logged; send smaller files")
     })?;
     let mut crc = crc32fast::Hasher::new();
-    crc.update(&ingested_at_us.to_le_bytes());
+    crc.update(&fields);
     crc.update(body);
-    let mut head = Vec::with_capacity(HEADER + 8);
-    head.extend_from_slice(MAGIC_PARQUET);
+    let mut head = Vec::with_capacity(HEADER + fields.len());
+    head.extend_from_slice(if key.is_some() {
+        MAGIC_PARQUET_KEYED
+    } else {
+        MAGIC_PARQUET
+    });
     head.extend_from_slice(&len.to_le_bytes());
     head.extend_from_slice(&crc.finalize().to_le_bytes());
-    head.extend_from_slice(&ingested_at_us.to_le_bytes());
+    head.extend_from_slice(&fields);
     Ok(head)
 }
 
@@ -118,12 +169,30 @@ impl LogWriter {
 /// One frame's content.
 #[derive(Debug)]
 pub enum Entry {
-    Batch(RecordBatch),
-    /// A Parquet body accepted whole, and when.
+    /// A batch (its schema without the frame's metadata), and its call's key if it had one.
+    Batch(RecordBatch, Option<CallKey>),
+    /// A Parquet body accepted whole, when, and its call's key if it had one.
     Parquet {
         ingested_at_us: i64,
         body: bytes::Bytes,
+        key: Option<CallKey>,
     },
+}
+
+impl Entry {
+    pub fn key(&self) -> Option<&CallKey> {
+        match self {
+            Entry::Batch(_, key) | Entry::Parquet { key, .. } => key.as_ref(),
+        }
+    }
+}
+
+/// Reads a length-prefixed text of a keyed Parquet frame at `at`, moving past it.
+fn read_text(payload: &[u8], at: &mut usize) -> Option<String> {
+    let len = u32::from_le_bytes(payload.get(*at..*at + 4)?.try_into().ok()?) as usize;
+    let text = payload.get(*at + 4..(*at + 4).checked_add(len)?)?;
+    *at += 4 + len;
+    String::from_utf8(text.to_vec()).ok()
 }
 
 /// What reading a log found.
@@ -148,7 +217,7 @@ pub fn parse_frames(bytes: bytes::Bytes) -> io::Result<LogContents> {
     let mut at = 0usize;
     while bytes.len() - at >= HEADER {
         let magic = &bytes[at..at + 4];
-        if magic != MAGIC && magic != MAGIC_PARQUET {
+        if magic != MAGIC && magic != MAGIC_PARQUET && magic != MAGIC_PARQUET_KEYED {
             break;
         }
         let len = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().expect("4 bytes")) as usize;
@@ -159,18 +228,54 @@ pub fn parse_frames(bytes: bytes::Bytes) -> io::Result<LogContents> {
         if crc32fast::hash(payload) != crc {
             break;
         }
-        if magic == MAGIC_PARQUET {
+        if magic == MAGIC_PARQUET || magic == MAGIC_PARQUET_KEYED {
             let Some(time) = payload.get(..8) else {
                 break;
             };
+            let mut start = 8;
+            let key = if magic == MAGIC_PARQUET_KEYED {
+                let (Some(key), Some(call)) = (
+                    read_text(payload, &mut start),
+                    read_text(payload, &mut start),
+                ) else {
+                    break;
+                };
+                Some(CallKey { key, call })
+            } else {
+                None
+            };
             entries.push(Entry::Parquet {
                 ingested_at_us: i64::from_le_bytes(time.try_into().expect("8 bytes")),
-                body: bytes.slice(at + HEADER + 8..at + HEADER + len),
+                body: bytes.slice(at + HEADER + start..at + HEADER + len),
+                key,
             });
         } else {
             let reader = StreamReader::try_new(payload, None).map_err(io::Error::other)?;
+            let metadata = reader.schema().metadata().clone();
+            let key = match (metadata.get(KEY_METADATA), metadata.get(CALL_METADATA)) {
+                (Some(key), Some(call)) => Some(CallKey {
+                    key: key.clone(),
+                    call: call.clone(),
+                }),
+                _ => None,
+            };
             for batch in reader {
-                entries.push(Entry::Batch(batch.map_err(io::Error::other)?));
+                let batch = batch.map_err(io::Error::other)?;
+                let batch = if key.is_some() {
+                    // The key is the frame's, not the data's: stored batches carry none.
+                    let plain = std::sync::Arc::new(
+                        batch
+                            .schema()
+                            .as_ref()
+                            .clone()
+                            .with_metadata(Default::default()),
+                    );
+                    RecordBatch::try_new(plain, batch.columns().to_vec())
+                        .map_err(io::Error::other)?
+                } else {
+                    batch
+                };
+                entries.push(Entry::Batch(batch, key.clone()));
             }
         }
         at += HEADER + len;
@@ -293,7 +398,7 @@ mod tests {
             .unwrap();
         let first_len = log.len();
         let body = b"PAR1 pretend parquet PAR1".to_vec();
-        log.append_parts_durable(&[&parquet_frame_head(&body, 42).unwrap(), &body])
+        log.append_parts_durable(&[&parquet_frame_head(&body, 42, None).unwrap(), &body])
             .unwrap();
         let contents = read_log(&path).unwrap();
         assert_eq!(contents.entries.len(), 2);
@@ -301,12 +406,64 @@ mod tests {
             Entry::Parquet {
                 ingested_at_us,
                 body: read,
+                key: None,
             } => {
                 assert_eq!(*ingested_at_us, 42);
                 assert_eq!(read.as_ref(), &body[..]);
             }
             other => panic!("not a Parquet entry: {other:?}"),
         }
+        let full = std::fs::read(&path).unwrap();
+        only_the_first_frame_survives_any_cut(&path, &full, first_len);
+    }
+
+    #[test]
+    fn a_call_key_is_read_back_from_the_frame_that_holds_its_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        let key = CallKey {
+            key: "batch-7".into(),
+            call: r#"{"accepted":2}"#.into(),
+        };
+        let mut log = LogWriter::create(&path).unwrap();
+        log.append_durable(&encode_frame_keyed(&batch(&[1, 2]), Some(&key)).unwrap())
+            .unwrap();
+        let first_len = log.len();
+        let body = b"PAR1 pretend parquet PAR1".to_vec();
+        let parquet_key = CallKey {
+            key: "file-1".into(),
+            call: "{}".into(),
+        };
+        log.append_parts_durable(&[
+            &parquet_frame_head(&body, 42, Some(&parquet_key)).unwrap(),
+            &body,
+        ])
+        .unwrap();
+        let contents = read_log(&path).unwrap();
+        assert_eq!(contents.entries.len(), 2);
+        match &contents.entries[0] {
+            Entry::Batch(read, Some(k)) => {
+                assert_eq!(k, &key);
+                assert!(
+                    read.schema().metadata().is_empty(),
+                    "the key is not the data's"
+                );
+                assert_eq!(read.num_rows(), 2);
+            }
+            other => panic!("not a keyed batch: {other:?}"),
+        }
+        match &contents.entries[1] {
+            Entry::Parquet {
+                ingested_at_us: 42,
+                body: read,
+                key: Some(k),
+            } => {
+                assert_eq!(k, &parquet_key);
+                assert_eq!(read.as_ref(), &body[..]);
+            }
+            other => panic!("not a keyed Parquet entry: {other:?}"),
+        }
+        // Torn anywhere in the keyed frame: neither the records nor the key come back.
         let full = std::fs::read(&path).unwrap();
         only_the_first_frame_survives_any_cut(&path, &full, first_len);
     }

@@ -10,7 +10,7 @@
 //! that crashed and are deleted on open; logs that a manifest covers are deleted too. So
 //! every acknowledged record is in exactly one place at any moment a crash can happen.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -45,6 +45,9 @@ struct Manifest {
     /// the log purge, and what other nodes' views drop).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     through: Option<u64>,
+    /// The keyed calls whose records the seal covers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    keys: Vec<SealedKey>,
 }
 
 /// What a query sees: sealed segments plus the in-memory copy of the unsealed tail.
@@ -89,7 +92,31 @@ struct State {
     sealing: bool,
     /// The newest ingest stamp stored (the feed's position of the dataset's last batch).
     max_stamp: Option<i64>,
+    /// Ingest calls with an idempotency key, by key: what each stored, for a day.
+    keys: HashMap<String, CallRecord>,
 }
+
+/// A keyed ingest call the store holds the records of.
+#[derive(Debug, Clone)]
+struct CallRecord {
+    /// The log generation of its frame; None once sealed.
+    generation: Option<u64>,
+    /// Its ingest stamp (µs).
+    stamp: i64,
+    /// What it stored (the caller's summary, JSON).
+    call: String,
+}
+
+/// A keyed call a seal covered, kept in the seal's manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SealedKey {
+    pub key: String,
+    pub call: String,
+    pub stamp: i64,
+}
+
+/// How long a key is remembered after its call: a client retries within this.
+pub const KEY_RETENTION_US: i64 = 24 * 3600 * 1_000_000;
 
 /// Where the active generation's frames go.
 #[derive(Debug)]
@@ -255,6 +282,21 @@ impl DatasetStore {
                 }
             }
         }
+        // Keyed calls: those of sealed generations from their manifests, the others from
+        // the frames that hold their records.
+        let mut keys: HashMap<String, CallRecord> = HashMap::new();
+        for manifest in &manifests {
+            for sealed in &manifest.keys {
+                keys.insert(
+                    sealed.key.clone(),
+                    CallRecord {
+                        generation: None,
+                        stamp: sealed.stamp,
+                        call: sealed.call.clone(),
+                    },
+                );
+            }
+        }
         // Logs: sealed ones are deleted, the others are replayed into the tail.
         let mut tail = Vec::new();
         let mut max_generation = sealed_generations.iter().copied().max().unwrap_or(0);
@@ -278,8 +320,19 @@ impl DatasetStore {
                 log::truncate(&path, contents.valid_len)
                     .map_err(io_err(format!("truncating {}", path.display())))?;
             }
-            for batch in replay(def, &schema, contents.entries, &path.display().to_string())? {
+            let replayed = replay(def, &schema, contents.entries, &path.display().to_string())?;
+            for batch in replayed.batches {
                 tail.push((generation, batch));
+            }
+            for (key, stamp) in replayed.keys {
+                keys.insert(
+                    key.key,
+                    CallRecord {
+                        generation: Some(generation),
+                        stamp,
+                        call: key.call,
+                    },
+                );
             }
         }
         // Frames of a shared log: those of sealed generations are dropped (a crash came
@@ -311,8 +364,19 @@ impl DatasetStore {
                     )));
                 }
                 let source = format!("{name} at {} in the shared log", frame.sequence);
-                for batch in replay(def, &schema, contents.entries, &source)? {
+                let replayed = replay(def, &schema, contents.entries, &source)?;
+                for batch in replayed.batches {
                     tail.push((frame.generation, batch));
+                }
+                for (key, stamp) in replayed.keys {
+                    keys.insert(
+                        key.key,
+                        CallRecord {
+                            generation: Some(frame.generation),
+                            stamp,
+                            call: key.call,
+                        },
+                    );
                 }
             }
             // In a cluster, every seal is published before its frames go: a crash may
@@ -361,6 +425,10 @@ impl DatasetStore {
                 tail,
                 segments,
                 sealing: false,
+                keys: keys
+                    .into_iter()
+                    .filter(|(_, r)| max_stamp.is_none_or(|m| r.stamp >= m - KEY_RETENTION_US))
+                    .collect(),
                 max_stamp,
             }),
         })
@@ -368,16 +436,48 @@ impl DatasetStore {
 
     /// Appends a batch (already in the stored schema) and returns once it is on disk.
     pub fn append(&self, batch: RecordBatch) -> Result<(), HubError> {
+        self.append_keyed(batch, None)
+    }
+
+    /// [`DatasetStore::append`] of a keyed call's batch: the key goes in the same frame.
+    pub fn append_keyed(
+        &self,
+        batch: RecordBatch,
+        key: Option<&log::CallKey>,
+    ) -> Result<(), HubError> {
+        // A call that stored no records keeps no key (nothing to store twice).
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        let frame = log::encode_frame(&batch).map_err(io_err("encoding a batch"))?;
+        let frame = log::encode_frame_keyed(&batch, key).map_err(io_err("encoding a batch"))?;
         let mut state = self.state.lock().expect("store lock");
         let generation = state.active_generation;
         state.log.append(generation, &[&frame])?;
-        state.max_stamp = state.max_stamp.max(batch_max_stamp(&batch));
+        let stamp = batch_max_stamp(&batch);
+        state.max_stamp = state.max_stamp.max(stamp);
+        if let Some(key) = key {
+            let stamp = stamp.or(state.max_stamp).unwrap_or(0);
+            state.keys.insert(
+                key.key.clone(),
+                CallRecord {
+                    generation: Some(generation),
+                    stamp,
+                    call: key.call.clone(),
+                },
+            );
+        }
         state.tail.push((generation, batch));
         Ok(())
+    }
+
+    /// What the call with idempotency key `key` stored, if the store holds it.
+    pub fn keyed_call(&self, key: &str) -> Option<String> {
+        self.state
+            .lock()
+            .expect("store lock")
+            .keys
+            .get(key)
+            .map(|r| r.call.clone())
     }
 
     /// Appends a batch decoded from a Parquet body accepted whole, logging the body as it
@@ -387,15 +487,26 @@ impl DatasetStore {
         batches: Vec<RecordBatch>,
         body: &[u8],
         now: Timestamp,
+        key: Option<&log::CallKey>,
     ) -> Result<(), HubError> {
         if batches.iter().all(|b| b.num_rows() == 0) {
             return Ok(());
         }
         let head =
-            log::parquet_frame_head(body, now.0).map_err(io_err("logging a Parquet body"))?;
+            log::parquet_frame_head(body, now.0, key).map_err(io_err("logging a Parquet body"))?;
         let mut state = self.state.lock().expect("store lock");
         let generation = state.active_generation;
         state.log.append(generation, &[&head, body])?;
+        if let Some(key) = key {
+            state.keys.insert(
+                key.key.clone(),
+                CallRecord {
+                    generation: Some(generation),
+                    stamp: now.0,
+                    call: key.call.clone(),
+                },
+            );
+        }
         let newest = batches.iter().filter_map(batch_max_stamp).max();
         state.max_stamp = state.max_stamp.max(newest);
         state.tail.extend(
@@ -531,7 +642,7 @@ impl DatasetStore {
     /// (they go to a fresh log), and queries keep seeing the tail until the seal commits.
     /// Returns the number of rows sealed.
     pub fn seal(&self) -> Result<u64, HubError> {
-        let (generations, batches, schema, forget) = {
+        let (generations, batches, schema, forget, keys) = {
             let mut state = self.state.lock().expect("store lock");
             if state.sealing || state.tail.is_empty() {
                 return Ok(0);
@@ -558,15 +669,33 @@ impl DatasetStore {
                 .filter(|(g, _)| *g < active)
                 .map(|(_, b)| b.clone())
                 .collect();
-            (generations, batches, state.schema.clone(), forget)
+            let keys: Vec<SealedKey> = state
+                .keys
+                .iter()
+                .filter(|(_, r)| r.generation.is_some_and(|g| generations.contains(&g)))
+                .map(|(key, r)| SealedKey {
+                    key: key.clone(),
+                    call: r.call.clone(),
+                    stamp: r.stamp,
+                })
+                .collect();
+            (generations, batches, state.schema.clone(), forget, keys)
         };
-        let result = self.write_seal(&generations, &batches, &schema, forget);
+        let result = self.write_seal(&generations, &batches, &schema, forget, keys);
         let mut state = self.state.lock().expect("store lock");
         state.sealing = false;
         let segments = result?;
         let sealed_rows = segments.iter().map(|s| s.rows).sum();
         state.tail.retain(|(g, _)| !generations.contains(g));
         state.segments.extend(segments);
+        // The sealed calls' keys are the manifest's now; a day after its call a key goes.
+        let oldest = state.max_stamp.map_or(i64::MIN, |m| m - KEY_RETENTION_US);
+        state.keys.retain(|_, r| r.stamp >= oldest);
+        for record in state.keys.values_mut() {
+            if record.generation.is_some_and(|g| generations.contains(&g)) {
+                record.generation = None;
+            }
+        }
         Ok(sealed_rows)
     }
 
@@ -576,6 +705,7 @@ impl DatasetStore {
         batches: &[RecordBatch],
         schema: &SchemaRef,
         forget: Option<(Arc<dyn SharedLog>, String, u64)>,
+        keys: Vec<SealedKey>,
     ) -> Result<Vec<Segment>, HubError> {
         let last = *generations
             .last()
@@ -632,6 +762,7 @@ impl DatasetStore {
             generations: generations.to_vec(),
             segments: segments.clone(),
             through: forget.as_ref().map(|(_, _, through)| *through),
+            keys,
         };
         let sealed = self.dir.join("sealed");
         let tmp = sealed.join(format!("{last:012}.json.tmp"));
@@ -648,7 +779,14 @@ impl DatasetStore {
         // published now, the frames stay and the next start publishes it.
         let published = match &self.cluster {
             Some(cluster) => cluster
-                .publish(&self.name, last, manifest.through.unwrap_or(0), &self.dir, &segments)
+                .publish(
+                    &self.name,
+                    last,
+                    manifest.through.unwrap_or(0),
+                    &self.dir,
+                    &segments,
+                    &manifest.keys,
+                )
                 .map_err(|error| {
                     tracing::warn!(message = "A seal could not be published to the cluster; its frames stay in the shared log until it is.", dataset = %self.name, %error);
                 })
@@ -699,6 +837,7 @@ fn publish_missing(
                         manifest.through.unwrap_or(0),
                         dir,
                         &manifest.segments,
+                        &manifest.keys,
                     )?;
                 } else {
                     let restored = cluster.restore(name, dir, &manifest.segments)?;
@@ -718,21 +857,38 @@ fn publish_missing(
     }
 }
 
+/// What a log's entries hold: the stored batches, and the keyed calls among them with
+/// their ingest stamps.
+pub(crate) struct Replayed {
+    pub batches: Vec<RecordBatch>,
+    pub keys: Vec<(log::CallKey, i64)>,
+}
+
 /// The stored batches of a log's entries (`source` names the log for messages).
 pub(crate) fn replay(
     def: &DatasetDef,
     schema: &SchemaRef,
     entries: Vec<log::Entry>,
     source: &str,
-) -> Result<Vec<RecordBatch>, HubError> {
+) -> Result<Replayed, HubError> {
     let mut out = Vec::new();
+    let mut keys = Vec::new();
     for entry in entries {
         let batches = match entry {
-            log::Entry::Batch(batch) => vec![batch],
+            log::Entry::Batch(batch, key) => {
+                if let Some(key) = key {
+                    keys.push((key, batch_max_stamp(&batch).unwrap_or(i64::MIN)));
+                }
+                vec![batch]
+            }
             log::Entry::Parquet {
                 ingested_at_us,
                 body,
+                key,
             } => {
+                if let Some(key) = key {
+                    keys.push((key, ingested_at_us));
+                }
                 // Accepted whole at ingest; decoded the same way again, a batch per row
                 // group as at ingest.
                 let decoded = crate::parquet_in::decode_parquet_parts(
@@ -764,7 +920,7 @@ pub(crate) fn replay(
             out.push(conform(schema, batch)?);
         }
     }
-    Ok(out)
+    Ok(Replayed { batches: out, keys })
 }
 
 /// The newest `_ingested_at` in a stored batch (its last column).

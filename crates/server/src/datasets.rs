@@ -407,7 +407,7 @@ pub(crate) struct IngestParams {
     mapping: Option<String>,
 }
 
-#[utoipa::path(post, path = "/datasets/{name}/records", tag = "datasets", params(("name" = String, Path, description = "The dataset, namespace.table"), IngestParams), request_body(content = String, description = "Records as NDJSON (also text/csv or application/vnd.apache.parquet)", content_type = "application/x-ndjson"), responses((status = 200, description = "Stored and fsynced: accepted, rejected, problems, and the batch's position in the change feed", body = Object)))]
+#[utoipa::path(post, path = "/datasets/{name}/records", tag = "datasets", params(("name" = String, Path, description = "The dataset, namespace.table"), IngestParams), request_body(content = String, description = "Records as NDJSON (also text/csv or application/vnd.apache.parquet). With an `Idempotency-Key` header (1 to 200 visible ASCII characters), a call sent again with the same key within a day stores nothing twice and answers what the first stored, with `replayed: true`.", content_type = "application/x-ndjson"), responses((status = 200, description = "Stored and fsynced: accepted, rejected, problems, and the batch's position in the change feed", body = Object)))]
 pub(crate) async fn ingest(
     State(state): State<AppState>,
     Extension(me): Extension<Principal>,
@@ -441,6 +441,28 @@ pub(crate) async fn ingest(
             ),
         )
     })?;
+    // A call sent again with the same key (say, after a timeout or a node's death) stores
+    // nothing twice: it answers what the first stored, with "replayed": true.
+    let key = match headers.get("idempotency-key") {
+        None => None,
+        Some(value) => {
+            let key = value.to_str().map_err(|_| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    ErrorCode::InvalidIdempotencyKey,
+                    "the Idempotency-Key header is visible ASCII only",
+                )
+            })?;
+            citybrain_hub::check_key(key).map_err(|e| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    ErrorCode::InvalidIdempotencyKey,
+                    format!("Idempotency-Key: {e}"),
+                )
+            })?;
+            Some(key.to_string())
+        }
+    };
     let def = known_definition(&state, &me, &name)?;
     check_publisher(&state, &me, &def)?;
     let announced = headers
@@ -452,13 +474,23 @@ pub(crate) async fn ingest(
     let started = std::time::Instant::now();
     let mapping = params.mapping;
     let result = blocking(move || {
-        Ok(match &mapping {
-            None => hub.ingest_bytes(&name, format, body, on_error, now())?,
-            Some(m) => hub.ingest_mapped(&name, format, m, &body, on_error, now())?,
-        })
+        let call = citybrain_hub::IngestCall {
+            mapping: mapping.as_deref(),
+            on_error,
+            key: key.as_deref(),
+        };
+        Ok(hub.ingest_call(&name, format, body, call, now())?)
     })
     .await;
     let (rows, outcome, detail) = match &result {
+        Ok(r) if r.replayed => (
+            0,
+            Outcome::Ok,
+            format!(
+                "sent again with its idempotency key: nothing stored ({} records accepted the first time)",
+                r.accepted
+            ),
+        ),
         Ok(r) => (
             r.accepted as u64,
             Outcome::Ok,

@@ -65,6 +65,7 @@ error_codes! {
     InvalidLocation = "invalid_location", "lat/lon out of range";
     InvalidMember = "invalid_member", "A linkage member names no pseudonymised column";
     InvalidOnError = "invalid_on_error", "on_error must be reject or skip";
+    InvalidIdempotencyKey = "invalid_idempotency_key", "the Idempotency-Key header is 1 to 200 visible ASCII characters";
     InvalidOrder = "invalid_order", "A recognition order is malformed: its order id, patient id, test code or time";
     InvalidPath = "invalid_path", "A path parameter is malformed";
     InvalidPrincipal = "invalid_principal", "Not a principal name";
