@@ -65,6 +65,13 @@ struct CallSummary {
     position: Option<i64>,
 }
 
+/// Where [`Hub::keyed_call`] looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Nodes {
+    ThisOne,
+    All,
+}
+
 /// The longest idempotency key taken.
 pub const MAX_KEY_LEN: usize = 200;
 
@@ -121,9 +128,15 @@ impl Hub {
 
     /// What a keyed call to `entry`'s dataset stored, on this node or (in a cluster
     /// sharing segments) on another.
-    fn keyed_call(&self, entry: &Entry, key: &str) -> Result<Option<IngestReport>, HubError> {
+    fn keyed_call(
+        &self,
+        entry: &Entry,
+        key: &str,
+        nodes: Nodes,
+    ) -> Result<Option<IngestReport>, HubError> {
         let mut call = entry.store.keyed_call(key);
         if call.is_none()
+            && nodes == Nodes::All
             && let Some(cluster) = &self.cluster
         {
             let mut foreign = entry.foreign.lock().expect("foreign lock");
@@ -217,7 +230,7 @@ impl Hub {
         }
         // A call sent again: answered from what the first stored, before any decoding.
         if let Some(key) = key
-            && let Some(report) = self.keyed_call(&entry, key)?
+            && let Some(report) = self.keyed_call(&entry, key, Nodes::All)?
         {
             return Ok(report);
         }
@@ -283,8 +296,9 @@ impl Hub {
         // Stamped, stored and published in one order per dataset (see `Entry::order`).
         let order = entry.order.lock().expect("ingest order lock");
         // The same key sent twice at once on this node: the second waited for the first.
+        // (The other nodes were asked above, outside the lock.)
         if let Some(key) = key
-            && let Some(report) = self.keyed_call(&entry, key)?
+            && let Some(report) = self.keyed_call(&entry, key, Nodes::ThisOne)?
         {
             return Ok(report);
         }
