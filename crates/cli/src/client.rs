@@ -34,6 +34,17 @@ pub fn request(
     path: &str,
     body: Option<(&str, Vec<u8>)>,
 ) -> Result<Vec<u8>> {
+    request_with(server, method, path, body, &[])
+}
+
+/// [`request`] with extra headers (`Idempotency-Key`).
+pub fn request_with(
+    server: &ServerArgs,
+    method: &str,
+    path: &str,
+    body: Option<(&str, Vec<u8>)>,
+    headers: &[(&str, &str)],
+) -> Result<Vec<u8>> {
     let token = std::fs::read_to_string(&server.token_file)
         .with_context(|| {
             format!(
@@ -59,9 +70,13 @@ pub fn request(
             } else {
                 agent.post(&url)
             };
-            req.header("Authorization", &auth)
-                .header("Content-Type", content_type)
-                .send(&bytes[..])
+            let mut req = req
+                .header("Authorization", &auth)
+                .header("Content-Type", content_type);
+            for (name, value) in headers {
+                req = req.header(*name, *value);
+            }
+            req.send(&bytes[..])
         }
         (m, None) => bail!("{m} needs a body"),
     }

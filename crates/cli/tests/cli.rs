@@ -479,6 +479,37 @@ fn the_cli_creates_ingests_and_queries_through_a_running_server() {
         "{out}"
     );
 
+    // With --key, the same command run again stores nothing twice.
+    let count = || -> i64 {
+        let (_, out, _) = cli(
+            "transport_cli",
+            &["sql", "SELECT count(*) AS n FROM transport.anpr_passages"],
+        );
+        out.lines().nth(1).unwrap().parse().unwrap()
+    };
+    let before = count();
+    let keyed_file = dir.path().join("keyed.ndjson");
+    std::fs::write(&keyed_file, passages(300_000, 3_000)).unwrap();
+    let keyed = [
+        "ingest",
+        "transport.anpr_passages",
+        keyed_file.to_str().unwrap(),
+        "--batch",
+        "1000",
+        "--key",
+        "keyed-2026-11-22",
+    ];
+    let (ok, out, err) = cli("transport_cli", &keyed);
+    assert!(ok, "{err}");
+    assert!(out.contains("3000 records accepted, 0 rejected"), "{out}");
+    let (ok, out, err) = cli("transport_cli", &keyed);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("0 records accepted") && out.contains("3000 already stored under their key"),
+        "{out}"
+    );
+    assert_eq!(count(), before + 3_000);
+
     // Market needs a grant (the passages are conditional), then sees plates masked.
     let plate_sql = "SELECT plate FROM transport.anpr_passages ORDER BY plate LIMIT 2";
     let (ok, _, err) = cli("market_analyst", &["sql", plate_sql]);

@@ -9,7 +9,7 @@ use citybrain_core::DatasetName;
 use citybrain_hub::Format;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::client::{ServerArgs, request};
+use crate::client::{ServerArgs, request_with};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -30,6 +30,11 @@ pub struct Args {
     /// format and zone; `citybrain datasets show NAME` lists them). NDJSON and CSV.
     #[arg(long, value_name = "NAME")]
     mapping: Option<String>,
+    /// Send each batch with an idempotency key made of KEY and the batch's first line
+    /// (KEY alone for Parquet): run the same command again after an interruption and the
+    /// batches already stored are not stored twice (the hub remembers keys for a day).
+    #[arg(long, value_name = "KEY")]
+    key: Option<String>,
     #[command(flatten)]
     server: ServerArgs,
 }
@@ -42,8 +47,14 @@ pub fn run(args: Args) -> Result<()> {
         skip_bad,
         in_flight,
         mapping,
+        key,
         server,
     } = args;
+    if let Some(key) = &key {
+        // The longest batch suffix is "-" and a line number.
+        citybrain_hub::check_key(&format!("{key}-{}", u64::MAX))
+            .map_err(|e| anyhow::anyhow!("--key '{key}': {e}"))?;
+    }
     ingest_file(
         &server,
         &dataset,
@@ -51,7 +62,7 @@ pub fn run(args: Args) -> Result<()> {
         batch,
         skip_bad,
         in_flight,
-        mapping.as_deref(),
+        (mapping.as_deref(), key.as_deref()),
     )
 }
 
@@ -62,7 +73,7 @@ fn ingest_file(
     batch: usize,
     skip_bad: bool,
     in_flight: usize,
-    mapping: Option<&str>,
+    (mapping, key): (Option<&str>, Option<&str>),
 ) -> Result<()> {
     let name = DatasetName::parse(dataset)?;
     if let Some(m) = mapping
@@ -103,17 +114,38 @@ fn ingest_file(
     );
     let accepted = std::sync::atomic::AtomicU64::new(0);
     let rejected = std::sync::atomic::AtomicU64::new(0);
+    // Records of batches the hub already held under their key (a run sent again).
+    let replayed = std::sync::atomic::AtomicU64::new(0);
     // Batches whose request failed: (first line, last line, error).
     let failed = std::sync::Mutex::new(Vec::<(u64, u64, anyhow::Error)>::new());
     let send = |chunk: Vec<u8>, lines: (u64, u64)| {
         let len = chunk.len() as u64;
-        let outcome = request(server, "POST", &path, Some((format.content_type(), chunk)))
-            .and_then(|bytes| Ok(serde_json::from_slice::<serde_json::Value>(&bytes)?));
+        let batch_key = key.map(|k| match format {
+            Format::Parquet => k.to_string(),
+            _ => format!("{k}-{}", lines.0),
+        });
+        let headers: Vec<(&str, &str)> = batch_key
+            .as_deref()
+            .map(|k| vec![("Idempotency-Key", k)])
+            .unwrap_or_default();
+        let outcome = request_with(
+            server,
+            "POST",
+            &path,
+            Some((format.content_type(), chunk)),
+            &headers,
+        )
+        .and_then(|bytes| Ok(serde_json::from_slice::<serde_json::Value>(&bytes)?));
         match outcome {
             Ok(report) => {
                 use std::sync::atomic::Ordering::Relaxed;
-                accepted.fetch_add(report["accepted"].as_u64().unwrap_or(0), Relaxed);
-                rejected.fetch_add(report["rejected"].as_u64().unwrap_or(0), Relaxed);
+                let counted = report["accepted"].as_u64().unwrap_or(0);
+                if report["replayed"].as_bool() == Some(true) {
+                    replayed.fetch_add(counted, Relaxed);
+                } else {
+                    accepted.fetch_add(counted, Relaxed);
+                    rejected.fetch_add(report["rejected"].as_u64().unwrap_or(0), Relaxed);
+                }
                 bar.inc(len);
             }
             Err(error) => failed
@@ -170,7 +202,11 @@ fn ingest_file(
             Ok(())
         })?;
     }
-    let (accepted, rejected) = (accepted.into_inner(), rejected.into_inner());
+    let (accepted, rejected, replayed) = (
+        accepted.into_inner(),
+        rejected.into_inner(),
+        replayed.into_inner(),
+    );
     let mut failed = failed.into_inner().expect("failed lock");
     if !failed.is_empty() {
         bar.finish_and_clear();
@@ -197,6 +233,12 @@ fn ingest_file(
         )));
     }
     bar.finish_and_clear();
-    println!("{name}: {accepted} records accepted, {rejected} rejected");
+    if replayed > 0 {
+        println!(
+            "{name}: {accepted} records accepted, {rejected} rejected; {replayed} already stored under their key (not stored again)"
+        );
+    } else {
+        println!("{name}: {accepted} records accepted, {rejected} rejected");
+    }
     Ok(())
 }
