@@ -9,15 +9,17 @@
 //! A seal is committed by its manifest: segment files without one are leftovers of a seal
 //! that crashed and are deleted on open; logs that a manifest covers are deleted too. So
 //! every acknowledged record is in exactly one place at any moment a crash can happen.
+//!
+//! `appender` is where the active generation's frames go (a file or the shared log);
+//! `rows` is what stored batches are made of and read back as.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use arrow::array::{ArrayRef, AsArray, RecordBatch, TimestampMicrosecondArray};
+use arrow::array::{AsArray, RecordBatch, TimestampMicrosecondArray};
 use arrow::datatypes::{SchemaRef, TimestampMicrosecondType};
-use citybrain_core::time::MICROS_PER_DAY;
 use citybrain_core::{Date, Timestamp};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
@@ -27,6 +29,13 @@ use serde::{Deserialize, Serialize};
 use crate::HubError;
 use crate::log::{self, LogWriter, SharedLog};
 use crate::schema::DatasetDef;
+
+mod appender;
+mod rows;
+
+use appender::Log;
+use rows::{batch_max_stamp, group_max_stamp, read_dir_sorted, segment_max_stamp, split_by_day};
+pub(crate) use rows::{conform, replay};
 
 /// A sealed Parquet file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -117,98 +126,6 @@ pub struct SealedKey {
 
 /// How long a key is remembered after its call: a client retries within this.
 pub const KEY_RETENTION_US: i64 = 24 * 3600 * 1_000_000;
-
-/// Where the active generation's frames go.
-#[derive(Debug)]
-enum Log {
-    /// A file of this machine per generation (`log/<generation>.log`), fsynced.
-    File(LogWriter),
-    /// A log off this machine (NATS JetStream): frames tagged with their generation.
-    Shared {
-        log: Arc<dyn SharedLog>,
-        dataset: String,
-        /// Whether the active generation has frames.
-        appended: bool,
-        /// The newest frame's sequence, of any generation.
-        last_sequence: Option<u64>,
-    },
-}
-
-impl Log {
-    fn append(&mut self, generation: u64, parts: &[&[u8]]) -> Result<(), HubError> {
-        match self {
-            Log::File(writer) => {
-                let result = if let [frame] = parts {
-                    writer.append_durable(frame)
-                } else {
-                    writer.append_parts_durable(parts)
-                };
-                result.map_err(io_err("appending to the log"))
-            }
-            Log::Shared {
-                log,
-                dataset,
-                appended,
-                last_sequence,
-            } => {
-                let sequence = log.append(dataset, generation, parts).map_err(|source| {
-                    HubError::LogUnavailable {
-                        log: log.describe(),
-                        context: format!(
-                            "appending to {dataset} (the call is not acknowledged; it may still be stored once the log is back: check before sending it again)"
-                        ),
-                        source,
-                    }
-                })?;
-                *appended = true;
-                *last_sequence = Some(sequence);
-                Ok(())
-            }
-        }
-    }
-
-    fn is_empty(&self) -> bool {
-        match self {
-            Log::File(writer) => writer.is_empty(),
-            Log::Shared { appended, .. } => !appended,
-        }
-    }
-
-    /// The log of the next generation.
-    fn next(&self, dir: &Path, generation: u64) -> Result<Log, HubError> {
-        Ok(match self {
-            Log::File(_) => Log::File(
-                LogWriter::create(&log_path(dir, generation))
-                    .map_err(io_err(format!("creating a log in {}", dir.display())))?,
-            ),
-            Log::Shared {
-                log,
-                dataset,
-                last_sequence,
-                ..
-            } => Log::Shared {
-                log: log.clone(),
-                dataset: dataset.clone(),
-                appended: false,
-                last_sequence: *last_sequence,
-            },
-        })
-    }
-
-    /// After a seal committed: what to drop from a shared log (its frames through the
-    /// sequence), or None for files (the sealed generations' files are deleted).
-    fn sealed_through(&self) -> Option<(Arc<dyn SharedLog>, String, u64)> {
-        match self {
-            Log::File(_) => None,
-            Log::Shared {
-                log,
-                dataset,
-                last_sequence,
-                ..
-            } => last_sequence.map(|s| (log.clone(), dataset.clone(), s)),
-        }
-    }
-}
 
 /// A dataset's storage. Appends are serialised; reads take a snapshot and never block on I/O.
 #[derive(Debug)]
@@ -855,160 +772,6 @@ fn publish_missing(
             false
         }
     }
-}
-
-/// What a log's entries hold: the stored batches, and the keyed calls among them with
-/// their ingest stamps.
-pub(crate) struct Replayed {
-    pub batches: Vec<RecordBatch>,
-    pub keys: Vec<(log::CallKey, i64)>,
-}
-
-/// The stored batches of a log's entries (`source` names the log for messages).
-pub(crate) fn replay(
-    def: &DatasetDef,
-    schema: &SchemaRef,
-    entries: Vec<log::Entry>,
-    source: &str,
-) -> Result<Replayed, HubError> {
-    let mut out = Vec::new();
-    let mut keys = Vec::new();
-    for entry in entries {
-        let batches = match entry {
-            log::Entry::Batch(batch, key) => {
-                if let Some(key) = key {
-                    keys.push((key, batch_max_stamp(&batch).unwrap_or(i64::MIN)));
-                }
-                vec![batch]
-            }
-            log::Entry::Parquet {
-                ingested_at_us,
-                body,
-                key,
-            } => {
-                if let Some(key) = key {
-                    keys.push((key, ingested_at_us));
-                }
-                // Accepted whole at ingest; decoded the same way again, a batch per row
-                // group as at ingest.
-                let decoded = crate::parquet_in::decode_parquet_parts(
-                    def,
-                    body,
-                    crate::parquet_in::Reading::Replay,
-                )
-                .map_err(|e| {
-                    HubError::Internal(format!(
-                        "a logged Parquet body in {source} no longer decodes: {e}"
-                    ))
-                })?;
-                if !decoded.rejected.is_empty() {
-                    tracing::warn!(
-                        message = "Records of a logged Parquet body no longer fit the definition; they stay in the log only.",
-                        log = source,
-                        records = decoded.rejected.len()
-                    );
-                }
-                decoded
-                    .batches
-                    .into_iter()
-                    .filter(|b| b.num_rows() > 0)
-                    .map(|b| crate::with_ingested_at_of(schema, b, ingested_at_us))
-                    .collect::<Result<Vec<_>, _>>()?
-            }
-        };
-        for batch in batches {
-            out.push(conform(schema, batch)?);
-        }
-    }
-    Ok(Replayed { batches: out, keys })
-}
-
-/// The newest `_ingested_at` in a stored batch (its last column).
-fn batch_max_stamp(batch: &RecordBatch) -> Option<i64> {
-    let column = batch.columns().last()?;
-    arrow::compute::max(column.as_primitive_opt::<TimestampMicrosecondType>()?)
-}
-
-/// The newest `_ingested_at` of a row group, from its statistics (the last column).
-fn group_max_stamp(group: &parquet::file::metadata::RowGroupMetaData) -> Option<i64> {
-    let column = group.columns().last()?;
-    match column.statistics()? {
-        parquet::file::statistics::Statistics::Int64(stats) => stats.max_opt().copied(),
-        _ => None,
-    }
-}
-
-/// The newest `_ingested_at` of a sealed segment, from its footer; `None` if unreadable
-/// (the segment is then read whole by a catch-up, which is only slower).
-fn segment_max_stamp(dir: &Path, segment: &Segment) -> Option<i64> {
-    let file = fs::File::open(dir.join(&segment.path)).ok()?;
-    let reader = parquet::file::serialized_reader::SerializedFileReader::new(file).ok()?;
-    use parquet::file::reader::FileReader;
-    reader
-        .metadata()
-        .row_groups()
-        .iter()
-        .filter_map(group_max_stamp)
-        .max()
-}
-
-fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>, HubError> {
-    if !dir.exists() {
-        return Ok(Vec::new());
-    }
-    let mut paths: Vec<PathBuf> = fs::read_dir(dir)
-        .map_err(io_err(format!("listing {}", dir.display())))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| !p.to_string_lossy().ends_with(".tmp"))
-        .collect();
-    paths.sort();
-    Ok(paths)
-}
-
-/// Brings a logged batch to the current schema: fields added since are null.
-pub(crate) fn conform(schema: &SchemaRef, batch: RecordBatch) -> Result<RecordBatch, HubError> {
-    if batch.schema().fields() == schema.fields() {
-        return Ok(batch);
-    }
-    let columns: Vec<ArrayRef> = schema
-        .fields()
-        .iter()
-        .map(|f| match batch.column_by_name(f.name()) {
-            Some(c) => c.clone(),
-            None => arrow::array::new_null_array(f.data_type(), batch.num_rows()),
-        })
-        .collect();
-    RecordBatch::try_new(schema.clone(), columns)
-        .map_err(|e| HubError::Internal(format!("logged batch does not fit the schema: {e}")))
-}
-
-/// Splits a batch by the UTC day of its event time (or keeps it whole without one).
-fn split_by_day(batch: &RecordBatch, event_time: Option<usize>) -> Vec<(Option<i32>, RecordBatch)> {
-    let Some(column) = event_time else {
-        return vec![(None, batch.clone())];
-    };
-    let times: &TimestampMicrosecondArray = batch
-        .column(column)
-        .as_primitive::<TimestampMicrosecondType>();
-    let days: Vec<i32> = times
-        .values()
-        .iter()
-        .map(|t| t.div_euclid(MICROS_PER_DAY) as i32)
-        .collect();
-    let first = days.first().copied();
-    if days.iter().all(|d| Some(*d) == first) {
-        return vec![(first, batch.clone())];
-    }
-    let mut distinct = days.clone();
-    distinct.sort_unstable();
-    distinct.dedup();
-    distinct
-        .into_iter()
-        .map(|day| {
-            let mask = arrow::array::BooleanArray::from_iter(days.iter().map(|d| Some(*d == day)));
-            (Some(day), crate::decode::filter_rows(batch, &mask))
-        })
-        .collect()
 }
 
 /// A store shared between the hub and the threads that seal it.
