@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use common::cluster::{Nats, Postgres, S3};
@@ -57,6 +57,13 @@ fn ingest(server: &Server, b: usize) {
 
 /// Sends batch `b` with an idempotency key; (status, "replayed").
 fn ingest_keyed(server: &Server, b: usize, key: &str) -> (u16, bool) {
+    let (status, text) = post_keyed(server, b, key);
+    let body: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    (status, body["replayed"].as_bool().unwrap_or(false))
+}
+
+/// Sends batch `b` with `Idempotency-Key: key`; the status and the answer's text.
+fn post_keyed(server: &Server, b: usize, key: &str) -> (u16, String) {
     let mut response = common::agent()
         .post(&format!(
             "{}/api/v1/datasets/transport.anpr_passages/records",
@@ -68,9 +75,18 @@ fn ingest_keyed(server: &Server, b: usize, key: &str) -> (u16, bool) {
         .send(common::passage_batch(b).as_bytes())
         .unwrap();
     let status = response.status().as_u16();
-    let text = response.body_mut().read_to_string().unwrap();
-    let body: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-    (status, body["replayed"].as_bool().unwrap_or(false))
+    (status, response.body_mut().read_to_string().unwrap())
+}
+
+/// Node a (which creates the passages) and node b (with a's secret) over `config`.
+fn two_nodes(dir: &Path, config: &str) -> (Server, Server, PathBuf, PathBuf) {
+    let (data_a, data_b) = (dir.join("a"), dir.join("b"));
+    let a = node(&data_a, config, &dir.join("a.log"));
+    a.create_passages();
+    std::fs::create_dir_all(&data_b).unwrap();
+    std::fs::copy(data_a.join("secret.key"), data_b.join("secret.key")).unwrap();
+    let b = node(&data_b, config, &dir.join("b.log"));
+    (a, b, data_a, data_b)
 }
 
 /// (rows, distinct plates) as `server` answers: each batch's 50 plates are its own.
@@ -87,13 +103,7 @@ fn a_query_on_any_node_sees_every_record_acknowledged_on_any_node() {
     let nats = Nats::start(dir.path(), free_port());
     let pg = Postgres::start();
     let config = deployment(dir.path(), &nats, &pg);
-    let (data_a, data_b) = (dir.path().join("a"), dir.path().join("b"));
-
-    let a = node(&data_a, &config, &dir.path().join("a.log"));
-    a.create_passages();
-    std::fs::create_dir_all(&data_b).unwrap();
-    std::fs::copy(data_a.join("secret.key"), data_b.join("secret.key")).unwrap();
-    let b = node(&data_b, &config, &dir.path().join("b.log"));
+    let (a, b, data_a, data_b) = two_nodes(dir.path(), &config);
 
     // Acknowledged on one node, counted by the other's next query: no waiting.
     for batch in 0..3 {
@@ -177,18 +187,8 @@ fn a_query_on_any_node_sees_every_record_acknowledged_on_any_node() {
     assert_eq!(counted(&a), (650, 650));
     assert_eq!(counted(&b), (650, 650));
     // A key that is not one is refused, naming the header.
-    let mut response = common::agent()
-        .post(&format!(
-            "{}/api/v1/datasets/transport.anpr_passages/records",
-            b.base
-        ))
-        .header("Authorization", &format!("Bearer {}", b.token))
-        .header("Content-Type", "application/x-ndjson")
-        .header("Idempotency-Key", "two words")
-        .send(common::passage_batch(14).as_bytes())
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 400);
-    let text = response.body_mut().read_to_string().unwrap();
+    let (status, text) = post_keyed(&b, 14, "two words");
+    assert_eq!(status, 400);
     assert!(
         text.contains("invalid_idempotency_key") && text.contains("Idempotency-Key"),
         "{text}"
@@ -244,12 +244,7 @@ fn segments_in_s3_are_read_in_place_and_restored_when_the_store_loses_them() {
         s3.endpoint()
     );
     let config = deployment_with(dir.path(), &nats, &pg, &segments);
-    let (data_a, data_b) = (dir.path().join("a"), dir.path().join("b"));
-    let a = node(&data_a, &config, &dir.path().join("a.log"));
-    a.create_passages();
-    std::fs::create_dir_all(&data_b).unwrap();
-    std::fs::copy(data_a.join("secret.key"), data_b.join("secret.key")).unwrap();
-    let b = node(&data_b, &config, &dir.path().join("b.log"));
+    let (a, b, data_a, data_b) = two_nodes(dir.path(), &config);
 
     // 200 rows each: --seal-rows, so each node seals everything it took.
     for batch in 0..4 {

@@ -53,6 +53,18 @@ pub trait SegmentStore: Send + Sync + std::fmt::Debug {
     fn describe(&self) -> String;
 }
 
+/// Refuses a segment key that is not a plain relative path. Keys are made by this module
+/// (dataset/owner/segments/...); one that would leave a store's root is a bug, refused
+/// all the same by every [`SegmentStore`].
+pub fn check_segment_key(key: &str) -> io::Result<()> {
+    if key.split('/').any(|part| part.is_empty() || part == "..") {
+        return Err(io::Error::other(format!(
+            "segment key {key:?} is not a plain path"
+        )));
+    }
+    Ok(())
+}
+
 /// Segments in a directory every node mounts at the same or another path.
 #[derive(Debug)]
 pub struct SegmentDirectory {
@@ -67,13 +79,7 @@ impl SegmentDirectory {
     }
 
     fn path(&self, key: &str) -> io::Result<PathBuf> {
-        // Keys are made by this module (dataset/owner/segments/...); a key that would
-        // leave the root is a bug, refused all the same.
-        if key.split('/').any(|part| part.is_empty() || part == "..") {
-            return Err(io::Error::other(format!(
-                "segment key {key:?} is not a plain path"
-            )));
-        }
+        check_segment_key(key)?;
         Ok(self.root.join(key))
     }
 }
@@ -331,19 +337,18 @@ impl Cluster {
         let mut restored = 0;
         for segment in segments {
             let key = self.key(dataset, segment);
-            let io = |source| HubError::Io {
+            let copied = (|| -> io::Result<bool> {
+                if self.segments.exists(&key)? {
+                    return Ok(false);
+                }
+                self.segments.put(&key, &dir.join(&segment.path))?;
+                Ok(true)
+            })()
+            .map_err(|source| HubError::Io {
                 context: format!("restoring {key} in {}", self.segments.describe()),
                 source,
-            };
-            if !self.segments.exists(&key).map_err(io)? {
-                self.segments
-                    .put(&key, &dir.join(&segment.path))
-                    .map_err(|source| HubError::Io {
-                        context: format!("restoring {key} in {}", self.segments.describe()),
-                        source,
-                    })?;
-                restored += 1;
-            }
+            })?;
+            restored += usize::from(copied);
         }
         Ok(restored)
     }

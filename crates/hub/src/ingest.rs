@@ -114,16 +114,7 @@ impl Hub {
         if let Some(key) = call.key {
             check_key(key).map_err(|e| HubError::Internal(format!("unchecked key: {e}")))?;
         }
-        self.ingest_keyed(
-            name,
-            format,
-            call.mapping,
-            &body,
-            Some(&body),
-            call.on_error,
-            now,
-            call.key,
-        )
+        self.ingest_from(name, format, &body, Some(&body), call, now)
     }
 
     /// What a keyed call to `entry`'s dataset stored, on this node or (in a cluster
@@ -169,7 +160,11 @@ impl Hub {
         on_error: OnError,
         now: Timestamp,
     ) -> Result<IngestReport, HubError> {
-        self.ingest_from(name, format, None, body, None, on_error, now)
+        let call = IngestCall {
+            on_error,
+            ..IngestCall::default()
+        };
+        self.ingest_from(name, format, body, None, call, now)
     }
 
     /// [`Hub::ingest`] through the dataset's feed mapping `mapping` (see [`mapping`]).
@@ -182,7 +177,12 @@ impl Hub {
         on_error: OnError,
         now: Timestamp,
     ) -> Result<IngestReport, HubError> {
-        self.ingest_from(name, format, Some(mapping), body, None, on_error, now)
+        let call = IngestCall {
+            mapping: Some(mapping),
+            on_error,
+            key: None,
+        };
+        self.ingest_from(name, format, body, None, call, now)
     }
 
     /// [`Hub::ingest`] of a body already held as [`bytes::Bytes`] (as a server receives
@@ -195,35 +195,27 @@ impl Hub {
         on_error: OnError,
         now: Timestamp,
     ) -> Result<IngestReport, HubError> {
-        self.ingest_from(name, format, None, &body, Some(&body), on_error, now)
+        let call = IngestCall {
+            on_error,
+            ..IngestCall::default()
+        };
+        self.ingest_from(name, format, &body, Some(&body), call, now)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn ingest_from(
         &self,
         name: &DatasetName,
         format: Format,
-        mapping: Option<&str>,
         body: &[u8],
         owned: Option<&bytes::Bytes>,
-        on_error: OnError,
+        call: IngestCall<'_>,
         now: Timestamp,
     ) -> Result<IngestReport, HubError> {
-        self.ingest_keyed(name, format, mapping, body, owned, on_error, now, None)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn ingest_keyed(
-        &self,
-        name: &DatasetName,
-        format: Format,
-        mapping: Option<&str>,
-        body: &[u8],
-        owned: Option<&bytes::Bytes>,
-        on_error: OnError,
-        now: Timestamp,
-        key: Option<&str>,
-    ) -> Result<IngestReport, HubError> {
+        let IngestCall {
+            mapping,
+            on_error,
+            key,
+        } = call;
         let entry = self.entry(name)?;
         if name.is_rejected() {
             return Err(HubError::ReadOnly(name.clone()));

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use citybrain_hub::cluster::SegmentStore;
+use citybrain_hub::cluster::{SegmentStore, check_segment_key};
 use futures::StreamExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as ObjectPath;
@@ -141,18 +141,9 @@ impl S3Segments {
     }
 }
 
-fn plain(key: &str) -> io::Result<()> {
-    if key.split('/').any(|part| part == "..") || key.starts_with('/') {
-        return Err(io::Error::other(format!(
-            "segment key {key:?} is not a plain path"
-        )));
-    }
-    Ok(())
-}
-
 impl SegmentStore for S3Segments {
     fn put(&self, key: &str, from: &Path) -> io::Result<()> {
-        plain(key)?;
+        check_segment_key(key)?;
         // A segment is at most a seal's rows of one day (tens of MB): one request.
         let bytes = std::fs::read(from)?;
         let path = self.key_path(key);
@@ -167,7 +158,7 @@ impl SegmentStore for S3Segments {
     }
 
     fn location(&self, key: &str) -> io::Result<String> {
-        plain(key)?;
+        check_segment_key(key)?;
         Ok(format!(
             "s3://{}/{}",
             self.settings.bucket,
@@ -176,7 +167,7 @@ impl SegmentStore for S3Segments {
     }
 
     fn exists(&self, key: &str) -> io::Result<bool> {
-        plain(key)?;
+        check_segment_key(key)?;
         let path = self.key_path(key);
         let store = self.store.clone();
         self.run(async move {
@@ -191,8 +182,9 @@ impl SegmentStore for S3Segments {
     }
 
     fn remove_prefix(&self, prefix: &str) -> io::Result<()> {
-        plain(prefix)?;
-        let path = self.key_path(prefix.trim_end_matches('/'));
+        let prefix = prefix.trim_end_matches('/');
+        check_segment_key(prefix)?;
+        let path = self.key_path(prefix);
         let store = self.store.clone();
         self.run(async move {
             let keys = store

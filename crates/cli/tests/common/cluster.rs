@@ -9,6 +9,15 @@ use std::time::{Duration, Instant};
 
 use super::free_port;
 
+/// Waits until something listens on loopback `port`; fails naming `what` after `within`.
+fn wait_listening(port: u16, within: Duration, what: &str) {
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(start.elapsed() < within, "{what} never listened");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 pub fn nats_binary() -> PathBuf {
     std::env::var_os("CITYBRAIN_NATS_SERVER")
         .map(PathBuf::from)
@@ -46,14 +55,7 @@ impl Nats {
             .stderr(Stdio::null())
             .spawn()
             .expect("nats-server starts (scripts/install-nats; CITYBRAIN_NATS_SERVER)");
-        let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "nats-server never listened"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_listening(port, Duration::from_secs(20), "nats-server");
         Nats {
             child,
             port,
@@ -200,14 +202,7 @@ impl S3 {
             .stderr(Stdio::null())
             .spawn()
             .expect("moto_server starts (scripts/install-s3; CITYBRAIN_S3_SERVER)");
-        let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "moto_server never listened"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_listening(port, Duration::from_secs(30), "moto_server");
         S3 { child, port }
     }
 
