@@ -16,6 +16,7 @@ mod ingest;
 pub mod log;
 pub mod mapping;
 pub mod open_table;
+mod parquet_check;
 mod parquet_in;
 pub mod profile;
 pub mod schema;

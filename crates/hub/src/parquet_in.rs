@@ -14,6 +14,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use crate::decode::{
     DecodeError, Decoded, IngestLimits, MAX_RAW_BYTES, Problem, Rejected, data_schema, row_width,
 };
+use crate::parquet_check::{check_chunks, check_levels};
 use crate::schema::{DatasetDef, FieldType};
 
 /// Whether a Parquet column of type `from` may fill a field of type `to` without loss.
@@ -202,34 +203,6 @@ pub fn decode_parquet(
 }
 
 /// Decodes a Parquet body held in memory, a batch per row group.
-/// The column chunks' offsets and sizes the footer states, checked against the file before
-/// any page is read: the parquet crate asserts on negative ones, so a crafted body panicked
-/// the decoder (found by fuzzing).
-fn check_chunks(
-    meta: &parquet::file::metadata::ParquetMetaData,
-    len: usize,
-) -> Result<(), DecodeError> {
-    for (g, group) in meta.row_groups().iter().enumerate() {
-        for column in group.columns() {
-            let data = column.data_page_offset();
-            let start = column.dictionary_page_offset().unwrap_or(data);
-            let size = column.compressed_size();
-            let end = u64::try_from(start)
-                .ok()
-                .zip(u64::try_from(size).ok())
-                .map(|(s, n)| s.saturating_add(n));
-            if data < 0 || end.is_none_or(|e| e > len as u64) {
-                return Err(DecodeError::Parquet(format!(
-                    "row group {}, column {}: its pages lie outside the file (offset {start}, {size} bytes, in a file of {len})",
-                    g + 1,
-                    column.column_path()
-                )));
-            }
-        }
-    }
-    Ok(())
-}
-
 pub fn decode_parquet_parts(
     def: &DatasetDef,
     bytes: bytes::Bytes,
@@ -238,6 +211,7 @@ pub fn decode_parquet_parts(
     let builder = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
         .map_err(|e| DecodeError::Parquet(e.to_string()))?;
     check_chunks(builder.metadata(), bytes.len())?;
+    check_levels(&bytes)?;
     let total_rows: u64 = builder
         .metadata()
         .row_groups()

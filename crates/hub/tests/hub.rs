@@ -949,3 +949,19 @@ fn a_parquet_body_with_impossible_offsets_is_refused_not_a_panic() {
     let e = citybrain_hub::decode::decode(&def, Format::Parquet, body).unwrap_err();
     assert!(e.to_string().contains("outside the file"), "{e}");
 }
+
+/// Found by fuzzing: a Parquet body whose definition levels claim more values than a page
+/// holds made the parquet crate's level decoder assert (a panic in the decoder); now the
+/// body is refused as malformed, with nothing decoded.
+#[test]
+fn a_parquet_body_with_impossible_definition_levels_is_refused_not_a_panic() {
+    let def = DatasetDef::from_file_text(
+        "d.toml",
+        include_str!("../../gen/definitions/transport.anpr_passages.toml"),
+    )
+    .unwrap();
+    // The fuzzer's input: its first byte picked the format.
+    let body = &include_bytes!("data/fuzzed_definition_levels_panic.bin")[1..];
+    let e = citybrain_hub::decode::decode(&def, Format::Parquet, body).unwrap_err();
+    assert!(e.to_string().contains("definition levels"), "{e}");
+}

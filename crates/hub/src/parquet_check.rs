@@ -1,0 +1,223 @@
+//! A Parquet body's structure checked before the parquet crate decodes it. The crate trusts
+//! some of what a file states and asserts (panics) when it is false; a body from outside is
+//! refused here instead, naming the row group and column. Both checks were found by fuzzing.
+
+use parquet::basic::Encoding;
+use parquet::column::page::Page;
+use parquet::file::metadata::ParquetMetaData;
+use parquet::file::reader::{FileReader, SerializedFileReader};
+
+use crate::decode::DecodeError;
+
+fn refuse(group: usize, column: &str, what: &str) -> DecodeError {
+    DecodeError::Parquet(format!("row group {}, column {column}: {what}", group + 1))
+}
+
+/// The column chunks' offsets and sizes the footer states, checked against the file before
+/// any page is read: the parquet crate asserts on negative ones.
+pub(crate) fn check_chunks(meta: &ParquetMetaData, len: usize) -> Result<(), DecodeError> {
+    for (g, group) in meta.row_groups().iter().enumerate() {
+        for column in group.columns() {
+            let data = column.data_page_offset();
+            let start = column.dictionary_page_offset().unwrap_or(data);
+            let size = column.compressed_size();
+            let end = u64::try_from(start)
+                .ok()
+                .zip(u64::try_from(size).ok())
+                .map(|(s, n)| s.saturating_add(n));
+            if data < 0 || end.is_none_or(|e| e > len as u64) {
+                return Err(refuse(
+                    g,
+                    &column.column_path().string(),
+                    &format!(
+                        "its pages lie outside the file (offset {start}, {size} bytes, in a file of {len})"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The repetition and definition levels of every data page, checked against the bytes that
+/// hold them. The crate's decoder of a nullable flat column's levels (its "packed" null
+/// mask) reads a bit-packed run as long as the run's header says, past the page's end, and
+/// a deprecated `BIT_PACKED` level block longer than its page is sliced without a check:
+/// both assert. Only columns with levels are read, each page decompressed once more.
+pub fn check_levels(body: &bytes::Bytes) -> Result<(), DecodeError> {
+    let reader =
+        SerializedFileReader::new(body.clone()).map_err(|e| DecodeError::Parquet(e.to_string()))?;
+    let meta = reader.metadata();
+    let schema = meta.file_metadata().schema_descr();
+    for g in 0..meta.num_row_groups() {
+        let group = reader
+            .get_row_group(g)
+            .map_err(|e| DecodeError::Parquet(e.to_string()))?;
+        for c in 0..schema.num_columns() {
+            let descr = schema.column(c);
+            let (max_def, max_rep) = (descr.max_def_level(), descr.max_rep_level());
+            if max_def == 0 && max_rep == 0 {
+                continue;
+            }
+            // What the crate decodes with its packed null mask (`packed_null_mask`).
+            let packed = max_def == 1 && max_rep == 0 && descr.self_type().is_optional();
+            let name = descr.path().string();
+            let pages = group
+                .get_column_page_reader(c)
+                .map_err(|e| DecodeError::Parquet(e.to_string()))?;
+            for page in pages {
+                // A page the crate cannot read is its own clean error, met again when decoded.
+                let Ok(page) = page else { break };
+                check_page(&page, max_def, max_rep, packed)
+                    .map_err(|what| refuse(g, &name, &what))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_page(page: &Page, max_def: i16, max_rep: i16, packed: bool) -> Result<(), String> {
+    match page {
+        Page::DataPage {
+            buf,
+            num_values,
+            def_level_encoding,
+            rep_level_encoding,
+            ..
+        } => {
+            let levels = *num_values as usize;
+            let mut at = 0usize;
+            for (max, encoding, is_def) in [
+                (max_rep, *rep_level_encoding, false),
+                (max_def, *def_level_encoding, true),
+            ] {
+                if max == 0 {
+                    continue;
+                }
+                let rest = buf.get(at..).unwrap_or_default();
+                let data = match encoding {
+                    Encoding::RLE => {
+                        // A length the page cannot hold is the crate's own clean error.
+                        let Some(len) = rest.get(..4) else {
+                            return Ok(());
+                        };
+                        let len = u32::from_le_bytes(len.try_into().unwrap_or_default()) as usize;
+                        let Some(data) = rest.get(4..4usize.saturating_add(len)) else {
+                            return Ok(());
+                        };
+                        at += 4 + len;
+                        data
+                    }
+                    #[allow(deprecated)]
+                    Encoding::BIT_PACKED => {
+                        let width = bit_width(max);
+                        let need = levels.saturating_mul(width).div_ceil(8);
+                        if need > rest.len() {
+                            return Err(format!(
+                                "a page's {} levels need {need} bytes, it holds {}",
+                                levels,
+                                rest.len()
+                            ));
+                        }
+                        at += need;
+                        continue;
+                    }
+                    _ => return Ok(()),
+                };
+                if is_def && packed {
+                    check_packed_run(data, levels)?;
+                }
+            }
+            Ok(())
+        }
+        Page::DataPageV2 {
+            buf,
+            num_values,
+            def_levels_byte_len,
+            rep_levels_byte_len,
+            ..
+        } if packed => {
+            let start = *rep_levels_byte_len as usize;
+            let end = start.saturating_add(*def_levels_byte_len as usize);
+            match buf.get(start..end) {
+                Some(data) => check_packed_run(data, *num_values as usize),
+                None => Ok(()),
+            }
+        }
+        _ => Ok(()),
+    }
+}
+
+fn bit_width(max: i16) -> usize {
+    (u16::BITS - (max.max(0) as u16).leading_zeros()) as usize
+}
+
+/// Walks a one-bit RLE/bit-packed hybrid run list as the crate's packed decoder does, for as
+/// many levels as the page has, and refuses a bit-packed run that needs bytes the data lacks
+/// or a length that overflows.
+fn check_packed_run(data: &[u8], levels: usize) -> Result<(), String> {
+    let mut at = 0usize;
+    let mut left = levels;
+    while left > 0 && at < data.len() {
+        // The header as the crate reads it: a little-endian base-128 integer, at most 10 bytes.
+        let mut header: i64 = 0;
+        let mut i = 0;
+        loop {
+            let Some(&byte) = data.get(at + i) else {
+                return Ok(()); // cut short: the crate's own clean error
+            };
+            header |= ((byte & 0x7f) as i64) << (i * 7);
+            i += 1;
+            if byte & 0x80 == 0 || i == 10 {
+                break;
+            }
+        }
+        at += i;
+        let count = (header >> 1) as usize;
+        if header & 1 == 1 {
+            let Some(bits) = count.checked_mul(8) else {
+                return Err(format!(
+                    "a bit-packed run of {count} groups in the definition levels"
+                ));
+            };
+            let take = bits.min(left);
+            let have = data.len() - at;
+            if take.div_ceil(8) > have {
+                return Err(format!(
+                    "a bit-packed run of the definition levels needs {} bytes, {have} follow",
+                    take.div_ceil(8)
+                ));
+            }
+            left -= take;
+            at = at.saturating_add(count);
+        } else {
+            if at >= data.len() {
+                return Ok(()); // no value byte: the crate's own clean error
+            }
+            at += 1;
+            left -= count.min(left);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packed_runs_are_walked_as_the_decoder_reads_them() {
+        // An RLE run of 10 ones, then a bit-packed group of 8.
+        assert!(check_packed_run(&[20, 1, 3, 0xff], 18).is_ok());
+        // The same group claimed as 2 groups: fine while the levels needed are there.
+        assert!(check_packed_run(&[20, 1, 5, 0xff], 18).is_ok());
+        // ... and refused when the levels reach past the data.
+        assert!(check_packed_run(&[20, 1, 5, 0xff], 26).is_err());
+        // A length whose bits overflow.
+        let huge = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01];
+        assert!(check_packed_run(&huge, 1).is_err());
+        assert_eq!(bit_width(1), 1);
+        assert_eq!(bit_width(3), 2);
+        assert_eq!(bit_width(4), 3);
+    }
+}
