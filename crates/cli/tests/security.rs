@@ -995,3 +995,43 @@ fn with_a_certificate_the_api_speaks_https_only() {
     );
     assert!(server.stop().success());
 }
+
+/// A department's statements share one memory quota: a statement that fits its own limit
+/// is refused, naming the quota and the department, when the department's quota is less;
+/// a small one from the same department runs.
+#[test]
+fn a_departments_statements_share_its_memory_quota() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(
+        dir.path(),
+        &[
+            "--sql-memory-mib",
+            "512",
+            "--sql-department-memory-mib",
+            "1",
+        ],
+    );
+    let reader = principal(&server, "analyst", "tourism", "reader");
+    let wide = "SELECT a.value % 200000 AS k, count(*) AS n FROM generate_series(1, 2000000) a GROUP BY k ORDER BY k";
+    let (status, body) = post_json(
+        &server,
+        "/api/v1/sql",
+        &reader,
+        serde_json::json!({"sql": wide, "purpose": "quota"}),
+    );
+    assert_eq!(status, 507, "{body}");
+    assert!(
+        body.contains("sql_department_memory")
+            && body.contains("tourism")
+            && body.contains("--sql-department-memory-mib"),
+        "{body}"
+    );
+    let (status, body) = post_json(
+        &server,
+        "/api/v1/sql",
+        &reader,
+        serde_json::json!({"sql": "SELECT count(*) AS n FROM generate_series(1, 1000)", "purpose": "quota"}),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("1000"), "{body}");
+}

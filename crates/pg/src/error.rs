@@ -24,7 +24,7 @@ pub fn sqlstate(error: &SqlError) -> &'static str {
         SqlError::Invalid(_) => "42601",
         SqlError::Timeout(_) => "57014",
         SqlError::DepartmentBusy { .. } => "53300",
-        SqlError::MemoryLimit { .. } => "53200",
+        SqlError::MemoryLimit { .. } | SqlError::DepartmentMemory { .. } => "53200",
         SqlError::TooComplex(_) => "54001",
         SqlError::ValueTooLarge(_) | SqlError::ResultTooLarge { .. } => "54000",
         SqlError::Execution(_) => "XX000",

@@ -88,6 +88,7 @@ error_codes! {
     SceneUnavailable = "scene_unavailable", "The scene is not running on this server (the message says why)";
     SqlInvalid = "sql_invalid", "The SQL does not parse or plan";
     SqlMemoryLimit = "sql_memory_limit", "The query needs more memory than the limit";
+    SqlDepartmentMemory = "sql_department_memory", "The department's statements in flight together need more memory than its quota";
     SqlDepartmentBusy = "sql_department_busy", "The department already has as many statements running or waiting as its quota allows";
     RateLimited = "rate_limited", "The principal sent more requests than its rate allows; retry after the time in Retry-After";
     TooManyStreams = "too_many_streams", "As many event streams are open as the server allows";
@@ -281,6 +282,11 @@ impl From<SqlError> for ApiError {
             SqlError::MemoryLimit { .. } => Self::new(
                 StatusCode::INSUFFICIENT_STORAGE,
                 ErrorCode::SqlMemoryLimit,
+                message,
+            ),
+            SqlError::DepartmentMemory { .. } => Self::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                ErrorCode::SqlDepartmentMemory,
                 message,
             ),
             SqlError::TooComplex(_) => {

@@ -11,6 +11,7 @@ mod governed;
 mod int_key;
 mod lift;
 mod limits;
+mod memory;
 pub mod pg_catalog;
 mod table;
 mod xlsx;
@@ -59,6 +60,9 @@ pub struct SqlLimits {
     /// at once ([`SqlError::DepartmentBusy`]), so one department cannot fill every slot's
     /// queue. Internal statements (scenes, the system) are not counted.
     pub max_per_department: usize,
+    /// Memory the operators of one department's statements in flight may reserve together
+    /// ([`SqlError::DepartmentMemory`]). Internal statements are not counted.
+    pub department_memory_bytes: usize,
 }
 
 impl Default for SqlLimits {
@@ -73,6 +77,7 @@ impl Default for SqlLimits {
             max_expression_depth: 256,
             max_concurrent: std::thread::available_parallelism().map_or(2, |n| n.get()),
             max_per_department: 16,
+            department_memory_bytes: 4 << 30,
         }
     }
 }
@@ -107,6 +112,10 @@ pub enum SqlError {
         "{department} already has {limit} statements running or waiting (sql max_per_department); wait for one to finish"
     )]
     DepartmentBusy { department: String, limit: usize },
+    #[error(
+        "the department's memory quota of {limit_bytes} bytes was hit by its statements in flight together (citybrain up --sql-department-memory-mib); wait for one to finish, aggregate or filter more: {detail}"
+    )]
+    DepartmentMemory { limit_bytes: usize, detail: String },
     // Ours or the environment's.
     #[error("the query failed while running: {0}")]
     Execution(String),
@@ -149,6 +158,8 @@ struct SqlPool {
     slots: Arc<tokio::sync::Semaphore>,
     /// Statements running or waiting, per calling department.
     in_flight: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+    /// Memory in use per calling department.
+    quotas: memory::Quotas,
 }
 
 /// A department's place among its statements in flight, given back when dropped.
@@ -201,6 +212,7 @@ impl SqlPool {
             runtime: Some(runtime),
             slots: Arc::new(tokio::sync::Semaphore::new(limits.max_concurrent.max(1))),
             in_flight: Default::default(),
+            quotas: Default::default(),
         }
     }
 
@@ -266,6 +278,12 @@ fn classify(error: DataFusionError, limits: &SqlLimits) -> SqlError {
         }
         DataFusionError::External(e) if e.downcast_ref::<ValueTooLarge>().is_some() => {
             SqlError::ValueTooLarge(e.to_string())
+        }
+        DataFusionError::ResourcesExhausted(detail) if detail.contains(memory::QUOTA_REFUSED) => {
+            SqlError::DepartmentMemory {
+                limit_bytes: limits.department_memory_bytes,
+                detail: detail.clone(),
+            }
         }
         DataFusionError::ResourcesExhausted(detail) => SqlError::MemoryLimit {
             limit_bytes: limits.memory_bytes,
@@ -378,7 +396,17 @@ impl SqlEngine {
         let runtime = RuntimeEnvBuilder::new()
             .with_cache_manager(caches)
             .with_object_store_registry(self.stores.clone())
-            .with_memory_limit(self.limits.memory_bytes, 1.0)
+            .with_memory_pool(Arc::new(memory::StatementPool::new(
+                self.limits.memory_bytes,
+                match &scope.reader {
+                    Reader::Principal(p) => Some(
+                        self.pool
+                            .quotas
+                            .of(p.department.as_str(), self.limits.department_memory_bytes),
+                    ),
+                    Reader::System => None,
+                },
+            )))
             .build_arc()
             .map_err(|e| SqlError::Execution(e.to_string()))?;
         let config = SessionConfig::new()

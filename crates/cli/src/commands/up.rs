@@ -274,6 +274,10 @@ struct LimitArgs {
     /// Postgres wire together); one more is refused with 429 sql_department_busy.
     #[arg(long, default_value_t = 16)]
     sql_per_department: usize,
+    /// Memory, in MiB, the SQL operators of one department's statements in flight may
+    /// reserve together (HTTP and the Postgres wire); past it: 507 sql_department_memory.
+    #[arg(long, default_value_t = 4096)]
+    sql_department_memory_mib: usize,
     /// Requests per second one principal may make, sustained; over it: 429 rate_limited
     /// with Retry-After. 0 turns the limit off.
     #[arg(long, default_value_t = 10_000)]
@@ -311,6 +315,7 @@ impl LimitArgs {
             max_result_rows: self.sql_max_rows,
             max_result_bytes: self.sql_max_result_mib << 20,
             max_per_department: self.sql_per_department.max(1),
+            department_memory_bytes: self.sql_department_memory_mib << 20,
             ..Default::default()
         }
     }

@@ -36,14 +36,14 @@ use crate::schema::{DatasetDef, FieldType, geo_fields};
 mod csv;
 mod ndjson;
 
-use csv::decode_csv_mapped;
-pub use csv::{decode_csv, decode_csv_within};
-use ndjson::ndjson_within;
-pub use ndjson::{decode_ndjson, decode_ndjson_within};
 /// The structural check every Parquet body passes before it is decoded, public for its
 /// benchmark (`examples/parquet_bench.rs`).
 #[doc(hidden)]
 pub use crate::parquet_check::check_levels as check_parquet_levels;
+use csv::decode_csv_mapped;
+pub use csv::{decode_csv, decode_csv_within};
+use ndjson::ndjson_within;
+pub use ndjson::{decode_ndjson, decode_ndjson_within};
 
 /// The formats a batch of records can arrive in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
