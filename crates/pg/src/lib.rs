@@ -12,6 +12,8 @@
 
 mod encode;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod psql;
 mod session;
 
