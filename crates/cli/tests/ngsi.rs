@@ -529,3 +529,72 @@ fn entities_go_in_as_governed_rows_and_come_back_masked_queried_and_as_history()
     assert!(!by_url.as_array().unwrap().is_empty(), "{by_url}");
     assert_eq!(serde_json::from_str::<Value>(&by_body).unwrap(), by_url);
 }
+
+/// A create answers from the node's index of ids (`ngsi::ids`), which must see every write
+/// that finished before it, whatever brought it in, let one of two creates of an id at
+/// once win, and give an id back when its entity is deleted.
+#[test]
+fn a_create_sees_every_earlier_write_and_one_of_several_at_once_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&dir.path().join("data"), &[]);
+    let env = department_admin(&server, "environment");
+    let (status, text) =
+        server.post_as(&env, "/api/v1/datasets", "application/toml", AIR.as_bytes());
+    assert_eq!(status, 201, "{text}");
+    let create = |n: u32| {
+        let (status, text, _) = call(
+            &server,
+            &env,
+            "POST",
+            "/ngsi-ld/v1/entities",
+            Some(station(n, 30.0, 120.1, 30.2, "2026-12-03T08:00:00Z")),
+        );
+        (status, text)
+    };
+    // The first create builds the index.
+    assert_eq!(create(1).0, 201);
+    // A row stored as plain records after that, then an NGSI-LD create of its id.
+    let row = r#"{"entity_id":"urn:ngsi-ld:AirQualityObserved:station-7","observed_at":"2026-12-03T08:00:00Z","no2":12.0}"#;
+    let (status, text) = server.post_as(
+        &env,
+        "/api/v1/datasets/environment.air_quality/records",
+        "application/x-ndjson",
+        format!("{row}\n").as_bytes(),
+    );
+    assert_eq!(status, 200, "{text}");
+    let (status, text) = create(7);
+    assert_eq!(status, 409, "a plain write's id is taken: {text}");
+    // Eight creates of one id at once: exactly one is stored.
+    let answers: Vec<u16> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8).map(|_| s.spawn(|| create(9).0)).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(
+        answers.iter().filter(|&&s| s == 201).count(),
+        1,
+        "{answers:?}"
+    );
+    assert_eq!(
+        answers.iter().filter(|&&s| s == 409).count(),
+        7,
+        "{answers:?}"
+    );
+    let (_, rows) = server.post_as(
+        &env,
+        "/api/v1/sql",
+        "application/json",
+        json!({"sql": "SELECT count(*) AS n FROM environment.air_quality WHERE entity_id = 'urn:ngsi-ld:AirQualityObserved:station-9'", "purpose": "test"}).to_string().as_bytes(),
+    );
+    assert!(rows.contains("\"n\":1"), "{rows}");
+    // Deleted, the id may be created again.
+    let (status, text, _) = call(
+        &server,
+        &env,
+        "DELETE",
+        "/ngsi-ld/v1/entities/urn:ngsi-ld:AirQualityObserved:station-9",
+        None,
+    );
+    assert_eq!(status, 204, "{text}");
+    assert_eq!(create(9).0, 201);
+    assert_eq!(create(9).0, 409);
+}

@@ -282,6 +282,12 @@ impl Hub {
     }
 
     /// The position of the newest batch stored in `dataset`.
+    /// Whether this node reads other nodes' records (a cluster's shared segments and log):
+    /// then its change feed does not carry everything its queries see.
+    pub fn reads_other_nodes(&self) -> bool {
+        self.cluster.is_some()
+    }
+
     pub fn head(&self, dataset: &DatasetName) -> Option<Position> {
         self.entry(dataset).ok()?.store.max_stamp().map(Position)
     }

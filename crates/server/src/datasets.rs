@@ -350,6 +350,8 @@ pub(crate) async fn update_dataset(
     let hub = state.hub.clone();
     let updated = def.clone();
     let info = blocking(move || Ok(hub.update_dataset(updated, now())?)).await?;
+    // Its entity type or id field may have changed: the index is built again.
+    state.ngsi_ids.reset(def.name.as_str());
     audit(
         &state,
         &me,
@@ -381,6 +383,7 @@ pub(crate) async fn delete_dataset(
     let hub = state.hub.clone();
     let deleted = name.clone();
     let result = blocking(move || Ok(hub.delete_dataset(&deleted)?)).await;
+    state.ngsi_ids.reset(name.as_str());
     let (rows, outcome) = match &result {
         Ok(rows) => (*rows, Outcome::Ok),
         Err(_) => (0, Outcome::Failed),

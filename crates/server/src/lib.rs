@@ -71,6 +71,8 @@ pub struct AppState {
     pub(crate) ngsi: Arc<ngsi::subscriptions::Subscriptions>,
     /// Entities deleted through NGSI-LD (their rows stay as history).
     pub(crate) ngsi_deleted: Arc<ngsi::deleted::Tombstones>,
+    /// Each NGSI-LD dataset's entity ids, for creates (`ngsi::ids`).
+    pub(crate) ngsi_ids: Arc<ngsi::ids::EntityIds>,
 }
 
 /// The current time, read here at the edge and passed into the hub.
@@ -125,6 +127,7 @@ impl AppState {
             city,
             ngsi,
             ngsi_deleted,
+            ngsi_ids: Default::default(),
         };
         ngsi::subscriptions::spawn_notifier(state.clone());
         state

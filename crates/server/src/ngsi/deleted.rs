@@ -69,6 +69,11 @@ impl Tombstones {
         Ok(())
     }
 
+    /// `dataset`'s deleted ids and when each was deleted (µs of the hub's ingest clock).
+    pub fn of(&self, dataset: &str) -> BTreeMap<String, i64> {
+        self.lock().get(dataset).cloned().unwrap_or_default()
+    }
+
     /// What an NGSI-LD read of `dataset` selects from: the dataset, without the rows its
     /// tombstones cover (`id_field` names the entity).
     pub fn source(&self, dataset: &str, id_field: &str) -> String {

@@ -30,6 +30,7 @@ use crate::datasets::read_body;
 
 mod convert;
 pub(crate) mod deleted;
+pub(crate) mod ids;
 pub(crate) mod subscriptions;
 mod write;
 use convert::{

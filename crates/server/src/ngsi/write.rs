@@ -14,6 +14,7 @@ use citybrain_hub::{DatasetDef, Format, NgsiLdDef, OnError};
 use serde_json::{Value, json};
 
 use super::convert::{lit, observed_field, term, to_row};
+use super::ids::Reserve;
 use super::{
     Answer, Problem, ReadParams, Row, body_json, dataset_for, entity_error, find, found, query,
     rows, source,
@@ -136,14 +137,27 @@ pub(super) async fn create(
     let (def, ngsi) = dataset_for(&state, &entity_type_of(&entity)?)?;
     let row = to_row(&def, &ngsi, &entity, None, &now().to_string()).map_err(Problem::bad)?;
     let id = row[&ngsi.id].as_str().unwrap_or_default().to_string();
-    if exists(&state, &me, &def, &ngsi, &id).await? {
-        return Err(Problem::new(
+    let taken = || {
+        Problem::new(
             StatusCode::CONFLICT,
             "AlreadyExists",
             format!("entity {id} exists; update it with PATCH /entities/{{id}}/attrs"),
-        ));
+        )
+    };
+    // The index answers on this node; a cluster's node asks SQL (`ids`).
+    match state.ngsi_ids.reserve(&state, &def, &ngsi, &id).await? {
+        Reserve::Taken => return Err(taken()),
+        Reserve::Reserved(reserved) => {
+            store(&state, &me, &def, vec![row], "create").await?;
+            reserved.stored();
+        }
+        Reserve::Unindexed => {
+            if exists(&state, &me, &def, &ngsi, &id).await? {
+                return Err(taken());
+            }
+            store(&state, &me, &def, vec![row], "create").await?;
+        }
     }
-    store(&state, &me, &def, vec![row], "create").await?;
     let mut response = StatusCode::CREATED.into_response();
     if let Ok(v) = HeaderValue::from_str(&format!("/ngsi-ld/v1/entities/{id}")) {
         response.headers_mut().insert(header::LOCATION, v);
@@ -166,6 +180,9 @@ pub(super) async fn end_entities(
         .ngsi_deleted
         .delete(def.name.as_str(), &ids, at)
         .map_err(|e| Problem::internal(format!("recording the deletion: {e}")));
+    if stored.is_ok() {
+        state.ngsi_ids.forget(def.name.as_str(), &ids);
+    }
     let outcome = if stored.is_ok() {
         Outcome::Ok
     } else {
