@@ -362,3 +362,42 @@ fn with_a_certificate_logins_come_over_tls_only() {
     );
     assert!(server.stop().success());
 }
+
+/// Found by fuzzing: the `pgwire` crate's decoder reads a Parse message past its stated
+/// length and panics when the bytes run out. That panic ends the one connection's task;
+/// the server answers the next client and stops cleanly.
+#[test]
+fn a_malformed_message_ends_its_connection_only() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = start(&data, &["--pg-listen", "127.0.0.1:0"]);
+    let port = pg_port(&server);
+    let mut socket = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    socket
+        .write_all(include_bytes!(
+            "../../pg/tests/data/fuzzed_parse_message.bin"
+        ))
+        .unwrap();
+    let mut answer = Vec::new();
+    // The connection ends (EOF or reset), rather than waiting for more.
+    let _ = socket.read_to_end(&mut answer);
+    let psql = Command::new("psql")
+        .args(["-X", "-A", "-t", "-c", "SELECT current_database()"])
+        .arg(format!(
+            "host=127.0.0.1 port={port} user=transport_ops dbname=citybrain sslmode=disable"
+        ))
+        .env("PGPASSWORD", &server.token)
+        .output()
+        .expect("psql runs");
+    assert!(
+        psql.status.success() && String::from_utf8_lossy(&psql.stdout).trim() == "citybrain",
+        "{}{}",
+        String::from_utf8_lossy(&psql.stdout),
+        String::from_utf8_lossy(&psql.stderr)
+    );
+    assert!(server.stop().success());
+}

@@ -1,0 +1,1 @@
+SELECT plate, count(*) FROM transport.anpr_passages GROUP BY plate ORDER BY 2 DESC LIMIT 5

@@ -1,0 +1,1 @@
+SELECT checkpoint_id, avg(speed_kmh) FROM transport.anpr_passages WHERE ts > TIMESTAMP '2026-11-22T07:30:00Z' GROUP BY 1

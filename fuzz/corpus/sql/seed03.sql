@@ -1,0 +1,1 @@
+SELECT * FROM transport.anpr_passages WHERE plate = $1

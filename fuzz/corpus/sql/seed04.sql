@@ -1,0 +1,1 @@
+WITH t AS (SELECT lane, max(ts) m FROM transport.anpr_passages GROUP BY lane) SELECT * FROM t ORDER BY m

@@ -1,0 +1,1 @@
+SELECT date_trunc('hour', ts) h, count(DISTINCT plate) FROM transport.anpr_passages GROUP BY h

@@ -1,0 +1,1 @@
+SELECT lpad(plate, 20, '*'), repeat('x', 3), regexp_replace(plate, '[0-9]', '#', 'g') FROM transport.anpr_passages LIMIT 3

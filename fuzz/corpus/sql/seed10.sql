@@ -1,0 +1,1 @@
+EXPLAIN SELECT count(*) FROM transport.anpr_passages

@@ -1,0 +1,1 @@
+SELECT row_number() OVER (PARTITION BY checkpoint_id ORDER BY ts) r, plate FROM transport.anpr_passages

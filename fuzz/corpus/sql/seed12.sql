@@ -1,0 +1,1 @@
+SELECT 1+1, 'a' || 'b', CAST('2026-01-01' AS DATE), 1.5::numeric(10,2)

@@ -1,0 +1,1 @@
+SELECT * FROM generate_series(1, 10) a, transport.anpr_passages b WHERE a.value = b.lane

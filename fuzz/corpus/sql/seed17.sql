@@ -1,0 +1,1 @@
+DROP TABLE transport.anpr_passages
