@@ -63,6 +63,10 @@ pub struct SqlLimits {
     /// Memory the operators of one department's statements in flight may reserve together
     /// ([`SqlError::DepartmentMemory`]). Internal statements are not counted.
     pub department_memory_bytes: usize,
+    /// Segment footers and statistics kept across statements, together; each seal adds a
+    /// file's worth, the oldest are dropped past this (DataFusion's defaults: 50 MiB of
+    /// footers, 20 of statistics).
+    pub cache_bytes: usize,
 }
 
 impl Default for SqlLimits {
@@ -78,6 +82,7 @@ impl Default for SqlLimits {
             max_concurrent: std::thread::available_parallelism().map_or(2, |n| n.get()),
             max_per_department: 16,
             department_memory_bytes: 4 << 30,
+            cache_bytes: 70 << 20,
         }
     }
 }
@@ -341,14 +346,19 @@ fn is_callers_mistake(message: &str) -> bool {
 
 impl SqlEngine {
     pub fn new(hub: Arc<Hub>, limits: SqlLimits) -> Self {
+        let caches = CacheManager::try_new(
+            &CacheManagerConfig::default()
+                .with_metadata_cache_limit(limits.cache_bytes / 7 * 5)
+                .with_file_statistics_cache_limit(limits.cache_bytes / 7 * 2),
+        )
+        .expect("the caches build");
         Self {
             hub,
             gov: None,
             pool: Arc::new(SqlPool::new(&limits)),
             limits,
             int_key_grouping: true,
-            caches: CacheManager::try_new(&CacheManagerConfig::default())
-                .expect("the default caches build"),
+            caches,
             stores: Arc::new(
                 datafusion::execution::object_store::DefaultObjectStoreRegistry::new(),
             ),

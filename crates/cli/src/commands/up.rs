@@ -278,6 +278,10 @@ struct LimitArgs {
     /// reserve together (HTTP and the Postgres wire); past it: 507 sql_department_memory.
     #[arg(long, default_value_t = 4096)]
     sql_department_memory_mib: usize,
+    /// MiB of segment footers and statistics SQL keeps across statements (five sevenths
+    /// footers, two statistics); each seal adds a file's worth until the oldest go.
+    #[arg(long, default_value_t = 70)]
+    sql_cache_mib: usize,
     /// Requests per second one principal may make, sustained; over it: 429 rate_limited
     /// with Retry-After. 0 turns the limit off.
     #[arg(long, default_value_t = 10_000)]
@@ -316,6 +320,7 @@ impl LimitArgs {
             max_result_bytes: self.sql_max_result_mib << 20,
             max_per_department: self.sql_per_department.max(1),
             department_memory_bytes: self.sql_department_memory_mib << 20,
+            cache_bytes: self.sql_cache_mib << 20,
             ..Default::default()
         }
     }

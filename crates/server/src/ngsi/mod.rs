@@ -30,6 +30,8 @@ use crate::datasets::read_body;
 
 mod convert;
 pub(crate) mod deleted;
+#[doc(hidden)]
+pub mod fuzzing;
 pub(crate) mod ids;
 pub(crate) mod subscriptions;
 mod write;
