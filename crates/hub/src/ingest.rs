@@ -357,16 +357,30 @@ impl Hub {
             .open_tables
             .clone()
             .map(|root| (root, self.open_tables.clone(), entry.def.clone()));
-        let handle = std::thread::spawn(move || match store.seal() {
-            Err(error) => {
-                tracing::error!(message = "Sealing failed; the records stay in the log.", %error);
-            }
-            Ok(rows) if rows > 0 => {
-                if let Some((root, lock, def)) = open_table {
-                    refresh_open_table(&root, &lock, &def, &store);
+        let seal_rows = self.config.seal_rows;
+        let handle = std::thread::spawn(move || {
+            loop {
+                match store.seal() {
+                    Err(error) => {
+                        tracing::error!(message = "Sealing failed; the records stay in the log.", %error);
+                        return;
+                    }
+                    // Nothing to seal, or another seal is running: that one looks again
+                    // when it is done (below).
+                    Ok(0) => return,
+                    Ok(_) => {
+                        if let Some((root, lock, def)) = &open_table {
+                            refresh_open_table(root, lock, def, &store);
+                        }
+                    }
+                }
+                // A seal asked for while this one ran found it running and did nothing:
+                // rows that reached the threshold meanwhile are sealed now, not at the
+                // next ingest (which may never come).
+                if store.tail_rows() < seal_rows {
+                    return;
                 }
             }
-            Ok(_) => {}
         });
         let mut sealers = self.sealers.lock().expect("sealers lock");
         sealers.retain(|h| !h.is_finished());
