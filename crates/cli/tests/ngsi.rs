@@ -6,18 +6,15 @@
 
 mod common;
 
-use common::ngsi::{AIR, call, station};
-use common::{agent, department_admin, start};
+use common::ngsi::{air_dataset, call, station};
+use common::{agent, start};
 use serde_json::{Value, json};
 
 #[test]
 fn entities_go_in_as_governed_rows_and_come_back_masked_queried_and_as_history() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(&dir.path().join("data"), &[]);
-    let env = department_admin(&server, "environment");
-    let (status, text) =
-        server.post_as(&env, "/api/v1/datasets", "application/toml", AIR.as_bytes());
-    assert_eq!(status, 201, "{text}");
+    let env = air_dataset(&server);
 
     // Create: 201 with where it lives; a second create of the same id is refused.
     let (status, text, location) = call(
@@ -537,10 +534,7 @@ fn entities_go_in_as_governed_rows_and_come_back_masked_queried_and_as_history()
 fn a_create_sees_every_earlier_write_and_one_of_several_at_once_wins() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(&dir.path().join("data"), &[]);
-    let env = department_admin(&server, "environment");
-    let (status, text) =
-        server.post_as(&env, "/api/v1/datasets", "application/toml", AIR.as_bytes());
-    assert_eq!(status, 201, "{text}");
+    let env = air_dataset(&server);
     let create = |n: u32| {
         let (status, text, _) = call(
             &server,

@@ -4,8 +4,8 @@
 
 mod common;
 
-use common::ngsi::{AIR, call, station};
-use common::{department_admin, start};
+use common::ngsi::{air_dataset, call, station};
+use common::start;
 use serde_json::{Value, json};
 
 /// An HTTP endpoint for notifications: answers 500 to the first `fail_first` requests, then
@@ -93,10 +93,7 @@ fn subscriptions_notify_every_change_at_least_once_across_failures_and_restarts(
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let server = start(&data, &[]);
-    let env = department_admin(&server, "environment");
-    let (status, text) =
-        server.post_as(&env, "/api/v1/datasets", "application/toml", AIR.as_bytes());
-    assert_eq!(status, 201, "{text}");
+    let env = air_dataset(&server);
     // The endpoint fails twice: the first notification is sent three times.
     let (url, got) = receiver(2);
     let sub = json!({"type": "Subscription", "entities": [{"type": "AirQualityObserved"}],

@@ -10,6 +10,9 @@
 use citybrain_core::{DatasetName, Timestamp};
 use citybrain_hub::{DatasetDef, Format, Hub, HubConfig, OnError};
 
+#[path = "shared/passages.rs"]
+mod passages;
+
 const DEF: &str = include_str!("../tests/data/passages.toml");
 
 fn rss_mib() -> f64 {
@@ -36,20 +39,8 @@ fn main() {
     println!("start: {:.0} MiB", rss_mib());
     for b in 0..batches {
         // Made batch by batch, so the bodies are not what the RSS counts.
-        let body: String = (0..10_000)
-            .map(|i| {
-                let k = b * 10_000 + i;
-                format!(
-                    "{{\"ts\":\"2026-11-22T{:02}:{:02}:{:02}Z\",\"checkpoint_id\":{},\"plate\":\"浙A{:05}\"}}\n",
-                    (k / 3600) % 24,
-                    (k / 60) % 60,
-                    k % 60,
-                    k % 500,
-                    k % 100_000
-                )
-            })
-            .collect();
-        hub.ingest(&name, Format::Ndjson, body.as_bytes(), OnError::Reject, now)
+        let body = passages::body(b);
+        hub.ingest(&name, Format::Ndjson, &body, OnError::Reject, now)
             .unwrap();
         if (b + 1) % 100 == 0 {
             println!("{:>5}k rows: {:.0} MiB", (b + 1) * 10, rss_mib());

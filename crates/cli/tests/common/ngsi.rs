@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use super::{Server, agent};
+use super::{Server, agent, department_admin};
 
 pub const AIR: &str = r#"name = "environment.air_quality"
 owner = "environment"
@@ -45,6 +45,16 @@ type = "string"
 class = "personal"
 nullable = true
 "#;
+
+/// The environment department's admin token, with the air-quality dataset created.
+#[allow(dead_code)]
+pub fn air_dataset(server: &Server) -> String {
+    let env = department_admin(server, "environment");
+    let (status, text) =
+        server.post_as(&env, "/api/v1/datasets", "application/toml", AIR.as_bytes());
+    assert_eq!(status, 201, "{text}");
+    env
+}
 
 pub fn call(
     server: &Server,
