@@ -1,6 +1,6 @@
 //! A Parquet body's structure checked before the parquet crate decodes it. The crate trusts
 //! some of what a file states and asserts (panics) when it is false; a body from outside is
-//! refused here instead, naming the row group and column. Both checks were found by fuzzing.
+//! refused here instead, naming the row group and column. Every check was found by fuzzing.
 
 use parquet::basic::Encoding;
 use parquet::column::page::Page;
@@ -39,11 +39,14 @@ pub(crate) fn check_chunks(meta: &ParquetMetaData, len: usize) -> Result<(), Dec
     Ok(())
 }
 
-/// The repetition and definition levels of every data page, checked against the bytes that
-/// hold them. The crate's decoder of a nullable flat column's levels (its "packed" null
-/// mask) reads a bit-packed run as long as the run's header says, past the page's end, and
-/// a deprecated `BIT_PACKED` level block longer than its page is sliced without a check:
-/// both assert. Only columns with levels are read, each page decompressed once more.
+/// Every data page checked against what the crate's decoder asserts on: the repetition
+/// and definition levels against the bytes that hold them, and a dictionary-encoded page
+/// against a dictionary page before it in its column chunk. The crate's decoder of a
+/// nullable flat column's levels (its "packed" null mask) reads a bit-packed run as long as
+/// the run's header says, past the page's end; a deprecated `BIT_PACKED` level block
+/// longer than its page is sliced without a check; a dictionary-encoded page with no
+/// dictionary expects one to have been set: all three assert. Each page is decompressed
+/// once more.
 pub fn check_levels(body: &bytes::Bytes) -> Result<(), DecodeError> {
     let reader =
         SerializedFileReader::new(body.clone()).map_err(|e| DecodeError::Parquet(e.to_string()))?;
@@ -56,18 +59,32 @@ pub fn check_levels(body: &bytes::Bytes) -> Result<(), DecodeError> {
         for c in 0..schema.num_columns() {
             let descr = schema.column(c);
             let (max_def, max_rep) = (descr.max_def_level(), descr.max_rep_level());
-            if max_def == 0 && max_rep == 0 {
-                continue;
-            }
             // What the crate decodes with its packed null mask (`packed_null_mask`).
             let packed = max_def == 1 && max_rep == 0 && descr.self_type().is_optional();
             let name = descr.path().string();
             let pages = group
                 .get_column_page_reader(c)
                 .map_err(|e| DecodeError::Parquet(e.to_string()))?;
+            let mut dictionary = false;
             for page in pages {
                 // A page the crate cannot read is its own clean error, met again when decoded.
                 let Ok(page) = page else { break };
+                if let Page::DictionaryPage { .. } = page {
+                    dictionary = true;
+                    continue;
+                }
+                if !dictionary
+                    && matches!(
+                        page.encoding(),
+                        Encoding::PLAIN_DICTIONARY | Encoding::RLE_DICTIONARY
+                    )
+                {
+                    return Err(refuse(
+                        g,
+                        &name,
+                        "a dictionary-encoded page with no dictionary page before it",
+                    ));
+                }
                 check_page(&page, max_def, max_rep, packed)
                     .map_err(|what| refuse(g, &name, &what))?;
             }

@@ -965,3 +965,18 @@ fn a_parquet_body_with_impossible_definition_levels_is_refused_not_a_panic() {
     let e = citybrain_hub::decode::decode(&def, Format::Parquet, body).unwrap_err();
     assert!(e.to_string().contains("definition levels"), "{e}");
 }
+
+#[test]
+fn a_parquet_page_encoded_with_a_dictionary_it_lacks_is_refused_not_a_panic() {
+    let def = DatasetDef::from_file_text(
+        "d.toml",
+        include_str!("../../gen/definitions/transport.anpr_passages.toml"),
+    )
+    .unwrap();
+    // The fuzzer's input (2026-12-04, an hour of `records`): its first byte picked the
+    // format. A data page says RLE_DICTIONARY and its column chunk has no dictionary page.
+    let body = &include_bytes!("data/fuzzed_dictionary_missing_panic.bin")[1..];
+    let e = citybrain_hub::decode::decode(&def, Format::Parquet, body).unwrap_err();
+    assert!(e.to_string().contains("no dictionary page"), "{e}");
+    assert!(e.to_string().contains("row group 1, column"), "{e}");
+}
