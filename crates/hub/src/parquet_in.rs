@@ -14,7 +14,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use crate::decode::{
     DecodeError, Decoded, IngestLimits, MAX_RAW_BYTES, Problem, Rejected, data_schema, row_width,
 };
-use crate::parquet_check::{check_chunks, check_levels};
+use crate::parquet_check::{check_chunks, check_levels, check_metadata, check_page_headers};
 use crate::schema::{DatasetDef, FieldType};
 
 /// Whether a Parquet column of type `from` may fill a field of type `to` without loss.
@@ -208,9 +208,11 @@ pub fn decode_parquet_parts(
     bytes: bytes::Bytes,
     reading: Reading,
 ) -> Result<DecodedParts, DecodeError> {
+    check_metadata(&bytes)?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
         .map_err(|e| DecodeError::Parquet(e.to_string()))?;
     check_chunks(builder.metadata(), bytes.len())?;
+    check_page_headers(builder.metadata(), &bytes)?;
     check_levels(&bytes)?;
     let total_rows: u64 = builder
         .metadata()

@@ -980,3 +980,19 @@ fn a_parquet_page_encoded_with_a_dictionary_it_lacks_is_refused_not_a_panic() {
     assert!(e.to_string().contains("no dictionary page"), "{e}");
     assert!(e.to_string().contains("row group 1, column"), "{e}");
 }
+
+#[test]
+fn a_parquet_footer_declaring_billions_of_elements_is_refused_at_once() {
+    let def = DatasetDef::from_file_text(
+        "d.toml",
+        include_str!("../../gen/definitions/transport.anpr_passages.toml"),
+    )
+    .unwrap();
+    // The fuzzer's input (2026-12-04, `records`, a timeout): 667 bytes whose footer holds
+    // a field the parquet crate does not know, a list declaring 2³¹ booleans, which the
+    // crate skipped one by one, taking no bytes each (3.3 s in a release build).
+    let body = &include_bytes!("data/fuzzed_thrift_list_of_booleans.bin")[1..];
+    let e = citybrain_hub::decode::decode(&def, Format::Parquet, body).unwrap_err();
+    assert!(e.to_string().contains("footer's metadata"), "{e}");
+    assert!(e.to_string().contains("declares"), "{e}");
+}
