@@ -269,7 +269,8 @@ pub struct Decision {
 pub struct Controller {
     pub signals: Vec<Signal>,
     policy: Box<dyn Policy>,
-    /// Per intersection and link: since when a vehicle has been waiting at red.
+    /// Per intersection and link: since when a vehicle has been waiting unserved (at red,
+    /// or standing at a green that yields).
     waiting_since: Vec<Vec<Option<u32>>>,
     /// Whether the bounds (max green, starvation) apply: a fixed-time plan is its own bound.
     bounded: bool,
@@ -478,10 +479,22 @@ impl Controller {
 
     fn track_waiting(&mut self, i: usize, ix: &Intersection, now: u32, obs: &Observation) {
         let signal = &self.signals[i];
+        let shown = match signal.stage() {
+            Stage::Green { phase, .. } => Some(&ix.phases[phase]),
+            _ => None,
+        };
         for (l, link) in ix.links.iter().enumerate() {
             let green = signal.is_green(ix, link.signal);
-            // Waiting: red, with a vehicle stopped near the stop line of its lane.
-            let waiting = !green
+            // A green that yields ('g': a turn across oncoming traffic) serves nobody while
+            // the oncoming stream leaves no gap: a vehicle standing there waits as at red,
+            // when a phase of the plan would give its movement priority. (Otherwise a left
+            // turn behind a steady oncoming stream waited until SUMO teleported it: RESCO's
+            // cologne3, 300 s.)
+            let unserved = !green
+                || (shown.is_some_and(|p| p.green[link.signal] == Some('g'))
+                    && ix.plan().iter().any(|p| p.green[link.signal] == Some('G')));
+            // Waiting: with a vehicle stopped near the stop line of its lane.
+            let waiting = unserved
                 && obs.lanes[link.from.0 as usize]
                     .iter()
                     .any(|v| v.speed < HALTING && v.to_stop < 15.0);
@@ -503,18 +516,21 @@ impl Controller {
     }
 }
 
-/// The phase serving a starved link that also serves the most other waiting links.
+/// The phase serving a starved link, with priority if a phase gives it priority, that also
+/// serves the most other waiting links.
 fn starved_phase(ix: &Intersection, link: usize, waiting: &[Option<u32>]) -> usize {
+    let signal = ix.links[link].signal;
     ix.plan()
         .iter()
         .enumerate()
         .filter(|(_, p)| p.serves(&ix.links[link]))
         .max_by_key(|(_, p)| {
-            waiting
+            let others = waiting
                 .iter()
                 .enumerate()
                 .filter(|(l, w)| w.is_some() && p.serves(&ix.links[*l]))
-                .count()
+                .count();
+            (p.green[signal] == Some('G'), others)
         })
         .map_or(0, |(i, _)| i)
 }
@@ -725,6 +741,27 @@ mod tests {
         // The car began waiting at 0; the bound is 90 s, plus clearance.
         assert!(first_e as u32 <= 90 + 5 + 1, "east waited {first_e} s");
         assert!(first_e as u32 >= 90, "east got green early: {first_e}");
+    }
+
+    #[test]
+    fn a_turn_that_yields_without_a_gap_gets_its_protected_phase_within_the_bound() {
+        // East may go in phase 0 only by yielding (`g`), say to the heavy north stream; in
+        // phase 1 it has priority. Its car stands at the line through the yielding green.
+        let mut net = crossing();
+        net.intersections[0].phases[0].green[1] = Some('g');
+        let mut t = timing();
+        t.max_green_s = 1000; // only the starvation bound can end the heavy green
+        let mut c = Controller::new(&net, t, PolicyKind::MaxPressure.build(&net));
+        let mut obs = Observation::empty(&net);
+        queue(&mut obs, 0, 30);
+        queue(&mut obs, 1, 1);
+        let states = run(&mut c, &net, &obs, 0, 200);
+        assert_eq!(states[0], "Gg");
+        let protected = states
+            .iter()
+            .position(|s| s == "rG")
+            .expect("east got its protected phase");
+        assert!(protected as u32 <= 90 + 5 + 1, "east waited {protected} s");
     }
 
     #[test]

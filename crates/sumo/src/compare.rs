@@ -88,7 +88,15 @@ pub fn run(c: &Compare) -> Result<Comparison, SumoError> {
             &std::fs::read_to_string(&routed)?,
             &network,
             c.ambulances,
-            (demand.first_depart_s, demand.last_depart_s),
+            // Inside what is simulated: a run stops `max_end_s` after the first departure
+            // (sumo-rl's scenarios declare flows until 100,000 s; ambulances placed by
+            // that window never departed).
+            (
+                demand.first_depart_s,
+                demand
+                    .last_depart_s
+                    .min(demand.first_depart_s + f64::from(c.max_end_s)),
+            ),
         )?;
         ambulance_ids = runs.iter().map(|a| a.id.clone()).collect();
         let file = c.out.join("ambulances.rou.xml");
