@@ -97,6 +97,8 @@ pub struct RunResult {
     pub decide_p999_us: f64,
     pub ambulances: Vec<AmbulanceResult>,
     pub phase_changes: u64,
+    /// Per emergency vehicle: its halts on lanes leading to a signal.
+    pub signal_stops: HashMap<String, u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -105,7 +107,10 @@ pub struct AmbulanceResult {
     pub travel_s: f64,
     /// Travel time without any loss (SUMO: duration − timeLoss).
     pub free_flow_s: f64,
+    /// Halts anywhere (SUMO's `waitingCount`: behind the network's entry too).
     pub stops: u32,
+    /// Halts on a lane leading to a signal (at its red or in the queue before it).
+    pub signal_stops: u32,
 }
 
 /// A run driven while it goes (the live signal scene): emergency runs come in, events go
@@ -291,6 +296,7 @@ pub fn run_with(config: &RunConfig, live: Option<Live<'_>>) -> Result<RunResult,
             travel_s: t.duration_s,
             free_flow_s: t.duration_s - t.time_loss_s,
             stops: t.stops,
+            signal_stops: result.signal_stops.get(&t.id).copied().unwrap_or(0),
         })
         .collect();
     Ok(result)
@@ -475,8 +481,7 @@ fn drive(
     let mut obs = Observation::empty(network);
     let mut positions: HashMap<String, Position> = HashMap::new();
     let mut speeds: HashMap<String, f64> = HashMap::new();
-    // Per emergency vehicle: seconds it has been standing still.
-    let mut standing: HashMap<String, u32> = HashMap::new();
+    let mut halts = Halts::default();
     // Every state shown, when it changed: `t<TAB>light<TAB>state` (see [`replay`]).
     let mut state_log = String::new();
     let mut now: u32 = begin_s;
@@ -621,7 +626,7 @@ fn drive(
                         &lanes,
                         &mut obs,
                         &mut positions,
-                        &mut standing,
+                        &mut halts,
                         &runs,
                     );
                     if following.contains_key(&s.object)
@@ -662,6 +667,7 @@ fn drive(
         }
     }
     result.end_s = now;
+    result.signal_stops = halts.at_signals;
     sumo.close()?;
     if controller.is_some() && live.is_none() {
         std::fs::write(config.out_dir.join("states.tsv"), &state_log)?;
@@ -734,13 +740,20 @@ fn add_emergency(
     Ok(route)
 }
 
+/// Per emergency vehicle: seconds it has been standing still, and its halts at signals.
+#[derive(Default)]
+struct Halts {
+    standing: HashMap<String, u32>,
+    at_signals: HashMap<String, u32>,
+}
+
 fn observe(
     s: &Subscription,
     network: &Network,
     lanes: &HashMap<&str, usize>,
     obs: &mut Observation,
     positions: &mut HashMap<String, Position>,
-    standing: &mut HashMap<String, u32>,
+    halts: &mut Halts,
     runs: &[Emergency],
 ) {
     let (Some(lane), Some(pos), Some(speed)) = (
@@ -760,11 +773,21 @@ fn observe(
     }
     if runs.iter().any(|r| r.vehicle == s.object) {
         let stopped_s = if speed.as_f64() < citybrain_signals::HALTING {
-            let n = standing.entry(s.object.clone()).or_insert(0);
+            let n = halts.standing.entry(s.object.clone()).or_insert(0);
             *n += 1;
+            // A new halt on a lane that ends at a light: a stop at a signal (its red, or
+            // the queue its red holds).
+            let at_signal = lanes.get(lane).is_some_and(|&i| {
+                network.edges[network.lanes[i].edge.0 as usize]
+                    .to_signal
+                    .is_some()
+            });
+            if *n == 1 && at_signal {
+                *halts.at_signals.entry(s.object.clone()).or_insert(0) += 1;
+            }
             *n
         } else {
-            standing.remove(&s.object);
+            halts.standing.remove(&s.object);
             0
         };
         let route_index = s

@@ -21,6 +21,7 @@ pub fn to_json(r: &RunResult) -> serde_json::Value {
         "decide_max_us": r.decide_max_us, "phase_changes": r.phase_changes,
         "ambulances": r.ambulances.iter().map(|a| serde_json::json!({
             "id": a.id, "travel_s": a.travel_s, "free_flow_s": a.free_flow_s, "stops": a.stops,
+            "signal_stops": a.signal_stops,
         })).collect::<Vec<_>>(),
     })
 }
@@ -86,12 +87,13 @@ pub fn table(flow: &str, results: &[RunResult], ambulances: &[String]) -> String
                 Some(a) => {
                     let _ = writeln!(
                         out,
-                        "  {:<14} travel {:>6.1} s, free-flow {:>6.1} s ({:+.1}%), stops {}",
+                        "  {:<14} travel {:>6.1} s, free-flow {:>6.1} s ({:+.1}%), stops {} ({} at signals)",
                         a.id,
                         a.travel_s,
                         a.free_flow_s,
                         (a.travel_s / a.free_flow_s - 1.0) * 100.0,
-                        a.stops
+                        a.stops,
+                        a.signal_stops
                     );
                 }
                 None => {
@@ -134,6 +136,7 @@ mod tests {
                 travel_s: 110.0,
                 free_flow_s: 100.0,
                 stops: 0,
+                signal_stops: 0,
             }],
             ..RunResult::default()
         };

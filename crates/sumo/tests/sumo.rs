@@ -144,12 +144,12 @@ fn on_any_network_citybrain_beats_the_plans_and_clears_the_way_for_ambulances() 
     );
     assert_eq!(with.ambulances.len(), 6);
     for a in &with.ambulances {
-        assert_eq!(a.stops, 0, "{a:?}");
+        assert_eq!((a.stops, a.signal_stops), (0, 0), "{a:?}");
         assert!(a.travel_s <= a.free_flow_s * 1.10, "{a:?}");
     }
     // Without preemption the same runs meet red lights: the check above can fail.
     assert!(
-        without.ambulances.iter().map(|a| a.stops).sum::<u32>() > 0,
+        without.ambulances.iter().map(|a| a.signal_stops).sum::<u32>() > 0,
         "{:?}",
         without.ambulances
     );
