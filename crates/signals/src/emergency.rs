@@ -20,6 +20,10 @@ pub struct Emergency {
     pub route: Vec<EdgeId>,
     /// Higher wins a conflict.
     pub priority: u8,
+    /// The vehicle's own top speed, m/s (`f64::INFINITY`: the roads' limits): an arrival
+    /// estimated at a lane's limit the vehicle cannot reach calls its lights too early and
+    /// holds them green longer than it needs.
+    pub max_speed: f64,
 }
 
 /// Where the vehicle is now.
@@ -94,7 +98,7 @@ impl EmergencyPlan {
             } else {
                 lane.length
             };
-            eta += ahead / lane.speed.max(1.0);
+            eta += ahead / lane.speed.min(run.max_speed).max(1.0);
             let (Some(ix), Some(next)) = (edge.to_signal, run.route.get(k + 1)) else {
                 continue;
             };
@@ -190,6 +194,7 @@ mod tests {
             vehicle: "amb".into(),
             route: vec![EdgeId(1), EdgeId(3)],
             priority: 1,
+            max_speed: f64::INFINITY,
         };
         let plan = EmergencyPlan::default();
         let mut obs = Observation::empty(&net);

@@ -918,6 +918,7 @@ mod tests {
             vehicle: "amb".into(),
             route: vec![EdgeId(0), EdgeId(2)],
             priority: 1,
+            max_speed: f64::INFINITY,
         };
         let mut c = Controller::new(&net, timing(), PolicyKind::Adaptive.build(&net));
         let mut obs = Observation::empty(&net);

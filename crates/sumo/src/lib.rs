@@ -455,6 +455,7 @@ fn drive(
                     })
                     .collect::<Result<_, SumoError>>()?,
                 priority: a.priority,
+                max_speed: routes::AMBULANCE_MAX_SPEED_MPS,
             })
         })
         .collect::<Result<_, SumoError>>()?;
@@ -508,6 +509,7 @@ fn drive(
                         vehicle: id.clone(),
                         route,
                         priority,
+                        max_speed: routes::AMBULANCE_MAX_SPEED_MPS,
                     });
                     following.insert(
                         id,

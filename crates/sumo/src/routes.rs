@@ -202,13 +202,16 @@ pub fn pick_ambulances(
         .collect())
 }
 
+/// The emergency vehicles' top speed (their `vType`), m/s.
+pub const AMBULANCE_MAX_SPEED_MPS: f64 = 11.111;
+
 /// The route file for emergency runs (SUMO's `emergency` class, no blue-light privileges:
 /// it stops at red like anyone, so only the signals can keep it moving).
 pub fn ambulances_xml(runs: &[Ambulance]) -> String {
     let mut runs: Vec<&Ambulance> = runs.iter().collect();
     runs.sort_by_key(|a| a.depart_s);
-    let mut out = String::from(
-        "<routes>\n  <vType id=\"ambulance\" vClass=\"emergency\" accel=\"2.6\" decel=\"4.5\" length=\"6.5\" minGap=\"2.5\" maxSpeed=\"11.111\" speedFactor=\"1\" color=\"1,0,0\"/>\n",
+    let mut out = format!(
+        "<routes>\n  <vType id=\"ambulance\" vClass=\"emergency\" accel=\"2.6\" decel=\"4.5\" length=\"6.5\" minGap=\"2.5\" maxSpeed=\"{AMBULANCE_MAX_SPEED_MPS}\" speedFactor=\"1\" color=\"1,0,0\"/>\n",
     );
     for a in runs {
         let _ = writeln!(

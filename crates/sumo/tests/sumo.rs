@@ -149,19 +149,24 @@ fn on_any_network_citybrain_beats_the_plans_and_clears_the_way_for_ambulances() 
     }
     // Without preemption the same runs meet red lights: the check above can fail.
     assert!(
-        without.ambulances.iter().map(|a| a.signal_stops).sum::<u32>() > 0,
+        without
+            .ambulances
+            .iter()
+            .map(|a| a.signal_stops)
+            .sum::<u32>()
+            > 0,
         "{:?}",
         without.ambulances
     );
     // And clearing their way costs the others little. Six runs in ten minutes through a
     // small grid of 200 m blocks is a heavy load (on the Hangzhou benchmark the cost is
     // within its 5% target, docs/benchmarks.md); this guards against a gross regression.
-    // (1.15 until 2026-12-04. The controller's reach change cut the others' delay without
-    // emergency runs here from 34.8 to 28.6 s and with them from 39.1 to 34.7 s, so the
-    // same runs now cost a larger share: +21% where they cost +12%. The issue's +5% target
-    // is tracked, and missed on some networks, in docs/benchmarks.md.)
+    // (2026-12-04: the controller's reach change cut the others' delay without emergency
+    // runs here from 34.8 to 28.6 s, so the same runs cost a larger share, +21%; arrivals
+    // estimated at the ambulance's own top speed rather than the road's, so its lights are
+    // not called early and held long, brought it back to +13%, 32.3 s.)
     assert!(
-        with.mean_time_loss_s <= cb.mean_time_loss_s * 1.25,
+        with.mean_time_loss_s <= cb.mean_time_loss_s * 1.15,
         "{:.1} vs {:.1}",
         with.mean_time_loss_s,
         cb.mean_time_loss_s
