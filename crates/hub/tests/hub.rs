@@ -937,14 +937,19 @@ fn a_deleted_dataset_is_gone_and_a_new_one_of_its_name_starts_empty() {
 
 /// Found by fuzzing: a Parquet footer stating a negative column offset made the parquet
 /// crate assert (a panic in the decoder); now the body is refused with the column named.
-#[test]
-fn a_parquet_body_with_impossible_offsets_is_refused_not_a_panic() {
-    // The demo's definition, whose columns the crafted file matches (as the fuzzer's did).
-    let def = DatasetDef::from_file_text(
+/// The demo's passages definition, whose columns the crafted and fuzzed Parquet bodies match.
+fn passages_def() -> DatasetDef {
+    DatasetDef::from_file_text(
         "d.toml",
         include_str!("../../gen/definitions/transport.anpr_passages.toml"),
     )
-    .unwrap();
+    .unwrap()
+}
+
+#[test]
+fn a_parquet_body_with_impossible_offsets_is_refused_not_a_panic() {
+    // The demo's definition, whose columns the crafted file matches (as the fuzzer's did).
+    let def = passages_def();
     let body = include_bytes!("data/crafted_negative_offset.parquet");
     let e = citybrain_hub::decode::decode(&def, Format::Parquet, body).unwrap_err();
     assert!(e.to_string().contains("outside the file"), "{e}");
@@ -955,11 +960,7 @@ fn a_parquet_body_with_impossible_offsets_is_refused_not_a_panic() {
 /// body is refused as malformed, with nothing decoded.
 #[test]
 fn a_parquet_body_with_impossible_definition_levels_is_refused_not_a_panic() {
-    let def = DatasetDef::from_file_text(
-        "d.toml",
-        include_str!("../../gen/definitions/transport.anpr_passages.toml"),
-    )
-    .unwrap();
+    let def = passages_def();
     // The fuzzer's input: its first byte picked the format.
     let body = &include_bytes!("data/fuzzed_definition_levels_panic.bin")[1..];
     let e = citybrain_hub::decode::decode(&def, Format::Parquet, body).unwrap_err();
@@ -968,11 +969,7 @@ fn a_parquet_body_with_impossible_definition_levels_is_refused_not_a_panic() {
 
 #[test]
 fn a_parquet_page_encoded_with_a_dictionary_it_lacks_is_refused_not_a_panic() {
-    let def = DatasetDef::from_file_text(
-        "d.toml",
-        include_str!("../../gen/definitions/transport.anpr_passages.toml"),
-    )
-    .unwrap();
+    let def = passages_def();
     // The fuzzer's input (2026-12-04, an hour of `records`): its first byte picked the
     // format. A data page says RLE_DICTIONARY and its column chunk has no dictionary page.
     let body = &include_bytes!("data/fuzzed_dictionary_missing_panic.bin")[1..];
@@ -983,11 +980,7 @@ fn a_parquet_page_encoded_with_a_dictionary_it_lacks_is_refused_not_a_panic() {
 
 #[test]
 fn a_parquet_footer_declaring_billions_of_elements_is_refused_at_once() {
-    let def = DatasetDef::from_file_text(
-        "d.toml",
-        include_str!("../../gen/definitions/transport.anpr_passages.toml"),
-    )
-    .unwrap();
+    let def = passages_def();
     // The fuzzer's input (2026-12-04, `records`, a timeout): 667 bytes whose footer holds
     // a field the parquet crate does not know, a list declaring 2³¹ booleans, which the
     // crate skipped one by one, taking no bytes each (3.3 s in a release build).

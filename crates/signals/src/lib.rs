@@ -1,5 +1,9 @@
 //! Traffic signals: which movement gets green, decided every second from what detectors see.
 //!
+//! (This file stays whole, about 960 lines: past the network types, it is the `Controller`,
+//! whose bounds, preemption and starvation tracking read one another's state, and about 400
+//! lines of its tests; policies, timing, emergency requests and replay already live apart.)
+//!
 //! The key decision: safety lives in one place. A policy (fixed-time, max-pressure, the
 //! adaptive controller, an emergency run) only *asks* for a phase; [`Signal`] grants it
 //! only through yellow and all-red clearance and never before the minimum green, and the

@@ -3,6 +3,10 @@
 //! trip's time loss; citybrain only sees what detectors would (each vehicle's lane,
 //! position and speed) and sets the lights.
 //!
+//! (This file stays whole, about 810 lines: it is one run, start SUMO, step it, observe,
+//! decide, collect its results, whose pieces share the run's state; TraCI, networks, routes,
+//! maps, reports and comparison already live in their own modules.)
+//!
 //! [`run`] starts `sumo` on a free port, steps it second by second, and for a controlled
 //! run feeds the observations to a [`Controller`] and sends back the changed signal states
 //! in the same message as the next step.
