@@ -6,6 +6,7 @@ NATS clients P+11..P+13, routes P+21..P+23, PostgreSQL P+30."""
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -123,14 +124,29 @@ class Cluster:
                 f'cluster {{ name: bench\n listen: 127.0.0.1:{ports + 21 + i}\n routes: [{routes}] }}\n')
             self.processes.append(subprocess.Popen([nats, "-c", str(d / "nats.conf")],
                                                    stdout=open(d / "log", "w"), stderr=subprocess.STDOUT))
-        pg_url = subprocess.run([ROOT / "scripts/scratch-postgres", "start", str(dir / "pg"), str(ports + 30)],
-                                capture_output=True, text=True, check=True).stdout.strip()
+        pg_url = self._start_postgres(dir / "pg", ports + 30)
         self.config = dir / "deploy.toml"
         urls = ",".join(f"nats://127.0.0.1:{ports + 11 + i}" for i in range(3))
         self.config.write_text(
             f'[log]\nbackend = "jetstream"\nurl = "{urls}"\nreplicas = {replicas}\ntimeout_s = 10\n\n'
             f'[catalog]\nbackend = "postgres"\nurl = "{pg_url}"\ntimeout_s = 5\n\n'
             f'[segments]\nbackend = "directory"\npath = "{dir / "segments"}"\n')
+
+    @staticmethod
+    def _start_postgres(pg_dir, port):
+        """Starts PostgreSQL on `port`, or, if something else took it meanwhile (a test
+        running beside this one), on a port the system says is free; returns its URL."""
+        for attempt in range(4):
+            done = subprocess.run([ROOT / "scripts/scratch-postgres", "start", str(pg_dir), str(port)],
+                                  capture_output=True, text=True)
+            if done.returncode == 0:
+                return done.stdout.strip()
+            print(f"PostgreSQL did not start on port {port} (attempt {attempt + 1}): "
+                  f"{done.stderr.strip()[-300:]}", file=sys.stderr)
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+        raise RuntimeError(f"PostgreSQL would not start in {pg_dir}: see {pg_dir}/server.log")
 
     def start_nodes(self, count, binary):
         """Starts `count` nodes, the first making the hub's secret, and the benchmark dataset;

@@ -1436,11 +1436,12 @@ fn a_payout_run_killed_at_random_points_pays_everyone_exactly_once() {
             .header("Content-Type", "application/json")
             .send(br#"{"run": "2025-annual", "purpose": "test payouts"}"#.as_slice())
     };
-    // Kill the server at pseudo-random moments of runs in progress, restarting it each time,
-    // until three kills have landed in the middle of writing (a kill that finds nothing
-    // new stored waits longer next time, so a slower machine gets there too).
+    // Kill the server in the middle of runs in progress, restarting it each time, until
+    // three kills have landed mid-write. Each kill waits on the run's own watermark (the
+    // payouts stored so far) to pass a pseudo-random number of fsynced batches, not on the
+    // clock: a loaded machine slows the run and the kill alike.
     let mut seed = 0x2545_f491_4f6c_dd1du64;
-    let (mut partial, mut before, mut longest) = (0, 0, 200u64);
+    let (mut partial, mut before) = (0, 0);
     for round in 0..40 {
         if partial >= 3 || before == expected.len() {
             break;
@@ -1448,12 +1449,19 @@ fn a_payout_run_killed_at_random_points_pays_everyone_exactly_once() {
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
-        let wait = std::time::Duration::from_millis(10 + seed % longest);
+        let batches = 1 + (seed % 3) as usize;
+        let target = (before + batches * 2_000).min(expected.len() - 1);
         let (base, token) = (server.base.clone(), market.clone());
         let caller = std::thread::spawn(move || {
             let _ = run(&base, &token);
         });
-        std::thread::sleep(wait);
+        let mut seen = before;
+        while seen < target && !caller.is_finished() {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            seen = server.count("policy.payouts") as usize;
+        }
+        // A few milliseconds more, so some kills land inside the next batch's write.
+        std::thread::sleep(std::time::Duration::from_millis((seed >> 8) % 12));
         server.kill9();
         caller.join().unwrap();
         server = start(&data, &[]);
@@ -1467,13 +1475,11 @@ fn a_payout_run_killed_at_random_points_pays_everyone_exactly_once() {
             stored <= expected.len(),
             "round {round}: {stored} payouts, more than due"
         );
-        if stored == before {
-            longest = (longest * 2).min(5_000);
-        } else if stored < expected.len() {
+        if stored > before && stored < expected.len() {
             partial += 1;
         }
         println!(
-            "kill {round} after {wait:?}: {stored} of {} payouts stored",
+            "kill {round} after {seen} seen (target {target}): {stored} of {} payouts stored",
             expected.len()
         );
         before = stored;

@@ -417,7 +417,10 @@ impl Foreign {
         for frame in frames {
             let len = frame.frame.len() as u64;
             let contents = log::parse_frames(frame.frame).map_err(|source| HubError::Io {
-                context: format!("reading {name} from the shared log"),
+                context: format!(
+                    "reading frame {} of {name} from the shared log",
+                    frame.sequence
+                ),
                 source,
             })?;
             if contents.valid_len != len {

@@ -13,6 +13,7 @@ pub mod decode;
 mod error;
 pub mod feed;
 mod ingest;
+mod ipc_check;
 pub mod log;
 pub mod mapping;
 pub mod open_table;

@@ -250,6 +250,12 @@ pub fn parse_frames(bytes: bytes::Bytes) -> io::Result<LogContents> {
                 key,
             });
         } else {
+            crate::ipc_check::check_stream(payload).map_err(|e| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("frame at byte {at}: {e}"),
+                )
+            })?;
             let reader = StreamReader::try_new(payload, None).map_err(io::Error::other)?;
             let metadata = reader.schema().metadata().clone();
             let key = match (metadata.get(KEY_METADATA), metadata.get(CALL_METADATA)) {

@@ -989,3 +989,15 @@ fn a_parquet_footer_declaring_billions_of_elements_is_refused_at_once() {
     assert!(e.to_string().contains("footer's metadata"), "{e}");
     assert!(e.to_string().contains("declares"), "{e}");
 }
+
+#[test]
+fn a_shared_log_frame_whose_schema_declares_a_union_is_refused_not_a_panic() {
+    // The fuzzer's input (2026-12-04, `shared_log`): one IPC frame whose schema declares a
+    // union with type ids the union has no field for (and, before it, a field of no type);
+    // arrow-ipc 59.3.2 panicked converting it. A node replaying the cluster's log at start
+    // reads such frames.
+    let frame = bytes::Bytes::from_static(include_bytes!("data/fuzzed_ipc_union_type_ids.bin"));
+    let e = citybrain_hub::log::parse_frames(frame).unwrap_err();
+    assert!(e.to_string().contains("frame at byte 0"), "{e}");
+    assert!(e.to_string().contains("which no dataset field maps to"), "{e}");
+}

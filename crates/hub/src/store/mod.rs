@@ -272,8 +272,10 @@ impl DatasetStore {
                     continue;
                 }
                 let len = frame.frame.len() as u64;
-                let contents = log::parse_frames(frame.frame)
-                    .map_err(io_err(format!("reading {name} from the shared log")))?;
+                let sequence = frame.sequence;
+                let contents = log::parse_frames(frame.frame).map_err(io_err(format!(
+                    "reading frame {sequence} of {name} from the shared log"
+                )))?;
                 if contents.valid_len != len {
                     return Err(HubError::Internal(format!(
                         "frame {} of {name} in the shared log is corrupt",
