@@ -4,7 +4,7 @@
 //! message says its metadata and body take before reading them. The hub writes IPC only in
 //! its own logs, with the few types a dataset's fields map to, so a frame is refused here
 //! unless every message fits in the bytes there are, the first is a schema of those types
-//! only and the rest are record batches. Found by fuzzing the shared log
+//! only and the rest are record batches whose buffers lie inside their bodies. Found by fuzzing the shared log
 //! (`fuzz/corpus/shared_log/`): whoever can publish on a cluster's log subjects writes
 //! these bytes.
 
@@ -72,7 +72,34 @@ pub(crate) fn check_stream(payload: &[u8]) -> Result<(), String> {
                     "message 1 is a {other:?}, where a stream starts with its schema"
                 ));
             }
-            (_, MessageHeader::RecordBatch) => {}
+            (_, MessageHeader::RecordBatch) => {
+                let batch = message.header_as_record_batch().ok_or_else(|| {
+                    format!(
+                        "message {}: a record batch message without its batch",
+                        index + 1
+                    )
+                })?;
+                // The crate slices each buffer out of the body as stated, asserting.
+                for (b, buffer) in batch.buffers().iter().flatten().enumerate() {
+                    let (offset, len) = (buffer.offset(), buffer.length());
+                    if offset < 0 || len < 0 || offset.saturating_add(len) > body {
+                        return Err(format!(
+                            "message {}: buffer {} ({len} bytes at {offset}) lies outside its \
+                             body of {body} bytes",
+                            index + 1,
+                            b + 1
+                        ));
+                    }
+                }
+                if batch
+                    .nodes()
+                    .iter()
+                    .flatten()
+                    .any(|n| n.length() < 0 || n.null_count() < 0)
+                {
+                    return Err(format!("message {}: a negative length", index + 1));
+                }
+            }
             (_, other) => {
                 return Err(format!(
                     "message {} is a {other:?}; the hub's logs hold record batches only",

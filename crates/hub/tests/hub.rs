@@ -999,5 +999,18 @@ fn a_shared_log_frame_whose_schema_declares_a_union_is_refused_not_a_panic() {
     let frame = bytes::Bytes::from_static(include_bytes!("data/fuzzed_ipc_union_type_ids.bin"));
     let e = citybrain_hub::log::parse_frames(frame).unwrap_err();
     assert!(e.to_string().contains("frame at byte 0"), "{e}");
-    assert!(e.to_string().contains("which no dataset field maps to"), "{e}");
+    assert!(
+        e.to_string().contains("which no dataset field maps to"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_shared_log_frame_whose_buffers_lie_outside_its_body_is_refused_not_a_panic() {
+    // The fuzzer's input (2026-12-04, `shared_log`, after the schema check): a record
+    // batch stating a buffer past the end of its body; arrow-ipc 59.3.2 asserted slicing it.
+    let frame =
+        bytes::Bytes::from_static(include_bytes!("data/fuzzed_ipc_buffer_outside_body.bin"));
+    let e = citybrain_hub::log::parse_frames(frame).unwrap_err();
+    assert!(e.to_string().contains("lies outside its body"), "{e}");
 }
