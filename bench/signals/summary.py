@@ -53,15 +53,16 @@ if ratios:
 
 if emergency:
     print()
-    print("| network | ambulances arrived | halts at signals, all six (with / without preemption) | halts anywhere | worst travel over free flow | others' delay vs no emergency runs | with entry wait | teleports |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("| network | ambulances arrived | halts at signals, all six (with / without preemption) | of those, held for another ambulance | halts anywhere | worst travel over free flow | others' delay vs no emergency runs | with entry wait | teleports |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, w, wo, cb in emergency:
         ambs = w["ambulances"]
         stops = sum(a["stops"] for a in ambs)
         stops_wo = sum(a["stops"] for a in wo["ambulances"]) if wo else float("nan")
         at = sum(a.get("signal_stops", 0) for a in ambs)
         at_wo = sum(a.get("signal_stops", 0) for a in wo["ambulances"]) if wo else float("nan")
+        held = sum(a.get("yielded_stops", 0) for a in ambs)
         worst = max((a["travel_s"] / a["free_flow_s"] - 1) * 100 for a in ambs) if ambs else float("nan")
         d = (w["mean_delay_s"] / cb["mean_delay_s"] - 1) * 100
         de = (w["mean_delay_with_entry_s"] / cb["mean_delay_with_entry_s"] - 1) * 100
-        print(f"| {name} | {len(ambs)}/6 | {at} / {at_wo} | {stops} / {stops_wo} | {worst:+.1f}% | {d:+.1f}% | {de:+.1f}% | {w['teleports']} |")
+        print(f"| {name} | {len(ambs)}/6 | {at} / {at_wo} | {held} | {stops} / {stops_wo} | {worst:+.1f}% | {d:+.1f}% | {de:+.1f}% | {w['teleports']} |")

@@ -114,9 +114,26 @@ impl EmergencyPlan {
                 })
                 .map(|(i, _)| i)
                 .collect();
-            // A plan phase giving all its links protected green (`G`), the one that lets
-            // most other traffic go too; else its approach's own phase (nothing opposing: a
-            // yielding `g` turn would stop it); else the plan phase serving it best.
+            // Every movement of the lanes it may use: a vehicle ahead of it on a shared lane
+            // (a straight-on car in a right-and-straight lane) waits for its own movement's
+            // green, and the ambulance behind it with it.
+            let lane_links: Vec<usize> = intersection
+                .links
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| links.iter().any(|&k| intersection.links[k].from == l.from))
+                .map(|(i, _)| i)
+                .collect();
+            let flushes = |p: usize| {
+                lane_links
+                    .iter()
+                    .filter(|&&l| intersection.phases[p].serves(&intersection.links[l]))
+                    .count()
+            };
+            // A phase giving all its links protected green (`G`) and serving every movement
+            // of its lanes if one does, a plan phase before its approach's own phase
+            // (nothing opposing: a yielding `g` turn would stop it), the one that lets most
+            // other traffic go too; else the plan phase serving it best.
             let protected = |p: usize| {
                 !links.is_empty()
                     && links.iter().all(|&l| {
@@ -136,12 +153,9 @@ impl EmergencyPlan {
                     .filter(|&&l| intersection.phases[p].serves(&intersection.links[l]))
                     .count()
             };
-            let Some(phase) = (0..intersection.plan_phases)
+            let Some(phase) = (0..intersection.phases.len())
                 .filter(|&p| protected(p))
-                .max_by_key(|&p| green_links(p))
-                .or_else(|| {
-                    (intersection.plan_phases..intersection.phases.len()).find(|&p| protected(p))
-                })
+                .max_by_key(|&p| (flushes(p), p < intersection.plan_phases, green_links(p)))
                 .or_else(|| (0..intersection.plan_phases).max_by_key(|&p| serves(p)))
             else {
                 continue;
@@ -186,6 +200,51 @@ impl EmergencyPlan {
 mod tests {
     use super::*;
     use crate::testnet::*;
+    use crate::{LaneId, Link};
+
+    #[test]
+    fn the_phase_asked_for_lets_a_shared_lanes_other_movement_go_too() {
+        // North's one lane goes straight (link 0) and turns right to the west (link 2).
+        // Phase 0 gives the right turn with east's movements (three links green), phase 1
+        // north's whole approach. An ambulance turning right behind a car going straight
+        // would stand behind it under phase 0.
+        let mut net = crossing();
+        let ix = &mut net.intersections[0];
+        ix.links.push(Link {
+            from: LaneId(0),
+            to: LaneId(3),
+            signal: 2,
+        });
+        ix.links.push(Link {
+            from: LaneId(1),
+            to: LaneId(2),
+            signal: 3,
+        });
+        ix.signals = 4;
+        ix.phases = vec![
+            crate::Phase {
+                green: vec![None, Some('G'), Some('G'), Some('G')],
+            },
+            crate::Phase {
+                green: vec![Some('G'), None, Some('G'), None],
+            },
+        ];
+        net.validate().unwrap();
+        let run = Emergency {
+            vehicle: "amb".into(),
+            route: vec![EdgeId(0), EdgeId(3)],
+            priority: 1,
+            max_speed: f64::INFINITY,
+        };
+        let at = Position {
+            route_index: 0,
+            in_junction: false,
+            lane_pos: 100.0,
+            stopped_s: 0,
+        };
+        let r = EmergencyPlan::default().requests(&net, &run, at, &Observation::empty(&net));
+        assert_eq!((r[0].intersection, r[0].phase), (0, 1));
+    }
 
     #[test]
     fn requests_name_the_phase_the_arrival_and_the_queue_and_lapse_once_past() {

@@ -283,6 +283,9 @@ pub struct Controller {
     /// Per intersection: vehicles whose requests are ignored until the given time, after
     /// their hold ran out or did not move them.
     lapsed: Vec<Vec<(String, u32)>>,
+    /// Per intersection: the emergency vehicles it acted for lately, each with the last
+    /// time (kept for one maximum green).
+    served: Vec<Vec<(String, u32)>>,
 }
 
 impl Controller {
@@ -303,7 +306,23 @@ impl Controller {
             bounded,
             preempted_since: vec![None; network.intersections.len()],
             lapsed: vec![Vec::new(); network.intersections.len()],
+            served: vec![Vec::new(); network.intersections.len()],
         }
+    }
+
+    /// The emergency vehicles intersection `i` held or called a phase for lately, each
+    /// with the last time it did: a vehicle that stops at a light just served for another
+    /// was held back by it (two runs crossing one light within a clearance and a minimum
+    /// green of each other: one must wait).
+    pub fn served(&self, i: usize) -> impl Iterator<Item = (&str, u32)> {
+        self.served[i].iter().map(|(v, t)| (v.as_str(), *t))
+    }
+
+    fn note_served(&mut self, i: usize, vehicle: &str, now: u32) {
+        let keep = self.signals[i].timing().max_green_s;
+        let served = &mut self.served[i];
+        served.retain(|(v, t)| v != vehicle && now.saturating_sub(*t) <= keep);
+        served.push((vehicle.to_string(), now));
     }
 
     pub fn policy(&self) -> PolicyKind {
@@ -356,6 +375,7 @@ impl Controller {
                 }
             }
             if let Some(p) = self.emergency_request(i, phase, now, preempts) {
+                self.note_served(i, &p.vehicle, now);
                 if p.phase != phase && self.signals[i].switch(now, p.phase) {
                     decisions.push(Decision {
                         intersection: i,
@@ -385,11 +405,24 @@ impl Controller {
             } else {
                 choice.phase
             };
+            // A switch commits the light to a clearance and a minimum green: not to a
+            // phase other than the one an emergency vehicle will need before both are over.
+            let soon = (to != phase)
+                .then(|| self.emergency_soon(i, to, now, preempts))
+                .flatten();
+            let to = soon.map_or(to, |p| p.phase);
+            if let Some(p) = soon {
+                self.note_served(i, &p.vehicle, now);
+            }
             if to != phase && self.signals[i].switch(now, to) {
                 decisions.push(Decision {
                     intersection: i,
                     phase: to,
-                    reason: if must_leave {
+                    reason: if let Some(p) = soon {
+                        Reason::Emergency {
+                            vehicle: p.vehicle.clone(),
+                        }
+                    } else if must_leave {
                         Reason::MaxGreen
                     } else {
                         Reason::Policy {
@@ -479,6 +512,42 @@ impl Controller {
             return None;
         }
         Some(p)
+    }
+
+    /// The emergency request at intersection `i` that a switch to phase `to` would leave
+    /// unserved in time: one for another phase, arriving before the light could get from
+    /// `to` to it (a clearance, the minimum green, a clearance), its queue and the margin
+    /// included. The earliest such arrival, the higher priority first when they are
+    /// within a clearance of each other.
+    fn emergency_soon<'p>(
+        &self,
+        i: usize,
+        to: usize,
+        now: u32,
+        preempts: &'p [Preempt],
+    ) -> Option<&'p Preempt> {
+        let t = *self.signals[i].timing();
+        let clearance = f64::from(t.yellow_s + t.all_red_s);
+        let through = f64::from(t.min_green_s) + 2.0 * clearance;
+        let lapsed = &self.lapsed[i];
+        let soon: Vec<&Preempt> = preempts
+            .iter()
+            .filter(|p| p.intersection == i && p.phase != to)
+            .filter(|p| {
+                !lapsed
+                    .iter()
+                    .any(|(v, until)| *v == p.vehicle && *until > now)
+            })
+            .filter(|p| p.eta_s <= through + p.flush_s + PREEMPT_MARGIN_S)
+            .collect();
+        let earliest = soon.iter().map(|p| p.eta_s).fold(f64::INFINITY, f64::min);
+        soon.into_iter()
+            .filter(|p| p.eta_s <= earliest + clearance)
+            .min_by(|a, b| {
+                b.priority
+                    .cmp(&a.priority)
+                    .then(a.eta_s.total_cmp(&b.eta_s))
+            })
     }
 
     fn track_waiting(&mut self, i: usize, ix: &Intersection, now: u32, obs: &Observation) {
@@ -894,6 +963,60 @@ mod tests {
         let mut c = Controller::new(&net, timing(), PolicyKind::Adaptive.build(&net));
         let states = run_with(&mut c, &net, &obs, 30, |_| vec![request(0, 5.0, 0)]);
         assert!(states.iter().all(|s| s == "Gr"), "{states:?}");
+    }
+
+    /// The crossing with a third approach (west, lane 4) and a phase of its own.
+    fn three_phases() -> Network {
+        let mut net = crossing();
+        net.lanes.push(Lane {
+            name: "w_in_0".into(),
+            edge: EdgeId(4),
+            length: 200.0,
+            speed: 13.9,
+        });
+        net.edges.push(Edge {
+            name: "w_in".into(),
+            lanes: vec![LaneId(4)],
+            to_signal: Some(0),
+        });
+        let ix = &mut net.intersections[0];
+        ix.links.push(Link {
+            from: LaneId(4),
+            to: LaneId(2),
+            signal: 2,
+        });
+        ix.signals = 3;
+        ix.phases = (0..3)
+            .map(|p| Phase {
+                green: (0..3).map(|s| (s == p).then_some('G')).collect(),
+            })
+            .collect();
+        ix.plan_phases = 3;
+        net
+    }
+
+    #[test]
+    fn no_switch_to_a_third_phase_an_ambulance_would_then_wait_behind() {
+        let net = three_phases();
+        net.validate().unwrap();
+        let mut c = Controller::new(&net, timing(), PolicyKind::Adaptive.build(&net));
+        let mut obs = Observation::empty(&net);
+        // West's queue draws the green from north (phase 0, empty) at the minimum green.
+        queue(&mut obs, 4, 10);
+        // An ambulance from the east (phase 1) arrives at 19 s: not yet needing a switch at
+        // 5 s (14 s away; a clearance and the margin take 11), but a switch to west then
+        // would hold the light (clearance, minimum green, clearance) until 20 s.
+        let states = run_with(&mut c, &net, &obs, 25, |t| {
+            if t < 20 {
+                vec![request(1, f64::from(19 - t), 0)]
+            } else {
+                Vec::new()
+            }
+        });
+        assert_eq!(states[4], "Grr");
+        assert_eq!(states[5], "yrr", "{states:?}");
+        // East's green from 10 s, through its arrival.
+        assert!(states[10..20].iter().all(|s| s == "rGr"), "{states:?}");
     }
 
     #[test]

@@ -103,6 +103,9 @@ pub struct RunResult {
     pub phase_changes: u64,
     /// Per emergency vehicle: its halts on lanes leading to a signal.
     pub signal_stops: HashMap<String, u32>,
+    /// Per emergency vehicle: those of its halts at signals where the light had just
+    /// acted for another emergency vehicle ([`Controller::served`]).
+    pub yielded_stops: HashMap<String, u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -115,6 +118,8 @@ pub struct AmbulanceResult {
     pub stops: u32,
     /// Halts on a lane leading to a signal (at its red or in the queue before it).
     pub signal_stops: u32,
+    /// Of those, halts where the light had just acted for another emergency vehicle.
+    pub yielded_stops: u32,
 }
 
 /// A run driven while it goes (the live signal scene): emergency runs come in, events go
@@ -301,6 +306,7 @@ pub fn run_with(config: &RunConfig, live: Option<Live<'_>>) -> Result<RunResult,
             free_flow_s: t.duration_s - t.time_loss_s,
             stops: t.stops,
             signal_stops: result.signal_stops.get(&t.id).copied().unwrap_or(0),
+            yielded_stops: result.yielded_stops.get(&t.id).copied().unwrap_or(0),
         })
         .collect();
     Ok(result)
@@ -490,6 +496,9 @@ fn drive(
     // Every state shown, when it changed: `t<TAB>light<TAB>state` (see [`replay`]).
     let mut state_log = String::new();
     let mut now: u32 = begin_s;
+    // Each second of every emergency run on stderr: where it is, what it asks, what the
+    // lights show (why an ambulance stopped).
+    let trace = config.preempt && std::env::var_os("CITYBRAIN_TRACE_EMERGENCY").is_some();
     let max_end_s = begin_s.saturating_add(config.max_end_s);
     loop {
         if let Some(live) = live.as_mut() {
@@ -532,6 +541,17 @@ fn drive(
             .map(|v| traci::subscribe(traci::CMD_SUBSCRIBE_VEHICLE_VARIABLE, &v, &VEHICLE_VARS))
             .collect();
         if let Some(c) = controller.as_mut() {
+            // Halts at signals since the last step: held back for another emergency run
+            // when the light acted for another within a minimum green and two clearances.
+            let t = config.timing;
+            let recent = t.min_green_s + 2 * (t.yellow_s + t.all_red_s);
+            for (vehicle, ix) in halts.new_at_signals.drain(..) {
+                if c.served(ix)
+                    .any(|(v, at)| v != vehicle && now.saturating_sub(at) <= recent)
+                {
+                    *result.yielded_stops.entry(vehicle).or_insert(0) += 1;
+                }
+            }
             let started = Instant::now();
             let preempts: Vec<_> = if config.preempt {
                 runs.iter()
@@ -543,6 +563,9 @@ fn drive(
             };
             let decisions = c.step(network, now, &obs, &preempts);
             result.phase_changes += decisions.len() as u64;
+            if trace {
+                trace_emergencies(network, now, &runs, &positions, &preempts, &decisions, c);
+            }
             if let Some(live) = live.as_mut() {
                 for d in &decisions {
                     (live.on_event)(LiveEvent::Decision {
@@ -746,11 +769,62 @@ fn add_emergency(
     Ok(route)
 }
 
+/// One line per emergency run in progress (`CITYBRAIN_TRACE_EMERGENCY`): time, vehicle,
+/// edge, metres along it, seconds standing; per request, light, phase asked, arrival,
+/// flush time and what the light shows; decisions at those lights.
+fn trace_emergencies(
+    network: &Network,
+    now: u32,
+    runs: &[Emergency],
+    positions: &HashMap<String, Position>,
+    preempts: &[citybrain_signals::Preempt],
+    decisions: &[citybrain_signals::Decision],
+    c: &Controller,
+) {
+    let states = c.states(network);
+    for r in runs {
+        let Some(at) = positions.get(&r.vehicle) else {
+            continue;
+        };
+        let edge = &network.edges[r.route[at.route_index.min(r.route.len() - 1)].0 as usize];
+        let mut line = format!(
+            "{now} {} {}{} {:.0} stood {}",
+            r.vehicle,
+            edge.name,
+            if at.in_junction { "(in junction)" } else { "" },
+            at.lane_pos,
+            at.stopped_s
+        );
+        for p in preempts.iter().filter(|p| p.vehicle == r.vehicle).take(2) {
+            let ix = &network.intersections[p.intersection];
+            let want: String = ix.phases[p.phase]
+                .green
+                .iter()
+                .map(|g| g.unwrap_or('r'))
+                .collect();
+            let _ = write!(
+                line,
+                " | {} wants {} ({want}) eta {:.1} flush {:.1} shows {}",
+                ix.name, p.phase, p.eta_s, p.flush_s, states[p.intersection]
+            );
+            for d in decisions
+                .iter()
+                .filter(|d| d.intersection == p.intersection)
+            {
+                let _ = write!(line, " -> {} {:?}", d.phase, d.reason);
+            }
+        }
+        eprintln!("{line}");
+    }
+}
+
 /// Per emergency vehicle: seconds it has been standing still, and its halts at signals.
 #[derive(Default)]
 struct Halts {
     standing: HashMap<String, u32>,
     at_signals: HashMap<String, u32>,
+    /// Halts at signals not yet classified: vehicle, intersection.
+    new_at_signals: Vec<(String, usize)>,
 }
 
 fn observe(
@@ -783,13 +857,12 @@ fn observe(
             *n += 1;
             // A new halt on a lane that ends at a light: a stop at a signal (its red, or
             // the queue its red holds).
-            let at_signal = lanes.get(lane).is_some_and(|&i| {
-                network.edges[network.lanes[i].edge.0 as usize]
-                    .to_signal
-                    .is_some()
-            });
-            if *n == 1 && at_signal {
+            let at_signal = lanes
+                .get(lane)
+                .and_then(|&i| network.edges[network.lanes[i].edge.0 as usize].to_signal);
+            if let (1, Some(ix)) = (*n, at_signal) {
                 *halts.at_signals.entry(s.object.clone()).or_insert(0) += 1;
+                halts.new_at_signals.push((s.object.clone(), ix));
             }
             *n
         } else {

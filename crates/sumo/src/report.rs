@@ -22,6 +22,7 @@ pub fn to_json(r: &RunResult) -> serde_json::Value {
         "ambulances": r.ambulances.iter().map(|a| serde_json::json!({
             "id": a.id, "travel_s": a.travel_s, "free_flow_s": a.free_flow_s, "stops": a.stops,
             "signal_stops": a.signal_stops,
+            "yielded_stops": a.yielded_stops,
         })).collect::<Vec<_>>(),
     })
 }
@@ -87,13 +88,14 @@ pub fn table(flow: &str, results: &[RunResult], ambulances: &[String]) -> String
                 Some(a) => {
                     let _ = writeln!(
                         out,
-                        "  {:<14} travel {:>6.1} s, free-flow {:>6.1} s ({:+.1}%), stops {} ({} at signals)",
+                        "  {:<14} travel {:>6.1} s, free-flow {:>6.1} s ({:+.1}%), stops {} ({} at signals, {} for another emergency run)",
                         a.id,
                         a.travel_s,
                         a.free_flow_s,
                         (a.travel_s / a.free_flow_s - 1.0) * 100.0,
                         a.stops,
-                        a.signal_stops
+                        a.signal_stops,
+                        a.yielded_stops
                     );
                 }
                 None => {
@@ -137,6 +139,7 @@ mod tests {
                 free_flow_s: 100.0,
                 stops: 0,
                 signal_stops: 0,
+                yielded_stops: 0,
             }],
             ..RunResult::default()
         };
