@@ -34,6 +34,7 @@ pub(super) fn to_row(
     base: Option<&Row>,
     now_text: &str,
 ) -> Result<Row, String> {
+    super::validate::check_entity(entity)?;
     let id = entity
         .get("id")
         .or_else(|| entity.get("@id"))

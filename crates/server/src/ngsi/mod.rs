@@ -34,6 +34,7 @@ pub(crate) mod deleted;
 pub mod fuzzing;
 pub(crate) mod ids;
 pub(crate) mod subscriptions;
+mod validate;
 mod write;
 use convert::{
     geo_to_sql, latest_sql, lit, observed_field, q_to_sql, temporal_entity, term, time_condition,

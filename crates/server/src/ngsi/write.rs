@@ -101,6 +101,11 @@ pub(super) fn entity_type_of(entity: &Row) -> Result<String, Problem> {
         .and_then(Value::as_str)
         .map(|t| term(t).to_string())
         .ok_or_else(|| Problem::bad("an entity needs a 'type'"))
+        .and_then(|t| {
+            super::validate::check_type(&t)
+                .map(|()| t)
+                .map_err(Problem::bad)
+        })
 }
 
 /// Whether `def` holds any row of entity `id` (a plain lookup, not the newest-row window:
@@ -134,6 +139,8 @@ pub(super) async fn create(
             "POST /entities takes one entity (a JSON object); use /entityOperations/create for several",
         ));
     };
+    // What the entity is, before whether its type has a home or its id is taken.
+    super::validate::check_entity(&entity).map_err(Problem::bad)?;
     let (def, ngsi) = dataset_for(&state, &entity_type_of(&entity)?)?;
     let row = to_row(&def, &ngsi, &entity, None, &now().to_string()).map_err(Problem::bad)?;
     let id = row[&ngsi.id].as_str().unwrap_or_default().to_string();
@@ -457,6 +464,7 @@ pub(super) async fn batch(
             continue;
         };
         let outcome = async {
+            super::validate::check_entity(&entity).map_err(Problem::bad)?;
             let found = find(&state, &me, &id, None).await?;
             let created = found.is_none();
             let (def, ngsi, base) = match (op.as_str(), found) {
