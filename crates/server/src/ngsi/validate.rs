@@ -45,6 +45,30 @@ const RESERVED_TYPES: &[&str] = &[
     "JsonProperty",
 ];
 
+/// The member that holds each attribute type's value: one per attribute, never another's.
+const VALUE_MEMBERS: &[&str] = &[
+    "value",
+    "object",
+    "languageMap",
+    "valueList",
+    "objectList",
+    "vocab",
+    "json",
+];
+
+fn own_member(kind: &str) -> Option<&'static str> {
+    Some(match kind {
+        "Property" | "GeoProperty" => "value",
+        "Relationship" => "object",
+        "LanguageProperty" => "languageMap",
+        "ListProperty" => "valueList",
+        "ListRelationship" => "objectList",
+        "VocabProperty" => "vocab",
+        "JsonProperty" => "json",
+        _ => return None,
+    })
+}
+
 /// Members of an attribute that are not sub-attributes.
 const ATTRIBUTE_MEMBERS: &[&str] = &[
     "type",
@@ -139,6 +163,14 @@ pub(super) fn check_type(entity_type: &str) -> Result<(), String> {
             "'{entity_type}' is a term of NGSI-LD itself, not an entity type"
         ));
     }
+    // A term (a name starting with a letter), or a full URI.
+    if !entity_type.contains(':')
+        && !entity_type.starts_with(|c: char| c.is_alphabetic() || c == '_')
+    {
+        return Err(format!(
+            "entity type '{entity_type}' is not a term (a name starting with a letter) or a URI"
+        ));
+    }
     Ok(())
 }
 
@@ -180,8 +212,17 @@ fn check_attribute(name: &str, attr: &Value, depth: usize) -> Result<(), String>
     let Value::Object(o) = attr else {
         if let Value::Array(instances) = attr {
             // Several instances (datasetId) are objects; a key-values array is a value.
+            let mut seen = Vec::new();
             for a in instances.iter().filter(|a| is_attribute_object(a)) {
                 check_attribute(name, a, depth + 1)?;
+                let dataset = a.get("datasetId").and_then(Value::as_str);
+                if seen.contains(&dataset) {
+                    return Err(format!(
+                        "attribute '{name}' has two instances with the datasetId {}",
+                        dataset.unwrap_or("(the default)")
+                    ));
+                }
+                seen.push(dataset);
             }
         }
         return Ok(());
@@ -195,6 +236,36 @@ fn check_attribute(name: &str, attr: &Value, depth: usize) -> Result<(), String>
         .get("type")
         .or_else(|| o.get("@type"))
         .and_then(Value::as_str);
+    if let Some(own) = kind.and_then(own_member) {
+        if let Some(other) = VALUE_MEMBERS
+            .iter()
+            .find(|m| **m != own && o.contains_key(**m))
+        {
+            return Err(format!(
+                "attribute '{name}' is a {}: it carries '{own}', not '{other}'",
+                kind.unwrap_or_default()
+            ));
+        }
+        if o.contains_key("unitCode") && !matches!(own, "value" | "valueList") {
+            return Err(format!(
+                "attribute '{name}' is a {}: only a Property has a unitCode",
+                kind.unwrap_or_default()
+            ));
+        }
+    }
+    if let Some(member) = o.keys().find(|k| k.starts_with("previous")) {
+        return Err(format!(
+            "attribute '{name}': '{member}' is given by the broker in notifications, never sent"
+        ));
+    }
+    if matches!(name, "location" | "observationSpace" | "operationSpace")
+        && matches!(kind, Some(k) if k != "GeoProperty" && own_member(k).is_some())
+    {
+        return Err(format!(
+            "attribute '{name}' is a GeoProperty, not a {}",
+            kind.unwrap_or_default()
+        ));
+    }
     let need = |member: &str| -> Result<&Value, String> {
         match o.get(member) {
             Some(Value::Null) | None => Err(format!(
@@ -221,10 +292,21 @@ fn check_attribute(name: &str, attr: &Value, depth: usize) -> Result<(), String>
             _ => return Err(format!("attribute '{name}': its object is a URI text")),
         },
         Some("LanguageProperty") => {
-            if !need("languageMap")?.is_object() {
+            let Value::Object(map) = need("languageMap")? else {
                 return Err(format!(
                     "attribute '{name}': its languageMap is an object of language tags"
                 ));
+            };
+            for (tag, text) in map {
+                let texts = match text {
+                    Value::Array(a) => a.iter().all(Value::is_string),
+                    v => v.is_string(),
+                };
+                if !texts || text.as_str() == Some("urn:ngsi-ld:null") {
+                    return Err(format!(
+                        "attribute '{name}': languageMap '{tag}' is a text (or texts)"
+                    ));
+                }
             }
         }
         Some("ListProperty") => {
@@ -254,7 +336,11 @@ fn check_attribute(name: &str, attr: &Value, depth: usize) -> Result<(), String>
             need("vocab")?;
         }
         Some("JsonProperty") => {
-            need("json")?;
+            if !matches!(need("json")?, Value::Object(_) | Value::Array(_)) {
+                return Err(format!(
+                    "attribute '{name}': its json is a JSON object or array"
+                ));
+            }
         }
         // Concise (`{"value": ...}`) or a key-values object (a GeoJSON geometry, a
         // structured value): no meta-model to check beyond a normalized null.
@@ -387,6 +473,13 @@ mod tests {
             json!({"id": id, "route": {"type": "ListRelationship", "objectList": ["not a uri"]}}),
             json!({"id": id, "t": {"type": "ListProperty", "valueList": [1.2], "value": 3}}),
             json!({"id": id, "n": {"type": "Property", "value": 1, "sub": {"type": "Relationship", "object": "x y"}}}),
+            json!({"id": id, "n": {"type": "Property", "value": 1, "object": "urn:a:b"}}),
+            json!({"id": id, "r": {"type": "Relationship", "object": "urn:a:b", "unitCode": "MTR"}}),
+            json!({"id": id, "j": {"type": "JsonProperty", "json": 3}}),
+            json!({"id": id, "n": {"type": "Property", "value": 1, "previousValue": 0}}),
+            json!({"id": id, "d": {"type": "LanguageProperty", "languageMap": {"en": 3}}}),
+            json!({"id": id, "location": {"type": "Property", "value": "here"}}),
+            json!({"id": id, "n": [{"type": "Property", "value": 1}, {"type": "Property", "value": 2}]}),
         ] {
             assert!(check(bad.clone()).is_err(), "{bad}");
         }
@@ -401,7 +494,10 @@ mod tests {
         ] {
             check(good.clone()).unwrap_or_else(|e| panic!("{good}: {e}"));
         }
+        check(json!({"id": id, "n": [{"type": "Property", "value": 1}, {"type": "Property", "value": 2, "datasetId": "urn:ngsi-ld:Dataset:b"}]})).unwrap();
         assert!(check_type("type").is_err());
+        assert!(check_type("9Vehicle").is_err());
+        check_type("https://example.org/Vehicle").unwrap();
         check_type("Building").unwrap();
     }
 }
