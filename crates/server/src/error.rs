@@ -161,6 +161,11 @@ impl ApiError {
         self.status
     }
 
+    /// What the error carries beyond its message (a refused batch's problems).
+    pub fn details(&self) -> Option<&serde_json::Value> {
+        self.details.as_ref()
+    }
+
     pub fn unauthorized() -> Self {
         Self::new(
             StatusCode::UNAUTHORIZED,

@@ -54,8 +54,27 @@ pub(super) async fn store(
         ),
     };
     audit(state, me, CallKind::Ingest, def, n, outcome, detail)?;
-    result?;
-    Ok(())
+    match result {
+        Ok(_) => Ok(()),
+        // An attribute the dataset's field cannot hold is invalid content (400
+        // BadRequestData), named by its field, not a batch report.
+        Err(e) if e.status() == StatusCode::UNPROCESSABLE_ENTITY => {
+            Err(Problem::bad(refusal_detail(&e)))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The first problem of a refused batch, by field, as an NGSI-LD error's detail.
+fn refusal_detail(e: &crate::error::ApiError) -> String {
+    let first = e.details().and_then(|d| d["problems"].get(0));
+    match first.and_then(|p| p["reason"].as_str()) {
+        Some(reason) => match first.and_then(|p| p["field"].as_str()) {
+            Some(field) => format!("field {field}: {reason}"),
+            None => reason.to_string(),
+        },
+        None => e.message().to_string(),
+    }
 }
 
 /// An entity (or a batch of them) as the specification's content rules allow: with
