@@ -330,6 +330,10 @@ pub(super) struct ReadParams {
     end_time_at: Option<String>,
     #[serde(rename = "lastN")]
     last_n: Option<usize>,
+    /// A query sent as a body (`entityOperations/query`), where entities named by id
+    /// alone are a selection.
+    #[serde(skip)]
+    from_body: bool,
 }
 
 impl ReadParams {
@@ -420,6 +424,16 @@ async fn query(
     }
     let offset = params.offset.unwrap_or(0);
     let attrs = params.attrs();
+    validate::check_query(
+        params.id.as_deref(),
+        attrs.as_deref(),
+        params.r#type.is_some()
+            || attrs.is_some()
+            || params.q.is_some()
+            || params.georel.is_some()
+            || (params.from_body && params.id.is_some()),
+    )
+    .map_err(Problem::bad)?;
     let mut out = Vec::new();
     let mut total = 0usize;
     for (def, ngsi) in query_datasets(&state, &params)? {

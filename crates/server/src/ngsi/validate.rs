@@ -156,6 +156,32 @@ fn unreadable(c: char) -> bool {
         || u & 0xFFFE == 0xFFFE
 }
 
+/// A query's own parameters (GET /entities): ids that are URIs, attribute names that are
+/// not NGSI-LD's own terms, and at least one of what selects entities (ETSI GS CIM 009
+/// 5.7.2: type, attrs, q or a geo-query; ids alone do not).
+pub(super) fn check_query(
+    ids: Option<&str>,
+    attrs: Option<&[String]>,
+    selects: bool,
+) -> Result<(), String> {
+    for id in ids.into_iter().flat_map(|i| i.split(',')) {
+        check_uri("id", id.trim())?;
+    }
+    for a in attrs.into_iter().flatten() {
+        let short = super::convert::term(a);
+        if short.is_empty()
+            || matches!(short, "id" | "type")
+            || RESERVED_ATTRIBUTES.contains(&short)
+        {
+            return Err(format!("attrs: '{a}' is not an attribute name"));
+        }
+    }
+    if !selects {
+        return Err("a query selects entities by type, attrs, q or a geo-query (georel)".into());
+    }
+    Ok(())
+}
+
 /// The entity's type: not a reserved term.
 pub(super) fn check_type(entity_type: &str) -> Result<(), String> {
     if RESERVED_TYPES.contains(&entity_type) || entity_type.is_empty() {
@@ -495,6 +521,15 @@ mod tests {
             check(good.clone()).unwrap_or_else(|e| panic!("{good}: {e}"));
         }
         check(json!({"id": id, "n": [{"type": "Property", "value": 1}, {"type": "Property", "value": 2, "datasetId": "urn:ngsi-ld:Dataset:b"}]})).unwrap();
+        assert!(check_query(Some("thisisaninvaliduri1"), None, true).is_err());
+        assert!(check_query(None, Some(&["id".into()]), true).is_err());
+        assert!(check_query(Some("urn:ngsi-ld:Building:b1"), None, false).is_err());
+        check_query(
+            Some("urn:ngsi-ld:Building:b1"),
+            Some(&["name".into()]),
+            true,
+        )
+        .unwrap();
         assert!(check_type("type").is_err());
         assert!(check_type("9Vehicle").is_err());
         check_type("https://example.org/Vehicle").unwrap();

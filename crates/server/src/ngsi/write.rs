@@ -610,6 +610,7 @@ pub(super) fn query_body(mut params: ReadParams, body: &Value) -> Result<ReadPar
     if params.r#type.is_none() && params.id.is_none() {
         return Err(Problem::bad("a Query names entities by type or id"));
     }
+    params.from_body = true;
     Ok(params)
 }
 
