@@ -284,6 +284,8 @@ async fn find(
     id: &str,
     type_hint: Option<&str>,
 ) -> Result<Option<(DatasetDef, NgsiLdDef, Row)>, Problem> {
+    // An id that is no URI names no entity: a bad request, not a missing one.
+    validate::check_uri("id", id).map_err(Problem::bad)?;
     let candidates = match type_hint {
         Some(t) => vec![dataset_for(state, t)?],
         None => ngsi_datasets(state),

@@ -386,7 +386,10 @@ fn check_attribute(name: &str, attr: &Value, depth: usize) -> Result<(), String>
         let id = id
             .as_str()
             .ok_or_else(|| format!("attribute '{name}': its datasetId is a URI text"))?;
-        check_uri(&format!("attribute '{name}': datasetId"), id)?;
+        // `@none` names the default instance.
+        if id != "@none" {
+            check_uri(&format!("attribute '{name}': datasetId"), id)?;
+        }
     }
     if let Some(unit) = o.get("unitCode")
         && !unit.is_string()
