@@ -713,7 +713,7 @@ impl DatasetStore {
             None => true,
         };
         if let Some((shared, dataset, through)) = forget.filter(|_| published)
-            && let Err(error) = shared.forget(&dataset, through)
+            && let Err(error) = forget_with_retries(shared.as_ref(), &dataset, through)
         {
             // Harmless: the next open skips frames of sealed generations and drops them.
             tracing::warn!(message = "Could not drop sealed frames from the shared log.", %dataset, %error);
@@ -778,3 +778,22 @@ fn publish_missing(
 
 /// A store shared between the hub and the threads that seal it.
 pub type SharedStore = Arc<DatasetStore>;
+
+/// Drops a seal's frames from the shared log, trying again twice (after 0.5 s and 1 s)
+/// when the log does not answer: otherwise the frames stay until the next seal or start,
+/// which on a dataset that goes quiet may be long.
+fn forget_with_retries(
+    shared: &dyn crate::log::SharedLog,
+    dataset: &str,
+    through: u64,
+) -> std::io::Result<()> {
+    let mut last = Ok(());
+    for wait_ms in [0u64, 500, 1_000] {
+        std::thread::sleep(std::time::Duration::from_millis(wait_ms));
+        last = shared.forget(dataset, through);
+        if last.is_ok() {
+            break;
+        }
+    }
+    last
+}
