@@ -42,6 +42,7 @@ impl SharedLog for OneFrame {
     fn follow(
         &self,
         _: &str,
+        _: &str,
         from: u64,
     ) -> std::io::Result<(Vec<citybrain_hub::log::ForeignFrame>, u64)> {
         Ok((Vec::new(), from))

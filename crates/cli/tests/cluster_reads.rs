@@ -9,42 +9,9 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 
-use common::cluster::{Nats, Postgres, S3};
-use common::{Server, free_port, start_with, wait_until};
-
-fn deployment(dir: &Path, nats: &Nats, pg: &Postgres) -> String {
-    let segments = format!(
-        "backend = \"directory\"\npath = \"{}\"\n",
-        dir.join("shared").display()
-    );
-    deployment_with(dir, nats, pg, &segments)
-}
-
-fn deployment_with(dir: &Path, nats: &Nats, pg: &Postgres, segments: &str) -> String {
-    let path = dir.join("deploy.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[log]\nbackend = \"jetstream\"\nurl = \"nats://127.0.0.1:{}\"\nreplicas = 1\ntimeout_s = 2\n\n\
-             [catalog]\nbackend = \"postgres\"\nurl = \"{}\"\ntimeout_s = 2\n\n\
-             [segments]\n{segments}",
-            nats.port, pg.url,
-        ),
-    )
-    .unwrap();
-    path.to_str().unwrap().to_string()
-}
-
-fn node(data: &Path, config: &str, log: &Path) -> Server {
-    start_with(
-        data,
-        &["--config", config, "--seal-rows", "200"],
-        "info",
-        Stdio::from(std::fs::File::create(log).unwrap()),
-    )
-}
+use common::cluster::{Nats, Postgres, S3, deployment, deployment_with, node};
+use common::{Server, free_port, wait_until};
 
 fn ingest(server: &Server, b: usize) {
     let (status, text) = server.post(

@@ -67,11 +67,18 @@ pub(crate) const SCHEMA: Schema = Schema {
                  segments TEXT NOT NULL,
                  keys TEXT NOT NULL DEFAULT '[]',
                  PRIMARY KEY (dataset, owner, generation)
+             );
+             CREATE TABLE IF NOT EXISTS leases (
+                 name TEXT PRIMARY KEY,
+                 node TEXT NOT NULL,
+                 address TEXT NOT NULL,
+                 until_ms INTEGER NOT NULL
              );",
     postgres: &[
         include_str!("../migrations/postgres/0001_catalog.sql"),
         include_str!("../migrations/postgres/0002_seals.sql"),
         include_str!("../migrations/postgres/0003_seal_keys.sql"),
+        include_str!("../migrations/postgres/0004_leases.sql"),
     ],
 };
 

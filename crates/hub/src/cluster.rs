@@ -47,6 +47,8 @@ pub trait SegmentStore: Send + Sync + std::fmt::Debug {
     fn location(&self, key: &str) -> io::Result<String>;
     /// Whether the store holds `key`.
     fn exists(&self, key: &str) -> io::Result<bool>;
+    /// The segment at `key`, whole (the cluster's change feed reads other nodes' seals).
+    fn read(&self, key: &str) -> io::Result<bytes::Bytes>;
     /// Removes every segment whose key starts with `prefix` (a deleted dataset's).
     fn remove_prefix(&self, prefix: &str) -> io::Result<()>;
     /// Where the store is, for messages.
@@ -106,6 +108,10 @@ impl SegmentStore for SegmentDirectory {
 
     fn exists(&self, key: &str) -> io::Result<bool> {
         Ok(self.path(key)?.is_file())
+    }
+
+    fn read(&self, key: &str) -> io::Result<bytes::Bytes> {
+        std::fs::read(self.path(key)?).map(bytes::Bytes::from)
     }
 
     fn remove_prefix(&self, prefix: &str) -> io::Result<()> {
@@ -278,12 +284,105 @@ impl SealBook {
     }
 }
 
+/// Who holds a lease, and until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    pub node: String,
+    /// Where the holder serves its API (`http://host:port`), for callers sent to it.
+    pub address: String,
+    /// Unix milliseconds: past this, any node may take the lease.
+    pub until_ms: i64,
+}
+
+/// Work that one node of a cluster does at a time (a scene), under a lease in the
+/// metadata database the nodes share: its holder renews it well before it lapses, and
+/// once it lapses any node may take it. Taking and renewing are one conditional upsert,
+/// atomic in the database: no consensus of our own. Times are the nodes' clocks, so a
+/// lease's length must exceed their skew by a margin (NTP keeps it to milliseconds).
+#[derive(Debug)]
+pub struct Leases {
+    db: Mutex<Db>,
+}
+
+impl Leases {
+    pub fn open(place: &Place) -> Result<Self, HubError> {
+        let db =
+            Db::open(place, &crate::catalog::SCHEMA).map_err(book_err("opening the leases"))?;
+        Ok(Self { db: Mutex::new(db) })
+    }
+
+    fn db(&self) -> std::sync::MutexGuard<'_, Db> {
+        self.db.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes `name` for `node` until `now_ms + ttl_ms` if it is free, lapsed or already
+    /// `node`'s (a renewal); the holder after the call either way.
+    pub fn take(
+        &self,
+        name: &str,
+        node: &str,
+        address: &str,
+        now_ms: i64,
+        ttl_ms: i64,
+    ) -> Result<Holder, HubError> {
+        let db = self.db();
+        db.execute(
+            "INSERT INTO leases (name, node, address, until_ms) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (name) DO UPDATE
+             SET node = excluded.node, address = excluded.address, until_ms = excluded.until_ms
+             WHERE leases.node = excluded.node OR leases.until_ms < ?5",
+            params![name, node, address, now_ms + ttl_ms, now_ms],
+        )
+        .map_err(book_err("taking a lease"))?;
+        let row = db
+            .query_opt(
+                "SELECT node, address, until_ms FROM leases WHERE name = ?1",
+                params![name],
+            )
+            .map_err(book_err("reading a lease"))?
+            .ok_or_else(|| HubError::Internal(format!("the lease {name} vanished")))?;
+        holder(&row)
+    }
+
+    /// Gives `name` up if `node` holds it, so another node takes it at once.
+    pub fn release(&self, name: &str, node: &str) -> Result<(), HubError> {
+        self.db()
+            .execute(
+                "UPDATE leases SET until_ms = 0 WHERE name = ?1 AND node = ?2",
+                params![name, node],
+            )
+            .map_err(book_err("giving up a lease"))?;
+        Ok(())
+    }
+
+    /// Who holds `name` (perhaps lapsed), if anyone ever did.
+    pub fn holder(&self, name: &str) -> Result<Option<Holder>, HubError> {
+        self.db()
+            .query_opt(
+                "SELECT node, address, until_ms FROM leases WHERE name = ?1",
+                params![name],
+            )
+            .map_err(book_err("reading a lease"))?
+            .map(|row| holder(&row))
+            .transpose()
+    }
+}
+
+fn holder(row: &citybrain_metadb::Row) -> Result<Holder, HubError> {
+    Ok(Holder {
+        node: row.text(0).map_err(book_err("reading a lease"))?,
+        address: row.text(1).map_err(book_err("reading a lease"))?,
+        until_ms: row.int(2).map_err(book_err("reading a lease"))?,
+    })
+}
+
 /// The pieces a node of a cluster reads the others through.
 #[derive(Debug)]
 pub struct Cluster {
     pub log: Arc<dyn SharedLog>,
     pub segments: Arc<dyn SegmentStore>,
     pub book: SealBook,
+    pub leases: Leases,
 }
 
 impl Cluster {
@@ -368,6 +467,50 @@ impl Cluster {
     }
 }
 
+/// One of another node's frames, read back.
+pub(crate) struct ForeignBatches {
+    pub owner: String,
+    pub sequence: u64,
+    pub batches: Vec<RecordBatch>,
+    /// The keyed call it stored, if one did, with its ingest stamp.
+    pub keys: Vec<(crate::log::CallKey, i64)>,
+}
+
+/// Reads a frame another node appended to the shared log as batches of `def`'s stored
+/// schema (checked whole first: a frame from the stream is input like any other).
+pub(crate) fn read_foreign_frame(
+    def: &DatasetDef,
+    schema: &SchemaRef,
+    frame: log::ForeignFrame,
+) -> Result<ForeignBatches, HubError> {
+    let name = def.name.as_str();
+    let len = frame.frame.len() as u64;
+    let contents = log::parse_frames(frame.frame).map_err(|source| HubError::Io {
+        context: format!(
+            "reading frame {} of {name} from the shared log",
+            frame.sequence
+        ),
+        source,
+    })?;
+    if contents.valid_len != len {
+        return Err(HubError::Internal(format!(
+            "frame {} of {name} in the shared log is corrupt",
+            frame.sequence
+        )));
+    }
+    let source = format!(
+        "{name} of {} at {} in the shared log",
+        frame.owner, frame.sequence
+    );
+    let replayed = crate::store::replay(def, schema, contents.entries, &source)?;
+    Ok(ForeignBatches {
+        owner: frame.owner,
+        sequence: frame.sequence,
+        batches: replayed.batches,
+        keys: replayed.keys,
+    })
+}
+
 /// What one node knows of a dataset's records on the other nodes.
 #[derive(Debug, Default)]
 pub struct Foreign {
@@ -404,38 +547,19 @@ impl Foreign {
         schema: &SchemaRef,
     ) -> Result<(), HubError> {
         let name = def.name.as_str();
-        let (frames, next) =
-            cluster
-                .log
-                .follow(name, self.next)
-                .map_err(|source| HubError::LogUnavailable {
-                    log: cluster.log.describe(),
-                    context: format!("reading other nodes' records of {name}"),
-                    source,
-                })?;
-        let mut fresh = Vec::with_capacity(frames.len());
-        for frame in frames {
-            let len = frame.frame.len() as u64;
-            let contents = log::parse_frames(frame.frame).map_err(|source| HubError::Io {
-                context: format!(
-                    "reading frame {} of {name} from the shared log",
-                    frame.sequence
-                ),
+        let (frames, next) = cluster
+            .log
+            .follow("queries", name, self.next)
+            .map_err(|source| HubError::LogUnavailable {
+                log: cluster.log.describe(),
+                context: format!("reading other nodes' records of {name}"),
                 source,
             })?;
-            if contents.valid_len != len {
-                return Err(HubError::Internal(format!(
-                    "frame {} of {name} in the shared log is corrupt",
-                    frame.sequence
-                )));
-            }
-            let source = format!(
-                "{name} of {} at {} in the shared log",
-                frame.owner, frame.sequence
-            );
-            let replayed = crate::store::replay(def, schema, contents.entries, &source)?;
-            let keys = replayed.keys.into_iter().map(|(key, _)| key).collect();
-            fresh.push((frame.owner, frame.sequence, replayed.batches, keys));
+        let mut fresh = Vec::with_capacity(frames.len());
+        for frame in frames {
+            let read = read_foreign_frame(def, schema, frame)?;
+            let keys = read.keys.into_iter().map(|(key, _)| key).collect();
+            fresh.push((read.owner, read.sequence, read.batches, keys));
         }
         // Only now: a frame that failed to decode is asked for again next time.
         self.frames.extend(fresh);

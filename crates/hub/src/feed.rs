@@ -19,6 +19,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock, mpsc};
+use std::time::Instant;
 
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::TimestampMicrosecondType;
@@ -46,6 +47,9 @@ pub struct Change {
     pub batches: Vec<RecordBatch>,
     /// Handed out by the catch-up rather than live.
     pub replayed: bool,
+    /// In a cluster, the node that stored it when that is another one (its id in the
+    /// shared log); `position` is then a place in that node's history, not this one's.
+    pub origin: Option<Arc<str>>,
 }
 
 impl Change {
@@ -100,6 +104,7 @@ impl Feed {
                 position,
                 batches: batches.to_vec(),
                 replayed: false,
+                origin: None,
             });
         }
     }
@@ -200,6 +205,18 @@ pub struct Subscription {
     queued: Arc<AtomicUsize>,
     /// The position handed out last, per dataset.
     delivered: Positions,
+    /// In a cluster, the other nodes' rows (`cluster_feed`).
+    foreign: Option<crate::cluster_feed::ForeignFeed>,
+}
+
+/// What [`Subscription::recv_until`] found.
+#[derive(Debug)]
+pub enum Recv {
+    Change(Change),
+    /// Nothing by the deadline.
+    Idle,
+    /// The hub closed the feed and everything was handed out.
+    Closed,
 }
 
 impl std::fmt::Debug for Subscription {
@@ -227,12 +244,29 @@ impl Subscription {
             live,
             queued,
             delivered: from.clone(),
+            foreign: None,
         }
+    }
+
+    /// Adds the other nodes' rows (a cluster's): their catch-up joins this node's, merged
+    /// by stamp, and later rows are polled while waiting for live ones.
+    pub(crate) fn with_foreign(
+        mut self,
+        mut foreign: crate::cluster_feed::ForeignFeed,
+    ) -> Result<Self, HubError> {
+        foreign.poll(true)?;
+        let mut all: Vec<Change> = self.catch_up.drain(..).collect();
+        all.extend(foreign.ready.drain(..));
+        self.catch_up = interleave(all, true)?.into();
+        self.foreign = Some(foreign);
+        Ok(self)
     }
 
     /// Changes handed over but not yet taken (catch-up and live).
     pub fn pending(&self) -> usize {
-        self.catch_up.len() + self.queued.load(Ordering::Relaxed)
+        self.catch_up.len()
+            + self.queued.load(Ordering::Relaxed)
+            + self.foreign.as_ref().map_or(0, |f| f.ready.len())
     }
 
     /// Changes left in the catch-up.
@@ -242,28 +276,68 @@ impl Subscription {
 
     /// The next change, waiting for one; `None` once the hub closes.
     pub fn recv(&mut self) -> Option<Change> {
-        if let Some(change) = self.catch_up.pop_front() {
-            return Some(self.deliver(change));
-        }
         loop {
-            let change = self.live.recv().ok()?;
-            self.queued.fetch_sub(1, Ordering::Relaxed);
-            if self.fresh(&change) {
-                return Some(self.deliver(change));
+            let far = Instant::now() + std::time::Duration::from_secs(3600);
+            match self.recv_until(far) {
+                Recv::Change(change) => return Some(change),
+                Recv::Idle => continue,
+                Recv::Closed => return None,
             }
         }
     }
 
     /// The next change if one is ready.
     pub fn try_recv(&mut self) -> Option<Change> {
+        match self.recv_until(Instant::now()) {
+            Recv::Change(change) => Some(change),
+            Recv::Idle | Recv::Closed => None,
+        }
+    }
+
+    /// The next change, waiting for one until `deadline`. In a cluster the other nodes'
+    /// rows are asked for meanwhile, every [`crate::cluster_feed::POLL`].
+    pub fn recv_until(&mut self, deadline: Instant) -> Recv {
         if let Some(change) = self.catch_up.pop_front() {
-            return Some(self.deliver(change));
+            return Recv::Change(self.deliver(change));
         }
         loop {
-            let change = self.live.try_recv().ok()?;
-            self.queued.fetch_sub(1, Ordering::Relaxed);
-            if self.fresh(&change) {
-                return Some(self.deliver(change));
+            let now = Instant::now();
+            let wait_to = match &mut self.foreign {
+                None => deadline,
+                Some(foreign) => {
+                    if let Some(change) = foreign.ready.pop_front() {
+                        return Recv::Change(change);
+                    }
+                    if foreign.next_poll <= now {
+                        if let Err(error) = foreign.poll(false) {
+                            tracing::warn!(message = "Other nodes' records could not be read for the change feed; asking again.", %error);
+                            foreign.next_poll = now + std::time::Duration::from_secs(1);
+                        }
+                        continue;
+                    }
+                    deadline.min(foreign.next_poll)
+                }
+            };
+            let got = match wait_to.checked_duration_since(now) {
+                Some(wait) if !wait.is_zero() => self.live.recv_timeout(wait),
+                _ => self.live.try_recv().map_err(|e| match e {
+                    mpsc::TryRecvError::Empty => mpsc::RecvTimeoutError::Timeout,
+                    mpsc::TryRecvError::Disconnected => mpsc::RecvTimeoutError::Disconnected,
+                }),
+            };
+            match got {
+                Ok(change) => {
+                    self.queued.fetch_sub(1, Ordering::Relaxed);
+                    if self.fresh(&change) {
+                        return Recv::Change(self.deliver(change));
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => return Recv::Closed,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if Instant::now() >= deadline {
+                        return Recv::Idle;
+                    }
+                }
             }
         }
     }
@@ -275,8 +349,11 @@ impl Subscription {
     }
 
     fn deliver(&mut self, change: Change) -> Change {
-        self.delivered
-            .insert(change.dataset.clone(), change.position);
+        // Another node's positions are its own history's; its cursor keeps them.
+        if change.origin.is_none() {
+            self.delivered
+                .insert(change.dataset.clone(), change.position);
+        }
         change
     }
 }
@@ -295,39 +372,124 @@ pub(crate) fn catch_up_changes(
 ) -> Result<Vec<Change>, HubError> {
     let mut changes = Vec::new();
     for (dataset, batches) in per_dataset {
-        let Some(first) = batches.first() else {
-            continue;
-        };
-        let schema = first.schema();
-        let all = arrow::compute::concat_batches(&schema, &batches)
-            .map_err(|e| HubError::Internal(format!("joining the catch-up of {dataset}: {e}")))?;
-        let stamp_col = all.num_columns() - 1;
-        let order = arrow::compute::sort_to_indices(all.column(stamp_col), None, None)
-            .map_err(|e| HubError::Internal(format!("ordering the catch-up of {dataset}: {e}")))?;
-        let sorted = arrow::compute::take_record_batch(&all, &order)
-            .map_err(|e| HubError::Internal(format!("ordering the catch-up of {dataset}: {e}")))?;
-        let stamps = sorted
-            .column(stamp_col)
-            .as_primitive::<TimestampMicrosecondType>()
-            .clone();
-        let mut start = 0;
-        while start < sorted.num_rows() {
-            let mut end = (start + CATCH_UP_ROWS).min(sorted.num_rows());
-            // Never cut inside one stamp: its rows were one stored batch.
-            while end < sorted.num_rows() && stamps.value(end) == stamps.value(end - 1) {
-                end += 1;
-            }
-            changes.push(Change {
-                dataset: dataset.clone(),
-                position: Position(stamps.value(end - 1)),
-                batches: vec![sorted.slice(start, end - start)],
-                replayed: true,
-            });
-            start = end;
-        }
+        changes.extend(in_stamp_order(&dataset, batches, None, true)?);
     }
     // Merged by stamp across datasets; each dataset's own order is kept (sort is stable).
+    sort_by_first_stamp(&mut changes);
+    Ok(changes)
+}
+
+/// Merges catch-ups of several nodes as their batches were stored: every change cut into
+/// its stored batches (a stamp each), all of them ordered by stamp, and runs of one
+/// dataset and node joined again into changes. Ordering whole changes by their first
+/// stamp would hand one node's hour before another's.
+pub(crate) fn interleave(changes: Vec<Change>, replayed: bool) -> Result<Vec<Change>, HubError> {
+    struct Slice {
+        stamp: i64,
+        dataset: DatasetName,
+        origin: Option<Arc<str>>,
+        batch: RecordBatch,
+    }
+    let mut slices = Vec::new();
+    for change in changes {
+        for batch in change.batches {
+            let stamps = batch
+                .columns()
+                .last()
+                .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>())
+                .ok_or_else(|| HubError::Internal("a stored batch without ingest stamps".into()))?
+                .clone();
+            let mut start = 0;
+            for row in 1..=batch.num_rows() {
+                if row == batch.num_rows() || stamps.value(row) != stamps.value(start) {
+                    slices.push(Slice {
+                        stamp: stamps.value(start),
+                        dataset: change.dataset.clone(),
+                        origin: change.origin.clone(),
+                        batch: batch.slice(start, row - start),
+                    });
+                    start = row;
+                }
+            }
+        }
+    }
+    // Stable: slices of one stamp keep their order.
+    slices.sort_by_key(|s| s.stamp);
+    let mut out: Vec<Change> = Vec::new();
+    let mut rows = 0;
+    for slice in slices {
+        let n = slice.batch.num_rows();
+        match out.last_mut() {
+            Some(last)
+                if last.dataset == slice.dataset
+                    && last.origin == slice.origin
+                    && rows + n <= CATCH_UP_ROWS =>
+            {
+                last.batches.push(slice.batch);
+                last.position = Position(slice.stamp);
+                rows += n;
+            }
+            _ => {
+                rows = n;
+                out.push(Change {
+                    dataset: slice.dataset,
+                    position: Position(slice.stamp),
+                    batches: vec![slice.batch],
+                    replayed,
+                    origin: slice.origin,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Orders changes by the stamp of their first row (a catch-up's, merged across datasets
+/// and nodes; each one's own order is kept, as the sort is stable).
+pub(crate) fn sort_by_first_stamp(changes: &mut [Change]) {
     changes.sort_by_key(|c| first_stamp(c).unwrap_or(c.position.0));
+}
+
+/// One dataset's rows (of one node) as changes in stamp order, cut only between stamps,
+/// so that every change's position is a place to commit.
+pub(crate) fn in_stamp_order(
+    dataset: &DatasetName,
+    batches: Vec<RecordBatch>,
+    origin: Option<&Arc<str>>,
+    replayed: bool,
+) -> Result<Vec<Change>, HubError> {
+    let mut changes = Vec::new();
+    let Some(first) = batches.first() else {
+        return Ok(changes);
+    };
+    let schema = first.schema();
+    let all = arrow::compute::concat_batches(&schema, &batches)
+        .map_err(|e| HubError::Internal(format!("joining the catch-up of {dataset}: {e}")))?;
+    let stamp_col = all.num_columns() - 1;
+    let order = arrow::compute::sort_to_indices(all.column(stamp_col), None, None)
+        .map_err(|e| HubError::Internal(format!("ordering the catch-up of {dataset}: {e}")))?;
+    let sorted = arrow::compute::take_record_batch(&all, &order)
+        .map_err(|e| HubError::Internal(format!("ordering the catch-up of {dataset}: {e}")))?;
+    let stamps = sorted
+        .column(stamp_col)
+        .as_primitive::<TimestampMicrosecondType>()
+        .clone();
+    let mut start = 0;
+    while start < sorted.num_rows() {
+        let mut end = (start + CATCH_UP_ROWS).min(sorted.num_rows());
+        // Never cut inside one stamp: its rows were one stored batch.
+        while end < sorted.num_rows() && stamps.value(end) == stamps.value(end - 1) {
+            end += 1;
+        }
+        changes.push(Change {
+            dataset: dataset.clone(),
+            position: Position(stamps.value(end - 1)),
+            batches: vec![sorted.slice(start, end - start)],
+            replayed,
+            origin: origin.cloned(),
+        });
+        start = end;
+    }
     Ok(changes)
 }
 

@@ -9,6 +9,7 @@
 
 pub mod catalog;
 pub mod cluster;
+pub mod cluster_feed;
 pub mod decode;
 mod error;
 pub mod feed;
@@ -31,9 +32,10 @@ use citybrain_core::{DatasetName, Timestamp};
 use serde::Serialize;
 
 pub use catalog::SkippedDefinition;
+pub use cluster_feed::Origins;
 pub use decode::{DecodeError, Format, IngestLimits, Problem};
 pub use error::{HubError, MAX_LISTED_PROBLEMS};
-pub use feed::{Change, Position, Positions, Subscription};
+pub use feed::{Change, Position, Positions, Recv, Subscription};
 pub(crate) use ingest::with_ingested_at_of;
 pub use ingest::{IngestCall, IngestReport, MAX_KEY_LEN, OnError, RejectionReport, check_key};
 pub use schema::{
@@ -92,7 +94,7 @@ pub struct DatasetInfo {
     pub last_ingest: Option<String>,
 }
 
-struct Entry {
+pub(crate) struct Entry {
     def: DatasetDef,
     store: Arc<DatasetStore>,
     /// Held from stamping a batch until it is stored and published, so a dataset's
@@ -109,7 +111,7 @@ pub struct Hub {
     /// In a cluster that shares segments: how this node reads the others.
     cluster: Option<Arc<cluster::Cluster>>,
     catalog: Mutex<catalog::Catalog>,
-    datasets: RwLock<BTreeMap<DatasetName, Arc<Entry>>>,
+    datasets: Arc<RwLock<BTreeMap<DatasetName, Arc<Entry>>>>,
     sealers: Mutex<Vec<std::thread::JoinHandle<()>>>,
     /// Serialises the open tables' commits (seals in the background, definitions, start).
     open_tables: Arc<Mutex<()>>,
@@ -147,6 +149,7 @@ impl Hub {
                 log: log.clone(),
                 segments: segments.clone(),
                 book: cluster::SealBook::open(&place)?,
+                leases: cluster::Leases::open(&place)?,
             })),
             (Some(_), _, _) => {
                 return Err(HubError::Internal(
@@ -174,7 +177,7 @@ impl Hub {
             config,
             cluster,
             catalog: Mutex::new(catalog),
-            datasets: RwLock::new(datasets),
+            datasets: Arc::new(RwLock::new(datasets)),
             sealers: Mutex::new(Vec::new()),
             open_tables: Arc::default(),
             skipped,
@@ -269,6 +272,38 @@ impl Hub {
             catch_up,
             from,
         ))
+    }
+
+    /// [`Hub::subscribe`], and in a cluster also every other node's rows of `datasets`
+    /// after `others` (their positions, per node): the change feed of the whole city, for
+    /// a scene that runs on one node at a time (`cluster_feed`). Other nodes' changes
+    /// carry their `origin`. Outside a cluster the same as `subscribe`.
+    pub fn subscribe_all_nodes(
+        &self,
+        datasets: &[DatasetName],
+        from: &Positions,
+        others: &Origins,
+    ) -> Result<Subscription, HubError> {
+        let subscription = self.subscribe(datasets, from)?;
+        match &self.cluster {
+            None => Ok(subscription),
+            Some(cluster) => subscription.with_foreign(cluster_feed::ForeignFeed::new(
+                cluster.clone(),
+                self.datasets.clone(),
+                datasets,
+                others,
+            )),
+        }
+    }
+
+    /// In a cluster, the leases its nodes hold on work done by one of them at a time.
+    pub fn leases(&self) -> Option<&cluster::Leases> {
+        self.cluster.as_ref().map(|c| &c.leases)
+    }
+
+    /// This node's id in a cluster (the owner of what it appends to the shared log).
+    pub fn node_id(&self) -> Option<&str> {
+        self.cluster.as_ref().map(|c| c.log.owner())
     }
 
     /// The positions `subscriber` last committed (empty if it never did).

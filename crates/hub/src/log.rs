@@ -335,8 +335,14 @@ pub trait SharedLog: Send + Sync + std::fmt::Debug {
     /// to the newest the log held when asked, and the sequence to ask from next. What a
     /// node acknowledged before this call is in the answer (or was sealed: the caller
     /// learns that from the seals it reads afterwards). Chunks of a frame not yet whole are
-    /// kept for the next call.
-    fn follow(&self, dataset: &str, from: u64) -> io::Result<(Vec<ForeignFrame>, u64)>;
+    /// kept for the next call of the same `follower` (each reader of the log names itself,
+    /// so two readers at different places never take each other's chunks).
+    fn follow(
+        &self,
+        follower: &str,
+        dataset: &str,
+        from: u64,
+    ) -> io::Result<(Vec<ForeignFrame>, u64)>;
 }
 
 /// Cuts a torn tail off a log so later appends follow the last whole frame.

@@ -86,7 +86,8 @@ pub struct JetStreamLog {
     /// This process's id in frame ids (random): message ids stay unique across restarts.
     node: String,
     frames: std::sync::atomic::AtomicU64,
-    /// Per dataset, other nodes' chunks of frames not yet whole ([`SharedLog::follow`]).
+    /// Per follower and dataset, other nodes' chunks of frames not yet whole
+    /// ([`SharedLog::follow`]).
     following: std::sync::Mutex<std::collections::HashMap<String, Chunks>>,
 }
 
@@ -417,7 +418,13 @@ impl SharedLog for JetStreamLog {
         &self.settings.owner
     }
 
-    fn follow(&self, dataset: &str, from: u64) -> io::Result<(Vec<ForeignFrame>, u64)> {
+    fn follow(
+        &self,
+        follower: &str,
+        dataset: &str,
+        from: u64,
+    ) -> io::Result<(Vec<ForeignFrame>, u64)> {
+        let key = format!("{follower}/{dataset}");
         let stream = self.stream.clone();
         // `*` is one token: the owner (node ids hold no dots; dataset names may).
         let subject = format!("{SUBJECT_PREFIX}*.{dataset}");
@@ -427,7 +434,7 @@ impl SharedLog for JetStreamLog {
             self.following
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .entry(dataset.to_string())
+                .entry(key.clone())
                 .or_default(),
         );
         let (result, chunks) = self.run(async move {
@@ -464,7 +471,7 @@ impl SharedLog for JetStreamLog {
         self.following
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(dataset.to_string(), chunks);
+            .insert(key, chunks);
         result
     }
 

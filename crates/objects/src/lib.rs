@@ -181,6 +181,20 @@ impl SegmentStore for S3Segments {
         .map_err(|e| io::Error::other(format!("looking for {key}: {e}")))
     }
 
+    fn read(&self, key: &str) -> io::Result<bytes::Bytes> {
+        check_segment_key(key)?;
+        let path = self.key_path(key);
+        let store = self.store.clone();
+        self.run(async move {
+            store
+                .get_opts(&path, object_store::GetOptions::default())
+                .await?
+                .bytes()
+                .await
+        })
+        .map_err(|e| io::Error::other(format!("reading {key}: {e}")))
+    }
+
     fn remove_prefix(&self, prefix: &str) -> io::Result<()> {
         let prefix = prefix.trim_end_matches('/');
         check_segment_key(prefix)?;

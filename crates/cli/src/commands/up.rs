@@ -518,6 +518,10 @@ fn up(
             services: services.map(Path::to_path_buf),
             data_dir: data.to_path_buf(),
             city: city.clone(),
+            address: format!(
+                "{}://{address}",
+                if limits.tls.is_some() { "https" } else { "http" }
+            ),
         };
         let state = citybrain_server::AppState::start(
             hub.clone(),

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::free_port;
+use super::{Server, free_port};
 
 /// Waits until something listens on loopback `port`; fails naming `what` after `within`.
 fn wait_listening(port: u16, within: Duration, what: &str) {
@@ -243,4 +243,42 @@ impl Drop for S3 {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A deployment file for nodes sharing `nats`, `pg` and a segment directory under `dir`.
+#[allow(dead_code)]
+pub fn deployment(dir: &Path, nats: &Nats, pg: &Postgres) -> String {
+    let segments = format!(
+        "backend = \"directory\"\npath = \"{}\"\n",
+        dir.join("shared").display()
+    );
+    deployment_with(dir, nats, pg, &segments)
+}
+
+/// A deployment file with `segments` as its `[segments]` table.
+#[allow(dead_code)]
+pub fn deployment_with(dir: &Path, nats: &Nats, pg: &Postgres, segments: &str) -> String {
+    let path = dir.join("deploy.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[log]\nbackend = \"jetstream\"\nurl = \"nats://127.0.0.1:{}\"\nreplicas = 1\ntimeout_s = 2\n\n\
+             [catalog]\nbackend = \"postgres\"\nurl = \"{}\"\ntimeout_s = 2\n\n\
+             [segments]\n{segments}",
+            nats.port, pg.url,
+        ),
+    )
+    .unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+/// A node of the deployment `config` over `data`, logging to `log`, sealing every 200 rows.
+#[allow(dead_code)]
+pub fn node(data: &Path, config: &str, log: &Path) -> Server {
+    super::start_with(
+        data,
+        &["--config", config, "--seal-rows", "200"],
+        "info",
+        Stdio::from(std::fs::File::create(log).unwrap()),
+    )
 }

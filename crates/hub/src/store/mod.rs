@@ -34,8 +34,8 @@ mod appender;
 mod rows;
 
 use appender::Log;
-use rows::{batch_max_stamp, group_max_stamp, read_dir_sorted, segment_max_stamp, split_by_day};
-pub(crate) use rows::{conform, replay};
+use rows::{batch_max_stamp, read_dir_sorted, segment_max_stamp, split_by_day};
+pub(crate) use rows::{conform, parquet_rows_after, replay};
 
 /// A sealed Parquet file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -511,30 +511,7 @@ impl DatasetStore {
             let path = snapshot.dir.join(&segment.path);
             let file =
                 fs::File::open(&path).map_err(io_err(format!("opening {}", path.display())))?;
-            let builder =
-                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-                    .map_err(|e| HubError::Internal(format!("reading {}: {e}", path.display())))?;
-            let groups: Vec<usize> = builder
-                .metadata()
-                .row_groups()
-                .iter()
-                .enumerate()
-                .filter(|(_, group)| {
-                    let newest = group_max_stamp(group);
-                    after.is_none() || newest.is_none_or(|newest| Some(newest) > after)
-                })
-                .map(|(i, _)| i)
-                .collect();
-            if groups.is_empty() {
-                continue;
-            }
-            let reader = builder
-                .with_row_groups(groups)
-                .build()
-                .map_err(|e| HubError::Internal(format!("reading {}: {e}", path.display())))?;
-            for batch in reader {
-                let batch = batch
-                    .map_err(|e| HubError::Internal(format!("reading {}: {e}", path.display())))?;
+            for batch in rows::parquet_rows_after(file, after, &path.display().to_string())? {
                 out.extend(newer(batch)?);
             }
         }

@@ -87,6 +87,39 @@ pub(super) fn batch_max_stamp(batch: &RecordBatch) -> Option<i64> {
 }
 
 /// The newest `_ingested_at` of a row group, from its statistics (the last column).
+/// The batches of a Parquet segment (`what` names it for messages), skipping the row
+/// groups whose ingest stamps are all at or below `after`.
+pub(crate) fn parquet_rows_after<R: parquet::file::reader::ChunkReader + 'static>(
+    reader: R,
+    after: Option<i64>,
+    what: &str,
+) -> Result<Vec<RecordBatch>, HubError> {
+    let unreadable = |e: &dyn std::fmt::Display| HubError::Internal(format!("reading {what}: {e}"));
+    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(reader)
+        .map_err(|e| unreadable(&e))?;
+    let groups: Vec<usize> = builder
+        .metadata()
+        .row_groups()
+        .iter()
+        .enumerate()
+        .filter(|(_, group)| {
+            let newest = group_max_stamp(group);
+            after.is_none() || newest.is_none_or(|newest| Some(newest) > after)
+        })
+        .map(|(i, _)| i)
+        .collect();
+    if groups.is_empty() {
+        return Ok(Vec::new());
+    }
+    let reader = builder
+        .with_row_groups(groups)
+        .build()
+        .map_err(|e| unreadable(&e))?;
+    reader
+        .map(|batch| batch.map_err(|e| unreadable(&e)))
+        .collect()
+}
+
 pub(super) fn group_max_stamp(group: &parquet::file::metadata::RowGroupMetaData) -> Option<i64> {
     let column = group.columns().last()?;
     match column.statistics()? {

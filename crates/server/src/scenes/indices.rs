@@ -101,7 +101,9 @@ async fn start(ctx: &SceneContext, committed: Positions) -> Result<Started, ApiE
     let from = match committed.get(&passages) {
         Some(_) => committed,
         // Indices stored before positions were committed: everything stored was applied.
-        None if stored_before => ctx
+        // (Not in a cluster, where the stored rows are every node's: there it starts
+        // from the whole history, see `Scenes::start_one`.)
+        None if stored_before && !ctx.hub.reads_other_nodes() => ctx
             .hub
             .head(&passages)
             .map(|p| Positions::from([(passages.clone(), p)]))
@@ -122,7 +124,7 @@ async fn start(ctx: &SceneContext, committed: Positions) -> Result<Started, ApiE
     }
     let handle = LiveIndices::default();
     let worker = IndicesWorker {
-        fresh: from.is_empty(),
+        fresh: from.is_empty() && !stored_before,
         indices: TrafficIndices::new(traffic_config(&ctx.config.city), links),
         ctx: ctx.clone(),
         handle: handle.clone(),

@@ -120,6 +120,11 @@ impl Scene for SignalsScene {
         "Adaptive signals and emergency green waves (一键护航) over the city's network"
     }
 
+    /// In a cluster, on one node at a time: it drives one simulation and stores its runs.
+    fn one_node(&self) -> bool {
+        true
+    }
+
     fn definitions(&self) -> Vec<(&'static str, &'static str)> {
         DEFINITIONS.to_vec()
     }

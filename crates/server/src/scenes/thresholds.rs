@@ -48,6 +48,11 @@ impl Scene for ThresholdsScene {
         "Threshold alerts (超标告警): sensor readings past the limits of thresholds.toml open an alert on the board"
     }
 
+    /// In a cluster, on one node at a time: its inputs are known only once started.
+    fn one_node(&self) -> bool {
+        true
+    }
+
     fn inputs(&self) -> Vec<&'static str> {
         self.inputs.get().cloned().unwrap_or_default()
     }

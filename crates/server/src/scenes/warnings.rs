@@ -52,6 +52,11 @@ impl Scene for WarningsScene {
         "Risk early warning from data collisions (数据碰撞预警): rules across departments' data, a baseline and a threshold per area and period"
     }
 
+    /// In a cluster, on one node at a time: it runs its rules on a timer and notifies.
+    fn one_node(&self) -> bool {
+        true
+    }
+
     fn definitions(&self) -> Vec<(&'static str, &'static str)> {
         citybrain_warnings::DEFINITIONS.to_vec()
     }

@@ -122,8 +122,9 @@ async fn start(ctx: &SceneContext, committed: Positions) -> Result<Started, ApiE
         .collect();
     let from = if !committed.is_empty() {
         committed
-    } else if stored_before {
+    } else if stored_before && !ctx.hub.reads_other_nodes() {
         // Outputs stored before positions were committed: everything stored was applied.
+        // (Not in a cluster, where it starts from every node's whole history.)
         inputs
             .iter()
             .filter_map(|n| Some((n.clone(), ctx.hub.head(n)?)))

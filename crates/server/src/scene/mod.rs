@@ -11,6 +11,7 @@
 use std::any::Any;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::extract::State;
@@ -25,6 +26,8 @@ use serde::Serialize;
 use serde_json::json;
 use tokio::sync::broadcast;
 use utoipa_axum::router::OpenApiRouter;
+
+mod lease;
 
 use crate::error::ErrorCode;
 use crate::{ApiError, AppState};
@@ -43,6 +46,12 @@ pub trait Scene: Send + Sync + 'static {
     /// The datasets it reads from the change feed.
     fn inputs(&self) -> Vec<&'static str> {
         Vec::new()
+    }
+    /// In a cluster, whether it runs on one node at a time (under a lease that moves to a
+    /// survivor when its node dies): every scene that reads the change feed, stores what
+    /// it yields or acts on a timer. The others (routes over SQL only) run on every node.
+    fn one_node(&self) -> bool {
+        !self.inputs().is_empty()
     }
     /// Its cockpit page (`cockpit/src/pages/<page>`), if it has one.
     fn page(&self) -> Option<&'static str> {
@@ -112,6 +121,9 @@ pub struct SceneConfig {
     pub data_dir: PathBuf,
     /// The city: its zone and local plates (`citybrain.toml` in the data directory).
     pub city: citybrain_core::CityProfile,
+    /// Where this node serves its API (`http://host:port`): in a cluster, the address a
+    /// caller of a scene that runs here is sent to from the other nodes.
+    pub address: String,
 }
 
 /// A started scene, or why it is not running.
@@ -157,6 +169,8 @@ pub enum Phase {
     Idle,
     Failed,
     Stopped,
+    /// In a cluster: running on another node (see `reason`), or waiting for its lease.
+    Elsewhere,
 }
 
 #[derive(Debug, Clone)]
@@ -165,6 +179,8 @@ struct Status {
     reason: Option<String>,
     applied: Positions,
     committed: Positions,
+    /// In a cluster, what it applied of each other node's rows.
+    others: citybrain_hub::Origins,
     pending: usize,
 }
 
@@ -174,11 +190,23 @@ struct Entry {
     handle: Mutex<Option<Arc<dyn Any + Send + Sync>>>,
     on_stop: Mutex<Option<Box<dyn FnOnce() + Send>>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Set to end its feed loop (in a cluster, when its lease is lost); new per start.
+    stop: Mutex<Arc<AtomicBool>>,
+    /// In a cluster: it runs on one node at a time, under a lease (`lease`).
+    leased: AtomicBool,
+    /// In a cluster: this node holds its lease and runs it.
+    held: AtomicBool,
+    /// Unix ms until which this node's hold is sure (its lease's end).
+    held_until: std::sync::atomic::AtomicI64,
 }
 
 /// The server's scenes.
 pub struct Scenes {
     entries: Vec<Entry>,
+    /// In a cluster: the hub and this node's id, for giving leases up at shutdown.
+    lease_holder: Mutex<Option<(Arc<Hub>, String)>>,
+    /// Set at shutdown: the lease keeper ends.
+    closing: AtomicBool,
 }
 
 impl std::fmt::Debug for Scenes {
@@ -201,14 +229,23 @@ impl Scenes {
                     reason: None,
                     applied: Positions::new(),
                     committed: Positions::new(),
+                    others: citybrain_hub::Origins::new(),
                     pending: 0,
                 })),
                 handle: Mutex::new(None),
                 on_stop: Mutex::new(None),
                 thread: Mutex::new(None),
+                stop: Mutex::new(Arc::new(AtomicBool::new(false))),
+                leased: AtomicBool::new(false),
+                held: AtomicBool::new(false),
+                held_until: std::sync::atomic::AtomicI64::new(0),
             })
             .collect();
-        Self { entries }
+        Self {
+            entries,
+            lease_holder: Mutex::new(None),
+            closing: AtomicBool::new(false),
+        }
     }
 
     /// Every scene's routes, merged.
@@ -219,10 +256,27 @@ impl Scenes {
     }
 
     /// Starts each scene in list order: creates its datasets, starts it, and runs its
-    /// feed. A scene that fails to start is marked failed with why; the others run.
-    pub async fn start(&self, ctx: &SceneContext) {
+    /// feed. A scene that fails to start is marked failed with why; the others run. In a
+    /// cluster a scene that runs on one node at a time ([`Scene::one_node`]) is started by
+    /// the lease keeper instead, on the node that takes its lease (`lease`).
+    pub async fn start(self: &Arc<Self>, ctx: &SceneContext) {
+        let node = ctx.hub.leases().and(ctx.hub.node_id()).map(str::to_string);
+        let mut leased = false;
         for entry in &self.entries {
             let name = entry.scene.name();
+            if node.is_some() && entry.scene.one_node() {
+                create_definitions(&ctx.hub, entry.scene.as_ref()).unwrap_or_else(|reason| {
+                    tracing::error!(message = "A scene's datasets could not be created.", scene = name, %reason);
+                });
+                entry.leased.store(true, Ordering::SeqCst);
+                let mut status = entry.status.lock().expect("status lock");
+                status.phase = Phase::Elsewhere;
+                status.reason = Some(
+                    "waiting for its lease (it runs on one node of the cluster at a time)".into(),
+                );
+                leased = true;
+                continue;
+            }
             let outcome = self.start_one(entry, ctx).await;
             let mut status = entry.status.lock().expect("status lock");
             match outcome {
@@ -234,12 +288,26 @@ impl Scenes {
                 }
             }
         }
+        if let (true, Some(node)) = (leased, node) {
+            *self.lease_holder.lock().expect("lease lock") = Some((ctx.hub.clone(), node.clone()));
+            // The first round now, so a lone node's scenes run before it says it is up.
+            self.keep_leases(ctx, &node).await;
+            lease::spawn_keeper(self.clone(), ctx.clone(), node);
+        }
     }
 
     async fn start_one(&self, entry: &Entry, ctx: &SceneContext) -> Result<(), String> {
         let scene = &entry.scene;
         create_definitions(&ctx.hub, scene.as_ref())?;
-        let committed = ctx.hub.committed(scene.name()).map_err(|e| e.to_string())?;
+        let leased = entry.leased.load(Ordering::SeqCst);
+        // In a cluster a scene rebuilds from its inputs' whole history wherever it starts
+        // (its outputs are idempotent): positions are each node's own, and the node it
+        // last ran on may be gone.
+        let committed = if leased {
+            Positions::new()
+        } else {
+            ctx.hub.committed(scene.name()).map_err(|e| e.to_string())?
+        };
         let running = match scene.start(ctx, committed).await? {
             Started::Idle(reason) => {
                 let mut status = entry.status.lock().expect("status lock");
@@ -252,7 +320,9 @@ impl Scenes {
         *entry.handle.lock().expect("handle lock") = Some(running.handle);
         *entry.on_stop.lock().expect("stop lock") = running.on_stop;
         let Some(worker) = running.worker else {
-            entry.status.lock().expect("status lock").phase = Phase::Running;
+            let mut status = entry.status.lock().expect("status lock");
+            status.phase = Phase::Running;
+            status.reason = None;
             return Ok(());
         };
         let inputs = scene
@@ -261,13 +331,20 @@ impl Scenes {
             .map(DatasetName::parse)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| e.to_string())?;
-        let subscription = ctx
-            .hub
-            .subscribe(&inputs, &running.from)
-            .map_err(|e| format!("subscribing to the change feed: {e}"))?;
+        let subscription = if leased {
+            ctx.hub
+                .subscribe_all_nodes(&inputs, &running.from, &citybrain_hub::Origins::new())
+        } else {
+            ctx.hub.subscribe(&inputs, &running.from)
+        }
+        .map_err(|e| format!("subscribing to the change feed: {e}"))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        *entry.stop.lock().expect("stop lock") = stop.clone();
         {
             let mut status = entry.status.lock().expect("status lock");
             status.phase = Phase::CatchingUp;
+            status.reason = None;
+            status.others = citybrain_hub::Origins::new();
             // Applied once the worker has warmed up (see `Runner::run`).
             status.committed = running.from.clone();
             status.pending = subscription.pending();
@@ -279,6 +356,8 @@ impl Scenes {
             status: entry.status.clone(),
             worker,
             subscription,
+            stop,
+            commit: !leased,
         };
         let thread = std::thread::Builder::new()
             .name(format!("scene-{}", scene.name()))
@@ -308,20 +387,46 @@ impl Scenes {
     }
 
     /// Waits for every scene's feed to drain (the hub's feed must be closed first), then
-    /// runs their stop hooks.
+    /// runs their stop hooks. In a cluster the leases this node held are given up, so
+    /// another node takes its scenes at once.
     pub fn stop(&self) {
+        self.closing.store(true, Ordering::SeqCst);
         for entry in &self.entries {
-            if let Some(thread) = entry.thread.lock().expect("thread lock").take() {
-                let _ = thread.join();
-            }
-            if let Some(stop) = entry.on_stop.lock().expect("stop lock").take() {
-                stop();
-            }
+            Self::stop_one(entry);
             let mut status = entry.status.lock().expect("status lock");
             if matches!(status.phase, Phase::Running | Phase::CatchingUp) {
                 status.phase = Phase::Stopped;
             }
         }
+        if let Some((hub, node)) = self.lease_holder.lock().expect("lease lock").take() {
+            for entry in self
+                .entries
+                .iter()
+                .filter(|e| e.held.swap(false, Ordering::SeqCst))
+            {
+                if let Some(leases) = hub.leases()
+                    && let Err(error) = leases.release(&lease::name(entry.scene.name()), &node)
+                {
+                    tracing::warn!(message = "A scene's lease could not be given up; another node takes it once it lapses.", scene = entry.scene.name(), %error);
+                }
+            }
+        }
+    }
+
+    /// Ends a scene's feed loop (waiting for the batch in hand) and runs its stop hook.
+    fn stop_one(entry: &Entry) {
+        entry
+            .stop
+            .lock()
+            .expect("stop lock")
+            .store(true, Ordering::SeqCst);
+        if let Some(thread) = entry.thread.lock().expect("thread lock").take() {
+            let _ = thread.join();
+        }
+        if let Some(stop) = entry.on_stop.lock().expect("stop lock").take() {
+            stop();
+        }
+        *entry.handle.lock().expect("handle lock") = None;
     }
 
     /// Waits until scene `name` has applied every input up to the position stored when
@@ -380,9 +485,16 @@ impl Scenes {
                             (Some(_), None) => f64::INFINITY,
                             (None, _) => 0.0,
                         };
+                        // In a cluster, what it applied of each other node's rows.
+                        let nodes: BTreeMap<&str, _> = status
+                            .others
+                            .iter()
+                            .filter_map(|(node, p)| Some((node.as_str(), p.get(&name)?)))
+                            .collect();
                         json!({
                             "dataset": name,
                             "applied": applied,
+                            "nodes": nodes,
                             "committed": status.committed.get(&name),
                             "head": head,
                             "caught_up": head.is_none() || applied >= head,
@@ -431,7 +543,14 @@ struct Runner {
     status: Arc<Mutex<Status>>,
     worker: Box<dyn Worker>,
     subscription: citybrain_hub::Subscription,
+    /// Set when the scene is to stop here (its lease lost).
+    stop: Arc<AtomicBool>,
+    /// Commit positions to this node's feed files (not in a cluster: see `start_one`).
+    commit: bool,
 }
+
+/// How long the feed loop waits for a change before it looks at `stop` again.
+const STOP_CHECK: std::time::Duration = std::time::Duration::from_millis(250);
 
 impl Runner {
     fn run(mut self) {
@@ -448,7 +567,18 @@ impl Runner {
                 status.phase = Phase::Running;
             }
         }
-        while let Some(first) = self.subscription.recv() {
+        loop {
+            if self.stop.load(Ordering::SeqCst) {
+                break;
+            }
+            let first = match self
+                .subscription
+                .recv_until(std::time::Instant::now() + STOP_CHECK)
+            {
+                citybrain_hub::Recv::Change(change) => change,
+                citybrain_hub::Recv::Idle => continue,
+                citybrain_hub::Recv::Closed => break,
+            };
             let replaying = first.replayed;
             let mut changes = vec![first];
             if replaying {
@@ -467,8 +597,17 @@ impl Runner {
             }
             let reached: BTreeMap<DatasetName, citybrain_hub::Position> = changes
                 .iter()
+                .filter(|c| c.origin.is_none())
                 .map(|c| (c.dataset.clone(), c.position))
                 .collect();
+            let mut others = citybrain_hub::Origins::new();
+            for change in changes.iter().filter(|c| c.origin.is_some()) {
+                let origin = change.origin.as_deref().unwrap_or_default().to_string();
+                others
+                    .entry(origin)
+                    .or_default()
+                    .insert(change.dataset.clone(), change.position);
+            }
             self.worker.apply(changes);
             if replaying {
                 self.worker.caught_up();
@@ -478,10 +617,16 @@ impl Runner {
             {
                 let mut status = self.status.lock().expect("status lock");
                 status.applied = applied.clone();
+                for (origin, positions) in others {
+                    status.others.entry(origin).or_default().extend(positions);
+                }
                 status.pending = pending;
                 if self.subscription.catching_up() == 0 {
                     status.phase = Phase::Running;
                 }
+            }
+            if !self.commit {
+                continue;
             }
             match self.hub.commit(self.name, &applied) {
                 Ok(()) => self.status.lock().expect("status lock").committed = applied.clone(),

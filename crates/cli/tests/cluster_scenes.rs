@@ -1,0 +1,161 @@
+//! Scenes across a cluster (issue 25, item 2: "scenes run ... so a partition is owned by
+//! one live node at a time and moves to a survivor when its owner dies"), against a real
+//! NATS JetStream server and a real PostgreSQL: the traffic indices run on one node of
+//! two, fed by both nodes' ingest through the cluster's change feed, and equal what a
+//! single node computes from the same passages in the same order; the other node answers
+//! the scene's routes with 503 naming where it runs; after `kill -9` of that node the
+//! survivor takes the scene's lease within the lease's length and, rebuilt from every
+//! node's records, equals the single node again.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::cluster::{Nats, Postgres, deployment, node};
+use common::{Server, free_port, wait_until};
+
+/// Batch `b`: 40 passages of the same 40 plates at one of three checkpoints, a minute
+/// after batch `b - 1`, so plates pass again and again (and are corroborated).
+fn batch(b: usize) -> String {
+    (0..40)
+        .map(|i| {
+            format!(
+                "{{\"ts\":\"2026-11-22T08:{:02}:{:02}+08:00\",\"checkpoint_id\":{},\"plate\":\"浙C{i:03}\"}}\n",
+                b % 60,
+                i,
+                1 + (i + b) % 3
+            )
+        })
+        .collect()
+}
+
+fn node_id(data: &Path) -> String {
+    let node: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(data.join("node.json")).unwrap()).unwrap();
+    node["id"].as_str().unwrap().to_string()
+}
+
+/// The live traffic view `server` answers (or its status and text).
+fn live(server: &Server) -> Result<serde_json::Value, (u16, String)> {
+    let (status, text) = server.get("/api/v1/indices/traffic/live", Some(&server.token));
+    if status != 200 {
+        return Err((status, text));
+    }
+    Ok(serde_json::from_str::<serde_json::Value>(&text).unwrap()["live"].clone())
+}
+
+/// Waits until the indices on `owner` (node id `owner_id`) have applied `position` of the
+/// passages stored by node `by` (this node's own rows when `by` is the owner).
+fn wait_applied(owner: &Server, owner_id: &str, by: &str, position: i64) {
+    let started = Instant::now();
+    loop {
+        let scene = owner.scene("indices");
+        let feed = scene["feed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["dataset"] == "transport.anpr_passages")
+            .cloned()
+            .unwrap_or_default();
+        let applied = if by == owner_id {
+            feed["applied"].as_i64()
+        } else {
+            feed["nodes"][by].as_i64()
+        };
+        if applied >= Some(position) {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the indices on {owner_id} never applied {position} of {by}: {scene}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_scene_runs_on_one_node_over_every_nodes_records_and_moves_when_that_node_dies() {
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::start(dir.path(), free_port());
+    let pg = Postgres::start();
+    let config = deployment(dir.path(), &nats, &pg);
+
+    // The same passages on one embedded node, for comparison.
+    let single = common::start(&dir.path().join("single"), &["--seal-rows", "200"]);
+    single.create_passages();
+
+    let (data_a, data_b) = (dir.path().join("a"), dir.path().join("b"));
+    let a = node(&data_a, &config, &dir.path().join("a.log"));
+    a.create_passages();
+    std::fs::create_dir_all(&data_b).unwrap();
+    std::fs::copy(data_a.join("secret.key"), data_b.join("secret.key")).unwrap();
+    let b = node(&data_b, &config, &dir.path().join("b.log"));
+    let (id_a, id_b) = (node_id(&data_a), node_id(&data_b));
+
+    // One node runs the scene; the other says where.
+    let (owner, other, owner_id, other_id) = if a.scene("indices")["state"] == "running" {
+        (a, b, id_a, id_b)
+    } else {
+        (b, a, id_b, id_a)
+    };
+    assert_eq!(owner.scene("indices")["state"], "running");
+    wait_until("the other node never saw the lease taken", || {
+        other.scene("indices")["state"] == "elsewhere"
+    });
+    let (status, text) = live(&other).unwrap_err();
+    assert_eq!(status, 503, "{text}");
+    assert!(text.contains(&owner_id), "{text}");
+
+    // Ingest on both nodes, batch after batch, past --seal-rows (so some rows reach the
+    // owner from the other node's seals): the owner applies every one.
+    let mut last_other = 0;
+    for b in 0..12 {
+        let (by, by_id) = if b % 3 == 0 {
+            (&owner, &owner_id)
+        } else {
+            (&other, &other_id)
+        };
+        let position = by.ingest("transport.anpr_passages", &batch(b));
+        if by_id == &other_id {
+            last_other = position;
+        }
+        single.ingest("transport.anpr_passages", &batch(b));
+        wait_applied(&owner, &owner_id, by_id, position);
+    }
+    // Some of the other node's rows reached the owner from a seal (frames purged).
+    wait_until("the other node never sealed", || {
+        pg.psql(&format!(
+            "SELECT count(*) FROM seals WHERE owner = '{other_id}'"
+        )) != "0"
+    });
+    single.caught_up("indices");
+    let expected = live(&single).unwrap();
+    assert!(expected["on_road"].as_u64().unwrap() > 0, "{expected}");
+    assert!(
+        expected["vehicles_today"].as_u64().unwrap() > 0,
+        "{expected}"
+    );
+    assert_eq!(live(&owner).unwrap(), expected);
+
+    // The owner dies: the survivor takes the lease once it lapses and rebuilds the
+    // indices from every node's records (the dead node's from its seals and the stream).
+    let last_owner = owner.ingest("transport.anpr_passages", &batch(12));
+    single.ingest("transport.anpr_passages", &batch(12));
+    wait_applied(&owner, &owner_id, &owner_id, last_owner);
+    owner.kill9();
+    let died = Instant::now();
+    wait_until("the survivor never took the indices", || {
+        other.scene("indices")["state"] == "running"
+    });
+    let took = died.elapsed();
+    eprintln!(
+        "the survivor took the indices {:.1} s after the kill",
+        took.as_secs_f64()
+    );
+    assert!(took < Duration::from_secs(10), "took over after {took:?}");
+    wait_applied(&other, &other_id, &other_id, last_other);
+    wait_applied(&other, &other_id, &owner_id, last_owner);
+    single.caught_up("indices");
+    assert_eq!(live(&other).unwrap(), live(&single).unwrap());
+}
