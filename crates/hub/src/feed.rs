@@ -501,3 +501,94 @@ fn first_stamp(change: &Change) -> Option<i64> {
         .as_primitive_opt::<TimestampMicrosecondType>()?;
     (!stamps.is_empty()).then(|| stamps.value(0))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Int64Array, TimestampMicrosecondArray};
+    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+
+    fn batch(values: &[i64], stamps: &[i64]) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("v", DataType::Int64, false),
+            Field::new(
+                "_ingested_at",
+                DataType::Timestamp(TimeUnit::Microsecond, None),
+                false,
+            ),
+        ]));
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int64Array::from(values.to_vec())),
+                Arc::new(TimestampMicrosecondArray::from(stamps.to_vec())),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn change(origin: Option<&str>, values: &[i64], stamps: &[i64]) -> Change {
+        Change {
+            dataset: DatasetName::parse("t.x").unwrap(),
+            position: Position(*stamps.last().unwrap()),
+            batches: vec![batch(values, stamps)],
+            replayed: true,
+            origin: origin.map(Into::into),
+        }
+    }
+
+    fn values(change: &Change) -> Vec<i64> {
+        change
+            .batches
+            .iter()
+            .flat_map(|b| {
+                b.column(0)
+                    .as_primitive::<arrow::datatypes::Int64Type>()
+                    .values()
+                    .to_vec()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn catch_ups_of_two_nodes_are_merged_batch_by_batch_in_stamp_order() {
+        // This node stored batches at 10 and 30 (two rows at 30), node b at 20 and 40.
+        let merged = interleave(
+            vec![
+                change(None, &[1, 3, 4], &[10, 30, 30]),
+                change(Some("b"), &[2, 5], &[20, 40]),
+            ],
+            true,
+        )
+        .unwrap();
+        let seen: Vec<(Option<&str>, Vec<i64>, i64)> = merged
+            .iter()
+            .map(|c| (c.origin.as_deref(), values(c), c.position.0))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                (None, vec![1], 10),
+                (Some("b"), vec![2], 20),
+                (None, vec![3, 4], 30),
+                (Some("b"), vec![5], 40),
+            ]
+        );
+    }
+
+    #[test]
+    fn runs_of_one_node_stay_one_change() {
+        let merged = interleave(
+            vec![
+                change(None, &[1, 2], &[10, 20]),
+                change(Some("b"), &[3], &[30]),
+            ],
+            false,
+        )
+        .unwrap();
+        assert_eq!(merged.len(), 2);
+        assert_eq!(values(&merged[0]), vec![1, 2]);
+        assert_eq!(merged[0].position, Position(20));
+        assert!(!merged[1].replayed);
+    }
+}

@@ -159,6 +159,11 @@ pub fn router(state: AppState) -> Router {
         )
         // NGSI-LD's own API (ETSI's document, not ours), behind the same authentication.
         .nest("/ngsi-ld/v1", ngsi::router())
+        // Inside authentication: only a caller who is someone is sent on.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            scene::forward::forward,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))

@@ -75,6 +75,7 @@ impl Scenes {
             match taken {
                 Ok(holder) if holder.node == node => {
                     entry.held_until.store(holder.until_ms, Ordering::SeqCst);
+                    *entry.holder.lock().expect("holder lock") = None;
                     if !entry.held.swap(true, Ordering::SeqCst) {
                         tracing::info!(
                             message = "This node took a scene's lease and starts it.",
@@ -106,6 +107,7 @@ impl Scenes {
                             holder.node, holder.address
                         ),
                     );
+                    *entry.holder.lock().expect("holder lock") = Some(holder);
                 }
                 Err(error) => {
                     tracing::warn!(message = "A scene's lease could not be renewed or taken; asking again.", scene, %error);

@@ -27,6 +27,7 @@ use serde_json::json;
 use tokio::sync::broadcast;
 use utoipa_axum::router::OpenApiRouter;
 
+pub mod forward;
 mod lease;
 
 use crate::error::ErrorCode;
@@ -198,6 +199,8 @@ struct Entry {
     held: AtomicBool,
     /// Unix ms until which this node's hold is sure (its lease's end).
     held_until: std::sync::atomic::AtomicI64,
+    /// In a cluster: the node that holds its lease when it is not this one.
+    holder: Mutex<Option<citybrain_hub::cluster::Holder>>,
 }
 
 /// The server's scenes.
@@ -239,6 +242,7 @@ impl Scenes {
                 leased: AtomicBool::new(false),
                 held: AtomicBool::new(false),
                 held_until: std::sync::atomic::AtomicI64::new(0),
+                holder: Mutex::new(None),
             })
             .collect();
         Self {
@@ -365,6 +369,22 @@ impl Scenes {
             .map_err(|e| format!("starting the scene's thread: {e}"))?;
         *entry.thread.lock().expect("thread lock") = Some(thread);
         Ok(())
+    }
+
+    /// In a cluster: the node that runs scene `name` when it is another one (its calls
+    /// are sent there, `forward`).
+    pub fn elsewhere(&self, name: &str) -> Option<citybrain_hub::cluster::Holder> {
+        let entry = self.entries.iter().find(|e| e.scene.name() == name)?;
+        if !entry.leased.load(Ordering::SeqCst) || entry.held.load(Ordering::SeqCst) {
+            return None;
+        }
+        if !matches!(
+            entry.status.lock().expect("status lock").phase,
+            Phase::Elsewhere
+        ) {
+            return None;
+        }
+        entry.holder.lock().expect("holder lock").clone()
     }
 
     /// The running scene `name`'s handle, as `T`.
