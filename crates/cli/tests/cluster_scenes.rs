@@ -182,4 +182,18 @@ fn a_scene_runs_on_one_node_over_every_nodes_records_and_moves_when_that_node_di
     wait_applied(&other, &other_id, &owner_id, last_owner);
     single.caught_up("indices");
     assert_eq!(live(&other).unwrap(), live(&single).unwrap());
+    // The survivor replayed both nodes' history but stored only the windows the dead
+    // node had not: every output holds what the single node's does, once.
+    for (dataset, key) in [
+        ("indices.census_hourly", "hour"),
+        ("indices.census_so_far", "at"),
+        ("indices.on_road", "at, district"),
+        ("indices.link_travel", "bin, link_id"),
+        ("indices.delay", "bin, district"),
+    ] {
+        let sql = format!("SELECT * EXCLUDE (_ingested_at) FROM {dataset} ORDER BY {key}");
+        assert_eq!(other.sql(&sql), single.sql(&sql), "{dataset}");
+    }
+    assert!(single.count("indices.on_road") > 0);
+    assert!(single.count("indices.census_so_far") > 0);
 }

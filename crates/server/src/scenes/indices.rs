@@ -14,7 +14,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use arrow::array::{AsArray, RecordBatch};
+use arrow::array::{Array, AsArray, RecordBatch};
 use axum::extract::{Extension, State};
 use axum::response::{IntoResponse, Json, Response};
 use citybrain_core::DatasetName;
@@ -123,7 +123,9 @@ async fn start(ctx: &SceneContext, committed: Positions) -> Result<Started, ApiE
         warm = ctx.sql.query(&sql).await?.batches;
     }
     let handle = LiveIndices::default();
+    let stored = StoredUpTo::read(ctx).await?;
     let worker = IndicesWorker {
+        stored,
         fresh: from.is_empty() && !stored_before,
         indices: TrafficIndices::new(traffic_config(&ctx.config.city), links),
         ctx: ctx.clone(),
@@ -174,7 +176,80 @@ async fn place_links(ctx: &SceneContext, links: &[Link]) -> Result<(), ApiError>
     Ok(())
 }
 
+/// The newest window each output dataset holds: a catch-up that replays windows already
+/// stored (after a restart, or on the node that took the scene over, which replays every
+/// node's history) stores only those after it. Windows close in time order and each
+/// dataset's rows of a step are one ingest, so "after the newest stored" is exact.
+#[derive(Debug, Default)]
+struct StoredUpTo {
+    census_day: Option<String>,
+    census_hour: Option<i64>,
+    census_so_far: Option<i64>,
+    on_road: Option<i64>,
+    link_travel: Option<i64>,
+    delay: Option<i64>,
+}
+
+impl StoredUpTo {
+    async fn read(ctx: &SceneContext) -> Result<Self, ApiError> {
+        let newest = |dataset: &'static str, column: &'static str| async move {
+            if !ctx.has(dataset) {
+                return Ok::<_, ApiError>(None);
+            }
+            let sql = format!("SELECT CAST(max({column}) AS BIGINT) AS m FROM {dataset}");
+            let rows = ctx.sql.query(&sql).await?;
+            Ok(rows.batches.iter().find_map(|b| {
+                let m = b
+                    .column(0)
+                    .as_primitive_opt::<arrow::datatypes::Int64Type>()?;
+                (!m.is_empty() && m.is_valid(0)).then(|| m.value(0))
+            }))
+        };
+        let mut census_day = None;
+        if ctx.has("indices.census_daily") {
+            let rows = ctx
+                .sql
+                .query("SELECT CAST(max(day) AS VARCHAR) AS m FROM indices.census_daily")
+                .await?;
+            for batch in &rows.batches {
+                let days = crate::scene::text_column(batch, "m").map_err(ApiError::internal)?;
+                if !days.is_empty() && days.is_valid(0) {
+                    census_day = Some(days.value(0).to_string());
+                }
+            }
+        }
+        Ok(Self {
+            census_day,
+            census_hour: newest("indices.census_hourly", "hour").await?,
+            census_so_far: newest("indices.census_so_far", "at").await?,
+            on_road: newest("indices.on_road", "at").await?,
+            link_travel: newest("indices.link_travel", "bin").await?,
+            delay: newest("indices.delay", "bin").await?,
+        })
+    }
+
+    /// Drops from `out` the windows already stored.
+    fn keep_new(&self, out: &mut Outputs) {
+        fn after(newest: Option<i64>) -> impl Fn(&citybrain_core::Timestamp) -> bool {
+            move |t| newest.is_none_or(|n| t.0 > n)
+        }
+        if let Some(day) = &self.census_day {
+            out.census_days
+                .retain(|r| r.day.to_string().as_str() > day.as_str());
+        }
+        out.census_hours
+            .retain(|r| after(self.census_hour)(&r.hour));
+        out.census_so_far
+            .retain(|r| after(self.census_so_far)(&r.at));
+        out.on_road.retain(|r| after(self.on_road)(&r.at));
+        out.link_travel.retain(|r| after(self.link_travel)(&r.bin));
+        out.delay.retain(|r| after(self.delay)(&r.bin));
+    }
+}
+
 struct IndicesWorker {
+    /// The newest windows stored before this start: not stored again.
+    stored: StoredUpTo,
     /// Nothing was applied before: the catch-up's alerts are new and stored as they open.
     /// Otherwise the catch-up may repeat batches applied before a crash, so its alerts are
     /// only learnt, and `caught_up` stores what the dataset lacks.
@@ -257,10 +332,12 @@ impl IndicesWorker {
                 self.push(batch);
             }
         }
-        let out = self.indices.take_outputs();
+        let mut out = self.indices.take_outputs();
         let live = self.indices.live();
         let now = Some(live.at);
+        // The alert board learns from every window, stored before or not.
         self.ctx.alerts.links(&out.link_travel, now, emit);
+        self.stored.keep_new(&mut out);
         publish(&self.ctx, out);
         let event = json!({"type": "live", "live": &live});
         *self.handle.latest.lock().expect("latest lock") = Some(live);
