@@ -196,4 +196,31 @@ fn a_scene_runs_on_one_node_over_every_nodes_records_and_moves_when_that_node_di
     }
     assert!(single.count("indices.on_road") > 0);
     assert!(single.count("indices.census_so_far") > 0);
+
+    // A rolling restart: the dead node comes back (the scene stays where it runs), then
+    // the survivor stops cleanly and gives its lease up, so the node that came back takes
+    // the scene at its next round rather than when the lease would have lapsed.
+    let dead_data = if node_id(&data_a) == owner_id {
+        &data_a
+    } else {
+        &data_b
+    };
+    let back = node(dead_data, &config, &dir.path().join("back.log"));
+    assert_eq!(back.scene("indices")["state"], "elsewhere");
+    assert_eq!(other.scene("indices")["state"], "running");
+    let stopping = Instant::now();
+    assert!(other.stop().success());
+    wait_until("the node that came back never took the indices", || {
+        back.scene("indices")["state"] == "running"
+    });
+    let took = stopping.elapsed();
+    eprintln!(
+        "after a clean stop the node that came back ran the indices {:.1} s later",
+        took.as_secs_f64()
+    );
+    assert!(took < Duration::from_secs(5), "took over after {took:?}");
+    let expected = live(&single).unwrap();
+    wait_until("the node that came back never caught up", || {
+        live(&back).is_ok_and(|l| l == expected)
+    });
 }
