@@ -140,6 +140,11 @@ fn a_scene_runs_on_one_node_over_every_nodes_records_and_moves_when_that_node_di
         "{expected}"
     );
     assert_eq!(live(&owner).unwrap(), expected);
+    // Where the scene stands in each node's history is committed where a survivor finds it.
+    assert_eq!(
+        pg.psql("SELECT count(DISTINCT origin) FROM feed_positions WHERE subscriber = 'indices'"),
+        "2"
+    );
     // The other node sends the scene's calls on to the node that runs it.
     let mut answer = common::agent()
         .get(&format!("{}/api/v1/indices/traffic/live", other.base))

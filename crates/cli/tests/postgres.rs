@@ -65,7 +65,7 @@ fn two_nodes_share_catalog_and_governance_in_postgres_and_ride_out_its_restart()
     );
     assert_eq!(
         pg.psql("SELECT string_agg(component || version, ',' ORDER BY component, version) FROM citybrain_migrations"),
-        "audit1,catalog1,catalog2,catalog3,catalog4,governance1"
+        "audit1,catalog1,catalog2,catalog3,catalog4,catalog5,governance1"
     );
     let police = department_admin(&a, "police");
 

@@ -73,12 +73,20 @@ pub(crate) const SCHEMA: Schema = Schema {
                  node TEXT NOT NULL,
                  address TEXT NOT NULL,
                  until_ms INTEGER NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS feed_positions (
+                 subscriber TEXT NOT NULL,
+                 origin TEXT NOT NULL,
+                 dataset TEXT NOT NULL,
+                 position INTEGER NOT NULL,
+                 PRIMARY KEY (subscriber, origin, dataset)
              );",
     postgres: &[
         include_str!("../migrations/postgres/0001_catalog.sql"),
         include_str!("../migrations/postgres/0002_seals.sql"),
         include_str!("../migrations/postgres/0003_seal_keys.sql"),
         include_str!("../migrations/postgres/0004_leases.sql"),
+        include_str!("../migrations/postgres/0005_feed_positions.sql"),
     ],
 };
 

@@ -376,6 +376,95 @@ fn holder(row: &citybrain_metadb::Row) -> Result<Holder, HubError> {
     })
 }
 
+/// Where each subscriber of the cluster's change feed (a scene) stands in each node's
+/// history, in the metadata database, so that the node that takes a scene over starts
+/// where the last one committed. A commit counts only while the committing node holds
+/// the lease named with it: a node that lost its lease cannot move the positions on.
+#[derive(Debug)]
+pub struct FeedBook {
+    db: Mutex<Db>,
+}
+
+impl FeedBook {
+    pub fn open(place: &Place) -> Result<Self, HubError> {
+        let db = Db::open(place, &crate::catalog::SCHEMA)
+            .map_err(book_err("opening the feed positions"))?;
+        Ok(Self { db: Mutex::new(db) })
+    }
+
+    fn db(&self) -> std::sync::MutexGuard<'_, Db> {
+        self.db.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records `positions` (node → dataset → position) as applied by `subscriber`, in one
+    /// transaction, if `node` holds the lease `lease`; false (nothing written) if not.
+    pub fn commit(
+        &self,
+        subscriber: &str,
+        lease: &str,
+        node: &str,
+        positions: &crate::Origins,
+    ) -> Result<bool, HubError> {
+        let db = self.db();
+        db.begin().map_err(book_err("starting a feed commit"))?;
+        let done = (|| {
+            let held = db
+                .query_opt(
+                    "SELECT 1 FROM leases WHERE name = ?1 AND node = ?2",
+                    params![lease, node],
+                )
+                .map_err(book_err("checking a lease"))?
+                .is_some();
+            if !held {
+                return Ok(false);
+            }
+            for (origin, datasets) in positions {
+                for (dataset, position) in datasets {
+                    db.execute(
+                        "INSERT INTO feed_positions (subscriber, origin, dataset, position)
+                         VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (subscriber, origin, dataset)
+                         DO UPDATE SET position = excluded.position",
+                        params![subscriber, origin.as_str(), dataset.as_str(), position.0],
+                    )
+                    .map_err(book_err("committing feed positions"))?;
+                }
+            }
+            db.commit()
+                .map_err(book_err("committing feed positions"))
+                .map(|()| true)
+        })();
+        if !matches!(done, Ok(true)) {
+            let _ = db.rollback();
+        }
+        done
+    }
+
+    /// What `subscriber` last committed, per node and dataset.
+    pub fn committed(&self, subscriber: &str) -> Result<crate::Origins, HubError> {
+        let rows = self
+            .db()
+            .query(
+                "SELECT origin, dataset, position FROM feed_positions WHERE subscriber = ?1",
+                params![subscriber],
+            )
+            .map_err(book_err("reading feed positions"))?;
+        let mut out = crate::Origins::new();
+        for row in &rows {
+            let origin = row.text(0).map_err(book_err("reading feed positions"))?;
+            let dataset = row.text(1).map_err(book_err("reading feed positions"))?;
+            let position = row.int(2).map_err(book_err("reading feed positions"))?;
+            // A dataset name this version refuses is skipped: its rows are read again.
+            if let Ok(dataset) = citybrain_core::DatasetName::parse(&dataset) {
+                out.entry(origin)
+                    .or_default()
+                    .insert(dataset, crate::Position(position));
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// The pieces a node of a cluster reads the others through.
 #[derive(Debug)]
 pub struct Cluster {
@@ -383,6 +472,7 @@ pub struct Cluster {
     pub segments: Arc<dyn SegmentStore>,
     pub book: SealBook,
     pub leases: Leases,
+    pub positions: FeedBook,
 }
 
 impl Cluster {
@@ -617,5 +707,86 @@ impl Foreign {
             .find(|k| k.key == key)
             .map(|k| k.call.clone())
             .or_else(|| self.sealed_keys.get(key).cloned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Origins, Position, Positions};
+    use citybrain_core::DatasetName;
+
+    #[test]
+    fn a_lease_is_held_by_one_node_until_it_lapses_and_fences_its_feed_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let place = Place::Sqlite(dir.path().join("catalog.sqlite"));
+        let (leases, book) = (
+            Leases::open(&place).unwrap(),
+            FeedBook::open(&place).unwrap(),
+        );
+        let a = leases
+            .take("scene/x", "a", "http://a", 1_000, 6_000)
+            .unwrap();
+        assert_eq!((a.node.as_str(), a.until_ms), ("a", 7_000));
+        // b cannot take it while it lasts; a renews it.
+        assert_eq!(
+            leases
+                .take("scene/x", "b", "http://b", 5_000, 6_000)
+                .unwrap()
+                .node,
+            "a"
+        );
+        assert_eq!(
+            leases
+                .take("scene/x", "a", "http://a", 5_000, 6_000)
+                .unwrap()
+                .until_ms,
+            11_000
+        );
+
+        let passages = DatasetName::parse("transport.anpr_passages").unwrap();
+        let at = |p: i64| Positions::from([(passages.clone(), Position(p))]);
+        let positions = Origins::from([("a".to_string(), at(10)), ("b".to_string(), at(20))]);
+        assert!(book.commit("x", "scene/x", "a", &positions).unwrap());
+        assert!(
+            !book
+                .commit(
+                    "x",
+                    "scene/x",
+                    "b",
+                    &Origins::from([("a".to_string(), at(99))])
+                )
+                .unwrap()
+        );
+        assert_eq!(book.committed("x").unwrap(), positions);
+
+        // Lapsed: b takes it, and a's commits no longer count.
+        assert_eq!(
+            leases
+                .take("scene/x", "b", "http://b", 11_001, 6_000)
+                .unwrap()
+                .node,
+            "b"
+        );
+        assert!(
+            !book
+                .commit(
+                    "x",
+                    "scene/x",
+                    "a",
+                    &Origins::from([("a".to_string(), at(11))])
+                )
+                .unwrap()
+        );
+        assert_eq!(book.committed("x").unwrap(), positions);
+        // Given up: a takes it at once.
+        leases.release("scene/x", "b").unwrap();
+        assert_eq!(
+            leases
+                .take("scene/x", "a", "http://a", 11_002, 6_000)
+                .unwrap()
+                .node,
+            "a"
+        );
     }
 }

@@ -150,6 +150,7 @@ impl Hub {
                 segments: segments.clone(),
                 book: cluster::SealBook::open(&place)?,
                 leases: cluster::Leases::open(&place)?,
+                positions: cluster::FeedBook::open(&place)?,
             })),
             (Some(_), _, _) => {
                 return Err(HubError::Internal(
@@ -299,6 +300,11 @@ impl Hub {
     /// In a cluster, the leases its nodes hold on work done by one of them at a time.
     pub fn leases(&self) -> Option<&cluster::Leases> {
         self.cluster.as_ref().map(|c| &c.leases)
+    }
+
+    /// In a cluster, where each scene stands in each node's history (`cluster::FeedBook`).
+    pub fn feed_book(&self) -> Option<&cluster::FeedBook> {
+        self.cluster.as_ref().map(|c| &c.positions)
     }
 
     /// This node's id in a cluster (the owner of what it appends to the shared log).

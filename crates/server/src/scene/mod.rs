@@ -54,6 +54,13 @@ pub trait Scene: Send + Sync + 'static {
     fn one_node(&self) -> bool {
         !self.inputs().is_empty()
     }
+    /// In a cluster, how much of its inputs' history (by ingest time) rebuilds its state
+    /// before the place its last node committed: the node that takes it over replays that
+    /// much again (outputs already stored are not stored twice). None: it rebuilds from
+    /// the whole history at every start (as it does on one machine).
+    fn replay_window(&self) -> Option<std::time::Duration> {
+        None
+    }
     /// Its cockpit page (`cockpit/src/pages/<page>`), if it has one.
     fn page(&self) -> Option<&'static str> {
         None
@@ -307,6 +314,13 @@ impl Scenes {
         // In a cluster a scene rebuilds from its inputs' whole history wherever it starts
         // (its outputs are idempotent): positions are each node's own, and the node it
         // last ran on may be gone.
+        // In a cluster: where the scene's last node committed, per node, and where the
+        // replay starts (see `cluster_start`).
+        let cluster = if leased {
+            Some(cluster_start(ctx, scene.as_ref()).await?)
+        } else {
+            None
+        };
         let committed = if leased {
             Positions::new()
         } else {
@@ -335,33 +349,43 @@ impl Scenes {
             .map(DatasetName::parse)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| e.to_string())?;
-        let subscription = if leased {
-            ctx.hub
-                .subscribe_all_nodes(&inputs, &running.from, &citybrain_hub::Origins::new())
-        } else {
-            ctx.hub.subscribe(&inputs, &running.from)
-        }
-        .map_err(|e| format!("subscribing to the change feed: {e}"))?;
+        let (subscription, from, others) = match cluster {
+            Some(start) => (
+                ctx.hub
+                    .subscribe_all_nodes(&inputs, &start.replay_own, &start.replay_others)
+                    .map_err(|e| format!("subscribing to the change feed: {e}"))?,
+                start.own,
+                start.others,
+            ),
+            None => (
+                ctx.hub
+                    .subscribe(&inputs, &running.from)
+                    .map_err(|e| format!("subscribing to the change feed: {e}"))?,
+                running.from,
+                citybrain_hub::Origins::new(),
+            ),
+        };
         let stop = Arc::new(AtomicBool::new(false));
         *entry.stop.lock().expect("stop lock") = stop.clone();
         {
             let mut status = entry.status.lock().expect("status lock");
             status.phase = Phase::CatchingUp;
             status.reason = None;
-            status.others = citybrain_hub::Origins::new();
+            status.others = others.clone();
             // Applied once the worker has warmed up (see `Runner::run`).
-            status.committed = running.from.clone();
+            status.committed = from.clone();
             status.pending = subscription.pending();
         }
         let runner = Runner {
-            from: running.from,
+            from,
+            others,
             name: scene.name(),
             hub: ctx.hub.clone(),
             status: entry.status.clone(),
             worker,
             subscription,
             stop,
-            commit: !leased,
+            node: ctx.hub.node_id().filter(|_| leased).map(str::to_string),
         };
         let thread = std::thread::Builder::new()
             .name(format!("scene-{}", scene.name()))
@@ -551,6 +575,52 @@ pub(crate) async fn list(State(state): State<AppState>) -> Response {
     Json(state.scenes.report(&state.hub)).into_response()
 }
 
+/// Where a leased scene starts on this node: what its last node committed (this node's
+/// positions and the others'), and the places its replay starts from, a replay window
+/// before those ([`Scene::replay_window`]; none: the whole history).
+struct ClusterStart {
+    own: Positions,
+    others: citybrain_hub::Origins,
+    replay_own: Positions,
+    replay_others: citybrain_hub::Origins,
+}
+
+async fn cluster_start(ctx: &SceneContext, scene: &dyn Scene) -> Result<ClusterStart, String> {
+    let Some(window) = scene.replay_window() else {
+        return Ok(ClusterStart {
+            own: Positions::new(),
+            others: citybrain_hub::Origins::new(),
+            replay_own: Positions::new(),
+            replay_others: citybrain_hub::Origins::new(),
+        });
+    };
+    let hub = ctx.hub.clone();
+    let name = scene.name();
+    let mut others = tokio::task::spawn_blocking(move || {
+        hub.feed_book()
+            .expect("a cluster has a feed book")
+            .committed(name)
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| format!("reading where the scene's last node stood: {e}"))?;
+    let me = ctx.hub.node_id().unwrap_or_default();
+    let own = others.remove(me).unwrap_or_default();
+    let back = i64::try_from(window.as_micros()).unwrap_or(i64::MAX);
+    let before = |positions: &Positions| -> Positions {
+        positions
+            .iter()
+            .map(|(d, p)| (d.clone(), citybrain_hub::Position(p.0.saturating_sub(back))))
+            .collect()
+    };
+    Ok(ClusterStart {
+        replay_own: before(&own),
+        replay_others: others.iter().map(|(n, p)| (n.clone(), before(p))).collect(),
+        own,
+        others,
+    })
+}
+
 /// Changes taken from the feed per `apply` at most (live batches that queued up).
 const APPLY_CHANGES: usize = 256;
 
@@ -558,6 +628,8 @@ const APPLY_CHANGES: usize = 256;
 struct Runner {
     /// Where the subscription started: applied once the worker has warmed up.
     from: Positions,
+    /// In a cluster, what was applied of the other nodes' rows before this start.
+    others: citybrain_hub::Origins,
     name: &'static str,
     hub: Arc<Hub>,
     status: Arc<Mutex<Status>>,
@@ -565,8 +637,9 @@ struct Runner {
     subscription: citybrain_hub::Subscription,
     /// Set when the scene is to stop here (its lease lost).
     stop: Arc<AtomicBool>,
-    /// Commit positions to this node's feed files (not in a cluster: see `start_one`).
-    commit: bool,
+    /// In a cluster, this node's id: positions are committed to the cluster's feed book
+    /// under the scene's lease; otherwise to this node's feed files.
+    node: Option<String>,
 }
 
 /// How long the feed loop waits for a change before it looks at `stop` again.
@@ -580,6 +653,7 @@ impl Runner {
             self.worker.caught_up();
         }
         let mut applied = std::mem::take(&mut self.from);
+        let mut applied_others = std::mem::take(&mut self.others);
         {
             let mut status = self.status.lock().expect("status lock");
             status.applied = applied.clone();
@@ -632,20 +706,43 @@ impl Runner {
             if replaying {
                 self.worker.caught_up();
             }
-            applied.extend(reached);
+            // Never back: a replay from before the committed place ends past it.
+            let forward = |into: &mut Positions, reached: Positions| {
+                for (dataset, position) in reached {
+                    let at = into.entry(dataset).or_insert(position);
+                    *at = (*at).max(position);
+                }
+            };
+            forward(&mut applied, reached);
+            for (origin, positions) in others {
+                forward(applied_others.entry(origin).or_default(), positions);
+            }
             let pending = self.subscription.pending();
             {
                 let mut status = self.status.lock().expect("status lock");
                 status.applied = applied.clone();
-                for (origin, positions) in others {
-                    status.others.entry(origin).or_default().extend(positions);
-                }
+                status.others = applied_others.clone();
                 status.pending = pending;
                 if self.subscription.catching_up() == 0 {
                     status.phase = Phase::Running;
                 }
             }
-            if !self.commit {
+            if let Some(node) = &self.node {
+                let mut all = applied_others.clone();
+                all.insert(node.clone(), applied.clone());
+                let book = self.hub.feed_book().expect("a cluster has a feed book");
+                match book.commit(self.name, &lease::name(self.name), node, &all) {
+                    Ok(true) => {
+                        self.status.lock().expect("status lock").committed = applied.clone()
+                    }
+                    Ok(false) => tracing::warn!(
+                        message = "A scene's positions were not committed: this node no longer holds its lease (it stops at the lease keeper's next round).",
+                        scene = self.name
+                    ),
+                    Err(error) => {
+                        tracing::error!(message = "Committing a scene's feed positions to the cluster failed; the next commit carries them.", scene = self.name, %error)
+                    }
+                }
                 continue;
             }
             match self.hub.commit(self.name, &applied) {

@@ -58,6 +58,11 @@ impl Scene for IndicesScene {
         citybrain_indices::DEFINITIONS.to_vec()
     }
 
+    /// In a cluster, the census of a day and the on-road window: the last day and a bit, as its warm-up on one machine.
+    fn replay_window(&self) -> Option<std::time::Duration> {
+        Some(std::time::Duration::from_secs(26 * 3600))
+    }
+
     fn inputs(&self) -> Vec<&'static str> {
         vec![PASSAGES]
     }

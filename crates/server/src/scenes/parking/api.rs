@@ -38,6 +38,11 @@ impl Scene for ParkingScene {
         citybrain_parking::DEFINITIONS.to_vec()
     }
 
+    /// In a cluster, sessions open across midnight: the last two days, as its warm-up on one machine.
+    fn replay_window(&self) -> Option<std::time::Duration> {
+        Some(std::time::Duration::from_secs(2 * 24 * 3600))
+    }
+
     fn inputs(&self) -> Vec<&'static str> {
         vec![GATE_EVENTS, SENSOR_EVENTS]
     }
