@@ -483,7 +483,11 @@ fn up(
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async move {
+    // The last handles on the hub and governance are dropped here, outside the runtime:
+    // in a cluster they own runtimes of their own (the shared log's, PostgreSQL's), which
+    // may not be dropped on an async thread.
+    let keep = (hub.clone(), gov.clone());
+    let done = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("listening on {listen} (is another server running? pass --listen ADDR)"))?;
@@ -680,7 +684,10 @@ fn up(
         }
         println!("citybrain stopped cleanly");
         anyhow::Ok(())
-    })
+    });
+    drop(runtime);
+    drop(keep);
+    done
 }
 
 fn parse_date(text: &str) -> Result<citybrain_core::Date, String> {

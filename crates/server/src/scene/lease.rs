@@ -32,15 +32,25 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// Runs the keeper until the server stops.
-pub(super) fn spawn_keeper(scenes: Arc<Scenes>, ctx: SceneContext, node: String) {
+/// Runs the keeper until the server stops. The task holds only a weak reference and takes
+/// the context from the scenes each round: at shutdown the runtime drops its tasks on its
+/// own threads, where dropping the last handle on the hub or governance (which own
+/// runtimes of their own) would panic.
+pub(super) fn spawn_keeper(scenes: &Arc<Scenes>, node: String) {
+    let scenes = Arc::downgrade(scenes);
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(RENEW).await;
-            if scenes.closing.load(Ordering::SeqCst) {
+            let Some(round) = scenes.upgrade() else {
+                break;
+            };
+            if round.closing.load(Ordering::SeqCst) {
                 break;
             }
-            scenes.keep_leases(&ctx, &node).await;
+            let Some(ctx) = round.keeper_ctx.lock().expect("keeper lock").clone() else {
+                break;
+            };
+            round.keep_leases(&ctx, &node).await;
         }
     });
 }

@@ -217,6 +217,8 @@ pub struct Scenes {
     lease_holder: Mutex<Option<(Arc<Hub>, String)>>,
     /// Set at shutdown: the lease keeper ends.
     closing: AtomicBool,
+    /// In a cluster: what the lease keeper starts scenes with (taken at shutdown).
+    keeper_ctx: Mutex<Option<SceneContext>>,
 }
 
 impl std::fmt::Debug for Scenes {
@@ -256,6 +258,7 @@ impl Scenes {
             entries,
             lease_holder: Mutex::new(None),
             closing: AtomicBool::new(false),
+            keeper_ctx: Mutex::new(None),
         }
     }
 
@@ -303,7 +306,8 @@ impl Scenes {
             *self.lease_holder.lock().expect("lease lock") = Some((ctx.hub.clone(), node.clone()));
             // The first round now, so a lone node's scenes run before it says it is up.
             self.keep_leases(ctx, &node).await;
-            lease::spawn_keeper(self.clone(), ctx.clone(), node);
+            *self.keeper_ctx.lock().expect("keeper lock") = Some(ctx.clone());
+            lease::spawn_keeper(self, node);
         }
     }
 
@@ -435,6 +439,7 @@ impl Scenes {
     /// another node takes its scenes at once.
     pub fn stop(&self) {
         self.closing.store(true, Ordering::SeqCst);
+        self.keeper_ctx.lock().expect("keeper lock").take();
         for entry in &self.entries {
             Self::stop_one(entry);
             let mut status = entry.status.lock().expect("status lock");
