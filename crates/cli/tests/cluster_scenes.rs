@@ -182,6 +182,8 @@ fn a_scene_runs_on_one_node_over_every_nodes_records_and_moves_when_that_node_di
         "the survivor took the indices {:.1} s after the kill",
         took.as_secs_f64()
     );
+    // At most the lease's 6 s plus a 2 s round plus the start (the target is 10 s;
+    // bench/cluster/failover measures it over 20 kills).
     assert!(took < Duration::from_secs(10), "took over after {took:?}");
     wait_applied(&other, &other_id, &other_id, last_other);
     wait_applied(&other, &other_id, &owner_id, last_owner);
@@ -215,6 +217,12 @@ fn a_scene_runs_on_one_node_over_every_nodes_records_and_moves_when_that_node_di
     assert_eq!(other.scene("indices")["state"], "running");
     let stopping = Instant::now();
     assert!(other.stop().success());
+    // It gave the lease up on its way out (or the other node has it already).
+    let lease = pg.psql("SELECT node || ' ' || until_ms FROM leases WHERE name = 'scene/indices'");
+    assert!(
+        lease == format!("{other_id} 0") || lease.starts_with(&node_id(dead_data)),
+        "{lease}"
+    );
     wait_until("the node that came back never took the indices", || {
         back.scene("indices")["state"] == "running"
     });
@@ -223,7 +231,7 @@ fn a_scene_runs_on_one_node_over_every_nodes_records_and_moves_when_that_node_di
         "after a clean stop the node that came back ran the indices {:.1} s later",
         took.as_secs_f64()
     );
-    assert!(took < Duration::from_secs(5), "took over after {took:?}");
+    assert!(took < Duration::from_secs(8), "took over after {took:?}");
     let expected = live(&single).unwrap();
     wait_until("the node that came back never caught up", || {
         live(&back).is_ok_and(|l| l == expected)
