@@ -480,6 +480,12 @@ impl Cluster {
         self.log.owner()
     }
 
+    /// The error of reading the shared segment at `key`.
+    pub(crate) fn segment_err(&self, key: &str) -> impl FnOnce(io::Error) -> HubError {
+        let context = format!("reading {key} from {}", self.segments.describe());
+        move |source| HubError::Io { context, source }
+    }
+
     /// Copies a committed seal's segments into the segment store and records it, so
     /// other nodes read them once its frames are purged. Called before the purge.
     pub fn publish(
@@ -665,18 +671,10 @@ impl Foreign {
                 self.sealed_keys.insert(key.key, key.call);
             }
             for segment in seal.segments {
-                let location =
-                    cluster
-                        .segments
-                        .location(&segment.key)
-                        .map_err(|source| HubError::Io {
-                            context: format!(
-                                "reading {} from {}",
-                                segment.key,
-                                cluster.segments.describe()
-                            ),
-                            source,
-                        })?;
+                let location = cluster
+                    .segments
+                    .location(&segment.key)
+                    .map_err(cluster.segment_err(&segment.key))?;
                 self.segments.push(ForeignSegment {
                     location,
                     rows: segment.rows,

@@ -162,14 +162,7 @@ impl Cursor {
                 let bytes = cluster
                     .segments
                     .read(&segment.key)
-                    .map_err(|source| HubError::Io {
-                        context: format!(
-                            "reading {} from {}",
-                            segment.key,
-                            cluster.segments.describe()
-                        ),
-                        source,
-                    })?;
+                    .map_err(cluster.segment_err(&segment.key))?;
                 for batch in crate::store::parquet_rows_after(bytes, after, &segment.key)? {
                     let batch = crate::store::conform(&schema, batch)?;
                     per_node
