@@ -286,6 +286,10 @@ pub struct Controller {
     /// Per intersection: the emergency vehicles it acted for lately, each with the last
     /// time (kept for one maximum green).
     served: Vec<Vec<(String, u32)>>,
+    /// Per intersection: whether the clearance under way was the policy's choice, which an
+    /// emergency may redirect; one for the starvation bound, the maximum green or another
+    /// emergency keeps its course.
+    redirectable: Vec<bool>,
 }
 
 impl Controller {
@@ -306,6 +310,7 @@ impl Controller {
             bounded,
             preempted_since: vec![None; network.intersections.len()],
             lapsed: vec![Vec::new(); network.intersections.len()],
+            redirectable: vec![false; network.intersections.len()],
             served: vec![Vec::new(); network.intersections.len()],
         }
     }
@@ -352,8 +357,31 @@ impl Controller {
             self.signals[i].tick(now);
             self.track_waiting(i, ix, now, obs);
             let signal = self.signals[i].clone();
-            let Stage::Green { phase, .. } = signal.stage() else {
-                continue;
+            let phase = match signal.stage() {
+                Stage::Green { phase, .. } => phase,
+                // A clearance that set out before an emergency vehicle came into view (it
+                // entered the network close by, or a request arrived late) ends in its
+                // phase instead, when going on to `to` and back would be too late.
+                Stage::Yellow { to, .. } | Stage::AllRed { to, .. } => {
+                    if !self.redirectable[i] {
+                        continue;
+                    }
+                    let lead = signal.clearance_left(now);
+                    if let Some(p) = self.emergency_soon(i, to, now, preempts, lead)
+                        && self.signals[i].retarget(ix, p.phase)
+                    {
+                        self.note_served(i, &p.vehicle, now);
+                        self.redirectable[i] = false;
+                        decisions.push(Decision {
+                            intersection: i,
+                            phase: p.phase,
+                            reason: Reason::Emergency {
+                                vehicle: p.vehicle.clone(),
+                            },
+                        });
+                    }
+                    continue;
+                }
             };
             // The starvation bound first: no emergency request outranks it, so an
             // ambulance stuck in a queue cannot keep a movement at red past the bound.
@@ -366,6 +394,7 @@ impl Controller {
                 let to = starved_phase(ix, link, &self.waiting_since[i]);
                 if to != phase && self.signals[i].switch(now, to) {
                     self.preempted_since[i] = None;
+                    self.redirectable[i] = false;
                     decisions.push(Decision {
                         intersection: i,
                         phase: to,
@@ -377,6 +406,7 @@ impl Controller {
             if let Some(p) = self.emergency_request(i, phase, now, preempts) {
                 self.note_served(i, &p.vehicle, now);
                 if p.phase != phase && self.signals[i].switch(now, p.phase) {
+                    self.redirectable[i] = false;
                     decisions.push(Decision {
                         intersection: i,
                         phase: p.phase,
@@ -408,13 +438,17 @@ impl Controller {
             // A switch commits the light to a clearance and a minimum green: not to a
             // phase other than the one an emergency vehicle will need before both are over.
             let soon = (to != phase)
-                .then(|| self.emergency_soon(i, to, now, preempts))
+                .then(|| {
+                    let t = signal.timing();
+                    self.emergency_soon(i, to, now, preempts, t.yellow_s + t.all_red_s)
+                })
                 .flatten();
             let to = soon.map_or(to, |p| p.phase);
             if let Some(p) = soon {
                 self.note_served(i, &p.vehicle, now);
             }
             if to != phase && self.signals[i].switch(now, to) {
+                self.redirectable[i] = soon.is_none() && !must_leave;
                 decisions.push(Decision {
                     intersection: i,
                     phase: to,
@@ -514,21 +548,22 @@ impl Controller {
         Some(p)
     }
 
-    /// The emergency request at intersection `i` that a switch to phase `to` would leave
-    /// unserved in time: one for another phase, arriving before the light could get from
-    /// `to` to it (a clearance, the minimum green, a clearance), its queue and the margin
-    /// included. The earliest such arrival, the higher priority first when they are
-    /// within a clearance of each other.
+    /// The emergency request at intersection `i` that going to phase `to` (green in
+    /// `lead_s`: a clearance for a switch now) would leave unserved in time: one for another
+    /// phase, arriving before the light could get from `to` to it (`lead_s`, the minimum
+    /// green, a clearance), its queue and the margin included. The earliest such arrival,
+    /// the higher priority first when they are within a clearance of each other.
     fn emergency_soon<'p>(
         &self,
         i: usize,
         to: usize,
         now: u32,
         preempts: &'p [Preempt],
+        lead_s: u32,
     ) -> Option<&'p Preempt> {
         let t = *self.signals[i].timing();
         let clearance = f64::from(t.yellow_s + t.all_red_s);
-        let through = f64::from(t.min_green_s) + 2.0 * clearance;
+        let through = f64::from(lead_s + t.min_green_s) + clearance;
         let lapsed = &self.lapsed[i];
         let soon: Vec<&Preempt> = preempts
             .iter()
@@ -920,6 +955,43 @@ mod tests {
                 c.states(net)[0].clone()
             })
             .collect()
+    }
+
+    #[test]
+    fn a_clearance_under_way_ends_in_the_phase_an_ambulance_coming_into_view_needs() {
+        // East has the queue, so north's green ends at its minimum. During that yellow an
+        // ambulance comes into view on north's approach, 7 s away: going on to east's
+        // minimum green and back would take 12 s. The clearance ends in north's green
+        // instead, after its yellow and all-red, and breaks no rule of the replay.
+        let net = crossing();
+        let mut c = Controller::new(&net, timing(), PolicyKind::Adaptive.build(&net));
+        let mut obs = Observation::empty(&net);
+        queue(&mut obs, 1, 10);
+        let (mut states, mut yellow_at, mut reasons) = (Vec::new(), None, Vec::new());
+        for t in 0..30u32 {
+            let p: Vec<Preempt> = yellow_at
+                .map(|t0: u32| vec![request(0, (8.0 - f64::from(t - t0)).max(0.0), 0)])
+                .unwrap_or_default();
+            reasons.extend(c.step(&net, t, &obs, &p).into_iter().map(|d| (t, d.reason)));
+            let shown = c.states(&net)[0].clone();
+            if yellow_at.is_none() && shown == "yr" {
+                yellow_at = Some(t);
+            }
+            states.push(shown);
+        }
+        let t0 = yellow_at.expect("north's green ends") as usize;
+        assert_eq!(&states[t0..t0 + 5], ["yr", "yr", "yr", "rr", "rr"]);
+        assert!(
+            states[t0 + 5..=t0 + 8].iter().all(|s| s == "Gr"),
+            "{states:?}"
+        );
+        assert!(
+            reasons
+                .iter()
+                .any(|(t, r)| *t as usize == t0 + 1 && matches!(r, Reason::Emergency { .. })),
+            "{reasons:?}"
+        );
+        assert_eq!(replay::check(&timing(), &states), vec![]);
     }
 
     #[test]
