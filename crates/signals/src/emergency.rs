@@ -116,9 +116,7 @@ impl EmergencyPlan {
                 .collect();
             // Every movement of the lanes it may use: a vehicle ahead of it on a shared lane
             // (a straight-on car in a right-and-straight lane) waits for its own movement's
-            // green, and the ambulance behind it with it. Only a protected green (`G`)
-            // flushes a movement: a turn given a yielding `g` waits for a gap in the
-            // opposing flow, and on a shared lane the ambulance waits behind it.
+            // green, and the ambulance behind it with it.
             let lane_links: Vec<usize> = intersection
                 .links
                 .iter()
@@ -129,14 +127,13 @@ impl EmergencyPlan {
             let flushes = |p: usize| {
                 lane_links
                     .iter()
-                    .filter(|&&l| {
-                        intersection.phases[p].green[intersection.links[l].signal] == Some('G')
-                    })
+                    .filter(|&&l| intersection.phases[p].serves(&intersection.links[l]))
                     .count()
             };
-            // A phase giving all its links protected green (`G`) and every movement of its
-            // lanes too if one does, a plan phase before its approach's own phase, the one
-            // that lets most other traffic go too; else the plan phase serving it best.
+            // A phase giving all its links protected green (`G`) and serving every movement
+            // of its lanes if one does, a plan phase before its approach's own phase
+            // (nothing opposing: a yielding `g` turn would stop it), the one that lets most
+            // other traffic go too; else the plan phase serving it best.
             let protected = |p: usize| {
                 !links.is_empty()
                     && links.iter().all(|&l| {

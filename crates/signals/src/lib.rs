@@ -366,8 +366,13 @@ impl Controller {
                     if !self.redirectable[i] {
                         continue;
                     }
+                    // Only when it must: without the margin a switch gets, so that traffic
+                    // the clearance set out to serve is turned back as rarely as can be.
+                    let t = signal.timing();
                     let lead = signal.clearance_left(now);
+                    let back = f64::from(lead + t.min_green_s + t.yellow_s + t.all_red_s);
                     if let Some(p) = self.emergency_soon(i, to, now, preempts, lead)
+                        && p.eta_s <= back + p.flush_s
                         && self.signals[i].retarget(ix, p.phase)
                     {
                         self.note_served(i, &p.vehicle, now);
