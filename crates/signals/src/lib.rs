@@ -268,6 +268,19 @@ pub struct Decision {
     pub reason: Reason,
 }
 
+impl Decision {
+    /// Intersection `intersection` goes to the phase `p` asks for, for its vehicle.
+    fn emergency(intersection: usize, p: &Preempt) -> Self {
+        Self {
+            intersection,
+            phase: p.phase,
+            reason: Reason::Emergency {
+                vehicle: p.vehicle.clone(),
+            },
+        }
+    }
+}
+
 /// Every intersection's signal, a policy, and the bounds no policy may break.
 #[derive(Debug)]
 pub struct Controller {
@@ -377,13 +390,7 @@ impl Controller {
                     {
                         self.note_served(i, &p.vehicle, now);
                         self.redirectable[i] = false;
-                        decisions.push(Decision {
-                            intersection: i,
-                            phase: p.phase,
-                            reason: Reason::Emergency {
-                                vehicle: p.vehicle.clone(),
-                            },
-                        });
+                        decisions.push(Decision::emergency(i, p));
                     }
                     continue;
                 }
@@ -412,13 +419,7 @@ impl Controller {
                 self.note_served(i, &p.vehicle, now);
                 if p.phase != phase && self.signals[i].switch(now, p.phase) {
                     self.redirectable[i] = false;
-                    decisions.push(Decision {
-                        intersection: i,
-                        phase: p.phase,
-                        reason: Reason::Emergency {
-                            vehicle: p.vehicle.clone(),
-                        },
-                    });
+                    decisions.push(Decision::emergency(i, p));
                 }
                 continue;
             }
