@@ -966,8 +966,8 @@ mod tests {
     #[test]
     fn a_clearance_under_way_ends_in_the_phase_an_ambulance_coming_into_view_needs() {
         // East has the queue, so north's green ends at its minimum. During that yellow an
-        // ambulance comes into view on north's approach, 7 s away: going on to east's
-        // minimum green and back would take 12 s. The clearance ends in north's green
+        // ambulance comes into view on north's approach, 7 s away: the rest of the
+        // clearance, east's minimum green and a clearance back would take 14 s. The clearance ends in north's green
         // instead, after its yellow and all-red, and breaks no rule of the replay.
         let net = crossing();
         let mut c = Controller::new(&net, timing(), PolicyKind::Adaptive.build(&net));
