@@ -86,7 +86,7 @@ fn psql_psycopg_asyncpg_sqlalchemy_and_node_pg_read_what_http_reads() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(
         dir.path(),
-        &["--scale", "0.02", "--pg-listen", "127.0.0.1:0"],
+        &["--scale", "0.05", "--pg-listen", "127.0.0.1:0"],
     );
     let port = pg_port(&server);
     let cockpit = std::fs::read_to_string(dir.path().join("cockpit.token")).unwrap();
@@ -120,6 +120,9 @@ fn psql_psycopg_asyncpg_sqlalchemy_and_node_pg_read_what_http_reads() {
     let tables_http = "SELECT table_schema AS nspname, table_name AS relname FROM information_schema.tables WHERE table_schema NOT IN ('information_schema', 'pg_catalog') ORDER BY 1, 2";
     let tables_wire = "SELECT n.nspname, c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r' ORDER BY 1, 2";
     let params = json!([{"int": checkpoint}, {"ts": since}]);
+    // Every passage, longer than the wire holds before it streams (citybrain_sql's
+    // HOLD_ROWS): read row by row by the clients that can.
+    let all_passages = "SELECT ts, checkpoint_id, plate, speed_kmh FROM transport.anpr_passages ORDER BY ts, checkpoint_id, plate";
 
     let mut references = Vec::new();
     let mut sessions = Vec::new();
@@ -138,6 +141,7 @@ fn psql_psycopg_asyncpg_sqlalchemy_and_node_pg_read_what_http_reads() {
             vec![
                 ("passages", passages.as_str(), passages_wire, params.clone()),
                 ("tables", tables_http, tables_wire, json!([])),
+                ("all_passages", all_passages, all_passages, json!([])),
             ],
         ),
         (
@@ -153,8 +157,17 @@ fn psql_psycopg_asyncpg_sqlalchemy_and_node_pg_read_what_http_reads() {
         for (name, http, wire, params) in queries {
             let rows = http_sql(&server, token, http);
             assert!(!rows.is_empty(), "{user} {name}: the demo city has rows");
+            if name == "all_passages" {
+                assert!(
+                    rows.len() > citybrain_sql::HOLD_ROWS,
+                    "{} passages: too few to stream",
+                    rows.len()
+                );
+            }
             references.push((user, name, rows));
-            spec_queries.push(json!({"name": name, "sql": wire, "params": params}));
+            let stream = name == "all_passages";
+            spec_queries
+                .push(json!({"name": name, "sql": wire, "params": params, "stream": stream}));
         }
         sessions.push(json!({"user": user, "password": token.trim(), "queries": spec_queries}));
     }
@@ -314,6 +327,26 @@ fn psql_psycopg_asyncpg_sqlalchemy_and_node_pg_read_what_http_reads() {
     assert!(
         text.contains("\"cockpit\"") && calls >= 5,
         "the wire's reads are audited with their purpose: {calls} calls in {text}"
+    );
+    // Every passage went out streamed: recorded before its first row, then closed with the
+    // total, once per client that read it (psycopg text and binary, asyncpg, SQLAlchemy,
+    // node-pg).
+    let total = references
+        .iter()
+        .find(|(u, n, _)| *u == "cockpit" && *n == "all_passages")
+        .unwrap()
+        .2
+        .len();
+    let audit: Value = serde_json::from_str(&text).unwrap();
+    let closing = audit["calls"]
+        .as_array()
+        .unwrap_or_else(|| panic!("the audit answer: {text}"))
+        .iter()
+        .filter(|c| c["closes"].is_u64() && c["rows"] == json!(total))
+        .count();
+    assert_eq!(
+        closing, 5,
+        "closing records of the streamed statement in {text}"
     );
     assert!(server.stop().success());
 }

@@ -100,6 +100,11 @@ pub struct Call {
     /// The statement or action, and the reason for a refusal or failure.
     #[serde(default)]
     pub detail: String,
+    /// On the record that ends a streamed result, the sequence number of the call it
+    /// closes (that call was recorded before its first row left; this one gives the total
+    /// rows and the outcome). Not a call of its own: counters skip it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closes: Option<u64>,
 }
 
 impl Call {
@@ -114,6 +119,7 @@ impl Call {
             rows: 0,
             outcome: Outcome::Ok,
             detail: String::new(),
+            closes: None,
         }
     }
 }

@@ -611,7 +611,8 @@ impl Gov {
 
     /// Records one call in the trail (durably) and in the counters.
     pub fn record(&self, call: Call) -> Result<u64, GovError> {
-        {
+        // A streamed result's closing record is not a call of its own.
+        if call.closes.is_none() {
             let mut counters = self.counters.lock().expect("counters lock");
             let datasets: Vec<String> = if call.datasets.is_empty() {
                 vec![String::new()]

@@ -17,7 +17,7 @@ use arrow::datatypes::{
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use citybrain_sql::ScalarValue;
 use citybrain_sql::pg_catalog::pg_type;
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use pgwire::api::Type;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo};
@@ -71,45 +71,64 @@ pub fn fields(schema: &Schema, format: Option<&Format>) -> Vec<FieldInfo> {
         .collect()
 }
 
-/// The rows of `batches`, encoded as the client reads them (the batches are held, each
-/// row is made when the connection can take it).
-pub fn rows(
-    batches: Vec<RecordBatch>,
+/// The rows of `batches`, encoded as the client reads them: a batch is taken from the
+/// statement when the connection has taken the rows before it, and each row is made when
+/// the connection can take it.
+pub fn rows<S>(
+    batches: S,
     fields: Arc<Vec<FieldInfo>>,
-) -> impl Stream<Item = PgWireResult<DataRow>> + Send + use<> {
-    futures::stream::iter(Rows {
-        batches: batches.into_iter(),
-        columns: Vec::new(),
-        row: 0,
-        len: 0,
-        encoder: DataRowEncoder::new(fields),
+) -> impl Stream<Item = PgWireResult<DataRow>> + Send + use<S>
+where
+    S: Stream<Item = PgWireResult<RecordBatch>> + Send,
+{
+    batches.flat_map(move |batch| {
+        let rows: Box<dyn Iterator<Item = PgWireResult<DataRow>> + Send> = match batch {
+            Ok(batch) => Box::new(Rows::new(&batch, fields.clone())),
+            Err(e) => Box::new(std::iter::once(Err(e))),
+        };
+        futures::stream::iter(rows)
     })
 }
 
+/// One batch's rows.
 struct Rows {
-    batches: std::vec::IntoIter<RecordBatch>,
-    /// The current batch's columns, cast to their canonical types.
-    columns: Vec<ArrayRef>,
+    /// The batch's columns, cast to their canonical types; an error instead if one
+    /// cannot be.
+    columns: PgWireResult<Vec<ArrayRef>>,
     row: usize,
     len: usize,
     encoder: DataRowEncoder,
+}
+
+impl Rows {
+    fn new(batch: &RecordBatch, fields: Arc<Vec<FieldInfo>>) -> Self {
+        Self {
+            columns: batch.columns().iter().map(to_canonical).collect(),
+            row: 0,
+            len: batch.num_rows(),
+            encoder: DataRowEncoder::new(fields),
+        }
+    }
 }
 
 impl Iterator for Rows {
     type Item = PgWireResult<DataRow>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        while self.row >= self.len {
-            let batch = self.batches.next()?;
-            match batch.columns().iter().map(to_canonical).collect() {
-                Ok(columns) => self.columns = columns,
-                Err(e) => return Some(Err(e)),
-            }
-            (self.row, self.len) = (0, batch.num_rows());
+        if self.row >= self.len {
+            return None;
         }
+        let columns = match &mut self.columns {
+            Ok(columns) => columns,
+            Err(_) => {
+                self.row = self.len;
+                let error = std::mem::replace(&mut self.columns, Ok(Vec::new()));
+                return error.err().map(Err);
+            }
+        };
         let row = self.row;
         self.row += 1;
-        for column in &self.columns {
+        for column in columns.iter() {
             if let Err(e) = encode(&mut self.encoder, column, row) {
                 return Some(Err(e));
             }
@@ -335,7 +354,9 @@ mod tests {
         )
         .unwrap();
         let fields = Arc::new(fields(&schema, None));
-        let rows: Vec<_> = rows(vec![batch], fields).collect().await;
+        let rows: Vec<_> = rows(futures::stream::iter([Ok(batch)]), fields)
+            .collect()
+            .await;
         assert_eq!(rows.len(), 2);
         let first = rows[0].as_ref().unwrap();
         assert_eq!(first.field_count, 2);

@@ -25,7 +25,7 @@ use async_trait::async_trait;
 use citybrain_core::Timestamp;
 use citybrain_gov::{CallKind, Gov, Principal};
 use citybrain_sql::{DataCall, Described, Reader, SqlEngine};
-use futures::Sink;
+use futures::{Sink, StreamExt};
 use pgwire::api::auth::cleartext::CleartextPasswordAuth;
 use pgwire::api::auth::mechanism::AuthMechanismFactory;
 use pgwire::api::auth::{
@@ -459,16 +459,19 @@ impl Backend {
         // psql's `\d NAME`, written for PostgreSQL's planner (psql.rs).
         let rewritten = psql::rewrite(sql);
         let sql = rewritten.as_deref().unwrap_or(sql);
+        // Rows go out as the statement produces them (citybrain_sql's `stream`): the
+        // server holds a few batches of a long result, not all of it.
         let result = self
             .server
             .sql
-            .query_with_params_as(sql, params, &call)
+            .stream_with_params_as(sql, params, &call)
             .await
             .map_err(sql_error)?;
-        let fields = Arc::new(encode::fields(&result.schema, format));
+        let fields = Arc::new(encode::fields(result.schema(), format));
+        let batches = result.map(|batch| batch.map_err(sql_error));
         Ok(Response::Query(QueryResponse::new(
             fields.clone(),
-            encode::rows(result.batches, fields),
+            encode::rows(batches, fields),
         )))
     }
 }

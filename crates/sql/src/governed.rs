@@ -44,7 +44,7 @@ pub enum Reader {
 }
 
 /// What one query touched, gathered while it is planned, for the audit trail.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Touched {
     pub fields: BTreeMap<DatasetName, BTreeSet<String>>,
     pub purposes: BTreeSet<String>,

@@ -13,6 +13,7 @@ mod lift;
 mod limits;
 mod memory;
 pub mod pg_catalog;
+mod stream;
 mod table;
 mod xlsx;
 
@@ -21,6 +22,7 @@ pub use datafusion::common::ScalarValue;
 pub use encode::{ResultFormat, encode};
 pub use governed::{MaskExec, Reader, Touched};
 pub use limits::ValueTooLarge;
+pub use stream::{HOLD_ROWS, ResultStream};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -528,42 +530,12 @@ impl SqlEngine {
         citybrain_gov::check_purpose(&call.purpose)
             .map_err(|e| SqlError::Invalid(e.to_string()))?;
         let (result, touched) = self.run(sql, params, call.reader.clone(), call.now).await;
-        let (Reader::Principal(principal), Some(gov)) = (&call.reader, &self.gov) else {
-            return result;
+        let outcome = match &result {
+            Ok(r) => Ok(r.rows() as u64),
+            Err(e) => Err(e),
         };
-        let mut record = Call::new(
-            call.now,
-            principal.name.as_str(),
-            principal.department.as_str(),
-            call.kind,
-        );
-        record.datasets = touched
-            .fields
-            .into_iter()
-            .map(|(dataset, fields)| Touch {
-                dataset,
-                fields: fields.into_iter().collect(),
-            })
-            .collect();
-        record.purpose = if call.purpose.is_empty() {
-            touched.purposes.into_iter().collect::<Vec<_>>().join("; ")
-        } else {
-            call.purpose.clone()
-        };
-        record.detail = sql.to_string();
-        match &result {
-            Ok(r) => record.rows = r.rows() as u64,
-            Err(e) => {
-                record.outcome = match e {
-                    SqlError::Denied(_) => Outcome::Denied,
-                    _ => Outcome::Failed,
-                };
-                record.detail = format!("{sql}\n-- {e}");
-            }
-        }
         // Fail closed: a read that cannot be recorded is not served.
-        gov.record(record)
-            .map_err(|e| SqlError::Execution(format!("the call could not be audited: {e}")))?;
+        audit(self.gov.as_deref(), call, sql, &touched, outcome, None)?;
         result
     }
 
@@ -638,6 +610,66 @@ pub struct Described {
     pub schema: arrow::datatypes::SchemaRef,
     /// The type of `$1`, `$2`, ...; None where the statement leaves it open.
     pub parameters: Vec<Option<arrow::datatypes::DataType>>,
+}
+
+/// Records a principal's data call in the audit trail, durably (nothing for the system's
+/// own statements, or without governance): `outcome` is the rows returned or the error.
+/// `closes` names the call a streamed result's closing record ends. Returns the record's
+/// sequence number.
+fn audit(
+    gov: Option<&Gov>,
+    call: &DataCall,
+    sql: &str,
+    touched: &Touched,
+    outcome: Result<u64, &SqlError>,
+    note: Option<(&str, Option<u64>)>,
+) -> Result<Option<u64>, SqlError> {
+    let (Reader::Principal(principal), Some(gov)) = (&call.reader, gov) else {
+        return Ok(None);
+    };
+    let mut record = Call::new(
+        call.now,
+        principal.name.as_str(),
+        principal.department.as_str(),
+        call.kind,
+    );
+    record.datasets = touched
+        .fields
+        .iter()
+        .map(|(dataset, fields)| Touch {
+            dataset: dataset.clone(),
+            fields: fields.iter().cloned().collect(),
+        })
+        .collect();
+    record.purpose = if call.purpose.is_empty() {
+        touched
+            .purposes
+            .iter()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("; ")
+    } else {
+        call.purpose.clone()
+    };
+    record.detail = sql.to_string();
+    match outcome {
+        Ok(rows) => record.rows = rows,
+        Err(e) => {
+            record.outcome = match e {
+                SqlError::Denied(_) => Outcome::Denied,
+                _ => Outcome::Failed,
+            };
+            record.detail = format!("{sql}\n-- {e}");
+        }
+    }
+    if let Some((note, closes)) = note {
+        record.detail.push_str("\n-- ");
+        record.detail.push_str(note);
+        record.closes = closes;
+    }
+    gov.record(record)
+        .map(Some)
+        .map_err(|e| SqlError::Execution(format!("the call could not be audited: {e}")))
 }
 
 /// The clear error for a statement that is not a read. DataFusion's SQLOptions are the

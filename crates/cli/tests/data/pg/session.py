@@ -1,7 +1,8 @@
 """A scripted session of each Python PostgreSQL client against citybrain's wire protocol.
 
 Reads a spec (JSON, argv[1]): {"host", "port", "sessions": [{"user", "password",
-"queries": [{"name", "sql" (with $1, $2 ...), "params": [{"int"|"text"|"ts": value}]}]}]}.
+"queries": [{"name", "sql" (with $1, $2 ...), "params": [{"int"|"text"|"ts": value}],
+"stream" (optional: read row by row, psycopg's stream() and an asyncpg cursor)}]}]}.
 Prints {client: {user: {query: rows}}} where rows are lists of {column: value}, values
 normalised alike for every client: timestamps as {"ts": microseconds since the epoch},
 dates as {"date": "YYYY-MM-DD"}, decimals as floats. Used by crates/cli/tests/pgwire.rs.
@@ -65,10 +66,20 @@ def psycopg_session(spec, session, binary):
         options="-c purpose=pgwire\\ test",
     ) as conn:
         for q in session["queries"]:
+            params = [native(p) for p in q["params"]] or None
             with conn.cursor(binary=binary) as cur:
-                cur.execute(percent(q["sql"]), [native(p) for p in q["params"]] or None)
-                columns = [d.name for d in cur.description]
-                out[q["name"]] = rows_of(columns, cur.fetchall())
+                if q.get("stream"):
+                    # Single-row mode: rows are taken as the server sends them.
+                    records, columns = [], None
+                    for record in cur.stream(percent(q["sql"]), params):
+                        if columns is None:
+                            columns = [d.name for d in cur.description]
+                        records.append(record)
+                else:
+                    cur.execute(percent(q["sql"]), params)
+                    columns = [d.name for d in cur.description]
+                    records = cur.fetchall()
+                out[q["name"]] = rows_of(columns, records)
         conn.rollback()
     return out
 
@@ -83,7 +94,13 @@ async def asyncpg_session(spec, session):
     try:
         for q in session["queries"]:
             statement = await conn.prepare(q["sql"])
-            records = await statement.fetch(*[native(p) for p in q["params"]])
+            params = [native(p) for p in q["params"]]
+            if q.get("stream"):
+                # A cursor: Execute with a row limit, the portal suspended between fetches.
+                async with conn.transaction():
+                    records = [r async for r in statement.cursor(*params, prefetch=1000)]
+            else:
+                records = await statement.fetch(*params)
             columns = [a.name for a in statement.get_attributes()]
             out[q["name"]] = rows_of(columns, [tuple(r) for r in records])
     finally:
