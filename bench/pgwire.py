@@ -11,7 +11,10 @@ Usage: PY=~/.cache/citybrain-pg-clients/venv/bin/python
 connection, text results, the statement prepared once by the server as psycopg does after
 five runs), one client at a time, after 20 warm-up runs each. Both answers are compared
 (rows as text) before timing. Latency is the client's: send to last row decoded. For the
-10,000-row result it also reports when the first row reached the wire client.
+results of 10,000 rows or more it also reports when the first row reached the wire client
+(psycopg's stream(), single-row mode: the row is handed over as it arrives) and the
+server's peak resident memory over the run. The whole day's passages (no ORDER BY, no
+LIMIT) are read --long-runs times.
 """
 import argparse, http.client, json, os, shutil, statistics, subprocess, sys, tempfile, time
 
@@ -22,6 +25,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("bin")
     ap.add_argument("--runs", type=int, default=300)
+    ap.add_argument("--long-runs", type=int, default=10)
     ap.add_argument("--out")
     args = ap.parse_args()
     data = tempfile.mkdtemp(prefix="citybrain-pgwire-")
@@ -54,39 +58,62 @@ def main():
             cur.execute(sql, prepare=True)
             return cur.description, cur.fetchall()
 
+    def peak_rss_mib():
+        # VmHWM: the server's peak resident set so far (reset before each statement).
+        with open(f"/proc/{proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+
+    def reset_peak():
+        with open(f"/proc/{proc.pid}/clear_refs", "w") as f:
+            f.write("5")
+
     results = []
-    for rows in (100, 10_000):
-        sql = (f"SELECT ts, checkpoint_id, plate, speed_kmh FROM transport.anpr_passages "
-               f"ORDER BY ts, checkpoint_id, plate LIMIT {rows}")
+    day = "SELECT ts, checkpoint_id, plate, speed_kmh FROM transport.anpr_passages"
+    for rows in (100, 10_000, None):
+        sql = (f"{day} ORDER BY ts, checkpoint_id, plate LIMIT {rows}" if rows else day)
+        runs, warm = (args.runs, 20) if rows else (args.long_runs, 2)
         reference = over_http(sql)
         description, got = over_wire(sql)
         columns = [d.name for d in description]
-        assert len(got) == len(reference) == rows, (len(got), len(reference))
-        for a, b in zip(got, reference):
-            assert a[1] == b["checkpoint_id"] and a[2] == b["plate"], (a, b)
-        for _ in range(20):
+        assert len(got) == len(reference) and (rows is None or len(got) == rows), (len(got), len(reference))
+        if rows is None:
+            rows = len(got)
+            assert sorted((a[1], a[2]) for a in got) == sorted((b["checkpoint_id"], b["plate"]) for b in reference)
+        else:
+            for a, b in zip(got, reference):
+                assert a[1] == b["checkpoint_id"] and a[2] == b["plate"], (a, b)
+        del got, reference
+        for _ in range(warm):
             over_http(sql)
             over_wire(sql)
         http_ms, wire_ms = [], []
-        for _ in range(args.runs):
+        peaks = {}
+        for _ in range(runs):
             t = time.perf_counter(); over_http(sql); http_ms.append((time.perf_counter() - t) * 1000)
             t = time.perf_counter(); over_wire(sql); wire_ms.append((time.perf_counter() - t) * 1000)
         first_row_ms = None
         if rows >= 10_000:
+            for name, read in (("http", lambda: over_http(sql)), ("wire", lambda: over_wire(sql))):
+                reset_peak()
+                read()
+                peaks[name] = round(peak_rss_mib(), 1)
             firsts = []
-            for _ in range(20):
+            for _ in range(min(runs, 20)):
                 with wire.cursor() as cur:
                     t = time.perf_counter()
-                    cur.execute(sql, prepare=True)
-                    cur.fetchone()
-                    firsts.append((time.perf_counter() - t) * 1000)
+                    for _row in cur.stream(sql):
+                        firsts.append((time.perf_counter() - t) * 1000)
+                        break
             first_row_ms = statistics.median(firsts)
         q = lambda xs, p: sorted(xs)[min(len(xs) - 1, int(p * len(xs)))]
-        record = {"rows": rows, "runs": args.runs, "http_p50_ms": round(q(http_ms, .5), 2),
+        record = {"rows": rows, "runs": runs, "order_by_limit": sql != day, "http_p50_ms": round(q(http_ms, .5), 2),
                   "http_p99_ms": round(q(http_ms, .99), 2), "wire_p50_ms": round(q(wire_ms, .5), 2),
                   "wire_p99_ms": round(q(wire_ms, .99), 2),
                   "wire_over_http_p50": round(q(wire_ms, .5) / q(http_ms, .5), 3),
-                  "wire_first_row_ms": first_row_ms and round(first_row_ms, 2), "cores": os.cpu_count(),
+                  "wire_first_row_ms": first_row_ms and round(first_row_ms, 2),
+                  "server_peak_rss_mib": peaks or None, "cores": os.cpu_count(),
                   "bin": args.bin, "answers_agree": True}
         print(json.dumps(record))
         results.append(record)

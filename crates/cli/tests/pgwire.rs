@@ -348,6 +348,38 @@ fn psql_psycopg_asyncpg_sqlalchemy_and_node_pg_read_what_http_reads() {
         closing, 5,
         "closing records of the streamed statement in {text}"
     );
+
+    // The first row reaches the client while the statement is still producing: a result
+    // of many megabytes (more than the sockets buffer) has no closing record yet when the
+    // client holds its first row. A client that stops reading stops the statement, and the
+    // trail says after how many rows.
+    let long = "SELECT g.value AS copy, p.ts, p.plate, p.speed_kmh FROM transport.anpr_passages p CROSS JOIN generate_series(1, 100) g";
+    let probe_path = dir.path().join("probe.json");
+    let probe = json!({
+        "host": "127.0.0.1", "port": port, "user": "cockpit", "password": cockpit.trim(),
+        "sql": long,
+        "audit_url": format!("{}/api/v1/datasets/transport.anpr_passages/audit?limit=1000", server.base),
+        "audit_token": owner.trim(),
+    });
+    std::fs::write(&probe_path, probe.to_string()).unwrap();
+    let output = Command::new(&python)
+        .arg(format!("{data}/stream_probe.py"))
+        .arg(&probe_path)
+        .output()
+        .expect("python runs");
+    assert!(
+        output.status.success(),
+        "the stream probe failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let seen: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(seen["first_row_columns"], 4, "{seen}");
+    assert_eq!(seen["closed_at_first_row"], 0, "{seen}");
+    assert_eq!(seen["closed_after"], 1, "{seen}");
+    assert!(
+        seen["closing_rows"].as_u64().unwrap() < total as u64 * 100,
+        "the statement stopped early: {seen}"
+    );
     assert!(server.stop().success());
 }
 

@@ -5,7 +5,7 @@
 //! Key decision: the wire is only another way to make the data call `POST /api/v1/sql`
 //! makes. A principal logs in with its name as the user and its token as the password;
 //! every statement is re-authenticated (a revoked token stops an open connection too) and
-//! runs through `SqlEngine::query_with_params_as`, so grants, masks, limits and the audit
+//! runs through `SqlEngine::stream_with_params_as`, so grants, masks, limits and the audit
 //! trail are the same code as over HTTP. What PostgreSQL clients need beyond that is
 //! small: session statements (`session`), a catalog to browse (`citybrain_sql::pg_catalog`)
 //! and the mapping of types (`encode`). The protocol itself is the `pgwire` crate.
@@ -25,6 +25,7 @@ use async_trait::async_trait;
 use citybrain_core::Timestamp;
 use citybrain_gov::{CallKind, Gov, Principal};
 use citybrain_sql::{DataCall, Described, Reader, SqlEngine};
+use futures::future::Either;
 use futures::{Sink, StreamExt};
 use pgwire::api::auth::cleartext::CleartextPasswordAuth;
 use pgwire::api::auth::mechanism::AuthMechanismFactory;
@@ -32,13 +33,17 @@ use pgwire::api::auth::{
     AuthDriver, AuthOutcome, AuthSource, DefaultServerParameterProvider, LoginInfo, Password,
     StartupHandler,
 };
-use pgwire::api::portal::{Format, Portal};
-use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::portal::{Format, Portal, PortalExecutionState};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler, send_query_response};
 use pgwire::api::results::{FieldInfo, QueryResponse, Response, Tag};
 use pgwire::api::stmt::QueryParser;
-use pgwire::api::store::PortalStore;
-use pgwire::api::{ClientInfo, ClientPortalStore, PgWireServerHandlers, Type};
+use pgwire::api::store::{Entry, PortalStore};
+use pgwire::api::{
+    ClientInfo, ClientPortalStore, ConnectionHandle, DEFAULT_NAME, PgWireConnectionState,
+    PgWireServerHandlers, Type,
+};
 use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::extendedquery::Execute;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use tokio::net::TcpListener;
 
@@ -512,6 +517,57 @@ impl ExtendedQueryHandler for Backend {
 
     fn query_parser(&self) -> Arc<Parser> {
         self.parser.clone()
+    }
+
+    /// pgwire's own Execute, asked for every row of a portal (`max_rows` 0, what psycopg,
+    /// asyncpg's fetch, SQLAlchemy and node-pg send), collects them all before it sends
+    /// the first. Here such a query's rows go out as the statement produces them, as
+    /// over the simple protocol; a cancel request stops the statement while it streams.
+    /// Everything else (row limits, a portal already started, session statements) is
+    /// pgwire's.
+    async fn on_execute<C>(&self, client: &mut C, message: Execute) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
+        let portal = match client.portal_store().get_portal(name) {
+            Some(Entry::Value(portal))
+                if message.max_rows == 0
+                    && matches!(portal.statement.statement, Prepared::Query { .. }) =>
+            {
+                portal
+            }
+            _ => return self._on_execute(client, message).await,
+        };
+        if !matches!(*portal.state().lock().await, PortalExecutionState::Initial) {
+            return self._on_execute(client, message).await;
+        }
+        if !matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
+            return Err(PgWireError::NotReadyForQuery);
+        }
+        client.set_state(PgWireConnectionState::QueryInProgress);
+        let handle = client.session_extensions().get::<Arc<ConnectionHandle>>();
+        let cancelled = match handle {
+            Some(handle) => Either::Left(handle.start_query().await),
+            None => Either::Right(futures::future::pending()),
+        };
+        let run = Box::pin(async {
+            match ExtendedQueryHandler::do_query(self, client, &portal, 0).await? {
+                Response::Query(rows) => send_query_response(client, rows, false).await,
+                _ => unreachable!("a prepared query answers rows"),
+            }
+        });
+        match futures::future::select(run, cancelled).await {
+            Either::Left((sent, _)) => sent?,
+            // Dropping the statement's stream stops it (citybrain_sql's `stream`).
+            Either::Right(_) => return Err(PgWireError::QueryCanceled),
+        }
+        *portal.state().lock().await = PortalExecutionState::Finished;
+        client.set_state(PgWireConnectionState::ReadyForQuery);
+        Ok(())
     }
 
     async fn do_query<C>(
