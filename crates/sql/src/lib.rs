@@ -40,6 +40,9 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
 
+/// Sort inputs up to this size are sorted in one piece (`SqlEngine::context`).
+const SORT_IN_PLACE_BYTES: usize = 64 << 20;
+
 /// Limits applied to every statement (docs/security.md lists them with their reasons).
 #[derive(Debug, Clone)]
 pub struct SqlLimits {
@@ -423,7 +426,16 @@ impl SqlEngine {
             .map_err(|e| SqlError::Execution(e.to_string()))?;
         let config = SessionConfig::new()
             .with_information_schema(true)
-            .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()));
+            .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()))
+            // A sort whose input fits in this many bytes concatenates it and sorts it once.
+            // Above DataFusion's 1 MiB default it sorts each input batch and merges them
+            // all, and an operator that emits a few rows per batch (a cross join) then
+            // makes tens of thousands of runs: a three-column ORDER BY over 240,000 rows
+            // took 21.4 s so, 0.29 s with this (docs/benchmarks.md, 2026-12-04).
+            .set_usize(
+                "datafusion.execution.sort_in_place_threshold_bytes",
+                SORT_IN_PLACE_BYTES,
+            );
         // Pseudonyms are computed after grouping where that is safe (see `lift`): the rule
         // goes first, before DataFusion places its repartitions.
         let mut rules: Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> =
