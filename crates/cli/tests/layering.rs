@@ -33,6 +33,8 @@ fn rules(name: &str) -> Option<(&'static [&'static str], &'static [&'static str]
         "citybrain-warnings" => (&["citybrain-core", "citybrain-cockpits"], IO),
         // Services that find the citizen: rules in the policy language, facts, tasks.
         "citybrain-services" => (&["citybrain-core", "citybrain-rules"], IO),
+        // NGSI-LD as rows and SQL text: dataset definitions in, no store, no engine.
+        "citybrain-ngsi" => (&["citybrain-core", "citybrain-hub"], IO),
         // Road networks from GIS files: text in, rows out; not even the vocabulary.
         "citybrain-roads" => (&[], IO),
         // Signal control knows no simulator, no hub, no network.
@@ -126,6 +128,7 @@ fn rules(name: &str) -> Option<(&'static [&'static str], &'static [&'static str]
                 "citybrain-services",
                 "citybrain-signals",
                 "citybrain-sumo",
+                "citybrain-ngsi",
             ],
             // No command line. An HTTP client it has (ureq): NGSI-LD subscriptions POST
             // notifications to subscribers' endpoints (ADR 2026-12-03-ngsi-ld).

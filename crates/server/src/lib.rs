@@ -21,9 +21,6 @@ mod limits;
 mod listen;
 pub mod mqtt;
 mod ngsi;
-/// NGSI-LD input handling for the fuzz target `fuzz/fuzz_targets/ngsi.rs`.
-#[doc(hidden)]
-pub use ngsi::fuzzing::input as fuzz_ngsi_input;
 pub mod openapi;
 pub mod scene;
 pub mod scenes;

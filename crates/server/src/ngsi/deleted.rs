@@ -11,7 +11,7 @@ use std::sync::Mutex;
 
 use citybrain_core::Timestamp;
 
-use super::convert::lit;
+use citybrain_ngsi::convert::lit;
 
 const FILE: &str = "ngsi/deleted.json";
 

@@ -24,30 +24,24 @@ use axum::routing::{get, post};
 use citybrain_gov::{CallKind, Principal};
 use citybrain_hub::{DatasetDef, NgsiLdDef};
 use citybrain_sql::{DataCall, Reader, ResultFormat};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use crate::datasets::read_body;
 
-mod convert;
 pub(crate) mod deleted;
-#[doc(hidden)]
-pub mod fuzzing;
 pub(crate) mod ids;
 pub(crate) mod subscriptions;
-mod validate;
 mod write;
-use convert::{
-    geo_to_sql, latest_sql, lit, observed_field, q_to_sql, temporal_entity, term, time_condition,
-    to_entity,
+use citybrain_ngsi::convert::{
+    latest_sql, lit, observed_field, temporal_entity, term, time_condition, to_entity,
 };
 use write::{
     append, batch, create, delete, delete_attr, replace, temporal_append, temporal_create,
     update_attr,
 };
 
-/// A row of a dataset, as JSON.
-pub(super) type Row = Map<String, Value>;
 use crate::{ApiError, AppState, now};
+use citybrain_ngsi::{ReadParams, Row, validate};
 
 pub const CORE_CONTEXT: &str = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.8.jsonld";
 const MAX_BODY: usize = 8 << 20;
@@ -311,50 +305,6 @@ async fn find(
     Ok(None)
 }
 
-#[derive(Debug, serde::Deserialize, Default)]
-pub(super) struct ReadParams {
-    r#type: Option<String>,
-    id: Option<String>,
-    attrs: Option<String>,
-    q: Option<String>,
-    options: Option<String>,
-    format: Option<String>,
-    limit: Option<usize>,
-    offset: Option<usize>,
-    count: Option<bool>,
-    georel: Option<String>,
-    geometry: Option<String>,
-    coordinates: Option<String>,
-    timerel: Option<String>,
-    #[serde(rename = "timeAt")]
-    time_at: Option<String>,
-    #[serde(rename = "endTimeAt")]
-    end_time_at: Option<String>,
-    #[serde(rename = "lastN")]
-    last_n: Option<usize>,
-    /// A query sent as a body (`entityOperations/query`), where entities named by id
-    /// alone are a selection.
-    #[serde(skip)]
-    from_body: bool,
-}
-
-impl ReadParams {
-    fn attrs(&self) -> Option<Vec<String>> {
-        self.attrs.as_ref().map(|a| {
-            a.split(',')
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .collect()
-        })
-    }
-    fn key_values(&self) -> bool {
-        let opts = self.options.as_deref().unwrap_or("");
-        opts.split(',')
-            .any(|o| o == "keyValues" || o == "simplified")
-            || matches!(self.format.as_deref(), Some("simplified" | "keyValues"))
-    }
-}
-
 async fn retrieve(
     State(state): State<AppState>,
     Extension(me): Extension<Principal>,
@@ -392,24 +342,6 @@ fn query_datasets(
     }
 }
 
-fn conditions(def: &DatasetDef, ngsi: &NgsiLdDef, params: &ReadParams) -> Result<String, Problem> {
-    let mut conds = Vec::new();
-    if let Some(ids) = &params.id {
-        let list: Vec<String> = ids.split(',').map(|i| lit(i.trim())).collect();
-        conds.push(format!("{} IN ({})", ngsi.id, list.join(", ")));
-    }
-    if let Some(q) = &params.q {
-        conds.push(format!(
-            "({})",
-            q_to_sql(def, ngsi, q).map_err(Problem::bad)?
-        ));
-    }
-    if let Some(g) = geo_to_sql(def, params).map_err(Problem::bad)? {
-        conds.push(g);
-    }
-    Ok(conds.join(" AND "))
-}
-
 async fn query(
     State(state): State<AppState>,
     Extension(me): Extension<Principal>,
@@ -439,7 +371,7 @@ async fn query(
     let mut out = Vec::new();
     let mut total = 0usize;
     for (def, ngsi) in query_datasets(&state, &params)? {
-        let cond = conditions(&def, &ngsi, &params)?;
+        let cond = citybrain_ngsi::conditions(&def, &ngsi, &params).map_err(Problem::bad)?;
         // Entities having any of the attributes asked for.
         let has = attrs.as_ref().map(|a| {
             a.iter()
@@ -513,7 +445,7 @@ async fn temporal_rows(
     cond: String,
 ) -> Result<Vec<Row>, Problem> {
     let observed = observed_field(def, ngsi);
-    let time = time_condition(&observed, params)?;
+    let time = time_condition(&observed, params).map_err(Problem::bad)?;
     let all: Vec<String> = [cond, time].into_iter().filter(|c| !c.is_empty()).collect();
     let filter = if all.is_empty() {
         String::new()
@@ -571,7 +503,7 @@ async fn temporal_query(
     let limit = params.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
     let mut out = Vec::new();
     for (def, ngsi) in query_datasets(&state, &params)? {
-        let cond = conditions(&def, &ngsi, &params)?;
+        let cond = citybrain_ngsi::conditions(&def, &ngsi, &params).map_err(Problem::bad)?;
         let found = temporal_rows(&state, &me, &def, &ngsi, &params, cond).await?;
         let mut by_id: BTreeMap<String, Vec<Row>> = BTreeMap::new();
         for row in found {

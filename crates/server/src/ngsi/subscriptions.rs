@@ -17,8 +17,10 @@ use citybrain_gov::{Gov, Principal};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::convert::{q_to_sql, term, to_entity};
-use super::{Answer, Problem, Row, body_json, dataset_for, rows};
+use citybrain_ngsi::Row;
+use citybrain_ngsi::convert::{q_to_sql, term, to_entity};
+
+use super::{Answer, Problem, body_json, dataset_for, rows};
 use crate::{AppState, now};
 
 const FILE: &str = "ngsi/subscriptions.json";

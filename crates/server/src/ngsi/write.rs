@@ -13,14 +13,14 @@ use citybrain_gov::{CallKind, Outcome, Principal};
 use citybrain_hub::{DatasetDef, Format, NgsiLdDef, OnError};
 use serde_json::{Value, json};
 
-use super::convert::{lit, observed_field, term, to_row};
 use super::ids::Reserve;
 use super::{
-    Answer, Problem, ReadParams, Row, body_json, dataset_for, entity_error, find, found, query,
-    rows, source,
+    Answer, Problem, body_json, dataset_for, entity_error, find, found, query, rows, source,
 };
 use crate::datasets::{audit, check_publisher};
 use crate::{AppState, blocking, now};
+use citybrain_ngsi::convert::{lit, observed_field, term, to_row};
+use citybrain_ngsi::{ReadParams, Row};
 
 /// Stores rows in `def` as `me` (a governed, audited ingest).
 pub(super) async fn store(
@@ -121,7 +121,7 @@ pub(super) fn entity_type_of(entity: &Row) -> Result<String, Problem> {
         .map(|t| term(t).to_string())
         .ok_or_else(|| Problem::bad("an entity needs a 'type'"))
         .and_then(|t| {
-            super::validate::check_type(&t)
+            citybrain_ngsi::validate::check_type(&t)
                 .map(|()| t)
                 .map_err(Problem::bad)
         })
@@ -159,7 +159,7 @@ pub(super) async fn create(
         ));
     };
     // What the entity is, before whether its type has a home or its id is taken.
-    super::validate::check_entity(&entity).map_err(Problem::bad)?;
+    citybrain_ngsi::validate::check_entity(&entity).map_err(Problem::bad)?;
     let (def, ngsi) = dataset_for(&state, &entity_type_of(&entity)?)?;
     let row = to_row(&def, &ngsi, &entity, None, &now().to_string()).map_err(Problem::bad)?;
     let id = row[&ngsi.id].as_str().unwrap_or_default().to_string();
@@ -283,49 +283,6 @@ async fn rewrite(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// The rows a temporal entity holds: one per instant its attributes' instances name
-/// (`observedAt`, else the write's time), each with the attributes observed then.
-pub(super) fn temporal_rows_of(
-    def: &DatasetDef,
-    ngsi: &NgsiLdDef,
-    id: &str,
-    entity: &Row,
-) -> Result<Vec<Row>, Problem> {
-    let now_text = now().to_string();
-    let mut instants: BTreeMap<String, Row> = BTreeMap::new();
-    for (key, value) in entity {
-        if matches!(key.as_str(), "id" | "@id" | "type" | "@type" | "@context") {
-            continue;
-        }
-        let instances: Vec<&Value> = match value {
-            Value::Array(items) => items.iter().collect(),
-            one => vec![one],
-        };
-        for instance in instances {
-            let at = instance
-                .get("observedAt")
-                .and_then(Value::as_str)
-                .map_or_else(|| now_text.clone(), str::to_string);
-            instants
-                .entry(at)
-                .or_default()
-                .insert(key.clone(), instance.clone());
-        }
-    }
-    if instants.is_empty() {
-        return Err(Problem::bad(
-            "a temporal entity needs at least one attribute instance",
-        ));
-    }
-    instants
-        .into_values()
-        .map(|mut attrs| {
-            attrs.insert("id".into(), Value::from(id));
-            to_row(def, ngsi, &attrs, None, &now_text).map_err(Problem::bad)
-        })
-        .collect()
-}
-
 /// POST /temporal/entities: an entity's history written at once (201 when the entity is
 /// new, 204 when it adds to one).
 pub(super) async fn temporal_create(
@@ -346,7 +303,8 @@ pub(super) async fn temporal_create(
         .to_string();
     let (def, ngsi) = dataset_for(&state, &entity_type_of(&entity)?)?;
     let existed = find(&state, &me, &id, None).await?.is_some();
-    let rows = temporal_rows_of(&def, &ngsi, &id, &entity)?;
+    let rows = citybrain_ngsi::temporal_rows_of(&def, &ngsi, &id, &entity, &now().to_string())
+        .map_err(Problem::bad)?;
     store(&state, &me, &def, rows, "temporal create").await?;
     if existed {
         return Ok(StatusCode::NO_CONTENT.into_response());
@@ -370,7 +328,8 @@ pub(super) async fn temporal_append(
         return Err(Problem::bad("the body is an object of attribute instances"));
     };
     let (def, ngsi, _) = found(&state, &me, &id, None).await?;
-    let rows = temporal_rows_of(&def, &ngsi, &id, &attrs)?;
+    let rows = citybrain_ngsi::temporal_rows_of(&def, &ngsi, &id, &attrs, &now().to_string())
+        .map_err(Problem::bad)?;
     store(&state, &me, &def, rows, "temporal append").await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -483,7 +442,7 @@ pub(super) async fn batch(
             continue;
         };
         let outcome = async {
-            super::validate::check_entity(&entity).map_err(Problem::bad)?;
+            citybrain_ngsi::validate::check_entity(&entity).map_err(Problem::bad)?;
             let found = find(&state, &me, &id, None).await?;
             let created = found.is_none();
             let (def, ngsi, base) = match (op.as_str(), found) {

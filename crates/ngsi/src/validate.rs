@@ -100,7 +100,7 @@ const ATTRIBUTE_MEMBERS: &[&str] = &[
 /// bidirectional overrides, variation selectors, Hangul fillers), noncharacters, the
 /// Braille blank, and the ASCII characters RFC 3986 leaves out (`<>"{}|\^` and the
 /// backtick). Other non-ASCII letters stay (an IRI, RFC 3987: `urn:ngsi-ld:Ciudad:París`).
-pub(super) fn check_uri(what: &str, id: &str) -> Result<(), String> {
+pub fn check_uri(what: &str, id: &str) -> Result<(), String> {
     let scheme = id.split(':').next().unwrap_or("");
     let scheme_ok = id.contains(':')
         && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
@@ -159,7 +159,7 @@ fn unreadable(c: char) -> bool {
 /// A query's own parameters (GET /entities): ids that are URIs, attribute names that are
 /// not NGSI-LD's own terms, and at least one of what selects entities (ETSI GS CIM 009
 /// 5.7.2: type, attrs, q or a geo-query; ids alone do not).
-pub(super) fn check_query(
+pub fn check_query(
     ids: Option<&str>,
     attrs: Option<&[String]>,
     selects: bool,
@@ -168,7 +168,7 @@ pub(super) fn check_query(
         check_uri("id", id.trim())?;
     }
     for a in attrs.into_iter().flatten() {
-        let short = super::convert::term(a);
+        let short = crate::convert::term(a);
         if short.is_empty()
             || matches!(short, "id" | "type")
             || RESERVED_ATTRIBUTES.contains(&short)
@@ -183,7 +183,7 @@ pub(super) fn check_query(
 }
 
 /// The entity's type: not a reserved term.
-pub(super) fn check_type(entity_type: &str) -> Result<(), String> {
+pub fn check_type(entity_type: &str) -> Result<(), String> {
     if RESERVED_TYPES.contains(&entity_type) || entity_type.is_empty() {
         return Err(format!(
             "'{entity_type}' is a term of NGSI-LD itself, not an entity type"
@@ -202,7 +202,7 @@ pub(super) fn check_type(entity_type: &str) -> Result<(), String> {
 
 /// An entity, or a fragment of one (the attributes of an update): its id if it has one,
 /// and every attribute.
-pub(super) fn check_entity(entity: &Map<String, Value>) -> Result<(), String> {
+pub fn check_entity(entity: &Map<String, Value>) -> Result<(), String> {
     for key in ["id", "@id"] {
         match entity.get(key) {
             None => {}
@@ -217,7 +217,7 @@ pub(super) fn check_entity(entity: &Map<String, Value>) -> Result<(), String> {
         ) {
             continue;
         }
-        let short = super::convert::term(name);
+        let short = crate::convert::term(name);
         if RESERVED_ATTRIBUTES.contains(&short) {
             return Err(format!(
                 "'{short}' is a term of NGSI-LD itself, not an attribute name"

@@ -7,10 +7,10 @@ use std::collections::BTreeMap;
 use citybrain_hub::{DatasetDef, FieldType, NgsiLdDef};
 use serde_json::{Map, Value, json};
 
-use super::{Problem, ReadParams, Row};
+use crate::{ReadParams, Row};
 
 /// A term as the bundled contexts name it: a full URI compacted to its last segment.
-pub(super) fn term(name: &str) -> &str {
+pub fn term(name: &str) -> &str {
     if name.contains("://") || name.starts_with("urn:") {
         name.rsplit(['/', '#']).next().unwrap_or(name)
     } else {
@@ -18,7 +18,7 @@ pub(super) fn term(name: &str) -> &str {
     }
 }
 
-pub(super) fn observed_field(def: &DatasetDef, ngsi: &NgsiLdDef) -> String {
+pub fn observed_field(def: &DatasetDef, ngsi: &NgsiLdDef) -> String {
     ngsi.observed_at
         .clone()
         .or_else(|| def.event_time.clone())
@@ -27,14 +27,14 @@ pub(super) fn observed_field(def: &DatasetDef, ngsi: &NgsiLdDef) -> String {
 
 /// An entity (normalized, concise or key-values) as the row that stores it: `base` is the
 /// entity as it stood (for an update), `now` the write's time.
-pub(super) fn to_row(
+pub fn to_row(
     def: &DatasetDef,
     ngsi: &NgsiLdDef,
     entity: &Row,
     base: Option<&Row>,
     now_text: &str,
 ) -> Result<Row, String> {
-    super::validate::check_entity(entity)?;
+    crate::validate::check_entity(entity)?;
     let id = entity
         .get("id")
         .or_else(|| entity.get("@id"))
@@ -125,11 +125,7 @@ pub(super) fn to_row(
 }
 
 /// A value as the field's type stores it.
-pub(super) fn stored_value(
-    field_type: FieldType,
-    value: Value,
-    name: &str,
-) -> Result<Value, String> {
+pub fn stored_value(field_type: FieldType, value: Value, name: &str) -> Result<Value, String> {
     // A typed literal ({"@type": "DateTime", "@value": "..."}) is its value.
     let value = match value {
         Value::Object(mut o) if o.contains_key("@value") => {
@@ -155,7 +151,7 @@ pub(super) fn stored_value(
 }
 
 /// The stored row as an NGSI-LD entity.
-pub(super) fn to_entity(
+pub fn to_entity(
     def: &DatasetDef,
     ngsi: &NgsiLdDef,
     row: &Row,
@@ -200,23 +196,18 @@ pub(super) fn to_entity(
     Value::Object(out)
 }
 
-pub(super) fn geo(v: &Value) -> Value {
+pub fn geo(v: &Value) -> Value {
     json!({"type": "Point", "coordinates": [v.get("lon").cloned().unwrap_or(Value::Null), v.get("lat").cloned().unwrap_or(Value::Null)]})
 }
 
 /// A string as a SQL literal.
-pub(super) fn lit(s: &str) -> String {
+pub fn lit(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
 /// The newest row of each entity in `source` (the dataset of `def`, or what of it is not
 /// deleted), filtered by `condition` (SQL over its fields).
-pub(super) fn latest_sql(
-    def: &DatasetDef,
-    ngsi: &NgsiLdDef,
-    source: &str,
-    condition: &str,
-) -> String {
+pub fn latest_sql(def: &DatasetDef, ngsi: &NgsiLdDef, source: &str, condition: &str) -> String {
     let observed = observed_field(def, ngsi);
     format!(
         "SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY {id} ORDER BY {observed} DESC, _ingested_at DESC) AS _ngsi_rank FROM {source}) AS e WHERE _ngsi_rank = 1{cond}",
@@ -234,7 +225,7 @@ pub(super) fn latest_sql(
 /// boolean, joined by `;` (and) or `|` (or), without parentheses. Attribute names are
 /// checked against the dataset's fields, values become SQL literals: nothing of `q` reaches
 /// SQL as text.
-pub(super) fn q_to_sql(def: &DatasetDef, ngsi: &NgsiLdDef, q: &str) -> Result<String, String> {
+pub fn q_to_sql(def: &DatasetDef, ngsi: &NgsiLdDef, q: &str) -> Result<String, String> {
     let mut ors = Vec::new();
     for any in q.split('|') {
         let mut ands = Vec::new();
@@ -285,7 +276,7 @@ pub(super) fn q_to_sql(def: &DatasetDef, ngsi: &NgsiLdDef, q: &str) -> Result<St
 /// `georel=near;maxDistance==M` (or `minDistance`) around `geometry=Point`, `coordinates=[lon,lat]`
 /// over the dataset's first geo field, as SQL (an equirectangular distance: exact enough at a
 /// city's scale).
-pub(super) fn geo_to_sql(def: &DatasetDef, params: &ReadParams) -> Result<Option<String>, String> {
+pub fn geo_to_sql(def: &DatasetDef, params: &ReadParams) -> Result<Option<String>, String> {
     let Some(georel) = &params.georel else {
         return Ok(None);
     };
@@ -327,13 +318,13 @@ pub(super) fn geo_to_sql(def: &DatasetDef, params: &ReadParams) -> Result<Option
 }
 
 /// The time condition of a temporal query (`timerel` before, after or between).
-pub(super) fn time_condition(observed: &str, params: &ReadParams) -> Result<String, Problem> {
-    let at = |s: &Option<String>, what: &str| -> Result<String, Problem> {
+pub fn time_condition(observed: &str, params: &ReadParams) -> Result<String, String> {
+    let at = |s: &Option<String>, what: &str| -> Result<String, String> {
         let text = s
             .as_deref()
-            .ok_or_else(|| Problem::bad(format!("timerel needs {what}")))?;
+            .ok_or_else(|| format!("timerel needs {what}"))?;
         citybrain_core::Timestamp::parse(text)
-            .map_err(|_| Problem::bad(format!("{what}: '{text}' is not an RFC 3339 instant")))?;
+            .map_err(|_| format!("{what}: '{text}' is not an RFC 3339 instant"))?;
         Ok(format!("TIMESTAMP {}", lit(text)))
     };
     Ok(match params.timerel.as_deref() {
@@ -346,16 +337,14 @@ pub(super) fn time_condition(observed: &str, params: &ReadParams) -> Result<Stri
             at(&params.end_time_at, "endTimeAt")?
         ),
         Some(other) => {
-            return Err(Problem::bad(format!(
-                "timerel '{other}': before, after or between"
-            )));
+            return Err(format!("timerel '{other}': before, after or between"));
         }
     })
 }
 
 /// Rows as the temporal representation: each attribute an array of its instances, newest
 /// last (the `lastN` newest when asked).
-pub(super) fn temporal_entity(
+pub fn temporal_entity(
     def: &DatasetDef,
     ngsi: &NgsiLdDef,
     rows: &[Row],

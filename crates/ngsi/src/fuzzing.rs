@@ -11,8 +11,8 @@ use std::sync::OnceLock;
 use citybrain_hub::{DatasetDef, NgsiLdDef};
 use serde_json::Value;
 
-use super::ReadParams;
-use super::convert::{geo_to_sql, time_condition, to_row};
+use crate::ReadParams;
+use crate::convert::{geo_to_sql, time_condition, to_row};
 
 const AIR: &str = r#"name = "environment.air_quality"
 owner = "environment"
@@ -90,10 +90,11 @@ pub fn input(data: &[u8]) {
     };
     if let Value::Object(entity) = &value {
         let _ = to_row(def, ngsi, entity, None, "2026-12-03T08:00:00Z");
-        let _ = super::write::temporal_rows_of(def, ngsi, "urn:ngsi-ld:x:1", entity);
+        let _ =
+            crate::temporal_rows_of(def, ngsi, "urn:ngsi-ld:x:1", entity, "2026-12-03T08:00:00Z");
     }
     if let Ok(params) = serde_json::from_value::<ReadParams>(value) {
-        if let Ok(sql) = super::conditions(def, ngsi, &params) {
+        if let Ok(sql) = crate::conditions(def, ngsi, &params) {
             assert_contained(&sql);
         }
         if let Ok(Some(sql)) = geo_to_sql(def, &params) {
