@@ -303,6 +303,23 @@ fn psql_psycopg_asyncpg_sqlalchemy_and_node_pg_read_what_http_reads() {
         String::from_utf8_lossy(&count.stdout).trim(),
         http_count.to_string()
     );
+    // Several long statements in one simple query: each answers in full. (Streaming all of
+    // them at once would hold a slot per statement until the client reads, and the third
+    // would wait out the timeout for one of the server's two.)
+    let triple = "SELECT p.plate FROM transport.anpr_passages p CROSS JOIN generate_series(1, 3) g";
+    let many = psql(
+        "cockpit",
+        &cockpit,
+        &format!("{triple}; {triple}; {triple}; SELECT 'end' AS mark"),
+    );
+    let text = String::from_utf8_lossy(&many.stdout);
+    assert!(
+        many.status.success(),
+        "{}",
+        String::from_utf8_lossy(&many.stderr)
+    );
+    assert_eq!(text.lines().count() as i64, 9 * http_count + 1);
+    assert_eq!(text.lines().last(), Some("end"));
     let write = psql("cockpit", &cockpit, "DELETE FROM transport.anpr_passages");
     let error = String::from_utf8_lossy(&write.stderr);
     assert!(

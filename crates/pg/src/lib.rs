@@ -452,28 +452,41 @@ impl Backend {
         })
     }
 
-    /// Runs a query with its parameter values.
+    /// Runs a query with its parameter values. Streamed, its rows go out as the statement
+    /// produces them (citybrain_sql's `stream`: the server holds a few batches of a long
+    /// result, and the statement its slot until the client has read it); collected, the
+    /// statement is done and its slot free when this returns.
     async fn query<C: ClientInfo + ?Sized>(
         &self,
         client: &C,
         sql: &str,
         params: Vec<citybrain_sql::ScalarValue>,
         format: Option<&Format>,
+        streamed: bool,
     ) -> PgWireResult<Response> {
         let call = session(client)?.call(&self.server.gov)?;
         // psql's `\d NAME`, written for PostgreSQL's planner (psql.rs).
         let rewritten = psql::rewrite(sql);
         let sql = rewritten.as_deref().unwrap_or(sql);
-        // Rows go out as the statement produces them (citybrain_sql's `stream`): the
-        // server holds a few batches of a long result, not all of it.
-        let result = self
-            .server
-            .sql
-            .stream_with_params_as(sql, params, &call)
-            .await
-            .map_err(sql_error)?;
-        let fields = Arc::new(encode::fields(result.schema(), format));
-        let batches = result.map(|batch| batch.map_err(sql_error));
+        let engine = &self.server.sql;
+        let (fields, batches) = if streamed {
+            let result = engine
+                .stream_with_params_as(sql, params, &call)
+                .await
+                .map_err(sql_error)?;
+            let fields = Arc::new(encode::fields(result.schema(), format));
+            (fields, result.map(|batch| batch.map_err(sql_error)).boxed())
+        } else {
+            let result = engine
+                .query_with_params_as(sql, params, &call)
+                .await
+                .map_err(sql_error)?;
+            let fields = Arc::new(encode::fields(&result.schema, format));
+            (
+                fields,
+                futures::stream::iter(result.batches.into_iter().map(Ok)).boxed(),
+            )
+        };
         Ok(Response::Query(QueryResponse::new(
             fields.clone(),
             encode::rows(batches, fields),
@@ -491,9 +504,17 @@ impl SimpleQueryHandler for Backend {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let mut responses = Vec::new();
-        for statement in session::split(query) {
+        let statements = session::split(query);
+        let last = statements.len().saturating_sub(1);
+        for (i, statement) in statements.into_iter().enumerate() {
             let response = match session::classify(statement) {
-                Command::Query => self.query(client, statement, Vec::new(), None).await,
+                // pgwire sends the answers once every statement has run, so only the last
+                // may stream: one still streaming would hold its slot while the next waits
+                // for one (two long statements on two slots would wait out the timeout).
+                Command::Query => {
+                    self.query(client, statement, Vec::new(), None, i == last)
+                        .await
+                }
                 command => self.command(client, &command, None),
             };
             match response {
@@ -597,7 +618,7 @@ impl ExtendedQueryHandler for Backend {
                         )
                     })
                     .collect::<PgWireResult<Vec<_>>>()?;
-                self.query(client, sql, params, format).await
+                self.query(client, sql, params, format, true).await
             }
         }
     }
