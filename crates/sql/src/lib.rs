@@ -492,13 +492,7 @@ impl SqlEngine {
     /// prepare statements (the Postgres wire's Parse and Describe). Not audited: nothing
     /// is read; running the statement is.
     pub async fn describe_as(&self, sql: &str, call: &DataCall) -> Result<Described, SqlError> {
-        let scope = Arc::new(governed::QueryScope {
-            hub: self.hub.clone(),
-            gov: self.gov.clone(),
-            reader: call.reader.clone(),
-            now: call.now,
-            touched: Default::default(),
-        });
+        let scope = self.scope(call.reader.clone(), call.now);
         check_read_only(sql)?;
         let _in_flight = self.in_flight(&scope.reader)?;
         let flag = cancel::CancelFlag::default();
@@ -558,16 +552,21 @@ impl SqlEngine {
         reader: Reader,
         now: Timestamp,
     ) -> (Result<QueryResult, SqlError>, Touched) {
-        let scope = Arc::new(governed::QueryScope {
+        let scope = self.scope(reader, now);
+        let result = self.execute(sql, params, scope.clone()).await;
+        let touched = std::mem::take(&mut *scope.touched.lock().expect("touched lock"));
+        (result, touched)
+    }
+
+    /// What one statement of `reader` sees and gathers for its audit record.
+    fn scope(&self, reader: Reader, now: Timestamp) -> Arc<governed::QueryScope> {
+        Arc::new(governed::QueryScope {
             hub: self.hub.clone(),
             gov: self.gov.clone(),
             reader,
             now,
             touched: Default::default(),
-        });
-        let result = self.execute(sql, params, scope.clone()).await;
-        let touched = std::mem::take(&mut *scope.touched.lock().expect("touched lock"));
-        (result, touched)
+        })
     }
 
     /// The caller's department's place among its statements in flight (none for the
@@ -728,22 +727,11 @@ async fn plan_and_collect(
         .execute_stream()
         .await
         .map_err(|e| classify(e, limits))?;
-    let (mut rows, mut bytes) = (0usize, 0usize);
+    let mut count = stream::Count::default();
     let mut batches = Vec::new();
     while let Some(batch) = stream.next().await {
         let batch = batch.map_err(|e| classify(e, limits))?;
-        rows += batch.num_rows();
-        bytes += batch_bytes(&batch);
-        if rows > limits.max_result_rows {
-            return Err(SqlError::ResultTooLarge {
-                limit: format!("{} rows", limits.max_result_rows),
-            });
-        }
-        if bytes > limits.max_result_bytes {
-            return Err(SqlError::ResultTooLarge {
-                limit: format!("{} bytes", limits.max_result_bytes),
-            });
-        }
+        count.add(&batch, limits)?;
         batches.push(batch);
     }
     QueryResult::plain(&schema, batches)

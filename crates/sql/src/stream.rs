@@ -105,13 +105,7 @@ impl SqlEngine {
         citybrain_gov::check_purpose(&call.purpose)
             .map_err(|e| SqlError::Invalid(e.to_string()))?;
         let deadline = Instant::now() + self.limits.timeout;
-        let scope = Arc::new(governed::QueryScope {
-            hub: self.hub.clone(),
-            gov: self.gov.clone(),
-            reader: call.reader.clone(),
-            now: call.now,
-            touched: Default::default(),
-        });
+        let scope = self.scope(call.reader.clone(), call.now);
         let flag = cancel::CancelFlag::default();
         let stop = Stop(flag.clone());
         let ready = check_ready(self, sql, &scope, &flag);
@@ -387,13 +381,13 @@ impl Producer {
 
 /// Rows and bytes produced so far, against the result limits.
 #[derive(Default)]
-struct Count {
+pub(crate) struct Count {
     rows: usize,
     bytes: usize,
 }
 
 impl Count {
-    fn add(&mut self, batch: &RecordBatch, limits: &SqlLimits) -> Result<(), SqlError> {
+    pub(crate) fn add(&mut self, batch: &RecordBatch, limits: &SqlLimits) -> Result<(), SqlError> {
         self.rows += batch.num_rows();
         self.bytes += batch_bytes(batch);
         if self.rows > limits.max_result_rows {
