@@ -46,7 +46,11 @@ pub struct ResultStream {
     schema: SchemaRef,
     held: VecDeque<RecordBatch>,
     /// The rest, when the result was longer than [`HOLD_ROWS`].
-    rest: Option<mpsc::Receiver<Result<RecordBatch, SqlError>>>,
+    rest: Option<mpsc::Receiver<RecordBatch>>,
+    /// How the statement ended, set before the channel closes: a result ends cleanly only
+    /// when the statement said so (a timeout while the reader lagged, an error, a task that
+    /// stopped: the reader gets an error, never a shorter result that looks whole).
+    end: Ending,
     _stop: Stop,
 }
 
@@ -74,9 +78,22 @@ impl Stream for ResultStream {
         if let Some(batch) = self.held.pop_front() {
             return Poll::Ready(Some(Ok(batch)));
         }
-        match &mut self.rest {
-            Some(rest) => rest.poll_recv(cx),
-            None => Poll::Ready(None),
+        let Some(rest) = &mut self.rest else {
+            return Poll::Ready(None);
+        };
+        match rest.poll_recv(cx) {
+            Poll::Ready(Some(batch)) => Poll::Ready(Some(Ok(batch))),
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(None) => {
+                self.rest = None;
+                match self.end.lock().expect("end lock").take() {
+                    Some(Ok(())) => Poll::Ready(None),
+                    Some(Err(e)) => Poll::Ready(Some(Err(e))),
+                    None => Poll::Ready(Some(Err(SqlError::Execution(
+                        "the statement stopped before the end of its result".into(),
+                    )))),
+                }
+            }
         }
     }
 }
@@ -89,6 +106,9 @@ impl Drop for Stop {
         self.0.store(true, Ordering::Relaxed);
     }
 }
+
+/// How a statement's streamed result ended, set by its producer.
+type Ending = Arc<std::sync::Mutex<Option<Result<(), SqlError>>>>;
 
 /// What the producer hands the caller first: the schema and the held batches, once the
 /// call is on the audit trail.
@@ -125,6 +145,7 @@ impl SqlEngine {
         };
         let (start_tx, start_rx) = oneshot::channel();
         let (rest_tx, rest_rx) = mpsc::channel(AHEAD);
+        let end = Ending::default();
         let producer = Producer {
             gov: self.gov.clone(),
             call: call.clone(),
@@ -132,6 +153,7 @@ impl SqlEngine {
             scope,
             limits: self.limits.clone(),
             deadline,
+            end: end.clone(),
         };
         let slots = self.pool.slots.clone();
         self.pool.handle().spawn(async move {
@@ -149,6 +171,7 @@ impl SqlEngine {
                 schema,
                 held: held.into(),
                 rest: Some(rest_rx),
+                end,
                 _stop: stop,
             }),
             Ok(Err(e)) => Err(e),
@@ -187,6 +210,7 @@ struct Producer {
     scope: Arc<governed::QueryScope>,
     limits: SqlLimits,
     deadline: Instant,
+    end: Ending,
 }
 
 /// How a streamed result ended.
@@ -220,7 +244,7 @@ impl Producer {
         ctx: datafusion::execution::context::SessionContext,
         params: Vec<ScalarValue>,
         start: oneshot::Sender<Start>,
-        rest: mpsc::Sender<Result<RecordBatch, SqlError>>,
+        rest: mpsc::Sender<RecordBatch>,
     ) {
         let limits = &self.limits;
         let planned = tokio::time::timeout_at(self.deadline, async {
@@ -308,6 +332,7 @@ impl Producer {
                 Ok(held_rows as u64),
                 None,
             );
+            *self.end.lock().expect("end lock") = Some(Ok(()));
             let _ = start.send(recorded.map(|_| (schema.clone(), held)));
             return;
         }
@@ -340,7 +365,7 @@ impl Producer {
                     Some(Err(e)) => break End::Failed(e),
                     Some(Ok(batch)) => {
                         let rows = batch.num_rows() as u64;
-                        match tokio::time::timeout_at(self.deadline, rest.send(Ok(batch))).await {
+                        match tokio::time::timeout_at(self.deadline, rest.send(batch)).await {
                             Ok(Ok(())) => sent += rows,
                             Ok(Err(_)) => break End::Gone,
                             Err(_) => break End::Failed(SqlError::Timeout(limits.timeout)),
@@ -370,12 +395,12 @@ impl Producer {
             outcome,
             Some((&note, opened)),
         );
-        let error = match (end, closed) {
-            (_, Err(e)) | (End::Failed(e), Ok(_)) => e,
-            (End::Done | End::Gone, Ok(_)) => return,
-        };
-        // The reader sees the failure, not a clean end of its result.
-        let _ = tokio::time::timeout_at(self.deadline, rest.send(Err(error))).await;
+        // Before the channel closes (`rest` is dropped on return): the reader sees the
+        // failure, not a clean end of its result.
+        *self.end.lock().expect("end lock") = Some(match (end, closed) {
+            (_, Err(e)) | (End::Failed(e), Ok(_)) => Err(e),
+            (End::Done | End::Gone, Ok(_)) => Ok(()),
+        });
     }
 }
 

@@ -182,3 +182,36 @@ fn a_refusal_is_an_error_before_any_row_and_is_audited() {
         "{denied}"
     );
 }
+
+#[test]
+fn a_reader_too_slow_for_the_timeout_gets_an_error_not_a_shorter_result() {
+    let city = city();
+    let timeout = Duration::from_secs(2);
+    let engine = citybrain_sql::SqlEngine::new(
+        city.hub.clone(),
+        citybrain_sql::SqlLimits {
+            timeout,
+            ..Default::default()
+        },
+    )
+    .with_gov(city.gov.clone());
+    let mut result = city
+        .rt
+        .block_on(engine.stream_with_params_as(LONG, Vec::new(), &call(&city)))
+        .unwrap();
+    let mut rows = city.rt.block_on(result.next()).unwrap().unwrap().num_rows() as u64;
+    // The reader stalls past the statement's timeout while the statement waits on it.
+    std::thread::sleep(timeout + Duration::from_millis(500));
+    let mut failed = None;
+    while let Some(batch) = city.rt.block_on(result.next()) {
+        match batch {
+            Ok(batch) => rows += batch.num_rows() as u64,
+            Err(e) => failed = Some(e),
+        }
+    }
+    assert!(rows < LONG_ROWS, "{rows}");
+    assert!(
+        matches!(failed, Some(citybrain_sql::SqlError::Timeout(_))),
+        "{failed:?} after {rows} rows"
+    );
+}
