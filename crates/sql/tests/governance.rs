@@ -8,7 +8,7 @@
 mod common;
 
 use citybrain_core::{DatasetName, DepartmentId, Timestamp};
-use citybrain_gov::{CallKind, Gov, GrantState, Principal, Role};
+use citybrain_gov::{CallKind, GrantState, Principal, Role};
 use citybrain_sql::{DataCall, Reader, SqlError};
 use common::*;
 
@@ -360,13 +360,7 @@ fn every_call_is_audited_with_fields_and_outcome() {
         last.call.datasets[0].fields,
         vec!["district".to_string(), "plate".into()]
     );
-    let denied = city.gov.metrics_text(&Gov::admin_principal(), |_| None);
-    assert!(
-        denied.contains(
-            "department=\"market\",dataset=\"transport.people_c\",kind=\"sql\",outcome=\"denied\"} 1"
-        ),
-        "{denied}"
-    );
+    assert_market_denied_people_c_once(&city);
 }
 
 /// Issue 20, item 4: equal values in two datasets share pseudonyms only while a linkage

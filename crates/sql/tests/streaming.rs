@@ -174,13 +174,7 @@ fn a_refusal_is_an_error_before_any_row_and_is_audited() {
         &call(&city),
     ));
     assert!(matches!(refused, Err(citybrain_sql::SqlError::Denied(_))));
-    let denied = city.gov.metrics_text(&Gov::admin_principal(), |_| None);
-    assert!(
-        denied.contains(
-            "department=\"market\",dataset=\"transport.people_c\",kind=\"sql\",outcome=\"denied\"} 1"
-        ),
-        "{denied}"
-    );
+    assert_market_denied_people_c_once(&city);
 }
 
 #[test]

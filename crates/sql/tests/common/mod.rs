@@ -287,3 +287,14 @@ impl City {
         g.id
     }
 }
+
+/// The counters hold exactly one denied SQL call by market on `transport.people_c`.
+pub fn assert_market_denied_people_c_once(city: &City) {
+    let denied = city.gov.metrics_text(&Gov::admin_principal(), |_| None);
+    assert!(
+        denied.contains(
+            "department=\"market\",dataset=\"transport.people_c\",kind=\"sql\",outcome=\"denied\"} 1"
+        ),
+        "{denied}"
+    );
+}
