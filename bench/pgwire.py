@@ -12,8 +12,9 @@ connection, text results, the statement prepared once by the server as psycopg d
 five runs), one client at a time, after 20 warm-up runs each. Both answers are compared
 (rows as text) before timing. Latency is the client's: send to last row decoded. For the
 results of 10,000 rows or more it also reports when the first row reached the wire client
-(psycopg's stream(), single-row mode: the row is handed over as it arrives) and the
-server's peak resident memory over the run. The whole day's passages (no ORDER BY, no
+(psycopg's stream(), single-row mode: the row is handed over as it arrives), the same
+over HTTP with `"stream": true` (whole read, and when its first bytes arrived), and the
+server's peak resident memory for one read each way. The whole day's passages (no ORDER BY, no
 LIMIT) are read --long-runs times.
 """
 import argparse, http.client, json, os, shutil, statistics, subprocess, sys, tempfile, time
@@ -47,6 +48,21 @@ def main():
                           {"Authorization": "Bearer " + token, "Content-Type": "application/json"})
         response = http_conn.getresponse()
         body = response.read()
+        assert response.status == 200, body
+        return json.loads(body)
+
+    def over_http_stream(sql, firsts=None):
+        # `"stream": true`: a long answer sent as it is produced; `firsts` gets the time
+        # until its first bytes arrived.
+        t = time.perf_counter()
+        http_conn.request("POST", "/api/v1/sql",
+                          json.dumps({"sql": sql, "purpose": "benchmark: wire vs http", "stream": True}),
+                          {"Authorization": "Bearer " + token, "Content-Type": "application/json"})
+        response = http_conn.getresponse()
+        first = response.read1(1 << 16)
+        if firsts is not None:
+            firsts.append((time.perf_counter() - t) * 1000)
+        body = first + response.read()
         assert response.status == 200, body
         return json.loads(body)
 
@@ -88,14 +104,24 @@ def main():
         for _ in range(warm):
             over_http(sql)
             over_wire(sql)
-        http_ms, wire_ms = [], []
+        long = rows >= 10_000
+        if long:
+            streamed = over_http_stream(sql)
+            assert len(streamed) == rows, (len(streamed), rows)
+            del streamed
+            for _ in range(warm):
+                over_http_stream(sql)
+        http_ms, wire_ms, stream_ms = [], [], []
         peaks = {}
         for _ in range(runs):
             t = time.perf_counter(); over_http(sql); http_ms.append((time.perf_counter() - t) * 1000)
             t = time.perf_counter(); over_wire(sql); wire_ms.append((time.perf_counter() - t) * 1000)
-        first_row_ms = None
-        if rows >= 10_000:
-            for name, read in (("http", lambda: over_http(sql)), ("wire", lambda: over_wire(sql))):
+            if long:
+                t = time.perf_counter(); over_http_stream(sql); stream_ms.append((time.perf_counter() - t) * 1000)
+        first_row_ms = stream_first_ms = None
+        if long:
+            for name, read in (("http", lambda: over_http(sql)), ("wire", lambda: over_wire(sql)),
+                               ("http_stream", lambda: over_http_stream(sql))):
                 reset_peak()
                 read()
                 peaks[name] = round(peak_rss_mib(), 1)
@@ -107,12 +133,19 @@ def main():
                         firsts.append((time.perf_counter() - t) * 1000)
                         break
             first_row_ms = statistics.median(firsts)
+            firsts = []
+            for _ in range(min(runs, 20)):
+                over_http_stream(sql, firsts)
+            stream_first_ms = statistics.median(firsts)
         q = lambda xs, p: sorted(xs)[min(len(xs) - 1, int(p * len(xs)))]
         record = {"rows": rows, "runs": runs, "order_by_limit": sql != day, "http_p50_ms": round(q(http_ms, .5), 2),
                   "http_p99_ms": round(q(http_ms, .99), 2), "wire_p50_ms": round(q(wire_ms, .5), 2),
                   "wire_p99_ms": round(q(wire_ms, .99), 2),
                   "wire_over_http_p50": round(q(wire_ms, .5) / q(http_ms, .5), 3),
                   "wire_first_row_ms": first_row_ms and round(first_row_ms, 2),
+                  "http_stream_p50_ms": stream_ms and round(q(stream_ms, .5), 2),
+                  "http_stream_p99_ms": stream_ms and round(q(stream_ms, .99), 2),
+                  "http_stream_first_bytes_ms": stream_first_ms and round(stream_first_ms, 2),
                   "server_peak_rss_mib": peaks or None, "cores": os.cpu_count(),
                   "bin": args.bin, "answers_agree": True}
         print(json.dumps(record))

@@ -366,6 +366,102 @@ fn psql_psycopg_asyncpg_sqlalchemy_and_node_pg_read_what_http_reads() {
         "closing records of the streamed statement in {text}"
     );
 
+    // Over HTTP, asked for with `stream`, a long result is sent as it is produced
+    // (chunked, no length) and a short one in one piece with its length; read whole, each
+    // is the same rows, in JSON, CSV and Arrow. Without `stream` it is sent whole.
+    let http = |sql: &str, format: &str| {
+        let stream = format != "whole";
+        let format = if stream { format } else { "json" };
+        let body =
+            json!({"sql": sql, "purpose": "pgwire test", "format": format, "stream": stream})
+                .to_string();
+        let mut response = agent()
+            .post(&format!("{}/api/v1/sql", server.base))
+            .header("Authorization", &format!("Bearer {}", cockpit.trim()))
+            .header("Content-Type", "application/json")
+            .send(body.as_bytes())
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200, "{sql} as {format}");
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .map(|v| v.to_str().unwrap().to_string())
+        };
+        let streamed = header("content-length").is_none()
+            && header("transfer-encoding").as_deref() == Some("chunked");
+        let bytes = response
+            .body_mut()
+            .with_config()
+            .limit(1 << 30)
+            .read_to_vec()
+            .unwrap();
+        (streamed, bytes)
+    };
+    let (streamed, json_bytes) = http(all_passages, "json");
+    assert!(streamed, "a result of {total} rows is streamed over HTTP");
+    let rows: Vec<Value> = serde_json::from_slice(&json_bytes).unwrap();
+    let reference = &references
+        .iter()
+        .find(|(u, n, _)| *u == "cockpit" && *n == "all_passages")
+        .unwrap()
+        .2;
+    assert!(
+        &rows == reference,
+        "the streamed JSON is the rows read before"
+    );
+    let (streamed, csv) = http(all_passages, "csv");
+    assert!(streamed);
+    let csv = String::from_utf8(csv).unwrap();
+    assert_eq!(csv.lines().count(), total + 1, "a header and every passage");
+    assert_eq!(
+        csv.lines().next(),
+        Some("ts,checkpoint_id,plate,speed_kmh"),
+        "one header, first"
+    );
+    let (streamed, arrow) = http(all_passages, "arrow");
+    assert!(streamed);
+    let read = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(arrow), None)
+        .unwrap()
+        .map(|b| b.unwrap().num_rows())
+        .sum::<usize>();
+    assert_eq!(read, total, "every passage in the Arrow stream");
+    // An export of the dataset, streamed: every passage, one header.
+    let mut response = agent()
+        .get(&format!(
+            "{}/api/v1/datasets/transport.anpr_passages/records?format=csv&stream=true&purpose=export",
+            server.base
+        ))
+        .header("Authorization", &format!("Bearer {}", cockpit.trim()))
+        .call()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert!(response.headers().get("content-length").is_none());
+    let export = response
+        .body_mut()
+        .with_config()
+        .limit(1 << 30)
+        .read_to_string()
+        .unwrap();
+    assert!(
+        export.lines().count() > total,
+        "{} lines",
+        export.lines().count()
+    );
+    assert_eq!(export.matches("speed_kmh").count(), 1, "one header");
+    let (streamed, whole) = http(all_passages, "whole");
+    assert!(!streamed, "without stream, the result is sent whole");
+    assert_eq!(whole, json_bytes, "the same bytes, streamed or not");
+    let (streamed, short) = http(&passages, "json");
+    assert!(!streamed, "a short result keeps its length");
+    let short: Vec<Value> = serde_json::from_slice(&short).unwrap();
+    let reference = &references
+        .iter()
+        .find(|(u, n, _)| *u == "cockpit" && *n == "passages")
+        .unwrap()
+        .2;
+    assert!(&short == reference, "the short result as read before");
+
     // The first row reaches the client while the statement is still producing: a result
     // of many megabytes (more than the sockets buffer) has no closing record yet when the
     // client holds its first row. A client that stops reading stops the statement, and the

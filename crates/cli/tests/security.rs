@@ -200,6 +200,31 @@ fn oversized_values_and_results_are_refused_not_fatal() {
     );
     assert_eq!(status, 413, "{text}");
     assert!(text.contains("100000 rows"), "{text}");
+    // Asked for as a stream, the same result has started when the limit is reached: the
+    // answer is cut, and the client sees an incomplete answer, never a shorter whole one.
+    for format in ["json", "csv", "arrow"] {
+        let body = serde_json::json!({
+            "sql": "SELECT * FROM generate_series(1, 60000000)",
+            "purpose": "security test", "format": format, "stream": true,
+        });
+        let mut response = agent()
+            .post(&format!("{}/api/v1/sql", server.base))
+            .header("Authorization", &format!("Bearer {reader}"))
+            .header("Content-Type", "application/json")
+            .send(body.to_string().as_bytes())
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        let read = response
+            .body_mut()
+            .with_config()
+            .limit(1 << 30)
+            .read_to_vec();
+        assert!(
+            read.is_err(),
+            "{format}: a cut answer reads as an error, not {:?} bytes",
+            read.map(|b| b.len())
+        );
+    }
     let (status, text) = sql_as(
         &server,
         &reader,

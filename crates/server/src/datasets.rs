@@ -523,6 +523,11 @@ pub(crate) struct SqlRequest {
     #[serde(default)]
     purpose: String,
     format: Option<String>,
+    /// Send a long result as it is produced instead of whole (JSON, CSV and Arrow). An
+    /// error part-way (a result limit, the timeout) then cuts the answer instead of
+    /// answering with its status.
+    #[serde(default)]
+    stream: bool,
 }
 
 #[utoipa::path(post, path = "/sql", tag = "sql", request_body(content = SqlRequest, content_type = "application/json"), responses((status = 200, description = "Rows through grants and masks (a JSON array; csv, excel, xlsx, arrow or geojson with format or Accept)", body = Object)))]
@@ -560,9 +565,59 @@ pub(crate) async fn sql(
         kind: CallKind::Sql,
         now: now(),
     };
-    let result = state.sql.query_as(&request.sql, &call).await?;
-    let bytes = citybrain_sql::encode(&result, format)?;
-    Ok(([(header::CONTENT_TYPE, format.content_type())], bytes).into_response())
+    if !request.stream || !format.streams() {
+        let result = state.sql.query_as(&request.sql, &call).await?;
+        let bytes = citybrain_sql::encode(&result, format)?;
+        return Ok(([(header::CONTENT_TYPE, format.content_type())], bytes).into_response());
+    }
+    let result = state
+        .sql
+        .stream_with_params_as(&request.sql, Vec::new(), &call)
+        .await?;
+    streamed(result, format).await
+}
+
+/// A governed result sent as the statement produces it (asked for with `stream`): a result
+/// of up to [`citybrain_sql::HOLD_ROWS`] rows in one piece, with its length, as without
+/// `stream`; a longer one chunk by chunk, never held whole.
+///
+/// Key decision: streaming is asked for, not the default. An error after the first bytes
+/// (a result limit, the timeout, a failed closing audit record) cannot change a status
+/// already sent, so the answer is cut: the chunked body ends without its last chunk, which
+/// HTTP clients report as an incomplete answer, never as a shorter whole one; but the
+/// error's name and status (413 naming the limit) are lost to the client. A caller that
+/// takes a long result in pieces accepts that; every other call keeps its status.
+async fn streamed(
+    result: citybrain_sql::ResultStream,
+    format: ResultFormat,
+) -> Result<Response, ApiError> {
+    use futures::{StreamExt, TryStreamExt};
+    let content_type = [(header::CONTENT_TYPE, format.content_type())];
+    let schema = result.schema().clone();
+    if result.is_whole() {
+        let batches = result.try_collect().await?;
+        let bytes = citybrain_sql::encode(&citybrain_sql::QueryResult { schema, batches }, format)?;
+        return Ok((content_type, bytes).into_response());
+    }
+    let mut encoder = Some(citybrain_sql::Encoder::new(format, &schema)?);
+    let chunks = result
+        .map(Some)
+        .chain(futures::stream::iter([None]))
+        .map(move |item| {
+            let bytes = match item {
+                Some(batch) => encoder
+                    .as_mut()
+                    .expect("no batch after the end")
+                    .batch(&batch?)?,
+                None => encoder.take().expect("one end").finish()?,
+            };
+            Ok::<_, citybrain_sql::SqlError>(bytes::Bytes::from(bytes))
+        })
+        .inspect_err(|error| {
+            tracing::warn!(message = "A streamed result was cut part-way.", %error);
+        })
+        .try_filter(|bytes| std::future::ready(!bytes.is_empty()));
+    Ok((content_type, Body::from_stream(chunks)).into_response())
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -575,6 +630,10 @@ pub(crate) struct ReadParams {
     format: Option<String>,
     #[serde(default)]
     purpose: String,
+    /// Send the records as they are read instead of whole (JSON, CSV and Arrow); an error
+    /// part-way cuts the answer instead of answering with its status.
+    #[serde(default)]
+    stream: bool,
 }
 
 /// Reads or exports a dataset's records, through the same grants, masks and audit as SQL.
@@ -611,13 +670,22 @@ pub(crate) async fn read_records(
         kind,
         now: now(),
     };
-    let result = state.sql.query_as(&sql, &call).await.map_err(|e| match e {
-        // Through SQL an unknown table is "invalid"; as a resource it is not found.
+    // Through SQL an unknown table is "invalid"; as a resource it is not found.
+    let not_found = |e| match e {
         citybrain_sql::SqlError::Invalid(m) if m.contains("not found") => {
             ApiError::from(citybrain_hub::HubError::NotFound(name.clone()))
         }
         other => other.into(),
-    })?;
-    let bytes = citybrain_sql::encode(&result, format)?;
-    Ok(([(header::CONTENT_TYPE, format.content_type())], bytes).into_response())
+    };
+    if !params.stream || !format.streams() {
+        let result = state.sql.query_as(&sql, &call).await.map_err(not_found)?;
+        let bytes = citybrain_sql::encode(&result, format)?;
+        return Ok(([(header::CONTENT_TYPE, format.content_type())], bytes).into_response());
+    }
+    let result = state
+        .sql
+        .stream_with_params_as(&sql, Vec::new(), &call)
+        .await
+        .map_err(not_found)?;
+    streamed(result, format).await
 }

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
 
 use crate::{QueryResult, SqlError};
 
@@ -109,55 +110,129 @@ fn csv_cells(batch: &RecordBatch) -> Result<RecordBatch, SqlError> {
 
 /// Encodes a result: JSON as an array of row objects, CSV with a header, or an Arrow IPC stream.
 pub fn encode(result: &QueryResult, format: ResultFormat) -> Result<Vec<u8>, SqlError> {
-    let err =
-        |e: arrow::error::ArrowError| SqlError::Execution(format!("encoding the result: {e}"));
-    let mut out = Vec::new();
     match format {
-        ResultFormat::Json => {
-            let mut writer = arrow::json::ArrayWriter::new(&mut out);
+        ResultFormat::GeoJson => geojson(result),
+        ResultFormat::Xlsx => crate::xlsx::workbook(result, csv_cells),
+        _ => {
+            let mut encoder = Encoder::new(format, &result.schema)?;
+            let mut out = Vec::new();
             for batch in &result.batches {
-                writer.write(batch).map_err(err)?;
+                out.extend(encoder.batch(batch)?);
             }
-            writer.finish().map_err(err)?;
-            if out.is_empty() {
-                out.extend_from_slice(b"[]");
+            out.extend(encoder.finish()?);
+            Ok(out)
+        }
+    }
+}
+
+impl ResultFormat {
+    /// Whether a result in this format can be sent batch by batch ([`Encoder`]); a
+    /// GeoJSON collection and a workbook are written whole.
+    pub fn streams(self) -> bool {
+        !matches!(self, Self::GeoJson | Self::Xlsx)
+    }
+}
+
+/// A result encoded as its batches arrive (JSON, CSV, Arrow IPC): each batch's bytes are
+/// handed out before the next is read, so an answer need not be held whole to be sent.
+/// The bytes of [`Encoder::batch`] and then [`Encoder::finish`], joined, are what
+/// [`encode`] writes for the same batches.
+pub struct Encoder {
+    kind: Kind,
+    /// Anything was written (JSON's `[`, CSV's header).
+    started: bool,
+}
+
+enum Kind {
+    Json(arrow::json::ArrayWriter<Vec<u8>>),
+    Csv { excel: bool, schema: SchemaRef },
+    Arrow(arrow::ipc::writer::StreamWriter<Vec<u8>>),
+}
+
+impl Encoder {
+    /// An encoder for a streaming format ([`ResultFormat::streams`]) of results with `schema`.
+    pub fn new(format: ResultFormat, schema: &SchemaRef) -> Result<Self, SqlError> {
+        let kind = match format {
+            ResultFormat::Json => Kind::Json(arrow::json::ArrayWriter::new(Vec::new())),
+            ResultFormat::Csv | ResultFormat::CsvExcel => Kind::Csv {
+                excel: format == ResultFormat::CsvExcel,
+                schema: schema.clone(),
+            },
+            ResultFormat::ArrowIpc => Kind::Arrow(
+                arrow::ipc::writer::StreamWriter::try_new(Vec::new(), schema).map_err(encoding)?,
+            ),
+            ResultFormat::GeoJson | ResultFormat::Xlsx => {
+                return Err(SqlError::Execution(format!(
+                    "{} is written whole, not batch by batch",
+                    format.content_type()
+                )));
+            }
+        };
+        Ok(Self {
+            kind,
+            started: false,
+        })
+    }
+
+    /// The bytes of one more batch.
+    pub fn batch(&mut self, batch: &RecordBatch) -> Result<Vec<u8>, SqlError> {
+        let first = !self.started;
+        self.started = true;
+        match &mut self.kind {
+            Kind::Json(writer) => {
+                writer.write(batch).map_err(encoding)?;
+                Ok(std::mem::take(writer.get_mut()))
+            }
+            Kind::Csv { excel, .. } => {
+                let mut out = Vec::new();
+                if first && *excel {
+                    out.extend_from_slice("\u{feff}".as_bytes());
+                }
+                let mut writer = arrow::csv::WriterBuilder::new()
+                    .with_header(first)
+                    .build(&mut out);
+                writer.write(&csv_cells(batch)?).map_err(encoding)?;
+                drop(writer);
+                Ok(out)
+            }
+            Kind::Arrow(writer) => {
+                writer.write(batch).map_err(encoding)?;
+                Ok(std::mem::take(writer.get_mut()))
             }
         }
-        ResultFormat::Csv | ResultFormat::CsvExcel => {
-            if format == ResultFormat::CsvExcel {
-                out.extend_from_slice("\u{feff}".as_bytes());
+    }
+
+    /// The bytes that end the result (JSON's `]`, an empty result's CSV header line).
+    pub fn finish(mut self) -> Result<Vec<u8>, SqlError> {
+        match &mut self.kind {
+            Kind::Json(writer) => {
+                writer.finish().map_err(encoding)?;
+                // With no row written, arrow's finish writes `[]`.
+                Ok(std::mem::take(writer.get_mut()))
             }
-            let mut writer = arrow::csv::WriterBuilder::new()
-                .with_header(true)
-                .build(&mut out);
-            if result.batches.is_empty() {
-                let header: Vec<&str> = result
-                    .schema
-                    .fields()
-                    .iter()
-                    .map(|f| f.name().as_str())
-                    .collect();
-                drop(writer);
+            Kind::Csv { excel, schema } => {
+                if self.started {
+                    return Ok(Vec::new());
+                }
+                let mut out = Vec::new();
+                if *excel {
+                    out.extend_from_slice("\u{feff}".as_bytes());
+                }
+                let header: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
                 out.extend_from_slice(header.join(",").as_bytes());
                 out.push(b'\n');
-            } else {
-                for batch in &result.batches {
-                    writer.write(&csv_cells(batch)?).map_err(err)?;
-                }
+                Ok(out)
+            }
+            Kind::Arrow(writer) => {
+                writer.finish().map_err(encoding)?;
+                Ok(std::mem::take(writer.get_mut()))
             }
         }
-        ResultFormat::ArrowIpc => {
-            let mut writer =
-                arrow::ipc::writer::StreamWriter::try_new(&mut out, &result.schema).map_err(err)?;
-            for batch in &result.batches {
-                writer.write(batch).map_err(err)?;
-            }
-            writer.finish().map_err(err)?;
-        }
-        ResultFormat::GeoJson => out = geojson(result)?,
-        ResultFormat::Xlsx => out = crate::xlsx::workbook(result, csv_cells)?,
     }
-    Ok(out)
+}
+
+fn encoding(e: arrow::error::ArrowError) -> SqlError {
+    SqlError::Execution(format!("encoding the result: {e}"))
 }
 
 /// Whether a column is a point (`{lon, lat}`, the hub's geo type).
@@ -211,4 +286,81 @@ fn geojson(result: &QueryResult) -> Result<Vec<u8>, SqlError> {
         .collect();
     serde_json::to_vec(&json!({"type": "FeatureCollection", "features": features}))
         .map_err(|e| SqlError::Execution(format!("encoding the result: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Int64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    fn result(sizes: &[usize]) -> QueryResult {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("n", DataType::Int64, false),
+            Field::new("plate", DataType::Utf8, true),
+        ]));
+        let mut next = 0;
+        let batches = sizes
+            .iter()
+            .map(|&size| {
+                let n: Vec<i64> = (next..next + size as i64).collect();
+                next += size as i64;
+                let plate: Vec<Option<String>> = n
+                    .iter()
+                    .map(|i| (i % 3 != 0).then(|| format!("浙A{i}, \"x\"")))
+                    .collect();
+                RecordBatch::try_new(
+                    schema.clone(),
+                    vec![
+                        Arc::new(Int64Array::from(n)),
+                        Arc::new(StringArray::from(plate)),
+                    ],
+                )
+                .unwrap()
+            })
+            .collect();
+        QueryResult { schema, batches }
+    }
+
+    /// What an HTTP answer streams, batch by batch, is byte for byte what it sent whole.
+    #[test]
+    fn batch_by_batch_is_the_whole_answer() {
+        let formats = [
+            ResultFormat::Json,
+            ResultFormat::Csv,
+            ResultFormat::CsvExcel,
+            ResultFormat::ArrowIpc,
+        ];
+        for sizes in [&[][..], &[0], &[1], &[3, 0, 4], &[0, 2]] {
+            let whole = result(sizes);
+            for format in formats {
+                assert!(format.streams());
+                let mut encoder = Encoder::new(format, &whole.schema).unwrap();
+                let mut parts = Vec::new();
+                for batch in &whole.batches {
+                    parts.extend(encoder.batch(batch).unwrap());
+                }
+                parts.extend(encoder.finish().unwrap());
+                assert_eq!(
+                    parts,
+                    encode(&whole, format).unwrap(),
+                    "{format:?} {sizes:?}"
+                );
+            }
+        }
+        // The JSON and CSV of a result with rows, read back.
+        let three = result(&[2, 1]);
+        let json: serde_json::Value =
+            serde_json::from_slice(&encode(&three, ResultFormat::Json).unwrap()).unwrap();
+        assert_eq!(json.as_array().unwrap().len(), 3);
+        assert_eq!(json[2]["plate"], "浙A2, \"x\"");
+        let empty: serde_json::Value =
+            serde_json::from_slice(&encode(&result(&[]), ResultFormat::Json).unwrap()).unwrap();
+        assert_eq!(empty, serde_json::json!([]));
+        let csv = String::from_utf8(encode(&result(&[]), ResultFormat::CsvExcel).unwrap()).unwrap();
+        assert_eq!(csv, "\u{feff}n,plate\n");
+        let csv = String::from_utf8(encode(&three, ResultFormat::Csv).unwrap()).unwrap();
+        assert_eq!(csv.lines().count(), 4, "{csv}");
+        assert!(!ResultFormat::GeoJson.streams() && !ResultFormat::Xlsx.streams());
+    }
 }

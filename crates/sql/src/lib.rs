@@ -19,7 +19,7 @@ mod xlsx;
 
 /// Parameter values (`query_with_params_as`), so callers need no DataFusion of their own.
 pub use datafusion::common::ScalarValue;
-pub use encode::{ResultFormat, encode};
+pub use encode::{Encoder, ResultFormat, encode};
 pub use governed::{MaskExec, Reader, Touched};
 pub use limits::ValueTooLarge;
 pub use stream::{HOLD_ROWS, ResultStream};

@@ -69,6 +69,12 @@ impl ResultStream {
     pub fn schema(&self) -> &SchemaRef {
         &self.schema
     }
+
+    /// Whether the whole result is already held (at most [`HOLD_ROWS`] rows, recorded once,
+    /// complete): reading it cannot fail, so a caller may answer it as one piece.
+    pub fn is_whole(&self) -> bool {
+        matches!(*self.end.lock().expect("end lock"), Some(Ok(())))
+    }
 }
 
 impl Stream for ResultStream {
