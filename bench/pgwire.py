@@ -143,8 +143,8 @@ def main():
                   "wire_p99_ms": round(q(wire_ms, .99), 2),
                   "wire_over_http_p50": round(q(wire_ms, .5) / q(http_ms, .5), 3),
                   "wire_first_row_ms": first_row_ms and round(first_row_ms, 2),
-                  "http_stream_p50_ms": stream_ms and round(q(stream_ms, .5), 2),
-                  "http_stream_p99_ms": stream_ms and round(q(stream_ms, .99), 2),
+                  "http_stream_p50_ms": round(q(stream_ms, .5), 2) if stream_ms else None,
+                  "http_stream_p99_ms": round(q(stream_ms, .99), 2) if stream_ms else None,
                   "http_stream_first_bytes_ms": stream_first_ms and round(stream_first_ms, 2),
                   "server_peak_rss_mib": peaks or None, "cores": os.cpu_count(),
                   "bin": args.bin, "answers_agree": True}
