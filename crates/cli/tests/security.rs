@@ -898,6 +898,44 @@ fn limits_refuse_with_an_error_naming_the_limit_and_others_go_on() {
         "{}",
         refused.1
     );
+    // A call another node of the hub sent on was counted there, so it is not counted
+    // again, but only with that node's proof (made with the hub secret): saying so in a
+    // header, with a made-up proof, gets no call past the limit.
+    let authorization = format!("Bearer {busy}");
+    let sent_on = |proof: &str| {
+        agent()
+            .get(&format!("{}/api/v1/whoami", server.base))
+            .header("Authorization", &authorization)
+            .header("x-citybrain-forwarded-by", "node-x")
+            .header("x-citybrain-forward-proof", proof)
+            .call()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert_eq!(sent_on(&format!("{now}.00ff")), 429, "a forged proof");
+    let hub =
+        citybrain_gov::Forwarding::of_secret(&citybrain_gov::read_secret(dir.path()).unwrap());
+    let call = citybrain_gov::Forwarded {
+        node: "node-x",
+        method: "GET",
+        path: "/api/v1/whoami",
+        authorization: authorization.as_bytes(),
+    };
+    assert_eq!(sent_on(&hub.proof(&call, now)), 200, "a node's proof");
+    let other_caller = citybrain_gov::Forwarded {
+        authorization: b"Bearer someone_else",
+        ..call
+    };
+    assert_eq!(
+        sent_on(&hub.proof(&other_caller, now)),
+        429,
+        "another call's proof"
+    );
     assert_eq!(whoami(&calm).0, 200, "another principal has its own rate");
 
     // The SQL quota: a department with one statement in flight is refused a second at once;

@@ -11,6 +11,7 @@
 pub mod access;
 pub mod audit;
 mod audit_shared;
+pub mod forwarding;
 pub mod linkage;
 pub mod mask;
 pub mod model;
@@ -27,6 +28,7 @@ use sha2::Sha256;
 
 pub use access::{Denial, View, ViewColumn};
 pub use audit::{AuditLog, Call, CallKind, Outcome, Touch};
+pub use forwarding::{Forwarded, Forwarding};
 pub use linkage::{LinkMember, Linkage};
 pub use mask::Masker;
 pub use model::{
@@ -176,6 +178,7 @@ pub struct Gov {
     masker: Masker,
     counters: Mutex<BTreeMap<CounterKey, u64>>,
     dir: PathBuf,
+    forwarding: Forwarding,
 }
 
 /// A management call by `by` about `dataset` (grant requests and decisions).
@@ -251,6 +254,7 @@ impl Gov {
             masker: Masker::new(&derive_key(&secret, "citybrain pseudonym v1")),
             counters: Mutex::new(BTreeMap::new()),
             dir: data_dir.to_path_buf(),
+            forwarding: Forwarding::of_secret(&secret),
         })
     }
 
@@ -275,6 +279,11 @@ impl Gov {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The key that proves a call was sent on by a node of this hub (see [`forwarding`]).
+    pub fn forwarding(&self) -> &Forwarding {
+        &self.forwarding
     }
 
     fn store(&self) -> std::sync::MutexGuard<'_, store::Store> {

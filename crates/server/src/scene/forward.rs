@@ -18,6 +18,8 @@ use crate::{ApiError, AppState};
 
 /// Marks a call one node sent on to another (its value: the sending node's id).
 pub const FORWARDED: &str = "x-citybrain-forwarded-by";
+/// On a call sent on: proof that a node of this hub sent it (`citybrain_gov::forwarding`).
+pub const PROOF: &str = "x-citybrain-forward-proof";
 /// On an answer sent on: the node that served it.
 pub const SERVED_BY: &str = "x-citybrain-served-by";
 
@@ -70,6 +72,21 @@ pub async fn forward(State(state): State<AppState>, request: Request, next: Next
         .method(parts.method.as_str())
         .uri(&target)
         .header(FORWARDED, me.as_str());
+    // This node admitted the call against the caller's rate: the proof lets the serving
+    // node skip its own count (the header alone is the caller's to forge).
+    if let Some(authorization) = parts.headers.get(header::AUTHORIZATION) {
+        let path = target
+            .strip_prefix(holder.address.as_str())
+            .unwrap_or(&target);
+        let call = citybrain_gov::Forwarded {
+            node: &me,
+            method: parts.method.as_str(),
+            path,
+            authorization: authorization.as_bytes(),
+        };
+        let proof = state.gov.forwarding().proof(&call, unix_now());
+        outgoing = outgoing.header(PROOF, proof);
+    }
     for name in [
         header::AUTHORIZATION,
         header::CONTENT_TYPE,
@@ -128,4 +145,35 @@ pub async fn forward(State(state): State<AppState>, request: Request, next: Next
         )
         .into_response(),
     }
+}
+
+/// Seconds since the Unix epoch, as a forwarding proof counts them.
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Whether `request` was sent on by a node of this hub, with a valid proof: the sending
+/// node has already counted it against the caller's rate.
+pub fn proven(state: &AppState, request: &axum::extract::Request) -> bool {
+    let headers = request.headers();
+    let (Some(node), Some(proof), Some(authorization)) = (
+        headers.get(FORWARDED).and_then(|v| v.to_str().ok()),
+        headers.get(PROOF).and_then(|v| v.to_str().ok()),
+        headers.get(header::AUTHORIZATION),
+    ) else {
+        return false;
+    };
+    let path = request
+        .uri()
+        .path_and_query()
+        .map_or(request.uri().path(), |p| p.as_str());
+    let call = citybrain_gov::Forwarded {
+        node,
+        method: request.method().as_str(),
+        path,
+        authorization: authorization.as_bytes(),
+    };
+    state.gov.forwarding().check(proof, &call, unix_now())
 }
