@@ -171,13 +171,18 @@ fn psql_psycopg_asyncpg_sqlalchemy_and_node_pg_read_what_http_reads() {
         }
         sessions.push(json!({"user": user, "password": token.trim(), "queries": spec_queries}));
     }
+    // What `user` read over HTTP as `name`.
+    let reference = |user: &str, name: &str| -> &Vec<Value> {
+        &references
+            .iter()
+            .find(|(u, n, _)| *u == user && *n == name)
+            .unwrap()
+            .2
+    };
     // The masked reader sees other plates than the owner, over HTTP as over the wire.
     let plates = |user: &str| -> BTreeSet<String> {
-        let (_, _, rows) = references
+        reference(user, "passages")
             .iter()
-            .find(|(u, n, _)| *u == user && *n == "passages")
-            .unwrap();
-        rows.iter()
             .map(|r| r["plate"].as_str().unwrap().to_string())
             .collect()
     };
@@ -348,12 +353,7 @@ fn psql_psycopg_asyncpg_sqlalchemy_and_node_pg_read_what_http_reads() {
     // Every passage went out streamed: recorded before its first row, then closed with the
     // total, once per client that read it (psycopg text and binary, asyncpg, SQLAlchemy,
     // node-pg).
-    let total = references
-        .iter()
-        .find(|(u, n, _)| *u == "cockpit" && *n == "all_passages")
-        .unwrap()
-        .2
-        .len();
+    let total = reference("cockpit", "all_passages").len();
     let audit: Value = serde_json::from_str(&text).unwrap();
     let closing = audit["calls"]
         .as_array()
@@ -401,13 +401,8 @@ fn psql_psycopg_asyncpg_sqlalchemy_and_node_pg_read_what_http_reads() {
     let (streamed, json_bytes) = http(all_passages, "json");
     assert!(streamed, "a result of {total} rows is streamed over HTTP");
     let rows: Vec<Value> = serde_json::from_slice(&json_bytes).unwrap();
-    let reference = &references
-        .iter()
-        .find(|(u, n, _)| *u == "cockpit" && *n == "all_passages")
-        .unwrap()
-        .2;
     assert!(
-        &rows == reference,
+        &rows == reference("cockpit", "all_passages"),
         "the streamed JSON is the rows read before"
     );
     let (streamed, csv) = http(all_passages, "csv");
@@ -455,12 +450,10 @@ fn psql_psycopg_asyncpg_sqlalchemy_and_node_pg_read_what_http_reads() {
     let (streamed, short) = http(&passages, "json");
     assert!(!streamed, "a short result keeps its length");
     let short: Vec<Value> = serde_json::from_slice(&short).unwrap();
-    let reference = &references
-        .iter()
-        .find(|(u, n, _)| *u == "cockpit" && *n == "passages")
-        .unwrap()
-        .2;
-    assert!(&short == reference, "the short result as read before");
+    assert!(
+        &short == reference("cockpit", "passages"),
+        "the short result as read before"
+    );
 
     // The first row reaches the client while the statement is still producing: a result
     // of many megabytes (more than the sockets buffer) has no closing record yet when the
