@@ -96,13 +96,51 @@ struct State {
     active_generation: u64,
     log: Log,
     /// Unsealed batches with the log generation that holds them.
-    tail: Vec<(u64, RecordBatch)>,
+    tail: Tail,
     segments: Vec<Segment>,
     sealing: bool,
     /// The newest ingest stamp stored (the feed's position of the dataset's last batch).
     max_stamp: Option<i64>,
     /// Ingest calls with an idempotency key, by key: what each stored, for a day.
     keys: HashMap<String, CallRecord>,
+}
+
+/// The unsealed batches, each with the log generation that holds it, and how many rows
+/// they hold, counted as batches come and go: the count is asked after every ingest, and
+/// summing a tail of thousands of one-row batches (NGSI-LD creates) each time was the
+/// create's busiest step in user space.
+#[derive(Debug, Default)]
+struct Tail {
+    batches: Vec<(u64, RecordBatch)>,
+    rows: usize,
+}
+
+impl From<Vec<(u64, RecordBatch)>> for Tail {
+    fn from(batches: Vec<(u64, RecordBatch)>) -> Self {
+        let rows = batches.iter().map(|(_, b)| b.num_rows()).sum();
+        Self { batches, rows }
+    }
+}
+
+impl Tail {
+    fn push(&mut self, generation: u64, batch: RecordBatch) {
+        self.rows += batch.num_rows();
+        self.batches.push((generation, batch));
+    }
+
+    /// Drops the batches of sealed `generations`.
+    fn forget(&mut self, generations: &[u64]) {
+        self.batches.retain(|(g, _)| !generations.contains(g));
+        self.rows = self.batches.iter().map(|(_, b)| b.num_rows()).sum();
+    }
+
+    fn iter(&self) -> std::slice::Iter<'_, (u64, RecordBatch)> {
+        self.batches.iter()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.batches.is_empty()
+    }
 }
 
 /// A keyed ingest call the store holds the records of.
@@ -341,7 +379,7 @@ impl DatasetStore {
                 schema,
                 active_generation,
                 log,
-                tail,
+                tail: Tail::from(tail),
                 segments,
                 sealing: false,
                 keys: keys
@@ -385,7 +423,7 @@ impl DatasetStore {
                 },
             );
         }
-        state.tail.push((generation, batch));
+        state.tail.push(generation, batch);
         Ok(())
     }
 
@@ -428,12 +466,9 @@ impl DatasetStore {
         }
         let newest = batches.iter().filter_map(batch_max_stamp).max();
         state.max_stamp = state.max_stamp.max(newest);
-        state.tail.extend(
-            batches
-                .into_iter()
-                .filter(|b| b.num_rows() > 0)
-                .map(|b| (generation, b)),
-        );
+        for batch in batches.into_iter().filter(|b| b.num_rows() > 0) {
+            state.tail.push(generation, batch);
+        }
         Ok(())
     }
 
@@ -456,7 +491,7 @@ impl DatasetStore {
 
     pub fn tail_rows(&self) -> usize {
         let state = self.state.lock().expect("store lock");
-        state.tail.iter().map(|(_, b)| b.num_rows()).sum()
+        state.tail.rows
     }
 
     /// Bytes on disk: the logs of the unsealed tail plus the sealed segments.
@@ -525,11 +560,12 @@ impl DatasetStore {
     /// Batches already in the tail are widened with nulls.
     pub fn set_schema(&self, schema: SchemaRef) -> Result<(), HubError> {
         let mut state = self.state.lock().expect("store lock");
-        let tail = std::mem::take(&mut state.tail);
-        state.tail = tail
-            .into_iter()
-            .map(|(g, b)| conform(&schema, b).map(|b| (g, b)))
-            .collect::<Result<_, _>>()?;
+        let tail = std::mem::take(&mut state.tail.batches);
+        state.tail = Tail::from(
+            tail.into_iter()
+                .map(|(g, b)| conform(&schema, b).map(|b| (g, b)))
+                .collect::<Result<Vec<_>, _>>()?,
+        );
         state.schema = schema;
         Ok(())
     }
@@ -582,7 +618,7 @@ impl DatasetStore {
         state.sealing = false;
         let segments = result?;
         let sealed_rows = segments.iter().map(|s| s.rows).sum();
-        state.tail.retain(|(g, _)| !generations.contains(g));
+        state.tail.forget(&generations);
         state.segments.extend(segments);
         // The sealed calls' keys are the manifest's now; a day after its call a key goes.
         let oldest = state.max_stamp.map_or(i64::MIN, |m| m - KEY_RETENTION_US);
