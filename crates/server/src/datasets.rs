@@ -565,15 +565,38 @@ pub(crate) async fn sql(
         kind: CallKind::Sql,
         now: now(),
     };
-    if !request.stream || !format.streams() {
-        let result = state.sql.query_as(&request.sql, &call).await?;
+    answer(
+        &state,
+        &request.sql,
+        &call,
+        format,
+        request.stream,
+        ApiError::from,
+    )
+    .await
+}
+
+/// A governed statement's answer: built whole (a limit answered with its status), or,
+/// with `stream`, sent as it is produced ([`streamed`]). `refused` turns the statement's
+/// refusal into the caller's error.
+async fn answer(
+    state: &AppState,
+    sql: &str,
+    call: &DataCall,
+    format: ResultFormat,
+    stream: bool,
+    refused: impl Fn(citybrain_sql::SqlError) -> ApiError,
+) -> Result<Response, ApiError> {
+    if !stream || !format.streams() {
+        let result = state.sql.query_as(sql, call).await.map_err(&refused)?;
         let bytes = citybrain_sql::encode(&result, format)?;
         return Ok(([(header::CONTENT_TYPE, format.content_type())], bytes).into_response());
     }
     let result = state
         .sql
-        .stream_with_params_as(&request.sql, Vec::new(), &call)
-        .await?;
+        .stream_with_params_as(sql, Vec::new(), call)
+        .await
+        .map_err(refused)?;
     streamed(result, format).await
 }
 
@@ -677,15 +700,5 @@ pub(crate) async fn read_records(
         }
         other => other.into(),
     };
-    if !params.stream || !format.streams() {
-        let result = state.sql.query_as(&sql, &call).await.map_err(not_found)?;
-        let bytes = citybrain_sql::encode(&result, format)?;
-        return Ok(([(header::CONTENT_TYPE, format.content_type())], bytes).into_response());
-    }
-    let result = state
-        .sql
-        .stream_with_params_as(&sql, Vec::new(), &call)
-        .await
-        .map_err(not_found)?;
-    streamed(result, format).await
+    answer(&state, &sql, &call, format, params.stream, not_found).await
 }

@@ -32,6 +32,9 @@ use crate::schema::DatasetDef;
 
 mod appender;
 mod rows;
+mod tail;
+
+use tail::Tail;
 
 use appender::Log;
 use rows::{batch_max_stamp, read_dir_sorted, segment_max_stamp, split_by_day};
@@ -103,44 +106,6 @@ struct State {
     max_stamp: Option<i64>,
     /// Ingest calls with an idempotency key, by key: what each stored, for a day.
     keys: HashMap<String, CallRecord>,
-}
-
-/// The unsealed batches, each with the log generation that holds it, and how many rows
-/// they hold, counted as batches come and go: the count is asked after every ingest, and
-/// summing a tail of thousands of one-row batches (NGSI-LD creates) each time was the
-/// create's busiest step in user space.
-#[derive(Debug, Default)]
-struct Tail {
-    batches: Vec<(u64, RecordBatch)>,
-    rows: usize,
-}
-
-impl From<Vec<(u64, RecordBatch)>> for Tail {
-    fn from(batches: Vec<(u64, RecordBatch)>) -> Self {
-        let rows = batches.iter().map(|(_, b)| b.num_rows()).sum();
-        Self { batches, rows }
-    }
-}
-
-impl Tail {
-    fn push(&mut self, generation: u64, batch: RecordBatch) {
-        self.rows += batch.num_rows();
-        self.batches.push((generation, batch));
-    }
-
-    /// Drops the batches of sealed `generations`.
-    fn forget(&mut self, generations: &[u64]) {
-        self.batches.retain(|(g, _)| !generations.contains(g));
-        self.rows = self.batches.iter().map(|(_, b)| b.num_rows()).sum();
-    }
-
-    fn iter(&self) -> std::slice::Iter<'_, (u64, RecordBatch)> {
-        self.batches.iter()
-    }
-
-    fn is_empty(&self) -> bool {
-        self.batches.is_empty()
-    }
 }
 
 /// A keyed ingest call the store holds the records of.
